@@ -1,0 +1,183 @@
+//! `franz up`: start the broker, create the topics, run the services, and shut all of it down cleanly.
+//!
+//! This module owns the lifecycle: it holds the shutdown token and the set of service tasks, waits for SIGINT,
+//! SIGTERM or a failing service, and then waits for every service to finish its in-flight work. It contains no
+//! service logic and does no Kafka I/O of its own beyond what `broker` does for it.
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::{Config, Service};
+use crate::kafka::admin::TopicStatus;
+use crate::kafka::relay::RetryPolicy;
+use crate::services::aufbereitung;
+
+/// A started franz: its broker and its running services.
+pub struct Running {
+    pub broker: Broker,
+    pub topics: Vec<TopicStatus>,
+    /// One line per configured service: its name and what it is doing (or how to enable it).
+    pub services: Vec<(Service, String)>,
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<(Service, anyhow::Result<()>)>,
+}
+
+/// Starts the broker, the topics and the configured services. Returns once all of them are up.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let broker = Broker::start(config).await?;
+    let bootstrap = broker.bootstrap();
+    let topics = broker
+        .ensure_topics(&config.topics.all(), config.partitions)
+        .await
+        .context("cannot create the topics")?;
+    for topic in topics.iter().filter(|t| t.partitions < config.partitions) {
+        tracing::warn!(
+            "topic {} has {} partitions, fewer than the configured {}; at most {} consumers of it can share the work",
+            topic.name,
+            topic.partitions,
+            config.partitions,
+            topic.partitions
+        );
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut services = Vec::new();
+    for service in &config.services {
+        let status = match service {
+            Service::Aufbereitung => {
+                let settings = aufbereitung::Settings {
+                    bootstrap: bootstrap.clone(),
+                    topics: config.topics.clone(),
+                    group: aufbereitung::GROUP.to_owned(),
+                    retry: RetryPolicy::default(),
+                };
+                let token = shutdown.clone();
+                tasks.spawn(async move {
+                    (
+                        Service::Aufbereitung,
+                        aufbereitung::run(settings, token).await.map(drop),
+                    )
+                });
+                format!(
+                    "running  {} -> {}, {}",
+                    config.topics.intake, config.topics.tickets, config.topics.dead_letters
+                )
+            }
+            Service::Kummerkasten => {
+                "not built yet: the Discord bot arrives in a later release".to_owned()
+            }
+            Service::Absturz => {
+                "not built yet: Discord alerts arrive in a later release".to_owned()
+            }
+        };
+        services.push((*service, status));
+    }
+    Ok(Running {
+        broker,
+        topics,
+        services,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// The lines `franz up` prints once ready: the `ready` line, the topics, the services.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "ready bootstrap={} {}\n",
+            self.broker.bootstrap(),
+            self.broker.describe()
+        );
+        if matches!(self.broker, Broker::Embedded(_)) {
+            out.push_str("note: the embedded broker is an in-memory stand-in for now; its data is lost when franz stops\n");
+        }
+        out.push_str("\ntopic                          partitions\n");
+        for topic in &self.topics {
+            let created = if topic.created { "" } else { "  (existed)" };
+            out.push_str(&format!(
+                "{:<30} {}{created}\n",
+                topic.name, topic.partitions
+            ));
+        }
+        out.push_str("\nservice        status\n");
+        for (service, status) in &self.services {
+            out.push_str(&format!("{:<14} {status}\n", service.name()));
+        }
+        out
+    }
+
+    /// Waits until shutdown is requested or a service fails, then stops every service and waits for them.
+    /// Returns the first service failure, if any.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                joined = self.tasks.join_next() => match joined {
+                    None => break,
+                    Some(result) => if let Some(error) = task_failure(result) {
+                        failure = Some(error);
+                        break;
+                    },
+                },
+            }
+        }
+        self.shutdown.cancel();
+        while let Some(result) = self.tasks.join_next().await {
+            if let Some(error) = task_failure(result) {
+                failure.get_or_insert(error);
+            }
+        }
+        drop(self.broker);
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+fn task_failure(
+    result: Result<(Service, anyhow::Result<()>), tokio::task::JoinError>,
+) -> Option<anyhow::Error> {
+    match result {
+        Ok((_, Ok(()))) => None,
+        Ok((service, Err(error))) => Some(error.context(format!("{} failed", service.name()))),
+        Err(join) => Some(anyhow::anyhow!("a service task ended abnormally: {join}")),
+    }
+}
+
+/// `franz up`: start, print the summary, run until Ctrl-C or SIGTERM.
+pub async fn up(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let running = start(&config).await?;
+    write!(out, "{}", running.summary())?;
+    out.flush()?;
+    cancel_on_signals(running.shutdown.clone())?;
+    let result = running.wait().await;
+    if result.is_ok() {
+        tracing::info!("franz stopped cleanly");
+    }
+    result
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM.
+fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminated = terminate.recv();
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+            _ = terminated => tracing::info!("terminated; shutting down"),
+            _ = token.cancelled() => return,
+        }
+        token.cancel();
+    });
+    Ok(())
+}

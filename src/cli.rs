@@ -1,0 +1,145 @@
+//! The command line: every subcommand, flag and help text of the `franz` binary.
+//!
+//! This module only describes and parses; it resolves nothing. Flags that are also settings (`--bootstrap`,
+//! `--partitions`, …) are handed to `config`, which layers them over the environment, `.env` and `franz.toml`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "franz",
+    version,
+    about = "Kafka-based ticketing in one binary: a broker, the topics and the three pipeline services",
+    long_about = "Kafka-based ticketing in one binary. `franz up` starts a Kafka-protocol broker (or connects to \
+                  one), creates the topics and runs the pipeline services; the other subcommands talk to that broker.\n\n\
+                  Settings come from flags, then the environment, then a .env file in the working directory, then \
+                  franz.toml in the config directory (see `franz config`), then defaults."
+)]
+pub struct Cli {
+    /// Read settings from this TOML file instead of franz.toml in the config directory.
+    #[arg(long, global = true, value_name = "FILE", env = "FRANZ_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the broker (or connect to one), create the topics and run the services until Ctrl-C.
+    Up(UpArgs),
+    /// Submit a ticket exactly as the Discord bot does and print its id once the broker has it.
+    Ticket(TicketArgs),
+    /// Print the records of a topic as JSON lines.
+    Tail(TailArgs),
+    /// Publish each line of standard input as one record (for scripts and test data).
+    Produce(ProduceArgs),
+    /// List the topics with their partition counts and end offsets.
+    Topics(BrokerArgs),
+    /// Print the resolved configuration (secrets redacted) and the files it was read from.
+    Config,
+}
+
+/// How to reach the broker, for every subcommand that talks to one.
+#[derive(Debug, Args, Default)]
+pub struct BrokerArgs {
+    /// The broker to talk to [default: 127.0.0.1:9092, or KAFKA_BROKER / FRANZ_BOOTSTRAP]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Option<String>,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct UpArgs {
+    /// Where the topics live: embedded (franz's own broker), redpanda or kafka (a container), external
+    /// (an existing cluster; implied by --bootstrap) [default: embedded]
+    #[arg(long, value_name = "KIND")]
+    pub broker: Option<String>,
+
+    /// Connect to an existing Kafka cluster at this address instead of starting a broker.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Option<String>,
+
+    /// The address the embedded broker listens on; port 0 picks a free one [default: 127.0.0.1:9092]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Where the embedded broker keeps its data [default: the platform's data directory]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the embedded broker's data in a temporary directory that is removed on exit.
+    #[arg(long)]
+    pub ephemeral: bool,
+
+    /// Run only these services (comma-separated): kummerkasten, aufbereitung, absturz [default: all]
+    #[arg(long, value_name = "SERVICE,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// Partitions of each topic created at start-up [default: 3]
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TicketArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// The submitter's name, as the `username` field.
+    #[arg(long, value_name = "NAME")]
+    pub user: String,
+
+    /// The submitter's id (the record key) [default: the name]
+    #[arg(long, value_name = "ID")]
+    pub user_id: Option<String>,
+
+    /// The ticket text (1 to 4000 characters).
+    pub message: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// The topic to read.
+    pub topic: String,
+
+    /// Start at the oldest record instead of only showing new ones.
+    #[arg(long)]
+    pub from_beginning: bool,
+
+    /// Stop after this many records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+
+    /// Stop when no record has arrived for this many seconds; with --limit, exit 1 if fewer arrived.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    /// The topic to publish to.
+    pub topic: String,
+
+    /// The key of every record [default: none]
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

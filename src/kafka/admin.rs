@@ -1,0 +1,147 @@
+//! Topic administration against any Kafka-protocol broker: reachability, creation and description.
+//!
+//! librdkafka's metadata and watermark calls block, so they run on the blocking pool. Creation is idempotent:
+//! an existing topic is fine, and one with fewer partitions than asked for is reported, not changed.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
+
+use super::client_config;
+
+/// One topic as `franz topics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: i32,
+    /// The high watermark of each partition, in partition order.
+    pub end_offsets: Vec<i64>,
+}
+
+/// What start-up did with one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStatus {
+    pub name: String,
+    pub partitions: i32,
+    pub created: bool,
+}
+
+/// How long to wait for a broker before saying it cannot be reached.
+pub const REACH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fetches cluster metadata (one topic, or all), failing with a message that names the address.
+pub async fn metadata(
+    bootstrap: &str,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<Metadata> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config(&bootstrap)
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .context("cannot create a Kafka client")?;
+        consumer.fetch_metadata(topic.as_deref(), timeout).map_err(|error| {
+            anyhow!(
+                "cannot reach a Kafka broker at {bootstrap} within {}s ({error}); start one with `franz up` or pass --bootstrap HOST:PORT",
+                timeout.as_secs()
+            )
+        })
+    })
+    .await
+    .context("the metadata task failed")?
+}
+
+/// Creates the topics that do not exist yet with `partitions` each.
+pub async fn ensure_topics(
+    bootstrap: &str,
+    names: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<Vec<TopicStatus>> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(REACH_TIMEOUT))
+        .request_timeout(Some(REACH_TIMEOUT));
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .with_context(|| format!("cannot create topics on {bootstrap}"))?;
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(anyhow!("cannot create topic {name} on {bootstrap}: {code}"));
+            }
+        }
+    }
+    let described = describe(bootstrap, REACH_TIMEOUT).await?;
+    names
+        .iter()
+        .map(|name| {
+            let info = described
+                .iter()
+                .find(|t| t.name == *name)
+                .ok_or_else(|| anyhow!("topic {name} was not created on {bootstrap}"))?;
+            Ok(TopicStatus {
+                name: info.name.clone(),
+                partitions: info.partitions,
+                created: created.contains(&info.name),
+            })
+        })
+        .collect()
+}
+
+/// Every non-internal topic with its partitions and end offsets, sorted by name.
+pub async fn describe(bootstrap: &str, timeout: Duration) -> anyhow::Result<Vec<TopicInfo>> {
+    let bootstrap = bootstrap.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config(&bootstrap)
+            .create()
+            .context("cannot create a Kafka client")?;
+        let metadata = consumer.fetch_metadata(None, timeout).map_err(|error| {
+            anyhow!("cannot reach a Kafka broker at {bootstrap} ({error}); is `franz up` running?")
+        })?;
+        let mut topics = Vec::new();
+        for topic in metadata
+            .topics()
+            .iter()
+            .filter(|t| !t.name().starts_with("__"))
+        {
+            let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+            ids.sort_unstable();
+            let mut end_offsets = Vec::new();
+            for id in ids {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic.name(), id, timeout)
+                    .with_context(|| {
+                        format!("cannot read the end offset of {}/{id}", topic.name())
+                    })?;
+                end_offsets.push(high);
+            }
+            topics.push(TopicInfo {
+                name: topic.name().to_owned(),
+                partitions: topic.partitions().len() as i32,
+                end_offsets,
+            });
+        }
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    })
+    .await
+    .context("the describe task failed")?
+}

@@ -1,0 +1,137 @@
+//! What every franz Kafka client shares: the client settings, the producer and consumer constructors, and the
+//! helpers built on them.
+//!
+//! The delivery guarantees live here as settings (idempotence, `acks=all`, manual offset store) so that no
+//! service can quietly weaken them. This module holds no service logic; `relay` is the at-least-once loop and
+//! `admin` the topic operations.
+
+pub mod admin;
+pub mod relay;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::schema::{ErrorEvent, Level, now_rfc3339};
+
+/// How long a producer keeps retrying one record before reporting it failed.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The settings every client starts from.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        // librdkafka logs every failed connection attempt; franz reports reachability itself.
+        .set("log.connection.close", "false");
+    config
+}
+
+/// The producer every service and `franz ticket` use: idempotent, `acks=all`, so an acknowledged record is
+/// on the broker exactly once.
+pub fn producer(bootstrap: &str) -> KafkaResult<FutureProducer> {
+    client_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        )
+        .create()
+}
+
+/// A group member that stores offsets only when told to (`store_offset` after the output is acknowledged) and
+/// commits them synchronously when it loses partitions, so the next owner starts where this one stopped.
+pub fn group_consumer(bootstrap: &str, group: &str) -> KafkaResult<StreamConsumer<CommitOnRevoke>> {
+    client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .create_with_context(CommitOnRevoke)
+}
+
+/// Commits the stored offsets before partitions are taken away in a rebalance.
+pub struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::debug!(
+                count = partitions.count(),
+                "partitions revoked; committing stored offsets"
+            );
+            if let Err(error) = commit_stored(consumer) {
+                tracing::warn!(%error, "could not commit offsets before a rebalance; some records may be processed twice");
+            }
+        }
+    }
+}
+
+/// Commits stored offsets synchronously. Having nothing to commit is not an error.
+pub fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C) -> KafkaResult<()> {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Publishes one record and waits for the broker's acknowledgement.
+pub async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&str>,
+    payload: &[u8],
+) -> KafkaResult<(i32, i64)> {
+    let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    match producer.send(record, DELIVERY_TIMEOUT).await {
+        Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+        Err((error, _)) => Err(error),
+    }
+}
+
+/// Publishes an operational event to the errors topic; if even that fails, the log is the last resort.
+pub async fn report_error(
+    producer: &FutureProducer,
+    errors_topic: &str,
+    service: &str,
+    message: String,
+    context: serde_json::Map<String, serde_json::Value>,
+) {
+    tracing::error!(service, %message, "reporting to {errors_topic}");
+    let event = ErrorEvent {
+        service: service.to_owned(),
+        level: Level::Error,
+        message,
+        time: now_rfc3339(),
+        context,
+    };
+    let payload = serde_json::to_vec(&event).expect("an error event always serializes");
+    if let Err(error) = publish(producer, errors_topic, Some(service), &payload).await {
+        tracing::error!(%error, "could not publish the event above to {errors_topic}");
+    }
+}
+
+/// The partitions of `topic` as a list, each at `offset`.
+pub fn partitions_at(topic: &str, partitions: i32, offset: rdkafka::Offset) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, offset)
+            .expect("a fresh list accepts any offset");
+    }
+    list
+}

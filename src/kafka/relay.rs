@@ -1,0 +1,260 @@
+//! The at-least-once consume→produce loop that services build on.
+//!
+//! Each input record is turned into exactly one output record by the caller's function; the input's offset is
+//! stored only after the broker acknowledged that output, in input order, so a crash can repeat an output but
+//! never lose one. Outputs are pipelined (many in flight at once) for throughput. This module knows nothing of
+//! tickets: what an output is belongs to the service.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use futures::stream::FuturesOrdered;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use crate::schema::SourceRef;
+
+/// What one input record becomes.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+/// How hard to try before giving up on an output.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts after the first failed delivery (each of which librdkafka already retried internally).
+    pub retries: u32,
+    /// The wait before the first retry; it doubles each time.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Records in flight at once; past this the loop waits for acknowledgements before reading more.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Why the loop stopped without being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the broker kept rejecting the output of {}/{} offset {} ({attempts} attempts): {error}", input.topic, input.partition, input.offset)]
+    OutputRejected {
+        input: SourceRef,
+        attempts: u32,
+        error: KafkaError,
+    },
+    #[error("the consumer failed: {0}")]
+    Consumer(#[from] KafkaError),
+}
+
+/// What the loop did before it stopped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Acknowledged outputs, by output topic.
+    pub delivered: std::collections::BTreeMap<String, u64>,
+}
+
+type Settled = (
+    SourceRef,
+    Output,
+    Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+);
+
+/// Runs until `shutdown` is cancelled (then finishes what is in flight, commits and returns `Ok`) or an output
+/// cannot be delivered (then returns the error without storing that record's offset). Either way the consumer is
+/// closed, leaving its group, before this returns.
+pub async fn run<C, F>(
+    consumer: StreamConsumer<C>,
+    producer: &FutureProducer,
+    shutdown: &CancellationToken,
+    retry: &RetryPolicy,
+    mut transform: F,
+) -> Result<RelayStats, RelayError>
+where
+    C: ConsumerContext + 'static,
+    F: FnMut(&BorrowedMessage<'_>) -> Output,
+{
+    let mut relay = Relay {
+        consumer: &consumer,
+        producer,
+        retry,
+        stats: RelayStats::default(),
+        in_flight: FuturesOrdered::new(),
+    };
+    let result = relay.pump(shutdown, &mut transform).await;
+    let stats = relay.stats;
+    // Committing and closing block until the broker answers, so they run on the blocking pool. After a failure,
+    // the offsets stored so far are still good: everything before the failed record was delivered.
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = super::commit_stored(&consumer);
+        drop(consumer);
+        committed
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?;
+    result?;
+    committed?;
+    Ok(stats)
+}
+
+struct Relay<'a, C: ConsumerContext + 'static> {
+    consumer: &'a StreamConsumer<C>,
+    producer: &'a FutureProducer,
+    retry: &'a RetryPolicy,
+    stats: RelayStats,
+    in_flight: FuturesOrdered<futures::future::BoxFuture<'static, Settled>>,
+}
+
+impl<C: ConsumerContext + 'static> Relay<'_, C> {
+    async fn pump<F>(
+        &mut self,
+        shutdown: &CancellationToken,
+        transform: &mut F,
+    ) -> Result<(), RelayError>
+    where
+        F: FnMut(&BorrowedMessage<'_>) -> Output,
+    {
+        loop {
+            let accepting = !shutdown.is_cancelled() && self.in_flight.len() < MAX_IN_FLIGHT;
+            if !accepting && self.in_flight.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                Some(settled) = self.in_flight.next() => self.settle(settled).await?,
+                _ = shutdown.cancelled(), if accepting => {}
+                message = self.consumer.recv(), if accepting => {
+                    let message = message?;
+                    let source = SourceRef {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                    };
+                    let output = transform(&message);
+                    drop(message);
+                    self.send(source, output).await?;
+                }
+            }
+        }
+    }
+
+    /// Hands an output to the producer, waiting for room when its queue is full.
+    async fn send(&mut self, source: SourceRef, output: Output) -> Result<(), RelayError> {
+        loop {
+            match self.producer.send_result(record(&output)) {
+                Ok(delivery) => {
+                    self.in_flight
+                        .push_back(Box::pin(async move { (source, output, delivery.await) }));
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    match self.in_flight.next().await {
+                        Some(settled) => self.settle(settled).await?,
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                // Refused before it was queued (too large, unknown topic): settle it as a failed delivery.
+                Err((error, _)) => return self.retry_or_fail(source, output, error).await,
+            }
+        }
+    }
+
+    /// Stores the offset of an acknowledged output, or retries a failed one.
+    async fn settle(&mut self, (source, output, result): Settled) -> Result<(), RelayError> {
+        match result {
+            Ok(Ok(_)) => {
+                self.delivered(&source, &output.topic);
+                Ok(())
+            }
+            Ok(Err((error, _))) => self.retry_or_fail(source, output, error).await,
+            Err(_canceled) => {
+                self.retry_or_fail(source, output, KafkaError::Canceled)
+                    .await
+            }
+        }
+    }
+
+    /// Re-sends one output with backoff until it is acknowledged or the retries run out. Later records wait:
+    /// their offsets must not be stored past this one.
+    async fn retry_or_fail(
+        &mut self,
+        source: SourceRef,
+        output: Output,
+        mut error: KafkaError,
+    ) -> Result<(), RelayError> {
+        let mut backoff = self.retry.backoff;
+        for attempt in 1..=self.retry.retries {
+            tracing::warn!(%error, attempt, topic = %output.topic, "delivery failed; retrying in {backoff:?}");
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+            let outcome = match self.producer.send_result(record(&output)) {
+                Ok(delivery) => delivery
+                    .await
+                    .unwrap_or(Err((KafkaError::Canceled, empty_message()))),
+                Err((e, _)) => Err((e, empty_message())),
+            };
+            match outcome {
+                Ok(_) => {
+                    self.delivered(&source, &output.topic);
+                    return Ok(());
+                }
+                Err((e, _)) => error = e,
+            }
+        }
+        Err(RelayError::OutputRejected {
+            input: source,
+            attempts: self.retry.retries + 1,
+            error,
+        })
+    }
+
+    fn delivered(&mut self, source: &SourceRef, output_topic: &str) {
+        *self
+            .stats
+            .delivered
+            .entry(output_topic.to_owned())
+            .or_default() += 1;
+        // Fails only if the partition was revoked meanwhile; its next owner repeats the record (at-least-once).
+        if let Err(error) =
+            self.consumer
+                .store_offset(&source.topic, source.partition, source.offset)
+        {
+            tracing::debug!(%error, ?source, "offset not stored; the partition moved to another member");
+        }
+    }
+}
+
+fn record(output: &Output) -> FutureRecord<'_, [u8], [u8]> {
+    let record = FutureRecord::to(&output.topic).payload(output.payload.as_slice());
+    match &output.key {
+        Some(key) => record.key(key.as_slice()),
+        None => record,
+    }
+}
+
+fn empty_message() -> rdkafka::message::OwnedMessage {
+    rdkafka::message::OwnedMessage::new(
+        None,
+        None,
+        String::new(),
+        rdkafka::Timestamp::NotAvailable,
+        0,
+        0,
+        None,
+    )
+}

@@ -1,0 +1,70 @@
+//! franz: Kafka-based ticketing in one binary.
+//!
+//! The library holds everything the `franz` binary does, so tests can drive it in-process; `main.rs` only parses
+//! flags, sets up logging and calls [`run`]. ARCHITECTURE.md is the map of the modules below.
+
+pub mod app;
+pub mod broker;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod intake;
+pub mod kafka;
+pub mod schema;
+pub mod services;
+
+use std::io::Write;
+
+use cli::{Cli, Command};
+use config::{Config, Flags, Layers};
+
+/// Resolves the configuration for a parsed command line, reading the environment, `.env` and franz.toml.
+pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
+    let flags = match &cli.command {
+        Command::Up(up) => Flags {
+            broker: up.broker.clone(),
+            bootstrap: up.bootstrap.clone(),
+            listen: up.listen.clone(),
+            data_dir: up.data_dir.clone(),
+            partitions: up.partitions.clone(),
+            only: up.only.clone(),
+            ephemeral: up.ephemeral,
+        },
+        Command::Ticket(args) => Flags {
+            bootstrap: args.broker.bootstrap.clone(),
+            ..Flags::default()
+        },
+        Command::Tail(args) => Flags {
+            bootstrap: args.broker.bootstrap.clone(),
+            ..Flags::default()
+        },
+        Command::Produce(args) => Flags {
+            bootstrap: args.broker.bootstrap.clone(),
+            ..Flags::default()
+        },
+        Command::Topics(args) => Flags {
+            bootstrap: args.bootstrap.clone(),
+            ..Flags::default()
+        },
+        Command::Config => Flags::default(),
+    };
+    let working_dir = std::env::current_dir()?;
+    let layers = Layers::load(&working_dir, cli.config.as_deref())?;
+    config::resolve(&flags, &layers)
+}
+
+/// Runs one parsed command line to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = configure(&cli)?;
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Up(_) => app::up(config, &mut stdout).await,
+        Command::Ticket(args) => commands::ticket(&config, args, &mut stdout).await,
+        Command::Tail(args) => commands::tail(&config, args, &mut stdout).await,
+        Command::Produce(args) => commands::produce(&config, args, std::io::stdin().lock())
+            .await
+            .map(drop),
+        Command::Topics(_) => commands::topics(&config, &mut stdout).await,
+        Command::Config => Ok(write!(stdout, "{}", config.render())?),
+    }
+}

@@ -1,0 +1,256 @@
+//! Every type that crosses a Kafka topic, and the ticket id derivation they share.
+//!
+//! This module is the wire contract of franz: adding or renaming a serialized field here changes what other
+//! programs read from the topics. It holds no I/O and no validation policy; `services::aufbereitung::normalize`
+//! decides what is valid, this module only says what the records look like.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The namespace of franz ticket ids (UUID v5). Changing it changes every id, so it never changes.
+const TICKET_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b0f_2a8e_5d4c_4f1b_9a7e_3c2d_1e0f_a5b6);
+
+/// A raw intake record on `discordMSG`, as the Discord bot and `franz ticket` publish it.
+///
+/// `message`, `username` and `timestamp` are the historical fields; the rest are franz additions that older
+/// producers leave out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntakeRecord {
+    pub message: String,
+    pub username: String,
+    /// RFC 3339, UTC, with milliseconds.
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction_id: Option<String>,
+}
+
+impl IntakeRecord {
+    /// The record key: the submitter's user id when known, else the username, so one person's tickets stay in
+    /// order on one partition.
+    pub fn key(&self) -> &str {
+        self.user_id.as_deref().unwrap_or(&self.username)
+    }
+
+    /// The id aufbereitung will give this record's ticket, when it can be known before publishing.
+    pub fn ticket_id(&self) -> Option<String> {
+        self.interaction_id
+            .as_deref()
+            .map(ticket_id_for_interaction)
+    }
+}
+
+/// A normalized ticket on `tickets-formatted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Stable: the same input record always yields the same id, so consumers can drop redelivered duplicates.
+    pub id: String,
+    pub contact: String,
+    pub origin: String,
+    pub body: String,
+    /// RFC 3339 in UTC.
+    pub date: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+}
+
+/// Where a record came from: enough to find the original again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why a record could not be normalized. The serialized names are part of the DLQ contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    JsonDecodeError,
+    ValidationError,
+    UnexpectedError,
+}
+
+/// A record on `tickets-formatted-dlq`: what could not be normalized, with the original bytes.
+///
+/// Exactly one of `raw_value` (the bytes were UTF-8) and `raw_value_b64` (they were not) is set. Originals larger
+/// than [`DeadLetter::RAW_LIMIT`] keep only their first bytes (`raw_truncated`, `raw_size`); the whole record
+/// stays at `source` in the intake topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub error: String,
+    pub error_type: ErrorType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_value_b64: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_truncated: bool,
+    /// The size of the original value in bytes.
+    pub raw_size: usize,
+    pub time: String,
+    pub source: SourceRef,
+}
+
+impl DeadLetter {
+    /// How many bytes of the original a dead letter carries. Nothing that large can be a valid ticket, and a dead
+    /// letter must stay well inside the 1 MB record limit that Kafka brokers apply by default.
+    pub const RAW_LIMIT: usize = 256 * 1024;
+
+    pub fn new(
+        error_type: ErrorType,
+        error: String,
+        raw: &[u8],
+        source: SourceRef,
+        time: String,
+    ) -> Self {
+        use base64::Engine as _;
+        let kept = &raw[..raw.len().min(Self::RAW_LIMIT)];
+        // A cut can split a UTF-8 sequence: judge the whole original, then cut text on a char boundary.
+        let (raw_value, raw_value_b64) = match std::str::from_utf8(raw) {
+            Ok(text) => (
+                Some(text[..floor_char_boundary(text, kept.len())].to_owned()),
+                None,
+            ),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(kept)),
+            ),
+        };
+        DeadLetter {
+            error,
+            error_type,
+            raw_value,
+            raw_value_b64,
+            raw_truncated: raw.len() > Self::RAW_LIMIT,
+            raw_size: raw.len(),
+            time,
+            source,
+        }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+/// How serious an operational event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Warn,
+    Error,
+}
+
+/// An operational problem published to `errors` by any franz service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    pub service: String,
+    pub level: Level,
+    pub message: String,
+    pub time: String,
+    #[serde(default)]
+    pub context: Map<String, Value>,
+}
+
+/// The ticket id of a record submitted through a Discord interaction (or `franz ticket`).
+pub fn ticket_id_for_interaction(interaction_id: &str) -> String {
+    Uuid::new_v5(
+        &TICKET_ID_NAMESPACE,
+        format!("interaction:{interaction_id}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// The ticket id of a record that carries no interaction id: derived from where it sits in Kafka.
+pub fn ticket_id_for_source(source: &SourceRef) -> String {
+    let name = format!(
+        "record:{}/{}/{}",
+        source.topic, source.partition, source.offset
+    );
+    Uuid::new_v5(&TICKET_ID_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Now, as RFC 3339 UTC with milliseconds: the format of every franz-written time.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> SourceRef {
+        SourceRef {
+            topic: "discordMSG".into(),
+            partition: 1,
+            offset: 42,
+        }
+    }
+
+    #[test]
+    fn ticket_ids_are_stable_and_distinct_per_input() {
+        assert_eq!(
+            ticket_id_for_interaction("123"),
+            ticket_id_for_interaction("123")
+        );
+        assert_ne!(
+            ticket_id_for_interaction("123"),
+            ticket_id_for_interaction("124")
+        );
+        let other = SourceRef {
+            offset: 43,
+            ..source()
+        };
+        assert_ne!(
+            ticket_id_for_source(&source()),
+            ticket_id_for_source(&other)
+        );
+        // A pinned value: if this changes, every id ever issued changes with it.
+        assert_eq!(
+            ticket_id_for_interaction("123"),
+            "bfc6ef54-4fd4-59d5-9b00-5b0fb2e0f34d"
+        );
+    }
+
+    #[test]
+    fn dead_letter_keeps_non_utf8_bytes_as_base64() {
+        let dl = DeadLetter::new(
+            ErrorType::JsonDecodeError,
+            "bad".into(),
+            &[0xff, 0x00],
+            source(),
+            now_rfc3339(),
+        );
+        assert_eq!(dl.raw_value, None);
+        assert_eq!(dl.raw_value_b64.as_deref(), Some("/wA="));
+        assert!(!dl.raw_truncated);
+    }
+
+    #[test]
+    fn dead_letter_cuts_oversized_text_on_a_char_boundary() {
+        let raw = "é".repeat(DeadLetter::RAW_LIMIT); // two bytes each, so twice the limit
+        let dl = DeadLetter::new(
+            ErrorType::ValidationError,
+            "big".into(),
+            raw.as_bytes(),
+            source(),
+            now_rfc3339(),
+        );
+        let kept = dl.raw_value.unwrap();
+        assert!(kept.len() <= DeadLetter::RAW_LIMIT && raw.starts_with(&kept));
+        assert!(dl.raw_truncated);
+        assert_eq!(dl.raw_size, raw.len());
+    }
+}

@@ -1,0 +1,104 @@
+//! aufbereitung: the service that turns raw intake records into tickets or dead letters.
+//!
+//! It consumes the intake topic in consumer group `aufbereitung` and produces exactly one output per input
+//! through the at-least-once relay. What counts as valid is `normalize`'s business; this module only wires
+//! Kafka to it and reports a delivery failure to the errors topic before stopping.
+
+pub mod normalize;
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::message::{BorrowedMessage, Message as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Topics;
+use crate::kafka::relay::{self, Output, RelayError, RetryPolicy};
+use crate::kafka::{self, group_consumer, report_error};
+use crate::schema::{DeadLetter, ErrorType, SourceRef, now_rfc3339};
+
+/// The service's name in logs and error events.
+pub const NAME: &str = "aufbereitung";
+
+/// The consumer group of every aufbereitung instance: instances share the intake partitions.
+pub const GROUP: &str = "aufbereitung";
+
+/// What aufbereitung needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bootstrap: String,
+    pub topics: Topics,
+    pub group: String,
+    pub retry: RetryPolicy,
+}
+
+/// Runs until `shutdown` is cancelled, or until an output cannot be delivered: then it publishes an event to the
+/// errors topic and returns the error, leaving that record's offset uncommitted so nothing is skipped.
+pub async fn run(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<relay::RelayStats> {
+    let consumer = group_consumer(&settings.bootstrap, &settings.group)?;
+    consumer.subscribe(&[&settings.topics.intake])?;
+    let producer = kafka::producer(&settings.bootstrap)?;
+    let topics = settings.topics.clone();
+    let result = relay::run(consumer, &producer, &shutdown, &settings.retry, |message| {
+        transform(&topics, message)
+    })
+    .await;
+    match result {
+        Ok(stats) => {
+            tracing::info!(?stats.delivered, "aufbereitung stopped");
+            Ok(stats)
+        }
+        Err(error) => {
+            let mut context = serde_json::Map::new();
+            if let RelayError::OutputRejected { input, .. } = &error {
+                context.insert(
+                    "source".into(),
+                    serde_json::to_value(input).unwrap_or_default(),
+                );
+            }
+            report_error(
+                &producer,
+                &topics.errors,
+                NAME,
+                format!("{error}; aufbereitung stopped consuming"),
+                context,
+            )
+            .await;
+            Err(error.into())
+        }
+    }
+}
+
+/// One intake record's output: its ticket on the tickets topic, or a dead letter. The key is kept.
+fn transform(topics: &Topics, message: &BorrowedMessage<'_>) -> Output {
+    let source = SourceRef {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+    };
+    let value = message.payload().unwrap_or_default();
+    let key = message.key().map(<[u8]>::to_vec);
+    let (topic, payload) =
+        match normalize::normalize(value, &source).map(|ticket| serde_json::to_vec(&ticket)) {
+            Ok(Ok(ticket)) => (&topics.tickets, ticket),
+            Ok(Err(error)) => (
+                &topics.dead_letters,
+                dead_letter(ErrorType::UnexpectedError, error.to_string(), value, source),
+            ),
+            Err(rejection) => (
+                &topics.dead_letters,
+                dead_letter(rejection.error_type, rejection.error, value, source),
+            ),
+        };
+    Output {
+        topic: topic.clone(),
+        key,
+        payload,
+    }
+}
+
+fn dead_letter(error_type: ErrorType, error: String, value: &[u8], source: SourceRef) -> Vec<u8> {
+    let letter = DeadLetter::new(error_type, error, value, source, now_rfc3339());
+    serde_json::to_vec(&letter).unwrap_or_default()
+}

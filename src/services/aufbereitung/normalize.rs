@@ -1,0 +1,327 @@
+//! Turning one raw intake record into a ticket, or into the reason it cannot be one.
+//!
+//! `normalize` is a pure function of the record's bytes and position: no I/O, no clock, no panics. It never
+//! fails in the Rust sense; bad input is an ordinary outcome ([`Rejection`]) that the service turns into a
+//! dead letter. The wire shapes it produces are defined in `schema`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::schema::{
+    ErrorType, SourceRef, Ticket, ticket_id_for_interaction, ticket_id_for_source,
+};
+
+/// The longest ticket body, in characters, after trimming.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// The longest username, in characters, after trimming.
+pub const MAX_USERNAME_CHARS: usize = 100;
+/// The longest optional id or name field (Discord snowflakes are about 20 characters).
+pub const MAX_FIELD_CHARS: usize = 200;
+/// Records larger than this are rejected before they are parsed: a valid ticket is far smaller.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The `origin` of every ticket that came in through the intake topic.
+pub const ORIGIN: &str = "Discord";
+
+/// Why a record could not be normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub error_type: ErrorType,
+    pub error: String,
+}
+
+impl Rejection {
+    fn decode(error: impl Into<String>) -> Self {
+        Rejection {
+            error_type: ErrorType::JsonDecodeError,
+            error: error.into(),
+        }
+    }
+
+    fn invalid(error: impl Into<String>) -> Self {
+        Rejection {
+            error_type: ErrorType::ValidationError,
+            error: error.into(),
+        }
+    }
+}
+
+/// Normalizes the value of the intake record at `source`.
+pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::decode(
+            "record value is empty; expected a JSON object",
+        ));
+    }
+    if value.len() > MAX_RECORD_BYTES {
+        return Err(Rejection::invalid(format!(
+            "record is {} bytes; the limit is {MAX_RECORD_BYTES}",
+            value.len()
+        )));
+    }
+    let text = std::str::from_utf8(value)
+        .map_err(|e| Rejection::decode(format!("record value is not UTF-8: {e}")))?;
+    let json: Value =
+        serde_json::from_str(text).map_err(|e| Rejection::decode(format!("invalid JSON: {e}")))?;
+    let Value::Object(fields) = json else {
+        return Err(Rejection::invalid(format!(
+            "expected a JSON object, got {}",
+            kind(&json)
+        )));
+    };
+
+    let username = required_text(&fields, "username", MAX_USERNAME_CHARS)?;
+    let message = required_text(&fields, "message", MAX_MESSAGE_CHARS)?;
+    let date = timestamp(&fields)?;
+    let user_id = optional_text(&fields, "user_id")?;
+    let interaction_id = optional_text(&fields, "interaction_id")?;
+    for name in ["display_name", "guild_id", "channel_id"] {
+        optional_text(&fields, name)?;
+    }
+
+    let id = match &interaction_id {
+        Some(interaction) => ticket_id_for_interaction(interaction),
+        None => ticket_id_for_source(source),
+    };
+    Ok(Ticket {
+        id,
+        contact: username,
+        origin: ORIGIN.to_owned(),
+        body: message,
+        date,
+        contact_id: user_id,
+    })
+}
+
+/// A required string field, trimmed, of 1 to `max` characters.
+fn required_text(fields: &Map<String, Value>, name: &str, max: usize) -> Result<String, Rejection> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Err(Rejection::invalid(format!("missing field `{name}`"))),
+        Some(Value::String(s)) => {
+            let trimmed = s.trim();
+            let chars = trimmed.chars().count();
+            if chars == 0 {
+                Err(Rejection::invalid(format!("`{name}` is empty")))
+            } else if chars > max {
+                Err(Rejection::invalid(format!(
+                    "`{name}` is {chars} characters; the limit is {max}"
+                )))
+            } else {
+                Ok(trimmed.to_owned())
+            }
+        }
+        Some(other) => Err(Rejection::invalid(format!(
+            "`{name}` must be a string, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// An optional string field: absent or null is `None`; a non-empty string of bounded length is kept as given.
+fn optional_text(fields: &Map<String, Value>, name: &str) -> Result<Option<String>, Rejection> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => Err(Rejection::invalid(
+            format!("`{name}` is longer than {MAX_FIELD_CHARS} characters"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+        Some(other) => Err(Rejection::invalid(format!(
+            "`{name}` must be a string, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+/// The `timestamp` field as RFC 3339 in UTC. Fractional seconds are kept as precise as given.
+fn timestamp(fields: &Map<String, Value>) -> Result<String, Rejection> {
+    let raw = required_text(fields, "timestamp", 64)?;
+    let parsed = DateTime::parse_from_rfc3339(&raw).map_err(|e| {
+        Rejection::invalid(format!(
+            "`timestamp` {raw:?} is not an RFC 3339 date-time with an offset ({e}); expected e.g. 2026-02-24T08:32:23.255Z"
+        ))
+    })?;
+    Ok(parsed
+        .with_timezone(&Utc)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source() -> SourceRef {
+        SourceRef {
+            topic: "discordMSG".into(),
+            partition: 0,
+            offset: 7,
+        }
+    }
+
+    fn run(value: Value) -> Result<Ticket, Rejection> {
+        normalize(value.to_string().as_bytes(), &source())
+    }
+
+    fn rejected(value: &[u8]) -> Rejection {
+        normalize(value, &source()).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn historical_record_becomes_a_ticket() {
+        let ticket = run(json!({
+            "message": "  I have an issue with my account ",
+            "username": "pontatot",
+            "timestamp": "2026-02-24T08:32:23.255Z"
+        }))
+        .unwrap();
+        assert_eq!(ticket.body, "I have an issue with my account");
+        assert_eq!(ticket.contact, "pontatot");
+        assert_eq!(ticket.origin, "Discord");
+        assert_eq!(ticket.date, "2026-02-24T08:32:23.255Z");
+        assert_eq!(ticket.contact_id, None);
+        assert_eq!(ticket.id, ticket_id_for_source(&source()));
+    }
+
+    #[test]
+    fn interaction_id_decides_the_ticket_id() {
+        let ticket = run(json!({
+            "message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z",
+            "interaction_id": "1234", "user_id": "80351110224678912"
+        }))
+        .unwrap();
+        assert_eq!(ticket.id, ticket_id_for_interaction("1234"));
+        assert_eq!(ticket.contact_id.as_deref(), Some("80351110224678912"));
+    }
+
+    #[test]
+    fn timestamps_with_offsets_are_converted_to_utc() {
+        let ticket = run(
+            json!({"message": "m", "username": "u", "timestamp": "2026-02-24T10:32:23.5+02:00"}),
+        )
+        .unwrap();
+        assert_eq!(ticket.date, "2026-02-24T08:32:23.500Z");
+    }
+
+    #[test]
+    fn each_kind_of_bad_input_is_rejected_with_its_type() {
+        use ErrorType::*;
+        let too_long = "x".repeat(MAX_MESSAGE_CHARS + 1);
+        let cases: Vec<(Vec<u8>, ErrorType, &str)> = vec![
+            (b"".to_vec(), JsonDecodeError, "empty"),
+            (b"{not json".to_vec(), JsonDecodeError, "invalid JSON"),
+            (vec![0xff, 0xfe], JsonDecodeError, "not UTF-8"),
+            (b"[1,2]".to_vec(), ValidationError, "expected a JSON object, got an array"),
+            (br#"{"username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(), ValidationError, "missing field `message`"),
+            (br#"{"message":5,"username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(), ValidationError, "must be a string, got a number"),
+            (br#"{"message":"  ","username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(), ValidationError, "`message` is empty"),
+            (format!(r#"{{"message":"{too_long}","username":"u","timestamp":"2026-02-24T08:32:23Z"}}"#).into_bytes(), ValidationError, "the limit is 4000"),
+            (br#"{"message":"m","username":"u","timestamp":"yesterday"}"#.to_vec(), ValidationError, "RFC 3339"),
+            (br#"{"message":"m","username":"u","timestamp":"2026-02-24T08:32:23"}"#.to_vec(), ValidationError, "RFC 3339"),
+            (br#"{"message":"m","username":"u","timestamp":"2026-02-24T08:32:23Z","user_id":12}"#.to_vec(), ValidationError, "`user_id` must be a string"),
+            (vec![b'a'; 1_000_000], ValidationError, "the limit is 65536"),
+        ];
+        for (input, error_type, fragment) in cases {
+            let rejection = rejected(&input);
+            assert_eq!(
+                rejection.error_type,
+                error_type,
+                "for {:?}",
+                String::from_utf8_lossy(&input[..input.len().min(80)])
+            );
+            assert!(
+                rejection.error.contains(fragment),
+                "{:?} does not mention {fragment:?}",
+                rejection.error
+            );
+        }
+    }
+
+    #[test]
+    fn limits_count_characters_not_bytes() {
+        let body = "ü".repeat(MAX_MESSAGE_CHARS);
+        let ticket =
+            run(json!({"message": body, "username": "u", "timestamp": "2026-02-24T08:32:23Z"}))
+                .unwrap();
+        assert_eq!(ticket.body.chars().count(), MAX_MESSAGE_CHARS);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    //! Property tests; `cargo xtask props` runs them with many more cases.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn source() -> impl Strategy<Value = SourceRef> {
+        (0..16i32, 0..i64::MAX).prop_map(|(partition, offset)| SourceRef {
+            topic: "discordMSG".into(),
+            partition,
+            offset,
+        })
+    }
+
+    /// Text that is valid after trimming: 1..=max characters, any Unicode, padded with whitespace.
+    fn valid_text(max: usize) -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(
+                any::<char>().prop_filter("not whitespace", |c| !c.is_whitespace()),
+                1..=max,
+            ),
+            "[ \t\n]{0,3}",
+        )
+            .prop_map(|(chars, pad)| format!("{pad}{}{pad}", chars.into_iter().collect::<String>()))
+    }
+
+    proptest! {
+        #[test]
+        fn props_any_bytes_give_a_ticket_or_a_rejection(bytes in proptest::collection::vec(any::<u8>(), 0..2048), src in source()) {
+            // Must return (not panic); a ticket must serialize.
+            if let Ok(ticket) = normalize(&bytes, &src) {
+                prop_assert!(serde_json::to_string(&ticket).is_ok());
+            }
+        }
+
+        #[test]
+        fn props_any_json_object_gives_a_ticket_or_a_rejection(
+            fields in proptest::collection::btree_map("(message|username|timestamp|user_id|interaction_id|[a-z]{1,4})", any::<String>().prop_map(serde_json::Value::String), 0..6),
+            src in source(),
+        ) {
+            let value = serde_json::to_vec(&fields).unwrap();
+            let _ = normalize(&value, &src);
+        }
+
+        #[test]
+        fn props_valid_input_keeps_text_and_contact_and_has_a_stable_id(
+            message in valid_text(MAX_MESSAGE_CHARS),
+            username in valid_text(MAX_USERNAME_CHARS),
+            millis in 0i64..4_102_444_800_000,
+            interaction in proptest::option::of("[0-9]{17,20}"),
+            src in source(),
+        ) {
+            let timestamp = DateTime::from_timestamp_millis(millis).unwrap().to_rfc3339();
+            let mut record = serde_json::json!({"message": message, "username": username, "timestamp": timestamp});
+            if let Some(id) = &interaction { record["interaction_id"] = id.clone().into(); }
+            let bytes = serde_json::to_vec(&record).unwrap();
+
+            let ticket = normalize(&bytes, &src).expect("valid input is accepted");
+            prop_assert_eq!(&ticket.body, message.trim());
+            prop_assert_eq!(&ticket.contact, username.trim());
+            prop_assert_eq!(DateTime::parse_from_rfc3339(&ticket.date).unwrap().timestamp_millis(), millis);
+            let reparsed: Ticket = serde_json::from_slice(&serde_json::to_vec(&ticket).unwrap()).unwrap();
+            prop_assert_eq!(&reparsed, &ticket);
+            prop_assert_eq!(normalize(&bytes, &src).unwrap().id, ticket.id);
+        }
+    }
+}
