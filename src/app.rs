@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::{Config, Service};
 use crate::kafka::admin::TopicStatus;
-use crate::kafka::relay::RetryPolicy;
 use crate::services::aufbereitung;
 
 /// A started franz: its broker and its running services.
@@ -31,10 +30,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let broker = Broker::start(config).await?;
     let bootstrap = broker.bootstrap();
-    let topics = broker
-        .ensure_topics(&config.topics.all(), config.partitions)
-        .await
-        .context("cannot create the topics")?;
+    let topics =
+        broker.ensure_topics(&config.topics.all(), config.partitions).await.context("cannot create the topics")?;
     for topic in topics.iter().filter(|t| t.partitions < config.partitions) {
         tracing::warn!(
             "topic {} has {} partitions, fewer than the configured {}; at most {} consumers of it can share the work",
@@ -50,60 +47,35 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     for service in &config.services {
         let status = match service {
             Service::Aufbereitung => {
-                let settings = aufbereitung::Settings {
-                    bootstrap: bootstrap.clone(),
-                    topics: config.topics.clone(),
-                    group: aufbereitung::GROUP.to_owned(),
-                    retry: RetryPolicy::default(),
-                };
+                let settings = aufbereitung::Settings::new(bootstrap.clone(), config.topics.clone());
                 let token = shutdown.clone();
-                tasks.spawn(async move {
-                    (
-                        Service::Aufbereitung,
-                        aufbereitung::run(settings, token).await.map(drop),
-                    )
-                });
+                tasks.spawn(async move { (Service::Aufbereitung, aufbereitung::run(settings, token).await.map(drop)) });
                 format!(
                     "running  {} -> {}, {}",
                     config.topics.intake, config.topics.tickets, config.topics.dead_letters
                 )
             }
-            Service::Kummerkasten => {
-                "not built yet: the Discord bot arrives in a later release".to_owned()
-            }
-            Service::Absturz => {
-                "not built yet: Discord alerts arrive in a later release".to_owned()
-            }
+            Service::Kummerkasten => "not built yet: the Discord bot arrives in a later release".to_owned(),
+            Service::Absturz => "not built yet: Discord alerts arrive in a later release".to_owned(),
         };
         services.push((*service, status));
     }
-    Ok(Running {
-        broker,
-        topics,
-        services,
-        shutdown,
-        tasks,
-    })
+    Ok(Running { broker, topics, services, shutdown, tasks })
 }
 
 impl Running {
     /// The lines `franz up` prints once ready: the `ready` line, the topics, the services.
     pub fn summary(&self) -> String {
-        let mut out = format!(
-            "ready bootstrap={} {}\n",
-            self.broker.bootstrap(),
-            self.broker.describe()
-        );
+        let mut out = format!("ready bootstrap={} {}\n", self.broker.bootstrap(), self.broker.describe());
         if matches!(self.broker, Broker::Embedded(_)) {
-            out.push_str("note: the embedded broker is an in-memory stand-in for now; its data is lost when franz stops\n");
+            out.push_str(
+                "note: the embedded broker is an in-memory stand-in for now; its data is lost when franz stops\n",
+            );
         }
         out.push_str("\ntopic                          partitions\n");
         for topic in &self.topics {
             let created = if topic.created { "" } else { "  (existed)" };
-            out.push_str(&format!(
-                "{:<30} {}{created}\n",
-                topic.name, topic.partitions
-            ));
+            out.push_str(&format!("{:<30} {}{created}\n", topic.name, topic.partitions));
         }
         out.push_str("\nservice        status\n");
         for (service, status) in &self.services {
@@ -139,9 +111,7 @@ impl Running {
     }
 }
 
-fn task_failure(
-    result: Result<(Service, anyhow::Result<()>), tokio::task::JoinError>,
-) -> Option<anyhow::Error> {
+fn task_failure(result: Result<(Service, anyhow::Result<()>), tokio::task::JoinError>) -> Option<anyhow::Error> {
     match result {
         Ok((_, Ok(()))) => None,
         Ok((service, Err(error))) => Some(error.context(format!("{} failed", service.name()))),

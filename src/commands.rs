@@ -45,28 +45,17 @@ pub async fn ticket(config: &Config, args: TicketArgs, out: &mut impl Write) -> 
 
 /// `franz tail`: print records as JSON lines until the limit or the idle timeout.
 pub async fn tail(config: &Config, args: TailArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let metadata =
-        admin::metadata(&config.bootstrap, Some(&args.topic), admin::REACH_TIMEOUT).await?;
+    let metadata = admin::metadata(&config.bootstrap, Some(&args.topic), admin::REACH_TIMEOUT).await?;
     let partitions = match metadata.topics().first() {
-        Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => {
-            topic.partitions().len() as i32
-        }
-        _ => bail!(
-            "topic {} does not exist on {}; `franz topics` lists the topics",
-            args.topic,
-            config.bootstrap
-        ),
+        Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => topic.partitions().len() as i32,
+        _ => bail!("topic {} does not exist on {}; `franz topics` lists the topics", args.topic, config.bootstrap),
     };
     let consumer: StreamConsumer = client_config(&config.bootstrap)
         .set("enable.auto.commit", "false")
         .set("group.id", format!("franz-tail-{}", uuid::Uuid::new_v4()))
         .create()
         .context("cannot create a Kafka consumer")?;
-    let start = if args.from_beginning {
-        Offset::Beginning
-    } else {
-        Offset::End
-    };
+    let start = if args.from_beginning { Offset::Beginning } else { Offset::End };
     consumer.assign(&partitions_at(&args.topic, partitions, start))?;
 
     let idle = args.timeout.map(Duration::from_secs_f64);
@@ -84,10 +73,7 @@ pub async fn tail(config: &Config, args: TailArgs, out: &mut impl Write) -> anyh
         seen += 1;
     }
     if let Some(limit) = args.limit.filter(|limit| seen < *limit) {
-        bail!(
-            "timed out: {seen} of {limit} records arrived on {}",
-            args.topic
-        );
+        bail!("timed out: {seen} of {limit} records arrived on {}", args.topic);
     }
     Ok(())
 }
@@ -107,26 +93,15 @@ fn record_json(message: &impl rdkafka::message::Message) -> Value {
     match message.payload() {
         None => line["value"] = Value::Null,
         Some(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => {
-                line["value"] =
-                    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-            }
-            Err(_) => {
-                line["value_b64"] = base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .into()
-            }
+            Ok(text) => line["value"] = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())),
+            Err(_) => line["value_b64"] = base64::engine::general_purpose::STANDARD.encode(bytes).into(),
         },
     }
     line
 }
 
 /// `franz produce`: publish each line of `input` as one record and wait for every acknowledgement.
-pub async fn produce(
-    config: &Config,
-    args: ProduceArgs,
-    input: impl BufRead,
-) -> anyhow::Result<u64> {
+pub async fn produce(config: &Config, args: ProduceArgs, input: impl BufRead) -> anyhow::Result<u64> {
     admin::metadata(&config.bootstrap, None, admin::REACH_TIMEOUT).await?;
     let producer = kafka::producer(&config.bootstrap)?;
     let mut pending = FuturesUnordered::new();
@@ -162,10 +137,7 @@ pub async fn produce(
         settle(pending.next().await);
     }
     if failures > 0 {
-        bail!(
-            "{failures} records were not acknowledged by {} ({published} were)",
-            config.bootstrap
-        );
+        bail!("{failures} records were not acknowledged by {} ({published} were)", config.bootstrap);
     }
     eprintln!("published {published} records to {}", args.topic);
     Ok(published)
@@ -174,22 +146,11 @@ pub async fn produce(
 /// `franz topics`: a table of topics, partitions and end offsets.
 pub async fn topics(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     let topics = admin::describe(&config.bootstrap, admin::REACH_TIMEOUT).await?;
-    writeln!(
-        out,
-        "{:<30} {:>10} {:>12}  end offsets by partition",
-        "topic", "partitions", "records"
-    )?;
+    writeln!(out, "{:<30} {:>10} {:>12}  end offsets by partition", "topic", "partitions", "records")?;
     for topic in topics {
         let total: i64 = topic.end_offsets.iter().sum();
         let offsets: Vec<String> = topic.end_offsets.iter().map(i64::to_string).collect();
-        writeln!(
-            out,
-            "{:<30} {:>10} {:>12}  {}",
-            topic.name,
-            topic.partitions,
-            total,
-            offsets.join(" ")
-        )?;
+        writeln!(out, "{:<30} {:>10} {:>12}  {}", topic.name, topic.partitions, total, offsets.join(" "))?;
     }
     Ok(())
 }

@@ -52,11 +52,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [
-        Service::Kummerkasten,
-        Service::Aufbereitung,
-        Service::Absturz,
-    ];
+    pub const ALL: [Service; 3] = [Service::Kummerkasten, Service::Aufbereitung, Service::Absturz];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -82,12 +78,7 @@ pub struct Topics {
 
 impl Topics {
     pub fn all(&self) -> [&str; 4] {
-        [
-            &self.intake,
-            &self.tickets,
-            &self.dead_letters,
-            &self.errors,
-        ]
+        [&self.intake, &self.tickets, &self.dead_letters, &self.errors]
     }
 }
 
@@ -162,11 +153,7 @@ struct Key {
 }
 
 const fn key(name: &'static str, env: &'static [&'static str]) -> Key {
-    Key {
-        name,
-        env,
-        secret: false,
-    }
+    Key { name, env, secret: false }
 }
 
 const BROKER: Key = key("broker", &["FRANZ_BROKER"]);
@@ -179,18 +166,10 @@ const TOPIC_INTAKE: Key = key("topics.intake", &["FRANZ_TOPIC_INTAKE"]);
 const TOPIC_TICKETS: Key = key("topics.tickets", &["FRANZ_TOPIC_TICKETS"]);
 const TOPIC_DEAD_LETTERS: Key = key("topics.dead_letters", &["FRANZ_TOPIC_DEAD_LETTERS"]);
 const TOPIC_ERRORS: Key = key("topics.errors", &["FRANZ_TOPIC_ERRORS"]);
-const DISCORD_TOKEN: Key = Key {
-    name: "discord.token",
-    env: &["DISCORD_TOKEN"],
-    secret: true,
-};
+const DISCORD_TOKEN: Key = Key { name: "discord.token", env: &["DISCORD_TOKEN"], secret: true };
 const DISCORD_CLIENT_ID: Key = key("discord.client_id", &["DISCORD_CLIENT_ID"]);
 const DISCORD_GUILD_ID: Key = key("discord.guild_id", &["DISCORD_GUILD_ID"]);
-const DISCORD_WEBHOOK_URL: Key = Key {
-    name: "discord.webhook_url",
-    env: &["DISCORD_WEBHOOK_URL"],
-    secret: true,
-};
+const DISCORD_WEBHOOK_URL: Key = Key { name: "discord.webhook_url", env: &["DISCORD_WEBHOOK_URL"], secret: true };
 
 const KEYS: [&Key; 14] = [
     &BROKER,
@@ -251,17 +230,11 @@ impl Layers {
     /// Reads the process environment, `.env` in `working_dir` and the TOML file (`config_file`, or franz.toml in
     /// the config directory). Missing files are fine; unreadable or malformed ones are errors.
     pub fn load(working_dir: &Path, config_file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut layers = Layers {
-            env: std::env::vars().collect(),
-            ..Layers::default()
-        };
+        let mut layers = Layers { env: std::env::vars().collect(), ..Layers::default() };
         let dotenv = working_dir.join(".env");
         if dotenv.is_file() {
-            for item in dotenvy::from_path_iter(&dotenv)
-                .with_context(|| format!("cannot read {}", dotenv.display()))?
-            {
-                let (name, value) =
-                    item.with_context(|| format!("{} is malformed", dotenv.display()))?;
+            for item in dotenvy::from_path_iter(&dotenv).with_context(|| format!("cannot read {}", dotenv.display()))? {
+                let (name, value) = item.with_context(|| format!("{} is malformed", dotenv.display()))?;
                 layers.dotenv.insert(name, value);
             }
             layers.files_read.push(dotenv);
@@ -272,11 +245,8 @@ impl Layers {
             None => default_config_file(),
         };
         if let Some(path) = file.filter(|p| p.is_file()) {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            layers.file = text
-                .parse()
-                .with_context(|| format!("{} is not valid TOML", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            layers.file = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
             check_known_keys(&layers.file, "", &path)?;
             layers.files_read.push(path);
         }
@@ -325,25 +295,15 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 
 fn check_known_keys(table: &toml::Table, prefix: &str, path: &Path) -> anyhow::Result<()> {
     for (name, value) in table {
-        let full = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
+        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         match value {
-            toml::Value::Table(inner)
-                if KEYS.iter().any(|k| k.name.starts_with(&format!("{full}."))) =>
-            {
+            toml::Value::Table(inner) if KEYS.iter().any(|k| k.name.starts_with(&format!("{full}."))) => {
                 check_known_keys(inner, &full, path)?
             }
             _ if KEYS.iter().any(|k| k.name == full) => {}
             _ => {
                 let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-                bail!(
-                    "unknown setting `{full}` in {}; known settings: {}",
-                    path.display(),
-                    known.join(", ")
-                )
+                bail!("unknown setting `{full}` in {}; known settings: {}", path.display(), known.join(", "))
             }
         }
     }
@@ -352,32 +312,22 @@ fn check_known_keys(table: &toml::Table, prefix: &str, path: &Path) -> anyhow::R
 
 /// Resolves and validates every setting.
 pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
-    let mut resolver = Resolver {
-        flags,
-        layers,
-        report: Vec::new(),
-    };
+    let mut resolver = Resolver { flags, layers, report: Vec::new() };
 
     let bootstrap = resolver.get(&BOOTSTRAP);
     let bootstrap_given = bootstrap.is_some();
     let bootstrap = match bootstrap {
-        Some((value, source)) => check_host_port(&value)
-            .map(|()| value)
-            .map_err(|why| invalid(&BOOTSTRAP, &source, why))?,
+        Some((value, source)) => {
+            check_host_port(&value).map(|()| value).map_err(|why| invalid(&BOOTSTRAP, &source, why))?
+        }
         None => resolver.default(&BOOTSTRAP, DEFAULT_ADDRESS),
     };
     let broker = match resolver.get(&BROKER) {
         Some((value, source)) => BrokerKind::parse(&value).ok_or_else(|| {
-            invalid(
-                &BROKER,
-                &source,
-                format!("{value:?} is not one of embedded, redpanda, kafka, external"),
-            )
+            invalid(&BROKER, &source, format!("{value:?} is not one of embedded, redpanda, kafka, external"))
         })?,
         None if bootstrap_given => {
-            resolver
-                .report
-                .push((BROKER.name, "external".into(), Source::Default));
+            resolver.report.push((BROKER.name, "external".into(), Source::Default));
             BrokerKind::External
         }
         None => {
@@ -386,24 +336,15 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
         }
     };
     let listen = match resolver.get(&LISTEN) {
-        Some((value, source)) => value.parse().map_err(|_| {
-            invalid(
-                &LISTEN,
-                &source,
-                format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092"),
-            )
-        })?,
-        None => resolver
-            .default(&LISTEN, DEFAULT_ADDRESS)
+        Some((value, source)) => value
             .parse()
-            .expect("the default address parses"),
+            .map_err(|_| invalid(&LISTEN, &source, format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))?,
+        None => resolver.default(&LISTEN, DEFAULT_ADDRESS).parse().expect("the default address parses"),
     };
     let data_dir = match resolver.get(&DATA_DIR) {
         Some((value, _)) => PathBuf::from(value),
         None => {
-            let dir = project_dirs()
-                .map(|d| d.data_dir().to_path_buf())
-                .unwrap_or_else(|| PathBuf::from(".franz"));
+            let dir = project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".franz"));
             resolver.default(&DATA_DIR, &dir.display().to_string());
             dir
         }
@@ -414,22 +355,11 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
             .parse::<i32>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    &PARTITIONS,
-                    &source,
-                    format!("{value:?} is not an integer from 1 to 1000"),
-                )
-            })?,
-        None => resolver
-            .default(&PARTITIONS, "3")
-            .parse()
-            .expect("the default parses"),
+            .ok_or_else(|| invalid(&PARTITIONS, &source, format!("{value:?} is not an integer from 1 to 1000")))?,
+        None => resolver.default(&PARTITIONS, "3").parse().expect("the default parses"),
     };
     let services = match resolver.get(&ONLY) {
-        Some((value, source)) => {
-            parse_services(&value).map_err(|why| invalid(&ONLY, &source, why))?
-        }
+        Some((value, source)) => parse_services(&value).map_err(|why| invalid(&ONLY, &source, why))?,
         None => {
             resolver.default(&ONLY, "all");
             Service::ALL.to_vec()
@@ -446,13 +376,9 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
     if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
         bail!("the four topic names must differ, got {}", names.join(", "));
     }
-    let webhook_url = resolver
-        .get(&DISCORD_WEBHOOK_URL)
-        .map(|(value, _)| SecretString::from(value));
+    let webhook_url = resolver.get(&DISCORD_WEBHOOK_URL).map(|(value, _)| SecretString::from(value));
     let discord = Discord {
-        token: resolver
-            .get(&DISCORD_TOKEN)
-            .map(|(value, _)| SecretString::from(value)),
+        token: resolver.get(&DISCORD_TOKEN).map(|(value, _)| SecretString::from(value)),
         client_id: resolver.get(&DISCORD_CLIENT_ID).map(|(value, _)| value),
         guild_id: resolver.get(&DISCORD_GUILD_ID).map(|(value, _)| value),
         webhook_url,
@@ -483,26 +409,19 @@ impl Resolver<'_> {
     /// Looks a setting up and records it (redacted when secret) for `franz config`.
     fn get(&mut self, key: &'static Key) -> Option<(String, Source)> {
         let found = self.layers.lookup(self.flags, key)?;
-        let shown = if key.secret {
-            redact(&found.0)
-        } else {
-            found.0.clone()
-        };
+        let shown = if key.secret { redact(&found.0) } else { found.0.clone() };
         self.report.push((key.name, shown, found.1.clone()));
         Some(found)
     }
 
     fn default(&mut self, key: &'static Key, value: &str) -> String {
-        self.report
-            .push((key.name, value.to_owned(), Source::Default));
+        self.report.push((key.name, value.to_owned(), Source::Default));
         value.to_owned()
     }
 
     fn topic(&mut self, key: &'static Key, default: &str) -> anyhow::Result<String> {
         match self.get(key) {
-            Some((value, source)) => check_topic_name(&value)
-                .map(|()| value)
-                .map_err(|why| invalid(key, &source, why)),
+            Some((value, source)) => check_topic_name(&value).map(|()| value).map_err(|why| invalid(key, &source, why)),
             None => Ok(self.default(key, default)),
         }
     }
@@ -523,14 +442,9 @@ fn redact(value: &str) -> String {
 
 fn check_host_port(value: &str) -> Result<(), String> {
     for address in value.split(',') {
-        let (host, port) = address
-            .trim()
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{address:?} is not HOST:PORT"))?;
+        let (host, port) = address.trim().rsplit_once(':').ok_or_else(|| format!("{address:?} is not HOST:PORT"))?;
         if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!(
-                "{address:?} is not HOST:PORT with a port from 1 to 65535"
-            ));
+            return Err(format!("{address:?} is not HOST:PORT with a port from 1 to 65535"));
         }
     }
     Ok(())
@@ -538,15 +452,8 @@ fn check_host_port(value: &str) -> Result<(), String> {
 
 fn check_topic_name(name: &str) -> Result<(), String> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty()
-        || name.len() > 249
-        || !name.chars().all(legal)
-        || name == "."
-        || name == ".."
-    {
-        return Err(format!(
-            "{name:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
-        ));
+    if name.is_empty() || name.len() > 249 || !name.chars().all(legal) || name == "." || name == ".." {
+        return Err(format!("{name:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"));
     }
     Ok(())
 }
@@ -557,9 +464,7 @@ fn parse_services(value: &str) -> Result<Vec<Service>, String> {
         let service = Service::ALL
             .into_iter()
             .find(|s| s.name() == name.to_ascii_lowercase())
-            .ok_or_else(|| {
-                format!("{name:?} is not a service; expected kummerkasten, aufbereitung or absturz")
-            })?;
+            .ok_or_else(|| format!("{name:?} is not a service; expected kummerkasten, aufbereitung or absturz"))?;
         if !services.contains(&service) {
             services.push(service);
         }
@@ -574,27 +479,13 @@ impl Config {
     /// The configuration as `franz config` prints it: one setting a line, secrets redacted.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let width = self
-            .report
-            .iter()
-            .map(|(name, _, _)| name.len())
-            .max()
-            .unwrap_or(0);
+        let width = self.report.iter().map(|(name, _, _)| name.len()).max().unwrap_or(0);
         for (name, value, source) in &self.report {
             out.push_str(&format!("{name:width$}  {value}  ({source})\n"));
         }
-        for key in [
-            &DISCORD_TOKEN,
-            &DISCORD_CLIENT_ID,
-            &DISCORD_GUILD_ID,
-            &DISCORD_WEBHOOK_URL,
-        ] {
+        for key in [&DISCORD_TOKEN, &DISCORD_CLIENT_ID, &DISCORD_GUILD_ID, &DISCORD_WEBHOOK_URL] {
             if !self.report.iter().any(|(name, _, _)| *name == key.name) {
-                out.push_str(&format!(
-                    "{:width$}  (not set: {})\n",
-                    key.name,
-                    key.env.join(" or ")
-                ));
+                out.push_str(&format!("{:width$}  (not set: {})\n", key.name, key.env.join(" or ")));
             }
         }
         out.push_str("\nfiles read:\n");
@@ -624,14 +515,8 @@ mod tests {
 
     fn layers(env: &[(&str, &str)], dotenv: &[(&str, &str)], file: &str) -> Layers {
         Layers {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            dotenv: dotenv
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            dotenv: dotenv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             file: file.parse().unwrap(),
             files_read: vec![],
         }
@@ -652,21 +537,11 @@ mod tests {
     fn flags_beat_environment_beats_dotenv_beats_file() {
         let file = "partitions = 4\n[topics]\nintake = \"from-file\"\nerrors = \"errs-file\"\ntickets = \"t-file\"";
         let all = layers(
-            &[
-                ("FRANZ_PARTITIONS", "6"),
-                ("FRANZ_TOPIC_INTAKE", "from-env"),
-            ],
-            &[
-                ("FRANZ_PARTITIONS", "5"),
-                ("FRANZ_TOPIC_INTAKE", "from-dotenv"),
-                ("FRANZ_TOPIC_ERRORS", "errs-dotenv"),
-            ],
+            &[("FRANZ_PARTITIONS", "6"), ("FRANZ_TOPIC_INTAKE", "from-env")],
+            &[("FRANZ_PARTITIONS", "5"), ("FRANZ_TOPIC_INTAKE", "from-dotenv"), ("FRANZ_TOPIC_ERRORS", "errs-dotenv")],
             file,
         );
-        let flags = Flags {
-            partitions: Some("7".into()),
-            ..Flags::default()
-        };
+        let flags = Flags { partitions: Some("7".into()), ..Flags::default() };
         let config = resolve(&flags, &all).unwrap();
         assert_eq!(config.partitions, 7);
         assert_eq!(config.topics.intake, "from-env");
@@ -678,11 +553,7 @@ mod tests {
 
     #[test]
     fn historical_kafka_broker_variable_selects_an_external_cluster() {
-        let config = resolve(
-            &Flags::default(),
-            &layers(&[], &[("KAFKA_BROKER", "kafka:29092")], ""),
-        )
-        .unwrap();
+        let config = resolve(&Flags::default(), &layers(&[], &[("KAFKA_BROKER", "kafka:29092")], "")).unwrap();
         assert_eq!(config.broker, BrokerKind::External);
         assert_eq!(config.bootstrap, "kafka:29092");
     }
@@ -691,10 +562,7 @@ mod tests {
     fn invalid_values_name_the_setting_its_source_and_the_accepted_form() {
         let cases = [
             (
-                Flags {
-                    partitions: Some("0".into()),
-                    ..Flags::default()
-                },
+                Flags { partitions: Some("0".into()), ..Flags::default() },
                 layers(&[], &[], ""),
                 "`partitions` (from --partitions): \"0\" is not an integer from 1 to 1000",
             ),
@@ -708,36 +576,18 @@ mod tests {
                 layers(&[], &[("KAFKA_BROKER", "nohost")], ""),
                 "`bootstrap` (from .env KAFKA_BROKER): \"nohost\" is not HOST:PORT",
             ),
+            (Flags::default(), layers(&[], &[], "listen = \"everywhere\""), "`listen` (from franz.toml)"),
             (
-                Flags::default(),
-                layers(&[], &[], "listen = \"everywhere\""),
-                "`listen` (from franz.toml)",
-            ),
-            (
-                Flags {
-                    only: vec!["absturz".into(), "bot".into()],
-                    ..Flags::default()
-                },
+                Flags { only: vec!["absturz".into(), "bot".into()], ..Flags::default() },
                 layers(&[], &[], ""),
                 "\"bot\" is not a service",
             ),
-            (
-                Flags::default(),
-                layers(&[("FRANZ_TOPIC_ERRORS", "bad topic")], &[], ""),
-                "not a Kafka topic name",
-            ),
-            (
-                Flags::default(),
-                layers(&[("FRANZ_TOPIC_ERRORS", "discordMSG")], &[], ""),
-                "topic names must differ",
-            ),
+            (Flags::default(), layers(&[("FRANZ_TOPIC_ERRORS", "bad topic")], &[], ""), "not a Kafka topic name"),
+            (Flags::default(), layers(&[("FRANZ_TOPIC_ERRORS", "discordMSG")], &[], ""), "topic names must differ"),
         ];
         for (flags, layers, expected) in cases {
             let error = resolve(&flags, &layers).unwrap_err().to_string();
-            assert!(
-                error.contains(expected),
-                "{error:?} should contain {expected:?}"
-            );
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
         }
     }
 
@@ -746,10 +596,7 @@ mod tests {
         let config = resolve(
             &Flags::default(),
             &layers(
-                &[(
-                    "DISCORD_WEBHOOK_URL",
-                    "https://discord.com/api/webhooks/1/sekrit-token",
-                )],
+                &[("DISCORD_WEBHOOK_URL", "https://discord.com/api/webhooks/1/sekrit-token")],
                 &[("DISCORD_TOKEN", "bot-sekrit")],
                 "",
             ),
@@ -769,27 +616,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("franz.toml");
         std::fs::write(&path, "partitons = 3\n").unwrap();
-        let error = Layers::load(dir.path(), Some(&path))
-            .unwrap_err()
-            .to_string();
+        let error = Layers::load(dir.path(), Some(&path)).unwrap_err().to_string();
         assert!(error.contains("unknown setting `partitons`"), "{error}");
     }
 
     #[test]
     fn dotenv_in_the_working_directory_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(".env"),
-            "FRANZ_TOPIC_INTAKE=from-dotenv-file\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join(".env"), "FRANZ_TOPIC_INTAKE=from-dotenv-file\n").unwrap();
         let missing = dir.path().join("none.toml");
         std::fs::write(&missing, "").unwrap();
         let layers = Layers::load(dir.path(), Some(&missing)).unwrap();
-        assert_eq!(
-            layers.dotenv.get("FRANZ_TOPIC_INTAKE").map(String::as_str),
-            Some("from-dotenv-file")
-        );
+        assert_eq!(layers.dotenv.get("FRANZ_TOPIC_INTAKE").map(String::as_str), Some("from-dotenv-file"));
         assert_eq!(layers.files_read.len(), 2);
     }
 }

@@ -51,30 +51,16 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
         display_name: submission.display_name,
         guild_id: submission.guild_id,
         channel_id: submission.channel_id,
-        interaction_id: Some(
-            submission
-                .interaction_id
-                .unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4())),
-        ),
+        interaction_id: Some(submission.interaction_id.unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()))),
     })
 }
 
 /// Publishes an intake record and waits for the broker's acknowledgement (idempotent, `acks=all`).
-pub async fn publish_record(
-    producer: &FutureProducer,
-    topic: &str,
-    record: &IntakeRecord,
-) -> anyhow::Result<Receipt> {
-    let ticket_id = record
-        .ticket_id()
-        .context("an intake record built by franz carries an interaction id")?;
+pub async fn publish_record(producer: &FutureProducer, topic: &str, record: &IntakeRecord) -> anyhow::Result<Receipt> {
+    let ticket_id = record.ticket_id().context("an intake record built by franz carries an interaction id")?;
     let payload = serde_json::to_vec(record).context("cannot encode the intake record")?;
     let (partition, offset) = publish(producer, topic, Some(record.key()), &payload)
         .await
         .with_context(|| format!("the broker did not acknowledge the ticket on {topic}"))?;
-    Ok(Receipt {
-        ticket_id,
-        partition,
-        offset,
-    })
+    Ok(Receipt { ticket_id, partition, offset })
 }

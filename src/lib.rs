@@ -30,22 +30,10 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             only: up.only.clone(),
             ephemeral: up.ephemeral,
         },
-        Command::Ticket(args) => Flags {
-            bootstrap: args.broker.bootstrap.clone(),
-            ..Flags::default()
-        },
-        Command::Tail(args) => Flags {
-            bootstrap: args.broker.bootstrap.clone(),
-            ..Flags::default()
-        },
-        Command::Produce(args) => Flags {
-            bootstrap: args.broker.bootstrap.clone(),
-            ..Flags::default()
-        },
-        Command::Topics(args) => Flags {
-            bootstrap: args.bootstrap.clone(),
-            ..Flags::default()
-        },
+        Command::Ticket(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
+        Command::Tail(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
+        Command::Produce(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
+        Command::Topics(args) => Flags { bootstrap: args.bootstrap.clone(), ..Flags::default() },
         Command::Config => Flags::default(),
     };
     let working_dir = std::env::current_dir()?;
@@ -61,9 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(_) => app::up(config, &mut stdout).await,
         Command::Ticket(args) => commands::ticket(&config, args, &mut stdout).await,
         Command::Tail(args) => commands::tail(&config, args, &mut stdout).await,
-        Command::Produce(args) => commands::produce(&config, args, std::io::stdin().lock())
-            .await
-            .map(drop),
+        Command::Produce(args) => commands::produce(&config, args, std::io::stdin().lock()).await.map(drop),
         Command::Topics(_) => commands::topics(&config, &mut stdout).await,
         Command::Config => Ok(write!(stdout, "{}", config.render())?),
     }

@@ -11,10 +11,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = franz::cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("FRANZ_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("FRANZ_LOG").unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn")))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)

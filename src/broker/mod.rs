@@ -23,14 +23,10 @@ impl Broker {
     /// A started broker runs until it is dropped, so services can still commit while they shut down.
     pub async fn start(config: &Config) -> anyhow::Result<Broker> {
         match config.broker {
-            BrokerKind::Embedded => Ok(Broker::Embedded(
-                mock::MockBroker::start(config.listen).await?,
-            )),
+            BrokerKind::Embedded => Ok(Broker::Embedded(mock::MockBroker::start(config.listen).await?)),
             BrokerKind::External => {
                 admin::metadata(&config.bootstrap, None, admin::REACH_TIMEOUT).await?;
-                Ok(Broker::External {
-                    bootstrap: config.bootstrap.clone(),
-                })
+                Ok(Broker::External { bootstrap: config.bootstrap.clone() })
             }
             kind @ (BrokerKind::Redpanda | BrokerKind::Kafka) => bail!(
                 "--broker {} is not available yet; run with --broker embedded, or start the container yourself and pass --bootstrap HOST:PORT",
@@ -56,16 +52,10 @@ impl Broker {
     }
 
     /// Creates the topics that are missing, `partitions` each, and reports what each topic looks like.
-    pub async fn ensure_topics(
-        &self,
-        names: &[&str],
-        partitions: i32,
-    ) -> anyhow::Result<Vec<TopicStatus>> {
+    pub async fn ensure_topics(&self, names: &[&str], partitions: i32) -> anyhow::Result<Vec<TopicStatus>> {
         match self {
             Broker::Embedded(mock) => mock.ensure_topics(names, partitions),
-            Broker::External { bootstrap } => {
-                admin::ensure_topics(bootstrap, names, partitions, 1).await
-            }
+            Broker::External { bootstrap } => admin::ensure_topics(bootstrap, names, partitions, 1).await,
         }
     }
 }

@@ -35,11 +35,7 @@ pub struct TopicStatus {
 pub const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Fetches cluster metadata (one topic, or all), failing with a message that names the address.
-pub async fn metadata(
-    bootstrap: &str,
-    topic: Option<&str>,
-    timeout: Duration,
-) -> anyhow::Result<Metadata> {
+pub async fn metadata(bootstrap: &str, topic: Option<&str>, timeout: Duration) -> anyhow::Result<Metadata> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
@@ -65,20 +61,13 @@ pub async fn ensure_topics(
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<Vec<TopicStatus>> {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
-        .create()
-        .context("cannot create a Kafka admin client")?;
-    let new: Vec<NewTopic> = names
-        .iter()
-        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication)))
-        .collect();
-    let options = AdminOptions::new()
-        .operation_timeout(Some(REACH_TIMEOUT))
-        .request_timeout(Some(REACH_TIMEOUT));
-    let results = admin
-        .create_topics(&new, &options)
-        .await
-        .with_context(|| format!("cannot create topics on {bootstrap}"))?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().context("cannot create a Kafka admin client")?;
+    let new: Vec<NewTopic> =
+        names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(REACH_TIMEOUT)).request_timeout(Some(REACH_TIMEOUT));
+    let results =
+        admin.create_topics(&new, &options).await.with_context(|| format!("cannot create topics on {bootstrap}"))?;
     let mut created = Vec::new();
     for result in results {
         match result {
@@ -110,27 +99,19 @@ pub async fn ensure_topics(
 pub async fn describe(bootstrap: &str, timeout: Duration) -> anyhow::Result<Vec<TopicInfo>> {
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&bootstrap)
-            .create()
-            .context("cannot create a Kafka client")?;
-        let metadata = consumer.fetch_metadata(None, timeout).map_err(|error| {
-            anyhow!("cannot reach a Kafka broker at {bootstrap} ({error}); is `franz up` running?")
-        })?;
+        let consumer: BaseConsumer = client_config(&bootstrap).create().context("cannot create a Kafka client")?;
+        let metadata = consumer
+            .fetch_metadata(None, timeout)
+            .map_err(|error| anyhow!("cannot reach a Kafka broker at {bootstrap} ({error}); is `franz up` running?"))?;
         let mut topics = Vec::new();
-        for topic in metadata
-            .topics()
-            .iter()
-            .filter(|t| !t.name().starts_with("__"))
-        {
+        for topic in metadata.topics().iter().filter(|t| !t.name().starts_with("__")) {
             let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
             ids.sort_unstable();
             let mut end_offsets = Vec::new();
             for id in ids {
                 let (_, high) = consumer
                     .fetch_watermarks(topic.name(), id, timeout)
-                    .with_context(|| {
-                        format!("cannot read the end offset of {}/{id}", topic.name())
-                    })?;
+                    .with_context(|| format!("cannot read the end offset of {}/{id}", topic.name()))?;
                 end_offsets.push(high);
             }
             topics.push(TopicInfo {

@@ -8,12 +8,12 @@
 pub mod admin;
 pub mod relay;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -40,16 +40,17 @@ pub fn producer(bootstrap: &str) -> KafkaResult<FutureProducer> {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set(
-            "message.timeout.ms",
-            DELIVERY_TIMEOUT.as_millis().to_string(),
-        )
+        .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
         .create()
 }
 
 /// A group member that stores offsets only when told to (`store_offset` after the output is acknowledged) and
 /// commits them synchronously when it loses partitions, so the next owner starts where this one stopped.
-pub fn group_consumer(bootstrap: &str, group: &str) -> KafkaResult<StreamConsumer<CommitOnRevoke>> {
+pub fn group_consumer(
+    bootstrap: &str,
+    group: &str,
+    context: CommitOnRevoke,
+) -> KafkaResult<StreamConsumer<CommitOnRevoke>> {
     client_config(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
@@ -57,21 +58,33 @@ pub fn group_consumer(bootstrap: &str, group: &str) -> KafkaResult<StreamConsume
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
-        .create_with_context(CommitOnRevoke)
+        .create_with_context(context)
 }
 
-/// Commits the stored offsets before partitions are taken away in a rebalance.
-pub struct CommitOnRevoke;
+/// Commits the stored offsets before partitions are taken away in a rebalance, and keeps count of the
+/// partitions this member owns.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOnRevoke {
+    /// How many partitions this member owns now.
+    pub assigned: Arc<AtomicUsize>,
+}
 
 impl ClientContext for CommitOnRevoke {}
 
 impl ConsumerContext for CommitOnRevoke {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let owned = consumer.assignment().map(|list| list.count()).unwrap_or(0);
+        self.assigned.store(owned, Ordering::SeqCst);
+        if let Rebalance::Assign(partitions) = rebalance {
+            let names: Vec<String> =
+                partitions.elements().iter().map(|p| format!("{}/{}", p.topic(), p.partition())).collect();
+            tracing::info!("assigned partitions: {}", names.join(", "));
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
-            tracing::debug!(
-                count = partitions.count(),
-                "partitions revoked; committing stored offsets"
-            );
+            tracing::debug!(count = partitions.count(), "partitions revoked; committing stored offsets");
             if let Err(error) = commit_stored(consumer) {
                 tracing::warn!(%error, "could not commit offsets before a rebalance; some records may be processed twice");
             }
@@ -104,7 +117,8 @@ pub async fn publish(
     }
 }
 
-/// Publishes an operational event to the errors topic; if even that fails, the log is the last resort.
+/// Publishes an operational event to the errors topic, retrying a few times; if even that fails, the log is the
+/// last resort.
 pub async fn report_error(
     producer: &FutureProducer,
     errors_topic: &str,
@@ -113,25 +127,30 @@ pub async fn report_error(
     context: serde_json::Map<String, serde_json::Value>,
 ) {
     tracing::error!(service, %message, "reporting to {errors_topic}");
-    let event = ErrorEvent {
-        service: service.to_owned(),
-        level: Level::Error,
-        message,
-        time: now_rfc3339(),
-        context,
-    };
-    let payload = serde_json::to_vec(&event).expect("an error event always serializes");
-    if let Err(error) = publish(producer, errors_topic, Some(service), &payload).await {
-        tracing::error!(%error, "could not publish the event above to {errors_topic}");
+    let event = ErrorEvent { service: service.to_owned(), level: Level::Error, message, time: now_rfc3339(), context };
+    let payload = serde_json::to_vec(&event).unwrap_or_default();
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=REPORT_ATTEMPTS {
+        match publish(producer, errors_topic, Some(service), &payload).await {
+            Ok(_) => return,
+            Err(error) if attempt == REPORT_ATTEMPTS => {
+                tracing::error!(%error, "could not publish the event above to {errors_topic}")
+            }
+            Err(error) => tracing::warn!(%error, attempt, "publishing an error event failed; retrying in {backoff:?}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
     }
 }
+
+/// How often `report_error` tries before it gives up on the errors topic.
+const REPORT_ATTEMPTS: u32 = 5;
 
 /// The partitions of `topic` as a list, each at `offset`.
 pub fn partitions_at(topic: &str, partitions: i32, offset: rdkafka::Offset) -> TopicPartitionList {
     let mut list = TopicPartitionList::new();
     for partition in 0..partitions {
-        list.add_partition_offset(topic, partition, offset)
-            .expect("a fresh list accepts any offset");
+        list.add_partition_offset(topic, partition, offset).expect("a fresh list accepts any offset");
     }
     list
 }

@@ -36,10 +36,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            retries: 3,
-            backoff: Duration::from_secs(1),
-        }
+        RetryPolicy { retries: 3, backoff: Duration::from_secs(1) }
     }
 }
 
@@ -50,11 +47,7 @@ const MAX_IN_FLIGHT: usize = 10_000;
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("the broker kept rejecting the output of {}/{} offset {} ({attempts} attempts): {error}", input.topic, input.partition, input.offset)]
-    OutputRejected {
-        input: SourceRef,
-        attempts: u32,
-        error: KafkaError,
-    },
+    OutputRejected { input: SourceRef, attempts: u32, error: KafkaError },
     #[error("the consumer failed: {0}")]
     Consumer(#[from] KafkaError),
 }
@@ -69,10 +62,7 @@ pub struct RelayStats {
 type Settled = (
     SourceRef,
     Output,
-    Result<
-        rdkafka::producer::future_producer::OwnedDeliveryResult,
-        futures::channel::oneshot::Canceled,
-    >,
+    Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
 );
 
 /// Runs until `shutdown` is cancelled (then finishes what is in flight, commits and returns `Ok`) or an output
@@ -89,13 +79,8 @@ where
     C: ConsumerContext + 'static,
     F: FnMut(&BorrowedMessage<'_>) -> Output,
 {
-    let mut relay = Relay {
-        consumer: &consumer,
-        producer,
-        retry,
-        stats: RelayStats::default(),
-        in_flight: FuturesOrdered::new(),
-    };
+    let mut relay =
+        Relay { consumer: &consumer, producer, retry, stats: RelayStats::default(), in_flight: FuturesOrdered::new() };
     let result = relay.pump(shutdown, &mut transform).await;
     let stats = relay.stats;
     // Committing and closing block until the broker answers, so they run on the blocking pool. After a failure,
@@ -121,11 +106,7 @@ struct Relay<'a, C: ConsumerContext + 'static> {
 }
 
 impl<C: ConsumerContext + 'static> Relay<'_, C> {
-    async fn pump<F>(
-        &mut self,
-        shutdown: &CancellationToken,
-        transform: &mut F,
-    ) -> Result<(), RelayError>
+    async fn pump<F>(&mut self, shutdown: &CancellationToken, transform: &mut F) -> Result<(), RelayError>
     where
         F: FnMut(&BorrowedMessage<'_>) -> Output,
     {
@@ -158,8 +139,7 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
         loop {
             match self.producer.send_result(record(&output)) {
                 Ok(delivery) => {
-                    self.in_flight
-                        .push_back(Box::pin(async move { (source, output, delivery.await) }));
+                    self.in_flight.push_back(Box::pin(async move { (source, output, delivery.await) }));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -182,10 +162,7 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
                 Ok(())
             }
             Ok(Err((error, _))) => self.retry_or_fail(source, output, error).await,
-            Err(_canceled) => {
-                self.retry_or_fail(source, output, KafkaError::Canceled)
-                    .await
-            }
+            Err(_canceled) => self.retry_or_fail(source, output, KafkaError::Canceled).await,
         }
     }
 
@@ -203,9 +180,7 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
             tokio::time::sleep(backoff).await;
             backoff *= 2;
             let outcome = match self.producer.send_result(record(&output)) {
-                Ok(delivery) => delivery
-                    .await
-                    .unwrap_or(Err((KafkaError::Canceled, empty_message()))),
+                Ok(delivery) => delivery.await.unwrap_or(Err((KafkaError::Canceled, empty_message()))),
                 Err((e, _)) => Err((e, empty_message())),
             };
             match outcome {
@@ -216,24 +191,13 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
                 Err((e, _)) => error = e,
             }
         }
-        Err(RelayError::OutputRejected {
-            input: source,
-            attempts: self.retry.retries + 1,
-            error,
-        })
+        Err(RelayError::OutputRejected { input: source, attempts: self.retry.retries + 1, error })
     }
 
     fn delivered(&mut self, source: &SourceRef, output_topic: &str) {
-        *self
-            .stats
-            .delivered
-            .entry(output_topic.to_owned())
-            .or_default() += 1;
+        *self.stats.delivered.entry(output_topic.to_owned()).or_default() += 1;
         // Fails only if the partition was revoked meanwhile; its next owner repeats the record (at-least-once).
-        if let Err(error) =
-            self.consumer
-                .store_offset(&source.topic, source.partition, source.offset)
-        {
+        if let Err(error) = self.consumer.store_offset(&source.topic, source.partition, source.offset) {
             tracing::debug!(%error, ?source, "offset not stored; the partition moved to another member");
         }
     }
@@ -248,13 +212,5 @@ fn record(output: &Output) -> FutureRecord<'_, [u8], [u8]> {
 }
 
 fn empty_message() -> rdkafka::message::OwnedMessage {
-    rdkafka::message::OwnedMessage::new(
-        None,
-        None,
-        String::new(),
-        rdkafka::Timestamp::NotAvailable,
-        0,
-        0,
-        None,
-    )
+    rdkafka::message::OwnedMessage::new(None, None, String::new(), rdkafka::Timestamp::NotAvailable, 0, 0, None)
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Topics;
 use crate::kafka::relay::{self, Output, RelayError, RetryPolicy};
-use crate::kafka::{self, group_consumer, report_error};
+use crate::kafka::{self, CommitOnRevoke, group_consumer, report_error};
 use crate::schema::{DeadLetter, ErrorType, SourceRef, now_rfc3339};
 
 /// The service's name in logs and error events.
@@ -28,22 +28,32 @@ pub struct Settings {
     pub topics: Topics,
     pub group: String,
     pub retry: RetryPolicy,
+    /// Observes the consumer's rebalances (how many partitions this instance owns).
+    pub membership: CommitOnRevoke,
+}
+
+impl Settings {
+    /// The settings `franz up` uses: the shared group, the default retry policy.
+    pub fn new(bootstrap: String, topics: Topics) -> Self {
+        Settings {
+            bootstrap,
+            topics,
+            group: GROUP.to_owned(),
+            retry: RetryPolicy::default(),
+            membership: CommitOnRevoke::default(),
+        }
+    }
 }
 
 /// Runs until `shutdown` is cancelled, or until an output cannot be delivered: then it publishes an event to the
 /// errors topic and returns the error, leaving that record's offset uncommitted so nothing is skipped.
-pub async fn run(
-    settings: Settings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<relay::RelayStats> {
-    let consumer = group_consumer(&settings.bootstrap, &settings.group)?;
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<relay::RelayStats> {
+    let consumer = group_consumer(&settings.bootstrap, &settings.group, settings.membership.clone())?;
     consumer.subscribe(&[&settings.topics.intake])?;
     let producer = kafka::producer(&settings.bootstrap)?;
     let topics = settings.topics.clone();
-    let result = relay::run(consumer, &producer, &shutdown, &settings.retry, |message| {
-        transform(&topics, message)
-    })
-    .await;
+    let result =
+        relay::run(consumer, &producer, &shutdown, &settings.retry, |message| transform(&topics, message)).await;
     match result {
         Ok(stats) => {
             tracing::info!(?stats.delivered, "aufbereitung stopped");
@@ -52,19 +62,10 @@ pub async fn run(
         Err(error) => {
             let mut context = serde_json::Map::new();
             if let RelayError::OutputRejected { input, .. } = &error {
-                context.insert(
-                    "source".into(),
-                    serde_json::to_value(input).unwrap_or_default(),
-                );
+                context.insert("source".into(), serde_json::to_value(input).unwrap_or_default());
             }
-            report_error(
-                &producer,
-                &topics.errors,
-                NAME,
-                format!("{error}; aufbereitung stopped consuming"),
-                context,
-            )
-            .await;
+            report_error(&producer, &topics.errors, NAME, format!("{error}; aufbereitung stopped consuming"), context)
+                .await;
             Err(error.into())
         }
     }
@@ -72,30 +73,18 @@ pub async fn run(
 
 /// One intake record's output: its ticket on the tickets topic, or a dead letter. The key is kept.
 fn transform(topics: &Topics, message: &BorrowedMessage<'_>) -> Output {
-    let source = SourceRef {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-    };
+    let source =
+        SourceRef { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
     let value = message.payload().unwrap_or_default();
     let key = message.key().map(<[u8]>::to_vec);
-    let (topic, payload) =
-        match normalize::normalize(value, &source).map(|ticket| serde_json::to_vec(&ticket)) {
-            Ok(Ok(ticket)) => (&topics.tickets, ticket),
-            Ok(Err(error)) => (
-                &topics.dead_letters,
-                dead_letter(ErrorType::UnexpectedError, error.to_string(), value, source),
-            ),
-            Err(rejection) => (
-                &topics.dead_letters,
-                dead_letter(rejection.error_type, rejection.error, value, source),
-            ),
-        };
-    Output {
-        topic: topic.clone(),
-        key,
-        payload,
-    }
+    let (topic, payload) = match normalize::normalize(value, &source).map(|ticket| serde_json::to_vec(&ticket)) {
+        Ok(Ok(ticket)) => (&topics.tickets, ticket),
+        Ok(Err(error)) => {
+            (&topics.dead_letters, dead_letter(ErrorType::UnexpectedError, error.to_string(), value, source))
+        }
+        Err(rejection) => (&topics.dead_letters, dead_letter(rejection.error_type, rejection.error, value, source)),
+    };
+    Output { topic: topic.clone(), key, payload }
 }
 
 fn dead_letter(error_type: ErrorType, error: String, value: &[u8], source: SourceRef) -> Vec<u8> {

@@ -7,9 +7,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use crate::schema::{
-    ErrorType, SourceRef, Ticket, ticket_id_for_interaction, ticket_id_for_source,
-};
+use crate::schema::{ErrorType, SourceRef, Ticket, ticket_id_for_interaction, ticket_id_for_source};
 
 /// The longest ticket body, in characters, after trimming.
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -32,42 +30,26 @@ pub struct Rejection {
 
 impl Rejection {
     fn decode(error: impl Into<String>) -> Self {
-        Rejection {
-            error_type: ErrorType::JsonDecodeError,
-            error: error.into(),
-        }
+        Rejection { error_type: ErrorType::JsonDecodeError, error: error.into() }
     }
 
     fn invalid(error: impl Into<String>) -> Self {
-        Rejection {
-            error_type: ErrorType::ValidationError,
-            error: error.into(),
-        }
+        Rejection { error_type: ErrorType::ValidationError, error: error.into() }
     }
 }
 
 /// Normalizes the value of the intake record at `source`.
 pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> {
     if value.is_empty() {
-        return Err(Rejection::decode(
-            "record value is empty; expected a JSON object",
-        ));
+        return Err(Rejection::decode("record value is empty; expected a JSON object"));
     }
     if value.len() > MAX_RECORD_BYTES {
-        return Err(Rejection::invalid(format!(
-            "record is {} bytes; the limit is {MAX_RECORD_BYTES}",
-            value.len()
-        )));
+        return Err(Rejection::invalid(format!("record is {} bytes; the limit is {MAX_RECORD_BYTES}", value.len())));
     }
-    let text = std::str::from_utf8(value)
-        .map_err(|e| Rejection::decode(format!("record value is not UTF-8: {e}")))?;
-    let json: Value =
-        serde_json::from_str(text).map_err(|e| Rejection::decode(format!("invalid JSON: {e}")))?;
+    let text = std::str::from_utf8(value).map_err(|e| Rejection::decode(format!("record value is not UTF-8: {e}")))?;
+    let json: Value = serde_json::from_str(text).map_err(|e| Rejection::decode(format!("invalid JSON: {e}")))?;
     let Value::Object(fields) = json else {
-        return Err(Rejection::invalid(format!(
-            "expected a JSON object, got {}",
-            kind(&json)
-        )));
+        return Err(Rejection::invalid(format!("expected a JSON object, got {}", kind(&json))));
     };
 
     let username = required_text(&fields, "username", MAX_USERNAME_CHARS)?;
@@ -83,14 +65,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
         Some(interaction) => ticket_id_for_interaction(interaction),
         None => ticket_id_for_source(source),
     };
-    Ok(Ticket {
-        id,
-        contact: username,
-        origin: ORIGIN.to_owned(),
-        body: message,
-        date,
-        contact_id: user_id,
-    })
+    Ok(Ticket { id, contact: username, origin: ORIGIN.to_owned(), body: message, date, contact_id: user_id })
 }
 
 /// A required string field, trimmed, of 1 to `max` characters.
@@ -103,17 +78,12 @@ fn required_text(fields: &Map<String, Value>, name: &str, max: usize) -> Result<
             if chars == 0 {
                 Err(Rejection::invalid(format!("`{name}` is empty")))
             } else if chars > max {
-                Err(Rejection::invalid(format!(
-                    "`{name}` is {chars} characters; the limit is {max}"
-                )))
+                Err(Rejection::invalid(format!("`{name}` is {chars} characters; the limit is {max}")))
             } else {
                 Ok(trimmed.to_owned())
             }
         }
-        Some(other) => Err(Rejection::invalid(format!(
-            "`{name}` must be a string, got {}",
-            kind(other)
-        ))),
+        Some(other) => Err(Rejection::invalid(format!("`{name}` must be a string, got {}", kind(other)))),
     }
 }
 
@@ -122,14 +92,11 @@ fn optional_text(fields: &Map<String, Value>, name: &str) -> Result<Option<Strin
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => Err(Rejection::invalid(
-            format!("`{name}` is longer than {MAX_FIELD_CHARS} characters"),
-        )),
+        Some(Value::String(s)) if s.chars().count() > MAX_FIELD_CHARS => {
+            Err(Rejection::invalid(format!("`{name}` is longer than {MAX_FIELD_CHARS} characters")))
+        }
         Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(other) => Err(Rejection::invalid(format!(
-            "`{name}` must be a string, got {}",
-            kind(other)
-        ))),
+        Some(other) => Err(Rejection::invalid(format!("`{name}` must be a string, got {}", kind(other)))),
     }
 }
 
@@ -141,9 +108,7 @@ fn timestamp(fields: &Map<String, Value>) -> Result<String, Rejection> {
             "`timestamp` {raw:?} is not an RFC 3339 date-time with an offset ({e}); expected e.g. 2026-02-24T08:32:23.255Z"
         ))
     })?;
-    Ok(parsed
-        .with_timezone(&Utc)
-        .to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    Ok(parsed.with_timezone(&Utc).to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -163,11 +128,7 @@ mod tests {
     use serde_json::json;
 
     fn source() -> SourceRef {
-        SourceRef {
-            topic: "discordMSG".into(),
-            partition: 0,
-            offset: 7,
-        }
+        SourceRef { topic: "discordMSG".into(), partition: 0, offset: 7 }
     }
 
     fn run(value: Value) -> Result<Ticket, Rejection> {
@@ -207,10 +168,7 @@ mod tests {
 
     #[test]
     fn timestamps_with_offsets_are_converted_to_utc() {
-        let ticket = run(
-            json!({"message": "m", "username": "u", "timestamp": "2026-02-24T10:32:23.5+02:00"}),
-        )
-        .unwrap();
+        let ticket = run(json!({"message": "m", "username": "u", "timestamp": "2026-02-24T10:32:23.5+02:00"})).unwrap();
         assert_eq!(ticket.date, "2026-02-24T08:32:23.500Z");
     }
 
@@ -223,13 +181,37 @@ mod tests {
             (b"{not json".to_vec(), JsonDecodeError, "invalid JSON"),
             (vec![0xff, 0xfe], JsonDecodeError, "not UTF-8"),
             (b"[1,2]".to_vec(), ValidationError, "expected a JSON object, got an array"),
-            (br#"{"username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(), ValidationError, "missing field `message`"),
-            (br#"{"message":5,"username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(), ValidationError, "must be a string, got a number"),
-            (br#"{"message":"  ","username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(), ValidationError, "`message` is empty"),
-            (format!(r#"{{"message":"{too_long}","username":"u","timestamp":"2026-02-24T08:32:23Z"}}"#).into_bytes(), ValidationError, "the limit is 4000"),
+            (
+                br#"{"username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(),
+                ValidationError,
+                "missing field `message`",
+            ),
+            (
+                br#"{"message":5,"username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(),
+                ValidationError,
+                "must be a string, got a number",
+            ),
+            (
+                br#"{"message":"  ","username":"u","timestamp":"2026-02-24T08:32:23Z"}"#.to_vec(),
+                ValidationError,
+                "`message` is empty",
+            ),
+            (
+                format!(r#"{{"message":"{too_long}","username":"u","timestamp":"2026-02-24T08:32:23Z"}}"#).into_bytes(),
+                ValidationError,
+                "the limit is 4000",
+            ),
             (br#"{"message":"m","username":"u","timestamp":"yesterday"}"#.to_vec(), ValidationError, "RFC 3339"),
-            (br#"{"message":"m","username":"u","timestamp":"2026-02-24T08:32:23"}"#.to_vec(), ValidationError, "RFC 3339"),
-            (br#"{"message":"m","username":"u","timestamp":"2026-02-24T08:32:23Z","user_id":12}"#.to_vec(), ValidationError, "`user_id` must be a string"),
+            (
+                br#"{"message":"m","username":"u","timestamp":"2026-02-24T08:32:23"}"#.to_vec(),
+                ValidationError,
+                "RFC 3339",
+            ),
+            (
+                br#"{"message":"m","username":"u","timestamp":"2026-02-24T08:32:23Z","user_id":12}"#.to_vec(),
+                ValidationError,
+                "`user_id` must be a string",
+            ),
             (vec![b'a'; 1_000_000], ValidationError, "the limit is 65536"),
         ];
         for (input, error_type, fragment) in cases {
@@ -240,20 +222,14 @@ mod tests {
                 "for {:?}",
                 String::from_utf8_lossy(&input[..input.len().min(80)])
             );
-            assert!(
-                rejection.error.contains(fragment),
-                "{:?} does not mention {fragment:?}",
-                rejection.error
-            );
+            assert!(rejection.error.contains(fragment), "{:?} does not mention {fragment:?}", rejection.error);
         }
     }
 
     #[test]
     fn limits_count_characters_not_bytes() {
         let body = "ü".repeat(MAX_MESSAGE_CHARS);
-        let ticket =
-            run(json!({"message": body, "username": "u", "timestamp": "2026-02-24T08:32:23Z"}))
-                .unwrap();
+        let ticket = run(json!({"message": body, "username": "u", "timestamp": "2026-02-24T08:32:23Z"})).unwrap();
         assert_eq!(ticket.body.chars().count(), MAX_MESSAGE_CHARS);
     }
 }
@@ -275,10 +251,7 @@ mod props {
     /// Text that is valid after trimming: 1..=max characters, any Unicode, padded with whitespace.
     fn valid_text(max: usize) -> impl Strategy<Value = String> {
         (
-            proptest::collection::vec(
-                any::<char>().prop_filter("not whitespace", |c| !c.is_whitespace()),
-                1..=max,
-            ),
+            proptest::collection::vec(any::<char>().prop_filter("not whitespace", |c| !c.is_whitespace()), 1..=max),
             "[ \t\n]{0,3}",
         )
             .prop_map(|(chars, pad)| format!("{pad}{}{pad}", chars.into_iter().collect::<String>()))

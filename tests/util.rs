@@ -1,0 +1,102 @@
+//! Shared helpers: an in-process broker with fresh topics, producing test records, reading outputs, and waiting
+//! on conditions with a timeout.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use franz::broker::mock::MockBroker;
+use franz::config::Topics;
+use franz::kafka::{self, admin, client_config, partitions_at};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+
+/// How long any single condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A broker with the four topics, named uniquely for this test.
+pub struct Harness {
+    pub broker: MockBroker,
+    pub bootstrap: String,
+    pub topics: Topics,
+    pub partitions: i32,
+}
+
+impl Harness {
+    pub async fn new(partitions: i32) -> Harness {
+        // Logs go to the test's captured output, so a failing test shows what the services said.
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_env("FRANZ_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let broker = MockBroker::start("127.0.0.1:0".parse().unwrap()).await.expect("the broker starts");
+        let bootstrap = broker.address().to_string();
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let topics = Topics {
+            intake: format!("intake-{run}"),
+            tickets: format!("tickets-{run}"),
+            dead_letters: format!("dlq-{run}"),
+            errors: format!("errors-{run}"),
+        };
+        broker.ensure_topics(&topics.all(), partitions).expect("topics are created");
+        Harness { broker, bootstrap, topics, partitions }
+    }
+
+    /// Publishes records (partition, value) to a topic, with key `key-{partition}`, and waits for every ack.
+    pub async fn produce(&self, topic: &str, records: &[(i32, Vec<u8>)]) {
+        let producer = kafka::producer(&self.bootstrap).unwrap();
+        let mut pending = Vec::new();
+        for (partition, value) in records {
+            let key = format!("key-{partition}");
+            let record = FutureRecord::to(topic).partition(*partition).key(&key).payload(value.as_slice());
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("the record is queued"));
+        }
+        for delivery in pending {
+            delivery.await.unwrap().expect("the broker acknowledges the record");
+        }
+    }
+
+    /// The sum of a topic's end offsets: how many records it holds.
+    pub async fn count(&self, topic: &str) -> i64 {
+        let topics = admin::describe(&self.bootstrap, Duration::from_secs(10)).await.unwrap();
+        topics.iter().find(|t| t.name == topic).map(|t| t.end_offsets.iter().sum()).unwrap_or(0)
+    }
+
+    /// Waits until `topic` holds at least `n` records, then reads all of them.
+    pub async fn read(&self, topic: &str, n: i64) -> Vec<OwnedMessage> {
+        wait_until(&format!("{n} records on {topic}"), || async { self.count(topic).await >= n }).await;
+        let total = self.count(topic).await;
+        let consumer: StreamConsumer = client_config(&self.bootstrap).set("group.id", "reader").create().unwrap();
+        consumer.assign(&partitions_at(topic, self.partitions, rdkafka::Offset::Beginning)).unwrap();
+        let mut messages = Vec::new();
+        while (messages.len() as i64) < total {
+            let message = tokio::time::timeout(PATIENCE, consumer.recv()).await.expect("records arrive").unwrap();
+            messages.push(message.detach());
+        }
+        messages
+    }
+
+    /// Reads `n` records of `topic` and parses each value as JSON.
+    pub async fn read_json(&self, topic: &str, n: i64) -> Vec<serde_json::Value> {
+        self.read(topic, n).await.iter().map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap()).collect()
+    }
+}
+
+/// Polls `condition` until it holds; fails the test after [`PATIENCE`], naming what it waited for.
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < PATIENCE, "timed out after {PATIENCE:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A valid historical intake record.
+pub fn valid(message: &str) -> Vec<u8> {
+    serde_json::json!({"message": message, "username": "pontatot", "timestamp": "2026-02-24T08:32:23.255Z"})
+        .to_string()
+        .into_bytes()
+}
