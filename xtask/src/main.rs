@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask`: the project's own tasks (ci, e2e, props, bench), in Rust so they run wherever cargo does.
+//!
+//! This file only parses the task name and its flags, moves to the project root and dispatches; each task is a
+//! module of its own. Nothing here is part of the franz binary.
+
+mod bench;
+mod ci;
+mod e2e;
+mod props;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  ci                  format check, clippy (warnings denied), every test, e2e; what CI runs
+  e2e [--bless]       run the built franz binary as a user would and check its outputs against fixtures/e2e;
+                      --bless rewrites the expected files from this run (review the diff before committing)
+  props [CASES]       the property tests with many cases (default 20000)
+  bench pipeline      aufbereitung throughput and latency next to a pass-through baseline (release build)";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::env::set_current_dir(project_root()).context("cannot move to the project root")?;
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["ci"] => ci::run(),
+        ["e2e"] => e2e::run(false),
+        ["e2e", "--bless"] => e2e::run(true),
+        ["props"] => props::run(20_000),
+        ["props", cases] => props::run(cases.parse().context("CASES must be a whole number")?),
+        ["bench", "pipeline"] => bench::pipeline(),
+        ["help" | "--help" | "-h"] | [] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown task {:?}\n\n{USAGE}", other.join(" ")),
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the project root").to_path_buf()
+}
+
+/// Runs a command to completion, failing with its command line if it fails.
+pub fn sh(command: &mut Command) -> anyhow::Result<()> {
+    let line = format!("{command:?}");
+    eprintln!("$ {line}");
+    let status = command.status().with_context(|| format!("cannot run {line}"))?;
+    if !status.success() {
+        bail!("{line} failed ({status})");
+    }
+    Ok(())
+}
+
+/// `cargo` as the one running this task.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}

@@ -1,0 +1,241 @@
+//! `cargo xtask e2e`: the real `franz` binary, run as a user would, checked against `fixtures/e2e`.
+//!
+//! It builds franz, starts `franz up --ephemeral` on a free port in a scratch directory with a clean environment
+//! (so a developer's `.env` or franz.toml cannot change the outcome), feeds `fixtures/e2e/intake.jsonl` in with
+//! `franz produce`, submits one ticket with `franz ticket`, reads the outputs with `franz tail`, and compares
+//! them with the expected files. Then it stops franz with SIGTERM and requires a clean exit.
+
+use std::fs;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use serde_json::Value;
+
+use crate::{cargo, sh};
+
+const FIXTURES: &str = "fixtures/e2e";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(bless: bool) -> anyhow::Result<()> {
+    sh(cargo().args(["build", "--bin", "franz"]))?;
+    let binary = fs::canonicalize("target/debug/franz").context("the franz binary was not built")?;
+    let scratch = std::env::temp_dir().join(format!("franz-e2e-{}", std::process::id()));
+    fs::create_dir_all(&scratch)?;
+    let config = scratch.join("franz.toml");
+    fs::write(&config, "")?;
+    let franz = Franz { binary, scratch: scratch.clone(), config };
+
+    let mut up = franz.start_up()?;
+    let outcome = check(&franz, &up.bootstrap, bless);
+    let stopped = up.stop();
+    if outcome.is_err() || stopped.is_err() {
+        eprintln!("--- franz up stderr ---\n{}", fs::read_to_string(scratch.join("up.log")).unwrap_or_default());
+    }
+    outcome?;
+    stopped?;
+    fs::remove_dir_all(&scratch).ok();
+    eprintln!("e2e: passed");
+    Ok(())
+}
+
+fn check(franz: &Franz, bootstrap: &str, bless: bool) -> anyhow::Result<()> {
+    let intake = fs::read_to_string(Path::new(FIXTURES).join("intake.jsonl"))?;
+    let inputs = intake.lines().count();
+    let expected_tickets = read_jsonl(&Path::new(FIXTURES).join("expected-tickets.jsonl")).unwrap_or_default();
+    let expected_letters = read_jsonl(&Path::new(FIXTURES).join("expected-dlq.jsonl")).unwrap_or_default();
+
+    let stdin = fs::File::open(Path::new(FIXTURES).join("intake.jsonl"))?;
+    franz.output(&["produce", "discordMSG", "--key", "fixture", "--bootstrap", bootstrap], Some(stdin))?;
+    let id = franz
+        .output(&["ticket", "--user", "e2e-user", "--bootstrap", bootstrap, "submitted from the command line"], None)?;
+    let id = id.trim().to_owned();
+
+    let tickets_wanted = if bless { inputs } else { expected_tickets.len() + 1 };
+    let letters_wanted = if bless { inputs } else { expected_letters.len() };
+    let (mut tickets, letters) = if bless {
+        // Outputs of a bless run are counted by what arrives; each topic is read until it is quiet.
+        (franz.tail(bootstrap, "tickets-formatted", None)?, franz.tail(bootstrap, "tickets-formatted-dlq", None)?)
+    } else {
+        (
+            franz.tail(bootstrap, "tickets-formatted", Some(tickets_wanted))?,
+            franz.tail(bootstrap, "tickets-formatted-dlq", Some(letters_wanted))?,
+        )
+    };
+
+    let cli_ticket =
+        tickets.iter().position(|t| t["id"] == id.as_str()).context("the ticket from `franz ticket` is missing")?;
+    let cli_ticket = tickets.remove(cli_ticket);
+    ensure!(
+        cli_ticket["body"] == "submitted from the command line" && cli_ticket["contact"] == "e2e-user",
+        "{cli_ticket}"
+    );
+    tickets.sort_by_key(|t| t["id"].as_str().unwrap_or_default().to_owned());
+    let mut letters: Vec<Value> = letters
+        .into_iter()
+        .map(|mut letter| {
+            // The time a dead letter was written is the only field that differs between runs.
+            letter.as_object_mut().map(|o| o.remove("time"));
+            letter
+        })
+        .collect();
+    letters.sort_by_key(|l| l["source"]["offset"].as_i64());
+    ensure!(
+        tickets.len() + letters.len() == inputs,
+        "{} inputs gave {} tickets and {} dead letters",
+        inputs,
+        tickets.len(),
+        letters.len()
+    );
+
+    if bless {
+        write_jsonl(&Path::new(FIXTURES).join("expected-tickets.jsonl"), &tickets)?;
+        write_jsonl(&Path::new(FIXTURES).join("expected-dlq.jsonl"), &letters)?;
+        eprintln!("e2e: wrote the expected files; review them with `git diff {FIXTURES}`");
+    } else {
+        compare("tickets-formatted", &expected_tickets, &tickets)?;
+        compare("tickets-formatted-dlq", &expected_letters, &letters)?;
+    }
+
+    let topics = franz.output(&["topics", "--bootstrap", bootstrap], None)?;
+    for topic in ["discordMSG", "tickets-formatted", "tickets-formatted-dlq", "errors"] {
+        ensure!(topics.contains(topic), "`franz topics` does not list {topic}:\n{topics}");
+    }
+    Ok(())
+}
+
+fn compare(topic: &str, expected: &[Value], got: &[Value]) -> anyhow::Result<()> {
+    if expected == got {
+        return Ok(());
+    }
+    let show = |values: &[Value]| values.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
+    bail!("{topic} differs from the fixture\n--- expected\n{}\n--- got\n{}", show(expected), show(got))
+}
+
+/// The franz binary with a clean environment, run in a scratch directory.
+struct Franz {
+    binary: PathBuf,
+    scratch: PathBuf,
+    config: PathBuf,
+}
+
+impl Franz {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.current_dir(&self.scratch).arg("--config").arg(&self.config).args(args);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("FRANZ_") || name.starts_with("DISCORD_") || name == "KAFKA_BROKER" {
+                command.env_remove(name);
+            }
+        }
+        command
+    }
+
+    /// Runs a short-lived subcommand and returns its standard output.
+    fn output(&self, args: &[&str], stdin: Option<fs::File>) -> anyhow::Result<String> {
+        let mut command = self.command(args);
+        command.stdin(stdin.map_or_else(Stdio::null, Stdio::from));
+        let output = command.output().with_context(|| format!("cannot run franz {}", args.join(" ")))?;
+        if !output.status.success() {
+            bail!("franz {} failed ({}):\n{}", args.join(" "), output.status, String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    /// `franz tail TOPIC --from-beginning`, for `limit` records or until quiet, as parsed values.
+    fn tail(&self, bootstrap: &str, topic: &str, limit: Option<usize>) -> anyhow::Result<Vec<Value>> {
+        let limit = limit.map(|n| n.to_string());
+        let mut args = vec!["tail", topic, "--from-beginning", "--bootstrap", bootstrap];
+        match &limit {
+            Some(n) => args.extend(["--limit", n, "--timeout", "30"]),
+            None => args.extend(["--timeout", "5"]),
+        }
+        let lines = self.output(&args, None)?;
+        lines
+            .lines()
+            .map(|line| {
+                let record: Value = serde_json::from_str(line)?;
+                Ok(record["value"].clone())
+            })
+            .collect()
+    }
+
+    fn start_up(&self) -> anyhow::Result<Up> {
+        let log = fs::File::create(self.scratch.join("up.log"))?;
+        let mut child = self
+            .command(&["up", "--ephemeral", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("cannot start franz up")?;
+        let stdout = child.stdout.take().context("franz up has no stdout")?;
+        let (lines, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut up = Up { child, bootstrap: String::new() };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = ready
+                .recv_timeout(left)
+                .map_err(|_| anyhow::anyhow!("franz up did not print `ready` within {READY_TIMEOUT:?}"))?;
+            eprintln!("franz up: {line}");
+            if let Some(rest) = line.strip_prefix("ready ") {
+                let address = rest.split_whitespace().find_map(|field| field.strip_prefix("bootstrap="));
+                up.bootstrap = address.context("the ready line has no bootstrap=")?.to_owned();
+                return Ok(up);
+            }
+        }
+    }
+}
+
+/// A running `franz up`; killed if the check fails before it is stopped.
+struct Up {
+    child: Child,
+    bootstrap: String,
+}
+
+impl Up {
+    /// SIGTERM, then require exit code 0 within the shutdown timeout.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        sh(Command::new("kill").args(["-TERM", &self.child.id().to_string()]))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(status.success(), "franz up exited with {status} after SIGTERM");
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.child.kill().ok();
+                bail!("franz up did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.child.kill().ok();
+        }
+    }
+}
+
+fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
+fn write_jsonl(path: &Path, values: &[Value]) -> anyhow::Result<()> {
+    let text: String = values.iter().map(|v| format!("{v}\n")).collect();
+    Ok(fs::write(path, text)?)
+}
