@@ -29,7 +29,11 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", bootstrap)
         // librdkafka logs every failed connection attempt; franz reports reachability itself.
-        .set("log.connection.close", "false");
+        .set("log.connection.close", "false")
+        // A fetch waits at most this long for data. Real brokers answer as soon as data arrives; the interim
+        // embedded broker waits the whole time, and 500 ms (the default) per hop would be felt at the
+        // command line. Consumers are the only clients that read it.
+        .set("fetch.wait.max.ms", "100");
     config
 }
 
