@@ -106,7 +106,7 @@ impl Running {
                 failure.get_or_insert(error);
             }
         }
-        drop(self.broker);
+        self.broker.stop().await;
         failure.map_or(Ok(()), Err)
     }
 }

@@ -80,6 +80,14 @@ pub struct UpArgs {
     /// Partitions of each topic created at start-up [default: 3]
     #[arg(long, value_name = "N")]
     pub partitions: Option<String>,
+
+    /// With --broker redpanda|kafka: run this image tag instead of the pinned one (e.g. v24.3.6 or 4.0.0)
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: Option<String>,
+
+    /// With --broker redpanda|kafka: leave the container running on exit and print how to reach and remove it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

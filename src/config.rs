@@ -113,6 +113,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub ephemeral: bool,
     pub partitions: i32,
+    /// The container image tag, when not the pinned one.
+    pub image_tag: Option<String>,
+    /// Leave a container broker running on exit.
+    pub keep: bool,
     pub services: Vec<Service>,
     pub topics: Topics,
     pub discord: Discord,
@@ -162,6 +166,7 @@ const LISTEN: Key = key("listen", &["FRANZ_LISTEN"]);
 const DATA_DIR: Key = key("data_dir", &["FRANZ_DATA_DIR"]);
 const PARTITIONS: Key = key("partitions", &["FRANZ_PARTITIONS"]);
 const ONLY: Key = key("only", &["FRANZ_ONLY"]);
+const IMAGE_TAG: Key = key("image_tag", &["FRANZ_IMAGE_TAG"]);
 const TOPIC_INTAKE: Key = key("topics.intake", &["FRANZ_TOPIC_INTAKE"]);
 const TOPIC_TICKETS: Key = key("topics.tickets", &["FRANZ_TOPIC_TICKETS"]);
 const TOPIC_DEAD_LETTERS: Key = key("topics.dead_letters", &["FRANZ_TOPIC_DEAD_LETTERS"]);
@@ -171,7 +176,8 @@ const DISCORD_CLIENT_ID: Key = key("discord.client_id", &["DISCORD_CLIENT_ID"]);
 const DISCORD_GUILD_ID: Key = key("discord.guild_id", &["DISCORD_GUILD_ID"]);
 const DISCORD_WEBHOOK_URL: Key = Key { name: "discord.webhook_url", env: &["DISCORD_WEBHOOK_URL"], secret: true };
 
-const KEYS: [&Key; 14] = [
+const KEYS: [&Key; 15] = [
+    &IMAGE_TAG,
     &BROKER,
     &BOOTSTRAP,
     &LISTEN,
@@ -201,6 +207,8 @@ pub struct Flags {
     pub partitions: Option<String>,
     pub only: Vec<String>,
     pub ephemeral: bool,
+    pub image_tag: Option<String>,
+    pub keep: bool,
 }
 
 impl Flags {
@@ -211,6 +219,7 @@ impl Flags {
             "listen" => self.listen.clone(),
             "data_dir" => self.data_dir.as_ref().map(|p| p.display().to_string()),
             "partitions" => self.partitions.clone(),
+            "image_tag" => self.image_tag.clone(),
             "only" if !self.only.is_empty() => Some(self.only.join(",")),
             _ => None,
         }
@@ -365,6 +374,7 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
             Service::ALL.to_vec()
         }
     };
+    let image_tag = resolver.get(&IMAGE_TAG).map(|(value, _)| value);
     let defaults = Topics::default();
     let topics = Topics {
         intake: resolver.topic(&TOPIC_INTAKE, &defaults.intake)?,
@@ -391,6 +401,8 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
         data_dir,
         ephemeral: flags.ephemeral,
         partitions,
+        image_tag,
+        keep: flags.keep,
         services,
         topics,
         discord,

@@ -29,6 +29,8 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             partitions: up.partitions.clone(),
             only: up.only.clone(),
             ephemeral: up.ephemeral,
+            image_tag: up.image_tag.clone(),
+            keep: up.keep,
         },
         Command::Ticket(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Tail(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },

@@ -6,3 +6,5 @@ mod util;
 mod aufbereitung;
 /// The intake path shared by `franz ticket` and the Discord bot.
 mod intake;
+/// The binary as separate processes: scale-out and start-up errors.
+mod processes;

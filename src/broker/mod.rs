@@ -4,16 +4,18 @@
 //! Topic creation goes through here because the interim embedded stand-in cannot serve CreateTopics. This module
 //! runs no service.
 
+pub mod container;
 pub mod mock;
 
 use crate::config::{BrokerKind, Config};
 use crate::kafka::admin::{self, TopicStatus};
-use anyhow::bail;
 
 /// A broker franz is using, started by it or not.
 pub enum Broker {
     /// The in-process stand-in for the embedded broker (rdkafka's mock cluster behind `--listen`).
     Embedded(mock::MockBroker),
+    /// A disposable Redpanda or Kafka container, removed by [`Broker::stop`] unless kept.
+    Container(container::Container),
     /// An existing cluster franz only connects to.
     External { bootstrap: String },
 }
@@ -28,10 +30,17 @@ impl Broker {
                 admin::metadata(&config.bootstrap, None, admin::REACH_TIMEOUT).await?;
                 Ok(Broker::External { bootstrap: config.bootstrap.clone() })
             }
-            kind @ (BrokerKind::Redpanda | BrokerKind::Kafka) => bail!(
-                "--broker {} is not available yet; run with --broker embedded, or start the container yourself and pass --bootstrap HOST:PORT",
-                kind.name()
-            ),
+            kind @ (BrokerKind::Redpanda | BrokerKind::Kafka) => {
+                // The container's Kafka port is published on --listen's port, so the default address keeps working.
+                let port = match config.listen.port() {
+                    0 => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+                    port => port,
+                };
+                let spec = container::ContainerSpec::new(kind, config.image_tag.as_deref(), port)?;
+                let started = container::start(spec, config.keep).await?;
+                admin::metadata(&started.spec.bootstrap(), None, admin::REACH_TIMEOUT).await?;
+                Ok(Broker::Container(started))
+            }
         }
     }
 
@@ -39,6 +48,7 @@ impl Broker {
     pub fn bootstrap(&self) -> String {
         match self {
             Broker::Embedded(mock) => mock.address().to_string(),
+            Broker::Container(container) => container.spec.bootstrap(),
             Broker::External { bootstrap } => bootstrap.clone(),
         }
     }
@@ -47,6 +57,10 @@ impl Broker {
     pub fn describe(&self) -> &'static str {
         match self {
             Broker::Embedded(_) => "broker=embedded data=memory-only",
+            Broker::Container(container) => match container.spec.kind {
+                BrokerKind::Redpanda => "broker=redpanda",
+                _ => "broker=kafka",
+            },
             Broker::External { .. } => "broker=external",
         }
     }
@@ -55,7 +69,19 @@ impl Broker {
     pub async fn ensure_topics(&self, names: &[&str], partitions: i32) -> anyhow::Result<Vec<TopicStatus>> {
         match self {
             Broker::Embedded(mock) => mock.ensure_topics(names, partitions),
+            Broker::Container(container) => {
+                admin::ensure_topics(&container.spec.bootstrap(), names, partitions, 1).await
+            }
             Broker::External { bootstrap } => admin::ensure_topics(bootstrap, names, partitions, 1).await,
+        }
+    }
+
+    /// Stops what franz started: removes a container (unless kept), shuts the embedded broker down.
+    pub async fn stop(self) {
+        match self {
+            Broker::Container(container) => container.stop().await,
+            Broker::Embedded(mock) => drop(mock),
+            Broker::External { .. } => {}
         }
     }
 }

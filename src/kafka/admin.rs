@@ -54,31 +54,21 @@ pub async fn metadata(bootstrap: &str, topic: Option<&str>, timeout: Duration) -
     .context("the metadata task failed")?
 }
 
-/// Creates the topics that do not exist yet with `partitions` each.
+/// Creates the topics that do not exist yet with `partitions` each. When all exist, nothing is created, so this
+/// also works against brokers that cannot create topics (such as franz's interim embedded broker).
 pub async fn ensure_topics(
     bootstrap: &str,
     names: &[&str],
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<Vec<TopicStatus>> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap).create().context("cannot create a Kafka admin client")?;
-    let new: Vec<NewTopic> =
-        names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
-    let options = AdminOptions::new().operation_timeout(Some(REACH_TIMEOUT)).request_timeout(Some(REACH_TIMEOUT));
-    let results =
-        admin.create_topics(&new, &options).await.with_context(|| format!("cannot create topics on {bootstrap}"))?;
+    let mut described = describe(bootstrap, REACH_TIMEOUT).await?;
+    let missing: Vec<&str> = names.iter().copied().filter(|name| !described.iter().any(|t| t.name == *name)).collect();
     let mut created = Vec::new();
-    for result in results {
-        match result {
-            Ok(name) => created.push(name),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(anyhow!("cannot create topic {name} on {bootstrap}: {code}"));
-            }
-        }
+    if !missing.is_empty() {
+        created = create(bootstrap, &missing, partitions, replication).await?;
+        described = describe(bootstrap, REACH_TIMEOUT).await?;
     }
-    let described = describe(bootstrap, REACH_TIMEOUT).await?;
     names
         .iter()
         .map(|name| {
@@ -93,6 +83,26 @@ pub async fn ensure_topics(
             })
         })
         .collect()
+}
+
+/// Creates topics; one that appeared meanwhile is fine. Returns the names it created.
+async fn create(bootstrap: &str, names: &[&str], partitions: i32, replication: i32) -> anyhow::Result<Vec<String>> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(bootstrap).create().context("cannot create a Kafka admin client")?;
+    let new: Vec<NewTopic> =
+        names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(REACH_TIMEOUT)).request_timeout(Some(REACH_TIMEOUT));
+    let results =
+        admin.create_topics(&new, &options).await.with_context(|| format!("cannot create topics on {bootstrap}"))?;
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(anyhow!("cannot create topic {name} on {bootstrap}: {code}")),
+        }
+    }
+    Ok(created)
 }
 
 /// Every non-internal topic with its partitions and end offsets, sorted by name.

@@ -20,7 +20,35 @@ use crate::{cargo, sh};
 const FIXTURES: &str = "fixtures/e2e";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn run(bless: bool) -> anyhow::Result<()> {
+/// What `cargo xtask e2e` was asked to do.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Rewrite the expected files from this run.
+    pub bless: bool,
+    /// Run against this container broker instead of the embedded one.
+    pub broker: Option<String>,
+}
+
+impl Options {
+    pub fn parse(flags: &[&str]) -> anyhow::Result<Options> {
+        let mut options = Options::default();
+        let mut flags = flags.iter();
+        while let Some(flag) = flags.next() {
+            match *flag {
+                "--bless" => options.bless = true,
+                "--broker" => match flags.next().copied() {
+                    Some(kind @ ("redpanda" | "kafka")) => options.broker = Some(kind.to_owned()),
+                    other => bail!("--broker takes redpanda or kafka, got {other:?}"),
+                },
+                other => bail!("unknown e2e flag {other:?}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+pub fn run(options: Options) -> anyhow::Result<()> {
+    let bless = options.bless;
     sh(cargo().args(["build", "--bin", "franz"]))?;
     let binary = fs::canonicalize("target/debug/franz").context("the franz binary was not built")?;
     let scratch = std::env::temp_dir().join(format!("franz-e2e-{}", std::process::id()));
@@ -29,7 +57,13 @@ pub fn run(bless: bool) -> anyhow::Result<()> {
     fs::write(&config, "")?;
     let franz = Franz { binary, scratch: scratch.clone(), config };
 
-    let mut up = franz.start_up()?;
+    let mut up = match franz.start_up(options.broker.as_deref()) {
+        Ok(up) => up,
+        Err(error) => {
+            let log = fs::read_to_string(scratch.join("up.log")).unwrap_or_default();
+            bail!("{error:#}\n--- franz up stderr ---\n{log}");
+        }
+    };
     let outcome = check(&franz, &up.bootstrap, bless);
     let stopped = up.stop();
     if outcome.is_err() || stopped.is_err() {
@@ -163,14 +197,14 @@ impl Franz {
             .collect()
     }
 
-    fn start_up(&self) -> anyhow::Result<Up> {
+    fn start_up(&self, broker: Option<&str>) -> anyhow::Result<Up> {
         let log = fs::File::create(self.scratch.join("up.log"))?;
-        let mut child = self
-            .command(&["up", "--ephemeral", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("cannot start franz up")?;
+        let args = match broker {
+            Some(kind) => vec!["up", "--broker", kind, "--listen", "127.0.0.1:0"],
+            None => vec!["up", "--ephemeral", "--listen", "127.0.0.1:0"],
+        };
+        let mut child =
+            self.command(&args).stdout(Stdio::piped()).stderr(log).spawn().context("cannot start franz up")?;
         let stdout = child.stdout.take().context("franz up has no stdout")?;
         let (lines, ready) = mpsc::channel();
         std::thread::spawn(move || {
@@ -184,9 +218,16 @@ impl Franz {
         let mut up = Up { child, bootstrap: String::new() };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = ready
-                .recv_timeout(left)
-                .map_err(|_| anyhow::anyhow!("franz up did not print `ready` within {READY_TIMEOUT:?}"))?;
+            let line = match ready.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = up.child.wait()?;
+                    bail!("franz up exited ({status}) before it was ready");
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("franz up did not print `ready` within {READY_TIMEOUT:?}")
+                }
+            };
             eprintln!("franz up: {line}");
             if let Some(rest) = line.strip_prefix("ready ") {
                 let address = rest.split_whitespace().find_map(|field| field.strip_prefix("bootstrap="));

@@ -17,8 +17,10 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci                  format check, clippy (warnings denied), every test, e2e; what CI runs
-  e2e [--bless]       run the built franz binary as a user would and check its outputs against fixtures/e2e;
-                      --bless rewrites the expected files from this run (review the diff before committing)
+  e2e [--bless] [--broker redpanda|kafka]
+                      run the built franz binary as a user would and check its outputs against fixtures/e2e;
+                      --bless rewrites the expected files from this run (review the diff before committing);
+                      --broker runs the same checks against a container (needs a Docker engine)
   props [CASES]       the property tests with many cases (default 20000)
   bench pipeline      aufbereitung throughput and latency next to a pass-through baseline (release build)";
 
@@ -27,8 +29,7 @@ fn main() -> anyhow::Result<()> {
     std::env::set_current_dir(project_root()).context("cannot move to the project root")?;
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["ci"] => ci::run(),
-        ["e2e"] => e2e::run(false),
-        ["e2e", "--bless"] => e2e::run(true),
+        ["e2e", flags @ ..] => e2e::run(e2e::Options::parse(flags)?),
         ["props"] => props::run(20_000),
         ["props", cases] => props::run(cases.parse().context("CASES must be a whole number")?),
         ["bench", "pipeline"] => bench::pipeline(),

@@ -1,0 +1,286 @@
+//! Disposable Redpanda or Apache Kafka containers, started through testcontainers, for `--broker redpanda|kafka`.
+//!
+//! What a container looks like (image, pinned tag, ports, advertised listener, readiness) is a plain
+//! [`ContainerSpec`], tested without Docker. Finding the Docker engine is a plain check that fails within a second.
+//! Only [`start`] talks to Docker, and it is the part that cannot be tested where no engine runs.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use testcontainers::core::{IntoContainerPort as _, WaitFor};
+use testcontainers::runners::AsyncRunner as _;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt as _, ReuseDirective};
+
+use crate::config::BrokerKind;
+
+/// The Redpanda image and the tag `--broker redpanda` runs unless `--image-tag` says otherwise.
+pub const REDPANDA_IMAGE: (&str, &str) = ("docker.redpanda.com/redpandadata/redpanda", "v25.3.9");
+/// The Apache Kafka image (GraalVM native build, KRaft mode) and its pinned tag.
+pub const KAFKA_IMAGE: (&str, &str) = ("apache/kafka-native", "4.1.1");
+/// The Kafka listener inside the container.
+const CONTAINER_PORT: u16 = 9092;
+/// How long a container may take to pull and start before franz gives up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Everything that decides how a broker container is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub kind: BrokerKind,
+    pub image: String,
+    pub tag: String,
+    /// The host port mapped to the container's Kafka listener; clients use `127.0.0.1:host_port`.
+    pub host_port: u16,
+    pub env: Vec<(String, String)>,
+    pub cmd: Vec<String>,
+    /// The log line that says the broker is ready.
+    pub ready_message: String,
+}
+
+impl ContainerSpec {
+    /// The container for `kind` (redpanda or kafka), reachable from the host at `127.0.0.1:host_port`.
+    pub fn new(kind: BrokerKind, tag: Option<&str>, host_port: u16) -> anyhow::Result<ContainerSpec> {
+        let advertised = format!("PLAINTEXT://127.0.0.1:{host_port}");
+        let listen = format!("PLAINTEXT://0.0.0.0:{CONTAINER_PORT}");
+        let owned = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (image, default_tag, env, cmd, ready) = match kind {
+            BrokerKind::Redpanda => (
+                REDPANDA_IMAGE.0,
+                REDPANDA_IMAGE.1,
+                Vec::new(),
+                [
+                    "redpanda",
+                    "start",
+                    "--mode",
+                    "dev-container",
+                    "--smp",
+                    "1",
+                    "--kafka-addr",
+                    &listen,
+                    "--advertise-kafka-addr",
+                    &advertised,
+                ]
+                .map(String::from)
+                .to_vec(),
+                "Successfully started Redpanda!",
+            ),
+            BrokerKind::Kafka => (
+                KAFKA_IMAGE.0,
+                KAFKA_IMAGE.1,
+                owned(&[
+                    ("KAFKA_NODE_ID", "1"),
+                    ("KAFKA_PROCESS_ROLES", "broker,controller"),
+                    ("KAFKA_LISTENERS", &format!("{listen},CONTROLLER://0.0.0.0:9093")),
+                    ("KAFKA_ADVERTISED_LISTENERS", &advertised),
+                    ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+                    ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+                    ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093"),
+                    ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1"),
+                    ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1"),
+                    ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"),
+                    ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+                ]),
+                Vec::new(),
+                "Kafka Server started",
+            ),
+            other => bail!("{} is not a container broker", other.name()),
+        };
+        let tag = tag.unwrap_or(default_tag);
+        if tag.is_empty() || tag == "latest" {
+            bail!("image tag {tag:?} is not pinned; pass a version such as {default_tag}");
+        }
+        Ok(ContainerSpec {
+            kind,
+            image: image.to_owned(),
+            tag: tag.to_owned(),
+            host_port,
+            env,
+            cmd,
+            ready_message: ready.to_owned(),
+        })
+    }
+
+    /// The bootstrap address clients use.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.host_port)
+    }
+}
+
+/// Where the Docker engine should be, from `DOCKER_HOST` or the default socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerEndpoint {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl DockerEndpoint {
+    pub fn from_env(docker_host: Option<&str>) -> anyhow::Result<DockerEndpoint> {
+        match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
+            None => Ok(DockerEndpoint::Unix(PathBuf::from("/var/run/docker.sock"))),
+            Some(host) => {
+                if let Some(path) = host.strip_prefix("unix://") {
+                    Ok(DockerEndpoint::Unix(PathBuf::from(path)))
+                } else if let Some(address) = host.strip_prefix("tcp://") {
+                    Ok(DockerEndpoint::Tcp(address.trim_end_matches('/').to_owned()))
+                } else {
+                    bail!("DOCKER_HOST={host:?} is neither unix://PATH nor tcp://HOST:PORT")
+                }
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            DockerEndpoint::Unix(path) => format!("unix://{}", path.display()),
+            DockerEndpoint::Tcp(address) => format!("tcp://{address} (from DOCKER_HOST)"),
+        }
+    }
+
+    /// Connects once, within `timeout`, and fails with what was tried and what to do instead.
+    pub async fn check(&self, timeout: Duration) -> anyhow::Result<()> {
+        let attempt = async {
+            match self {
+                #[cfg(unix)]
+                DockerEndpoint::Unix(path) => tokio::net::UnixStream::connect(path).await.map(drop),
+                #[cfg(not(unix))]
+                DockerEndpoint::Unix(_) => Err(std::io::Error::other("unix sockets are not supported here")),
+                DockerEndpoint::Tcp(address) => tokio::net::TcpStream::connect(address).await.map(drop),
+            }
+        };
+        let why = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {timeout:?}"),
+        };
+        Err(anyhow!(
+            "no Docker engine at {} ({why}); run with --broker embedded, or --bootstrap HOST:PORT for a broker you started",
+            self.describe()
+        ))
+    }
+}
+
+/// A running broker container.
+pub struct Container {
+    inner: ContainerAsync<GenericImage>,
+    pub spec: ContainerSpec,
+    keep: bool,
+}
+
+/// Checks for a Docker engine, then starts the container and waits until its broker is ready, printing progress
+/// while the image is pulled. With `keep`, the container outlives franz.
+pub async fn start(spec: ContainerSpec, keep: bool) -> anyhow::Result<Container> {
+    let endpoint = DockerEndpoint::from_env(std::env::var("DOCKER_HOST").ok().as_deref())?;
+    endpoint.check(Duration::from_secs(1)).await?;
+    std::net::TcpListener::bind(("127.0.0.1", spec.host_port))
+        .map_err(|e| anyhow!("127.0.0.1:{} is not free ({e}); pass --listen with another port", spec.host_port))?;
+
+    let name = format!("{}:{}", spec.image, spec.tag);
+    eprintln!("starting {name}; the first start pulls the image, which can take minutes");
+    let mut request = GenericImage::new(&spec.image, &spec.tag)
+        .with_wait_for(WaitFor::message_on_either_std(spec.ready_message.clone()))
+        .with_mapped_port(spec.host_port, CONTAINER_PORT.tcp())
+        .with_startup_timeout(STARTUP_TIMEOUT);
+    for (key, value) in &spec.env {
+        request = request.with_env_var(key, value);
+    }
+    if !spec.cmd.is_empty() {
+        request = request.with_cmd(spec.cmd.clone());
+    }
+    if keep {
+        request = request.with_reuse(ReuseDirective::Always);
+    }
+    let started = Instant::now();
+    let starting = request.start();
+    tokio::pin!(starting);
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
+    let inner = loop {
+        tokio::select! {
+            result = &mut starting => break result.with_context(|| format!("cannot start {name}"))?,
+            _ = ticker.tick() => eprintln!("still starting {name} ({}s)", started.elapsed().as_secs()),
+        }
+    };
+    eprintln!("{name} is ready after {:.1}s", started.elapsed().as_secs_f64());
+    Ok(Container { inner, spec, keep })
+}
+
+impl Container {
+    /// Removes the container, unless it was started with `keep`: then says how to reach and remove it.
+    pub async fn stop(self) {
+        let id = self.inner.id().to_owned();
+        if self.keep {
+            eprintln!(
+                "container {id} keeps running: reconnect with `franz up --bootstrap {}`, remove it with `docker rm -f {id}`",
+                self.spec.bootstrap()
+            );
+            return;
+        }
+        if let Err(error) = self.inner.rm().await {
+            tracing::error!(%error, "could not remove container {id}; remove it with `docker rm -f {id}`");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_pin_their_tags_and_advertise_the_mapped_host_port() {
+        for kind in [BrokerKind::Redpanda, BrokerKind::Kafka] {
+            let spec = ContainerSpec::new(kind, None, 19092).unwrap();
+            assert!(spec.tag.chars().next().is_some_and(|c| c == 'v' || c.is_ascii_digit()), "{}", spec.tag);
+            assert_eq!(spec.bootstrap(), "127.0.0.1:19092");
+            let settings = format!("{:?} {:?}", spec.env, spec.cmd);
+            assert!(settings.contains("PLAINTEXT://127.0.0.1:19092"), "advertises the host port: {settings}");
+            assert!(settings.contains("0.0.0.0:9092"), "listens on the mapped container port: {settings}");
+            assert!(!spec.ready_message.is_empty());
+        }
+        let kafka = ContainerSpec::new(BrokerKind::Kafka, None, 1).unwrap();
+        assert_eq!((kafka.image.as_str(), kafka.tag.as_str()), KAFKA_IMAGE);
+        assert!(kafka.env.iter().any(|(k, v)| k == "KAFKA_PROCESS_ROLES" && v == "broker,controller"), "KRaft mode");
+    }
+
+    #[test]
+    fn image_tag_can_be_overridden_but_not_unpinned() {
+        let spec = ContainerSpec::new(BrokerKind::Redpanda, Some("v24.3.6"), 9092).unwrap();
+        assert_eq!(spec.tag, "v24.3.6");
+        let error = ContainerSpec::new(BrokerKind::Redpanda, Some("latest"), 9092).unwrap_err();
+        assert!(error.to_string().contains("not pinned"), "{error}");
+        assert!(ContainerSpec::new(BrokerKind::Embedded, None, 9092).is_err());
+    }
+
+    #[test]
+    fn docker_endpoint_comes_from_docker_host_or_the_default_socket() {
+        assert_eq!(DockerEndpoint::from_env(None).unwrap(), DockerEndpoint::Unix("/var/run/docker.sock".into()));
+        assert_eq!(
+            DockerEndpoint::from_env(Some("unix:///run/user/1000/docker.sock")).unwrap(),
+            DockerEndpoint::Unix("/run/user/1000/docker.sock".into())
+        );
+        assert_eq!(
+            DockerEndpoint::from_env(Some("tcp://127.0.0.1:2375")).unwrap(),
+            DockerEndpoint::Tcp("127.0.0.1:2375".into())
+        );
+        assert!(DockerEndpoint::from_env(Some("ssh://box")).is_err());
+    }
+
+    #[tokio::test]
+    async fn missing_docker_socket_fails_within_a_second_naming_what_was_tried() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = DockerEndpoint::Unix(dir.path().join("docker.sock"));
+        let started = Instant::now();
+        let error = endpoint.check(Duration::from_secs(1)).await.unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(error.contains("no Docker engine at unix://") && error.contains("docker.sock"), "{error}");
+        assert!(error.contains("--broker embedded") && error.contains("--bootstrap"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn refused_docker_connection_is_reported_with_docker_host() {
+        // A port that was just free: nothing listens there, so the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let endpoint = DockerEndpoint::from_env(Some(&format!("tcp://127.0.0.1:{port}"))).unwrap();
+        let error = endpoint.check(Duration::from_secs(1)).await.unwrap_err().to_string();
+        assert!(error.contains(&format!("tcp://127.0.0.1:{port} (from DOCKER_HOST)")), "{error}");
+    }
+}
