@@ -25,10 +25,10 @@ pub struct Running {
     tasks: JoinSet<(Service, anyhow::Result<()>)>,
 }
 
-/// Starts the broker, the topics and the configured services. Returns once all of them are up.
-pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let shutdown = CancellationToken::new();
-    let broker = Broker::start(config).await?;
+/// Starts the broker, the topics and the configured services. Returns once all of them are up. Cancelling
+/// `shutdown` stops them (and, while a container is still starting, abandons it).
+pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let broker = Broker::start(config, &shutdown).await?;
     let bootstrap = broker.bootstrap();
     let topics =
         broker.ensure_topics(&config.topics.all(), config.partitions).await.context("cannot create the topics")?;
@@ -121,10 +121,12 @@ fn task_failure(result: Result<(Service, anyhow::Result<()>), tokio::task::JoinE
 
 /// `franz up`: start, print the summary, run until Ctrl-C or SIGTERM.
 pub async fn up(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
-    let running = start(&config).await?;
+    // Signals are watched from the start: a Ctrl-C while a container image is pulled must still clean up.
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone())?;
+    let running = start(&config, shutdown).await?;
     write!(out, "{}", running.summary())?;
     out.flush()?;
-    cancel_on_signals(running.shutdown.clone())?;
     let result = running.wait().await;
     if result.is_ok() {
         tracing::info!("franz stopped cleanly");

@@ -55,7 +55,7 @@ impl Up {
     /// The partitions this process owns now: its latest "assigned partitions" log line.
     fn owned(&self) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines().filter_map(|l| l.split("assigned partitions: ").nth(1)).last().map_or(0, |p| p.split(", ").count())
+        log.lines().rev().find_map(|l| l.split("assigned partitions: ").nth(1)).map_or(0, |p| p.split(", ").count())
     }
 
     fn terminate(mut self) -> String {

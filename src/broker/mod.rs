@@ -7,6 +7,9 @@
 pub mod container;
 pub mod mock;
 
+use anyhow::bail;
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{BrokerKind, Config};
 use crate::kafka::admin::{self, TopicStatus};
 
@@ -15,15 +18,16 @@ pub enum Broker {
     /// The in-process stand-in for the embedded broker (rdkafka's mock cluster behind `--listen`).
     Embedded(mock::MockBroker),
     /// A disposable Redpanda or Kafka container, removed by [`Broker::stop`] unless kept.
-    Container(container::Container),
+    Container(Box<container::Container>),
     /// An existing cluster franz only connects to.
     External { bootstrap: String },
 }
 
 impl Broker {
     /// Starts the broker the configuration asks for, or checks that the external one can be reached.
-    /// A started broker runs until it is dropped, so services can still commit while they shut down.
-    pub async fn start(config: &Config) -> anyhow::Result<Broker> {
+    /// A started broker runs until it is stopped, so services can still commit while they shut down. Starting a
+    /// container can take minutes; cancelling `shutdown` meanwhile abandons it and removes what was created.
+    pub async fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Broker> {
         match config.broker {
             BrokerKind::Embedded => Ok(Broker::Embedded(mock::MockBroker::start(config.listen).await?)),
             BrokerKind::External => {
@@ -37,9 +41,15 @@ impl Broker {
                     port => port,
                 };
                 let spec = container::ContainerSpec::new(kind, config.image_tag.as_deref(), port)?;
-                let started = container::start(spec, config.keep).await?;
-                admin::metadata(&started.spec.bootstrap(), None, admin::REACH_TIMEOUT).await?;
-                Ok(Broker::Container(started))
+                let started = tokio::select! {
+                    started = container::start(spec, config.keep) => started?,
+                    _ = shutdown.cancelled() => bail!("interrupted while the {} container was starting", kind.name()),
+                };
+                if let Err(error) = admin::metadata(&started.spec.bootstrap(), None, admin::REACH_TIMEOUT).await {
+                    started.stop().await;
+                    return Err(error);
+                }
+                Ok(Broker::Container(Box::new(started)))
             }
         }
     }
