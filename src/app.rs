@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::{Config, Service};
 use crate::kafka::admin::TopicStatus;
-use crate::services::aufbereitung;
+use crate::services::{absturz, aufbereitung};
 
 /// A started franz: its broker and its running services.
 pub struct Running {
@@ -56,7 +56,24 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
                 )
             }
             Service::Kummerkasten => "not built yet: the Discord bot arrives in a later release".to_owned(),
-            Service::Absturz => "not built yet: Discord alerts arrive in a later release".to_owned(),
+            Service::Absturz => {
+                let webhook = config.discord.webhook_url.clone();
+                if let Some(url) = &webhook {
+                    absturz::webhook::normalize(crate::config::expose(url)).context("invalid DISCORD_WEBHOOK_URL")?;
+                }
+                let watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
+                let status = match &webhook {
+                    Some(_) => format!("running  {} -> Discord webhook", watched.join(", ")),
+                    None => format!(
+                        "running  {} -> the log (set DISCORD_WEBHOOK_URL to send alerts to Discord)",
+                        watched.join(", ")
+                    ),
+                };
+                let settings = absturz::Settings::new(bootstrap.clone(), watched, webhook);
+                let token = shutdown.clone();
+                tasks.spawn(async move { (Service::Absturz, absturz::run(settings, token).await.map(drop)) });
+                status
+            }
         };
         services.push((*service, status));
     }

@@ -1,0 +1,261 @@
+//! Posting messages to a Discord webhook, within Discord's rate limits, until Discord accepts or rejects them.
+//!
+//! [`Webhook::post`] owns the delivery policy for one message: wait out the rate limit (both a `429` and, before
+//! it comes to that, `X-RateLimit-Remaining: 0`), retry 5xx and network errors with exponential backoff and
+//! jitter, and keep retrying slowly while the webhook is gone (`404`/`401`). It returns only when Discord accepted
+//! the message, rejected it as malformed (`400`), or shutdown was asked for. The webhook URL carries a secret token,
+//! so it never appears in a log line, an error or `Debug` output.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How patiently to deliver.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The timeout of every request.
+    pub request_timeout: Duration,
+    /// The first wait after a 5xx or network error; it doubles up to `backoff_max`.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    /// The wait between attempts while the webhook is gone (404/401).
+    pub gone_retry: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            request_timeout: Duration::from_secs(10),
+            backoff: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            gone_retry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a post ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    /// Discord refused the payload (400): a rendering bug. Carries Discord's reason.
+    Rejected(String),
+    /// Shutdown was asked for before Discord accepted the message.
+    Cancelled,
+}
+
+/// What the webhook has done, for logs and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub rate_limited: u64,
+}
+
+/// A Discord webhook.
+pub struct Webhook {
+    client: reqwest::Client,
+    url: SecretString,
+    policy: Policy,
+    /// No request before this moment: what the last response said about the rate limit.
+    not_before: Instant,
+    pub counters: Counters,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook").field("url", &"[redacted]").field("policy", &self.policy).finish()
+    }
+}
+
+impl Webhook {
+    pub fn new(url: &SecretString, policy: Policy) -> anyhow::Result<Webhook> {
+        let url = normalize(url.expose_secret())?;
+        let client = reqwest::Client::builder()
+            .timeout(policy.request_timeout)
+            .user_agent(concat!("franz/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot create the HTTP client")?;
+        Ok(Webhook {
+            client,
+            url: SecretString::from(url),
+            policy,
+            not_before: Instant::now(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Posts one message and returns once Discord accepted or rejected it, or shutdown was asked for.
+    pub async fn post(&mut self, body: &Value, shutdown: &CancellationToken) -> Outcome {
+        let mut backoff = self.policy.backoff;
+        let mut gone_logged = false;
+        loop {
+            if !self.wait_until(self.not_before, shutdown).await {
+                return Outcome::Cancelled;
+            }
+            self.counters.requests += 1;
+            let response = self.client.post(self.url.expose_secret()).json(body).send().await;
+            let wait = match response {
+                Ok(response) => {
+                    let status = response.status();
+                    self.note_rate_limit(response.headers());
+                    match status {
+                        s if s.is_success() => {
+                            if gone_logged {
+                                tracing::info!("the Discord webhook answers again; delivering the alerts that waited");
+                            }
+                            return Outcome::Accepted;
+                        }
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            self.counters.rate_limited += 1;
+                            let headers = response.headers().clone();
+                            let retry_after = retry_after(&headers, response.json::<Value>().await.ok());
+                            tracing::warn!("Discord rate limit hit; waiting {retry_after:?}");
+                            self.not_before = Instant::now() + retry_after;
+                            Duration::ZERO
+                        }
+                        StatusCode::BAD_REQUEST => {
+                            let reason = response.text().await.unwrap_or_default();
+                            return Outcome::Rejected(reason.chars().take(1000).collect());
+                        }
+                        StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            if !gone_logged {
+                                tracing::error!(
+                                    "the Discord webhook is gone (HTTP {status}): it was deleted or its token is wrong. \
+                                     Alerts are kept, not dropped; franz retries every {:?}. Set DISCORD_WEBHOOK_URL to a \
+                                     working webhook and restart to deliver them sooner",
+                                    self.policy.gone_retry
+                                );
+                                gone_logged = true;
+                            }
+                            self.policy.gone_retry
+                        }
+                        other => {
+                            tracing::warn!("Discord answered HTTP {other}; retrying in about {backoff:?}");
+                            next_backoff(&mut backoff, self.policy.backoff_max)
+                        }
+                    }
+                }
+                Err(error) => {
+                    let error = error.without_url();
+                    tracing::warn!(%error, "cannot reach Discord; retrying in about {backoff:?}");
+                    next_backoff(&mut backoff, self.policy.backoff_max)
+                }
+            };
+            if !self.wait_until(Instant::now() + wait, shutdown).await {
+                return Outcome::Cancelled;
+            }
+        }
+    }
+
+    /// Sleeps until `deadline`; false if shutdown came first.
+    async fn wait_until(&self, deadline: Instant, shutdown: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => true,
+            _ = shutdown.cancelled() => false,
+        }
+    }
+
+    /// Discord says how many requests are left in the current window and when it resets; when none are left, the
+    /// next request waits for the reset instead of provoking a 429.
+    fn note_rate_limit(&mut self, headers: &reqwest::header::HeaderMap) {
+        let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+        if let (Some(remaining), Some(reset_after)) =
+            (number("x-ratelimit-remaining"), number("x-ratelimit-reset-after"))
+        {
+            if remaining < 1.0 {
+                self.not_before = self.not_before.max(Instant::now() + seconds(reset_after));
+            }
+        }
+    }
+}
+
+/// Doubles the backoff and returns the current wait with up to 25% jitter, so clients do not retry in lockstep.
+fn next_backoff(backoff: &mut Duration, max: Duration) -> Duration {
+    let wait = backoff.mul_f64(1.0 + fastrand::f64() * 0.25);
+    *backoff = (*backoff * 2).min(max);
+    wait
+}
+
+/// How long a 429 asks us to wait: the body's `retry_after`, else the `Retry-After` header, else one second.
+fn retry_after(headers: &reqwest::header::HeaderMap, body: Option<Value>) -> Duration {
+    let from_body = body.and_then(|b| b.get("retry_after").and_then(Value::as_f64));
+    let from_header =
+        headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok());
+    seconds(from_body.or(from_header).unwrap_or(1.0))
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.clamp(0.0, 3600.0)).unwrap_or(Duration::from_secs(1))
+}
+
+/// The URL to post to: the versioned API path (`/api/v10/…`, added to a copied URL without one) and
+/// `wait=true`, so Discord answers only once the message exists.
+pub fn normalize(url: &str) -> anyhow::Result<String> {
+    let Ok(mut parsed) = Url::parse(url.trim()) else {
+        bail!("DISCORD_WEBHOOK_URL is not a URL; copy it from Discord: Server Settings → Integrations → Webhooks");
+    };
+    if !matches!(parsed.scheme(), "https" | "http") {
+        bail!("DISCORD_WEBHOOK_URL must be an https:// URL");
+    }
+    let segments: Vec<String> = parsed.path_segments().map(|s| s.map(str::to_owned).collect()).unwrap_or_default();
+    if let [api, rest @ ..] = segments.as_slice() {
+        let versioned = rest.first().is_some_and(|s| s.starts_with('v') && s[1..].chars().all(|c| c.is_ascii_digit()));
+        if api == "api" && !versioned {
+            let path = format!("/api/v10/{}", rest.join("/"));
+            parsed.set_path(&path);
+        }
+    }
+    let others: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != "wait").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    parsed.query_pairs_mut().clear().extend_pairs(others).append_pair("wait", "true");
+    Ok(parsed.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copied_webhook_urls_get_the_versioned_path_and_wait() {
+        assert_eq!(
+            normalize("https://discord.com/api/webhooks/123/tok-en").unwrap(),
+            "https://discord.com/api/v10/webhooks/123/tok-en?wait=true"
+        );
+        assert_eq!(
+            normalize("https://discord.com/api/v9/webhooks/1/t?thread_id=5&wait=false").unwrap(),
+            "https://discord.com/api/v9/webhooks/1/t?thread_id=5&wait=true"
+        );
+        assert_eq!(
+            normalize("http://127.0.0.1:8080/api/webhooks/1/t").unwrap(),
+            "http://127.0.0.1:8080/api/v10/webhooks/1/t?wait=true"
+        );
+    }
+
+    #[test]
+    fn bad_webhook_urls_are_refused_without_echoing_them() {
+        for url in ["not a url sekrit", "ftp://discord.com/api/webhooks/1/sekrit"] {
+            let error = normalize(url).unwrap_err().to_string();
+            assert!(!error.contains("sekrit"), "{error}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_url() {
+        let webhook =
+            Webhook::new(&SecretString::from("https://discord.com/api/webhooks/1/sekrit"), Policy::default()).unwrap();
+        assert!(!format!("{webhook:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn retry_after_prefers_the_body_then_the_header() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&headers, Some(serde_json::json!({"retry_after": 0.25}))), Duration::from_millis(250));
+        assert_eq!(retry_after(&headers, None), Duration::from_secs(3));
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new(), None), Duration::from_secs(1));
+    }
+}
