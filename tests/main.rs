@@ -1,7 +1,10 @@
 //! Integration tests: the services against an in-process broker, each test on fresh topics.
 
+mod fake_discord;
 mod util;
 
+/// absturz: alerts to a fake Discord webhook, rate limits, failures, nothing lost.
+mod absturz;
 /// aufbereitung end to end: tickets, dead letters, offsets, scale-out.
 mod aufbereitung;
 /// The intake path shared by `franz ticket` and the Discord bot.

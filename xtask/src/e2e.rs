@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
+use crate::fake_webhook::FakeWebhook;
 use crate::{cargo, sh};
 
 const FIXTURES: &str = "fixtures/e2e";
@@ -55,7 +56,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     fs::create_dir_all(&scratch)?;
     let config = scratch.join("franz.toml");
     fs::write(&config, "")?;
-    let franz = Franz { binary, scratch: scratch.clone(), config };
+    let webhook = FakeWebhook::start()?;
+    let franz = Franz { binary, scratch: scratch.clone(), config, webhook_url: webhook.url.clone() };
 
     let mut up = match franz.start_up(options.broker.as_deref()) {
         Ok(up) => up,
@@ -64,7 +66,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             bail!("{error:#}\n--- franz up stderr ---\n{log}");
         }
     };
-    let outcome = check(&franz, &up.bootstrap, bless);
+    let outcome =
+        check(&franz, &up.bootstrap, bless).and_then(|letters| check_alerts(&franz, &up.bootstrap, &webhook, letters));
     let stopped = up.stop();
     if outcome.is_err() || stopped.is_err() {
         eprintln!("--- franz up stderr ---\n{}", fs::read_to_string(scratch.join("up.log")).unwrap_or_default());
@@ -76,7 +79,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check(franz: &Franz, bootstrap: &str, bless: bool) -> anyhow::Result<()> {
+/// Checks the pipeline's outputs; returns how many dead letters it made.
+fn check(franz: &Franz, bootstrap: &str, bless: bool) -> anyhow::Result<u64> {
     let intake = fs::read_to_string(Path::new(FIXTURES).join("intake.jsonl"))?;
     let inputs = intake.lines().count();
     let expected_tickets = read_jsonl(&Path::new(FIXTURES).join("expected-tickets.jsonl")).unwrap_or_default();
@@ -138,6 +142,24 @@ fn check(franz: &Franz, bootstrap: &str, bless: bool) -> anyhow::Result<()> {
     for topic in ["discordMSG", "tickets-formatted", "tickets-formatted-dlq", "errors"] {
         ensure!(topics.contains(topic), "`franz topics` does not list {topic}:\n{topics}");
     }
+    Ok(letters.len() as u64)
+}
+
+/// absturz: every dead letter, and an event published to `errors`, arrive at the fake Discord webhook once.
+fn check_alerts(franz: &Franz, bootstrap: &str, webhook: &FakeWebhook, letters: u64) -> anyhow::Result<()> {
+    let event = r#"{"service":"e2e","level":"error","message":"published by cargo xtask e2e","time":"2026-02-24T08:32:23Z","context":{}}"#;
+    let input = franz.scratch.join("event.jsonl");
+    fs::write(&input, format!("{event}\n"))?;
+    franz.output(&["produce", "errors", "--bootstrap", bootstrap], Some(fs::File::open(&input)?))?;
+    let timeout = Duration::from_secs(30);
+    webhook.wait_for(&format!("{letters} dead-letter alerts and the error event"), timeout, |w| {
+        w.alerts_titled("Dead letter") >= letters && w.alerts_titled("e2e · error") >= 1
+    })?;
+    let (got_letters, got_events) = (webhook.alerts_titled("Dead letter"), webhook.alerts_titled("e2e · error"));
+    ensure!(
+        got_letters == letters && got_events == 1,
+        "{got_letters} dead-letter alerts for {letters}, {got_events} error alerts for 1"
+    );
     Ok(())
 }
 
@@ -154,6 +176,8 @@ struct Franz {
     binary: PathBuf,
     scratch: PathBuf,
     config: PathBuf,
+    /// Given to `franz up` only, so absturz posts to the fake.
+    webhook_url: String,
 }
 
 impl Franz {
@@ -203,8 +227,13 @@ impl Franz {
             Some(kind) => vec!["up", "--broker", kind, "--listen", "127.0.0.1:0"],
             None => vec!["up", "--ephemeral", "--listen", "127.0.0.1:0"],
         };
-        let mut child =
-            self.command(&args).stdout(Stdio::piped()).stderr(log).spawn().context("cannot start franz up")?;
+        let mut child = self
+            .command(&args)
+            .env("DISCORD_WEBHOOK_URL", &self.webhook_url)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("cannot start franz up")?;
         let stdout = child.stdout.take().context("franz up has no stdout")?;
         let (lines, ready) = mpsc::channel();
         std::thread::spawn(move || {

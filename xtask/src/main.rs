@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod e2e;
+mod fake_webhook;
 mod props;
 
 use std::path::{Path, PathBuf};

@@ -28,7 +28,7 @@ const CUT: &str = "…";
 /// The longest single embed franz renders, so that at least one fits into a message with room to spare. The
 /// parts below are sized to add up to less: title 256, description 1,000, footer 200, at most 9 context fields of
 /// 64 + 140, a "more" field, and the count field of a grouped alert.
-const EMBED_BUDGET: usize = 3500;
+pub const EMBED_BUDGET: usize = 3500;
 const DESCRIPTION_BUDGET: usize = 1000;
 const FOOTER_BUDGET: usize = 200;
 const CONTEXT_FIELDS: usize = 9;
