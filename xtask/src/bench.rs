@@ -2,6 +2,6 @@
 
 use crate::{cargo, sh};
 
-pub fn pipeline() -> anyhow::Result<()> {
-    sh(cargo().args(["bench", "--bench", "pipeline"]))
+pub fn run(name: &str) -> anyhow::Result<()> {
+    sh(cargo().args(["bench", "--bench", name]))
 }

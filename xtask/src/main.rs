@@ -23,7 +23,8 @@ tasks:
                       --bless rewrites the expected files from this run (review the diff before committing);
                       --broker runs the same checks against a container (needs a Docker engine)
   props [CASES]       the property tests with many cases (default 20000)
-  bench pipeline      aufbereitung throughput and latency next to a pass-through baseline (release build)";
+  bench pipeline      aufbereitung throughput and latency next to a pass-through baseline (release build)
+  bench alerts        absturz in an alert storm against a rate-limited fake webhook (release build)";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,7 +34,7 @@ fn main() -> anyhow::Result<()> {
         ["e2e", flags @ ..] => e2e::run(e2e::Options::parse(flags)?),
         ["props"] => props::run(20_000),
         ["props", cases] => props::run(cases.parse().context("CASES must be a whole number")?),
-        ["bench", "pipeline"] => bench::pipeline(),
+        ["bench", name @ ("pipeline" | "alerts")] => bench::run(name),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             Ok(())
