@@ -204,3 +204,21 @@ async fn rdkafka_committed(harness: &Harness) -> i64 {
     .await
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_steady_stream_waits_for_the_rate_limit_reset_instead_of_provoking_429s() {
+    let harness = Harness::new(1).await;
+    let discord = FakeDiscord::start().await;
+    discord.limit(2, Duration::from_millis(700));
+    let instance = Instance::start(&harness, Some(&discord));
+    // One alert at a time, each delivered before the next: every one needs its own request.
+    for round in 1..=6u64 {
+        let event =
+            serde_json::json!({"service": "s", "level": "warn", "message": format!("round {round}"), "time": "t"});
+        harness.produce(&harness.topics.errors, &[(0, event.to_string().into_bytes())]).await;
+        wait_until(&format!("alert {round}"), || async { discord.alerts() >= round }).await;
+    }
+    instance.stop().await;
+    let statuses: Vec<u16> = discord.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![200; 6], "the limit headers were obeyed");
+}

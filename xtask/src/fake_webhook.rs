@@ -1,6 +1,5 @@
 //! A fake Discord webhook for `cargo xtask e2e`: accepts every POST on loopback and keeps what was posted.
 
-use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
