@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::{Config, Service};
 use crate::kafka::admin::TopicStatus;
-use crate::services::{absturz, aufbereitung};
+use crate::services::{absturz, aufbereitung, kummerkasten};
 
 /// A started franz: its broker and its running services.
 pub struct Running {
@@ -55,7 +55,22 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
                     config.topics.intake, config.topics.tickets, config.topics.dead_letters
                 )
             }
-            Service::Kummerkasten => "not built yet: the Discord bot arrives in a later release".to_owned(),
+            Service::Kummerkasten => match &config.discord.token {
+                None => "off      set DISCORD_TOKEN to run the /ticket bot (README: Discord bot)".to_owned(),
+                Some(token) => {
+                    let settings = kummerkasten::Settings {
+                        bootstrap: bootstrap.clone(),
+                        topics: config.topics.clone(),
+                        token: token.clone(),
+                        guild_id: config.discord.guild_id,
+                        cooldown: config.discord.cooldown,
+                    };
+                    let token = shutdown.clone();
+                    tasks.spawn(async move { (Service::Kummerkasten, kummerkasten::run(settings, token).await) });
+                    let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
+                    format!("running  /ticket -> {} (registered {scope})", config.topics.intake)
+                }
+            },
             Service::Absturz => {
                 let webhook = config.discord.webhook_url.clone();
                 if let Some(url) = &webhook {

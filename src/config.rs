@@ -98,8 +98,11 @@ impl Default for Topics {
 pub struct Discord {
     pub token: Option<SecretString>,
     pub client_id: Option<String>,
-    pub guild_id: Option<String>,
+    /// The guild to register `/ticket` in (a numeric snowflake); unset registers it globally.
+    pub guild_id: Option<u64>,
     pub webhook_url: Option<SecretString>,
+    /// How long a user waits between two tickets.
+    pub cooldown: std::time::Duration,
 }
 
 /// Everything franz needs, resolved and validated.
@@ -174,9 +177,11 @@ const TOPIC_ERRORS: Key = key("topics.errors", &["FRANZ_TOPIC_ERRORS"]);
 const DISCORD_TOKEN: Key = Key { name: "discord.token", env: &["DISCORD_TOKEN"], secret: true };
 const DISCORD_CLIENT_ID: Key = key("discord.client_id", &["DISCORD_CLIENT_ID"]);
 const DISCORD_GUILD_ID: Key = key("discord.guild_id", &["DISCORD_GUILD_ID"]);
+const TICKET_COOLDOWN: Key = key("discord.cooldown_secs", &["FRANZ_TICKET_COOLDOWN"]);
 const DISCORD_WEBHOOK_URL: Key = Key { name: "discord.webhook_url", env: &["DISCORD_WEBHOOK_URL"], secret: true };
 
-const KEYS: [&Key; 15] = [
+const KEYS: [&Key; 16] = [
+    &TICKET_COOLDOWN,
     &IMAGE_TAG,
     &BROKER,
     &BOOTSTRAP,
@@ -390,8 +395,31 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
     let discord = Discord {
         token: resolver.get(&DISCORD_TOKEN).map(|(value, _)| SecretString::from(value)),
         client_id: resolver.get(&DISCORD_CLIENT_ID).map(|(value, _)| value),
-        guild_id: resolver.get(&DISCORD_GUILD_ID).map(|(value, _)| value),
+        guild_id: match resolver.get(&DISCORD_GUILD_ID) {
+            Some((value, source)) => Some(value.trim().parse::<u64>().map_err(|_| {
+                invalid(
+                    &DISCORD_GUILD_ID,
+                    &source,
+                    format!("{value:?} is not a numeric guild id (right-click the server → Copy Server ID)"),
+                )
+            })?),
+            None => None,
+        },
         webhook_url,
+        cooldown: match resolver.get(&TICKET_COOLDOWN) {
+            Some((value, source)) => value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= 86_400)
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| {
+                    invalid(&TICKET_COOLDOWN, &source, format!("{value:?} is not a number of seconds from 0 to 86400"))
+                })?,
+            None => std::time::Duration::from_secs(
+                resolver.default(&TICKET_COOLDOWN, "10").parse().expect("the default parses"),
+            ),
+        },
     };
 
     Ok(Config {

@@ -8,6 +8,7 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod discord;
 pub mod intake;
 pub mod kafka;
 pub mod schema;

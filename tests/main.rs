@@ -9,5 +9,7 @@ mod absturz;
 mod aufbereitung;
 /// The intake path shared by `franz ticket` and the Discord bot.
 mod intake;
+/// The Discord bot's publishing path and replies.
+mod kummerkasten;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;

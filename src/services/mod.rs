@@ -5,3 +5,4 @@
 
 pub mod absturz;
 pub mod aufbereitung;
+pub mod kummerkasten;

@@ -1,13 +1,14 @@
 //! Turning records from the errors and dead-letter topics into Discord embeds that Discord always accepts.
 //!
 //! Pure functions only: no I/O, no clock. Every string that reaches an embed passes through one of the
-//! sanitizers here, so user text cannot ping anyone, cannot break out of a code block, and never exceeds Discord's
+//! sanitizers in `crate::discord`, so user text cannot ping anyone, cannot break out of a code block, and never exceeds Discord's
 //! limits (truncation is visible and keeps code fences closed). Grouping identical alerts during a storm also lives
 //! here, because it is about what an operator sees, not about delivery.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::discord::{chars, clip, code_block, plain};
 use crate::schema::{DeadLetter, ErrorEvent, Level};
 
 /// Discord's limits on one embed and one message.
@@ -23,8 +24,6 @@ pub mod limits {
     pub const EMBEDS_PER_MESSAGE: usize = 10;
 }
 
-/// What marks a cut.
-const CUT: &str = "…";
 /// The longest single embed franz renders, so that at least one fits into a message with room to spare. The
 /// parts below are sized to add up to less: title 256, description 1,000, footer 200, at most 9 context fields of
 /// 64 + 140, a "more" field, and the count field of a grouped alert.
@@ -220,47 +219,6 @@ pub fn minimal(alert: &Alert) -> Embed {
         timestamp: None,
         footer: alert.embed.footer.clone(),
     }
-}
-
-/// Text made safe to show outside a code block: no markdown, no mentions, no line breaks.
-pub fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']' | '(' | ')' | '<' | ':' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '@' => out.push_str("\u{200b}@\u{200b}"),
-            '\n' | '\r' => out.push(' '),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// `text` in a fenced code block of at most `max` characters in all. The fence can never be closed early by the
-/// text, and a cut is marked inside the block, so the block always closes.
-pub fn code_block(language: &str, text: &str, max: usize) -> String {
-    // A zero-width space between backticks keeps user text from closing the fence; `@` gets one too, so nothing
-    // that looks like a mention survives even where Discord would render it.
-    let safe = text.replace('`', "`\u{200b}").replace('@', "\u{200b}@\u{200b}");
-    let frame = chars(language) + 8; // "```lang\n" + "\n```"
-    let room = max.saturating_sub(frame);
-    format!("```{language}\n{}\n```", clip(&safe, room))
-}
-
-/// At most `max` characters, the last one a visible cut marker when anything was cut.
-pub fn clip(text: &str, max: usize) -> String {
-    if chars(text) <= max {
-        return text.to_owned();
-    }
-    let keep: String = text.chars().take(max.saturating_sub(1)).collect();
-    format!("{keep}{CUT}")
-}
-
-fn chars(text: &str) -> usize {
-    text.chars().count()
 }
 
 /// Discord rejects an embed whose timestamp is not ISO 8601; anything else is left out.

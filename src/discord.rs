@@ -1,0 +1,49 @@
+//! How franz writes text that Discord shows: markdown and mentions defused, code blocks that always close, cuts
+//! that are visible.
+//!
+//! The bot's replies and absturz's embeds both show user text, so both go through these functions. They are pure;
+//! sending is the business of the services.
+
+/// What marks a cut.
+const CUT: &str = "…";
+
+/// Text made safe to show outside a code block: no markdown, no mentions, no line breaks.
+pub fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '#' | '[' | ']' | '(' | ')' | '<' | ':' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => out.push_str("\u{200b}@\u{200b}"),
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` in a fenced code block of at most `max` characters in all. The fence can never be closed early by the
+/// text, and a cut is marked inside the block, so the block always closes.
+pub fn code_block(language: &str, text: &str, max: usize) -> String {
+    // A zero-width space between backticks keeps user text from closing the fence; `@` gets one too, so nothing
+    // that looks like a mention survives even where Discord would render it.
+    let safe = text.replace('`', "`\u{200b}").replace('@', "\u{200b}@\u{200b}");
+    let frame = chars(language) + 8; // "```lang\n" + "\n```"
+    let room = max.saturating_sub(frame);
+    format!("```{language}\n{}\n```", clip(&safe, room))
+}
+
+/// At most `max` characters, the last one a visible cut marker when anything was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if chars(text) <= max {
+        return text.to_owned();
+    }
+    let keep: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{keep}{CUT}")
+}
+
+pub fn chars(text: &str) -> usize {
+    text.chars().count()
+}

@@ -1,0 +1,82 @@
+//! What the bot says to a user, and the one place that makes it private and mention-free.
+//!
+//! Texts are plain functions so they can be tested without Discord; `reply` wraps a text into the poise reply that
+//! is always ephemeral (only the user sees it) and never pings anyone.
+
+use std::time::Duration;
+
+use poise::serenity_prelude as serenity;
+
+use crate::discord::{clip, code_block};
+
+/// The answer once the broker has the ticket: the id, and a short, safe preview of what was submitted.
+pub fn received(ticket_id: &str, message: &str) -> String {
+    format!(
+        "Ticket received. Its id is `{ticket_id}`; mention it if you follow up.\n{}",
+        code_block("", &clip(message.trim(), 300), 400)
+    )
+}
+
+/// The answer when the ticket could not be published. It was not received, so the user should try again.
+pub fn not_received() -> String {
+    "Your ticket was **not** received: the ticket system is not reachable right now. Please try again in a minute."
+        .to_owned()
+}
+
+/// The answer when the text cannot become a ticket (empty, or too long for a ticket).
+pub fn rejected(why: &str) -> String {
+    format!("That ticket cannot be submitted: {}.", crate::discord::plain(why))
+}
+
+/// The answer to a user who submitted a moment ago.
+pub fn cooldown(remaining: Duration) -> String {
+    let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
+    let unit = if seconds == 1 { "second" } else { "seconds" };
+    format!("You just submitted a ticket. You can submit the next one in {seconds} {unit}.")
+}
+
+/// A reply only the user sees, with mentions switched off.
+pub fn reply(text: String) -> poise::CreateReply {
+    poise::CreateReply::default().content(text).ephemeral(true).allowed_mentions(serenity::CreateAllowedMentions::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reply as Discord receives it.
+    fn wire(text: String) -> serde_json::Value {
+        let message = reply(text).to_slash_initial_response(serenity::CreateInteractionResponseMessage::new());
+        serde_json::to_value(message).unwrap()
+    }
+
+    #[test]
+    fn replies_are_ephemeral_and_ping_nobody() {
+        let sent = wire(received("8f0b16f3-85b5-56c7-8823-483334746b7e", "help"));
+        assert_eq!(sent["flags"].as_u64().unwrap() & 64, 64, "ephemeral: {sent}");
+        assert_eq!(sent["allowed_mentions"]["parse"], serde_json::json!([]), "{sent}");
+        assert!(sent["content"].as_str().unwrap().contains("8f0b16f3-85b5-56c7-8823-483334746b7e"));
+    }
+
+    #[test]
+    fn user_text_in_a_reply_cannot_ping_or_break_the_formatting() {
+        let text = received("id", "```\n@everyone <@123> **bold** `x` @here");
+        assert!(!text.contains("@everyone") && !text.contains("@here") && !text.contains("<@123>"), "{text}");
+        assert_eq!(text.matches("```").count(), 2, "one code block, closed: {text}");
+    }
+
+    #[test]
+    fn cooldown_says_when_the_next_ticket_is_possible() {
+        assert_eq!(
+            cooldown(Duration::from_millis(9_200)),
+            "You just submitted a ticket. You can submit the next one in 10 seconds."
+        );
+        assert!(cooldown(Duration::from_millis(400)).ends_with("in 1 second."));
+    }
+
+    #[test]
+    fn a_failed_publish_never_claims_the_ticket_was_received() {
+        assert!(not_received().contains("**not** received"));
+        assert!(!not_received().contains("Ticket received"));
+    }
+}
