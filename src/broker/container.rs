@@ -4,10 +4,13 @@
 //! [`ContainerSpec`], tested without Docker. Finding the Docker engine is a plain check that fails within a second.
 //! Only [`start`] talks to Docker, and it is the part that cannot be tested where no engine runs.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use bollard::models::CreateImageInfo;
+use futures::StreamExt as _;
 use testcontainers::core::{IntoContainerPort as _, WaitFor};
 use testcontainers::runners::AsyncRunner as _;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt as _, ReuseDirective};
@@ -159,6 +162,71 @@ impl DockerEndpoint {
     }
 }
 
+/// Download progress of an image pull, per layer, summarized for a person.
+#[derive(Debug, Default)]
+pub struct PullProgress {
+    /// Bytes downloaded and total bytes, by layer id.
+    layers: BTreeMap<String, (i64, i64)>,
+    done: BTreeSet<String>,
+}
+
+impl PullProgress {
+    /// Takes one status line of Docker's pull stream into account.
+    pub fn update(&mut self, info: &CreateImageInfo) {
+        let Some(id) = info.id.clone() else { return };
+        match info.status.as_deref() {
+            Some("Downloading") => {
+                let detail = info.progress_detail.as_ref();
+                let current = detail.and_then(|d| d.current).unwrap_or(0);
+                let total = detail.and_then(|d| d.total).unwrap_or(0);
+                self.layers.insert(id, (current, total));
+            }
+            Some("Download complete" | "Pull complete" | "Already exists") => {
+                let entry = self.layers.entry(id.clone()).or_default();
+                entry.0 = entry.1;
+                self.done.insert(id);
+            }
+            _ => {
+                self.layers.entry(id).or_default();
+            }
+        }
+    }
+
+    /// E.g. `3 of 7 layers, 45.2 MB of 120.0 MB`.
+    pub fn summary(&self) -> String {
+        let (current, total) = self.layers.values().fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+        let mb = |bytes: i64| bytes as f64 / 1_000_000.0;
+        format!("{} of {} layers, {:.1} MB of {:.1} MB", self.done.len(), self.layers.len(), mb(current), mb(total))
+    }
+}
+
+/// Pulls `image:tag` unless it is already there, printing progress every two seconds.
+async fn pull(image: &str, tag: &str) -> anyhow::Result<()> {
+    let docker = bollard::Docker::connect_with_defaults().context("cannot connect to the Docker engine")?;
+    let reference = format!("{image}:{tag}");
+    if docker.inspect_image(&reference).await.is_ok() {
+        return Ok(());
+    }
+    eprintln!("pulling {reference}; the first start can take minutes");
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(image).tag(tag).build();
+    let mut stream = docker.create_image(Some(options), None, None);
+    let mut progress = PullProgress::default();
+    let mut shown = Instant::now();
+    while let Some(info) = stream.next().await {
+        let info = info.with_context(|| format!("cannot pull {reference}"))?;
+        if let Some(error) = info.error_detail.as_ref().and_then(|e| e.message.clone()) {
+            bail!("cannot pull {reference}: {error}");
+        }
+        progress.update(&info);
+        if shown.elapsed() >= Duration::from_secs(2) {
+            eprintln!("pulling {reference}: {}", progress.summary());
+            shown = Instant::now();
+        }
+    }
+    eprintln!("pulled {reference}: {}", progress.summary());
+    Ok(())
+}
+
 /// A running broker container.
 pub struct Container {
     inner: ContainerAsync<GenericImage>,
@@ -175,7 +243,8 @@ pub async fn start(spec: ContainerSpec, keep: bool) -> anyhow::Result<Container>
         .map_err(|e| anyhow!("127.0.0.1:{} is not free ({e}); pass --listen with another port", spec.host_port))?;
 
     let name = format!("{}:{}", spec.image, spec.tag);
-    eprintln!("starting {name}; the first start pulls the image, which can take minutes");
+    pull(&spec.image, &spec.tag).await?;
+    eprintln!("starting {name}");
     let mut request = GenericImage::new(&spec.image, &spec.tag)
         .with_wait_for(WaitFor::message_on_either_std(spec.ready_message.clone()))
         .with_mapped_port(spec.host_port, CONTAINER_PORT.tcp())
@@ -248,6 +317,25 @@ mod tests {
         let error = ContainerSpec::new(BrokerKind::Redpanda, Some("latest"), 9092).unwrap_err();
         assert!(error.to_string().contains("not pinned"), "{error}");
         assert!(ContainerSpec::new(BrokerKind::Embedded, None, 9092).is_err());
+    }
+
+    #[test]
+    fn pull_progress_sums_layers_and_counts_finished_ones() {
+        let info = |id: &str, status: &str, current: Option<i64>, total: Option<i64>| CreateImageInfo {
+            id: Some(id.into()),
+            status: Some(status.into()),
+            progress_detail: Some(bollard::models::ProgressDetail { current, total }),
+            ..Default::default()
+        };
+        let mut progress = PullProgress::default();
+        progress.update(&info("a", "Pulling fs layer", None, None));
+        progress.update(&info("b", "Downloading", Some(2_000_000), Some(10_000_000)));
+        progress.update(&info("a", "Downloading", Some(1_000_000), Some(4_000_000)));
+        assert_eq!(progress.summary(), "0 of 2 layers, 3.0 MB of 14.0 MB");
+        progress.update(&info("a", "Pull complete", None, None));
+        assert_eq!(progress.summary(), "1 of 2 layers, 6.0 MB of 14.0 MB");
+        progress.update(&CreateImageInfo { status: Some("Digest: sha256:…".into()), ..Default::default() });
+        assert_eq!(progress.summary(), "1 of 2 layers, 6.0 MB of 14.0 MB");
     }
 
     #[test]

@@ -93,32 +93,26 @@ pub fn render(topic: &str, partition: i32, offset: i64, value: &[u8]) -> Alert {
     if let Ok(letter) = serde_json::from_slice::<DeadLetter>(value) {
         return dead_letter(letter, footer);
     }
-    match serde_json::from_slice::<Value>(value) {
+    // Anything else: JSON pretty-printed, other bytes as text.
+    let (language, text, key) = match serde_json::from_slice::<Value>(value) {
         Ok(json) => {
             let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
-            let embed = Embed {
-                title: format!("Message on {}", clip(&plain(topic), limits::TITLE - 20)),
-                description: code_block("json", &pretty, DESCRIPTION_BUDGET),
-                color: GREY,
-                fields: Vec::new(),
-                timestamp: None,
-                footer,
-            };
-            Alert { key: format!("json:{pretty}"), embed, time: None }
+            ("json", pretty.clone(), format!("json:{pretty}"))
         }
         Err(_) => {
-            let text = String::from_utf8_lossy(value);
-            let embed = Embed {
-                title: format!("Message on {}", clip(&plain(topic), limits::TITLE - 20)),
-                description: code_block("", &text, DESCRIPTION_BUDGET),
-                color: GREY,
-                fields: Vec::new(),
-                timestamp: None,
-                footer,
-            };
-            Alert { key: format!("text:{text}"), embed, time: None }
+            let text = String::from_utf8_lossy(value).into_owned();
+            ("", text.clone(), format!("text:{text}"))
         }
-    }
+    };
+    let embed = Embed {
+        title: format!("Message on {}", clip(&plain(topic), limits::TITLE - 20)),
+        description: code_block(language, &text, DESCRIPTION_BUDGET),
+        color: GREY,
+        fields: Vec::new(),
+        timestamp: None,
+        footer,
+    };
+    Alert { key, embed, time: None }
 }
 
 fn error_event(event: ErrorEvent, footer: Footer) -> Alert {
