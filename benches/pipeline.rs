@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use franz::broker::mock::MockBroker;
 use franz::config::Topics;
 use franz::kafka::relay::{self, Output, RetryPolicy};
-use franz::kafka::{self, CommitOnRevoke, client_config, group_consumer};
+use franz::kafka::{self, CommitOnRevoke, client_config, consumer_config, group_consumer};
 use franz::services::aufbereitung;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
@@ -105,7 +105,7 @@ async fn measure(broker: &MockBroker, bootstrap: &str, kind: Kind) -> anyhow::Re
 
     eprintln!("{name}: live stream of {LIVE} records");
     // The reader starts exactly at the end of the backlog's outputs, so it reads only live outputs.
-    let reader: StreamConsumer = client_config(bootstrap).set("group.id", "bench-reader").create()?;
+    let reader: StreamConsumer = consumer_config(bootstrap).set("group.id", "bench-reader").create()?;
     let mut start = rdkafka::TopicPartitionList::new();
     for (partition, end) in end_offsets(&counter, &topics.tickets).await?.into_iter().enumerate() {
         start.add_partition_offset(&topics.tickets, partition as i32, rdkafka::Offset::Offset(end))?;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::cli::{ProduceArgs, TailArgs, TicketArgs};
 use crate::config::Config;
 use crate::intake::{self, Submission};
-use crate::kafka::{self, admin, client_config, partitions_at};
+use crate::kafka::{self, admin, consumer_config, partitions_at};
 
 /// `franz ticket`: publish one ticket as the Discord bot does and print its id.
 pub async fn ticket(config: &Config, args: TicketArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -50,7 +50,8 @@ pub async fn tail(config: &Config, args: TailArgs, out: &mut impl Write) -> anyh
         Some(topic) if topic.error().is_none() && !topic.partitions().is_empty() => topic.partitions().len() as i32,
         _ => bail!("topic {} does not exist on {}; `franz topics` lists the topics", args.topic, config.bootstrap),
     };
-    let consumer: StreamConsumer = client_config(&config.bootstrap)
+    // librdkafka's consumer needs a group id even for assigned partitions; tail never joins it or commits.
+    let consumer: StreamConsumer = consumer_config(&config.bootstrap)
         .set("enable.auto.commit", "false")
         .set("group.id", format!("franz-tail-{}", uuid::Uuid::new_v4()))
         .create()

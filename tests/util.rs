@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use franz::broker::mock::MockBroker;
 use franz::config::Topics;
-use franz::kafka::{self, admin, client_config, partitions_at};
+use franz::kafka::{self, admin, consumer_config, partitions_at};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Message as _, OwnedMessage};
 use rdkafka::producer::FutureRecord;
@@ -65,7 +65,7 @@ impl Harness {
     pub async fn read(&self, topic: &str, n: i64) -> Vec<OwnedMessage> {
         wait_until(&format!("{n} records on {topic}"), || async { self.count(topic).await >= n }).await;
         let total = self.count(topic).await;
-        let consumer: StreamConsumer = client_config(&self.bootstrap).set("group.id", "reader").create().unwrap();
+        let consumer: StreamConsumer = consumer_config(&self.bootstrap).set("group.id", "reader").create().unwrap();
         consumer.assign(&partitions_at(topic, self.partitions, rdkafka::Offset::Beginning)).unwrap();
         let mut messages = Vec::new();
         while (messages.len() as i64) < total {

@@ -29,11 +29,16 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
     config
         .set("bootstrap.servers", bootstrap)
         // librdkafka logs every failed connection attempt; franz reports reachability itself.
-        .set("log.connection.close", "false")
-        // A fetch waits at most this long for data. Real brokers answer as soon as data arrives; the interim
-        // embedded broker waits the whole time, and 500 ms (the default) per hop would be felt at the
-        // command line. Consumers are the only clients that read it.
-        .set("fetch.wait.max.ms", "100");
+        .set("log.connection.close", "false");
+    config
+}
+
+/// The settings every consumer starts from.
+pub fn consumer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = client_config(bootstrap);
+    // A fetch waits at most this long for data. Real brokers answer as soon as data arrives; the interim embedded
+    // broker waits the whole time, and 500 ms (the default) per hop would be felt at the command line.
+    config.set("fetch.wait.max.ms", "100");
     config
 }
 
@@ -55,7 +60,7 @@ pub fn group_consumer(
     group: &str,
     context: CommitOnRevoke,
 ) -> KafkaResult<StreamConsumer<CommitOnRevoke>> {
-    client_config(bootstrap)
+    consumer_config(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
