@@ -232,7 +232,7 @@ impl Flags {
 }
 
 /// The layers below the flags. Kept apart from the process so tests can resolve without touching it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Layers {
     pub env: HashMap<String, String>,
     pub dotenv: HashMap<String, String>,
@@ -248,7 +248,17 @@ impl Layers {
         let dotenv = working_dir.join(".env");
         if dotenv.is_file() {
             for item in dotenvy::from_path_iter(&dotenv).with_context(|| format!("cannot read {}", dotenv.display()))? {
-                let (name, value) = item.with_context(|| format!("{} is malformed", dotenv.display()))?;
+                // dotenvy's error quotes the whole line, which may hold a token: say where, not what.
+                let (name, value) = item.map_err(|error| {
+                    let at = match error {
+                        dotenvy::Error::LineParse(_, index) => format!(" near character {index} of a line"),
+                        _ => String::new(),
+                    };
+                    anyhow::anyhow!(
+                        "{} is malformed{at} (check its quoting; the line is not shown because it may hold a secret)",
+                        dotenv.display()
+                    )
+                })?;
                 layers.dotenv.insert(name, value);
             }
             layers.files_read.push(dotenv);
@@ -260,7 +270,12 @@ impl Layers {
         };
         if let Some(path) = file.filter(|p| p.is_file()) {
             let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            layers.file = text.parse().with_context(|| format!("{} is not valid TOML", path.display()))?;
+            // toml's error quotes the offending line, which may hold a token: say where, not what.
+            layers.file = text.parse::<toml::Table>().map_err(|error| {
+                let line = error.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+                anyhow::anyhow!("{} is not valid TOML{at}: {}", path.display(), error.message())
+            })?;
             check_known_keys(&layers.file, "", &path)?;
             layers.files_read.push(path);
         }
@@ -295,6 +310,20 @@ impl Layers {
             other => other.to_string(),
         };
         Some((text, Source::File))
+    }
+}
+
+/// Shows which variables and keys are set, never their values: they include secrets.
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut dotenv: Vec<&String> = self.dotenv.keys().collect();
+        dotenv.sort();
+        f.debug_struct("Layers")
+            .field("env", &format_args!("{} variables", self.env.len()))
+            .field("dotenv", &dotenv)
+            .field("file", &self.file.keys().collect::<Vec<_>>())
+            .field("files_read", &self.files_read)
+            .finish()
     }
 }
 
@@ -649,6 +678,24 @@ mod tests {
             expose(config.discord.webhook_url.as_ref().unwrap()),
             "https://discord.com/api/webhooks/1/sekrit-token"
         );
+    }
+
+    #[test]
+    fn malformed_files_are_reported_without_echoing_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "DISCORD_TOKEN='sekrit-token\n").unwrap();
+        let toml = dir.path().join("franz.toml");
+        std::fs::write(&toml, "[discord]\ntoken = sekrit-token\n").unwrap();
+        let dotenv_error = format!("{:#}", Layers::load(dir.path(), None).unwrap_err());
+        std::fs::remove_file(dir.path().join(".env")).unwrap();
+        let toml_error = format!("{:#}", Layers::load(dir.path(), Some(&toml)).unwrap_err());
+        for error in [&dotenv_error, &toml_error] {
+            assert!(!error.contains("sekrit"), "{error}");
+        }
+        assert!(dotenv_error.contains(".env is malformed"), "{dotenv_error}");
+        assert!(toml_error.contains("is not valid TOML at line 2"), "{toml_error}");
+        let layers = Layers { dotenv: [("DISCORD_TOKEN".to_owned(), "sekrit".to_owned())].into(), ..Layers::default() };
+        assert!(!format!("{layers:?}").contains("sekrit"));
     }
 
     #[test]

@@ -99,9 +99,10 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// How many bytes of the original a dead letter carries. Nothing that large can be a valid ticket, and a dead
-    /// letter must stay well inside the 1 MB record limit that Kafka brokers apply by default.
-    pub const RAW_LIMIT: usize = 256 * 1024;
+    /// How many bytes of the original a dead letter carries: as many as a record may have to be parsed at all.
+    /// JSON escapes a control character as six bytes, so even the worst 64 KiB serializes to under 400 KB, well
+    /// inside the 1 MB record limit that Kafka producers and brokers apply by default.
+    pub const RAW_LIMIT: usize = 64 * 1024;
 
     pub fn new(error_type: ErrorType, error: String, raw: &[u8], source: SourceRef, time: String) -> Self {
         use base64::Engine as _;
@@ -183,6 +184,17 @@ mod tests {
         // A pinned value, computed independently with Python: uuid.uuid5(NAMESPACE, "interaction:123").
         // If this changes, every id ever issued changes with it.
         assert_eq!(ticket_id_for_interaction("123"), "bf531ebf-37c6-573a-bd7a-e6ae34a0402d");
+    }
+
+    /// Regression: 200,000 control characters (valid UTF-8) once made a dead letter of over 1 MB, which the
+    /// producer refused, so aufbereitung stopped on that record at every start.
+    #[test]
+    fn dead_letter_of_the_worst_text_stays_far_below_a_megabyte() {
+        let raw = vec![0x01u8; 200_000];
+        let dl = DeadLetter::new(ErrorType::ValidationError, "big".into(), &raw, source(), now_rfc3339());
+        let size = serde_json::to_vec(&dl).unwrap().len();
+        assert!(size < 500_000, "{size} bytes");
+        assert!(dl.raw_truncated);
     }
 
     #[test]

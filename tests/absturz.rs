@@ -222,3 +222,19 @@ async fn a_steady_stream_waits_for_the_rate_limit_reset_instead_of_provoking_429
     let statuses: Vec<u16> = discord.received().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![200; 6], "the limit headers were obeyed");
 }
+
+/// Regression: when Discord rejected even the plain fallback (a misconfigured webhook answers 400 to everything),
+/// the alert was logged and its offset committed, so it never reached Discord.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_that_discord_rejects_even_plainly_wait_instead_of_being_dropped() {
+    let harness = Harness::new(1).await;
+    let discord = FakeDiscord::start().await;
+    discord.script(&[Answer::Status(400), Answer::Status(400), Answer::Status(400), Answer::Status(413)]);
+    harness.produce(&harness.topics.errors, &events(1)).await;
+
+    let instance = Instance::start(&harness, Some(&discord));
+    wait_until("the alert, once Discord takes it", || async { discord.embeds().len() >= 1 }).await;
+    instance.stop().await;
+    let statuses: Vec<u16> = discord.received().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![400, 400, 400, 413, 200]);
+}

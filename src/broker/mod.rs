@@ -90,7 +90,10 @@ impl Broker {
     pub async fn stop(self) {
         match self {
             Broker::Container(container) => container.stop().await,
-            Broker::Embedded(mock) => drop(mock),
+            // Destroying librdkafka's mock cluster blocks until its threads end.
+            Broker::Embedded(mock) => {
+                let _ = tokio::task::spawn_blocking(move || drop(mock)).await;
+            }
             Broker::External { .. } => {}
         }
     }

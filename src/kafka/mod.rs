@@ -54,20 +54,26 @@ pub fn producer(bootstrap: &str) -> KafkaResult<FutureProducer> {
 }
 
 /// A group member that stores offsets only when told to (`store_offset` after the output is acknowledged) and
-/// commits them synchronously when it loses partitions, so the next owner starts where this one stopped.
+/// commits them when it loses partitions, so the next owner starts where this one stopped.
 pub fn group_consumer(
     bootstrap: &str,
     group: &str,
     context: CommitOnRevoke,
 ) -> KafkaResult<StreamConsumer<CommitOnRevoke>> {
-    consumer_config(bootstrap)
+    group_consumer_config(bootstrap, group).create_with_context(context)
+}
+
+/// The settings of `group_consumer`, for a service that must change one before creating it.
+pub fn group_consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut config = consumer_config(bootstrap);
+    config
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .create_with_context(context)
+        .set("session.timeout.ms", "10000");
+    config
 }
 
 /// Commits the stored offsets before partitions are taken away in a rebalance, and keeps count of the
@@ -94,11 +100,27 @@ impl ConsumerContext for CommitOnRevoke {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             tracing::debug!(count = partitions.count(), "partitions revoked; committing stored offsets");
-            if let Err(error) = commit_stored(consumer) {
-                tracing::warn!(%error, "could not commit offsets before a rebalance; some records may be processed twice");
+            // Asynchronous: this callback runs inside `recv()` on a runtime thread, which must not block on the
+            // broker. librdkafka sends the commit before it leaves the group, on the same connection.
+            match consumer.commit_consumer_state(CommitMode::Async) {
+                Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(error) => tracing::warn!(
+                    %error,
+                    "could not commit offsets before a rebalance; some records may be processed twice"
+                ),
             }
         }
     }
+}
+
+/// Whether an error from `recv()` ends a consumer. librdkafka reports passing trouble (a broker restarting, a
+/// connection dropped) as errors too, and recovers from them by itself; only fatal ones are final.
+pub fn consumer_error_is_fatal(error: &KafkaError) -> bool {
+    let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_));
+    if !fatal {
+        tracing::warn!(%error, "the consumer reports a problem; librdkafka retries by itself");
+    }
+    fatal
 }
 
 /// Commits stored offsets synchronously. Having nothing to commit is not an error.

@@ -84,7 +84,8 @@ where
     let result = relay.pump(shutdown, &mut transform).await;
     let stats = relay.stats;
     // Committing and closing block until the broker answers, so they run on the blocking pool. After a failure,
-    // the offsets stored so far are still good: everything before the failed record was delivered.
+    // the offsets stored so far are still good: offsets are stored in input order, only after acknowledgement,
+    // and never past a record whose output is still in flight.
     let committed = tokio::task::spawn_blocking(move || {
         let committed = super::commit_stored(&consumer);
         drop(consumer);
@@ -120,7 +121,11 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
                 Some(settled) = self.in_flight.next() => self.settle(settled).await?,
                 _ = shutdown.cancelled(), if accepting => {}
                 message = self.consumer.recv(), if accepting => {
-                    let message = message?;
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) if super::consumer_error_is_fatal(&error) => return Err(error.into()),
+                        Err(_) => continue,
+                    };
                     let source = SourceRef {
                         topic: message.topic().to_owned(),
                         partition: message.partition(),
@@ -148,8 +153,14 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
                         None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
-                // Refused before it was queued (too large, unknown topic): settle it as a failed delivery.
-                Err((error, _)) => return self.retry_or_fail(source, output, error).await,
+                // Refused before it was queued (too large, unknown topic). Everything before it settles first, so
+                // no offset is stored past a record that is still in flight.
+                Err((error, _)) => {
+                    while let Some(settled) = self.in_flight.next().await {
+                        self.settle(settled).await?;
+                    }
+                    return self.retry_or_fail(source, output, error).await;
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ use rdkafka::message::Message as _;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-use crate::kafka::{CommitOnRevoke, commit_stored, group_consumer};
+use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer_config};
 use render::{Alert, Embed, limits};
 use webhook::{Counters, Outcome, Policy, Webhook};
 
@@ -75,7 +75,11 @@ struct Rendered {
 /// Runs until `shutdown` is cancelled. A batch that Discord has not fully accepted by then is left uncommitted
 /// and is delivered again by the next run (at-least-once).
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Stats> {
-    let consumer = group_consumer(&settings.bootstrap, &settings.group, settings.membership.clone())?;
+    // Delivery can wait on Discord for a long time (a deleted webhook, a storm paced by rate limits) without
+    // polling; librdkafka's heartbeats keep the membership alive meanwhile, so only the poll deadline must go.
+    let consumer: StreamConsumer<CommitOnRevoke> = group_consumer_config(&settings.bootstrap, &settings.group)
+        .set("max.poll.interval.ms", "86400000")
+        .create_with_context(settings.membership.clone())?;
     let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     let mut webhook =
@@ -129,16 +133,24 @@ async fn gather(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<Rendered>> {
     let mut batch = Vec::new();
-    let first = tokio::select! {
-        _ = shutdown.cancelled() => return Ok(batch),
-        message = consumer.recv() => message?,
+    let first = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(batch),
+            message = consumer.recv() => match message {
+                Ok(message) => break message,
+                Err(error) if consumer_error_is_fatal(&error) => return Err(error.into()),
+                Err(_) => continue,
+            },
+        }
     };
     batch.push(rendered(&first));
     drop(first);
     let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
     while batch.len() < MAX_BATCH {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(message) => batch.push(rendered(&message?)),
+            Ok(Ok(message)) => batch.push(rendered(&message)),
+            Ok(Err(error)) if consumer_error_is_fatal(&error) => return Err(error.into()),
+            Ok(Err(_)) => break,
             Err(_) => break,
         }
     }
@@ -162,12 +174,26 @@ async fn deliver(webhook: &mut Webhook, batch: &[Rendered], shutdown: &Cancellat
             Outcome::Rejected(reason) => {
                 tracing::error!(%reason, "Discord rejected an alert message (a rendering bug); sending its alerts plainly");
                 for (_, alert) in &message {
-                    stats.messages += 1;
-                    match webhook.post(&render::message(&[render::minimal(alert)]), shutdown).await {
-                        Outcome::Accepted => {}
-                        Outcome::Cancelled => return false,
-                        Outcome::Rejected(reason) => {
-                            tracing::error!(%reason, alert = %alert.key, "Discord rejected even the plain alert; it is in this log only")
+                    let mut told = false;
+                    loop {
+                        stats.messages += 1;
+                        match webhook.post(&render::message(&[render::minimal(alert)]), shutdown).await {
+                            Outcome::Accepted => break,
+                            Outcome::Cancelled => return false,
+                            // Not a rendering bug then, but the webhook's setup (a forum channel needs a thread,
+                            // for one): the alert waits, like for a deleted webhook.
+                            Outcome::Rejected(reason) => {
+                                if !told {
+                                    tracing::error!(
+                                        %reason,
+                                        "Discord rejects even a plain alert: the webhook is probably misconfigured. Alerts are kept and retried"
+                                    );
+                                    told = true;
+                                }
+                                if !webhook.pause(shutdown).await {
+                                    return false;
+                                }
+                            }
                         }
                     }
                 }

@@ -33,6 +33,9 @@ const FOOTER_BUDGET: usize = 200;
 const CONTEXT_FIELDS: usize = 9;
 const CONTEXT_NAME: usize = 64;
 const CONTEXT_VALUE: usize = 140;
+/// How much of a text decides whether two alerts are the same; it also bounds the memory a batch of huge
+/// records can take.
+const KEY_PART: usize = 2000;
 
 const RED: u32 = 0xE7_4C_3C;
 const ORANGE: u32 = 0xE6_7E_22;
@@ -97,11 +100,11 @@ pub fn render(topic: &str, partition: i32, offset: i64, value: &[u8]) -> Alert {
     let (language, text, key) = match serde_json::from_slice::<Value>(value) {
         Ok(json) => {
             let pretty = serde_json::to_string_pretty(&json).unwrap_or_default();
-            ("json", pretty.clone(), format!("json:{pretty}"))
+            ("json", pretty.clone(), format!("json:{}", clip(&pretty, KEY_PART)))
         }
         Err(_) => {
             let text = String::from_utf8_lossy(value).into_owned();
-            ("", text.clone(), format!("text:{text}"))
+            ("", text.clone(), format!("text:{}", clip(&text, KEY_PART)))
         }
     };
     let embed = Embed {
@@ -135,7 +138,7 @@ fn error_event(event: ErrorEvent, footer: Footer) -> Alert {
         fields
             .push(Field { name: "…".into(), value: format!("{more} more context entries not shown"), inline: false });
     }
-    let key = format!("event:{}\u{1f}{level}\u{1f}{}", event.service, event.message);
+    let key = format!("event:{}\u{1f}{level}\u{1f}{}", clip(&event.service, KEY_PART), clip(&event.message, KEY_PART));
     let embed = Embed {
         title,
         description: code_block("", &event.message, DESCRIPTION_BUDGET),
@@ -169,7 +172,7 @@ fn dead_letter(letter: DeadLetter, footer: Footer) -> Alert {
     if letter.raw_truncated {
         fields.push(Field { name: "Size".into(), value: format!("{} bytes (cut)", letter.raw_size), inline: true });
     }
-    let key = format!("dlq:{error_type}\u{1f}{}", letter.error);
+    let key = format!("dlq:{error_type}\u{1f}{}", clip(&letter.error, KEY_PART));
     let embed = Embed {
         title: "Dead letter".to_owned(),
         description: code_block("", &letter.error, 1000),

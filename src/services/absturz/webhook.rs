@@ -114,7 +114,7 @@ impl Webhook {
                             let headers = response.headers().clone();
                             let retry_after = retry_after(&headers, response.json::<Value>().await.ok());
                             tracing::warn!("Discord rate limit hit; waiting {retry_after:?}");
-                            self.not_before = Instant::now() + retry_after;
+                            self.not_before = self.not_before.max(Instant::now() + retry_after);
                             Duration::ZERO
                         }
                         StatusCode::BAD_REQUEST => {
@@ -133,6 +133,14 @@ impl Webhook {
                             }
                             self.policy.gone_retry
                         }
+                        // Any other 4xx will not change by retrying (413, 405, …): like a 400.
+                        s if s.is_client_error() && s != StatusCode::REQUEST_TIMEOUT => {
+                            let reason = response.text().await.unwrap_or_default();
+                            return Outcome::Rejected(format!(
+                                "HTTP {s}: {}",
+                                reason.chars().take(1000).collect::<String>()
+                            ));
+                        }
                         other => {
                             tracing::warn!("Discord answered HTTP {other}; retrying in about {backoff:?}");
                             next_backoff(&mut backoff, self.policy.backoff_max)
@@ -149,6 +157,11 @@ impl Webhook {
                 return Outcome::Cancelled;
             }
         }
+    }
+
+    /// Waits as long as while the webhook is gone; false if shutdown came first.
+    pub async fn pause(&self, shutdown: &CancellationToken) -> bool {
+        self.wait_until(Instant::now() + self.policy.gone_retry, shutdown).await
     }
 
     /// Sleeps until `deadline`; false if shutdown came first.
