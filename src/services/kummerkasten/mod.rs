@@ -14,6 +14,7 @@ use poise::serenity_prelude as serenity;
 use rdkafka::producer::FutureProducer;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Topics;
 use crate::intake::{self, Submission};
@@ -38,7 +39,12 @@ pub struct Settings {
 pub struct Data {
     producer: FutureProducer,
     topics: Topics,
+    /// Every `/ticket` in progress holds a token, so shutdown can let them finish.
+    in_flight: TaskTracker,
 }
+
+/// How long shutdown waits for `/ticket` commands that are still publishing or replying.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(40);
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Context<'a> = poise::ApplicationContext<'a, Data, Error>;
@@ -111,6 +117,7 @@ async fn ticket(
     message: Option<String>,
 ) -> Result<(), Error> {
     use poise::Modal as _;
+    let _in_flight = ctx.data().in_flight.token();
     let message = match message {
         Some(text) => {
             // Publishing can take longer than Discord's 3-second window.
@@ -168,7 +175,12 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
 /// Runs the bot until `shutdown` is cancelled. A token Discord refuses ends it with an error at once; a lost
 /// gateway connection is re-established by serenity.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let data = Data { producer: kafka::producer(&settings.bootstrap)?, topics: settings.topics.clone() };
+    let in_flight = TaskTracker::new();
+    let data = Data {
+        producer: kafka::producer(&settings.bootstrap)?,
+        topics: settings.topics.clone(),
+        in_flight: in_flight.clone(),
+    };
     let guild = settings.guild_id;
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
@@ -201,7 +213,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         result = client.start() => result.map_err(|error| {
             anyhow!("the Discord bot stopped: {error}; check DISCORD_TOKEN (Developer Portal → your application → Bot → Reset Token)")
         })?,
-        _ = shutdown.cancelled() => shards.shutdown_all().await,
+        _ = shutdown.cancelled() => {
+            // No new interactions from here on; the ones in progress still publish and reply over HTTP.
+            shards.shutdown_all().await;
+            in_flight.close();
+            if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait()).await.is_err() {
+                tracing::warn!("{} /ticket commands were still running after {DRAIN_TIMEOUT:?}", in_flight.len());
+            }
+        }
     }
     Ok(())
 }
