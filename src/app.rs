@@ -99,10 +99,11 @@ impl Running {
     /// The lines `franz up` prints once ready: the `ready` line, the topics, the services.
     pub fn summary(&self) -> String {
         let mut out = format!("ready bootstrap={} {}\n", self.broker.bootstrap(), self.broker.describe());
-        if matches!(self.broker, Broker::Embedded(_)) {
-            out.push_str(
-                "note: the embedded broker is an in-memory stand-in for now; its data is lost when franz stops\n",
-            );
+        if let Broker::Embedded(broker, scratch) = &self.broker {
+            match scratch {
+                Some(_) => out.push_str("data: a temporary directory, removed when franz stops (--ephemeral)\n"),
+                None => out.push_str(&format!("data: {}\n", broker.data_dir().display())),
+            }
         }
         out.push_str("\ntopic                          partitions\n");
         for topic in &self.topics {

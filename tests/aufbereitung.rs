@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use franz::kafka::relay::{RelayStats, RetryPolicy};
+
+use crate::util::TOPIC_AUTHORIZATION_FAILED;
 use franz::schema::{SourceRef, ticket_id_for_source};
 use franz::services::aufbereitung::{self, Settings};
 use rdkafka::message::Message as _;
@@ -205,14 +207,13 @@ async fn two_instances_split_the_partitions_and_produce_each_ticket_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn undeliverable_output_is_reported_to_errors_and_its_record_is_not_skipped() {
-    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let harness = Harness::new(1).await;
     harness.produce(&harness.topics.intake, &[(0, valid("keeps failing"))]).await;
 
     // The first attempt and both retries are refused; the error event after them goes through.
     harness
         .broker
-        .fail_next_requests(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3]);
+        .refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 3);
     let mut failing = settings(&harness);
     failing.retry = RetryPolicy { retries: 2, backoff: Duration::from_millis(20) };
     let outcome =

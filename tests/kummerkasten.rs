@@ -4,7 +4,7 @@ use franz::kafka;
 use franz::schema::IntakeRecord;
 use franz::services::kummerkasten::{Invocation, submit};
 use rdkafka::message::Message as _;
-use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use crate::util::TOPIC_AUTHORIZATION_FAILED;
 
 use crate::util::Harness;
 
@@ -43,7 +43,7 @@ async fn a_refused_ticket_is_reported_as_not_received_and_to_the_errors_topic() 
     // The ticket's produce is refused (librdkafka may spend two requests on it); the error event gets through.
     harness
         .broker
-        .fail_next_requests(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 2]);
+        .refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 2);
     let answer = submit(&producer, &harness.topics, &alice(), "printer on fire".into()).await;
 
     assert!(answer.contains("**not** received") && !answer.contains("Ticket received"), "{answer}");

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use franz::broker::mock::MockBroker;
+use franz::broker::embedded::{EmbeddedBroker, Settings};
 use franz::config::Topics;
 use franz::kafka::{self, admin, consumer_config, partitions_at};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -14,9 +14,13 @@ use rdkafka::producer::FutureRecord;
 /// How long any single condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// A produce refusal that clients do not retry (Kafka error code 29).
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+
 /// A broker with the four topics, named uniquely for this test.
 pub struct Harness {
-    pub broker: MockBroker,
+    pub broker: EmbeddedBroker,
+    _data: tempfile::TempDir,
     pub bootstrap: String,
     pub topics: Topics,
     pub partitions: i32,
@@ -28,7 +32,9 @@ impl Harness {
         let filter =
             tracing_subscriber::EnvFilter::try_from_env("FRANZ_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into());
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
-        let broker = MockBroker::start("127.0.0.1:0".parse().unwrap()).await.expect("the broker starts");
+        let data = tempfile::tempdir().unwrap();
+        let settings = Settings::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
+        let broker = EmbeddedBroker::start(settings).await.expect("the broker starts");
         let bootstrap = broker.address().to_string();
         let run = uuid::Uuid::new_v4().simple().to_string();
         let topics = Topics {
@@ -37,8 +43,8 @@ impl Harness {
             dead_letters: format!("dlq-{run}"),
             errors: format!("errors-{run}"),
         };
-        broker.ensure_topics(&topics.all(), partitions).expect("topics are created");
-        Harness { broker, bootstrap, topics, partitions }
+        admin::ensure_topics(&bootstrap, &topics.all(), partitions, 1).await.expect("topics are created");
+        Harness { broker, _data: data, bootstrap, topics, partitions }
     }
 
     /// Publishes records (partition, value) to a topic, with key `key-{partition}`, and waits for every ack.

@@ -1,10 +1,10 @@
 //! Where the topics live: starting (or finding) a Kafka-protocol broker and handing back one bootstrap address.
 //!
 //! Every kind ends as a [`Broker`] with a bootstrap address; nothing after start-up can tell the kinds apart.
-//! Topic creation goes through here because the interim embedded stand-in cannot serve CreateTopics. This module
-//! runs no service.
+//! This module runs no service.
 
 pub mod container;
+pub mod embedded;
 pub mod mock;
 
 use anyhow::bail;
@@ -15,8 +15,8 @@ use crate::kafka::admin::{self, TopicStatus};
 
 /// A broker franz is using, started by it or not.
 pub enum Broker {
-    /// The in-process stand-in for the embedded broker (rdkafka's mock cluster behind `--listen`).
-    Embedded(mock::MockBroker),
+    /// franz's own broker, in-process; with `--ephemeral` its data lives in a temporary directory removed on stop.
+    Embedded(embedded::EmbeddedBroker, Option<tempfile::TempDir>),
     /// A disposable Redpanda or Kafka container, removed by [`Broker::stop`] unless kept.
     Container(Box<container::Container>),
     /// An existing cluster franz only connects to.
@@ -29,7 +29,15 @@ impl Broker {
     /// container can take minutes; cancelling `shutdown` meanwhile abandons it and removes what was created.
     pub async fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Broker> {
         match config.broker {
-            BrokerKind::Embedded => Ok(Broker::Embedded(mock::MockBroker::start(config.listen).await?)),
+            BrokerKind::Embedded => {
+                let scratch = match config.ephemeral {
+                    true => Some(tempfile::Builder::new().prefix("franz-").tempdir()?),
+                    false => None,
+                };
+                let data_dir = scratch.as_ref().map_or_else(|| config.data_dir.clone(), |s| s.path().to_path_buf());
+                let settings = embedded::Settings::new(config.listen, data_dir);
+                Ok(Broker::Embedded(embedded::EmbeddedBroker::start(settings).await?, scratch))
+            }
             BrokerKind::External => {
                 admin::metadata(&config.bootstrap, None, admin::REACH_TIMEOUT).await?;
                 Ok(Broker::External { bootstrap: config.bootstrap.clone() })
@@ -57,7 +65,7 @@ impl Broker {
     /// The address clients connect to.
     pub fn bootstrap(&self) -> String {
         match self {
-            Broker::Embedded(mock) => mock.address().to_string(),
+            Broker::Embedded(broker, _) => broker.address().to_string(),
             Broker::Container(container) => container.spec.bootstrap(),
             Broker::External { bootstrap } => bootstrap.clone(),
         }
@@ -66,7 +74,8 @@ impl Broker {
     /// One phrase for the ready line: what the broker is and where its data lives.
     pub fn describe(&self) -> &'static str {
         match self {
-            Broker::Embedded(_) => "broker=embedded data=memory-only",
+            Broker::Embedded(_, Some(_)) => "broker=embedded data=ephemeral",
+            Broker::Embedded(_, None) => "broker=embedded",
             Broker::Container(container) => match container.spec.kind {
                 BrokerKind::Redpanda => "broker=redpanda",
                 _ => "broker=kafka",
@@ -78,11 +87,7 @@ impl Broker {
     /// Creates the topics that are missing, `partitions` each, and reports what each topic looks like.
     pub async fn ensure_topics(&self, names: &[&str], partitions: i32) -> anyhow::Result<Vec<TopicStatus>> {
         match self {
-            Broker::Embedded(mock) => mock.ensure_topics(names, partitions),
-            Broker::Container(container) => {
-                admin::ensure_topics(&container.spec.bootstrap(), names, partitions, 1).await
-            }
-            Broker::External { bootstrap } => admin::ensure_topics(bootstrap, names, partitions, 1).await,
+            _ => admin::ensure_topics(&self.bootstrap(), names, partitions, 1).await,
         }
     }
 
@@ -90,9 +95,9 @@ impl Broker {
     pub async fn stop(self) {
         match self {
             Broker::Container(container) => container.stop().await,
-            // Destroying librdkafka's mock cluster blocks until its threads end.
-            Broker::Embedded(mock) => {
-                let _ = tokio::task::spawn_blocking(move || drop(mock)).await;
+            Broker::Embedded(broker, scratch) => {
+                broker.stop().await;
+                drop(scratch);
             }
             Broker::External { .. } => {}
         }

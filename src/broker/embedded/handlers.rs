@@ -1,0 +1,881 @@
+//! One function per Kafka API: decoded request in, response (now or later) out.
+//!
+//! Handlers translate between kafka-protocol's message types and the broker's parts (`topics`, `log`, `groups`,
+//! `flush`). Every state change a request makes happens synchronously, in the order requests arrive on a
+//! connection; only waiting (for an fsync, for data, for a rebalance) happens in the returned future. Framing,
+//! version checks and encoding are `server.rs`'s job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::Core;
+use super::groups::{self, Committed, Join};
+use super::log::batch::{self, BatchError};
+use super::log::producers::Verdict;
+use super::topics::{CreateError, MAX_PARTITIONS, valid_name};
+
+/// Kafka error codes the handlers answer with.
+mod code {
+    pub const NONE: i16 = 0;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+}
+
+/// What the broker says to transactional requests.
+pub const NO_TRANSACTIONS: &str = "transactions are not supported by franz's embedded broker";
+
+/// A response now, a response later, or none at all (`acks=0`).
+pub enum Pending<T> {
+    Now(T),
+    Later(BoxFuture<'static, T>),
+    Silent,
+}
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+fn topic_name(text: &str) -> TopicName {
+    TopicName(s(text))
+}
+
+impl Core {
+    pub fn metadata(&self, request: MetadataRequest, version: i16) -> MetadataResponse {
+        let brokers = vec![
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(0))
+                .with_host(s(self.advertised.0.clone()))
+                .with_port(self.advertised.1),
+        ];
+        let wanted: Option<Vec<Option<String>>> = match request.topics {
+            None => None,
+            Some(list) if list.is_empty() && version == 0 => None,
+            Some(list) => Some(list.into_iter().map(|t| t.name.map(|n| n.to_string())).collect()),
+        };
+        let auto_create = self.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+        let mut topics = Vec::new();
+        match wanted {
+            None => topics.extend(self.topics.all().iter().map(|t| describe_topic(t, version))),
+            Some(names) => {
+                for name in names {
+                    let Some(name) = name else {
+                        topics.push(MetadataResponseTopic::default().with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION));
+                        continue;
+                    };
+                    let found = match self.topics.get(&name) {
+                        Some(topic) => Ok(topic),
+                        None if !valid_name(&name) => Err(code::INVALID_TOPIC_EXCEPTION),
+                        None if auto_create => match self.topics.create(&name, self.settings.default_partitions) {
+                            Ok(topic) => {
+                                tracing::info!(topic = %name, "created a topic on first use");
+                                Ok(topic)
+                            }
+                            Err(CreateError::Exists) => self.topics.get(&name).ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
+                            Err(_) => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+                        },
+                        None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+                    };
+                    topics.push(match found {
+                        Ok(topic) => describe_topic(&topic, version),
+                        Err(error) => {
+                            MetadataResponseTopic::default().with_name(Some(topic_name(&name))).with_error_code(error)
+                        }
+                    });
+                }
+            }
+        }
+        let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
+        if version >= 1 {
+            response.controller_id = BrokerId(0);
+        }
+        if version >= 2 {
+            response.cluster_id = Some(s(self.cluster_id.clone()));
+        }
+        response
+    }
+
+    pub fn create_topics(&self, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+        let mut results = Vec::new();
+        for topic in request.topics {
+            let name = topic.name.to_string();
+            let partitions = if !topic.assignments.is_empty() {
+                topic.assignments.len() as i32
+            } else if topic.num_partitions == -1 {
+                self.settings.default_partitions
+            } else {
+                topic.num_partitions
+            };
+            let refusal = if !matches!(topic.replication_factor, -1 | 1) {
+                Some((code::INVALID_REPLICATION_FACTOR, "franz's embedded broker is a single node: replication factor 1"))
+            } else if topic.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != 0)) {
+                Some((code::INVALID_REQUEST, "franz's embedded broker is node 0 and the only one"))
+            } else if !topic.configs.is_empty() {
+                Some((code::INVALID_CONFIG, "per-topic configs are not supported; retention is set for the whole broker"))
+            } else if !valid_name(&name) {
+                Some((code::INVALID_TOPIC_EXCEPTION, "topic names are 1 to 249 of [a-zA-Z0-9._-]"))
+            } else if !(1..=MAX_PARTITIONS).contains(&partitions) {
+                Some((code::INVALID_PARTITIONS, "a topic has 1 to 1000 partitions"))
+            } else if self.topics.get(&name).is_some() {
+                Some((code::TOPIC_ALREADY_EXISTS, "the topic already exists"))
+            } else {
+                None
+            };
+            let outcome = match refusal {
+                Some((error, message)) => Err((error, message.to_string())),
+                None if request.validate_only => Ok(uuid::Uuid::nil()),
+                None => match self.topics.create(&name, partitions) {
+                    Ok(created) => {
+                        tracing::info!(topic = %name, partitions, "created a topic");
+                        Ok(created.id)
+                    }
+                    Err(CreateError::Exists) => Err((code::TOPIC_ALREADY_EXISTS, "the topic already exists".into())),
+                    Err(error) => Err((code::KAFKA_STORAGE_ERROR, error.to_string())),
+                },
+            };
+            let mut result = CreatableTopicResult::default().with_name(topic.name);
+            match outcome {
+                Ok(id) => {
+                    if version >= 5 {
+                        result.num_partitions = partitions;
+                        result.replication_factor = 1;
+                        result.configs = Some(Vec::new());
+                    }
+                    if version >= 7 {
+                        result.topic_id = id;
+                    }
+                }
+                Err((error, message)) => {
+                    result.error_code = error;
+                    result.error_message = Some(s(message));
+                }
+            }
+            results.push(result);
+        }
+        CreateTopicsResponse::default().with_topics(results)
+    }
+
+    pub fn delete_topics(&self, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+        let responses = request
+            .topic_names
+            .into_iter()
+            .map(|name| {
+                let error = match self.topics.delete(&name) {
+                    Ok(true) => {
+                        self.groups.forget_topic(&name);
+                        tracing::info!(topic = %name.as_str(), "deleted a topic");
+                        code::NONE
+                    }
+                    Ok(false) => code::UNKNOWN_TOPIC_OR_PARTITION,
+                    Err(error) => {
+                        tracing::error!(topic = %name.as_str(), "cannot delete the topic: {error}");
+                        code::KAFKA_STORAGE_ERROR
+                    }
+                };
+                let mut result = DeletableTopicResult::default().with_name(Some(name)).with_error_code(error);
+                if version >= 5 && error != code::NONE {
+                    result.error_message = Some(s(match error {
+                        code::UNKNOWN_TOPIC_OR_PARTITION => "no such topic",
+                        _ => "the topic's files could not be removed",
+                    }));
+                }
+                result
+            })
+            .collect();
+        DeleteTopicsResponse::default().with_responses(responses)
+    }
+
+    pub fn produce(self: &Arc<Self>, request: ProduceRequest, version: i16) -> Pending<ProduceResponse> {
+        let acks = request.acks;
+        let injected = self.refusals.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let refusal = if let Some(code) = injected {
+            Some((code, "refused on purpose (test seam)"))
+        } else if request.transactional_id.is_some() {
+            Some((code::INVALID_REQUEST, NO_TRANSACTIONS))
+        } else if !matches!(acks, -1..=1) {
+            Some((code::INVALID_REQUIRED_ACKS, "acks must be 0, 1 or -1 (all)"))
+        } else {
+            None
+        };
+        let fsync = self.settings.durability == super::flush::Durability::Fsync;
+        let mut waits = Vec::new();
+        let mut responses = Vec::new();
+        for topic in request.topic_data {
+            let mut partitions = Vec::new();
+            for data in topic.partition_data {
+                let mut response = PartitionProduceResponse::default().with_index(data.index);
+                let outcome = match refusal {
+                    Some((error, message)) => Err((error, message.to_string())),
+                    None => self.append(&topic.name, data.index, data.records.as_deref(), fsync),
+                };
+                match outcome {
+                    Ok((base_offset, log_start, wait)) => {
+                        response.base_offset = base_offset;
+                        if version >= 5 {
+                            response.log_start_offset = log_start;
+                        }
+                        waits.extend(wait);
+                    }
+                    Err((error, message)) => {
+                        tracing::debug!(topic = %topic.name.as_str(), partition = data.index, error, "produce refused: {message}");
+                        response.error_code = error;
+                        response.base_offset = -1;
+                        if version >= 8 {
+                            response.error_message = Some(s(message));
+                        }
+                    }
+                }
+                partitions.push(response);
+            }
+            responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+        }
+        let response = ProduceResponse::default().with_responses(responses);
+        match acks {
+            0 => Pending::Silent,
+            -1 if fsync && !waits.is_empty() => {
+                let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
+                Pending::Later(
+                    async move {
+                        let durable = async {
+                            for (mut watch, needed) in waits {
+                                let _ = watch.wait_for(|high_watermark| *high_watermark >= needed).await;
+                            }
+                        };
+                        match tokio::time::timeout(timeout, durable).await {
+                            Ok(()) => response,
+                            Err(_) => timed_out(response),
+                        }
+                    }
+                    .boxed(),
+                )
+            }
+            _ => Pending::Now(response),
+        }
+    }
+
+    /// Appends a produced record set to one partition. Returns the base offset, the log start, and what to wait
+    /// for before `acks=all` may be answered.
+    #[allow(clippy::type_complexity)]
+    fn append(
+        &self,
+        topic: &str,
+        index: i32,
+        records: Option<&[u8]>,
+        fsync: bool,
+    ) -> Result<(i64, i64, Option<(tokio::sync::watch::Receiver<i64>, i64)>), (i16, String)> {
+        let Some(partition) = self.topics.partition(topic, index) else {
+            return Err((code::UNKNOWN_TOPIC_OR_PARTITION, "no such topic or partition".into()));
+        };
+        let records = records.unwrap_or_default();
+        if records.len() > self.settings.max_batch_bytes {
+            return Err((
+                code::MESSAGE_TOO_LARGE,
+                format!("{} bytes is more than the {} a batch may have", records.len(), self.settings.max_batch_bytes),
+            ));
+        }
+        let batches = batch::split_produced(records).map_err(|error| {
+            let code = match error {
+                BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+                BatchError::Transactional => code::INVALID_REQUEST,
+                _ => code::CORRUPT_MESSAGE,
+            };
+            (code, error.to_string())
+        })?;
+        let mut log = partition.log();
+        let mut first = None;
+        let mut needed = 0;
+        for (range, header) in batches {
+            let base_offset = match log.producers.judge(&header) {
+                Verdict::Append => {
+                    let mut bytes = records[range].to_vec();
+                    let written = log.append(&mut bytes, !fsync).map_err(|error| {
+                        tracing::error!(%topic, partition = index, "cannot write to the log: {error}");
+                        (code::KAFKA_STORAGE_ERROR, "the broker cannot write to its disk".to_string())
+                    })?;
+                    needed = written.next_offset();
+                    written.base_offset
+                }
+                Verdict::Duplicate { base_offset } => {
+                    // Already written; the producer only missed the answer. It is acknowledged once durable.
+                    needed = needed.max(log.end_offset());
+                    base_offset
+                }
+                Verdict::OutOfOrder { expected } => {
+                    return Err((
+                        code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                        format!("expected sequence {expected}, got {}", header.base_sequence),
+                    ));
+                }
+                Verdict::Fenced => {
+                    return Err((code::INVALID_PRODUCER_EPOCH, "a newer epoch of this producer id exists".into()));
+                }
+            };
+            first.get_or_insert(base_offset);
+        }
+        let (high_watermark, start) = (log.high_watermark(), log.start_offset());
+        drop(log);
+        partition.publish(high_watermark);
+        let wait = if fsync && needed > high_watermark {
+            self.flusher.request(partition.clone());
+            Some((partition.watch(), needed))
+        } else {
+            None
+        };
+        Ok((first.unwrap_or(-1), start, wait))
+    }
+
+    pub fn fetch(self: &Arc<Self>, request: FetchRequest, version: i16) -> Pending<FetchResponse> {
+        let core = self.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 60_000) as u64);
+        let min_bytes = request.min_bytes.max(0) as usize;
+        let wanted: Vec<(TopicName, Vec<(i32, i64, usize)>)> = request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as usize))
+                    .collect();
+                (t.topic, partitions)
+            })
+            .collect();
+        let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+        let first = core.fetch_once(&wanted, max_bytes, version);
+        if first.1 >= min_bytes || first.2 || tokio::time::Instant::now() >= deadline {
+            return Pending::Now(first.0);
+        }
+        Pending::Later(
+            async move {
+                let mut watches: Vec<_> = wanted
+                    .iter()
+                    .flat_map(|(t, ps)| ps.iter().filter_map(|(p, _, _)| core.topics.partition(t, *p)))
+                    .map(|p| p.watch())
+                    .collect();
+                loop {
+                    let changed = futures::future::select_all(watches.iter_mut().map(|w| w.changed().boxed()));
+                    if tokio::time::timeout_at(deadline, changed).await.is_err() || watches.is_empty() {
+                        return core.fetch_once(&wanted, max_bytes, version).0;
+                    }
+                    let (response, bytes, error) = core.fetch_once(&wanted, max_bytes, version);
+                    if bytes >= min_bytes || error || tokio::time::Instant::now() >= deadline {
+                        return response;
+                    }
+                }
+            }
+            .boxed(),
+        )
+    }
+
+    /// One pass over the fetched partitions: the response, the record bytes in it, and whether any errored.
+    fn fetch_once(&self, wanted: &[(TopicName, Vec<(i32, i64, usize)>)], max_bytes: usize, version: i16) -> (FetchResponse, usize, bool) {
+        let mut total = 0usize;
+        let mut errored = false;
+        let mut topics = Vec::new();
+        for (name, partitions) in wanted {
+            let mut out = Vec::new();
+            for (index, offset, partition_max) in partitions {
+                let mut data = PartitionData::default().with_partition_index(*index);
+                let Some(partition) = self.topics.partition(name, *index) else {
+                    errored = true;
+                    out.push(data.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_high_watermark(-1));
+                    continue;
+                };
+                let mut log = partition.log();
+                let (high_watermark, start) = (log.high_watermark(), log.start_offset());
+                let plan = log.plan_read(*offset);
+                drop(log);
+                data.high_watermark = high_watermark;
+                data.last_stable_offset = high_watermark;
+                if version >= 5 {
+                    data.log_start_offset = start;
+                }
+                match plan {
+                    Err(_) => {
+                        errored = true;
+                        data.error_code = code::OFFSET_OUT_OF_RANGE;
+                    }
+                    Ok(None) => data.records = Some(Bytes::new()),
+                    Ok(Some(plan)) => {
+                        // The first partition with data gets at least one batch, whatever max_bytes says.
+                        let budget = (*partition_max).min(max_bytes.saturating_sub(total));
+                        let budget = if total == 0 { budget.max(1) } else { budget };
+                        if budget == 0 {
+                            data.records = Some(Bytes::new());
+                        } else {
+                            match plan.read(budget) {
+                                Ok(bytes) => {
+                                    total += bytes.len();
+                                    data.records = Some(Bytes::from(bytes));
+                                }
+                                Err(error) => {
+                                    tracing::error!(topic = %name.as_str(), partition = index, "cannot read the log: {error}");
+                                    errored = true;
+                                    data.error_code = code::KAFKA_STORAGE_ERROR;
+                                }
+                            }
+                        }
+                    }
+                }
+                out.push(data);
+            }
+            topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(out));
+        }
+        (FetchResponse::default().with_responses(topics), total, errored)
+    }
+
+    pub fn list_offsets(&self, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let mut out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                        let Some(partition) = self.topics.partition(&topic.name, p.partition_index) else {
+                            return out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
+                        };
+                        let mut log = partition.log();
+                        let found = match p.timestamp {
+                            -1 => Ok(Some((log.high_watermark(), -1))),
+                            -2 => Ok(Some((log.start_offset(), -1))),
+                            t if t >= 0 => log.offset_for_timestamp(t),
+                            _ => Err(std::io::Error::other("unsupported special timestamp")),
+                        };
+                        match found {
+                            Ok(Some((offset, timestamp))) => {
+                                out.offset = offset;
+                                out.timestamp = timestamp;
+                            }
+                            Ok(None) => {
+                                out.offset = -1;
+                                out.timestamp = -1;
+                            }
+                            Err(_) => out.error_code = code::INVALID_REQUEST,
+                        }
+                        if version >= 4 {
+                            out.leader_epoch = 0;
+                        }
+                        out
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+            })
+            .collect();
+        ListOffsetsResponse::default().with_topics(topics)
+    }
+
+    pub fn find_coordinator(&self, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+        let (host, port) = (s(self.advertised.0.clone()), self.advertised.1);
+        let refusal = (request.key_type != 0).then(|| s(NO_TRANSACTIONS));
+        if version >= 4 {
+            let coordinators = request
+                .coordinator_keys
+                .into_iter()
+                .map(|key| match &refusal {
+                    Some(message) => Coordinator::default()
+                        .with_key(key)
+                        .with_node_id(BrokerId(-1))
+                        .with_error_code(code::INVALID_REQUEST)
+                        .with_error_message(Some(message.clone())),
+                    None => Coordinator::default().with_key(key).with_node_id(BrokerId(0)).with_host(host.clone()).with_port(port),
+                })
+                .collect();
+            return FindCoordinatorResponse::default().with_coordinators(coordinators);
+        }
+        match refusal {
+            Some(message) => {
+                let mut response =
+                    FindCoordinatorResponse::default().with_error_code(code::INVALID_REQUEST).with_node_id(BrokerId(-1));
+                if version >= 1 {
+                    response.error_message = Some(message);
+                }
+                response
+            }
+            None => FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host).with_port(port),
+        }
+    }
+
+    pub fn init_producer_id(&self, request: InitProducerIdRequest) -> InitProducerIdResponse {
+        if request.transactional_id.is_some() {
+            tracing::warn!("a client asked for a transactional producer: {NO_TRANSACTIONS}");
+            return InitProducerIdResponse::default()
+                .with_error_code(code::INVALID_REQUEST)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+        }
+        // A client may bump its epoch after an error (KIP-360): same id, next epoch.
+        if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
+            return InitProducerIdResponse::default()
+                .with_producer_id(request.producer_id)
+                .with_producer_epoch(request.producer_epoch + 1);
+        }
+        match self.producer_ids.next() {
+            Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+            Err(error) => {
+                tracing::error!("cannot allocate a producer id: {error}");
+                InitProducerIdResponse::default()
+                    .with_error_code(code::KAFKA_STORAGE_ERROR)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+            }
+        }
+    }
+
+    pub fn join_group(&self, request: JoinGroupRequest, client_id: String) -> Pending<JoinGroupResponse> {
+        let answer = self.groups.join(Join {
+            group: request.group_id.to_string(),
+            member_id: request.member_id.to_string(),
+            group_instance_id: request.group_instance_id.map(|i| i.to_string()),
+            client_id,
+            client_host: format!("/{}", self.advertised.0),
+            session_timeout_ms: request.session_timeout_ms,
+            rebalance_timeout_ms: if request.rebalance_timeout_ms > 0 {
+                request.rebalance_timeout_ms
+            } else {
+                request.session_timeout_ms
+            },
+            protocol_type: request.protocol_type.to_string(),
+            protocols: request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        });
+        Pending::Later(
+            async move {
+                let joined = answer.await.unwrap_or_else(|_| groups::Joined {
+                    error: groups::code::REBALANCE_IN_PROGRESS,
+                    ..Default::default()
+                });
+                JoinGroupResponse::default()
+                    .with_error_code(joined.error)
+                    .with_generation_id(if joined.error == 0 { joined.generation } else { -1 })
+                    .with_protocol_type(joined.protocol_type.map(s))
+                    .with_protocol_name(joined.protocol.map(s))
+                    .with_leader(s(joined.leader))
+                    .with_member_id(s(joined.member_id))
+                    .with_members(
+                        joined
+                            .members
+                            .into_iter()
+                            .map(|m| {
+                                JoinGroupResponseMember::default()
+                                    .with_member_id(s(m.member_id))
+                                    .with_group_instance_id(m.group_instance_id.map(s))
+                                    .with_metadata(m.metadata)
+                            })
+                            .collect(),
+                    )
+            }
+            .boxed(),
+        )
+    }
+
+    pub fn sync_group(&self, request: SyncGroupRequest) -> Pending<SyncGroupResponse> {
+        let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+        let answer =
+            self.groups.sync(&request.group_id, &request.member_id, request.generation_id, assignments);
+        Pending::Later(
+            async move {
+                let synced = answer.await.unwrap_or_else(|_| groups::Synced {
+                    error: groups::code::REBALANCE_IN_PROGRESS,
+                    ..Default::default()
+                });
+                SyncGroupResponse::default()
+                    .with_error_code(synced.error)
+                    .with_protocol_type(synced.protocol_type.map(s))
+                    .with_protocol_name(synced.protocol.map(s))
+                    .with_assignment(synced.assignment)
+            }
+            .boxed(),
+        )
+    }
+
+    pub fn heartbeat(&self, request: HeartbeatRequest) -> HeartbeatResponse {
+        let error = self.groups.heartbeat(&request.group_id, &request.member_id, request.generation_id);
+        HeartbeatResponse::default().with_error_code(error)
+    }
+
+    pub fn leave_group(&self, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        if version < 3 {
+            let error = self.groups.leave(&request.group_id, &request.member_id);
+            return LeaveGroupResponse::default().with_error_code(error);
+        }
+        let members = request
+            .members
+            .into_iter()
+            .map(|m| {
+                let error = self.groups.leave(&request.group_id, &m.member_id);
+                MemberResponse::default()
+                    .with_member_id(m.member_id)
+                    .with_group_instance_id(m.group_instance_id)
+                    .with_error_code(error)
+            })
+            .collect();
+        LeaveGroupResponse::default().with_members(members)
+    }
+
+    pub fn offset_commit(self: &Arc<Self>, request: OffsetCommitRequest) -> Pending<OffsetCommitResponse> {
+        let group = request.group_id.to_string();
+        let check = self.groups.check_commit(&group, &request.member_id, request.generation_id_or_member_epoch);
+        let mut answers: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
+        let mut accepted = Vec::new();
+        for topic in request.topics {
+            let mut partitions = Vec::new();
+            for p in topic.partitions {
+                let error = if check != code::NONE {
+                    check
+                } else if self.topics.partition(&topic.name, p.partition_index).is_none() {
+                    code::UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    accepted.push((
+                        topic.name.to_string(),
+                        p.partition_index,
+                        Committed { offset: p.committed_offset, metadata: p.committed_metadata.map(|m| m.to_string()) },
+                    ));
+                    code::NONE
+                };
+                partitions.push((p.partition_index, error));
+            }
+            answers.push((topic.name, partitions));
+        }
+        let core = self.clone();
+        Pending::Later(
+            async move {
+                let stored = if accepted.is_empty() {
+                    true
+                } else {
+                    let committing = core.clone();
+                    match tokio::task::spawn_blocking(move || committing.groups.commit(&group, accepted)).await {
+                        Ok(Ok(())) => true,
+                        Ok(Err(error)) => {
+                            tracing::error!("cannot store committed offsets: {error}");
+                            false
+                        }
+                        Err(_) => false,
+                    }
+                };
+                let topics = answers
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        OffsetCommitResponseTopic::default().with_name(name).with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|(index, error)| {
+                                    let error = if error == code::NONE && !stored { code::KAFKA_STORAGE_ERROR } else { error };
+                                    OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(error)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                OffsetCommitResponse::default().with_topics(topics)
+            }
+            .boxed(),
+        )
+    }
+
+    pub fn offset_fetch(&self, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        if version >= 8 {
+            let groups = request
+                .groups
+                .into_iter()
+                .map(|g| {
+                    let only = g.topics.map(|topics| {
+                        topics
+                            .iter()
+                            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+                            .collect::<Vec<_>>()
+                    });
+                    let committed = self.groups.committed(&g.group_id, only.as_deref());
+                    let topics = group_by_topic(committed)
+                        .into_iter()
+                        .map(|(name, partitions)| {
+                            OffsetFetchResponseTopics::default().with_name(topic_name(&name)).with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|(index, c)| {
+                                        let (offset, metadata) = split_committed(c);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(index)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(-1)
+                                            .with_metadata(Some(s(metadata)))
+                                    })
+                                    .collect(),
+                            )
+                        })
+                        .collect();
+                    OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics)
+                })
+                .collect();
+            return OffsetFetchResponse::default().with_groups(groups);
+        }
+        let only = request.topics.map(|topics| {
+            topics
+                .iter()
+                .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
+                .collect::<Vec<_>>()
+        });
+        let committed = self.groups.committed(&request.group_id, only.as_deref());
+        let topics = group_by_topic(committed)
+            .into_iter()
+            .map(|(name, partitions)| {
+                OffsetFetchResponseTopic::default().with_name(topic_name(&name)).with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|(index, c)| {
+                            let (offset, metadata) = split_committed(c);
+                            let mut out = OffsetFetchResponsePartition::default()
+                                .with_partition_index(index)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(s(metadata)));
+                            if version >= 5 {
+                                out.committed_leader_epoch = -1;
+                            }
+                            out
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    pub fn list_groups(&self, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+        let groups = self
+            .groups
+            .list()
+            .into_iter()
+            .filter(|(_, _, state)| {
+                request.states_filter.is_empty() || request.states_filter.iter().any(|f| f.eq_ignore_ascii_case(state.name()))
+            })
+            .map(|(name, protocol_type, state)| {
+                let mut listed = ListedGroup::default().with_group_id(GroupId(s(name))).with_protocol_type(s(protocol_type));
+                if version >= 4 {
+                    listed.group_state = s(state.name());
+                }
+                listed
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(groups)
+    }
+
+    pub fn describe_groups(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|id| match self.groups.describe(&id) {
+                None => DescribedGroup::default().with_group_id(id).with_group_state(s("Dead")),
+                Some(description) => DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_group_state(s(description.state.name()))
+                    .with_protocol_type(s(description.protocol_type))
+                    .with_protocol_data(s(description.protocol))
+                    .with_members(
+                        description
+                            .members
+                            .into_iter()
+                            .map(|(member, instance, client, host, metadata, assignment)| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(s(member))
+                                    .with_group_instance_id(instance.map(s))
+                                    .with_client_id(s(client))
+                                    .with_client_host(s(host))
+                                    .with_member_metadata(metadata)
+                                    .with_member_assignment(assignment)
+                            })
+                            .collect(),
+                    ),
+            })
+            .collect();
+        DescribeGroupsResponse::default().with_groups(groups)
+    }
+}
+
+fn describe_topic(topic: &super::topics::Topic, version: i16) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut partition = MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(BrokerId(0))
+                .with_replica_nodes(vec![BrokerId(0)])
+                .with_isr_nodes(vec![BrokerId(0)]);
+            if version >= 7 {
+                partition.leader_epoch = 0;
+            }
+            partition
+        })
+        .collect();
+    let mut out =
+        MetadataResponseTopic::default().with_name(Some(topic_name(&topic.name))).with_partitions(partitions);
+    if version >= 10 {
+        out.topic_id = topic.id;
+    }
+    out
+}
+
+fn timed_out(mut response: ProduceResponse) -> ProduceResponse {
+    for topic in &mut response.responses {
+        for partition in &mut topic.partition_responses {
+            if partition.error_code == code::NONE {
+                partition.error_code = code::REQUEST_TIMED_OUT;
+            }
+        }
+    }
+    response
+}
+
+fn group_by_topic(committed: Vec<(String, i32, Option<Committed>)>) -> BTreeMap<String, Vec<(i32, Option<Committed>)>> {
+    let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+    for (topic, partition, c) in committed {
+        by_topic.entry(topic).or_default().push((partition, c));
+    }
+    by_topic
+}
+
+fn split_committed(committed: Option<Committed>) -> (i64, String) {
+    match committed {
+        Some(c) => (c.offset, c.metadata.unwrap_or_default()),
+        None => (-1, String::new()),
+    }
+}

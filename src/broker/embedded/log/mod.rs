@@ -1,0 +1,596 @@
+//! The log of one partition: append-only segment files of v2 batches, recovery, reads, retention.
+//!
+//! A partition directory holds `<base offset>.log` segments (batches back to back, exactly as produced, with the
+//! base offset rewritten) and `<base offset>.snapshot` files (idempotent-producer state as of that offset). Only
+//! the last segment is written to. This module does the file work under its owner's lock; it knows nothing of
+//! the network, of fsync scheduling (see `flush.rs`) or of when data becomes visible beyond `high_watermark`.
+
+pub mod batch;
+pub mod producers;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use batch::{BatchHeader, HEADER_LEN, LENGTH_PREFIX};
+use producers::Producers;
+
+/// How a partition's log is kept.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// A segment is closed and a new one started once it would grow past this many bytes.
+    pub segment_bytes: u64,
+    /// Whole old segments are deleted while the partition holds more than this (`None`: no size limit).
+    pub retention_bytes: Option<u64>,
+    /// Whole old segments are deleted once their last write is older than this (`None`: kept forever).
+    pub retention_age: Option<Duration>,
+    /// One sparse index entry per this many bytes of log.
+    pub index_interval: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 << 20,
+            retention_bytes: Some(1 << 30),
+            retention_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            index_interval: 4096,
+        }
+    }
+}
+
+/// One segment file.
+struct Segment {
+    base: i64,
+    file: Arc<File>,
+    path: PathBuf,
+    /// Bytes in the file (all of them whole batches).
+    size: u64,
+    /// The offset after the segment's last batch.
+    next_offset: i64,
+    /// Sparse index: (offset, file position of the batch holding it), built on first read for old segments.
+    index: Option<Vec<(i64, u64)>>,
+    /// File position of the last index entry.
+    last_indexed: u64,
+}
+
+impl Segment {
+    fn log_path(dir: &Path, base: i64) -> PathBuf {
+        dir.join(format!("{base:020}.log"))
+    }
+
+    fn snapshot_path(dir: &Path, base: i64) -> PathBuf {
+        dir.join(format!("{base:020}.snapshot"))
+    }
+
+    fn create(dir: &Path, base: i64) -> io::Result<Segment> {
+        let path = Segment::log_path(dir, base);
+        let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        Ok(Segment {
+            base,
+            file: Arc::new(file),
+            path,
+            size: 0,
+            next_offset: base,
+            index: Some(Vec::new()),
+            last_indexed: 0,
+        })
+    }
+
+    /// Builds the sparse index of a closed segment from its batch headers.
+    fn ensure_index(&mut self, interval: u64) -> io::Result<()> {
+        if self.index.is_some() {
+            return Ok(());
+        }
+        let mut index = Vec::new();
+        let mut last = None;
+        scan_headers(&self.file, self.size, |position, header| {
+            if last.is_none_or(|last| position >= last + interval) {
+                index.push((header.base_offset, position));
+                last = Some(position);
+            }
+            true
+        })?;
+        self.last_indexed = last.unwrap_or(0);
+        self.index = Some(index);
+        Ok(())
+    }
+
+    /// The file position of the batch holding `offset` (or the first batch after it).
+    fn position_of(&mut self, offset: i64, interval: u64) -> io::Result<u64> {
+        self.ensure_index(interval)?;
+        let index = self.index.as_ref().expect("built above");
+        let start = match index.partition_point(|(o, _)| *o <= offset) {
+            0 => 0,
+            i => index[i - 1].1,
+        };
+        let mut found = self.size;
+        scan_headers_from(&self.file, start, self.size, |position, header| {
+            if header.last_offset() >= offset {
+                found = position;
+                return false;
+            }
+            true
+        })?;
+        Ok(found)
+    }
+}
+
+/// Calls `visit(position, header)` for each batch header of a file up to `end`, until it returns false.
+fn scan_headers(file: &File, end: u64, visit: impl FnMut(u64, &BatchHeader) -> bool) -> io::Result<()> {
+    scan_headers_from(file, 0, end, visit)
+}
+
+fn scan_headers_from(
+    file: &File,
+    start: u64,
+    end: u64,
+    mut visit: impl FnMut(u64, &BatchHeader) -> bool,
+) -> io::Result<()> {
+    let mut reader = BufReader::with_capacity(64 << 10, file);
+    reader.seek(SeekFrom::Start(start))?;
+    let mut position = start;
+    let mut header = [0u8; HEADER_LEN];
+    while position + HEADER_LEN as u64 <= end {
+        reader.read_exact(&mut header)?;
+        let parsed = batch::parse_header(&header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if !visit(position, &parsed) {
+            break;
+        }
+        reader.seek_relative(parsed.size as i64 - HEADER_LEN as i64)?;
+        position += parsed.size as u64;
+    }
+    Ok(())
+}
+
+/// Where a read of the log starts and how far it may go.
+pub struct ReadPlan {
+    file: Arc<File>,
+    start: u64,
+    end: u64,
+}
+
+/// A fetch offset the log does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfRange;
+
+/// The log of one partition.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    /// Sequence state of idempotent producers, as of the end of the log.
+    pub producers: Producers,
+    /// Readers see offsets below this; everything below it is as durable as the policy promises.
+    high_watermark: i64,
+    /// File position of `high_watermark` in the active segment.
+    high_watermark_position: u64,
+    /// Whether the active segment has writes that are not yet fsynced.
+    dirty: bool,
+}
+
+/// What recovery found in a partition directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recovery {
+    /// Bytes cut from the end of the active segment because they were not whole, valid batches.
+    pub truncated_bytes: u64,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, checking the active segment batch by batch and cutting any torn or
+    /// corrupt tail. Older segments were fsynced when they were closed and are trusted.
+    pub fn open(dir: &Path, config: LogConfig) -> io::Result<(Log, Recovery)> {
+        fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = Vec::new();
+        for (i, base) in bases.iter().enumerate() {
+            let path = Segment::log_path(dir, *base);
+            let file = OpenOptions::new().read(true).append(true).open(&path)?;
+            let size = file.metadata()?.len();
+            let next_offset = bases.get(i + 1).copied().unwrap_or(*base);
+            segments.push(Segment {
+                base: *base,
+                file: Arc::new(file),
+                path,
+                size,
+                next_offset,
+                index: None,
+                last_indexed: 0,
+            });
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0)?);
+        }
+        let mut producers = match fs::read(Segment::snapshot_path(dir, segments.last().expect("one").base)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(_) => Producers::default(),
+        };
+        let active = segments.last_mut().expect("at least one segment");
+        let recovery = recover_active(active, &config, &mut producers)?;
+        let (end, position) = (active.next_offset, active.size);
+        Ok((
+            Log {
+                dir: dir.to_path_buf(),
+                config,
+                segments,
+                producers,
+                high_watermark: end,
+                high_watermark_position: position,
+                dirty: false,
+            },
+            recovery,
+        ))
+    }
+
+    /// The first offset still in the log.
+    pub fn start_offset(&self) -> i64 {
+        self.segments.first().map_or(0, |s| s.base)
+    }
+
+    /// The offset the next batch will get.
+    pub fn end_offset(&self) -> i64 {
+        self.segments.last().map_or(0, |s| s.next_offset)
+    }
+
+    /// Offsets below this are visible to readers.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Bytes in all segments.
+    pub fn size(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Appends one checked batch, assigning it the next offsets, and returns its header with the assigned base
+    /// offset. The write reaches the page cache; durability comes from [`Log::sync_target`] and a later fsync.
+    /// With `visible_now`, readers see it at once (the policy that does not wait for fsync).
+    pub fn append(&mut self, bytes: &mut [u8], visible_now: bool) -> io::Result<BatchHeader> {
+        let active = self.segments.last().expect("at least one segment");
+        if active.size > 0 && active.size + bytes.len() as u64 > self.config.segment_bytes {
+            self.roll()?;
+        }
+        let active = self.segments.last_mut().expect("at least one segment");
+        let base = active.next_offset;
+        batch::set_base_offset(bytes, base);
+        let mut header = batch::parse_header(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        header.base_offset = base;
+        let position = active.size;
+        if let Err(error) = (&*active.file).write_all(bytes) {
+            // A short write would leave a torn batch in the middle of the log: cut it off before anything follows.
+            let _ = active.file.set_len(position);
+            return Err(error);
+        }
+        active.size += bytes.len() as u64;
+        active.next_offset = header.next_offset();
+        if let Some(index) = active.index.as_mut()
+            && (index.is_empty() || position >= active.last_indexed + self.config.index_interval)
+        {
+            index.push((base, position));
+            active.last_indexed = position;
+        }
+        self.producers.record(&header);
+        self.dirty = true;
+        if visible_now {
+            self.high_watermark = active.next_offset;
+            self.high_watermark_position = active.size;
+        }
+        Ok(header)
+    }
+
+    /// Closes the active segment (fsynced, so recovery can trust it) and starts a new one, writing the producer
+    /// snapshot the new segment's recovery starts from.
+    fn roll(&mut self) -> io::Result<()> {
+        let active = self.segments.last().expect("at least one segment");
+        active.file.sync_data()?;
+        let base = active.next_offset;
+        let snapshot = Segment::snapshot_path(&self.dir, base);
+        let temporary = snapshot.with_extension("snapshot.tmp");
+        let mut file = File::create(&temporary)?;
+        file.write_all(&serde_json::to_vec(&self.producers).map_err(io::Error::other)?)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &snapshot)?;
+        self.segments.push(Segment::create(&self.dir, base)?);
+        File::open(&self.dir)?.sync_all()?;
+        // Everything in the closed segment is on disk now, and the new one is empty.
+        self.high_watermark = base;
+        self.high_watermark_position = 0;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// What an fsync must cover for the log to be durable up to its end: `None` when it already is.
+    pub fn sync_target(&self) -> Option<SyncTarget> {
+        let active = self.segments.last().expect("at least one segment");
+        self.dirty.then(|| SyncTarget {
+            file: active.file.clone(),
+            base: active.base,
+            end_offset: active.next_offset,
+            position: active.size,
+        })
+    }
+
+    /// Records that `target` was fsynced: readers may see up to its end. Returns whether the watermark moved.
+    pub fn synced(&mut self, target: &SyncTarget) -> bool {
+        let active = self.segments.last().expect("at least one segment");
+        if active.base != target.base {
+            // The segment was closed meanwhile; closing synced it and moved the watermark.
+            return false;
+        }
+        if active.next_offset == target.end_offset {
+            self.dirty = false;
+        }
+        if target.end_offset <= self.high_watermark {
+            return false;
+        }
+        self.high_watermark = target.end_offset;
+        self.high_watermark_position = target.position;
+        true
+    }
+
+    /// Plans a read starting at `offset`, up to the high watermark. `Ok(None)` when there is nothing to read yet.
+    pub fn plan_read(&mut self, offset: i64) -> Result<Option<ReadPlan>, OutOfRange> {
+        if offset < self.start_offset() || offset > self.high_watermark {
+            return Err(OutOfRange);
+        }
+        if offset == self.high_watermark {
+            return Ok(None);
+        }
+        let interval = self.config.index_interval;
+        let last = self.segments.len() - 1;
+        let mut i = self.segments.partition_point(|s| s.base <= offset).saturating_sub(1);
+        while i < last && offset >= self.segments[i].next_offset {
+            i += 1;
+        }
+        let end = if i == last { self.high_watermark_position } else { self.segments[i].size };
+        let segment = &mut self.segments[i];
+        let start = segment.position_of(offset, interval).map_err(|_| OutOfRange)?;
+        if start >= end {
+            return Ok(None);
+        }
+        Ok(Some(ReadPlan { file: segment.file.clone(), start, end }))
+    }
+
+    /// The offset (and largest timestamp) of the first visible batch whose records may have a timestamp at or
+    /// after `timestamp`. Precision is one batch: records are never decompressed to look inside.
+    pub fn offset_for_timestamp(&mut self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        let visible = self.high_watermark;
+        for segment in &self.segments {
+            let mut found = None;
+            scan_headers(&segment.file, segment.size, |_, header| {
+                if header.base_offset >= visible {
+                    return false;
+                }
+                if header.max_timestamp >= timestamp {
+                    found = Some((header.base_offset, header.max_timestamp));
+                    return false;
+                }
+                true
+            })?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole closed segments past the size or age limit, oldest first. Returns how many were deleted.
+    pub fn enforce_retention(&mut self, now: SystemTime) -> io::Result<usize> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let oldest = &self.segments[0];
+            let too_big = self.config.retention_bytes.is_some_and(|limit| self.size() > limit);
+            let modified = oldest.file.metadata()?.modified()?;
+            let too_old =
+                self.config.retention_age.is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
+            if !too_big && !too_old {
+                break;
+            }
+            let oldest = self.segments.remove(0);
+            fs::remove_file(&oldest.path)?;
+            let _ = fs::remove_file(Segment::snapshot_path(&self.dir, oldest.base));
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+/// The part of a log an fsync makes durable.
+pub struct SyncTarget {
+    pub file: Arc<File>,
+    base: i64,
+    end_offset: i64,
+    position: u64,
+}
+
+/// Validates the active segment batch by batch, cuts what is not a whole valid batch, and replays producer state.
+fn recover_active(active: &mut Segment, config: &LogConfig, producers: &mut Producers) -> io::Result<Recovery> {
+    let file_size = active.file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, &*active.file);
+    reader.seek(SeekFrom::Start(0))?;
+    let mut position = 0u64;
+    let mut expected = active.base;
+    let mut buffer = Vec::new();
+    let mut index = Vec::new();
+    let mut last_indexed = None;
+    loop {
+        let mut prefix = [0u8; LENGTH_PREFIX];
+        if position + LENGTH_PREFIX as u64 > file_size || reader.read_exact(&mut prefix).is_err() {
+            break;
+        }
+        let Ok(size) = batch::batch_size(&prefix) else { break };
+        if position + size as u64 > file_size {
+            break;
+        }
+        buffer.clear();
+        buffer.extend_from_slice(&prefix);
+        buffer.resize(size, 0);
+        if reader.read_exact(&mut buffer[LENGTH_PREFIX..]).is_err() {
+            break;
+        }
+        let header = match batch::check(&buffer) {
+            Ok(header) if header.base_offset == expected => header,
+            _ => break,
+        };
+        if last_indexed.is_none_or(|last| position >= last + config.index_interval) {
+            index.push((header.base_offset, position));
+            last_indexed = Some(position);
+        }
+        producers.record(&header);
+        expected = header.next_offset();
+        position += size as u64;
+    }
+    let truncated_bytes = file_size - position;
+    if truncated_bytes > 0 {
+        active.file.set_len(position)?;
+        active.file.sync_all()?;
+    }
+    active.size = position;
+    active.next_offset = expected;
+    active.index = Some(index);
+    active.last_indexed = last_indexed.unwrap_or(0);
+    Ok(Recovery { truncated_bytes })
+}
+
+impl ReadPlan {
+    /// Reads whole batches from the planned start, at most `max_bytes` of them unless the first batch alone is
+    /// bigger (then that batch, so a consumer can always make progress).
+    pub fn read(&self, max_bytes: usize) -> io::Result<Vec<u8>> {
+        let available = (self.end - self.start) as usize;
+        let mut wanted = available.min(max_bytes.max(HEADER_LEN));
+        let mut bytes = vec![0u8; wanted];
+        self.file.read_exact_at(&mut bytes, self.start)?;
+        let mut whole = 0;
+        while whole + LENGTH_PREFIX <= bytes.len() {
+            let size = batch::batch_size(&bytes[whole..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            if whole + size > bytes.len() {
+                break;
+            }
+            whole += size;
+        }
+        if whole == 0 {
+            // The first batch is larger than max_bytes: send it whole.
+            let size = batch::batch_size(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            wanted = size.min(available);
+            bytes.resize(wanted, 0);
+            self.file.read_exact_at(&mut bytes, self.start)?;
+            whole = wanted;
+        }
+        bytes.truncate(whole);
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch::tests::make_batch;
+    use super::*;
+
+    fn small() -> LogConfig {
+        LogConfig { segment_bytes: 300, retention_bytes: None, retention_age: None, index_interval: 100 }
+    }
+
+    fn read_all(log: &mut Log, from: i64) -> Vec<BatchHeader> {
+        let mut headers = Vec::new();
+        let mut offset = from;
+        while let Some(plan) = log.plan_read(offset).unwrap() {
+            let bytes = plan.read(1 << 20).unwrap();
+            let (_, found) = batch::valid_prefix(&bytes, bytes_base(&bytes));
+            offset = found.last().unwrap().next_offset();
+            headers.extend(found);
+        }
+        headers
+    }
+
+    fn bytes_base(bytes: &[u8]) -> i64 {
+        i64::from_be_bytes(bytes[0..8].try_into().unwrap())
+    }
+
+    #[test]
+    fn appended_batches_survive_reopening_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+        for i in 0..20 {
+            let mut batch = make_batch(0, &[format!("record {i}").as_bytes(), b"second"], (-1, -1, -1));
+            log.append(&mut batch, true).unwrap();
+        }
+        assert!(log.segments.len() > 3, "small segments roll");
+        drop(log);
+        let (mut log, recovery) = Log::open(dir.path(), small()).unwrap();
+        assert_eq!(recovery.truncated_bytes, 0);
+        assert_eq!(log.end_offset(), 40);
+        let headers = read_all(&mut log, 0);
+        assert_eq!(headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(), (0..40).step_by(2).collect::<Vec<_>>());
+        assert_eq!(read_all(&mut log, 25).first().unwrap().base_offset, 24);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
+        for _ in 0..3 {
+            log.append(&mut make_batch(0, &[b"abc"], (-1, -1, -1)), true).unwrap();
+        }
+        let path = Segment::log_path(dir.path(), 0);
+        let size = fs::metadata(&path).unwrap().len();
+        drop(log);
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(size - 5).unwrap();
+        let (log, recovery) = Log::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(log.end_offset(), 2);
+        assert!(recovery.truncated_bytes > 0);
+        assert_eq!(fs::metadata(&path).unwrap().len(), size * 2 / 3);
+    }
+
+    #[test]
+    fn producer_state_survives_a_reopen_across_a_roll() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+        for sequence in 0..10 {
+            log.append(&mut make_batch(0, &[b"0123456789"], (5, 0, sequence)), true).unwrap();
+        }
+        drop(log);
+        let (log, _) = Log::open(dir.path(), small()).unwrap();
+        let retry = batch::parse_header(&make_batch(0, &[b"0123456789"], (5, 0, 9))).unwrap();
+        assert_eq!(log.producers.judge(&retry), producers::Verdict::Duplicate { base_offset: 9 });
+    }
+
+    #[test]
+    fn retention_deletes_old_segments_but_never_the_active_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { retention_bytes: Some(400), ..small() };
+        let (mut log, _) = Log::open(dir.path(), config).unwrap();
+        for _ in 0..20 {
+            log.append(&mut make_batch(0, &[b"0123456789"], (-1, -1, -1)), true).unwrap();
+        }
+        log.enforce_retention(SystemTime::now()).unwrap();
+        assert!(log.size() <= 400 + 300);
+        assert!(log.start_offset() > 0);
+        assert_eq!(log.plan_read(0).err(), Some(OutOfRange));
+        let start = log.start_offset();
+        assert_eq!(read_all(&mut log, start).last().unwrap().next_offset(), 20);
+    }
+
+    #[test]
+    fn unsynced_writes_stay_invisible_until_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(&mut make_batch(0, &[b"x"], (-1, -1, -1)), false).unwrap();
+        assert!(log.plan_read(0).unwrap().is_none());
+        let target = log.sync_target().unwrap();
+        target.file.sync_data().unwrap();
+        assert!(log.synced(&target));
+        assert!(log.plan_read(0).unwrap().is_some());
+    }
+}

@@ -1,0 +1,254 @@
+//! franz's own broker: a durable, single-node Kafka-protocol server that runs inside the franz process.
+//!
+//! This module assembles the parts and owns their lifetime: `log/` (segment files), `topics` (partitions and
+//! their visibility), `flush` (group-committed fsyncs), `groups` (the consumer-group coordinator), `handlers`
+//! (one function per Kafka API) and `server` (sockets and framing). It binds, recovers what is on disk, serves
+//! until stopped, and on stop lets in-flight answers finish and fsyncs what was written.
+
+mod flush;
+mod groups;
+mod handlers;
+pub mod log;
+mod server;
+mod topics;
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context as _, anyhow};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use flush::Durability;
+pub use log::LogConfig;
+pub use server::SUPPORTED;
+
+/// Everything that shapes the embedded broker.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where clients connect (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Where topics, logs and committed offsets live.
+    pub data_dir: PathBuf,
+    /// Segment size and retention of every partition.
+    pub log: LogConfig,
+    /// When produced data counts as written.
+    pub durability: Durability,
+    /// Requests larger than this close the connection before anything is allocated for them.
+    pub max_frame_bytes: usize,
+    /// The largest record set one partition of a produce request may carry.
+    pub max_batch_bytes: usize,
+    /// Connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Partitions of a topic created on first use or without a count.
+    pub default_partitions: i32,
+    /// Whether asking for an unknown topic's metadata creates it (Kafka's `auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// How long a rebalance of an empty group waits for more members, so members started together share one.
+    pub initial_rebalance_delay: Duration,
+}
+
+impl Settings {
+    /// The defaults, for data in `data_dir` and clients on `listen`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Settings {
+        Settings {
+            listen,
+            data_dir,
+            log: LogConfig::default(),
+            durability: Durability::Fsync,
+            max_frame_bytes: 100 << 20,
+            max_batch_bytes: 16 << 20,
+            max_connections: 1024,
+            default_partitions: 1,
+            auto_create_topics: true,
+            initial_rebalance_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The broker's shared state, handed to every connection.
+pub struct Core {
+    settings: Settings,
+    topics: Arc<topics::Topics>,
+    groups: groups::Coordinator,
+    flusher: flush::Flusher,
+    producer_ids: ProducerIds,
+    cluster_id: String,
+    /// Host and port put in metadata: what clients should connect to.
+    advertised: (String, i32),
+    /// Error codes the next produce requests are refused with (a test seam for client error handling).
+    refusals: Mutex<std::collections::VecDeque<i16>>,
+}
+
+/// A running embedded broker.
+pub struct EmbeddedBroker {
+    address: SocketAddr,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    core: Arc<Core>,
+}
+
+impl EmbeddedBroker {
+    /// Recovers the data in `settings.data_dir` and starts serving on `settings.listen`.
+    pub async fn start(settings: Settings) -> anyhow::Result<EmbeddedBroker> {
+        let started = Instant::now();
+        let listen = settings.listen;
+        let listener = TcpListener::bind(listen).await.map_err(|error| match error.kind() {
+            io::ErrorKind::AddrInUse => anyhow!(
+                "{listen} is already in use (another franz or Kafka?); stop it, pass --listen with another port, or use it with --bootstrap {listen}"
+            ),
+            _ => anyhow!("cannot listen on {listen}: {error}"),
+        })?;
+        let address = listener.local_addr().context("the listener has no address")?;
+        let data_dir = settings.data_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || open(settings, address)).await?;
+        let core = Arc::new(opened.with_context(|| format!("cannot open the broker's data in {}", data_dir.display()))?);
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(server::serve(listener, core.clone(), shutdown.clone(), tracker.clone()));
+        tracker.spawn(housekeeping(core.clone(), shutdown.clone()));
+        tracing::info!(
+            %address,
+            data = %data_dir.display(),
+            topics = core.topics.all().len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "embedded broker ready"
+        );
+        Ok(EmbeddedBroker { address, data_dir, shutdown, tracker, core })
+    }
+
+    /// The address clients connect to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Refuses the next `count` produce requests with Kafka error `code`, writing nothing: for tests of how
+    /// clients handle a refusal.
+    pub fn refuse_next_produces(&self, code: i16, count: usize) {
+        self.core.refusals.lock().unwrap_or_else(|p| p.into_inner()).extend(std::iter::repeat_n(code, count));
+    }
+
+    /// Where the data lives.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops accepting, closes connections, and fsyncs everything written.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let core = self.core;
+        let _ = tokio::task::spawn_blocking(move || {
+            for partition in core.topics.all_partitions() {
+                if let Some(target) = partition.log().sync_target() {
+                    let _ = target.file.sync_data();
+                }
+            }
+        })
+        .await;
+    }
+}
+
+fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
+    fs::create_dir_all(&settings.data_dir)?;
+    let (topics, repaired) = topics::Topics::load(&settings.data_dir.join("topics"), settings.log.clone())?;
+    for (topic, partition, recovery) in repaired {
+        tracing::warn!(
+            %topic,
+            partition,
+            bytes = recovery.truncated_bytes,
+            "cut an incomplete batch off the end of the log (written when the broker stopped abruptly; never acknowledged)"
+        );
+    }
+    let groups = groups::Coordinator::open(&settings.data_dir.join("groups"), settings.initial_rebalance_delay)?;
+    let producer_ids = ProducerIds::open(&settings.data_dir.join("producer-ids"))?;
+    let cluster_id = cluster_id(&settings.data_dir)?;
+    let topics = Arc::new(topics);
+    let listed = topics.clone();
+    let flusher = flush::Flusher::start(settings.durability, move || listed.all_partitions());
+    let host = match address.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        ip => ip.to_string(),
+    };
+    Ok(Core { advertised: (host, i32::from(address.port())), settings, topics, groups, flusher, producer_ids, cluster_id, refusals: Mutex::default() })
+}
+
+/// A stable id for this data directory, created on first start.
+fn cluster_id(dir: &Path) -> io::Result<String> {
+    let path = dir.join("cluster-id");
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = format!("franz-{}", uuid::Uuid::new_v4().simple());
+            fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Periodic work: group session expiry and rebalance deadlines (every 50 ms), retention (every 30 s).
+async fn housekeeping(core: Arc<Core>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut last_retention = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        core.groups.tick();
+        if last_retention.elapsed() >= Duration::from_secs(30) {
+            last_retention = Instant::now();
+            let core = core.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for partition in core.topics.all_partitions() {
+                    match partition.log().enforce_retention(SystemTime::now()) {
+                        Ok(0) => {}
+                        Ok(deleted) => tracing::info!(topic = %partition.topic, partition = partition.index, deleted, "retention deleted old segments"),
+                        Err(error) => tracing::warn!(topic = %partition.topic, partition = partition.index, "retention failed: {error}"),
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Hands out producer ids, reserving them on disk a block at a time so an id is never given out twice, even
+/// across crashes.
+struct ProducerIds {
+    path: PathBuf,
+    range: Mutex<(i64, i64)>,
+}
+
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+impl ProducerIds {
+    fn open(path: &Path) -> io::Result<ProducerIds> {
+        let next = fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
+        let ids = ProducerIds { path: path.to_path_buf(), range: Mutex::new((next, next)) };
+        Ok(ids)
+    }
+
+    fn next(&self) -> io::Result<i64> {
+        let mut range = self.range.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if range.0 == range.1 {
+            let end = range.1 + PRODUCER_ID_BLOCK;
+            let temporary = self.path.with_extension("tmp");
+            let mut file = fs::File::create(&temporary)?;
+            file.write_all(end.to_string().as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&temporary, &self.path)?;
+            range.1 = end;
+        }
+        let id = range.0;
+        range.0 += 1;
+        Ok(id)
+    }
+}

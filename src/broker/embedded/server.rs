@@ -1,0 +1,234 @@
+//! The network side: accepting connections, framing, version negotiation, dispatch, and writing answers in order.
+//!
+//! Each connection has a reader (frames in, handlers called in arrival order) and a writer (answers out in the
+//! same order, each awaited in turn), joined by a bounded queue so a slow client slows only itself. A frame over
+//! the size limit is refused before anything is allocated for it; a malformed request closes that connection
+//! with a log line. Nothing a client sends can panic the broker: decoding runs under `catch_unwind` as a last
+//! line of defence.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Core;
+use super::handlers::Pending;
+
+/// The APIs and versions the broker implements, and advertises through ApiVersions.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+/// Answers queued per connection before its reader waits for the writer.
+const QUEUED_ANSWERS: usize = 64;
+const UNSUPPORTED_VERSION: i16 = 35;
+
+fn supported(key: ApiKey, version: i16) -> bool {
+    SUPPORTED.iter().any(|(k, min, max)| *k == key && (*min..=*max).contains(&version))
+}
+
+/// Accepts connections until `shutdown`, at most `max_connections` at a time.
+pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: CancellationToken, tracker: TaskTracker) {
+    let permits = Arc::new(Semaphore::new(core.settings.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = core.settings.max_connections, "connection limit reached; closing the new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let core = core.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                result = connection(stream, peer, core) => if let Err(reason) = result {
+                    tracing::warn!(%peer, "closing the connection: {reason}");
+                },
+                _ = shutdown.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// An answer in the making: `None` means the request gets no answer (`acks=0`).
+type Answer = BoxFuture<'static, Option<Bytes>>;
+
+async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Result<(), String> {
+    let (mut reader, mut writer) = stream.into_split();
+    let (queue, mut answers) = mpsc::channel::<Answer>(QUEUED_ANSWERS);
+    let write = async move {
+        while let Some(answer) = answers.recv().await {
+            if let Some(frame) = answer.await
+                && writer.write_all(&frame).await.is_err()
+            {
+                return;
+            }
+        }
+    };
+    let read = async move {
+        loop {
+            let mut length = [0u8; 4];
+            match reader.read_exact(&mut length).await {
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(error) => return Err(format!("read failed: {error}")),
+            }
+            let length = i32::from_be_bytes(length);
+            if length < 8 || length as usize > core.settings.max_frame_bytes {
+                return Err(format!(
+                    "a request of {length} bytes is outside 8..={} (max_frame_bytes)",
+                    core.settings.max_frame_bytes
+                ));
+            }
+            let mut frame = BytesMut::zeroed(length as usize);
+            reader.read_exact(&mut frame).await.map_err(|error| format!("request cut short: {error}"))?;
+            let answer = dispatch(&core, frame.freeze(), peer)?;
+            if queue.send(answer).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let (result, ()) = tokio::join!(read, write);
+    result
+}
+
+/// Decodes one request and starts handling it. An `Err` closes the connection.
+pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result<Answer, String> {
+    let raw_key = frame.slice(0..2).get_i16();
+    let version = frame.slice(2..4).get_i16();
+    let key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
+    if key == ApiKey::ApiVersions && !supported(key, version) {
+        // A client newer than us: answer in version 0 with the error and our versions, so it can retry lower.
+        let header = decode_guarded(|| RequestHeader::decode(&mut frame.slice(0..8), 0))?;
+        let body = api_versions(UNSUPPORTED_VERSION);
+        return Ok(ready(encode(header.correlation_id, key, 0, &body)));
+    }
+    if !supported(key, version) {
+        return Err(format!("{key:?} version {version} is not supported (see ApiVersions)"));
+    }
+    let header_version = key.request_header_version(version);
+    let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;
+    let id = header.correlation_id;
+    let client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+    macro_rules! decode {
+        ($type:ty) => {
+            decode_guarded(|| <$type>::decode(&mut frame, version))?
+        };
+    }
+    let answer = match key {
+        ApiKey::ApiVersions => {
+            let _ = decode!(ApiVersionsRequest);
+            ready(encode(id, key, version, &api_versions(0)))
+        }
+        ApiKey::Metadata => ready(encode(id, key, version, &core.metadata(decode!(MetadataRequest), version))),
+        ApiKey::CreateTopics => ready(encode(id, key, version, &core.create_topics(decode!(CreateTopicsRequest), version))),
+        ApiKey::DeleteTopics => ready(encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version))),
+        ApiKey::Produce => pending(id, key, version, core.produce(decode!(ProduceRequest), version)),
+        ApiKey::Fetch => pending(id, key, version, core.fetch(decode!(FetchRequest), version)),
+        ApiKey::ListOffsets => ready(encode(id, key, version, &core.list_offsets(decode!(ListOffsetsRequest), version))),
+        ApiKey::FindCoordinator => {
+            ready(encode(id, key, version, &core.find_coordinator(decode!(FindCoordinatorRequest), version)))
+        }
+        ApiKey::InitProducerId => ready(encode(id, key, version, &core.init_producer_id(decode!(InitProducerIdRequest)))),
+        ApiKey::JoinGroup => pending(id, key, version, core.join_group(decode!(JoinGroupRequest), client_id)),
+        ApiKey::SyncGroup => pending(id, key, version, core.sync_group(decode!(SyncGroupRequest))),
+        ApiKey::Heartbeat => ready(encode(id, key, version, &core.heartbeat(decode!(HeartbeatRequest)))),
+        ApiKey::LeaveGroup => ready(encode(id, key, version, &core.leave_group(decode!(LeaveGroupRequest), version))),
+        ApiKey::OffsetCommit => pending(id, key, version, core.offset_commit(decode!(OffsetCommitRequest))),
+        ApiKey::OffsetFetch => ready(encode(id, key, version, &core.offset_fetch(decode!(OffsetFetchRequest), version))),
+        ApiKey::ListGroups => ready(encode(id, key, version, &core.list_groups(decode!(ListGroupsRequest), version))),
+        ApiKey::DescribeGroups => ready(encode(id, key, version, &core.describe_groups(decode!(DescribeGroupsRequest)))),
+        other => return Err(format!("{other:?} is not supported")),
+    };
+    Ok(answer)
+}
+
+/// Runs a decoder, turning both its errors and any panic inside it into a message.
+fn decode_guarded<T>(decode: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(decode)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(format!("malformed request: {error:#}")),
+        Err(_) => Err("malformed request (the decoder gave up)".into()),
+    }
+}
+
+fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    let keys = SUPPORTED
+        .iter()
+        .map(|(key, min, max)| {
+            api_versions_response::ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(*min)
+                .with_max_version(*max)
+        })
+        .collect();
+    ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(keys)
+}
+
+fn ready(frame: Option<Bytes>) -> Answer {
+    futures::future::ready(frame).boxed()
+}
+
+fn pending<T: Encodable + HeaderVersion + Send + 'static>(id: i32, key: ApiKey, version: i16, answer: Pending<T>) -> Answer {
+    match answer {
+        Pending::Now(body) => ready(encode(id, key, version, &body)),
+        Pending::Later(future) => future.map(move |body| encode(id, key, version, &body)).boxed(),
+        Pending::Silent => ready(None),
+    }
+}
+
+/// Encodes a response with its header and size prefix. `None` (and a log line) if the body cannot be encoded
+/// in this version, which would be a bug in a handler.
+fn encode<T: Encodable>(correlation_id: i32, key: ApiKey, version: i16, body: &T) -> Option<Bytes> {
+    let mut frame = BytesMut::with_capacity(64);
+    frame.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let result = header
+        .encode(&mut frame, key.response_header_version(version))
+        .and_then(|()| body.encode(&mut frame, version));
+    if let Err(error) = result {
+        tracing::error!("cannot encode the {key:?} v{version} response: {error:#}");
+        return None;
+    }
+    let size = (frame.len() - 4) as i32;
+    frame[0..4].copy_from_slice(&size.to_be_bytes());
+    Some(frame.freeze())
+}
+
