@@ -167,6 +167,22 @@ pub async fn up(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
     result
 }
 
+/// `franz broker`: only the embedded broker, until Ctrl-C or SIGTERM; no topics are created, no services run.
+pub async fn broker(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone())?;
+    let broker = Broker::start(&config, &shutdown).await?;
+    writeln!(out, "ready bootstrap={} {}", broker.bootstrap(), broker.describe())?;
+    if let Broker::Embedded(embedded, None) = &broker {
+        writeln!(out, "data: {}", embedded.data_dir().display())?;
+    }
+    out.flush()?;
+    shutdown.cancelled().await;
+    broker.stop().await;
+    tracing::info!("broker stopped cleanly");
+    Ok(())
+}
+
 /// Cancels `token` on the first SIGINT or SIGTERM.
 fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
     #[cfg(unix)]

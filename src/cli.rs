@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Start the broker (or connect to one), create the topics and run the services until Ctrl-C.
     Up(UpArgs),
+    /// Run only the embedded broker (no topics created, no services) until Ctrl-C, for other clients to use.
+    Broker(BrokerOnlyArgs),
     /// Submit a ticket exactly as the Discord bot does and print its id once the broker has it.
     Ticket(TicketArgs),
     /// Print the records of a topic as JSON lines.
@@ -88,6 +90,21 @@ pub struct UpArgs {
     /// With --broker redpanda|kafka: leave the container running on exit and print how to reach and remove it.
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct BrokerOnlyArgs {
+    /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:9092]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// Where to keep the data [default: the platform's data directory]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep the data in a temporary directory that is removed on exit.
+    #[arg(long)]
+    pub ephemeral: bool,
 }
 
 #[derive(Debug, Args)]

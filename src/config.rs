@@ -5,6 +5,7 @@
 //! where it came from and the accepted form, so nothing downstream sees an invalid setting. This module reads
 //! files but starts nothing.
 
+use crate::broker::embedded::Durability;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -105,6 +106,19 @@ pub struct Discord {
     pub cooldown: std::time::Duration,
 }
 
+/// The embedded broker's storage settings.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// When produced data counts as written: fsynced (`fsync`) or in the page cache (`os`).
+    pub durability: crate::broker::embedded::Durability,
+    /// Old segments are deleted after this long (`None`: kept forever).
+    pub retention_age: Option<std::time::Duration>,
+    /// Old segments are deleted while a partition holds more than this (`None`: no limit).
+    pub retention_bytes: Option<u64>,
+    /// Segment files are closed at about this size.
+    pub segment_bytes: u64,
+}
+
 /// Everything franz needs, resolved and validated.
 #[derive(Debug)]
 pub struct Config {
@@ -120,6 +134,8 @@ pub struct Config {
     pub image_tag: Option<String>,
     /// Leave a container broker running on exit.
     pub keep: bool,
+    /// How the embedded broker keeps its log.
+    pub embedded: Embedded,
     pub services: Vec<Service>,
     pub topics: Topics,
     pub discord: Discord,
@@ -179,8 +195,16 @@ const DISCORD_CLIENT_ID: Key = key("discord.client_id", &["DISCORD_CLIENT_ID"]);
 const DISCORD_GUILD_ID: Key = key("discord.guild_id", &["DISCORD_GUILD_ID"]);
 const TICKET_COOLDOWN: Key = key("discord.cooldown_secs", &["FRANZ_TICKET_COOLDOWN"]);
 const DISCORD_WEBHOOK_URL: Key = Key { name: "discord.webhook_url", env: &["DISCORD_WEBHOOK_URL"], secret: true };
+const DURABILITY: Key = key("embedded.durability", &["FRANZ_DURABILITY"]);
+const RETENTION_HOURS: Key = key("embedded.retention_hours", &["FRANZ_RETENTION_HOURS"]);
+const RETENTION_MB: Key = key("embedded.retention_mb", &["FRANZ_RETENTION_MB"]);
+const SEGMENT_MB: Key = key("embedded.segment_mb", &["FRANZ_SEGMENT_MB"]);
 
-const KEYS: [&Key; 16] = [
+const KEYS: [&Key; 20] = [
+    &DURABILITY,
+    &RETENTION_HOURS,
+    &RETENTION_MB,
+    &SEGMENT_MB,
     &TICKET_COOLDOWN,
     &IMAGE_TAG,
     &BROKER,
@@ -451,8 +475,31 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
         },
     };
 
+    let durability = match resolver.get(&DURABILITY) {
+        Some((value, source)) => match value.trim() {
+            "fsync" => Durability::Fsync,
+            "os" => Durability::Os,
+            _ => return Err(invalid(&DURABILITY, &source, format!("{value:?} is not fsync or os"))),
+        },
+        None => {
+            resolver.default(&DURABILITY, "fsync");
+            Durability::Fsync
+        }
+    };
+    let hours = resolver.number(&RETENTION_HOURS, 168, 0..=876_000, "a number of hours (0 keeps segments forever)")?;
+    let megabytes =
+        resolver.number(&RETENTION_MB, 1024, 0..=16_777_216, "a number of MiB per partition (0: no limit)")?;
+    let segment_mb = resolver.number(&SEGMENT_MB, 64, 1..=1024, "a number of MiB from 1 to 1024")?;
+    let embedded = Embedded {
+        durability,
+        retention_age: (hours > 0).then(|| std::time::Duration::from_secs(hours * 3600)),
+        retention_bytes: (megabytes > 0).then_some(megabytes << 20),
+        segment_bytes: segment_mb << 20,
+    };
+
     Ok(Config {
         broker,
+        embedded,
         bootstrap,
         listen,
         data_dir,
@@ -486,6 +533,25 @@ impl Resolver<'_> {
     fn default(&mut self, key: &'static Key, value: &str) -> String {
         self.report.push((key.name, value.to_owned(), Source::Default));
         value.to_owned()
+    }
+
+    /// A whole number in `range`, described as `what` when it is not one.
+    fn number(
+        &mut self,
+        key: &'static Key,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        what: &str,
+    ) -> anyhow::Result<u64> {
+        match self.get(key) {
+            Some((value, source)) => value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| invalid(key, &source, format!("{value:?} is not {what}"))),
+            None => Ok(self.default(key, &default.to_string()).parse().expect("the default parses")),
+        }
     }
 
     fn topic(&mut self, key: &'static Key, default: &str) -> anyhow::Result<String> {

@@ -33,6 +33,13 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             image_tag: up.image_tag.clone(),
             keep: up.keep,
         },
+        Command::Broker(args) => Flags {
+            broker: Some("embedded".into()),
+            listen: args.listen.clone(),
+            data_dir: args.data_dir.clone(),
+            ephemeral: args.ephemeral,
+            ..Flags::default()
+        },
         Command::Ticket(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Tail(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Produce(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
@@ -50,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Up(_) => app::up(config, &mut stdout).await,
+        Command::Broker(_) => app::broker(config, &mut stdout).await,
         Command::Ticket(args) => commands::ticket(&config, args, &mut stdout).await,
         Command::Tail(args) => commands::tail(&config, args, &mut stdout).await,
         Command::Produce(args) => commands::produce(&config, args, std::io::stdin().lock()).await.map(drop),

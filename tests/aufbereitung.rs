@@ -211,9 +211,7 @@ async fn undeliverable_output_is_reported_to_errors_and_its_record_is_not_skippe
     harness.produce(&harness.topics.intake, &[(0, valid("keeps failing"))]).await;
 
     // The first attempt and both retries are refused; the error event after them goes through.
-    harness
-        .broker
-        .refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 3);
+    harness.broker.refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 3);
     let mut failing = settings(&harness);
     failing.retry = RetryPolicy { retries: 2, backoff: Duration::from_millis(20) };
     let outcome =

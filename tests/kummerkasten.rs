@@ -1,10 +1,10 @@
 //! The bot's publishing path against the in-process broker: what the user is told, and what the topics hold.
 
+use crate::util::TOPIC_AUTHORIZATION_FAILED;
 use franz::kafka;
 use franz::schema::IntakeRecord;
 use franz::services::kummerkasten::{Invocation, submit};
 use rdkafka::message::Message as _;
-use crate::util::TOPIC_AUTHORIZATION_FAILED;
 
 use crate::util::Harness;
 
@@ -41,9 +41,7 @@ async fn a_refused_ticket_is_reported_as_not_received_and_to_the_errors_topic() 
     let harness = Harness::new(1).await;
     let producer = kafka::producer(&harness.bootstrap).unwrap();
     // The ticket's produce is refused (librdkafka may spend two requests on it); the error event gets through.
-    harness
-        .broker
-        .refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 2);
+    harness.broker.refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 2);
     let answer = submit(&producer, &harness.topics, &alice(), "printer on fire".into()).await;
 
     assert!(answer.contains("**not** received") && !answer.contains("Ticket received"), "{answer}");

@@ -35,7 +35,11 @@ impl Broker {
                     false => None,
                 };
                 let data_dir = scratch.as_ref().map_or_else(|| config.data_dir.clone(), |s| s.path().to_path_buf());
-                let settings = embedded::Settings::new(config.listen, data_dir);
+                let mut settings = embedded::Settings::new(config.listen, data_dir);
+                settings.durability = config.embedded.durability;
+                settings.log.retention_age = config.embedded.retention_age;
+                settings.log.retention_bytes = config.embedded.retention_bytes;
+                settings.log.segment_bytes = config.embedded.segment_bytes;
                 Ok(Broker::Embedded(embedded::EmbeddedBroker::start(settings).await?, scratch))
             }
             BrokerKind::External => {

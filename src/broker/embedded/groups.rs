@@ -215,9 +215,10 @@ impl Coordinator {
         let group = groups.entry(join.group.clone()).or_insert_with(Group::new);
         if !group.members.is_empty() {
             let same_type = group.protocol_type.as_deref() == Some(join.protocol_type.as_str());
-            let shared = join.protocols.iter().any(|(name, _)| {
-                group.members.values().all(|m| m.protocols.iter().any(|(other, _)| other == name))
-            });
+            let shared = join
+                .protocols
+                .iter()
+                .any(|(name, _)| group.members.values().all(|m| m.protocols.iter().any(|(other, _)| other == name)));
             if !same_type || !shared {
                 return fail(code::INCONSISTENT_GROUP_PROTOCOL);
             }
@@ -437,11 +438,7 @@ impl Coordinator {
                 .iter()
                 .map(|(t, p)| (t.clone(), *p, offsets.and_then(|o| o.get(&(t.clone(), *p)).cloned())))
                 .collect(),
-            None => offsets
-                .into_iter()
-                .flatten()
-                .map(|((t, p), c)| (t.clone(), *p, Some(c.clone())))
-                .collect(),
+            None => offsets.into_iter().flatten().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect(),
         }
     }
 
@@ -466,13 +463,24 @@ impl Coordinator {
                 .members
                 .iter()
                 .map(|(id, m)| {
-                    let metadata =
-                        m.protocols.iter().find(|(name, _)| *name == protocol).map(|(_, b)| b.clone()).unwrap_or_default();
+                    let metadata = m
+                        .protocols
+                        .iter()
+                        .find(|(name, _)| *name == protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
                     let assignment = match group.state {
                         GroupState::Stable => m.assignment.clone(),
                         _ => Bytes::new(),
                     };
-                    (id.clone(), m.group_instance_id.clone(), m.client_id.clone(), m.client_host.clone(), metadata, assignment)
+                    (
+                        id.clone(),
+                        m.group_instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        metadata,
+                        assignment,
+                    )
                 })
                 .collect(),
         })

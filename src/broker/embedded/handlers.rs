@@ -145,11 +145,17 @@ impl Core {
                 topic.num_partitions
             };
             let refusal = if !matches!(topic.replication_factor, -1 | 1) {
-                Some((code::INVALID_REPLICATION_FACTOR, "franz's embedded broker is a single node: replication factor 1"))
+                Some((
+                    code::INVALID_REPLICATION_FACTOR,
+                    "franz's embedded broker is a single node: replication factor 1",
+                ))
             } else if topic.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != 0)) {
                 Some((code::INVALID_REQUEST, "franz's embedded broker is node 0 and the only one"))
             } else if !topic.configs.is_empty() {
-                Some((code::INVALID_CONFIG, "per-topic configs are not supported; retention is set for the whole broker"))
+                Some((
+                    code::INVALID_CONFIG,
+                    "per-topic configs are not supported; retention is set for the whole broker",
+                ))
             } else if !valid_name(&name) {
                 Some((code::INVALID_TOPIC_EXCEPTION, "topic names are 1 to 249 of [a-zA-Z0-9._-]"))
             } else if !(1..=MAX_PARTITIONS).contains(&partitions) {
@@ -406,7 +412,12 @@ impl Core {
     }
 
     /// One pass over the fetched partitions: the response, the record bytes in it, and whether any errored.
-    fn fetch_once(&self, wanted: &[(TopicName, Vec<(i32, i64, usize)>)], max_bytes: usize, version: i16) -> (FetchResponse, usize, bool) {
+    fn fetch_once(
+        &self,
+        wanted: &[(TopicName, Vec<(i32, i64, usize)>)],
+        max_bytes: usize,
+        version: i16,
+    ) -> (FetchResponse, usize, bool) {
         let mut total = 0usize;
         let mut errored = false;
         let mut topics = Vec::new();
@@ -518,15 +529,20 @@ impl Core {
                         .with_node_id(BrokerId(-1))
                         .with_error_code(code::INVALID_REQUEST)
                         .with_error_message(Some(message.clone())),
-                    None => Coordinator::default().with_key(key).with_node_id(BrokerId(0)).with_host(host.clone()).with_port(port),
+                    None => Coordinator::default()
+                        .with_key(key)
+                        .with_node_id(BrokerId(0))
+                        .with_host(host.clone())
+                        .with_port(port),
                 })
                 .collect();
             return FindCoordinatorResponse::default().with_coordinators(coordinators);
         }
         match refusal {
             Some(message) => {
-                let mut response =
-                    FindCoordinatorResponse::default().with_error_code(code::INVALID_REQUEST).with_node_id(BrokerId(-1));
+                let mut response = FindCoordinatorResponse::default()
+                    .with_error_code(code::INVALID_REQUEST)
+                    .with_node_id(BrokerId(-1));
                 if version >= 1 {
                     response.error_message = Some(message);
                 }
@@ -610,8 +626,7 @@ impl Core {
 
     pub fn sync_group(&self, request: SyncGroupRequest) -> Pending<SyncGroupResponse> {
         let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
-        let answer =
-            self.groups.sync(&request.group_id, &request.member_id, request.generation_id, assignments);
+        let answer = self.groups.sync(&request.group_id, &request.member_id, request.generation_id, assignments);
         Pending::Later(
             async move {
                 let synced = answer.await.unwrap_or_else(|_| groups::Synced {
@@ -699,8 +714,11 @@ impl Core {
                             partitions
                                 .into_iter()
                                 .map(|(index, error)| {
-                                    let error = if error == code::NONE && !stored { code::KAFKA_STORAGE_ERROR } else { error };
-                                    OffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(error)
+                                    let error =
+                                        if error == code::NONE && !stored { code::KAFKA_STORAGE_ERROR } else { error };
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(index)
+                                        .with_error_code(error)
                                 })
                                 .collect(),
                         )
@@ -749,10 +767,7 @@ impl Core {
             return OffsetFetchResponse::default().with_groups(groups);
         }
         let only = request.topics.map(|topics| {
-            topics
-                .iter()
-                .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
-                .collect::<Vec<_>>()
+            topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect::<Vec<_>>()
         });
         let committed = self.groups.committed(&request.group_id, only.as_deref());
         let topics = group_by_topic(committed)
@@ -785,10 +800,12 @@ impl Core {
             .list()
             .into_iter()
             .filter(|(_, _, state)| {
-                request.states_filter.is_empty() || request.states_filter.iter().any(|f| f.eq_ignore_ascii_case(state.name()))
+                request.states_filter.is_empty()
+                    || request.states_filter.iter().any(|f| f.eq_ignore_ascii_case(state.name()))
             })
             .map(|(name, protocol_type, state)| {
-                let mut listed = ListedGroup::default().with_group_id(GroupId(s(name))).with_protocol_type(s(protocol_type));
+                let mut listed =
+                    ListedGroup::default().with_group_id(GroupId(s(name))).with_protocol_type(s(protocol_type));
                 if version >= 4 {
                     listed.group_state = s(state.name());
                 }
@@ -846,8 +863,7 @@ fn describe_topic(topic: &super::topics::Topic, version: i16) -> MetadataRespons
             partition
         })
         .collect();
-    let mut out =
-        MetadataResponseTopic::default().with_name(Some(topic_name(&topic.name))).with_partitions(partitions);
+    let mut out = MetadataResponseTopic::default().with_name(Some(topic_name(&topic.name))).with_partitions(partitions);
     if version >= 10 {
         out.topic_id = topic.id;
     }

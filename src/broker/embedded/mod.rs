@@ -108,7 +108,8 @@ impl EmbeddedBroker {
         let address = listener.local_addr().context("the listener has no address")?;
         let data_dir = settings.data_dir.clone();
         let opened = tokio::task::spawn_blocking(move || open(settings, address)).await?;
-        let core = Arc::new(opened.with_context(|| format!("cannot open the broker's data in {}", data_dir.display()))?);
+        let core =
+            Arc::new(opened.with_context(|| format!("cannot open the broker's data in {}", data_dir.display()))?);
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(server::serve(listener, core.clone(), shutdown.clone(), tracker.clone()));
@@ -177,7 +178,16 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),
         ip => ip.to_string(),
     };
-    Ok(Core { advertised: (host, i32::from(address.port())), settings, topics, groups, flusher, producer_ids, cluster_id, refusals: Mutex::default() })
+    Ok(Core {
+        advertised: (host, i32::from(address.port())),
+        settings,
+        topics,
+        groups,
+        flusher,
+        producer_ids,
+        cluster_id,
+        refusals: Mutex::default(),
+    })
 }
 
 /// A stable id for this data directory, created on first start.

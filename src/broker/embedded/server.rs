@@ -158,23 +158,35 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
             ready(encode(id, key, version, &api_versions(0)))
         }
         ApiKey::Metadata => ready(encode(id, key, version, &core.metadata(decode!(MetadataRequest), version))),
-        ApiKey::CreateTopics => ready(encode(id, key, version, &core.create_topics(decode!(CreateTopicsRequest), version))),
-        ApiKey::DeleteTopics => ready(encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version))),
+        ApiKey::CreateTopics => {
+            ready(encode(id, key, version, &core.create_topics(decode!(CreateTopicsRequest), version)))
+        }
+        ApiKey::DeleteTopics => {
+            ready(encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
+        }
         ApiKey::Produce => pending(id, key, version, core.produce(decode!(ProduceRequest), version)),
         ApiKey::Fetch => pending(id, key, version, core.fetch(decode!(FetchRequest), version)),
-        ApiKey::ListOffsets => ready(encode(id, key, version, &core.list_offsets(decode!(ListOffsetsRequest), version))),
+        ApiKey::ListOffsets => {
+            ready(encode(id, key, version, &core.list_offsets(decode!(ListOffsetsRequest), version)))
+        }
         ApiKey::FindCoordinator => {
             ready(encode(id, key, version, &core.find_coordinator(decode!(FindCoordinatorRequest), version)))
         }
-        ApiKey::InitProducerId => ready(encode(id, key, version, &core.init_producer_id(decode!(InitProducerIdRequest)))),
+        ApiKey::InitProducerId => {
+            ready(encode(id, key, version, &core.init_producer_id(decode!(InitProducerIdRequest))))
+        }
         ApiKey::JoinGroup => pending(id, key, version, core.join_group(decode!(JoinGroupRequest), client_id)),
         ApiKey::SyncGroup => pending(id, key, version, core.sync_group(decode!(SyncGroupRequest))),
         ApiKey::Heartbeat => ready(encode(id, key, version, &core.heartbeat(decode!(HeartbeatRequest)))),
         ApiKey::LeaveGroup => ready(encode(id, key, version, &core.leave_group(decode!(LeaveGroupRequest), version))),
         ApiKey::OffsetCommit => pending(id, key, version, core.offset_commit(decode!(OffsetCommitRequest))),
-        ApiKey::OffsetFetch => ready(encode(id, key, version, &core.offset_fetch(decode!(OffsetFetchRequest), version))),
+        ApiKey::OffsetFetch => {
+            ready(encode(id, key, version, &core.offset_fetch(decode!(OffsetFetchRequest), version)))
+        }
         ApiKey::ListGroups => ready(encode(id, key, version, &core.list_groups(decode!(ListGroupsRequest), version))),
-        ApiKey::DescribeGroups => ready(encode(id, key, version, &core.describe_groups(decode!(DescribeGroupsRequest)))),
+        ApiKey::DescribeGroups => {
+            ready(encode(id, key, version, &core.describe_groups(decode!(DescribeGroupsRequest))))
+        }
         other => return Err(format!("{other:?} is not supported")),
     };
     Ok(answer)
@@ -206,7 +218,12 @@ fn ready(frame: Option<Bytes>) -> Answer {
     futures::future::ready(frame).boxed()
 }
 
-fn pending<T: Encodable + HeaderVersion + Send + 'static>(id: i32, key: ApiKey, version: i16, answer: Pending<T>) -> Answer {
+fn pending<T: Encodable + HeaderVersion + Send + 'static>(
+    id: i32,
+    key: ApiKey,
+    version: i16,
+    answer: Pending<T>,
+) -> Answer {
     match answer {
         Pending::Now(body) => ready(encode(id, key, version, &body)),
         Pending::Later(future) => future.map(move |body| encode(id, key, version, &body)).boxed(),
@@ -220,9 +237,8 @@ fn encode<T: Encodable>(correlation_id: i32, key: ApiKey, version: i16, body: &T
     let mut frame = BytesMut::with_capacity(64);
     frame.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let result = header
-        .encode(&mut frame, key.response_header_version(version))
-        .and_then(|()| body.encode(&mut frame, version));
+    let result =
+        header.encode(&mut frame, key.response_header_version(version)).and_then(|()| body.encode(&mut frame, version));
     if let Err(error) = result {
         tracing::error!("cannot encode the {key:?} v{version} response: {error:#}");
         return None;
@@ -232,3 +248,68 @@ fn encode<T: Encodable>(correlation_id: i32, key: ApiKey, version: i16, body: &T
     Some(frame.freeze())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn core(dir: &std::path::Path) -> Arc<Core> {
+        let settings = super::super::Settings::new("127.0.0.1:9092".parse().unwrap(), dir.to_path_buf());
+        Arc::new(super::super::open(settings, "127.0.0.1:9092".parse().unwrap()).unwrap())
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_asking_for_a_newer_api_versions_gets_version_0_with_the_error_and_our_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::ApiVersions as i16);
+        frame.put_i16(99);
+        frame.put_i32(7);
+        frame.put_i16(-1);
+        let answer = futures::executor::block_on(dispatch(&core, frame.freeze(), peer()).unwrap()).unwrap();
+        let mut body = answer.slice(4..);
+        assert_eq!(body.get_i32(), 7, "correlation id");
+        let response = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+        assert_eq!(response.error_code, UNSUPPORTED_VERSION);
+        assert_eq!(response.api_keys.len(), SUPPORTED.len());
+    }
+
+    #[test]
+    fn an_array_claiming_two_billion_elements_is_refused_without_allocating_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::Metadata as i16);
+        frame.put_i16(1);
+        frame.put_i32(1);
+        frame.put_i16(-1);
+        frame.put_i32(i32::MAX);
+        frame.extend_from_slice(&[0u8; 16]);
+        assert!(dispatch(&core, frame.freeze(), peer()).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn props_any_request_bytes_are_answered_or_refused_never_a_panic(
+            key in prop::sample::select(SUPPORTED.iter().map(|(k, _, _)| *k as i16).collect::<Vec<_>>()),
+            version in 0i16..14,
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let core = core(dir.path());
+            let mut frame = BytesMut::new();
+            frame.put_i16(key);
+            frame.put_i16(version);
+            frame.put_i32(1);
+            frame.extend_from_slice(&body);
+            if let Ok(answer) = dispatch(&core, frame.freeze(), peer()) {
+                drop(answer);
+            }
+        }
+    }
+}

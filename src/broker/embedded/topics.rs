@@ -107,9 +107,8 @@ impl Topics {
                 continue;
             }
             let Ok(bytes) = fs::read(entry.path().join("topic.json")) else { continue };
-            let meta: TopicFile = serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", entry.path().display()))
-            })?;
+            let meta: TopicFile = serde_json::from_slice(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", entry.path().display())))?;
             let mut partitions = Vec::new();
             for index in 0..meta.partitions {
                 let (log, recovery) = Log::open(&entry.path().join(index.to_string()), config.clone())?;

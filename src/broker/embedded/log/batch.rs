@@ -135,8 +135,7 @@ pub fn check(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if crc32c::crc32c(&bytes[CRC_START..header.size]) != header.crc {
         return Err(BatchError::CrcMismatch);
     }
-    if header.records_count < 0 || header.last_offset_delta < 0 || header.records_count > header.last_offset_delta + 1
-    {
+    if header.records_count < 0 || header.last_offset_delta < 0 || header.records_count > header.last_offset_delta + 1 {
         return Err(BatchError::BadCount { count: header.records_count, delta: header.last_offset_delta });
     }
     Ok(header)

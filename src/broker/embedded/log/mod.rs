@@ -473,8 +473,7 @@ impl ReadPlan {
         self.file.read_exact_at(&mut bytes, self.start)?;
         let mut whole = 0;
         while whole + LENGTH_PREFIX <= bytes.len() {
-            let size = batch::batch_size(&bytes[whole..])
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let size = batch::batch_size(&bytes[whole..]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if whole + size > bytes.len() {
                 break;
             }
