@@ -7,6 +7,8 @@ mod util;
 mod absturz;
 /// aufbereitung end to end: tickets, dead letters, offsets, scale-out.
 mod aufbereitung;
+/// The embedded broker itself: restarts, groups, idempotence, bad input.
+mod broker;
 /// The intake path shared by `franz ticket` and the Discord bot.
 mod intake;
 /// The Discord bot's publishing path and replies.

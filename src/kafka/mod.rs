@@ -35,11 +35,7 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
 
 /// The settings every consumer starts from.
 pub fn consumer_config(bootstrap: &str) -> ClientConfig {
-    let mut config = client_config(bootstrap);
-    // A fetch waits at most this long for data. Real brokers answer as soon as data arrives; the interim embedded
-    // broker waits the whole time, and 500 ms (the default) per hop would be felt at the command line.
-    config.set("fetch.wait.max.ms", "100");
-    config
+    client_config(bootstrap)
 }
 
 /// The producer every service and `franz ticket` use: idempotent, `acks=all`, so an acknowledged record is

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,11 +64,12 @@ mod code {
 /// What the broker says to transactional requests.
 pub const NO_TRANSACTIONS: &str = "transactions are not supported by franz's embedded broker";
 
-/// A response now, a response later, or none at all (`acks=0`).
+/// A response now, a response later, none at all (`acks=0`), or a closed connection instead of a response.
 pub enum Pending<T> {
     Now(T),
     Later(BoxFuture<'static, T>),
     Silent,
+    HangUp,
 }
 
 fn s(text: impl Into<String>) -> StrBytes {
@@ -274,6 +276,10 @@ impl Core {
             responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
         }
         let response = ProduceResponse::default().with_responses(responses);
+        let lose = self.lost_answers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        if lose {
+            return Pending::HangUp;
+        }
         match acks {
             0 => Pending::Silent,
             -1 if fsync && !waits.is_empty() => {

@@ -83,6 +83,9 @@ pub struct Core {
     advertised: (String, i32),
     /// Error codes the next produce requests are refused with (a test seam for client error handling).
     refusals: Mutex<std::collections::VecDeque<i16>>,
+    /// How many produce requests are still to be written but answered by closing the connection (a test seam
+    /// for retries after a lost answer).
+    lost_answers: std::sync::atomic::AtomicUsize,
 }
 
 /// A running embedded broker.
@@ -133,6 +136,12 @@ impl EmbeddedBroker {
     /// clients handle a refusal.
     pub fn refuse_next_produces(&self, code: i16, count: usize) {
         self.core.refusals.lock().unwrap_or_else(|p| p.into_inner()).extend(std::iter::repeat_n(code, count));
+    }
+
+    /// Writes the next `count` produce requests but, instead of answering, closes the connection, as if the
+    /// answer were lost on the way: for tests of idempotent retries.
+    pub fn lose_next_produce_answers(&self, count: usize) {
+        self.core.lost_answers.fetch_add(count, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Where the data lives.
@@ -187,6 +196,7 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         producer_ids,
         cluster_id,
         refusals: Mutex::default(),
+        lost_answers: Default::default(),
     })
 }
 

@@ -87,18 +87,28 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
     }
 }
 
-/// An answer in the making: `None` means the request gets no answer (`acks=0`).
-type Answer = BoxFuture<'static, Option<Bytes>>;
+/// What goes back for one request.
+pub enum Reply {
+    /// A response frame.
+    Frame(Bytes),
+    /// No answer (`acks=0`).
+    Nothing,
+    /// Close the connection instead of answering.
+    HangUp,
+}
+
+/// An answer in the making.
+type Answer = BoxFuture<'static, Reply>;
 
 async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Result<(), String> {
     let (mut reader, mut writer) = stream.into_split();
     let (queue, mut answers) = mpsc::channel::<Answer>(QUEUED_ANSWERS);
     let write = async move {
         while let Some(answer) = answers.recv().await {
-            if let Some(frame) = answer.await
-                && writer.write_all(&frame).await.is_err()
-            {
-                return;
+            match answer.await {
+                Reply::Frame(frame) if writer.write_all(&frame).await.is_ok() => {}
+                Reply::Nothing => {}
+                Reply::Frame(_) | Reply::HangUp => return,
             }
         }
     };
@@ -125,8 +135,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Res
             }
         }
     };
-    let (result, ()) = tokio::join!(read, write);
-    result
+    // The connection ends when either side does: a reader error, or the writer hanging up.
+    tokio::select! {
+        result = read => result,
+        () = write => Ok(()),
+    }
 }
 
 /// Decodes one request and starts handling it. An `Err` closes the connection.
@@ -215,7 +228,7 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
 }
 
 fn ready(frame: Option<Bytes>) -> Answer {
-    futures::future::ready(frame).boxed()
+    futures::future::ready(frame.map_or(Reply::HangUp, Reply::Frame)).boxed()
 }
 
 fn pending<T: Encodable + HeaderVersion + Send + 'static>(
@@ -226,13 +239,17 @@ fn pending<T: Encodable + HeaderVersion + Send + 'static>(
 ) -> Answer {
     match answer {
         Pending::Now(body) => ready(encode(id, key, version, &body)),
-        Pending::Later(future) => future.map(move |body| encode(id, key, version, &body)).boxed(),
-        Pending::Silent => ready(None),
+        Pending::Later(future) => {
+            future.map(move |body| encode(id, key, version, &body).map_or(Reply::HangUp, Reply::Frame)).boxed()
+        }
+        Pending::Silent => futures::future::ready(Reply::Nothing).boxed(),
+        Pending::HangUp => futures::future::ready(Reply::HangUp).boxed(),
     }
 }
 
 /// Encodes a response with its header and size prefix. `None` (and a log line) if the body cannot be encoded
-/// in this version, which would be a bug in a handler.
+/// in this version, which would be a bug in a handler; the connection is then closed, so the client retries
+/// rather than waits forever.
 fn encode<T: Encodable>(correlation_id: i32, key: ApiKey, version: i16, body: &T) -> Option<Bytes> {
     let mut frame = BytesMut::with_capacity(64);
     frame.put_i32(0);
@@ -271,7 +288,9 @@ mod tests {
         frame.put_i16(99);
         frame.put_i32(7);
         frame.put_i16(-1);
-        let answer = futures::executor::block_on(dispatch(&core, frame.freeze(), peer()).unwrap()).unwrap();
+        let Reply::Frame(answer) = futures::executor::block_on(dispatch(&core, frame.freeze(), peer()).unwrap()) else {
+            panic!("ApiVersions is answered");
+        };
         let mut body = answer.slice(4..);
         assert_eq!(body.get_i32(), 7, "correlation id");
         let response = ApiVersionsResponse::decode(&mut body, 0).unwrap();
