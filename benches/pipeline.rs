@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use franz::broker::mock::MockBroker;
+use franz::broker::embedded::{EmbeddedBroker, Settings};
 use franz::config::Topics;
 use franz::kafka::relay::{self, Output, RetryPolicy};
 use franz::kafka::{self, CommitOnRevoke, client_config, consumer_config, group_consumer};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 const BACKLOG: usize = 200_000;
 const LIVE: usize = 20_000;
 const LIVE_PER_MS: usize = 5; // 5,000 records a second
-/// Spread wide: librdkafka's mock broker keeps at most about 5 MiB per partition.
+/// Spread over several partitions, as a real deployment would be.
 const PARTITIONS: i32 = 16;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -39,10 +39,11 @@ struct Figures {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let broker = MockBroker::start("127.0.0.1:0".parse()?).await?;
+    let data = tempfile::tempdir()?;
+    let broker = EmbeddedBroker::start(Settings::new("127.0.0.1:0".parse()?, data.path().to_path_buf())).await?;
     let bootstrap = broker.address().to_string();
-    let baseline = measure(&broker, &bootstrap, Kind::PassThrough).await?;
-    let pipeline = measure(&broker, &bootstrap, Kind::Aufbereitung).await?;
+    let baseline = measure(&bootstrap, Kind::PassThrough).await?;
+    let pipeline = measure(&bootstrap, Kind::Aufbereitung).await?;
 
     println!(
         "\npipeline benchmark: {BACKLOG} records backlog, {LIVE} live at {} records/s, {PARTITIONS} partitions",
@@ -69,7 +70,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn measure(broker: &MockBroker, bootstrap: &str, kind: Kind) -> anyhow::Result<Figures> {
+async fn measure(bootstrap: &str, kind: Kind) -> anyhow::Result<Figures> {
     let name = if kind == Kind::PassThrough { "passthrough" } else { "aufbereitung" };
     let topics = Topics {
         intake: format!("{name}-in"),
@@ -77,7 +78,7 @@ async fn measure(broker: &MockBroker, bootstrap: &str, kind: Kind) -> anyhow::Re
         dead_letters: format!("{name}-dlq"),
         errors: format!("{name}-errors"),
     };
-    broker.ensure_topics(&topics.all(), PARTITIONS)?;
+    franz::kafka::admin::ensure_topics(bootstrap, &topics.all(), PARTITIONS, 1).await?;
     let producer = kafka::producer(bootstrap)?;
     eprintln!("{name}: producing a backlog of {BACKLOG} records");
     let mut pending = Vec::with_capacity(BACKLOG);

@@ -9,6 +9,8 @@ mod absturz;
 mod aufbereitung;
 /// The embedded broker itself: restarts, groups, idempotence, bad input.
 mod broker;
+/// The broker killed with SIGKILL while producing: no acknowledged record lost.
+mod crash;
 /// The intake path shared by `franz ticket` and the Discord bot.
 mod intake;
 /// The Discord bot's publishing path and replies.

@@ -5,34 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Harness, valid, wait_until};
-
-/// `franz` with a clean environment, the harness's topics, and no developer config.
-fn franz(dir: &Path, harness: Option<&Harness>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_franz"));
-    command.current_dir(dir).arg("--config").arg(dir.join("franz.toml"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("FRANZ_") || name.starts_with("DISCORD_") || name == "KAFKA_BROKER" || name == "DOCKER_HOST"
-        {
-            command.env_remove(name);
-        }
-    }
-    if let Some(harness) = harness {
-        let topics = &harness.topics;
-        command
-            .env("FRANZ_TOPIC_INTAKE", &topics.intake)
-            .env("FRANZ_TOPIC_TICKETS", &topics.tickets)
-            .env("FRANZ_TOPIC_DEAD_LETTERS", &topics.dead_letters)
-            .env("FRANZ_TOPIC_ERRORS", &topics.errors);
-    }
-    command
-}
-
-fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("franz.toml"), "").unwrap();
-    dir
-}
+use crate::util::{Harness, franz, scratch, valid, wait_until};
 
 /// A `franz up` process whose standard error goes to a file the test can read.
 struct Up {

@@ -106,3 +106,31 @@ pub fn valid(message: &str) -> Vec<u8> {
         .to_string()
         .into_bytes()
 }
+
+/// The `franz` binary with a clean environment, the harness's topics, and no developer config.
+pub fn franz(dir: &std::path::Path, harness: Option<&Harness>) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_franz"));
+    command.current_dir(dir).arg("--config").arg(dir.join("franz.toml"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FRANZ_") || name.starts_with("DISCORD_") || name == "KAFKA_BROKER" || name == "DOCKER_HOST"
+        {
+            command.env_remove(name);
+        }
+    }
+    if let Some(harness) = harness {
+        let topics = &harness.topics;
+        command
+            .env("FRANZ_TOPIC_INTAKE", &topics.intake)
+            .env("FRANZ_TOPIC_TICKETS", &topics.tickets)
+            .env("FRANZ_TOPIC_DEAD_LETTERS", &topics.dead_letters)
+            .env("FRANZ_TOPIC_ERRORS", &topics.errors);
+    }
+    command
+}
+
+/// A scratch directory with an empty franz.toml, for `franz --config`.
+pub fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("franz.toml"), "").unwrap();
+    dir
+}

@@ -5,7 +5,6 @@
 
 pub mod container;
 pub mod embedded;
-pub mod mock;
 
 use anyhow::bail;
 use tokio_util::sync::CancellationToken;
@@ -90,9 +89,7 @@ impl Broker {
 
     /// Creates the topics that are missing, `partitions` each, and reports what each topic looks like.
     pub async fn ensure_topics(&self, names: &[&str], partitions: i32) -> anyhow::Result<Vec<TopicStatus>> {
-        match self {
-            _ => admin::ensure_topics(&self.bootstrap(), names, partitions, 1).await,
-        }
+        admin::ensure_topics(&self.bootstrap(), names, partitions, 1).await
     }
 
     /// Stops what franz started: removes a container (unless kept), shuts the embedded broker down.

@@ -7,6 +7,7 @@ pub fn run() -> anyhow::Result<()> {
     sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     sh(cargo().args(["test", "--workspace"]))?;
     crate::e2e::run(crate::e2e::Options::default())?;
+    crate::interop::run()?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

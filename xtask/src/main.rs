@@ -1,12 +1,14 @@
-//! `cargo xtask`: the project's own tasks (ci, e2e, props, bench), in Rust so they run wherever cargo does.
+//! `cargo xtask`: the project's own tasks (ci, e2e, props, bench, crash, interop), in Rust so they run wherever cargo does.
 //!
 //! This file only parses the task name and its flags, moves to the project root and dispatches; each task is a
 //! module of its own. Nothing here is part of the franz binary.
 
 mod bench;
 mod ci;
+mod crash;
 mod e2e;
 mod fake_webhook;
+mod interop;
 mod props;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +26,13 @@ tasks:
                       --broker runs the same checks against a container (needs a Docker engine)
   props [CASES]       the property tests with many cases (default 20000)
   bench pipeline      aufbereitung throughput and latency next to a pass-through baseline (release build)
-  bench alerts        absturz in an alert storm against a rate-limited fake webhook (release build)";
+  bench alerts        absturz in an alert storm against a rate-limited fake webhook (release build)
+  bench broker        the embedded broker next to librdkafka's MockCluster: produce, consume, RSS, start-up
+                      with 1 GiB retained (release build)
+  crash [ROUNDS]      kill -9 the broker while it takes acks=all writes, ROUNDS times (default 20), and check
+                      that no acknowledged record is lost (the test suite runs 5)
+  interop             kcat, kafka-python and kafkajs against the broker, across a restart (installs them
+                      with interop/install.sh)";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,7 +42,10 @@ fn main() -> anyhow::Result<()> {
         ["e2e", flags @ ..] => e2e::run(e2e::Options::parse(flags)?),
         ["props"] => props::run(20_000),
         ["props", cases] => props::run(cases.parse().context("CASES must be a whole number")?),
-        ["bench", name @ ("pipeline" | "alerts")] => bench::run(name),
+        ["bench", name @ ("pipeline" | "alerts" | "broker")] => bench::run(name),
+        ["crash"] => crash::run(20),
+        ["crash", rounds] => crash::run(rounds.parse().context("ROUNDS must be a whole number")?),
+        ["interop"] => interop::run(),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             Ok(())

@@ -61,6 +61,21 @@ mod code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
 }
 
+/// One partition of a fetch: from where, and at most how much.
+struct FetchAt {
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// A produce written to one partition.
+struct Appended {
+    base_offset: i64,
+    log_start: i64,
+    /// For `acks=all`: the watermark to wait on and the offset it must reach.
+    durable_at: Option<(tokio::sync::watch::Receiver<i64>, i64)>,
+}
+
 /// What the broker says to transactional requests.
 pub const NO_TRANSACTIONS: &str = "transactions are not supported by franz's embedded broker";
 
@@ -255,12 +270,12 @@ impl Core {
                     None => self.append(&topic.name, data.index, data.records.as_deref(), fsync),
                 };
                 match outcome {
-                    Ok((base_offset, log_start, wait)) => {
-                        response.base_offset = base_offset;
+                    Ok(appended) => {
+                        response.base_offset = appended.base_offset;
                         if version >= 5 {
-                            response.log_start_offset = log_start;
+                            response.log_start_offset = appended.log_start;
                         }
-                        waits.extend(wait);
+                        waits.extend(appended.durable_at);
                     }
                     Err((error, message)) => {
                         tracing::debug!(topic = %topic.name.as_str(), partition = data.index, error, "produce refused: {message}");
@@ -303,16 +318,8 @@ impl Core {
         }
     }
 
-    /// Appends a produced record set to one partition. Returns the base offset, the log start, and what to wait
-    /// for before `acks=all` may be answered.
-    #[allow(clippy::type_complexity)]
-    fn append(
-        &self,
-        topic: &str,
-        index: i32,
-        records: Option<&[u8]>,
-        fsync: bool,
-    ) -> Result<(i64, i64, Option<(tokio::sync::watch::Receiver<i64>, i64)>), (i16, String)> {
+    /// Appends a produced record set to one partition.
+    fn append(&self, topic: &str, index: i32, records: Option<&[u8]>, fsync: bool) -> Result<Appended, (i16, String)> {
         let Some(partition) = self.topics.partition(topic, index) else {
             return Err((code::UNKNOWN_TOPIC_OR_PARTITION, "no such topic or partition".into()));
         };
@@ -371,21 +378,25 @@ impl Core {
         } else {
             None
         };
-        Ok((first.unwrap_or(-1), start, wait))
+        Ok(Appended { base_offset: first.unwrap_or(-1), log_start: start, durable_at: wait })
     }
 
     pub fn fetch(self: &Arc<Self>, request: FetchRequest, version: i16) -> Pending<FetchResponse> {
         let core = self.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.clamp(0, 60_000) as u64);
         let min_bytes = request.min_bytes.max(0) as usize;
-        let wanted: Vec<(TopicName, Vec<(i32, i64, usize)>)> = request
+        let wanted: Vec<(TopicName, Vec<FetchAt>)> = request
             .topics
             .into_iter()
             .map(|t| {
                 let partitions = t
                     .partitions
                     .into_iter()
-                    .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes.max(0) as usize))
+                    .map(|p| FetchAt {
+                        partition: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    })
                     .collect();
                 (t.topic, partitions)
             })
@@ -399,7 +410,7 @@ impl Core {
             async move {
                 let mut watches: Vec<_> = wanted
                     .iter()
-                    .flat_map(|(t, ps)| ps.iter().filter_map(|(p, _, _)| core.topics.partition(t, *p)))
+                    .flat_map(|(t, ps)| ps.iter().filter_map(|at| core.topics.partition(t, at.partition)))
                     .map(|p| p.watch())
                     .collect();
                 loop {
@@ -420,7 +431,7 @@ impl Core {
     /// One pass over the fetched partitions: the response, the record bytes in it, and whether any errored.
     fn fetch_once(
         &self,
-        wanted: &[(TopicName, Vec<(i32, i64, usize)>)],
+        wanted: &[(TopicName, Vec<FetchAt>)],
         max_bytes: usize,
         version: i16,
     ) -> (FetchResponse, usize, bool) {
@@ -429,7 +440,7 @@ impl Core {
         let mut topics = Vec::new();
         for (name, partitions) in wanted {
             let mut out = Vec::new();
-            for (index, offset, partition_max) in partitions {
+            for FetchAt { partition: index, offset, max_bytes: partition_max } in partitions {
                 let mut data = PartitionData::default().with_partition_index(*index);
                 let Some(partition) = self.topics.partition(name, *index) else {
                     errored = true;

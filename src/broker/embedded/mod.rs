@@ -169,11 +169,11 @@ impl EmbeddedBroker {
 fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     fs::create_dir_all(&settings.data_dir)?;
     let (topics, repaired) = topics::Topics::load(&settings.data_dir.join("topics"), settings.log.clone())?;
-    for (topic, partition, recovery) in repaired {
+    for repaired in repaired {
         tracing::warn!(
-            %topic,
-            partition,
-            bytes = recovery.truncated_bytes,
+            topic = %repaired.topic,
+            partition = repaired.partition,
+            bytes = repaired.recovery.truncated_bytes,
             "cut an incomplete batch off the end of the log (written when the broker stopped abruptly; never acknowledged)"
         );
     }

@@ -117,7 +117,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Res
             let mut length = [0u8; 4];
             match reader.read_exact(&mut length).await {
                 Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                // A client going away, politely or not, is not worth a warning.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    return Ok(());
+                }
                 Err(error) => return Err(format!("read failed: {error}")),
             }
             let length = i32::from_be_bytes(length);

@@ -85,6 +85,13 @@ pub fn valid_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// A partition whose log had a torn tail cut off when it was opened.
+pub struct Repaired {
+    pub topic: String,
+    pub partition: i32,
+    pub recovery: Recovery,
+}
+
 /// Every topic of the broker.
 pub struct Topics {
     root: PathBuf,
@@ -95,7 +102,7 @@ pub struct Topics {
 impl Topics {
     /// Loads every topic under `root`, recovering each partition's log. Leftovers of an interrupted create or
     /// delete are removed. Returns the partitions whose logs had a torn tail cut off.
-    pub fn load(root: &Path, config: LogConfig) -> io::Result<(Topics, Vec<(String, i32, Recovery)>)> {
+    pub fn load(root: &Path, config: LogConfig) -> io::Result<(Topics, Vec<Repaired>)> {
         fs::create_dir_all(root)?;
         let mut by_name = BTreeMap::new();
         let mut repaired = Vec::new();
@@ -113,7 +120,7 @@ impl Topics {
             for index in 0..meta.partitions {
                 let (log, recovery) = Log::open(&entry.path().join(index.to_string()), config.clone())?;
                 if recovery.truncated_bytes > 0 {
-                    repaired.push((name.clone(), index, recovery));
+                    repaired.push(Repaired { topic: name.clone(), partition: index, recovery });
                 }
                 partitions.push(Arc::new(new_partition(&name, index, log)));
             }
