@@ -666,6 +666,17 @@ mod tests {
         assert_eq!(config.partitions, 3);
         assert_eq!(config.topics, Topics::default());
         assert_eq!(config.services, Service::ALL.to_vec());
+        assert_eq!(config.embedded.durability, Durability::Fsync);
+        assert_eq!(config.embedded.retention_bytes, Some(1 << 30));
+        assert_eq!(config.embedded.retention_age, Some(std::time::Duration::from_secs(7 * 24 * 3600)));
+    }
+
+    #[test]
+    fn retention_limits_of_zero_turn_them_off() {
+        let env = [("FRANZ_RETENTION_HOURS", "0"), ("FRANZ_RETENTION_MB", "0"), ("FRANZ_DURABILITY", "os")];
+        let config = resolve(&Flags::default(), &layers(&env, &[], "")).unwrap();
+        assert_eq!((config.embedded.retention_age, config.embedded.retention_bytes), (None, None));
+        assert_eq!(config.embedded.durability, Durability::Os);
     }
 
     #[test]
@@ -719,6 +730,12 @@ mod tests {
             ),
             (Flags::default(), layers(&[("FRANZ_TOPIC_ERRORS", "bad topic")], &[], ""), "not a Kafka topic name"),
             (Flags::default(), layers(&[("FRANZ_TOPIC_ERRORS", "discordMSG")], &[], ""), "topic names must differ"),
+            (Flags::default(), layers(&[("FRANZ_DURABILITY", "always")], &[], ""), "\"always\" is not fsync or os"),
+            (
+                Flags::default(),
+                layers(&[], &[], "[embedded]\nsegment_mb = 0"),
+                "`embedded.segment_mb` (from franz.toml)",
+            ),
         ];
         for (flags, layers, expected) in cases {
             let error = resolve(&flags, &layers).unwrap_err().to_string();

@@ -17,12 +17,16 @@ import sys
 import time
 
 # Run under interop/.venv (where interop/install.sh puts kafka-python) when started another way.
-VENV_PYTHON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv", "bin", "python")
-if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(VENV_PYTHON, "..", "..")):
+VENV = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".venv"))
+VENV_PYTHON = os.path.join(VENV, "bin", "python")
+if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != VENV:
     os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__), *sys.argv[1:]])
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+try:
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+except ImportError as missing:
+    sys.exit(f"FAIL kafka-python: cannot import kafka-python ({missing}); run interop/install.sh")
 
 OVERALL_TIMEOUT_S = 55
 REQUEST_TIMEOUT_MS = 10_000

@@ -76,6 +76,13 @@ struct Appended {
     durable_at: Option<(tokio::sync::watch::Receiver<i64>, i64)>,
 }
 
+/// The operations every client may perform on a topic, as Kafka's ACL operation bits: there are no ACLs, so
+/// read (3), write (4), create (5), delete (6), alter (7), describe (8), describe configs (10), alter configs (11).
+const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// The same for the cluster: create (5), alter (7), describe (8), cluster action (9), describe configs (10),
+/// alter configs (11), idempotent write (12).
+const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 /// What the broker says to transactional requests.
 pub const NO_TRANSACTIONS: &str = "transactions are not supported by franz's embedded broker";
 
@@ -140,7 +147,15 @@ impl Core {
                 }
             }
         }
+        if version >= 8 && request.include_topic_authorized_operations {
+            for topic in &mut topics {
+                topic.topic_authorized_operations = TOPIC_OPERATIONS;
+            }
+        }
         let mut response = MetadataResponse::default().with_brokers(brokers).with_topics(topics);
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        }
         if version >= 1 {
             response.controller_id = BrokerId(0);
         }

@@ -157,9 +157,10 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
     let key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
     if key == ApiKey::ApiVersions && !supported(key, version) {
         // A client newer than us: answer in version 0 with the error and our versions, so it can retry lower.
-        let header = decode_guarded(|| RequestHeader::decode(&mut frame.slice(0..8), 0))?;
+        // Only the correlation id is read: the rest of a newer header is not ours to understand.
+        let correlation_id = frame.slice(4..8).get_i32();
         let body = api_versions(UNSUPPORTED_VERSION);
-        return Ok(ready(encode(header.correlation_id, key, 0, &body)));
+        return Ok(ready(encode(correlation_id, key, 0, &body)));
     }
     if !supported(key, version) {
         return Err(format!("{key:?} version {version} is not supported (see ApiVersions)"));
