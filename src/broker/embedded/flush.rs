@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use super::log::SyncTarget;
 use super::topics::Partition;
 
 /// When produced data counts as written.
@@ -67,27 +68,54 @@ impl Flusher {
     }
 }
 
+/// How many fsyncs of one round run at once.
+const PARALLEL_SYNCS: usize = 16;
+
+/// Fsyncs the partitions of a round in parallel (up to [`PARALLEL_SYNCS`] threads), so a round takes about as long
+/// as its slowest fsync rather than the sum of them, then publishes each new watermark.
 fn sync_all(batch: Vec<Arc<Partition>>) {
     let mut seen = HashSet::new();
+    let mut due = Vec::new();
     for partition in batch {
         if !seen.insert(Arc::as_ptr(&partition)) {
             continue;
         }
-        let Some(target) = partition.log().sync_target() else { continue };
-        match target.file.sync_data() {
-            Ok(()) => {
-                let mut log = partition.log();
-                log.synced(&target);
-                let high_watermark = log.high_watermark();
-                drop(log);
-                partition.publish(high_watermark);
+        let target = partition.log().sync_target();
+        if let Some(target) = target {
+            due.push((partition, target));
+        }
+    }
+    for chunk in due.chunks(PARALLEL_SYNCS) {
+        std::thread::scope(|scope| {
+            for (partition, target) in chunk {
+                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || sync_one(partition, target));
+                if spawned.is_err() {
+                    // No thread to spare: do it here, only slower.
+                    sync_one(partition, target);
+                }
             }
-            // The data stays invisible and unacknowledged; the producer's request times out and it retries.
-            Err(error) => tracing::error!(
+        });
+    }
+}
+
+fn sync_one(partition: &Partition, target: &SyncTarget) {
+    match target.file.sync_data() {
+        Ok(()) => {
+            let mut log = partition.log();
+            log.synced(target);
+            let high_watermark = log.high_watermark();
+            drop(log);
+            partition.publish(high_watermark);
+        }
+        Err(error) => {
+            // The data stays invisible and unacknowledged (producers time out and retry elsewhere or later), and
+            // the partition takes no more writes until a restart recovers it from what the disk really holds.
+            partition.log().sync_failed();
+            tracing::error!(
                 topic = %partition.topic,
                 partition = partition.index,
-                "fsync failed, so the data written is not acknowledged: {error}"
-            ),
+                "fsync failed; the partition takes no writes until franz restarts: {error}"
+            );
         }
     }
 }

@@ -182,6 +182,13 @@ impl Coordinator {
                 // A torn last line (crash mid-write) was never acknowledged: skip it.
                 let Ok(line) = line else { break };
                 let Ok(entry) = serde_json::from_str::<OffsetLine>(&line) else { continue };
+                if entry.partition < 0 {
+                    // A deleted topic's tombstone.
+                    for group in groups.values_mut() {
+                        group.offsets.retain(|(t, _), _| *t != entry.topic);
+                    }
+                    continue;
+                }
                 groups.entry(entry.group).or_insert_with(Group::new).offsets.insert(
                     (entry.topic, entry.partition),
                     Committed { offset: entry.offset, metadata: entry.metadata },
@@ -353,7 +360,11 @@ impl Coordinator {
             let expired: Vec<String> = group
                 .members
                 .iter()
-                .filter(|(_, m)| m.joining.is_none() && now.duration_since(m.last_seen) > m.session_timeout)
+                // A member waiting in JoinGroup or SyncGroup is alive by definition; the rebalance timeout and
+                // the leader's own session bound those waits.
+                .filter(|(_, m)| {
+                    m.joining.is_none() && m.syncing.is_none() && now.duration_since(m.last_seen) > m.session_timeout
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &expired {
@@ -416,11 +427,11 @@ impl Coordinator {
             serde_json::to_writer(&mut lines, &line).map_err(io::Error::other)?;
             lines.push(b'\n');
         }
-        {
-            let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            file.write_all(&lines)?;
-            file.sync_data()?;
-        }
+        // The file lock is held until memory is updated too, so two commits of one partition land in the same
+        // order in both.
+        let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(&lines)?;
+        file.sync_data()?;
         let mut groups = self.lock();
         let group = groups.entry(group_id.to_string()).or_insert_with(Group::new);
         for (topic, partition, committed) in offsets {
@@ -486,11 +497,20 @@ impl Coordinator {
         })
     }
 
-    /// Forgets the committed offsets of a deleted topic.
-    pub fn forget_topic(&self, topic: &str) {
+    /// Forgets the committed offsets of a deleted topic, durably: a tombstone line (partition -1) is appended, so
+    /// a topic created later under the same name does not inherit them after a restart.
+    pub fn forget_topic(&self, topic: &str) -> io::Result<()> {
+        let tombstone =
+            OffsetLine { group: String::new(), topic: topic.to_string(), partition: -1, offset: -1, metadata: None };
+        let mut line = serde_json::to_vec(&tombstone).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(&line)?;
+        file.sync_data()?;
         for group in self.lock().values_mut() {
             group.offsets.retain(|(t, _), _| t != topic);
         }
+        Ok(())
     }
 }
 
@@ -572,6 +592,13 @@ fn try_complete_join(group: &mut Group, now: Instant) {
     if group.state != GroupState::PreparingRebalance {
         return;
     }
+    if group.members.is_empty() {
+        group.state = GroupState::Empty;
+        group.generation += 1;
+        return;
+    }
+    // A member whose JoinGroup connection closed will never read the answer: it is not part of this generation.
+    group.members.retain(|_, m| m.joining.as_ref().is_none_or(|answer| !answer.is_closed()));
     if group.members.is_empty() {
         group.state = GroupState::Empty;
         group.generation += 1;
@@ -665,6 +692,17 @@ mod tests {
         assert_eq!(coordinator.heartbeat("g", &follower.member_id, 1), code::REBALANCE_IN_PROGRESS);
         let rejoined = join(&coordinator, &follower.member_id).await.unwrap();
         assert_eq!((rejoined.generation, rejoined.leader), (2, follower.member_id));
+    }
+
+    #[test]
+    fn a_deleted_topics_offsets_stay_forgotten_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
+        coordinator.commit("g", vec![("t".into(), 0, Committed { offset: 5, metadata: None })]).unwrap();
+        coordinator.forget_topic("t").unwrap();
+        drop(coordinator);
+        let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(coordinator.committed("g", None), vec![]);
     }
 
     #[tokio::test]

@@ -55,6 +55,8 @@ mod code {
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;
     pub const INVALID_CONFIG: i16 = 40;
     pub const INVALID_REQUEST: i16 = 42;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -82,6 +84,11 @@ const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 
 /// The same for the cluster: create (5), alter (7), describe (8), cluster action (9), describe configs (10),
 /// alter configs (11), idempotent write (12).
 const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// The most a fetch answers with, whatever the client asks for (Kafka's `fetch.max.bytes` default, 55 MiB).
+const MAX_FETCH_BYTES: usize = 55 << 20;
+/// The longest metadata a committed offset may carry (Kafka's `offset.metadata.max.bytes`).
+const MAX_OFFSET_METADATA: usize = 4096;
 
 /// What the broker says to transactional requests.
 pub const NO_TRANSACTIONS: &str = "transactions are not supported by franz's embedded broker";
@@ -238,7 +245,9 @@ impl Core {
             .map(|name| {
                 let error = match self.topics.delete(&name) {
                     Ok(true) => {
-                        self.groups.forget_topic(&name);
+                        if let Err(error) = self.groups.forget_topic(&name) {
+                            tracing::error!(topic = %name.as_str(), "cannot forget the deleted topic's offsets: {error}");
+                        }
                         tracing::info!(topic = %name.as_str(), "deleted a topic");
                         code::NONE
                     }
@@ -345,45 +354,37 @@ impl Core {
                 format!("{} bytes is more than the {} a batch may have", records.len(), self.settings.max_batch_bytes),
             ));
         }
-        let batches = batch::split_produced(records).map_err(|error| {
+        let header = batch::single_produced(records).map_err(|error| {
             let code = match error {
                 BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
                 BatchError::Transactional => code::INVALID_REQUEST,
+                BatchError::NotOneBatch | BatchError::BadCount { .. } => code::INVALID_RECORD,
                 _ => code::CORRUPT_MESSAGE,
             };
             (code, error.to_string())
         })?;
         let mut log = partition.log();
-        let mut first = None;
-        let mut needed = 0;
-        for (range, header) in batches {
-            let base_offset = match log.producers.judge(&header) {
-                Verdict::Append => {
-                    let mut bytes = records[range].to_vec();
-                    let written = log.append(&mut bytes, !fsync).map_err(|error| {
-                        tracing::error!(%topic, partition = index, "cannot write to the log: {error}");
-                        (code::KAFKA_STORAGE_ERROR, "the broker cannot write to its disk".to_string())
-                    })?;
-                    needed = written.next_offset();
-                    written.base_offset
-                }
-                Verdict::Duplicate { base_offset } => {
-                    // Already written; the producer only missed the answer. It is acknowledged once durable.
-                    needed = needed.max(log.end_offset());
-                    base_offset
-                }
-                Verdict::OutOfOrder { expected } => {
-                    return Err((
-                        code::OUT_OF_ORDER_SEQUENCE_NUMBER,
-                        format!("expected sequence {expected}, got {}", header.base_sequence),
-                    ));
-                }
-                Verdict::Fenced => {
-                    return Err((code::INVALID_PRODUCER_EPOCH, "a newer epoch of this producer id exists".into()));
-                }
-            };
-            first.get_or_insert(base_offset);
-        }
+        let (base_offset, needed) = match log.producers.judge(&header) {
+            Verdict::Append => {
+                let mut bytes = records.to_vec();
+                let written = log.append(&mut bytes, !fsync).map_err(|error| {
+                    tracing::error!(%topic, partition = index, "cannot write to the log: {error}");
+                    (code::KAFKA_STORAGE_ERROR, "the broker cannot write to its disk".to_string())
+                })?;
+                (written.base_offset, written.next_offset())
+            }
+            // Already written; the producer only missed the answer. It is acknowledged once durable.
+            Verdict::Duplicate { base_offset } => (base_offset, log.end_offset()),
+            Verdict::OutOfOrder { expected } => {
+                return Err((
+                    code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    format!("expected sequence {expected}, got {}", header.base_sequence),
+                ));
+            }
+            Verdict::Fenced => {
+                return Err((code::INVALID_PRODUCER_EPOCH, "a newer epoch of this producer id exists".into()));
+            }
+        };
         let (high_watermark, start) = (log.high_watermark(), log.start_offset());
         drop(log);
         partition.publish(high_watermark);
@@ -393,7 +394,7 @@ impl Core {
         } else {
             None
         };
-        Ok(Appended { base_offset: first.unwrap_or(-1), log_start: start, durable_at: wait })
+        Ok(Appended { base_offset, log_start: start, durable_at: wait })
     }
 
     pub fn fetch(self: &Arc<Self>, request: FetchRequest, version: i16) -> Pending<FetchResponse> {
@@ -410,34 +411,46 @@ impl Core {
                     .map(|p| FetchAt {
                         partition: p.partition,
                         offset: p.fetch_offset,
-                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                        max_bytes: (p.partition_max_bytes.max(0) as usize).min(MAX_FETCH_BYTES),
                     })
                     .collect();
                 (t.topic, partitions)
             })
             .collect();
-        let max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+        let max_bytes = match request.max_bytes {
+            bytes if bytes <= 0 => MAX_FETCH_BYTES,
+            bytes => (bytes as usize).min(MAX_FETCH_BYTES),
+        };
+        // Subscribed before the first look, so a watermark that moves in between still wakes the long poll.
+        let mut watches: Vec<_> = wanted
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().filter_map(|at| core.topics.partition(t, at.partition)))
+            .map(|p| p.watch())
+            .collect();
         let first = core.fetch_once(&wanted, max_bytes, version);
-        if first.1 >= min_bytes || first.2 || tokio::time::Instant::now() >= deadline {
+        if first.1 >= min_bytes || first.2 || watches.is_empty() || tokio::time::Instant::now() >= deadline {
             return Pending::Now(first.0);
         }
         Pending::Later(
             async move {
-                let mut watches: Vec<_> = wanted
-                    .iter()
-                    .flat_map(|(t, ps)| ps.iter().filter_map(|at| core.topics.partition(t, at.partition)))
-                    .map(|p| p.watch())
-                    .collect();
-                loop {
+                while !watches.is_empty() {
                     let changed = futures::future::select_all(watches.iter_mut().map(|w| w.changed().boxed()));
-                    if tokio::time::timeout_at(deadline, changed).await.is_err() || watches.is_empty() {
-                        return core.fetch_once(&wanted, max_bytes, version).0;
+                    let outcome = match tokio::time::timeout_at(deadline, changed).await {
+                        Err(_) => break,
+                        Ok((result, index, _)) => result.map_err(|_| index),
+                    };
+                    if let Err(gone) = outcome {
+                        // The partition is gone (its topic was deleted): stop watching it.
+                        watches.remove(gone);
+                        continue;
                     }
                     let (response, bytes, error) = core.fetch_once(&wanted, max_bytes, version);
                     if bytes >= min_bytes || error || tokio::time::Instant::now() >= deadline {
                         return response;
                     }
                 }
+                tokio::time::sleep_until(deadline).await;
+                core.fetch_once(&wanted, max_bytes, version).0
             }
             .boxed(),
         )
@@ -711,6 +724,8 @@ impl Core {
                     check
                 } else if self.topics.partition(&topic.name, p.partition_index).is_none() {
                     code::UNKNOWN_TOPIC_OR_PARTITION
+                } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
+                    code::OFFSET_METADATA_TOO_LARGE
                 } else {
                     accepted.push((
                         topic.name.to_string(),

@@ -265,6 +265,9 @@ impl ProducerIds {
             file.write_all(end.to_string().as_bytes())?;
             file.sync_all()?;
             fs::rename(&temporary, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                fs::File::open(dir)?.sync_all()?;
+            }
             range.1 = end;
         }
         let id = range.0;

@@ -135,8 +135,17 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Res
                     core.settings.max_frame_bytes
                 ));
             }
-            let mut frame = BytesMut::zeroed(length as usize);
-            reader.read_exact(&mut frame).await.map_err(|error| format!("request cut short: {error}"))?;
+            // Read into uninitialised capacity: zeroing megabytes of produce data first would cost as much as
+            // reading it.
+            let mut frame = BytesMut::with_capacity(length as usize);
+            let mut body = (&mut reader).take(length as u64);
+            while frame.len() < length as usize {
+                match body.read_buf(&mut frame).await {
+                    Ok(0) => return Err("request cut short: the connection closed".into()),
+                    Ok(_) => {}
+                    Err(error) => return Err(format!("request cut short: {error}")),
+                }
+            }
             let answer = dispatch(&core, frame.freeze(), peer)?;
             if queue.send(answer).await.is_err() {
                 return Ok(());

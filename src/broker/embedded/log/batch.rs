@@ -48,6 +48,8 @@ pub enum BatchError {
     BadCount { count: i32, delta: i32 },
     #[error("transactional and control batches are not supported by franz's embedded broker")]
     Transactional,
+    #[error("a produce request must carry exactly one record batch per partition")]
+    NotOneBatch,
 }
 
 impl BatchHeader {
@@ -135,7 +137,10 @@ pub fn check(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if crc32c::crc32c(&bytes[CRC_START..header.size]) != header.crc {
         return Err(BatchError::CrcMismatch);
     }
-    if header.records_count < 0 || header.last_offset_delta < 0 || header.records_count > header.last_offset_delta + 1 {
+    if header.records_count < 0
+        || header.last_offset_delta < 0
+        || i64::from(header.records_count) > i64::from(header.last_offset_delta) + 1
+    {
         return Err(BatchError::BadCount { count: header.records_count, delta: header.last_offset_delta });
     }
     Ok(header)
@@ -147,8 +152,9 @@ pub fn check_produced(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.attributes & (TRANSACTIONAL | CONTROL) != 0 {
         return Err(BatchError::Transactional);
     }
-    if header.records_count == 0 {
-        return Err(BatchError::BadCount { count: 0, delta: header.last_offset_delta });
+    // A produced batch holds exactly one record per offset (only compaction, which franz does not do, leaves gaps).
+    if header.last_offset_delta.checked_add(1) != Some(header.records_count) {
+        return Err(BatchError::BadCount { count: header.records_count, delta: header.last_offset_delta });
     }
     Ok(header)
 }
@@ -158,19 +164,14 @@ pub fn set_base_offset(bytes: &mut [u8], offset: i64) {
     bytes[0..8].copy_from_slice(&offset.to_be_bytes());
 }
 
-/// Splits a produce request's record set into batches, checking each. The error says which batch failed.
-pub fn split_produced(records: &[u8]) -> Result<Vec<(std::ops::Range<usize>, BatchHeader)>, BatchError> {
-    let mut batches = Vec::new();
-    let mut at = 0;
-    while at < records.len() {
-        let header = check_produced(&records[at..])?;
-        batches.push((at..at + header.size, header));
-        at += header.size;
+/// Checks a produce request's record set for one partition: exactly one whole, valid batch, as Kafka requires
+/// of v2 record sets.
+pub fn single_produced(records: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = check_produced(records)?;
+    if header.size != records.len() {
+        return Err(BatchError::NotOneBatch);
     }
-    if batches.is_empty() {
-        return Err(BatchError::Truncated);
-    }
-    Ok(batches)
+    Ok(header)
 }
 
 /// The length of the longest prefix of `bytes` made of whole, valid batches with contiguous offsets starting at
@@ -277,7 +278,7 @@ pub mod tests {
         #[test]
         fn props_batch_checks_never_panic_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = check_produced(&bytes);
-            let _ = split_produced(&bytes);
+            let _ = single_produced(&bytes);
             let _ = valid_prefix(&bytes, 0);
         }
 

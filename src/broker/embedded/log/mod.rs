@@ -170,6 +170,9 @@ pub struct Log {
     high_watermark_position: u64,
     /// Whether the active segment has writes that are not yet fsynced.
     dirty: bool,
+    /// Set after a failed write or fsync: what is on disk is unknown, so the partition takes no more writes and its
+    /// watermark stays put until a restart recovers it from the file.
+    failed: bool,
 }
 
 /// What recovery found in a partition directory.
@@ -183,7 +186,12 @@ impl Log {
     /// Opens (or creates) the log in `dir`, checking the active segment batch by batch and cutting any torn or
     /// corrupt tail. Older segments were fsynced when they were closed and are trusted.
     pub fn open(dir: &Path, config: LogConfig) -> io::Result<(Log, Recovery)> {
-        fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
@@ -211,6 +219,7 @@ impl Log {
         }
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0)?);
+            File::open(dir)?.sync_all()?;
         }
         let mut producers = match fs::read(Segment::snapshot_path(dir, segments.last().expect("one").base)) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
@@ -228,6 +237,7 @@ impl Log {
                 high_watermark: end,
                 high_watermark_position: position,
                 dirty: false,
+                failed: false,
             },
             recovery,
         ))
@@ -257,6 +267,9 @@ impl Log {
     /// offset. The write reaches the page cache; durability comes from [`Log::sync_target`] and a later fsync.
     /// With `visible_now`, readers see it at once (the policy that does not wait for fsync).
     pub fn append(&mut self, bytes: &mut [u8], visible_now: bool) -> io::Result<BatchHeader> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write or fsync of this partition failed; restart to recover"));
+        }
         let active = self.segments.last().expect("at least one segment");
         if active.size > 0 && active.size + bytes.len() as u64 > self.config.segment_bytes {
             self.roll()?;
@@ -268,8 +281,11 @@ impl Log {
         header.base_offset = base;
         let position = active.size;
         if let Err(error) = (&*active.file).write_all(bytes) {
-            // A short write would leave a torn batch in the middle of the log: cut it off before anything follows.
-            let _ = active.file.set_len(position);
+            // A short write would leave a torn batch in the middle of the log: cut it off before anything follows,
+            // and if even that fails, take no more writes (recovery will cut it at the next start).
+            if active.file.set_len(position).is_err() {
+                self.failed = true;
+            }
             return Err(error);
         }
         active.size += bytes.len() as u64;
@@ -295,6 +311,7 @@ impl Log {
         let active = self.segments.last().expect("at least one segment");
         active.file.sync_data()?;
         let base = active.next_offset;
+        self.producers.prune(self.start_offset());
         let snapshot = Segment::snapshot_path(&self.dir, base);
         let temporary = snapshot.with_extension("snapshot.tmp");
         let mut file = File::create(&temporary)?;
@@ -313,12 +330,18 @@ impl Log {
     /// What an fsync must cover for the log to be durable up to its end: `None` when it already is.
     pub fn sync_target(&self) -> Option<SyncTarget> {
         let active = self.segments.last().expect("at least one segment");
-        self.dirty.then(|| SyncTarget {
+        (self.dirty && !self.failed).then(|| SyncTarget {
             file: active.file.clone(),
             base: active.base,
             end_offset: active.next_offset,
             position: active.size,
         })
+    }
+
+    /// Records that an fsync failed. Linux reports a writeback error only once, so a later fsync could succeed
+    /// without the lost pages: the partition is fenced instead of retried.
+    pub fn sync_failed(&mut self) {
+        self.failed = true;
     }
 
     /// Records that `target` was fsynced: readers may see up to its end. Returns whether the watermark moved.
@@ -341,10 +364,11 @@ impl Log {
 
     /// Plans a read starting at `offset`, up to the high watermark. `Ok(None)` when there is nothing to read yet.
     pub fn plan_read(&mut self, offset: i64) -> Result<Option<ReadPlan>, OutOfRange> {
-        if offset < self.start_offset() || offset > self.high_watermark {
+        if offset < self.start_offset() || offset > self.end_offset() {
             return Err(OutOfRange);
         }
-        if offset == self.high_watermark {
+        if offset >= self.high_watermark {
+            // Written but not yet durable (or exactly at the end): nothing to read yet, as Kafka answers.
             return Ok(None);
         }
         let interval = self.config.index_interval;
@@ -454,8 +478,10 @@ fn recover_active(active: &mut Segment, config: &LogConfig, producers: &mut Prod
     let truncated_bytes = file_size - position;
     if truncated_bytes > 0 {
         active.file.set_len(position)?;
-        active.file.sync_all()?;
     }
+    // What survived a crash may still be only in the page cache: make it durable before anyone can read it or be
+    // told (as the answer to a retry) that it is written.
+    active.file.sync_all()?;
     active.size = position;
     active.next_offset = expected;
     active.index = Some(index);

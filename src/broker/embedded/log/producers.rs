@@ -13,6 +13,8 @@ use super::batch::BatchHeader;
 
 /// How many recent batches per producer are remembered for duplicate detection (the client's in-flight limit).
 const REMEMBERED: usize = 5;
+/// Most producers remembered per partition; beyond it, those that wrote longest ago are forgotten.
+const MAX_PRODUCERS: usize = 10_000;
 
 /// One batch a producer wrote: its sequence range and where it landed.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,6 +84,21 @@ impl Producers {
         if header.base_sequence == expected { Verdict::Append } else { Verdict::OutOfOrder { expected } }
     }
 
+    /// Forgets producers whose last batch is no longer in the log (deleted by retention), and the oldest ones
+    /// beyond [`MAX_PRODUCERS`], so the state cannot grow without bound. A forgotten producer that writes again is
+    /// treated as new.
+    pub fn prune(&mut self, log_start: i64) {
+        let last = |p: &Producer| p.recent.back().map_or(i64::MIN, |w| w.base_offset);
+        self.by_id.retain(|_, p| last(p) >= log_start);
+        if self.by_id.len() > MAX_PRODUCERS {
+            let mut by_age: Vec<(i64, i64)> = self.by_id.iter().map(|(id, p)| (last(p), *id)).collect();
+            by_age.sort_unstable();
+            for (_, id) in &by_age[..by_age.len() - MAX_PRODUCERS] {
+                self.by_id.remove(id);
+            }
+        }
+    }
+
     /// Records a batch that is now in the log (its header carries the assigned base offset).
     pub fn record(&mut self, header: &BatchHeader) {
         if !header.is_idempotent() {
@@ -131,6 +148,15 @@ mod tests {
         producers.record(&header(1, 0, 3, 2, 13));
         assert_eq!(producers.judge(&header(1, 0, 0, 3, 99)), Verdict::Duplicate { base_offset: 10 });
         assert_eq!(producers.judge(&header(1, 0, 5, 1, 99)), Verdict::Append);
+    }
+
+    #[test]
+    fn producers_whose_batches_were_deleted_are_forgotten() {
+        let mut producers = Producers::default();
+        producers.record(&header(1, 0, 0, 1, 5));
+        producers.record(&header(2, 0, 0, 1, 50));
+        producers.prune(10);
+        assert_eq!(producers.by_id.keys().copied().collect::<Vec<_>>(), [2]);
     }
 
     #[test]
