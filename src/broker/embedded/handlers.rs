@@ -366,8 +366,7 @@ impl Core {
         let mut log = partition.log();
         let (base_offset, needed) = match log.producers.judge(&header) {
             Verdict::Append => {
-                let mut bytes = records.to_vec();
-                let written = log.append(&mut bytes, !fsync).map_err(|error| {
+                let written = log.append(records, !fsync).map_err(|error| {
                     tracing::error!(%topic, partition = index, "cannot write to the log: {error}");
                     (code::KAFKA_STORAGE_ERROR, "the broker cannot write to its disk".to_string())
                 })?;

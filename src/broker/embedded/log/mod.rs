@@ -1,7 +1,8 @@
 //! The log of one partition: append-only segment files of v2 batches, recovery, reads, retention.
 //!
 //! A partition directory holds `<base offset>.log` segments (batches back to back, exactly as produced, with the
-//! base offset rewritten) and `<base offset>.snapshot` files (idempotent-producer state as of that offset). Only
+//! base offset rewritten), `<base offset>.snapshot` files (idempotent-producer state as of that offset) and
+//! `<base offset>.index` files (the saved sparse index of a closed segment, a rebuildable cache). Only
 //! the last segment is written to. This module does the file work under its owner's lock; it knows nothing of
 //! the network, of fsync scheduling (see `flush.rs`) or of when data becomes visible beyond `high_watermark`.
 
@@ -80,9 +81,55 @@ impl Segment {
         })
     }
 
-    /// Builds the sparse index of a closed segment from its batch headers.
-    fn ensure_index(&mut self, interval: u64) -> io::Result<()> {
+    fn index_path(dir: &Path, base: i64) -> PathBuf {
+        dir.join(format!("{base:020}.index"))
+    }
+
+    /// Saves the sparse index of a segment being closed, so its first read after a restart need not scan it.
+    /// The file is only a cache: a missing or implausible one is rebuilt from the segment.
+    fn save_index(&self, dir: &Path) -> io::Result<()> {
+        let Some(index) = &self.index else { return Ok(()) };
+        let mut bytes = Vec::with_capacity(index.len() * 16);
+        for (offset, position) in index {
+            bytes.extend_from_slice(&offset.to_be_bytes());
+            bytes.extend_from_slice(&position.to_be_bytes());
+        }
+        let path = Segment::index_path(dir, self.base);
+        let temporary = path.with_extension("index.tmp");
+        fs::write(&temporary, bytes)?;
+        fs::rename(temporary, path)
+    }
+
+    /// The saved index of this segment, if it exists and fits the segment: offsets and positions rising, every
+    /// position inside the file, the first entry at the segment's start.
+    fn load_index(&self, dir: &Path) -> Option<Vec<(i64, u64)>> {
+        let bytes = fs::read(Segment::index_path(dir, self.base)).ok()?;
+        if bytes.is_empty() || bytes.len() % 16 != 0 {
+            return None;
+        }
+        let index: Vec<(i64, u64)> = bytes
+            .chunks_exact(16)
+            .map(|e| {
+                (
+                    i64::from_be_bytes(e[..8].try_into().expect("8 bytes")),
+                    u64::from_be_bytes(e[8..].try_into().expect("8 bytes")),
+                )
+            })
+            .collect();
+        let plausible = index[0] == (self.base, 0)
+            && index.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+            && index.iter().all(|(offset, position)| *offset < self.next_offset && *position < self.size);
+        plausible.then_some(index)
+    }
+
+    /// Builds the sparse index of a closed segment: from its saved index, or from its batch headers.
+    fn ensure_index(&mut self, dir: &Path, interval: u64) -> io::Result<()> {
         if self.index.is_some() {
+            return Ok(());
+        }
+        if let Some(index) = self.load_index(dir) {
+            self.last_indexed = index.last().map_or(0, |e| e.1);
+            self.index = Some(index);
             return Ok(());
         }
         let mut index = Vec::new();
@@ -100,8 +147,8 @@ impl Segment {
     }
 
     /// The file position of the batch holding `offset` (or the first batch after it).
-    fn position_of(&mut self, offset: i64, interval: u64) -> io::Result<u64> {
-        self.ensure_index(interval)?;
+    fn position_of(&mut self, dir: &Path, offset: i64, interval: u64) -> io::Result<u64> {
+        self.ensure_index(dir, interval)?;
         let index = self.index.as_ref().expect("built above");
         let start = match index.partition_point(|(o, _)| *o <= offset) {
             0 => 0,
@@ -117,6 +164,25 @@ impl Segment {
         })?;
         Ok(found)
     }
+}
+
+/// Writes a batch as its base offset followed by the rest of its bytes, retrying short writes.
+fn write_batch(file: &File, base: i64, rest: &[u8]) -> io::Result<()> {
+    let offset = base.to_be_bytes();
+    let (mut head, mut tail): (&[u8], &[u8]) = (&offset, rest);
+    while !head.is_empty() || !tail.is_empty() {
+        match (&*file).write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(tail)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => {
+                let from_head = written.min(head.len());
+                head = &head[from_head..];
+                tail = &tail[written - from_head..];
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Calls `visit(position, header)` for each batch header of a file up to `end`, until it returns false.
@@ -266,7 +332,7 @@ impl Log {
     /// Appends one checked batch, assigning it the next offsets, and returns its header with the assigned base
     /// offset. The write reaches the page cache; durability comes from [`Log::sync_target`] and a later fsync.
     /// With `visible_now`, readers see it at once (the policy that does not wait for fsync).
-    pub fn append(&mut self, bytes: &mut [u8], visible_now: bool) -> io::Result<BatchHeader> {
+    pub fn append(&mut self, bytes: &[u8], visible_now: bool) -> io::Result<BatchHeader> {
         if self.failed {
             return Err(io::Error::other("an earlier write or fsync of this partition failed; restart to recover"));
         }
@@ -276,11 +342,12 @@ impl Log {
         }
         let active = self.segments.last_mut().expect("at least one segment");
         let base = active.next_offset;
-        batch::set_base_offset(bytes, base);
         let mut header = batch::parse_header(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         header.base_offset = base;
         let position = active.size;
-        if let Err(error) = (&*active.file).write_all(bytes) {
+        // The batch goes to disk with its new base offset in front of the producer's bytes, in one write and
+        // without copying them.
+        if let Err(error) = write_batch(&active.file, base, &bytes[8..]) {
             // A short write would leave a torn batch in the middle of the log: cut it off before anything follows,
             // and if even that fails, take no more writes (recovery will cut it at the next start).
             if active.file.set_len(position).is_err() {
@@ -310,6 +377,9 @@ impl Log {
     fn roll(&mut self) -> io::Result<()> {
         let active = self.segments.last().expect("at least one segment");
         active.file.sync_data()?;
+        if let Err(error) = active.save_index(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), "cannot save a segment index (it will be rebuilt when needed): {error}");
+        }
         let base = active.next_offset;
         self.producers.prune(self.start_offset());
         let snapshot = Segment::snapshot_path(&self.dir, base);
@@ -379,7 +449,7 @@ impl Log {
         }
         let end = if i == last { self.high_watermark_position } else { self.segments[i].size };
         let segment = &mut self.segments[i];
-        let start = segment.position_of(offset, interval).map_err(|_| OutOfRange)?;
+        let start = segment.position_of(&self.dir, offset, interval).map_err(|_| OutOfRange)?;
         if start >= end {
             return Ok(None);
         }
@@ -424,6 +494,7 @@ impl Log {
             let oldest = self.segments.remove(0);
             fs::remove_file(&oldest.path)?;
             let _ = fs::remove_file(Segment::snapshot_path(&self.dir, oldest.base));
+            let _ = fs::remove_file(Segment::index_path(&self.dir, oldest.base));
             deleted += 1;
         }
         Ok(deleted)
@@ -548,8 +619,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), small()).unwrap();
         for i in 0..20 {
-            let mut batch = make_batch(0, &[format!("record {i}").as_bytes(), b"second"], (-1, -1, -1));
-            log.append(&mut batch, true).unwrap();
+            let batch = make_batch(0, &[format!("record {i}").as_bytes(), b"second"], (-1, -1, -1));
+            log.append(&batch, true).unwrap();
         }
         assert!(log.segments.len() > 3, "small segments roll");
         drop(log);
@@ -559,6 +630,13 @@ mod tests {
         let headers = read_all(&mut log, 0);
         assert_eq!(headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(), (0..40).step_by(2).collect::<Vec<_>>());
         assert_eq!(read_all(&mut log, 25).first().unwrap().base_offset, 24);
+        // The closed segments' indexes were saved; a damaged one is rebuilt instead of trusted.
+        let first_index = Segment::index_path(dir.path(), 0);
+        assert!(first_index.exists());
+        fs::write(&first_index, [0u8; 16 * 3]).unwrap();
+        drop(log);
+        let (mut log, _) = Log::open(dir.path(), small()).unwrap();
+        assert_eq!(read_all(&mut log, 3).first().unwrap().base_offset, 2);
     }
 
     #[test]
@@ -566,7 +644,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
         for _ in 0..3 {
-            log.append(&mut make_batch(0, &[b"abc"], (-1, -1, -1)), true).unwrap();
+            log.append(&make_batch(0, &[b"abc"], (-1, -1, -1)), true).unwrap();
         }
         let path = Segment::log_path(dir.path(), 0);
         let size = fs::metadata(&path).unwrap().len();
@@ -583,7 +661,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), small()).unwrap();
         for sequence in 0..10 {
-            log.append(&mut make_batch(0, &[b"0123456789"], (5, 0, sequence)), true).unwrap();
+            log.append(&make_batch(0, &[b"0123456789"], (5, 0, sequence)), true).unwrap();
         }
         drop(log);
         let (log, _) = Log::open(dir.path(), small()).unwrap();
@@ -597,7 +675,7 @@ mod tests {
         let config = LogConfig { retention_bytes: Some(400), ..small() };
         let (mut log, _) = Log::open(dir.path(), config).unwrap();
         for _ in 0..20 {
-            log.append(&mut make_batch(0, &[b"0123456789"], (-1, -1, -1)), true).unwrap();
+            log.append(&make_batch(0, &[b"0123456789"], (-1, -1, -1)), true).unwrap();
         }
         log.enforce_retention(SystemTime::now()).unwrap();
         assert!(log.size() <= 400 + 300);
@@ -611,7 +689,7 @@ mod tests {
     fn unsynced_writes_stay_invisible_until_synced() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), LogConfig::default()).unwrap();
-        log.append(&mut make_batch(0, &[b"x"], (-1, -1, -1)), false).unwrap();
+        log.append(&make_batch(0, &[b"x"], (-1, -1, -1)), false).unwrap();
         assert!(log.plan_read(0).unwrap().is_none());
         let target = log.sync_target().unwrap();
         target.file.sync_data().unwrap();
