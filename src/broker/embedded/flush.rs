@@ -2,12 +2,13 @@
 //! producers see the new data.
 //!
 //! Writes land in the page cache under the partition lock; the flusher takes what is pending, fsyncs outside any
-//! lock, and publishes the new high watermark. Everything written while one fsync runs is covered by the next,
+//! lock (the partitions of a round in parallel, on a small pool of threads kept for that), and publishes the new
+//! high watermark. Everything written while one fsync runs is covered by the next,
 //! so many producers share each fsync. Under the `os` policy data is visible at once and fsynced every second.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::log::SyncTarget;
@@ -38,6 +39,7 @@ impl Flusher {
     /// the final one at shutdown. The thread ends when every `Flusher` clone is dropped.
     pub fn start(durability: Durability, all: impl Fn() -> Vec<Arc<Partition>> + Send + 'static) -> Flusher {
         let (queue, pending) = mpsc::channel::<Arc<Partition>>();
+        let pool = Pool::start();
         std::thread::Builder::new()
             .name("franz-flusher".into())
             .spawn(move || {
@@ -50,12 +52,12 @@ impl Flusher {
                         Ok(partition) => vec![partition],
                         Err(RecvTimeoutError::Timeout) => all(),
                         Err(RecvTimeoutError::Disconnected) => {
-                            sync_all(all());
+                            sync_all(all(), &pool);
                             return;
                         }
                     };
                     batch.extend(pending.try_iter());
-                    sync_all(batch);
+                    sync_all(batch, &pool);
                 }
             })
             .expect("the flusher thread starts");
@@ -68,12 +70,42 @@ impl Flusher {
     }
 }
 
-/// How many fsyncs of one round run at once.
-const PARALLEL_SYNCS: usize = 16;
+/// Threads that fsync the partitions of one round at once.
+const SYNC_THREADS: usize = 8;
 
-/// Fsyncs the partitions of a round in parallel (up to [`PARALLEL_SYNCS`] threads), so a round takes about as long
-/// as its slowest fsync rather than the sum of them, then publishes each new watermark.
-fn sync_all(batch: Vec<Arc<Partition>>) {
+/// One fsync for the pool: the partition, what to sync, and where to say it is done.
+type Job = (Arc<Partition>, SyncTarget, mpsc::Sender<()>);
+
+/// The fsync threads, started once: spawning threads for every round would cost more than the fsyncs.
+struct Pool {
+    jobs: Option<mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    fn start() -> Pool {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let mut started = 0;
+        for i in 0..SYNC_THREADS {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("franz-fsync-{i}")).spawn(move || {
+                loop {
+                    let job = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                    let Ok((partition, target, done)) = job else { return };
+                    sync_one(&partition, &target);
+                    let _ = done.send(());
+                }
+            });
+            started += usize::from(spawned.is_ok());
+        }
+        // Without a single thread the flusher does every fsync itself, one after the other.
+        Pool { jobs: (started > 0).then_some(jobs) }
+    }
+}
+
+/// Fsyncs the partitions of a round, in parallel on the pool when there are several, so a round takes about as
+/// long as its slowest fsync rather than the sum of them; each partition's watermark is published as it is done.
+fn sync_all(batch: Vec<Arc<Partition>>, pool: &Pool) {
     let mut seen = HashSet::new();
     let mut due = Vec::new();
     for partition in batch {
@@ -85,16 +117,25 @@ fn sync_all(batch: Vec<Arc<Partition>>) {
             due.push((partition, target));
         }
     }
-    for chunk in due.chunks(PARALLEL_SYNCS) {
-        std::thread::scope(|scope| {
-            for (partition, target) in chunk {
-                let spawned = std::thread::Builder::new().spawn_scoped(scope, move || sync_one(partition, target));
-                if spawned.is_err() {
-                    // No thread to spare: do it here, only slower.
-                    sync_one(partition, target);
-                }
-            }
-        });
+    let Some(jobs) = pool.jobs.as_ref().filter(|_| due.len() > 1) else {
+        for (partition, target) in &due {
+            sync_one(partition, target);
+        }
+        return;
+    };
+    let (done, finished) = mpsc::channel();
+    let mut handed_out = 0;
+    for (partition, target) in due {
+        match jobs.send((partition, target, done.clone())) {
+            Ok(()) => handed_out += 1,
+            Err(mpsc::SendError((partition, target, _))) => sync_one(&partition, &target),
+        }
+    }
+    drop(done);
+    for _ in 0..handed_out {
+        if finished.recv().is_err() {
+            break;
+        }
     }
 }
 
