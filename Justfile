@@ -19,3 +19,16 @@ props:
 
 bench:
     cargo xtask bench pipeline
+
+# Only the embedded broker, for other Kafka clients.
+broker:
+    cargo run --release -- broker
+
+crash:
+    cargo xtask crash
+
+interop:
+    cargo xtask interop
+
+bench-broker:
+    cargo xtask bench broker
