@@ -110,8 +110,11 @@ impl Topics {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".creating-") || name.starts_with(".deleted-") {
-                fs::remove_dir_all(entry.path())?;
-                continue;
+                // Another remover (a delete's background thread) may get there first.
+                match fs::remove_dir_all(entry.path()) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => continue,
+                }
             }
             let Ok(bytes) = fs::read(entry.path().join("topic.json")) else { continue };
             let meta: TopicFile = serde_json::from_slice(&bytes)
