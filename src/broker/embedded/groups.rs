@@ -3,7 +3,8 @@
 //! A group moves Empty → PreparingRebalance (members join) → CompletingRebalance (the leader computes the
 //! assignment) → Stable (every member has its assignment), and back to PreparingRebalance whenever a member
 //! joins, leaves or stops heartbeating. The broker never assigns partitions itself: the leader does, the broker
-//! relays. Committed offsets are appended to `groups/offsets.jsonl` and fsynced before the commit is answered;
+//! relays. Committed offsets are appended to `groups/offsets.jsonl` and fsynced before the commit is answered (the
+//! file is compacted at start-up and whenever most of it is stale);
 //! membership is in memory only (after a restart, members simply rejoin). Wire encoding lives in `handlers.rs`.
 
 use std::collections::BTreeMap;
@@ -167,7 +168,7 @@ struct OffsetLine {
 /// The group coordinator of the broker.
 pub struct Coordinator {
     groups: Mutex<BTreeMap<String, Group>>,
-    offsets_file: Arc<Mutex<File>>,
+    offsets_file: Arc<Mutex<OffsetsFile>>,
     initial_delay: Duration,
 }
 
@@ -195,7 +196,9 @@ impl Coordinator {
                 );
             }
         }
-        let offsets_file = compact(&path, &groups)?;
+        let file = compact(&path, &groups)?;
+        let lines = live_offsets(&groups);
+        let offsets_file = OffsetsFile { file, path, lines };
         Ok(Coordinator { groups: Mutex::new(groups), offsets_file: Arc::new(Mutex::new(offsets_file)), initial_delay })
     }
 
@@ -430,12 +433,19 @@ impl Coordinator {
         // The file lock is held until memory is updated too, so two commits of one partition land in the same
         // order in both.
         let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&lines)?;
-        file.sync_data()?;
+        file.file.write_all(&lines)?;
+        file.file.sync_data()?;
+        file.lines += offsets.len();
         let mut groups = self.lock();
         let group = groups.entry(group_id.to_string()).or_insert_with(Group::new);
         for (topic, partition, committed) in offsets {
             group.offsets.insert((topic, partition), committed);
+        }
+        // Consumers commit every few seconds for as long as they run: rewrite the file once most of it is stale.
+        let live = live_offsets(&groups);
+        if file.lines > COMPACT_AFTER_LINES && file.lines > 4 * live {
+            file.file = compact(&file.path, &groups)?;
+            file.lines = live;
         }
         Ok(())
     }
@@ -505,13 +515,28 @@ impl Coordinator {
         let mut line = serde_json::to_vec(&tombstone).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&line)?;
-        file.sync_data()?;
+        file.file.write_all(&line)?;
+        file.file.sync_data()?;
+        file.lines += 1;
         for group in self.lock().values_mut() {
             group.offsets.retain(|(t, _), _| t != topic);
         }
         Ok(())
     }
+}
+
+/// The committed-offsets file and how many lines it holds.
+struct OffsetsFile {
+    file: File,
+    path: PathBuf,
+    lines: usize,
+}
+
+/// The file is compacted once it holds more than this many lines and four times the live offsets.
+const COMPACT_AFTER_LINES: usize = 10_000;
+
+fn live_offsets(groups: &BTreeMap<String, Group>) -> usize {
+    groups.values().map(|g| g.offsets.len()).sum()
 }
 
 /// Rewrites the offsets file with only the latest commit of each partition, atomically.
@@ -692,6 +717,26 @@ mod tests {
         assert_eq!(coordinator.heartbeat("g", &follower.member_id, 1), code::REBALANCE_IN_PROGRESS);
         let rejoined = join(&coordinator, &follower.member_id).await.unwrap();
         assert_eq!((rejoined.generation, rejoined.leader), (2, follower.member_id));
+    }
+
+    #[test]
+    fn the_offsets_file_is_compacted_while_running_and_keeps_the_latest_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
+        for offset in 0..(COMPACT_AFTER_LINES as i64 + 10) {
+            let commits = vec![("t".into(), (offset % 2) as i32, Committed { offset, metadata: None })];
+            coordinator.commit("g", commits).unwrap();
+        }
+        let lines = fs::read_to_string(dir.path().join("offsets.jsonl")).unwrap().lines().count();
+        assert!(lines < 100, "{lines} lines after compaction");
+        drop(coordinator);
+        let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
+        let last = COMPACT_AFTER_LINES as i64 + 9;
+        let expected = vec![
+            ("t".to_string(), 0, Some(Committed { offset: last - 1, metadata: None })),
+            ("t".to_string(), 1, Some(Committed { offset: last, metadata: None })),
+        ];
+        assert_eq!(coordinator.committed("g", None), expected);
     }
 
     #[test]
