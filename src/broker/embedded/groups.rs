@@ -196,7 +196,7 @@ impl Coordinator {
                 );
             }
         }
-        let file = compact(&path, &groups)?;
+        let file = compact(&path, &offset_lines(&groups))?;
         let lines = live_offsets(&groups);
         let offsets_file = OffsetsFile { file, path, lines };
         Ok(Coordinator { groups: Mutex::new(groups), offsets_file: Arc::new(Mutex::new(offsets_file)), initial_delay })
@@ -417,7 +417,16 @@ impl Coordinator {
     }
 
     /// Makes commits durable (appended and fsynced), then visible. Runs on a blocking thread.
-    pub fn commit(&self, group_id: &str, offsets: Vec<(String, i32, Committed)>) -> io::Result<()> {
+    /// `exists` is asked, under the file lock, whether each topic still exists: a topic deleted since the commit
+    /// was checked has written its tombstone already, and its offsets must not come back after it.
+    pub fn commit(
+        &self,
+        group_id: &str,
+        offsets: Vec<(String, i32, Committed)>,
+        exists: impl Fn(&str) -> bool,
+    ) -> io::Result<()> {
+        let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let offsets: Vec<_> = offsets.into_iter().filter(|(topic, _, _)| exists(topic)).collect();
         let mut lines = Vec::new();
         for (topic, partition, committed) in &offsets {
             let line = OffsetLine {
@@ -432,7 +441,6 @@ impl Coordinator {
         }
         // The file lock is held until memory is updated too, so two commits of one partition land in the same
         // order in both.
-        let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         file.file.write_all(&lines)?;
         file.file.sync_data()?;
         file.lines += offsets.len();
@@ -442,10 +450,21 @@ impl Coordinator {
             group.offsets.insert((topic, partition), committed);
         }
         // Consumers commit every few seconds for as long as they run: rewrite the file once most of it is stale.
-        let live = live_offsets(&groups);
-        if file.lines > COMPACT_AFTER_LINES && file.lines > 4 * live {
-            file.file = compact(&file.path, &groups)?;
-            file.lines = live;
+        // The rewrite works from a copy, so only the file lock (which orders commits) is held meanwhile.
+        if file.lines > COMPACT_AFTER_LINES && file.lines > 4 * live_offsets(&groups) {
+            let lines = offset_lines(&groups);
+            drop(groups);
+            match compact(&file.path, &lines) {
+                Ok(compacted) => {
+                    file.file = compacted;
+                    file.lines = lines.len();
+                }
+                // The commit itself is durable; compaction is retried after the next COMPACT_AFTER_LINES lines.
+                Err(error) => {
+                    tracing::warn!("cannot compact the committed-offsets file: {error}");
+                    file.lines = lines.len();
+                }
+            }
         }
         Ok(())
     }
@@ -515,12 +534,13 @@ impl Coordinator {
         let mut line = serde_json::to_vec(&tombstone).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut file = self.offsets_file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.file.write_all(&line)?;
-        file.file.sync_data()?;
-        file.lines += 1;
+        // Memory forgets in any case; only the file can fail to.
         for group in self.lock().values_mut() {
             group.offsets.retain(|(t, _), _| t != topic);
         }
+        file.file.write_all(&line)?;
+        file.file.sync_data()?;
+        file.lines += 1;
         Ok(())
     }
 }
@@ -540,30 +560,38 @@ fn live_offsets(groups: &BTreeMap<String, Group>) -> usize {
 }
 
 /// Rewrites the offsets file with only the latest commit of each partition, atomically.
-fn compact(path: &Path, groups: &BTreeMap<String, Group>) -> io::Result<File> {
+fn compact(path: &Path, lines: &[OffsetLine]) -> io::Result<File> {
     let temporary: PathBuf = path.with_extension("jsonl.tmp");
-    {
-        let mut out = io::BufWriter::new(File::create(&temporary)?);
-        for (name, group) in groups {
-            for ((topic, partition), committed) in &group.offsets {
-                let line = OffsetLine {
-                    group: name.clone(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                    offset: committed.offset,
-                    metadata: committed.metadata.clone(),
-                };
-                serde_json::to_writer(&mut out, &line).map_err(io::Error::other)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    let mut out = io::BufWriter::new(File::create(&temporary)?);
+    for line in lines {
+        serde_json::to_writer(&mut out, line).map_err(io::Error::other)?;
+        out.write_all(b"\n")?;
     }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    // The handle is opened before the rename, so it is the file that ends up at `path`: nothing after the rename
+    // can leave commits going to the replaced one.
+    let file = OpenOptions::new().append(true).open(&temporary)?;
     fs::rename(&temporary, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
-    OpenOptions::new().append(true).open(path)
+    Ok(file)
+}
+
+/// Every committed offset, as the lines a compacted file holds.
+fn offset_lines(groups: &BTreeMap<String, Group>) -> Vec<OffsetLine> {
+    groups
+        .iter()
+        .flat_map(|(name, group)| {
+            group.offsets.iter().map(|((topic, partition), committed)| OffsetLine {
+                group: name.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                offset: committed.offset,
+                metadata: committed.metadata.clone(),
+            })
+        })
+        .collect()
 }
 
 fn check_member(group: &Group, member_id: &str, generation: i32) -> i16 {
@@ -725,7 +753,7 @@ mod tests {
         let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
         for offset in 0..(COMPACT_AFTER_LINES as i64 + 10) {
             let commits = vec![("t".into(), (offset % 2) as i32, Committed { offset, metadata: None })];
-            coordinator.commit("g", commits).unwrap();
+            coordinator.commit("g", commits, |_| true).unwrap();
         }
         let lines = fs::read_to_string(dir.path().join("offsets.jsonl")).unwrap().lines().count();
         assert!(lines < 100, "{lines} lines after compaction");
@@ -743,7 +771,7 @@ mod tests {
     fn a_deleted_topics_offsets_stay_forgotten_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
-        coordinator.commit("g", vec![("t".into(), 0, Committed { offset: 5, metadata: None })]).unwrap();
+        coordinator.commit("g", vec![("t".into(), 0, Committed { offset: 5, metadata: None })], |_| true).unwrap();
         coordinator.forget_topic("t").unwrap();
         drop(coordinator);
         let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
@@ -755,8 +783,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
         assert_eq!(coordinator.check_commit("g", "", -1), code::NONE);
-        coordinator.commit("g", vec![("t".into(), 0, Committed { offset: 5, metadata: None })]).unwrap();
-        coordinator.commit("g", vec![("t".into(), 0, Committed { offset: 9, metadata: Some("m".into()) })]).unwrap();
+        coordinator.commit("g", vec![("t".into(), 0, Committed { offset: 5, metadata: None })], |_| true).unwrap();
+        coordinator
+            .commit("g", vec![("t".into(), 0, Committed { offset: 9, metadata: Some("m".into()) })], |_| true)
+            .unwrap();
         drop(coordinator);
         let coordinator = Coordinator::open(dir.path(), Duration::ZERO).unwrap();
         let committed = coordinator.committed("g", None);

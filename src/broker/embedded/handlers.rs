@@ -439,9 +439,8 @@ impl Core {
                         Ok((result, index, _)) => result.map_err(|_| index),
                     };
                     if let Err(gone) = outcome {
-                        // The partition is gone (its topic was deleted): stop watching it.
+                        // The partition is gone (its topic was deleted): stop watching it, and say so at once.
                         watches.remove(gone);
-                        continue;
                     }
                     let (response, bytes, error) = core.fetch_once(&wanted, max_bytes, version);
                     if bytes >= min_bytes || error || tokio::time::Instant::now() >= deadline {
@@ -744,7 +743,11 @@ impl Core {
                     true
                 } else {
                     let committing = core.clone();
-                    match tokio::task::spawn_blocking(move || committing.groups.commit(&group, accepted)).await {
+                    let committed = move || {
+                        let topics = &committing.topics;
+                        committing.groups.commit(&group, accepted, |topic| topics.get(topic).is_some())
+                    };
+                    match tokio::task::spawn_blocking(committed).await {
                         Ok(Ok(())) => true,
                         Ok(Err(error)) => {
                             tracing::error!("cannot store committed offsets: {error}");

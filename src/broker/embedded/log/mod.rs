@@ -292,6 +292,9 @@ impl Log {
             Err(_) => Producers::default(),
         };
         let active = segments.last_mut().expect("at least one segment");
+        // The active segment's index is rebuilt below; a saved one can only be left over from a roll a crash
+        // interrupted, and is removed so it is never mistaken for the segment's index later.
+        let _ = fs::remove_file(Segment::index_path(dir, active.base));
         let recovery = recover_active(active, &config, &mut producers)?;
         let (end, position) = (active.next_offset, active.size);
         Ok((
@@ -376,7 +379,11 @@ impl Log {
     /// snapshot the new segment's recovery starts from.
     fn roll(&mut self) -> io::Result<()> {
         let active = self.segments.last().expect("at least one segment");
-        active.file.sync_data()?;
+        if let Err(error) = active.file.sync_data() {
+            // As in the flusher: after a failed fsync the disk's state is unknown, so take no more writes.
+            self.failed = true;
+            return Err(error);
+        }
         if let Err(error) = active.save_index(&self.dir) {
             tracing::warn!(dir = %self.dir.display(), "cannot save a segment index (it will be rebuilt when needed): {error}");
         }
