@@ -31,7 +31,7 @@ pub enum Command {
     /// Start the broker (or connect to one), create the topics and run the services until Ctrl-C.
     Up(UpArgs),
     /// Run only the embedded broker (no topics created, no services) until Ctrl-C, for other clients to use.
-    Broker(BrokerOnlyArgs),
+    Broker(EmbeddedArgs),
     /// Submit a ticket exactly as the Discord bot does and print its id once the broker has it.
     Ticket(TicketArgs),
     /// Print the records of a topic as JSON lines.
@@ -63,17 +63,8 @@ pub struct UpArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub bootstrap: Option<String>,
 
-    /// The address the embedded broker listens on; port 0 picks a free one [default: 127.0.0.1:9092]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-
-    /// Where the embedded broker keeps its data [default: the platform's data directory]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Keep the embedded broker's data in a temporary directory that is removed on exit.
-    #[arg(long)]
-    pub ephemeral: bool,
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
 
     /// Run only these services (comma-separated): kummerkasten, aufbereitung, absturz [default: all]
     #[arg(long, value_name = "SERVICE,...", value_delimiter = ',')]
@@ -92,17 +83,18 @@ pub struct UpArgs {
     pub keep: bool,
 }
 
+/// Where the embedded broker listens and keeps its data (`franz up` and `franz broker`).
 #[derive(Debug, Args, Default)]
-pub struct BrokerOnlyArgs {
-    /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:9092]
+pub struct EmbeddedArgs {
+    /// The address the embedded broker listens on; port 0 picks a free one [default: 127.0.0.1:9092]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// Where to keep the data [default: the platform's data directory]
+    /// Where the embedded broker keeps its data [default: the platform's data directory]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Keep the data in a temporary directory that is removed on exit.
+    /// Keep the embedded broker's data in a temporary directory that is removed on exit.
     #[arg(long)]
     pub ephemeral: bool,
 }
