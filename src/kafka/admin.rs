@@ -55,7 +55,7 @@ pub async fn metadata(bootstrap: &str, topic: Option<&str>, timeout: Duration) -
 }
 
 /// Creates the topics that do not exist yet with `partitions` each. When all exist, nothing is created, so this
-/// also works against brokers that cannot create topics (such as franz's interim embedded broker).
+/// also works against brokers or accounts that may not create topics.
 pub async fn ensure_topics(
     bootstrap: &str,
     names: &[&str],
