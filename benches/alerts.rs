@@ -12,7 +12,7 @@ mod fake_discord;
 
 use std::time::{Duration, Instant};
 
-use franz::broker::embedded::{self, EmbeddedBroker};
+use franz_broker::EmbeddedBroker;
 use franz::kafka;
 use franz::services::absturz::{self, Settings};
 use rdkafka::producer::FutureRecord;
@@ -27,7 +27,7 @@ const WINDOW: Duration = Duration::from_secs(2);
 async fn main() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let broker =
-        EmbeddedBroker::start(embedded::Settings::new("127.0.0.1:0".parse()?, data.path().to_path_buf())).await?;
+        EmbeddedBroker::start(franz_broker::Settings::new("127.0.0.1:0".parse()?, data.path().to_path_buf())).await?;
     let bootstrap = broker.address().to_string();
     franz::kafka::admin::ensure_topics(&bootstrap, &["errors", "dlq"], 3, 1).await?;
     let discord = fake_discord::FakeDiscord::start().await;

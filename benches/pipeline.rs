@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use franz::broker::embedded::{EmbeddedBroker, Settings};
+use franz_broker::{EmbeddedBroker, Settings};
 use franz::config::Topics;
 use franz::kafka::relay::{self, Output, RetryPolicy};
 use franz::kafka::{self, CommitOnRevoke, client_config, consumer_config, group_consumer};

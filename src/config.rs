@@ -5,7 +5,7 @@
 //! where it came from and the accepted form, so nothing downstream sees an invalid setting. This module reads
 //! files but starts nothing.
 
-use crate::broker::embedded::Durability;
+use franz_broker::Durability;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -110,7 +110,7 @@ pub struct Discord {
 #[derive(Debug, Clone)]
 pub struct Embedded {
     /// When produced data counts as written: fsynced (`fsync`) or in the page cache (`os`).
-    pub durability: crate::broker::embedded::Durability,
+    pub durability: franz_broker::Durability,
     /// Old segments are deleted after this long (`None`: kept forever).
     pub retention_age: Option<std::time::Duration>,
     /// Old segments are deleted while a partition holds more than this (`None`: no limit).

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use franz::broker::embedded::{EmbeddedBroker, Settings};
+use franz_broker::{EmbeddedBroker, Settings};
 use franz::kafka::{self, admin, consumer_config, partitions_at};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use franz::broker::embedded::{EmbeddedBroker, Settings};
+use franz_broker::{EmbeddedBroker, Settings};
 use franz::config::Topics;
 use franz::kafka::{self, admin, consumer_config, partitions_at};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};

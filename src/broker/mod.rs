@@ -4,7 +4,6 @@
 //! This module runs no service.
 
 pub mod container;
-pub mod embedded;
 
 use anyhow::bail;
 use tokio_util::sync::CancellationToken;
@@ -15,7 +14,7 @@ use crate::kafka::admin::{self, TopicStatus};
 /// A broker franz is using, started by it or not.
 pub enum Broker {
     /// franz's own broker, in-process; with `--ephemeral` its data lives in a temporary directory removed on stop.
-    Embedded(embedded::EmbeddedBroker, Option<tempfile::TempDir>),
+    Embedded(franz_broker::EmbeddedBroker, Option<tempfile::TempDir>),
     /// A disposable Redpanda or Kafka container, removed by [`Broker::stop`] unless kept.
     Container(Box<container::Container>),
     /// An existing cluster franz only connects to.
@@ -34,12 +33,12 @@ impl Broker {
                     false => None,
                 };
                 let data_dir = scratch.as_ref().map_or_else(|| config.data_dir.clone(), |s| s.path().to_path_buf());
-                let mut settings = embedded::Settings::new(config.listen, data_dir);
+                let mut settings = franz_broker::Settings::new(config.listen, data_dir);
                 settings.durability = config.embedded.durability;
                 settings.log.retention_age = config.embedded.retention_age;
                 settings.log.retention_bytes = config.embedded.retention_bytes;
                 settings.log.segment_bytes = config.embedded.segment_bytes;
-                Ok(Broker::Embedded(embedded::EmbeddedBroker::start(settings).await?, scratch))
+                Ok(Broker::Embedded(franz_broker::EmbeddedBroker::start(settings).await?, scratch))
             }
             BrokerKind::External => {
                 admin::metadata(&config.bootstrap, None, admin::REACH_TIMEOUT).await?;

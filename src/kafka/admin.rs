@@ -89,7 +89,7 @@ pub async fn ensure_topics(
 async fn create(bootstrap: &str, names: &[&str], partitions: i32, replication: i32) -> anyhow::Result<Vec<String>> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(bootstrap).create().context("cannot create a Kafka admin client")?;
-    let new: Vec<NewTopic> =
+    let new: Vec<NewTopic<'_>> =
         names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
     let options = AdminOptions::new().operation_timeout(Some(REACH_TIMEOUT)).request_timeout(Some(REACH_TIMEOUT));
     let results =

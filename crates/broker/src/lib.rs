@@ -1,6 +1,8 @@
-//! franz's own broker: a durable, single-node Kafka-protocol server that runs inside the franz process.
+//! franz's own broker: a durable, single-node Kafka-protocol server that runs inside a process (`franz up`,
+//! `franz broker`, or any Rust program's tests).
 //!
-//! This module assembles the parts and owns their lifetime: `log/` (segment files), `topics` (partitions and
+//! This crate knows nothing of franz's services, configuration or Kafka client: its settings are its own type.
+//! The crate root assembles the parts and owns their lifetime: `log/` (segment files), `topics` (partitions and
 //! their visibility), `flush` (group-committed fsyncs), `groups` (the consumer-group coordinator), `handlers`
 //! (one function per Kafka API) and `server` (sockets and framing). It binds, recovers what is on disk, serves
 //! until stopped, and on stop lets in-flight answers finish and fsyncs what was written.
