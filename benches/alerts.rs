@@ -12,9 +12,9 @@ mod fake_discord;
 
 use std::time::{Duration, Instant};
 
-use franz_broker::EmbeddedBroker;
 use franz::kafka;
 use franz::services::absturz::{self, Settings};
+use franz_broker::EmbeddedBroker;
 use rdkafka::producer::FutureRecord;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;

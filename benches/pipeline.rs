@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use franz_broker::{EmbeddedBroker, Settings};
 use franz::config::Topics;
 use franz::kafka::relay::{self, Output, RetryPolicy};
 use franz::kafka::{self, CommitOnRevoke, client_config, consumer_config, group_consumer};
 use franz::services::aufbereitung;
+use franz_broker::{EmbeddedBroker, Settings};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};

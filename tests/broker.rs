@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use franz_broker::{EmbeddedBroker, Settings};
 use franz::kafka::{self, admin, consumer_config, partitions_at};
+use franz_broker::{EmbeddedBroker, Settings};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};

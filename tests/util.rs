@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use franz_broker::{EmbeddedBroker, Settings};
 use franz::config::Topics;
 use franz::kafka::{self, admin, consumer_config, partitions_at};
+use franz_broker::{EmbeddedBroker, Settings};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{Message as _, OwnedMessage};
 use rdkafka::producer::FutureRecord;
