@@ -61,6 +61,7 @@ mod code {
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
 }
 
 /// One partition of a fetch: from where, and at most how much.
@@ -120,7 +121,17 @@ impl Core {
         let wanted: Option<Vec<Option<String>>> = match request.topics {
             None => None,
             Some(list) if list.is_empty() && version == 0 => None,
-            Some(list) => Some(list.into_iter().map(|t| t.name.map(|n| n.to_string())).collect()),
+            // Each topic is answered once however often it is named (as Kafka does): the answer's size is bounded
+            // by the topics that exist, not by the request.
+            Some(list) => {
+                let mut seen = std::collections::HashSet::new();
+                Some(
+                    list.into_iter()
+                        .map(|t| t.name.map(|n| n.to_string()))
+                        .filter(|n| seen.insert(n.clone()))
+                        .collect(),
+                )
+            }
         };
         let auto_create = self.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
         let mut topics = Vec::new();
@@ -174,6 +185,7 @@ impl Core {
 
     pub fn create_topics(&self, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
         let mut results = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for topic in request.topics {
             let name = topic.name.to_string();
             let partitions = if !topic.assignments.is_empty() {
@@ -201,8 +213,18 @@ impl Core {
                 Some((code::INVALID_PARTITIONS, "a topic has 1 to 1000 partitions"))
             } else if self.topics.get(&name).is_some() {
                 Some((code::TOPIC_ALREADY_EXISTS, "the topic already exists"))
+            } else if !seen.insert(name.clone()) {
+                Some((code::INVALID_REQUEST, "the request names this topic more than once"))
             } else {
                 None
+            };
+            let room = self.topics.max_partitions().saturating_sub(self.topics.partition_count());
+            let refusal = match refusal {
+                None if partitions as usize > room => Some((
+                    code::INVALID_PARTITIONS,
+                    "the broker's partition limit (max_partitions, bounded by the open-file limit) leaves no room for this topic",
+                )),
+                refusal => refusal,
             };
             let outcome = match refusal {
                 Some((error, message)) => Err((error, message.to_string())),
@@ -213,7 +235,13 @@ impl Core {
                         Ok(created.id)
                     }
                     Err(CreateError::Exists) => Err((code::TOPIC_ALREADY_EXISTS, "the topic already exists".into())),
-                    Err(error) => Err((code::KAFKA_STORAGE_ERROR, error.to_string())),
+                    Err(error @ CreateError::TooManyPartitions { .. }) => {
+                        Err((code::INVALID_PARTITIONS, error.to_string()))
+                    }
+                    Err(error) => {
+                        tracing::error!(topic = %name, "cannot create the topic: {error}");
+                        Err((code::KAFKA_STORAGE_ERROR, error.to_string()))
+                    }
                 },
             };
             let mut result = CreatableTopicResult::default().with_name(topic.name);
@@ -321,7 +349,9 @@ impl Core {
         }
         match acks {
             0 => Pending::Silent,
-            -1 if fsync && !waits.is_empty() => {
+            // On a single node the leader is every replica, so `acks=1` means what `acks=all` means: under the
+            // fsync policy, answered once the data is on disk.
+            -1 | 1 if fsync && !waits.is_empty() => {
                 let timeout = Duration::from_millis(request.timeout_ms.clamp(1, 300_000) as u64);
                 Pending::Later(
                     async move {
@@ -363,6 +393,12 @@ impl Core {
             };
             (code, error.to_string())
         })?;
+        if header.is_idempotent() && header.producer_id >= self.producer_ids.issued_end() {
+            return Err((
+                code::UNKNOWN_PRODUCER_ID,
+                "this producer id was never handed out; ask for one (InitProducerId)".into(),
+            ));
+        }
         let mut log = partition.log();
         let (base_offset, needed) = match log.producers.judge(&header) {
             Verdict::Append => {
@@ -382,6 +418,13 @@ impl Core {
             }
             Verdict::Fenced => {
                 return Err((code::INVALID_PRODUCER_EPOCH, "a newer epoch of this producer id exists".into()));
+            }
+            Verdict::UnissuedEpoch => {
+                return Err((
+                    code::INVALID_PRODUCER_EPOCH,
+                    "this epoch was never handed out for this producer id; ask for a producer id (InitProducerId)"
+                        .into(),
+                ));
             }
         };
         let (high_watermark, start) = (log.high_watermark(), log.start_offset());
@@ -517,6 +560,9 @@ impl Core {
     }
 
     pub fn list_offsets(&self, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+        // A partition named twice is answered with INVALID_REQUEST the second time, as Kafka does, so repeating
+        // a partition cannot repeat the work.
+        let mut seen = std::collections::HashSet::new();
         let topics = request
             .topics
             .into_iter()
@@ -526,6 +572,9 @@ impl Core {
                     .into_iter()
                     .map(|p| {
                         let mut out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                        if !seen.insert((topic.name.clone(), p.partition_index)) {
+                            return out.with_error_code(code::INVALID_REQUEST);
+                        }
                         let Some(partition) = self.topics.partition(&topic.name, p.partition_index) else {
                             return out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
                         };
@@ -603,12 +652,9 @@ impl Core {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1);
         }
-        // A client may bump its epoch after an error (KIP-360): same id, next epoch.
-        if request.producer_id.0 >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
-            return InitProducerIdResponse::default()
-                .with_producer_id(request.producer_id)
-                .with_producer_epoch(request.producer_epoch + 1);
-        }
+        // A client that asks to bump the epoch of its id after an error (KIP-360) gets a fresh id instead, as
+        // Kafka answers when an epoch runs out: clients accept either, and the broker then never hands out an id
+        // it did not allocate, nor lets a client raise the epoch of someone else's id.
         match self.producer_ids.next() {
             Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
             Err(error) => {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,7 +53,20 @@ pub struct Settings {
     pub auto_create_topics: bool,
     /// How long a rebalance of an empty group waits for more members, so members started together share one.
     pub initial_rebalance_delay: Duration,
+    /// What metadata tells clients to connect to (Kafka's advertised listener). `None`: the listen address, which
+    /// must then not be unspecified (`0.0.0.0`), since clients cannot connect to that.
+    pub advertise: Option<(String, u16)>,
+    /// Most partitions of all topics together; each keeps its active segment file open. `None`: as many as the
+    /// process's open-file limit allows next to `max_connections` (at most [`DEFAULT_MAX_PARTITIONS`]).
+    pub max_partitions: Option<usize>,
 }
+
+/// The partition limit when the open-file limit allows more.
+pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
+
+/// Open files kept aside for everything else the broker opens (offsets, snapshots, indexes, closed segments being
+/// read, the listener, the runtime).
+const FILE_RESERVE: usize = 128;
 
 impl Settings {
     /// The defaults, for data in `data_dir` and clients on `listen`.
@@ -69,6 +82,8 @@ impl Settings {
             default_partitions: 1,
             auto_create_topics: true,
             initial_rebalance_delay: Duration::from_millis(100),
+            advertise: None,
+            max_partitions: None,
         }
     }
 }
@@ -104,6 +119,11 @@ impl EmbeddedBroker {
     pub async fn start(settings: Settings) -> anyhow::Result<EmbeddedBroker> {
         let started = Instant::now();
         let listen = settings.listen;
+        if listen.ip().is_unspecified() && settings.advertise.is_none() {
+            bail!(
+                "listening on {listen} needs an advertised address: pass --advertise HOST:PORT with the address clients use to reach this machine"
+            );
+        }
         let listener = TcpListener::bind(listen).await.map_err(|error| match error.kind() {
             io::ErrorKind::AddrInUse => anyhow!(
                 "{listen} is already in use (another franz or Kafka?); stop it, pass --listen with another port, or use it with --bootstrap {listen}"
@@ -168,9 +188,10 @@ impl EmbeddedBroker {
     }
 }
 
-fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
+fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     fs::create_dir_all(&settings.data_dir)?;
-    let (topics, repaired) = topics::Topics::load(&settings.data_dir.join("topics"), settings.log.clone())?;
+    let max_partitions = fit_to_open_files(&mut settings, raise_open_file_limit());
+    let (topics, repaired) = topics::Topics::load(&settings.data_dir, settings.log.clone(), max_partitions)?;
     for repaired in repaired {
         tracing::warn!(
             topic = %repaired.topic,
@@ -185,12 +206,12 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     let topics = Arc::new(topics);
     let listed = topics.clone();
     let flusher = flush::Flusher::start(settings.durability, move || listed.all_partitions());
-    let host = match address.ip() {
-        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-        ip => ip.to_string(),
+    let advertised = match &settings.advertise {
+        Some((host, port)) => (host.clone(), i32::from(*port)),
+        None => (address.ip().to_string(), i32::from(address.port())),
     };
     Ok(Core {
-        advertised: (host, i32::from(address.port())),
+        advertised,
         settings,
         topics,
         groups,
@@ -200,6 +221,47 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         refusals: Mutex::default(),
         lost_answers: Default::default(),
     })
+}
+
+/// Raises the soft limit of open files to the hard limit, as servers do, and returns the limit now in force.
+fn raise_open_file_limit() -> usize {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+        Err(error) => {
+            tracing::warn!("cannot read or raise the open-file limit ({error}); assuming 1024");
+            1024
+        }
+    }
+}
+
+/// Fits the connection and partition limits to `open_files`, so that neither clients nor topics can make the
+/// broker run out of file handles (and then fail to start again): half of what is left after a reserve goes to
+/// connections at most, the rest to partitions. Returns the partition limit.
+fn fit_to_open_files(settings: &mut Settings, open_files: usize) -> usize {
+    let budget = open_files.saturating_sub(FILE_RESERVE).max(2);
+    if settings.max_connections > budget / 2 {
+        tracing::warn!(
+            requested = settings.max_connections,
+            allowed = budget / 2,
+            open_files,
+            "the open-file limit allows fewer connections than configured; raise it (ulimit -n) to allow more"
+        );
+        settings.max_connections = budget / 2;
+    }
+    let room = budget - settings.max_connections;
+    match settings.max_partitions {
+        Some(wanted) if wanted > room => {
+            tracing::warn!(
+                requested = wanted,
+                allowed = room,
+                open_files,
+                "the open-file limit allows fewer partitions than configured; raise it (ulimit -n) to allow more"
+            );
+            room
+        }
+        Some(wanted) => wanted,
+        None => room.min(DEFAULT_MAX_PARTITIONS),
+    }
 }
 
 /// A stable id for this data directory, created on first start.
@@ -256,6 +318,11 @@ impl ProducerIds {
         let next = fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
         let ids = ProducerIds { path: path.to_path_buf(), range: Mutex::new((next, next)) };
         Ok(ids)
+    }
+
+    /// Ids at or above this were never handed out by this data directory.
+    fn issued_end(&self) -> i64 {
+        self.range.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0
     }
 
     fn next(&self) -> io::Result<i64> {

@@ -2,7 +2,10 @@
 //!
 //! On disk a topic is `<data dir>/topics/<name>/` with `topic.json` (its id and partition count) and one
 //! directory per partition holding that partition's log. A topic appears and disappears by renaming its
-//! directory, so a crash never leaves half a topic. This module owns no sockets and no fsync schedule.
+//! directory, so a crash never leaves half a topic. Topics being created are staged in `<data dir>/staging/` and
+//! deleted ones wait for removal in `<data dir>/trash/`, outside `topics/`, so no topic name a client chooses can
+//! collide with the broker's own work. The number of partitions is bounded broker-wide, since each one holds an
+//! open file. This module owns no sockets and no fsync schedule.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,7 +19,7 @@ use uuid::Uuid;
 
 use super::log::{Log, LogConfig, Recovery};
 
-/// Most partitions one topic may have; each holds open files.
+/// Most partitions one topic may have.
 pub const MAX_PARTITIONS: i32 = 1000;
 
 /// One partition: its log and a channel announcing its high watermark to waiting fetches.
@@ -73,6 +76,10 @@ pub enum CreateError {
     InvalidPartitions,
     #[error("the topic already exists")]
     Exists,
+    #[error(
+        "the broker holds {current} partitions and allows {limit} (each keeps a file open); delete topics or raise max_partitions"
+    )]
+    TooManyPartitions { current: usize, limit: usize },
     #[error("cannot write the topic to disk: {0}")]
     Io(#[from] io::Error),
 }
@@ -94,31 +101,55 @@ pub struct Repaired {
 
 /// Every topic of the broker.
 pub struct Topics {
+    /// `<data dir>/topics`: one directory per topic, named after it.
     root: PathBuf,
+    /// `<data dir>/staging`: topics being created.
+    staging: PathBuf,
+    /// `<data dir>/trash`: deleted topics whose files are being removed.
+    trash: PathBuf,
     config: LogConfig,
+    /// Most partitions of all topics together.
+    max_partitions: usize,
     by_name: RwLock<BTreeMap<String, Arc<Topic>>>,
 }
 
+/// What `franz` before version 0.2 named a topic being created or deleted, inside `topics/` itself.
+const LEGACY_PREFIXES: [&str; 2] = [".creating-", ".deleted-"];
+
 impl Topics {
-    /// Loads every topic under `root`, recovering each partition's log. Leftovers of an interrupted create or
-    /// delete are removed. Returns the partitions whose logs had a torn tail cut off.
-    pub fn load(root: &Path, config: LogConfig) -> io::Result<(Topics, Vec<Repaired>)> {
-        fs::create_dir_all(root)?;
+    /// Loads every topic under `<data_dir>/topics`, recovering each partition's log, and clears what an interrupted
+    /// create or delete left in `staging/` and `trash/`. Returns the partitions whose logs had a torn tail cut off.
+    pub fn load(data_dir: &Path, config: LogConfig, max_partitions: usize) -> io::Result<(Topics, Vec<Repaired>)> {
+        let root = data_dir.join("topics");
+        let (staging, trash) = (data_dir.join("staging"), data_dir.join("trash"));
+        for dir in [&root, &staging, &trash] {
+            fs::create_dir_all(dir)?;
+        }
+        for dir in [&staging, &trash] {
+            for entry in fs::read_dir(dir)? {
+                remove_tree(&entry?.path())?;
+            }
+        }
         let mut by_name = BTreeMap::new();
         let mut repaired = Vec::new();
-        for entry in fs::read_dir(root)? {
+        for entry in fs::read_dir(&root)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".creating-") || name.starts_with(".deleted-") {
-                // Another remover (a delete's background thread) may get there first.
-                match fs::remove_dir_all(entry.path()) {
-                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                    _ => continue,
-                }
+            let meta = match fs::read(entry.path().join("topic.json")) {
+                Ok(bytes) => Some(serde_json::from_slice::<TopicFile>(&bytes).map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", entry.path().display()))
+                })?),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+                Err(error) => return Err(error),
+            };
+            if is_legacy_leftover(&name, meta.as_ref()) {
+                tracing::info!(path = %entry.path().display(), "removing what an interrupted create or delete of an older franz left behind");
+                let parked = trash.join(Uuid::new_v4().to_string());
+                fs::rename(entry.path(), &parked)?;
+                remove_tree(&parked)?;
+                continue;
             }
-            let Ok(bytes) = fs::read(entry.path().join("topic.json")) else { continue };
-            let meta: TopicFile = serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", entry.path().display())))?;
+            let Some(meta) = meta else { continue };
             let mut partitions = Vec::new();
             for index in 0..meta.partitions {
                 let (log, recovery) = Log::open(&entry.path().join(index.to_string()), config.clone())?;
@@ -129,9 +160,17 @@ impl Topics {
             }
             by_name.insert(name.clone(), Arc::new(Topic { name, id: meta.id, partitions }));
         }
-        Ok((Topics { root: root.to_path_buf(), config, by_name: RwLock::new(by_name) }, repaired))
+        let held: usize = by_name.values().map(|t: &Arc<Topic>| t.partitions.len()).sum();
+        if held > max_partitions {
+            // The broker always starts on its own data; it only refuses to create more.
+            tracing::warn!(
+                partitions = held,
+                limit = max_partitions,
+                "the data holds more partitions than max_partitions allows; no topic can be created until some are deleted"
+            );
+        }
+        Ok((Topics { root, staging, trash, config, max_partitions, by_name: RwLock::new(by_name) }, repaired))
     }
-
     /// The topic called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
         self.read().get(name).cloned()
@@ -156,7 +195,18 @@ impl Topics {
         self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Creates a topic: written completely under a temporary name, then renamed into place.
+    /// Partitions of all topics together.
+    pub fn partition_count(&self) -> usize {
+        self.read().values().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Most partitions of all topics together.
+    pub fn max_partitions(&self) -> usize {
+        self.max_partitions
+    }
+
+    /// Creates a topic: written completely in `staging/`, then renamed into place. If its partitions cannot be
+    /// opened, the topic is removed again: a failed create leaves nothing behind.
     pub fn create(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, CreateError> {
         if !valid_name(name) {
             return Err(CreateError::InvalidName);
@@ -168,41 +218,91 @@ impl Topics {
         if by_name.contains_key(name) {
             return Err(CreateError::Exists);
         }
-        let id = Uuid::new_v4();
-        let staging = self.root.join(format!(".creating-{id}"));
-        fs::create_dir_all(&staging)?;
-        let meta = TopicFile { id, partitions };
-        fs::write(staging.join("topic.json"), serde_json::to_vec(&meta).map_err(io::Error::other)?)?;
-        fs::File::open(staging.join("topic.json"))?.sync_all()?;
-        let target = self.root.join(name);
-        fs::rename(&staging, &target)?;
-        fs::File::open(&self.root)?.sync_all()?;
-        let mut list = Vec::new();
-        for index in 0..partitions {
-            let (log, _) = Log::open(&target.join(index.to_string()), self.config.clone())?;
-            list.push(Arc::new(new_partition(name, index, log)));
+        let current: usize = by_name.values().map(|t| t.partitions.len()).sum();
+        if current + partitions as usize > self.max_partitions {
+            return Err(CreateError::TooManyPartitions { current, limit: self.max_partitions });
         }
-        let topic = Arc::new(Topic { name: name.to_string(), id, partitions: list });
-        by_name.insert(name.to_string(), topic.clone());
-        Ok(topic)
+        let id = Uuid::new_v4();
+        let staged = self.staging.join(id.to_string());
+        let target = self.root.join(name);
+        let staged_and_moved = (|| {
+            fs::create_dir_all(&staged)?;
+            let meta = TopicFile { id, partitions };
+            fs::write(staged.join("topic.json"), serde_json::to_vec(&meta).map_err(io::Error::other)?)?;
+            fs::File::open(staged.join("topic.json"))?.sync_all()?;
+            for index in 0..partitions {
+                fs::create_dir(staged.join(index.to_string()))?;
+            }
+            fs::File::open(&staged)?.sync_all()?;
+            fs::rename(&staged, &target)?;
+            fs::File::open(&self.root)?.sync_all()
+        })();
+        if let Err(error) = staged_and_moved {
+            let _ = remove_tree(&staged);
+            return Err(error.into());
+        }
+        let opened: io::Result<Vec<Arc<Partition>>> = (0..partitions)
+            .map(|index| {
+                let (log, _) = Log::open(&target.join(index.to_string()), self.config.clone())?;
+                Ok(Arc::new(new_partition(name, index, log)))
+            })
+            .collect();
+        match opened {
+            Ok(list) => {
+                let topic = Arc::new(Topic { name: name.to_string(), id, partitions: list });
+                by_name.insert(name.to_string(), topic.clone());
+                Ok(topic)
+            }
+            Err(error) => {
+                // The logs opened so far were dropped with `opened`, closing their files.
+                let parked = self.trash.join(id.to_string());
+                match fs::rename(&target, &parked).and_then(|()| fs::File::open(&self.root)?.sync_all()) {
+                    Ok(()) => {
+                        let _ = remove_tree(&parked);
+                    }
+                    Err(cleanup) => {
+                        tracing::error!(topic = %name, "cannot remove a topic that failed to open: {cleanup}")
+                    }
+                }
+                Err(error.into())
+            }
+        }
     }
 
-    /// Deletes a topic: renamed away at once (so it is gone even after a crash), its files removed after.
+    /// Deletes a topic: moved to `trash/` at once (so it is gone even after a crash), its files removed after.
     /// Returns `false` if there was no such topic.
     pub fn delete(&self, name: &str) -> io::Result<bool> {
         let mut by_name = self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(topic) = by_name.remove(name) else { return Ok(false) };
-        let graveyard = self.root.join(format!(".deleted-{}", topic.id));
-        fs::rename(self.root.join(name), &graveyard)?;
+        let Some(topic) = by_name.get(name).cloned() else { return Ok(false) };
+        let parked = self.trash.join(topic.id.to_string());
+        fs::rename(self.root.join(name), &parked)?;
+        by_name.remove(name);
         fs::File::open(&self.root)?.sync_all()?;
         drop(by_name);
         std::thread::spawn(move || {
-            if let Err(error) = fs::remove_dir_all(&graveyard) {
-                tracing::warn!(path = %graveyard.display(), "cannot remove a deleted topic's files: {error}");
+            if let Err(error) = remove_tree(&parked) {
+                tracing::warn!(path = %parked.display(), "cannot remove a deleted topic's files: {error}");
             }
         });
         Ok(true)
     }
+}
+
+/// Removes a directory tree; one already gone (another remover got there first) is fine.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a directory in `topics/` is a create or delete that an older franz (which staged them there) left
+/// unfinished, rather than a topic: its name is a legacy prefix plus a UUID, and it has no `topic.json` or one
+/// with that very id. A real topic called `.deleted-events` or `.creating-x` is a topic.
+fn is_legacy_leftover(name: &str, meta: Option<&TopicFile>) -> bool {
+    let Some(suffix) = LEGACY_PREFIXES.iter().find_map(|prefix| name.strip_prefix(prefix)) else { return false };
+    let Ok(id) = Uuid::parse_str(suffix) else { return false };
+    meta.is_none_or(|meta| meta.id == id)
 }
 
 fn new_partition(topic: &str, index: i32, log: Log) -> Partition {
@@ -214,10 +314,18 @@ fn new_partition(topic: &str, index: i32, log: Log) -> Partition {
 mod tests {
     use super::*;
 
+    fn load(dir: &Path, max_partitions: usize) -> Topics {
+        Topics::load(dir, LogConfig::default(), max_partitions).unwrap().0
+    }
+
+    fn names(topics: &Topics) -> Vec<String> {
+        topics.all().iter().map(|t| t.name.clone()).collect()
+    }
+
     #[test]
     fn topics_survive_a_reload_and_deleted_ones_stay_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let (topics, _) = Topics::load(dir.path(), LogConfig::default()).unwrap();
+        let topics = load(dir.path(), 100);
         topics.create("kept", 3).unwrap();
         topics.create("dropped", 1).unwrap();
         assert!(matches!(topics.create("kept", 1), Err(CreateError::Exists)));
@@ -225,8 +333,62 @@ mod tests {
         assert!(matches!(topics.create("zero", 0), Err(CreateError::InvalidPartitions)));
         assert!(topics.delete("dropped").unwrap());
         drop(topics);
-        let (topics, _) = Topics::load(dir.path(), LogConfig::default()).unwrap();
-        assert_eq!(topics.all().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["kept"]);
+        let topics = load(dir.path(), 100);
+        assert_eq!(names(&topics), ["kept"]);
         assert_eq!(topics.get("kept").unwrap().partitions.len(), 3);
+    }
+
+    /// Regression: topics named `.deleted-…` or `.creating-…` (legal Kafka names) were deleted at start-up, with
+    /// their acknowledged records, because the broker staged its own work under those names in `topics/`.
+    #[test]
+    fn topics_named_like_the_brokers_own_work_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = load(dir.path(), 100);
+        let victim = topics.create("victim", 1).unwrap();
+        let lookalikes = [".deleted-events".to_string(), ".creating-x".to_string(), format!(".deleted-{}", victim.id)];
+        for name in &lookalikes {
+            topics.create(name, 1).unwrap();
+        }
+        // Deleting a topic must not touch another topic named after where an older franz parked deleted ones.
+        assert!(topics.delete("victim").unwrap());
+        drop(topics);
+        let topics = load(dir.path(), 100);
+        let mut expected = lookalikes.to_vec();
+        expected.sort();
+        assert_eq!(names(&topics), expected);
+    }
+
+    #[test]
+    fn leftovers_of_an_older_franz_are_removed_and_real_topics_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("topics");
+        let write_topic = |dir_name: &str, id: Uuid| {
+            fs::create_dir_all(root.join(dir_name)).unwrap();
+            let meta = serde_json::to_vec(&TopicFile { id, partitions: 1 }).unwrap();
+            fs::write(root.join(dir_name).join("topic.json"), meta).unwrap();
+        };
+        let id = Uuid::new_v4();
+        write_topic(&format!(".deleted-{id}"), id);
+        write_topic(&format!(".creating-{}", Uuid::new_v4()), Uuid::new_v4());
+        let stale = Uuid::new_v4();
+        write_topic(&format!(".creating-{stale}"), stale);
+        let topics = load(dir.path(), 100);
+        assert_eq!(topics.all().len(), 1, "{:?}", names(&topics));
+        assert!(names(&topics)[0].starts_with(".creating-") && !names(&topics)[0].contains(&stale.to_string()));
+        assert_eq!(fs::read_dir(&root).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_partition_limit_holds_for_all_topics_together_and_a_refused_create_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = load(dir.path(), 5);
+        topics.create("a", 3).unwrap();
+        let Err(refused) = topics.create("b", 3) else { panic!("a create past the limit is refused") };
+        assert!(matches!(refused, CreateError::TooManyPartitions { current: 3, limit: 5 }), "{refused}");
+        assert!(refused.to_string().contains("max_partitions"), "{refused}");
+        topics.create("c", 2).unwrap();
+        assert_eq!(topics.partition_count(), 5);
+        assert!(!dir.path().join("topics").join("b").exists());
+        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
     }
 }

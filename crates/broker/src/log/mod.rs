@@ -43,19 +43,36 @@ impl Default for LogConfig {
     }
 }
 
+/// One entry of a segment's sparse index: where the batch holding `offset` starts, and the largest timestamp of
+/// every batch before it in the segment (so a search by time can skip to within one index interval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IndexEntry {
+    offset: i64,
+    position: u64,
+    max_timestamp_before: i64,
+}
+
+/// The first bytes of a saved index file; files without them (written by older versions) are rebuilt.
+const INDEX_MAGIC: &[u8; 8] = b"FRZIDX2\n";
+const INDEX_ENTRY_LEN: usize = 24;
+
 /// One segment file.
 struct Segment {
     base: i64,
-    file: Arc<File>,
+    /// The open file, kept only for the active segment. A closed segment is opened for each read, so the open
+    /// files of the broker do not grow with the data it retains.
+    file: Option<Arc<File>>,
     path: PathBuf,
     /// Bytes in the file (all of them whole batches).
     size: u64,
     /// The offset after the segment's last batch.
     next_offset: i64,
-    /// Sparse index: (offset, file position of the batch holding it), built on first read for old segments.
-    index: Option<Vec<(i64, u64)>>,
+    /// Sparse index, built on first read for old segments.
+    index: Option<Vec<IndexEntry>>,
     /// File position of the last index entry.
     last_indexed: u64,
+    /// The largest timestamp of any batch in the segment (valid once `index` is built).
+    max_timestamp: i64,
 }
 
 impl Segment {
@@ -67,32 +84,55 @@ impl Segment {
         dir.join(format!("{base:020}.snapshot"))
     }
 
+    fn index_path(dir: &Path, base: i64) -> PathBuf {
+        dir.join(format!("{base:020}.index"))
+    }
+
     fn create(dir: &Path, base: i64) -> io::Result<Segment> {
         let path = Segment::log_path(dir, base);
         let file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
         Ok(Segment {
             base,
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             path,
             size: 0,
             next_offset: base,
             index: Some(Vec::new()),
             last_indexed: 0,
+            max_timestamp: -1,
         })
     }
 
-    fn index_path(dir: &Path, base: i64) -> PathBuf {
-        dir.join(format!("{base:020}.index"))
+    /// The segment's file: the kept one when active, else opened now.
+    fn open_file(&self) -> io::Result<Arc<File>> {
+        match &self.file {
+            Some(file) => Ok(file.clone()),
+            None => Ok(Arc::new(File::open(&self.path)?)),
+        }
+    }
+
+    /// Adds a batch just written at `position` to the index.
+    fn index_batch(&mut self, header: &BatchHeader, position: u64, interval: u64) {
+        if let Some(index) = self.index.as_mut()
+            && (index.is_empty() || position >= self.last_indexed + interval)
+        {
+            index.push(IndexEntry { offset: header.base_offset, position, max_timestamp_before: self.max_timestamp });
+            self.last_indexed = position;
+        }
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
     }
 
     /// Saves the sparse index of a segment being closed, so its first read after a restart need not scan it.
     /// The file is only a cache: a missing or implausible one is rebuilt from the segment.
     fn save_index(&self, dir: &Path) -> io::Result<()> {
         let Some(index) = &self.index else { return Ok(()) };
-        let mut bytes = Vec::with_capacity(index.len() * 16);
-        for (offset, position) in index {
-            bytes.extend_from_slice(&offset.to_be_bytes());
-            bytes.extend_from_slice(&position.to_be_bytes());
+        let mut bytes = Vec::with_capacity(16 + index.len() * INDEX_ENTRY_LEN);
+        bytes.extend_from_slice(INDEX_MAGIC);
+        bytes.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        for entry in index {
+            bytes.extend_from_slice(&entry.offset.to_be_bytes());
+            bytes.extend_from_slice(&entry.position.to_be_bytes());
+            bytes.extend_from_slice(&entry.max_timestamp_before.to_be_bytes());
         }
         let path = Segment::index_path(dir, self.base);
         let temporary = path.with_extension("index.tmp");
@@ -100,26 +140,35 @@ impl Segment {
         fs::rename(temporary, path)
     }
 
-    /// The saved index of this segment, if it exists and fits the segment: offsets and positions rising, every
-    /// position inside the file, the first entry at the segment's start.
-    fn load_index(&self, dir: &Path) -> Option<Vec<(i64, u64)>> {
+    /// The saved index of this segment and its largest timestamp, if the file exists and fits the segment:
+    /// offsets, positions and timestamps rising, every position inside the file, the first entry at the start.
+    fn load_index(&self, dir: &Path) -> Option<(Vec<IndexEntry>, i64)> {
         let bytes = fs::read(Segment::index_path(dir, self.base)).ok()?;
-        if bytes.is_empty() || bytes.len() % 16 != 0 {
+        let body = bytes.strip_prefix(INDEX_MAGIC.as_slice())?;
+        if body.len() < 8 + INDEX_ENTRY_LEN || (body.len() - 8) % INDEX_ENTRY_LEN != 0 {
             return None;
         }
-        let index: Vec<(i64, u64)> = bytes
-            .chunks_exact(16)
-            .map(|e| {
-                (
-                    i64::from_be_bytes(e[..8].try_into().expect("8 bytes")),
-                    u64::from_be_bytes(e[8..].try_into().expect("8 bytes")),
-                )
+        let word = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
+        let max_timestamp = word(&body[..8]);
+        let index: Vec<IndexEntry> = body[8..]
+            .chunks_exact(INDEX_ENTRY_LEN)
+            .map(|e| IndexEntry {
+                offset: word(&e[..8]),
+                position: word(&e[8..16]) as u64,
+                max_timestamp_before: word(&e[16..]),
             })
             .collect();
-        let plausible = index[0] == (self.base, 0)
-            && index.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
-            && index.iter().all(|(offset, position)| *offset < self.next_offset && *position < self.size);
-        plausible.then_some(index)
+        let first = index[0];
+        let plausible = (first.offset, first.position) == (self.base, 0)
+            && index.windows(2).all(|w| {
+                w[0].offset < w[1].offset
+                    && w[0].position < w[1].position
+                    && w[0].max_timestamp_before <= w[1].max_timestamp_before
+            })
+            && index.iter().all(|e| {
+                e.offset < self.next_offset && e.position < self.size && e.max_timestamp_before <= max_timestamp
+            });
+        plausible.then_some((index, max_timestamp))
     }
 
     /// Builds the sparse index of a closed segment: from its saved index, or from its batch headers.
@@ -127,37 +176,68 @@ impl Segment {
         if self.index.is_some() {
             return Ok(());
         }
-        if let Some(index) = self.load_index(dir) {
-            self.last_indexed = index.last().map_or(0, |e| e.1);
+        if let Some((index, max_timestamp)) = self.load_index(dir) {
+            self.last_indexed = index.last().map_or(0, |e| e.position);
             self.index = Some(index);
+            self.max_timestamp = max_timestamp;
             return Ok(());
         }
-        let mut index = Vec::new();
-        let mut last = None;
-        scan_headers(&self.file, self.size, |position, header| {
-            if last.is_none_or(|last| position >= last + interval) {
-                index.push((header.base_offset, position));
-                last = Some(position);
+        let file = self.open_file()?;
+        self.index = Some(Vec::new());
+        self.max_timestamp = -1;
+        scan_headers(&file, self.size, |position, header| {
+            self.index_batch(header, position, interval);
+            true
+        })
+    }
+
+    /// The index entry to start a scan from for `offset`.
+    fn position_of(&mut self, dir: &Path, offset: i64, interval: u64) -> io::Result<(Arc<File>, u64)> {
+        self.ensure_index(dir, interval)?;
+        let index = self.index.as_ref().expect("built above");
+        let start = match index.partition_point(|e| e.offset <= offset) {
+            0 => 0,
+            i => index[i - 1].position,
+        };
+        let file = self.open_file()?;
+        let mut found = self.size;
+        scan_headers_from(&file, start, self.size, |position, header| {
+            if header.last_offset() >= offset {
+                found = position;
+                return false;
             }
             true
         })?;
-        self.last_indexed = last.unwrap_or(0);
-        self.index = Some(index);
-        Ok(())
+        Ok((file, found))
     }
 
-    /// The file position of the batch holding `offset` (or the first batch after it).
-    fn position_of(&mut self, dir: &Path, offset: i64, interval: u64) -> io::Result<u64> {
+    /// The first batch below `visible` whose largest timestamp is at or after `timestamp`: skips the segment
+    /// when its largest timestamp is older, else scans from the last index entry before which every batch is
+    /// older, which is at most one index interval (and one batch) from the answer.
+    fn find_timestamp(
+        &mut self,
+        dir: &Path,
+        timestamp: i64,
+        visible: i64,
+        interval: u64,
+    ) -> io::Result<Option<(i64, i64)>> {
         self.ensure_index(dir, interval)?;
+        if self.max_timestamp < timestamp || self.base >= visible {
+            return Ok(None);
+        }
         let index = self.index.as_ref().expect("built above");
-        let start = match index.partition_point(|(o, _)| *o <= offset) {
+        let start = match index.partition_point(|e| e.max_timestamp_before < timestamp) {
             0 => 0,
-            i => index[i - 1].1,
+            i => index[i - 1].position,
         };
-        let mut found = self.size;
-        scan_headers_from(&self.file, start, self.size, |position, header| {
-            if header.last_offset() >= offset {
-                found = position;
+        let file = self.open_file()?;
+        let mut found = None;
+        scan_headers_from(&file, start, self.size, |_, header| {
+            if header.base_offset >= visible {
+                return false;
+            }
+            if header.max_timestamp >= timestamp {
+                found = Some((header.base_offset, header.max_timestamp));
                 return false;
             }
             true
@@ -270,17 +350,25 @@ impl Log {
         let mut segments = Vec::new();
         for (i, base) in bases.iter().enumerate() {
             let path = Segment::log_path(dir, *base);
-            let file = OpenOptions::new().read(true).append(true).open(&path)?;
-            let size = file.metadata()?.len();
+            let active = i + 1 == bases.len();
+            // Only the active segment keeps its file open; closed ones are opened when read.
+            let (file, size) = if active {
+                let file = OpenOptions::new().read(true).append(true).open(&path)?;
+                let size = file.metadata()?.len();
+                (Some(Arc::new(file)), size)
+            } else {
+                (None, fs::metadata(&path)?.len())
+            };
             let next_offset = bases.get(i + 1).copied().unwrap_or(*base);
             segments.push(Segment {
                 base: *base,
-                file: Arc::new(file),
+                file,
                 path,
                 size,
                 next_offset,
                 index: None,
                 last_indexed: 0,
+                max_timestamp: -1,
             });
         }
         if segments.is_empty() {
@@ -348,24 +436,20 @@ impl Log {
         let mut header = batch::parse_header(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         header.base_offset = base;
         let position = active.size;
+        let file = active.file.as_ref().expect("the active segment keeps its file open");
         // The batch goes to disk with its new base offset in front of the producer's bytes, in one write and
         // without copying them.
-        if let Err(error) = write_batch(&active.file, base, &bytes[8..]) {
+        if let Err(error) = write_batch(file, base, &bytes[8..]) {
             // A short write would leave a torn batch in the middle of the log: cut it off before anything follows,
             // and if even that fails, take no more writes (recovery will cut it at the next start).
-            if active.file.set_len(position).is_err() {
+            if file.set_len(position).is_err() {
                 self.failed = true;
             }
             return Err(error);
         }
         active.size += bytes.len() as u64;
         active.next_offset = header.next_offset();
-        if let Some(index) = active.index.as_mut()
-            && (index.is_empty() || position >= active.last_indexed + self.config.index_interval)
-        {
-            index.push((base, position));
-            active.last_indexed = position;
-        }
+        active.index_batch(&header, position, self.config.index_interval);
         self.producers.record(&header);
         self.dirty = true;
         if visible_now {
@@ -379,7 +463,8 @@ impl Log {
     /// snapshot the new segment's recovery starts from.
     fn roll(&mut self) -> io::Result<()> {
         let active = self.segments.last().expect("at least one segment");
-        if let Err(error) = active.file.sync_data() {
+        let file = active.file.as_ref().expect("the active segment keeps its file open");
+        if let Err(error) = file.sync_data() {
             // As in the flusher: after a failed fsync the disk's state is unknown, so take no more writes.
             self.failed = true;
             return Err(error);
@@ -395,7 +480,10 @@ impl Log {
         file.write_all(&serde_json::to_vec(&self.producers).map_err(io::Error::other)?)?;
         file.sync_all()?;
         fs::rename(&temporary, &snapshot)?;
-        self.segments.push(Segment::create(&self.dir, base)?);
+        let next = Segment::create(&self.dir, base)?;
+        // From now on the closed segment is opened when read; its file closes once no read or fsync holds it.
+        self.segments.last_mut().expect("at least one segment").file = None;
+        self.segments.push(next);
         File::open(&self.dir)?.sync_all()?;
         // Everything in the closed segment is on disk now, and the new one is empty.
         self.high_watermark = base;
@@ -408,7 +496,7 @@ impl Log {
     pub fn sync_target(&self) -> Option<SyncTarget> {
         let active = self.segments.last().expect("at least one segment");
         (self.dirty && !self.failed).then(|| SyncTarget {
-            file: active.file.clone(),
+            file: active.file.clone().expect("the active segment keeps its file open"),
             base: active.base,
             end_offset: active.next_offset,
             position: active.size,
@@ -456,31 +544,23 @@ impl Log {
         }
         let end = if i == last { self.high_watermark_position } else { self.segments[i].size };
         let segment = &mut self.segments[i];
-        let start = segment.position_of(&self.dir, offset, interval).map_err(|_| OutOfRange)?;
+        let (file, start) = segment.position_of(&self.dir, offset, interval).map_err(|_| OutOfRange)?;
         if start >= end {
             return Ok(None);
         }
-        Ok(Some(ReadPlan { file: segment.file.clone(), start, end }))
+        Ok(Some(ReadPlan { file, start, end }))
     }
 
     /// The offset (and largest timestamp) of the first visible batch whose records may have a timestamp at or
-    /// after `timestamp`. Precision is one batch: records are never decompressed to look inside.
+    /// after `timestamp`. Precision is one batch: records are never decompressed to look inside. Segments whose
+    /// timestamps are all older are skipped without reading them, and within a segment the time index bounds
+    /// the scan to about one index interval.
     pub fn offset_for_timestamp(&mut self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
         let visible = self.high_watermark;
-        for segment in &self.segments {
-            let mut found = None;
-            scan_headers(&segment.file, segment.size, |_, header| {
-                if header.base_offset >= visible {
-                    return false;
-                }
-                if header.max_timestamp >= timestamp {
-                    found = Some((header.base_offset, header.max_timestamp));
-                    return false;
-                }
-                true
-            })?;
-            if found.is_some() {
-                return Ok(found);
+        let interval = self.config.index_interval;
+        for segment in &mut self.segments {
+            if let Some(found) = segment.find_timestamp(&self.dir, timestamp, visible, interval)? {
+                return Ok(Some(found));
             }
         }
         Ok(None)
@@ -492,7 +572,7 @@ impl Log {
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
             let too_big = self.config.retention_bytes.is_some_and(|limit| self.size() > limit);
-            let modified = oldest.file.metadata()?.modified()?;
+            let modified = fs::metadata(&oldest.path)?.modified()?;
             let too_old =
                 self.config.retention_age.is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
             if !too_big && !too_old {
@@ -518,14 +598,16 @@ pub struct SyncTarget {
 
 /// Validates the active segment batch by batch, cuts what is not a whole valid batch, and replays producer state.
 fn recover_active(active: &mut Segment, config: &LogConfig, producers: &mut Producers) -> io::Result<Recovery> {
-    let file_size = active.file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, &*active.file);
+    let file = active.file.clone().expect("the active segment keeps its file open");
+    let file_size = file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, &*file);
     reader.seek(SeekFrom::Start(0))?;
     let mut position = 0u64;
     let mut expected = active.base;
     let mut buffer = Vec::new();
-    let mut index = Vec::new();
-    let mut last_indexed = None;
+    active.index = Some(Vec::new());
+    active.last_indexed = 0;
+    active.max_timestamp = -1;
     loop {
         let mut prefix = [0u8; LENGTH_PREFIX];
         if position + LENGTH_PREFIX as u64 > file_size || reader.read_exact(&mut prefix).is_err() {
@@ -545,25 +627,20 @@ fn recover_active(active: &mut Segment, config: &LogConfig, producers: &mut Prod
             Ok(header) if header.base_offset == expected => header,
             _ => break,
         };
-        if last_indexed.is_none_or(|last| position >= last + config.index_interval) {
-            index.push((header.base_offset, position));
-            last_indexed = Some(position);
-        }
+        active.index_batch(&header, position, config.index_interval);
         producers.record(&header);
         expected = header.next_offset();
         position += size as u64;
     }
     let truncated_bytes = file_size - position;
     if truncated_bytes > 0 {
-        active.file.set_len(position)?;
+        file.set_len(position)?;
     }
     // What survived a crash may still be only in the page cache: make it durable before anyone can read it or be
     // told (as the answer to a retry) that it is written.
-    active.file.sync_all()?;
+    file.sync_all()?;
     active.size = position;
     active.next_offset = expected;
-    active.index = Some(index);
-    active.last_indexed = last_indexed.unwrap_or(0);
     Ok(Recovery { truncated_bytes })
 }
 

@@ -14,7 +14,7 @@ use super::batch::BatchHeader;
 /// How many recent batches per producer are remembered for duplicate detection (the client's in-flight limit).
 const REMEMBERED: usize = 5;
 /// Most producers remembered per partition; beyond it, those that wrote longest ago are forgotten.
-const MAX_PRODUCERS: usize = 10_000;
+pub const MAX_PRODUCERS: usize = 1_000;
 
 /// One batch a producer wrote: its sequence range and where it landed.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub enum Verdict {
     OutOfOrder { expected: i32 },
     /// The producer's epoch is older than one already seen: a newer instance took over.
     Fenced,
+    /// The epoch is newer than any this broker handed out for the id (it hands out epoch 0 only): a forged or
+    /// confused batch, refused so that it cannot fence the producer that owns the id.
+    UnissuedEpoch,
 }
 
 /// Every producer that wrote to a partition.
@@ -61,17 +64,16 @@ impl Producers {
             return Verdict::Append;
         }
         let Some(producer) = self.by_id.get(&header.producer_id) else {
-            // Unknown producer (new, or its history was deleted by retention): any starting sequence is accepted.
-            return Verdict::Append;
+            // Unknown producer (new, or its history was deleted by retention): any starting sequence is accepted,
+            // but only with an epoch the broker hands out.
+            return if header.producer_epoch == 0 { Verdict::Append } else { Verdict::UnissuedEpoch };
         };
         if header.producer_epoch < producer.epoch {
             return Verdict::Fenced;
         }
         if header.producer_epoch > producer.epoch {
-            return match header.base_sequence {
-                0 => Verdict::Append,
-                _ => Verdict::OutOfOrder { expected: 0 },
-            };
+            // The broker never bumps an epoch (a bump gets a new id), so a higher one was not handed out.
+            return Verdict::UnissuedEpoch;
         }
         if let Some(written) = producer
             .recent
@@ -90,6 +92,12 @@ impl Producers {
     pub fn prune(&mut self, log_start: i64) {
         let last = |p: &Producer| p.recent.back().map_or(i64::MIN, |w| w.base_offset);
         self.by_id.retain(|_, p| last(p) >= log_start);
+        self.cap();
+    }
+
+    /// Forgets the producers that wrote longest ago beyond [`MAX_PRODUCERS`].
+    fn cap(&mut self) {
+        let last = |p: &Producer| p.recent.back().map_or(i64::MIN, |w| w.base_offset);
         if self.by_id.len() > MAX_PRODUCERS {
             let mut by_age: Vec<(i64, i64)> = self.by_id.iter().map(|(id, p)| (last(p), *id)).collect();
             by_age.sort_unstable();
@@ -116,6 +124,10 @@ impl Producers {
         });
         while producer.recent.len() > REMEMBERED {
             producer.recent.pop_front();
+        }
+        // Bounded as it grows, not only at a segment roll; the slack makes the sort that caps it rare.
+        if self.by_id.len() > MAX_PRODUCERS + MAX_PRODUCERS / 10 {
+            self.cap();
         }
     }
 }
@@ -167,11 +179,32 @@ mod tests {
     }
 
     #[test]
-    fn an_older_epoch_is_fenced_and_a_newer_one_starts_at_zero() {
+    fn an_older_epoch_is_fenced() {
         let mut producers = Producers::default();
         producers.record(&header(1, 2, 0, 1, 0));
         assert_eq!(producers.judge(&header(1, 1, 1, 1, 0)), Verdict::Fenced);
-        assert_eq!(producers.judge(&header(1, 3, 0, 1, 0)), Verdict::Append);
-        assert_eq!(producers.judge(&header(1, 3, 5, 1, 0)), Verdict::OutOfOrder { expected: 0 });
+    }
+
+    /// Regression: a batch naming another producer's id with epoch 32767 raised that id's epoch, fencing the real
+    /// producer (franz's own services included).
+    #[test]
+    fn a_forged_higher_epoch_is_refused_and_does_not_fence_the_owner() {
+        let mut producers = Producers::default();
+        producers.record(&header(1, 0, 0, 1, 0));
+        assert_eq!(producers.judge(&header(1, i16::MAX, 1, 1, 1)), Verdict::UnissuedEpoch);
+        assert_eq!(producers.judge(&header(2, 7, 0, 1, 1)), Verdict::UnissuedEpoch);
+        assert_eq!(producers.judge(&header(1, 0, 1, 1, 1)), Verdict::Append, "the owner writes on");
+    }
+
+    /// Regression: producer state was bounded only at a segment roll, so one segment's worth of distinct producer
+    /// ids grew it without limit.
+    #[test]
+    fn producer_state_stays_bounded_between_rolls() {
+        let mut producers = Producers::default();
+        for id in 0..(MAX_PRODUCERS as i64 * 3) {
+            producers.record(&header(id, 0, 0, 1, id));
+            assert!(producers.by_id.len() <= MAX_PRODUCERS + MAX_PRODUCERS / 10 + 1);
+        }
+        assert!(producers.by_id.contains_key(&(MAX_PRODUCERS as i64 * 3 - 1)), "the newest is kept");
     }
 }

@@ -1,0 +1,183 @@
+//! Requests a hostile or careless client can send, over a raw socket: topic names that look like the broker's own
+//! files, requests that repeat one entry thousands of times, producer ids and epochs the broker never handed out.
+//! Each test is named after the bound it proves, and the regressions say what broke.
+
+mod common;
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable as _;
+
+/// Regression: topics named `.deleted-events` or `.creating-x` (legal Kafka names) lost all their acknowledged
+/// records at a clean restart, because the broker staged its own creates and deletes under those names.
+#[tokio::test]
+async fn topics_named_like_the_brokers_own_work_keep_their_acknowledged_records_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    let names = [".deleted-events", ".creating-x", ".deleted-0000"];
+    for name in names {
+        create_topic(&mut client, name, 1).await;
+        for i in 0..20 {
+            let (error, _) = produce(&mut client, name, batch(&[(1_000 + i, "acknowledged")], (-1, -1, -1)), -1).await;
+            assert_eq!(error, 0);
+        }
+    }
+    drop(client);
+    broker.stop().await;
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    for name in names {
+        assert_eq!(list_offset(&mut client, name, -1).await, (0, 20), "{name} keeps its 20 records");
+    }
+    broker.stop().await;
+}
+
+/// Regression: a 16 KB Metadata request naming one 1,000-partition topic 2,000 times got a 52 MB answer and drove
+/// the broker's memory from 15 MB to 400 MB. Each topic is now answered once.
+#[tokio::test]
+async fn a_metadata_request_naming_a_topic_thousands_of_times_is_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    create_topic(&mut client, "wide", 1000).await;
+    let named = metadata_request::MetadataRequestTopic::default().with_name(Some(topic("wide")));
+    let request = MetadataRequest::default().with_topics(Some(vec![named; 2000]));
+    let answer = client.call_raw(ApiKey::Metadata, 1, &request).await;
+    assert!(answer.len() < 100_000, "the answer has {} bytes", answer.len());
+    let decoded = MetadataResponse::decode(&mut answer.clone(), 1).unwrap();
+    assert_eq!(decoded.topics.len(), 1);
+    assert_eq!(decoded.topics[0].partitions.len(), 1000);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_partition_named_twice_in_list_offsets_is_refused_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    create_topic(&mut client, "t", 1).await;
+    let partition = list_offsets_request::ListOffsetsPartition::default().with_timestamp(0);
+    let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default().with_name(topic("t")).with_partitions(vec![partition; 1000]),
+    ]);
+    let answer: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 5, &request).await;
+    let codes: Vec<i16> = answer.topics[0].partitions.iter().map(|p| p.error_code).collect();
+    assert_eq!(codes[0], 0);
+    assert!(codes[1..].iter().all(|c| *c == 42), "duplicates get INVALID_REQUEST");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn list_offsets_by_timestamp_finds_the_first_batch_at_or_after_it_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.log.segment_bytes = 2_000;
+    settings.log.index_interval = 300;
+    let broker = start(settings.clone()).await;
+    let mut client = Client::connect(broker.address()).await;
+    create_topic(&mut client, "timed", 1).await;
+    for i in 0..200i64 {
+        let (error, offset) =
+            produce(&mut client, "timed", batch(&[(10_000 + i * 10, "a record of some length")], (-1, -1, -1)), -1)
+                .await;
+        assert_eq!((error, offset), (0, i));
+    }
+    for (wanted, expected) in [(0, 0), (10_000, 0), (10_005, 1), (10_010, 1), (11_000, 100), (11_990, 199)] {
+        assert_eq!(list_offset(&mut client, "timed", wanted).await, (0, expected), "timestamp {wanted}");
+    }
+    assert_eq!(list_offset(&mut client, "timed", 50_000).await, (0, -1), "nothing that late");
+    // After a restart the closed segments' time indexes are read back from disk and give the same answers.
+    drop(client);
+    broker.stop().await;
+    let broker = start(settings).await;
+    let mut client = Client::connect(broker.address()).await;
+    for (wanted, expected) in [(10_005, 1), (11_000, 100), (11_990, 199)] {
+        assert_eq!(
+            list_offset(&mut client, "timed", wanted).await,
+            (0, expected),
+            "timestamp {wanted} after a restart"
+        );
+    }
+    broker.stop().await;
+}
+
+/// Regression: InitProducerId with any producer id and epoch answered with that id and the next epoch, so a
+/// client could take over another client's id.
+#[tokio::test]
+async fn init_producer_id_hands_out_only_ids_it_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    let fresh: InitProducerIdResponse = client
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!((fresh.error_code, fresh.producer_epoch), (0, 0));
+    let bump = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_producer_id(ProducerId(777_777))
+        .with_producer_epoch(5);
+    let answer: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &bump).await;
+    assert_eq!(answer.error_code, 0);
+    assert_ne!(answer.producer_id, ProducerId(777_777), "a named id is never handed out as is");
+    assert_ne!(answer.producer_id, fresh.producer_id, "every answer is a new id");
+    assert_eq!(answer.producer_epoch, 0);
+    broker.stop().await;
+}
+
+/// Regression: a batch with another producer's id and epoch 32767 raised that id's epoch and fenced its owner.
+#[tokio::test]
+async fn a_batch_with_a_forged_epoch_or_unissued_id_is_refused_and_the_owner_writes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut owner = Client::connect(broker.address()).await;
+    let mut forger = Client::connect(broker.address()).await;
+    create_topic(&mut owner, "owned", 1).await;
+    let id: InitProducerIdResponse = owner
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    let pid = id.producer_id.0;
+    assert_eq!(produce(&mut owner, "owned", batch(&[(1, "mine")], (pid, 0, 0)), -1).await, (0, 0));
+    let (forged, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (pid, i16::MAX, 0)), -1).await;
+    assert_eq!(forged, 47, "INVALID_PRODUCER_EPOCH");
+    let (unissued, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (pid + 1_000_000, 0, 0)), -1).await;
+    assert_eq!(unissued, 59, "UNKNOWN_PRODUCER_ID");
+    assert_eq!(produce(&mut owner, "owned", batch(&[(2, "still mine")], (pid, 0, 1)), -1).await, (0, 1));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_topic_that_does_not_fit_the_partition_limit_is_refused_with_a_reason_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    settings.max_partitions = Some(10);
+    let broker = start(settings).await;
+    let mut client = Client::connect(broker.address()).await;
+    create_topic(&mut client, "fits", 6).await;
+    let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(topic("too-many"))
+            .with_num_partitions(6)
+            .with_replication_factor(1),
+    ]);
+    let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
+    assert_eq!(answer.topics[0].error_code, 37, "INVALID_PARTITIONS");
+    let message = answer.topics[0].error_message.as_deref().unwrap_or_default().to_string();
+    assert!(message.contains("max_partitions"), "{message}");
+    assert!(!dir.path().join("topics").join("too-many").exists());
+    broker.stop().await;
+}
