@@ -5,11 +5,12 @@
 //! Only [`start`] talks to Docker, and it is the part that cannot be tested where no engine runs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use bollard::models::CreateImageInfo;
+use bollard::models::{CreateImageInfo, PortBinding, PortMap};
 use futures::StreamExt as _;
 use testcontainers::core::{IntoContainerPort as _, WaitFor};
 use testcontainers::runners::AsyncRunner as _;
@@ -32,8 +33,9 @@ pub struct ContainerSpec {
     pub kind: BrokerKind,
     pub image: String,
     pub tag: String,
-    /// The host port mapped to the container's Kafka listener; clients use `127.0.0.1:host_port`.
-    pub host_port: u16,
+    /// The host address (from `--listen`, loopback by default) where the container's Kafka listener is
+    /// published. Docker publishes on every interface unless told an address, which bypasses host firewalls.
+    pub host: SocketAddr,
     pub env: Vec<(String, String)>,
     pub cmd: Vec<String>,
     /// The log line that says the broker is ready.
@@ -41,9 +43,15 @@ pub struct ContainerSpec {
 }
 
 impl ContainerSpec {
-    /// The container for `kind` (redpanda or kafka), reachable from the host at `127.0.0.1:host_port`.
-    pub fn new(kind: BrokerKind, tag: Option<&str>, host_port: u16) -> anyhow::Result<ContainerSpec> {
-        let advertised = format!("PLAINTEXT://127.0.0.1:{host_port}");
+    /// The container for `kind` (redpanda or kafka), published on the host at `host` only.
+    pub fn new(kind: BrokerKind, tag: Option<&str>, host: SocketAddr) -> anyhow::Result<ContainerSpec> {
+        if host.ip().is_unspecified() {
+            bail!(
+                "a container broker is published on one host address, not on all of them ({host}); pass --listen with a specific address such as 127.0.0.1:{}",
+                host.port()
+            );
+        }
+        let advertised = format!("PLAINTEXT://{host}");
         let listen = format!("PLAINTEXT://0.0.0.0:{CONTAINER_PORT}");
         let owned = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let (image, default_tag, env, cmd, ready) = match kind {
@@ -96,7 +104,7 @@ impl ContainerSpec {
             kind,
             image: image.to_owned(),
             tag: tag.to_owned(),
-            host_port,
+            host,
             env,
             cmd,
             ready_message: ready.to_owned(),
@@ -105,7 +113,14 @@ impl ContainerSpec {
 
     /// The bootstrap address clients use.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.host_port)
+        self.host.to_string()
+    }
+
+    /// The port publication Docker gets: the container's Kafka port on the host address only.
+    pub fn port_bindings(&self) -> PortMap {
+        let binding =
+            PortBinding { host_ip: Some(self.host.ip().to_string()), host_port: Some(self.host.port().to_string()) };
+        PortMap::from([(format!("{CONTAINER_PORT}/tcp"), Some(vec![binding]))])
     }
 }
 
@@ -239,15 +254,21 @@ pub struct Container {
 pub async fn start(spec: ContainerSpec, keep: bool) -> anyhow::Result<Container> {
     let endpoint = DockerEndpoint::from_env(std::env::var("DOCKER_HOST").ok().as_deref())?;
     endpoint.check(Duration::from_secs(1)).await?;
-    std::net::TcpListener::bind(("127.0.0.1", spec.host_port))
-        .map_err(|e| anyhow!("127.0.0.1:{} is not free ({e}); pass --listen with another port", spec.host_port))?;
+    std::net::TcpListener::bind(spec.host)
+        .map_err(|e| anyhow!("{} is not free ({e}); pass --listen with another port", spec.host))?;
 
     let name = format!("{}:{}", spec.image, spec.tag);
     pull(&spec.image, &spec.tag).await?;
     eprintln!("starting {name}");
     let mut request = GenericImage::new(&spec.image, &spec.tag)
         .with_wait_for(WaitFor::message_on_either_std(spec.ready_message.clone()))
-        .with_mapped_port(spec.host_port, CONTAINER_PORT.tcp())
+        .with_mapped_port(spec.host.port(), CONTAINER_PORT.tcp())
+        // testcontainers publishes a mapped port on every interface; this replaces its bindings with the one host
+        // address (the modifier runs after testcontainers has set its own).
+        .with_host_config_modifier({
+            let bindings = spec.port_bindings();
+            move |host_config| host_config.port_bindings = Some(bindings.clone())
+        })
         .with_startup_timeout(STARTUP_TIMEOUT);
     for (key, value) in &spec.env {
         request = request.with_env_var(key, value);
@@ -294,10 +315,32 @@ impl Container {
 mod tests {
     use super::*;
 
+    fn loopback(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Regression: run against a real Docker engine, the container's port was published on `0.0.0.0:9092` and
+    /// `[::]:9092`, bypassing host firewalls such as ufw.
+    #[test]
+    fn containers_are_published_on_the_listen_address_only() {
+        let spec = ContainerSpec::new(BrokerKind::Redpanda, None, loopback(19092)).unwrap();
+        let bindings = spec.port_bindings();
+        assert_eq!(bindings.len(), 1);
+        let published = bindings["9092/tcp"].as_ref().unwrap();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(published[0].host_port.as_deref(), Some("19092"));
+        let other = ContainerSpec::new(BrokerKind::Kafka, None, SocketAddr::from(([127, 0, 0, 2], 9092))).unwrap();
+        assert_eq!(other.port_bindings()["9092/tcp"].as_ref().unwrap()[0].host_ip.as_deref(), Some("127.0.0.2"));
+        assert_eq!(other.bootstrap(), "127.0.0.2:9092");
+        let everywhere = ContainerSpec::new(BrokerKind::Kafka, None, SocketAddr::from(([0, 0, 0, 0], 9092)));
+        assert!(everywhere.unwrap_err().to_string().contains("--listen"));
+    }
+
     #[test]
     fn specs_pin_their_tags_and_advertise_the_mapped_host_port() {
         for kind in [BrokerKind::Redpanda, BrokerKind::Kafka] {
-            let spec = ContainerSpec::new(kind, None, 19092).unwrap();
+            let spec = ContainerSpec::new(kind, None, loopback(19092)).unwrap();
             assert!(spec.tag.chars().next().is_some_and(|c| c == 'v' || c.is_ascii_digit()), "{}", spec.tag);
             assert_eq!(spec.bootstrap(), "127.0.0.1:19092");
             let settings = format!("{:?} {:?}", spec.env, spec.cmd);
@@ -305,18 +348,18 @@ mod tests {
             assert!(settings.contains("0.0.0.0:9092"), "listens on the mapped container port: {settings}");
             assert!(!spec.ready_message.is_empty());
         }
-        let kafka = ContainerSpec::new(BrokerKind::Kafka, None, 1).unwrap();
+        let kafka = ContainerSpec::new(BrokerKind::Kafka, None, loopback(1)).unwrap();
         assert_eq!((kafka.image.as_str(), kafka.tag.as_str()), KAFKA_IMAGE);
         assert!(kafka.env.iter().any(|(k, v)| k == "KAFKA_PROCESS_ROLES" && v == "broker,controller"), "KRaft mode");
     }
 
     #[test]
     fn image_tag_can_be_overridden_but_not_unpinned() {
-        let spec = ContainerSpec::new(BrokerKind::Redpanda, Some("v24.3.6"), 9092).unwrap();
+        let spec = ContainerSpec::new(BrokerKind::Redpanda, Some("v24.3.6"), loopback(9092)).unwrap();
         assert_eq!(spec.tag, "v24.3.6");
-        let error = ContainerSpec::new(BrokerKind::Redpanda, Some("latest"), 9092).unwrap_err();
+        let error = ContainerSpec::new(BrokerKind::Redpanda, Some("latest"), loopback(9092)).unwrap_err();
         assert!(error.to_string().contains("not pinned"), "{error}");
-        assert!(ContainerSpec::new(BrokerKind::Embedded, None, 9092).is_err());
+        assert!(ContainerSpec::new(BrokerKind::Embedded, None, loopback(9092)).is_err());
     }
 
     #[test]

@@ -45,12 +45,13 @@ impl Broker {
                 Ok(Broker::External { bootstrap: config.bootstrap.clone() })
             }
             kind @ (BrokerKind::Redpanda | BrokerKind::Kafka) => {
-                // The container's Kafka port is published on --listen's port, so the default address keeps working.
-                let port = match config.listen.port() {
-                    0 => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
-                    port => port,
-                };
-                let spec = container::ContainerSpec::new(kind, config.image_tag.as_deref(), port)?;
+                // The container's Kafka port is published on --listen's address and port (loopback by default),
+                // so the default address keeps working and nothing is exposed beyond what --listen says.
+                let mut host = config.listen;
+                if host.port() == 0 {
+                    host.set_port(std::net::TcpListener::bind((host.ip(), 0))?.local_addr()?.port());
+                }
+                let spec = container::ContainerSpec::new(kind, config.image_tag.as_deref(), host)?;
                 let started = tokio::select! {
                     started = container::start(spec, config.keep) => started?,
                     _ = shutdown.cancelled() => bail!("interrupted while the {} container was starting", kind.name()),
