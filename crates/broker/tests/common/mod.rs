@@ -117,7 +117,8 @@ pub fn batch(values: &[(i64, &str)], producer: (i64, i16, i32)) -> Bytes {
             producer_epoch: producer.1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if producer.0 >= 0 { producer.2 + i as i32 } else { -1 },
+            // The encoder keeps records in one batch only while offset minus sequence stays the same.
+            sequence: producer.2.wrapping_add(i as i32),
             timestamp: *timestamp,
             key: None,
             value: Some(Bytes::copy_from_slice(value.as_bytes())),
