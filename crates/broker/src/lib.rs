@@ -53,6 +53,13 @@ pub struct Settings {
     pub auto_create_topics: bool,
     /// How long a rebalance of an empty group waits for more members, so members started together share one.
     pub initial_rebalance_delay: Duration,
+    /// The most protocol metadata (all protocols together) a group member may bring, and the largest assignment
+    /// a leader may hand a member, in bytes; the coordinator keeps both for as long as the member stays.
+    pub max_member_metadata_bytes: usize,
+    /// Members one consumer group may have (Kafka's `group.max.size`).
+    pub max_group_members: usize,
+    /// Consumer groups (with members or committed offsets) the broker holds; a new one beyond is refused.
+    pub max_groups: usize,
 }
 
 impl Settings {
@@ -69,6 +76,9 @@ impl Settings {
             default_partitions: 1,
             auto_create_topics: true,
             initial_rebalance_delay: Duration::from_millis(100),
+            max_member_metadata_bytes: 1 << 20,
+            max_group_members: 1000,
+            max_groups: 10_000,
         }
     }
 }
@@ -179,7 +189,18 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
             "cut an incomplete batch off the end of the log (written when the broker stopped abruptly; never acknowledged)"
         );
     }
-    let groups = groups::Coordinator::open(&settings.data_dir.join("groups"), settings.initial_rebalance_delay)?;
+    let limits = groups::Limits {
+        max_member_metadata_bytes: settings.max_member_metadata_bytes,
+        max_group_members: settings.max_group_members,
+        max_groups: settings.max_groups,
+    };
+    let groups = groups::Coordinator::open(
+        &settings.data_dir.join("groups"),
+        settings.initial_rebalance_delay,
+        limits,
+        |name| topics.get(name).map(|t| t.id),
+        |name, index| topics.partition(name, index).map(|p| p.log().end_offset()),
+    )?;
     let producer_ids = ProducerIds::open(&settings.data_dir.join("producer-ids"))?;
     let cluster_id = cluster_id(&settings.data_dir)?;
     let topics = Arc::new(topics);
