@@ -771,9 +771,9 @@ impl Core {
                     match tokio::task::spawn_blocking(committed).await {
                         Ok(Ok(gone)) => Ok(gone),
                         Ok(Err(error)) => {
-                            // After a write that could not be undone, every commit is refused until a restart;
-                            // that was logged once, when it happened.
-                            if !matches!(error, groups::CommitError::Unwritable) {
+                            // Refusals for an unwritable file or for max_groups are logged once per episode by
+                            // the coordinator, not once per request: a client repeating them cannot fill the log.
+                            if let groups::CommitError::Storage(error) = &error {
                                 tracing::error!("cannot store committed offsets: {error}");
                             }
                             Err(error.code())
