@@ -35,7 +35,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::Core;
-use super::groups::{self, Committed, Join};
+use super::groups::{self, Commit, Committed, Join};
 use super::log::batch::{self, BatchError};
 use super::log::producers::Verdict;
 use super::topics::{CreateError, MAX_PARTITIONS, valid_name};
@@ -271,26 +271,31 @@ impl Core {
             .topic_names
             .into_iter()
             .map(|name| {
-                let error = match self.topics.delete(&name) {
-                    Ok(true) => {
-                        if let Err(error) = self.groups.forget_topic(&name) {
-                            tracing::error!(topic = %name.as_str(), "cannot forget the deleted topic's offsets: {error}");
+                let outcome = match self.topics.delete(&name) {
+                    Ok(true) => match self.groups.forget_topic(&name) {
+                        Ok(()) => {
+                            tracing::info!(topic = %name.as_str(), "deleted a topic");
+                            Ok(())
                         }
-                        tracing::info!(topic = %name.as_str(), "deleted a topic");
-                        code::NONE
-                    }
-                    Ok(false) => code::UNKNOWN_TOPIC_OR_PARTITION,
+                        // The topic is gone, but offsets committed to it by older versions (without its id) would
+                        // come back after a restart, even into a topic created later under the same name.
+                        Err(error) => {
+                            tracing::error!(topic = %name.as_str(), "deleted the topic but cannot forget its committed offsets: {error}");
+                            Err((code::KAFKA_STORAGE_ERROR, "the topic was deleted, but offsets committed to it by older versions could not be forgotten durably (see the broker's log)"))
+                        }
+                    },
+                    Ok(false) => Err((code::UNKNOWN_TOPIC_OR_PARTITION, "no such topic")),
                     Err(error) => {
                         tracing::error!(topic = %name.as_str(), "cannot delete the topic: {error}");
-                        code::KAFKA_STORAGE_ERROR
+                        Err((code::KAFKA_STORAGE_ERROR, "the topic's files could not be removed"))
                     }
                 };
-                let mut result = DeletableTopicResult::default().with_name(Some(name)).with_error_code(error);
-                if version >= 5 && error != code::NONE {
-                    result.error_message = Some(s(match error {
-                        code::UNKNOWN_TOPIC_OR_PARTITION => "no such topic",
-                        _ => "the topic's files could not be removed",
-                    }));
+                let mut result = DeletableTopicResult::default().with_name(Some(name));
+                if let Err((error, message)) = outcome {
+                    result.error_code = error;
+                    if version >= 5 {
+                        result.error_message = Some(s(message));
+                    }
                 }
                 result
             })
@@ -756,6 +761,10 @@ impl Core {
         LeaveGroupResponse::default().with_members(members)
     }
 
+    /// Commits offsets. A partition named more than once is stored once, with the last value accepted, and every
+    /// entry is answered (so a request's duplicates cost one line of `offsets.jsonl`, not one each). An offset
+    /// above the partition's high watermark is refused with OFFSET_OUT_OF_RANGE: a consumer commits only offsets
+    /// it has been shown, and one beyond them would skip records not yet written.
     pub fn offset_commit(self: &Arc<Self>, request: OffsetCommitRequest) -> Pending<OffsetCommitResponse> {
         let group = request.group_id.to_string();
         let check = self.groups.check_commit(&group, &request.member_id, request.generation_id_or_member_epoch);
@@ -763,20 +772,32 @@ impl Core {
         let mut accepted = Vec::new();
         for topic in request.topics {
             let mut partitions = Vec::new();
+            let found = self.topics.get(&topic.name);
             for p in topic.partitions {
+                let partition = found
+                    .as_ref()
+                    .and_then(|t| usize::try_from(p.partition_index).ok().and_then(|i| t.partitions.get(i)));
                 let error = if check != code::NONE {
                     check
-                } else if self.topics.partition(&topic.name, p.partition_index).is_none() {
-                    code::UNKNOWN_TOPIC_OR_PARTITION
-                } else if p.committed_metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
-                    code::OFFSET_METADATA_TOO_LARGE
+                } else if let (Some(found), Some(partition)) = (&found, partition) {
+                    if p.committed_metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
+                        code::OFFSET_METADATA_TOO_LARGE
+                    } else if p.committed_offset > partition.log().high_watermark() {
+                        code::OFFSET_OUT_OF_RANGE
+                    } else {
+                        accepted.push(Commit {
+                            topic: found.name.clone(),
+                            topic_id: found.id,
+                            partition: p.partition_index,
+                            committed: Committed {
+                                offset: p.committed_offset,
+                                metadata: p.committed_metadata.map(|m| m.to_string()),
+                            },
+                        });
+                        code::NONE
+                    }
                 } else {
-                    accepted.push((
-                        topic.name.to_string(),
-                        p.partition_index,
-                        Committed { offset: p.committed_offset, metadata: p.committed_metadata.map(|m| m.to_string()) },
-                    ));
-                    code::NONE
+                    code::UNKNOWN_TOPIC_OR_PARTITION
                 };
                 partitions.push((p.partition_index, error));
             }
@@ -786,37 +807,48 @@ impl Core {
         Pending::Later(
             async move {
                 let stored = if accepted.is_empty() {
-                    true
+                    Ok(Default::default())
                 } else {
                     let committing = core.clone();
                     let committed = move || {
                         let topics = &committing.topics;
-                        committing.groups.commit(&group, accepted, |topic| topics.get(topic).is_some())
+                        committing.groups.commit(&group, accepted, |topic| topics.get(topic).map(|t| t.id))
                     };
                     match tokio::task::spawn_blocking(committed).await {
-                        Ok(Ok(())) => true,
+                        Ok(Ok(gone)) => Ok(gone),
                         Ok(Err(error)) => {
-                            tracing::error!("cannot store committed offsets: {error}");
-                            false
+                            // Refusals for an unwritable file or for max_groups are logged once per episode by
+                            // the coordinator, not once per request: a client repeating them cannot fill the log.
+                            if let groups::CommitError::Storage(error) = &error {
+                                tracing::error!("cannot store committed offsets: {error}");
+                            }
+                            Err(error.code())
                         }
-                        Err(_) => false,
+                        Err(_) => Err(code::KAFKA_STORAGE_ERROR),
                     }
                 };
                 let topics = answers
                     .into_iter()
                     .map(|(name, partitions)| {
-                        OffsetCommitResponseTopic::default().with_name(name).with_partitions(
-                            partitions
-                                .into_iter()
-                                .map(|(index, error)| {
-                                    let error =
-                                        if error == code::NONE && !stored { code::KAFKA_STORAGE_ERROR } else { error };
-                                    OffsetCommitResponsePartition::default()
-                                        .with_partition_index(index)
-                                        .with_error_code(error)
-                                })
-                                .collect(),
-                        )
+                        let topic = name.to_string();
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|(index, error)| {
+                                let error = match &stored {
+                                    _ if error != code::NONE => error,
+                                    Err(refused) => *refused,
+                                    // Deleted, or deleted and created again, since the check above.
+                                    Ok(gone) if gone.contains(&(topic.clone(), index)) => {
+                                        code::UNKNOWN_TOPIC_OR_PARTITION
+                                    }
+                                    Ok(_) => code::NONE,
+                                };
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(index)
+                                    .with_error_code(error)
+                            })
+                            .collect();
+                        OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
                     })
                     .collect();
                 OffsetCommitResponse::default().with_topics(topics)
@@ -825,17 +857,19 @@ impl Core {
         )
     }
 
+    /// Answers each distinct group and partition once, however often the request names it.
     pub fn offset_fetch(&self, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
         if version >= 8 {
+            let mut seen = std::collections::HashSet::new();
             let groups = request
                 .groups
                 .into_iter()
+                .filter(|g| seen.insert(g.group_id.clone()))
                 .map(|g| {
                     let only = g.topics.map(|topics| {
-                        topics
-                            .iter()
-                            .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p)))
-                            .collect::<Vec<_>>()
+                        distinct(
+                            topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))),
+                        )
                     });
                     let committed = self.groups.committed(&g.group_id, only.as_deref());
                     let topics = group_by_topic(committed)
@@ -862,7 +896,7 @@ impl Core {
             return OffsetFetchResponse::default().with_groups(groups);
         }
         let only = request.topics.map(|topics| {
-            topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect::<Vec<_>>()
+            distinct(topics.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))))
         });
         let committed = self.groups.committed(&request.group_id, only.as_deref());
         let topics = group_by_topic(committed)
@@ -910,10 +944,13 @@ impl Core {
         ListGroupsResponse::default().with_groups(groups)
     }
 
+    /// Describes each distinct group once, however often the request names it.
     pub fn describe_groups(&self, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let mut seen = std::collections::HashSet::new();
         let groups = request
             .groups
             .into_iter()
+            .filter(|id| seen.insert(id.clone()))
             .map(|id| match self.groups.describe(&id) {
                 None => DescribedGroup::default().with_group_id(id).with_group_state(s("Dead")),
                 Some(description) => DescribedGroup::default()
@@ -982,6 +1019,12 @@ fn group_by_topic(committed: Vec<(String, i32, Option<Committed>)>) -> BTreeMap<
         by_topic.entry(topic).or_default().push((partition, c));
     }
     by_topic
+}
+
+/// The items in first-seen order, each once.
+fn distinct<T: Clone + Eq + std::hash::Hash>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    items.into_iter().filter(|item| seen.insert(item.clone())).collect()
 }
 
 fn split_committed(committed: Option<Committed>) -> (i64, String) {

@@ -59,6 +59,13 @@ pub struct Settings {
     /// Most partitions of all topics together; each keeps its active segment file open. `None`: as many as the
     /// process's open-file limit allows next to `max_connections` (at most [`DEFAULT_MAX_PARTITIONS`]).
     pub max_partitions: Option<usize>,
+    /// The most protocol metadata (all protocols together) a group member may bring, and the largest assignment
+    /// a leader may hand a member, in bytes; the coordinator keeps both for as long as the member stays.
+    pub max_member_metadata_bytes: usize,
+    /// Members one consumer group may have (Kafka's `group.max.size`).
+    pub max_group_members: usize,
+    /// Consumer groups (with members or committed offsets) the broker holds; a new one beyond is refused.
+    pub max_groups: usize,
 }
 
 /// The partition limit when the open-file limit allows more.
@@ -84,6 +91,9 @@ impl Settings {
             initial_rebalance_delay: Duration::from_millis(100),
             advertise: None,
             max_partitions: None,
+            max_member_metadata_bytes: 1 << 20,
+            max_group_members: 1000,
+            max_groups: 10_000,
         }
     }
 }
@@ -200,7 +210,18 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
             "cut an incomplete batch off the end of the log (written when the broker stopped abruptly; never acknowledged)"
         );
     }
-    let groups = groups::Coordinator::open(&settings.data_dir.join("groups"), settings.initial_rebalance_delay)?;
+    let limits = groups::Limits {
+        max_member_metadata_bytes: settings.max_member_metadata_bytes,
+        max_group_members: settings.max_group_members,
+        max_groups: settings.max_groups,
+    };
+    let groups = groups::Coordinator::open(
+        &settings.data_dir.join("groups"),
+        settings.initial_rebalance_delay,
+        limits,
+        |name| topics.get(name).map(|t| t.id),
+        |name, index| topics.partition(name, index).map(|p| p.log().end_offset()),
+    )?;
     let producer_ids = ProducerIds::open(&settings.data_dir.join("producer-ids"))?;
     let cluster_id = cluster_id(&settings.data_dir)?;
     let topics = Arc::new(topics);
