@@ -53,6 +53,16 @@ pub struct Settings {
     pub auto_create_topics: bool,
     /// How long a rebalance of an empty group waits for more members, so members started together share one.
     pub initial_rebalance_delay: Duration,
+    /// How long a client may take to send a request once its first byte has arrived; a slower one is closed
+    /// (its frame holds a connection slot and buffer permits meanwhile).
+    pub frame_timeout: Duration,
+    /// A connection with no new request and no answer pending for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    pub idle_timeout: Duration,
+    /// Request bytes all connections together may be reading or dispatching at once (Kafka's
+    /// `queued.max.request.bytes`); a connection waits for room before it allocates a frame, and a larger frame
+    /// is refused like one over `max_frame_bytes`.
+    pub max_inflight_request_bytes: usize,
 }
 
 impl Settings {
@@ -69,6 +79,9 @@ impl Settings {
             default_partitions: 1,
             auto_create_topics: true,
             initial_rebalance_delay: Duration::from_millis(100),
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_inflight_request_bytes: 256 << 20,
         }
     }
 }
@@ -88,6 +101,8 @@ pub struct Core {
     /// How many produce requests are still to be written but answered by closing the connection (a test seam
     /// for retries after a lost answer).
     lost_answers: std::sync::atomic::AtomicUsize,
+    /// What connections share: the connection registry, request bytes in flight, and gauges for tests.
+    network: server::Network,
 }
 
 /// A running embedded broker.
@@ -146,6 +161,26 @@ impl EmbeddedBroker {
         self.core.lost_answers.fetch_add(count, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Request bytes being read or dispatched right now, across all connections: for tests of
+    /// `max_inflight_request_bytes`.
+    #[doc(hidden)]
+    pub fn inflight_request_bytes(&self) -> usize {
+        self.core.network.inflight_request_bytes()
+    }
+
+    /// The most fetch answers ever read from the log and not yet written, at the same time: for tests that a
+    /// client pipelining fetches cannot make the broker hold their answers.
+    #[doc(hidden)]
+    pub fn fetch_answers_held_peak(&self) -> usize {
+        self.core.network.fetch_answers_held_peak()
+    }
+
+    /// Open connections: for tests of the connection limit and timeouts.
+    #[doc(hidden)]
+    pub fn connections(&self) -> usize {
+        self.core.network.connections()
+    }
+
     /// Where the data lives.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -189,6 +224,7 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),
         ip => ip.to_string(),
     };
+    let network = server::Network::new(&settings);
     Ok(Core {
         advertised: (host, i32::from(address.port())),
         settings,
@@ -199,6 +235,7 @@ fn open(settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         cluster_id,
         refusals: Mutex::default(),
         lost_answers: Default::default(),
+        network,
     })
 }
 
