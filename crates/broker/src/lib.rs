@@ -181,6 +181,12 @@ impl EmbeddedBroker {
         self.core.network.connections()
     }
 
+    /// Open connections reading a request or with an answer pending: for tests of which connection makes room.
+    #[doc(hidden)]
+    pub fn busy_connections(&self) -> usize {
+        self.core.network.busy_connections()
+    }
+
     /// Where the data lives.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

@@ -119,6 +119,11 @@ impl Network {
     pub fn connections(&self) -> usize {
         self.connections.lock().len()
     }
+
+    /// Open connections reading a request or with an answer pending.
+    pub fn busy_connections(&self) -> usize {
+        self.connections.lock().values().filter(|activity| !activity.is_idle()).count()
+    }
 }
 
 /// Room for one frame's bytes among those in flight, returned when dropped.

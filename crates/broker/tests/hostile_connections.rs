@@ -192,7 +192,8 @@ async fn at_the_limit_the_least_recently_active_idle_connection_makes_room() {
         open[index].write_all(&api_versions(index as i32)).await.unwrap();
         assert_eq!(timeout(PATIENCE, answer(&mut open[index])).await.unwrap().unwrap().0, index as i32);
     }
-    wait_until("all four are registered", PATIENCE, || async { broker.connections() == 4 }).await;
+    wait_until("all four are idle", PATIENCE, || async { broker.connections() == 4 && broker.busy_connections() == 0 })
+        .await;
     let mut newcomer = TcpStream::connect(address).await.unwrap();
     newcomer.write_all(&api_versions(9)).await.unwrap();
     assert_eq!(timeout(PATIENCE, answer(&mut newcomer)).await.unwrap().unwrap().0, 9, "the newcomer is answered");
@@ -215,9 +216,9 @@ async fn a_busy_connection_is_not_evicted_and_a_newcomer_is_refused_when_all_are
     // Busy: a long poll for data that never comes.
     let mut polling = TcpStream::connect(address).await.unwrap();
     polling.write_all(&request(ApiKey::Fetch, 4, 1, &fetch("quiet", 3000, 1, 1024))).await.unwrap();
-    let idle = TcpStream::connect(address).await.unwrap();
+    wait_until("the long poll is waiting", PATIENCE, || async { broker.busy_connections() == 1 }).await;
+    let mut idle = TcpStream::connect(address).await.unwrap();
     wait_until("both are registered", PATIENCE, || async { broker.connections() == 2 }).await;
-    let mut idle = idle;
     // The idle one makes room; the polling one is left alone.
     let mut second = TcpStream::connect(address).await.unwrap();
     second.write_all(&api_versions(2)).await.unwrap();
@@ -225,6 +226,7 @@ async fn a_busy_connection_is_not_evicted_and_a_newcomer_is_refused_when_all_are
     assert!(closed_within(&mut idle, PATIENCE).await, "the idle connection made room");
     // Now both are busy: the second has started a frame it does not finish.
     second.write_all(&100i32.to_be_bytes()).await.unwrap();
+    wait_until("both are busy", PATIENCE, || async { broker.busy_connections() == 2 }).await;
     let mut refused = TcpStream::connect(address).await.unwrap();
     assert!(closed_within(&mut refused, PATIENCE).await, "with every connection busy, the newcomer is refused");
     let (id, _) = timeout(PATIENCE, answer(&mut polling)).await.unwrap().unwrap();
@@ -295,14 +297,16 @@ async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
         hog.write_all(&vec![0u8; 64 << 10]).await.unwrap();
         hogs.push(hog);
     }
-    wait_until("one frame is admitted", PATIENCE, || async { broker.inflight_request_bytes() == frame }).await;
-    // The others wait for room instead of allocating: watched for a while, the total never exceeds the bound.
+    wait_until("a frame is admitted", PATIENCE, || async { broker.inflight_request_bytes() >= frame }).await;
+    // The others wait for room instead of allocating: watched for a while, the total never exceeds the bound, and
+    // only one frame fits in it.
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_millis(300) {
         let inflight = broker.inflight_request_bytes();
         assert!(inflight <= BOUND, "{inflight} bytes in flight, over the bound of {BOUND}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(broker.inflight_request_bytes(), frame, "exactly one frame is in flight");
     // A frame larger than the bound could never be admitted: it is refused at once.
     let mut huge = TcpStream::connect(address).await.unwrap();
     huge.write_all(&((2 * BOUND) as i32).to_be_bytes()).await.unwrap();
