@@ -451,7 +451,7 @@ impl Core {
                         watches.remove(gone);
                     }
                 }
-                core.fetch_once(&wanted, max_bytes, version).0
+                core.fetch_once(&wanted, max_bytes, version)
             }
             .boxed(),
         )
@@ -486,22 +486,15 @@ impl Core {
         (total, errored)
     }
 
-    /// One pass over the fetched partitions: the response, the record bytes in it, and whether any errored.
-    fn fetch_once(
-        &self,
-        wanted: &[(TopicName, Vec<FetchAt>)],
-        max_bytes: usize,
-        version: i16,
-    ) -> (FetchResponse, usize, bool) {
+    /// Reads the fetched partitions and builds the answer: the one pass that reads the log.
+    fn fetch_once(&self, wanted: &[(TopicName, Vec<FetchAt>)], max_bytes: usize, version: i16) -> FetchResponse {
         let mut total = 0usize;
-        let mut errored = false;
         let mut topics = Vec::new();
         for (name, partitions) in wanted {
             let mut out = Vec::new();
             for FetchAt { partition: index, offset, max_bytes: partition_max } in partitions {
                 let mut data = PartitionData::default().with_partition_index(*index);
                 let Some(partition) = self.topics.partition(name, *index) else {
-                    errored = true;
                     out.push(data.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_high_watermark(-1));
                     continue;
                 };
@@ -516,7 +509,6 @@ impl Core {
                 }
                 match plan {
                     Err(_) => {
-                        errored = true;
                         data.error_code = code::OFFSET_OUT_OF_RANGE;
                     }
                     Ok(None) => data.records = Some(Bytes::new()),
@@ -535,7 +527,6 @@ impl Core {
                                 }
                                 Err(error) => {
                                     tracing::error!(topic = %name.as_str(), partition = index, "cannot read the log: {error}");
-                                    errored = true;
                                     data.error_code = code::KAFKA_STORAGE_ERROR;
                                 }
                             }
@@ -546,7 +537,7 @@ impl Core {
             }
             topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(out));
         }
-        (FetchResponse::default().with_responses(topics), total, errored)
+        FetchResponse::default().with_responses(topics)
     }
 
     pub fn list_offsets(&self, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {

@@ -57,8 +57,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
 ];
 
-/// Answers queued per connection before its reader waits for the writer. Queued answers hold no response
-/// bytes yet beyond small fixed-size ones: a fetch reads the log only when the writer polls it.
+/// Answers queued per connection before its reader waits for the writer. A queued fetch holds no records: it reads
+/// the log only when the writer polls it, so a client that pipelines fetches and never reads pins one answer, not
+/// 64. Other answers are small, or sized by the broker's own state (metadata), never by the log.
 const QUEUED_ANSWERS: usize = 64;
 const UNSUPPORTED_VERSION: i16 = 35;
 
@@ -103,7 +104,8 @@ impl Network {
         self.inflight_granted.load(Ordering::SeqCst)
     }
 
-    /// Waits for room for a frame of `bytes` (at most `inflight_limit`); `None` once the broker is stopping.
+    /// Waits for room for a frame of `bytes` (a frame length, so at most `i32::MAX`, and the caller has checked it
+    /// is at most `inflight_limit`). `None` only if the semaphore were closed, which nothing does.
     async fn room_for(&self, bytes: usize) -> Option<Room<'_>> {
         let permit = self.inflight.acquire_many(bytes as u32).await.ok()?;
         self.inflight_granted.fetch_add(bytes, Ordering::SeqCst);
@@ -379,7 +381,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
             // The semaphore is fair, so a large frame is not starved by a stream of small ones.
             let room = match tokio::time::timeout_at(deadline, network.room_for(length as usize)).await {
                 Err(_) => return Err(timed_out().into()),
-                Ok(None) => return Err("the broker is stopping".to_string().into()),
+                Ok(None) => return Err("no room for requests (the in-flight bound is closed)".to_string().into()),
                 Ok(Some(room)) => room,
             };
             // Read into uninitialised capacity: zeroing megabytes of produce data first would cost as much as
