@@ -745,6 +745,20 @@ mod tests {
         assert!(refused.contains("left over"), "{refused}");
     }
 
+    #[test]
+    fn librdkafkas_padded_all_topics_metadata_request_is_answered_but_more_padding_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        // Metadata v12 for all topics exactly as librdkafka 2.x sends it: the body (null topics, two false flags,
+        // no tags) and then three zero bytes.
+        let mut frame = vec![0, 3, 0, 12, 0, 0, 0, 3, 0, 7];
+        frame.extend_from_slice(b"rdkafka");
+        frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(dispatch(&core, Bytes::from(frame.clone()), peer()).is_ok(), "librdkafka's request is answered");
+        frame.push(0);
+        assert!(dispatch(&core, Bytes::from(frame), peer()).is_err(), "a fourth byte is not padding we know");
+    }
+
     proptest! {
         #[test]
         fn props_any_request_bytes_are_answered_or_refused_never_a_panic(
