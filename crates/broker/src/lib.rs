@@ -45,7 +45,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// The largest record set one partition of a produce request may carry.
     pub max_batch_bytes: usize,
-    /// Connections beyond this are closed at once.
+    /// At most this many connections: at the limit the least recently active idle one is closed to admit a new
+    /// one, and if every one is busy the new one is closed at once.
     pub max_connections: usize,
     /// Partitions of a topic created on first use or without a count.
     pub default_partitions: i32,
