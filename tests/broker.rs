@@ -214,10 +214,14 @@ async fn connections_beyond_the_limit_are_closed_and_the_rest_keep_working() {
     settings.max_connections = 2;
     let broker = EmbeddedBroker::start(settings).await.unwrap();
     let address = broker.address();
-    let _first = TcpStream::connect(address).await.unwrap();
-    let _second = TcpStream::connect(address).await.unwrap();
+    // Both are busy, each part-way through a request: an idle one would be closed to make room instead.
+    let mut first = TcpStream::connect(address).await.unwrap();
+    first.write_all(&100i32.to_be_bytes()).await.unwrap();
+    let mut second = TcpStream::connect(address).await.unwrap();
+    second.write_all(&100i32.to_be_bytes()).await.unwrap();
+    wait_until("both requests are being read", || async { broker.inflight_request_bytes() == 200 }).await;
     assert!(closes_after(address, &[]).await, "the third connection is closed at once");
-    drop((_first, _second));
+    drop((first, second));
     wait_until("a freed slot admits a client again", || async {
         admin::metadata(&address.to_string(), None, Duration::from_secs(2)).await.is_ok()
     })

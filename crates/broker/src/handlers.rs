@@ -474,50 +474,75 @@ impl Core {
             .flat_map(|(t, ps)| ps.iter().filter_map(|at| core.topics.partition(t, at.partition)))
             .map(|p| p.watch())
             .collect();
-        let first = core.fetch_once(&wanted, max_bytes, version);
-        if first.1 >= min_bytes || first.2 || watches.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Pending::Now(first.0);
-        }
+        // Nothing is read here. The connection's writer polls answers one at a time, in order, when it is ready to
+        // send each, so reading in the future makes pipelined fetches hold no records while they queue. Fetch
+        // changes no state, so answering from the log as it is then keeps the order guarantees. While waiting
+        // for `min_bytes`, what is available comes from read plans, not reads: the log is read once, to answer.
         Pending::Later(
             async move {
-                while !watches.is_empty() {
+                loop {
+                    let (available, errored) = core.fetch_available(&wanted, max_bytes);
+                    if available >= min_bytes
+                        || errored
+                        || watches.is_empty()
+                        || tokio::time::Instant::now() >= deadline
+                    {
+                        break;
+                    }
                     let changed = futures::future::select_all(watches.iter_mut().map(|w| w.changed().boxed()));
                     let outcome = match tokio::time::timeout_at(deadline, changed).await {
                         Err(_) => break,
                         Ok((result, index, _)) => result.map_err(|_| index),
                     };
                     if let Err(gone) = outcome {
-                        // The partition is gone (its topic was deleted): stop watching it, and say so at once.
+                        // The partition is gone (its topic was deleted): stop watching it; the next look says so.
                         watches.remove(gone);
                     }
-                    let (response, bytes, error) = core.fetch_once(&wanted, max_bytes, version);
-                    if bytes >= min_bytes || error || tokio::time::Instant::now() >= deadline {
-                        return response;
-                    }
                 }
-                tokio::time::sleep_until(deadline).await;
-                core.fetch_once(&wanted, max_bytes, version).0
+                core.fetch_once(&wanted, max_bytes, version)
             }
             .boxed(),
         )
     }
 
-    /// One pass over the fetched partitions: the response, the record bytes in it, and whether any errored.
-    fn fetch_once(
-        &self,
-        wanted: &[(TopicName, Vec<FetchAt>)],
-        max_bytes: usize,
-        version: i16,
-    ) -> (FetchResponse, usize, bool) {
+    /// The record bytes a fetch would answer with now, from read plans (the log's positions, not its data), and
+    /// whether any partition errored. It can overestimate by the part of a batch that does not fit a budget;
+    /// like Kafka's, `min_bytes` is a hint to wait, not a promise about the answer.
+    fn fetch_available(&self, wanted: &[(TopicName, Vec<FetchAt>)], max_bytes: usize) -> (usize, bool) {
         let mut total = 0usize;
         let mut errored = false;
+        for (name, partitions) in wanted {
+            for at in partitions {
+                let Some(partition) = self.topics.partition(name, at.partition) else {
+                    errored = true;
+                    continue;
+                };
+                let plan = partition.log().plan_read(at.offset);
+                match plan {
+                    Err(_) => errored = true,
+                    Ok(None) => {}
+                    Ok(Some(plan)) => {
+                        // The same budget as `fetch_once`'s, so both agree on what would be answered.
+                        let budget = at.max_bytes.min(max_bytes.saturating_sub(total));
+                        let budget = if total == 0 { budget.max(1) } else { budget };
+                        let planned = usize::try_from(plan.bytes_planned()).unwrap_or(usize::MAX);
+                        total = total.saturating_add(planned.min(budget));
+                    }
+                }
+            }
+        }
+        (total, errored)
+    }
+
+    /// Reads the fetched partitions and builds the answer: the one pass that reads the log.
+    fn fetch_once(&self, wanted: &[(TopicName, Vec<FetchAt>)], max_bytes: usize, version: i16) -> FetchResponse {
+        let mut total = 0usize;
         let mut topics = Vec::new();
         for (name, partitions) in wanted {
             let mut out = Vec::new();
             for FetchAt { partition: index, offset, max_bytes: partition_max } in partitions {
                 let mut data = PartitionData::default().with_partition_index(*index);
                 let Some(partition) = self.topics.partition(name, *index) else {
-                    errored = true;
                     out.push(data.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION).with_high_watermark(-1));
                     continue;
                 };
@@ -532,7 +557,6 @@ impl Core {
                 }
                 match plan {
                     Err(_) => {
-                        errored = true;
                         data.error_code = code::OFFSET_OUT_OF_RANGE;
                     }
                     Ok(None) => data.records = Some(Bytes::new()),
@@ -543,6 +567,7 @@ impl Core {
                         if budget == 0 {
                             data.records = Some(Bytes::new());
                         } else {
+                            self.network.fetch_log_reads.fetch_add(1, Ordering::Relaxed);
                             match plan.read(budget) {
                                 Ok(bytes) => {
                                     total += bytes.len();
@@ -550,7 +575,6 @@ impl Core {
                                 }
                                 Err(error) => {
                                     tracing::error!(topic = %name.as_str(), partition = index, "cannot read the log: {error}");
-                                    errored = true;
                                     data.error_code = code::KAFKA_STORAGE_ERROR;
                                 }
                             }
@@ -561,7 +585,7 @@ impl Core {
             }
             topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(out));
         }
-        (FetchResponse::default().with_responses(topics), total, errored)
+        FetchResponse::default().with_responses(topics)
     }
 
     pub fn list_offsets(&self, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {

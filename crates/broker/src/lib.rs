@@ -45,7 +45,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// The largest record set one partition of a produce request may carry.
     pub max_batch_bytes: usize,
-    /// Connections beyond this are closed at once.
+    /// At most this many connections: at the limit the least recently active idle one is closed to admit a new
+    /// one, and if every one is busy the new one is closed at once.
     pub max_connections: usize,
     /// Partitions of a topic created on first use or without a count.
     pub default_partitions: i32,
@@ -66,6 +67,16 @@ pub struct Settings {
     pub max_group_members: usize,
     /// Consumer groups (with members or committed offsets) the broker holds; a new one beyond is refused.
     pub max_groups: usize,
+    /// How long a client may take to send a request once its first byte has arrived; a slower one is closed
+    /// (its frame holds a connection slot and buffer permits meanwhile).
+    pub frame_timeout: Duration,
+    /// A connection with no new request and no answer pending for this long is closed (Kafka's
+    /// `connections.max.idle.ms`).
+    pub idle_timeout: Duration,
+    /// Request bytes all connections together may be reading or dispatching at once (Kafka's
+    /// `queued.max.request.bytes`); a connection waits for room before it allocates a frame, and a larger frame
+    /// is refused like one over `max_frame_bytes`.
+    pub max_inflight_request_bytes: usize,
 }
 
 /// The partition limit when the open-file limit allows more.
@@ -94,6 +105,9 @@ impl Settings {
             max_member_metadata_bytes: 1 << 20,
             max_group_members: 1000,
             max_groups: 10_000,
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10 * 60),
+            max_inflight_request_bytes: 256 << 20,
         }
     }
 }
@@ -113,6 +127,8 @@ pub struct Core {
     /// How many produce requests are still to be written but answered by closing the connection (a test seam
     /// for retries after a lost answer).
     lost_answers: std::sync::atomic::AtomicUsize,
+    /// What connections share: the connection registry, request bytes in flight, and gauges for tests.
+    network: server::Network,
 }
 
 /// A running embedded broker.
@@ -176,6 +192,32 @@ impl EmbeddedBroker {
         self.core.lost_answers.fetch_add(count, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Request bytes being read or dispatched right now, across all connections: for tests of
+    /// `max_inflight_request_bytes`.
+    #[doc(hidden)]
+    pub fn inflight_request_bytes(&self) -> usize {
+        self.core.network.inflight_request_bytes()
+    }
+
+    /// The most fetch answers ever read from the log and not yet written, at the same time: for tests that a
+    /// client pipelining fetches cannot make the broker hold their answers.
+    #[doc(hidden)]
+    pub fn fetch_answers_held_peak(&self) -> usize {
+        self.core.network.fetch_answers_held_peak()
+    }
+
+    /// Open connections: for tests of the connection limit and timeouts.
+    #[doc(hidden)]
+    pub fn connections(&self) -> usize {
+        self.core.network.connections()
+    }
+
+    /// Open connections reading a request or with an answer pending: for tests of which connection makes room.
+    #[doc(hidden)]
+    pub fn busy_connections(&self) -> usize {
+        self.core.network.busy_connections()
+    }
+
     /// Where the data lives.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -231,6 +273,7 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         Some((host, port)) => (host.clone(), i32::from(*port)),
         None => (address.ip().to_string(), i32::from(address.port())),
     };
+    let network = server::Network::new(&settings);
     Ok(Core {
         advertised,
         settings,
@@ -241,6 +284,7 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         cluster_id,
         refusals: Mutex::default(),
         lost_answers: Default::default(),
+        network,
     })
 }
 

@@ -1,14 +1,24 @@
 //! The network side: accepting connections, framing, version negotiation, dispatch, and writing answers in order.
 //!
 //! Each connection has a reader (frames in, handlers called in arrival order) and a writer (answers out in the
-//! same order, each awaited in turn), joined by a bounded queue so a slow client slows only itself. A frame over
-//! the size limit is refused before anything is allocated for it; a malformed request closes that connection
-//! with a log line. Nothing a client sends can panic the broker: decoding runs under `catch_unwind` as a last
-//! line of defence.
+//! same order, each awaited in turn), joined by a bounded queue so a slow client slows only itself. What clients
+//! can make the broker hold is bounded by configuration, not by their patience: at most `max_connections`
+//! connections, and at the limit the least recently active idle one (nothing being read, no answer pending) is
+//! closed to admit a new one; a started frame must arrive whole within `frame_timeout`, and a connection with
+//! nothing in flight is closed after `idle_timeout`; request bytes being read or dispatched, across all
+//! connections, stay within `max_inflight_request_bytes` (permits are taken before a frame's buffer is
+//! allocated); and a fetch answer reads the log only when the writer is ready to send it, so a connection holds at
+//! most one read fetch answer however many fetches it pipelines. A frame over the size limits is refused before
+//! anything is allocated for it; a malformed request, including one with bytes left over after its body, closes
+//! that connection with a log line. Nothing a client sends can panic the broker: decoding runs under
+//! `catch_unwind` as a last line of defence.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::FutureExt as _;
@@ -16,13 +26,15 @@ use futures::future::BoxFuture;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Core;
 use super::handlers::Pending;
+use super::{Core, Settings};
 
 /// The APIs and versions the broker implements, and advertises through ApiVersions.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -45,7 +57,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
 ];
 
-/// Answers queued per connection before its reader waits for the writer.
+/// Answers queued per connection before its reader waits for the writer. A queued fetch holds no records: it reads
+/// the log only when the writer polls it, so a client that pipelines fetches and never reads pins one answer, not
+/// 64. Other answers are small, or sized by the broker's own state (metadata), never by the log.
 const QUEUED_ANSWERS: usize = 64;
 const UNSUPPORTED_VERSION: i16 = 35;
 
@@ -53,23 +67,211 @@ fn supported(key: ApiKey, version: i16) -> bool {
     SUPPORTED.iter().any(|(k, min, max)| *k == key && (*min..=*max).contains(&version))
 }
 
+/// What all connections share: who is connected and how busy, the request bytes in flight, and gauges for tests.
+pub struct Network {
+    connections: Registry,
+    /// One permit per request byte being read or dispatched, across all connections (Kafka's
+    /// `queued.max.request.bytes`): taken before a frame's buffer is allocated, returned once it is dispatched.
+    inflight: Semaphore,
+    inflight_limit: usize,
+    /// Request bytes granted permits, for tests. Not `inflight_limit` minus the available permits: the semaphore
+    /// sets aside permits for the frame first in line while it waits for the rest, and those are not allocated.
+    inflight_granted: AtomicUsize,
+    /// Fetch answers read from the log and not yet written out (or dropped with their connection).
+    fetch_answers_held: AtomicUsize,
+    /// The most fetch answers ever held at once.
+    fetch_answers_held_peak: AtomicUsize,
+    /// How many partition reads fetches have made: tests check that the log is read once, when answering.
+    pub(crate) fetch_log_reads: AtomicU64,
+}
+
+impl Network {
+    pub fn new(settings: &Settings) -> Network {
+        let inflight_limit = settings.max_inflight_request_bytes.min(Semaphore::MAX_PERMITS);
+        Network {
+            connections: Registry::new(),
+            inflight: Semaphore::new(inflight_limit),
+            inflight_limit,
+            inflight_granted: AtomicUsize::new(0),
+            fetch_answers_held: AtomicUsize::new(0),
+            fetch_answers_held_peak: AtomicUsize::new(0),
+            fetch_log_reads: AtomicU64::new(0),
+        }
+    }
+
+    /// Request bytes being read, or read and not yet dispatched, across all connections.
+    pub fn inflight_request_bytes(&self) -> usize {
+        self.inflight_granted.load(Ordering::SeqCst)
+    }
+
+    /// Waits for room for a frame of `bytes` (a frame length, so at most `i32::MAX`, and the caller has checked it
+    /// is at most `inflight_limit`). `None` only if the semaphore were closed, which nothing does.
+    async fn room_for(&self, bytes: usize) -> Option<Room<'_>> {
+        let permit = self.inflight.acquire_many(bytes as u32).await.ok()?;
+        self.inflight_granted.fetch_add(bytes, Ordering::SeqCst);
+        Some(Room { _permit: permit, bytes, granted: &self.inflight_granted })
+    }
+
+    /// The most fetch answers that were ever read and not yet written, at the same time.
+    pub fn fetch_answers_held_peak(&self) -> usize {
+        self.fetch_answers_held_peak.load(Ordering::SeqCst)
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.connections.lock().len()
+    }
+
+    /// Open connections reading a request or with an answer pending.
+    pub fn busy_connections(&self) -> usize {
+        self.connections.lock().values().filter(|activity| !activity.is_idle()).count()
+    }
+}
+
+/// Room for one frame's bytes among those in flight, returned when dropped.
+struct Room<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    bytes: usize,
+    granted: &'a AtomicUsize,
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        self.granted.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// A fetch answer counted as held from when its records were read until it is dropped (after it is written).
+pub struct Held(Arc<Core>);
+
+impl Held {
+    fn new(core: Arc<Core>) -> Held {
+        let network = &core.network;
+        let now = network.fetch_answers_held.fetch_add(1, Ordering::SeqCst) + 1;
+        network.fetch_answers_held_peak.fetch_max(now, Ordering::SeqCst);
+        Held(core)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.network.fetch_answers_held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The open connections, by id, with how busy each is: what the accept loop looks at to make room.
+struct Registry {
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry { epoch: Instant::now(), next_id: AtomicU64::new(0), open: Mutex::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Activity>>> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new connection. At the limit, the least recently active idle connection is closed to make
+    /// room; `None` if every connection is busy.
+    ///
+    /// An idle connection can start a request between the scan and its cancellation; it is then closed with that
+    /// request half-read, which its client sees as any closed connection and retries. Closing only what is idle
+    /// keeps a broker full of slow but real work from dropping it for newcomers.
+    fn admit(&self, limit: usize, peer: SocketAddr) -> Option<(u64, Arc<Activity>)> {
+        let mut open = self.lock();
+        if open.len() >= limit {
+            let victim = open
+                .iter()
+                .filter(|(_, activity)| activity.busy.load(Ordering::SeqCst) == 0)
+                .min_by_key(|(_, activity)| activity.last_active.load(Ordering::SeqCst))
+                .map(|(id, _)| *id)?;
+            let evicted = open.remove(&victim).expect("the victim is registered");
+            evicted.close.cancel();
+            tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active idle connection to admit a new one");
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity {
+            epoch: self.epoch,
+            peer,
+            last_active: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            close: CancellationToken::new(),
+        });
+        activity.touch();
+        open.insert(id, activity.clone());
+        Some((id, activity))
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+}
+
+/// How busy one connection is. Updated with atomics on every request and answer, read under the registry's lock
+/// only when the connection limit is reached.
+struct Activity {
+    epoch: Instant,
+    peer: SocketAddr,
+    /// When the connection last started a request or finished an answer, in microseconds since `epoch`.
+    last_active: AtomicU64,
+    /// Requests being read plus answers not yet written: the connection is idle when this is 0. A request counts
+    /// from its first byte until its answer is written, so there is no idle gap in between.
+    busy: AtomicUsize,
+    /// Cancelled to close the connection.
+    close: CancellationToken,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_active.store(self.epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
+    }
+
+    fn last_active(&self) -> Instant {
+        self.epoch + Duration::from_micros(self.last_active.load(Ordering::SeqCst))
+    }
+
+    fn request_started(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+    }
+
+    /// Touched before the count drops, so a scan that sees the connection idle also sees when it became so.
+    fn answered(&self) {
+        self.touch();
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// `at + duration`, or a year later if that is past what an `Instant` holds (a timeout configured as "never").
+fn after(at: Instant, duration: Duration) -> Instant {
+    at.checked_add(duration).unwrap_or_else(|| at + Duration::from_secs(365 * 24 * 3600))
+}
+
 /// Accepts connections until `shutdown`, at most `max_connections` at a time.
 pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let permits = Arc::new(Semaphore::new(core.settings.max_connections));
+    let limit = core.settings.max_connections;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!("cannot accept a connection: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = shutdown.cancelled() => return,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, limit = core.settings.max_connections, "connection limit reached; closing the new connection");
+        let Some((id, activity)) = core.network.connections.admit(limit, peer) else {
+            tracing::warn!(%peer, limit, "connection limit reached and every connection is busy; closing the new connection");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -77,12 +279,16 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             tokio::select! {
-                result = connection(stream, peer, core) => if let Err(reason) = result {
-                    tracing::warn!(%peer, "closing the connection: {reason}");
+                result = connection(stream, peer, core.clone(), &activity) => match result {
+                    Ok(()) => {}
+                    Err(Closed::Idle(idle)) => tracing::debug!(%peer, "closing a connection idle for {idle:?} (idle_timeout)"),
+                    Err(Closed::Refused(reason)) => tracing::warn!(%peer, "closing the connection: {reason}"),
                 },
+                // Logged by the registry, which knows why.
+                _ = activity.close.cancelled() => {}
                 _ = shutdown.cancelled() => {}
             }
-            drop(permit);
+            core.network.connections.remove(id);
         });
     }
 }
@@ -91,6 +297,8 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
 pub enum Reply {
     /// A response frame.
     Frame(Bytes),
+    /// A fetch response frame, counted as held until written.
+    Fetched(Bytes, Held),
     /// No answer (`acks=0`).
     Nothing,
     /// Close the connection instead of answering.
@@ -100,53 +308,103 @@ pub enum Reply {
 /// An answer in the making.
 type Answer = BoxFuture<'static, Reply>;
 
-async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Result<(), String> {
+/// Why a connection was closed by the broker.
+enum Closed {
+    /// Nothing in flight for this long.
+    Idle(Duration),
+    /// What the client sent is refused: the reason, for the log.
+    Refused(String),
+}
+
+impl From<String> for Closed {
+    fn from(reason: String) -> Closed {
+        Closed::Refused(reason)
+    }
+}
+
+/// A client going away, politely or not, is not worth a warning.
+fn gone(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activity: &Activity) -> Result<(), Closed> {
     let (mut reader, mut writer) = stream.into_split();
     let (queue, mut answers) = mpsc::channel::<Answer>(QUEUED_ANSWERS);
     let write = async move {
         while let Some(answer) = answers.recv().await {
-            match answer.await {
-                Reply::Frame(frame) if writer.write_all(&frame).await.is_ok() => {}
-                Reply::Nothing => {}
-                Reply::Frame(_) | Reply::HangUp => return,
+            let written = match answer.await {
+                Reply::Frame(frame) => writer.write_all(&frame).await.is_ok(),
+                // The guard goes once the frame is in the socket, ending the answer's hold on memory.
+                Reply::Fetched(frame, _held) => writer.write_all(&frame).await.is_ok(),
+                Reply::Nothing => true,
+                Reply::HangUp => false,
+            };
+            activity.answered();
+            if !written {
+                return;
             }
         }
     };
     let read = async move {
+        let settings = &core.settings;
+        let network = &core.network;
         loop {
             let mut length = [0u8; 4];
-            match reader.read_exact(&mut length).await {
-                Ok(_) => {}
-                // A client going away, politely or not, is not worth a warning.
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    return Ok(());
-                }
-                Err(error) => return Err(format!("read failed: {error}")),
+            let first = match next_request(&mut reader, &mut length, activity, settings.idle_timeout).await? {
+                Ok(0) => return Ok(()),
+                Ok(first) => first,
+                Err(error) if gone(&error) => return Ok(()),
+                Err(error) => return Err(format!("read failed: {error}").into()),
+            };
+            activity.request_started();
+            // The deadline runs from the frame's first byte, so a frame trickled in byte by byte cannot hold its
+            // connection (and its permits) for longer than `frame_timeout`.
+            let deadline = after(Instant::now(), settings.frame_timeout);
+            let timed_out =
+                || format!("a request did not arrive whole within {:?} (frame_timeout)", settings.frame_timeout);
+            match tokio::time::timeout_at(deadline, reader.read_exact(&mut length[first..])).await {
+                Err(_) => return Err(timed_out().into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) if gone(&error) => return Ok(()),
+                Ok(Err(error)) => return Err(format!("read failed: {error}").into()),
             }
             let length = i32::from_be_bytes(length);
-            if length < 8 || length as usize > core.settings.max_frame_bytes {
+            let limit = settings.max_frame_bytes.min(network.inflight_limit);
+            if length < 8 || length as usize > limit {
                 return Err(format!(
-                    "a request of {length} bytes is outside 8..={} (max_frame_bytes)",
-                    core.settings.max_frame_bytes
-                ));
+                    "a request of {length} bytes is outside 8..={limit} (max_frame_bytes, max_inflight_request_bytes)"
+                )
+                .into());
             }
+            // The wait for room counts against the frame's deadline too: frames queued behind others that hog the
+            // bound then expire with them, rather than each taking its turn to hog it for a whole `frame_timeout`.
+            // The semaphore is fair, so a large frame is not starved by a stream of small ones.
+            let room = match tokio::time::timeout_at(deadline, network.room_for(length as usize)).await {
+                Err(_) => return Err(timed_out().into()),
+                Ok(None) => return Err("no room for requests (the in-flight bound is closed)".to_string().into()),
+                Ok(Some(room)) => room,
+            };
             // Read into uninitialised capacity: zeroing megabytes of produce data first would cost as much as
             // reading it.
             let mut frame = BytesMut::with_capacity(length as usize);
-            let mut body = (&mut reader).take(length as u64);
-            while frame.len() < length as usize {
-                match body.read_buf(&mut frame).await {
-                    Ok(0) => return Err("request cut short: the connection closed".into()),
-                    Ok(_) => {}
-                    Err(error) => return Err(format!("request cut short: {error}")),
+            let body = async {
+                let mut body = (&mut reader).take(length as u64);
+                while frame.len() < length as usize {
+                    match body.read_buf(&mut frame).await {
+                        Ok(0) => return Err("request cut short: the connection closed".to_string()),
+                        Ok(_) => {}
+                        Err(error) => return Err(format!("request cut short: {error}")),
+                    }
                 }
+                Ok(())
+            };
+            match tokio::time::timeout_at(deadline, body).await {
+                Err(_) => return Err(timed_out().into()),
+                Ok(result) => result?,
             }
             let answer = dispatch(&core, frame.freeze(), peer)?;
+            // Handlers take what they need from the frame while dispatching, so its bytes are no longer in flight.
+            drop(room);
             if queue.send(answer).await.is_err() {
                 return Ok(());
             }
@@ -156,6 +414,33 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>) -> Res
     tokio::select! {
         result = read => result,
         () = write => Ok(()),
+    }
+}
+
+/// Waits for the first bytes of the next request into `length`, or gives up with [`Closed::Idle`] once the
+/// connection has had nothing in flight and no new request for `idle_timeout`.
+async fn next_request(
+    reader: &mut OwnedReadHalf,
+    length: &mut [u8; 4],
+    activity: &Activity,
+    idle_timeout: Duration,
+) -> Result<std::io::Result<usize>, Closed> {
+    // While answers are pending the connection is not idle, however old its last request; its idle time starts
+    // again when the last answer is written (which touches `last_active`).
+    let mut not_before = Instant::now();
+    loop {
+        let deadline = after(activity.last_active(), idle_timeout).max(not_before);
+        tokio::select! {
+            // Cancel-safe: a read that loses the race has taken no bytes.
+            read = reader.read(&mut length[..]) => return Ok(read),
+            () = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                if activity.is_idle() && after(activity.last_active(), idle_timeout) <= now {
+                    return Err(Closed::Idle(idle_timeout));
+                }
+                not_before = after(now, idle_timeout.max(Duration::from_millis(1)));
+            }
+        }
     }
 }
 
@@ -178,10 +463,19 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
     let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;
     let id = header.correlation_id;
     let client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
+    // A body must fill its frame exactly: bytes left over mean the client and the broker disagree about the
+    // request's layout, and guessing what the client meant is worse than telling it, by closing, that it erred.
     macro_rules! decode {
-        ($type:ty) => {
-            decode_guarded(|| <$type>::decode(&mut frame, version))?
-        };
+        ($type:ty) => {{
+            let body = decode_guarded(|| <$type>::decode(&mut frame, version))?;
+            if frame.has_remaining() && !known_padding(key, version, &frame) {
+                return Err(format!(
+                    "malformed request: {} bytes left over after the {key:?} v{version} body",
+                    frame.remaining()
+                ));
+            }
+            body
+        }};
     }
     let answer = match key {
         ApiKey::ApiVersions => {
@@ -196,7 +490,7 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
             ready(encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
         }
         ApiKey::Produce => pending(id, key, version, core.produce(decode!(ProduceRequest), version)),
-        ApiKey::Fetch => pending(id, key, version, core.fetch(decode!(FetchRequest), version)),
+        ApiKey::Fetch => fetched(core, id, version, core.fetch(decode!(FetchRequest), version)),
         ApiKey::ListOffsets => {
             ready(encode(id, key, version, &core.list_offsets(decode!(ListOffsetsRequest), version)))
         }
@@ -221,6 +515,14 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
         other => return Err(format!("{other:?} is not supported")),
     };
     Ok(answer)
+}
+
+/// Leftover bytes that a real client is known to send and Kafka ignores. librdkafka (franz's own client) sends a
+/// flexible Metadata request for all topics (a null topic array) three bytes longer than its body: the array count
+/// is written into a 4-byte placeholder of which the compact count uses one. Refusing those would cut franz off
+/// from itself; three bytes are all it may leave, so the exception holds no more than the frame already did.
+fn known_padding(key: ApiKey, version: i16, leftover: &[u8]) -> bool {
+    key == ApiKey::Metadata && version >= 9 && leftover.len() <= 3
 }
 
 /// Runs a decoder, turning both its errors and any panic inside it into a message.
@@ -262,6 +564,34 @@ fn pending<T: Encodable + HeaderVersion + Send + 'static>(
         }
         Pending::Silent => futures::future::ready(Reply::Nothing).boxed(),
         Pending::HangUp => futures::future::ready(Reply::HangUp).boxed(),
+    }
+}
+
+/// A fetch answer: read when the writer first polls it (see `Core::fetch`), and counted as held from then until
+/// it is written.
+fn fetched(core: &Arc<Core>, id: i32, version: i16, answer: Pending<FetchResponse>) -> Answer {
+    let core = core.clone();
+    let key = ApiKey::Fetch;
+    match answer {
+        Pending::Now(body) => {
+            let held = Held::new(core);
+            futures::future::ready(hold(encode(id, key, version, &body).map_or(Reply::HangUp, Reply::Frame), held))
+                .boxed()
+        }
+        Pending::Later(future) => future
+            .map(move |body| {
+                let held = Held::new(core);
+                hold(encode(id, key, version, &body).map_or(Reply::HangUp, Reply::Frame), held)
+            })
+            .boxed(),
+        other => pending(id, key, version, other),
+    }
+}
+
+fn hold(reply: Reply, held: Held) -> Reply {
+    match reply {
+        Reply::Frame(frame) => Reply::Fetched(frame, held),
+        other => other,
     }
 }
 
@@ -328,6 +658,105 @@ mod tests {
         frame.put_i32(i32::MAX);
         frame.extend_from_slice(&[0u8; 16]);
         assert!(dispatch(&core, frame.freeze(), peer()).is_err());
+    }
+
+    fn fetch_frame(topic: &str, max_wait_ms: i32, min_bytes: i32) -> Bytes {
+        let partition = fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20);
+        let topic = fetch_request::FetchTopic::default()
+            .with_topic(TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![partition]);
+        let request = FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![topic]);
+        let mut frame = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(4)
+            .with_correlation_id(1);
+        header.encode(&mut frame, ApiKey::Fetch.request_header_version(4)).unwrap();
+        request.encode(&mut frame, 4).unwrap();
+        frame.freeze()
+    }
+
+    /// Appends one small batch to the partition, visible at once, and wakes its watchers.
+    fn append(partition: &crate::topics::Partition) {
+        let batch = crate::log::batch::tests::make_batch(0, &[b"hello"], (-1, -1, -1));
+        let header = partition.log().append(&batch, true).unwrap();
+        partition.publish(header.next_offset());
+    }
+
+    fn log_reads(core: &Core) -> u64 {
+        core.network.fetch_log_reads.load(Ordering::SeqCst)
+    }
+
+    // Regression: fetch answers were read when the request arrived, so queued answers of a client that does not
+    // read pinned their records.
+    #[tokio::test]
+    async fn a_queued_fetch_answer_reads_the_log_only_when_polled() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let partition = core.topics.create("t", 1).unwrap().partitions[0].clone();
+        append(&partition);
+        let answer = dispatch(&core, fetch_frame("t", 0, 1), peer()).unwrap();
+        assert_eq!(log_reads(&core), 0, "dispatching a fetch reads nothing");
+        let Reply::Fetched(frame, _held) = answer.await else { panic!("the fetch is answered") };
+        assert_eq!(log_reads(&core), 1, "answering reads the log once");
+        assert_eq!(core.network.fetch_answers_held.load(Ordering::SeqCst), 1, "held until written");
+        assert!(frame.len() > 60, "the answer carries the batch");
+    }
+
+    // Regression: a long poll whose min_bytes was never reached re-read up to max_bytes on every watermark change.
+    #[tokio::test]
+    async fn a_long_poll_for_more_than_arrives_reads_the_log_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let partition = core.topics.create("t", 1).unwrap().partitions[0].clone();
+        append(&partition);
+        let mut answer = dispatch(&core, fetch_frame("t", 300, i32::MAX), peer()).unwrap();
+        for _ in 0..5 {
+            append(&partition);
+            // Each poll sees the watermark move, looks at what is available, and goes back to waiting.
+            assert!(futures::poll!(&mut answer).is_pending(), "min_bytes is not reached");
+        }
+        assert_eq!(log_reads(&core), 0, "waiting reads nothing");
+        let Reply::Fetched(frame, _held) = answer.await else { panic!("the fetch is answered at max_wait") };
+        assert_eq!(log_reads(&core), 1, "the log is read once, to answer");
+        let mut body = frame.slice(8..);
+        let response = FetchResponse::decode(&mut body, 4).unwrap();
+        let records = response.responses[0].partitions[0].records.clone().unwrap();
+        let one = crate::log::batch::tests::make_batch(0, &[b"hello"], (-1, -1, -1)).len();
+        assert_eq!(records.len(), 6 * one, "the answer has all six batches");
+    }
+
+    #[test]
+    fn bytes_after_a_request_body_are_a_malformed_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let mut frame = BytesMut::new();
+        frame.put_i16(ApiKey::ApiVersions as i16);
+        frame.put_i16(0);
+        frame.put_i32(7);
+        frame.put_i16(-1);
+        assert!(dispatch(&core, frame.clone().freeze(), peer()).is_ok(), "the exact request is answered");
+        frame.put_u8(0);
+        let refused = dispatch(&core, frame.freeze(), peer()).err().expect("one extra byte is refused");
+        assert!(refused.contains("left over"), "{refused}");
+    }
+
+    #[test]
+    fn librdkafkas_padded_all_topics_metadata_request_is_answered_but_more_padding_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        // Metadata v12 for all topics exactly as librdkafka 2.x sends it: the body (null topics, two false flags,
+        // no tags) and then three zero bytes.
+        let mut frame = vec![0, 3, 0, 12, 0, 0, 0, 3, 0, 7];
+        frame.extend_from_slice(b"rdkafka");
+        frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(dispatch(&core, Bytes::from(frame.clone()), peer()).is_ok(), "librdkafka's request is answered");
+        frame.push(0);
+        assert!(dispatch(&core, Bytes::from(frame), peer()).is_err(), "a fourth byte is not padding we know");
     }
 
     proptest! {

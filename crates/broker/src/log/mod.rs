@@ -645,6 +645,11 @@ fn recover_active(active: &mut Segment, config: &LogConfig, producers: &mut Prod
 }
 
 impl ReadPlan {
+    /// The bytes between the planned start and the end of what may be read, without reading them.
+    pub fn bytes_planned(&self) -> u64 {
+        self.end - self.start
+    }
+
     /// Reads whole batches from the planned start, at most `max_bytes` of them unless the first batch alone is
     /// bigger (then that batch, so a consumer can always make progress).
     pub fn read(&self, max_bytes: usize) -> io::Result<Vec<u8>> {

@@ -1,0 +1,370 @@
+//! Clients that misbehave on purpose (half-sent frames, idle sockets, pipelined fetches never read, oversized or
+//! padded requests) cannot crowd out real clients or make the broker hold more than its configured limits.
+//! Each test is a regression test for a defect a reviewer reproduced against the broker, named in its comment.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use franz_broker::{Durability, EmbeddedBroker, Settings};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record, RecordBatchEncoder,
+    RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::{Instant, timeout, timeout_at};
+
+/// How long any condition a test waits for may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn start(configure: impl FnOnce(&mut Settings)) -> (EmbeddedBroker, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
+    settings.durability = Durability::Os;
+    configure(&mut settings);
+    (EmbeddedBroker::start(settings).await.unwrap(), data)
+}
+
+/// Polls `condition` until it holds, failing the test with `what` after `within`.
+async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "waited {within:?} for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request frame, size prefix included.
+fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("hostile")))
+        .encode(&mut frame, key.request_header_version(version))
+        .unwrap();
+    body.encode(&mut frame, version).unwrap();
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    frame.to_vec()
+}
+
+fn api_versions(correlation_id: i32) -> Vec<u8> {
+    request(ApiKey::ApiVersions, 0, correlation_id, &ApiVersionsRequest::default())
+}
+
+/// Reads one answer: its correlation id and the rest of its frame.
+async fn answer(stream: &mut TcpStream) -> io::Result<(i32, Vec<u8>)> {
+    let length = stream.read_i32().await?;
+    let correlation_id = stream.read_i32().await?;
+    let mut rest = vec![0u8; length as usize - 4];
+    stream.read_exact(&mut rest).await?;
+    Ok((correlation_id, rest))
+}
+
+/// Whether a fresh connection gets an ApiVersions answer within a second.
+async fn answered(address: SocketAddr) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(address).await?;
+        stream.write_all(&api_versions(7)).await?;
+        answer(&mut stream).await
+    };
+    matches!(timeout(Duration::from_secs(1), attempt).await, Ok(Ok((7, _))))
+}
+
+/// Whether the broker closes `stream` within `within`, discarding whatever it sends first.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buffer = [0u8; 4096];
+    loop {
+        match timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+async fn create_topic(address: SocketAddr, name: &'static str) {
+    let topic = create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str(name)))
+        .with_num_partitions(1)
+        .with_replication_factor(1);
+    let body = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000);
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(&request(ApiKey::CreateTopics, 2, 1, &body)).await.unwrap();
+    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
+    assert_eq!(id, 1);
+}
+
+/// Produces one record of `value_bytes` bytes to partition 0 of `topic` and waits for the acknowledgement.
+async fn produce(address: SocketAddr, topic: &'static str, value_bytes: usize) {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+        producer_id: NO_PRODUCER_ID,
+        producer_epoch: NO_PRODUCER_EPOCH,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: NO_SEQUENCE,
+        timestamp: 0,
+        key: None,
+        value: Some(Bytes::from(vec![b'x'; value_bytes])),
+        headers: Default::default(),
+    };
+    let mut records = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut records, [&record], &options).unwrap();
+    let partition = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze()));
+    let data = produce_request::TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_static_str(topic)))
+        .with_partition_data(vec![partition]);
+    let body = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![data]);
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(&request(ApiKey::Produce, 3, 2, &body)).await.unwrap();
+    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
+    assert_eq!(id, 2);
+}
+
+fn fetch(topic: &'static str, max_wait_ms: i32, min_bytes: i32, max_bytes: i32) -> FetchRequest {
+    let partition = fetch_request::FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(0)
+        .with_partition_max_bytes(max_bytes);
+    let topic = fetch_request::FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str(topic)))
+        .with_partitions(vec![partition]);
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![topic])
+}
+
+// Regression: 1,100 sockets that each sent a 4-byte length and nothing more filled the connection limit, and
+// from then on every new client was refused, forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn half_sent_connections_beyond_the_limit_cannot_lock_out_a_new_client() {
+    let (broker, _data) = start(|s| {
+        s.max_connections = 32;
+        s.frame_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let address = broker.address();
+    let mut hogs = Vec::new();
+    for _ in 0..40 {
+        let mut hog = TcpStream::connect(address).await.unwrap();
+        // Refused ones may already be closed: a failed write is fine.
+        let _ = hog.write_all(&1000i32.to_be_bytes()).await;
+        hogs.push(hog);
+    }
+    wait_until("a new client is answered", PATIENCE, || answered(address)).await;
+    for hog in &mut hogs {
+        assert!(closed_within(hog, PATIENCE).await, "every half-sent connection is closed");
+    }
+    broker.stop().await;
+}
+
+// Regression: nothing evicted idle connections, so the limit was reached by sockets doing nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_limit_the_least_recently_active_idle_connection_makes_room() {
+    let (broker, _data) = start(|s| s.max_connections = 4).await;
+    let address = broker.address();
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(TcpStream::connect(address).await.unwrap());
+    }
+    // Each asks something, the first one last: the second is then the least recently active.
+    for index in [1, 2, 3, 0] {
+        open[index].write_all(&api_versions(index as i32)).await.unwrap();
+        assert_eq!(timeout(PATIENCE, answer(&mut open[index])).await.unwrap().unwrap().0, index as i32);
+    }
+    wait_until("all four are idle", PATIENCE, || async { broker.connections() == 4 && broker.busy_connections() == 0 })
+        .await;
+    let mut newcomer = TcpStream::connect(address).await.unwrap();
+    newcomer.write_all(&api_versions(9)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut newcomer)).await.unwrap().unwrap().0, 9, "the newcomer is answered");
+    assert!(closed_within(&mut open[1], PATIENCE).await, "the least recently active connection was closed");
+    for index in [0, 2, 3] {
+        open[index].write_all(&api_versions(20 + index as i32)).await.unwrap();
+        let (id, _) = timeout(PATIENCE, answer(&mut open[index])).await.unwrap().unwrap();
+        assert_eq!(id, 20 + index as i32, "connection {index} still works");
+    }
+    broker.stop().await;
+}
+
+// Regression: a connection waiting for an answer must never be closed to admit a newcomer; with every
+// connection busy, the newcomer is the one refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_connection_is_not_evicted_and_a_newcomer_is_refused_when_all_are_busy() {
+    let (broker, _data) = start(|s| s.max_connections = 2).await;
+    let address = broker.address();
+    create_topic(address, "quiet").await;
+    // Busy: a long poll for data that never comes.
+    let mut polling = TcpStream::connect(address).await.unwrap();
+    polling.write_all(&request(ApiKey::Fetch, 4, 1, &fetch("quiet", 3000, 1, 1024))).await.unwrap();
+    wait_until("the long poll is waiting", PATIENCE, || async { broker.busy_connections() == 1 }).await;
+    let mut idle = TcpStream::connect(address).await.unwrap();
+    wait_until("both are registered", PATIENCE, || async { broker.connections() == 2 }).await;
+    // The idle one makes room; the polling one is left alone.
+    let mut second = TcpStream::connect(address).await.unwrap();
+    second.write_all(&api_versions(2)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut second)).await.unwrap().unwrap().0, 2);
+    assert!(closed_within(&mut idle, PATIENCE).await, "the idle connection made room");
+    // Now both are busy: the second has started a frame it does not finish.
+    second.write_all(&100i32.to_be_bytes()).await.unwrap();
+    wait_until("both are busy", PATIENCE, || async { broker.busy_connections() == 2 }).await;
+    let mut refused = TcpStream::connect(address).await.unwrap();
+    assert!(closed_within(&mut refused, PATIENCE).await, "with every connection busy, the newcomer is refused");
+    let (id, _) = timeout(PATIENCE, answer(&mut polling)).await.unwrap().unwrap();
+    assert_eq!(id, 1, "the long poll is answered, not cut off");
+    broker.stop().await;
+}
+
+// Regression: a started frame could stay unfinished forever, holding its connection slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_not_finished_within_frame_timeout_closes_the_connection() {
+    let (broker, _data) = start(|s| s.frame_timeout = Duration::from_millis(300)).await;
+    let mut slow = TcpStream::connect(broker.address()).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(&100i32.to_be_bytes()).await.unwrap();
+    slow.write_all(&[0u8; 10]).await.unwrap();
+    assert!(closed_within(&mut slow, PATIENCE).await, "the unfinished frame closes its connection");
+    assert!(started.elapsed() >= Duration::from_millis(300), "not before frame_timeout");
+    assert!(answered(broker.address()).await, "whole frames are still answered");
+    broker.stop().await;
+}
+
+// Regression: an idle connection was never closed (Kafka closes it after `connections.max.idle.ms`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_idle_for_idle_timeout_is_closed() {
+    let (broker, _data) = start(|s| s.idle_timeout = Duration::from_millis(300)).await;
+    let mut stream = TcpStream::connect(broker.address()).await.unwrap();
+    stream.write_all(&api_versions(1)).await.unwrap();
+    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
+    assert_eq!(id, 1);
+    let answered_at = Instant::now();
+    assert!(closed_within(&mut stream, PATIENCE).await, "the idle connection is closed");
+    assert!(answered_at.elapsed() >= Duration::from_millis(250), "not before idle_timeout");
+    wait_until("the closed connection is unregistered", PATIENCE, || async { broker.connections() == 0 }).await;
+    broker.stop().await;
+}
+
+// The other half of idle closing: a connection waiting longer than idle_timeout for an answer is not idle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_waiting_for_an_answer_is_not_closed_as_idle() {
+    let (broker, _data) = start(|s| s.idle_timeout = Duration::from_millis(200)).await;
+    let address = broker.address();
+    create_topic(address, "quiet").await;
+    let mut polling = TcpStream::connect(address).await.unwrap();
+    let started = Instant::now();
+    polling.write_all(&request(ApiKey::Fetch, 4, 5, &fetch("quiet", 1000, 1, 1024))).await.unwrap();
+    let (id, _) = timeout(PATIENCE, answer(&mut polling)).await.unwrap().unwrap();
+    assert_eq!(id, 5);
+    assert!(started.elapsed() >= Duration::from_millis(900), "the long poll ran its course");
+    // Its idle time starts once the answer is out.
+    polling.write_all(&api_versions(6)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut polling)).await.unwrap().unwrap().0, 6);
+    assert!(closed_within(&mut polling, PATIENCE).await, "closed once idle");
+    broker.stop().await;
+}
+
+// Regression: nothing bounded request bytes in flight; 1,024 connections could each be part-way through a
+// 100 MiB request.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
+    const BOUND: usize = 1 << 20;
+    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let address = broker.address();
+    let frame = 900 << 10;
+    let mut hogs = Vec::new();
+    for _ in 0..6 {
+        let mut hog = TcpStream::connect(address).await.unwrap();
+        hog.write_all(&(frame as i32).to_be_bytes()).await.unwrap();
+        hog.write_all(&vec![0u8; 64 << 10]).await.unwrap();
+        hogs.push(hog);
+    }
+    wait_until("a frame is admitted", PATIENCE, || async { broker.inflight_request_bytes() >= frame }).await;
+    // The others wait for room instead of allocating: watched for a while, the total never exceeds the bound, and
+    // only one frame fits in it.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(300) {
+        let inflight = broker.inflight_request_bytes();
+        assert!(inflight <= BOUND, "{inflight} bytes in flight, over the bound of {BOUND}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(broker.inflight_request_bytes(), frame, "exactly one frame is in flight");
+    // A frame larger than the bound could never be admitted: it is refused at once.
+    let mut huge = TcpStream::connect(address).await.unwrap();
+    huge.write_all(&((2 * BOUND) as i32).to_be_bytes()).await.unwrap();
+    assert!(closed_within(&mut huge, PATIENCE).await, "a frame over the bound is refused");
+    drop(hogs);
+    wait_until("the hogs' bytes are released", PATIENCE, || async { broker.inflight_request_bytes() == 0 }).await;
+    assert!(answered(address).await, "a real request completes once they are gone");
+    broker.stop().await;
+}
+
+// Regression: fetch answers were read and encoded on arrival and up to 64 queued per connection, so a client
+// pipelining fetches without reading pinned gigabytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_fetches_from_a_client_that_does_not_read_hold_one_answer_at_a_time() {
+    let (broker, _data) = start(|_| {}).await;
+    let address = broker.address();
+    create_topic(address, "big").await;
+    produce(address, "big", 512 << 10).await;
+    // A tiny receive window, so the broker's writes stall almost at once.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut greedy = socket.connect(address).await.unwrap();
+    let fetches = 40;
+    let mut requests = Vec::new();
+    for id in 0..fetches {
+        requests.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 1 << 20)));
+    }
+    greedy.write_all(&requests).await.unwrap();
+    wait_until("the first answer is read", PATIENCE, || async { broker.fetch_answers_held_peak() >= 1 }).await;
+    // Every request has arrived long before this; an eager broker has read all of their answers by now.
+    assert!(answered(address).await, "the broker serves others meanwhile");
+    assert_eq!(broker.fetch_answers_held_peak(), 1, "at most one read fetch answer is held for the connection");
+    for id in 0..fetches {
+        let (got, body) = timeout(PATIENCE, answer(&mut greedy)).await.unwrap().unwrap();
+        assert_eq!(got, id, "answers come in order");
+        assert!(body.len() > 512 << 10, "answer {id} carries the record");
+    }
+    assert_eq!(broker.fetch_answers_held_peak(), 1, "never more than one read answer at a time");
+    broker.stop().await;
+}
+
+// Regression: bytes after a decoded request were ignored; a body must fill its frame exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn trailing_bytes_after_a_request_close_the_connection() {
+    let (broker, _data) = start(|_| {}).await;
+    let address = broker.address();
+    let metadata = request(ApiKey::Metadata, 1, 3, &MetadataRequest::default().with_topics(Some(vec![])));
+    let mut exact = TcpStream::connect(address).await.unwrap();
+    exact.write_all(&metadata).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut exact)).await.unwrap().unwrap().0, 3, "the exact request is answered");
+    let mut padded = metadata.clone();
+    padded.extend_from_slice(&[0, 0, 0]);
+    let size = (padded.len() - 4) as i32;
+    padded[..4].copy_from_slice(&size.to_be_bytes());
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(&padded).await.unwrap();
+    let mut buffer = [0u8; 64];
+    let read = timeout(PATIENCE, stream.read(&mut buffer)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer, got {read:?}");
+    broker.stop().await;
+}
