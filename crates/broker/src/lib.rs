@@ -77,6 +77,9 @@ pub struct Settings {
     /// `queued.max.request.bytes`); a connection waits for room before it allocates a frame, and a larger frame
     /// is refused like one over `max_frame_bytes`.
     pub max_inflight_request_bytes: usize,
+    /// The largest request other than Produce. Decoding a request takes a few times its size in memory (an entry
+    /// of a few bytes on the wire becomes a struct of tens), so requests that carry no records are kept small.
+    pub max_request_bytes: usize,
 }
 
 /// The partition limit when the open-file limit allows more.
@@ -108,6 +111,7 @@ impl Settings {
             frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(10 * 60),
             max_inflight_request_bytes: 256 << 20,
+            max_request_bytes: 4 << 20,
         }
     }
 }

@@ -3,8 +3,8 @@
 //! Each connection has a reader (frames in, handlers called in arrival order) and a writer (answers out in the
 //! same order, each awaited in turn), joined by a bounded queue so a slow client slows only itself. What clients
 //! can make the broker hold is bounded by configuration, not by their patience: at most `max_connections`
-//! connections, and at the limit the least recently active idle one (nothing being read, no answer pending) is
-//! closed to admit a new one; a started frame must arrive whole within `frame_timeout`, and a connection with
+//! connections, and at the limit the least recently active one the broker owes no answer (idle, or stalled
+//! part-way through sending a request) is closed to admit a new one; a started frame must arrive whole within `frame_timeout`, and a connection with
 //! nothing in flight is closed after `idle_timeout`; request bytes being read or dispatched, across all
 //! connections, stay within `max_inflight_request_bytes` (permits are taken before a frame's buffer is
 //! allocated); and a fetch answer reads the log only when the writer is ready to send it, so a connection holds at
@@ -175,8 +175,10 @@ impl Registry {
         self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a new connection. At the limit, the least recently active idle connection is closed to make
-    /// room; `None` if every connection is busy.
+    /// Registers a new connection. At the limit, the least recently active connection that the broker owes no
+    /// answer is closed to make room: an idle one, or one stalled part-way through sending a request (the
+    /// half-sent frames of a client that never finishes them must not lock others out until `frame_timeout`).
+    /// `None` if every connection is waiting for an answer.
     ///
     /// An idle connection can start a request between the scan and its cancellation; it is then closed with that
     /// request half-read, which its client sees as any closed connection and retries. Closing only what is idle
@@ -186,7 +188,7 @@ impl Registry {
         if open.len() >= limit {
             let victim = open
                 .iter()
-                .filter(|(_, activity)| activity.busy.load(Ordering::SeqCst) == 0)
+                .filter(|(_, activity)| activity.evictable())
                 .min_by_key(|(_, activity)| activity.last_active.load(Ordering::SeqCst))
                 .map(|(id, _)| *id)?;
             let evicted = open.remove(&victim).expect("the victim is registered");
@@ -199,6 +201,7 @@ impl Registry {
             peer,
             last_active: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            reading: AtomicUsize::new(0),
             close: CancellationToken::new(),
         });
         activity.touch();
@@ -221,6 +224,8 @@ struct Activity {
     /// Requests being read plus answers not yet written: the connection is idle when this is 0. A request counts
     /// from its first byte until its answer is written, so there is no idle gap in between.
     busy: AtomicUsize,
+    /// 1 while a request is being read (from its first byte until it is dispatched), else 0.
+    reading: AtomicUsize,
     /// Cancelled to close the connection.
     close: CancellationToken,
 }
@@ -235,8 +240,20 @@ impl Activity {
     }
 
     fn request_started(&self) {
+        self.reading.store(1, Ordering::SeqCst);
         self.busy.fetch_add(1, Ordering::SeqCst);
         self.touch();
+    }
+
+    /// The request being read was dispatched: what remains is an answer owed.
+    fn request_read(&self) {
+        self.reading.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether closing the connection loses no answer the broker owes: it is idle, or only part-way through
+    /// sending a request.
+    fn evictable(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) <= self.reading.load(Ordering::SeqCst)
     }
 
     /// Touched before the count drops, so a scan that sees the connection idle also sees when it became so.
@@ -403,6 +420,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
                 Ok(result) => result?,
             }
             let answer = dispatch(&core, frame.freeze(), peer)?;
+            activity.request_read();
             // Handlers take what they need from the frame while dispatching, so its bytes are no longer in flight.
             drop(room);
             if queue.send(answer).await.is_err() {
@@ -458,6 +476,13 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
     }
     if !supported(key, version) {
         return Err(format!("{key:?} version {version} is not supported (see ApiVersions)"));
+    }
+    if key != ApiKey::Produce && frame.len() > core.settings.max_request_bytes {
+        return Err(format!(
+            "a {key:?} request of {} bytes is over the {} allowed for requests other than Produce (max_request_bytes)",
+            frame.len(),
+            core.settings.max_request_bytes
+        ));
     }
     let header_version = key.request_header_version(version);
     let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;

@@ -158,11 +158,8 @@ fn fetch(topic: &'static str, max_wait_ms: i32, min_bytes: i32, max_bytes: i32) 
 // from then on every new client was refused, forever.
 #[tokio::test(flavor = "multi_thread")]
 async fn half_sent_connections_beyond_the_limit_cannot_lock_out_a_new_client() {
-    let (broker, _data) = start(|s| {
-        s.max_connections = 32;
-        s.frame_timeout = Duration::from_millis(500);
-    })
-    .await;
+    // With the default frame_timeout of 30 s: the newcomer gets in by evicting a stalled sender, not by waiting.
+    let (broker, _data) = start(|s| s.max_connections = 32).await;
     let address = broker.address();
     let mut hogs = Vec::new();
     for _ in 0..40 {
@@ -171,10 +168,11 @@ async fn half_sent_connections_beyond_the_limit_cannot_lock_out_a_new_client() {
         let _ = hog.write_all(&1000i32.to_be_bytes()).await;
         hogs.push(hog);
     }
-    wait_until("a new client is answered", PATIENCE, || answered(address)).await;
-    for hog in &mut hogs {
-        assert!(closed_within(hog, PATIENCE).await, "every half-sent connection is closed");
-    }
+    let started = Instant::now();
+    assert!(answered(address).await, "a new client is answered");
+    assert!(started.elapsed() < Duration::from_secs(10), "at once, not after frame_timeout: {:?}", started.elapsed());
+    assert!(broker.connections() <= 32, "the limit holds: {}", broker.connections());
+    drop(hogs);
     broker.stop().await;
 }
 
@@ -215,7 +213,9 @@ async fn a_busy_connection_is_not_evicted_and_a_newcomer_is_refused_when_all_are
     create_topic(address, "quiet").await;
     // Busy: a long poll for data that never comes.
     let mut polling = TcpStream::connect(address).await.unwrap();
-    polling.write_all(&request(ApiKey::Fetch, 4, 1, &fetch("quiet", 3000, 1, 1024))).await.unwrap();
+    // Long enough that neither poll ends before the refusal below, even on a loaded machine; short enough that
+    // the first is answered within PATIENCE.
+    polling.write_all(&request(ApiKey::Fetch, 4, 1, &fetch("quiet", 8000, 1, 1024))).await.unwrap();
     wait_until("the long poll is waiting", PATIENCE, || async { broker.busy_connections() == 1 }).await;
     let mut idle = TcpStream::connect(address).await.unwrap();
     wait_until("both are registered", PATIENCE, || async { broker.connections() == 2 }).await;
@@ -224,8 +224,8 @@ async fn a_busy_connection_is_not_evicted_and_a_newcomer_is_refused_when_all_are
     second.write_all(&api_versions(2)).await.unwrap();
     assert_eq!(timeout(PATIENCE, answer(&mut second)).await.unwrap().unwrap().0, 2);
     assert!(closed_within(&mut idle, PATIENCE).await, "the idle connection made room");
-    // Now both are busy: the second has started a frame it does not finish.
-    second.write_all(&100i32.to_be_bytes()).await.unwrap();
+    // Now both are owed an answer: the second waits in a long poll too.
+    second.write_all(&request(ApiKey::Fetch, 4, 3, &fetch("quiet", 8000, 1, 1024))).await.unwrap();
     wait_until("both are busy", PATIENCE, || async { broker.busy_connections() == 2 }).await;
     let mut refused = TcpStream::connect(address).await.unwrap();
     assert!(closed_within(&mut refused, PATIENCE).await, "with every connection busy, the newcomer is refused");

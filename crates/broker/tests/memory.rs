@@ -62,5 +62,26 @@ async fn requests_cost_memory_in_proportion_to_their_own_size_not_to_their_repea
     assert!(matches!(closed, Ok(0) | Err(_)), "the malformed request closes the connection");
     let grew = growth_since(before);
     assert!(grew < 8 << 20, "a 1 MiB frame claiming {claimed} elements cost {grew} bytes of heap");
+
+    // A request without records over max_request_bytes is refused before it is decoded: a Metadata request of
+    // 2-byte entries (each a struct of tens of bytes once decoded) would otherwise cost tens of times its size.
+    let body_len: i32 = 16 << 20;
+    let mut frame = BytesMut::new();
+    frame.put_i32(body_len);
+    frame.put_i16(ApiKey::Metadata as i16);
+    frame.put_i16(1);
+    frame.put_i32(100);
+    frame.put_i16(-1);
+    frame.put_i32((body_len - 14) / 2);
+    while frame.len() + 2 <= 4 + body_len as usize {
+        frame.put_i16(0);
+    }
+    let mut raw = Client::connect(broker.address()).await;
+    let before = dhat::HeapStats::get().curr_bytes;
+    raw.stream.write_all(&frame).await.unwrap();
+    let closed = tokio::time::timeout(PATIENCE, raw.stream.read(&mut byte)).await.expect("closed in time");
+    assert!(matches!(closed, Ok(0) | Err(_)), "the oversized request closes the connection");
+    let grew = growth_since(before);
+    assert!(grew < 24 << 20, "a 16 MiB Metadata request of empty names cost {grew} bytes of heap");
     broker.stop().await;
 }
