@@ -121,6 +121,10 @@ async fn committed_offsets_survive_a_broker_restart() {
     let broker = start(data.path()).await;
     let bootstrap = broker.address().to_string();
     admin::ensure_topics(&bootstrap, &["progress"], 1, 1).await.unwrap();
+    // A commit must be within the log (the broker refuses one past its end), so the log gets 50 records first.
+    let producer = kafka::producer(&bootstrap).unwrap();
+    produce(&producer, "progress", 0, (0..50).map(|i| format!("record {i}"))).await;
+    drop(producer);
     let consumer = group_member(&bootstrap, "keeper");
     let mut offsets = TopicPartitionList::new();
     offsets.add_partition_offset("progress", 0, Offset::Offset(42)).unwrap();
@@ -204,27 +208,5 @@ async fn bad_frames_close_only_their_own_connection() {
 
     produce(&bystander, "calm", 0, ["after".to_string()]).await;
     assert_eq!(read_partition(&bootstrap, "calm", 0, 2).await.len(), 2);
-    broker.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn connections_beyond_the_limit_are_closed_and_the_rest_keep_working() {
-    let data = tempfile::tempdir().unwrap();
-    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
-    settings.max_connections = 2;
-    let broker = EmbeddedBroker::start(settings).await.unwrap();
-    let address = broker.address();
-    // Both are busy, each part-way through a request: an idle one would be closed to make room instead.
-    let mut first = TcpStream::connect(address).await.unwrap();
-    first.write_all(&100i32.to_be_bytes()).await.unwrap();
-    let mut second = TcpStream::connect(address).await.unwrap();
-    second.write_all(&100i32.to_be_bytes()).await.unwrap();
-    wait_until("both requests are being read", || async { broker.inflight_request_bytes() == 200 }).await;
-    assert!(closes_after(address, &[]).await, "the third connection is closed at once");
-    drop((first, second));
-    wait_until("a freed slot admits a client again", || async {
-        admin::metadata(&address.to_string(), None, Duration::from_secs(2)).await.is_ok()
-    })
-    .await;
     broker.stop().await;
 }

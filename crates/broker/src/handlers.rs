@@ -405,8 +405,14 @@ impl Core {
             ));
         }
         let mut log = partition.log();
-        let (base_offset, needed) = match log.producers.judge(&header) {
+        let granted_epoch = if header.is_idempotent() { self.producer_ids.epoch(header.producer_id) } else { 0 };
+        let (base_offset, needed) = match log.producers.judge(&header, granted_epoch) {
             Verdict::Append => {
+                if header.is_idempotent() && header.producer_epoch > granted_epoch {
+                    // The producer bumped its own epoch (librdkafka does after some errors): later jumps are
+                    // measured from here, in every partition.
+                    self.producer_ids.observe(header.producer_id, header.producer_epoch);
+                }
                 let written = log.append(records, !fsync).map_err(|error| {
                     tracing::error!(%topic, partition = index, "cannot write to the log: {error}");
                     (code::KAFKA_STORAGE_ERROR, "the broker cannot write to its disk".to_string())
@@ -424,10 +430,10 @@ impl Core {
             Verdict::Fenced => {
                 return Err((code::INVALID_PRODUCER_EPOCH, "a newer epoch of this producer id exists".into()));
             }
-            Verdict::UnissuedEpoch => {
+            Verdict::EpochJump => {
                 return Err((
                     code::INVALID_PRODUCER_EPOCH,
-                    "this epoch was never handed out for this producer id; ask for a producer id (InitProducerId)"
+                    "this epoch jumps too far past the producer id's current one; ask for a producer id (InitProducerId)"
                         .into(),
                 ));
             }
@@ -681,11 +687,12 @@ impl Core {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1);
         }
-        // A client that asks to bump the epoch of its id after an error (KIP-360) gets a fresh id instead, as
-        // Kafka answers when an epoch runs out: clients accept either, and the broker then never hands out an id
-        // it did not allocate, nor lets a client raise the epoch of someone else's id.
-        match self.producer_ids.next() {
-            Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        let asked = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        match self.producer_ids.grant(asked) {
+            Ok(granted) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(granted.id))
+                .with_producer_epoch(granted.epoch),
             Err(error) => {
                 tracing::error!("cannot allocate a producer id: {error}");
                 InitProducerIdResponse::default()

@@ -11,11 +11,12 @@ mod flush;
 mod groups;
 mod handlers;
 pub mod log;
+mod producer_ids;
 mod server;
 mod topics;
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -122,7 +123,7 @@ pub struct Core {
     topics: Arc<topics::Topics>,
     groups: groups::Coordinator,
     flusher: flush::Flusher,
-    producer_ids: ProducerIds,
+    producer_ids: producer_ids::ProducerIds,
     cluster_id: String,
     /// Host and port put in metadata: what clients should connect to.
     advertised: (String, i32),
@@ -268,7 +269,16 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         |name| topics.get(name).map(|t| t.id),
         |name, index| topics.partition(name, index).map(|p| p.log().end_offset()),
     )?;
-    let producer_ids = ProducerIds::open(&settings.data_dir.join("producer-ids"))?;
+    // Epochs above 0 are bumps this broker granted (KIP-360) before it stopped; the producers' state in the logs
+    // remembers them.
+    let mut epochs = std::collections::HashMap::new();
+    for partition in topics.all_partitions() {
+        for (id, producer) in &partition.log().producers.by_id {
+            let epoch = epochs.entry(*id).or_insert(0);
+            *epoch = producer.epoch.max(*epoch);
+        }
+    }
+    let producer_ids = producer_ids::ProducerIds::open(&settings.data_dir.join("producer-ids"), epochs)?;
     let cluster_id = cluster_id(&settings.data_dir)?;
     let topics = Arc::new(topics);
     let listed = topics.clone();
@@ -370,46 +380,5 @@ async fn housekeeping(core: Arc<Core>, shutdown: CancellationToken) {
             })
             .await;
         }
-    }
-}
-
-/// Hands out producer ids, reserving them on disk a block at a time so an id is never given out twice, even
-/// across crashes.
-struct ProducerIds {
-    path: PathBuf,
-    range: Mutex<(i64, i64)>,
-}
-
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-impl ProducerIds {
-    fn open(path: &Path) -> io::Result<ProducerIds> {
-        let next = fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<i64>().ok()).unwrap_or(0);
-        let ids = ProducerIds { path: path.to_path_buf(), range: Mutex::new((next, next)) };
-        Ok(ids)
-    }
-
-    /// Ids at or above this were never handed out by this data directory.
-    fn issued_end(&self) -> i64 {
-        self.range.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0
-    }
-
-    fn next(&self) -> io::Result<i64> {
-        let mut range = self.range.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if range.0 == range.1 {
-            let end = range.1 + PRODUCER_ID_BLOCK;
-            let temporary = self.path.with_extension("tmp");
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(end.to_string().as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&temporary, &self.path)?;
-            if let Some(dir) = self.path.parent() {
-                fs::File::open(dir)?.sync_all()?;
-            }
-            range.1 = end;
-        }
-        let id = range.0;
-        range.0 += 1;
-        Ok(id)
     }
 }

@@ -103,7 +103,7 @@ async fn list_offsets_by_timestamp_finds_the_first_batch_at_or_after_it_across_s
 }
 
 /// Regression: InitProducerId with any producer id and epoch answered with that id and the next epoch, so a
-/// client could take over another client's id.
+/// client could take over an id it never held, at any epoch.
 #[tokio::test]
 async fn init_producer_id_hands_out_only_ids_it_allocated() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,6 +129,17 @@ async fn init_producer_id_hands_out_only_ids_it_allocated() {
     assert_ne!(answer.producer_id, ProducerId(777_777), "a named id is never handed out as is");
     assert_ne!(answer.producer_id, fresh.producer_id, "every answer is a new id");
     assert_eq!(answer.producer_epoch, 0);
+    // The holder of an id may bump its current epoch (KIP-360) and keeps its id; a stale epoch may not.
+    let bump = |epoch| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_producer_id(fresh.producer_id)
+            .with_producer_epoch(epoch)
+    };
+    let bumped: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &bump(0)).await;
+    assert_eq!((bumped.producer_id, bumped.producer_epoch), (fresh.producer_id, 1));
+    let stale: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &bump(0)).await;
+    assert_ne!(stale.producer_id, fresh.producer_id);
     broker.stop().await;
 }
 

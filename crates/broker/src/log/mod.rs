@@ -755,7 +755,7 @@ mod tests {
         drop(log);
         let (log, _) = Log::open(dir.path(), small()).unwrap();
         let retry = batch::parse_header(&make_batch(0, &[b"0123456789"], (5, 0, 9))).unwrap();
-        assert_eq!(log.producers.judge(&retry), producers::Verdict::Duplicate { base_offset: 9 });
+        assert_eq!(log.producers.judge(&retry, 0), producers::Verdict::Duplicate { base_offset: 9 });
     }
 
     #[test]

@@ -42,10 +42,15 @@ pub enum Verdict {
     OutOfOrder { expected: i32 },
     /// The producer's epoch is older than one already seen: a newer instance took over.
     Fenced,
-    /// The epoch is newer than any this broker handed out for the id (it hands out epoch 0 only): a forged or
-    /// confused batch, refused so that it cannot fence the producer that owns the id.
-    UnissuedEpoch,
+    /// The epoch is more than [`MAX_EPOCH_STEP`] past the newest one the broker granted or accepted for the id: a
+    /// forged or confused batch, refused so that one batch cannot fence the producer that owns the id for good.
+    EpochJump,
 }
+
+/// How far past the newest granted or accepted epoch a batch may raise a producer's epoch. Kafka lets an
+/// idempotent producer raise its own epoch with a batch that starts its sequences again, and librdkafka does so by
+/// one after some errors, each time it retries; a step this size covers that many refused retries in a row.
+pub const MAX_EPOCH_STEP: i16 = 64;
 
 /// Every producer that wrote to a partition.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -53,27 +58,37 @@ pub struct Producers {
     pub by_id: HashMap<i64, Producer>,
 }
 
+/// Whether `epoch` is a valid epoch at most [`MAX_EPOCH_STEP`] past `current`.
+fn within_step(epoch: i16, current: i16) -> bool {
+    (0..=current.saturating_add(MAX_EPOCH_STEP)).contains(&epoch)
+}
+
 fn next_sequence(sequence: i32) -> i32 {
     if sequence == i32::MAX { 0 } else { sequence + 1 }
 }
 
 impl Producers {
-    /// Judges a batch before it is appended. Batches without a producer id are always appended.
-    pub fn judge(&self, header: &BatchHeader) -> Verdict {
+    /// Judges a batch before it is appended. Batches without a producer id are always appended. `granted` is the
+    /// newest epoch the broker granted or accepted for the batch's producer id in any partition (0 if none).
+    pub fn judge(&self, header: &BatchHeader, granted: i16) -> Verdict {
         if !header.is_idempotent() {
             return Verdict::Append;
         }
         let Some(producer) = self.by_id.get(&header.producer_id) else {
             // Unknown producer (new, or its history was deleted by retention): any starting sequence is accepted,
             // but only with an epoch the broker hands out.
-            return if header.producer_epoch == 0 { Verdict::Append } else { Verdict::UnissuedEpoch };
+            return if within_step(header.producer_epoch, granted) { Verdict::Append } else { Verdict::EpochJump };
         };
         if header.producer_epoch < producer.epoch {
             return Verdict::Fenced;
         }
         if header.producer_epoch > producer.epoch {
-            // The broker never bumps an epoch (a bump gets a new id), so a higher one was not handed out.
-            return Verdict::UnissuedEpoch;
+            // A newer epoch starts its sequences again, and may not jump far past the newest one known.
+            return match (within_step(header.producer_epoch, granted.max(producer.epoch)), header.base_sequence) {
+                (false, _) => Verdict::EpochJump,
+                (true, 0) => Verdict::Append,
+                (true, _) => Verdict::OutOfOrder { expected: 0 },
+            };
         }
         if let Some(written) = producer
             .recent
@@ -158,8 +173,8 @@ mod tests {
         let mut producers = Producers::default();
         producers.record(&header(1, 0, 0, 3, 10));
         producers.record(&header(1, 0, 3, 2, 13));
-        assert_eq!(producers.judge(&header(1, 0, 0, 3, 99)), Verdict::Duplicate { base_offset: 10 });
-        assert_eq!(producers.judge(&header(1, 0, 5, 1, 99)), Verdict::Append);
+        assert_eq!(producers.judge(&header(1, 0, 0, 3, 99), 0), Verdict::Duplicate { base_offset: 10 });
+        assert_eq!(producers.judge(&header(1, 0, 5, 1, 99), 0), Verdict::Append);
     }
 
     #[test]
@@ -175,25 +190,30 @@ mod tests {
     fn a_sequence_gap_is_out_of_order() {
         let mut producers = Producers::default();
         producers.record(&header(1, 0, 0, 3, 0));
-        assert_eq!(producers.judge(&header(1, 0, 4, 1, 0)), Verdict::OutOfOrder { expected: 3 });
+        assert_eq!(producers.judge(&header(1, 0, 4, 1, 0), 0), Verdict::OutOfOrder { expected: 3 });
     }
 
     #[test]
     fn an_older_epoch_is_fenced() {
         let mut producers = Producers::default();
         producers.record(&header(1, 2, 0, 1, 0));
-        assert_eq!(producers.judge(&header(1, 1, 1, 1, 0)), Verdict::Fenced);
+        assert_eq!(producers.judge(&header(1, 1, 1, 1, 0), 2), Verdict::Fenced);
+        assert_eq!(producers.judge(&header(1, 3, 0, 1, 0), 0), Verdict::Append, "a newer epoch starts at 0");
+        assert_eq!(producers.judge(&header(1, 3, 5, 1, 0), 0), Verdict::OutOfOrder { expected: 0 });
     }
 
     /// Regression: a batch naming another producer's id with epoch 32767 raised that id's epoch, fencing the real
     /// producer (franz's own services included).
     #[test]
-    fn a_forged_higher_epoch_is_refused_and_does_not_fence_the_owner() {
+    fn a_forged_epoch_far_past_the_current_one_is_refused_and_does_not_fence_the_owner() {
         let mut producers = Producers::default();
         producers.record(&header(1, 0, 0, 1, 0));
-        assert_eq!(producers.judge(&header(1, i16::MAX, 1, 1, 1)), Verdict::UnissuedEpoch);
-        assert_eq!(producers.judge(&header(2, 7, 0, 1, 1)), Verdict::UnissuedEpoch);
-        assert_eq!(producers.judge(&header(1, 0, 1, 1, 1)), Verdict::Append, "the owner writes on");
+        assert_eq!(producers.judge(&header(1, i16::MAX, 0, 1, 1), 0), Verdict::EpochJump);
+        assert_eq!(producers.judge(&header(2, MAX_EPOCH_STEP + 1, 0, 1, 1), 0), Verdict::EpochJump);
+        assert_eq!(producers.judge(&header(1, 0, 1, 1, 1), 0), Verdict::Append, "the owner writes on");
+        // A producer's own bump (librdkafka raises its epoch by one when it retries after some errors) is fine.
+        assert_eq!(producers.judge(&header(1, 3, 0, 1, 1), 0), Verdict::Append);
+        assert_eq!(producers.judge(&header(2, 70, 0, 1, 1), 10), Verdict::Append, "measured from what was seen");
     }
 
     /// Regression: producer state was bounded only at a segment roll, so one segment's worth of distinct producer
