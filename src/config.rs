@@ -1,21 +1,129 @@
 //! The resolved, validated configuration of franz, and where each value came from.
 //!
-//! Every setting is looked up in order: command-line flag, process environment, `.env` in the working directory,
-//! `franz.toml` in the config directory, default. A value that does not parse fails here, naming the setting,
-//! where it came from and the accepted form, so nothing downstream sees an invalid setting. This module reads
-//! files but starts nothing.
+//! [`Config`] is one typed serde struct; a field's doc comment, default and accepted form are on the field, and its
+//! franz.toml key is its serde name. figment layers command-line flags over the process environment, `.env` in the
+//! working directory, franz.toml and the defaults, and remembers which layer each value came from, for
+//! `franz config` and for the error that names an invalid setting, its source and the accepted form. This module
+//! reads files but starts nothing, and it does not load `.env` into the process environment.
 
-use franz_broker::Durability;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+use figment::value::{Dict, Map, Tag, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// Everything franz needs, resolved and validated. Sections are tables in franz.toml.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the topics live: embedded, redpanda, kafka or external (the default once a bootstrap is set).
+    #[serde(deserialize_with = "one_of")]
+    pub broker: BrokerKind,
+    /// The address clients connect to (for `external`, and for every subcommand but `up`).
+    #[serde(deserialize_with = "host_ports")]
+    pub bootstrap: String,
+    /// Where the embedded broker listens.
+    #[serde(deserialize_with = "ip_port")]
+    pub listen: SocketAddr,
+    /// Where the embedded broker keeps its data.
+    #[serde(deserialize_with = "from_text")]
+    pub data_dir: PathBuf,
+    /// Partitions of each topic created at start-up.
+    #[serde(deserialize_with = "partitions")]
+    pub partitions: i32,
+    /// The services `franz up` runs, comma-separated.
+    #[serde(rename = "only", deserialize_with = "services")]
+    pub services: Vec<Service>,
+    /// The container image tag, when not the pinned one.
+    #[serde(deserialize_with = "from_text")]
+    pub image_tag: Option<String>,
+    /// The names of the four topics.
+    pub topics: Topics,
+    /// Discord credentials and the bot's behaviour.
+    pub discord: Discord,
+    /// How the embedded broker keeps its log.
+    pub embedded: Embedded,
+    /// Keep the embedded broker's data in a temporary directory (the `--ephemeral` flag only).
+    #[serde(skip)]
+    pub ephemeral: bool,
+    /// Leave a container broker running on exit (the `--keep` flag only).
+    #[serde(skip)]
+    pub keep: bool,
+    /// Every setting with its displayed (redacted) value and source, for `franz config`.
+    #[serde(skip)]
+    pub report: Vec<Setting>,
+    /// The files that were read, in precedence order.
+    #[serde(skip)]
+    pub files_read: Vec<PathBuf>,
+}
+
+/// The names of the four topics.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    /// Raw intake from Discord and `franz ticket`.
+    #[serde(deserialize_with = "topic")]
+    pub intake: String,
+    /// Normalized tickets.
+    #[serde(deserialize_with = "topic")]
+    pub tickets: String,
+    /// Intake records that could not be normalized.
+    #[serde(deserialize_with = "topic")]
+    pub dead_letters: String,
+    /// Operational problems from any service.
+    #[serde(deserialize_with = "topic")]
+    pub errors: String,
+}
+
+/// Discord credentials. Each is optional: a service whose credentials are missing is skipped.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Discord {
+    /// The bot's token (secret); without it the bot does not run.
+    #[serde(deserialize_with = "secret", serialize_with = "redacted")]
+    pub token: Option<SecretString>,
+    /// The application's client id.
+    #[serde(deserialize_with = "from_text")]
+    pub client_id: Option<String>,
+    /// The guild to register `/ticket` in (a numeric snowflake); unset registers it globally.
+    #[serde(deserialize_with = "guild_id")]
+    pub guild_id: Option<u64>,
+    /// Where absturz posts alerts (secret: the URL carries the webhook's token).
+    #[serde(deserialize_with = "secret", serialize_with = "redacted")]
+    pub webhook_url: Option<SecretString>,
+    /// How long a user waits between two tickets, in whole seconds from 0 to 86400.
+    #[serde(rename = "cooldown_secs", with = "cooldown_secs")]
+    pub cooldown: Duration,
+}
+
+/// The embedded broker's storage settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Embedded {
+    /// When produced data counts as written: fsynced (`fsync`) or in the page cache (`os`).
+    #[serde(deserialize_with = "one_of")]
+    pub durability: Durability,
+    /// Old segments are deleted after this long (`None`: kept forever); set in hours, 0 keeps them forever.
+    #[serde(rename = "retention_hours", with = "retention_hours")]
+    pub retention_age: Option<Duration>,
+    /// Old segments are deleted while a partition holds more than this (`None`: no limit); set in MiB, 0 for none.
+    #[serde(rename = "retention_mb", with = "retention_mb")]
+    pub retention_bytes: Option<u64>,
+    /// Segment files are closed at about this size; set in MiB from 1 to 1024.
+    #[serde(rename = "segment_mb", with = "segment_mb")]
+    pub segment_bytes: u64,
+}
 
 /// Where the topics live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BrokerKind {
     Embedded,
     Redpanda,
@@ -23,63 +131,71 @@ pub enum BrokerKind {
     External,
 }
 
-impl BrokerKind {
-    fn parse(text: &str) -> Option<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "embedded" => Some(Self::Embedded),
-            "redpanda" => Some(Self::Redpanda),
-            "kafka" => Some(Self::Kafka),
-            "external" => Some(Self::External),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Embedded => "embedded",
-            Self::Redpanda => "redpanda",
-            Self::Kafka => "kafka",
-            Self::External => "external",
-        }
-    }
-}
-
 /// The services `franz up` can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Service {
     Kummerkasten,
     Aufbereitung,
     Absturz,
 }
 
-impl Service {
-    pub const ALL: [Service; 3] = [Service::Kummerkasten, Service::Aufbereitung, Service::Absturz];
+/// When the embedded broker acknowledges produced data; franz's side of [`franz_broker::Durability`], so the
+/// broker crate needs no serde.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    Fsync,
+    Os,
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Kummerkasten => "kummerkasten",
-            Self::Aufbereitung => "aufbereitung",
-            Self::Absturz => "absturz",
-        }
+impl BrokerKind {
+    pub fn name(self) -> String {
+        name_of(&self)
     }
 }
 
-/// The names of the four topics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topics {
-    /// Raw intake from Discord and `franz ticket`.
-    pub intake: String,
-    /// Normalized tickets.
-    pub tickets: String,
-    /// Intake records that could not be normalized.
-    pub dead_letters: String,
-    /// Operational problems from any service.
-    pub errors: String,
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Kummerkasten, Service::Aufbereitung, Service::Absturz];
+
+    pub fn name(self) -> String {
+        name_of(&self)
+    }
+}
+
+impl From<Durability> for franz_broker::Durability {
+    fn from(durability: Durability) -> Self {
+        match durability {
+            Durability::Fsync => franz_broker::Durability::Fsync,
+            Durability::Os => franz_broker::Durability::Os,
+        }
+    }
 }
 
 impl Topics {
     pub fn all(&self) -> [&str; 4] {
         [&self.intake, &self.tickets, &self.dead_letters, &self.errors]
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            broker: BrokerKind::Embedded,
+            bootstrap: DEFAULT_ADDRESS.into(),
+            listen: DEFAULT_ADDRESS.parse().expect("the default address parses"),
+            data_dir: project_dirs().map_or_else(|| PathBuf::from(".franz"), |dirs| dirs.data_dir().to_path_buf()),
+            partitions: 3,
+            services: Service::ALL.to_vec(),
+            image_tag: None,
+            topics: Topics::default(),
+            discord: Discord::default(),
+            embedded: Embedded::default(),
+            ephemeral: false,
+            keep: false,
+            report: Vec::new(),
+            files_read: Vec::new(),
+        }
     }
 }
 
@@ -94,137 +210,93 @@ impl Default for Topics {
     }
 }
 
-/// Discord credentials. Each is optional: a service whose credentials are missing is skipped.
-#[derive(Debug, Default)]
-pub struct Discord {
-    pub token: Option<SecretString>,
-    pub client_id: Option<String>,
-    /// The guild to register `/ticket` in (a numeric snowflake); unset registers it globally.
-    pub guild_id: Option<u64>,
-    pub webhook_url: Option<SecretString>,
-    /// How long a user waits between two tickets.
-    pub cooldown: std::time::Duration,
+impl Default for Discord {
+    fn default() -> Self {
+        Discord { token: None, client_id: None, guild_id: None, webhook_url: None, cooldown: Duration::from_secs(10) }
+    }
 }
 
-/// The embedded broker's storage settings.
-#[derive(Debug, Clone)]
-pub struct Embedded {
-    /// When produced data counts as written: fsynced (`fsync`) or in the page cache (`os`).
-    pub durability: franz_broker::Durability,
-    /// Old segments are deleted after this long (`None`: kept forever).
-    pub retention_age: Option<std::time::Duration>,
-    /// Old segments are deleted while a partition holds more than this (`None`: no limit).
-    pub retention_bytes: Option<u64>,
-    /// Segment files are closed at about this size.
-    pub segment_bytes: u64,
-}
-
-/// Everything franz needs, resolved and validated.
-#[derive(Debug)]
-pub struct Config {
-    pub broker: BrokerKind,
-    /// The address clients connect to (for `external`, and for every subcommand but `up`).
-    pub bootstrap: String,
-    /// Where the embedded broker listens.
-    pub listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub ephemeral: bool,
-    pub partitions: i32,
-    /// The container image tag, when not the pinned one.
-    pub image_tag: Option<String>,
-    /// Leave a container broker running on exit.
-    pub keep: bool,
-    /// How the embedded broker keeps its log.
-    pub embedded: Embedded,
-    pub services: Vec<Service>,
-    pub topics: Topics,
-    pub discord: Discord,
-    /// Every setting with its displayed (redacted) value and source, for `franz config`.
-    pub report: Vec<(&'static str, String, Source)>,
-    /// The files that were read, in precedence order.
-    pub files_read: Vec<PathBuf>,
-}
-
-/// Where a setting's value came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Flag,
-    Env(&'static str),
-    DotEnv(&'static str),
-    File,
-    Default,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Flag => f.write_str("flag"),
-            Source::Env(var) => write!(f, "environment {var}"),
-            Source::DotEnv(var) => write!(f, ".env {var}"),
-            Source::File => f.write_str("franz.toml"),
-            Source::Default => f.write_str("default"),
+impl Default for Embedded {
+    fn default() -> Self {
+        Embedded {
+            durability: Durability::Fsync,
+            retention_age: Some(Duration::from_secs(168 * 3600)),
+            retention_bytes: Some(1 << 30),
+            segment_bytes: 64 << 20,
         }
     }
 }
 
-/// One setting: its key in franz.toml (dotted for tables), the environment variables that set it (first wins),
-/// and whether its value is secret.
-struct Key {
-    name: &'static str,
-    env: &'static [&'static str],
-    secret: bool,
-}
-
-const fn key(name: &'static str, env: &'static [&'static str]) -> Key {
-    Key { name, env, secret: false }
-}
-
-const BROKER: Key = key("broker", &["FRANZ_BROKER"]);
-const BOOTSTRAP: Key = key("bootstrap", &["FRANZ_BOOTSTRAP", "KAFKA_BROKER"]);
-const LISTEN: Key = key("listen", &["FRANZ_LISTEN"]);
-const DATA_DIR: Key = key("data_dir", &["FRANZ_DATA_DIR"]);
-const PARTITIONS: Key = key("partitions", &["FRANZ_PARTITIONS"]);
-const ONLY: Key = key("only", &["FRANZ_ONLY"]);
-const IMAGE_TAG: Key = key("image_tag", &["FRANZ_IMAGE_TAG"]);
-const TOPIC_INTAKE: Key = key("topics.intake", &["FRANZ_TOPIC_INTAKE"]);
-const TOPIC_TICKETS: Key = key("topics.tickets", &["FRANZ_TOPIC_TICKETS"]);
-const TOPIC_DEAD_LETTERS: Key = key("topics.dead_letters", &["FRANZ_TOPIC_DEAD_LETTERS"]);
-const TOPIC_ERRORS: Key = key("topics.errors", &["FRANZ_TOPIC_ERRORS"]);
-const DISCORD_TOKEN: Key = Key { name: "discord.token", env: &["DISCORD_TOKEN"], secret: true };
-const DISCORD_CLIENT_ID: Key = key("discord.client_id", &["DISCORD_CLIENT_ID"]);
-const DISCORD_GUILD_ID: Key = key("discord.guild_id", &["DISCORD_GUILD_ID"]);
-const TICKET_COOLDOWN: Key = key("discord.cooldown_secs", &["FRANZ_TICKET_COOLDOWN"]);
-const DISCORD_WEBHOOK_URL: Key = Key { name: "discord.webhook_url", env: &["DISCORD_WEBHOOK_URL"], secret: true };
-const DURABILITY: Key = key("embedded.durability", &["FRANZ_DURABILITY"]);
-const RETENTION_HOURS: Key = key("embedded.retention_hours", &["FRANZ_RETENTION_HOURS"]);
-const RETENTION_MB: Key = key("embedded.retention_mb", &["FRANZ_RETENTION_MB"]);
-const SEGMENT_MB: Key = key("embedded.segment_mb", &["FRANZ_SEGMENT_MB"]);
-
-const KEYS: [&Key; 20] = [
-    &DURABILITY,
-    &RETENTION_HOURS,
-    &RETENTION_MB,
-    &SEGMENT_MB,
-    &TICKET_COOLDOWN,
-    &IMAGE_TAG,
-    &BROKER,
-    &BOOTSTRAP,
-    &LISTEN,
-    &DATA_DIR,
-    &PARTITIONS,
-    &ONLY,
-    &TOPIC_INTAKE,
-    &TOPIC_TICKETS,
-    &TOPIC_DEAD_LETTERS,
-    &TOPIC_ERRORS,
-    &DISCORD_TOKEN,
-    &DISCORD_CLIENT_ID,
-    &DISCORD_GUILD_ID,
-    &DISCORD_WEBHOOK_URL,
-];
-
 /// The default address of the embedded broker, and of the broker every other subcommand talks to.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9092";
+
+/// The environment variables that set `key`, first wins. Each is the section's prefix and the field's name in
+/// capitals (`topics.intake` is `FRANZ_TOPIC_INTAKE`, `discord.token` is `DISCORD_TOKEN`, `embedded.segment_mb`
+/// is `FRANZ_SEGMENT_MB`); the exceptions are historical names that keep working.
+pub fn env_names(key: &str) -> Vec<String> {
+    const HISTORICAL: [(&str, &[&str]); 2] =
+        [("bootstrap", &["FRANZ_BOOTSTRAP", "KAFKA_BROKER"]), ("discord.cooldown_secs", &["FRANZ_TICKET_COOLDOWN"])];
+    if let Some((_, names)) = HISTORICAL.iter().find(|(historical, _)| *historical == key) {
+        return names.iter().map(|name| name.to_string()).collect();
+    }
+    let (section, field) = key.rsplit_once('.').unwrap_or(("", key));
+    let prefix = match section {
+        "" | "embedded" => "FRANZ_".to_owned(),
+        "topics" => "FRANZ_TOPIC_".to_owned(),
+        "discord" => "DISCORD_".to_owned(),
+        other => format!("FRANZ_{}_", other.replace('.', "_").to_ascii_uppercase()),
+    };
+    vec![format!("{prefix}{}", field.to_ascii_uppercase())]
+}
+
+/// Every setting's franz.toml key (dotted for sections), read off the defaults, so a new field needs no list.
+pub fn keys() -> Vec<String> {
+    leaves(serde_json::to_value(Config::default()).expect("the defaults serialize"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The settings in a serialized configuration: dotted key and value, sections flattened.
+fn leaves(value: serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(value: serde_json::Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    walk(value, &if prefix.is_empty() { name } else { format!("{prefix}.{name}") }, out);
+                }
+            }
+            value => out.push((prefix.to_owned(), value)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, "", &mut out);
+    out
+}
+
+/// One line of `franz config`: a setting, its shown value (`None`: not set; secrets redacted) and its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub key: String,
+    pub value: Option<String>,
+    pub source: String,
+}
+
+/// The names of the layers' figment metadata.
+const FLAG: &str = "flag";
+const ENV: &str = "environment";
+const DOTENV: &str = ".env";
+
+/// Where the value at `key` came from, from the metadata figment keeps for it: `--flag`, `environment VAR`,
+/// `.env VAR`, the TOML file's path, or `default` when no layer has it.
+fn source(metadata: Option<&Metadata>, key: &str) -> String {
+    let Some(metadata) = metadata else { return "default".into() };
+    let origin = metadata.interpolate(&Profile::Default, &key.split('.').collect::<Vec<_>>());
+    match &*metadata.name {
+        ENV | DOTENV => format!("{} {origin}", metadata.name),
+        _ => origin,
+    }
+}
 
 /// Values given on the command line, by setting name.
 #[derive(Debug, Default)]
@@ -241,16 +313,74 @@ pub struct Flags {
 }
 
 impl Flags {
-    fn get(&self, key: &Key) -> Option<String> {
-        match key.name {
-            "broker" => self.broker.clone(),
-            "bootstrap" => self.bootstrap.clone(),
-            "listen" => self.listen.clone(),
-            "data_dir" => self.data_dir.as_ref().map(|p| p.display().to_string()),
-            "partitions" => self.partitions.clone(),
-            "image_tag" => self.image_tag.clone(),
-            "only" if !self.only.is_empty() => Some(self.only.join(",")),
-            _ => None,
+    fn layer(&self) -> Layer {
+        let given = [
+            ("broker", self.broker.clone()),
+            ("bootstrap", self.bootstrap.clone()),
+            ("listen", self.listen.clone()),
+            ("data_dir", self.data_dir.as_ref().map(|p| p.display().to_string())),
+            ("partitions", self.partitions.clone()),
+            ("image_tag", self.image_tag.clone()),
+            ("only", (!self.only.is_empty()).then(|| self.only.join(","))),
+        ];
+        let mut values = Dict::new();
+        for (key, value) in given {
+            if let Some(value) = value {
+                insert(&mut values, key, Value::String(Tag::Default, value));
+            }
+        }
+        Layer::new(FLAG, values, |key| format!("--{}", key.replace('_', "-")))
+    }
+}
+
+/// One layer of settings as a figment provider, with how to name the origin of each of its values.
+struct Layer {
+    metadata: Metadata,
+    values: Dict,
+}
+
+impl Layer {
+    fn new(name: &'static str, values: Dict, origin: impl Fn(&str) -> String + Clone + Send + Sync + 'static) -> Self {
+        let metadata = Metadata::named(name).interpolater(move |_, keys| origin(&keys.join(".")));
+        Layer { metadata, values }
+    }
+
+    /// The variables in `vars` that name a setting; a setting's first variable that is set and not empty wins.
+    fn variables(name: &'static str, vars: &HashMap<String, String>, keys: &[String]) -> Self {
+        let (mut values, mut used) = (Dict::new(), HashMap::new());
+        for key in keys {
+            let found =
+                env_names(key).into_iter().find_map(|var| Some((vars.get(&var).filter(|v| !v.is_empty())?, var)));
+            if let Some((value, var)) = found {
+                insert(&mut values, key, Value::String(Tag::Default, value.clone()));
+                used.insert(key.clone(), var);
+            }
+        }
+        Layer::new(name, values, move |key| used.get(key).cloned().unwrap_or_default())
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        self.metadata.clone()
+    }
+
+    fn data(&self) -> figment::Result<Map<Profile, Dict>> {
+        Ok(Profile::Default.collect(self.values.clone()))
+    }
+}
+
+/// Puts `value` at the dotted `key` of `dict`, creating sections on the way.
+fn insert(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        Some((section, rest)) => {
+            let section = dict.entry(section.to_owned()).or_insert_with(|| Dict::new().into());
+            if let Value::Dict(_, section) = section {
+                insert(section, rest, value);
+            }
+        }
+        None => {
+            dict.insert(key.to_owned(), value);
         }
     }
 }
@@ -300,40 +430,20 @@ impl Layers {
                 let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
                 anyhow::anyhow!("{} is not valid TOML{at}: {}", path.display(), error.message())
             })?;
-            check_known_keys(&layers.file, "", &path)?;
+            check_known_keys(&layers.file, "", &path, &keys())?;
             layers.files_read.push(path);
         }
         Ok(layers)
     }
 
-    fn lookup(&self, flags: &Flags, key: &'static Key) -> Option<(String, Source)> {
-        if let Some(value) = flags.get(key) {
-            return Some((value, Source::Flag));
-        }
-        for var in key.env {
-            if let Some(value) = self.env.get(*var).filter(|v| !v.is_empty()) {
-                return Some((value.clone(), Source::Env(var)));
-            }
-        }
-        for var in key.env {
-            if let Some(value) = self.dotenv.get(*var).filter(|v| !v.is_empty()) {
-                return Some((value.clone(), Source::DotEnv(var)));
-            }
-        }
-        let mut node = toml::Value::Table(self.file.clone());
-        for part in key.name.split('.') {
-            node = node.as_table()?.get(part)?.clone();
-        }
-        let text = match node {
-            toml::Value::String(s) => s,
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.to_string(),
-        };
-        Some((text, Source::File))
+    /// The TOML file as a layer, its values named by the file's path.
+    fn file_layer(&self) -> anyhow::Result<Layer> {
+        let values =
+            Value::serialize(&self.file).ok().and_then(Value::into_dict).context("franz.toml is not a table")?;
+        // `load` records the TOML file after `.env`; tests build the layers without either.
+        let path = self.files_read.iter().find(|p| !p.ends_with(".env"));
+        let shown = path.map_or_else(|| "franz.toml".to_owned(), |p| p.display().to_string());
+        Ok(Layer::new("franz.toml", values, move |_| shown.clone()))
     }
 }
 
@@ -360,267 +470,60 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "franz")
 }
 
-fn check_known_keys(table: &toml::Table, prefix: &str, path: &Path) -> anyhow::Result<()> {
+/// Refuses a key the struct does not have, listing the known ones (serde would name only the section's).
+fn check_known_keys(table: &toml::Table, prefix: &str, path: &Path, known: &[String]) -> anyhow::Result<()> {
     for (name, value) in table {
         let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         match value {
-            toml::Value::Table(inner) if KEYS.iter().any(|k| k.name.starts_with(&format!("{full}."))) => {
-                check_known_keys(inner, &full, path)?
+            toml::Value::Table(inner) if known.iter().any(|k| k.starts_with(&format!("{full}."))) => {
+                check_known_keys(inner, &full, path, known)?
             }
-            _ if KEYS.iter().any(|k| k.name == full) => {}
-            _ => {
-                let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
-                bail!("unknown setting `{full}` in {}; known settings: {}", path.display(), known.join(", "))
-            }
+            _ if known.contains(&full) => {}
+            _ => bail!("unknown setting `{full}` in {}; known settings: {}", path.display(), known.join(", ")),
         }
     }
     Ok(())
 }
 
-/// Resolves and validates every setting.
+/// Resolves and validates every setting: flag, then environment, then `.env`, then the TOML file, then default.
 pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
-    let mut resolver = Resolver { flags, layers, report: Vec::new() };
-
-    let bootstrap = resolver.get(&BOOTSTRAP);
-    let bootstrap_given = bootstrap.is_some();
-    let bootstrap = match bootstrap {
-        Some((value, source)) => {
-            check_host_port(&value).map(|()| value).map_err(|why| invalid(&BOOTSTRAP, &source, why))?
-        }
-        None => resolver.default(&BOOTSTRAP, DEFAULT_ADDRESS),
-    };
-    let broker = match resolver.get(&BROKER) {
-        Some((value, source)) => BrokerKind::parse(&value).ok_or_else(|| {
-            invalid(&BROKER, &source, format!("{value:?} is not one of embedded, redpanda, kafka, external"))
-        })?,
-        None if bootstrap_given => {
-            resolver.report.push((BROKER.name, "external".into(), Source::Default));
-            BrokerKind::External
-        }
-        None => {
-            resolver.default(&BROKER, "embedded");
-            BrokerKind::Embedded
-        }
-    };
-    let listen = match resolver.get(&LISTEN) {
-        Some((value, source)) => value
-            .parse()
-            .map_err(|_| invalid(&LISTEN, &source, format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))?,
-        None => resolver.default(&LISTEN, DEFAULT_ADDRESS).parse().expect("the default address parses"),
-    };
-    let data_dir = match resolver.get(&DATA_DIR) {
-        Some((value, _)) => PathBuf::from(value),
-        None => {
-            let dir = project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from(".franz"));
-            resolver.default(&DATA_DIR, &dir.display().to_string());
-            dir
-        }
-    };
-    let partitions = match resolver.get(&PARTITIONS) {
-        Some((value, source)) => value
-            .trim()
-            .parse::<i32>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| invalid(&PARTITIONS, &source, format!("{value:?} is not an integer from 1 to 1000")))?,
-        None => resolver.default(&PARTITIONS, "3").parse().expect("the default parses"),
-    };
-    let services = match resolver.get(&ONLY) {
-        Some((value, source)) => parse_services(&value).map_err(|why| invalid(&ONLY, &source, why))?,
-        None => {
-            resolver.default(&ONLY, "all");
-            Service::ALL.to_vec()
-        }
-    };
-    let image_tag = resolver.get(&IMAGE_TAG).map(|(value, _)| value);
-    let defaults = Topics::default();
-    let topics = Topics {
-        intake: resolver.topic(&TOPIC_INTAKE, &defaults.intake)?,
-        tickets: resolver.topic(&TOPIC_TICKETS, &defaults.tickets)?,
-        dead_letters: resolver.topic(&TOPIC_DEAD_LETTERS, &defaults.dead_letters)?,
-        errors: resolver.topic(&TOPIC_ERRORS, &defaults.errors)?,
-    };
-    let names = topics.all();
+    let keys = keys();
+    let figment = Figment::new()
+        .merge(layers.file_layer()?)
+        .merge(Layer::variables(DOTENV, &layers.dotenv, &keys))
+        .merge(Layer::variables(ENV, &layers.env, &keys))
+        .merge(flags.layer());
+    let mut config: Config = figment.extract().map_err(|error| {
+        let key = error.path.join(".");
+        anyhow::anyhow!("invalid setting `{key}` (from {}): {}", source(error.metadata.as_ref(), &key), error.kind)
+    })?;
+    if figment.contains("bootstrap") && !figment.contains("broker") {
+        config.broker = BrokerKind::External;
+    }
+    let names = config.topics.all();
     if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
         bail!("the four topic names must differ, got {}", names.join(", "));
     }
-    let webhook_url = resolver.get(&DISCORD_WEBHOOK_URL).map(|(value, _)| SecretString::from(value));
-    let discord = Discord {
-        token: resolver.get(&DISCORD_TOKEN).map(|(value, _)| SecretString::from(value)),
-        client_id: resolver.get(&DISCORD_CLIENT_ID).map(|(value, _)| value),
-        guild_id: match resolver.get(&DISCORD_GUILD_ID) {
-            Some((value, source)) => Some(value.trim().parse::<u64>().map_err(|_| {
-                invalid(
-                    &DISCORD_GUILD_ID,
-                    &source,
-                    format!("{value:?} is not a numeric guild id (right-click the server → Copy Server ID)"),
-                )
-            })?),
-            None => None,
-        },
-        webhook_url,
-        cooldown: match resolver.get(&TICKET_COOLDOWN) {
-            Some((value, source)) => value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s <= 86_400)
-                .map(std::time::Duration::from_secs)
-                .ok_or_else(|| {
-                    invalid(&TICKET_COOLDOWN, &source, format!("{value:?} is not a number of seconds from 0 to 86400"))
-                })?,
-            None => std::time::Duration::from_secs(
-                resolver.default(&TICKET_COOLDOWN, "10").parse().expect("the default parses"),
-            ),
-        },
-    };
-
-    let durability = match resolver.get(&DURABILITY) {
-        Some((value, source)) => match value.trim() {
-            "fsync" => Durability::Fsync,
-            "os" => Durability::Os,
-            _ => return Err(invalid(&DURABILITY, &source, format!("{value:?} is not fsync or os"))),
-        },
-        None => {
-            resolver.default(&DURABILITY, "fsync");
-            Durability::Fsync
-        }
-    };
-    let hours = resolver.number(&RETENTION_HOURS, 168, 0..=876_000, "a number of hours (0 keeps segments forever)")?;
-    let megabytes =
-        resolver.number(&RETENTION_MB, 1024, 0..=16_777_216, "a number of MiB per partition (0: no limit)")?;
-    let segment_mb = resolver.number(&SEGMENT_MB, 64, 1..=1024, "a number of MiB from 1 to 1024")?;
-    let embedded = Embedded {
-        durability,
-        retention_age: (hours > 0).then(|| std::time::Duration::from_secs(hours * 3600)),
-        retention_bytes: (megabytes > 0).then_some(megabytes << 20),
-        segment_bytes: segment_mb << 20,
-    };
-
-    Ok(Config {
-        broker,
-        embedded,
-        bootstrap,
-        listen,
-        data_dir,
-        ephemeral: flags.ephemeral,
-        partitions,
-        image_tag,
-        keep: flags.keep,
-        services,
-        topics,
-        discord,
-        report: resolver.report,
-        files_read: layers.files_read.clone(),
-    })
-}
-
-struct Resolver<'a> {
-    flags: &'a Flags,
-    layers: &'a Layers,
-    report: Vec<(&'static str, String, Source)>,
-}
-
-impl Resolver<'_> {
-    /// Looks a setting up and records it (redacted when secret) for `franz config`.
-    fn get(&mut self, key: &'static Key) -> Option<(String, Source)> {
-        let found = self.layers.lookup(self.flags, key)?;
-        let shown = if key.secret { redact(&found.0) } else { found.0.clone() };
-        self.report.push((key.name, shown, found.1.clone()));
-        Some(found)
-    }
-
-    fn default(&mut self, key: &'static Key, value: &str) -> String {
-        self.report.push((key.name, value.to_owned(), Source::Default));
-        value.to_owned()
-    }
-
-    /// A whole number in `range`, described as `what` when it is not one.
-    fn number(
-        &mut self,
-        key: &'static Key,
-        default: u64,
-        range: std::ops::RangeInclusive<u64>,
-        what: &str,
-    ) -> anyhow::Result<u64> {
-        match self.get(key) {
-            Some((value, source)) => value
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| invalid(key, &source, format!("{value:?} is not {what}"))),
-            None => Ok(self.default(key, &default.to_string()).parse().expect("the default parses")),
-        }
-    }
-
-    fn topic(&mut self, key: &'static Key, default: &str) -> anyhow::Result<String> {
-        match self.get(key) {
-            Some((value, source)) => check_topic_name(&value).map(|()| value).map_err(|why| invalid(key, &source, why)),
-            None => Ok(self.default(key, default)),
-        }
-    }
-}
-
-fn invalid(key: &Key, source: &Source, why: impl fmt::Display) -> anyhow::Error {
-    let from = match source {
-        Source::Flag => format!("--{}", key.name.replace('_', "-")),
-        other => other.to_string(),
-    };
-    anyhow::anyhow!("invalid setting `{}` (from {from}): {why}", key.name)
-}
-
-/// What a secret looks like in output: present, but not its value.
-fn redact(value: &str) -> String {
-    format!("[redacted, {} characters]", value.chars().count())
-}
-
-fn check_host_port(value: &str) -> Result<(), String> {
-    for address in value.split(',') {
-        let (host, port) = address.trim().rsplit_once(':').ok_or_else(|| format!("{address:?} is not HOST:PORT"))?;
-        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("{address:?} is not HOST:PORT with a port from 1 to 65535"));
-        }
-    }
-    Ok(())
-}
-
-fn check_topic_name(name: &str) -> Result<(), String> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 249 || !name.chars().all(legal) || name == "." || name == ".." {
-        return Err(format!("{name:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"));
-    }
-    Ok(())
-}
-
-fn parse_services(value: &str) -> Result<Vec<Service>, String> {
-    let mut services = Vec::new();
-    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let service = Service::ALL
-            .into_iter()
-            .find(|s| s.name() == name.to_ascii_lowercase())
-            .ok_or_else(|| format!("{name:?} is not a service; expected kummerkasten, aufbereitung or absturz"))?;
-        if !services.contains(&service) {
-            services.push(service);
-        }
-    }
-    if services.is_empty() {
-        return Err("name at least one service".into());
-    }
-    Ok(services)
+    config.ephemeral = flags.ephemeral;
+    config.keep = flags.keep;
+    config.files_read = layers.files_read.clone();
+    let values = serde_json::to_value(&config).context("cannot show the configuration")?;
+    config.report = leaves(values)
+        .into_iter()
+        .map(|(key, value)| Setting { source: source(figment.find_metadata(&key), &key), value: shown(value), key })
+        .collect();
+    Ok(config)
 }
 
 impl Config {
     /// The configuration as `franz config` prints it: one setting a line, secrets redacted.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let width = self.report.iter().map(|(name, _, _)| name.len()).max().unwrap_or(0);
-        for (name, value, source) in &self.report {
-            out.push_str(&format!("{name:width$}  {value}  ({source})\n"));
-        }
-        for key in [&DISCORD_TOKEN, &DISCORD_CLIENT_ID, &DISCORD_GUILD_ID, &DISCORD_WEBHOOK_URL] {
-            if !self.report.iter().any(|(name, _, _)| *name == key.name) {
-                out.push_str(&format!("{:width$}  (not set: {})\n", key.name, key.env.join(" or ")));
+        let width = self.report.iter().map(|setting| setting.key.len()).max().unwrap_or(0);
+        for Setting { key, value, source } in &self.report {
+            match value {
+                Some(value) => out.push_str(&format!("{key:width$}  {value}  ({source})\n")),
+                None => out.push_str(&format!("{key:width$}  (not set: {})\n", env_names(key).join(" or "))),
             }
         }
         out.push_str("\nfiles read:\n");
@@ -642,6 +545,174 @@ impl Config {
 /// The webhook URL for code that must use it. Never log what this returns.
 pub fn expose(secret: &SecretString) -> &str {
     secret.expose_secret()
+}
+
+// How a setting's text becomes a value. The environment, `.env` and flags give text and franz.toml gives numbers
+// and arrays too, so every parser starts from [`text`]. An error says what the value is not and the accepted form;
+// `resolve` adds the setting and its source. Secrets never fail to parse, so no error can echo one.
+
+/// A value as text: a list as its items joined by commas; `None` for a table or nothing.
+fn shown(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Array(items) => Some(items.into_iter().map(shown).collect::<Option<Vec<_>>>()?.join(",")),
+        serde_json::Value::Object(_) | serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    shown(serde_json::Value::deserialize(deserializer)?)
+        .ok_or_else(|| de::Error::custom("expected a value, not a table"))
+}
+
+fn from_text<'de, D: Deserializer<'de>, T: From<String>>(deserializer: D) -> Result<T, D::Error> {
+    text(deserializer).map(T::from)
+}
+
+fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
+    text(deserializer).map(|value| Some(SecretString::from(value)))
+}
+
+/// What a secret looks like in output: present, but not its value.
+fn redacted<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => {
+            serializer.serialize_str(&format!("[redacted, {} characters]", secret.expose_secret().chars().count()))
+        }
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A whole number in `range`, described as `what` when it is not one.
+fn number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<u64, D::Error> {
+    let value = text(deserializer)?;
+    let number = value.trim().parse::<u64>().ok().filter(|n| range.contains(n));
+    number.ok_or_else(|| de::Error::custom(format!("{value:?} is not {what}")))
+}
+
+/// The canonical name of an enum value, as the command line and franz.toml spell it.
+fn name_of<T: ValueEnum>(value: &T) -> String {
+    value.to_possible_value().expect("no value is skipped").get_name().to_owned()
+}
+
+/// `a or b`, or `one of a, b, c`.
+fn alternatives<T: ValueEnum>() -> String {
+    let names: Vec<String> = T::value_variants().iter().map(name_of).collect();
+    match names.as_slice() {
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", names.join(", ")),
+    }
+}
+
+fn one_of<'de, D: Deserializer<'de>, T: ValueEnum>(deserializer: D) -> Result<T, D::Error> {
+    let value = text(deserializer)?;
+    T::from_str(value.trim(), true).map_err(|_| de::Error::custom(format!("{value:?} is not {}", alternatives::<T>())))
+}
+
+fn services<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Service>, D::Error> {
+    let mut services = Vec::new();
+    for name in text(deserializer)?.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let service = Service::from_str(name, true).map_err(|_| {
+            de::Error::custom(format!("{name:?} is not a service; expected kummerkasten, aufbereitung or absturz"))
+        })?;
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    if services.is_empty() {
+        return Err(de::Error::custom("name at least one service"));
+    }
+    Ok(services)
+}
+
+fn host_ports<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = text(deserializer)?;
+    for address in value.split(',') {
+        let (host, port) = address
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| de::Error::custom(format!("{address:?} is not HOST:PORT")))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(de::Error::custom(format!("{address:?} is not HOST:PORT with a port from 1 to 65535")));
+        }
+    }
+    Ok(value)
+}
+
+fn ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let value = text(deserializer)?;
+    value.parse().map_err(|_| de::Error::custom(format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))
+}
+
+fn partitions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    let partitions = number(deserializer, 1..=1000, "an integer from 1 to 1000")?;
+    Ok(i32::try_from(partitions).expect("at most 1000"))
+}
+
+fn topic<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let name = text(deserializer)?;
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 249 || !name.chars().all(legal) || name == "." || name == ".." {
+        return Err(de::Error::custom(format!("{name:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)")));
+    }
+    Ok(name)
+}
+
+fn guild_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let value = text(deserializer)?;
+    let id = value.trim().parse().map_err(|_| {
+        de::Error::custom(format!("{value:?} is not a numeric guild id (right-click the server → Copy Server ID)"))
+    })?;
+    Ok(Some(id))
+}
+
+/// Settings kept in one unit and written in another: `deserialize` parses and converts, `serialize` shows the
+/// value as it is written.
+mod cooldown_secs {
+    use super::*;
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        number(deserializer, 0..=86_400, "a number of seconds from 0 to 86400").map(Duration::from_secs)
+    }
+    pub(super) fn serialize<S: Serializer>(cooldown: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(cooldown.as_secs())
+    }
+}
+
+mod retention_hours {
+    use super::*;
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        let hours = number(deserializer, 0..=876_000, "a number of hours (0 keeps segments forever)")?;
+        Ok((hours > 0).then(|| Duration::from_secs(hours * 3600)))
+    }
+    pub(super) fn serialize<S: Serializer>(age: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(age.map_or(0, |age| age.as_secs() / 3600))
+    }
+}
+
+mod retention_mb {
+    use super::*;
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        let megabytes = number(deserializer, 0..=16_777_216, "a number of MiB per partition (0: no limit)")?;
+        Ok((megabytes > 0).then_some(megabytes << 20))
+    }
+    pub(super) fn serialize<S: Serializer>(bytes: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(bytes.map_or(0, |bytes| bytes >> 20))
+    }
+}
+
+mod segment_mb {
+    use super::*;
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        number(deserializer, 1..=1024, "a number of MiB from 1 to 1024").map(|megabytes| megabytes << 20)
+    }
+    pub(super) fn serialize<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(bytes >> 20)
+    }
 }
 
 #[cfg(test)]
