@@ -1,9 +1,10 @@
 //! The settings of franz: one typed struct, resolved and validated, and where each value came from.
 //!
-//! [`Config`] and its sections are plain serde types: each field has a doc comment, its default is in the section's
-//! `Default`, and its franz.toml key is its serde name. [`resolve`] layers flag > environment > `.env` > franz.toml
-//! > default (`sources`), turns text into values or a rejection naming the setting, its source and the accepted form
-//! (`parse`), and keeps each value's origin for `franz config`. It reads files but starts nothing.
+//! [`Config`] and its sections are plain serde types; each field has a doc comment, a default in its section's
+//! `Default`, and a franz.toml key that is its serde name. [`resolve`] layers flags over the environment, `.env`,
+//! franz.toml and the defaults (`sources`), parses text into values or into a rejection that names the setting, its
+//! source and the accepted form (`parse`), and keeps each value's origin for `franz config`. It reads files but
+//! starts nothing.
 
 mod parse;
 mod sources;
@@ -21,6 +22,10 @@ use serde::{Deserialize, Serialize};
 pub use sources::{Flags, Layers, default_config_file, env_names, keys};
 
 /// Everything franz needs, resolved and validated. Sections are tables in franz.toml.
+///
+/// A new setting is a field with a doc comment and its default, plus its line in `.env.example` and in the README's
+/// table (a test checks both). Its environment variable follows from its key ([`env_names`]); a plain `String`,
+/// number, switch or address needs no parser, one that needs a range or a better message names one in `parse`.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

@@ -1,8 +1,8 @@
 //! How a setting's text becomes a value, or a rejection that says what the text is not and the accepted form.
 //!
 //! The environment, `.env` and flags give text, and franz.toml gives numbers and lists too, so each parser starts
-//! from [`text`]; `resolve` adds the setting's name and source to a rejection. Secrets are never rejected, so no
-//! error can echo one. This module knows nothing of layers or precedence.
+//! from [`text`]; `resolve` adds the setting's name and source to a rejection. A secret is refused only for being a
+//! table, so no error can echo one. This module knows nothing of layers or precedence.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,15 +23,18 @@ pub(super) fn shown(value: serde_json::Value) -> Option<String> {
     }
 }
 
+/// The value as text, whichever layer gave it: franz.toml's `partitions = 4` and `FRANZ_PARTITIONS=4` alike.
 pub(super) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     shown(serde_json::Value::deserialize(deserializer)?)
         .ok_or_else(|| de::Error::custom("expected a value, not a table"))
 }
 
+/// A string setting that franz.toml may also write as a number (`client_id = 1234`, `image_tag = 4.0`).
 pub(super) fn from_text<'de, D: Deserializer<'de>, T: From<String>>(deserializer: D) -> Result<T, D::Error> {
     text(deserializer).map(T::from)
 }
 
+/// A secret: any text is accepted, so nothing about it ever appears in an error.
 pub(super) fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
     text(deserializer).map(|value| Some(SecretString::from(value)))
 }
@@ -63,7 +66,7 @@ pub(super) fn name_of<T: ValueEnum>(value: &T) -> String {
 }
 
 /// `a or b`, or `one of a, b, c`.
-pub(super) fn alternatives<T: ValueEnum>() -> String {
+fn alternatives<T: ValueEnum>() -> String {
     let names: Vec<String> = T::value_variants().iter().map(name_of).collect();
     match names.as_slice() {
         [a, b] => format!("{a} or {b}"),
@@ -71,6 +74,7 @@ pub(super) fn alternatives<T: ValueEnum>() -> String {
     }
 }
 
+/// An enum value by its name, in any case.
 pub(super) fn one_of<'de, D: Deserializer<'de>, T: ValueEnum>(deserializer: D) -> Result<T, D::Error> {
     let value = text(deserializer)?;
     T::from_str(value.trim(), true).map_err(|_| de::Error::custom(format!("{value:?} is not {}", alternatives::<T>())))
@@ -92,6 +96,7 @@ pub(super) fn services<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
     Ok(services)
 }
 
+/// One or more comma-separated `HOST:PORT` addresses.
 pub(super) fn host_ports<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let value = text(deserializer)?;
     for address in value.split(',') {
@@ -133,8 +138,9 @@ pub(super) fn guild_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     Ok(Some(id))
 }
 
-/// Settings kept in one unit and written in another: `deserialize` parses and converts, `serialize` shows the
-/// value as it is written.
+// Settings kept in one unit and written in another: `deserialize` parses and converts, `serialize` shows the value
+// as it is written, for `franz config`.
+
 pub(super) mod cooldown_secs {
     use super::*;
     pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
