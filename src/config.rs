@@ -26,6 +26,7 @@ pub use sources::{Flags, Layers, default_config_file, env_names, keys};
 /// A new setting is a field with a doc comment and its default, plus its line in `.env.example` and in the README's
 /// table (a test checks both). Its environment variable follows from its key ([`env_names`]); a plain `String`,
 /// number, switch or address needs no parser, one that needs a range or a better message names one in `parse`.
+/// `Serialize` is for `franz config` only (secrets serialize redacted); nothing here crosses a topic.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {

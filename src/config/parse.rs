@@ -26,7 +26,7 @@ pub(super) fn shown(value: serde_json::Value) -> Option<String> {
 /// The value as text, whichever layer gave it: franz.toml's `partitions = 4` and `FRANZ_PARTITIONS=4` alike.
 pub(super) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     shown(serde_json::Value::deserialize(deserializer)?)
-        .ok_or_else(|| de::Error::custom("expected a value, not a table"))
+        .ok_or_else(|| de::Error::custom("a table is not a value here; write text or a number"))
 }
 
 /// A string setting that franz.toml may also write as a number (`client_id = 1234`, `image_tag = 4.0`).
