@@ -34,7 +34,7 @@ impl Broker {
                 };
                 let data_dir = scratch.as_ref().map_or_else(|| config.data_dir.clone(), |s| s.path().to_path_buf());
                 let mut settings = franz_broker::Settings::new(config.listen, data_dir);
-                settings.durability = config.embedded.durability;
+                settings.durability = config.embedded.durability.into();
                 settings.log.retention_age = config.embedded.retention_age;
                 settings.log.retention_bytes = config.embedded.retention_bytes;
                 settings.log.segment_bytes = config.embedded.segment_bytes;

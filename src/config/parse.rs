@@ -1,0 +1,189 @@
+//! How a setting's text becomes a value, or a rejection that says what the text is not and the accepted form.
+//!
+//! The environment, `.env` and flags give text, and franz.toml gives numbers and lists too, so each parser starts
+//! from [`text`]; `resolve` adds the setting's name and source to a rejection. A secret is refused only for being a
+//! table, so no error can echo one. This module knows nothing of layers or precedence.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Deserializer, Serializer, de};
+
+use super::Service;
+
+/// A value as text: a list as its items joined by commas; `None` for a table or nothing.
+pub(super) fn shown(value: serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Array(items) => Some(items.into_iter().map(shown).collect::<Option<Vec<_>>>()?.join(",")),
+        serde_json::Value::Object(_) | serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// The value as text, whichever layer gave it: franz.toml's `partitions = 4` and `FRANZ_PARTITIONS=4` alike.
+pub(super) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    shown(serde_json::Value::deserialize(deserializer)?)
+        .ok_or_else(|| de::Error::custom("a table is not a value here; write text or a number"))
+}
+
+/// A string setting that franz.toml may also write as a number (`client_id = 1234`, `image_tag = 4.0`).
+pub(super) fn from_text<'de, D: Deserializer<'de>, T: From<String>>(deserializer: D) -> Result<T, D::Error> {
+    text(deserializer).map(T::from)
+}
+
+/// A secret: any text is accepted, so nothing about it ever appears in an error.
+pub(super) fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
+    text(deserializer).map(|value| Some(SecretString::from(value)))
+}
+
+/// What a secret looks like in output: present, but not its value.
+pub(super) fn redacted<S: Serializer>(secret: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => {
+            serializer.serialize_str(&format!("[redacted, {} characters]", secret.expose_secret().chars().count()))
+        }
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A whole number in `range`, described as `what` when it is not one.
+pub(super) fn number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<u64, D::Error> {
+    let value = text(deserializer)?;
+    let number = value.trim().parse::<u64>().ok().filter(|n| range.contains(n));
+    number.ok_or_else(|| de::Error::custom(format!("{value:?} is not {what}")))
+}
+
+/// The canonical name of an enum value, as the command line and franz.toml spell it.
+pub(super) fn name_of<T: ValueEnum>(value: &T) -> String {
+    value.to_possible_value().expect("no value is skipped").get_name().to_owned()
+}
+
+/// `a or b`, or `one of a, b, c`.
+fn alternatives<T: ValueEnum>() -> String {
+    let names: Vec<String> = T::value_variants().iter().map(name_of).collect();
+    match names.as_slice() {
+        [a, b] => format!("{a} or {b}"),
+        _ => format!("one of {}", names.join(", ")),
+    }
+}
+
+/// An enum value by its name, in any case.
+pub(super) fn one_of<'de, D: Deserializer<'de>, T: ValueEnum>(deserializer: D) -> Result<T, D::Error> {
+    let value = text(deserializer)?;
+    T::from_str(value.trim(), true).map_err(|_| de::Error::custom(format!("{value:?} is not {}", alternatives::<T>())))
+}
+
+pub(super) fn services<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Service>, D::Error> {
+    let mut services = Vec::new();
+    for name in text(deserializer)?.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let service = Service::from_str(name, true).map_err(|_| {
+            de::Error::custom(format!("{name:?} is not a service; expected kummerkasten, aufbereitung or absturz"))
+        })?;
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    if services.is_empty() {
+        return Err(de::Error::custom("name at least one service"));
+    }
+    Ok(services)
+}
+
+/// One or more comma-separated `HOST:PORT` addresses.
+pub(super) fn host_ports<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = text(deserializer)?;
+    for address in value.split(',') {
+        let (host, port) = address
+            .trim()
+            .rsplit_once(':')
+            .ok_or_else(|| de::Error::custom(format!("{address:?} is not HOST:PORT")))?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(de::Error::custom(format!("{address:?} is not HOST:PORT with a port from 1 to 65535")));
+        }
+    }
+    Ok(value)
+}
+
+pub(super) fn ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let value = text(deserializer)?;
+    value.parse().map_err(|_| de::Error::custom(format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))
+}
+
+pub(super) fn partitions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+    let partitions = number(deserializer, 1..=1000, "an integer from 1 to 1000")?;
+    Ok(i32::try_from(partitions).expect("at most 1000"))
+}
+
+pub(super) fn topic<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let name = text(deserializer)?;
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 249 || !name.chars().all(legal) || name == "." || name == ".." {
+        return Err(de::Error::custom(format!("{name:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)")));
+    }
+    Ok(name)
+}
+
+pub(super) fn guild_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let value = text(deserializer)?;
+    let id = value.trim().parse().map_err(|_| {
+        de::Error::custom(format!("{value:?} is not a numeric guild id (right-click the server → Copy Server ID)"))
+    })?;
+    Ok(Some(id))
+}
+
+// Settings kept in one unit and written in another: `deserialize` parses and converts, `serialize` shows the value
+// as it is written, for `franz config`.
+
+pub(super) mod cooldown_secs {
+    use super::*;
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        number(deserializer, 0..=86_400, "a number of seconds from 0 to 86400").map(Duration::from_secs)
+    }
+    pub(in crate::config) fn serialize<S: Serializer>(cooldown: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(cooldown.as_secs())
+    }
+}
+
+pub(super) mod retention_hours {
+    use super::*;
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let hours = number(deserializer, 0..=876_000, "a number of hours (0 keeps segments forever)")?;
+        Ok((hours > 0).then(|| Duration::from_secs(hours * 3600)))
+    }
+    pub(in crate::config) fn serialize<S: Serializer>(
+        age: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(age.map_or(0, |age| age.as_secs() / 3600))
+    }
+}
+
+pub(super) mod retention_mb {
+    use super::*;
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+        let megabytes = number(deserializer, 0..=16_777_216, "a number of MiB per partition (0: no limit)")?;
+        Ok((megabytes > 0).then_some(megabytes << 20))
+    }
+    pub(in crate::config) fn serialize<S: Serializer>(bytes: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(bytes.map_or(0, |bytes| bytes >> 20))
+    }
+}
+
+pub(super) mod segment_mb {
+    use super::*;
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        number(deserializer, 1..=1024, "a number of MiB from 1 to 1024").map(|megabytes| megabytes << 20)
+    }
+    pub(in crate::config) fn serialize<S: Serializer>(bytes: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(bytes >> 20)
+    }
+}

@@ -1,0 +1,214 @@
+//! Tests of the configuration: precedence, provenance, rejections that name the setting and never a secret, and
+//! that `.env.example` and the README's table list exactly the settings of the struct.
+
+use super::*;
+use std::collections::BTreeSet;
+
+fn layers(env: &[(&str, &str)], dotenv: &[(&str, &str)], file: &str) -> Layers {
+    Layers {
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        dotenv: dotenv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        file: file.parse().unwrap(),
+        files_read: vec![],
+    }
+}
+
+#[test]
+fn defaults_run_the_embedded_broker_on_loopback() {
+    let config = resolve(&Flags::default(), &layers(&[], &[], "")).unwrap();
+    assert_eq!(config.broker, BrokerKind::Embedded);
+    assert_eq!(config.bootstrap, "127.0.0.1:9092");
+    assert_eq!(config.listen.to_string(), "127.0.0.1:9092");
+    assert_eq!(config.partitions, 3);
+    assert_eq!(config.topics, Topics::default());
+    assert_eq!(config.services, Service::ALL.to_vec());
+    assert_eq!(config.embedded.durability, Durability::Fsync);
+    assert_eq!(config.embedded.retention_bytes, Some(1 << 30));
+    assert_eq!(config.embedded.retention_age, Some(std::time::Duration::from_secs(7 * 24 * 3600)));
+}
+
+#[test]
+fn retention_limits_of_zero_turn_them_off() {
+    let env = [("FRANZ_RETENTION_HOURS", "0"), ("FRANZ_RETENTION_MB", "0"), ("FRANZ_DURABILITY", "os")];
+    let config = resolve(&Flags::default(), &layers(&env, &[], "")).unwrap();
+    assert_eq!((config.embedded.retention_age, config.embedded.retention_bytes), (None, None));
+    assert_eq!(config.embedded.durability, Durability::Os);
+}
+
+#[test]
+fn flags_beat_environment_beats_dotenv_beats_file() {
+    let file = "partitions = 4\n[topics]\nintake = \"from-file\"\nerrors = \"errs-file\"\ntickets = \"t-file\"";
+    let all = layers(
+        &[("FRANZ_PARTITIONS", "6"), ("FRANZ_TOPIC_INTAKE", "from-env")],
+        &[("FRANZ_PARTITIONS", "5"), ("FRANZ_TOPIC_INTAKE", "from-dotenv"), ("FRANZ_TOPIC_ERRORS", "errs-dotenv")],
+        file,
+    );
+    let flags = Flags { partitions: Some("7".into()), ..Flags::default() };
+    let config = resolve(&flags, &all).unwrap();
+    assert_eq!(config.partitions, 7);
+    assert_eq!(config.topics.intake, "from-env");
+    assert_eq!(config.topics.errors, "errs-dotenv");
+    assert_eq!(config.topics.tickets, "t-file");
+    assert_eq!(config.topics.dead_letters, "tickets-formatted-dlq");
+    assert_eq!(resolve(&Flags::default(), &all).unwrap().partitions, 6);
+}
+
+#[test]
+fn historical_kafka_broker_variable_selects_an_external_cluster() {
+    let config = resolve(&Flags::default(), &layers(&[], &[("KAFKA_BROKER", "kafka:29092")], "")).unwrap();
+    assert_eq!(config.broker, BrokerKind::External);
+    assert_eq!(config.bootstrap, "kafka:29092");
+}
+
+#[test]
+fn invalid_values_name_the_setting_its_source_and_the_accepted_form() {
+    let cases = [
+        (
+            Flags { partitions: Some("0".into()), ..Flags::default() },
+            layers(&[], &[], ""),
+            "`partitions` (from --partitions): \"0\" is not an integer from 1 to 1000",
+        ),
+        (Flags::default(), layers(&[("FRANZ_BROKER", "docker")], &[], ""), "`broker` (from environment FRANZ_BROKER)"),
+        (
+            Flags::default(),
+            layers(&[], &[("KAFKA_BROKER", "nohost")], ""),
+            "`bootstrap` (from .env KAFKA_BROKER): \"nohost\" is not HOST:PORT",
+        ),
+        (Flags::default(), layers(&[], &[], "listen = \"everywhere\""), "`listen` (from franz.toml)"),
+        (
+            Flags { only: vec!["absturz".into(), "bot".into()], ..Flags::default() },
+            layers(&[], &[], ""),
+            "\"bot\" is not a service",
+        ),
+        (Flags::default(), layers(&[("FRANZ_TOPIC_ERRORS", "bad topic")], &[], ""), "not a Kafka topic name"),
+        (Flags::default(), layers(&[("FRANZ_TOPIC_ERRORS", "discordMSG")], &[], ""), "topic names must differ"),
+        (Flags::default(), layers(&[("FRANZ_DURABILITY", "always")], &[], ""), "\"always\" is not fsync or os"),
+        (Flags::default(), layers(&[], &[], "[embedded]\nsegment_mb = 0"), "`embedded.segment_mb` (from franz.toml)"),
+    ];
+    for (flags, layers, expected) in cases {
+        let error = resolve(&flags, &layers).unwrap_err().to_string();
+        assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+    }
+}
+
+#[test]
+fn secrets_are_redacted_in_render_and_debug() {
+    let config = resolve(
+        &Flags::default(),
+        &layers(
+            &[("DISCORD_WEBHOOK_URL", "https://discord.com/api/webhooks/1/sekrit-token")],
+            &[("DISCORD_TOKEN", "bot-sekrit")],
+            "",
+        ),
+    )
+    .unwrap();
+    let shown = format!("{}\n{config:?}", config.render());
+    assert!(!shown.contains("sekrit"), "{shown}");
+    assert!(shown.contains("discord.webhook_url") && shown.contains("[redacted"));
+    assert_eq!(expose(config.discord.webhook_url.as_ref().unwrap()), "https://discord.com/api/webhooks/1/sekrit-token");
+}
+
+#[test]
+fn malformed_files_are_reported_without_echoing_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "DISCORD_TOKEN='sekrit-token\n").unwrap();
+    let toml = dir.path().join("franz.toml");
+    std::fs::write(&toml, "[discord]\ntoken = sekrit-token\n").unwrap();
+    let dotenv_error = format!("{:#}", Layers::load(dir.path(), None).unwrap_err());
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
+    let toml_error = format!("{:#}", Layers::load(dir.path(), Some(&toml)).unwrap_err());
+    for error in [&dotenv_error, &toml_error] {
+        assert!(!error.contains("sekrit"), "{error}");
+    }
+    assert!(dotenv_error.contains(".env is malformed"), "{dotenv_error}");
+    assert!(toml_error.contains("is not valid TOML at line 2"), "{toml_error}");
+    let layers = Layers { dotenv: [("DISCORD_TOKEN".to_owned(), "sekrit".to_owned())].into(), ..Layers::default() };
+    assert!(!format!("{layers:?}").contains("sekrit"));
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("franz.toml");
+    std::fs::write(&path, "partitons = 3\n").unwrap();
+    let error = Layers::load(dir.path(), Some(&path)).unwrap_err().to_string();
+    assert!(error.contains("unknown setting `partitons`"), "{error}");
+}
+
+#[test]
+fn dotenv_in_the_working_directory_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "FRANZ_TOPIC_INTAKE=from-dotenv-file\n").unwrap();
+    let missing = dir.path().join("none.toml");
+    std::fs::write(&missing, "").unwrap();
+    let layers = Layers::load(dir.path(), Some(&missing)).unwrap();
+    assert_eq!(layers.dotenv.get("FRANZ_TOPIC_INTAKE").map(String::as_str), Some("from-dotenv-file"));
+    assert_eq!(layers.files_read.len(), 2);
+}
+
+#[test]
+fn a_plain_typed_field_reads_its_text_without_a_parser_of_its_own() {
+    // A setting added later as a plain `u16` or `u64` field must work from the environment and from flags.
+    #[derive(Debug, Deserialize)]
+    struct Probe {
+        partitions: u16,
+        discord: ProbeDiscord,
+    }
+    #[derive(Debug, Deserialize)]
+    struct ProbeDiscord {
+        guild_id: u64,
+    }
+    let flags = Flags { partitions: Some("7".into()), ..Flags::default() };
+    let figment = sources::layered(&flags, &layers(&[("DISCORD_GUILD_ID", "42")], &[], "")).unwrap();
+    let probe: Probe = extract(&figment).unwrap();
+    assert_eq!((probe.partitions, probe.discord.guild_id), (7, 42));
+
+    let figment = sources::layered(&Flags::default(), &layers(&[("FRANZ_PARTITIONS", "many")], &[], "")).unwrap();
+    let error = extract::<Probe>(&figment).unwrap_err().to_string();
+    assert!(error.contains("`partitions` (from environment FRANZ_PARTITIONS)") && error.contains("u16"), "{error}");
+}
+
+/// Variables franz reads that are not fields of `Config`: the log filter, read in `main.rs`.
+const NOT_SETTINGS: [&str; 1] = ["FRANZ_LOG"];
+
+/// The words in backquotes in `text`.
+fn quoted(text: &str) -> BTreeSet<String> {
+    text.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+fn assert_same(what: &str, expected: &BTreeSet<String>, found: &BTreeSet<String>) {
+    let missing: Vec<_> = expected.difference(found).collect();
+    let stale: Vec<_> = found.difference(expected).collect();
+    assert!(missing.is_empty() && stale.is_empty(), "{what}: missing {missing:?}, stale {stale:?}");
+}
+
+#[test]
+fn env_example_and_readme_table_list_every_setting_and_nothing_else() {
+    let keys: BTreeSet<String> = keys().into_iter().collect();
+    let vars: BTreeSet<String> = keys.iter().flat_map(|key| env_names(key)).collect();
+
+    // Every `NAME=` line of .env.example, commented out or not.
+    let example: BTreeSet<String> = include_str!("../../.env.example")
+        .lines()
+        .filter_map(|line| line.trim_start_matches('#').split_once('='))
+        .map(|(name, _)| name.trim().to_owned())
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    let documented: BTreeSet<String> = vars.iter().cloned().chain(NOT_SETTINGS.map(String::from)).collect();
+    assert_same(".env.example", &documented, &example);
+
+    // The rows of the README's configuration table: keys in the first column, variables in the second.
+    let table = include_str!("../../README.md")
+        .split_once("| franz.toml key | environment | default |")
+        .expect("the README has the configuration table")
+        .1;
+    let rows: Vec<Vec<&str>> =
+        table.lines().skip(2).take_while(|line| line.starts_with('|')).map(|row| row.split('|').collect()).collect();
+    assert!(rows.iter().all(|cells| cells.len() == 5), "every row has three cells");
+    let readme_keys = rows.iter().flat_map(|cells| quoted(cells[1])).collect();
+    let readme_vars = rows.iter().flat_map(|cells| quoted(cells[2])).collect();
+    assert_same("README table, franz.toml keys", &keys, &readme_keys);
+    assert_same("README table, environment variables", &vars, &readme_vars);
+}
