@@ -90,6 +90,11 @@ pub struct EmbeddedArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
+    /// What the broker tells clients to connect to, as HOST:PORT (Kafka's advertised listener); needed with a
+    /// --listen of 0.0.0.0 [default: the listen address]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+
     /// Where the embedded broker keeps its data [default: the platform's data directory]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -39,6 +39,10 @@ pub struct Config {
     /// Where the embedded broker listens.
     #[serde(deserialize_with = "parse::ip_port")]
     pub listen: SocketAddr,
+    /// What the embedded broker tells clients to connect to (Kafka's advertised listener), as HOST:PORT; unset,
+    /// the listen address. Needed when listening on 0.0.0.0.
+    #[serde(deserialize_with = "parse::advertise")]
+    pub advertise: Option<String>,
     /// Where the embedded broker keeps its data.
     #[serde(deserialize_with = "parse::from_text")]
     pub data_dir: PathBuf,
@@ -126,6 +130,39 @@ pub struct Embedded {
     /// Segment files are closed at about this size; set in MiB from 1 to 1024.
     #[serde(rename = "segment_mb", with = "parse::segment_mb")]
     pub segment_bytes: u64,
+    /// Client connections at once; at the limit the least recently active one owed no answer makes room.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_connections: u64,
+    /// Partitions of all topics together; 0 fits them to the open-file limit (at most 10,000).
+    #[serde(deserialize_with = "parse::count")]
+    pub max_partitions: u64,
+    /// Seconds a client may take to send a request once it has started it.
+    #[serde(deserialize_with = "parse::positive")]
+    pub frame_timeout_secs: u64,
+    /// Seconds a connection with nothing in flight stays open.
+    #[serde(deserialize_with = "parse::positive")]
+    pub idle_timeout_secs: u64,
+    /// The largest request, in MiB (a produce request carries its records).
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_frame_mb: u64,
+    /// The largest request other than a produce request, in MiB.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_request_mb: u64,
+    /// The largest record batch a produce request may carry for one partition, in MiB.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_batch_mb: u64,
+    /// Request bytes all connections together may be sending at once, in MiB.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_inflight_mb: u64,
+    /// Members one consumer group may have.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_group_members: u64,
+    /// Consumer groups the broker holds.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_groups: u64,
+    /// The protocol metadata a group member may bring, and the assignment it may get, in KiB.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_member_metadata_kb: u64,
 }
 
 /// Where the topics live.
@@ -191,6 +228,7 @@ impl Default for Config {
             broker: BrokerKind::Embedded,
             bootstrap: DEFAULT_ADDRESS.into(),
             listen: DEFAULT_ADDRESS.parse().expect("the default address parses"),
+            advertise: None,
             data_dir: sources::project_dirs()
                 .map_or_else(|| PathBuf::from(".franz"), |dirs| dirs.data_dir().to_path_buf()),
             partitions: 3,
@@ -231,6 +269,17 @@ impl Default for Embedded {
             retention_age: Some(Duration::from_secs(168 * 3600)),
             retention_bytes: Some(1 << 30),
             segment_bytes: 64 << 20,
+            max_connections: 1024,
+            max_partitions: 0,
+            frame_timeout_secs: 30,
+            idle_timeout_secs: 600,
+            max_frame_mb: 100,
+            max_request_mb: 4,
+            max_batch_mb: 16,
+            max_inflight_mb: 256,
+            max_group_members: 1000,
+            max_groups: 10_000,
+            max_member_metadata_kb: 1024,
         }
     }
 }

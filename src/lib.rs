@@ -26,6 +26,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             broker: up.broker.clone(),
             bootstrap: up.bootstrap.clone(),
             listen: up.embedded.listen.clone(),
+            advertise: up.embedded.advertise.clone(),
             data_dir: up.embedded.data_dir.clone(),
             partitions: up.partitions.clone(),
             only: up.only.clone(),
@@ -36,6 +37,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
         Command::Broker(args) => Flags {
             broker: Some("embedded".into()),
             listen: args.listen.clone(),
+            advertise: args.advertise.clone(),
             data_dir: args.data_dir.clone(),
             ephemeral: args.ephemeral,
             ..Flags::default()

@@ -11,6 +11,36 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BrokerKind, Config};
 use crate::kafka::admin::{self, TopicStatus};
 
+/// The embedded broker's settings from franz's configuration.
+fn embedded_settings(config: &Config, data_dir: std::path::PathBuf) -> anyhow::Result<franz_broker::Settings> {
+    let embedded = &config.embedded;
+    let size = |value: u64, shift: u32| usize::try_from(value << shift).unwrap_or(usize::MAX);
+    let mut settings = franz_broker::Settings::new(config.listen, data_dir);
+    settings.durability = embedded.durability.into();
+    settings.log.retention_age = embedded.retention_age;
+    settings.log.retention_bytes = embedded.retention_bytes;
+    settings.log.segment_bytes = embedded.segment_bytes;
+    settings.advertise = match &config.advertise {
+        Some(address) => {
+            let (host, port) = address.rsplit_once(':').expect("checked when the configuration was read");
+            Some((host.trim_start_matches('[').trim_end_matches(']').to_string(), port.parse()?))
+        }
+        None => None,
+    };
+    settings.max_connections = size(embedded.max_connections, 0);
+    settings.max_partitions = (embedded.max_partitions > 0).then(|| size(embedded.max_partitions, 0));
+    settings.frame_timeout = std::time::Duration::from_secs(embedded.frame_timeout_secs);
+    settings.idle_timeout = std::time::Duration::from_secs(embedded.idle_timeout_secs);
+    settings.max_frame_bytes = size(embedded.max_frame_mb, 20);
+    settings.max_request_bytes = size(embedded.max_request_mb, 20);
+    settings.max_batch_bytes = size(embedded.max_batch_mb, 20);
+    settings.max_inflight_request_bytes = size(embedded.max_inflight_mb, 20);
+    settings.max_group_members = size(embedded.max_group_members, 0);
+    settings.max_groups = size(embedded.max_groups, 0);
+    settings.max_member_metadata_bytes = size(embedded.max_member_metadata_kb, 10);
+    Ok(settings)
+}
+
 /// A broker franz is using, started by it or not.
 pub enum Broker {
     /// franz's own broker, in-process; with `--ephemeral` its data lives in a temporary directory removed on stop.
@@ -33,11 +63,7 @@ impl Broker {
                     false => None,
                 };
                 let data_dir = scratch.as_ref().map_or_else(|| config.data_dir.clone(), |s| s.path().to_path_buf());
-                let mut settings = franz_broker::Settings::new(config.listen, data_dir);
-                settings.durability = config.embedded.durability.into();
-                settings.log.retention_age = config.embedded.retention_age;
-                settings.log.retention_bytes = config.embedded.retention_bytes;
-                settings.log.segment_bytes = config.embedded.segment_bytes;
+                let settings = embedded_settings(config, data_dir)?;
                 Ok(Broker::Embedded(franz_broker::EmbeddedBroker::start(settings).await?, scratch))
             }
             BrokerKind::External => {

@@ -111,6 +111,28 @@ pub(super) fn host_ports<'de, D: Deserializer<'de>>(deserializer: D) -> Result<S
     Ok(value)
 }
 
+/// One `HOST:PORT` that clients can connect to, or unset.
+pub(super) fn advertise<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = host_ports(deserializer)?;
+    if value.contains(',') {
+        return Err(de::Error::custom(format!("{value:?} is more than one address; give one HOST:PORT")));
+    }
+    if value.rsplit_once(':').is_some_and(|(host, _)| host == "0.0.0.0" || host == "[::]") {
+        return Err(de::Error::custom(format!("{value:?} is not an address clients can connect to")));
+    }
+    Ok(Some(value))
+}
+
+/// A whole number from 1 up (a limit or a duration).
+pub(super) fn positive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    number(deserializer, 1..=1_000_000_000, "a whole number from 1 to 1000000000")
+}
+
+/// A whole number from 0 up (0 meaning automatic where the setting says so).
+pub(super) fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    number(deserializer, 0..=1_000_000_000, "a whole number from 0 to 1000000000")
+}
+
 pub(super) fn ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let value = text(deserializer)?;
     value.parse().map_err(|_| de::Error::custom(format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))

@@ -212,3 +212,21 @@ fn env_example_and_readme_table_list_every_setting_and_nothing_else() {
     assert_same("README table, franz.toml keys", &keys, &readme_keys);
     assert_same("README table, environment variables", &vars, &readme_vars);
 }
+
+#[test]
+fn broker_limits_and_the_advertised_address_are_read_and_checked() {
+    let env = [("FRANZ_MAX_CONNECTIONS", "64"), ("FRANZ_ADVERTISE", "broker.internal:9093")];
+    let file = "[embedded]\nmax_partitions = 500\nmax_request_mb = 8";
+    let config = resolve(&Flags::default(), &layers(&env, &[], file)).unwrap();
+    assert_eq!(config.embedded.max_connections, 64);
+    assert_eq!(config.embedded.max_partitions, 500);
+    assert_eq!(config.embedded.max_request_mb, 8);
+    assert_eq!(config.advertise.as_deref(), Some("broker.internal:9093"));
+    let flags = Flags { advertise: Some("0.0.0.0:9092".into()), ..Flags::default() };
+    let error = resolve(&flags, &layers(&[], &[], "")).unwrap_err().to_string();
+    assert!(error.contains("advertise") && error.contains("--advertise") && error.contains("connect to"), "{error}");
+    let error = resolve(&Flags::default(), &layers(&[("FRANZ_MAX_CONNECTIONS", "0")], &[], "")).unwrap_err();
+    let error = error.to_string();
+    assert!(error.contains("embedded.max_connections") && error.contains("FRANZ_MAX_CONNECTIONS"), "{error}");
+    assert!(error.contains("from 1 to"), "{error}");
+}

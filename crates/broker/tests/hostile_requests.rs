@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::Decodable as _;
+use kafka_protocol::protocol::{Decodable as _, StrBytes};
 
 /// Regression: topics named `.deleted-events` or `.creating-x` (legal Kafka names) lost all their acknowledged
 /// records at a clean restart, because the broker staged its own creates and deletes under those names.
@@ -190,5 +190,28 @@ async fn a_topic_that_does_not_fit_the_partition_limit_is_refused_with_a_reason_
     let message = answer.topics[0].error_message.as_deref().unwrap_or_default().to_string();
     assert!(message.contains("max_partitions"), "{message}");
     assert!(!dir.path().join("topics").join("too-many").exists());
+    broker.stop().await;
+}
+
+/// Regression: with `--listen 0.0.0.0:9092` the broker advertised `127.0.0.1`, so clients on other machines
+/// failed while raw clients still got in, and there was no way to set the advertised address.
+#[tokio::test]
+async fn listening_on_every_interface_needs_an_advertised_address_which_metadata_then_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut everywhere = franz_broker::Settings::new("0.0.0.0:0".parse().unwrap(), dir.path().to_path_buf());
+    let refused = franz_broker::EmbeddedBroker::start(everywhere.clone()).await.err().expect("refused");
+    assert!(refused.to_string().contains("--advertise HOST:PORT"), "{refused}");
+    everywhere.advertise = Some(("broker.example.internal".into(), 19092));
+    let broker = start(everywhere).await;
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], broker.address().port()));
+    let mut client = Client::connect(loopback).await;
+    let answer: MetadataResponse =
+        client.call(ApiKey::Metadata, 9, &MetadataRequest::default().with_topics(None)).await;
+    assert_eq!(answer.brokers[0].host.as_str(), "broker.example.internal");
+    assert_eq!(answer.brokers[0].port, 19092);
+    let coordinator: FindCoordinatorResponse = client
+        .call(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")))
+        .await;
+    assert_eq!((coordinator.host.as_str(), coordinator.port), ("broker.example.internal", 19092));
     broker.stop().await;
 }
