@@ -215,3 +215,19 @@ async fn listening_on_every_interface_needs_an_advertised_address_which_metadata
     assert_eq!((coordinator.host.as_str(), coordinator.port), ("broker.example.internal", 19092));
     broker.stop().await;
 }
+
+/// Regression: under fsync durability an `acks=1` produce was answered before the fsync (the docs said
+/// otherwise). On one node `acks=1` now means what `acks=all` means: the answer comes once the record is on disk,
+/// which is also when readers may see it, so the high watermark already covers it when the answer arrives.
+#[tokio::test]
+async fn a_record_acknowledged_with_acks_1_is_already_on_disk_and_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    create_topic(&mut client, "one", 1).await;
+    for expected in 0..50 {
+        assert_eq!(produce(&mut client, "one", batch(&[(1, "x")], (-1, -1, -1)), 1).await, (0, expected));
+        assert_eq!(list_offset(&mut client, "one", -1).await, (0, expected + 1), "visible, so fsynced, when answered");
+    }
+    broker.stop().await;
+}
