@@ -14,7 +14,8 @@
 //! [`MAX_NAME_BYTES`] and at most [`MAX_PROTOCOLS`] protocols per join (INVALID_REQUEST beyond); a member's
 //! protocol metadata (all protocols together) and each assignment of at most `Limits::max_member_metadata_bytes`
 //! (INVALID_REQUEST beyond), copied out of the request frame so a small value never pins a large frame; at most
-//! `Limits::max_group_members` members per group (GROUP_MAX_SIZE_REACHED) and `Limits::max_groups` groups
+//! `Limits::max_group_members` members per group, whose metadata together (and assignments together) is at most
+//! `Limits::max_group_metadata_bytes` (GROUP_MAX_SIZE_REACHED), and `Limits::max_groups` groups
 //! (POLICY_VIOLATION for a new one). A commit writes one line per distinct partition however often the request
 //! repeats it (the last value wins).
 
@@ -62,6 +63,9 @@ pub struct Limits {
     pub max_member_metadata_bytes: usize,
     /// Members of one group (Kafka's `group.max.size`).
     pub max_group_members: usize,
+    /// The metadata of all members of one group together, and their assignments together, in bytes: what a
+    /// DescribeGroups or the leader's JoinGroup answer carries for the group.
+    pub max_group_metadata_bytes: usize,
     /// Groups, with members or committed offsets.
     pub max_groups: usize,
 }
@@ -405,6 +409,15 @@ impl Coordinator {
         } else {
             return fail(code::UNKNOWN_MEMBER_ID);
         };
+        let others: usize = group
+            .members
+            .iter()
+            .filter(|(id, _)| **id != member_id)
+            .flat_map(|(_, member)| member.protocols.iter().map(|(_, metadata)| metadata.len()))
+            .sum();
+        if others + metadata > self.limits.max_group_metadata_bytes {
+            return fail(code::GROUP_MAX_SIZE_REACHED);
+        }
         group.protocol_type = Some(join.protocol_type.clone());
         let member = group.members.entry(member_id.clone()).or_insert_with(|| Member {
             group_instance_id: None,
@@ -451,7 +464,10 @@ impl Coordinator {
             let _ = answer.send(Synced { error: code::UNKNOWN_MEMBER_ID, ..Synced::default() });
             return receiver;
         };
-        if assignments.iter().any(|(_, assignment)| assignment.len() > self.limits.max_member_metadata_bytes) {
+        if assignments.iter().any(|(_, assignment)| assignment.len() > self.limits.max_member_metadata_bytes)
+            || assignments.iter().map(|(_, assignment)| assignment.len()).sum::<usize>()
+                > self.limits.max_group_metadata_bytes
+        {
             let _ = answer.send(Synced { error: code::INVALID_REQUEST, ..Synced::default() });
             return receiver;
         }
@@ -1000,7 +1016,8 @@ mod tests {
     use super::*;
 
     const TOPIC_ID: Uuid = Uuid::from_u128(1);
-    const LIMITS: Limits = Limits { max_member_metadata_bytes: 1024, max_group_members: 3, max_groups: 4 };
+    const LIMITS: Limits =
+        Limits { max_member_metadata_bytes: 1024, max_group_members: 3, max_group_metadata_bytes: 2048, max_groups: 4 };
 
     /// A coordinator whose only topic is "t", with id `TOPIC_ID` and logs without end.
     fn open(dir: &Path, delay: Duration) -> Coordinator {
@@ -1262,6 +1279,19 @@ mod tests {
         let joined = join(&coordinator, "").await.unwrap();
         let synced = coordinator.sync("g", &joined.member_id, joined.generation, vec![(joined.member_id.clone(), big)]);
         assert_eq!(synced.await.unwrap().error, code::INVALID_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn a_groups_members_together_bring_at_most_max_group_metadata_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = open(dir.path(), Duration::from_secs(60));
+        let metadata = Bytes::from(vec![0u8; LIMITS.max_member_metadata_bytes]);
+        let first = coordinator.join(request("g", "", "test", vec![("range".into(), metadata.clone())]));
+        let second = coordinator.join(request("g", "", "test", vec![("range".into(), metadata.clone())]));
+        let mut third = coordinator.join(request("g", "", "test", vec![("range".into(), metadata)]));
+        assert_eq!(third.try_recv().unwrap().error, code::GROUP_MAX_SIZE_REACHED, "2 KiB of 1 KiB members is full");
+        assert_eq!(coordinator.describe("g").unwrap().members.len(), 2);
+        drop((first, second));
     }
 
     #[tokio::test]

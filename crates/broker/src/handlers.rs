@@ -398,7 +398,7 @@ impl Core {
             };
             (code, error.to_string())
         })?;
-        if header.is_idempotent() && header.producer_id >= self.producer_ids.issued_end() {
+        if header.is_idempotent() && !self.producer_ids.issued(header.producer_id) {
             return Err((
                 code::UNKNOWN_PRODUCER_ID,
                 "this producer id was never handed out; ask for one (InitProducerId)".into(),

@@ -66,6 +66,9 @@ pub struct Settings {
     pub max_member_metadata_bytes: usize,
     /// Members one consumer group may have (Kafka's `group.max.size`).
     pub max_group_members: usize,
+    /// The protocol metadata of all members of one group together, and their assignments together, in bytes: what
+    /// describing the group (or the leader's JoinGroup answer) carries.
+    pub max_group_metadata_bytes: usize,
     /// Consumer groups (with members or committed offsets) the broker holds; a new one beyond is refused.
     pub max_groups: usize,
     /// How long a client may take to send a request once its first byte has arrived; a slower one is closed
@@ -106,8 +109,9 @@ impl Settings {
             initial_rebalance_delay: Duration::from_millis(100),
             advertise: None,
             max_partitions: None,
-            max_member_metadata_bytes: 1 << 20,
+            max_member_metadata_bytes: 64 << 10,
             max_group_members: 1000,
+            max_group_metadata_bytes: 4 << 20,
             max_groups: 10_000,
             frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(10 * 60),
@@ -260,6 +264,7 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     let limits = groups::Limits {
         max_member_metadata_bytes: settings.max_member_metadata_bytes,
         max_group_members: settings.max_group_members,
+        max_group_metadata_bytes: settings.max_group_metadata_bytes,
         max_groups: settings.max_groups,
     };
     let groups = groups::Coordinator::open(

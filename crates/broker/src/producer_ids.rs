@@ -1,7 +1,8 @@
 //! Producer ids and epochs for idempotent producers: which ids this data directory handed out, and which epoch of
 //! each id is the current one.
 //!
-//! Ids are reserved on disk a block at a time, so an id is never given out twice, even across crashes. An epoch
+//! Ids are reserved on disk a block at a time, so an id is never given out twice, even across crashes, and carry
+//! random low bits, so they cannot be guessed. An epoch
 //! rises when a client that holds the id asks to bump it (KIP-360), naming the id and its current epoch, or when
 //! the producer raises it itself with a batch that starts its sequences again (as Kafka allows and librdkafka
 //! does). The newest epoch of each id is remembered, so a batch that jumps far past it is refused and no client
@@ -16,6 +17,10 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Ids are reserved on disk this many at a time.
 const BLOCK: i64 = 1000;
+/// An id is a sequence number (reserved on disk) above this many random bits. Without them ids would be 0, 1,
+/// 2, ..., and any client could write as another by guessing its id (the protocol has no authentication): the
+/// broker checks only the sequence part, so an id with other random bits is another producer, not the owner.
+const RANDOM_BITS: u32 = 31;
 /// Most ids whose epoch (above 0) is remembered; beyond it the smallest ids are forgotten, and their producers
 /// are treated as at epoch 0 (a bump then gets a fresh id, and a batch with the old epoch is refused).
 const MAX_BUMPED: usize = 100_000;
@@ -52,7 +57,8 @@ impl ProducerIds {
             Err(error) if error.kind() == io::ErrorKind::NotFound => 0,
             Err(error) => return Err(error),
         };
-        let mut epochs: HashMap<i64, i16> = epochs.into_iter().filter(|(id, epoch)| *epoch > 0 && *id < next).collect();
+        let mut epochs: HashMap<i64, i16> =
+            epochs.into_iter().filter(|(id, epoch)| *epoch > 0 && issued_below(*id, next)).collect();
         cap(&mut epochs);
         Ok(ProducerIds { path: path.to_path_buf(), state: Mutex::new(State { next, reserved_end: next, epochs }) })
     }
@@ -61,9 +67,10 @@ impl ProducerIds {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Ids at or above this were never handed out by this data directory.
-    pub fn issued_end(&self) -> i64 {
-        self.lock().next
+    /// Whether `id` could have been handed out by this data directory: its sequence part was reserved. (Ids of
+    /// franz before random bits were small numbers, whose sequence part is 0.)
+    pub fn issued(&self, id: i64) -> bool {
+        issued_below(id, self.lock().next)
     }
 
     /// The newest epoch granted or accepted for `id` (0 if none above 0).
@@ -87,7 +94,7 @@ impl ProducerIds {
     pub fn grant(&self, asked: Option<(i64, i16)>) -> io::Result<Grant> {
         let mut state = self.lock();
         if let Some((id, epoch)) = asked
-            && (0..state.next).contains(&id)
+            && issued_below(id, state.next)
             && epoch == state.epochs.get(&id).copied().unwrap_or(0)
             && epoch < i16::MAX - 1
         {
@@ -107,10 +114,16 @@ impl ProducerIds {
             }
             state.reserved_end = end;
         }
-        let id = state.next;
+        let sequence = state.next;
         state.next += 1;
-        Ok(Grant { id, epoch: 0 })
+        let random = (uuid::Uuid::new_v4().as_u128() as i64) & ((1 << RANDOM_BITS) - 1);
+        Ok(Grant { id: (sequence << RANDOM_BITS) | random, epoch: 0 })
     }
+}
+
+/// Whether `id`'s sequence part is below `next` (reserved, so possibly handed out).
+fn issued_below(id: i64, next: i64) -> bool {
+    id >= 0 && (id >> RANDOM_BITS) < next
 }
 
 /// Keeps the remembered epochs within [`MAX_BUMPED`], forgetting the oldest (smallest) ids first.
@@ -135,10 +148,21 @@ mod tests {
         let ids = ProducerIds::open(&path, HashMap::new()).unwrap();
         let first = ids.grant(None).unwrap();
         let second = ids.grant(None).unwrap();
-        assert_eq!((first.id, second.id, first.epoch), (0, 1, 0));
+        assert_eq!((first.id >> RANDOM_BITS, second.id >> RANDOM_BITS, first.epoch), (0, 1, 0));
+        assert!(ids.issued(first.id) && ids.issued(second.id));
+        assert!(!ids.issued(2 << RANDOM_BITS) && !ids.issued(-1));
         drop(ids);
         let ids = ProducerIds::open(&path, HashMap::new()).unwrap();
-        assert!(ids.grant(None).unwrap().id >= 2);
+        assert!(ids.grant(None).unwrap().id >> RANDOM_BITS >= 2);
+    }
+
+    #[test]
+    fn ids_carry_random_bits_so_no_client_can_guess_another_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = ProducerIds::open(&dir.path().join("producer-ids"), HashMap::new()).unwrap();
+        let granted: std::collections::HashSet<i64> =
+            (0..50).map(|_| ids.grant(None).unwrap().id & ((1 << RANDOM_BITS) - 1)).collect();
+        assert!(granted.len() > 40, "the low bits differ from id to id: {granted:?}");
     }
 
     #[test]
@@ -149,7 +173,7 @@ mod tests {
         assert_eq!(ids.grant(Some((mine.id, 0))).unwrap(), Grant { id: mine.id, epoch: 1 });
         assert_eq!(ids.epoch(mine.id), 1);
         // A stale epoch, a made-up one, or an id never handed out: a fresh id instead.
-        for asked in [(mine.id, 0), (mine.id, 7), (mine.id, i16::MAX - 1), (999_999, 0)] {
+        for asked in [(mine.id, 0), (mine.id, 7), (mine.id, i16::MAX - 1), (999_999 << RANDOM_BITS, 0)] {
             let granted = ids.grant(Some(asked)).unwrap();
             assert_ne!(granted.id, mine.id, "{asked:?}");
             assert_eq!(granted.epoch, 0);
@@ -164,9 +188,10 @@ mod tests {
         let ids = ProducerIds::open(&path, HashMap::new()).unwrap();
         let mine = ids.grant(None).unwrap();
         drop(ids);
-        let ids = ProducerIds::open(&path, HashMap::from([(mine.id, 3), (5_000_000, 9)])).unwrap();
+        let never = 5_000_000 << RANDOM_BITS;
+        let ids = ProducerIds::open(&path, HashMap::from([(mine.id, 3), (never, 9)])).unwrap();
         assert_eq!(ids.epoch(mine.id), 3);
-        assert_eq!(ids.epoch(5_000_000), 0, "an id never handed out has no epoch");
+        assert_eq!(ids.epoch(never), 0, "an id never handed out has no epoch");
         assert_eq!(ids.grant(Some((mine.id, 3))).unwrap(), Grant { id: mine.id, epoch: 4 });
     }
 }

@@ -145,7 +145,7 @@ async fn init_producer_id_hands_out_only_ids_it_allocated() {
 
 /// Regression: a batch with another producer's id and epoch 32767 raised that id's epoch and fenced its owner.
 #[tokio::test]
-async fn a_batch_with_a_forged_epoch_or_unissued_id_is_refused_and_the_owner_writes_on() {
+async fn a_forged_epoch_an_unissued_id_or_a_guessed_id_cannot_take_an_owners_place() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(settings(dir.path())).await;
     let mut owner = Client::connect(broker.address()).await;
@@ -165,9 +165,27 @@ async fn a_batch_with_a_forged_epoch_or_unissued_id_is_refused_and_the_owner_wri
     assert_eq!(produce(&mut owner, "owned", batch(&[(1, "mine")], (pid, 0, 0)), -1).await, (0, 0));
     let (forged, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (pid, i16::MAX, 0)), -1).await;
     assert_eq!(forged, 47, "INVALID_PRODUCER_EPOCH");
-    let (unissued, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (pid + 1_000_000, 0, 0)), -1).await;
+    let (unissued, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (pid + (1 << 50), 0, 0)), -1).await;
     assert_eq!(unissued, 59, "UNKNOWN_PRODUCER_ID");
-    assert_eq!(produce(&mut owner, "owned", batch(&[(2, "still mine")], (pid, 0, 1)), -1).await, (0, 1));
+    // Regression: ids were 0, 1, 2, ..., so a forger writing the owner's next sequence under id 0 made the owner's
+    // own batch look like a retry: acknowledged, and never written. Ids now carry random bits; a guess is another
+    // producer.
+    for guess in [0, 1, pid ^ 1] {
+        let (error, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (guess, 0, 1)), -1).await;
+        assert!(error == 0 || error == 45, "a guessed id is a producer of its own or out of order: {error}");
+    }
+    let (error, offset) = produce(&mut owner, "owned", batch(&[(2, "still mine")], (pid, 0, 1)), -1).await;
+    assert_eq!(error, 0);
+    assert!(offset >= 1, "written, not taken for a retry of someone else's batch");
+    let mut reader = Client::connect(broker.address()).await;
+    let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+        fetch_request::FetchTopic::default().with_topic(topic("owned")).with_partitions(vec![
+            fetch_request::FetchPartition::default().with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+        ]),
+    ]);
+    let answer: FetchResponse = reader.call(ApiKey::Fetch, 11, &request).await;
+    let records = answer.responses[0].partitions[0].records.clone().unwrap();
+    assert!(records.windows(10).any(|w| w == b"still mine"), "the owner's record is in the log");
     broker.stop().await;
 }
 
