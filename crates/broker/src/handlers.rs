@@ -183,7 +183,27 @@ impl Core {
         response
     }
 
-    pub fn create_topics(&self, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    /// Creates topics on a blocking thread: a create of thousands of partitions takes thousands of file creations
+    /// and fsyncs, which must hold up neither the runtime's threads nor other clients.
+    pub fn create_topics(
+        self: &Arc<Self>,
+        request: CreateTopicsRequest,
+        version: i16,
+    ) -> Pending<CreateTopicsResponse> {
+        let core = self.clone();
+        Pending::Later(
+            async move {
+                let creating = tokio::task::spawn_blocking(move || core.create_topics_now(request, version));
+                creating.await.unwrap_or_else(|_| {
+                    tracing::error!("creating topics failed unexpectedly");
+                    CreateTopicsResponse::default()
+                })
+            }
+            .boxed(),
+        )
+    }
+
+    fn create_topics_now(&self, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
         let mut results = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for topic in request.topics {
@@ -393,7 +413,9 @@ impl Core {
             let code = match error {
                 BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
                 BatchError::Transactional => code::INVALID_REQUEST,
-                BatchError::NotOneBatch | BatchError::BadCount { .. } => code::INVALID_RECORD,
+                BatchError::NotOneBatch | BatchError::BadCount { .. } | BatchError::TooManyRecords { .. } => {
+                    code::INVALID_RECORD
+                }
                 _ => code::CORRUPT_MESSAGE,
             };
             (code, error.to_string())
@@ -794,8 +816,8 @@ impl Core {
 
     /// Commits offsets. A partition named more than once is stored once, with the last value accepted, and every
     /// entry is answered (so a request's duplicates cost one line of `offsets.jsonl`, not one each). An offset
-    /// above the partition's high watermark is refused with OFFSET_OUT_OF_RANGE: a consumer commits only offsets
-    /// it has been shown, and one beyond them would skip records not yet written.
+    /// below 0 or above the partition's high watermark is refused with OFFSET_OUT_OF_RANGE: a consumer commits
+    /// only offsets it has been shown, and one beyond them would skip records not yet written.
     pub fn offset_commit(self: &Arc<Self>, request: OffsetCommitRequest) -> Pending<OffsetCommitResponse> {
         let group = request.group_id.to_string();
         let check = self.groups.check_commit(&group, &request.member_id, request.generation_id_or_member_epoch);
@@ -813,7 +835,7 @@ impl Core {
                 } else if let (Some(found), Some(partition)) = (&found, partition) {
                     if p.committed_metadata.as_ref().is_some_and(|m| m.len() > MAX_OFFSET_METADATA) {
                         code::OFFSET_METADATA_TOO_LARGE
-                    } else if p.committed_offset > partition.log().high_watermark() {
+                    } else if p.committed_offset < 0 || p.committed_offset > partition.log().high_watermark() {
                         code::OFFSET_OUT_OF_RANGE
                     } else {
                         accepted.push(Commit {

@@ -508,9 +508,7 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
             ready(encode(id, key, version, &api_versions(0)))
         }
         ApiKey::Metadata => ready(encode(id, key, version, &core.metadata(decode!(MetadataRequest), version))),
-        ApiKey::CreateTopics => {
-            ready(encode(id, key, version, &core.create_topics(decode!(CreateTopicsRequest), version)))
-        }
+        ApiKey::CreateTopics => pending(id, key, version, core.create_topics(decode!(CreateTopicsRequest), version)),
         ApiKey::DeleteTopics => {
             ready(encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
         }

@@ -111,6 +111,8 @@ pub struct Topics {
     /// Most partitions of all topics together.
     max_partitions: usize,
     by_name: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Topics being created, with their partitions: reserved under the `by_name` lock, made without any lock.
+    creating: Mutex<BTreeMap<String, usize>>,
 }
 
 /// What `franz` before version 0.2 named a topic being created or deleted, inside `topics/` itself.
@@ -169,7 +171,8 @@ impl Topics {
                 "the data holds more partitions than max_partitions allows; no topic can be created until some are deleted"
             );
         }
-        Ok((Topics { root, staging, trash, config, max_partitions, by_name: RwLock::new(by_name) }, repaired))
+        let creating = Mutex::default();
+        Ok((Topics { root, staging, trash, config, max_partitions, by_name: RwLock::new(by_name), creating }, repaired))
     }
     /// The topic called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -195,9 +198,11 @@ impl Topics {
         self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Partitions of all topics together.
+    /// Partitions of all topics together, those being created included.
     pub fn partition_count(&self) -> usize {
-        self.read().values().map(|t| t.partitions.len()).sum()
+        let by_name = self.read();
+        let creating: usize = self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().sum();
+        by_name.values().map(|t| t.partitions.len()).sum::<usize>() + creating
     }
 
     /// Most partitions of all topics together.
@@ -206,7 +211,9 @@ impl Topics {
     }
 
     /// Creates a topic: written completely in `staging/`, then renamed into place. If its partitions cannot be
-    /// opened, the topic is removed again: a failed create leaves nothing behind.
+    /// opened, the topic is removed again: a failed create leaves nothing behind. The name and the partitions are
+    /// reserved under the topics lock, but the files (thousands of creations and fsyncs for a large topic) are
+    /// made without it, so other requests go on meanwhile.
     pub fn create(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, CreateError> {
         if !valid_name(name) {
             return Err(CreateError::InvalidName);
@@ -214,14 +221,29 @@ impl Topics {
         if !(1..=MAX_PARTITIONS).contains(&partitions) {
             return Err(CreateError::InvalidPartitions);
         }
+        {
+            let by_name = self.read();
+            let mut creating = self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if by_name.contains_key(name) || creating.contains_key(name) {
+                return Err(CreateError::Exists);
+            }
+            let current: usize =
+                by_name.values().map(|t| t.partitions.len()).sum::<usize>() + creating.values().sum::<usize>();
+            if current + partitions as usize > self.max_partitions {
+                return Err(CreateError::TooManyPartitions { current, limit: self.max_partitions });
+            }
+            creating.insert(name.to_string(), partitions as usize);
+        }
+        let made = self.make(name, partitions);
         let mut by_name = self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if by_name.contains_key(name) {
-            return Err(CreateError::Exists);
-        }
-        let current: usize = by_name.values().map(|t| t.partitions.len()).sum();
-        if current + partitions as usize > self.max_partitions {
-            return Err(CreateError::TooManyPartitions { current, limit: self.max_partitions });
-        }
+        self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(name);
+        let topic = made?;
+        by_name.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Makes a reserved topic's files and opens its partitions.
+    fn make(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, CreateError> {
         let id = Uuid::new_v4();
         let staged = self.staging.join(id.to_string());
         let target = self.root.join(name);
@@ -248,11 +270,7 @@ impl Topics {
             })
             .collect();
         match opened {
-            Ok(list) => {
-                let topic = Arc::new(Topic { name: name.to_string(), id, partitions: list });
-                by_name.insert(name.to_string(), topic.clone());
-                Ok(topic)
-            }
+            Ok(list) => Ok(Arc::new(Topic { name: name.to_string(), id, partitions: list })),
             Err(error) => {
                 // The logs opened so far were dropped with `opened`, closing their files.
                 let parked = self.trash.join(id.to_string());

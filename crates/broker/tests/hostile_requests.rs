@@ -249,3 +249,64 @@ async fn a_record_acknowledged_with_acks_1_is_already_on_disk_and_visible() {
     }
     broker.stop().await;
 }
+
+/// Regression: commits of -5 and -2^63 were accepted and kept across restarts.
+#[tokio::test]
+async fn a_negative_committed_offset_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut client = Client::connect(broker.address()).await;
+    create_topic(&mut client, "t", 1).await;
+    for offset in [-5, i64::MIN] {
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default().with_name(topic("t")).with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(offset),
+                ]),
+            ]);
+        let answer: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, 5, &request).await;
+        assert_eq!(answer.topics[0].partitions[0].error_code, 1, "OFFSET_OUT_OF_RANGE for {offset}");
+    }
+    broker.stop().await;
+}
+
+/// Regression: a 193-byte CreateTopics of 9,000 partitions held the topics lock (and a runtime thread) through
+/// every file creation and fsync, freezing every other client for 27 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_create_does_not_hold_up_other_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut creator = Client::connect(broker.address()).await;
+    let mut other = Client::connect(broker.address()).await;
+    create_topic(&mut other, "busy", 1).await;
+    let topics = (0..3)
+        .map(|i| {
+            create_topics_request::CreatableTopic::default()
+                .with_name(topic(&format!("large-{i}")))
+                .with_num_partitions(1000)
+                .with_replication_factor(1)
+        })
+        .collect();
+    let request = CreateTopicsRequest::default().with_timeout_ms(60_000).with_topics(topics);
+    let creating = tokio::spawn(async move {
+        let answer: CreateTopicsResponse = creator.call(ApiKey::CreateTopics, 5, &request).await;
+        answer.topics.iter().all(|t| t.error_code == 0)
+    });
+    // Wait until the create is under way (its first directory exists), then another client must be served while
+    // it goes on.
+    let staging = dir.path().join("staging");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0) == 0
+        && !dir.path().join("topics").join("large-0").exists()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "the create starts");
+        tokio::task::yield_now().await;
+    }
+    let (error, _) = produce(&mut other, "busy", batch(&[(1, "meanwhile")], (-1, -1, -1)), -1).await;
+    assert_eq!(error, 0);
+    assert!(!creating.is_finished(), "the other client was answered while the create was still going on");
+    assert!(creating.await.unwrap(), "the create succeeds");
+    broker.stop().await;
+}

@@ -50,6 +50,8 @@ pub enum BatchError {
     Transactional,
     #[error("a produce request must carry exactly one record batch per partition")]
     NotOneBatch,
+    #[error("the batch claims {count} records, more than its {bytes} bytes can hold")]
+    TooManyRecords { count: i32, bytes: usize },
 }
 
 impl BatchHeader {
@@ -156,8 +158,27 @@ pub fn check_produced(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
     if header.last_offset_delta.checked_add(1) != Some(header.records_count) {
         return Err(BatchError::BadCount { count: header.records_count, delta: header.last_offset_delta });
     }
+    // The count takes offsets, so it must be one the batch's bytes can hold: a record takes at least
+    // MIN_RECORD_BYTES uncompressed, and compression is allowed MAX_COMPRESSION times that. Otherwise 61 bytes could
+    // claim two billion records and move the partition's offsets by as much.
+    let body = (header.size - HEADER_LEN) as u64;
+    let room = match header.attributes & COMPRESSION {
+        0 => body / MIN_RECORD_BYTES,
+        _ => body * MAX_COMPRESSION / MIN_RECORD_BYTES,
+    };
+    if header.records_count < 1 || header.records_count as u64 > room {
+        return Err(BatchError::TooManyRecords { count: header.records_count, bytes: header.size });
+    }
     Ok(header)
 }
+
+/// The compression bits of a batch's attributes.
+const COMPRESSION: i16 = 0x07;
+/// The fewest bytes an uncompressed record takes: its length, attributes, timestamp and offset deltas, key and
+/// value lengths, and header count, one byte each at least.
+const MIN_RECORD_BYTES: u64 = 7;
+/// How many times smaller than its records a compressed batch may be.
+const MAX_COMPRESSION: u64 = 1024;
 
 /// Checks a produce request's record set for one partition: exactly one whole, valid batch, as Kafka requires
 /// of v2 record sets.
@@ -192,6 +213,19 @@ pub fn valid_prefix(bytes: &[u8], first_offset: i64) -> (usize, Vec<BatchHeader>
 pub mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Regression: a 61-byte batch claiming 2^31-1 records (with a valid CRC) was accepted and moved the
+    /// partition's offsets by two billion.
+    #[test]
+    fn a_batch_claiming_more_records_than_its_bytes_hold_is_refused() {
+        let mut batch = make_batch(0, &[b"x"], (-1, -1, -1));
+        assert!(single_produced(&batch).is_ok());
+        batch[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(single_produced(&batch), Err(BatchError::TooManyRecords { .. })));
+    }
 
     /// Builds a valid uncompressed batch of `count` records with the given values, as a producer would.
     pub fn make_batch(base_offset: i64, values: &[&[u8]], producer: (i64, i16, i32)) -> Vec<u8> {
