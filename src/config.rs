@@ -163,6 +163,9 @@ pub struct Embedded {
     /// The protocol metadata a group member may bring, and the assignment it may get, in KiB.
     #[serde(deserialize_with = "parse::positive")]
     pub max_member_metadata_kb: u64,
+    /// The metadata of all members of one group together (and their assignments together), in KiB.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_group_metadata_kb: u64,
 }
 
 /// Where the topics live.
@@ -279,7 +282,8 @@ impl Default for Embedded {
             max_inflight_mb: 256,
             max_group_members: 1000,
             max_groups: 10_000,
-            max_member_metadata_kb: 1024,
+            max_member_metadata_kb: 64,
+            max_group_metadata_kb: 4096,
         }
     }
 }

@@ -38,6 +38,7 @@ fn embedded_settings(config: &Config, data_dir: std::path::PathBuf) -> anyhow::R
     settings.max_group_members = size(embedded.max_group_members, 0);
     settings.max_groups = size(embedded.max_groups, 0);
     settings.max_member_metadata_bytes = size(embedded.max_member_metadata_kb, 10);
+    settings.max_group_metadata_bytes = size(embedded.max_group_metadata_kb, 10);
     Ok(settings)
 }
 
