@@ -1,24 +1,19 @@
 //! The group coordinator against hostile or unlucky clients, over raw sockets: requests that repeat themselves,
 //! oversized member metadata, full groups, deleted and recreated topics, offsets beyond the log, and restarts.
 
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use bytes::{BufMut as _, Bytes, BytesMut};
-use franz_broker::{EmbeddedBroker, Settings};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Client, PATIENCE, start};
+use franz_broker::Settings;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-
-/// How long any one answer may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(10);
+use kafka_protocol::protocol::StrBytes;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -28,74 +23,19 @@ const POLICY_VIOLATION: i16 = 44;
 const GROUP_MAX_SIZE_REACHED: i16 = 81;
 
 fn settings(data: &Path) -> Settings {
-    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), data.to_path_buf());
+    let mut settings = common::settings(data);
     settings.initial_rebalance_delay = Duration::from_millis(10);
     settings
-}
-
-async fn start(settings: Settings) -> EmbeddedBroker {
-    EmbeddedBroker::start(settings).await.expect("the broker starts")
 }
 
 fn s(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
 }
 
-/// One raw connection: requests framed by hand, answers decoded with kafka-protocol.
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
+/// What these tests ask of a raw connection, on top of framing requests and decoding answers (`common::Client`).
 impl Client {
-    async fn connect(broker: &EmbeddedBroker) -> Client {
-        Client { stream: TcpStream::connect(broker.address()).await.unwrap(), correlation: 0 }
-    }
-
-    async fn send<T: Encodable>(&mut self, key: ApiKey, version: i16, body: &T) {
-        self.correlation += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(s("hostile")));
-        let mut frame = BytesMut::new();
-        frame.put_i32(0);
-        header.encode(&mut frame, key.request_header_version(version)).unwrap();
-        body.encode(&mut frame, version).unwrap();
-        let size = (frame.len() - 4) as i32;
-        frame[0..4].copy_from_slice(&size.to_be_bytes());
-        self.stream.write_all(&frame).await.unwrap();
-    }
-
-    async fn receive<T: Decodable>(&mut self, key: ApiKey, version: i16) -> T {
-        let read = async {
-            let size = self.stream.read_i32().await.expect("an answer");
-            let mut frame = vec![0u8; size as usize];
-            self.stream.read_exact(&mut frame).await.expect("a whole answer");
-            Bytes::from(frame)
-        };
-        let mut frame = tokio::time::timeout(PATIENCE, read).await.expect("an answer in time");
-        ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
-        T::decode(&mut frame, version).unwrap()
-    }
-
-    async fn call<Q: Encodable, A: Decodable>(&mut self, key: ApiKey, version: i16, body: &Q) -> A {
-        self.send(key, version, body).await;
-        self.receive(key, version).await
-    }
-
     async fn create_topic(&mut self, name: &str) {
-        let request = CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(TopicName(s(name)))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1),
-            ])
-            .with_timeout_ms(10_000);
-        let response: CreateTopicsResponse = self.call(ApiKey::CreateTopics, 5, &request).await;
-        assert_eq!(response.topics[0].error_code, 0, "{:?}", response.topics[0].error_message);
+        common::create_topic(self, name, 1).await;
     }
 
     async fn delete_topic(&mut self, name: &str) {
@@ -106,36 +46,10 @@ impl Client {
 
     /// Produces `count` records to partition 0 of `topic` and waits until they are acknowledged.
     async fn produce(&mut self, topic: &str, count: i64) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
-        let records: Vec<Record> = (0..count)
-            .map(|offset| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset,
-                // No producer id, so no sequence: the encoder keeps records in one batch while offset minus sequence
-                // stays the same, and the batch's base sequence is the first record's (-1).
-                sequence: offset as i32 - 1,
-                timestamp: now,
-                key: None,
-                value: Some(Bytes::from(format!("record {offset}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut batch = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-        RecordBatchEncoder::encode(&mut batch, &records, &options).unwrap();
-        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-            TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
-                PartitionProduceData::default().with_index(0).with_records(Some(batch.freeze())),
-            ]),
-        ]);
-        let response: ProduceResponse = self.call(ApiKey::Produce, 7, &request).await;
-        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        let values: Vec<String> = (0..count).map(|offset| format!("record {offset}")).collect();
+        let records: Vec<(i64, &str)> = values.iter().map(|value| (1_700_000_000_000, value.as_str())).collect();
+        let (error, _) = common::produce(self, topic, common::batch(&records, (-1, -1, -1)), -1).await;
+        assert_eq!(error, 0);
     }
 
     /// Commits `(partition, offset, metadata)` entries of `topic` outside any generation; the error of each.
@@ -193,7 +107,7 @@ fn offsets_file(data: &Path) -> String {
 async fn an_offset_commit_naming_one_partition_2000_times_writes_one_line_and_answers_every_entry() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     client.produce("t", 3).await;
     let group = "g".repeat(255);
@@ -216,7 +130,7 @@ async fn an_offset_commit_naming_one_partition_2000_times_writes_one_line_and_an
 async fn offset_fetch_and_describe_groups_answer_each_distinct_key_once() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     assert_eq!(client.commit("g", "t", &[(0, 0, "m")]).await, vec![0]);
     assert_eq!(client.committed("g", "t", vec![0; 2000]).await, vec![(0, 0, "m".to_string())]);
@@ -230,7 +144,7 @@ async fn offset_fetch_and_describe_groups_answer_each_distinct_key_once() {
 async fn a_group_id_longer_than_255_bytes_is_refused() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     assert_eq!(client.commit(&"g".repeat(256), "t", &[(0, 0, "")]).await, vec![INVALID_GROUP_ID]);
     let response: JoinGroupResponse =
@@ -247,7 +161,7 @@ async fn a_join_group_with_metadata_over_the_limit_is_refused_and_nothing_of_it_
     let mut settings = settings(data.path());
     settings.max_member_metadata_bytes = 64 << 10;
     let broker = start(settings).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     let huge = Bytes::from(vec![1u8; (64 << 10) + 1]);
     let response: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &join_request("g", huge)).await;
     assert_eq!(response.error_code, INVALID_REQUEST);
@@ -270,8 +184,11 @@ async fn a_group_at_max_group_members_refuses_another_member_with_group_max_size
     let mut settings = settings(data.path());
     settings.max_group_members = 2;
     let broker = start(settings).await;
-    let (mut first, mut second, mut third) =
-        (Client::connect(&broker).await, Client::connect(&broker).await, Client::connect(&broker).await);
+    let (mut first, mut second, mut third) = (
+        Client::connect(broker.address()).await,
+        Client::connect(broker.address()).await,
+        Client::connect(broker.address()).await,
+    );
     // The two joins may land in one generation or two; either way both are members until their sessions end,
     // and only membership matters here.
     first.send(ApiKey::JoinGroup, 5, &join_request("g", Bytes::from_static(b"m"))).await;
@@ -297,7 +214,7 @@ async fn a_new_group_beyond_max_groups_is_refused_while_existing_groups_keep_com
     let mut settings = settings(data.path());
     settings.max_groups = 2;
     let broker = start(settings).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     assert_eq!(client.commit("a", "t", &[(0, 0, "")]).await, vec![0]);
     assert_eq!(client.commit("b", "t", &[(0, 0, "")]).await, vec![0]);
@@ -312,7 +229,7 @@ async fn a_new_group_beyond_max_groups_is_refused_while_existing_groups_keep_com
 async fn a_commit_above_the_high_watermark_is_refused_with_offset_out_of_range() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     client.produce("t", 3).await;
     assert_eq!(client.commit("g", "t", &[(0, 4, "")]).await, vec![OFFSET_OUT_OF_RANGE]);
@@ -326,7 +243,7 @@ async fn a_commit_above_the_high_watermark_is_refused_with_offset_out_of_range()
 async fn a_deleted_then_recreated_topic_does_not_inherit_offsets_across_a_restart() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     client.produce("t", 3).await;
     assert_eq!(client.commit("g", "t", &[(0, 2, "old")]).await, vec![0]);
@@ -335,7 +252,7 @@ async fn a_deleted_then_recreated_topic_does_not_inherit_offsets_across_a_restar
     assert_eq!(client.committed("g", "t", vec![0]).await, vec![(0, -1, String::new())]);
     broker.stop().await;
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     assert_eq!(client.committed("g", "t", vec![0]).await, vec![(0, -1, String::new())]);
     broker.stop().await;
 }
@@ -346,7 +263,7 @@ async fn a_deleted_then_recreated_topic_does_not_inherit_offsets_across_a_restar
 async fn a_topic_recreated_after_a_crash_between_its_deletion_and_its_tombstone_does_not_inherit_offsets() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     client.produce("t", 3).await;
     assert_eq!(client.commit("g", "t", &[(0, 2, "old")]).await, vec![0]);
@@ -355,7 +272,7 @@ async fn a_topic_recreated_after_a_crash_between_its_deletion_and_its_tombstone_
     let topics = data.path().join("topics");
     std::fs::rename(topics.join("t"), topics.join(".deleted-crashed")).unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     assert_eq!(client.committed("g", "t", vec![0]).await, vec![(0, -1, String::new())]);
     broker.stop().await;
@@ -367,7 +284,7 @@ async fn a_topic_recreated_after_a_crash_between_its_deletion_and_its_tombstone_
 async fn a_committed_offset_beyond_the_log_end_is_clamped_to_it_at_start() {
     let data = tempfile::tempdir().unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     client.produce("t", 3).await;
     assert_eq!(client.commit("g", "t", &[(0, 3, "m")]).await, vec![0]);
@@ -378,7 +295,7 @@ async fn a_committed_offset_beyond_the_log_end_is_clamped_to_it_at_start() {
     std::fs::write(data.path().join("groups").join("offsets.jsonl"), file.replace("\"offset\":3", "\"offset\":500"))
         .unwrap();
     let broker = start(settings(data.path())).await;
-    let mut client = Client::connect(&broker).await;
+    let mut client = Client::connect(broker.address()).await;
     assert_eq!(client.committed("g", "t", vec![0]).await, vec![(0, 3, "m".to_string())]);
     broker.stop().await;
 }

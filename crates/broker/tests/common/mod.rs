@@ -29,34 +29,52 @@ pub async fn start(settings: Settings) -> EmbeddedBroker {
     EmbeddedBroker::start(settings).await.expect("the broker starts")
 }
 
-/// A raw connection that sends one request at a time and reads its answer.
+/// A raw connection: requests framed by hand, answers read in order and decoded with kafka-protocol.
 pub struct Client {
     pub stream: TcpStream,
     correlation: i32,
+    /// Correlation ids of the requests sent and not yet answered, oldest first.
+    waiting: std::collections::VecDeque<i32>,
 }
 
 impl Client {
     pub async fn connect(address: SocketAddr) -> Client {
         let stream = tokio::time::timeout(PATIENCE, TcpStream::connect(address)).await.unwrap().unwrap();
-        Client { stream, correlation: 0 }
+        Client { stream, correlation: 0, waiting: Default::default() }
     }
 
-    /// Sends a request and returns the answer's body bytes (after the correlation id and header).
-    pub async fn call_raw<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, request: &R) -> Bytes {
+    /// Sends a request without waiting for its answer.
+    pub async fn send<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, request: &R) {
         self.correlation += 1;
+        self.waiting.push_back(self.correlation);
         let frame = frame(key, version, self.correlation, request);
         self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads the next answer's body bytes (after its header); it must answer the oldest request sent.
+    pub async fn receive_raw(&mut self, key: ApiKey, version: i16) -> Bytes {
         let mut length = [0u8; 4];
         tokio::time::timeout(PATIENCE, self.stream.read_exact(&mut length)).await.expect("an answer in time").unwrap();
         let mut body = vec![0u8; i32::from_be_bytes(length) as usize];
         tokio::time::timeout(PATIENCE, self.stream.read_exact(&mut body)).await.expect("a whole answer").unwrap();
         let mut body = Bytes::from(body);
-        assert_eq!(body.get_i32(), self.correlation, "answers come in order");
+        assert_eq!(Some(body.get_i32()), self.waiting.pop_front(), "answers come in order");
         if key.response_header_version(version) >= 1 {
             // Tagged fields of a flexible response header: none are sent.
             assert_eq!(body.get_u8(), 0);
         }
         body
+    }
+
+    pub async fn receive<A: Decodable>(&mut self, key: ApiKey, version: i16) -> A {
+        let mut body = self.receive_raw(key, version).await;
+        A::decode(&mut body, version).expect("the answer decodes")
+    }
+
+    /// Sends a request and returns the answer's body bytes.
+    pub async fn call_raw<R: Encodable + HeaderVersion>(&mut self, key: ApiKey, version: i16, request: &R) -> Bytes {
+        self.send(key, version, request).await;
+        self.receive_raw(key, version).await
     }
 
     pub async fn call<R: Encodable + HeaderVersion, A: Decodable>(
@@ -65,8 +83,8 @@ impl Client {
         version: i16,
         request: &R,
     ) -> A {
-        let mut body = self.call_raw(key, version, request).await;
-        A::decode(&mut body, version).expect("the answer decodes")
+        self.send(key, version, request).await;
+        self.receive(key, version).await
     }
 }
 
