@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use franz_broker::{Durability, EmbeddedBroker, Settings};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -287,31 +288,47 @@ async fn a_connection_waiting_for_an_answer_is_not_closed_as_idle() {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
     const BOUND: usize = 1 << 20;
-    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let (broker, _data) = start(|s| {
+        s.max_inflight_request_bytes = BOUND;
+        // Frames that share the bound part-way wait for the rest until their deadline; keep it short.
+        s.frame_timeout = Duration::from_secs(2);
+    })
+    .await;
     let address = broker.address();
     let frame = 900 << 10;
+    let sent = 64 << 10;
     let mut hogs = Vec::new();
     for _ in 0..6 {
         let mut hog = TcpStream::connect(address).await.unwrap();
         hog.write_all(&(frame as i32).to_be_bytes()).await.unwrap();
-        hog.write_all(&vec![0u8; 64 << 10]).await.unwrap();
+        hog.write_all(&vec![0u8; sent]).await.unwrap();
         hogs.push(hog);
     }
-    wait_until("a frame is admitted", PATIENCE, || async { broker.inflight_request_bytes() >= frame }).await;
-    // The others wait for room instead of allocating: watched for a while, the total never exceeds the bound, and
-    // only one frame fits in it.
+    // Permits follow the bytes that arrived, not the lengths announced.
+    wait_until("what the hogs sent is read", PATIENCE, || async { broker.inflight_request_bytes() == 6 * sent }).await;
+    // Then all of them send the rest, 5 MiB together: watched for a while, the total never exceeds the bound.
+    let senders: Vec<_> = hogs
+        .into_iter()
+        .map(|mut hog| {
+            tokio::spawn(async move {
+                let _ = hog.write_all(&vec![0u8; frame - sent]).await;
+                hog
+            })
+        })
+        .collect();
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_millis(300) {
         let inflight = broker.inflight_request_bytes();
         assert!(inflight <= BOUND, "{inflight} bytes in flight, over the bound of {BOUND}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(broker.inflight_request_bytes(), frame, "exactly one frame is in flight");
     // A frame larger than the bound could never be admitted: it is refused at once.
     let mut huge = TcpStream::connect(address).await.unwrap();
     huge.write_all(&((2 * BOUND) as i32).to_be_bytes()).await.unwrap();
     assert!(closed_within(&mut huge, PATIENCE).await, "a frame over the bound is refused");
-    drop(hogs);
+    for sender in senders {
+        sender.abort();
+    }
     wait_until("the hogs' bytes are released", PATIENCE, || async { broker.inflight_request_bytes() == 0 }).await;
     assert!(answered(address).await, "a real request completes once they are gone");
     broker.stop().await;
@@ -335,16 +352,21 @@ async fn pipelined_fetches_from_a_client_that_does_not_read_hold_one_answer_at_a
         requests.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 1 << 20)));
     }
     greedy.write_all(&requests).await.unwrap();
-    wait_until("the first answer is read", PATIENCE, || async { broker.fetch_answers_held_peak() >= 1 }).await;
-    // Every request has arrived long before this; an eager broker has read all of their answers by now.
+    wait_until("the first answer is read", PATIENCE, || async { broker.answers_held_peak() >= 1 }).await;
+    // Watched for a while, in which every request arrives: an eager broker would have read all of their answers.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(300) {
+        assert_eq!(broker.answers_held_peak(), 1, "at most one read fetch answer is held for the connection");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Checked after the peak: this answer is held too while it is written.
     assert!(answered(address).await, "the broker serves others meanwhile");
-    assert_eq!(broker.fetch_answers_held_peak(), 1, "at most one read fetch answer is held for the connection");
     for id in 0..fetches {
         let (got, body) = timeout(PATIENCE, answer(&mut greedy)).await.unwrap().unwrap();
         assert_eq!(got, id, "answers come in order");
         assert!(body.len() > 512 << 10, "answer {id} carries the record");
     }
-    assert_eq!(broker.fetch_answers_held_peak(), 1, "never more than one read answer at a time");
+    assert!(broker.answers_held_peak() <= 2, "never more than one read answer at a time, besides the other client's");
     broker.stop().await;
 }
 
@@ -366,5 +388,145 @@ async fn trailing_bytes_after_a_request_close_the_connection() {
     let mut buffer = [0u8; 64];
     let read = timeout(PATIENCE, stream.read(&mut buffer)).await.unwrap();
     assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer, got {read:?}");
+    broker.stop().await;
+}
+
+/// A connection with a receive window so small that the broker's writes to it stall almost at once.
+async fn not_reading(address: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+/// Whether a fresh client is answered, trying once a second (a refused newcomer is closed at once) for `within`.
+async fn answered_within(address: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if answered(address).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+// Regression (attack t5_permit_slowloris): three connections that each sent a 100 MB length and one byte held or
+// queued for 200 MB of in-flight permits, and every other client's request waited behind them for frame_timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_that_stops_after_its_length_holds_no_request_byte_permits() {
+    const BOUND: usize = 2 << 20;
+    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let address = broker.address();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(&((BOUND as i32) * 3 / 4).to_be_bytes()).await.unwrap();
+        stream.write_all(&[0]).await.unwrap();
+        stalled.push(stream);
+    }
+    wait_until("the three stalled frames are being read", PATIENCE, || async { broker.busy_connections() == 3 }).await;
+    // Permits follow the bytes that arrived: one each, not the 1.5 MB each frame announced.
+    wait_until("each stalled frame holds the permits of the byte it sent", PATIENCE, || async {
+        broker.inflight_request_bytes() == 3
+    })
+    .await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(answered(address).await, "another client is answered while the stalled frames are open");
+        assert!(started.elapsed() < Duration::from_secs(1), "at once: {:?}", started.elapsed());
+    }
+    assert_eq!(broker.inflight_request_bytes(), 3, "the stalled frames still hold only what they sent");
+    drop(stalled);
+    wait_until("their permits are released", PATIENCE, || async { broker.inflight_request_bytes() == 0 }).await;
+    broker.stop().await;
+}
+
+// Regression (attacks t2_nonreader_lockout, t10_fetch_pin): a connection owed an answer was never evicted at the
+// connection limit and writing an answer had no deadline, so clients that sent fetches and never read the answers
+// locked every other client out and pinned the answers' memory, for as long as they liked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_does_not_read_its_answers_is_closed_after_write_timeout_and_makes_room_at_the_limit() {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+    let (broker, _data) = start(|s| {
+        s.max_connections = 2;
+        s.write_timeout = WRITE_TIMEOUT;
+    })
+    .await;
+    let address = broker.address();
+    create_topic(address, "big").await;
+    produce(address, "big", 1 << 20).await;
+    wait_until("the setup connections are gone", PATIENCE, || async { broker.connections() == 0 }).await;
+    // More answer bytes than the socket buffers between the broker and each client hold.
+    let mut fetches = Vec::new();
+    for id in 0..16 {
+        fetches.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 2 << 20)));
+    }
+    let sent = Instant::now();
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let mut hog = not_reading(address).await;
+        hog.write_all(&fetches).await.unwrap();
+        hogs.push(hog);
+    }
+    wait_until("both hogs are owed answers", PATIENCE, || async { broker.busy_connections() == 2 }).await;
+    // Both slots are taken by connections owed answers; one whose writer is stuck makes room.
+    assert!(answered_within(address, PATIENCE).await, "a newcomer is answered while the hogs hold the limit");
+    assert!(sent.elapsed() < WRITE_TIMEOUT, "by eviction, not after write_timeout: {:?}", sent.elapsed());
+    // The other hog is closed once an answer has waited write_timeout to be written.
+    wait_until("the hog left is closed", PATIENCE, || async { broker.connections() == 0 }).await;
+    assert!(sent.elapsed() >= WRITE_TIMEOUT, "not before write_timeout: {:?}", sent.elapsed());
+    drop(hogs);
+    assert!(answered(address).await, "the broker serves others afterwards");
+    broker.stop().await;
+}
+
+// Regression (attacks t1_describe_amp, t12_offsetfetch_amp): answers to small read-only requests were built on
+// arrival and up to 64 queued per connection, so 60 DescribeGroups of 24 bytes, never read, made the broker hold
+// 60 copies of a large group's description.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_read_only_requests_from_a_client_that_does_not_read_hold_one_built_answer() {
+    let (broker, _data) = start(|s| s.initial_rebalance_delay = Duration::ZERO).await;
+    let address = broker.address();
+    let metadata = Bytes::from(vec![b'm'; 512 << 10]);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_session_timeout_ms(60_000)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")).with_metadata(metadata),
+        ]);
+    let mut member = TcpStream::connect(address).await.unwrap();
+    member.write_all(&request(ApiKey::JoinGroup, 0, 1, &join)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut member)).await.unwrap().unwrap().0, 1, "the member joined");
+    wait_until("the join answer is written", PATIENCE, || async { broker.busy_connections() == 0 }).await;
+    // Each description carries the member's 512 KiB of metadata; list answers are small, but built on arrival all
+    // the same.
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g"))]);
+    let mut requests = Vec::new();
+    for id in 0..60 {
+        requests.extend(match id % 2 {
+            0 => request(ApiKey::DescribeGroups, 0, id, &describe),
+            _ => request(ApiKey::ListGroups, 0, id, &ListGroupsRequest::default()),
+        });
+    }
+    let mut greedy = not_reading(address).await;
+    greedy.write_all(&requests).await.unwrap();
+    wait_until("the first answer is built", PATIENCE, || async { broker.busy_connections() == 1 }).await;
+    // Watched for a while, in which every request arrives: an eager broker would have built all of their answers.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(500) {
+        let peak = broker.answers_held_peak();
+        assert!(peak <= 1, "{peak} answers were built and held at once for a client that does not read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for id in 0..60 {
+        let (got, body) = timeout(PATIENCE, answer(&mut greedy)).await.unwrap().unwrap();
+        assert_eq!(got, id, "answers come in order");
+        if id % 2 == 0 {
+            assert!(body.len() > 512 << 10, "description {id} carries the member's metadata");
+        }
+    }
+    assert_eq!(broker.answers_held_peak(), 1, "never more than one built answer at a time");
     broker.stop().await;
 }
