@@ -10,7 +10,8 @@
 //!   `write_timeout`, and a connection with nothing in flight is closed after `idle_timeout`;
 //! - request bytes being read or dispatched, across all connections, stay within `max_inflight_request_bytes`,
 //!   and a frame's permits (and buffer) are taken as its bytes arrive, so holding N bytes of them costs sending
-//!   N bytes: a length announced and never sent holds nothing;
+//!   N bytes: a length announced and never sent holds nothing (and frames that together announce more than the
+//!   bound are read in turn, never each holding a share that none can finish with);
 //! - answers to requests that change no state (Fetch, Metadata that creates nothing, ListOffsets, OffsetFetch,
 //!   FindCoordinator, ListGroups, DescribeGroups, ApiVersions) are built only when the writer is ready to send
 //!   them, so however many a client pipelines without reading, its connection holds one of them built at a time.
@@ -35,7 +36,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -86,13 +87,9 @@ fn supported(key: ApiKey, version: i16) -> bool {
 /// What all connections share: who is connected and how busy, the request bytes in flight, and gauges for tests.
 pub struct Network {
     connections: Registry,
-    /// One permit per request byte being read or dispatched, across all connections (Kafka's
-    /// `queued.max.request.bytes`): taken before a frame's buffer is allocated, returned once it is dispatched.
-    inflight: Semaphore,
+    /// The request bytes being read or dispatched, across all connections (Kafka's `queued.max.request.bytes`).
+    inflight: Budget,
     inflight_limit: usize,
-    /// Request bytes granted permits, for tests. Not `inflight_limit` minus the available permits: the semaphore
-    /// sets aside permits for the frame first in line while it waits for the rest, and those are not allocated.
-    inflight_granted: AtomicUsize,
     /// Answers built (encoded; for fetches, read from the log) and not yet written out (or dropped with their
     /// connection).
     answers_held: AtomicUsize,
@@ -104,12 +101,14 @@ pub struct Network {
 
 impl Network {
     pub fn new(settings: &Settings) -> Network {
-        let inflight_limit = settings.max_inflight_request_bytes.min(Semaphore::MAX_PERMITS);
+        let inflight_limit = settings.max_inflight_request_bytes;
         Network {
             connections: Registry::new(),
-            inflight: Semaphore::new(inflight_limit),
+            inflight: Budget {
+                state: Mutex::new(BudgetState { available: inflight_limit, holders: HashMap::new(), next_frame: 0 }),
+                released: Notify::new(),
+            },
             inflight_limit,
-            inflight_granted: AtomicUsize::new(0),
             answers_held: AtomicUsize::new(0),
             answers_held_peak: AtomicUsize::new(0),
             fetch_log_reads: AtomicU64::new(0),
@@ -118,22 +117,29 @@ impl Network {
 
     /// Request bytes being read, or read and not yet dispatched, across all connections.
     pub fn inflight_request_bytes(&self) -> usize {
-        self.inflight_granted.load(Ordering::SeqCst)
+        self.inflight_limit - self.inflight.lock().available
     }
 
-    /// Room for no bytes yet, grown as a frame's bytes arrive.
-    fn no_room(&self) -> Room<'_> {
-        Room { network: self, bytes: 0 }
+    /// Room for no bytes yet of a frame of `length` bytes (at most `inflight_limit`), grown as its bytes arrive.
+    fn no_room(&self, length: usize) -> Room<'_> {
+        let mut budget = self.inflight.lock();
+        budget.next_frame += 1;
+        Room { network: self, frame: budget.next_frame, length, held: 0 }
     }
 
-    /// Waits until `room` has space for `bytes` more (at most [`BODY_STEP`], and the caller has checked the frame
-    /// is at most `inflight_limit`). `None` only if the semaphore were closed, which nothing does.
-    async fn room_for(&self, room: &mut Room<'_>, bytes: usize) -> Option<()> {
-        // The permits are counted by `room` rather than kept as a guard, so the part not used can go back at once.
-        self.inflight.acquire_many(bytes as u32).await.ok()?.forget();
-        self.inflight_granted.fetch_add(bytes, Ordering::SeqCst);
-        room.bytes += bytes;
-        Some(())
+    /// Waits until `room` can grow by `bytes` (at most what its frame still needs) without the budget running into
+    /// a deadlock: frames that each hold part of it and wait for more, none able to finish.
+    async fn room_for(&self, room: &mut Room<'_>, bytes: usize) {
+        loop {
+            // Registered before looking, so a release in between still wakes this waiter.
+            let released = self.inflight.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if self.inflight.lock().grant(room, bytes) {
+                return;
+            }
+            released.await;
+        }
     }
 
     /// The most answers that were ever built and not yet written, at the same time.
@@ -152,24 +158,92 @@ impl Network {
     }
 }
 
+/// The request bytes in flight, shared by the frames being read. Frames take it as their bytes arrive, so a frame
+/// can hold part of it while waiting for more; the budget grants a part only if, afterwards, the frames holding
+/// parts can still all finish in some order (each taking what it lacks from what is free plus what those before
+/// it gave back): the banker's algorithm. Frames that together announce more than the budget are then read in
+/// turn, rather than each holding a share and none finishing.
+struct Budget {
+    state: Mutex<BudgetState>,
+    /// Notified whenever bytes are given back.
+    released: Notify,
+}
+
+struct BudgetState {
+    available: usize,
+    /// Frames holding part of the budget: what each holds, and what it lacks to be whole.
+    holders: HashMap<u64, (usize, usize)>,
+    next_frame: u64,
+}
+
+impl Budget {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl BudgetState {
+    /// Grows `room` by `bytes` if that leaves the budget safe. The check sorts the holders, at most one per
+    /// connection, by what they lack: a frame that can finish with what is free finishes first and frees its part.
+    fn grant(&mut self, room: &mut Room<'_>, bytes: usize) -> bool {
+        if bytes > self.available {
+            return false;
+        }
+        let held = room.held + bytes;
+        let mut frames: Vec<(usize, usize)> = self
+            .holders
+            .iter()
+            .filter(|(frame, _)| **frame != room.frame)
+            .map(|(_, (held, lacking))| (*lacking, *held))
+            .chain(std::iter::once((room.length - held, held)))
+            .collect();
+        frames.sort_unstable();
+        let mut free = self.available - bytes;
+        for (lacking, held) in frames {
+            if lacking > free {
+                return false;
+            }
+            free += held;
+        }
+        self.available -= bytes;
+        self.holders.insert(room.frame, (held, room.length - held));
+        room.held = held;
+        true
+    }
+}
+
 /// Room for one frame's bytes among those in flight, returned when dropped.
 struct Room<'a> {
     network: &'a Network,
-    bytes: usize,
+    frame: u64,
+    length: usize,
+    held: usize,
 }
 
 impl Room<'_> {
     /// Returns `bytes` of the room, which the frame asked for but did not get from the socket.
     fn give_back(&mut self, bytes: usize) {
-        self.bytes -= bytes;
-        self.network.inflight_granted.fetch_sub(bytes, Ordering::SeqCst);
-        self.network.inflight.add_permits(bytes);
+        if bytes == 0 {
+            return;
+        }
+        let budget = &self.network.inflight;
+        {
+            let mut state = budget.lock();
+            state.available += bytes;
+            self.held -= bytes;
+            if self.held == 0 {
+                state.holders.remove(&self.frame);
+            } else {
+                state.holders.insert(self.frame, (self.held, self.length - self.held));
+            }
+        }
+        budget.released.notify_waiters();
     }
 }
 
 impl Drop for Room<'_> {
     fn drop(&mut self) {
-        self.give_back(self.bytes);
+        self.give_back(self.held);
     }
 }
 
@@ -466,11 +540,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
             // Permits and buffer space are taken as the body arrives, never for bytes merely announced: a frame
             // that stops after its length holds nothing, so a few bytes cannot hold (or queue for) the bound and
             // stall every other client until `frame_timeout`. The wait for room counts against the frame's
-            // deadline too, and the semaphore is fair, so a large frame is not starved by a stream of small ones.
-            // The price: frames that together announce more than the bound and arrive at once may each hold part
-            // of it and wait for the rest until their deadline, where whole-frame permits would have served them
-            // in turn.
-            let mut room = network.no_room();
+            // deadline too. Frames that together announce more than the bound are read in turn (see `Budget`).
+            let mut room = network.no_room(length);
             // Read into uninitialised capacity: zeroing megabytes of produce data first would cost as much as
             // reading it.
             let mut frame = BytesMut::new();
@@ -481,9 +552,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
                         return Err(format!("request cut short: {error}"));
                     }
                     let step = (length - frame.len()).min(BODY_STEP).min(frame.len().max(FIRST_BODY_STEP));
-                    if network.room_for(&mut room, step).await.is_none() {
-                        return Err("no room for requests (the in-flight bound is closed)".to_string());
-                    }
+                    network.room_for(&mut room, step).await;
                     frame.reserve(step);
                     // No await between taking the room and reading: what the socket did not have goes back at once.
                     match reader.try_read_buf(&mut (&mut frame).limit(step)) {

@@ -111,6 +111,14 @@ async fn create_topic(address: SocketAddr, name: &'static str) {
 
 /// Produces one record of `value_bytes` bytes to partition 0 of `topic` and waits for the acknowledgement.
 async fn produce(address: SocketAddr, topic: &'static str, value_bytes: usize) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(&produce_request(topic, value_bytes, 2)).await.unwrap();
+    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
+    assert_eq!(id, 2);
+}
+
+/// A Produce request (acks=1) of one record of `value_bytes` bytes to partition 0 of `topic`.
+fn produce_request(topic: &'static str, value_bytes: usize, correlation_id: i32) -> Vec<u8> {
     let record = Record {
         transactional: false,
         control: false,
@@ -134,10 +142,7 @@ async fn produce(address: SocketAddr, topic: &'static str, value_bytes: usize) {
         .with_name(TopicName(StrBytes::from_static_str(topic)))
         .with_partition_data(vec![partition]);
     let body = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![data]);
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(&request(ApiKey::Produce, 3, 2, &body)).await.unwrap();
-    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
-    assert_eq!(id, 2);
+    request(ApiKey::Produce, 3, correlation_id, &body)
 }
 
 fn fetch(topic: &'static str, max_wait_ms: i32, min_bytes: i32, max_bytes: i32) -> FetchRequest {
@@ -290,7 +295,7 @@ async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
     const BOUND: usize = 1 << 20;
     let (broker, _data) = start(|s| {
         s.max_inflight_request_bytes = BOUND;
-        // Frames that share the bound part-way wait for the rest until their deadline; keep it short.
+        // The hogs still being read when they are dropped are closed at their deadline; keep it short.
         s.frame_timeout = Duration::from_secs(2);
     })
     .await;
@@ -304,8 +309,11 @@ async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
         hog.write_all(&vec![0u8; sent]).await.unwrap();
         hogs.push(hog);
     }
-    // Permits follow the bytes that arrived, not the lengths announced.
-    wait_until("what the hogs sent is read", PATIENCE, || async { broker.inflight_request_bytes() == 6 * sent }).await;
+    // Permits follow the bytes that arrived, not the lengths announced (and only as many frames hold a part as can
+    // all finish within the bound: two of these).
+    wait_until("what the hogs sent is read", PATIENCE, || async { broker.inflight_request_bytes() >= 2 * sent }).await;
+    let inflight = broker.inflight_request_bytes();
+    assert!(inflight <= 6 * sent, "{inflight} bytes in flight, more than the {} sent", 6 * sent);
     // Then all of them send the rest, 5 MiB together: watched for a while, the total never exceeds the bound.
     let senders: Vec<_> = hogs
         .into_iter()
@@ -331,6 +339,48 @@ async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
     }
     wait_until("the hogs' bytes are released", PATIENCE, || async { broker.inflight_request_bytes() == 0 }).await;
     assert!(answered(address).await, "a real request completes once they are gone");
+    broker.stop().await;
+}
+
+// Regression: once permits were taken as bytes arrived, frames that together announced more than the bound and
+// arrived at once each took part of it and waited for the rest, none finishing, until frame_timeout closed them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_that_together_exceed_the_in_flight_bound_are_all_served_in_turn() {
+    const BOUND: usize = 1 << 20;
+    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let address = broker.address();
+    create_topic(address, "wide").await;
+    // Three produce requests of 60% of the bound each: any two together are over it. Each sends its first half,
+    // then, once all have started, the rest.
+    let (go, started) = tokio::sync::watch::channel(false);
+    let producers: Vec<_> = (0..3)
+        .map(|id| {
+            let mut started = started.clone();
+            tokio::spawn(async move {
+                let frame = produce_request("wide", BOUND * 6 / 10, id);
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                stream.write_all(&frame[..BOUND * 3 / 10]).await.unwrap();
+                started.wait_for(|go| *go).await.unwrap();
+                stream.write_all(&frame[BOUND * 3 / 10..]).await.unwrap();
+                timeout(PATIENCE, answer(&mut stream)).await
+            })
+        })
+        .collect();
+    wait_until("all three are being read", PATIENCE, || async { broker.busy_connections() == 3 }).await;
+    wait_until("two first halves are in", PATIENCE, || async { broker.inflight_request_bytes() >= BOUND * 6 / 10 })
+        .await;
+    // Watched for a while, in which the third half arrives too.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(300) {
+        let inflight = broker.inflight_request_bytes();
+        assert!(inflight <= BOUND, "{inflight} bytes in flight, over the bound of {BOUND}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    go.send(true).unwrap();
+    for (id, producer) in producers.into_iter().enumerate() {
+        let answered = producer.await.unwrap();
+        assert!(matches!(answered, Ok(Ok((got, _))) if got == id as i32), "producer {id} is answered: {answered:?}");
+    }
     broker.stop().await;
 }
 
