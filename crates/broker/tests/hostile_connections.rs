@@ -1,5 +1,6 @@
-//! Clients that misbehave on purpose (half-sent frames, idle sockets, pipelined fetches never read, oversized or
-//! padded requests) cannot crowd out real clients or make the broker hold more than its configured limits.
+//! Clients that misbehave on purpose (half-sent frames, lengths announced and never sent, idle sockets, answers
+//! never read, pipelined fetches and descriptions never read, oversized or padded requests) cannot crowd out real
+//! clients or make the broker hold more than its configured limits.
 //! Each test is a regression test for a defect a reviewer reproduced against the broker, named in its comment.
 
 use std::future::Future;
