@@ -142,6 +142,9 @@ pub struct Embedded {
     /// Seconds a connection with nothing in flight stays open.
     #[serde(deserialize_with = "parse::positive")]
     pub idle_timeout_secs: u64,
+    /// Seconds a client may take to read one answer before its connection is closed.
+    #[serde(deserialize_with = "parse::positive")]
+    pub write_timeout_secs: u64,
     /// The largest request, in MiB (a produce request carries its records).
     #[serde(deserialize_with = "parse::positive")]
     pub max_frame_mb: u64,
@@ -276,6 +279,7 @@ impl Default for Embedded {
             max_partitions: 0,
             frame_timeout_secs: 30,
             idle_timeout_secs: 600,
+            write_timeout_secs: 30,
             max_frame_mb: 100,
             max_request_mb: 4,
             max_batch_mb: 16,

@@ -31,6 +31,7 @@ fn embedded_settings(config: &Config, data_dir: std::path::PathBuf) -> anyhow::R
     settings.max_partitions = (embedded.max_partitions > 0).then(|| size(embedded.max_partitions, 0));
     settings.frame_timeout = std::time::Duration::from_secs(embedded.frame_timeout_secs);
     settings.idle_timeout = std::time::Duration::from_secs(embedded.idle_timeout_secs);
+    settings.write_timeout = std::time::Duration::from_secs(embedded.write_timeout_secs);
     settings.max_frame_bytes = size(embedded.max_frame_mb, 20);
     settings.max_request_bytes = size(embedded.max_request_mb, 20);
     settings.max_batch_bytes = size(embedded.max_batch_mb, 20);

@@ -46,8 +46,9 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// The largest record set one partition of a produce request may carry.
     pub max_batch_bytes: usize,
-    /// At most this many connections: at the limit the least recently active idle one is closed to admit a new
-    /// one, and if every one is busy the new one is closed at once.
+    /// At most this many connections: at the limit the least recently active one that is idle, half-way through
+    /// sending a request or not reading its answers is closed to admit a new one, and if every one is busy the new
+    /// one is closed at once.
     pub max_connections: usize,
     /// Partitions of a topic created on first use or without a count.
     pub default_partitions: i32,
@@ -78,12 +79,15 @@ pub struct Settings {
     /// `connections.max.idle.ms`).
     pub idle_timeout: Duration,
     /// Request bytes all connections together may be reading or dispatching at once (Kafka's
-    /// `queued.max.request.bytes`); a connection waits for room before it allocates a frame, and a larger frame
-    /// is refused like one over `max_frame_bytes`.
+    /// `queued.max.request.bytes`); a connection takes room for a frame's bytes as they arrive, waiting when
+    /// there is none, and a larger frame is refused like one over `max_frame_bytes`.
     pub max_inflight_request_bytes: usize,
     /// The largest request other than Produce. Decoding a request takes a few times its size in memory (an entry
     /// of a few bytes on the wire becomes a struct of tens), so requests that carry no records are kept small.
     pub max_request_bytes: usize,
+    /// How long writing one answer may take once it is built; a client that does not read its answers for this
+    /// long is closed, so it cannot hold the answer's memory and its connection slot forever.
+    pub write_timeout: Duration,
 }
 
 /// The partition limit when the open-file limit allows more.
@@ -117,6 +121,7 @@ impl Settings {
             idle_timeout: Duration::from_secs(10 * 60),
             max_inflight_request_bytes: 256 << 20,
             max_request_bytes: 4 << 20,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -208,11 +213,12 @@ impl EmbeddedBroker {
         self.core.network.inflight_request_bytes()
     }
 
-    /// The most fetch answers ever read from the log and not yet written, at the same time: for tests that a
-    /// client pipelining fetches cannot make the broker hold their answers.
+    /// The most answers ever built (encoded, fetches read from the log) and not yet written, at the same time,
+    /// across all connections: for tests that a client pipelining requests cannot make the broker hold their
+    /// answers.
     #[doc(hidden)]
-    pub fn fetch_answers_held_peak(&self) -> usize {
-        self.core.network.fetch_answers_held_peak()
+    pub fn answers_held_peak(&self) -> usize {
+        self.core.network.answers_held_peak()
     }
 
     /// Open connections: for tests of the connection limit and timeouts.

@@ -2,16 +2,24 @@
 //!
 //! Each connection has a reader (frames in, handlers called in arrival order) and a writer (answers out in the
 //! same order, each awaited in turn), joined by a bounded queue so a slow client slows only itself. What clients
-//! can make the broker hold is bounded by configuration, not by their patience: at most `max_connections`
-//! connections, and at the limit the least recently active one the broker owes no answer (idle, or stalled
-//! part-way through sending a request) is closed to admit a new one; a started frame must arrive whole within `frame_timeout`, and a connection with
-//! nothing in flight is closed after `idle_timeout`; request bytes being read or dispatched, across all
-//! connections, stay within `max_inflight_request_bytes` (permits are taken before a frame's buffer is
-//! allocated); and a fetch answer reads the log only when the writer is ready to send it, so a connection holds at
-//! most one read fetch answer however many fetches it pipelines. A frame over the size limits is refused before
-//! anything is allocated for it; a malformed request, including one with bytes left over after its body, closes
-//! that connection with a log line. Nothing a client sends can panic the broker: decoding runs under
-//! `catch_unwind` as a last line of defence.
+//! can make the broker hold is bounded by configuration and by what they send, not by their patience:
+//! - at most `max_connections` connections; at the limit the least recently active one that is idle, stalled
+//!   part-way through sending a request, or not reading (its writer waited over a second for it to take an
+//!   answer) is closed to admit a new one;
+//! - a started frame must arrive whole within `frame_timeout`, an answer must be taken by its client within
+//!   `write_timeout`, and a connection with nothing in flight is closed after `idle_timeout`;
+//! - request bytes being read or dispatched, across all connections, stay within `max_inflight_request_bytes`,
+//!   and a frame's permits (and buffer) are taken as its bytes arrive, so holding N bytes of them costs sending
+//!   N bytes: a length announced and never sent holds nothing (and frames that together announce more than the
+//!   bound are read in turn, never each holding a share that none can finish with);
+//! - answers to requests that change no state (Fetch, Metadata that creates nothing, ListOffsets, OffsetFetch,
+//!   FindCoordinator, ListGroups, DescribeGroups, ApiVersions) are built only when the writer is ready to send
+//!   them, so however many a client pipelines without reading, its connection holds one of them built at a time.
+//!
+//! A frame over the size limits is refused before anything is allocated for it; a malformed request, including
+//! one with bytes left over after its body, closes that connection with a log line. Nothing a client sends can
+//! panic the broker: decoding runs under `catch_unwind` as a last line of defence. This module decides nothing
+//! about what requests mean: that is `handlers`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,7 +36,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,10 +65,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
 ];
 
-/// Answers queued per connection before its reader waits for the writer. A queued fetch holds no records: it reads
-/// the log only when the writer polls it, so a client that pipelines fetches and never reads pins one answer, not
-/// 64. Other answers are small, or sized by the broker's own state (metadata), never by the log.
+/// Answers queued per connection before its reader waits for the writer. A queued answer to a request that changes
+/// no state holds no answer yet (a fetch reads the log, a description is built, only when the writer polls it), so
+/// a client that pipelines those and never reads pins one answer, not 64. The answers of requests that change
+/// state are built when the change is made and are sized by their request (acknowledgements, per-topic results).
 const QUEUED_ANSWERS: usize = 64;
+/// The most request bytes read (and granted permits) at a time. A frame's permits are taken as its bytes arrive,
+/// in steps no larger than what it has already sent (and at least 8 KiB), so holding permits, and buffer space, for
+/// N bytes costs a client sending about N bytes, however large the length it announced.
+const BODY_STEP: usize = 1 << 20;
+const FIRST_BODY_STEP: usize = 8 << 10;
+/// How long a connection's writer may wait for its client to take an answer before the connection counts as not
+/// reading and may be closed to admit a new one at the connection limit.
+const STUCK_WRITER: Duration = Duration::from_secs(1);
 const UNSUPPORTED_VERSION: i16 = 35;
 
 fn supported(key: ApiKey, version: i16) -> bool {
@@ -70,51 +87,64 @@ fn supported(key: ApiKey, version: i16) -> bool {
 /// What all connections share: who is connected and how busy, the request bytes in flight, and gauges for tests.
 pub struct Network {
     connections: Registry,
-    /// One permit per request byte being read or dispatched, across all connections (Kafka's
-    /// `queued.max.request.bytes`): taken before a frame's buffer is allocated, returned once it is dispatched.
-    inflight: Semaphore,
+    /// The request bytes being read or dispatched, across all connections (Kafka's `queued.max.request.bytes`).
+    inflight: Budget,
     inflight_limit: usize,
-    /// Request bytes granted permits, for tests. Not `inflight_limit` minus the available permits: the semaphore
-    /// sets aside permits for the frame first in line while it waits for the rest, and those are not allocated.
-    inflight_granted: AtomicUsize,
-    /// Fetch answers read from the log and not yet written out (or dropped with their connection).
-    fetch_answers_held: AtomicUsize,
-    /// The most fetch answers ever held at once.
-    fetch_answers_held_peak: AtomicUsize,
+    /// Answers built (encoded; for fetches, read from the log) and not yet written out (or dropped with their
+    /// connection).
+    answers_held: AtomicUsize,
+    /// The most answers ever held at once.
+    answers_held_peak: AtomicUsize,
     /// How many partition reads fetches have made: tests check that the log is read once, when answering.
     pub(crate) fetch_log_reads: AtomicU64,
 }
 
 impl Network {
     pub fn new(settings: &Settings) -> Network {
-        let inflight_limit = settings.max_inflight_request_bytes.min(Semaphore::MAX_PERMITS);
+        let inflight_limit = settings.max_inflight_request_bytes;
         Network {
             connections: Registry::new(),
-            inflight: Semaphore::new(inflight_limit),
+            inflight: Budget {
+                state: Mutex::new(BudgetState { available: inflight_limit, holders: HashMap::new(), next_frame: 0 }),
+                released: Notify::new(),
+            },
             inflight_limit,
-            inflight_granted: AtomicUsize::new(0),
-            fetch_answers_held: AtomicUsize::new(0),
-            fetch_answers_held_peak: AtomicUsize::new(0),
+            answers_held: AtomicUsize::new(0),
+            answers_held_peak: AtomicUsize::new(0),
             fetch_log_reads: AtomicU64::new(0),
         }
     }
 
     /// Request bytes being read, or read and not yet dispatched, across all connections.
     pub fn inflight_request_bytes(&self) -> usize {
-        self.inflight_granted.load(Ordering::SeqCst)
+        self.inflight_limit - self.inflight.lock().available
     }
 
-    /// Waits for room for a frame of `bytes` (a frame length, so at most `i32::MAX`, and the caller has checked it
-    /// is at most `inflight_limit`). `None` only if the semaphore were closed, which nothing does.
-    async fn room_for(&self, bytes: usize) -> Option<Room<'_>> {
-        let permit = self.inflight.acquire_many(bytes as u32).await.ok()?;
-        self.inflight_granted.fetch_add(bytes, Ordering::SeqCst);
-        Some(Room { _permit: permit, bytes, granted: &self.inflight_granted })
+    /// Room for no bytes yet of a frame of `length` bytes (at most `inflight_limit`), grown as its bytes arrive.
+    fn no_room(&self, length: usize) -> Room<'_> {
+        let mut budget = self.inflight.lock();
+        budget.next_frame += 1;
+        Room { network: self, frame: budget.next_frame, length, held: 0 }
     }
 
-    /// The most fetch answers that were ever read and not yet written, at the same time.
-    pub fn fetch_answers_held_peak(&self) -> usize {
-        self.fetch_answers_held_peak.load(Ordering::SeqCst)
+    /// Waits until `room` can grow by `bytes` (at most what its frame still needs) without the budget running into
+    /// a deadlock: frames that each hold part of it and wait for more, none able to finish.
+    async fn room_for(&self, room: &mut Room<'_>, bytes: usize) {
+        loop {
+            // Registered before looking, so a release in between still wakes this waiter.
+            let released = self.inflight.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if self.inflight.lock().grant(room, bytes) {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// The most answers that were ever built and not yet written, at the same time.
+    pub fn answers_held_peak(&self) -> usize {
+        self.answers_held_peak.load(Ordering::SeqCst)
     }
 
     /// Open connections.
@@ -128,34 +158,111 @@ impl Network {
     }
 }
 
+/// The request bytes in flight, shared by the frames being read. Frames take it as their bytes arrive, so a frame
+/// can hold part of it while waiting for more; the budget grants a part only if, afterwards, the frames holding
+/// parts can still all finish in some order (each taking what it lacks from what is free plus what those before
+/// it gave back): the banker's algorithm. Frames that together announce more than the budget are then read in
+/// turn, rather than each holding a share and none finishing.
+struct Budget {
+    state: Mutex<BudgetState>,
+    /// Notified whenever bytes are given back.
+    released: Notify,
+}
+
+struct BudgetState {
+    available: usize,
+    /// Frames holding part of the budget: what each holds, and what it lacks to be whole.
+    holders: HashMap<u64, (usize, usize)>,
+    next_frame: u64,
+}
+
+impl Budget {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl BudgetState {
+    /// Grows `room` by `bytes` if that leaves the budget safe. The check sorts the holders, at most one per
+    /// connection, by what they lack: a frame that can finish with what is free finishes first and frees its part.
+    fn grant(&mut self, room: &mut Room<'_>, bytes: usize) -> bool {
+        if bytes > self.available {
+            return false;
+        }
+        let held = room.held + bytes;
+        let mut frames: Vec<(usize, usize)> = self
+            .holders
+            .iter()
+            .filter(|(frame, _)| **frame != room.frame)
+            .map(|(_, (held, lacking))| (*lacking, *held))
+            .chain(std::iter::once((room.length - held, held)))
+            .collect();
+        frames.sort_unstable();
+        let mut free = self.available - bytes;
+        for (lacking, held) in frames {
+            if lacking > free {
+                return false;
+            }
+            free += held;
+        }
+        self.available -= bytes;
+        self.holders.insert(room.frame, (held, room.length - held));
+        room.held = held;
+        true
+    }
+}
+
 /// Room for one frame's bytes among those in flight, returned when dropped.
 struct Room<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
-    bytes: usize,
-    granted: &'a AtomicUsize,
+    network: &'a Network,
+    frame: u64,
+    length: usize,
+    held: usize,
+}
+
+impl Room<'_> {
+    /// Returns `bytes` of the room, which the frame asked for but did not get from the socket.
+    fn give_back(&mut self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let budget = &self.network.inflight;
+        {
+            let mut state = budget.lock();
+            state.available += bytes;
+            self.held -= bytes;
+            if self.held == 0 {
+                state.holders.remove(&self.frame);
+            } else {
+                state.holders.insert(self.frame, (self.held, self.length - self.held));
+            }
+        }
+        budget.released.notify_waiters();
+    }
 }
 
 impl Drop for Room<'_> {
     fn drop(&mut self) {
-        self.granted.fetch_sub(self.bytes, Ordering::SeqCst);
+        self.give_back(self.held);
     }
 }
 
-/// A fetch answer counted as held from when its records were read until it is dropped (after it is written).
+/// An answer counted as held from when it is built (encoded; a fetch's records read) until it is dropped, after
+/// it is written.
 pub struct Held(Arc<Core>);
 
 impl Held {
     fn new(core: Arc<Core>) -> Held {
         let network = &core.network;
-        let now = network.fetch_answers_held.fetch_add(1, Ordering::SeqCst) + 1;
-        network.fetch_answers_held_peak.fetch_max(now, Ordering::SeqCst);
+        let now = network.answers_held.fetch_add(1, Ordering::SeqCst) + 1;
+        network.answers_held_peak.fetch_max(now, Ordering::SeqCst);
         Held(core)
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.0.network.fetch_answers_held.fetch_sub(1, Ordering::SeqCst);
+        self.0.network.answers_held.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -176,9 +283,10 @@ impl Registry {
     }
 
     /// Registers a new connection. At the limit, the least recently active connection that the broker owes no
-    /// answer is closed to make room: an idle one, or one stalled part-way through sending a request (the
-    /// half-sent frames of a client that never finishes them must not lock others out until `frame_timeout`).
-    /// `None` if every connection is waiting for an answer.
+    /// answer, or whose client is not reading the one being written, is closed to make room: an idle one, one
+    /// stalled part-way through sending a request, or one whose writer has waited over [`STUCK_WRITER`] for its
+    /// client to take an answer (neither half-sent frames nor unread answers may lock others out until
+    /// `frame_timeout` or `write_timeout`). `None` if every connection is waiting for an answer.
     ///
     /// An idle connection can start a request between the scan and its cancellation; it is then closed with that
     /// request half-read, which its client sees as any closed connection and retries. Closing only what is idle
@@ -193,7 +301,7 @@ impl Registry {
                 .map(|(id, _)| *id)?;
             let evicted = open.remove(&victim).expect("the victim is registered");
             evicted.close.cancel();
-            tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active idle connection to admit a new one");
+            tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active connection that was idle, half-way through a request or not reading its answers, to admit a new one");
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
@@ -202,6 +310,7 @@ impl Registry {
             last_active: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             reading: AtomicUsize::new(0),
+            writing_since: AtomicU64::new(NOT_WRITING),
             close: CancellationToken::new(),
         });
         activity.touch();
@@ -226,13 +335,33 @@ struct Activity {
     busy: AtomicUsize,
     /// 1 while a request is being read (from its first byte until it is dispatched), else 0.
     reading: AtomicUsize,
+    /// When the writer started writing the answer it is writing, in microseconds since `epoch`, or
+    /// [`NOT_WRITING`]. A write that does not finish means the client is not reading.
+    writing_since: AtomicU64,
     /// Cancelled to close the connection.
     close: CancellationToken,
 }
 
+/// `Activity::writing_since` while no answer is being written.
+const NOT_WRITING: u64 = u64::MAX;
+
 impl Activity {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
     fn touch(&self) {
-        self.last_active.store(self.epoch.elapsed().as_micros() as u64, Ordering::SeqCst);
+        self.last_active.store(self.now(), Ordering::SeqCst);
+    }
+
+    fn writing(&self, started: bool) {
+        self.writing_since.store(if started { self.now() } else { NOT_WRITING }, Ordering::SeqCst);
+    }
+
+    /// Whether the writer has been waiting longer than [`STUCK_WRITER`] for the client to take an answer.
+    fn not_reading(&self) -> bool {
+        let since = self.writing_since.load(Ordering::SeqCst);
+        since != NOT_WRITING && self.now().saturating_sub(since) > STUCK_WRITER.as_micros() as u64
     }
 
     fn last_active(&self) -> Instant {
@@ -250,10 +379,11 @@ impl Activity {
         self.reading.store(0, Ordering::SeqCst);
     }
 
-    /// Whether closing the connection loses no answer the broker owes: it is idle, or only part-way through
-    /// sending a request.
+    /// Whether closing the connection loses no answer the broker owes, or none its client would take: it is
+    /// idle, only part-way through sending a request, or not reading the answer being written to it (which
+    /// would otherwise hold its slot until `write_timeout`).
     fn evictable(&self) -> bool {
-        self.busy.load(Ordering::SeqCst) <= self.reading.load(Ordering::SeqCst)
+        self.busy.load(Ordering::SeqCst) <= self.reading.load(Ordering::SeqCst) || self.not_reading()
     }
 
     /// Touched before the count drops, so a scan that sees the connection idle also sees when it became so.
@@ -312,10 +442,8 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
 
 /// What goes back for one request.
 pub enum Reply {
-    /// A response frame.
-    Frame(Bytes),
-    /// A fetch response frame, counted as held until written.
-    Fetched(Bytes, Held),
+    /// A response frame, counted as held until written.
+    Frame(Bytes, Held),
     /// No answer (`acks=0`).
     Nothing,
     /// Close the connection instead of answering.
@@ -347,20 +475,34 @@ fn gone(error: &std::io::Error) -> bool {
 async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activity: &Activity) -> Result<(), Closed> {
     let (mut reader, mut writer) = stream.into_split();
     let (queue, mut answers) = mpsc::channel::<Answer>(QUEUED_ANSWERS);
+    let write_timeout = core.settings.write_timeout;
     let write = async move {
         while let Some(answer) = answers.recv().await {
             let written = match answer.await {
-                Reply::Frame(frame) => writer.write_all(&frame).await.is_ok(),
                 // The guard goes once the frame is in the socket, ending the answer's hold on memory.
-                Reply::Fetched(frame, _held) => writer.write_all(&frame).await.is_ok(),
+                Reply::Frame(frame, _held) => {
+                    activity.writing(true);
+                    // A client that stops reading would otherwise hold the answer, and its connection, forever.
+                    let written = tokio::time::timeout(write_timeout, writer.write_all(&frame)).await;
+                    activity.writing(false);
+                    match written {
+                        Err(_) => {
+                            return Err(Closed::Refused(format!(
+                                "the client took no answer for {write_timeout:?} (write_timeout); it is not reading"
+                            )));
+                        }
+                        Ok(result) => result.is_ok(),
+                    }
+                }
                 Reply::Nothing => true,
                 Reply::HangUp => false,
             };
             activity.answered();
             if !written {
-                return;
+                return Ok(());
             }
         }
+        Ok(())
     };
     let read = async move {
         let settings = &core.settings;
@@ -387,29 +529,36 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
             }
             let length = i32::from_be_bytes(length);
             let limit = settings.max_frame_bytes.min(network.inflight_limit);
+            // A frame that could never fit the in-flight bound is refused rather than left to wait for it forever.
             if length < 8 || length as usize > limit {
                 return Err(format!(
                     "a request of {length} bytes is outside 8..={limit} (max_frame_bytes, max_inflight_request_bytes)"
                 )
                 .into());
             }
-            // The wait for room counts against the frame's deadline too: frames queued behind others that hog the
-            // bound then expire with them, rather than each taking its turn to hog it for a whole `frame_timeout`.
-            // The semaphore is fair, so a large frame is not starved by a stream of small ones.
-            let room = match tokio::time::timeout_at(deadline, network.room_for(length as usize)).await {
-                Err(_) => return Err(timed_out().into()),
-                Ok(None) => return Err("no room for requests (the in-flight bound is closed)".to_string().into()),
-                Ok(Some(room)) => room,
-            };
+            let length = length as usize;
+            // Permits and buffer space are taken as the body arrives, never for bytes merely announced: a frame
+            // that stops after its length holds nothing, so a few bytes cannot hold (or queue for) the bound and
+            // stall every other client until `frame_timeout`. The wait for room counts against the frame's
+            // deadline too. Frames that together announce more than the bound are read in turn (see `Budget`).
+            let mut room = network.no_room(length);
             // Read into uninitialised capacity: zeroing megabytes of produce data first would cost as much as
             // reading it.
-            let mut frame = BytesMut::with_capacity(length as usize);
+            let mut frame = BytesMut::new();
             let body = async {
-                let mut body = (&mut reader).take(length as u64);
-                while frame.len() < length as usize {
-                    match body.read_buf(&mut frame).await {
+                while frame.len() < length {
+                    // Bytes first, then room for them: a client that sends nothing more asks for nothing.
+                    if let Err(error) = reader.readable().await {
+                        return Err(format!("request cut short: {error}"));
+                    }
+                    let step = (length - frame.len()).min(BODY_STEP).min(frame.len().max(FIRST_BODY_STEP));
+                    network.room_for(&mut room, step).await;
+                    frame.reserve(step);
+                    // No await between taking the room and reading: what the socket did not have goes back at once.
+                    match reader.try_read_buf(&mut (&mut frame).limit(step)) {
                         Ok(0) => return Err("request cut short: the connection closed".to_string()),
-                        Ok(_) => {}
+                        Ok(read) => room.give_back(step - read),
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => room.give_back(step),
                         Err(error) => return Err(format!("request cut short: {error}")),
                     }
                 }
@@ -431,7 +580,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
     // The connection ends when either side does: a reader error, or the writer hanging up.
     tokio::select! {
         result = read => result,
-        () = write => Ok(()),
+        result = write => result,
     }
 }
 
@@ -472,7 +621,7 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
         // Only the correlation id is read: the rest of a newer header is not ours to understand.
         let correlation_id = frame.slice(4..8).get_i32();
         let body = api_versions(UNSUPPORTED_VERSION);
-        return Ok(ready(encode(correlation_id, key, 0, &body)));
+        return Ok(ready(core, encode(correlation_id, key, 0, &body)));
     }
     if !supported(key, version) {
         return Err(format!("{key:?} version {version} is not supported (see ApiVersions)"));
@@ -505,35 +654,54 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
     let answer = match key {
         ApiKey::ApiVersions => {
             let _ = decode!(ApiVersionsRequest);
-            ready(encode(id, key, version, &api_versions(0)))
+            lazily(core, id, key, version, |_| api_versions(0))
         }
-        ApiKey::Metadata => ready(encode(id, key, version, &core.metadata(decode!(MetadataRequest), version))),
-        ApiKey::CreateTopics => pending(id, key, version, core.create_topics(decode!(CreateTopicsRequest), version)),
+        ApiKey::Metadata => {
+            let request = decode!(MetadataRequest);
+            if metadata_creates_nothing(core, &request, version) {
+                lazily(core, id, key, version, move |core| core.metadata(request, version))
+            } else {
+                // Creating topics is a change of state, made in arrival order like every other.
+                ready(core, encode(id, key, version, &core.metadata(request, version)))
+            }
+        }
+        ApiKey::CreateTopics => {
+            pending(core, id, key, version, core.create_topics(decode!(CreateTopicsRequest), version))
+        }
         ApiKey::DeleteTopics => {
-            ready(encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
+            ready(core, encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
         }
-        ApiKey::Produce => pending(id, key, version, core.produce(decode!(ProduceRequest), version)),
-        ApiKey::Fetch => fetched(core, id, version, core.fetch(decode!(FetchRequest), version)),
+        ApiKey::Produce => pending(core, id, key, version, core.produce(decode!(ProduceRequest), version)),
+        ApiKey::Fetch => pending(core, id, key, version, core.fetch(decode!(FetchRequest), version)),
         ApiKey::ListOffsets => {
-            ready(encode(id, key, version, &core.list_offsets(decode!(ListOffsetsRequest), version)))
+            let request = decode!(ListOffsetsRequest);
+            lazily(core, id, key, version, move |core| core.list_offsets(request, version))
         }
         ApiKey::FindCoordinator => {
-            ready(encode(id, key, version, &core.find_coordinator(decode!(FindCoordinatorRequest), version)))
+            let request = decode!(FindCoordinatorRequest);
+            lazily(core, id, key, version, move |core| core.find_coordinator(request, version))
         }
         ApiKey::InitProducerId => {
-            ready(encode(id, key, version, &core.init_producer_id(decode!(InitProducerIdRequest))))
+            ready(core, encode(id, key, version, &core.init_producer_id(decode!(InitProducerIdRequest))))
         }
-        ApiKey::JoinGroup => pending(id, key, version, core.join_group(decode!(JoinGroupRequest), client_id)),
-        ApiKey::SyncGroup => pending(id, key, version, core.sync_group(decode!(SyncGroupRequest))),
-        ApiKey::Heartbeat => ready(encode(id, key, version, &core.heartbeat(decode!(HeartbeatRequest)))),
-        ApiKey::LeaveGroup => ready(encode(id, key, version, &core.leave_group(decode!(LeaveGroupRequest), version))),
-        ApiKey::OffsetCommit => pending(id, key, version, core.offset_commit(decode!(OffsetCommitRequest))),
+        ApiKey::JoinGroup => pending(core, id, key, version, core.join_group(decode!(JoinGroupRequest), client_id)),
+        ApiKey::SyncGroup => pending(core, id, key, version, core.sync_group(decode!(SyncGroupRequest))),
+        ApiKey::Heartbeat => ready(core, encode(id, key, version, &core.heartbeat(decode!(HeartbeatRequest)))),
+        ApiKey::LeaveGroup => {
+            ready(core, encode(id, key, version, &core.leave_group(decode!(LeaveGroupRequest), version)))
+        }
+        ApiKey::OffsetCommit => pending(core, id, key, version, core.offset_commit(decode!(OffsetCommitRequest))),
         ApiKey::OffsetFetch => {
-            ready(encode(id, key, version, &core.offset_fetch(decode!(OffsetFetchRequest), version)))
+            let request = decode!(OffsetFetchRequest);
+            lazily(core, id, key, version, move |core| core.offset_fetch(request, version))
         }
-        ApiKey::ListGroups => ready(encode(id, key, version, &core.list_groups(decode!(ListGroupsRequest), version))),
+        ApiKey::ListGroups => {
+            let request = decode!(ListGroupsRequest);
+            lazily(core, id, key, version, move |core| core.list_groups(request, version))
+        }
         ApiKey::DescribeGroups => {
-            ready(encode(id, key, version, &core.describe_groups(decode!(DescribeGroupsRequest))))
+            let request = decode!(DescribeGroupsRequest);
+            lazily(core, id, key, version, move |core| core.describe_groups(request))
         }
         other => return Err(format!("{other:?} is not supported")),
     };
@@ -570,51 +738,60 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(keys)
 }
 
-fn ready(frame: Option<Bytes>) -> Answer {
-    futures::future::ready(frame.map_or(Reply::HangUp, Reply::Frame)).boxed()
+/// A built answer, counted as held until written; `None` (an answer that could not be encoded) hangs up.
+fn built(core: &Arc<Core>, frame: Option<Bytes>) -> Reply {
+    frame.map_or(Reply::HangUp, |frame| Reply::Frame(frame, Held::new(core.clone())))
 }
 
+fn ready(core: &Arc<Core>, frame: Option<Bytes>) -> Answer {
+    futures::future::ready(built(core, frame)).boxed()
+}
+
+/// The answer to a request that changes no state, built only when the connection's writer polls it, that is once
+/// every earlier answer is written: however many such requests a client pipelines without reading, the connection
+/// holds at most one of their answers built (like fetches, whose long polls are the same kind of future). The
+/// answer shows the broker's state when it is built, which may include changes made by the connection's later
+/// requests, dispatched meanwhile; answering a request later than it arrived is what any busy broker may do.
+fn lazily<T, F>(core: &Arc<Core>, id: i32, key: ApiKey, version: i16, build: F) -> Answer
+where
+    T: Encodable,
+    F: FnOnce(&Core) -> T + Send + 'static,
+{
+    let core = core.clone();
+    async move {
+        let body = build(&core);
+        built(&core, encode(id, key, version, &body))
+    }
+    .boxed()
+}
+
+/// Whether a Metadata request creates no topic (auto-creation is off for it, or every topic it names exists), so
+/// answering it changes no state and can wait until the writer is ready for the answer.
+fn metadata_creates_nothing(core: &Core, request: &MetadataRequest, version: i16) -> bool {
+    let auto_create = core.settings.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    !auto_create
+        || request.topics.as_ref().is_none_or(|topics| {
+            topics.iter().all(|topic| topic.name.as_ref().is_none_or(|name| core.topics.get(name).is_some()))
+        })
+}
+
+/// An answer a handler gives now or later. A fetch's is read from the log when the writer first polls it (see
+/// `Core::fetch`), and counted as held from then until it is written.
 fn pending<T: Encodable + HeaderVersion + Send + 'static>(
+    core: &Arc<Core>,
     id: i32,
     key: ApiKey,
     version: i16,
     answer: Pending<T>,
 ) -> Answer {
     match answer {
-        Pending::Now(body) => ready(encode(id, key, version, &body)),
+        Pending::Now(body) => ready(core, encode(id, key, version, &body)),
         Pending::Later(future) => {
-            future.map(move |body| encode(id, key, version, &body).map_or(Reply::HangUp, Reply::Frame)).boxed()
+            let core = core.clone();
+            future.map(move |body| built(&core, encode(id, key, version, &body))).boxed()
         }
         Pending::Silent => futures::future::ready(Reply::Nothing).boxed(),
         Pending::HangUp => futures::future::ready(Reply::HangUp).boxed(),
-    }
-}
-
-/// A fetch answer: read when the writer first polls it (see `Core::fetch`), and counted as held from then until
-/// it is written.
-fn fetched(core: &Arc<Core>, id: i32, version: i16, answer: Pending<FetchResponse>) -> Answer {
-    let core = core.clone();
-    let key = ApiKey::Fetch;
-    match answer {
-        Pending::Now(body) => {
-            let held = Held::new(core);
-            futures::future::ready(hold(encode(id, key, version, &body).map_or(Reply::HangUp, Reply::Frame), held))
-                .boxed()
-        }
-        Pending::Later(future) => future
-            .map(move |body| {
-                let held = Held::new(core);
-                hold(encode(id, key, version, &body).map_or(Reply::HangUp, Reply::Frame), held)
-            })
-            .boxed(),
-        other => pending(id, key, version, other),
-    }
-}
-
-fn hold(reply: Reply, held: Held) -> Reply {
-    match reply {
-        Reply::Frame(frame) => Reply::Fetched(frame, held),
-        other => other,
     }
 }
 
@@ -659,7 +836,8 @@ mod tests {
         frame.put_i16(99);
         frame.put_i32(7);
         frame.put_i16(-1);
-        let Reply::Frame(answer) = futures::executor::block_on(dispatch(&core, frame.freeze(), peer()).unwrap()) else {
+        let Reply::Frame(answer, _) = futures::executor::block_on(dispatch(&core, frame.freeze(), peer()).unwrap())
+        else {
             panic!("ApiVersions is answered");
         };
         let mut body = answer.slice(4..);
@@ -724,9 +902,9 @@ mod tests {
         append(&partition);
         let answer = dispatch(&core, fetch_frame("t", 0, 1), peer()).unwrap();
         assert_eq!(log_reads(&core), 0, "dispatching a fetch reads nothing");
-        let Reply::Fetched(frame, _held) = answer.await else { panic!("the fetch is answered") };
+        let Reply::Frame(frame, _held) = answer.await else { panic!("the fetch is answered") };
         assert_eq!(log_reads(&core), 1, "answering reads the log once");
-        assert_eq!(core.network.fetch_answers_held.load(Ordering::SeqCst), 1, "held until written");
+        assert_eq!(core.network.answers_held.load(Ordering::SeqCst), 1, "held until written");
         assert!(frame.len() > 60, "the answer carries the batch");
     }
 
@@ -744,7 +922,7 @@ mod tests {
             assert!(futures::poll!(&mut answer).is_pending(), "min_bytes is not reached");
         }
         assert_eq!(log_reads(&core), 0, "waiting reads nothing");
-        let Reply::Fetched(frame, _held) = answer.await else { panic!("the fetch is answered at max_wait") };
+        let Reply::Frame(frame, _held) = answer.await else { panic!("the fetch is answered at max_wait") };
         assert_eq!(log_reads(&core), 1, "the log is read once, to answer");
         let mut body = frame.slice(8..);
         let response = FetchResponse::decode(&mut body, 4).unwrap();

@@ -1,5 +1,6 @@
-//! Clients that misbehave on purpose (half-sent frames, idle sockets, pipelined fetches never read, oversized or
-//! padded requests) cannot crowd out real clients or make the broker hold more than its configured limits.
+//! Clients that misbehave on purpose (half-sent frames, lengths announced and never sent, idle sockets, answers
+//! never read, pipelined fetches and descriptions never read, oversized or padded requests) cannot crowd out real
+//! clients or make the broker hold more than its configured limits.
 //! Each test is a regression test for a defect a reviewer reproduced against the broker, named in its comment.
 
 use std::future::Future;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use franz_broker::{Durability, EmbeddedBroker, Settings};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -110,6 +112,14 @@ async fn create_topic(address: SocketAddr, name: &'static str) {
 
 /// Produces one record of `value_bytes` bytes to partition 0 of `topic` and waits for the acknowledgement.
 async fn produce(address: SocketAddr, topic: &'static str, value_bytes: usize) {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(&produce_request(topic, value_bytes, 2)).await.unwrap();
+    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
+    assert_eq!(id, 2);
+}
+
+/// A Produce request (acks=1) of one record of `value_bytes` bytes to partition 0 of `topic`.
+fn produce_request(topic: &'static str, value_bytes: usize, correlation_id: i32) -> Vec<u8> {
     let record = Record {
         transactional: false,
         control: false,
@@ -133,10 +143,7 @@ async fn produce(address: SocketAddr, topic: &'static str, value_bytes: usize) {
         .with_name(TopicName(StrBytes::from_static_str(topic)))
         .with_partition_data(vec![partition]);
     let body = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![data]);
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(&request(ApiKey::Produce, 3, 2, &body)).await.unwrap();
-    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
-    assert_eq!(id, 2);
+    request(ApiKey::Produce, 3, correlation_id, &body)
 }
 
 fn fetch(topic: &'static str, max_wait_ms: i32, min_bytes: i32, max_bytes: i32) -> FetchRequest {
@@ -287,33 +294,94 @@ async fn a_connection_waiting_for_an_answer_is_not_closed_as_idle() {
 #[tokio::test(flavor = "multi_thread")]
 async fn request_bytes_in_flight_stay_within_max_inflight_request_bytes() {
     const BOUND: usize = 1 << 20;
-    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let (broker, _data) = start(|s| {
+        s.max_inflight_request_bytes = BOUND;
+        // The hogs still being read when they are dropped are closed at their deadline; keep it short.
+        s.frame_timeout = Duration::from_secs(2);
+    })
+    .await;
     let address = broker.address();
     let frame = 900 << 10;
+    let sent = 64 << 10;
     let mut hogs = Vec::new();
     for _ in 0..6 {
         let mut hog = TcpStream::connect(address).await.unwrap();
         hog.write_all(&(frame as i32).to_be_bytes()).await.unwrap();
-        hog.write_all(&vec![0u8; 64 << 10]).await.unwrap();
+        hog.write_all(&vec![0u8; sent]).await.unwrap();
         hogs.push(hog);
     }
-    wait_until("a frame is admitted", PATIENCE, || async { broker.inflight_request_bytes() >= frame }).await;
-    // The others wait for room instead of allocating: watched for a while, the total never exceeds the bound, and
-    // only one frame fits in it.
+    // Permits follow the bytes that arrived, not the lengths announced (and only as many frames hold a part as can
+    // all finish within the bound: two of these).
+    wait_until("what the hogs sent is read", PATIENCE, || async { broker.inflight_request_bytes() >= 2 * sent }).await;
+    let inflight = broker.inflight_request_bytes();
+    assert!(inflight <= 6 * sent, "{inflight} bytes in flight, more than the {} sent", 6 * sent);
+    // Then all of them send the rest, 5 MiB together: watched for a while, the total never exceeds the bound.
+    let senders: Vec<_> = hogs
+        .into_iter()
+        .map(|mut hog| {
+            tokio::spawn(async move {
+                let _ = hog.write_all(&vec![0u8; frame - sent]).await;
+                hog
+            })
+        })
+        .collect();
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_millis(300) {
         let inflight = broker.inflight_request_bytes();
         assert!(inflight <= BOUND, "{inflight} bytes in flight, over the bound of {BOUND}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(broker.inflight_request_bytes(), frame, "exactly one frame is in flight");
     // A frame larger than the bound could never be admitted: it is refused at once.
     let mut huge = TcpStream::connect(address).await.unwrap();
     huge.write_all(&((2 * BOUND) as i32).to_be_bytes()).await.unwrap();
     assert!(closed_within(&mut huge, PATIENCE).await, "a frame over the bound is refused");
-    drop(hogs);
+    for sender in senders {
+        sender.abort();
+    }
     wait_until("the hogs' bytes are released", PATIENCE, || async { broker.inflight_request_bytes() == 0 }).await;
     assert!(answered(address).await, "a real request completes once they are gone");
+    broker.stop().await;
+}
+
+// Regression: once permits were taken as bytes arrived, frames that together announced more than the bound and
+// arrived at once each took part of it and waited for the rest, none finishing, until frame_timeout closed them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn frames_that_together_exceed_the_in_flight_bound_are_all_served_in_turn() {
+    const BOUND: usize = 1 << 20;
+    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let address = broker.address();
+    create_topic(address, "wide").await;
+    // Three produce requests of 60% of the bound each: any two together are over it. Each sends its first half,
+    // then, once all have started, the rest.
+    let (go, started) = tokio::sync::watch::channel(false);
+    let producers: Vec<_> = (0..3)
+        .map(|id| {
+            let mut started = started.clone();
+            tokio::spawn(async move {
+                let frame = produce_request("wide", BOUND * 6 / 10, id);
+                let mut stream = TcpStream::connect(address).await.unwrap();
+                stream.write_all(&frame[..BOUND * 3 / 10]).await.unwrap();
+                started.wait_for(|go| *go).await.unwrap();
+                stream.write_all(&frame[BOUND * 3 / 10..]).await.unwrap();
+                timeout(PATIENCE, answer(&mut stream)).await
+            })
+        })
+        .collect();
+    wait_until("all three are being read", PATIENCE, || async { broker.busy_connections() == 3 }).await;
+    wait_until("two first halves are in", PATIENCE, || async { broker.inflight_request_bytes() >= BOUND * 6 / 10 })
+        .await;
+    // Watched for a while, in which the third half arrives too.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(300) {
+        let inflight = broker.inflight_request_bytes();
+        assert!(inflight <= BOUND, "{inflight} bytes in flight, over the bound of {BOUND}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    go.send(true).unwrap();
+    for (id, producer) in producers.into_iter().enumerate() {
+        let answered = producer.await.unwrap();
+        assert!(matches!(answered, Ok(Ok((got, _))) if got == id as i32), "producer {id} is answered: {answered:?}");
+    }
     broker.stop().await;
 }
 
@@ -335,16 +403,21 @@ async fn pipelined_fetches_from_a_client_that_does_not_read_hold_one_answer_at_a
         requests.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 1 << 20)));
     }
     greedy.write_all(&requests).await.unwrap();
-    wait_until("the first answer is read", PATIENCE, || async { broker.fetch_answers_held_peak() >= 1 }).await;
-    // Every request has arrived long before this; an eager broker has read all of their answers by now.
+    wait_until("the first answer is read", PATIENCE, || async { broker.answers_held_peak() >= 1 }).await;
+    // Watched for a while, in which every request arrives: an eager broker would have read all of their answers.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(300) {
+        assert_eq!(broker.answers_held_peak(), 1, "at most one read fetch answer is held for the connection");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Checked after the peak: this answer is held too while it is written.
     assert!(answered(address).await, "the broker serves others meanwhile");
-    assert_eq!(broker.fetch_answers_held_peak(), 1, "at most one read fetch answer is held for the connection");
     for id in 0..fetches {
         let (got, body) = timeout(PATIENCE, answer(&mut greedy)).await.unwrap().unwrap();
         assert_eq!(got, id, "answers come in order");
         assert!(body.len() > 512 << 10, "answer {id} carries the record");
     }
-    assert_eq!(broker.fetch_answers_held_peak(), 1, "never more than one read answer at a time");
+    assert!(broker.answers_held_peak() <= 2, "never more than one read answer at a time, besides the other client's");
     broker.stop().await;
 }
 
@@ -366,5 +439,149 @@ async fn trailing_bytes_after_a_request_close_the_connection() {
     let mut buffer = [0u8; 64];
     let read = timeout(PATIENCE, stream.read(&mut buffer)).await.unwrap();
     assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer, got {read:?}");
+    broker.stop().await;
+}
+
+/// A connection with a receive window so small that the broker's writes to it stall almost at once.
+async fn not_reading(address: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(address).await.unwrap()
+}
+
+/// Whether a fresh client is answered, trying once a second (a refused newcomer is closed at once) for `within`.
+async fn answered_within(address: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if answered(address).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+// Regression (attack t5_permit_slowloris): three connections that each sent a 100 MB length and one byte held or
+// queued for 200 MB of in-flight permits, and every other client's request waited behind them for frame_timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frame_that_stops_after_its_length_holds_no_request_byte_permits() {
+    const BOUND: usize = 2 << 20;
+    let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
+    let address = broker.address();
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(&((BOUND as i32) * 3 / 4).to_be_bytes()).await.unwrap();
+        stream.write_all(&[0]).await.unwrap();
+        stalled.push(stream);
+    }
+    wait_until("the three stalled frames are being read", PATIENCE, || async { broker.busy_connections() == 3 }).await;
+    // Permits follow the bytes that arrived: one each, not the 1.5 MB each frame announced.
+    wait_until("each stalled frame holds the permits of the byte it sent", PATIENCE, || async {
+        broker.inflight_request_bytes() == 3
+    })
+    .await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(answered(address).await, "another client is answered while the stalled frames are open");
+        assert!(started.elapsed() < Duration::from_secs(1), "at once: {:?}", started.elapsed());
+    }
+    assert_eq!(broker.inflight_request_bytes(), 3, "the stalled frames still hold only what they sent");
+    drop(stalled);
+    wait_until("their permits are released", PATIENCE, || async { broker.inflight_request_bytes() == 0 }).await;
+    broker.stop().await;
+}
+
+// Regression (attacks t2_nonreader_lockout, t10_fetch_pin): a connection owed an answer was never evicted at the
+// connection limit and writing an answer had no deadline, so clients that sent fetches and never read the answers
+// locked every other client out and pinned the answers' memory, for as long as they liked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_does_not_read_its_answers_is_closed_after_write_timeout_and_makes_room_at_the_limit() {
+    const WRITE_TIMEOUT: Duration = Duration::from_secs(4);
+    let (broker, _data) = start(|s| {
+        s.max_connections = 2;
+        s.write_timeout = WRITE_TIMEOUT;
+    })
+    .await;
+    let address = broker.address();
+    create_topic(address, "big").await;
+    produce(address, "big", 1 << 20).await;
+    wait_until("the setup connections are gone", PATIENCE, || async { broker.connections() == 0 }).await;
+    // More answer bytes than the socket buffers between the broker and each client hold.
+    let mut fetches = Vec::new();
+    for id in 0..16 {
+        fetches.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 2 << 20)));
+    }
+    let sent = Instant::now();
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let mut hog = not_reading(address).await;
+        hog.write_all(&fetches).await.unwrap();
+        hogs.push(hog);
+    }
+    wait_until("both hogs are owed answers", PATIENCE, || async { broker.busy_connections() == 2 }).await;
+    // Both slots are taken by connections owed answers; one whose writer is stuck makes room.
+    assert!(answered_within(address, PATIENCE).await, "a newcomer is answered while the hogs hold the limit");
+    assert!(sent.elapsed() < WRITE_TIMEOUT, "by eviction, not after write_timeout: {:?}", sent.elapsed());
+    // The other hog is closed once an answer has waited write_timeout to be written.
+    wait_until("the hog left is closed", PATIENCE, || async { broker.connections() == 0 }).await;
+    assert!(sent.elapsed() >= WRITE_TIMEOUT, "not before write_timeout: {:?}", sent.elapsed());
+    drop(hogs);
+    assert!(answered(address).await, "the broker serves others afterwards");
+    broker.stop().await;
+}
+
+// Regression (attacks t1_describe_amp, t12_offsetfetch_amp): answers to small read-only requests were built on
+// arrival and up to 64 queued per connection, so 60 DescribeGroups of 24 bytes, never read, made the broker hold
+// 60 copies of a large group's description.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_read_only_requests_from_a_client_that_does_not_read_hold_one_built_answer() {
+    let (broker, _data) = start(|s| {
+        s.initial_rebalance_delay = Duration::ZERO;
+        s.max_member_metadata_bytes = 1 << 20;
+    })
+    .await;
+    let address = broker.address();
+    let metadata = Bytes::from(vec![b'm'; 512 << 10]);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_session_timeout_ms(60_000)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")).with_metadata(metadata),
+        ]);
+    let mut member = TcpStream::connect(address).await.unwrap();
+    member.write_all(&request(ApiKey::JoinGroup, 0, 1, &join)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut member)).await.unwrap().unwrap().0, 1, "the member joined");
+    wait_until("the join answer is written", PATIENCE, || async { broker.busy_connections() == 0 }).await;
+    // Each description carries the member's 512 KiB of metadata; list answers are small, but built on arrival all
+    // the same.
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(StrBytes::from_static_str("g"))]);
+    let mut requests = Vec::new();
+    for id in 0..60 {
+        requests.extend(match id % 2 {
+            0 => request(ApiKey::DescribeGroups, 0, id, &describe),
+            _ => request(ApiKey::ListGroups, 0, id, &ListGroupsRequest::default()),
+        });
+    }
+    let mut greedy = not_reading(address).await;
+    greedy.write_all(&requests).await.unwrap();
+    wait_until("the first answer is built", PATIENCE, || async { broker.busy_connections() == 1 }).await;
+    // Watched for a while, in which every request arrives: an eager broker would have built all of their answers.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_millis(500) {
+        let peak = broker.answers_held_peak();
+        assert!(peak <= 1, "{peak} answers were built and held at once for a client that does not read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for id in 0..60 {
+        let (got, body) = timeout(PATIENCE, answer(&mut greedy)).await.unwrap().unwrap();
+        assert_eq!(got, id, "answers come in order");
+        if id % 2 == 0 {
+            assert!(body.len() > 512 << 10, "description {id} carries the member's metadata");
+        }
+    }
+    assert_eq!(broker.answers_held_peak(), 1, "never more than one built answer at a time");
     broker.stop().await;
 }
