@@ -449,6 +449,12 @@ impl Core {
                     format!("expected sequence {expected}, got {}", header.base_sequence),
                 ));
             }
+            Verdict::Conflict => {
+                return Err((
+                    code::INVALID_RECORD,
+                    "another batch with these sequence numbers of this producer id is already in the log".into(),
+                ));
+            }
             Verdict::Fenced => {
                 return Err((code::INVALID_PRODUCER_EPOCH, "a newer epoch of this producer id exists".into()));
             }

@@ -257,8 +257,18 @@ impl EmbeddedBroker {
 
 fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     fs::create_dir_all(&settings.data_dir)?;
-    let max_partitions = fit_to_open_files(&mut settings, raise_open_file_limit());
-    let (topics, repaired) = topics::Topics::load(&settings.data_dir, settings.log.clone(), max_partitions)?;
+    let open_files = raise_open_file_limit();
+    let max_partitions = fit_to_open_files(&mut settings, open_files);
+    let (topics, repaired) =
+        topics::Topics::load(&settings.data_dir, settings.log.clone(), max_partitions).map_err(|error| {
+            match error.raw_os_error() {
+                // EMFILE: data written under a higher limit than this process has.
+                Some(24) => anyhow!(
+                    "the data holds more partitions than the open-file limit of {open_files} lets the broker open (each keeps one file open); raise the limit (ulimit -n, or LimitNOFILE= for a service) and start again"
+                ),
+                _ => anyhow::Error::from(error),
+            }
+        })?;
     for repaired in repaired {
         tracing::warn!(
             topic = %repaired.topic,

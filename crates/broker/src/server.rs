@@ -286,22 +286,36 @@ impl Registry {
     /// answer, or whose client is not reading the one being written, is closed to make room: an idle one, one
     /// stalled part-way through sending a request, or one whose writer has waited over [`STUCK_WRITER`] for its
     /// client to take an answer (neither half-sent frames nor unread answers may lock others out until
-    /// `frame_timeout` or `write_timeout`). `None` if every connection is waiting for an answer.
+    /// `frame_timeout` or `write_timeout`). Only if every connection is waiting for an answer is one of those
+    /// closed: the least recently active, since connections that wait forever (joins to a group whose member
+    /// never returns) must not lock every newcomer out either. `None` only with a limit of 0.
     ///
     /// An idle connection can start a request between the scan and its cancellation; it is then closed with that
-    /// request half-read, which its client sees as any closed connection and retries. Closing only what is idle
+    /// request half-read, which its client sees as any closed connection and retries. Closing idle ones first
     /// keeps a broker full of slow but real work from dropping it for newcomers.
     fn admit(&self, limit: usize, peer: SocketAddr) -> Option<(u64, Arc<Activity>)> {
         let mut open = self.lock();
         if open.len() >= limit {
-            let victim = open
-                .iter()
-                .filter(|(_, activity)| activity.evictable())
-                .min_by_key(|(_, activity)| activity.last_active.load(Ordering::SeqCst))
-                .map(|(id, _)| *id)?;
-            let evicted = open.remove(&victim).expect("the victim is registered");
-            evicted.close.cancel();
-            tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active connection that was idle, half-way through a request or not reading its answers, to admit a new one");
+            let least_recent = |gentle: bool| {
+                open.iter()
+                    .filter(|(_, activity)| !gentle || activity.evictable())
+                    .min_by_key(|(_, activity)| activity.last_active.load(Ordering::SeqCst))
+                    .map(|(id, _)| *id)
+            };
+            if let Some(victim) = least_recent(true) {
+                let evicted = open.remove(&victim).expect("the victim is registered");
+                evicted.close.cancel();
+                tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active connection that was idle, half-way through a request or not reading its answers, to admit a new one");
+            } else {
+                // Every connection is owed an answer: waiting in a long poll, a JoinGroup or an fsync. Refusing the
+                // newcomer would let connections that wait forever (joins to a group whose member never returns)
+                // lock every client out, so the one waiting longest goes instead; its client reconnects and asks
+                // again (a produce is retried idempotently).
+                let victim = least_recent(false)?;
+                let evicted = open.remove(&victim).expect("the victim is registered");
+                evicted.close.cancel();
+                tracing::warn!(peer = %evicted.peer, new = %peer, limit, "connection limit reached with every connection waiting for an answer; closed the one waiting longest to admit a new one (raise max_connections if this is real load)");
+            }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let activity = Arc::new(Activity {
@@ -418,7 +432,7 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
             _ = shutdown.cancelled() => return,
         };
         let Some((id, activity)) = core.network.connections.admit(limit, peer) else {
-            tracing::warn!(%peer, limit, "connection limit reached and every connection is busy; closing the new connection");
+            tracing::warn!(%peer, limit, "connection limit reached and no connection can make room; closing the new connection");
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -211,33 +211,49 @@ async fn at_the_limit_the_least_recently_active_idle_connection_makes_room() {
     broker.stop().await;
 }
 
-// Regression: a connection waiting for an answer must never be closed to admit a newcomer; with every
-// connection busy, the newcomer is the one refused.
+// Regression: connections waiting in a JoinGroup for a member that never returns (a rebalance timeout of 2^31 ms)
+// were never closed to admit a newcomer, so they locked every new client out. When every connection is owed an
+// answer, the least recently active one now makes room (idle and half-sent ones go first, see the tests above).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_busy_connection_is_not_evicted_and_a_newcomer_is_refused_when_all_are_busy() {
-    let (broker, _data) = start(|s| s.max_connections = 2).await;
+async fn connections_waiting_forever_in_a_join_cannot_lock_out_a_new_client() {
+    let (broker, _data) = start(|s| {
+        s.max_connections = 2;
+        s.initial_rebalance_delay = Duration::ZERO;
+    })
+    .await;
     let address = broker.address();
-    create_topic(address, "quiet").await;
-    // Busy: a long poll for data that never comes.
-    let mut polling = TcpStream::connect(address).await.unwrap();
-    // Long enough that neither poll ends before the refusal below, even on a loaded machine; short enough that
-    // the first is answered within PATIENCE.
-    polling.write_all(&request(ApiKey::Fetch, 4, 1, &fetch("quiet", 8000, 1, 1024))).await.unwrap();
-    wait_until("the long poll is waiting", PATIENCE, || async { broker.busy_connections() == 1 }).await;
-    let mut idle = TcpStream::connect(address).await.unwrap();
-    wait_until("both are registered", PATIENCE, || async { broker.connections() == 2 }).await;
-    // The idle one makes room; the polling one is left alone.
-    let mut second = TcpStream::connect(address).await.unwrap();
-    second.write_all(&api_versions(2)).await.unwrap();
-    assert_eq!(timeout(PATIENCE, answer(&mut second)).await.unwrap().unwrap().0, 2);
-    assert!(closed_within(&mut idle, PATIENCE).await, "the idle connection made room");
-    // Now both are owed an answer: the second waits in a long poll too.
-    second.write_all(&request(ApiKey::Fetch, 4, 3, &fetch("quiet", 8000, 1, 1024))).await.unwrap();
-    wait_until("both are busy", PATIENCE, || async { broker.busy_connections() == 2 }).await;
-    let mut refused = TcpStream::connect(address).await.unwrap();
-    assert!(closed_within(&mut refused, PATIENCE).await, "with every connection busy, the newcomer is refused");
-    let (id, _) = timeout(PATIENCE, answer(&mut polling)).await.unwrap().unwrap();
-    assert_eq!(id, 1, "the long poll is answered, not cut off");
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("stuck")))
+        .with_session_timeout_ms(1_800_000)
+        .with_rebalance_timeout_ms(i32::MAX)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"m")),
+        ]);
+    // A member joins and goes away without leaving: the group waits for it for its whole session.
+    let mut gone = TcpStream::connect(address).await.unwrap();
+    gone.write_all(&request(ApiKey::JoinGroup, 5, 1, &join)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut gone)).await.unwrap().unwrap().0, 1, "the first member joined");
+    drop(gone);
+    wait_until("the first member's connection is gone", PATIENCE, || async { broker.connections() == 0 }).await;
+    let mut waiting = Vec::new();
+    for id in 2..4 {
+        let mut waiter = TcpStream::connect(address).await.unwrap();
+        waiter.write_all(&request(ApiKey::JoinGroup, 5, id, &join)).await.unwrap();
+        waiting.push(waiter);
+    }
+    wait_until("both joins wait", PATIENCE, || async { broker.busy_connections() == 2 }).await;
+    let mut newcomer = TcpStream::connect(address).await.unwrap();
+    newcomer.write_all(&api_versions(9)).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut newcomer)).await.unwrap().unwrap().0, 9, "the newcomer is served");
+    let mut closed = 0;
+    for waiter in &mut waiting {
+        closed += usize::from(closed_within(waiter, Duration::from_secs(2)).await);
+    }
+    assert_eq!(closed, 1, "one waiting join made room, the other still waits");
     broker.stop().await;
 }
 

@@ -311,3 +311,33 @@ async fn a_large_create_does_not_hold_up_other_clients() {
     assert!(creating.await.unwrap(), "the create succeeds");
     broker.stop().await;
 }
+
+/// Regression: a client that read a producer's id from a fetched batch header wrote the producer's next sequence
+/// first; the producer's own batch was then taken for a retry, acknowledged, and never written. Without
+/// authentication the write cannot be prevented, but the owner is now told instead of silently losing a record.
+#[tokio::test]
+async fn a_batch_written_under_a_known_producer_id_makes_the_owner_fail_loudly_instead_of_losing_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(settings(dir.path())).await;
+    let mut owner = Client::connect(broker.address()).await;
+    let mut forger = Client::connect(broker.address()).await;
+    create_topic(&mut owner, "known", 1).await;
+    let id: InitProducerIdResponse = owner
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    let pid = id.producer_id.0;
+    assert_eq!(produce(&mut owner, "known", batch(&[(1, "LEGIT-0")], (pid, 0, 0)), -1).await, (0, 0));
+    assert_eq!(produce(&mut forger, "known", batch(&[(1, "FORGED")], (pid, 0, 1)), -1).await, (0, 1));
+    let (error, _) = produce(&mut owner, "known", batch(&[(1, "LEGIT-1")], (pid, 0, 1)), -1).await;
+    assert_eq!(error, 87, "INVALID_RECORD: the owner learns its batch was not written");
+    let retry = batch(&[(1, "FORGED")], (pid, 0, 1));
+    assert_eq!(produce(&mut forger, "known", retry, -1).await, (0, 1), "a true retry is still answered as one");
+    broker.stop().await;
+}

@@ -22,6 +22,10 @@ pub struct Written {
     pub first_sequence: i32,
     pub last_sequence: i32,
     pub base_offset: i64,
+    /// The batch's CRC-32C, so a retry (the same bytes) is told from another batch that claims the same
+    /// sequences. 0 in snapshots written before it was kept: such a batch is taken for a retry, as then.
+    #[serde(default)]
+    pub crc: u32,
 }
 
 /// What the broker knows about one producer id in one partition.
@@ -42,6 +46,9 @@ pub enum Verdict {
     OutOfOrder { expected: i32 },
     /// The producer's epoch is older than one already seen: a newer instance took over.
     Fenced,
+    /// Another batch with these very sequences is already in the log: not a retry of it (its bytes differ), so
+    /// a client wrote under this producer's id. Acknowledging it as a retry would lose it silently.
+    Conflict,
     /// The epoch is more than [`MAX_EPOCH_STEP`] past the newest one the broker granted or accepted for the id: a
     /// forged or confused batch, refused so that one batch cannot fence the producer that owns the id for good.
     EpochJump,
@@ -95,7 +102,10 @@ impl Producers {
             .iter()
             .find(|w| w.first_sequence == header.base_sequence && w.last_sequence == header.last_sequence())
         {
-            return Verdict::Duplicate { base_offset: written.base_offset };
+            return match written.crc == header.crc || written.crc == 0 {
+                true => Verdict::Duplicate { base_offset: written.base_offset },
+                false => Verdict::Conflict,
+            };
         }
         let expected = producer.recent.back().map_or(0, |w| next_sequence(w.last_sequence));
         if header.base_sequence == expected { Verdict::Append } else { Verdict::OutOfOrder { expected } }
@@ -136,6 +146,7 @@ impl Producers {
             first_sequence: header.base_sequence,
             last_sequence: header.last_sequence(),
             base_offset: header.base_offset,
+            crc: header.crc,
         });
         while producer.recent.len() > REMEMBERED {
             producer.recent.pop_front();
@@ -175,6 +186,21 @@ mod tests {
         producers.record(&header(1, 0, 3, 2, 13));
         assert_eq!(producers.judge(&header(1, 0, 0, 3, 99), 0), Verdict::Duplicate { base_offset: 10 });
         assert_eq!(producers.judge(&header(1, 0, 5, 1, 99), 0), Verdict::Append);
+    }
+
+    /// Regression: a client that read a producer's id from the log wrote that producer's next sequence first; the
+    /// producer's own batch was then taken for a retry, acknowledged and never written.
+    #[test]
+    fn a_different_batch_with_remembered_sequences_is_a_conflict_not_a_retry() {
+        let mut producers = Producers::default();
+        let mut forged = header(1, 0, 1, 1, 10);
+        forged.crc = 0xbad;
+        producers.record(&header(1, 0, 0, 1, 9));
+        producers.record(&forged);
+        let mut own = header(1, 0, 1, 1, 99);
+        own.crc = 0x600d;
+        assert_eq!(producers.judge(&own, 0), Verdict::Conflict);
+        assert_eq!(producers.judge(&forged, 0), Verdict::Duplicate { base_offset: 10 }, "a real retry still is one");
     }
 
     #[test]
