@@ -67,9 +67,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// Answers queued per connection before its reader waits for the writer. A queued answer to a request that changes
 /// no state holds no answer yet (a fetch reads the log, a description is built, only when the writer polls it), so
-/// a client that pipelines those and never reads pins one answer, not 64. The answers of requests that change
-/// state are built when the change is made and are sized by their request (acknowledgements, per-topic results).
-const QUEUED_ANSWERS: usize = 64;
+/// a client that pipelines those and never reads pins one answer, not eight; but it does hold its decoded request,
+/// which can take several times the request's bytes. Eight covers what clients pipeline (librdkafka and the Java
+/// client keep at most five produce requests in flight) and bounds that cost; Kafka itself reads one request of a
+/// connection at a time. The answers of requests that change state are built when the change is made and are sized
+/// by their request (acknowledgements, per-topic results).
+const QUEUED_ANSWERS: usize = 8;
 /// The most request bytes read (and granted permits) at a time. A frame's permits are taken as its bytes arrive,
 /// in steps no larger than what it has already sent (and at least 8 KiB), so holding permits, and buffer space, for
 /// N bytes costs a client sending about N bytes, however large the length it announced.
