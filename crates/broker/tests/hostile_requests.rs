@@ -151,17 +151,7 @@ async fn a_forged_epoch_an_unissued_id_or_a_guessed_id_cannot_take_an_owners_pla
     let mut owner = Client::connect(broker.address()).await;
     let mut forger = Client::connect(broker.address()).await;
     create_topic(&mut owner, "owned", 1).await;
-    let id: InitProducerIdResponse = owner
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .await;
-    let pid = id.producer_id.0;
+    let pid = producer_id(&mut owner).await;
     assert_eq!(produce(&mut owner, "owned", batch(&[(1, "mine")], (pid, 0, 0)), -1).await, (0, 0));
     let (forged, _) = produce(&mut forger, "owned", batch(&[(1, "forged")], (pid, i16::MAX, 0)), -1).await;
     assert_eq!(forged, 47, "INVALID_PRODUCER_EPOCH");
@@ -197,15 +187,8 @@ async fn a_topic_that_does_not_fit_the_partition_limit_is_refused_with_a_reason_
     let broker = start(settings).await;
     let mut client = Client::connect(broker.address()).await;
     create_topic(&mut client, "fits", 6).await;
-    let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(topic("too-many"))
-            .with_num_partitions(6)
-            .with_replication_factor(1),
-    ]);
-    let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
-    assert_eq!(answer.topics[0].error_code, 37, "INVALID_PARTITIONS");
-    let message = answer.topics[0].error_message.as_deref().unwrap_or_default().to_string();
+    let (error, message) = try_create_topic(&mut client, "too-many", 6).await;
+    assert_eq!(error, 37, "INVALID_PARTITIONS");
     assert!(message.contains("max_partitions"), "{message}");
     assert!(!dir.path().join("topics").join("too-many").exists());
     broker.stop().await;
@@ -322,17 +305,7 @@ async fn a_batch_written_under_a_known_producer_id_makes_the_owner_fail_loudly_i
     let mut owner = Client::connect(broker.address()).await;
     let mut forger = Client::connect(broker.address()).await;
     create_topic(&mut owner, "known", 1).await;
-    let id: InitProducerIdResponse = owner
-        .call(
-            ApiKey::InitProducerId,
-            4,
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-        )
-        .await;
-    let pid = id.producer_id.0;
+    let pid = producer_id(&mut owner).await;
     assert_eq!(produce(&mut owner, "known", batch(&[(1, "LEGIT-0")], (pid, 0, 0)), -1).await, (0, 0));
     assert_eq!(produce(&mut forger, "known", batch(&[(1, "FORGED")], (pid, 0, 1)), -1).await, (0, 1));
     let (error, _) = produce(&mut owner, "known", batch(&[(1, "LEGIT-1")], (pid, 0, 1)), -1).await;

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use kafka_protocol::messages::*;
 
 #[tokio::test]
 async fn under_1024_open_files_partitions_beyond_the_limit_are_refused_and_the_broker_starts_again() {
@@ -35,17 +34,10 @@ async fn under_1024_open_files_partitions_beyond_the_limit_are_refused_and_the_b
             100,
         )
     })) {
-        let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![
-            create_topics_request::CreatableTopic::default()
-                .with_name(topic(name))
-                .with_num_partitions(partitions)
-                .with_replication_factor(1),
-        ]);
-        let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
-        match answer.topics[0].error_code {
-            0 => held += partitions,
-            37 => refused.push(name),
-            other => panic!("{name}: error {other} {:?}", answer.topics[0].error_message),
+        match try_create_topic(&mut client, name, partitions).await {
+            (0, _) => held += partitions,
+            (37, _) => refused.push(name),
+            (other, message) => panic!("{name}: error {other} {message}"),
         }
     }
     assert!(refused.contains(&"six-hundred-b") && refused.contains(&"hundred-9"), "refused: {refused:?}");

@@ -109,8 +109,8 @@ pub fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-/// Creates a topic and asserts it worked.
-pub async fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+/// Asks to create a topic: the error code and message.
+pub async fn try_create_topic(client: &mut Client, name: &str, partitions: i32) -> (i16, String) {
     let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![
         create_topics_request::CreatableTopic::default()
             .with_name(topic(name))
@@ -118,7 +118,25 @@ pub async fn create_topic(client: &mut Client, name: &str, partitions: i32) {
             .with_replication_factor(1),
     ]);
     let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
-    assert_eq!(answer.topics[0].error_code, 0, "create {name}: {:?}", answer.topics[0].error_message);
+    let result = &answer.topics[0];
+    (result.error_code, result.error_message.as_deref().unwrap_or_default().to_string())
+}
+
+/// Creates a topic and asserts it worked.
+pub async fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    let (error, message) = try_create_topic(client, name, partitions).await;
+    assert_eq!(error, 0, "create {name}: {message}");
+}
+
+/// A fresh producer id from InitProducerId.
+pub async fn producer_id(client: &mut Client) -> i64 {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let answer: InitProducerIdResponse = client.call(ApiKey::InitProducerId, 4, &request).await;
+    assert_eq!(answer.error_code, 0);
+    answer.producer_id.0
 }
 
 /// A v2 record batch of `values` with the given timestamps and producer (id, epoch, first sequence).
