@@ -157,6 +157,9 @@ pub struct Embedded {
     /// Request bytes all connections together may be sending at once, in MiB.
     #[serde(deserialize_with = "parse::positive")]
     pub max_inflight_mb: u64,
+    /// Bytes of answers all connections together may hold before fetches read less, in MiB.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_answer_mb: u64,
     /// Members one consumer group may have.
     #[serde(deserialize_with = "parse::positive")]
     pub max_group_members: u64,
@@ -284,6 +287,7 @@ impl Default for Embedded {
             max_request_mb: 4,
             max_batch_mb: 16,
             max_inflight_mb: 256,
+            max_answer_mb: 512,
             max_group_members: 1000,
             max_groups: 10_000,
             max_member_metadata_kb: 64,

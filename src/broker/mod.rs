@@ -36,6 +36,7 @@ fn embedded_settings(config: &Config, data_dir: std::path::PathBuf) -> anyhow::R
     settings.max_request_bytes = size(embedded.max_request_mb, 20);
     settings.max_batch_bytes = size(embedded.max_batch_mb, 20);
     settings.max_inflight_request_bytes = size(embedded.max_inflight_mb, 20);
+    settings.max_answer_bytes = size(embedded.max_answer_mb, 20);
     settings.max_group_members = size(embedded.max_group_members, 0);
     settings.max_groups = size(embedded.max_groups, 0);
     settings.max_member_metadata_bytes = size(embedded.max_member_metadata_kb, 10);

@@ -515,7 +515,9 @@ impl Core {
         Pending::Later(
             async move {
                 loop {
-                    let (available, errored) = core.fetch_available(&wanted, max_bytes);
+                    // Bounded by what answers of all connections may still hold (see `max_answer_bytes`).
+                    let room = max_bytes.min(core.network.answer_room());
+                    let (available, errored) = core.fetch_available(&wanted, room);
                     if available >= min_bytes
                         || errored
                         || watches.is_empty()
@@ -533,7 +535,7 @@ impl Core {
                         watches.remove(gone);
                     }
                 }
-                core.fetch_once(&wanted, max_bytes, version)
+                core.fetch_once(&wanted, max_bytes.min(core.network.answer_room()), version)
             }
             .boxed(),
         )
@@ -558,7 +560,7 @@ impl Core {
                     Ok(Some(plan)) => {
                         // The same budget as `fetch_once`'s, so both agree on what would be answered.
                         let budget = at.max_bytes.min(max_bytes.saturating_sub(total));
-                        let budget = if total == 0 { budget.max(1) } else { budget };
+                        let budget = if total == 0 && max_bytes > 0 { budget.max(1) } else { budget };
                         let planned = usize::try_from(plan.bytes_planned()).unwrap_or(usize::MAX);
                         total = total.saturating_add(planned.min(budget));
                     }
@@ -597,7 +599,7 @@ impl Core {
                     Ok(Some(plan)) => {
                         // The first partition with data gets at least one batch, whatever max_bytes says.
                         let budget = (*partition_max).min(max_bytes.saturating_sub(total));
-                        let budget = if total == 0 { budget.max(1) } else { budget };
+                        let budget = if total == 0 && max_bytes > 0 { budget.max(1) } else { budget };
                         if budget == 0 {
                             data.records = Some(Bytes::new());
                         } else {

@@ -88,6 +88,10 @@ pub struct Settings {
     /// How long writing one answer may take once it is built; a client that does not read its answers for this
     /// long is closed, so it cannot hold the answer's memory and its connection slot forever.
     pub write_timeout: Duration,
+    /// Bytes of built answers all connections together may hold before fetches read less: a fetch reads at most
+    /// what is left (nothing, and waits like a long poll, when none is), so clients that do not read their answers
+    /// cannot make the broker hold more record data than about this.
+    pub max_answer_bytes: usize,
 }
 
 /// The partition limit when the open-file limit allows more.
@@ -122,6 +126,7 @@ impl Settings {
             max_inflight_request_bytes: 256 << 20,
             max_request_bytes: 4 << 20,
             write_timeout: Duration::from_secs(30),
+            max_answer_bytes: 512 << 20,
         }
     }
 }
@@ -219,6 +224,13 @@ impl EmbeddedBroker {
     #[doc(hidden)]
     pub fn answers_held_peak(&self) -> usize {
         self.core.network.answers_held_peak()
+    }
+
+    /// The most bytes of answers built and not yet written at once, across connections: for tests of
+    /// `max_answer_bytes`.
+    #[doc(hidden)]
+    pub fn answer_bytes_peak(&self) -> usize {
+        self.core.network.answer_bytes_peak()
     }
 
     /// Open connections: for tests of the connection limit and timeouts.

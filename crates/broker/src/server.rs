@@ -98,6 +98,12 @@ pub struct Network {
     answers_held: AtomicUsize,
     /// The most answers ever held at once.
     answers_held_peak: AtomicUsize,
+    /// The bytes of the answers held, across all connections, and the most fetches may add to them
+    /// (`max_answer_bytes`): a fetch reads no more than what is left, so connections that do not read their
+    /// answers cannot make the broker hold more than about that much record data together.
+    answer_bytes_held: AtomicUsize,
+    answer_bytes_peak: AtomicUsize,
+    answer_bytes_limit: usize,
     /// How many partition reads fetches have made: tests check that the log is read once, when answering.
     pub(crate) fetch_log_reads: AtomicU64,
 }
@@ -114,6 +120,9 @@ impl Network {
             inflight_limit,
             answers_held: AtomicUsize::new(0),
             answers_held_peak: AtomicUsize::new(0),
+            answer_bytes_held: AtomicUsize::new(0),
+            answer_bytes_peak: AtomicUsize::new(0),
+            answer_bytes_limit: settings.max_answer_bytes,
             fetch_log_reads: AtomicU64::new(0),
         }
     }
@@ -148,6 +157,16 @@ impl Network {
     /// The most answers that were ever built and not yet written, at the same time.
     pub fn answers_held_peak(&self) -> usize {
         self.answers_held_peak.load(Ordering::SeqCst)
+    }
+
+    /// The most bytes of answers that were ever built and not yet written, at the same time.
+    pub fn answer_bytes_peak(&self) -> usize {
+        self.answer_bytes_peak.load(Ordering::SeqCst)
+    }
+
+    /// How many more bytes of records fetch answers may take now (0 when `max_answer_bytes` are held).
+    pub fn answer_room(&self) -> usize {
+        self.answer_bytes_limit.saturating_sub(self.answer_bytes_held.load(Ordering::SeqCst))
     }
 
     /// Open connections.
@@ -252,20 +271,23 @@ impl Drop for Room<'_> {
 
 /// An answer counted as held from when it is built (encoded; a fetch's records read) until it is dropped, after
 /// it is written.
-pub struct Held(Arc<Core>);
+pub struct Held(Arc<Core>, usize);
 
 impl Held {
-    fn new(core: Arc<Core>) -> Held {
+    fn new(core: Arc<Core>, bytes: usize) -> Held {
         let network = &core.network;
         let now = network.answers_held.fetch_add(1, Ordering::SeqCst) + 1;
         network.answers_held_peak.fetch_max(now, Ordering::SeqCst);
-        Held(core)
+        let held = network.answer_bytes_held.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        network.answer_bytes_peak.fetch_max(held, Ordering::SeqCst);
+        Held(core, bytes)
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         self.0.network.answers_held.fetch_sub(1, Ordering::SeqCst);
+        self.0.network.answer_bytes_held.fetch_sub(self.1, Ordering::SeqCst);
     }
 }
 
@@ -757,7 +779,10 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
 
 /// A built answer, counted as held until written; `None` (an answer that could not be encoded) hangs up.
 fn built(core: &Arc<Core>, frame: Option<Bytes>) -> Reply {
-    frame.map_or(Reply::HangUp, |frame| Reply::Frame(frame, Held::new(core.clone())))
+    frame.map_or(Reply::HangUp, |frame| {
+        let bytes = frame.len();
+        Reply::Frame(frame, Held::new(core.clone(), bytes))
+    })
 }
 
 fn ready(core: &Arc<Core>, frame: Option<Bytes>) -> Answer {

@@ -601,3 +601,39 @@ async fn pipelined_read_only_requests_from_a_client_that_does_not_read_hold_one_
     assert_eq!(broker.answers_held_peak(), 1, "never more than one built answer at a time");
     broker.stop().await;
 }
+
+// Regression: 30 connections that each asked for one fetch of up to 55 MiB and never read made the broker hold
+// 1.88 GB: each connection held one answer, as designed, but nothing bounded them together. Fetches now read only
+// what `max_answer_bytes` leaves, so together they hold about that much, and others still get answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_answers_held_for_clients_that_do_not_read_stay_within_max_answer_bytes() {
+    let (broker, _data) = start(|s| s.max_answer_bytes = 2 << 20).await;
+    let address = broker.address();
+    create_topic(address, "big").await;
+    for _ in 0..12 {
+        produce(address, "big", 512 << 10).await;
+    }
+    let mut greedy = Vec::new();
+    for id in 0..10 {
+        let mut stream = not_reading(address).await;
+        stream.write_all(&request(ApiKey::Fetch, 4, id, &fetch("big", 500, 1, 4 << 20))).await.unwrap();
+        greedy.push(stream);
+    }
+    wait_until("fetch answers are built", PATIENCE, || async { broker.answer_bytes_peak() >= 1 << 20 }).await;
+    // Watched for a while, in which every greedy fetch is answered: unbounded, they would hold 10 x 4 MiB.
+    // One record batch (512 KiB) may go past what is left, and two runtime threads may read at once.
+    let bound = (2 << 20) + 2 * (600 << 10);
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(1) {
+        let peak = broker.answer_bytes_peak();
+        assert!(peak <= bound, "answers held {peak} bytes together");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A reading client is still answered (with what room is left, or nothing once its long poll ends).
+    let mut reader = TcpStream::connect(address).await.unwrap();
+    reader.write_all(&request(ApiKey::Fetch, 4, 99, &fetch("big", 200, 1, 4 << 20))).await.unwrap();
+    assert_eq!(timeout(PATIENCE, answer(&mut reader)).await.unwrap().unwrap().0, 99);
+    assert!(broker.answer_bytes_peak() <= bound);
+    drop(greedy);
+    broker.stop().await;
+}
