@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -38,6 +38,7 @@ use super::Core;
 use super::groups::{self, Commit, Committed, Join};
 use super::log::batch::{self, BatchError};
 use super::log::producers::Verdict;
+use super::topic_config::{Origin, TopicConfig};
 use super::topics::{CreateError, MAX_PARTITIONS, valid_name};
 
 /// Kafka error codes the handlers answer with.
@@ -146,14 +147,18 @@ impl Core {
                     let found = match self.topics.get(&name) {
                         Some(topic) => Ok(topic),
                         None if !valid_name(&name) => Err(code::INVALID_TOPIC_EXCEPTION),
-                        None if auto_create => match self.topics.create(&name, self.settings.default_partitions) {
-                            Ok(topic) => {
-                                tracing::info!(topic = %name, "created a topic on first use");
-                                Ok(topic)
+                        None if auto_create => {
+                            match self.topics.create(&name, self.settings.default_partitions, TopicConfig::default()) {
+                                Ok(topic) => {
+                                    tracing::info!(topic = %name, "created a topic on first use");
+                                    Ok(topic)
+                                }
+                                Err(CreateError::Exists) => {
+                                    self.topics.get(&name).ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)
+                                }
+                                Err(_) => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
                             }
-                            Err(CreateError::Exists) => self.topics.get(&name).ok_or(code::UNKNOWN_TOPIC_OR_PARTITION),
-                            Err(_) => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
-                        },
+                        }
                         None => Err(code::UNKNOWN_TOPIC_OR_PARTITION),
                     };
                     topics.push(match found {
@@ -215,26 +220,26 @@ impl Core {
             } else {
                 topic.num_partitions
             };
-            let refusal = if !matches!(topic.replication_factor, -1 | 1) {
+            // The topic's own settings (retention.ms, retention.bytes, cleanup.policy=delete); a config named twice
+            // takes its last value, as Kafka does.
+            let config = TopicConfig::from_request(topic.configs.iter().map(|c| (&*c.name, c.value.as_deref())));
+            let refusal: Option<(i16, String)> = if !matches!(topic.replication_factor, -1 | 1) {
                 Some((
                     code::INVALID_REPLICATION_FACTOR,
-                    "franz's embedded broker is a single node: replication factor 1",
+                    "franz's embedded broker is a single node: replication factor 1".into(),
                 ))
             } else if topic.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != 0)) {
-                Some((code::INVALID_REQUEST, "franz's embedded broker is node 0 and the only one"))
-            } else if !topic.configs.is_empty() {
-                Some((
-                    code::INVALID_CONFIG,
-                    "per-topic configs are not supported; retention is set for the whole broker",
-                ))
+                Some((code::INVALID_REQUEST, "franz's embedded broker is node 0 and the only one".into()))
+            } else if let Err(refused) = &config {
+                Some((code::INVALID_CONFIG, refused.to_string()))
             } else if !valid_name(&name) {
-                Some((code::INVALID_TOPIC_EXCEPTION, "topic names are 1 to 249 of [a-zA-Z0-9._-]"))
+                Some((code::INVALID_TOPIC_EXCEPTION, "topic names are 1 to 249 of [a-zA-Z0-9._-]".into()))
             } else if !(1..=MAX_PARTITIONS).contains(&partitions) {
-                Some((code::INVALID_PARTITIONS, "a topic has 1 to 1000 partitions"))
+                Some((code::INVALID_PARTITIONS, "a topic has 1 to 1000 partitions".into()))
             } else if self.topics.get(&name).is_some() {
-                Some((code::TOPIC_ALREADY_EXISTS, "the topic already exists"))
+                Some((code::TOPIC_ALREADY_EXISTS, "the topic already exists".into()))
             } else if !seen.insert(name.clone()) {
-                Some((code::INVALID_REQUEST, "the request names this topic more than once"))
+                Some((code::INVALID_REQUEST, "the request names this topic more than once".into()))
             } else {
                 None
             };
@@ -242,17 +247,18 @@ impl Core {
             let refusal = match refusal {
                 None if partitions as usize > room => Some((
                     code::INVALID_PARTITIONS,
-                    "the broker's partition limit (max_partitions, bounded by the open-file limit) leaves no room for this topic",
+                    "the broker's partition limit (max_partitions, bounded by the open-file limit) leaves no room for this topic".into(),
                 )),
                 refusal => refusal,
             };
+            let config = config.unwrap_or_default();
             let outcome = match refusal {
-                Some((error, message)) => Err((error, message.to_string())),
-                None if request.validate_only => Ok(uuid::Uuid::nil()),
-                None => match self.topics.create(&name, partitions) {
+                Some((error, message)) => Err((error, message)),
+                None if request.validate_only => Ok((uuid::Uuid::nil(), config)),
+                None => match self.topics.create(&name, partitions, config) {
                     Ok(created) => {
-                        tracing::info!(topic = %name, partitions, "created a topic");
-                        Ok(created.id)
+                        tracing::info!(topic = %name, partitions, config = ?created.config, "created a topic");
+                        Ok((created.id, created.config))
                     }
                     Err(CreateError::Exists) => Err((code::TOPIC_ALREADY_EXISTS, "the topic already exists".into())),
                     Err(error @ CreateError::TooManyPartitions { .. }) => {
@@ -266,11 +272,11 @@ impl Core {
             };
             let mut result = CreatableTopicResult::default().with_name(topic.name);
             match outcome {
-                Ok(id) => {
+                Ok((id, config)) => {
                     if version >= 5 {
                         result.num_partitions = partitions;
                         result.replication_factor = 1;
-                        result.configs = Some(Vec::new());
+                        result.configs = Some(self.topic_configs(&config));
                     }
                     if version >= 7 {
                         result.topic_id = id;
@@ -284,6 +290,27 @@ impl Core {
             results.push(result);
         }
         CreateTopicsResponse::default().with_topics(results)
+    }
+
+    /// The configs a CreateTopics answer (v5 and later) reports for a topic created with `config`: the retention
+    /// in force and the cleanup policy, each marked as the topic's own setting or the broker's.
+    fn topic_configs(&self, config: &TopicConfig) -> Vec<CreatableTopicConfigs> {
+        config
+            .effective(&self.settings.log)
+            .into_iter()
+            .map(|(name, value, origin)| {
+                // Kafka's ConfigSource: DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG.
+                let source = match origin {
+                    Origin::Topic => 1,
+                    Origin::Broker => 4,
+                    Origin::Fixed => 5,
+                };
+                CreatableTopicConfigs::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_value(Some(s(value)))
+                    .with_config_source(source)
+            })
+            .collect()
     }
 
     pub fn delete_topics(&self, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {

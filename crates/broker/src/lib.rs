@@ -3,9 +3,10 @@
 //!
 //! This crate knows nothing of franz's services, configuration or Kafka client: its settings are its own type.
 //! The crate root assembles the parts and owns their lifetime: `log/` (segment files), `topics` (partitions and
-//! their visibility), `flush` (group-committed fsyncs), `groups` (the consumer-group coordinator), `handlers`
-//! (one function per Kafka API) and `server` (sockets and framing). It binds, recovers what is on disk, serves
-//! until stopped, and on stop lets in-flight answers finish and fsyncs what was written.
+//! their visibility), `topic_config` (a topic's own settings, such as its retention), `flush` (group-committed
+//! fsyncs), `groups` (the consumer-group coordinator), `handlers` (one function per Kafka API) and `server`
+//! (sockets and framing). It binds, recovers what is on disk, serves until stopped, and on stop lets in-flight
+//! answers finish and fsyncs what was written.
 
 mod flush;
 mod groups;
@@ -13,6 +14,7 @@ mod handlers;
 pub mod log;
 mod producer_ids;
 mod server;
+mod topic_config;
 mod topics;
 
 use std::fs;
@@ -38,7 +40,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Where topics, logs and committed offsets live.
     pub data_dir: PathBuf,
-    /// Segment size and retention of every partition.
+    /// Segment size of every partition, and the broker-wide retention: what a topic created without its own
+    /// `retention.ms` or `retention.bytes` keeps.
     pub log: LogConfig,
     /// When produced data counts as written.
     pub durability: Durability,
@@ -233,6 +236,13 @@ impl EmbeddedBroker {
         self.core.network.answer_bytes_peak()
     }
 
+    /// Runs retention now, as the periodic task does, judging the age of segments as of `now` (a time in the future
+    /// stands in for waiting): for tests of per-topic retention. Returns how many segments were deleted.
+    #[doc(hidden)]
+    pub fn enforce_retention(&self, now: SystemTime) -> usize {
+        enforce_retention(&self.core, now)
+    }
+
     /// Open connections: for tests of the connection limit and timeouts.
     #[doc(hidden)]
     pub fn connections(&self) -> usize {
@@ -402,16 +412,27 @@ async fn housekeeping(core: Arc<Core>, shutdown: CancellationToken) {
         if last_retention.elapsed() >= Duration::from_secs(30) {
             last_retention = Instant::now();
             let core = core.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                for partition in core.topics.all_partitions() {
-                    match partition.log().enforce_retention(SystemTime::now()) {
-                        Ok(0) => {}
-                        Ok(deleted) => tracing::info!(topic = %partition.topic, partition = partition.index, deleted, "retention deleted old segments"),
-                        Err(error) => tracing::warn!(topic = %partition.topic, partition = partition.index, "retention failed: {error}"),
-                    }
-                }
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || enforce_retention(&core, SystemTime::now())).await;
         }
     }
+}
+
+/// Deletes the segments every partition's retention lets go as of `now`: each partition's log is kept by its
+/// topic's own `retention.ms` and `retention.bytes` where the topic was created with them, and by the broker-wide
+/// settings otherwise (resolved when the log was opened, see `topics.rs`). Returns how many segments were deleted.
+fn enforce_retention(core: &Core, now: SystemTime) -> usize {
+    let mut total = 0;
+    for partition in core.topics.all_partitions() {
+        match partition.log().enforce_retention(now) {
+            Ok(0) => {}
+            Ok(deleted) => {
+                total += deleted;
+                tracing::info!(topic = %partition.topic, partition = partition.index, deleted, "retention deleted old segments");
+            }
+            Err(error) => {
+                tracing::warn!(topic = %partition.topic, partition = partition.index, "retention failed: {error}")
+            }
+        }
+    }
+    total
 }

@@ -940,7 +940,7 @@ mod tests {
     async fn a_queued_fetch_answer_reads_the_log_only_when_polled() {
         let dir = tempfile::tempdir().unwrap();
         let core = core(dir.path());
-        let partition = core.topics.create("t", 1).unwrap().partitions[0].clone();
+        let partition = core.topics.create("t", 1, Default::default()).unwrap().partitions[0].clone();
         append(&partition);
         let answer = dispatch(&core, fetch_frame("t", 0, 1), peer()).unwrap();
         assert_eq!(log_reads(&core), 0, "dispatching a fetch reads nothing");
@@ -955,7 +955,7 @@ mod tests {
     async fn a_long_poll_for_more_than_arrives_reads_the_log_once() {
         let dir = tempfile::tempdir().unwrap();
         let core = core(dir.path());
-        let partition = core.topics.create("t", 1).unwrap().partitions[0].clone();
+        let partition = core.topics.create("t", 1, Default::default()).unwrap().partitions[0].clone();
         append(&partition);
         let mut answer = dispatch(&core, fetch_frame("t", 300, i32::MAX), peer()).unwrap();
         for _ in 0..5 {

@@ -1,11 +1,11 @@
 //! The broker's topics and partitions: creating, deleting and loading them, and each partition's visible end.
 //!
-//! On disk a topic is `<data dir>/topics/<name>/` with `topic.json` (its id and partition count) and one
-//! directory per partition holding that partition's log. A topic appears and disappears by renaming its
-//! directory, so a crash never leaves half a topic. Topics being created are staged in `<data dir>/staging/` and
-//! deleted ones wait for removal in `<data dir>/trash/`, outside `topics/`, so no topic name a client chooses can
-//! collide with the broker's own work. The number of partitions is bounded broker-wide, since each one holds an
-//! open file. This module owns no sockets and no fsync schedule.
+//! On disk a topic is `<data dir>/topics/<name>/` with `topic.json` (its id, partition count and own settings,
+//! such as its retention) and one directory per partition holding that partition's log. A topic appears and
+//! disappears by renaming its directory, so a crash never leaves half a topic. Topics being created are staged in
+//! `<data dir>/staging/` and deleted ones wait for removal in `<data dir>/trash/`, outside `topics/`, so no topic
+//! name a client chooses can collide with the broker's own work. The number of partitions is bounded broker-wide,
+//! since each one holds an open file. This module owns no sockets and no fsync schedule.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::log::{Log, LogConfig, Recovery};
+use super::topic_config::TopicConfig;
 
 /// Most partitions one topic may have.
 pub const MAX_PARTITIONS: i32 = 1000;
@@ -59,12 +60,19 @@ pub struct Topic {
     pub name: String,
     pub id: Uuid,
     pub partitions: Vec<Arc<Partition>>,
+    /// The settings it was created with; its partitions' logs are kept by them (see [`TopicConfig::apply`]).
+    pub config: TopicConfig,
 }
 
+/// `topic.json`. Fields added after the first version are optional, so a file written by an older franz reads
+/// as it is (and an older franz ignores fields it does not know).
 #[derive(Serialize, Deserialize)]
 struct TopicFile {
     id: Uuid,
     partitions: i32,
+    /// The topic's own settings, absent when it has none (and in files from before per-topic settings).
+    #[serde(default, skip_serializing_if = "TopicConfig::is_default")]
+    config: TopicConfig,
 }
 
 /// Why a topic cannot be created.
@@ -120,7 +128,8 @@ const LEGACY_PREFIXES: [&str; 2] = [".creating-", ".deleted-"];
 
 impl Topics {
     /// Loads every topic under `<data_dir>/topics`, recovering each partition's log, and clears what an interrupted
-    /// create or delete left in `staging/` and `trash/`. Returns the partitions whose logs had a torn tail cut off.
+    /// create or delete left in `staging/` and `trash/`. `config` is the broker-wide way logs are kept; a topic's
+    /// own settings take the place of its retention. Returns the partitions whose logs had a torn tail cut off.
     pub fn load(data_dir: &Path, config: LogConfig, max_partitions: usize) -> io::Result<(Topics, Vec<Repaired>)> {
         let root = data_dir.join("topics");
         let (staging, trash) = (data_dir.join("staging"), data_dir.join("trash"));
@@ -152,15 +161,16 @@ impl Topics {
                 continue;
             }
             let Some(meta) = meta else { continue };
+            let kept = meta.config.apply(&config);
             let mut partitions = Vec::new();
             for index in 0..meta.partitions {
-                let (log, recovery) = Log::open(&entry.path().join(index.to_string()), config.clone())?;
+                let (log, recovery) = Log::open(&entry.path().join(index.to_string()), kept.clone())?;
                 if recovery.truncated_bytes > 0 {
                     repaired.push(Repaired { topic: name.clone(), partition: index, recovery });
                 }
                 partitions.push(Arc::new(new_partition(&name, index, log)));
             }
-            by_name.insert(name.clone(), Arc::new(Topic { name, id: meta.id, partitions }));
+            by_name.insert(name.clone(), Arc::new(Topic { name, id: meta.id, partitions, config: meta.config }));
         }
         let held: usize = by_name.values().map(|t: &Arc<Topic>| t.partitions.len()).sum();
         if held > max_partitions {
@@ -213,8 +223,9 @@ impl Topics {
     /// Creates a topic: written completely in `staging/`, then renamed into place. If its partitions cannot be
     /// opened, the topic is removed again: a failed create leaves nothing behind. The name and the partitions are
     /// reserved under the topics lock, but the files (thousands of creations and fsyncs for a large topic) are
-    /// made without it, so other requests go on meanwhile.
-    pub fn create(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, CreateError> {
+    /// made without it, so other requests go on meanwhile. `config` is stored in `topic.json` with the topic and
+    /// keeps its partitions from then on, restarts included.
+    pub fn create(&self, name: &str, partitions: i32, config: TopicConfig) -> Result<Arc<Topic>, CreateError> {
         if !valid_name(name) {
             return Err(CreateError::InvalidName);
         }
@@ -234,7 +245,7 @@ impl Topics {
             }
             creating.insert(name.to_string(), partitions as usize);
         }
-        let made = self.make(name, partitions);
+        let made = self.make(name, partitions, config);
         let mut by_name = self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(name);
         let topic = made?;
@@ -243,13 +254,13 @@ impl Topics {
     }
 
     /// Makes a reserved topic's files and opens its partitions.
-    fn make(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, CreateError> {
+    fn make(&self, name: &str, partitions: i32, config: TopicConfig) -> Result<Arc<Topic>, CreateError> {
         let id = Uuid::new_v4();
         let staged = self.staging.join(id.to_string());
         let target = self.root.join(name);
         let staged_and_moved = (|| {
             fs::create_dir_all(&staged)?;
-            let meta = TopicFile { id, partitions };
+            let meta = TopicFile { id, partitions, config };
             fs::write(staged.join("topic.json"), serde_json::to_vec(&meta).map_err(io::Error::other)?)?;
             fs::File::open(staged.join("topic.json"))?.sync_all()?;
             for index in 0..partitions {
@@ -263,14 +274,15 @@ impl Topics {
             let _ = remove_tree(&staged);
             return Err(error.into());
         }
+        let kept = config.apply(&self.config);
         let opened: io::Result<Vec<Arc<Partition>>> = (0..partitions)
             .map(|index| {
-                let (log, _) = Log::open(&target.join(index.to_string()), self.config.clone())?;
+                let (log, _) = Log::open(&target.join(index.to_string()), kept.clone())?;
                 Ok(Arc::new(new_partition(name, index, log)))
             })
             .collect();
         match opened {
-            Ok(list) => Ok(Arc::new(Topic { name: name.to_string(), id, partitions: list })),
+            Ok(list) => Ok(Arc::new(Topic { name: name.to_string(), id, partitions: list, config })),
             Err(error) => {
                 // The logs opened so far were dropped with `opened`, closing their files.
                 let parked = self.trash.join(id.to_string());
@@ -344,11 +356,11 @@ mod tests {
     fn topics_survive_a_reload_and_deleted_ones_stay_gone() {
         let dir = tempfile::tempdir().unwrap();
         let topics = load(dir.path(), 100);
-        topics.create("kept", 3).unwrap();
-        topics.create("dropped", 1).unwrap();
-        assert!(matches!(topics.create("kept", 1), Err(CreateError::Exists)));
-        assert!(matches!(topics.create("bad/name", 1), Err(CreateError::InvalidName)));
-        assert!(matches!(topics.create("zero", 0), Err(CreateError::InvalidPartitions)));
+        topics.create("kept", 3, TopicConfig::default()).unwrap();
+        topics.create("dropped", 1, TopicConfig::default()).unwrap();
+        assert!(matches!(topics.create("kept", 1, TopicConfig::default()), Err(CreateError::Exists)));
+        assert!(matches!(topics.create("bad/name", 1, TopicConfig::default()), Err(CreateError::InvalidName)));
+        assert!(matches!(topics.create("zero", 0, TopicConfig::default()), Err(CreateError::InvalidPartitions)));
         assert!(topics.delete("dropped").unwrap());
         drop(topics);
         let topics = load(dir.path(), 100);
@@ -362,10 +374,10 @@ mod tests {
     fn topics_named_like_the_brokers_own_work_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let topics = load(dir.path(), 100);
-        let victim = topics.create("victim", 1).unwrap();
+        let victim = topics.create("victim", 1, TopicConfig::default()).unwrap();
         let lookalikes = [".deleted-events".to_string(), ".creating-x".to_string(), format!(".deleted-{}", victim.id)];
         for name in &lookalikes {
-            topics.create(name, 1).unwrap();
+            topics.create(name, 1, TopicConfig::default()).unwrap();
         }
         // Deleting a topic must not touch another topic named after where an older franz parked deleted ones.
         assert!(topics.delete("victim").unwrap());
@@ -382,7 +394,7 @@ mod tests {
         let root = dir.path().join("topics");
         let write_topic = |dir_name: &str, id: Uuid| {
             fs::create_dir_all(root.join(dir_name)).unwrap();
-            let meta = serde_json::to_vec(&TopicFile { id, partitions: 1 }).unwrap();
+            let meta = serde_json::to_vec(&TopicFile { id, partitions: 1, config: TopicConfig::default() }).unwrap();
             fs::write(root.join(dir_name).join("topic.json"), meta).unwrap();
         };
         let id = Uuid::new_v4();
@@ -397,14 +409,74 @@ mod tests {
     }
 
     #[test]
+    fn a_topics_own_retention_is_stored_with_it_and_kept_after_a_reload() {
+        use crate::topic_config::Limit;
+        let dir = tempfile::tempdir().unwrap();
+        let topics = load(dir.path(), 100);
+        let forever = TopicConfig { retention_ms: Some(Limit::Unlimited), retention_bytes: Some(Limit::Unlimited) };
+        topics.create("ticket-events", 2, forever).unwrap();
+        topics.create("ordinary", 1, TopicConfig::default()).unwrap();
+        let kept_forever = |topics: &Topics| {
+            let topic = topics.get("ticket-events").unwrap();
+            assert_eq!(topic.config, forever);
+            for partition in &topic.partitions {
+                let log = partition.log();
+                assert_eq!((log.config().retention_age, log.config().retention_bytes), (None, None));
+            }
+            let ordinary = topics.partition("ordinary", 0).unwrap();
+            let broker = LogConfig::default();
+            let log = ordinary.log();
+            assert_eq!(
+                (log.config().retention_age, log.config().retention_bytes),
+                (broker.retention_age, broker.retention_bytes)
+            );
+        };
+        kept_forever(&topics);
+        drop(topics);
+        let json = fs::read_to_string(dir.path().join("topics/ticket-events/topic.json")).unwrap();
+        assert!(json.contains(r#""retention.ms":-1"#) && json.contains(r#""retention.bytes":-1"#), "{json}");
+        let plain = fs::read_to_string(dir.path().join("topics/ordinary/topic.json")).unwrap();
+        assert!(!plain.contains("config"), "a topic without settings writes the old format: {plain}");
+        kept_forever(&load(dir.path(), 100));
+    }
+
+    #[test]
+    fn a_topic_json_of_an_older_franz_loads_with_the_broker_wide_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = dir.path().join("topics").join("old");
+        fs::create_dir_all(&topic).unwrap();
+        let id = Uuid::new_v4();
+        fs::write(topic.join("topic.json"), format!(r#"{{"id":"{id}","partitions":2}}"#)).unwrap();
+        let broker = LogConfig { retention_bytes: Some(12345), ..LogConfig::default() };
+        let topics = Topics::load(dir.path(), broker.clone(), 100).unwrap().0;
+        let old = topics.get("old").unwrap();
+        assert_eq!((old.id, old.partitions.len(), old.config), (id, 2, TopicConfig::default()));
+        let log = old.partitions[1].log();
+        assert_eq!((log.config().retention_age, log.config().retention_bytes), (broker.retention_age, Some(12345)));
+    }
+
+    #[test]
+    fn a_topic_json_with_an_impossible_retention_is_refused_naming_the_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let topic = dir.path().join("topics").join("edited");
+        fs::create_dir_all(&topic).unwrap();
+        let json = format!(r#"{{"id":"{}","partitions":1,"config":{{"retention.ms":0}}}}"#, Uuid::new_v4());
+        fs::write(topic.join("topic.json"), json).unwrap();
+        let Err(error) = Topics::load(dir.path(), LogConfig::default(), 100) else { panic!("refused") };
+        assert!(error.to_string().contains("edited") && error.to_string().contains("-1"), "{error}");
+    }
+
+    #[test]
     fn the_partition_limit_holds_for_all_topics_together_and_a_refused_create_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let topics = load(dir.path(), 5);
-        topics.create("a", 3).unwrap();
-        let Err(refused) = topics.create("b", 3) else { panic!("a create past the limit is refused") };
+        topics.create("a", 3, TopicConfig::default()).unwrap();
+        let Err(refused) = topics.create("b", 3, TopicConfig::default()) else {
+            panic!("a create past the limit is refused")
+        };
         assert!(matches!(refused, CreateError::TooManyPartitions { current: 3, limit: 5 }), "{refused}");
         assert!(refused.to_string().contains("max_partitions"), "{refused}");
-        topics.create("c", 2).unwrap();
+        topics.create("c", 2, TopicConfig::default()).unwrap();
         assert_eq!(topics.partition_count(), 5);
         assert!(!dir.path().join("topics").join("b").exists());
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);

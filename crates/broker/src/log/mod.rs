@@ -400,6 +400,11 @@ impl Log {
         ))
     }
 
+    /// How this log is kept: its segment size and retention (the broker's, with its topic's own limits applied).
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
     /// The first offset still in the log.
     pub fn start_offset(&self) -> i64 {
         self.segments.first().map_or(0, |s| s.base)
@@ -566,7 +571,9 @@ impl Log {
         Ok(None)
     }
 
-    /// Deletes whole closed segments past the size or age limit, oldest first. Returns how many were deleted.
+    /// Deletes whole closed segments past the size or age limit of this log's config (its topic's own limits where
+    /// the topic has them, the broker-wide ones otherwise), oldest first, judging age as of `now`. Returns how many
+    /// were deleted.
     pub fn enforce_retention(&mut self, now: SystemTime) -> io::Result<usize> {
         let mut deleted = 0;
         while self.segments.len() > 1 {

@@ -111,15 +111,37 @@ pub fn topic(name: &str) -> TopicName {
 
 /// Asks to create a topic: the error code and message.
 pub async fn try_create_topic(client: &mut Client, name: &str, partitions: i32) -> (i16, String) {
-    let request = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(topic(name))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1),
-    ]);
-    let answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
-    let result = &answer.topics[0];
+    let result = try_create_topic_with_configs(client, name, partitions, &[], false).await;
     (result.error_code, result.error_message.as_deref().unwrap_or_default().to_string())
+}
+
+/// Asks (CreateTopics v5) to create a topic with per-topic configs, given as (name, value) in request order, or
+/// only to check that it could be created (`validate_only`): the topic's whole result.
+pub async fn try_create_topic_with_configs(
+    client: &mut Client,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, Option<&str>)],
+    validate_only: bool,
+) -> create_topics_response::CreatableTopicResult {
+    let configs = configs
+        .iter()
+        .map(|(name, value)| {
+            create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(name.to_string()))
+                .with_value(value.map(|v| StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let request =
+        CreateTopicsRequest::default().with_timeout_ms(5_000).with_validate_only(validate_only).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(topic(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(configs),
+        ]);
+    let mut answer: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request).await;
+    answer.topics.swap_remove(0)
 }
 
 /// Creates a topic and asserts it worked.
