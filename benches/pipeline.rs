@@ -77,6 +77,8 @@ async fn measure(bootstrap: &str, kind: Kind) -> anyhow::Result<Figures> {
         tickets: format!("{name}-out"),
         dead_letters: format!("{name}-dlq"),
         errors: format!("{name}-errors"),
+        commands: format!("{name}-commands"),
+        events: format!("{name}-events"),
     };
     franz::kafka::admin::ensure_topics(bootstrap, &topics.all(), PARTITIONS, 1).await?;
     let producer = kafka::producer(bootstrap)?;
@@ -177,10 +179,11 @@ async fn run(kind: Kind, bootstrap: String, topics: Topics, shutdown: Cancellati
             consumer.subscribe(&[&topics.intake])?;
             let producer = kafka::producer(&bootstrap)?;
             let out = topics.tickets.clone();
-            relay::run(consumer, &producer, &shutdown, &RetryPolicy::default(), |message| Output {
+            relay::run(consumer, &producer, &shutdown, &RetryPolicy::default(), |message: &relay::Input<'_>| Output {
                 topic: out.clone(),
-                key: message.key().map(<[u8]>::to_vec),
-                payload: message.payload().unwrap_or_default().to_vec(),
+                key: message.key.map(<[u8]>::to_vec),
+                payload: message.payload.to_vec(),
+                partition: None,
             })
             .await?;
             Ok(())

@@ -5,6 +5,8 @@
 //! service logic and does no Kafka I/O of its own beyond what `broker` does for it.
 
 use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use tokio::task::JoinSet;
@@ -13,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::{Config, Service};
 use crate::kafka::admin::TopicStatus;
-use crate::services::{absturz, aufbereitung, kummerkasten};
+use crate::services::{self, Context, Plan};
+use crate::store::{self, Store};
 
 /// A started franz: its broker and its running services.
 pub struct Running {
@@ -21,8 +24,23 @@ pub struct Running {
     pub topics: Vec<TopicStatus>,
     /// One line per configured service: its name and what it is doing (or how to enable it).
     pub services: Vec<(Service, String)>,
+    /// Where the desk serves, when it runs.
+    pub desk: Option<SocketAddr>,
+    /// The ticket store, when akte or the desk runs.
+    pub store: Option<Store>,
     pub shutdown: CancellationToken,
-    tasks: JoinSet<(Service, anyhow::Result<()>)>,
+    /// Each running task with its name (a service, or the ticket store's follower).
+    tasks: JoinSet<(String, anyhow::Result<()>)>,
+}
+
+/// Where the ticket store lives: beside the embedded broker's data (so `--ephemeral` makes it temporary too),
+/// else in the data dir.
+fn store_path(broker: &Broker, config: &Config) -> PathBuf {
+    let dir = match broker {
+        Broker::Embedded(embedded, _) => embedded.data_dir().to_path_buf(),
+        _ => config.data_dir.clone(),
+    };
+    dir.join("store").join("tickets.sqlite")
 }
 
 /// Starts the broker, the topics and the configured services. Returns once all of them are up. Cancelling
@@ -30,8 +48,10 @@ pub struct Running {
 pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let broker = Broker::start(config, &shutdown).await?;
     let bootstrap = broker.bootstrap();
-    let topics =
-        broker.ensure_topics(&config.topics.all(), config.partitions).await.context("cannot create the topics")?;
+    let topics = broker
+        .ensure_topics(&config.topics.all(), config.partitions, &[&config.topics.events])
+        .await
+        .context("cannot create the topics")?;
     for topic in topics.iter().filter(|t| t.partitions < config.partitions) {
         tracing::warn!(
             "topic {} has {} partitions, fewer than the configured {}; at most {} consumers of it can share the work",
@@ -43,56 +63,50 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 
     let mut tasks = JoinSet::new();
+    let store = match config.services.iter().any(|s| services::uses_store(*s)) {
+        false => None,
+        true => {
+            let path = store_path(&broker, config);
+            let (store, writer) = store::open(&path, &config.topics.events)?;
+            let follow = store::follow::run(writer, bootstrap.clone(), config.topics.events.clone(), shutdown.clone());
+            tasks.spawn(async move { ("ticket store".to_owned(), follow.await) });
+            Some(store)
+        }
+    };
+    let context = Context {
+        config,
+        bootstrap,
+        store: store.clone(),
+        desk_dir: crate::desk::client::desk_dir(config),
+        shutdown: shutdown.clone(),
+    };
     let mut services = Vec::new();
+    let mut desk = None;
     for service in &config.services {
-        let status = match service {
-            Service::Aufbereitung => {
-                let settings = aufbereitung::Settings::new(bootstrap.clone(), config.topics.clone());
-                let token = shutdown.clone();
-                tasks.spawn(async move { (Service::Aufbereitung, aufbereitung::run(settings, token).await.map(drop)) });
-                format!(
-                    "running  {} -> {}, {}",
-                    config.topics.intake, config.topics.tickets, config.topics.dead_letters
-                )
+        let plan = match services::plan(*service, &context).await {
+            Ok(plan) => plan,
+            Err(error) => {
+                // Stop what started already before reporting why franz cannot start.
+                shutdown.cancel();
+                while tasks.join_next().await.is_some() {}
+                broker.stop().await;
+                return Err(error.context(format!("cannot start {}", service.name())));
             }
-            Service::Kummerkasten => match &config.discord.token {
-                None => "off      set DISCORD_TOKEN to run the /ticket bot (README: Discord bot)".to_owned(),
-                Some(token) => {
-                    let settings = kummerkasten::Settings {
-                        bootstrap: bootstrap.clone(),
-                        topics: config.topics.clone(),
-                        token: token.clone(),
-                        guild_id: config.discord.guild_id,
-                        cooldown: config.discord.cooldown,
-                    };
-                    let token = shutdown.clone();
-                    tasks.spawn(async move { (Service::Kummerkasten, kummerkasten::run(settings, token).await) });
-                    let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
-                    format!("running  /ticket -> {} (registered {scope})", config.topics.intake)
+        };
+        let status = match plan {
+            Plan::Run { status, task, serves } => {
+                let name = service.name();
+                tasks.spawn(async move { (name, task.await) });
+                if *service == Service::Desk {
+                    desk = serves;
                 }
-            },
-            Service::Absturz => {
-                let webhook = config.discord.webhook_url.clone();
-                if let Some(url) = &webhook {
-                    absturz::webhook::normalize(crate::config::expose(url)).context("invalid DISCORD_WEBHOOK_URL")?;
-                }
-                let watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
-                let status = match &webhook {
-                    Some(_) => format!("running  {} -> Discord webhook", watched.join(", ")),
-                    None => format!(
-                        "running  {} -> the log (set DISCORD_WEBHOOK_URL to send alerts to Discord)",
-                        watched.join(", ")
-                    ),
-                };
-                let settings = absturz::Settings::new(bootstrap.clone(), watched, webhook);
-                let token = shutdown.clone();
-                tasks.spawn(async move { (Service::Absturz, absturz::run(settings, token).await.map(drop)) });
-                status
+                format!("running  {status}")
             }
+            Plan::Off(reason) => format!("off      {reason}"),
         };
         services.push((*service, status));
     }
-    Ok(Running { broker, topics, services, shutdown, tasks })
+    Ok(Running { broker, topics, services, desk, store, shutdown, tasks })
 }
 
 impl Running {
@@ -144,10 +158,10 @@ impl Running {
     }
 }
 
-fn task_failure(result: Result<(Service, anyhow::Result<()>), tokio::task::JoinError>) -> Option<anyhow::Error> {
+fn task_failure(result: Result<(String, anyhow::Result<()>), tokio::task::JoinError>) -> Option<anyhow::Error> {
     match result {
         Ok((_, Ok(()))) => None,
-        Ok((service, Err(error))) => Some(error.context(format!("{} failed", service.name()))),
+        Ok((name, Err(error))) => Some(error.context(format!("{name} failed"))),
         Err(join) => Some(anyhow::anyhow!("a service task ended abnormally: {join}")),
     }
 }

@@ -42,6 +42,91 @@ pub enum Command {
     Topics(BrokerArgs),
     /// Print the resolved configuration (secrets redacted) and the files it was read from.
     Config,
+    /// List, search, show and work tickets through the running desk (claim, comment, close, ...).
+    Tickets(TicketsArgs),
+    /// Manage who may work tickets: each staff member gets a personal sign-in link and API token.
+    Staff {
+        #[command(subcommand)]
+        action: StaffAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffAction {
+    /// Add someone (or give them a new link, ending the old one) and print their sign-in link and token once.
+    Add {
+        /// Their name, as events and the desk show it (1 to 64 characters).
+        name: String,
+    },
+    /// List the staff.
+    List,
+    /// Remove someone; their link and token stop working at once.
+    Remove { name: String },
+}
+
+/// `franz tickets`: without an action, the list (newest first).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct TicketsArgs {
+    #[command(subcommand)]
+    pub action: Option<TicketsAction>,
+
+    /// Only tickets with this status: open, claimed or closed.
+    #[arg(long, value_name = "STATUS", global = true)]
+    pub status: Option<String>,
+
+    /// Only tickets whose body, contact or comments contain these words.
+    #[arg(long, value_name = "TEXT", global = true)]
+    pub search: Option<String>,
+
+    /// How many tickets to list (1 to 200).
+    #[arg(long, value_name = "N", default_value_t = 50, global = true)]
+    pub limit: usize,
+
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// A staff token (from `franz staff add`); without it, the desk's local credential on this machine is used.
+    #[arg(long, value_name = "TOKEN", env = "FRANZ_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// With the local credential: the name your actions are recorded under [default: your login name]
+    #[arg(long = "as", value_name = "NAME", global = true)]
+    pub acting_as: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketsAction {
+    /// A ticket and its whole history.
+    Show { id: String },
+    /// Take a ticket.
+    Claim { id: String },
+    /// Give a ticket back to the queue.
+    Unclaim { id: String },
+    /// Give a ticket to someone (taking it from whoever holds it).
+    Assign { id: String, name: String },
+    /// Reply to the submitter, or leave an internal note with --internal.
+    Comment {
+        id: String,
+        text: String,
+        /// An internal note for the team, not a reply.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Set the priority: low, normal, high or urgent.
+    Priority { id: String, priority: String },
+    /// Add a label (or remove it with --remove).
+    Label {
+        id: String,
+        label: String,
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Close a ticket, saying why.
+    Close { id: String, reason: String },
+    /// Open a closed ticket again.
+    Reopen { id: String },
 }
 
 /// How to reach the broker, for every subcommand that talks to one.
@@ -66,7 +151,7 @@ pub struct UpArgs {
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
 
-    /// Run only these services (comma-separated): kummerkasten, aufbereitung, absturz [default: all]
+    /// Run only these services (comma-separated): kummerkasten, aufbereitung, absturz, akte, desk [default: all]
     #[arg(long, value_name = "SERVICE,...", value_delimiter = ',')]
     pub only: Vec<String>,
 
@@ -81,6 +166,10 @@ pub struct UpArgs {
     /// With --broker redpanda|kafka: leave the container running on exit and print how to reach and remove it.
     #[arg(long)]
     pub keep: bool,
+
+    /// Where the desk (the API and the web pages) listens; port 0 picks a free one [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub desk_listen: Option<String>,
 }
 
 /// Where the embedded broker listens and keeps its data (`franz up` and `franz broker`).

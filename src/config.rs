@@ -55,12 +55,14 @@ pub struct Config {
     /// The container image tag, when not the pinned one.
     #[serde(deserialize_with = "parse::from_text")]
     pub image_tag: Option<String>,
-    /// The names of the four topics.
+    /// The names of the topics.
     pub topics: Topics,
     /// Discord credentials and the bot's behaviour.
     pub discord: Discord,
     /// How the embedded broker keeps its log.
     pub embedded: Embedded,
+    /// The desk: franz's HTTP server (API, and the web pages).
+    pub desk: Desk,
     /// Keep the embedded broker's data in a temporary directory (the `--ephemeral` flag only).
     #[serde(skip)]
     pub ephemeral: bool,
@@ -75,7 +77,7 @@ pub struct Config {
     pub files_read: Vec<PathBuf>,
 }
 
-/// The names of the four topics.
+/// The names of the topics.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Topics {
@@ -91,6 +93,12 @@ pub struct Topics {
     /// Operational problems from any service.
     #[serde(deserialize_with = "parse::topic")]
     pub errors: String,
+    /// What people ask akte to do with tickets (key: the ticket id).
+    #[serde(deserialize_with = "parse::topic")]
+    pub commands: String,
+    /// Every change to every ticket, the audit trail the ticket store is built from (key: the ticket id).
+    #[serde(deserialize_with = "parse::topic")]
+    pub events: String,
 }
 
 /// Discord credentials. Each is optional: a service whose credentials are missing is skipped.
@@ -112,6 +120,15 @@ pub struct Discord {
     /// How long a user waits between two tickets, in whole seconds from 0 to 86400.
     #[serde(rename = "cooldown_secs", with = "parse::cooldown_secs")]
     pub cooldown: Duration,
+}
+
+/// The desk's settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Desk {
+    /// Where the desk's HTTP server listens (port 0 picks a free one).
+    #[serde(deserialize_with = "parse::ip_port")]
+    pub listen: SocketAddr,
 }
 
 /// The embedded broker's storage settings.
@@ -191,6 +208,8 @@ pub enum Service {
     Kummerkasten,
     Aufbereitung,
     Absturz,
+    Akte,
+    Desk,
 }
 
 /// When the embedded broker acknowledges produced data; franz's side of [`franz_broker::Durability`], so the
@@ -209,7 +228,8 @@ impl BrokerKind {
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::Kummerkasten, Service::Aufbereitung, Service::Absturz];
+    pub const ALL: [Service; 5] =
+        [Service::Kummerkasten, Service::Aufbereitung, Service::Absturz, Service::Akte, Service::Desk];
 
     pub fn name(self) -> String {
         parse::name_of(&self)
@@ -226,8 +246,8 @@ impl From<Durability> for franz_broker::Durability {
 }
 
 impl Topics {
-    pub fn all(&self) -> [&str; 4] {
-        [&self.intake, &self.tickets, &self.dead_letters, &self.errors]
+    pub fn all(&self) -> [&str; 6] {
+        [&self.intake, &self.tickets, &self.dead_letters, &self.errors, &self.commands, &self.events]
     }
 }
 
@@ -246,6 +266,7 @@ impl Default for Config {
             topics: Topics::default(),
             discord: Discord::default(),
             embedded: Embedded::default(),
+            desk: Desk::default(),
             ephemeral: false,
             keep: false,
             report: Vec::new(),
@@ -261,6 +282,8 @@ impl Default for Topics {
             tickets: "tickets-formatted".into(),
             dead_letters: "tickets-formatted-dlq".into(),
             errors: "errors".into(),
+            commands: "ticket-commands".into(),
+            events: "ticket-events".into(),
         }
     }
 }
@@ -268,6 +291,12 @@ impl Default for Topics {
 impl Default for Discord {
     fn default() -> Self {
         Discord { token: None, client_id: None, guild_id: None, webhook_url: None, cooldown: Duration::from_secs(10) }
+    }
+}
+
+impl Default for Desk {
+    fn default() -> Self {
+        Desk { listen: DEFAULT_DESK_ADDRESS.parse().expect("the default address parses") }
     }
 }
 
@@ -299,6 +328,9 @@ impl Default for Embedded {
 /// The default address of the embedded broker, and of the broker every other subcommand talks to.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:9092";
 
+/// Where the desk listens unless told otherwise.
+pub const DEFAULT_DESK_ADDRESS: &str = "127.0.0.1:8080";
+
 /// One line of `franz config`: a setting, its shown value (`None`: not set; secrets redacted) and its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
@@ -316,7 +348,7 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
     }
     let names = config.topics.all();
     if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
-        bail!("the four topic names must differ, got {}", names.join(", "));
+        bail!("the topic names must differ, got {}", names.join(", "));
     }
     config.ephemeral = flags.ephemeral;
     config.keep = flags.keep;

@@ -8,11 +8,14 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod desk;
 pub mod discord;
 pub mod intake;
 pub mod kafka;
+pub mod lifecycle;
 pub mod schema;
 pub mod services;
+pub mod store;
 
 use std::io::Write;
 
@@ -33,6 +36,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             ephemeral: up.embedded.ephemeral,
             image_tag: up.image_tag.clone(),
             keep: up.keep,
+            desk_listen: up.desk_listen.clone(),
         },
         Command::Broker(args) => Flags {
             broker: Some("embedded".into()),
@@ -46,7 +50,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
         Command::Tail(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Produce(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Topics(args) => Flags { bootstrap: args.bootstrap.clone(), ..Flags::default() },
-        Command::Config => Flags::default(),
+        Command::Config | Command::Tickets(_) | Command::Staff { .. } => Flags::default(),
     };
     let working_dir = std::env::current_dir()?;
     let layers = Layers::load(&working_dir, cli.config.as_deref())?;
@@ -65,5 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => commands::produce(&config, args, std::io::stdin().lock()).await.map(drop),
         Command::Topics(_) => commands::topics(&config, &mut stdout).await,
         Command::Config => Ok(write!(stdout, "{}", config.render())?),
+        Command::Tickets(args) => desk::client::tickets(&config, args, &mut stdout).await,
+        Command::Staff { action } => desk::client::staff_command(&config, action, &mut stdout),
     }
 }

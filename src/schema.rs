@@ -4,6 +4,8 @@
 //! programs read from the topics. It holds no I/O and no validation policy; `services::aufbereitung::normalize`
 //! decides what is valid, this module only says what the records look like.
 
+pub mod lifecycle;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;

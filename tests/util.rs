@@ -17,7 +17,7 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// A produce refusal that clients do not retry (Kafka error code 29).
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
-/// A broker with the four topics, named uniquely for this test.
+/// A broker with franz's topics, named uniquely for this test.
 pub struct Harness {
     pub broker: EmbeddedBroker,
     _data: tempfile::TempDir,
@@ -42,8 +42,12 @@ impl Harness {
             tickets: format!("tickets-{run}"),
             dead_letters: format!("dlq-{run}"),
             errors: format!("errors-{run}"),
+            commands: format!("commands-{run}"),
+            events: format!("events-{run}"),
         };
-        admin::ensure_topics(&bootstrap, &topics.all(), partitions, 1).await.expect("topics are created");
+        admin::ensure_topics_keeping(&bootstrap, &topics.all(), partitions, 1, &[&topics.events])
+            .await
+            .expect("topics are created");
         Harness { broker, _data: data, bootstrap, topics, partitions }
     }
 
@@ -123,7 +127,9 @@ pub fn franz(dir: &std::path::Path, harness: Option<&Harness>) -> std::process::
             .env("FRANZ_TOPIC_INTAKE", &topics.intake)
             .env("FRANZ_TOPIC_TICKETS", &topics.tickets)
             .env("FRANZ_TOPIC_DEAD_LETTERS", &topics.dead_letters)
-            .env("FRANZ_TOPIC_ERRORS", &topics.errors);
+            .env("FRANZ_TOPIC_ERRORS", &topics.errors)
+            .env("FRANZ_TOPIC_COMMANDS", &topics.commands)
+            .env("FRANZ_TOPIC_EVENTS", &topics.events);
     }
     command
 }

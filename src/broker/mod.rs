@@ -117,8 +117,13 @@ impl Broker {
     }
 
     /// Creates the topics that are missing, `partitions` each, and reports what each topic looks like.
-    pub async fn ensure_topics(&self, names: &[&str], partitions: i32) -> anyhow::Result<Vec<TopicStatus>> {
-        admin::ensure_topics(&self.bootstrap(), names, partitions, 1).await
+    pub async fn ensure_topics(
+        &self,
+        names: &[&str],
+        partitions: i32,
+        forever: &[&str],
+    ) -> anyhow::Result<Vec<TopicStatus>> {
+        admin::ensure_topics_keeping(&self.bootstrap(), names, partitions, 1, forever).await
     }
 
     /// Stops what franz started: removes a container (unless kept), shuts the embedded broker down.

@@ -84,7 +84,9 @@ pub(super) fn services<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
     let mut services = Vec::new();
     for name in text(deserializer)?.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let service = Service::from_str(name, true).map_err(|_| {
-            de::Error::custom(format!("{name:?} is not a service; expected kummerkasten, aufbereitung or absturz"))
+            de::Error::custom(format!(
+                "{name:?} is not a service; expected kummerkasten, aufbereitung, absturz, akte or desk"
+            ))
         })?;
         if !services.contains(&service) {
             services.push(service);

@@ -80,7 +80,7 @@ pub(super) fn layered(flags: &Flags, layers: &Layers) -> anyhow::Result<Figment>
         }
     }
     for (key, value) in flags.given() {
-        figment = figment.merge(Layer::value(format!("--{}", key.replace('_', "-")), key, value));
+        figment = figment.merge(Layer::value(format!("--{}", key.replace(['_', '.'], "-")), key, value));
     }
     Ok(figment)
 }
@@ -98,6 +98,7 @@ pub struct Flags {
     pub ephemeral: bool,
     pub image_tag: Option<String>,
     pub keep: bool,
+    pub desk_listen: Option<String>,
 }
 
 impl Flags {
@@ -114,6 +115,7 @@ impl Flags {
             ("partitions", self.partitions.clone()),
             ("image_tag", self.image_tag.clone()),
             ("only", only),
+            ("desk.listen", self.desk_listen.clone()),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value?)))

@@ -62,11 +62,24 @@ pub async fn ensure_topics(
     partitions: i32,
     replication: i32,
 ) -> anyhow::Result<Vec<TopicStatus>> {
+    ensure_topics_keeping(bootstrap, names, partitions, replication, &[]).await
+}
+
+/// [`ensure_topics`], creating the topics named in `forever` with no retention (`retention.ms` and
+/// `retention.bytes` -1): their records are a history that must never expire. A topic that exists already keeps
+/// the settings it was created with.
+pub async fn ensure_topics_keeping(
+    bootstrap: &str,
+    names: &[&str],
+    partitions: i32,
+    replication: i32,
+    forever: &[&str],
+) -> anyhow::Result<Vec<TopicStatus>> {
     let mut described = describe(bootstrap, REACH_TIMEOUT).await?;
     let missing: Vec<&str> = names.iter().copied().filter(|name| !described.iter().any(|t| t.name == *name)).collect();
     let mut created = Vec::new();
     if !missing.is_empty() {
-        created = create(bootstrap, &missing, partitions, replication).await?;
+        created = create(bootstrap, &missing, partitions, replication, forever).await?;
         described = describe(bootstrap, REACH_TIMEOUT).await?;
     }
     names
@@ -86,11 +99,25 @@ pub async fn ensure_topics(
 }
 
 /// Creates topics; one that appeared meanwhile is fine. Returns the names it created.
-async fn create(bootstrap: &str, names: &[&str], partitions: i32, replication: i32) -> anyhow::Result<Vec<String>> {
+async fn create(
+    bootstrap: &str,
+    names: &[&str],
+    partitions: i32,
+    replication: i32,
+    forever: &[&str],
+) -> anyhow::Result<Vec<String>> {
     let admin: AdminClient<DefaultClientContext> =
         client_config(bootstrap).create().context("cannot create a Kafka admin client")?;
-    let new: Vec<NewTopic<'_>> =
-        names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
+    let new: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
+            match forever.contains(name) {
+                true => topic.set("retention.ms", "-1").set("retention.bytes", "-1"),
+                false => topic,
+            }
+        })
+        .collect();
     let options = AdminOptions::new().operation_timeout(Some(REACH_TIMEOUT)).request_timeout(Some(REACH_TIMEOUT));
     let results =
         admin.create_topics(&new, &options).await.with_context(|| format!("cannot create topics on {bootstrap}"))?;

@@ -73,11 +73,13 @@ pub fn group_consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
 }
 
 /// Commits the stored offsets before partitions are taken away in a rebalance, and keeps count of the
-/// partitions this member owns.
+/// partitions this member owns and of the rebalances it has seen.
 #[derive(Debug, Clone, Default)]
 pub struct CommitOnRevoke {
     /// How many partitions this member owns now.
     pub assigned: Arc<AtomicUsize>,
+    /// Bumped after every rebalance: what a member knew of its partitions before may be stale now.
+    pub generation: Arc<AtomicUsize>,
 }
 
 impl ClientContext for CommitOnRevoke {}
@@ -86,6 +88,7 @@ impl ConsumerContext for CommitOnRevoke {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let owned = consumer.assignment().map(|list| list.count()).unwrap_or(0);
         self.assigned.store(owned, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Rebalance::Assign(partitions) = rebalance {
             let names: Vec<String> =
                 partitions.elements().iter().map(|p| format!("{}/{}", p.topic(), p.partition())).collect();

@@ -1,9 +1,10 @@
 //! The at-least-once consume→produce loop that services build on.
 //!
-//! Each input record is turned into exactly one output record by the caller's function; the input's offset is
-//! stored only after the broker acknowledged that output, in input order, so a crash can repeat an output but
-//! never lose one. Outputs are pipelined (many in flight at once) for throughput. This module knows nothing of
-//! tickets: what an output is belongs to the service.
+//! Each input record is turned into at most one output record by the caller's [`Transform`]; the input's offset
+//! is stored only after the broker acknowledged that output, in input order, so a crash can repeat an output but
+//! never lose one. Outputs are pipelined (many in flight at once) for throughput. A transform that keeps state
+//! can ask to prepare a partition before its records are transformed (akte catches up with its events there).
+//! This module knows nothing of tickets: what an output is belongs to the service.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,62 @@ pub struct Output {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// The partition to write to; `None` lets the producer's partitioner choose by key.
+    pub partition: Option<i32>,
+}
+
+/// One input record, as a transform sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+impl Input<'_> {
+    /// Where the record is, for dead letters and error reports.
+    pub fn source(&self) -> SourceRef {
+        SourceRef { topic: self.topic.to_owned(), partition: self.partition, offset: self.offset }
+    }
+}
+
+impl<'a, M: Message> From<&'a M> for Input<'a> {
+    fn from(message: &'a M) -> Self {
+        Input {
+            topic: message.topic(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key(),
+            payload: message.payload().unwrap_or_default(),
+        }
+    }
+}
+
+/// What a service does with each input record.
+pub trait Transform {
+    /// Whether records of `partition` must wait for [`Transform::prepare`] before being transformed.
+    fn needs_prepare(&self, _partition: i32) -> bool {
+        false
+    }
+
+    /// Makes the transform ready for records of `partition`. An error stops the loop, without storing the
+    /// offset of the record that waited.
+    fn prepare(&mut self, _partition: i32) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The record's output, or `None` when it needs none (its offset then counts as done, in order). An error
+    /// stops the loop without storing the record's offset.
+    fn transform(&mut self, input: &Input<'_>) -> anyhow::Result<Option<Output>>;
+}
+
+/// A plain function from a record to its output is a transform.
+impl<F: FnMut(&Input<'_>) -> Output> Transform for F {
+    fn transform(&mut self, input: &Input<'_>) -> anyhow::Result<Option<Output>> {
+        Ok(Some(self(input)))
+    }
 }
 
 /// How hard to try before giving up on an output.
@@ -50,6 +107,8 @@ pub enum RelayError {
     OutputRejected { input: SourceRef, attempts: u32, error: KafkaError },
     #[error("the consumer failed: {0}")]
     Consumer(#[from] KafkaError),
+    #[error("cannot go on at {}/{} offset {}: {error:#}", input.topic, input.partition, input.offset)]
+    NotReady { input: SourceRef, error: anyhow::Error },
 }
 
 /// What the loop did before it stopped.
@@ -59,11 +118,10 @@ pub struct RelayStats {
     pub delivered: std::collections::BTreeMap<String, u64>,
 }
 
-type Settled = (
-    SourceRef,
-    Output,
-    Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
-);
+type Delivered = Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+
+/// An input whose output settled (or that had none).
+type Settled = (SourceRef, Option<(Output, Delivered)>);
 
 /// Runs until `shutdown` is cancelled (then finishes what is in flight, commits and returns `Ok`) or an output
 /// cannot be delivered (then returns the error without storing that record's offset). Either way the consumer is
@@ -77,7 +135,7 @@ pub async fn run<C, F>(
 ) -> Result<RelayStats, RelayError>
 where
     C: ConsumerContext + 'static,
-    F: FnMut(&BorrowedMessage<'_>) -> Output,
+    F: Transform,
 {
     let mut relay =
         Relay { consumer: &consumer, producer, retry, stats: RelayStats::default(), in_flight: FuturesOrdered::new() };
@@ -109,7 +167,7 @@ struct Relay<'a, C: ConsumerContext + 'static> {
 impl<C: ConsumerContext + 'static> Relay<'_, C> {
     async fn pump<F>(&mut self, shutdown: &CancellationToken, transform: &mut F) -> Result<(), RelayError>
     where
-        F: FnMut(&BorrowedMessage<'_>) -> Output,
+        F: Transform,
     {
         loop {
             let accepting = !shutdown.is_cancelled() && self.in_flight.len() < MAX_IN_FLIGHT;
@@ -126,14 +184,26 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
                         Err(error) if super::consumer_error_is_fatal(&error) => return Err(error.into()),
                         Err(_) => continue,
                     };
-                    let source = SourceRef {
-                        topic: message.topic().to_owned(),
-                        partition: message.partition(),
-                        offset: message.offset(),
+                    let input = Input::from(&message);
+                    let source = input.source();
+                    let output = if transform.needs_prepare(input.partition) {
+                        // The message borrows the consumer and cannot be held across the wait: keep a copy.
+                        let owned = message.detach();
+                        drop(message);
+                        if let Err(error) = transform.prepare(owned.partition()).await {
+                            return Err(RelayError::NotReady { input: source, error });
+                        }
+                        transform.transform(&Input::from(&owned))
+                    } else {
+                        let output = transform.transform(&input);
+                        drop(message);
+                        output
                     };
-                    let output = transform(&message);
-                    drop(message);
-                    self.send(source, output).await?;
+                    let output = output.map_err(|error| RelayError::NotReady { input: source.clone(), error })?;
+                    match output {
+                        Some(output) => self.send(source, output).await?,
+                        None => self.in_flight.push_back(Box::pin(async move { (source, None) })),
+                    }
                 }
             }
         }
@@ -144,7 +214,10 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
         loop {
             match self.producer.send_result(record(&output)) {
                 Ok(delivery) => {
-                    self.in_flight.push_back(Box::pin(async move { (source, output, delivery.await) }));
+                    self.in_flight.push_back(Box::pin(async move {
+                        let delivered = delivery.await;
+                        (source, Some((output, delivered)))
+                    }));
                     return Ok(());
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -166,7 +239,11 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
     }
 
     /// Stores the offset of an acknowledged output, or retries a failed one.
-    async fn settle(&mut self, (source, output, result): Settled) -> Result<(), RelayError> {
+    async fn settle(&mut self, (source, settled): Settled) -> Result<(), RelayError> {
+        let Some((output, result)) = settled else {
+            self.store(&source);
+            return Ok(());
+        };
         match result {
             Ok(Ok(_)) => {
                 self.delivered(&source, &output.topic);
@@ -207,6 +284,10 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
 
     fn delivered(&mut self, source: &SourceRef, output_topic: &str) {
         *self.stats.delivered.entry(output_topic.to_owned()).or_default() += 1;
+        self.store(source);
+    }
+
+    fn store(&mut self, source: &SourceRef) {
         // Fails only if the partition was revoked meanwhile; its next owner repeats the record (at-least-once).
         if let Err(error) = self.consumer.store_offset(&source.topic, source.partition, source.offset) {
             tracing::debug!(%error, ?source, "offset not stored; the partition moved to another member");
@@ -215,7 +296,10 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
 }
 
 fn record(output: &Output) -> FutureRecord<'_, [u8], [u8]> {
-    let record = FutureRecord::to(&output.topic).payload(output.payload.as_slice());
+    let mut record = FutureRecord::to(&output.topic).payload(output.payload.as_slice());
+    if let Some(partition) = output.partition {
+        record = record.partition(partition);
+    }
     match &output.key {
         Some(key) => record.key(key.as_slice()),
         None => record,

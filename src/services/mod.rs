@@ -1,8 +1,67 @@
-//! The pipeline services that `franz up` runs in-process.
+//! The services that `franz up` runs in-process, all in one shape.
 //!
-//! Each service is a `run` function that takes its settings and a shutdown token, finishes what it has in flight
-//! when the token is cancelled, commits, and returns. Starting, supervising and stopping them is `app`'s job.
+//! Each service module has a `plan` function: from the shared [`Context`] (the configuration, the broker's
+//! address, the ticket store, the shutdown token) it decides whether it runs, with a status line for the ready
+//! table, and returns the task that runs it until shutdown, finishing what it has in flight. Starting,
+//! supervising and stopping the tasks is `app`'s job; a new service is one new module and one line in [`plan`].
 
 pub mod absturz;
+pub mod akte;
 pub mod aufbereitung;
+pub mod desk;
 pub mod kummerkasten;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Service};
+use crate::store::Store;
+
+/// What every service is started from.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    /// Where the services reach the broker.
+    pub bootstrap: String,
+    /// The ticket store, open when a service that reads it runs.
+    pub store: Option<Store>,
+    /// Where the desk keeps its staff list and local credential.
+    pub desk_dir: PathBuf,
+    pub shutdown: CancellationToken,
+}
+
+/// A service's task: runs until the shutdown token is cancelled, or fails.
+pub type Task = BoxFuture<'static, anyhow::Result<()>>;
+
+/// What a service will do.
+pub enum Plan {
+    /// It runs: its status line, its task, and the address it serves on, if any.
+    Run { status: String, task: Task, serves: Option<SocketAddr> },
+    /// It does not run, and this line says how to enable it.
+    Off(String),
+}
+
+impl Plan {
+    /// A running plan with no address of its own.
+    pub fn run(status: String, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) -> Plan {
+        Plan::Run { status, task: Box::pin(task), serves: None }
+    }
+}
+
+/// Plans one service.
+pub async fn plan(service: Service, context: &Context<'_>) -> anyhow::Result<Plan> {
+    match service {
+        Service::Kummerkasten => kummerkasten::plan(context),
+        Service::Aufbereitung => aufbereitung::plan(context),
+        Service::Absturz => absturz::plan(context),
+        Service::Akte => akte::plan(context).await,
+        Service::Desk => desk::plan(context).await,
+    }
+}
+
+/// Whether a service reads the ticket store.
+pub fn uses_store(service: Service) -> bool {
+    matches!(service, Service::Akte | Service::Desk)
+}

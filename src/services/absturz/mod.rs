@@ -12,6 +12,7 @@ pub mod webhook;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
 use secrecy::SecretString;
@@ -70,6 +71,25 @@ struct Rendered {
     topic: String,
     partition: i32,
     offset: i64,
+}
+
+/// `franz up`'s absturz: always runs; without a webhook it reports to the log.
+pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
+    let config = context.config;
+    let webhook = config.discord.webhook_url.clone();
+    if let Some(url) = &webhook {
+        webhook::normalize(crate::config::expose(url)).context("invalid DISCORD_WEBHOOK_URL")?;
+    }
+    let watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
+    let status = match &webhook {
+        Some(_) => format!("{} -> Discord webhook", watched.join(", ")),
+        None => {
+            format!("{} -> the log (set DISCORD_WEBHOOK_URL to send alerts to Discord)", watched.join(", "))
+        }
+    };
+    let settings = Settings::new(context.bootstrap.clone(), watched, webhook);
+    let shutdown = context.shutdown.clone();
+    Ok(super::Plan::run(status, async move { run(settings, shutdown).await.map(drop) }))
 }
 
 /// Runs until `shutdown` is cancelled. A batch that Discord has not fully accepted by then is left uncommitted

@@ -6,12 +6,12 @@
 
 pub mod normalize;
 
+use futures::FutureExt as _;
 use rdkafka::consumer::Consumer as _;
-use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Topics;
-use crate::kafka::relay::{self, Output, RelayError, RetryPolicy};
+use crate::kafka::relay::{self, Input, Output, RelayError, RetryPolicy};
 use crate::kafka::{self, CommitOnRevoke, group_consumer, report_error};
 use crate::schema::{DeadLetter, ErrorType, SourceRef, now_rfc3339};
 
@@ -45,6 +45,14 @@ impl Settings {
     }
 }
 
+/// `franz up`'s aufbereitung: always runs.
+pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
+    let topics = &context.config.topics;
+    let status = format!("{} -> {}, {}", topics.intake, topics.tickets, topics.dead_letters);
+    let settings = Settings::new(context.bootstrap.clone(), topics.clone());
+    Ok(super::Plan::run(status, run(settings, context.shutdown.clone()).map(|r| r.map(drop)).boxed()))
+}
+
 /// Runs until `shutdown` is cancelled, or until an output cannot be delivered: then it publishes an event to the
 /// errors topic and returns the error, leaving that record's offset uncommitted so nothing is skipped.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<relay::RelayStats> {
@@ -53,7 +61,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let producer = kafka::producer(&settings.bootstrap)?;
     let topics = settings.topics.clone();
     let result =
-        relay::run(consumer, &producer, &shutdown, &settings.retry, |message| transform(&topics, message)).await;
+        relay::run(consumer, &producer, &shutdown, &settings.retry, |message: &Input<'_>| transform(&topics, message))
+            .await;
     match result {
         Ok(stats) => {
             tracing::info!(?stats.delivered, "aufbereitung stopped");
@@ -72,11 +81,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// One intake record's output: its ticket on the tickets topic, or a dead letter. The key is kept.
-fn transform(topics: &Topics, message: &BorrowedMessage<'_>) -> Output {
-    let source =
-        SourceRef { topic: message.topic().to_owned(), partition: message.partition(), offset: message.offset() };
-    let value = message.payload().unwrap_or_default();
-    let key = message.key().map(<[u8]>::to_vec);
+fn transform(topics: &Topics, message: &Input<'_>) -> Output {
+    let source = message.source();
+    let value = message.payload;
+    let key = message.key.map(<[u8]>::to_vec);
     let (topic, payload) = match normalize::normalize(value, &source).map(|ticket| serde_json::to_vec(&ticket)) {
         Ok(Ok(ticket)) => (&topics.tickets, ticket),
         Ok(Err(error)) => {
@@ -84,7 +92,7 @@ fn transform(topics: &Topics, message: &BorrowedMessage<'_>) -> Output {
         }
         Err(rejection) => (&topics.dead_letters, dead_letter(rejection.error_type, rejection.error, value, source)),
     };
-    Output { topic: topic.clone(), key, payload }
+    Output { topic: topic.clone(), key, payload, partition: None }
 }
 
 fn dead_letter(error_type: ErrorType, error: String, value: &[u8], source: SourceRef) -> Vec<u8> {

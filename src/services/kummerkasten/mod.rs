@@ -172,6 +172,24 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     }
 }
 
+/// `franz up`'s bot: runs when a token is configured.
+pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
+    let config = context.config;
+    let Some(token) = &config.discord.token else {
+        return Ok(super::Plan::Off("set DISCORD_TOKEN to run the /ticket bot (README: Discord bot)".into()));
+    };
+    let settings = Settings {
+        bootstrap: context.bootstrap.clone(),
+        topics: config.topics.clone(),
+        token: token.clone(),
+        guild_id: config.discord.guild_id,
+        cooldown: config.discord.cooldown,
+    };
+    let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
+    let status = format!("/ticket -> {} (registered {scope})", config.topics.intake);
+    Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
+}
+
 /// Runs the bot until `shutdown` is cancelled. A token Discord refuses ends it with an error at once; a lost
 /// gateway connection is re-established by serenity.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {

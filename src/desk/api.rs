@@ -1,0 +1,262 @@
+//! The JSON API under `/api/`: list and search tickets, one ticket with its history, send a command and get
+//! akte's answer, the team's numbers. Every answer is JSON; every error is `{"error": "..."}` with a status that
+//! says what kind (400 bad input, 401 no or a wrong credential, 404 no such ticket, 409 refused by the lifecycle,
+//! 504 akte did not answer in time).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Desk, staff};
+use crate::lifecycle::NAME_MAX;
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Event};
+use crate::services::akte::ticket_partition;
+use crate::store::query::{self, Filter};
+
+/// The largest request body: a command with a 4,000-character comment fits many times over.
+const BODY_LIMIT: usize = 64 * 1024;
+/// How long a command waits for akte's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Shared = Arc<Desk>;
+
+/// The API's routes.
+pub fn router(desk: Shared) -> Router {
+    Router::new()
+        .route("/api/tickets", get(list))
+        .route("/api/tickets/{id}", get(show))
+        .route("/api/tickets/{id}/commands", post(command))
+        .route("/api/stats", get(stats))
+        .route("/api/me", get(me))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; the API is under /api/") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(secure))
+        .with_state(desk)
+}
+
+/// Headers on every answer: nothing is cached, sniffed, framed or sent on as a referrer.
+async fn secure(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    response
+}
+
+/// An error answer: a status and a message for people.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, body: json!({ "error": message.into() }) }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> ApiError {
+        tracing::error!("desk: {error}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the desk failed; its log says why")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Who is calling: a staff member (by token) or the CLI on this machine (by the local credential).
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, desk: &Shared) -> Result<Self, Self::Rejection> {
+        let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
+        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+            return Err(unauthorized(
+                "send `Authorization: Bearer <token>`; `franz staff add NAME` prints a token and a sign-in link",
+            ));
+        };
+        if staff::same_hash(&staff::hash(token), &desk.local) {
+            let name = parts.headers.get("x-franz-as").and_then(|v| v.to_str().ok()).unwrap_or("local");
+            let name = crate::lifecycle::name("X-Franz-As", name)
+                .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
+            return Ok(Caller(Actor { source: ActorSource::Cli, name, id: None }));
+        }
+        match desk.staff.verify(token) {
+            Ok(Some(name)) => Ok(Caller(Actor { source: ActorSource::Api, name, id: None })),
+            Ok(None) => {
+                Err(unauthorized("this token is not (or no longer) valid; ask for a new link (`franz staff add NAME`)"))
+            }
+            Err(error) => Err(ApiError::internal(error)),
+        }
+    }
+}
+
+/// Runs a read on the store's connection pool, off the async workers.
+async fn read<T: Send + 'static>(
+    desk: &Shared,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = desk.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = store.reader().map_err(ApiError::internal)?;
+        work(&conn)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+async fn list(
+    State(desk): State<Shared>,
+    _caller: Caller,
+    filter: Result<Query<Filter>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(filter) = filter.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let page = read(&desk, move |conn| {
+        query::list(conn, &filter).map_err(|error| match error {
+            query::QueryError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
+            query::QueryError::Store(error) => ApiError::internal(error),
+        })
+    })
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn show(State(desk): State<Shared>, _caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let lookup = id.clone();
+    let (ticket, events) = read(&desk, move |conn| {
+        let ticket = query::ticket(conn, &lookup).map_err(ApiError::internal)?;
+        let events = query::history(conn, &lookup).map_err(ApiError::internal)?;
+        Ok((ticket, events))
+    })
+    .await?;
+    match ticket {
+        Some(ticket) => Ok(Json(json!({ "ticket": ticket, "events": events })).into_response()),
+        None => Err(no_ticket(&id)),
+    }
+}
+
+fn no_ticket(id: &str) -> ApiError {
+    let shown: String = id.chars().take(NAME_MAX).collect();
+    ApiError::new(StatusCode::NOT_FOUND, format!("there is no ticket {shown}"))
+}
+
+/// A command as the API takes it: the action's fields, and optionally the caller's own command id (a UUID they
+/// reuse when they retry, so the retry has no second effect).
+#[derive(Debug, Deserialize)]
+struct CommandRequest {
+    #[serde(default)]
+    command_id: Option<String>,
+    #[serde(flatten)]
+    action: Action,
+}
+
+async fn command(
+    State(desk): State<Shared>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<CommandRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}; a command is JSON like {{\"action\": \"close\", \"reason\": \"fixed\"}} (actions: claim, unclaim, \
+                 assign, comment, set_priority, add_label, remove_label, close, reopen)",
+                rejection.body_text()
+            ),
+        )
+    })?;
+    if matches!(request.action, Action::Create { .. }) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "tickets are created from the intake (`franz ticket`, /ticket)",
+        ));
+    }
+    let command_id = match request.command_id {
+        Some(given) if (1..=NAME_MAX).contains(&given.len()) => given,
+        Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let lookup = id.clone();
+    let exists = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?.is_some();
+    if !exists {
+        return Err(no_ticket(&id));
+    }
+    let command = Command { command_id: command_id.clone(), ticket_id: id.clone(), actor, action: request.action };
+    let payload = serde_json::to_vec(&command).map_err(ApiError::internal)?;
+    let partition = ticket_partition(&id, desk.partitions);
+    let record =
+        rdkafka::producer::FutureRecord::to(&desk.topics.commands).key(&id).payload(&payload).partition(partition);
+    desk.producer.send(record, crate::kafka::DELIVERY_TIMEOUT).await.map_err(|(error, _)| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the broker did not take the command: {error}"))
+    })?;
+    let event = answer(&desk, &command_id).await?;
+    let Some(event) = event else {
+        return Err(ApiError {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            body: json!({
+                "error": format!(
+                    "akte has not answered within {} s; is akte running? The command is queued and will be decided \
+                     when it runs; send it again with the same command_id to learn the outcome",
+                    ANSWER_TIMEOUT.as_secs()
+                ),
+                "command_id": command_id,
+            }),
+        });
+    };
+    let lookup = id.clone();
+    let ticket = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?;
+    let status = match event.change {
+        Change::Rejected { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
+    };
+    let mut body = json!({ "event": event, "ticket": ticket });
+    if let Change::Rejected { reason, .. } = &event.change {
+        body["error"] = json!(reason);
+    }
+    Ok((status, Json(body)).into_response())
+}
+
+/// Waits until the store holds the event that answers `command_id`.
+async fn answer(desk: &Shared, command_id: &str) -> Result<Option<Event>, ApiError> {
+    let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+    let mut progress = desk.store.progress();
+    loop {
+        progress.borrow_and_update();
+        let id = command_id.to_owned();
+        if let Some(event) = read(desk, move |conn| query::answer(conn, &id).map_err(ApiError::internal)).await? {
+            return Ok(Some(event));
+        }
+        match tokio::time::timeout_at(deadline, progress.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+async fn stats(State(desk): State<Shared>, _caller: Caller) -> Result<Response, ApiError> {
+    let stats = read(&desk, |conn| query::stats(conn, chrono::Utc::now()).map_err(ApiError::internal)).await?;
+    Ok(Json(stats).into_response())
+}
+
+async fn me(Caller(actor): Caller) -> Json<Actor> {
+    Json(actor)
+}

@@ -1,0 +1,114 @@
+//! The desk: franz's HTTP server. Today the JSON API under `/api/` that the CLI and other programs use; the web
+//! pages build on the same handlers.
+//!
+//! Every request names who makes it: a staff member's token (`Authorization: Bearer`), or the machine-local
+//! credential of the CLI. A command is published to `ticket-commands` on the ticket's partition and answered only
+//! once akte's event is in the ticket store, so the caller reads its own write. The server binds to loopback unless
+//! told otherwise, answers no cross-origin request (no CORS headers; every call needs the `Authorization`
+//! header), and caps request bodies.
+
+pub mod api;
+pub mod client;
+pub mod staff;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Topics;
+use crate::store::Store;
+
+/// What the handlers share.
+pub struct Desk {
+    pub store: Store,
+    pub staff: staff::Staff,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    /// Partitions of the commands topic, to put each command on its ticket's partition.
+    pub partitions: i32,
+    /// The hash of this run's local credential.
+    pub local: [u8; 32],
+}
+
+/// A desk ready to serve: its listener is bound, so its address is known.
+pub struct Server {
+    pub address: SocketAddr,
+    listener: tokio::net::TcpListener,
+    desk: Arc<Desk>,
+    desk_dir: PathBuf,
+    local_token: String,
+}
+
+/// Everything the desk needs to start.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub bootstrap: String,
+    pub topics: Topics,
+    pub store: Store,
+    pub desk_dir: PathBuf,
+}
+
+impl Server {
+    /// Binds the listener and prepares the handlers' state.
+    pub async fn bind(settings: Settings) -> anyhow::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
+            format!("the desk cannot listen on {}; pass --desk-listen with another address", settings.listen)
+        })?;
+        let address = listener.local_addr()?;
+        let metadata =
+            crate::kafka::admin::metadata(&settings.bootstrap, Some(&settings.topics.commands), REACH_TIMEOUT).await?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        if partitions == 0 {
+            anyhow::bail!("topic {} does not exist", settings.topics.commands);
+        }
+        let local_token = staff::new_token()?;
+        let desk = Desk {
+            store: settings.store,
+            staff: staff::Staff::open(&settings.desk_dir)?,
+            producer: crate::kafka::producer(&settings.bootstrap)?,
+            topics: settings.topics,
+            partitions,
+            local: staff::hash(&local_token),
+        };
+        Ok(Server { address, listener, desk: Arc::new(desk), desk_dir: settings.desk_dir, local_token })
+    }
+
+    /// The URL people and programs reach the desk at.
+    pub fn url(&self) -> String {
+        url_for(self.address)
+    }
+
+    /// Serves until `shutdown` is cancelled, then finishes the requests in progress.
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let local = staff::Local { url: self.url(), token: self.local_token.clone() };
+        staff::write_local(&self.desk_dir, &local)?;
+        let router = api::router(self.desk);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("the desk's server failed")
+    }
+}
+
+/// How long the desk waits for the broker's metadata at start.
+const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The URL for a listen address: an unspecified address (`0.0.0.0`) is reached on loopback from this machine.
+pub fn url_for(address: SocketAddr) -> String {
+    let host = match address.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", address.port())
+}
+
+/// The sign-in link of a staff token.
+pub fn sign_in_link(base: &str, token: &str) -> String {
+    format!("{base}/signin?token={token}")
+}

@@ -1,0 +1,179 @@
+//! Who may work tickets: the staff list and their sign-in tokens, and the machine-local credential of the CLI.
+//!
+//! A staff member's token is shown once, in the sign-in link `franz staff add` prints; only its SHA-256 is stored
+//! (the token is 256 random bits, so a fast hash is enough). The list lives in `staff.sqlite` in the desk
+//! directory, apart from the ticket store, which may be deleted at any time. The local credential lets the
+//! `franz tickets` CLI on the same machine act without a staff link: the running desk writes it, readable by the
+//! owner only, next to its address.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// A staff member as `franz staff list` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub name: String,
+    pub added: String,
+}
+
+/// The staff list, shared by the desk's request handlers.
+pub struct Staff {
+    conn: Mutex<Connection>,
+}
+
+/// What the desk writes for the CLI on this machine: where it listens and a token only this machine's user reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Local {
+    pub url: String,
+    pub token: String,
+}
+
+impl Staff {
+    /// Opens (or creates) the staff list in `desk_dir`.
+    pub fn open(desk_dir: &Path) -> anyhow::Result<Staff> {
+        std::fs::create_dir_all(desk_dir).with_context(|| format!("cannot create {}", desk_dir.display()))?;
+        let path = desk_dir.join("staff.sqlite");
+        let conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL)",
+        )
+        .with_context(|| format!("cannot prepare {}", path.display()))?;
+        Ok(Staff { conn: Mutex::new(conn) })
+    }
+
+    /// Adds `name` (or gives them a new token, which ends the old one) and returns the token.
+    pub fn add(&self, name: &str) -> anyhow::Result<(String, bool)> {
+        let name = crate::lifecycle::name("a staff name", name).map_err(anyhow::Error::msg)?;
+        let token = new_token()?;
+        let conn = self.lock();
+        let existed = conn.query_row("SELECT 1 FROM staff WHERE name = ?1", [&name], |_| Ok(())).optional()?.is_some();
+        conn.execute(
+            "INSERT INTO staff (name, token_hash, added) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, added = excluded.added",
+            params![name, hash(&token).to_vec(), crate::schema::now_rfc3339()],
+        )?;
+        Ok((token, existed))
+    }
+
+    /// Removes `name`; their token stops working at once.
+    pub fn remove(&self, name: &str) -> anyhow::Result<()> {
+        if self.lock().execute("DELETE FROM staff WHERE name = ?1", [name.trim()])? == 0 {
+            bail!("{name} is not on the staff list (see `franz staff list`)");
+        }
+        Ok(())
+    }
+
+    pub fn list(&self) -> anyhow::Result<Vec<Member>> {
+        let conn = self.lock();
+        let mut statement = conn.prepare("SELECT name, added FROM staff ORDER BY name")?;
+        let rows = statement.query_map([], |row| Ok(Member { name: row.get(0)?, added: row.get(1)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The staff member a token belongs to.
+    pub fn verify(&self, token: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .lock()
+            .query_row("SELECT name FROM staff WHERE token_hash = ?1", [hash(token).to_vec()], |row| row.get(0))
+            .optional()?)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A new random token: 32 bytes from the operating system, base64url.
+pub fn new_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness from the operating system: {error}"))?;
+    Ok(format!("franz_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// SHA-256 of a token.
+pub fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether two token hashes are equal, in time that does not depend on where they differ.
+pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Where the desk writes its local credential.
+pub fn local_path(desk_dir: &Path) -> PathBuf {
+    desk_dir.join("local.json")
+}
+
+/// Writes the local credential, readable by the owner only.
+pub fn write_local(desk_dir: &Path, local: &Local) -> anyhow::Result<()> {
+    let path = local_path(desk_dir);
+    let staged = desk_dir.join(format!(".local-{}.json", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&staged).with_context(|| format!("cannot write {}", staged.display()))?;
+    std::io::Write::write_all(&mut file, &serde_json::to_vec(local)?)?;
+    drop(file);
+    std::fs::rename(&staged, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads the local credential, if a desk ever ran with this data dir.
+pub fn read_local(desk_dir: &Path) -> anyhow::Result<Option<Local>> {
+    let path = local_path(desk_dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", path.display()))?))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_signs_in_its_member_until_they_are_removed_or_get_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        let (first, existed) = staff.add("ana").unwrap();
+        assert!(!existed);
+        assert_eq!(staff.verify(&first).unwrap().as_deref(), Some("ana"));
+        assert_eq!(staff.verify("franz_wrong").unwrap(), None);
+        let (second, existed) = staff.add(" ana ").unwrap();
+        assert!(existed);
+        assert_eq!(staff.verify(&first).unwrap(), None, "the old link stops working");
+        assert_eq!(staff.verify(&second).unwrap().as_deref(), Some("ana"));
+        staff.remove("ana").unwrap();
+        assert_eq!(staff.verify(&second).unwrap(), None);
+        assert!(staff.remove("ana").unwrap_err().to_string().contains("not on the staff list"));
+    }
+
+    #[test]
+    fn only_the_hash_of_a_token_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, _) = Staff::open(dir.path()).unwrap().add("ana").unwrap();
+        let bytes = std::fs::read(dir.path().join("staff.sqlite")).unwrap();
+        let needle = token.as_bytes();
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[test]
+    fn staff_names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        assert!(staff.add("").is_err());
+        assert!(staff.add(&"x".repeat(65)).is_err());
+    }
+}

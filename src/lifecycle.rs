@@ -1,0 +1,262 @@
+//! The ticket lifecycle: the one definition of what may happen to a ticket.
+//!
+//! Two pure functions: [`decide`] turns a ticket's state and a command into exactly one event (the change, or a
+//! `rejected` event with the reason) and [`apply`] folds an event into the state; [`fold`] folds a whole history.
+//! akte decides with them, the ticket store applies with them (its rows must equal `fold`), and the property
+//! tests below hold them to each other. No I/O, no clock: the caller passes the time.
+
+use std::collections::BTreeSet;
+
+use crate::schema::lifecycle::{Action, Change, Command, Event, Priority, Status, event_id_for};
+
+/// The longest actor, assignee or contact name, in characters.
+pub const NAME_MAX: usize = 64;
+/// The longest label, in characters.
+pub const LABEL_MAX: usize = 32;
+/// The most labels one ticket can carry.
+pub const LABELS_MAX: usize = 20;
+/// The longest comment, in characters.
+pub const COMMENT_MAX: usize = 4000;
+/// The longest close reason, in characters.
+pub const REASON_MAX: usize = 500;
+
+/// A ticket as its events made it (and as the API shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct TicketState {
+    pub id: String,
+    /// The version of the last change applied; the next change is `version + 1`.
+    pub version: u64,
+    pub status: Status,
+    pub assignee: Option<String>,
+    pub priority: Priority,
+    pub labels: BTreeSet<String>,
+    pub contact: String,
+    pub contact_id: Option<String>,
+    pub origin: String,
+    pub body: String,
+    /// When the submitter sent it.
+    pub submitted: String,
+    /// When akte opened it; the start of every "time to" figure.
+    pub created_at: String,
+    pub first_claimed_at: Option<String>,
+    /// The last close (cleared by a reopen).
+    pub closed_at: Option<String>,
+    pub closed_by: Option<String>,
+    pub close_reason: Option<String>,
+    /// When the last change happened.
+    pub updated_at: String,
+    /// Public replies and internal notes together.
+    pub comments: u64,
+}
+
+/// The one event that answers `command`, given the ticket's current state (`None`: no such ticket yet).
+pub fn decide(state: Option<&TicketState>, command: &Command, now: &str) -> Event {
+    let change = match check(state, command) {
+        Ok(change) => change,
+        Err(reason) => Change::Rejected { action: command.action.name().to_owned(), reason },
+    };
+    let version = match change {
+        Change::Rejected { .. } => None,
+        _ => Some(state.map_or(0, |s| s.version) + 1),
+    };
+    Event {
+        event_id: event_id_for(&command.command_id),
+        ticket_id: command.ticket_id.clone(),
+        version,
+        at: now.to_owned(),
+        actor: command.actor.clone(),
+        caused_by: command.command_id.clone(),
+        change,
+    }
+}
+
+/// The change a command makes, or why it may not.
+fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, String> {
+    let actor = name("the actor's name", &command.actor.name)?;
+    if command.ticket_id.is_empty() || command.ticket_id.chars().count() > NAME_MAX {
+        return Err(format!("a ticket id has 1 to {NAME_MAX} characters"));
+    }
+    let ticket = match (&command.action, state) {
+        (Action::Create { ticket }, None) => {
+            if ticket.id != command.ticket_id {
+                return Err("the ticket's id differs from the command's ticket_id".into());
+            }
+            return Ok(Change::Created {
+                contact: ticket.contact.clone(),
+                contact_id: ticket.contact_id.clone(),
+                origin: ticket.origin.clone(),
+                body: ticket.body.clone(),
+                submitted: ticket.date.clone(),
+            });
+        }
+        (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),
+        (_, None) => return Err(format!("there is no ticket {}", command.ticket_id)),
+        (_, Some(ticket)) => ticket,
+    };
+    let closed = ticket.status == Status::Closed;
+    match &command.action {
+        Action::Create { .. } => unreachable!("handled above"),
+        Action::Claim => match (&ticket.assignee, ticket.status) {
+            (_, Status::Closed) => Err(closed_already(ticket)),
+            (Some(holder), Status::Claimed) => Err(format!("already claimed by {holder}")),
+            _ => Ok(Change::Claimed { by: actor }),
+        },
+        Action::Unclaim => match (&ticket.assignee, ticket.status) {
+            (Some(holder), Status::Claimed) => Ok(Change::Unclaimed { from: holder.clone() }),
+            _ => Err(format!("the ticket is {}, not claimed", ticket.status.name())),
+        },
+        Action::Assign { to } => {
+            let to = name("the assignee's name", to)?;
+            if closed {
+                Err(closed_already(ticket))
+            } else if ticket.assignee.as_deref() == Some(to.as_str()) {
+                Err(format!("already assigned to {to}"))
+            } else {
+                Ok(Change::Assigned { to, from: ticket.assignee.clone() })
+            }
+        }
+        Action::Comment { body, internal } => {
+            let body = bounded_text("a comment", body, COMMENT_MAX)?;
+            Ok(Change::Commented { body, internal: *internal })
+        }
+        Action::SetPriority { priority } if *priority == ticket.priority => {
+            Err(format!("the priority is {} already", priority.name()))
+        }
+        Action::SetPriority { priority } => Ok(Change::PrioritySet { priority: *priority }),
+        Action::AddLabel { label } => {
+            let label = self::label(label)?;
+            if ticket.labels.contains(&label) {
+                Err(format!("already labelled {label}"))
+            } else if ticket.labels.len() >= LABELS_MAX {
+                Err(format!("a ticket carries at most {LABELS_MAX} labels"))
+            } else {
+                Ok(Change::LabelAdded { label })
+            }
+        }
+        Action::RemoveLabel { label } => {
+            let label = self::label(label)?;
+            if ticket.labels.contains(&label) {
+                Ok(Change::LabelRemoved { label })
+            } else {
+                Err(format!("not labelled {label}"))
+            }
+        }
+        Action::Close { reason } => {
+            let reason = bounded_text("a close reason", reason, REASON_MAX)?;
+            if closed { Err(closed_already(ticket)) } else { Ok(Change::Closed { reason }) }
+        }
+        Action::Reopen if closed => Ok(Change::Reopened),
+        Action::Reopen => Err(format!("the ticket is {}, not closed", ticket.status.name())),
+    }
+}
+
+fn closed_already(ticket: &TicketState) -> String {
+    match &ticket.closed_by {
+        Some(by) => format!("already closed by {by}"),
+        None => "already closed".to_owned(),
+    }
+}
+
+/// A person's name: trimmed, 1 to [`NAME_MAX`] characters, no control characters.
+pub fn name(what: &str, text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > NAME_MAX || text.chars().any(char::is_control) {
+        return Err(format!("{what} must have 1 to {NAME_MAX} characters and no control characters"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A label: trimmed and lower-cased, 1 to [`LABEL_MAX`] letters, digits, spaces or `-_.:/`.
+pub fn label(text: &str) -> Result<String, String> {
+    let text = text.trim().to_lowercase();
+    let allowed = |c: char| c.is_alphanumeric() || " -_.:/".contains(c);
+    if text.is_empty() || text.chars().count() > LABEL_MAX || !text.chars().all(allowed) {
+        return Err(format!("a label has 1 to {LABEL_MAX} letters, digits, spaces or -_.:/"));
+    }
+    Ok(text)
+}
+
+/// Free text (a comment, a reason): 1 to `max` characters once trimmed.
+fn bounded_text(what: &str, text: &str, max: usize) -> Result<String, String> {
+    let trimmed = text.trim();
+    let count = trimmed.chars().count();
+    if count == 0 {
+        return Err(format!("{what} cannot be empty"));
+    }
+    if count > max {
+        return Err(format!("{what} has at most {max} characters (this one has {count})"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// The state after `event`. An event that does not follow the state (a duplicate, a rejection, a version that
+/// does not come next) leaves it as it is, so replaying a history twice changes nothing.
+pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
+    let Some(version) = event.version else { return state };
+    let at = event.at.clone();
+    let mut ticket = match (state, &event.change) {
+        (None, Change::Created { contact, contact_id, origin, body, submitted }) if version == 1 => {
+            return Some(TicketState {
+                id: event.ticket_id.clone(),
+                version,
+                contact: contact.clone(),
+                contact_id: contact_id.clone(),
+                origin: origin.clone(),
+                body: body.clone(),
+                submitted: submitted.clone(),
+                created_at: at.clone(),
+                updated_at: at,
+                ..TicketState::default()
+            });
+        }
+        (Some(ticket), _) if version == ticket.version + 1 => ticket,
+        (state, _) => return state,
+    };
+    match &event.change {
+        Change::Created { .. } | Change::Rejected { .. } => return Some(ticket),
+        Change::Claimed { by } => claim(&mut ticket, by, &at),
+        Change::Assigned { to, .. } => claim(&mut ticket, to, &at),
+        Change::Unclaimed { .. } => {
+            ticket.status = Status::Open;
+            ticket.assignee = None;
+        }
+        Change::Commented { .. } => ticket.comments += 1,
+        Change::PrioritySet { priority } => ticket.priority = *priority,
+        Change::LabelAdded { label } => {
+            ticket.labels.insert(label.clone());
+        }
+        Change::LabelRemoved { label } => {
+            ticket.labels.remove(label);
+        }
+        Change::Closed { reason } => {
+            ticket.status = Status::Closed;
+            ticket.closed_at = Some(at.clone());
+            ticket.closed_by = Some(event.actor.name.clone());
+            ticket.close_reason = Some(reason.clone());
+        }
+        Change::Reopened => {
+            ticket.status = Status::Open;
+            ticket.assignee = None;
+            ticket.closed_at = None;
+            ticket.closed_by = None;
+            ticket.close_reason = None;
+        }
+    }
+    ticket.version = version;
+    ticket.updated_at = at;
+    Some(ticket)
+}
+
+fn claim(ticket: &mut TicketState, who: &str, at: &str) {
+    ticket.status = Status::Claimed;
+    ticket.assignee = Some(who.to_owned());
+    ticket.first_claimed_at.get_or_insert_with(|| at.to_owned());
+}
+
+/// A ticket's state from its whole history.
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Option<TicketState> {
+    events.into_iter().fold(None, apply)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! The lifecycle's rules, example by example, and the properties that tie `decide` to `fold`.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::schema::Ticket;
+use crate::schema::lifecycle::{Actor, ActorSource};
+
+const T: &str = "2026-02-24T08:32:23.255Z";
+
+fn actor(name: &str) -> Actor {
+    Actor { source: ActorSource::Web, name: name.into(), id: None }
+}
+
+fn command(n: usize, who: &str, action: Action) -> Command {
+    Command { command_id: format!("c{n}"), ticket_id: "t1".into(), actor: actor(who), action }
+}
+
+fn ticket() -> Ticket {
+    Ticket {
+        id: "t1".into(),
+        contact: "pontatot".into(),
+        origin: "Discord".into(),
+        body: "my account is locked".into(),
+        date: T.into(),
+        contact_id: Some("42".into()),
+    }
+}
+
+/// Decides each command against the state so far, as akte does, and returns the events and the final state.
+fn run(commands: &[Command]) -> (Vec<Event>, Option<TicketState>) {
+    let mut state = None;
+    let mut events = Vec::new();
+    for (i, command) in commands.iter().enumerate() {
+        let event = decide(state.as_ref(), command, &format!("2026-03-01T00:00:{:02}.000Z", i % 60));
+        state = apply(state, &event);
+        events.push(event);
+    }
+    (events, state)
+}
+
+fn reason(event: &Event) -> Option<&str> {
+    match &event.change {
+        Change::Rejected { reason, .. } => Some(reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_ticket_is_claimed_commented_closed_and_reopened() {
+    let (events, state) = run(&[
+        Command::create(ticket()),
+        command(1, "ana", Action::Claim),
+        command(2, "ana", Action::Comment { body: " on it ".into(), internal: false }),
+        command(3, "ana", Action::Close { reason: "fixed".into() }),
+        command(4, "bo", Action::Reopen),
+    ]);
+    assert!(events.iter().all(|e| reason(e).is_none()), "{events:#?}");
+    let state = state.unwrap();
+    assert_eq!((state.status, state.version, state.comments), (Status::Open, 5, 1));
+    assert_eq!(state.first_claimed_at.as_deref(), Some("2026-03-01T00:00:01.000Z"));
+    assert_eq!(state.closed_by, None);
+    assert_eq!(events[2].change, Change::Commented { body: "on it".into(), internal: false });
+}
+
+#[test]
+fn claiming_a_ticket_someone_else_holds_is_refused_with_their_name() {
+    let (events, state) =
+        run(&[Command::create(ticket()), command(1, "ana", Action::Claim), command(2, "bo", Action::Claim)]);
+    assert_eq!(reason(&events[2]), Some("already claimed by ana"));
+    assert_eq!(events[2].version, None);
+    assert_eq!(state.unwrap().assignee.as_deref(), Some("ana"));
+}
+
+#[test]
+fn an_explicit_assignment_takes_the_ticket_from_its_holder() {
+    let (events, state) = run(&[
+        Command::create(ticket()),
+        command(1, "ana", Action::Claim),
+        command(2, "bo", Action::Assign { to: "cy".into() }),
+    ]);
+    assert_eq!(events[2].change, Change::Assigned { to: "cy".into(), from: Some("ana".into()) });
+    assert_eq!(state.unwrap().assignee.as_deref(), Some("cy"));
+}
+
+#[test]
+fn closing_a_closed_ticket_is_refused_with_who_closed_it() {
+    let (events, _) = run(&[
+        Command::create(ticket()),
+        command(1, "ana", Action::Close { reason: "spam".into() }),
+        command(2, "bo", Action::Close { reason: "again".into() }),
+    ]);
+    assert_eq!(reason(&events[2]), Some("already closed by ana"));
+}
+
+#[test]
+fn commands_for_an_unknown_ticket_are_refused() {
+    let (events, state) = run(&[command(1, "ana", Action::Claim)]);
+    assert_eq!(reason(&events[0]), Some("there is no ticket t1"));
+    assert_eq!(state, None);
+}
+
+#[test]
+fn text_outside_its_bounds_is_refused_with_the_limit() {
+    let long = "x".repeat(COMMENT_MAX + 1);
+    let (events, _) = run(&[
+        Command::create(ticket()),
+        command(1, "ana", Action::Comment { body: "   ".into(), internal: true }),
+        command(2, "ana", Action::Comment { body: long, internal: false }),
+        command(3, "ana", Action::AddLabel { label: "<script>".into() }),
+        command(4, &"n".repeat(NAME_MAX + 1), Action::Claim),
+        command(5, "ana", Action::Assign { to: "a\u{7}b".into() }),
+    ]);
+    assert_eq!(reason(&events[1]), Some("a comment cannot be empty"));
+    assert_eq!(reason(&events[2]), Some("a comment has at most 4000 characters (this one has 4001)"));
+    assert!(reason(&events[3]).unwrap().starts_with("a label has"));
+    assert!(reason(&events[4]).unwrap().starts_with("the actor's name must have"));
+    assert!(reason(&events[5]).unwrap().starts_with("the assignee's name must have"));
+}
+
+#[test]
+fn labels_are_normalized_and_bounded_in_number() {
+    let mut commands = vec![Command::create(ticket())];
+    commands.extend((0..=LABELS_MAX).map(|i| command(i + 1, "ana", Action::AddLabel { label: format!(" Tag{i} ") })));
+    let (events, state) = run(&commands);
+    assert_eq!(events[1].change, Change::LabelAdded { label: "tag0".into() });
+    assert_eq!(reason(events.last().unwrap()), Some("a ticket carries at most 20 labels"));
+    assert_eq!(state.unwrap().labels.len(), LABELS_MAX);
+}
+
+#[test]
+fn a_second_create_of_the_same_ticket_is_refused() {
+    let mut again = Command::create(ticket());
+    again.command_id = "other".into();
+    let (events, _) = run(&[Command::create(ticket()), again]);
+    assert_eq!(reason(&events[1]), Some("the ticket exists already"));
+}
+
+fn any_action() -> impl Strategy<Value = Action> {
+    let name = prop::sample::select(vec!["ana", "bo", "cy"]).prop_map(String::from);
+    let label = prop::sample::select(vec!["bug", "billing", "Bug "]).prop_map(String::from);
+    prop_oneof![
+        Just(Action::Claim),
+        Just(Action::Unclaim),
+        name.prop_map(|to| Action::Assign { to }),
+        ("[a-z ]{0,8}", any::<bool>()).prop_map(|(body, internal)| Action::Comment { body, internal }),
+        prop::sample::select(Priority::ALL.to_vec()).prop_map(|priority| Action::SetPriority { priority }),
+        label.clone().prop_map(|label| Action::AddLabel { label }),
+        label.prop_map(|label| Action::RemoveLabel { label }),
+        "[a-z]{0,4}".prop_map(|reason| Action::Close { reason }),
+        Just(Action::Reopen),
+        Just(Action::Create { ticket: ticket() }),
+    ]
+}
+
+fn any_commands() -> impl Strategy<Value = Vec<Command>> {
+    let one = (prop::sample::select(vec!["ana", "bo", "cy"]), any_action());
+    prop::collection::vec(one, 0..40).prop_map(|steps| {
+        let mut commands = vec![Command::create(ticket())];
+        commands.extend(steps.into_iter().enumerate().map(|(i, (who, action))| command(i, who, action)));
+        commands
+    })
+}
+
+proptest! {
+    /// The state akte decides with is the fold of the events it wrote, and versions count without gaps.
+    #[test]
+    fn fold_of_the_decided_events_is_the_state_decided_with(commands in any_commands()) {
+        let (events, state) = run(&commands);
+        prop_assert_eq!(fold(&events), state.clone());
+        let versions: Vec<u64> = events.iter().filter_map(|e| e.version).collect();
+        prop_assert_eq!(versions.clone(), (1..=versions.len() as u64).collect::<Vec<_>>());
+        prop_assert_eq!(state.map_or(0, |s| s.version), versions.len() as u64);
+    }
+
+    /// Every event delivered twice, or the whole history replayed after itself, changes nothing.
+    #[test]
+    fn replayed_or_duplicated_events_change_nothing(commands in any_commands()) {
+        let (events, state) = run(&commands);
+        let doubled: Vec<&Event> = events.iter().flat_map(|e| [e, e]).collect();
+        prop_assert_eq!(fold(doubled), state.clone());
+        prop_assert_eq!(fold(events.iter().chain(&events)), state);
+    }
+
+    /// Every event names the command it answers, by an id derived from that command alone, so deciding a
+    /// redelivered command again could only ever produce the same event id.
+    #[test]
+    fn the_event_id_depends_only_on_the_command(commands in any_commands()) {
+        let (events, _) = run(&commands);
+        for (command, event) in commands.iter().zip(&events) {
+            prop_assert_eq!(&event.event_id, &event_id_for(&command.command_id));
+            prop_assert_eq!(&event.caused_by, &command.command_id);
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The wire contract of the ticket lifecycle: commands on `ticket-commands`, events on `ticket-events`.
+//!
+//! Both topics are keyed by ticket id. A command is what someone asks for; akte answers each with exactly one
+//! event: the change, or a `rejected` event that says why not. Events are the truth the ticket store, the desk
+//! and the Discord cards are built from, so a field added here must stay optional for events already written.
+//! What is allowed is `crate::lifecycle`'s business; this module only says what the records look like.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Ticket;
+
+/// The namespace of ids that franz derives (the create command of a ticket, the event of a command).
+const LIFECYCLE_NAMESPACE: Uuid = Uuid::from_u128(0x3d6e_91c4_7a2b_4e58_b1f0_c8d9_2a4e_6f17);
+
+/// Where a command came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorSource {
+    Web,
+    Cli,
+    Discord,
+    Api,
+    /// franz itself: the creation of a ticket from the intake.
+    Franz,
+}
+
+/// Who asked for a change. Every event carries it, so the audit trail says who did what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub source: ActorSource,
+    pub name: String,
+    /// The person's id at the source (a Discord user id), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// How urgent a ticket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Open,
+    Claimed,
+    Closed,
+}
+
+/// A request to change a ticket, on `ticket-commands` (key: the ticket id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    /// Chosen by the sender (a UUID); a command sent twice with the same id has one effect and one event.
+    pub command_id: String,
+    pub ticket_id: String,
+    pub actor: Actor,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// What a command asks for. The serialized `action` names are part of the wire contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Open a ticket from a normalized intake ticket (sent by akte itself).
+    Create {
+        ticket: Ticket,
+    },
+    /// Take the ticket: it becomes the actor's.
+    Claim,
+    /// Give the ticket back to the queue.
+    Unclaim,
+    /// Give the ticket to someone, taking it from whoever holds it (the explicit reassignment).
+    Assign {
+        to: String,
+    },
+    /// A public reply to the submitter, or an internal note for the team.
+    Comment {
+        body: String,
+        #[serde(default)]
+        internal: bool,
+    },
+    SetPriority {
+        priority: Priority,
+    },
+    AddLabel {
+        label: String,
+    },
+    RemoveLabel {
+        label: String,
+    },
+    Close {
+        reason: String,
+    },
+    Reopen,
+}
+
+/// A change that happened (or was refused), on `ticket-events` (key: the ticket id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Derived from the command it answers, so deciding the same command twice yields the same event id.
+    pub event_id: String,
+    pub ticket_id: String,
+    /// Counts the ticket's changes from 1 without gaps; absent on `rejected`, which changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// When akte decided, RFC 3339 UTC.
+    pub at: String,
+    pub actor: Actor,
+    /// The `command_id` this event answers.
+    pub caused_by: String,
+    #[serde(flatten)]
+    pub change: Change,
+}
+
+/// What changed. The serialized `type` names are part of the wire contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    Created {
+        contact: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contact_id: Option<String>,
+        origin: String,
+        body: String,
+        /// When the submitter sent it (the ticket's `date`).
+        submitted: String,
+    },
+    Claimed {
+        by: String,
+    },
+    Unclaimed {
+        /// Who held it.
+        from: String,
+    },
+    Assigned {
+        to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
+    Commented {
+        body: String,
+        internal: bool,
+    },
+    PrioritySet {
+        priority: Priority,
+    },
+    LabelAdded {
+        label: String,
+    },
+    LabelRemoved {
+        label: String,
+    },
+    Closed {
+        reason: String,
+    },
+    Reopened,
+    /// The command was refused; the ticket is unchanged.
+    Rejected {
+        /// The refused command's action (`claim`, `close`, …), or `unreadable` for a record that is no command.
+        action: String,
+        reason: String,
+    },
+}
+
+impl Action {
+    /// The serialized name of the action, as `rejected` events and logs show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Claim => "claim",
+            Action::Unclaim => "unclaim",
+            Action::Assign { .. } => "assign",
+            Action::Comment { .. } => "comment",
+            Action::SetPriority { .. } => "set_priority",
+            Action::AddLabel { .. } => "add_label",
+            Action::RemoveLabel { .. } => "remove_label",
+            Action::Close { .. } => "close",
+            Action::Reopen => "reopen",
+        }
+    }
+}
+
+impl Change {
+    /// The serialized `type` of the event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::Created { .. } => "created",
+            Change::Claimed { .. } => "claimed",
+            Change::Unclaimed { .. } => "unclaimed",
+            Change::Assigned { .. } => "assigned",
+            Change::Commented { .. } => "commented",
+            Change::PrioritySet { .. } => "priority_set",
+            Change::LabelAdded { .. } => "label_added",
+            Change::LabelRemoved { .. } => "label_removed",
+            Change::Closed { .. } => "closed",
+            Change::Reopened => "reopened",
+            Change::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Priority::Low, Priority::Normal, Priority::High, Priority::Urgent];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.name() == text)
+    }
+}
+
+impl Status {
+    pub const ALL: [Status; 3] = [Status::Open, Status::Claimed, Status::Closed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Claimed => "claimed",
+            Status::Closed => "closed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.name() == text)
+    }
+}
+
+/// The command id of a ticket's creation: derived from the ticket id, so a redelivered ticket is the same command.
+pub fn create_command_id(ticket_id: &str) -> String {
+    Uuid::new_v5(&LIFECYCLE_NAMESPACE, format!("create:{ticket_id}").as_bytes()).to_string()
+}
+
+/// The id of the event that answers `command_id`: deciding a command twice yields the same event id.
+pub fn event_id_for(command_id: &str) -> String {
+    Uuid::new_v5(&LIFECYCLE_NAMESPACE, format!("event:{command_id}").as_bytes()).to_string()
+}
+
+impl Command {
+    /// The command that opens `ticket`, as akte derives it from `tickets-formatted`.
+    pub fn create(ticket: Ticket) -> Command {
+        Command {
+            command_id: create_command_id(&ticket.id),
+            ticket_id: ticket.id.clone(),
+            actor: Actor { source: ActorSource::Franz, name: "franz".into(), id: None },
+            action: Action::Create { ticket },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_read_and_write_the_documented_json() {
+        let text = r#"{"command_id":"c1","ticket_id":"t1","actor":{"source":"web","name":"ana"},"action":"close","reason":"done"}"#;
+        let command: Command = serde_json::from_str(text).unwrap();
+        assert_eq!(command.action, Action::Close { reason: "done".into() });
+        assert_eq!(serde_json::to_string(&command).unwrap(), text);
+        let claim: Command = serde_json::from_str(
+            r#"{"command_id":"c","ticket_id":"t","actor":{"source":"cli","name":"b"},"action":"claim"}"#,
+        )
+        .unwrap();
+        assert_eq!(claim.action, Action::Claim);
+    }
+
+    #[test]
+    fn events_carry_their_type_and_omit_the_version_of_a_rejection() {
+        let event = Event {
+            event_id: "e".into(),
+            ticket_id: "t".into(),
+            version: None,
+            at: "2026-01-01T00:00:00.000Z".into(),
+            actor: Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()) },
+            caused_by: "c".into(),
+            change: Change::Rejected { action: "claim".into(), reason: "already claimed by bo".into() },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "rejected");
+        assert!(json.get("version").is_none());
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        assert_eq!(create_command_id("t"), create_command_id("t"));
+        assert_ne!(create_command_id("t"), create_command_id("u"));
+        assert_ne!(event_id_for("c"), create_command_id("c"));
+    }
+}

@@ -1,0 +1,245 @@
+//! The deciding half of akte: each command on `ticket-commands` becomes its event on `ticket-events`.
+//!
+//! See the module above for why this is safe with several akte processes. The state of a ticket is the newer of
+//! what the ticket store holds and what this member produced and the store has not applied yet (`pending`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+
+use super::Settings;
+use crate::config::Topics;
+use crate::kafka::relay::{Input, Output, Transform};
+use crate::kafka::{self, CommitOnRevoke};
+use crate::lifecycle::{self, NAME_MAX, TicketState};
+use crate::schema::lifecycle::{Actor, ActorSource, Change, Command, Event, event_id_for};
+use crate::schema::{DeadLetter, ErrorType, now_rfc3339};
+use crate::store::{Store, query};
+
+/// How long a new owner of a partition waits for the store to apply what the previous owner wrote.
+const CATCH_UP: Duration = Duration::from_secs(120);
+/// How many produced-but-not-yet-stored states and answers are kept before the ones the store has are dropped.
+const PENDING_MAX: usize = 10_000;
+
+/// The partition of a ticket in `ticket-commands` and `ticket-events`: librdkafka's default partitioner
+/// (CRC-32 of the key), so franz's own producers land there without being told.
+pub fn ticket_partition(ticket_id: &str, partitions: i32) -> i32 {
+    (crc32fast::hash(ticket_id.as_bytes()) % partitions.max(1) as u32) as i32
+}
+
+pub struct Decider {
+    topics: Topics,
+    store: Store,
+    membership: CommitOnRevoke,
+    partitions: i32,
+    /// The rebalance generation in which each partition was last caught up.
+    prepared: HashMap<i32, usize>,
+    pending: HashMap<String, TicketState>,
+    answered: HashSet<String>,
+    watermarks: Arc<BaseConsumer>,
+}
+
+impl Decider {
+    pub fn new(settings: &Settings) -> anyhow::Result<Decider> {
+        let watermarks: BaseConsumer =
+            kafka::consumer_config(&settings.bootstrap).create().context("cannot create akte's offset reader")?;
+        Ok(Decider {
+            topics: settings.topics.clone(),
+            store: settings.store.clone(),
+            membership: CommitOnRevoke::default(),
+            partitions: 0,
+            prepared: HashMap::new(),
+            pending: HashMap::new(),
+            answered: HashSet::new(),
+            watermarks: Arc::new(watermarks),
+        })
+    }
+
+    /// The consumer context to create the commands consumer with: it tells the decider about rebalances.
+    pub fn membership(&self) -> CommitOnRevoke {
+        self.membership.clone()
+    }
+
+    /// Reads both topics' partition counts; they must agree, or one ticket's events would not share a
+    /// partition number with its commands.
+    async fn learn_partitions(&mut self) -> anyhow::Result<()> {
+        let reader = self.watermarks.clone();
+        let (commands, events) = (self.topics.commands.clone(), self.topics.events.clone());
+        let counts = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, usize)> {
+            let count = |topic: &str| -> anyhow::Result<usize> {
+                let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+                Ok(metadata.topics().first().map_or(0, |t| t.partitions().len()))
+            };
+            Ok((count(&commands)?, count(&events)?))
+        })
+        .await??;
+        if counts.0 == 0 || counts.0 != counts.1 {
+            anyhow::bail!(
+                "{} has {} partitions and {} has {}; akte needs both to exist with the same number",
+                self.topics.commands,
+                counts.0,
+                self.topics.events,
+                counts.1
+            );
+        }
+        self.partitions = counts.0 as i32;
+        Ok(())
+    }
+
+    /// The ticket as this member knows it: the store's row, or what it produced since if that is newer.
+    fn state(&self, id: &str) -> anyhow::Result<Option<TicketState>> {
+        let stored = query::ticket(&*self.store.reader()?, id)?;
+        Ok(match (self.pending.get(id), stored) {
+            (Some(pending), Some(stored)) if stored.version >= pending.version => Some(stored),
+            (Some(pending), _) => Some(pending.clone()),
+            (None, stored) => stored,
+        })
+    }
+
+    fn answered_before(&self, command_id: &str) -> anyhow::Result<bool> {
+        Ok(self.answered.contains(command_id) || query::answer(&*self.store.reader()?, command_id)?.is_some())
+    }
+
+    /// Drops what the store has caught up with, once the memory holds many.
+    fn prune(&mut self) -> anyhow::Result<()> {
+        let conn = self.store.reader()?;
+        if self.pending.len() > PENDING_MAX {
+            let mut keep = HashMap::new();
+            for (id, state) in self.pending.drain() {
+                if query::ticket(&conn, &id)?.is_none_or(|stored| stored.version < state.version) {
+                    keep.insert(id, state);
+                }
+            }
+            self.pending = keep;
+        }
+        if self.answered.len() > PENDING_MAX {
+            let mut keep = HashSet::new();
+            for id in self.answered.drain() {
+                if query::answer(&conn, &id)?.is_none() {
+                    keep.insert(id);
+                }
+            }
+            self.answered = keep;
+        }
+        Ok(())
+    }
+
+    fn event_output(&self, event: &Event, partition: i32) -> anyhow::Result<Output> {
+        Ok(Output {
+            topic: self.topics.events.clone(),
+            key: Some(event.ticket_id.clone().into_bytes()),
+            payload: serde_json::to_vec(event)?,
+            partition: Some(partition),
+        })
+    }
+
+    /// The answer to a record that is no command but names a ticket: a `rejected` event, identified by where
+    /// the record sits so that a redelivery is recognised.
+    fn unreadable(&self, input: &Input<'_>, ticket_id: &str, reason: String) -> anyhow::Result<Output> {
+        let command_id = format!("record:{}/{}/{}", input.topic, input.partition, input.offset);
+        let event = Event {
+            event_id: event_id_for(&command_id),
+            ticket_id: ticket_id.to_owned(),
+            version: None,
+            at: now_rfc3339(),
+            actor: Actor { source: ActorSource::Franz, name: "akte".into(), id: None },
+            caused_by: command_id,
+            change: Change::Rejected { action: "unreadable".into(), reason },
+        };
+        self.event_output(&event, input.partition)
+    }
+}
+
+impl Transform for Decider {
+    fn needs_prepare(&self, partition: i32) -> bool {
+        self.partitions == 0
+            || self.prepared.get(&partition) != Some(&self.membership.generation.load(Ordering::SeqCst))
+    }
+
+    async fn prepare(&mut self, partition: i32) -> anyhow::Result<()> {
+        if self.partitions == 0 {
+            self.learn_partitions().await?;
+        }
+        let generation = self.membership.generation.load(Ordering::SeqCst);
+        let reader = self.watermarks.clone();
+        let topic = self.topics.events.clone();
+        let (_, end) =
+            tokio::task::spawn_blocking(move || reader.fetch_watermarks(&topic, partition, Duration::from_secs(10)))
+                .await??;
+        let caught_up = |p: &crate::store::Progress| p.next.get(&partition).copied().unwrap_or(0) >= end;
+        if !self.store.wait_for(CATCH_UP, caught_up).await {
+            anyhow::bail!(
+                "the ticket store did not apply {}/{partition} up to offset {end} within {CATCH_UP:?}",
+                self.topics.events
+            );
+        }
+        self.prepared.insert(partition, generation);
+        Ok(())
+    }
+
+    fn transform(&mut self, input: &Input<'_>) -> anyhow::Result<Option<Output>> {
+        let key = input.key.and_then(|k| std::str::from_utf8(k).ok()).filter(|k| (1..=NAME_MAX).contains(&k.len()));
+        let Some(key) = key else {
+            let letter = DeadLetter::new(
+                ErrorType::ValidationError,
+                "a ticket command's key must be its ticket id (1 to 64 bytes of UTF-8)".into(),
+                input.payload,
+                input.source(),
+                now_rfc3339(),
+            );
+            return Ok(Some(Output {
+                topic: self.topics.dead_letters.clone(),
+                key: None,
+                payload: serde_json::to_vec(&letter)?,
+                partition: None,
+            }));
+        };
+        let home = ticket_partition(key, self.partitions);
+        if home != input.partition {
+            // Sent by a client with another partitioner: the ticket's single writer is the owner of `home`.
+            return Ok(Some(Output {
+                topic: self.topics.commands.clone(),
+                key: Some(key.as_bytes().to_vec()),
+                payload: input.payload.to_vec(),
+                partition: Some(home),
+            }));
+        }
+        let command: Command = match serde_json::from_slice(input.payload) {
+            Ok(command) => command,
+            Err(error) => {
+                let reason = format!("not a ticket command: {}", truncate(&error.to_string(), 200));
+                return Ok(Some(self.unreadable(input, key, reason)?));
+            }
+        };
+        if command.ticket_id != key {
+            return Ok(Some(self.unreadable(input, key, "the record key must be the command's ticket_id".into())?));
+        }
+        if command.command_id.is_empty() || command.command_id.len() > NAME_MAX {
+            return Ok(Some(self.unreadable(input, key, "a command_id has 1 to 64 characters".into())?));
+        }
+        if self.answered_before(&command.command_id)? {
+            return Ok(None);
+        }
+        let state = self.state(&command.ticket_id)?;
+        let event = lifecycle::decide(state.as_ref(), &command, &now_rfc3339());
+        if event.version.is_some() {
+            if let Some(next) = lifecycle::apply(state, &event) {
+                self.pending.insert(command.ticket_id.clone(), next);
+            }
+        }
+        self.answered.insert(command.command_id.clone());
+        self.prune()?;
+        Ok(Some(self.event_output(&event, input.partition)?))
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}

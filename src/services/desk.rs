@@ -1,0 +1,23 @@
+//! The desk as a `franz up` service: binds franz's HTTP server and runs it until shutdown. The server itself is
+//! `crate::desk`.
+
+use anyhow::Context as _;
+
+use crate::desk::{Server, Settings};
+
+/// `franz up`'s desk: runs whenever it is enabled (it opens the ticket store).
+pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
+    let store = context.store.clone().context("the desk needs the ticket store")?;
+    let server = Server::bind(Settings {
+        listen: context.config.desk.listen,
+        bootstrap: context.bootstrap.clone(),
+        topics: context.config.topics.clone(),
+        store,
+        desk_dir: context.desk_dir.clone(),
+    })
+    .await?;
+    let address = server.address;
+    let status = format!("{} (API under /api/; `franz staff add NAME` prints a sign-in link)", server.url());
+    let task = server.serve(context.shutdown.clone());
+    Ok(super::Plan::Run { status, task: Box::pin(task), serves: Some(address) })
+}

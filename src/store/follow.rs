@@ -1,0 +1,183 @@
+//! Keeps the ticket store up to date: reads `ticket-events` from the offsets the store holds and applies it in
+//! batches, on a thread of its own.
+//!
+//! At start it checks the store against the topic: a store ahead of the topic (the topic was deleted and created
+//! again, or a container broker started empty) is rebuilt; a store behind the topic's oldest event (retention
+//! removed events it never saw) says so loudly. A large backlog shows its progress in the log.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::{Record, Writer};
+use crate::kafka;
+
+/// Events applied in one transaction at most.
+const BATCH: usize = 5_000;
+/// A backlog this large is a rebuild worth reporting progress on.
+const REPORT_BACKLOG: i64 = 20_000;
+/// How long a broker may take to answer metadata and watermark requests.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Follows `topic` into the store until `shutdown` is cancelled.
+pub async fn run(
+    mut writer: Writer,
+    bootstrap: String,
+    topic: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || follow(&mut writer, &bootstrap, &topic, &shutdown))
+        .await
+        .context("the ticket store's follower ended abnormally")?
+}
+
+fn follow(writer: &mut Writer, bootstrap: &str, topic: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = kafka::consumer_config(bootstrap)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("group.id", "franz-ticket-store")
+        .create()
+        .context("cannot create the ticket store's consumer")?;
+    let ends = watermarks(&consumer, topic)?;
+    check_against_topic(writer, &ends)?;
+    let next = writer.next_offsets();
+    let mut assignment = TopicPartitionList::new();
+    for (&partition, &(low, _)) in &ends {
+        let from = next.get(&partition).copied().unwrap_or(0).max(low);
+        assignment.add_partition_offset(topic, partition, Offset::Offset(from))?;
+    }
+    consumer.assign(&assignment).context("cannot read the ticket events")?;
+
+    let backlog: i64 = ends.iter().map(|(p, &(low, high))| high - next.get(p).copied().unwrap_or(0).max(low)).sum();
+    let mut report = (backlog >= REPORT_BACKLOG).then(|| Report::new(backlog));
+    if let Some(report) = &report {
+        tracing::info!("ticket store: applying {} events from {topic}", report.total);
+    }
+    let targets: Vec<(i32, i64)> = ends.iter().map(|(&p, &(_, high))| (p, high)).collect();
+    let mut caught_up = false;
+    while !shutdown.is_cancelled() {
+        let mut messages = Vec::new();
+        if let Some(first) = consumer.poll(Duration::from_millis(100)) {
+            messages.push(first);
+            while messages.len() < BATCH {
+                match consumer.poll(Duration::ZERO) {
+                    Some(message) => messages.push(message),
+                    None => break,
+                }
+            }
+        }
+        let mut records = Vec::with_capacity(messages.len());
+        for message in &messages {
+            match message {
+                Ok(message) => records.push(Record {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    payload: message.payload().unwrap_or_default(),
+                }),
+                Err(error) => tracing::warn!(%error, "reading {topic} failed; librdkafka retries by itself"),
+            }
+        }
+        if !records.is_empty() {
+            let applied = writer.apply(&records).context("cannot write the ticket store")?;
+            if let Some(report) = &mut report {
+                report.advance(applied.events + applied.duplicates + applied.unreadable);
+            }
+        }
+        drop(records);
+        drop(messages);
+        if !caught_up {
+            let next = writer.next_offsets();
+            caught_up = targets.iter().all(|(p, high)| next.get(p).copied().unwrap_or(0) >= *high);
+            if caught_up {
+                if let Some(report) = report.take() {
+                    report.finish();
+                }
+                writer.caught_up();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Each partition's oldest and next offsets.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<std::collections::BTreeMap<i32, (i64, i64)>> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .with_context(|| format!("cannot read the metadata of {topic}"))?;
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    if partitions == 0 {
+        anyhow::bail!("topic {topic} does not exist");
+    }
+    (0..partitions as i32)
+        .map(|p| {
+            let marks = consumer
+                .fetch_watermarks(topic, p, TIMEOUT)
+                .with_context(|| format!("cannot read the offsets of {topic}/{p}"))?;
+            Ok((p, marks))
+        })
+        .collect()
+}
+
+fn check_against_topic(writer: &mut Writer, ends: &std::collections::BTreeMap<i32, (i64, i64)>) -> anyhow::Result<()> {
+    let next = writer.next_offsets();
+    let ahead = next.iter().find(|(p, n)| ends.get(p).is_none_or(|&(_, high)| **n > high));
+    if let Some((partition, stored)) = ahead {
+        let high = ends.get(partition).map_or(0, |e| e.1);
+        writer.reset(&format!(
+            "it has applied partition {partition} up to offset {stored} but the topic ends at {high} (the topic was \
+             created again)"
+        ))?;
+        return Ok(());
+    }
+    for (partition, &(low, _)) in ends {
+        let stored = next.get(partition).copied().unwrap_or(0);
+        if stored < low {
+            tracing::error!(
+                "ticket events {stored}..{low} of partition {partition} were removed by retention before the store \
+                 applied them; the tickets they changed are incomplete. Keep ticket-events forever (retention -1)."
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Progress of a large backlog, logged every few seconds.
+struct Report {
+    total: i64,
+    done: i64,
+    started: Instant,
+    last: Instant,
+}
+
+impl Report {
+    fn new(total: i64) -> Report {
+        Report { total, done: 0, started: Instant::now(), last: Instant::now() }
+    }
+
+    fn advance(&mut self, records: u64) {
+        self.done += records as i64;
+        if self.last.elapsed() >= Duration::from_secs(2) {
+            self.last = Instant::now();
+            let rate = self.done as f64 / self.started.elapsed().as_secs_f64();
+            tracing::info!(
+                "ticket store: {} of {} events applied ({}%), {rate:.0} events/s",
+                self.done,
+                self.total,
+                self.done * 100 / self.total.max(1)
+            );
+        }
+    }
+
+    fn finish(self) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        tracing::info!(
+            "ticket store: caught up, {} events in {seconds:.1} s ({:.0} events/s)",
+            self.done,
+            self.done as f64 / seconds.max(0.001)
+        );
+    }
+}

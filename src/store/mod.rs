@@ -1,0 +1,332 @@
+//! The ticket store: a SQLite view of `ticket-events`, the one place the desk, the API, the CLI and akte read
+//! tickets from.
+//!
+//! It is a cache: every row follows from the events, and a store deleted at any time rebuilds itself from the
+//! topic. Each batch of events is applied in one transaction together with the consumed offsets, so an event is
+//! applied exactly once even across crashes; an event whose command was applied already (a duplicate) is skipped.
+//! Rows are computed with `lifecycle::apply`, the same function akte decides with, so a row always equals the fold
+//! of its ticket's events. The database runs in WAL mode: readers (a small pool) never wait for the writer, and the
+//! writer's transactions are short. `apply` is the writing half, `query` the reading half, `follow` the loop that
+//! feeds it from Kafka.
+
+pub mod follow;
+pub mod query;
+mod schema;
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use tokio::sync::watch;
+
+use crate::lifecycle::{self, TicketState};
+use crate::schema::lifecycle::{Change, Event, Priority, Status};
+
+/// Reading connections kept open for the API and akte.
+const READERS: u32 = 8;
+
+/// The reading side of the store, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+    /// Bumped after every applied batch, so waiters (read-your-writes, akte's catch-up) wake up.
+    applied: watch::Receiver<Progress>,
+}
+
+/// How far the store has applied `ticket-events`: the next offset of each partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub next: HashMap<i32, i64>,
+    /// Whether the store has reached the end of the topic as it was when the store started.
+    pub caught_up: bool,
+}
+
+/// The writing side: one per store, owned by the loop that follows the topic.
+pub struct Writer {
+    conn: Connection,
+    progress: watch::Sender<Progress>,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub events: u64,
+    /// Events of commands applied before (redelivered), skipped.
+    pub duplicates: u64,
+    /// Records that are not franz events, skipped with a log line.
+    pub unreadable: u64,
+}
+
+/// One record of `ticket-events` as the writer takes it.
+pub struct Record<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: &'a [u8],
+}
+
+/// Opens (or creates) the store at `path`, for the events of `topic`. A store built from another topic, or by
+/// an incompatible franz, is emptied to be rebuilt.
+pub fn open(path: &Path, topic: &str) -> anyhow::Result<(Store, Writer)> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut conn =
+        Connection::open(path).with_context(|| format!("cannot open the ticket store {}", path.display()))?;
+    schema::prepare(&mut conn, topic).with_context(|| format!("cannot prepare the ticket store {}", path.display()))?;
+    let next = schema::offsets(&conn)?;
+    let (progress, applied) = watch::channel(Progress { next, caught_up: false });
+    let manager = SqliteConnectionManager::file(path).with_init(schema::reader);
+    let pool = r2d2::Pool::builder()
+        .max_size(READERS)
+        .build(manager)
+        .with_context(|| format!("cannot open readers of {}", path.display()))?;
+    Ok((Store { pool, path: path.to_owned(), applied }, Writer { conn, progress }))
+}
+
+impl Store {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A reading connection (waits for one when all are busy).
+    pub fn reader(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.pool.get().context("no connection to the ticket store")
+    }
+
+    /// What has been applied so far.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.applied.clone()
+    }
+
+    /// Waits until `ready` holds for the store's progress, or `timeout` passes (then `false`).
+    pub async fn wait_for(&self, timeout: std::time::Duration, ready: impl FnMut(&Progress) -> bool) -> bool {
+        let mut progress = self.applied.clone();
+        tokio::time::timeout(timeout, progress.wait_for(ready)).await.is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// A ticket's row as the writer keeps it during a batch.
+struct Row {
+    seq: Option<i64>,
+    /// `None` until the ticket's `created` event.
+    state: Option<TicketState>,
+    stored_labels: BTreeSet<String>,
+    new_comments: Vec<String>,
+    dirty: bool,
+}
+
+impl Writer {
+    /// The next offset to read, per partition (absent: from the start).
+    pub fn next_offsets(&self) -> HashMap<i32, i64> {
+        self.progress.borrow().next.clone()
+    }
+
+    /// Empties the store, to rebuild it from the start of the topic.
+    pub fn reset(&mut self, why: &str) -> anyhow::Result<()> {
+        tracing::warn!("ticket store {}: {why}; rebuilding it from the events", self.conn.path().unwrap_or("?"));
+        schema::clear(&self.conn)?;
+        self.progress.send_replace(Progress::default());
+        Ok(())
+    }
+
+    /// Marks the store as caught up with the topic (the first time it reaches the end after starting).
+    pub fn caught_up(&self) {
+        self.progress.send_if_modified(|p| !std::mem::replace(&mut p.caught_up, true));
+    }
+
+    /// Applies a batch in one transaction with its offsets. Records below a partition's stored offset (read
+    /// again after a crash) are skipped.
+    pub fn apply(&mut self, records: &[Record<'_>]) -> anyhow::Result<Applied> {
+        let mut applied = Applied::default();
+        let mut next = self.progress.borrow().next.clone();
+        let tx = self.conn.transaction()?;
+        let mut rows: HashMap<String, Row> = HashMap::new();
+        // Rows are saved in the order their tickets first appear, so new tickets get their seq (the list's
+        // newest-first order) in event order.
+        let mut order: Vec<String> = Vec::new();
+        for record in records {
+            let expected = next.get(&record.partition).copied().unwrap_or(0);
+            if record.offset < expected {
+                continue;
+            }
+            next.insert(record.partition, record.offset + 1);
+            let event: Event = match serde_json::from_slice(record.payload) {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(partition = record.partition, offset = record.offset, %error, "not a ticket event; skipped");
+                    applied.unreadable += 1;
+                    continue;
+                }
+            };
+            let inserted = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, ticket_id, caused_by, version, type, at, actor, json, partition, offset)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                event.event_id,
+                event.ticket_id,
+                event.caused_by,
+                event.version.map(|v| v as i64),
+                event.change.name(),
+                event.at,
+                event.actor.name,
+                std::str::from_utf8(record.payload).unwrap_or_default(),
+                record.partition,
+                record.offset,
+            ])?;
+            if inserted == 0 {
+                applied.duplicates += 1;
+                continue;
+            }
+            applied.events += 1;
+            if event.version.is_none() {
+                continue;
+            }
+            let row = match rows.entry(event.ticket_id.clone()) {
+                Entry::Occupied(row) => row.into_mut(),
+                Entry::Vacant(slot) => {
+                    order.push(event.ticket_id.clone());
+                    let loaded = load(&tx, &event.ticket_id)?;
+                    slot.insert(Row {
+                        seq: loaded.as_ref().map(|(seq, _)| *seq),
+                        stored_labels: loaded.as_ref().map(|(_, s)| s.labels.clone()).unwrap_or_default(),
+                        state: loaded.map(|(_, state)| state),
+                        new_comments: Vec::new(),
+                        dirty: false,
+                    })
+                }
+            };
+            let version = |state: &Option<TicketState>| state.as_ref().map_or(0, |s| s.version);
+            let before = version(&row.state);
+            row.state = lifecycle::apply(row.state.take(), &event);
+            if version(&row.state) != before {
+                if let Change::Commented { body, .. } = &event.change {
+                    row.new_comments.push(body.clone());
+                }
+                row.dirty = true;
+            }
+        }
+        for id in order {
+            if let Some(row) = rows.remove(&id).filter(|row| row.dirty) {
+                save(&tx, row)?;
+            }
+        }
+        for (partition, next) in &next {
+            tx.prepare_cached("INSERT OR REPLACE INTO offsets (partition, next) VALUES (?1, ?2)")?
+                .execute(params![partition, next])?;
+        }
+        tx.commit()?;
+        self.progress.send_modify(|p| p.next = next);
+        Ok(applied)
+    }
+}
+
+/// The columns `load` and the queries read, in order.
+pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
+    origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments";
+
+/// A ticket row as a state, with its seq.
+pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
+    let status: String = row.get(3)?;
+    let priority: String = row.get(5)?;
+    let labels: String = row.get(6)?;
+    Ok((
+        row.get(0)?,
+        TicketState {
+            id: row.get(1)?,
+            version: row.get::<_, i64>(2)? as u64,
+            status: Status::parse(&status).unwrap_or_default(),
+            assignee: row.get(4)?,
+            priority: Priority::parse(&priority).unwrap_or_default(),
+            labels: labels.split('\n').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+            contact: row.get(7)?,
+            contact_id: row.get(8)?,
+            origin: row.get(9)?,
+            body: row.get(10)?,
+            submitted: row.get(11)?,
+            created_at: row.get(12)?,
+            first_claimed_at: row.get(13)?,
+            closed_at: row.get(14)?,
+            closed_by: row.get(15)?,
+            close_reason: row.get(16)?,
+            updated_at: row.get(17)?,
+            comments: row.get::<_, i64>(18)? as u64,
+        },
+    ))
+}
+
+fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<(i64, TicketState)>> {
+    conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"))?
+        .query_row([id], ticket_from_row)
+        .optional()
+}
+
+fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
+    let Some(t) = &row.state else { return Ok(()) };
+    let labels = t.labels.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+    let values = params![
+        t.id,
+        t.version as i64,
+        t.status.name(),
+        t.assignee,
+        t.priority.name(),
+        labels,
+        t.contact,
+        t.contact_id,
+        t.origin,
+        t.body,
+        t.submitted,
+        t.created_at,
+        t.first_claimed_at,
+        t.closed_at,
+        t.closed_by,
+        t.close_reason,
+        t.updated_at,
+        t.comments as i64,
+    ];
+    let seq = match row.seq {
+        Some(seq) => {
+            conn.prepare_cached(
+                "UPDATE tickets SET id = ?1, version = ?2, status = ?3, assignee = ?4, priority = ?5, labels = ?6,
+                 contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
+                 first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
+                 comments = ?18 WHERE seq = ?19",
+            )?
+            .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
+            if !row.new_comments.is_empty() {
+                conn.prepare_cached("UPDATE search SET comments = comments || char(10) || ?1 WHERE rowid = ?2")?
+                    .execute(params![row.new_comments.join("\n"), seq])?;
+            }
+            seq
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
+                 body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
+                 comments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            )?
+            .execute(values)?;
+            let seq = conn.last_insert_rowid();
+            conn.prepare_cached("INSERT INTO search (rowid, body, contact, comments) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![seq, t.body, t.contact, row.new_comments.join("\n")])?;
+            seq
+        }
+    };
+    if row.stored_labels != t.labels {
+        for gone in row.stored_labels.difference(&t.labels) {
+            conn.prepare_cached("DELETE FROM labels WHERE label = ?1 AND seq = ?2")?.execute(params![gone, seq])?;
+        }
+        for new in t.labels.difference(&row.stored_labels) {
+            conn.prepare_cached("INSERT OR IGNORE INTO labels (label, seq) VALUES (?1, ?2)")?
+                .execute(params![new, seq])?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

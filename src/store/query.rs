@@ -1,0 +1,266 @@
+//! Reading the ticket store: the list with its filters and cursor, one ticket with its history, search, and the
+//! team's numbers. Every query is bounded (a page has at most [`PAGE_MAX`] tickets) and uses an index, so a read
+//! stays fast with a million tickets.
+
+use rusqlite::{Connection, OptionalExtension as _, ToSql};
+use serde::{Deserialize, Serialize};
+
+use super::{TICKET_COLUMNS, ticket_from_row};
+use crate::lifecycle::TicketState;
+use crate::schema::lifecycle::{Event, Priority, Status};
+
+/// The most tickets one page holds.
+pub const PAGE_MAX: usize = 200;
+/// A page's size when the caller does not say.
+pub const PAGE_DEFAULT: usize = 50;
+
+/// Which tickets to list. Every field narrows the list; none lists everything, newest first.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filter {
+    pub status: Option<Status>,
+    pub assignee: Option<String>,
+    /// Only tickets nobody holds.
+    pub unassigned: bool,
+    pub label: Option<String>,
+    pub priority: Option<Priority>,
+    pub origin: Option<String>,
+    /// Words to find in the body, the contact or the comments (each word a prefix).
+    pub q: Option<String>,
+    /// From `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub tickets: Vec<TicketState>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A filter the store cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the ticket store failed: {0}")]
+    Store(#[from] rusqlite::Error),
+}
+
+/// A page of tickets, newest first.
+pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
+    let limit = filter.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(QueryError::Invalid(format!("limit must be 1 to {PAGE_MAX}")));
+    }
+    let cursor = match &filter.cursor {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| QueryError::Invalid("cursor is not one we gave".into()))?),
+    };
+    let search = filter.q.as_deref().map(fts_query).filter(|q| !q.is_empty());
+    let mut clause = Where::default();
+    let from = if let Some(search) = search {
+        clause.bind("search MATCH ?", search);
+        "search JOIN tickets t ON t.seq = search.rowid"
+    } else {
+        "tickets t"
+    };
+    if let Some(status) = filter.status {
+        clause.bind("t.status = ?", status.name());
+    }
+    if let Some(assignee) = &filter.assignee {
+        clause.bind("t.assignee = ?", assignee.clone());
+    }
+    if filter.unassigned {
+        clause.conditions.push("t.assignee IS NULL".into());
+    }
+    if let Some(priority) = filter.priority {
+        clause.bind("t.priority = ?", priority.name());
+    }
+    if let Some(origin) = &filter.origin {
+        clause.bind("t.origin = ?", origin.clone());
+    }
+    if let Some(label) = &filter.label {
+        clause.bind("t.seq IN (SELECT seq FROM labels WHERE label = ?)", label.trim().to_lowercase());
+    }
+    if let Some(cursor) = cursor {
+        clause.bind("t.seq < ?", cursor);
+    }
+    let Where { conditions, values } = clause;
+    let columns = TICKET_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+    let condition = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    let sql = format!("SELECT {columns} FROM {from} {condition} ORDER BY t.seq DESC LIMIT {}", limit + 1);
+    let mut statement = conn.prepare_cached(&sql)?;
+    let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
+    let mut rows: Vec<(i64, TicketState)> =
+        statement.query_map(params.as_slice(), ticket_from_row)?.collect::<Result<_, _>>()?;
+    let next_cursor = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(seq, _)| seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page { tickets: rows.into_iter().map(|(_, t)| t).collect(), next_cursor })
+}
+
+/// The conditions of a query and the values they bind, numbered in order.
+#[derive(Default)]
+struct Where {
+    conditions: Vec<String>,
+    values: Vec<Box<dyn ToSql>>,
+}
+
+impl Where {
+    fn bind(&mut self, condition: &str, value: impl ToSql + 'static) {
+        self.values.push(Box::new(value));
+        self.conditions.push(condition.replace('?', &format!("?{}", self.values.len())));
+    }
+}
+
+/// The FTS5 query for what a person typed: each word quoted (so no operator syntax leaks through) and matched
+/// as a prefix; all words must match.
+fn fts_query(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .take(16)
+        .map(|word| format!("\"{word}\"*"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One ticket.
+pub fn ticket(conn: &Connection, id: &str) -> rusqlite::Result<Option<TicketState>> {
+    conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"))?
+        .query_row([id], ticket_from_row)
+        .optional()
+        .map(|row| row.map(|(_, t)| t))
+}
+
+/// A ticket's history, oldest first, refused attempts included.
+pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
+    let mut statement = conn.prepare_cached("SELECT json FROM events WHERE ticket_id = ?1 ORDER BY seq")?;
+    let rows = statement.query_map([id], |row| row.get::<_, String>(0))?;
+    let mut events = Vec::new();
+    for json in rows {
+        if let Ok(event) = serde_json::from_str(&json?) {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
+/// The event that answered a command, once the store has it.
+pub fn answer(conn: &Connection, command_id: &str) -> rusqlite::Result<Option<Event>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT json FROM events WHERE caused_by = ?1")?
+        .query_row([command_id], |row| row.get(0))
+        .optional()?;
+    Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+/// The team's numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub open: u64,
+    pub claimed: u64,
+    pub closed: u64,
+    /// Tickets created in each of the last 48 hours, oldest first (`hour` is `YYYY-MM-DDTHH`).
+    pub created_per_hour: Vec<Bucket>,
+    /// Over tickets created in the last 30 days.
+    pub time_to_claim: Durations,
+    pub time_to_close: Durations,
+    pub by_priority: Vec<Count>,
+    pub by_origin: Vec<Count>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bucket {
+    pub hour: String,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Count {
+    pub name: String,
+    pub tickets: u64,
+}
+
+/// Median and 90th percentile in seconds, over `tickets` tickets (none: both absent).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Durations {
+    pub tickets: u64,
+    pub median_secs: Option<f64>,
+    pub p90_secs: Option<f64>,
+}
+
+/// The numbers as of `now`.
+pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<Stats> {
+    let mut stats = Stats::default();
+    let mut by_status = conn.prepare_cached("SELECT status, COUNT(*) FROM tickets GROUP BY status")?;
+    for row in by_status.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))? {
+        let (status, count) = row?;
+        match Status::parse(&status) {
+            Some(Status::Open) => stats.open = count,
+            Some(Status::Claimed) => stats.claimed = count,
+            Some(Status::Closed) => stats.closed = count,
+            None => {}
+        }
+    }
+    let hour_format = "%Y-%m-%dT%H";
+    let first_hour = now - chrono::Duration::hours(47);
+    let since = first_hour.format(hour_format).to_string();
+    let mut per_hour = std::collections::BTreeMap::new();
+    let mut created = conn.prepare_cached(
+        "SELECT substr(created_at, 1, 13) AS hour, COUNT(*) FROM tickets WHERE created_at >= ?1 GROUP BY hour",
+    )?;
+    for row in created.query_map([&since], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))? {
+        let (hour, count) = row?;
+        per_hour.insert(hour, count);
+    }
+    stats.created_per_hour = (0..48)
+        .map(|h| {
+            let hour = (first_hour + chrono::Duration::hours(h)).format(hour_format).to_string();
+            Bucket { created: per_hour.get(&hour).copied().unwrap_or(0), hour }
+        })
+        .collect();
+    let month = (now - chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut times =
+        conn.prepare_cached("SELECT created_at, first_claimed_at, closed_at FROM tickets WHERE created_at >= ?1")?;
+    let (mut to_claim, mut to_close) = (Vec::new(), Vec::new());
+    for row in times.query_map([&month], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, Option<String>>(2)?))
+    })? {
+        let (created, claimed, closed) = row?;
+        let Some(created) = parse_time(&created) else { continue };
+        let since_created = |later: Option<String>| {
+            later.as_deref().and_then(parse_time).map(|t| (t - created).num_milliseconds() as f64 / 1000.0)
+        };
+        to_claim.extend(since_created(claimed));
+        to_close.extend(since_created(closed));
+    }
+    stats.time_to_claim = durations(to_claim);
+    stats.time_to_close = durations(to_close);
+    stats.by_priority = counts(conn, "SELECT priority, COUNT(*) FROM tickets GROUP BY priority ORDER BY 2 DESC")?;
+    stats.by_origin = counts(conn, "SELECT origin, COUNT(*) FROM tickets GROUP BY origin ORDER BY 2 DESC LIMIT 20")?;
+    Ok(stats)
+}
+
+fn counts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<Count>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map([], |row| Ok(Count { name: row.get(0)?, tickets: row.get::<_, i64>(1)? as u64 }))?;
+    rows.collect()
+}
+
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Median and p90 (nearest rank) of `values`.
+fn durations(mut values: Vec<f64>) -> Durations {
+    values.sort_by(f64::total_cmp);
+    let rank = |q: f64| values.get(((q * values.len() as f64).ceil() as usize).saturating_sub(1)).copied();
+    Durations { tickets: values.len() as u64, median_secs: rank(0.5), p90_secs: rank(0.9) }
+}

@@ -1,0 +1,124 @@
+//! The ticket store's tables, and what happens when a store on disk was built by another franz or from another
+//! topic: it is emptied and rebuilt, never trusted.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension as _};
+
+/// Bumped whenever the tables change; a store with another version is rebuilt from the events.
+const SCHEMA_VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (partition INTEGER PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tickets (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    assignee TEXT,
+    priority TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    contact_id TEXT,
+    origin TEXT NOT NULL,
+    body TEXT NOT NULL,
+    submitted TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    first_claimed_at TEXT,
+    closed_at TEXT,
+    closed_by TEXT,
+    close_reason TEXT,
+    updated_at TEXT NOT NULL,
+    comments INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_priority ON tickets (priority, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_origin ON tickets (origin, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_created ON tickets (created_at);
+CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    caused_by TEXT NOT NULL UNIQUE,
+    version INTEGER,
+    type TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    json TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_ticket ON events (ticket_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_type_time ON events (type, at);
+CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5 (body, contact, comments, tokenize = 'unicode61 remove_diacritics 2');
+";
+
+/// Settings of every connection: WAL so readers never wait for the writer; a busy timeout for the rare moment a
+/// checkpoint needs the file.
+fn common(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    Ok(())
+}
+
+/// The writer's connection: creates the tables, and empties a store that is not ours to continue.
+pub fn prepare(conn: &mut Connection, topic: &str) -> rusqlite::Result<()> {
+    common(conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The store is rebuilt from the topic after a crash at worst, so a commit need not wait for fsync.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -64_000)?;
+    conn.execute_batch(TABLES)?;
+    let version: Option<String> = meta(conn, "schema_version")?;
+    let built_from: Option<String> = meta(conn, "topic")?;
+    let ours = version.as_deref() == Some(&SCHEMA_VERSION.to_string()) && built_from.as_deref() == Some(topic);
+    if !ours {
+        if version.is_some() {
+            tracing::warn!(
+                "the ticket store was built by another franz or from another topic ({}); rebuilding it from {topic}",
+                built_from.as_deref().unwrap_or("unknown")
+            );
+        }
+        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
+            conn.execute_batch(
+                "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
+                 DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets;",
+            )?;
+            conn.execute_batch(TABLES)?;
+        }
+        clear(conn)?;
+        let tx = conn.transaction()?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
+        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('topic', ?1)", [topic])?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// A reading connection.
+pub fn reader(conn: &mut Connection) -> rusqlite::Result<()> {
+    common(conn)?;
+    conn.pragma_update(None, "query_only", true)
+}
+
+/// Empties every table the events fill.
+pub fn clear(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "BEGIN; DELETE FROM tickets; DELETE FROM labels; DELETE FROM events; DELETE FROM search;
+         DELETE FROM offsets; COMMIT;",
+    )
+}
+
+/// The next offset to apply, per partition.
+pub fn offsets(conn: &Connection) -> rusqlite::Result<HashMap<i32, i64>> {
+    let mut statement = conn.prepare("SELECT partition, next FROM offsets")?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    rows.collect()
+}
+
+fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0)).optional()
+}

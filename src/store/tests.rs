@@ -1,0 +1,240 @@
+//! The store against the lifecycle: every row equals the fold of its ticket's events, however the events are
+//! batched, repeated or replayed; and the queries find what they should.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::lifecycle::{decide, fold};
+use crate::schema::Ticket;
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Command};
+
+fn ticket(id: &str, body: &str) -> Ticket {
+    Ticket {
+        id: id.into(),
+        contact: "pontatot".into(),
+        origin: "Discord".into(),
+        body: body.into(),
+        date: "2026-02-24T08:32:23.255Z".into(),
+        contact_id: None,
+    }
+}
+
+fn command(n: usize, ticket: &str, who: &str, action: Action) -> Command {
+    Command {
+        command_id: format!("c{n}"),
+        ticket_id: ticket.into(),
+        actor: Actor { source: ActorSource::Cli, name: who.into(), id: None },
+        action,
+    }
+}
+
+/// Decides `commands` in order, as akte does, and returns the events as records of one partition.
+fn decided(commands: &[Command]) -> Vec<Event> {
+    let mut states: HashMap<String, TicketState> = HashMap::new();
+    commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let state = states.get(&c.ticket_id).cloned();
+            let event = decide(state.as_ref(), c, &format!("2026-03-01T00:{:02}:00.000Z", i % 60));
+            if let Some(next) = lifecycle::apply(state, &event) {
+                states.insert(c.ticket_id.clone(), next);
+            }
+            event
+        })
+        .collect()
+}
+
+fn payloads(events: &[Event]) -> Vec<Vec<u8>> {
+    events.iter().map(|e| serde_json::to_vec(e).unwrap()).collect()
+}
+
+fn open_temp() -> (tempfile::TempDir, Store, Writer) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), "events").unwrap();
+    (dir, store, writer)
+}
+
+/// Applies payloads at offsets `first..` of partition 0, in batches of `batch`.
+fn apply_all(writer: &mut Writer, payloads: &[Vec<u8>], first: i64, batch: usize) {
+    let records: Vec<Record<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Record { partition: 0, offset: first + i as i64, payload: p })
+        .collect();
+    for chunk in records.chunks(batch.max(1)) {
+        writer.apply(chunk).unwrap();
+    }
+}
+
+fn all_rows(store: &Store) -> Vec<TicketState> {
+    let conn = store.reader().unwrap();
+    let mut statement = conn.prepare(&format!("SELECT {TICKET_COLUMNS} FROM tickets ORDER BY id")).unwrap();
+    statement.query_map([], ticket_from_row).unwrap().map(|r| r.unwrap().1).collect()
+}
+
+fn any_commands() -> impl Strategy<Value = Vec<Command>> {
+    let action = prop_oneof![
+        Just(Action::Claim),
+        Just(Action::Unclaim),
+        Just(Action::Assign { to: "cy".into() }),
+        "[a-z]{1,6}".prop_map(|body| Action::Comment { body, internal: false }),
+        Just(Action::SetPriority { priority: crate::schema::lifecycle::Priority::High }),
+        prop::sample::select(vec!["bug", "vip"]).prop_map(|l| Action::AddLabel { label: l.into() }),
+        prop::sample::select(vec!["bug", "vip"]).prop_map(|l| Action::RemoveLabel { label: l.into() }),
+        Just(Action::Close { reason: "done".into() }),
+        Just(Action::Reopen),
+    ];
+    let step = (prop::sample::select(vec!["t1", "t2", "t3"]), prop::sample::select(vec!["ana", "bo"]), action);
+    prop::collection::vec(step, 0..60).prop_map(|steps| {
+        let mut commands: Vec<Command> =
+            ["t1", "t2", "t3"].iter().map(|id| Command::create(ticket(id, &format!("body of {id}")))).collect();
+        commands.extend(steps.into_iter().enumerate().map(|(i, (t, who, a))| command(i, t, who, a)));
+        commands
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever the batching, and with every event delivered twice, each row is the fold of its events; a second
+    /// store built from the same events has the same rows.
+    #[test]
+    fn every_row_is_the_fold_of_its_events(commands in any_commands(), batch in 1usize..20) {
+        let events = decided(&commands);
+        let mut doubled = Vec::new();
+        for payload in payloads(&events) {
+            doubled.push(payload.clone());
+            doubled.push(payload);
+        }
+        let (_dir, store, mut writer) = open_temp();
+        apply_all(&mut writer, &doubled, 0, batch);
+        let rows = all_rows(&store);
+        for row in &rows {
+            let own: Vec<&Event> = events.iter().filter(|e| e.ticket_id == row.id).collect();
+            prop_assert_eq!(Some(row.clone()), fold(own));
+        }
+        prop_assert_eq!(rows.len(), 3);
+        let (_dir2, rebuilt, mut writer2) = open_temp();
+        apply_all(&mut writer2, &payloads(&events), 0, 7);
+        prop_assert_eq!(all_rows(&rebuilt), rows);
+    }
+}
+
+#[test]
+fn records_below_the_stored_offset_are_not_applied_again() {
+    let events = decided(&[Command::create(ticket("t1", "x")), command(1, "t1", "ana", Action::Claim)]);
+    let (dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    drop(writer);
+    // After a restart the same offsets are read again (the store's offsets are the truth of what it applied).
+    let (_, mut again) = open(&dir.path().join("store/tickets.sqlite"), "events").unwrap();
+    assert_eq!(again.next_offsets().get(&0), Some(&2));
+    let applied = again.apply(&[Record { partition: 0, offset: 1, payload: &payloads(&events)[1] }]).unwrap();
+    assert_eq!(applied, Applied::default());
+    assert_eq!(all_rows(&store)[0].version, 2);
+}
+
+#[test]
+fn records_that_are_no_events_are_skipped_and_counted() {
+    let (_dir, store, mut writer) = open_temp();
+    let applied = writer.apply(&[Record { partition: 0, offset: 0, payload: b"{not json" }]).unwrap();
+    assert_eq!(applied.unreadable, 1);
+    assert!(all_rows(&store).is_empty());
+    assert_eq!(writer.next_offsets().get(&0), Some(&1));
+}
+
+#[test]
+fn a_store_built_from_another_topic_is_emptied_to_be_rebuilt() {
+    let events = decided(&[Command::create(ticket("t1", "x"))]);
+    let (dir, _store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    drop(writer);
+    let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), "other-events").unwrap();
+    assert!(all_rows(&store).is_empty());
+    assert!(writer.next_offsets().is_empty());
+}
+
+#[test]
+fn search_finds_words_of_the_body_contact_and_comments_and_ignores_query_syntax() {
+    let events = decided(&[
+        Command::create(ticket("t1", "my printer is on fire")),
+        Command::create(ticket("t2", "password reset please")),
+        command(1, "t2", "ana", Action::Comment { body: "sent a reset link to the mailbox".into(), internal: true }),
+    ]);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let found = |q: &str| -> Vec<String> {
+        let filter = query::Filter { q: Some(q.into()), ..Default::default() };
+        query::list(&conn, &filter).unwrap().tickets.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(found("printer"), ["t1"]);
+    assert_eq!(found("mailb"), ["t2"], "a word matches as a prefix, comments included");
+    assert_eq!(found("PONTATOT"), ["t2", "t1"], "the contact, newest first");
+    assert_eq!(found("\"fire\" OR NEAR("), Vec::<String>::new(), "operators are words, not syntax");
+    assert_eq!(found("fire\")*"), ["t1"]);
+}
+
+#[test]
+fn pages_follow_each_other_without_gaps_or_repeats() {
+    let commands: Vec<Command> = (0..25).map(|i| Command::create(ticket(&format!("t{i:02}"), "x"))).collect();
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&decided(&commands)), 0, 10);
+    let conn = store.reader().unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let filter = query::Filter { limit: Some(10), cursor: cursor.clone(), ..Default::default() };
+        let page = query::list(&conn, &filter).unwrap();
+        seen.extend(page.tickets.into_iter().map(|t| t.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("t{i:02}")).collect();
+    assert_eq!(seen, expected);
+    let bad = query::Filter { cursor: Some("nope".into()), ..Default::default() };
+    assert!(matches!(query::list(&conn, &bad), Err(query::QueryError::Invalid(_))));
+}
+
+#[test]
+fn filters_narrow_the_list() {
+    let events = decided(&[
+        Command::create(ticket("t1", "a")),
+        Command::create(ticket("t2", "b")),
+        command(1, "t1", "ana", Action::Claim),
+        command(2, "t2", "ana", Action::AddLabel { label: "VIP".into() }),
+    ]);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let ids = |filter: query::Filter| -> Vec<String> {
+        query::list(&conn, &filter).unwrap().tickets.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids(query::Filter { status: Some(Status::Claimed), ..Default::default() }), ["t1"]);
+    assert_eq!(ids(query::Filter { assignee: Some("ana".into()), ..Default::default() }), ["t1"]);
+    assert_eq!(ids(query::Filter { unassigned: true, ..Default::default() }), ["t2"]);
+    assert_eq!(ids(query::Filter { label: Some("vip".into()), ..Default::default() }), ["t2"]);
+    assert_eq!(ids(query::Filter { origin: Some("Web".into()), ..Default::default() }), Vec::<String>::new());
+}
+
+#[test]
+fn stats_count_statuses_and_time_to_claim() {
+    let events = decided(&[
+        Command::create(ticket("t1", "a")),
+        Command::create(ticket("t2", "b")),
+        command(1, "t1", "ana", Action::Claim),
+        command(2, "t2", "ana", Action::Close { reason: "dup".into() }),
+    ]);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let stats = query::stats(&store.reader().unwrap(), now).unwrap();
+    assert_eq!((stats.open, stats.claimed, stats.closed), (0, 1, 1));
+    // Created at minute 0 and 1, claimed at minute 2, closed at minute 3 (see `decided`).
+    assert_eq!(stats.time_to_claim.median_secs, Some(120.0));
+    assert_eq!(stats.time_to_close.median_secs, Some(120.0));
+    assert_eq!(stats.created_per_hour.iter().map(|b| b.created).sum::<u64>(), 2);
+}
