@@ -31,6 +31,9 @@ pub struct Running {
     pub shutdown: CancellationToken,
     /// Each running task with its name (a service, or the ticket store's follower).
     tasks: JoinSet<(String, anyhow::Result<()>)>,
+    /// Cancels `shutdown` when this is dropped without `wait` (a caller that bails out early), so that no
+    /// service, and no thread the runtime would wait for, outlives it.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 /// Where the ticket store lives: beside the embedded broker's data (so `--ephemeral` makes it temporary too),
@@ -106,7 +109,8 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         };
         services.push((*service, status));
     }
-    Ok(Running { broker, topics, services, desk, store, shutdown, tasks })
+    let _stop_on_drop = shutdown.clone().drop_guard();
+    Ok(Running { broker, topics, services, desk, store, shutdown, tasks, _stop_on_drop })
 }
 
 impl Running {

@@ -5,6 +5,8 @@ mod util;
 
 /// absturz: alerts to a fake Discord webhook, rate limits, failures, nothing lost.
 mod absturz;
+/// akte, the ticket store and the desk's API: lifecycle, conflicts, crashes, rebuilds.
+mod akte;
 /// aufbereitung end to end: tickets, dead letters, offsets, scale-out.
 mod aufbereitung;
 /// The embedded broker itself: restarts, groups, idempotence, bad input.

@@ -1,59 +1,16 @@
 //! The `franz` binary as separate processes: scaling out with `--bootstrap` and `--only`, and the start-up errors
 //! a user sees when the broker they asked for is not there.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Harness, franz, scratch, valid, wait_until};
-
-/// A `franz up` process whose standard error goes to a file the test can read.
-struct Up {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Up {
-    fn start(dir: &Path, name: &str, harness: &Harness) -> Up {
-        let log = dir.join(format!("{name}.log"));
-        let child = franz(dir, Some(harness))
-            .args(["up", "--bootstrap", &harness.bootstrap, "--only", "aufbereitung"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Up { child, log }
-    }
-
-    /// The partitions this process owns now: its latest "assigned partitions" log line.
-    fn owned(&self) -> usize {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines().rev().find_map(|l| l.split("assigned partitions: ").nth(1)).map_or(0, |p| p.split(", ").count())
-    }
-
-    fn terminate(mut self) -> String {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "franz up did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert!(status.success(), "franz up exited with {status}:\n{log}");
-        log
-    }
-}
+use crate::util::{Harness, Up, franz, scratch, valid, wait_until};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_on_one_broker_split_the_partitions_and_produce_each_ticket_once() {
     let harness = Harness::new(3).await;
     let dir = scratch();
-    let a = Up::start(dir.path(), "a", &harness);
-    let b = Up::start(dir.path(), "b", &harness);
+    let a = Up::start(dir.path(), "a", &harness, &["--only", "aufbereitung"]);
+    let b = Up::start(dir.path(), "b", &harness, &["--only", "aufbereitung"]);
     wait_until("both processes to own partitions", || async {
         let (in_a, in_b) = (a.owned(), b.owned());
         in_a >= 1 && in_b >= 1 && in_a + in_b == 3

@@ -2,6 +2,8 @@
 //! on conditions with a timeout.
 
 use std::future::Future;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use franz::config::Topics;
@@ -139,4 +141,59 @@ pub fn scratch() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("franz.toml"), "").unwrap();
     dir
+}
+
+/// A `franz up` process whose standard error goes to a file the test can read.
+pub struct Up {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Up {
+    /// Starts `franz up --bootstrap <the harness> <args>`.
+    pub fn start(dir: &Path, name: &str, harness: &Harness, args: &[&str]) -> Up {
+        let log = dir.join(format!("{name}.log"));
+        let child = franz(dir, Some(harness))
+            .args(["up", "--bootstrap", &harness.bootstrap])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Up { child, log }
+    }
+
+    /// The partitions this process owns now: its latest "assigned partitions" log line.
+    pub fn owned(&self) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().rev().find_map(|l| l.split("assigned partitions: ").nth(1)).map_or(0, |p| p.split(", ").count())
+    }
+
+    /// Stops it with SIGTERM and returns its log; fails the test unless it exits cleanly.
+    pub fn terminate(mut self) -> String {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "franz up did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "franz up exited with {status}:\n{log}");
+        log
+    }
+
+    /// Kills it with SIGKILL, as a crash or a power cut would, and waits until it is gone.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }

@@ -109,6 +109,14 @@ impl FromRequestParts<Shared> for Caller {
     }
 }
 
+/// The status of a request the API cannot take: 413 for a body over the limit, 400 for everything else.
+fn client_error(status: StatusCode) -> StatusCode {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => status,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
 /// Runs a read on the store's connection pool, off the async workers.
 async fn read<T: Send + 'static>(
     desk: &Shared,
@@ -128,7 +136,8 @@ async fn list(
     _caller: Caller,
     filter: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(filter) = filter.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, rejection.body_text()))?;
+    let Query(filter) =
+        filter.map_err(|rejection| ApiError::new(client_error(rejection.status()), rejection.body_text()))?;
     let page = read(&desk, move |conn| {
         query::list(conn, &filter).map_err(|error| match error {
             query::QueryError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
@@ -176,7 +185,7 @@ async fn command(
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|rejection| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
+            client_error(rejection.status()),
             format!(
                 "{}; a command is JSON like {{\"action\": \"close\", \"reason\": \"fixed\"}} (actions: claim, unclaim, \
                  assign, comment, set_priority, add_label, remove_label, close, reopen)",
