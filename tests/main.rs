@@ -1,6 +1,5 @@
 //! Integration tests: the services against an in-process broker, each test on fresh topics.
 
-mod fake_discord;
 mod util;
 
 /// absturz: alerts to a fake Discord webhook, rate limits, failures, nothing lost.
