@@ -64,11 +64,14 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
                         token: token.clone(),
                         guild_id: config.discord.guild_id,
                         cooldown: config.discord.cooldown,
+                        api_proxy: config.discord.api_proxy.clone(),
                     };
                     let token = shutdown.clone();
                     tasks.spawn(async move { (Service::Kummerkasten, kummerkasten::run(settings, token).await) });
                     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
-                    format!("running  /ticket -> {} (registered {scope})", config.topics.intake)
+                    let proxy =
+                        config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
+                    format!("running  /ticket -> {} (registered {scope}{proxy})", config.topics.intake)
                 }
             },
             Service::Absturz => {

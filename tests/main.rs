@@ -14,5 +14,7 @@ mod crash;
 mod intake;
 /// The Discord bot's publishing path and replies.
 mod kummerkasten;
+/// The Discord bot end to end through the fake Discord: gateway, interactions, faults, shutdown.
+mod kummerkasten_discord;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;
