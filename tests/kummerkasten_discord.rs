@@ -230,6 +230,27 @@ async fn a_ticket_the_broker_refuses_is_answered_not_received_and_reported_to_er
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_the_broker_down_the_user_is_told_at_once_and_the_failure_reaches_errors_once_it_is_back() {
+    let harness = Harness::new(1).await;
+    let bot = Bot::start(&harness, Duration::ZERO).await;
+    let (harness, call) = harness
+        .with_broker_down(async {
+            let call = bot.ticket(&ponta(), Some("while the broker is down"));
+            // The producer gives up after its delivery timeout; the reply does not wait for the error report.
+            let text = private_text(&bot.follow_up(&call).await);
+            assert!(text.contains("**not** received") && text.contains("try again"), "{text}");
+            call
+        })
+        .await;
+
+    let events = harness.read_json(&harness.topics.errors, 1).await;
+    assert_eq!(events[0]["service"], "kummerkasten");
+    assert_eq!(events[0]["context"]["interaction_id"], call.id.to_string());
+    assert_eq!(harness.count(&harness.topics.intake).await, 0, "a ticket the user was told failed is not published");
+    bot.stop().await.1.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn registration_puts_the_snapshot_command_into_the_guild_before_the_gateway_connects() {
     let harness = Harness::new(1).await;
     let bot = Bot::start(&harness, Duration::ZERO).await;

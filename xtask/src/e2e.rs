@@ -60,8 +60,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     fs::create_dir_all(&scratch)?;
     let config = scratch.join("franz.toml");
     fs::write(&config, "")?;
-    let discord = FakeDiscord::start_in_background(fake_discord::Options::default())
-        .context("cannot start the fake Discord")?;
+    let discord =
+        FakeDiscord::start_in_background(fake_discord::Options::default()).context("cannot start the fake Discord")?;
     let franz = Franz { binary, scratch: scratch.clone(), config };
 
     let mut up = match franz.start_up(options.broker.as_deref(), &discord) {
@@ -73,7 +73,9 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     };
     let outcome = check(&franz, &up.bootstrap, bless)
         .and_then(|letters| check_alerts(&franz, &up.bootstrap, &discord, letters))
-        .and_then(|()| check_bot(&franz, &up.bootstrap, &discord, if bless { None } else { Some(tickets_expected()?) }));
+        .and_then(|()| {
+            check_bot(&franz, &up.bootstrap, &discord, if bless { None } else { Some(tickets_expected()?) })
+        });
     let stopped = up.stop();
     if outcome.is_err() || stopped.is_err() {
         eprintln!("--- franz up stderr ---\n{}", fs::read_to_string(scratch.join("up.log")).unwrap_or_default());
@@ -191,9 +193,10 @@ fn check_bot(franz: &Franz, bootstrap: &str, discord: &Background, earlier: Opti
     let form_id = reply_id(discord, &form, timeout)?;
 
     let tickets = franz.tail(bootstrap, "tickets-formatted", earlier.map(|n| n + 2))?;
-    for (id, body, contact) in
-        [(&with_text_id, "submitted through Discord", "e2e-discord"), (&form_id, "submitted\nthrough the form", "e2e-form")]
-    {
+    for (id, body, contact) in [
+        (&with_text_id, "submitted through Discord", "e2e-discord"),
+        (&form_id, "submitted\nthrough the form", "e2e-form"),
+    ] {
         let ticket = tickets.iter().find(|t| t["id"] == id.as_str());
         let ticket = ticket.with_context(|| format!("no ticket with the id {id} the bot replied with"))?;
         ensure!(ticket["body"] == body && ticket["contact"] == contact && ticket["origin"] == "Discord", "{ticket}");

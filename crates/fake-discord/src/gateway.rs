@@ -172,7 +172,12 @@ async fn run(shared: Arc<Shared>, mut socket: Socket) {
                     close(&mut socket, 4002, "Error while decoding payload.").await;
                     break;
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(Message::Close(_))) => {
+                    // Completes the closing handshake the client started, as Discord does.
+                    let _ = socket.close(None).await;
+                    break;
+                }
+                Some(Err(_)) | None => break,
             },
             Some(out) = outgoing.recv() => match out {
                 Outgoing::Frame(frame) => if send(&mut socket, frame).await.is_err() { break },

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Topics;
 use crate::intake::{self, Submission};
 use crate::kafka::{self, report_error};
-use crate::services::absturz::webhook::{self, Outcome, Policy, Webhook};
+use crate::services::absturz::webhook::{self, Policy, Webhook};
 
 /// The service's name in logs and error events.
 pub const NAME: &str = "kummerkasten";
@@ -94,24 +94,37 @@ impl Invocation {
     }
 }
 
+/// What became of a submission: what to tell the user, and what went wrong if the ticket was not published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub answer: String,
+    /// Why publishing failed, for [`report`]; `None` when the ticket was published or refused as invalid.
+    pub failure: Option<String>,
+}
+
 /// Publishes the ticket and returns what to tell the user. It says "received" only after the broker acknowledged
-/// the record; a failure is reported to the errors topic (or, if that fails too, the log).
-pub async fn submit(producer: &FutureProducer, topics: &Topics, who: &Invocation, message: String) -> String {
+/// the record. A failure is for [`report`], after the user has been told: with the broker down, reporting can
+/// take minutes of retries, and the user should not wait for them.
+pub async fn submit(producer: &FutureProducer, topics: &Topics, who: &Invocation, message: String) -> Outcome {
     let record = match intake::record(who.submission(message)) {
         Ok(record) => record,
-        Err(why) => return replies::rejected(&why.to_string()),
+        Err(why) => return Outcome { answer: replies::rejected(&why.to_string()), failure: None },
     };
     match intake::publish_record(producer, &topics.intake, &record).await {
-        Ok(receipt) => replies::received(&receipt.ticket_id, &record.message),
-        Err(error) => {
-            let mut context = serde_json::Map::new();
-            context.insert("user_id".into(), who.user_id.to_string().into());
-            context.insert("interaction_id".into(), who.interaction_id.to_string().into());
-            let message = format!("a ticket from Discord could not be published: {error:#}");
-            report_error(producer, &topics.errors, NAME, message, context).await;
-            replies::not_received()
-        }
+        Ok(receipt) => Outcome { answer: replies::received(&receipt.ticket_id, &record.message), failure: None },
+        Err(error) => Outcome {
+            answer: replies::not_received(),
+            failure: Some(format!("a ticket from Discord could not be published: {error:#}")),
+        },
     }
+}
+
+/// Reports a failed submission to the errors topic (retrying; if that fails too, the log says so).
+pub async fn report(producer: &FutureProducer, topics: &Topics, who: &Invocation, failure: String) {
+    let mut context = serde_json::Map::new();
+    context.insert("user_id".into(), who.user_id.to_string().into());
+    context.insert("interaction_id".into(), who.interaction_id.to_string().into());
+    report_error(producer, &topics.errors, NAME, failure, context).await;
 }
 
 /// A form for tickets that need more room or line breaks.
@@ -160,8 +173,12 @@ async fn ticket(
         channel_id: ctx.channel_id().get(),
         interaction_id: ctx.interaction.id.get(),
     };
-    let answer = submit(&ctx.data().producer, &ctx.data().topics, &who, message).await;
-    follow_up(ctx, answer).await
+    let outcome = submit(&ctx.data().producer, &ctx.data().topics, &who, message).await;
+    let replied = follow_up(ctx, outcome.answer).await;
+    if let Some(failure) = outcome.failure {
+        report(&ctx.data().producer, &ctx.data().topics, &who, failure).await;
+    }
+    replied
 }
 
 /// Opens the form and waits for it to be submitted; `None` if it never is, or shutdown comes first. Only the wait
@@ -210,11 +227,11 @@ async fn follow_up(ctx: Context<'_>, answer: String) -> Result<(), Error> {
     let mut webhook = Webhook::with_client(ctx.data().replies.clone(), &SecretString::from(url), policy)?;
     let left = token_lifetime_left(ctx.interaction.id);
     match tokio::time::timeout(left, webhook.post(&body, &CancellationToken::new())).await {
-        Ok(Outcome::Accepted) => Ok(()),
-        Ok(Outcome::Rejected(why)) => {
+        Ok(webhook::Outcome::Accepted) => Ok(()),
+        Ok(webhook::Outcome::Rejected(why)) => {
             Err(format!("Discord refused the reply: {}", crate::discord::clip(&why, 300)).into())
         }
-        Ok(Outcome::Cancelled) | Err(_) => {
+        Ok(webhook::Outcome::Cancelled) | Err(_) => {
             Err("the reply could not be delivered before the interaction expired".into())
         }
     }
