@@ -3,10 +3,11 @@
 //!
 //! [`FakeDiscord::start`] binds two loopback ports, one for REST (hand its [`api_base`](FakeDiscord::api_base) to a
 //! bot as its REST proxy, or its [`webhook_url`](FakeDiscord::webhook_url) to absturz) and one for the gateway (the
-//! URL `GET /gateway` returns). Tests script it: dispatch slash commands and modal submits ([`User::command`],
-//! [`User::modal_submit`]), answer the next calls to an [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold),
-//! and break the gateway with a [`Fault`]. Every REST call is recorded ([`Received`]). This crate is test support:
-//! the franz binary never links it, and it trusts what it is sent (it is not hardened against hostile clients).
+//! URL `GET /gateway` returns). Tests script it: dispatch slash commands and modal submits
+//! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit)), answer the next calls to an
+//! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
+//! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
+//! what it is sent (it is not hardened against hostile clients).
 
 mod gateway;
 pub mod payloads;
