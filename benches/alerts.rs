@@ -5,11 +5,6 @@
 //! Reported: the time until every alert is visible in the fake Discord, the requests made, and the 429s provoked
 //! (in all, and after the first rate-limit window).
 
-// Shared with the integration tests, which use all of it; this benchmark needs only the rate limit.
-#[allow(dead_code)]
-#[path = "../tests/fake_discord.rs"]
-mod fake_discord;
-
 use std::time::{Duration, Instant};
 
 use franz::kafka;
@@ -34,8 +29,11 @@ async fn main() -> anyhow::Result<()> {
     discord.limit(5, WINDOW);
 
     let shutdown = CancellationToken::new();
-    let settings =
-        Settings::new(bootstrap.clone(), vec!["errors".into(), "dlq".into()], Some(SecretString::from(discord.url())));
+    let settings = Settings::new(
+        bootstrap.clone(),
+        vec!["errors".into(), "dlq".into()],
+        Some(SecretString::from(discord.webhook_url())),
+    );
     let service = tokio::spawn(absturz::run(settings, shutdown.clone()));
 
     let producer = kafka::producer(&bootstrap)?;

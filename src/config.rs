@@ -120,6 +120,11 @@ pub struct Discord {
     /// How long a user waits between two tickets, in whole seconds from 0 to 86400.
     #[serde(rename = "cooldown_secs", with = "parse::cooldown_secs")]
     pub cooldown: Duration,
+    /// A REST proxy that makes the bot's Discord API calls for it (twilight-http-proxy), as
+    /// `http(s)://HOST[:PORT][/PATH]`, without credentials; the bot's own rate limiter is then off, since the proxy
+    /// keeps the limits for every bot behind it. Unset, the bot calls discord.com itself.
+    #[serde(deserialize_with = "parse::api_proxy")]
+    pub api_proxy: Option<String>,
 }
 
 /// The desk's settings.
@@ -290,7 +295,14 @@ impl Default for Topics {
 
 impl Default for Discord {
     fn default() -> Self {
-        Discord { token: None, client_id: None, guild_id: None, webhook_url: None, cooldown: Duration::from_secs(10) }
+        Discord {
+            token: None,
+            client_id: None,
+            guild_id: None,
+            webhook_url: None,
+            cooldown: Duration::from_secs(10),
+            api_proxy: None,
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::fake_discord::{Answer, FakeDiscord};
 use crate::util::{Harness, wait_until};
+use fake_discord::{Answer, Endpoint, FakeDiscord};
 
 struct Instance {
     shutdown: CancellationToken,
@@ -21,12 +21,13 @@ impl Instance {
     fn start(harness: &Harness, webhook: Option<&FakeDiscord>) -> Instance {
         let topics = vec![harness.topics.errors.clone(), harness.topics.dead_letters.clone()];
         let mut settings =
-            Settings::new(harness.bootstrap.clone(), topics, webhook.map(|w| SecretString::from(w.url())));
+            Settings::new(harness.bootstrap.clone(), topics, webhook.map(|w| SecretString::from(w.webhook_url())));
         settings.policy = Policy {
             request_timeout: Duration::from_secs(5),
             backoff: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
             gone_retry: Duration::from_millis(50),
+            give_up_when_gone: false,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(absturz::run(settings, shutdown.clone()));
@@ -86,7 +87,7 @@ async fn every_alert_of_a_mixed_stream_is_delivered_exactly_once_when_discord_is
 async fn after_a_429_no_request_comes_before_retry_after_and_nothing_is_lost() {
     let harness = Harness::new(1).await;
     let discord = FakeDiscord::start().await;
-    discord.script(&[Answer::RateLimited(0.4)]);
+    discord.script(Endpoint::Webhook, &[Answer::RateLimited(0.4)]);
     harness.produce(&harness.topics.errors, &events(3)).await;
 
     let instance = Instance::start(&harness, Some(&discord));
@@ -104,7 +105,7 @@ async fn after_a_429_no_request_comes_before_retry_after_and_nothing_is_lost() {
 async fn server_errors_are_retried_and_offsets_advance_only_after_success() {
     let harness = Harness::new(1).await;
     let discord = FakeDiscord::start().await;
-    discord.script(&[Answer::Status(500), Answer::Status(502), Answer::Status(503)]);
+    discord.script(Endpoint::Webhook, &[Answer::Status(500), Answer::Status(502), Answer::Status(503)]);
     harness.produce(&harness.topics.errors, &events(5)).await;
 
     let instance = Instance::start(&harness, Some(&discord));
@@ -124,7 +125,10 @@ async fn server_errors_are_retried_and_offsets_advance_only_after_success() {
 async fn a_gone_webhook_pauses_delivery_and_resumes_without_losing_alerts() {
     let harness = Harness::new(1).await;
     let discord = FakeDiscord::start().await;
-    discord.script(&[Answer::Status(404), Answer::Status(404), Answer::Status(401), Answer::Status(404)]);
+    discord.script(
+        Endpoint::Webhook,
+        &[Answer::Status(404), Answer::Status(404), Answer::Status(401), Answer::Status(404)],
+    );
     harness.produce(&harness.topics.errors, &events(4)).await;
 
     let instance = Instance::start(&harness, Some(&discord));
@@ -139,7 +143,7 @@ async fn a_gone_webhook_pauses_delivery_and_resumes_without_losing_alerts() {
 async fn a_rejected_payload_falls_back_to_plain_alerts_and_the_stream_goes_on() {
     let harness = Harness::new(1).await;
     let discord = FakeDiscord::start().await;
-    discord.script(&[Answer::Status(400)]);
+    discord.script(Endpoint::Webhook, &[Answer::Status(400)]);
     harness.produce(&harness.topics.errors, &events(2)).await;
 
     let instance = Instance::start(&harness, Some(&discord));
@@ -229,7 +233,10 @@ async fn a_steady_stream_waits_for_the_rate_limit_reset_instead_of_provoking_429
 async fn alerts_that_discord_rejects_even_plainly_wait_instead_of_being_dropped() {
     let harness = Harness::new(1).await;
     let discord = FakeDiscord::start().await;
-    discord.script(&[Answer::Status(400), Answer::Status(400), Answer::Status(400), Answer::Status(413)]);
+    discord.script(
+        Endpoint::Webhook,
+        &[Answer::Status(400), Answer::Status(400), Answer::Status(400), Answer::Status(413)],
+    );
     harness.produce(&harness.topics.errors, &events(1)).await;
 
     let instance = Instance::start(&harness, Some(&discord));

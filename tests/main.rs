@@ -1,6 +1,5 @@
 //! Integration tests: the services against an in-process broker, each test on fresh topics.
 
-mod fake_discord;
 mod util;
 
 /// absturz: alerts to a fake Discord webhook, rate limits, failures, nothing lost.
@@ -17,5 +16,7 @@ mod crash;
 mod intake;
 /// The Discord bot's publishing path and replies.
 mod kummerkasten;
+/// The Discord bot end to end through the fake Discord: gateway, interactions, faults, shutdown.
+mod kummerkasten_discord;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;

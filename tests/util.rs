@@ -53,6 +53,17 @@ impl Harness {
         Harness { broker, _data: data, bootstrap, topics, partitions }
     }
 
+    /// Stops the broker, runs `while_down`, then starts the broker again on the same address and data.
+    pub async fn with_broker_down<T>(self, while_down: impl Future<Output = T>) -> (Harness, T) {
+        let Harness { broker, _data, bootstrap, topics, partitions } = self;
+        let address = broker.address();
+        broker.stop().await;
+        let output = while_down.await;
+        let settings = Settings::new(address, _data.path().to_path_buf());
+        let broker = EmbeddedBroker::start(settings).await.expect("the broker starts again on its address");
+        (Harness { broker, _data, bootstrap, topics, partitions }, output)
+    }
+
     /// Publishes records (partition, value) to a topic, with key `key-{partition}`, and waits for every ack.
     pub async fn produce(&self, topic: &str, records: &[(i32, Vec<u8>)]) {
         let producer = kafka::producer(&self.bootstrap).unwrap();

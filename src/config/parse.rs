@@ -162,6 +162,28 @@ pub(super) fn guild_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     Ok(Some(id))
 }
 
+/// The bot's REST proxy: an http(s) URL with a host and at most a path. Credentials are refused, as serenity sends
+/// the bot token in the `Authorization` header and a proxy could not get any other; a query or fragment would end
+/// up in the middle of every API path. The text is never echoed, in case it holds a secret anyway.
+pub(super) fn api_proxy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = text(deserializer)?;
+    let form = "an http:// or https:// URL such as http://127.0.0.1:3000";
+    let url = reqwest::Url::parse(value.trim()).map_err(|_| de::Error::custom(format!("the value is not {form}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(de::Error::custom(format!("the value is not {form}")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(de::Error::custom(
+            "the URL carries credentials (user:password@), which the proxy would never receive; \
+             protect the proxy by its network instead and remove them",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(de::Error::custom(format!("the URL has a query or fragment; give {form}, with a path at most")));
+    }
+    Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+}
+
 // Settings kept in one unit and written in another: `deserialize` parses and converts, `serialize` shows the value
 // as it is written, for `franz config`.
 

@@ -230,3 +230,25 @@ fn broker_limits_and_the_advertised_address_are_read_and_checked() {
     assert!(error.contains("embedded.max_connections") && error.contains("FRANZ_MAX_CONNECTIONS"), "{error}");
     assert!(error.contains("from 1 to"), "{error}");
 }
+
+#[test]
+fn the_discord_api_proxy_is_an_http_url_without_credentials_and_never_echoed() {
+    let proxy = |value: &str| resolve(&Flags::default(), &layers(&[("DISCORD_API_PROXY", value)], &[], ""));
+    let config = proxy("http://127.0.0.1:3000/").unwrap();
+    assert_eq!(config.discord.api_proxy.as_deref(), Some("http://127.0.0.1:3000"));
+    assert_eq!(
+        proxy("https://proxy.internal/discord").unwrap().discord.api_proxy.as_deref(),
+        Some("https://proxy.internal/discord")
+    );
+    assert_eq!(resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().discord.api_proxy, None);
+    for (junk, says) in [
+        ("not a url", "http:// or https:// URL"),
+        ("ftp://proxy.internal", "http:// or https:// URL"),
+        ("http://user:sekrit@proxy.internal:3000", "credentials"),
+        ("http://proxy.internal:3000/?key=sekrit", "query or fragment"),
+    ] {
+        let error = format!("{:#}", proxy(junk).unwrap_err());
+        assert!(error.contains("discord.api_proxy") && error.contains("DISCORD_API_PROXY"), "{error}");
+        assert!(error.contains(says) && !error.contains("sekrit"), "{junk}: {error}");
+    }
+}

@@ -3,7 +3,10 @@
 //! It builds franz, starts `franz up --ephemeral` on a free port in a scratch directory with a clean environment
 //! (so a developer's `.env` or franz.toml cannot change the outcome), feeds `fixtures/e2e/intake.jsonl` in with
 //! `franz produce`, submits one ticket with `franz ticket`, reads the outputs with `franz tail`, and compares
-//! them with the expected files. Then it stops franz with SIGTERM and requires a clean exit.
+//! them with the expected files. absturz posts to the fake Discord's webhook, and the bot runs against the fake
+//! Discord (`DISCORD_TOKEN`, `DISCORD_API_PROXY`): tickets are submitted through its gateway, with text and with
+//! the form, and must come out of aufbereitung with the ids the bot's replies name. Then it stops franz with
+//! SIGTERM and requires a clean exit.
 
 use std::fs;
 use std::io::{BufRead as _, BufReader};
@@ -15,7 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
-use crate::fake_webhook::FakeWebhook;
+use fake_discord::{Background, Endpoint, FakeDiscord, Interaction, User};
+
 use crate::{cargo, sh};
 
 const FIXTURES: &str = "fixtures/e2e";
@@ -51,23 +55,27 @@ impl Options {
 pub fn run(options: Options) -> anyhow::Result<()> {
     let bless = options.bless;
     sh(cargo().args(["build", "--bin", "franz"]))?;
-    let binary = fs::canonicalize("target/debug/franz").context("the franz binary was not built")?;
+    let binary = crate::franz_binary()?;
     let scratch = std::env::temp_dir().join(format!("franz-e2e-{}", std::process::id()));
     fs::create_dir_all(&scratch)?;
     let config = scratch.join("franz.toml");
     fs::write(&config, "")?;
-    let webhook = FakeWebhook::start()?;
-    let franz = Franz { binary, scratch: scratch.clone(), config, webhook_url: webhook.url.clone() };
+    let discord =
+        FakeDiscord::start_in_background(fake_discord::Options::default()).context("cannot start the fake Discord")?;
+    let franz = Franz { binary, scratch: scratch.clone(), config };
 
-    let mut up = match franz.start_up(options.broker.as_deref()) {
+    let mut up = match franz.start_up(options.broker.as_deref(), &discord) {
         Ok(up) => up,
         Err(error) => {
             let log = fs::read_to_string(scratch.join("up.log")).unwrap_or_default();
             bail!("{error:#}\n--- franz up stderr ---\n{log}");
         }
     };
-    let outcome =
-        check(&franz, &up.bootstrap, bless).and_then(|letters| check_alerts(&franz, &up.bootstrap, &webhook, letters));
+    let outcome = check(&franz, &up.bootstrap, bless)
+        .and_then(|letters| check_alerts(&franz, &up.bootstrap, &discord, letters))
+        .and_then(|()| {
+            check_bot(&franz, &up.bootstrap, &discord, if bless { None } else { Some(tickets_expected()?) })
+        });
     let stopped = up.stop();
     if outcome.is_err() || stopped.is_err() {
         eprintln!("--- franz up stderr ---\n{}", fs::read_to_string(scratch.join("up.log")).unwrap_or_default());
@@ -145,21 +153,83 @@ fn check(franz: &Franz, bootstrap: &str, bless: bool) -> anyhow::Result<u64> {
     Ok(letters.len() as u64)
 }
 
+/// How many tickets `check` leaves on `tickets-formatted`: the fixture's and the one from `franz ticket`.
+fn tickets_expected() -> anyhow::Result<usize> {
+    Ok(read_jsonl(&Path::new(FIXTURES).join("expected-tickets.jsonl"))?.len() + 1)
+}
+
 /// absturz: every dead letter, and an event published to `errors`, arrive at the fake Discord webhook once.
-fn check_alerts(franz: &Franz, bootstrap: &str, webhook: &FakeWebhook, letters: u64) -> anyhow::Result<()> {
+fn check_alerts(franz: &Franz, bootstrap: &str, webhook: &Background, letters: u64) -> anyhow::Result<()> {
     let event = r#"{"service":"e2e","level":"error","message":"published by cargo xtask e2e","time":"2026-02-24T08:32:23Z","context":{}}"#;
     let input = franz.scratch.join("event.jsonl");
     fs::write(&input, format!("{event}\n"))?;
     franz.output(&["produce", "errors", "--bootstrap", bootstrap], Some(fs::File::open(&input)?))?;
     let timeout = Duration::from_secs(30);
-    webhook.wait_for(&format!("{letters} dead-letter alerts and the error event"), timeout, |w| {
-        w.alerts_titled("Dead letter") >= letters && w.alerts_titled("e2e · error") >= 1
+    wait_for(&format!("{letters} dead-letter alerts and the error event"), timeout, || {
+        webhook.alerts_titled("Dead letter") >= letters && webhook.alerts_titled("e2e · error") >= 1
     })?;
     let (got_letters, got_events) = (webhook.alerts_titled("Dead letter"), webhook.alerts_titled("e2e · error"));
     ensure!(
         got_letters == letters && got_events == 1,
         "{got_letters} dead-letter alerts for {letters}, {got_events} error alerts for 1"
     );
+    Ok(())
+}
+
+/// kummerkasten: `/ticket` with text and with the form, through the fake Discord's gateway; each reply names the
+/// id that aufbereitung gives the ticket. With `earlier` (how many tickets are on the topic already), the tickets
+/// are read by count; in a bless run, until the topic is quiet.
+fn check_bot(franz: &Franz, bootstrap: &str, discord: &Background, earlier: Option<usize>) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(30);
+    wait_for("the bot's gateway session", timeout, || discord.gateway().live)?;
+    let user = User { id: 80351110224678912, username: "e2e-discord".into(), global_name: Some("E2E".into()) };
+    let with_text = discord.command(&user, "ticket", &[("message", "submitted through Discord")]);
+    let with_text_id = reply_id(discord, &with_text, timeout)?;
+    // The cooldown is per user; the form comes from someone else.
+    let other = User::new(80351110224678913, "e2e-form");
+    let form = discord.command(&other, "ticket", &[]);
+    wait_for("the form to open", timeout, || answered(discord, &form, Endpoint::Callback))?;
+    discord.modal_submit(&other, &form.id.to_string(), &[("message", "submitted\nthrough the form")]);
+    let form_id = reply_id(discord, &form, timeout)?;
+
+    let tickets = franz.tail(bootstrap, "tickets-formatted", earlier.map(|n| n + 2))?;
+    for (id, body, contact) in [
+        (&with_text_id, "submitted through Discord", "e2e-discord"),
+        (&form_id, "submitted\nthrough the form", "e2e-form"),
+    ] {
+        let ticket = tickets.iter().find(|t| t["id"] == id.as_str());
+        let ticket = ticket.with_context(|| format!("no ticket with the id {id} the bot replied with"))?;
+        ensure!(ticket["body"] == body && ticket["contact"] == contact && ticket["origin"] == "Discord", "{ticket}");
+    }
+    Ok(())
+}
+
+/// Whether the bot's answer of this kind to `interaction` was accepted.
+fn answered(discord: &FakeDiscord, interaction: &Interaction, endpoint: Endpoint) -> bool {
+    discord.answers_to(interaction).iter().any(|r| r.endpoint == endpoint && r.status < 300)
+}
+
+/// Waits for the bot's follow-up to `interaction` and returns the ticket id it names.
+fn reply_id(discord: &FakeDiscord, interaction: &Interaction, timeout: Duration) -> anyhow::Result<String> {
+    wait_for(&format!("the reply to interaction {}", interaction.id), timeout, || {
+        answered(discord, interaction, Endpoint::FollowUp)
+    })?;
+    let answers = discord.answers_to(interaction);
+    let reply = answers.iter().rev().find(|r| r.endpoint == Endpoint::FollowUp && r.status < 300);
+    let content = reply.and_then(|r| r.body["content"].as_str()).unwrap_or_default();
+    let id = content.split('`').nth(1).filter(|_| content.starts_with("Ticket received"));
+    Ok(id.with_context(|| format!("the reply names no ticket id: {content:?}"))?.to_owned())
+}
+
+/// Polls `condition` until it holds, or fails after `timeout` saying what it waited for.
+fn wait_for(what: &str, timeout: Duration, condition: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            bail!("the fake Discord did not see {what} within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
 
@@ -176,8 +246,6 @@ struct Franz {
     binary: PathBuf,
     scratch: PathBuf,
     config: PathBuf,
-    /// Given to `franz up` only, so absturz posts to the fake.
-    webhook_url: String,
 }
 
 impl Franz {
@@ -221,7 +289,8 @@ impl Franz {
             .collect()
     }
 
-    fn start_up(&self, broker: Option<&str>) -> anyhow::Result<Up> {
+    /// `franz up` with absturz posting to the fake Discord's webhook and the bot talking to the fake Discord.
+    fn start_up(&self, broker: Option<&str>, discord: &FakeDiscord) -> anyhow::Result<Up> {
         let log = fs::File::create(self.scratch.join("up.log"))?;
         let args = match broker {
             Some(kind) => vec!["up", "--broker", kind, "--listen", "127.0.0.1:0"],
@@ -229,7 +298,10 @@ impl Franz {
         };
         let mut child = self
             .command(&args)
-            .env("DISCORD_WEBHOOK_URL", &self.webhook_url)
+            .env("DISCORD_WEBHOOK_URL", discord.webhook_url())
+            .env("DISCORD_TOKEN", discord.token())
+            .env("DISCORD_API_PROXY", discord.api_base())
+            .env("DISCORD_GUILD_ID", discord.options().guild_id.to_string())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -27,7 +27,7 @@ fn clients() -> Vec<(&'static str, Vec<String>)> {
 pub fn run() -> anyhow::Result<()> {
     sh(Command::new("bash").arg("interop/install.sh"))?;
     sh(cargo().args(["build", "--bin", "franz"]))?;
-    let binary = fs::canonicalize("target/debug/franz").context("the franz binary was not built")?;
+    let binary = crate::franz_binary()?;
     let mut failed = Vec::new();
     for (name, command) in clients() {
         let began = Instant::now();

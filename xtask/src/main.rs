@@ -7,7 +7,6 @@ mod bench;
 mod ci;
 mod crash;
 mod e2e;
-mod fake_webhook;
 mod interop;
 mod props;
 
@@ -67,6 +66,13 @@ pub fn sh(command: &mut Command) -> anyhow::Result<()> {
         bail!("{line} failed ({status})");
     }
     Ok(())
+}
+
+/// The `franz` binary of a debug build, in cargo's target directory (`CARGO_TARGET_DIR` when set).
+pub fn franz_binary() -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let binary = target.join("debug").join("franz");
+    std::fs::canonicalize(&binary).with_context(|| format!("the franz binary was not built at {}", binary.display()))
 }
 
 /// `cargo` as the one running this task.

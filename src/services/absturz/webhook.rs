@@ -25,6 +25,9 @@ pub struct Policy {
     pub backoff_max: Duration,
     /// The wait between attempts while the webhook is gone (404/401).
     pub gone_retry: Duration,
+    /// Give up on a webhook that is gone instead of waiting for it: an interaction's follow-up webhook does not
+    /// come back once its token has expired.
+    pub give_up_when_gone: bool,
 }
 
 impl Default for Policy {
@@ -34,6 +37,7 @@ impl Default for Policy {
             backoff: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             gone_retry: Duration::from_secs(60),
+            give_up_when_gone: false,
         }
     }
 }
@@ -73,12 +77,12 @@ impl std::fmt::Debug for Webhook {
 
 impl Webhook {
     pub fn new(url: &SecretString, policy: Policy) -> anyhow::Result<Webhook> {
+        Webhook::with_client(client(policy.request_timeout)?, url, policy)
+    }
+
+    /// A webhook posted to with an existing client (whose timeout then applies, not the policy's).
+    pub fn with_client(client: reqwest::Client, url: &SecretString, policy: Policy) -> anyhow::Result<Webhook> {
         let url = normalize(url.expose_secret())?;
-        let client = reqwest::Client::builder()
-            .timeout(policy.request_timeout)
-            .user_agent(concat!("franz/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot create the HTTP client")?;
         Ok(Webhook {
             client,
             url: SecretString::from(url),
@@ -120,6 +124,11 @@ impl Webhook {
                         StatusCode::BAD_REQUEST => {
                             let reason = response.text().await.unwrap_or_default();
                             return Outcome::Rejected(reason.chars().take(1000).collect());
+                        }
+                        StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                            if self.policy.give_up_when_gone =>
+                        {
+                            return Outcome::Rejected(format!("HTTP {status}: the webhook is gone"));
                         }
                         StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                             if !gone_logged {
@@ -184,6 +193,15 @@ impl Webhook {
             }
         }
     }
+}
+
+/// The HTTP client franz talks to Discord's webhooks with.
+pub fn client(request_timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .user_agent(concat!("franz/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("cannot create the HTTP client")
 }
 
 /// Doubles the backoff and returns the current wait with up to 25% jitter, so clients do not retry in lockstep.

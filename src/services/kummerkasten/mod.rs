@@ -1,24 +1,28 @@
 //! kummerkasten: the Discord bot whose `/ticket` command puts tickets into the intake topic.
 //!
-//! The Discord gateway cannot be faked, so the poise glue here is thin: `/ticket` takes the text from its option
-//! (or from a form when the option is left out), defers, and hands over to [`submit`], a plain function tested
-//! against the in-process broker. `submit` builds the record and publishes it through the intake path that
-//! `franz ticket` uses too; then it picks the answer. The texts are in `replies`.
+//! `/ticket` takes the text from its option (or from a form when the option is left out), defers, and hands over
+//! to [`submit`], a plain function: it builds the record, publishes it through the intake path that `franz ticket`
+//! uses too, and picks the answer (texts in `replies`). The answer goes back as the interaction's follow-up, which
+//! is a webhook post, so absturz's webhook delivery (rate limits, retries) carries it. `connect` checks the token
+//! and registers the command before the gateway starts. The whole bot runs end to end in the tests against the
+//! fake Discord of `crates/fake-discord` (REST through [`Settings::api_proxy`], the gateway from `GET /gateway`).
 
+pub mod connect;
 pub mod replies;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use poise::serenity_prelude as serenity;
 use rdkafka::producer::FutureProducer;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Topics;
 use crate::intake::{self, Submission};
 use crate::kafka::{self, report_error};
+use crate::services::absturz::webhook::{self, Policy, Webhook};
 
 /// The service's name in logs and error events.
 pub const NAME: &str = "kummerkasten";
@@ -33,6 +37,8 @@ pub struct Settings {
     pub guild_id: Option<u64>,
     /// How long a user waits between two tickets.
     pub cooldown: Duration,
+    /// Send every REST call through this proxy (validated by `config`) instead of to discord.com.
+    pub api_proxy: Option<String>,
 }
 
 /// What every command invocation can use.
@@ -41,10 +47,22 @@ pub struct Data {
     topics: Topics,
     /// Every `/ticket` in progress holds a token, so shutdown can let them finish.
     in_flight: TaskTracker,
+    /// Cancelled at shutdown: a form nobody submits stops waiting then.
+    shutdown: CancellationToken,
+    /// Where follow-ups are posted (the proxy or discord.com), and the client that posts them.
+    api_base: String,
+    replies: reqwest::Client,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How long an interaction's token lets the bot answer, from the moment the user invoked the command.
+const INTERACTION_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// How long a form waits to be submitted: the rest of its command's interaction lifetime, less a margin for the
+/// reply.
+const FORM_PATIENCE: Duration = Duration::from_secs(14 * 60);
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Context<'a> = poise::ApplicationContext<'a, Data, Error>;
@@ -76,36 +94,55 @@ impl Invocation {
     }
 }
 
+/// What became of a submission: what to tell the user, and what went wrong if the ticket was not published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub answer: String,
+    /// Why publishing failed, for [`report`]; `None` when the ticket was published or refused as invalid.
+    pub failure: Option<String>,
+}
+
 /// Publishes the ticket and returns what to tell the user. It says "received" only after the broker acknowledged
-/// the record; a failure is reported to the errors topic (or, if that fails too, the log).
-pub async fn submit(producer: &FutureProducer, topics: &Topics, who: &Invocation, message: String) -> String {
+/// the record. A failure is for [`report`], after the user has been told: with the broker down, reporting can
+/// take minutes of retries, and the user should not wait for them.
+pub async fn submit(producer: &FutureProducer, topics: &Topics, who: &Invocation, message: String) -> Outcome {
     let record = match intake::record(who.submission(message)) {
         Ok(record) => record,
-        Err(why) => return replies::rejected(&why.to_string()),
+        Err(why) => return Outcome { answer: replies::rejected(&why.to_string()), failure: None },
     };
     match intake::publish_record(producer, &topics.intake, &record).await {
-        Ok(receipt) => replies::received(&receipt.ticket_id, &record.message),
-        Err(error) => {
-            let mut context = serde_json::Map::new();
-            context.insert("user_id".into(), who.user_id.to_string().into());
-            context.insert("interaction_id".into(), who.interaction_id.to_string().into());
-            let message = format!("a ticket from Discord could not be published: {error:#}");
-            report_error(producer, &topics.errors, NAME, message, context).await;
-            replies::not_received()
-        }
+        Ok(receipt) => Outcome { answer: replies::received(&receipt.ticket_id, &record.message), failure: None },
+        Err(error) => Outcome {
+            answer: replies::not_received(),
+            failure: Some(format!("a ticket from Discord could not be published: {error:#}")),
+        },
     }
+}
+
+/// Reports a failed submission to the errors topic (retrying; if that fails too, the log says so).
+pub async fn report(producer: &FutureProducer, topics: &Topics, who: &Invocation, failure: String) {
+    let mut context = serde_json::Map::new();
+    context.insert("user_id".into(), who.user_id.to_string().into());
+    context.insert("interaction_id".into(), who.interaction_id.to_string().into());
+    report_error(producer, &topics.errors, NAME, failure, context).await;
 }
 
 /// A form for tickets that need more room or line breaks.
 #[derive(Debug, poise::Modal)]
 #[name = "New ticket"]
-struct TicketForm {
+pub struct TicketForm {
     #[name = "What is the problem?"]
     #[placeholder = "Describe the problem. Line breaks are fine."]
     #[paragraph]
     #[min_length = 1]
     #[max_length = 4000]
     message: String,
+}
+
+/// The form as Discord receives it (the interaction callback that opens it), for the snapshot.
+pub fn form_definition(custom_id: &str) -> serde_json::Value {
+    use poise::Modal as _;
+    serde_json::to_value(TicketForm::create(None, custom_id.to_owned())).unwrap_or_default()
 }
 
 /// Submit a ticket to the team
@@ -116,17 +153,16 @@ async fn ticket(
     #[max_length = 4000]
     message: Option<String>,
 ) -> Result<(), Error> {
-    use poise::Modal as _;
     let _in_flight = ctx.data().in_flight.token();
     let message = match message {
         Some(text) => {
             // Publishing can take longer than Discord's 3-second window.
-            ctx.defer_ephemeral().await?;
+            ctx.defer_ephemeral().await.map_err(|error| connect::describe(&error))?;
             text
         }
-        None => match TicketForm::execute(ctx).await? {
-            Some(form) => form.message,
-            None => return Ok(()), // the user closed the form
+        None => match open_form(ctx).await? {
+            Some(text) => text,
+            None => return Ok(()), // the user closed the form, or franz is shutting down
         },
     };
     let who = Invocation {
@@ -137,9 +173,77 @@ async fn ticket(
         channel_id: ctx.channel_id().get(),
         interaction_id: ctx.interaction.id.get(),
     };
-    let answer = submit(&ctx.data().producer, &ctx.data().topics, &who, message).await;
-    ctx.send(replies::reply(answer)).await?;
-    Ok(())
+    let outcome = submit(&ctx.data().producer, &ctx.data().topics, &who, message).await;
+    let replied = follow_up(ctx, outcome.answer).await;
+    if let Some(failure) = outcome.failure {
+        report(&ctx.data().producer, &ctx.data().topics, &who, failure).await;
+    }
+    replied
+}
+
+/// Opens the form and waits for it to be submitted; `None` if it never is, or shutdown comes first. Only the wait
+/// gives way to shutdown: a form that was submitted is acknowledged and its ticket published.
+async fn open_form(ctx: Context<'_>) -> Result<Option<String>, Error> {
+    use poise::Modal as _;
+    // poise's convention, which the fake Discord's tests rely on too: the form's custom id is the command's
+    // interaction id.
+    let custom_id = ctx.interaction.id.to_string();
+    let form = TicketForm::create(None, custom_id.clone());
+    ctx.interaction.create_response(ctx.serenity_context(), form).await.map_err(|error| connect::describe(&error))?;
+    ctx.has_sent_initial_response.store(true, std::sync::atomic::Ordering::SeqCst);
+    let submitted = serenity::ModalInteractionCollector::new(&ctx.serenity_context().shard)
+        .filter(move |submit| submit.data.custom_id == custom_id)
+        .timeout(FORM_PATIENCE);
+    let submitted = tokio::select! {
+        submitted = submitted => submitted,
+        _ = ctx.data().shutdown.cancelled() => None,
+    };
+    let Some(submitted) = submitted else { return Ok(None) };
+    // Closes the form in the user's client.
+    submitted
+        .create_response(ctx.serenity_context(), serenity::CreateInteractionResponse::Acknowledge)
+        .await
+        .map_err(|error| connect::describe(&error))?;
+    match TicketForm::parse(submitted.data.clone()) {
+        Ok(form) => Ok(Some(form.message)),
+        Err(why) => Err(format!("the submitted form cannot be read: {why}").into()),
+    }
+}
+
+/// Sends `answer` as the interaction's follow-up message, within Discord's rate limits, retrying 5xx and network
+/// errors, until Discord accepts it or the interaction's token expires. Shutdown does not cut it short: a user whose
+/// ticket was published learns its id.
+async fn follow_up(ctx: Context<'_>, answer: String) -> Result<(), Error> {
+    let reply = ctx.reply_builder(replies::reply(answer));
+    let body =
+        serde_json::to_value(reply.to_slash_followup_response(serenity::CreateInteractionResponseFollowup::new()))?;
+    let url = format!(
+        "{}/api/v10/webhooks/{}/{}",
+        ctx.data().api_base,
+        ctx.interaction.application_id,
+        ctx.interaction.token
+    );
+    let policy = Policy { give_up_when_gone: true, backoff_max: Duration::from_secs(10), ..Policy::default() };
+    let mut webhook = Webhook::with_client(ctx.data().replies.clone(), &SecretString::from(url), policy)?;
+    let left = token_lifetime_left(ctx.interaction.id);
+    match tokio::time::timeout(left, webhook.post(&body, &CancellationToken::new())).await {
+        Ok(webhook::Outcome::Accepted) => Ok(()),
+        Ok(webhook::Outcome::Rejected(why)) => {
+            Err(format!("Discord refused the reply: {}", crate::discord::clip(&why, 300)).into())
+        }
+        Ok(webhook::Outcome::Cancelled) | Err(_) => {
+            Err("the reply could not be delivered before the interaction expired".into())
+        }
+    }
+}
+
+/// How much of an interaction token's 15 minutes is left, by the interaction id's own timestamp.
+fn token_lifetime_left(interaction: serenity::InteractionId) -> Duration {
+    let created = SystemTime::UNIX_EPOCH
+        + Duration::from_millis(((interaction.get() >> 22) + 1_420_070_400_000).min(i64::MAX as u64));
+    let age = SystemTime::now().duration_since(created).unwrap_or_default();
+    // A clock that disagrees with Discord's must not leave no time at all; Discord answers 404 if it is too late.
+    INTERACTION_LIFETIME.saturating_sub(age).max(Duration::from_secs(30))
 }
 
 /// The `/ticket` command with the user cooldown applied.
@@ -161,11 +265,18 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     match error {
         poise::FrameworkError::CooldownHit { remaining_cooldown, ctx, .. } => {
             if let Err(error) = ctx.send(replies::reply(replies::cooldown(remaining_cooldown))).await {
+                let error = connect::describe(&error);
                 tracing::warn!(%error, "could not answer a user in cooldown");
             }
         }
+        // The command's own errors are described without secrets; the user is not told, as the reply itself is
+        // what failed (or Discord refused the interaction).
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            tracing::error!(interaction = %ctx.id(), "/ticket failed: {error}");
+        }
         other => {
             if let Err(error) = poise::builtins::on_error(other).await {
+                let error = connect::describe(&error);
                 tracing::error!(%error, "the Discord bot could not report an error");
             }
         }
@@ -184,52 +295,61 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         token: token.clone(),
         guild_id: config.discord.guild_id,
         cooldown: config.discord.cooldown,
+        api_proxy: config.discord.api_proxy.clone(),
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
-    let status = format!("/ticket -> {} (registered {scope})", config.topics.intake);
+    let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
+    let status = format!("/ticket -> {} (registered {scope}{proxy})", config.topics.intake);
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }
 
-/// Runs the bot until `shutdown` is cancelled. A token Discord refuses ends it with an error at once; a lost
-/// gateway connection is re-established by serenity.
+/// Runs the bot until `shutdown` is cancelled. A token Discord refuses, or a registration it refuses, ends it with
+/// an error at once; a lost gateway connection is re-established by serenity.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let http = connect::http(&settings.token, settings.api_proxy.as_deref());
+    let application = connect::application(&http).await?;
+    let commands = vec![ticket_command(settings.cooldown)];
+    connect::register(&http, poise::builtins::create_application_commands(&commands), settings.guild_id).await?;
+
     let in_flight = TaskTracker::new();
     let data = Data {
         producer: kafka::producer(&settings.bootstrap)?,
         topics: settings.topics.clone(),
         in_flight: in_flight.clone(),
+        shutdown: shutdown.clone(),
+        api_base: connect::api_base(settings.api_proxy.as_deref()),
+        replies: webhook::client(Policy::default().request_timeout)?,
     };
-    let guild = settings.guild_id;
+    let scope =
+        settings.guild_id.map_or("globally (may take up to an hour to appear)".to_owned(), |g| format!("in guild {g}"));
     let framework = poise::Framework::builder()
         .options(poise::FrameworkOptions {
-            commands: vec![ticket_command(settings.cooldown)],
+            commands,
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
+            // Owners are not used, and `connect::application` has asked for the application already.
+            initialize_owners: false,
             ..Default::default()
         })
-        .setup(move |ctx, ready, framework| {
+        .setup(move |_ctx, ready, _framework| {
             Box::pin(async move {
-                let commands = &framework.options().commands;
-                match guild {
-                    Some(id) => poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(id)).await?,
-                    None => poise::builtins::register_globally(ctx, commands).await?,
-                }
-                let scope =
-                    guild.map_or("globally (may take up to an hour to appear)".to_owned(), |g| format!("in guild {g}"));
-                tracing::info!("Discord bot {} is online; /ticket is registered {scope}", ready.user.name);
+                tracing::info!(
+                    "Discord bot {} ({}) is online; /ticket is registered {scope}",
+                    ready.user.name,
+                    application.name
+                );
                 Ok(data)
             })
         })
         .build();
-    let mut client =
-        serenity::ClientBuilder::new(settings.token.expose_secret(), serenity::GatewayIntents::non_privileged())
-            .framework(framework)
-            .await
-            .map_err(|error| anyhow!("cannot create the Discord client: {error}"))?;
+    let mut client = serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::non_privileged())
+        .framework(framework)
+        .await
+        .map_err(|error| anyhow!("cannot create the Discord client: {}", connect::describe(&error)))?;
     let shards = client.shard_manager.clone();
     tokio::select! {
         result = client.start() => result.map_err(|error| {
-            anyhow!("the Discord bot stopped: {error}; check DISCORD_TOKEN (Developer Portal → your application → Bot → Reset Token)")
+            anyhow!("the Discord bot stopped: {}; {}", connect::describe(&error), connect::TOKEN_HINT)
         })?,
         _ = shutdown.cancelled() => {
             // No new interactions from here on; the ones in progress still publish and reply over HTTP.
@@ -247,17 +367,35 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 mod tests {
     use super::*;
 
-    /// Regenerate with `FRANZ_BLESS=1 cargo test command_definition`, then review the diff.
-    const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/kummerkasten/ticket-command.json");
+    /// Regenerate with `FRANZ_BLESS=1 cargo test snapshot`, then review the diff.
+    fn assert_snapshot(name: &str, got: serde_json::Value) {
+        let path = format!("{}/fixtures/kummerkasten/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("FRANZ_BLESS").is_some() {
+            std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+        }
+        let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(got, expected, "\nexpected {expected:#}\n     got {got:#}");
+    }
 
     #[test]
     fn command_definition_matches_the_snapshot() {
-        let got = command_definition();
-        if std::env::var_os("FRANZ_BLESS").is_some() {
-            std::fs::write(SNAPSHOT, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
-        }
-        let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(SNAPSHOT).unwrap()).unwrap();
-        assert_eq!(got, expected, "\nexpected {expected:#}\n     got {got:#}");
+        assert_snapshot("ticket-command.json", command_definition());
+    }
+
+    #[test]
+    fn ticket_form_matches_the_snapshot() {
+        assert_snapshot("ticket-form.json", form_definition("INTERACTION_ID"));
+    }
+
+    #[test]
+    fn an_interaction_token_lives_fifteen_minutes_from_its_interaction_id() {
+        let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let made_at = |ago_ms: u64| serenity::InteractionId::new(((now_ms - ago_ms - 1_420_070_400_000) << 22) | 1);
+        let fresh = token_lifetime_left(made_at(0));
+        assert!(fresh > Duration::from_secs(14 * 60) && fresh <= INTERACTION_LIFETIME, "{fresh:?}");
+        let old = token_lifetime_left(made_at(10 * 60 * 1000));
+        assert!(old > Duration::from_secs(4 * 60) && old <= Duration::from_secs(5 * 60), "{old:?}");
+        assert_eq!(token_lifetime_left(made_at(60 * 60 * 1000)), Duration::from_secs(30));
     }
 
     #[test]

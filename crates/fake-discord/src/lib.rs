@@ -1,0 +1,377 @@
+//! A fake Discord on loopback: the REST API under `/api/v10/` and a gateway WebSocket, close enough to the real
+//! protocol that serenity and poise run against it unchanged, for franz's integration tests and `cargo xtask e2e`.
+//!
+//! [`FakeDiscord::start`] binds two loopback ports, one for REST (hand its [`api_base`](FakeDiscord::api_base) to a
+//! bot as its REST proxy, or its [`webhook_url`](FakeDiscord::webhook_url) to absturz) and one for the gateway (the
+//! URL `GET /gateway` returns). Tests script it: dispatch slash commands and modal submits
+//! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit)), answer the next calls to an
+//! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
+//! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
+//! what it is sent (it is not hardened against hostile clients).
+
+mod gateway;
+pub mod payloads;
+mod rest;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+
+pub use gateway::{Fault, GatewayStats};
+
+/// What the fake Discord believes: the bot's token and application, the guild the bot is in, and how often the
+/// gateway asks for heartbeats.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The bot token REST calls and IDENTIFY must carry (`Bot ` prefix optional on the gateway).
+    pub token: String,
+    pub application_id: u64,
+    /// The one guild the bot is in; registering commands in another guild is refused (403, Missing Access).
+    pub guild_id: u64,
+    /// The channel interactions come from.
+    pub channel_id: u64,
+    /// What HELLO asks for. Discord says about 41 s; tests want heartbeats to actually happen.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token: "fake-bot-token.MTE3NzAwMDAwMDAwMDAwMDAwMQ".into(),
+            application_id: payloads::APPLICATION_ID,
+            guild_id: payloads::GUILD_ID,
+            channel_id: payloads::CHANNEL_ID,
+            heartbeat_interval: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// The REST endpoints the fake tells apart. Scripted answers and records are per endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /gateway`: where to connect (no token needed).
+    Gateway,
+    /// `GET /gateway/bot`.
+    GatewayBot,
+    /// `GET /oauth2/applications/@me`: the bot's application.
+    CurrentApplication,
+    /// `GET /users/@me`.
+    CurrentUser,
+    /// `PUT /applications/{id}/commands`: replace the global commands.
+    GlobalCommands,
+    /// `PUT /applications/{id}/guilds/{guild}/commands`: replace a guild's commands.
+    GuildCommands,
+    /// `POST /interactions/{id}/{token}/callback`: the first answer to an interaction.
+    Callback,
+    /// `POST /webhooks/{application}/{interaction token}`: a follow-up message.
+    FollowUp,
+    /// `GET|PATCH|DELETE /webhooks/{application}/{interaction token}/messages/@original`.
+    Original,
+    /// `POST /webhooks/{id}/{token}` of any other webhook (absturz's alerts).
+    Webhook,
+    /// Anything else: answered 404 and recorded.
+    Unknown,
+}
+
+/// An answer the fake gives to the next call of an endpoint instead of its normal one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer {
+    /// This HTTP status with a Discord error body (`{"message", "code"}`).
+    Status(u16),
+    /// 429 with this `retry_after` in seconds (body, and the `Retry-After` header).
+    RateLimited(f64),
+    /// Do not answer until [`FakeDiscord::release`] is called; then answer normally.
+    Hold,
+}
+
+/// A REST call the fake received, and what it answered.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub method: String,
+    pub endpoint: Endpoint,
+    pub path: String,
+    pub query: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    pub status: u16,
+    /// The request body as JSON (`Null` when empty or not JSON).
+    pub body: Value,
+}
+
+/// An interaction the fake dispatched: its id and its token, which the bot's answers to it carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub id: u64,
+    pub token: String,
+}
+
+/// A Discord user who invokes commands.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: u64,
+    pub username: String,
+    pub global_name: Option<String>,
+}
+
+impl User {
+    pub fn new(id: u64, username: &str) -> User {
+        User { id, username: username.into(), global_name: None }
+    }
+}
+
+#[derive(Debug)]
+struct InteractionState {
+    token: String,
+    acknowledged: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    scripts: HashMap<Endpoint, VecDeque<Answer>>,
+    received: Vec<Received>,
+    /// Requests currently held by [`Answer::Hold`].
+    holding: usize,
+    /// At most this many accepted webhook posts per window, like Discord's webhook limit.
+    limit: Option<(u32, Duration)>,
+    window: Option<(Instant, u32)>,
+    interactions: HashMap<u64, InteractionState>,
+    gateway: gateway::State,
+}
+
+/// What the REST and gateway tasks share with the handle.
+struct Shared {
+    options: Options,
+    rest_url: String,
+    gateway_url: String,
+    state: Mutex<State>,
+    /// One permit per [`FakeDiscord::release`]; each held request takes one.
+    released: tokio::sync::Semaphore,
+    /// Every task the fake spawned, aborted when the handle is dropped.
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panicking test thread must not hide what the fake recorded.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(handle);
+    }
+}
+
+/// A running fake Discord. Dropping it stops it.
+pub struct FakeDiscord {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FakeDiscord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeDiscord")
+            .field("rest", &self.shared.rest_url)
+            .field("gateway", &self.shared.gateway_url)
+            .finish()
+    }
+}
+
+impl FakeDiscord {
+    /// Starts a fake Discord with the default [`Options`].
+    pub async fn start() -> FakeDiscord {
+        FakeDiscord::start_with(Options::default()).await.expect("the fake Discord binds two loopback ports")
+    }
+
+    pub async fn start_with(options: Options) -> std::io::Result<FakeDiscord> {
+        let rest = TcpListener::bind("127.0.0.1:0").await?;
+        let gateway = TcpListener::bind("127.0.0.1:0").await?;
+        let (rest_address, gateway_address): (SocketAddr, SocketAddr) = (rest.local_addr()?, gateway.local_addr()?);
+        let shared = Arc::new(Shared {
+            options,
+            rest_url: format!("http://{rest_address}"),
+            gateway_url: format!("ws://{gateway_address}"),
+            state: Mutex::new(State::default()),
+            released: tokio::sync::Semaphore::new(0),
+            tasks: Mutex::new(Vec::new()),
+        });
+        shared.spawn(rest::serve(rest, shared.clone()));
+        shared.spawn(gateway::serve(gateway, shared.clone()));
+        Ok(FakeDiscord { shared })
+    }
+
+    /// Starts a fake Discord on a runtime of its own, for callers without one (xtask).
+    pub fn start_in_background(options: Options) -> std::io::Result<Background> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let discord = runtime.block_on(FakeDiscord::start_with(options))?;
+        Ok(Background { discord: Some(discord), runtime })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    pub fn token(&self) -> &str {
+        &self.shared.options.token
+    }
+
+    /// What a bot takes as its REST proxy (`http://127.0.0.1:PORT`): serenity puts `/api/v10/…` after it.
+    pub fn api_base(&self) -> String {
+        self.shared.rest_url.clone()
+    }
+
+    /// The gateway's `ws://` URL, as `GET /gateway` returns it.
+    pub fn gateway_url(&self) -> String {
+        self.shared.gateway_url.clone()
+    }
+
+    /// A webhook URL as a user copies it from Discord (without the API version), for absturz.
+    pub fn webhook_url(&self) -> String {
+        format!("{}/api/webhooks/123/secret-token", self.shared.rest_url)
+    }
+
+    /// The next calls to `endpoint` get these answers, in order; after them, calls are answered normally.
+    pub fn script(&self, endpoint: Endpoint, answers: &[Answer]) {
+        self.shared.state().scripts.entry(endpoint).or_default().extend(answers.iter().copied());
+    }
+
+    /// Lets one request held by [`Answer::Hold`] go on (or the next one, if none is held yet).
+    pub fn release(&self) {
+        self.shared.released.add_permits(1);
+    }
+
+    /// How many requests are held by [`Answer::Hold`] right now.
+    pub fn holding(&self) -> usize {
+        self.shared.state().holding
+    }
+
+    /// Enforces a Discord-style rate limit on webhook posts: at most `per_window` accepted per `window`, 429 beyond.
+    pub fn limit(&self, per_window: u32, window: Duration) {
+        self.shared.state().limit = Some((per_window, window));
+    }
+
+    /// Every REST call so far, in arrival order of their answers.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.state().received.clone()
+    }
+
+    /// The REST calls to one endpoint.
+    pub fn received_at(&self, endpoint: Endpoint) -> Vec<Received> {
+        self.received().into_iter().filter(|r| r.endpoint == endpoint).collect()
+    }
+
+    /// The answers the bot gave to `interaction`: its callbacks and follow-ups, in order.
+    pub fn answers_to(&self, interaction: &Interaction) -> Vec<Received> {
+        let marker = format!("/{}/", interaction.token);
+        let tail = format!("/{}", interaction.token);
+        self.received()
+            .into_iter()
+            .filter(|r| matches!(r.endpoint, Endpoint::Callback | Endpoint::FollowUp | Endpoint::Original))
+            .filter(|r| r.path.contains(&marker) || r.path.ends_with(&tail))
+            .collect()
+    }
+
+    /// Every embed of every accepted webhook post, in order.
+    pub fn embeds(&self) -> Vec<Value> {
+        self.received_at(Endpoint::Webhook)
+            .into_iter()
+            .filter(|r| r.status == 200)
+            .flat_map(|r| r.body["embeds"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// How many alerts the accepted embeds stand for: a grouped embed's title ends with " ×N".
+    pub fn alerts(&self) -> u64 {
+        self.alerts_titled("")
+    }
+
+    /// How many alerts arrived in embeds whose title starts with `prefix`.
+    pub fn alerts_titled(&self, prefix: &str) -> u64 {
+        self.embeds()
+            .iter()
+            .filter_map(|embed| embed["title"].as_str().map(str::to_owned))
+            .filter(|title| title.starts_with(prefix))
+            .map(|title| title.rsplit_once(" ×").and_then(|(_, n)| n.parse().ok()).unwrap_or(1))
+            .sum()
+    }
+
+    /// What the gateway has seen so far.
+    pub fn gateway(&self) -> GatewayStats {
+        self.shared.state().gateway.stats()
+    }
+
+    /// Breaks the live gateway connection (or the next one, if none is live).
+    pub fn fault(&self, fault: Fault) {
+        gateway::fault(&self.shared, fault);
+    }
+
+    /// The next IDENTIFY is refused with this close code, whatever its token (4004: a token revoked meanwhile).
+    pub fn refuse_next_identify(&self, close_code: u16) {
+        self.shared.state().gateway.refuse_next_identify = Some(close_code);
+    }
+
+    /// `user` invokes the slash command `name` with these string options: an INTERACTION_CREATE of type 2.
+    pub fn command(&self, user: &User, name: &str, options: &[(&str, &str)]) -> Interaction {
+        let interaction = self.new_interaction();
+        let payload = payloads::command(&self.shared.options, &interaction, user, name, options);
+        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+        interaction
+    }
+
+    /// `user` submits the modal `custom_id` with these text inputs: an INTERACTION_CREATE of type 5.
+    pub fn modal_submit(&self, user: &User, custom_id: &str, fields: &[(&str, &str)]) -> Interaction {
+        let interaction = self.new_interaction();
+        let payload = payloads::modal_submit(&self.shared.options, &interaction, user, custom_id, fields);
+        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+        interaction
+    }
+
+    /// Dispatches any event as it is (for payloads the helpers above do not build).
+    pub fn dispatch(&self, event: &str, data: Value) {
+        gateway::dispatch(&self.shared, event, data);
+    }
+
+    fn new_interaction(&self) -> Interaction {
+        let id = payloads::snowflake();
+        let token = format!("aW50ZXJhY3Rpb246{id}");
+        let state = InteractionState { token: token.clone(), acknowledged: false };
+        self.shared.state().interactions.insert(id, state);
+        Interaction { id, token }
+    }
+}
+
+impl Drop for FakeDiscord {
+    fn drop(&mut self) {
+        for task in self.shared.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// A fake Discord with the runtime it runs on; dereferences to the [`FakeDiscord`].
+pub struct Background {
+    discord: Option<FakeDiscord>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::ops::Deref for Background {
+    type Target = FakeDiscord;
+    fn deref(&self) -> &FakeDiscord {
+        self.discord.as_ref().expect("the fake lives as long as its runtime")
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // Aborting the fake's tasks needs its runtime's context.
+        let _entered = self.runtime.enter();
+        self.discord.take();
+    }
+}

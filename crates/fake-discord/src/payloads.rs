@@ -1,0 +1,154 @@
+//! The JSON the fake sends: Discord's documented objects, kept as fixtures in `fixtures/discord/` and filled in
+//! with this fake's ids, tokens and users.
+//!
+//! Each fixture is one example of the object as Discord's documentation (and a real gateway) shows it, with every
+//! field serenity 0.12 requires (`entitlements` and `attachment_size_limit` on interactions, for instance); franz's
+//! tests deserialize them with serenity's own types. This module only fills in values; it decides no behaviour.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::{Interaction, Options, User};
+
+pub const APPLICATION_ID: u64 = 1177000000000000001;
+pub const GUILD_ID: u64 = 1177000000000000002;
+pub const CHANNEL_ID: u64 = 1177000000000000003;
+
+const APPLICATION: &str = include_str!("../../../fixtures/discord/application.json");
+const READY: &str = include_str!("../../../fixtures/discord/ready.json");
+const COMMAND: &str = include_str!("../../../fixtures/discord/interaction-command.json");
+const MODAL_SUBMIT: &str = include_str!("../../../fixtures/discord/interaction-modal-submit.json");
+const MESSAGE: &str = include_str!("../../../fixtures/discord/message.json");
+
+/// A fixture as it is stored.
+pub fn fixture(name: &str) -> Value {
+    let text = match name {
+        "application" => APPLICATION,
+        "ready" => READY,
+        "interaction-command" => COMMAND,
+        "interaction-modal-submit" => MODAL_SUBMIT,
+        "message" => MESSAGE,
+        other => panic!("no Discord fixture named {other:?}"),
+    };
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("fixtures/discord/{name}.json is not JSON: {error}"))
+}
+
+/// The names of every fixture, for tests that check them all.
+pub const FIXTURES: [&str; 5] = ["application", "ready", "interaction-command", "interaction-modal-submit", "message"];
+
+/// A new snowflake: milliseconds since Discord's epoch (2015) in the top bits, a counter in the low 22, so ids are
+/// unique and increase, and their timestamp is now.
+pub fn snowflake() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    (now.saturating_sub(DISCORD_EPOCH_MS) << 22) | (COUNTER.fetch_add(1, Ordering::Relaxed) & 0x3F_FFFF)
+}
+
+/// `GET /oauth2/applications/@me`.
+pub fn application(options: &Options) -> Value {
+    let mut application = fixture("application");
+    application["id"] = options.application_id.to_string().into();
+    application["bot"]["id"] = options.application_id.to_string().into();
+    application
+}
+
+/// The bot user (`GET /users/@me`, READY's `user`).
+pub fn bot_user(options: &Options) -> Value {
+    let mut user = fixture("ready")["user"].clone();
+    user["id"] = options.application_id.to_string().into();
+    user
+}
+
+/// The READY dispatch of a new session.
+pub fn ready(options: &Options, session_id: &str, resume_gateway_url: &str) -> Value {
+    let mut ready = fixture("ready");
+    ready["user"] = bot_user(options);
+    ready["guilds"] = json!([{"id": options.guild_id.to_string(), "unavailable": true}]);
+    ready["session_id"] = session_id.into();
+    ready["resume_gateway_url"] = resume_gateway_url.into();
+    ready["application"]["id"] = options.application_id.to_string().into();
+    ready
+}
+
+/// What an interaction from `user` in the fake's guild and channel has in common, whatever its type.
+fn interaction(mut payload: Value, options: &Options, interaction: &Interaction, user: &User) -> Value {
+    let (guild, channel) = (options.guild_id.to_string(), options.channel_id.to_string());
+    payload["id"] = interaction.id.to_string().into();
+    payload["token"] = interaction.token.clone().into();
+    payload["application_id"] = options.application_id.to_string().into();
+    payload["guild_id"] = guild.clone().into();
+    payload["guild"]["id"] = guild.clone().into();
+    payload["channel_id"] = channel.clone().into();
+    payload["channel"]["id"] = channel.into();
+    payload["channel"]["guild_id"] = guild.clone().into();
+    payload["authorizing_integration_owners"] = json!({"0": guild});
+    let member_user = &mut payload["member"]["user"];
+    member_user["id"] = user.id.to_string().into();
+    member_user["username"] = user.username.clone().into();
+    member_user["global_name"] = user.global_name.clone().map_or(Value::Null, Value::from);
+    payload
+}
+
+/// INTERACTION_CREATE of type 2 (application command): `/name` with string options.
+pub fn command(options: &Options, call: &Interaction, user: &User, name: &str, values: &[(&str, &str)]) -> Value {
+    let mut payload = interaction(fixture("interaction-command"), options, call, user);
+    payload["data"]["name"] = name.into();
+    payload["data"]["guild_id"] = options.guild_id.to_string().into();
+    payload["data"]["options"] =
+        values.iter().map(|(name, value)| json!({"name": name, "type": 3, "value": value})).collect();
+    payload
+}
+
+/// INTERACTION_CREATE of type 5 (modal submit): one action row per text input.
+pub fn modal_submit(
+    options: &Options,
+    call: &Interaction,
+    user: &User,
+    custom_id: &str,
+    fields: &[(&str, &str)],
+) -> Value {
+    let mut payload = interaction(fixture("interaction-modal-submit"), options, call, user);
+    payload["data"]["custom_id"] = custom_id.into();
+    payload["data"]["components"] = fields
+        .iter()
+        .map(|(id, value)| json!({"type": 1, "components": [{"type": 4, "custom_id": id, "value": value}]}))
+        .collect();
+    payload
+}
+
+/// The message a follow-up or an edit creates, from the request's body.
+pub fn message(options: &Options, body: &Value) -> Value {
+    let mut message = fixture("message");
+    message["id"] = snowflake().to_string().into();
+    message["channel_id"] = options.channel_id.to_string().into();
+    message["author"]["id"] = options.application_id.to_string().into();
+    message["webhook_id"] = options.application_id.to_string().into();
+    message["content"] = body.get("content").cloned().unwrap_or_else(|| "".into());
+    message["flags"] = body.get("flags").cloned().unwrap_or_else(|| 0.into());
+    message
+}
+
+/// The commands a `PUT …/commands` registered, as Discord answers: the request's commands with ids and versions.
+pub fn registered(options: &Options, guild: Option<u64>, commands: &[Value]) -> Value {
+    commands
+        .iter()
+        .map(|command| {
+            let mut command = command.clone();
+            command["id"] = snowflake().to_string().into();
+            command["application_id"] = options.application_id.to_string().into();
+            command["version"] = snowflake().to_string().into();
+            command["default_member_permissions"] =
+                command.get("default_member_permissions").cloned().unwrap_or(Value::Null);
+            if command.get("type").is_none() {
+                command["type"] = 1.into();
+            }
+            if let Some(guild) = guild {
+                command["guild_id"] = guild.to_string().into();
+            }
+            command
+        })
+        .collect()
+}

@@ -1,0 +1,238 @@
+//! The fake's REST API: routes `/api/v10/…` (and unversioned `/api/…`) to the endpoints a bot and a webhook
+//! client use, checks the bot token where Discord does, answers as Discord documents, and records every call.
+//!
+//! Scripted answers ([`Answer`]) and the webhook rate limit are applied here, before the normal answer. Interaction
+//! endpoints keep Discord's rules: an unknown interaction is 404 (10062), a second callback is 400 (40060), and a
+//! follow-up needs an acknowledged interaction.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::{Answer, Endpoint, Received, Shared, payloads};
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let connection = shared.clone();
+        shared.spawn(async move {
+            let service = hyper::service::service_fn(move |request| handle(connection.clone(), request));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// An answer before it is sent: status, JSON body (none for 204) and extra headers.
+struct Reply {
+    status: u16,
+    body: Option<Value>,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Reply {
+        Reply { status, body: Some(body), headers: Vec::new() }
+    }
+
+    fn error(status: u16, code: u32, message: &str) -> Reply {
+        Reply::json(status, json!({"message": message, "code": code}))
+    }
+
+    fn rate_limited(retry_after: f64) -> Reply {
+        let mut reply = Reply::json(
+            429,
+            json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": false}),
+        );
+        reply.headers.push(("retry-after", format!("{}", retry_after.ceil() as u64)));
+        reply.headers.push(("x-ratelimit-scope", "user".into()));
+        reply
+    }
+}
+
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let authorization =
+        request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let (endpoint, ids) = classify(&method, &path, shared.options.application_id);
+
+    let scripted = shared.state().scripts.get_mut(&endpoint).and_then(|script| script.pop_front());
+    let reply = match scripted {
+        Some(Answer::Status(status)) => Some(Reply::error(status, 0, &format!("{status}: scripted by the fake"))),
+        Some(Answer::RateLimited(retry_after)) => Some(Reply::rate_limited(retry_after)),
+        Some(Answer::Hold) => {
+            shared.state().holding += 1;
+            if let Ok(permit) = shared.released.acquire().await {
+                permit.forget();
+            }
+            shared.state().holding -= 1;
+            None
+        }
+        None => None,
+    };
+    let reply = reply.unwrap_or_else(|| answer(&shared, &method, endpoint, &ids, authorization.as_deref(), &body));
+
+    let received = Received {
+        at: Instant::now(),
+        method: method.to_string(),
+        endpoint,
+        path,
+        query,
+        authorization,
+        status: reply.status,
+        body,
+    };
+    shared.state().received.push(received);
+
+    let mut response = Response::builder().status(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK));
+    for (name, value) in &reply.headers {
+        response = response.header(*name, value);
+    }
+    let body = match reply.body {
+        Some(body) => {
+            response = response.header(hyper::header::CONTENT_TYPE, "application/json");
+            Bytes::from(body.to_string())
+        }
+        None => Bytes::new(),
+    };
+    Ok(response.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// Which endpoint a request is for, and the ids and tokens in its path (after `/api[/vN]`).
+fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<String>) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", version, rest @ ..] if version.starts_with('v') && version[1..].parse::<u8>().is_ok() => rest,
+        ["api", rest @ ..] => rest,
+        _ => return (Endpoint::Unknown, Vec::new()),
+    };
+    let owned = |parts: &[&str]| parts.iter().map(|p| (*p).to_owned()).collect();
+    let endpoint = match (method, rest) {
+        (&Method::GET, ["gateway"]) => Endpoint::Gateway,
+        (&Method::GET, ["gateway", "bot"]) => Endpoint::GatewayBot,
+        (&Method::GET, ["oauth2", "applications", "@me"]) => Endpoint::CurrentApplication,
+        (&Method::GET, ["users", "@me"]) => Endpoint::CurrentUser,
+        (&Method::PUT, ["applications", application, "commands"]) => {
+            return (Endpoint::GlobalCommands, owned(&[application]));
+        }
+        (&Method::PUT, ["applications", application, "guilds", guild, "commands"]) => {
+            return (Endpoint::GuildCommands, owned(&[application, guild]));
+        }
+        (&Method::POST, ["interactions", id, token, "callback"]) => return (Endpoint::Callback, owned(&[id, token])),
+        (_, ["webhooks", id, token, "messages", "@original"]) => return (Endpoint::Original, owned(&[id, token])),
+        (&Method::POST, ["webhooks", id, token]) if id.parse() == Ok(application_id) => {
+            return (Endpoint::FollowUp, owned(&[id, token]));
+        }
+        (&Method::POST, ["webhooks", id, token]) => return (Endpoint::Webhook, owned(&[id, token])),
+        _ => Endpoint::Unknown,
+    };
+    (endpoint, Vec::new())
+}
+
+/// The normal answer of an endpoint.
+fn answer(
+    shared: &Shared,
+    method: &Method,
+    endpoint: Endpoint,
+    ids: &[String],
+    authorization: Option<&str>,
+    body: &Value,
+) -> Reply {
+    let options = &shared.options;
+    let needs_token = matches!(
+        endpoint,
+        Endpoint::GatewayBot
+            | Endpoint::CurrentApplication
+            | Endpoint::CurrentUser
+            | Endpoint::GlobalCommands
+            | Endpoint::GuildCommands
+            | Endpoint::Unknown
+    );
+    if needs_token && authorization != Some(format!("Bot {}", options.token).as_str()) {
+        return Reply::error(401, 0, "401: Unauthorized");
+    }
+    let application = options.application_id.to_string();
+    match endpoint {
+        Endpoint::Gateway => Reply::json(200, json!({"url": shared.gateway_url})),
+        Endpoint::GatewayBot => Reply::json(
+            200,
+            json!({"url": shared.gateway_url, "shards": 1,
+                   "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14_400_000, "max_concurrency": 1}}),
+        ),
+        Endpoint::CurrentApplication => Reply::json(200, payloads::application(options)),
+        Endpoint::CurrentUser => Reply::json(200, payloads::bot_user(options)),
+        Endpoint::GlobalCommands | Endpoint::GuildCommands => {
+            let guild = ids.get(1).map(|g| g.parse::<u64>().unwrap_or(0));
+            if ids.first() != Some(&application) || guild.is_some_and(|g| g != options.guild_id) {
+                return Reply::error(403, 50001, "Missing Access");
+            }
+            match body.as_array() {
+                Some(commands) => Reply::json(200, payloads::registered(options, guild, commands)),
+                None => Reply::error(400, 50035, "Invalid Form Body"),
+            }
+        }
+        Endpoint::Callback => {
+            let id = ids.first().and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+            let mut state = shared.state();
+            match state.interactions.get_mut(&id) {
+                Some(interaction) if Some(&interaction.token) == ids.get(1) => {
+                    if interaction.acknowledged {
+                        return Reply::error(400, 40060, "Interaction has already been acknowledged.");
+                    }
+                    if body.get("type").and_then(Value::as_u64).is_none() {
+                        return Reply::error(400, 50035, "Invalid Form Body");
+                    }
+                    interaction.acknowledged = true;
+                    Reply { status: 204, body: None, headers: Vec::new() }
+                }
+                _ => Reply::error(404, 10062, "Unknown interaction"),
+            }
+        }
+        Endpoint::FollowUp | Endpoint::Original => {
+            let token = ids.get(1).cloned().unwrap_or_default();
+            let state = shared.state();
+            let known = state.interactions.values().any(|i| i.token == token && i.acknowledged);
+            if !known {
+                return Reply::error(404, 10015, "Unknown Webhook");
+            }
+            match (endpoint, method) {
+                (Endpoint::Original, &Method::DELETE) => Reply { status: 204, body: None, headers: Vec::new() },
+                _ => Reply::json(200, payloads::message(options, body)),
+            }
+        }
+        Endpoint::Webhook => webhook(shared, body),
+        Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
+    }
+}
+
+/// A post to a plain webhook: accepted, or 429 when the configured rate limit is used up.
+fn webhook(shared: &Shared, body: &Value) -> Reply {
+    let mut state = shared.state();
+    let now = Instant::now();
+    let Some((per_window, length)) = state.limit else {
+        return Reply::json(200, payloads::message(&shared.options, body));
+    };
+    let (start, used) = match state.window {
+        Some((start, used)) if now.duration_since(start) < length => (start, used),
+        _ => (now, 0),
+    };
+    let reset_after = length.saturating_sub(now.duration_since(start)).as_secs_f64();
+    if used >= per_window {
+        state.window = Some((start, used));
+        return Reply::rate_limited(reset_after);
+    }
+    state.window = Some((start, used + 1));
+    let mut reply = Reply::json(200, payloads::message(&shared.options, body));
+    reply.headers.push(("x-ratelimit-remaining", (per_window - used - 1).to_string()));
+    reply.headers.push(("x-ratelimit-reset-after", format!("{reset_after:.3}")));
+    reply
+}

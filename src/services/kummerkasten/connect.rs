@@ -1,0 +1,104 @@
+//! Everything the bot does with Discord before its gateway connection: the HTTP client (direct, or through a REST
+//! proxy), the token check, and the registration of `/ticket`; and how a Discord error is told without secrets.
+//!
+//! Registration happens here and not in poise's setup, because poise swallows a failed setup and then hangs every
+//! later event: a refused registration must stop `franz up` with its cause instead. Nothing here publishes a
+//! ticket or answers a user.
+
+use anyhow::anyhow;
+use poise::serenity_prelude as serenity;
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// What to do about a token Discord refuses.
+pub const TOKEN_HINT: &str = "check DISCORD_TOKEN (Developer Portal → your application → Bot → Reset Token)";
+
+/// The base URL of Discord's REST API that the bot's own requests go to: the proxy, or discord.com.
+pub fn api_base(proxy: Option<&str>) -> String {
+    proxy.unwrap_or("https://discord.com").trim_end_matches('/').to_owned()
+}
+
+/// serenity's HTTP client. Through a proxy, serenity's own rate limiter is off: with it on, serenity ignores the
+/// proxy (serenity issue #1739), and the proxy keeps the limits for every bot behind it anyway.
+pub fn http(token: &SecretString, proxy: Option<&str>) -> serenity::Http {
+    let builder = serenity::HttpBuilder::new(token.expose_secret());
+    match proxy {
+        Some(proxy) => builder.proxy(proxy).ratelimiter_disabled(true).build(),
+        None => builder.build(),
+    }
+}
+
+/// Checks the token by asking for the bot's application, and remembers its id (needed to register commands
+/// before the gateway's READY would tell it).
+pub async fn application(http: &serenity::Http) -> anyhow::Result<serenity::CurrentApplicationInfo> {
+    let application = http.get_current_application_info().await.map_err(|error| match status(&error) {
+        Some(401) => anyhow!("Discord refused the bot token ({}); {TOKEN_HINT}", describe(&error)),
+        _ => anyhow!("cannot reach Discord to check the bot token: {}", describe(&error)),
+    })?;
+    http.set_application_id(application.id);
+    Ok(application)
+}
+
+/// Registers `commands` in `guild` (at once) or globally (Discord may take up to an hour to show them), replacing
+/// what was registered before. An error names the cause and what to do.
+pub async fn register(
+    http: &serenity::Http,
+    commands: Vec<serenity::CreateCommand>,
+    guild: Option<u64>,
+) -> anyhow::Result<()> {
+    let (result, scope) = match guild {
+        Some(id) => (serenity::GuildId::new(id).set_commands(http, commands).await, format!("in guild {id}")),
+        None => (serenity::Command::set_global_commands(http, commands).await, "globally".to_owned()),
+    };
+    result.map(drop).map_err(|error| {
+        let hint = match status(&error) {
+            Some(401) => TOKEN_HINT,
+            Some(403 | 404) if guild.is_some() => {
+                "check DISCORD_GUILD_ID, and that the bot was added to that server with the applications.commands scope (README: The Discord bot)"
+            }
+            Some(403) => "add the bot to a server with the applications.commands scope (README: The Discord bot)",
+            _ => "franz stops rather than run a bot whose command Discord does not know",
+        };
+        anyhow!("cannot register /ticket {scope}: {}; {hint}", describe(&error))
+    })
+}
+
+/// The HTTP status of a refused request.
+pub fn status(error: &serenity::Error) -> Option<u16> {
+    match error {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(response)) => {
+            Some(response.status_code.as_u16())
+        }
+        _ => None,
+    }
+}
+
+/// An error as it may be logged or shown: Discord's status, code and message, or what failed on the way there.
+/// Never the request's URL, which holds interaction tokens and the proxy's address.
+pub fn describe(error: &serenity::Error) -> String {
+    match error {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(response)) => format!(
+            "Discord answered HTTP {}: {} (code {})",
+            response.status_code,
+            crate::discord::clip(&response.error.message, 300),
+            response.error.code
+        ),
+        serenity::Error::Http(serenity::HttpError::Request(request)) => {
+            let what = if request.is_timeout() {
+                "the request to Discord timed out"
+            } else if request.is_connect() {
+                "cannot connect to Discord"
+            } else {
+                "the request to Discord failed"
+            };
+            let mut text = what.to_owned();
+            let mut source = std::error::Error::source(request);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
+        serenity::Error::Http(_) | serenity::Error::Url(_) => "the request to Discord could not be made".to_owned(),
+        other => other.to_string(),
+    }
+}
