@@ -9,6 +9,8 @@ log=${FRANZ_DOCKERD_LOG:-/tmp/franz-dockerd.log}
 cannot() { echo "$*" >&2; exit 3; }
 answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 root() { [ "$(id -u)" -eq 0 ]; }
+# Whether process $1 runs (a zombie, killed but not yet reaped, does not).
+alive() { local state; state=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${state#Z}" = "$state" ]; }
 
 static_busybox() { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }
 
@@ -28,14 +30,14 @@ answers && exit 0
 root || cannot "no Docker engine answers and this user is not root, so none can be started here"
 # A dockerd killed with its machine leaves its pid files behind, and a new one refuses to start while they exist.
 for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
-  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then rm -f "$pidfile"; fi
+  if [ -f "$pidfile" ] && ! alive "$(cat "$pidfile")"; then rm -f "$pidfile"; fi
 done
 echo "docker/engine.sh: starting dockerd (log: $log)" >&2
 setsid nohup dockerd >"$log" 2>&1 < /dev/null &
 pid=$!
 for _ in $(seq 1 300); do
   answers && exit 0
-  kill -0 "$pid" 2>/dev/null || cannot "dockerd exited at start: $(tail -n 1 "$log")"
+  alive "$pid" || cannot "dockerd exited at start: $(tail -n 1 "$log")"
   sleep 0.1
 done
 cannot "dockerd did not answer within 30 s; see $log"

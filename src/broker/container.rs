@@ -235,6 +235,14 @@ pub fn judge(spec: &ContainerSpec, previous: &Previous) -> Verdict {
     }
 }
 
+/// Whether a process's `/proc/PID/stat` line (`PID (COMM) STATE …`) is a franz that runs: a zombie (killed, not
+/// yet reaped by its parent) or a dead one is gone.
+pub fn is_running_franz(stat: &str) -> bool {
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { return false };
+    let state = stat.get(close + 1..).and_then(|rest| rest.split_whitespace().next());
+    stat.get(open + 1..close) == Some("franz") && state.is_some_and(|state| state != "Z" && state != "X")
+}
+
 /// Why `host` cannot be bound, naming what holds it when that is known: a container (by name and image) or,
 /// when Docker knows of none, another process.
 pub fn port_taken(host: SocketAddr, holder: Option<(&str, &str)>) -> String {
@@ -487,6 +495,15 @@ mod tests {
     fn containers_without_franz_labels_are_not_franz_s() {
         let labels = HashMap::from([("maintainer".to_owned(), "someone".to_owned())]);
         assert_eq!(Previous::from_labels("id", "/other", true, &labels, |_| false), None);
+    }
+
+    #[test]
+    fn only_a_live_franz_process_owns_its_container() {
+        assert!(is_running_franz("4242 (franz) S 1 4242 4242 0 -1 4194560"));
+        assert!(!is_running_franz("4242 (franz) Z 1 4242 4242 0 -1 4194560"), "a zombie is gone");
+        assert!(!is_running_franz("4242 (bash) S 1 4242 4242 0 -1 4194560"), "the pid was reused by another program");
+        assert!(!is_running_franz("4242 (franz (x)) S 1"));
+        assert!(!is_running_franz(""));
     }
 
     #[test]

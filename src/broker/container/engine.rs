@@ -147,7 +147,7 @@ async fn settle_previous(docker: &Docker, spec: &ContainerSpec) -> anyhow::Resul
 /// container whose franz is gone and one whose franz runs look alike, so both count as stale).
 fn is_running_franz(pid: u32) -> bool {
     pid != std::process::id()
-        && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "franz")
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| super::is_running_franz(&stat))
 }
 
 /// Checks that the host address can be bound; after removing a stale container (whose published port is
