@@ -61,8 +61,9 @@ const CHECKS: [(&str, Check); 9] = [
 pub fn run() -> anyhow::Result<Outcome> {
     let began = Instant::now();
     let engine = Command::new("bash").arg("docker/engine.sh").stderr(Stdio::piped()).output()?;
+    let stderr = String::from_utf8_lossy(&engine.stderr);
+    eprint!("{stderr}");
     if !engine.status.success() {
-        let stderr = String::from_utf8_lossy(&engine.stderr);
         let reason = stderr.lines().last().unwrap_or("docker/engine.sh failed").to_owned();
         eprintln!("container tests: not run ({reason})");
         if std::env::var("CI").is_ok_and(|ci| ci == "true") {
