@@ -37,7 +37,7 @@ pub enum Outcome {
 type Check = fn(&Franz, &Images) -> anyhow::Result<()>;
 
 /// Each check, named after the behaviour it proves.
-const CHECKS: [(&str, Check); 9] = [
+const CHECKS: [(&str, Check); 11] = [
     ("e2e_passes_against_the_redpanda_container", |_, _| e2e_against("redpanda")),
     ("e2e_passes_against_the_kafka_container", |_, _| e2e_against("kafka")),
     (
@@ -45,6 +45,8 @@ const CHECKS: [(&str, Check); 9] = [
         a_container_left_by_sigkill_is_removed_by_the_next_start,
     ),
     ("a_container_left_with_keep_is_reused_by_the_next_start", a_container_left_with_keep_is_reused_by_the_next_start),
+    ("a_kept_container_of_another_image_is_left_alone", a_kept_container_of_another_image_is_left_alone),
+    ("a_container_whose_franz_runs_is_not_touched", a_container_whose_franz_runs_is_not_touched),
     ("sigterm_during_start_up_removes_the_container", |franz, images| {
         interrupting_the_start_removes_the_container(franz, images, "TERM")
     }),
@@ -230,6 +232,34 @@ fn a_container_left_with_keep_is_reused_by_the_next_start(franz: &Franz, _: &Ima
     ensure!(record.contains(r#""value":"kept""#), "the reused broker should still have the record: {record}");
     second.stop()?;
     ensure!(running(&name)?, "a reused kept container should still run after franz stops");
+    Ok(())
+}
+
+/// A container kept with `--keep` belongs to the user: another broker on its address does not remove it.
+fn a_kept_container_of_another_image_is_left_alone(franz: &Franz, _: &Images) -> anyhow::Result<()> {
+    let (port, _cleanup) = Cleanup::port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let kept = format!("franz-redpanda-127.0.0.1-{port}");
+    franz.start_up(&["up", "--broker", "redpanda", "--keep", "--listen", &listen], None)?.stop()?;
+    let stderr = franz.failure(&["up", "--broker", "kafka", "--listen", &listen])?;
+    let expected = format!("is held by container {kept} (docker.redpanda.com/redpandadata/redpanda:");
+    ensure!(stderr.contains(&expected) && stderr.contains(&format!("`docker rm -f {kept}`")), "{stderr}");
+    ensure!(running(&kept)?, "the kept container should still run");
+    ensure!(containers_on(port)?.len() == 1, "franz should have created no container");
+    Ok(())
+}
+
+/// Two franz on one address: the second names the first and leaves its container alone.
+fn a_container_whose_franz_runs_is_not_touched(franz: &Franz, _: &Images) -> anyhow::Result<()> {
+    let (port, _cleanup) = Cleanup::port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut first = franz.start_up(&["up", "--broker", "kafka", "--listen", &listen], None)?;
+    let stderr = franz.failure(&["up", "--broker", "kafka", "--listen", &listen])?;
+    let pid = first.child.id();
+    ensure!(stderr.contains(&format!("of a franz that is running (pid {pid})")), "{stderr}");
+    ensure!(containers_on(port)?.len() == 1, "the first franz's container should be untouched");
+    first.stop()?;
+    ensure!(containers_on(port)?.is_empty(), "franz up should remove its container when it stops");
     Ok(())
 }
 
