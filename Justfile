@@ -30,5 +30,9 @@ crash:
 interop:
     cargo xtask interop
 
+# The container brokers against a real Docker engine with stand-in images.
+containers:
+    cargo xtask containers
+
 bench-broker:
     cargo xtask bench broker

@@ -163,7 +163,8 @@ pub struct UpArgs {
     #[arg(long, value_name = "TAG")]
     pub image_tag: Option<String>,
 
-    /// With --broker redpanda|kafka: leave the container running on exit and print how to reach and remove it.
+    /// With --broker redpanda|kafka: leave the container running on exit and print how to reach and remove it;
+    /// the next start on the same address reuses it.
     #[arg(long)]
     pub keep: bool,
 

@@ -1,20 +1,22 @@
-//! Disposable Redpanda or Apache Kafka containers, started through testcontainers, for `--broker redpanda|kafka`.
+//! Disposable Redpanda or Apache Kafka containers for `--broker redpanda|kafka`: what they look like and what to do
+//! with one that franz finds already there.
 //!
-//! What a container looks like (image, pinned tag, ports, advertised listener, readiness) is a plain
-//! [`ContainerSpec`], tested without Docker. Finding the Docker engine is a plain check that fails within a second.
-//! Only [`start`] talks to Docker, and it is the part that cannot be tested where no engine runs.
+//! Everything here is plain data and decisions, tested without Docker: the [`ContainerSpec`] (image, pinned tag,
+//! published port, advertised listener, readiness line, the labels franz puts on what it starts), where the engine
+//! is ([`DockerEndpoint`]), what to do with a container an earlier franz left on the same address ([`judge`]), and
+//! how a failed pull is explained. Talking to the engine is `engine.rs`, the only part that needs one.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod engine;
+
+pub use engine::{Container, start};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use bollard::models::{CreateImageInfo, PortBinding, PortMap};
-use futures::StreamExt as _;
-use testcontainers::core::{IntoContainerPort as _, WaitFor};
-use testcontainers::runners::AsyncRunner as _;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt as _, ReuseDirective};
 
 use crate::config::BrokerKind;
 
@@ -24,8 +26,16 @@ pub const REDPANDA_IMAGE: (&str, &str) = ("docker.redpanda.com/redpandadata/redp
 pub const KAFKA_IMAGE: (&str, &str) = ("apache/kafka-native", "4.1.1");
 /// The Kafka listener inside the container.
 const CONTAINER_PORT: u16 = 9092;
-/// How long a container may take to pull and start before franz gives up.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The labels franz puts on every container it starts, so that a later franz can find it: which kind and image
+/// it runs, the host address and port it is published on, whether it was started with `--keep`, and the franz
+/// process that started it.
+pub const LABEL_KIND: &str = "dev.franz.kind";
+pub const LABEL_IMAGE: &str = "dev.franz.image";
+pub const LABEL_HOST: &str = "dev.franz.host";
+pub const LABEL_PORT: &str = "dev.franz.port";
+pub const LABEL_KEEP: &str = "dev.franz.keep";
+pub const LABEL_PID: &str = "dev.franz.pid";
 
 /// Everything that decides how a broker container is created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +132,164 @@ impl ContainerSpec {
             PortBinding { host_ip: Some(self.host.ip().to_string()), host_port: Some(self.host.port().to_string()) };
         PortMap::from([(format!("{CONTAINER_PORT}/tcp"), Some(vec![binding]))])
     }
+
+    /// `image:tag`.
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.image, self.tag)
+    }
+
+    /// The container's name: its kind and the address it is published on, e.g. `franz-redpanda-127.0.0.1-9092`,
+    /// so `docker ps` says what it is and two franz on different addresses do not collide.
+    pub fn container_name(&self) -> String {
+        let ip: String = self
+            .host
+            .ip()
+            .to_string()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+            .collect();
+        format!("franz-{}-{ip}-{}", self.kind.name(), self.host.port())
+    }
+
+    /// The labels of a container started from this spec by the franz process `pid`.
+    pub fn labels(&self, keep: bool, pid: u32) -> HashMap<String, String> {
+        [
+            (LABEL_KIND, self.kind.name().to_owned()),
+            (LABEL_IMAGE, self.reference()),
+            (LABEL_HOST, self.host.ip().to_string()),
+            (LABEL_PORT, self.host.port().to_string()),
+            (LABEL_KEEP, keep.to_string()),
+            (LABEL_PID, pid.to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
+    }
+}
+
+/// A container that an earlier franz started on the same host address and port, as its labels describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Previous {
+    pub id: String,
+    pub name: String,
+    /// The `image:tag` it was started from (its label, which survives a re-tag of the image).
+    pub image: String,
+    pub running: bool,
+    /// Started with `--keep`: left running on purpose.
+    pub keep: bool,
+    /// The franz process that started it, when that process still runs.
+    pub live_owner: Option<u32>,
+}
+
+impl Previous {
+    /// Reads a container's labels; `None` when they are not franz's (a container franz did not start).
+    pub fn from_labels(
+        id: &str,
+        name: &str,
+        running: bool,
+        labels: &HashMap<String, String>,
+        is_running_franz: impl Fn(u32) -> bool,
+    ) -> Option<Previous> {
+        let image = labels.get(LABEL_IMAGE)?.clone();
+        let pid = labels.get(LABEL_PID).and_then(|pid| pid.parse().ok());
+        Some(Previous {
+            id: id.to_owned(),
+            name: name.trim_start_matches('/').to_owned(),
+            image,
+            running,
+            keep: labels.get(LABEL_KEEP).is_some_and(|keep| keep == "true"),
+            live_owner: pid.filter(|&pid| is_running_franz(pid)),
+        })
+    }
+}
+
+/// What to do with a [`Previous`] container before starting a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Left running with `--keep`, from the same image: use it instead of starting another.
+    Reuse,
+    /// Stale: remove it, for the reason given (printed in one line).
+    Remove(&'static str),
+    /// In use, or kept but of another image: franz must not touch it. The message says what holds the address
+    /// and what the user can do.
+    Refuse(String),
+}
+
+/// Decides what to do with a container an earlier franz started on `spec`'s address. A container whose franz still
+/// runs is never touched; one left with `--keep` is reused when it runs the same image, and otherwise left alone;
+/// any other is what a franz killed with SIGKILL (or a power cut) left behind, and is removed.
+pub fn judge(spec: &ContainerSpec, previous: &Previous) -> Verdict {
+    let (host, name, image) = (spec.host, &previous.name, &previous.image);
+    if let Some(pid) = previous.live_owner {
+        return Verdict::Refuse(format!(
+            "{host} is in use by container {name} ({image}) of a franz that is running (pid {pid}); stop that franz, or pass --listen with another port"
+        ));
+    }
+    match (previous.keep, previous.running) {
+        (true, true) if *image == spec.reference() => Verdict::Reuse,
+        (true, true) => Verdict::Refuse(format!(
+            "{host} is held by container {name} ({image}), left running with --keep; remove it with `docker rm -f {name}`, or pass --listen with another port"
+        )),
+        (true, false) => Verdict::Remove("it was left with --keep and has stopped"),
+        (false, _) => Verdict::Remove("the franz that started it did not stop cleanly"),
+    }
+}
+
+/// Whether a process's `/proc/PID/stat` line (`PID (COMM) STATE …`) is a franz that runs: a zombie (killed, not
+/// yet reaped by its parent) or a dead one is gone.
+pub fn is_running_franz(stat: &str) -> bool {
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { return false };
+    let state = stat.get(close + 1..).and_then(|rest| rest.split_whitespace().next());
+    stat.get(open + 1..close) == Some("franz") && state.is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Why `host` cannot be bound, naming what holds it when that is known: a container (by name and image) or,
+/// when Docker knows of none, another process.
+pub fn port_taken(host: SocketAddr, holder: Option<(&str, &str)>) -> String {
+    let who = match holder {
+        Some((name, image)) => format!("container {} ({image})", name.trim_start_matches('/')),
+        None => "another process".to_owned(),
+    };
+    format!("{host} is held by {who}; stop it, or pass --listen with another port")
+}
+
+/// A failed pull of `reference`, explained from Docker's `message`: what failed, in words, and what the user
+/// can do instead. Docker's own text is kept at the end, for a search.
+pub fn pull_failure(reference: &str, message: &str) -> String {
+    let registry = registry_of(reference);
+    let lower = message.to_ascii_lowercase();
+    let what = if [
+        "no such host",
+        "dial tcp",
+        "i/o timeout",
+        "connection refused",
+        "network is unreachable",
+        "tls handshake timeout",
+        "timeout exceeded",
+    ]
+    .iter()
+    .any(|sign| lower.contains(sign))
+    {
+        format!("the registry {registry} cannot be reached from here")
+    } else if ["manifest unknown", "not found", "does not exist"].iter().any(|sign| lower.contains(sign)) {
+        format!("the registry {registry} has no such image or tag (check --image-tag)")
+    } else if ["unauthorized", "denied", "authentication required"].iter().any(|sign| lower.contains(sign)) {
+        format!("the registry {registry} refused access")
+    } else {
+        format!("the pull from {registry} failed")
+    };
+    let said = message.lines().next().unwrap_or_default().trim();
+    format!(
+        "cannot pull {reference}: {what}; run with --broker embedded, or bring the image in another way (`docker pull {reference}` where the registry is reachable, or `docker load` of a saved copy) and start franz again (Docker said: {said})"
+    )
+}
+
+/// The registry host of an image reference: its first part when that looks like a host, else Docker Hub.
+fn registry_of(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => first,
+        _ => "Docker Hub (registry-1.docker.io)",
+    }
 }
 
 /// Where the Docker engine should be, from `DOCKER_HOST` or the default socket.
@@ -215,104 +383,10 @@ impl PullProgress {
     }
 }
 
-/// Pulls `image:tag` unless it is already there, printing progress every two seconds.
-async fn pull(image: &str, tag: &str) -> anyhow::Result<()> {
-    let docker = bollard::Docker::connect_with_defaults().context("cannot connect to the Docker engine")?;
-    let reference = format!("{image}:{tag}");
-    if docker.inspect_image(&reference).await.is_ok() {
-        return Ok(());
-    }
-    eprintln!("pulling {reference}; the first start can take minutes");
-    let options = bollard::query_parameters::CreateImageOptionsBuilder::default().from_image(image).tag(tag).build();
-    let mut stream = docker.create_image(Some(options), None, None);
-    let mut progress = PullProgress::default();
-    let mut shown = Instant::now();
-    while let Some(info) = stream.next().await {
-        let info = info.with_context(|| format!("cannot pull {reference}"))?;
-        if let Some(error) = info.error_detail.as_ref().and_then(|e| e.message.clone()) {
-            bail!("cannot pull {reference}: {error}");
-        }
-        progress.update(&info);
-        if shown.elapsed() >= Duration::from_secs(2) {
-            eprintln!("pulling {reference}: {}", progress.summary());
-            shown = Instant::now();
-        }
-    }
-    eprintln!("pulled {reference}: {}", progress.summary());
-    Ok(())
-}
-
-/// A running broker container.
-pub struct Container {
-    inner: ContainerAsync<GenericImage>,
-    pub spec: ContainerSpec,
-    keep: bool,
-}
-
-/// Checks for a Docker engine, then starts the container and waits until its broker is ready, printing progress
-/// while the image is pulled. With `keep`, the container outlives franz.
-pub async fn start(spec: ContainerSpec, keep: bool) -> anyhow::Result<Container> {
-    let endpoint = DockerEndpoint::from_env(std::env::var("DOCKER_HOST").ok().as_deref())?;
-    endpoint.check(Duration::from_secs(1)).await?;
-    std::net::TcpListener::bind(spec.host)
-        .map_err(|e| anyhow!("{} is not free ({e}); pass --listen with another port", spec.host))?;
-
-    let name = format!("{}:{}", spec.image, spec.tag);
-    pull(&spec.image, &spec.tag).await?;
-    eprintln!("starting {name}");
-    let mut request = GenericImage::new(&spec.image, &spec.tag)
-        .with_wait_for(WaitFor::message_on_either_std(spec.ready_message.clone()))
-        .with_mapped_port(spec.host.port(), CONTAINER_PORT.tcp())
-        // testcontainers publishes a mapped port on every interface; this replaces its bindings with the one host
-        // address (the modifier runs after testcontainers has set its own).
-        .with_host_config_modifier({
-            let bindings = spec.port_bindings();
-            move |host_config| host_config.port_bindings = Some(bindings.clone())
-        })
-        .with_startup_timeout(STARTUP_TIMEOUT);
-    for (key, value) in &spec.env {
-        request = request.with_env_var(key, value);
-    }
-    if !spec.cmd.is_empty() {
-        request = request.with_cmd(spec.cmd.clone());
-    }
-    if keep {
-        request = request.with_reuse(ReuseDirective::Always);
-    }
-    let started = Instant::now();
-    let starting = request.start();
-    tokio::pin!(starting);
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(10), Duration::from_secs(10));
-    let inner = loop {
-        tokio::select! {
-            result = &mut starting => break result.with_context(|| format!("cannot start {name}"))?,
-            _ = ticker.tick() => eprintln!("still starting {name} ({}s)", started.elapsed().as_secs()),
-        }
-    };
-    eprintln!("{name} is ready after {:.1}s", started.elapsed().as_secs_f64());
-    Ok(Container { inner, spec, keep })
-}
-
-impl Container {
-    /// Removes the container, unless it was started with `keep`: then says how to reach and remove it.
-    pub async fn stop(self) {
-        let id = self.inner.id().to_owned();
-        if self.keep {
-            eprintln!(
-                "container {id} keeps running: reconnect with `franz up --bootstrap {}`, remove it with `docker rm -f {id}`",
-                self.spec.bootstrap()
-            );
-            return;
-        }
-        if let Err(error) = self.inner.rm().await {
-            tracing::error!(%error, "could not remove container {id}; remove it with `docker rm -f {id}`");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn loopback(port: u16) -> SocketAddr {
@@ -360,6 +434,115 @@ mod tests {
         let error = ContainerSpec::new(BrokerKind::Redpanda, Some("latest"), loopback(9092)).unwrap_err();
         assert!(error.to_string().contains("not pinned"), "{error}");
         assert!(ContainerSpec::new(BrokerKind::Embedded, None, loopback(9092)).is_err());
+    }
+
+    fn previous(spec: &ContainerSpec, keep: bool, running: bool, live_owner: Option<u32>) -> Previous {
+        let labels = spec.labels(keep, 4242);
+        Previous::from_labels("abc123", "/franz-redpanda-127.0.0.1-9092", running, &labels, |pid| {
+            live_owner == Some(pid)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn containers_are_named_and_labelled_after_their_kind_and_address() {
+        let spec = ContainerSpec::new(BrokerKind::Redpanda, None, loopback(9092)).unwrap();
+        assert_eq!(spec.container_name(), "franz-redpanda-127.0.0.1-9092");
+        let v6 = ContainerSpec::new(BrokerKind::Kafka, None, "[::1]:19092".parse().unwrap()).unwrap();
+        assert_eq!(v6.container_name(), "franz-kafka---1-19092");
+        let labels = spec.labels(true, 7);
+        assert_eq!(labels[LABEL_PORT], "9092");
+        assert_eq!(labels[LABEL_HOST], "127.0.0.1");
+        assert_eq!(labels[LABEL_KEEP], "true");
+        assert_eq!(labels[LABEL_PID], "7");
+        assert_eq!(labels[LABEL_IMAGE], format!("{}:{}", REDPANDA_IMAGE.0, REDPANDA_IMAGE.1));
+        assert_eq!(labels[LABEL_KIND], "redpanda");
+    }
+
+    #[test]
+    fn a_container_left_by_a_killed_franz_is_removed() {
+        let spec = ContainerSpec::new(BrokerKind::Redpanda, None, loopback(9092)).unwrap();
+        let left = previous(&spec, false, true, None);
+        assert_eq!(left.name, "franz-redpanda-127.0.0.1-9092");
+        assert!(matches!(judge(&spec, &left), Verdict::Remove(why) if why.contains("did not stop cleanly")));
+        let stopped_keep = previous(&spec, true, false, None);
+        assert!(matches!(judge(&spec, &stopped_keep), Verdict::Remove(why) if why.contains("stopped")));
+    }
+
+    #[test]
+    fn a_kept_container_of_the_same_image_is_reused_and_of_another_image_left_alone() {
+        let spec = ContainerSpec::new(BrokerKind::Redpanda, None, loopback(9092)).unwrap();
+        assert_eq!(judge(&spec, &previous(&spec, true, true, None)), Verdict::Reuse);
+        let other = ContainerSpec::new(BrokerKind::Redpanda, Some("v24.3.6"), loopback(9092)).unwrap();
+        let Verdict::Refuse(message) = judge(&other, &previous(&spec, true, true, None)) else { panic!() };
+        assert!(
+            message.contains("left running with --keep")
+                && message.contains("docker rm -f franz-redpanda-127.0.0.1-9092"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_container_whose_franz_still_runs_is_never_touched() {
+        let spec = ContainerSpec::new(BrokerKind::Kafka, None, loopback(9092)).unwrap();
+        for keep in [false, true] {
+            let Verdict::Refuse(message) = judge(&spec, &previous(&spec, keep, true, Some(4242))) else { panic!() };
+            assert!(message.contains("pid 4242") && message.contains("--listen"), "{message}");
+        }
+    }
+
+    #[test]
+    fn containers_without_franz_labels_are_not_franz_s() {
+        let labels = HashMap::from([("maintainer".to_owned(), "someone".to_owned())]);
+        assert_eq!(Previous::from_labels("id", "/other", true, &labels, |_| false), None);
+    }
+
+    #[test]
+    fn only_a_live_franz_process_owns_its_container() {
+        assert!(is_running_franz("4242 (franz) S 1 4242 4242 0 -1 4194560"));
+        assert!(!is_running_franz("4242 (franz) Z 1 4242 4242 0 -1 4194560"), "a zombie is gone");
+        assert!(!is_running_franz("4242 (bash) S 1 4242 4242 0 -1 4194560"), "the pid was reused by another program");
+        assert!(!is_running_franz("4242 (franz (x)) S 1"));
+        assert!(!is_running_franz(""));
+    }
+
+    #[test]
+    fn a_taken_port_names_its_holder_when_known() {
+        let message = port_taken(loopback(9092), Some(("/some-db", "postgres:16")));
+        assert_eq!(
+            message,
+            "127.0.0.1:9092 is held by container some-db (postgres:16); stop it, or pass --listen with another port"
+        );
+        assert!(port_taken(loopback(9092), None).contains("held by another process"));
+    }
+
+    #[test]
+    fn pull_failures_say_what_failed_and_what_to_do() {
+        let unreachable = pull_failure(
+            "docker.redpanda.com/redpandadata/redpanda:v25.3.9",
+            r#"Get "https://docker.redpanda.com/v2/": dial tcp: lookup docker.redpanda.com on 10.0.0.53:53: no such host"#,
+        );
+        assert!(unreachable.contains("the registry docker.redpanda.com cannot be reached"), "{unreachable}");
+        for advice in
+            ["--broker embedded", "docker load", "docker pull docker.redpanda.com/redpandadata/redpanda:v25.3.9"]
+        {
+            assert!(unreachable.contains(advice), "{unreachable}");
+        }
+        let missing = pull_failure(
+            "apache/kafka-native:9.9.9",
+            "manifest for apache/kafka-native:9.9.9 not found: manifest unknown",
+        );
+        assert!(
+            missing.contains("Docker Hub (registry-1.docker.io) has no such image or tag (check --image-tag)"),
+            "{missing}"
+        );
+        let denied = pull_failure("localhost:5000/kafka:1", "unauthorized: authentication required");
+        assert!(denied.contains("the registry localhost:5000 refused access"), "{denied}");
+        let other = pull_failure("apache/kafka-native:4.1.1", "something else\nsecond line");
+        assert!(
+            other.contains("the pull from Docker Hub") && other.ends_with("(Docker said: something else)"),
+            "{other}"
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 pub mod container;
 
-use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerKind, Config};
@@ -81,11 +80,13 @@ impl Broker {
                     host.set_port(std::net::TcpListener::bind((host.ip(), 0))?.local_addr()?.port());
                 }
                 let spec = container::ContainerSpec::new(kind, config.image_tag.as_deref(), host)?;
-                let started = tokio::select! {
-                    started = container::start(spec, config.keep) => started?,
-                    _ = shutdown.cancelled() => bail!("interrupted while the {} container was starting", kind.name()),
+                let started = container::start(spec, config.keep, shutdown).await?;
+                let bootstrap = started.spec.bootstrap();
+                let reached = tokio::select! {
+                    reached = admin::metadata(&bootstrap, None, admin::REACH_TIMEOUT) => reached.map(drop),
+                    _ = shutdown.cancelled() => Err(anyhow::anyhow!("interrupted while waiting for the {} broker", kind.name())),
                 };
-                if let Err(error) = admin::metadata(&started.spec.bootstrap(), None, admin::REACH_TIMEOUT).await {
+                if let Err(error) = reached {
                     started.stop().await;
                     return Err(error);
                 }

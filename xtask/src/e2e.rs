@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use fake_discord::{Background, Endpoint, FakeDiscord, Interaction, User};
 
-use crate::{cargo, sh};
+use crate::sh;
 
 const FIXTURES: &str = "fixtures/e2e";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,23 +54,14 @@ impl Options {
 
 pub fn run(options: Options) -> anyhow::Result<()> {
     let bless = options.bless;
-    sh(cargo().args(["build", "--bin", "franz"]))?;
-    let binary = crate::franz_binary()?;
-    let scratch = std::env::temp_dir().join(format!("franz-e2e-{}", std::process::id()));
-    fs::create_dir_all(&scratch)?;
-    let config = scratch.join("franz.toml");
-    fs::write(&config, "")?;
+    let franz = Franz::new("e2e")?;
     let discord =
         FakeDiscord::start_in_background(fake_discord::Options::default()).context("cannot start the fake Discord")?;
-    let franz = Franz { binary, scratch: scratch.clone(), config };
-
-    let mut up = match franz.start_up(options.broker.as_deref(), &discord) {
-        Ok(up) => up,
-        Err(error) => {
-            let log = fs::read_to_string(scratch.join("up.log")).unwrap_or_default();
-            bail!("{error:#}\n--- franz up stderr ---\n{log}");
-        }
+    let args = match options.broker.as_deref() {
+        Some(kind) => vec!["up", "--broker", kind, "--listen", "127.0.0.1:0"],
+        None => vec!["up", "--ephemeral", "--listen", "127.0.0.1:0"],
     };
+    let mut up = franz.start_up(&args, &discord_env(&discord)).map_err(|error| franz.with_log(error))?;
     let outcome = check(&franz, &up.bootstrap, bless)
         .and_then(|letters| check_alerts(&franz, &up.bootstrap, &discord, letters))
         .and_then(|()| {
@@ -78,13 +69,23 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         });
     let stopped = up.stop();
     if outcome.is_err() || stopped.is_err() {
-        eprintln!("--- franz up stderr ---\n{}", fs::read_to_string(scratch.join("up.log")).unwrap_or_default());
+        eprintln!("--- franz up stderr ---\n{}", franz.log());
     }
     outcome?;
     stopped?;
-    fs::remove_dir_all(&scratch).ok();
+    fs::remove_dir_all(&franz.scratch).ok();
     eprintln!("e2e: passed");
     Ok(())
+}
+
+/// What `franz up` needs to run the bot and absturz against the fake Discord.
+fn discord_env(discord: &FakeDiscord) -> Vec<(&'static str, String)> {
+    vec![
+        ("DISCORD_WEBHOOK_URL", discord.webhook_url()),
+        ("DISCORD_TOKEN", discord.token().to_owned()),
+        ("DISCORD_API_PROXY", discord.api_base()),
+        ("DISCORD_GUILD_ID", discord.options().guild_id.to_string()),
+    ]
 }
 
 /// Checks the pipeline's outputs; returns how many dead letters it made.
@@ -241,14 +242,24 @@ fn compare(topic: &str, expected: &[Value], got: &[Value]) -> anyhow::Result<()>
     bail!("{topic} differs from the fixture\n--- expected\n{}\n--- got\n{}", show(expected), show(got))
 }
 
-/// The franz binary with a clean environment, run in a scratch directory.
-struct Franz {
+/// The franz binary with a clean environment, run in a scratch directory of its own.
+pub struct Franz {
     binary: PathBuf,
-    scratch: PathBuf,
+    pub scratch: PathBuf,
     config: PathBuf,
 }
 
 impl Franz {
+    /// Builds franz and makes a scratch directory named after `task` with an empty franz.toml.
+    pub fn new(task: &str) -> anyhow::Result<Franz> {
+        let binary = crate::franz_binary()?;
+        let scratch = std::env::temp_dir().join(format!("franz-{task}-{}", std::process::id()));
+        fs::create_dir_all(&scratch)?;
+        let config = scratch.join("franz.toml");
+        fs::write(&config, "")?;
+        Ok(Franz { binary, scratch, config })
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
         command.current_dir(&self.scratch).arg("--config").arg(&self.config).args(args);
@@ -257,11 +268,30 @@ impl Franz {
                 command.env_remove(name);
             }
         }
+        // Everything franz keeps (the desk's staff list and local credential too) stays in the scratch directory,
+        // and the desk takes a free port, so that runs side by side do not collide.
+        command.env("FRANZ_DATA_DIR", self.scratch.join("data"));
+        command.env("FRANZ_DESK_LISTEN", "127.0.0.1:0");
         command
     }
 
+    /// The franz binary.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// What the last `franz up` started by [`Franz::start_up`] or [`Franz::spawn_up`] printed on standard error.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.scratch.join("up.log")).unwrap_or_default()
+    }
+
+    /// `error` followed by that log.
+    pub fn with_log(&self, error: anyhow::Error) -> anyhow::Error {
+        anyhow::anyhow!("{error:#}\n--- franz up stderr ---\n{}", self.log())
+    }
+
     /// Runs a short-lived subcommand and returns its standard output.
-    fn output(&self, args: &[&str], stdin: Option<fs::File>) -> anyhow::Result<String> {
+    pub fn output(&self, args: &[&str], stdin: Option<fs::File>) -> anyhow::Result<String> {
         let mut command = self.command(args);
         command.stdin(stdin.map_or_else(Stdio::null, Stdio::from));
         let output = command.output().with_context(|| format!("cannot run franz {}", args.join(" ")))?;
@@ -289,23 +319,26 @@ impl Franz {
             .collect()
     }
 
-    /// `franz up` with absturz posting to the fake Discord's webhook and the bot talking to the fake Discord.
-    fn start_up(&self, broker: Option<&str>, discord: &FakeDiscord) -> anyhow::Result<Up> {
+    /// Runs a subcommand that must fail and returns what it printed on standard error.
+    pub fn failure(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = self.command(args).stdin(Stdio::null()).output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        ensure!(!output.status.success(), "franz {} succeeded; it should have failed:\n{stderr}", args.join(" "));
+        Ok(stderr)
+    }
+
+    /// Starts `franz ARGS` (`up …`) with `env` set, standard error going to [`Franz::log`] and standard output
+    /// piped.
+    pub fn spawn_up(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Child> {
         let log = fs::File::create(self.scratch.join("up.log"))?;
-        let args = match broker {
-            Some(kind) => vec!["up", "--broker", kind, "--listen", "127.0.0.1:0"],
-            None => vec!["up", "--ephemeral", "--listen", "127.0.0.1:0"],
-        };
-        let mut child = self
-            .command(&args)
-            .env("DISCORD_WEBHOOK_URL", discord.webhook_url())
-            .env("DISCORD_TOKEN", discord.token())
-            .env("DISCORD_API_PROXY", discord.api_base())
-            .env("DISCORD_GUILD_ID", discord.options().guild_id.to_string())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .context("cannot start franz up")?;
+        let mut command = self.command(args);
+        command.envs(env.iter().map(|(name, value)| (name, value)));
+        command.stdout(Stdio::piped()).stderr(log).spawn().context("cannot start franz up")
+    }
+
+    /// Starts `franz ARGS` (`up …`) with `env` set and waits for its `ready` line.
+    pub fn start_up(&self, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<Up> {
+        let mut child = self.spawn_up(args, env)?;
         let stdout = child.stdout.take().context("franz up has no stdout")?;
         let (lines, ready) = mpsc::channel();
         std::thread::spawn(move || {
@@ -340,27 +373,33 @@ impl Franz {
 }
 
 /// A running `franz up`; killed if the check fails before it is stopped.
-struct Up {
-    child: Child,
-    bootstrap: String,
+pub struct Up {
+    pub child: Child,
+    pub bootstrap: String,
 }
 
 impl Up {
     /// SIGTERM, then require exit code 0 within the shutdown timeout.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        sh(Command::new("kill").args(["-TERM", &self.child.id().to_string()]))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(status.success(), "franz up exited with {status} after SIGTERM");
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.child.kill().ok();
-                bail!("franz up did not stop within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let status = signal_and_wait(&mut self.child, "TERM")?;
+        ensure!(status.success(), "franz up exited with {status} after SIGTERM");
+        Ok(())
+    }
+}
+
+/// Sends `signal` (TERM, INT, KILL) to `child` and waits up to 20 s for it to exit; kills it if it does not.
+pub fn signal_and_wait(child: &mut Child, signal: &str) -> anyhow::Result<std::process::ExitStatus> {
+    sh(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
         }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            bail!("franz did not exit within 20 s of SIG{signal}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 
-use crate::{cargo, sh};
+use crate::sh;
 
 /// A client's check: its name and the command that runs `check <phase> <bootstrap> <topic> <group>`.
 fn clients() -> Vec<(&'static str, Vec<String>)> {
@@ -26,7 +26,6 @@ fn clients() -> Vec<(&'static str, Vec<String>)> {
 
 pub fn run() -> anyhow::Result<()> {
     sh(Command::new("bash").arg("interop/install.sh"))?;
-    sh(cargo().args(["build", "--bin", "franz"]))?;
     let binary = crate::franz_binary()?;
     let mut failed = Vec::new();
     for (name, command) in clients() {

@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod containers;
 mod crash;
 mod e2e;
 mod interop;
@@ -18,7 +19,7 @@ use anyhow::{Context as _, bail};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci                  format check, clippy (warnings denied), every test, e2e; what CI runs
+  ci                  format check, clippy (warnings denied), every test, e2e, interop, containers; what CI runs
   e2e [--bless] [--broker redpanda|kafka]
                       run the built franz binary as a user would and check its outputs against fixtures/e2e;
                       --bless rewrites the expected files from this run (review the diff before committing);
@@ -31,7 +32,10 @@ tasks:
   crash [ROUNDS]      kill -9 the broker while it takes acks=all writes, ROUNDS times (default 20), and check
                       that no acknowledged record is lost (the test suite runs 5)
   interop             kcat, kafka-python and kafkajs against the broker, across a restart (installs them
-                      with interop/install.sh)";
+                      with interop/install.sh)
+  containers          --broker redpanda|kafka against a real Docker engine with stand-in images built from
+                      franz's own binary: e2e for both, stale and kept containers, signals during start-up,
+                      taken ports, a failed pull (starts an engine with docker/engine.sh where it may)";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +49,11 @@ fn main() -> anyhow::Result<()> {
         ["crash"] => crash::run(20),
         ["crash", rounds] => crash::run(rounds.parse().context("ROUNDS must be a whole number")?),
         ["interop"] => interop::run(),
+        // Asked for by name, tests that could not run are a failure, whatever CI says.
+        ["containers"] => match containers::run()? {
+            containers::Outcome::Passed => Ok(()),
+            containers::Outcome::NotRun(reason) => bail!("container tests: not run ({reason})"),
+        },
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             Ok(())
@@ -68,11 +77,11 @@ pub fn sh(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `franz` binary of a debug build, in cargo's target directory (`CARGO_TARGET_DIR` when set).
+/// The franz debug binary, built first, wherever `CARGO_TARGET_DIR` puts it.
 pub fn franz_binary() -> anyhow::Result<PathBuf> {
+    sh(cargo().args(["build", "--bin", "franz"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    let binary = target.join("debug").join("franz");
-    std::fs::canonicalize(&binary).with_context(|| format!("the franz binary was not built at {}", binary.display()))
+    std::fs::canonicalize(target.join("debug/franz")).context("the franz binary was not built")
 }
 
 /// `cargo` as the one running this task.
