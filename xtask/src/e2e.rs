@@ -64,9 +64,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let mut up = franz.start_up(&args, &discord_env(&discord)).map_err(|error| franz.with_log(error))?;
     let outcome = check(&franz, &up.bootstrap, bless)
         .and_then(|letters| check_alerts(&franz, &up.bootstrap, &discord, letters))
-        .and_then(|()| {
-            check_bot(&franz, &up.bootstrap, &discord, if bless { None } else { Some(tickets_expected()?) })
-        });
+        .and_then(|()| check_bot(&franz, &up.bootstrap, &discord, if bless { None } else { Some(tickets_expected()?) }))
+        .and_then(|()| check_desk(&franz, &up.bootstrap));
     let stopped = up.stop();
     if outcome.is_err() || stopped.is_err() {
         eprintln!("--- franz up stderr ---\n{}", franz.log());
@@ -174,6 +173,49 @@ fn check_alerts(franz: &Franz, bootstrap: &str, webhook: &Background, letters: u
         got_letters == letters && got_events == 1,
         "{got_letters} dead-letter alerts for {letters}, {got_events} error alerts for 1"
     );
+    Ok(())
+}
+
+/// akte and the desk through the CLI, as a new user works a ticket: `franz ticket`, then `franz tickets show` shows
+/// it open; claim, comment, close with a reason; the history shows every step, and a staff token works too.
+fn check_desk(franz: &Franz, bootstrap: &str) -> anyhow::Result<()> {
+    let id =
+        franz.output(&["ticket", "--user", "desk-user", "--bootstrap", bootstrap, "the printer is on fire"], None)?;
+    let id = id.trim();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let shown = loop {
+        match franz.output(&["tickets", "show", id], None) {
+            Ok(shown) => break shown,
+            Err(error) if Instant::now() > deadline => return Err(error.context("the ticket never reached the desk")),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    ensure!(shown.contains("status   open") && shown.contains("the printer is on fire"), "{shown}");
+    franz.output(&["tickets", "claim", id, "--as", "ana"], None)?;
+    let refused = franz.failure(&["tickets", "claim", id, "--as", "bo"])?;
+    ensure!(refused.contains("already claimed by ana"), "a second claim is refused: {refused}");
+    franz.output(&["tickets", "comment", id, "toner replaced", "--as", "ana"], None)?;
+    franz.output(&["tickets", "close", id, "fixed", "--as", "ana"], None)?;
+    let history = franz.output(&["tickets", "show", id], None)?;
+    let steps = [
+        "v1 created from",
+        "v2 claimed - ana (cli)",
+        "refused claim: already claimed by ana - bo (cli)",
+        "v3 replied: toner replaced - ana (cli)",
+        "v4 closed: fixed - ana (cli)",
+    ];
+    let mut rest = history.as_str();
+    for step in steps {
+        let at = rest.find(step).with_context(|| format!("the history lacks {step:?} (in order):\n{history}"))?;
+        rest = &rest[at + step.len()..];
+    }
+    let added = franz.output(&["staff", "add", "e2e"], None)?;
+    let token = added.lines().find_map(|l| l.strip_prefix("API token:")).context("staff add prints a token")?.trim();
+    let listed = franz.output(&["tickets", "--status", "closed", "--json", "--token", token], None)?;
+    ensure!(listed.contains(id), "the staff token lists the closed ticket: {listed}");
+    let wrong = franz.failure(&["tickets", "--token", "franz_not-a-token"])?;
+    ensure!(wrong.contains("not (or no longer) valid"), "{wrong}");
+    eprintln!("e2e: a ticket worked through the desk: created, claimed, refused, commented, closed");
     Ok(())
 }
 

@@ -1,0 +1,275 @@
+//! `cargo xtask bench desk`: the ticket store and the desk with a million tickets.
+//!
+//! A `franz broker` process holds `ticket-events` with 1,000,000 tickets of three events each (created, claimed,
+//! then closed or commented), written straight to the topic with bodies drawn from a 2,000-word vocabulary and
+//! creation times spread over 30 days. Then `franz up --only akte,desk` starts on an empty data dir and the bench
+//! reports: the store's rebuild rate (from franz's own "caught up" log line, and the wall time from spawn), list
+//! and search latency through the API (p50/p99 over sequential requests with random filters, cursors and words),
+//! the command round trip through the API (publish, akte decides, the store applies, the answer), franz's peak RSS
+//! and the store's size on disk.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use franz::lifecycle::{self, TicketState};
+use franz::schema::Ticket;
+use franz::schema::lifecycle::{Action, Actor, ActorSource, Command as TicketCommand};
+use rdkafka::producer::FutureRecord;
+
+const TICKETS: usize = 1_000_000;
+const PARTITIONS: i32 = 3;
+const VOCABULARY: usize = 2_000;
+const LIST_REQUESTS: usize = 2_000;
+const SEARCH_REQUESTS: usize = 1_000;
+const COMMANDS: usize = 1_000;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn franz(args: &[&str], data: &Path, stderr: Stdio) -> anyhow::Result<Child> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_franz"))
+        .args(args)
+        .env("FRANZ_DATA_DIR", data)
+        .env("FRANZ_CONFIG", data.join("franz.toml"))
+        .env("FRANZ_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()?)
+}
+
+fn word(n: usize) -> String {
+    format!("w{:04}x", n % VOCABULARY)
+}
+
+/// The three events of ticket `n`, as akte would decide them.
+fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
+    let day = 86_400_000i64;
+    let created = chrono::Utc::now().timestamp_millis() - rng.i64(0..30 * day);
+    let at = |offset_ms: i64| {
+        chrono::DateTime::from_timestamp_millis(created + offset_ms)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let body: Vec<String> = (0..10).map(|_| word(rng.usize(0..VOCABULARY))).collect();
+    let ticket = Ticket {
+        id: format!("bench-{n:07}"),
+        contact: format!("user{}", rng.usize(0..50_000)),
+        origin: if rng.bool() { "Discord".into() } else { "cli".into() },
+        body: body.join(" "),
+        date: at(0),
+        contact_id: None,
+    };
+    let actor = Actor { source: ActorSource::Web, name: format!("staff{}", rng.usize(0..20)), id: None };
+    let commands = [
+        TicketCommand::create(ticket.clone()),
+        TicketCommand {
+            command_id: format!("{n}-claim"),
+            ticket_id: ticket.id.clone(),
+            actor: actor.clone(),
+            action: Action::Claim,
+        },
+        TicketCommand {
+            command_id: format!("{n}-third"),
+            ticket_id: ticket.id.clone(),
+            actor,
+            action: if rng.bool() {
+                Action::Close { reason: "fixed".into() }
+            } else {
+                Action::Comment { body: format!("looked at {}", word(rng.usize(0..VOCABULARY))), internal: false }
+            },
+        },
+    ];
+    let mut state: Option<TicketState> = None;
+    commands
+        .iter()
+        .enumerate()
+        .map(|(i, command)| {
+            let event = lifecycle::decide(state.as_ref(), command, &at(60_000 * (i as i64 + 1) * rng.i64(1..120)));
+            state = lifecycle::apply(state.take(), &event);
+            serde_json::to_vec(&event).unwrap()
+        })
+        .collect()
+}
+
+async fn fill(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
+    let producer = franz::kafka::client_config(bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("compression.type", "lz4")
+        .create::<rdkafka::producer::FutureProducer>()?;
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for n in 0..TICKETS {
+        let key = format!("bench-{n:07}");
+        let partition = franz::services::akte::ticket_partition(&key, PARTITIONS);
+        for payload in history(n, &mut rng) {
+            loop {
+                match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload).partition(partition)) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err(_) => {
+                        use futures::StreamExt as _;
+                        pending.next().await;
+                    }
+                }
+            }
+        }
+        if n % 100_000 == 99_999 {
+            eprintln!("  written {} tickets", n + 1);
+        }
+    }
+    use futures::StreamExt as _;
+    while let Some(result) = pending.next().await {
+        result.map_err(|_| anyhow::anyhow!("canceled"))?.map_err(|(e, _)| e)?;
+    }
+    Ok(started.elapsed())
+}
+
+fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| samples[((q * samples.len() as f64) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.99))
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let (broker_dir, desk_dir) = (scratch.path().join("broker"), scratch.path().join("desk"));
+    for dir in [&broker_dir, &desk_dir] {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("franz.toml"), "")?;
+    }
+    let port = free_port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut broker = franz(
+        &["broker", "--listen", &bootstrap, "--data-dir", &broker_dir.display().to_string()],
+        &broker_dir,
+        Stdio::null(),
+    )?;
+    let mut ready = String::new();
+    BufReader::new(broker.stdout.take().unwrap()).read_line(&mut ready)?;
+    anyhow::ensure!(ready.starts_with("ready"), "franz broker: {ready}");
+    let topics = franz::config::Topics::default();
+    franz::kafka::admin::ensure_topics_keeping(&bootstrap, &topics.all(), PARTITIONS, 1, &[&topics.events]).await?;
+    eprintln!("writing {TICKETS} tickets x 3 events to {}", topics.events);
+    let filled = fill(&bootstrap, &topics.events).await?;
+    eprintln!("  written in {:.1} s", filled.as_secs_f64());
+
+    let token_out = Command::new(env!("CARGO_BIN_EXE_franz"))
+        .args(["staff", "add", "bench"])
+        .env("FRANZ_DATA_DIR", &desk_dir)
+        .env("FRANZ_CONFIG", desk_dir.join("franz.toml"))
+        .output()?;
+    let token = String::from_utf8(token_out.stdout)?
+        .lines()
+        .find_map(|l| l.strip_prefix("API token:").map(|t| t.trim().to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("no token"))?;
+    let desk_port = free_port();
+    let log_path = scratch.path().join("up.log");
+    let started = Instant::now();
+    let up = franz(
+        &["up", "--bootstrap", &bootstrap, "--only", "akte,desk", "--desk-listen", &format!("127.0.0.1:{desk_port}")],
+        &desk_dir,
+        Stdio::from(std::fs::File::create(&log_path)?),
+    )?;
+    let caught_up = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("ticket store: caught up")) {
+            break line.to_owned();
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "the store did not catch up:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rebuild_wall = started.elapsed();
+    let rebuild_rss = peak_rss_mib(up.id());
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{desk_port}");
+    let get = |path: String| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(&token);
+        async move {
+            let began = Instant::now();
+            let response = request.send().await?;
+            anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+            let body: serde_json::Value = response.json().await?;
+            Ok::<_, anyhow::Error>((began.elapsed(), body))
+        }
+    };
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut list = Vec::new();
+    for i in 0..LIST_REQUESTS {
+        let filter = match i % 4 {
+            0 => String::new(),
+            1 => "&status=closed".to_owned(),
+            2 => format!("&assignee=staff{}", rng.usize(0..20)),
+            _ => "&origin=Discord&status=claimed".to_owned(),
+        };
+        let cursor = if rng.bool() { format!("&cursor={}", rng.usize(1..TICKETS)) } else { String::new() };
+        list.push(get(format!("/api/tickets?limit=50{filter}{cursor}")).await?.0);
+    }
+    let mut search = Vec::new();
+    let mut found = 0usize;
+    for _ in 0..SEARCH_REQUESTS {
+        let (took, body) = get(format!("/api/tickets?limit=50&q={}", word(rng.usize(0..VOCABULARY)))).await?;
+        found += body["tickets"].as_array().map_or(0, Vec::len);
+        search.push(took);
+    }
+    let mut commands = Vec::new();
+    for i in 0..COMMANDS {
+        let id = format!("bench-{:07}", rng.usize(0..TICKETS));
+        let began = Instant::now();
+        let response = http
+            .post(format!("{base}/api/tickets/{id}/commands"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"action": "comment", "body": format!("bench comment {i}"), "internal": true}))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "command: {}", response.status());
+        commands.push(began.elapsed());
+    }
+    let rss = peak_rss_mib(up.id());
+    let store: u64 =
+        std::fs::read_dir(desk_dir.join("store"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+
+    let (list_p50, list_p99) = percentiles(list);
+    let (search_p50, search_p99) = percentiles(search);
+    let (command_p50, command_p99) = percentiles(commands);
+    println!("desk bench: {TICKETS} tickets, {} events in {}", TICKETS * 3, topics.events);
+    println!("  store rebuild       {caught_up}");
+    println!(
+        "                      {:.1} s from spawn to caught up (peak RSS {rebuild_rss:.0} MiB)",
+        rebuild_wall.as_secs_f64()
+    );
+    println!(
+        "  list page (50)      p50 {list_p50:.2} ms   p99 {list_p99:.2} ms   ({LIST_REQUESTS} requests: filters, cursors)"
+    );
+    println!(
+        "  search (50)         p50 {search_p50:.2} ms   p99 {search_p99:.2} ms   ({SEARCH_REQUESTS} one-word queries, {found} hits)"
+    );
+    println!(
+        "  command round trip  p50 {command_p50:.2} ms   p99 {command_p99:.2} ms   ({COMMANDS} comments through the API)"
+    );
+    println!("  franz peak RSS      {rss:.0} MiB");
+    println!("  store on disk       {:.0} MiB", store as f64 / (1 << 20) as f64);
+    for mut child in [up, broker] {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+    Ok(())
+}
