@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::schema::lifecycle::{Action, Change, Command, Event, Priority, Status, event_id_for};
+use crate::schema::lifecycle::{Action, Actor, Change, Command, Event, Priority, Status, event_id_for};
 
 /// The longest actor, assignee or contact name, in characters.
 pub const NAME_MAX: usize = 64;
@@ -19,6 +19,10 @@ pub const LABELS_MAX: usize = 20;
 pub const COMMENT_MAX: usize = 4000;
 /// The longest close reason, in characters.
 pub const REASON_MAX: usize = 500;
+/// The longest ticket body, in characters: what aufbereitung lets through.
+pub const BODY_MAX: usize = crate::services::aufbereitung::normalize::MAX_MESSAGE_CHARS;
+/// The longest contact name, in characters: what aufbereitung lets through.
+pub const CONTACT_MAX: usize = crate::services::aufbereitung::normalize::MAX_USERNAME_CHARS;
 
 /// A ticket as its events made it (and as the API shows it).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -60,14 +64,21 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str) -> Even
         _ => Some(state.map_or(0, |s| s.version) + 1),
     };
     Event {
-        event_id: event_id_for(&command.command_id),
+        event_id: event_id_for(&command.ticket_id, &command.command_id),
         ticket_id: command.ticket_id.clone(),
         version,
         at: now.to_owned(),
-        actor: command.actor.clone(),
+        actor: bounded_actor(&command.actor),
         caused_by: command.command_id.clone(),
         change,
     }
+}
+
+/// The actor as an event records it: a name or id over its bound (refused anyway) is cut, so that no event can be
+/// made large through its actor.
+fn bounded_actor(actor: &Actor) -> Actor {
+    let cut = |text: &str| text.chars().take(NAME_MAX).collect::<String>();
+    Actor { source: actor.source, name: cut(&actor.name), id: actor.id.as_deref().map(cut) }
 }
 
 /// The change a command makes, or why it may not.
@@ -80,6 +91,15 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
         (Action::Create { ticket }, None) => {
             if ticket.id != command.ticket_id {
                 return Err("the ticket's id differs from the command's ticket_id".into());
+            }
+            bounded_text("a ticket's body", &ticket.body, BODY_MAX)?;
+            bounded_text("a ticket's contact", &ticket.contact, CONTACT_MAX)?;
+            name("a ticket's origin", &ticket.origin)?;
+            if let Some(id) = &ticket.contact_id {
+                name("a ticket's contact id", id)?;
+            }
+            if chrono::DateTime::parse_from_rfc3339(&ticket.date).is_err() {
+                return Err("a ticket's date must be RFC 3339".into());
             }
             return Ok(Change::Created {
                 contact: ticket.contact.clone(),

@@ -438,3 +438,110 @@ async fn pages(desk: &Desk) -> (Vec<Value>, usize) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_id_used_on_another_ticket_does_not_suppress_a_creation() {
+    let harness = Harness::new(1).await;
+    let data = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
+    publish_tickets(&harness, &[ticket(1)]).await;
+    wait_for_ticket(&desk, "ticket-00001").await;
+    // The create command id of a ticket still to come is predictable; used on another ticket it is another command.
+    let squatted = franz::schema::lifecycle::create_command_id("ticket-00002");
+    let (status, _) =
+        desk.send("ticket-00001", json!({"action": "comment", "body": "innocent", "command_id": squatted})).await;
+    assert_eq!(status, 200);
+    publish_tickets(&harness, &[ticket(2)]).await;
+    wait_for_ticket(&desk, "ticket-00002").await;
+    desk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reusing_a_command_id_for_a_different_command_is_refused_and_a_true_retry_gets_the_first_answer() {
+    let harness = Harness::new(1).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
+    publish_tickets(&harness, &[ticket(1)]).await;
+    wait_for_ticket(&desk, "ticket-00001").await;
+    let (status, first) = desk.send("ticket-00001", json!({"action": "claim", "command_id": "c-1"})).await;
+    assert_eq!(status, 200);
+    let (status, retry) = desk.send("ticket-00001", json!({"action": "claim", "command_id": "c-1"})).await;
+    assert_eq!((status, &retry["event"]), (200, &first["event"]));
+    let (status, other) =
+        desk.send("ticket-00001", json!({"action": "close", "reason": "x", "command_id": "c-1"})).await;
+    assert_eq!(status, 409, "{other}");
+    assert!(other["error"].as_str().unwrap().contains("was used for another command"), "{other}");
+    desk.token = franz::desk::staff::Staff::open(&data.path().join("desk")).unwrap().add("bo").unwrap().0;
+    let (status, _) = desk.send("ticket-00001", json!({"action": "claim", "command_id": "c-1"})).await;
+    assert_eq!(status, 409, "someone else's command id is not theirs to retry");
+    let (_, shown) = desk.get("/api/tickets/ticket-00001").await;
+    assert_eq!(shown["ticket"]["status"], "claimed", "nothing was closed");
+    desk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_ticket_becomes_a_dead_letter_and_akte_goes_on() {
+    let harness = Harness::new(1).await;
+    let data = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
+    let mut big = ticket(1);
+    big.body = "B".repeat(900_000);
+    publish_tickets(&harness, &[big, ticket(2)]).await;
+    wait_for_ticket(&desk, "ticket-00002").await;
+    let letters = harness.read_json(&harness.topics.dead_letters, 1).await;
+    assert!(letters[0]["error"].as_str().unwrap().contains("more than the 65536 a ticket may have"), "{letters:?}");
+    let (status, _) = desk.get("/api/tickets/ticket-00001").await;
+    assert_eq!(status, 404);
+    desk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_half_sent_connections_are_closed_and_connections_over_the_cap_are_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let harness = Harness::new(1).await;
+    let data = tempfile::tempdir().unwrap();
+    let desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
+    let address = desk.url.trim_start_matches("http://").to_owned();
+    let closed_within = |mut stream: tokio::net::TcpStream, limit: Duration| async move {
+        let mut buffer = [0u8; 1024];
+        let started = std::time::Instant::now();
+        loop {
+            match tokio::time::timeout(limit, stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    };
+    let mut half = tokio::net::TcpStream::connect(&address).await.unwrap();
+    half.write_all(b"GET /api/me HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let limit = franz::desk::HEAD_TIMEOUT + Duration::from_secs(5);
+    let (half, idle) = tokio::join!(closed_within(half, limit), closed_within(idle, limit));
+    assert!(half.is_some() && idle.is_some(), "half-sent {half:?}, idle {idle:?}");
+
+    let mut held = Vec::new();
+    for _ in 0..franz::desk::MAX_CONNECTIONS {
+        held.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    let extra = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(closed_within(extra, Duration::from_secs(5)).await.is_some(), "a connection over the cap is closed");
+    franz::kafka::admin::metadata(&harness.bootstrap, None, Duration::from_secs(5)).await.expect("the broker answers");
+    drop(held);
+    wait_until("the desk to answer again", || async {
+        desk.http
+            .get(format!("{}/api/me", desk.url))
+            .bearer_auth(&desk.token)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    let lower = desk.http.get(format!("{}/api/me", desk.url)).header("authorization", format!("bearer {}", desk.token));
+    assert_eq!(lower.send().await.unwrap().status(), 200, "the scheme is case-insensitive");
+    let wrong_method = desk.http.delete(format!("{}/api/me", desk.url)).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: Value = wrong_method.json().await.expect("even a 405 is JSON");
+    assert!(body["error"].is_string());
+    desk.stop().await;
+}

@@ -42,8 +42,10 @@ pub fn router(desk: Shared) -> Router {
         .with_state(desk)
 }
 
-/// Headers on every answer: nothing is cached, sniffed, framed or sent on as a referrer.
-async fn secure(mut response: Response) -> Response {
+/// Headers on every answer: nothing is cached, sniffed, framed or sent on as a referrer. An error that is not JSON
+/// yet (axum's own answers: 405, a path that is no UTF-8, a timeout) becomes `{"error": ...}` like every other.
+async fn secure(response: Response) -> Response {
+    let mut response = as_json_error(response).await;
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -53,6 +55,24 @@ async fn secure(mut response: Response) -> Response {
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     response
+}
+
+async fn as_json_error(response: Response) -> Response {
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = response.status();
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_owned(),
+        text => text.to_owned(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, axum::body::Body::from(json!({ "error": message }).to_string()))
 }
 
 /// An error answer: a status and a message for people.
@@ -88,7 +108,9 @@ impl FromRequestParts<Shared> for Caller {
     async fn from_request_parts(parts: &mut Parts, desk: &Shared) -> Result<Self, Self::Rejection> {
         let unauthorized = |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, message);
         let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
+        // The scheme is case-insensitive (RFC 7235).
+        let bearer = header.and_then(|h| h.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+        let Some(token) = bearer.map(|(_, token)| token.trim()).filter(|t| !t.is_empty()) else {
             return Err(unauthorized(
                 "send `Authorization: Bearer <token>`; `franz staff add NAME` prints a token and a sign-in link",
             ));
@@ -99,7 +121,10 @@ impl FromRequestParts<Shared> for Caller {
                 .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
             return Ok(Caller(Actor { source: ActorSource::Cli, name, id: None }));
         }
-        match desk.staff.verify(token) {
+        let (shared, token) = (desk.clone(), token.to_owned());
+        let verified =
+            tokio::task::spawn_blocking(move || shared.staff.verify(&token)).await.map_err(ApiError::internal)?;
+        match verified {
             Ok(Some(name)) => Ok(Caller(Actor { source: ActorSource::Api, name, id: None })),
             Ok(None) => {
                 Err(unauthorized("this token is not (or no longer) valid; ask for a new link (`franz staff add NAME`)"))
@@ -204,33 +229,43 @@ async fn command(
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let lookup = id.clone();
-    let exists = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?.is_some();
+    let (lookup, earlier_id) = (id.clone(), command_id.clone());
+    let (exists, earlier) = read(&desk, move |conn| {
+        let exists = query::ticket(conn, &lookup).map_err(ApiError::internal)?.is_some();
+        Ok((exists, query::answer(conn, &lookup, &earlier_id).map_err(ApiError::internal)?))
+    })
+    .await?;
     if !exists {
         return Err(no_ticket(&id));
     }
     let command = Command { command_id: command_id.clone(), ticket_id: id.clone(), actor, action: request.action };
-    let payload = serde_json::to_vec(&command).map_err(ApiError::internal)?;
-    let partition = ticket_partition(&id, desk.partitions);
-    let record =
-        rdkafka::producer::FutureRecord::to(&desk.topics.commands).key(&id).payload(&payload).partition(partition);
-    desk.producer.send(record, crate::kafka::DELIVERY_TIMEOUT).await.map_err(|(error, _)| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the broker did not take the command: {error}"))
-    })?;
-    let event = answer(&desk, &command_id).await?;
-    let Some(event) = event else {
-        return Err(ApiError {
-            status: StatusCode::GATEWAY_TIMEOUT,
-            body: json!({
-                "error": format!(
-                    "akte has not answered within {} s; is akte running? The command is queued and will be decided \
-                     when it runs; send it again with the same command_id to learn the outcome",
-                    ANSWER_TIMEOUT.as_secs()
-                ),
-                "command_id": command_id,
-            }),
-        });
+    let event = match earlier {
+        // A retry: the command was decided already; its answer is the answer.
+        Some(event) => event,
+        None => {
+            publish(&desk, &command).await?;
+            answer(&desk, &id, &command_id).await?.ok_or_else(|| ApiError {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                body: json!({
+                    "error": format!(
+                        "akte has not answered within {} s; is akte running? The command is queued and will be \
+                         decided when it runs; send it again with the same command_id to learn the outcome",
+                        ANSWER_TIMEOUT.as_secs()
+                    ),
+                    "command_id": command_id,
+                }),
+            })?
+        }
     };
+    if event.actor.name != command.actor.name
+        || event.actor.source != command.actor.source
+        || event.change.action() != command.action.name()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("command_id {command_id} was used for another command on this ticket; choose a new one"),
+        ));
+    }
     let lookup = id.clone();
     let ticket = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?;
     let status = match event.change {
@@ -244,14 +279,29 @@ async fn command(
     Ok((status, Json(body)).into_response())
 }
 
-/// Waits until the store holds the event that answers `command_id`.
-async fn answer(desk: &Shared, command_id: &str) -> Result<Option<Event>, ApiError> {
+/// Publishes a command on its ticket's partition of the commands topic.
+async fn publish(desk: &Shared, command: &Command) -> Result<(), ApiError> {
+    let payload = serde_json::to_vec(command).map_err(ApiError::internal)?;
+    let partition = ticket_partition(&command.ticket_id, desk.partitions);
+    let record = rdkafka::producer::FutureRecord::to(&desk.topics.commands)
+        .key(&command.ticket_id)
+        .payload(&payload)
+        .partition(partition);
+    desk.producer.send(record, crate::kafka::DELIVERY_TIMEOUT).await.map_err(|(error, _)| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the broker did not take the command: {error}"))
+    })?;
+    Ok(())
+}
+
+/// Waits until the store holds the event that answers command `command_id` of ticket `ticket_id`.
+async fn answer(desk: &Shared, ticket_id: &str, command_id: &str) -> Result<Option<Event>, ApiError> {
     let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
     let mut progress = desk.store.progress();
     loop {
         progress.borrow_and_update();
-        let id = command_id.to_owned();
-        if let Some(event) = read(desk, move |conn| query::answer(conn, &id).map_err(ApiError::internal)).await? {
+        let (ticket, command) = (ticket_id.to_owned(), command_id.to_owned());
+        let found = read(desk, move |conn| query::answer(conn, &ticket, &command).map_err(ApiError::internal)).await?;
+        if let Some(event) = found {
             return Ok(Some(event));
         }
         match tokio::time::timeout_at(deadline, progress.changed()).await {

@@ -239,7 +239,11 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "contact  {} ({})", text(&t["contact"]), text(&t["contact_id"]))?;
     writeln!(out, "origin   {}", text(&t["origin"]))?;
     writeln!(out, "created  {}", text(&t["created_at"]))?;
-    writeln!(out, "\n{}\n", visible(t["body"].as_str().unwrap_or_default()))?;
+    writeln!(out)?;
+    for line in t["body"].as_str().unwrap_or_default().lines() {
+        writeln!(out, "  | {}", visible(line))?;
+    }
+    writeln!(out)?;
     writeln!(out, "history")?;
     for event in answer["events"].as_array().into_iter().flatten() {
         writeln!(out, "  {}  {}", text(&event["at"]), describe(event))?;
@@ -277,10 +281,13 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// Text with control characters (terminal escapes included) shown as escapes instead of acted on.
+/// Text on one line, with control characters (terminal escapes and line breaks included) and the characters that
+/// reorder text (bidirectional controls) shown as escapes instead of acted on, so that ticket text can neither drive
+/// the terminal nor pass for franz's own output.
 pub fn visible(text: &str) -> String {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     text.chars()
-        .map(|c| if c.is_control() && c != '\n' { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| if c.is_control() || reorders(c) { c.escape_default().to_string() } else { c.to_string() })
         .collect()
 }
 
@@ -301,7 +308,15 @@ mod tests {
     #[test]
     fn terminal_escapes_in_ticket_text_are_shown_not_run() {
         assert_eq!(visible("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
-        assert_eq!(visible("line\nnext"), "line\nnext");
+    }
+
+    #[test]
+    fn a_comment_cannot_forge_a_history_line_or_reorder_the_text() {
+        let forged = "fine\n  2026-12-01T04:10:00.000Z  v3 closed: resolved - ana (api)";
+        let line = describe(&json!({"type": "commented", "body": forged, "actor": {"name": "m", "source": "cli"}}));
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.contains("fine\\n  2026"), "{line}");
+        assert_eq!(visible("a\u{202e}b"), "a\\u{202e}b");
     }
 
     #[test]

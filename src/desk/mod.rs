@@ -5,7 +5,7 @@
 //! credential of the CLI. A command is published to `ticket-commands` on the ticket's partition and answered only
 //! once akte's event is in the ticket store, so the caller reads its own write. The server binds to loopback unless
 //! told otherwise, answers no cross-origin request (no CORS headers; every call needs the `Authorization`
-//! header), and caps request bodies.
+//! header), caps request bodies, and bounds what a client can hold: connections, and the time to send a request.
 
 pub mod api;
 pub mod client;
@@ -82,17 +82,68 @@ impl Server {
         url_for(self.address)
     }
 
-    /// Serves until `shutdown` is cancelled, then finishes the requests in progress.
+    /// Serves until `shutdown` is cancelled, then finishes the requests in progress (for at most
+    /// [`DRAIN_TIMEOUT`]).
+    ///
+    /// Every client is untrusted: at most [`MAX_CONNECTIONS`] connections at once (past that a new one is closed
+    /// at once, so the desk cannot take the file handles the broker needs), a request's head must arrive within
+    /// [`HEAD_TIMEOUT`] (an idle or half-sent connection is closed), and a whole request within
+    /// [`REQUEST_TIMEOUT`].
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let local = staff::Local { url: self.url(), token: self.local_token.clone() };
         staff::write_local(&self.desk_dir, &local)?;
-        let router = api::router(self.desk);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("the desk's server failed")
+        let router = api::router(self.desk).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
+        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // HTTP/1.1 only: its head timeout runs from the moment a connection is accepted or goes idle.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
+        loop {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file handles, most likely: wait a little rather than spin.
+                        tracing::warn!("the desk cannot accept a connection: {error}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::debug!("the desk has {MAX_CONNECTIONS} connections; closing a new one");
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(error) = connection.await {
+                    tracing::debug!("a desk connection ended: {error}");
+                }
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+            tracing::warn!("the desk stopped with requests still open after {DRAIN_TIMEOUT:?}");
+        }
+        Ok(())
     }
 }
+
+/// Connections the desk holds at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a client may take to send a request's head, and how long a connection may idle between requests.
+pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one request may take in all (a command waits up to 10 s for akte).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long shutdown waits for requests in progress.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long the desk waits for the broker's metadata at start.
 const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

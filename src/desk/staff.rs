@@ -37,10 +37,13 @@ pub struct Local {
 impl Staff {
     /// Opens (or creates) the staff list in `desk_dir`.
     pub fn open(desk_dir: &Path) -> anyhow::Result<Staff> {
-        std::fs::create_dir_all(desk_dir).with_context(|| format!("cannot create {}", desk_dir.display()))?;
+        private_dir(desk_dir)?;
         let path = desk_dir.join("staff.sqlite");
         let conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        private_file(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL: a reader holding the list open cannot keep `franz staff remove` from ending a token.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL)",
         )
@@ -88,6 +91,29 @@ impl Staff {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Creates `dir` if needed, readable by its owner only: it holds credentials, or tickets with internal notes.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Makes `file` readable and writable by its owner only.
+fn private_file(file: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", file.display()))?;
+    }
+    Ok(())
 }
 
 /// A new random token: 32 bytes from the operating system, base64url.
@@ -167,6 +193,31 @@ mod tests {
         let bytes = std::fs::read(dir.path().join("staff.sqlite")).unwrap();
         let needle = token.as_bytes();
         assert!(!bytes.windows(needle.len()).any(|w| w == needle));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_staff_list_and_its_directory_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let desk = dir.path().join("desk");
+        Staff::open(&desk).unwrap().add("ana").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&desk), 0o700);
+        assert_eq!(mode(&desk.join("staff.sqlite")), 0o600);
+    }
+
+    #[test]
+    fn removing_staff_works_while_a_reader_holds_the_list_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        let (token, _) = staff.add("ana").unwrap();
+        let reader = Connection::open(dir.path().join("staff.sqlite")).unwrap();
+        reader.execute_batch("BEGIN; SELECT * FROM staff;").unwrap();
+        let started = std::time::Instant::now();
+        staff.remove("ana").unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(staff.verify(&token).unwrap(), None);
     }
 
     #[test]

@@ -129,6 +129,25 @@ fn labels_are_normalized_and_bounded_in_number() {
 }
 
 #[test]
+fn a_create_with_an_oversized_or_malformed_ticket_is_refused_and_its_event_stays_small() {
+    let mut big = ticket();
+    big.body = "b".repeat(2_000_000);
+    let mut bad_date = ticket();
+    bad_date.date = "yesterday".into();
+    let mut huge_actor = Command::create(ticket());
+    huge_actor.actor.name = "n".repeat(1_000_000);
+    for (command, says) in [
+        (Command::create(big), "a ticket's body has at most 4000 characters"),
+        (Command::create(bad_date), "a ticket's date must be RFC 3339"),
+        (huge_actor, "the actor's name must have"),
+    ] {
+        let event = decide(None, &command, T);
+        assert!(reason(&event).unwrap().starts_with(says), "{:?}", event.change);
+        assert!(serde_json::to_vec(&event).unwrap().len() < 1_000);
+    }
+}
+
+#[test]
 fn a_second_create_of_the_same_ticket_is_refused() {
     let mut again = Command::create(ticket());
     again.command_id = "other".into();
@@ -188,7 +207,7 @@ proptest! {
     fn the_event_id_depends_only_on_the_command(commands in any_commands()) {
         let (events, _) = run(&commands);
         for (command, event) in commands.iter().zip(&events) {
-            prop_assert_eq!(&event.event_id, &event_id_for(&command.command_id));
+            prop_assert_eq!(&event.event_id, &event_id_for(&command.ticket_id, &command.command_id));
             prop_assert_eq!(&event.caused_by, &command.command_id);
         }
     }

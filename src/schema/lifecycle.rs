@@ -191,6 +191,23 @@ impl Action {
 }
 
 impl Change {
+    /// The action that asks for this change (for a rejection, the refused action).
+    pub fn action(&self) -> &str {
+        match self {
+            Change::Created { .. } => "create",
+            Change::Claimed { .. } => "claim",
+            Change::Unclaimed { .. } => "unclaim",
+            Change::Assigned { .. } => "assign",
+            Change::Commented { .. } => "comment",
+            Change::PrioritySet { .. } => "set_priority",
+            Change::LabelAdded { .. } => "add_label",
+            Change::LabelRemoved { .. } => "remove_label",
+            Change::Closed { .. } => "close",
+            Change::Reopened => "reopen",
+            Change::Rejected { action, .. } => action,
+        }
+    }
+
     /// The serialized `type` of the event.
     pub fn name(&self) -> &'static str {
         match self {
@@ -247,9 +264,12 @@ pub fn create_command_id(ticket_id: &str) -> String {
     Uuid::new_v5(&LIFECYCLE_NAMESPACE, format!("create:{ticket_id}").as_bytes()).to_string()
 }
 
-/// The id of the event that answers `command_id`: deciding a command twice yields the same event id.
-pub fn event_id_for(command_id: &str) -> String {
-    Uuid::new_v5(&LIFECYCLE_NAMESPACE, format!("event:{command_id}").as_bytes()).to_string()
+/// The id of the event that answers command `command_id` of ticket `ticket_id`: deciding a command twice yields
+/// the same event id. A command is known by its ticket and its id together, so an id reused on another ticket is
+/// another command.
+pub fn event_id_for(ticket_id: &str, command_id: &str) -> String {
+    let name = format!("event:{}:{ticket_id}:{command_id}", ticket_id.len());
+    Uuid::new_v5(&LIFECYCLE_NAMESPACE, name.as_bytes()).to_string()
 }
 
 impl Command {
@@ -302,6 +322,7 @@ mod tests {
     fn derived_ids_are_stable_and_distinct() {
         assert_eq!(create_command_id("t"), create_command_id("t"));
         assert_ne!(create_command_id("t"), create_command_id("u"));
-        assert_ne!(event_id_for("c"), create_command_id("c"));
+        assert_ne!(event_id_for("t", "c"), create_command_id("c"));
+        assert_ne!(event_id_for("t", "c"), event_id_for("u", "c"), "the same command id on another ticket");
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! It is a cache: every row follows from the events, and a store deleted at any time rebuilds itself from the
 //! topic. Each batch of events is applied in one transaction together with the consumed offsets, so an event is
-//! applied exactly once even across crashes; an event whose command was applied already (a duplicate) is skipped.
+//! applied exactly once even across crashes; an event whose command was applied already (a duplicate: same ticket, same command id) is skipped.
 //! Rows are computed with `lifecycle::apply`, the same function akte decides with, so a row always equals the fold
 //! of its ticket's events. The database runs in WAL mode: readers (a small pool) never wait for the writer, and the
 //! writer's transactions are short. `apply` is the writing half, `query` the reading half, `follow` the loop that
@@ -72,16 +72,21 @@ pub struct Record<'a> {
 /// an incompatible franz, is emptied to be rebuilt.
 pub fn open(path: &Path, topic: &str) -> anyhow::Result<(Store, Writer)> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::desk::staff::private_dir(dir)?;
     }
     let mut conn =
         Connection::open(path).with_context(|| format!("cannot open the ticket store {}", path.display()))?;
     schema::prepare(&mut conn, topic).with_context(|| format!("cannot prepare the ticket store {}", path.display()))?;
     let next = schema::offsets(&conn)?;
     let (progress, applied) = watch::channel(Progress { next, caught_up: false });
-    let manager = SqliteConnectionManager::file(path).with_init(schema::reader);
+    // Readers never create the file: a store deleted while franz runs makes reads fail (and the next start
+    // rebuild it) instead of answering from an empty database.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(schema::reader);
     let pool = r2d2::Pool::builder()
         .max_size(READERS)
+        .max_lifetime(None)
+        .idle_timeout(None)
         .build(manager)
         .with_context(|| format!("cannot open readers of {}", path.display()))?;
     Ok((Store { pool, path: path.to_owned(), applied }, Writer { conn, progress }))

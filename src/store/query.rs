@@ -152,11 +152,11 @@ pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
     Ok(events)
 }
 
-/// The event that answered a command, once the store has it.
-pub fn answer(conn: &Connection, command_id: &str) -> rusqlite::Result<Option<Event>> {
+/// The event that answered command `command_id` of ticket `ticket_id`, once the store has it.
+pub fn answer(conn: &Connection, ticket_id: &str, command_id: &str) -> rusqlite::Result<Option<Event>> {
     let json: Option<String> = conn
-        .prepare_cached("SELECT json FROM events WHERE caused_by = ?1")?
-        .query_row([command_id], |row| row.get(0))
+        .prepare_cached("SELECT json FROM events WHERE ticket_id = ?1 AND caused_by = ?2")?
+        .query_row([ticket_id, command_id], |row| row.get(0))
         .optional()?;
     Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
 }

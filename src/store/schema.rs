@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension as _};
 
 /// Bumped whenever the tables change; a store with another version is rebuilt from the events.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL,
     ticket_id TEXT NOT NULL,
-    caused_by TEXT NOT NULL UNIQUE,
+    caused_by TEXT NOT NULL,
     version INTEGER,
     type TEXT NOT NULL,
     at TEXT NOT NULL,
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
     offset INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_ticket ON events (ticket_id, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_command ON events (ticket_id, caused_by);
 CREATE INDEX IF NOT EXISTS events_by_type_time ON events (type, at);
 CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5 (body, contact, comments, tokenize = 'unicode61 remove_diacritics 2');
 ";

@@ -39,7 +39,8 @@ pub struct Decider {
     /// The rebalance generation in which each partition was last caught up.
     prepared: HashMap<i32, usize>,
     pending: HashMap<String, TicketState>,
-    answered: HashSet<String>,
+    /// Commands answered (ticket id, command id) that the store may not have applied yet.
+    answered: HashSet<(String, String)>,
     watermarks: Arc<BaseConsumer>,
 }
 
@@ -100,8 +101,10 @@ impl Decider {
         })
     }
 
-    fn answered_before(&self, command_id: &str) -> anyhow::Result<bool> {
-        Ok(self.answered.contains(command_id) || query::answer(&*self.store.reader()?, command_id)?.is_some())
+    fn answered_before(&self, command: &Command) -> anyhow::Result<bool> {
+        let key = (command.ticket_id.clone(), command.command_id.clone());
+        Ok(self.answered.contains(&key)
+            || query::answer(&*self.store.reader()?, &command.ticket_id, &command.command_id)?.is_some())
     }
 
     /// Drops what the store has caught up with, once the memory holds many.
@@ -118,9 +121,9 @@ impl Decider {
         }
         if self.answered.len() > PENDING_MAX {
             let mut keep = HashSet::new();
-            for id in self.answered.drain() {
-                if query::answer(&conn, &id)?.is_none() {
-                    keep.insert(id);
+            for (ticket, command) in self.answered.drain() {
+                if query::answer(&conn, &ticket, &command)?.is_none() {
+                    keep.insert((ticket, command));
                 }
             }
             self.answered = keep;
@@ -142,7 +145,7 @@ impl Decider {
     fn unreadable(&self, input: &Input<'_>, ticket_id: &str, reason: String) -> anyhow::Result<Output> {
         let command_id = format!("record:{}/{}/{}", input.topic, input.partition, input.offset);
         let event = Event {
-            event_id: event_id_for(&command_id),
+            event_id: event_id_for(ticket_id, &command_id),
             ticket_id: ticket_id.to_owned(),
             version: None,
             at: now_rfc3339(),
@@ -221,7 +224,7 @@ impl Transform for Decider {
         if command.command_id.is_empty() || command.command_id.len() > NAME_MAX {
             return Ok(Some(self.unreadable(input, key, "a command_id has 1 to 64 characters".into())?));
         }
-        if self.answered_before(&command.command_id)? {
+        if self.answered_before(&command)? {
             return Ok(None);
         }
         let state = self.state(&command.ticket_id)?;
@@ -231,7 +234,7 @@ impl Transform for Decider {
                 self.pending.insert(command.ticket_id.clone(), next);
             }
         }
-        self.answered.insert(command.command_id.clone());
+        self.answered.insert((command.ticket_id.clone(), command.command_id.clone()));
         self.prune()?;
         Ok(Some(self.event_output(&event, input.partition)?))
     }

@@ -90,12 +90,20 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
 }
 
-/// A normalized ticket's create command, keyed by the ticket id; a record that is no ticket becomes a dead letter.
+/// The largest normalized ticket akte takes in: aufbereitung's limits make tickets of a few KiB at most, and a
+/// larger one would make a command over the producer's size limit, stopping akte at it on every start.
+pub const TICKET_MAX_BYTES: usize = 64 * 1024;
+
+/// A normalized ticket's create command, keyed by the ticket id; a record that is no ticket (or too large to be
+/// one) becomes a dead letter.
 fn create_command(topics: &Topics, input: &Input<'_>) -> Output {
-    let parsed =
+    let parsed = if input.payload.len() > TICKET_MAX_BYTES {
+        Err(format!("{} bytes, more than the {TICKET_MAX_BYTES} a ticket may have", input.payload.len()))
+    } else {
         serde_json::from_slice::<Ticket>(input.payload).map_err(|error| error.to_string()).and_then(|ticket| {
             serde_json::to_vec(&Command::create(ticket.clone())).map(|c| (ticket, c)).map_err(|e| e.to_string())
-        });
+        })
+    };
     match parsed {
         Ok((ticket, command)) => Output {
             topic: topics.commands.clone(),
