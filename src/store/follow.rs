@@ -17,7 +17,7 @@ use super::{Record, Writer};
 use crate::kafka;
 
 /// Events applied in one transaction at most.
-const BATCH: usize = 5_000;
+const BATCH: usize = 20_000;
 /// A backlog this large is a rebuild worth reporting progress on.
 const REPORT_BACKLOG: i64 = 20_000;
 /// How long a broker may take to answer metadata and watermark requests.

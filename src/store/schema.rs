@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension as _};
 
 /// Bumped whenever the tables change; a store with another version is rebuilt from the events.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,9 +51,7 @@ CREATE TABLE IF NOT EXISTS events (
     partition INTEGER NOT NULL,
     offset INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_ticket ON events (ticket_id, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_command ON events (ticket_id, caused_by);
-CREATE INDEX IF NOT EXISTS events_by_type_time ON events (type, at);
 CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5 (body, contact, comments, tokenize = 'unicode61 remove_diacritics 2');
 ";
 
@@ -72,6 +70,7 @@ pub fn prepare(conn: &mut Connection, topic: &str) -> rusqlite::Result<()> {
     // The store is rebuilt from the topic after a crash at worst, so a commit need not wait for fsync.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -64_000)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(TABLES)?;
     let version: Option<String> = meta(conn, "schema_version")?;
     let built_from: Option<String> = meta(conn, "topic")?;
