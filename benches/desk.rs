@@ -163,8 +163,11 @@ async fn main() -> anyhow::Result<()> {
         Stdio::null(),
     )?;
     let mut ready = String::new();
-    BufReader::new(broker.stdout.take().unwrap()).read_line(&mut ready)?;
+    let mut stdout = BufReader::new(broker.stdout.take().unwrap());
+    stdout.read_line(&mut ready)?;
     anyhow::ensure!(ready.starts_with("ready"), "franz broker: {ready}");
+    // Keep draining: a closed pipe would end the broker at its next line.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let topics = franz::config::Topics::default();
     franz::kafka::admin::ensure_topics_keeping(&bootstrap, &topics.all(), PARTITIONS, 1, &[&topics.events]).await?;
     eprintln!("writing {TICKETS} tickets x 3 events to {}", topics.events);
