@@ -171,6 +171,11 @@ pub struct UpArgs {
     /// Where the desk (the API and the web pages) listens; port 0 picks a free one [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     pub desk_listen: Option<String>,
+
+    /// Serve /metrics, /healthz and /readyz on this address of their own (needed when the desk does not run)
+    /// [default: on the desk's listener]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Where the embedded broker listens and keeps its data (`franz up` and `franz broker`).

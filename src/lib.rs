@@ -13,6 +13,8 @@ pub mod discord;
 pub mod intake;
 pub mod kafka;
 pub mod lifecycle;
+pub mod metrics;
+pub mod ops;
 pub mod schema;
 pub mod services;
 pub mod store;
@@ -37,6 +39,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             image_tag: up.image_tag.clone(),
             keep: up.keep,
             desk_listen: up.desk_listen.clone(),
+            metrics_listen: up.metrics_listen.clone(),
         },
         Command::Broker(args) => Flags {
             broker: Some("embedded".into()),

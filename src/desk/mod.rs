@@ -41,6 +41,7 @@ pub struct Server {
     desk: Arc<Desk>,
     desk_dir: PathBuf,
     local_token: String,
+    ops: axum::Router,
 }
 
 /// Everything the desk needs to start.
@@ -50,6 +51,8 @@ pub struct Settings {
     pub topics: Topics,
     pub store: Store,
     pub desk_dir: PathBuf,
+    /// Routes served beside the API without a credential: `/metrics`, `/healthz`, `/readyz` (see `crate::ops`).
+    pub ops: axum::Router,
 }
 
 impl Server {
@@ -74,7 +77,14 @@ impl Server {
             partitions,
             local: staff::hash(&local_token),
         };
-        Ok(Server { address, listener, desk: Arc::new(desk), desk_dir: settings.desk_dir, local_token })
+        Ok(Server {
+            address,
+            listener,
+            desk: Arc::new(desk),
+            desk_dir: settings.desk_dir,
+            local_token,
+            ops: settings.ops,
+        })
     }
 
     /// The URL people and programs reach the desk at.
@@ -86,7 +96,7 @@ impl Server {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let local = staff::Local { url: self.url(), token: self.local_token.clone() };
         staff::write_local(&self.desk_dir, &local)?;
-        let router = api::router(self.desk);
+        let router = self.ops.merge(api::router(self.desk));
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
