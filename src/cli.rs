@@ -44,11 +44,26 @@ pub enum Command {
     Config,
     /// List, search, show and work tickets through the running desk (claim, comment, close, ...).
     Tickets(TicketsArgs),
+    /// How the running franz is doing: readiness, services, lag, alerts; exits non-zero when it is not ready.
+    Status(StatusArgs),
     /// Manage who may work tickets: each staff member gets a personal sign-in link and API token.
     Staff {
         #[command(subcommand)]
         action: StaffAction,
     },
+}
+
+/// `franz status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (readiness and every metric sample) for scripts.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The running franz's desk or --metrics-listen URL [default: from the desk's local credential, else the
+    /// configured addresses]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -182,3 +182,66 @@ async fn readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back() {
     running.wait().await.expect("franz stops cleanly");
     drop(harness);
 }
+
+/// Runs the `franz status` binary against `base`; its exit success, stdout and stderr.
+fn franz_status(base: &str, extra: &[&str]) -> (bool, String, String) {
+    let dir = scratch();
+    let output = crate::util::franz(dir.path(), None).args(["status", "--url", base]).args(extra).output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = config(&harness, data.path());
+    config.services = vec![Service::Aufbereitung];
+    let running = app::start(&config, CancellationToken::new()).await.expect("franz starts");
+    let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
+    wait_until("ready", || async { get(&format!("{base}/readyz")).await.0 == 200 }).await;
+
+    let (ok, screen, errors) = franz_status(&base, &[]);
+    assert!(ok, "status fails on a ready franz:\n{screen}{errors}");
+    assert!(screen.starts_with(&format!("franz at {base}: ready\n")), "{screen}");
+    assert!(screen.contains("aufbereitung   running"), "{screen}");
+    assert!(screen.contains(&format!("aufbereitung   {}", harness.topics.intake)), "{screen}");
+
+    let (ok, json, errors) = franz_status(&base, &["--json"]);
+    assert!(ok, "{errors}");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("--json prints JSON");
+    assert_eq!(json["readiness"]["status"], "ready");
+    assert!(json["metrics"].as_array().is_some_and(|m| m.iter().any(|s| s["name"] == "franz_records_in_total")));
+
+    running.shutdown.cancel();
+    running.wait().await.expect("franz stops cleanly");
+    let (ok, _, errors) = franz_status(&base, &[]);
+    assert!(!ok, "status succeeds with nothing running");
+    assert!(errors.contains("nothing answers at") && errors.contains("franz up"), "{errors}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
+    let harness = Harness::new(1).await;
+    harness.produce(&harness.topics.intake, &[(0, valid("never delivered"))]).await;
+    // aufbereitung's first attempt and its three retries are refused: it gives up and stops.
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 4);
+    let data = scratch();
+    let mut config = config(&harness, data.path());
+    config.services = vec![Service::Aufbereitung];
+    let running = app::start(&config, CancellationToken::new()).await.expect("franz starts");
+    let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
+    wait_until("readyz 503 after aufbereitung failed", || async { get(&format!("{base}/readyz")).await.0 == 503 })
+        .await;
+
+    let (ok, screen, errors) = franz_status(&base, &[]);
+    assert!(!ok, "status succeeds with a failed service:\n{screen}");
+    assert!(screen.contains("aufbereitung   STOPPED"), "{screen}");
+    assert!(errors.contains("aufbereitung stopped"), "{errors}");
+    let text = get(&format!("{base}/metrics")).await.1;
+    assert_eq!(sample(&text, "franz_service_up", "service=\"aufbereitung\""), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "franz_relay_retries_total", "service=\"aufbereitung\""), Some(3.0), "{text}");
+    running.shutdown.cancel();
+    let failure = running.wait().await.expect_err("franz reports the failed service");
+    assert!(format!("{failure:#}").contains("aufbereitung failed"), "{failure:#}");
+}
