@@ -38,6 +38,12 @@ pub struct LagLabels {
     pub topic: String,
 }
 
+/// The type of a ticket event (`created`, `claimed`, ..., `rejected`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    pub event: String,
+}
+
 /// A ticket status (`open`, `claimed`, `closed`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -56,6 +62,11 @@ pub struct Metrics {
     pub dead_letters: Family<ErrorTypeLabel, Counter>,
     /// Deliveries retried after the broker refused an output, by service.
     pub relay_retries: Family<ServiceLabel, Counter>,
+    /// Ticket events akte decided, by type; `rejected` counts the commands it refused.
+    pub akte_events: Family<EventLabel, Counter>,
+    /// Median seconds from a ticket's creation to its first claim, over tickets of the last 30 days; read at
+    /// scrape time.
+    pub time_to_claim_median: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Alert records Discord (or the log) accepted.
     pub alerts_delivered: Counter,
     /// Alert records read and not yet accepted by Discord.
@@ -93,6 +104,8 @@ impl Metrics {
             records_out: Family::default(),
             dead_letters: Family::default(),
             relay_retries: Family::default(),
+            akte_events: Family::default(),
+            time_to_claim_median: Gauge::default(),
             alerts_delivered: Counter::default(),
             alerts_pending: Gauge::default(),
             webhook_rate_limited: Counter::default(),
@@ -114,6 +127,16 @@ impl Metrics {
         );
         r.register("dead_letters", "Intake records that became dead letters", metrics.dead_letters.clone());
         r.register("relay_retries", "Output deliveries retried after a failure", metrics.relay_retries.clone());
+        r.register(
+            "akte_events",
+            "Ticket events akte decided, by type (rejected: refused)",
+            metrics.akte_events.clone(),
+        );
+        r.register(
+            "time_to_claim_median_seconds",
+            "Median time from creation to first claim, tickets of the last 30 days",
+            metrics.time_to_claim_median.clone(),
+        );
         r.register(
             "alerts_delivered",
             "Alert records accepted by Discord or the log",

@@ -129,6 +129,7 @@ impl Ops {
                 .and_then(|conn| crate::store::query::stats(&conn, chrono::Utc::now()).map_err(anyhow::Error::from))
             {
                 Ok(stats) => {
+                    self.metrics.time_to_claim_median.set(stats.time_to_claim.median_secs.unwrap_or(0.0));
                     for (status, count) in [("open", stats.open), ("claimed", stats.claimed), ("closed", stats.closed)]
                     {
                         self.metrics

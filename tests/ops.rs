@@ -26,7 +26,8 @@ fn config(harness: &Harness, data: &Path) -> Config {
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap();
+    let response = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -99,8 +100,10 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
     let running = app::start(&config(&harness, data.path()), CancellationToken::new()).await.expect("franz starts");
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
     harness.produce(&harness.topics.intake, &[(0, valid("a ticket")), (1, b"not json".to_vec())]).await;
-    wait_until("both records counted out", || async {
-        sum(&get(&format!("{base}/metrics")).await.1, "franz_records_out_total", "service=\"aufbereitung\"") >= 2.0
+    wait_until("both records counted out and the ticket's created event decided", || async {
+        let text = get(&format!("{base}/metrics")).await.1;
+        sum(&text, "franz_records_out_total", "service=\"aufbereitung\"") >= 2.0
+            && sample(&text, "franz_akte_events_total", "event=\"created\"") == Some(1.0)
     })
     .await;
     let (status, text) = get(&format!("{base}/metrics")).await;
@@ -108,6 +111,7 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
     promtool_check(&text);
 
     let expected: BTreeSet<String> = [
+        "franz_akte_events_total{event}",
         "franz_alerts_delivered_total",
         "franz_alerts_pending",
         "franz_broker_connections",
@@ -120,6 +124,7 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
         "franz_relay_retries_total{service}",
         "franz_service_up{service}",
         "franz_tickets{status}",
+        "franz_time_to_claim_median_seconds",
         "franz_webhook_paused",
         "franz_webhook_rate_limited_total",
     ]
