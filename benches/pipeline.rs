@@ -179,12 +179,19 @@ async fn run(kind: Kind, bootstrap: String, topics: Topics, shutdown: Cancellati
             consumer.subscribe(&[&topics.intake])?;
             let producer = kafka::producer(&bootstrap)?;
             let out = topics.tickets.clone();
-            relay::run(consumer, &producer, &shutdown, &RetryPolicy::default(), |message: &relay::Input<'_>| Output {
-                topic: out.clone(),
-                key: message.key.map(<[u8]>::to_vec),
-                payload: message.payload.to_vec(),
-                partition: None,
-            })
+            relay::run(
+                consumer,
+                &producer,
+                &shutdown,
+                &RetryPolicy::default(),
+                &relay::Meter::default(),
+                |message: &relay::Input<'_>| Output {
+                    topic: out.clone(),
+                    key: message.key.map(<[u8]>::to_vec),
+                    payload: message.payload.to_vec(),
+                    partition: None,
+                },
+            )
             .await?;
             Ok(())
         }

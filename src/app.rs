@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::task::JoinSet;
@@ -15,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::{Config, Service};
 use crate::kafka::admin::TopicStatus;
+use crate::metrics::Metrics;
+use crate::ops::Ops;
 use crate::services::{self, Context, Plan};
 use crate::store::{self, Store};
 
@@ -28,6 +31,10 @@ pub struct Running {
     pub desk: Option<SocketAddr>,
     /// The ticket store, when akte or the desk runs.
     pub store: Option<Store>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served: the desk's address, or `metrics_listen`'s.
+    pub ops_address: Option<SocketAddr>,
+    /// What those endpoints read.
+    pub ops: Arc<Ops>,
     pub shutdown: CancellationToken,
     /// Each running task with its name (a service, or the ticket store's follower).
     tasks: JoinSet<(String, anyhow::Result<()>)>,
@@ -66,22 +73,41 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 
     let mut tasks = JoinSet::new();
+    let metrics = Arc::new(Metrics::new());
     let store = match config.services.iter().any(|s| services::uses_store(*s)) {
         false => None,
         true => {
             let path = store_path(&broker, config);
             let (store, writer) = store::open(&path, &config.topics.events)?;
             let follow = store::follow::run(writer, bootstrap.clone(), config.topics.events.clone(), shutdown.clone());
-            tasks.spawn(async move { ("ticket store".to_owned(), follow.await) });
-            Some(store)
+            Some((store, follow))
         }
     };
+    let (store, follow) = store.unzip();
+    let probe = match &broker {
+        Broker::Embedded(embedded, _) => Some(embedded.probe()),
+        _ => None,
+    };
+    let ops = Arc::new(Ops::new(
+        metrics.clone(),
+        bootstrap.clone(),
+        config.topics.all().iter().map(|t| t.to_string()).collect(),
+        groups(config),
+        store.clone(),
+        probe,
+    ));
+    if let Some(follow) = follow {
+        spawn(&mut tasks, &ops, "ticket store".to_owned(), follow);
+    }
+    let ops_router = crate::ops::router(ops.clone());
     let context = Context {
         config,
         bootstrap,
         store: store.clone(),
         desk_dir: crate::desk::client::desk_dir(config),
         shutdown: shutdown.clone(),
+        metrics,
+        ops: ops_router.clone(),
     };
     let mut services = Vec::new();
     let mut desk = None;
@@ -98,8 +124,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         };
         let status = match plan {
             Plan::Run { status, task, serves } => {
-                let name = service.name();
-                tasks.spawn(async move { (name, task.await) });
+                spawn(&mut tasks, &ops, service.name(), task);
                 if *service == Service::Desk {
                     desk = serves;
                 }
@@ -109,8 +134,73 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         };
         services.push((*service, status));
     }
+    let ops_address = match config.metrics_listen {
+        Some(listen) => {
+            let listener = match tokio::net::TcpListener::bind(listen).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    shutdown.cancel();
+                    while tasks.join_next().await.is_some() {}
+                    broker.stop().await;
+                    anyhow::bail!(
+                        "cannot serve the metrics on {listen} ({error}); pass --metrics-listen with another address"
+                    );
+                }
+            };
+            let address = listener.local_addr()?;
+            let stop = shutdown.clone();
+            let serve = crate::desk::serve_limited(listener, ops_router, stop);
+            spawn(&mut tasks, &ops, "metrics".to_owned(), serve);
+            Some(address)
+        }
+        None => {
+            if desk.is_none() {
+                tracing::info!(
+                    "no /metrics, /healthz or /readyz: the desk does not run; set --metrics-listen ADDR to serve them"
+                );
+            }
+            desk
+        }
+    };
     let _stop_on_drop = shutdown.clone().drop_guard();
-    Ok(Running { broker, topics, services, desk, store, shutdown, tasks, _stop_on_drop })
+    Ok(Running { broker, topics, services, desk, store, ops_address, ops, shutdown, tasks, _stop_on_drop })
+}
+
+/// Spawns a task under `name`, marking it running in `ops` until it ends.
+fn spawn(
+    tasks: &mut JoinSet<(String, anyhow::Result<()>)>,
+    ops: &Arc<Ops>,
+    name: String,
+    task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+) {
+    ops.set_running(&name, true);
+    let ops = ops.clone();
+    tasks.spawn(async move {
+        let result = task.await;
+        ops.set_running(&name, false);
+        (name, result)
+    });
+}
+
+/// Each franz consumer group of an enabled service, with the topics it reads: what `/metrics` reports lag for.
+fn groups(config: &Config) -> Vec<(String, Vec<String>)> {
+    let topics = &config.topics;
+    let mut groups = Vec::new();
+    for service in &config.services {
+        match service {
+            Service::Aufbereitung => {
+                groups.push((services::aufbereitung::GROUP.to_owned(), vec![topics.intake.clone()]));
+            }
+            Service::Absturz => groups
+                .push((services::absturz::GROUP.to_owned(), vec![topics.errors.clone(), topics.dead_letters.clone()])),
+            Service::Akte => {
+                groups.push((services::akte::GROUP.to_owned(), vec![topics.commands.clone()]));
+                groups.push((services::akte::INTAKE_GROUP.to_owned(), vec![topics.tickets.clone()]));
+            }
+            Service::Kummerkasten | Service::Desk => {}
+        }
+    }
+    groups
 }
 
 impl Running {
@@ -127,6 +217,9 @@ impl Running {
         for topic in &self.topics {
             let created = if topic.created { "" } else { "  (existed)" };
             out.push_str(&format!("{:<30} {}{created}\n", topic.name, topic.partitions));
+        }
+        if let Some(address) = self.ops_address {
+            out.push_str(&format!("metrics: {}/metrics\n", crate::desk::url_for(address)));
         }
         out.push_str("\nservice        status\n");
         for (service, status) in &self.services {

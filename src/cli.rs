@@ -44,11 +44,26 @@ pub enum Command {
     Config,
     /// List, search, show and work tickets through the running desk (claim, comment, close, ...).
     Tickets(TicketsArgs),
+    /// How the running franz is doing: readiness, services, lag, alerts; exits non-zero when it is not ready.
+    Status(StatusArgs),
     /// Manage who may work tickets: each staff member gets a personal sign-in link and API token.
     Staff {
         #[command(subcommand)]
         action: StaffAction,
     },
+}
+
+/// `franz status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (readiness and every metric sample) for scripts.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The running franz's desk or --metrics-listen URL [default: from the desk's local credential, else the
+    /// configured addresses]
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +186,11 @@ pub struct UpArgs {
     /// Where the desk (the API and the web pages) listens; port 0 picks a free one [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     pub desk_listen: Option<String>,
+
+    /// Serve /metrics, /healthz and /readyz on this address of their own (needed when the desk does not run)
+    /// [default: on the desk's listener]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Where the embedded broker listens and keeps its data (`franz up` and `franz broker`).

@@ -63,6 +63,10 @@ pub struct Config {
     pub embedded: Embedded,
     /// The desk: franz's HTTP server (API, and the web pages).
     pub desk: Desk,
+    /// Where `/metrics`, `/healthz` and `/readyz` get a listener of their own, as IP:PORT; unset, they are served
+    /// on the desk's listener (and not at all when the desk does not run).
+    #[serde(deserialize_with = "parse::optional_ip_port")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Keep the embedded broker's data in a temporary directory (the `--ephemeral` flag only).
     #[serde(skip)]
     pub ephemeral: bool,
@@ -272,6 +276,7 @@ impl Default for Config {
             discord: Discord::default(),
             embedded: Embedded::default(),
             desk: Desk::default(),
+            metrics_listen: None,
             ephemeral: false,
             keep: false,
             report: Vec::new(),

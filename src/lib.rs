@@ -13,8 +13,11 @@ pub mod discord;
 pub mod intake;
 pub mod kafka;
 pub mod lifecycle;
+pub mod metrics;
+pub mod ops;
 pub mod schema;
 pub mod services;
+pub mod status;
 pub mod store;
 
 use std::io::Write;
@@ -37,6 +40,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
             image_tag: up.image_tag.clone(),
             keep: up.keep,
             desk_listen: up.desk_listen.clone(),
+            metrics_listen: up.metrics_listen.clone(),
         },
         Command::Broker(args) => Flags {
             broker: Some("embedded".into()),
@@ -50,7 +54,7 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
         Command::Tail(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Produce(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Topics(args) => Flags { bootstrap: args.bootstrap.clone(), ..Flags::default() },
-        Command::Config | Command::Tickets(_) | Command::Staff { .. } => Flags::default(),
+        Command::Config | Command::Tickets(_) | Command::Staff { .. } | Command::Status(_) => Flags::default(),
     };
     let working_dir = std::env::current_dir()?;
     let layers = Layers::load(&working_dir, cli.config.as_deref())?;
@@ -71,5 +75,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => Ok(write!(stdout, "{}", config.render())?),
         Command::Tickets(args) => desk::client::tickets(&config, args, &mut stdout).await,
         Command::Staff { action } => desk::client::staff_command(&config, action, &mut stdout),
+        Command::Status(args) => status::status(&config, args.json, args.url, &mut stdout).await,
     }
 }

@@ -19,16 +19,10 @@ struct Instance {
 
 impl Instance {
     fn start(harness: &Harness, webhook: Option<&FakeDiscord>) -> Instance {
-        let topics = vec![harness.topics.errors.clone(), harness.topics.dead_letters.clone()];
-        let mut settings =
-            Settings::new(harness.bootstrap.clone(), topics, webhook.map(|w| SecretString::from(w.webhook_url())));
-        settings.policy = Policy {
-            request_timeout: Duration::from_secs(5),
-            backoff: Duration::from_millis(20),
-            backoff_max: Duration::from_millis(200),
-            gone_retry: Duration::from_millis(50),
-            give_up_when_gone: false,
-        };
+        Instance::run(settings(harness, webhook))
+    }
+
+    fn run(settings: Settings) -> Instance {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(absturz::run(settings, shutdown.clone()));
         Instance { shutdown, task }
@@ -38,6 +32,21 @@ impl Instance {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("stops in time").unwrap().unwrap()
     }
+}
+
+/// absturz's settings for the harness's topics, with short waits.
+fn settings(harness: &Harness, webhook: Option<&FakeDiscord>) -> Settings {
+    let topics = vec![harness.topics.errors.clone(), harness.topics.dead_letters.clone()];
+    let mut settings =
+        Settings::new(harness.bootstrap.clone(), topics, webhook.map(|w| SecretString::from(w.webhook_url())));
+    settings.policy = Policy {
+        request_timeout: Duration::from_secs(5),
+        backoff: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        gone_retry: Duration::from_millis(50),
+        give_up_when_gone: false,
+    };
+    settings
 }
 
 /// Distinct error events, `n` of them.
@@ -98,6 +107,30 @@ async fn after_a_429_no_request_comes_before_retry_after_and_nothing_is_lost() {
     assert_eq!(received[0].status, 429);
     let waited = received[1].at.duration_since(received[0].at);
     assert!(waited >= Duration::from_millis(400), "retried after {waited:?}");
+    assert_eq!(deliveries(&discord).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_shows_in_the_metrics_with_the_alerts_it_holds_pending_until_they_are_delivered() {
+    let harness = Harness::new(1).await;
+    let discord = FakeDiscord::start().await;
+    discord.script(Endpoint::Webhook, &[Answer::RateLimited(2.0)]);
+    harness.produce(&harness.topics.errors, &events(3)).await;
+    let metrics = std::sync::Arc::new(franz::metrics::Metrics::new());
+    let mut settings = settings(&harness, Some(&discord));
+    settings.metrics = metrics.clone();
+
+    let instance = Instance::run(settings);
+    wait_until("the 429 counted with 3 alerts pending", || async {
+        metrics.webhook_rate_limited.get() == 1 && metrics.alerts_pending.get() == 3
+    })
+    .await;
+    assert_eq!(metrics.alerts_delivered.get(), 0, "delivered before the rate limit reset");
+    wait_until("3 alerts delivered and none pending", || async {
+        metrics.alerts_delivered.get() == 3 && metrics.alerts_pending.get() == 0
+    })
+    .await;
+    instance.stop().await;
     assert_eq!(deliveries(&discord).len(), 3);
 }
 

@@ -18,5 +18,7 @@ mod intake;
 mod kummerkasten;
 /// The Discord bot end to end through the fake Discord: gateway, interactions, faults, shutdown.
 mod kummerkasten_discord;
+/// /metrics (promtool, names, counters, lag), /healthz and /readyz of a running franz.
+mod ops;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;

@@ -140,6 +140,11 @@ pub(super) fn ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Sock
     value.parse().map_err(|_| de::Error::custom(format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))
 }
 
+/// An optional `IP:PORT`.
+pub(super) fn optional_ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    ip_port(deserializer).map(Some)
+}
+
 pub(super) fn partitions<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
     let partitions = number(deserializer, 1..=1000, "an integer from 1 to 1000")?;
     Ok(i32::try_from(partitions).expect("at most 1000"))

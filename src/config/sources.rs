@@ -99,6 +99,7 @@ pub struct Flags {
     pub image_tag: Option<String>,
     pub keep: bool,
     pub desk_listen: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 impl Flags {
@@ -116,6 +117,7 @@ impl Flags {
             ("image_tag", self.image_tag.clone()),
             ("only", only),
             ("desk.listen", self.desk_listen.clone()),
+            ("metrics_listen", self.metrics_listen.clone()),
         ]
         .into_iter()
         .filter_map(|(key, value)| Some((key, value?)))

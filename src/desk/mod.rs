@@ -41,6 +41,7 @@ pub struct Server {
     desk: Arc<Desk>,
     desk_dir: PathBuf,
     local_token: String,
+    ops: axum::Router,
 }
 
 /// Everything the desk needs to start.
@@ -50,6 +51,8 @@ pub struct Settings {
     pub topics: Topics,
     pub store: Store,
     pub desk_dir: PathBuf,
+    /// Routes served beside the API without a credential: `/metrics`, `/healthz`, `/readyz` (see `crate::ops`).
+    pub ops: axum::Router,
 }
 
 impl Server {
@@ -74,7 +77,14 @@ impl Server {
             partitions,
             local: staff::hash(&local_token),
         };
-        Ok(Server { address, listener, desk: Arc::new(desk), desk_dir: settings.desk_dir, local_token })
+        Ok(Server {
+            address,
+            listener,
+            desk: Arc::new(desk),
+            desk_dir: settings.desk_dir,
+            local_token,
+            ops: settings.ops,
+        })
     }
 
     /// The URL people and programs reach the desk at.
@@ -82,58 +92,66 @@ impl Server {
         url_for(self.address)
     }
 
-    /// Serves until `shutdown` is cancelled, then finishes the requests in progress (for at most
-    /// [`DRAIN_TIMEOUT`]).
-    ///
-    /// Every client is untrusted: at most [`MAX_CONNECTIONS`] connections at once (past that a new one is closed
-    /// at once, so the desk cannot take the file handles the broker needs), a request's head must arrive within
-    /// [`HEAD_TIMEOUT`] (an idle or half-sent connection is closed), and a whole request within
-    /// [`REQUEST_TIMEOUT`].
+    /// Serves the API and the ops endpoints until `shutdown` is cancelled ([`serve_limited`]).
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let local = staff::Local { url: self.url(), token: self.local_token.clone() };
         staff::write_local(&self.desk_dir, &local)?;
-        let router = api::router(self.desk).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
-        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        // HTTP/1.1 only: its head timeout runs from the moment a connection is accepted or goes idle.
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Out of file handles, most likely: wait a little rather than spin.
-                        tracing::warn!("the desk cannot accept a connection: {error}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::debug!("the desk has {MAX_CONNECTIONS} connections; closing a new one");
-                continue;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(router.clone());
-            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(error) = connection.await {
-                    tracing::debug!("a desk connection ended: {error}");
-                }
-            });
-        }
-        drop(self.listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-            tracing::warn!("the desk stopped with requests still open after {DRAIN_TIMEOUT:?}");
-        }
-        Ok(())
+        let router = self.ops.merge(api::router(self.desk));
+        serve_limited(self.listener, router, shutdown).await
     }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the requests in progress (for at
+/// most [`DRAIN_TIMEOUT`]). Every client is untrusted: at most [`MAX_CONNECTIONS`] connections at once (past that
+/// a new one is closed at once, so the desk cannot take the file handles the broker needs), a request's head must
+/// arrive within [`HEAD_TIMEOUT`] (an idle or half-sent connection is closed), and a whole request within
+/// [`REQUEST_TIMEOUT`].
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    ));
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // HTTP/1.1 only: its head timeout runs from the moment a connection is accepted or goes idle.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file handles, most likely: wait a little rather than spin.
+                    tracing::warn!("the desk cannot accept a connection: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("the desk has {MAX_CONNECTIONS} connections; closing a new one");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(error) = connection.await {
+                tracing::debug!("a desk connection ended: {error}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("the desk stopped with requests still open after {DRAIN_TIMEOUT:?}");
+    }
+    Ok(())
 }
 
 /// Connections the desk holds at once.

@@ -16,6 +16,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::OutputLabels;
 use crate::schema::SourceRef;
 
 /// What one input record becomes.
@@ -97,6 +101,22 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Where a relay loop counts what it does (see `crate::metrics`). The default counts into handles nobody reads.
+#[derive(Debug, Clone, Default)]
+pub struct Meter {
+    /// The service the loop belongs to: the `service` label of its outputs.
+    pub service: String,
+    pub records_in: Counter,
+    pub retries: Counter,
+    pub records_out: Family<OutputLabels, Counter>,
+}
+
+impl Meter {
+    fn delivered(&self, topic: &str) {
+        self.records_out.get_or_create(&OutputLabels { service: self.service.clone(), topic: topic.to_owned() }).inc();
+    }
+}
+
 /// Records in flight at once; past this the loop waits for acknowledgements before reading more.
 const MAX_IN_FLIGHT: usize = 10_000;
 
@@ -131,14 +151,21 @@ pub async fn run<C, F>(
     producer: &FutureProducer,
     shutdown: &CancellationToken,
     retry: &RetryPolicy,
+    meter: &Meter,
     mut transform: F,
 ) -> Result<RelayStats, RelayError>
 where
     C: ConsumerContext + 'static,
     F: Transform,
 {
-    let mut relay =
-        Relay { consumer: &consumer, producer, retry, stats: RelayStats::default(), in_flight: FuturesOrdered::new() };
+    let mut relay = Relay {
+        consumer: &consumer,
+        producer,
+        retry,
+        meter,
+        stats: RelayStats::default(),
+        in_flight: FuturesOrdered::new(),
+    };
     let result = relay.pump(shutdown, &mut transform).await;
     let stats = relay.stats;
     // Committing and closing block until the broker answers, so they run on the blocking pool. After a failure,
@@ -160,6 +187,7 @@ struct Relay<'a, C: ConsumerContext + 'static> {
     consumer: &'a StreamConsumer<C>,
     producer: &'a FutureProducer,
     retry: &'a RetryPolicy,
+    meter: &'a Meter,
     stats: RelayStats,
     in_flight: FuturesOrdered<futures::future::BoxFuture<'static, Settled>>,
 }
@@ -184,6 +212,7 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
                         Err(error) if super::consumer_error_is_fatal(&error) => return Err(error.into()),
                         Err(_) => continue,
                     };
+                    self.meter.records_in.inc();
                     let input = Input::from(&message);
                     let source = input.source();
                     let output = if transform.needs_prepare(input.partition) {
@@ -265,6 +294,7 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
         let mut backoff = self.retry.backoff;
         for attempt in 1..=self.retry.retries {
             tracing::warn!(%error, attempt, topic = %output.topic, "delivery failed; retrying in {backoff:?}");
+            self.meter.retries.inc();
             tokio::time::sleep(backoff).await;
             backoff *= 2;
             let outcome = match self.producer.send_result(record(&output)) {
@@ -284,6 +314,7 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
 
     fn delivered(&mut self, source: &SourceRef, output_topic: &str) {
         *self.stats.delivered.entry(output_topic.to_owned()).or_default() += 1;
+        self.meter.delivered(output_topic);
         self.store(source);
     }
 

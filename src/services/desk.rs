@@ -14,6 +14,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         topics: context.config.topics.clone(),
         store,
         desk_dir: context.desk_dir.clone(),
+        ops: context.ops.clone(),
     })
     .await?;
     let address = server.address;

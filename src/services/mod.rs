@@ -30,6 +30,10 @@ pub struct Context<'a> {
     /// Where the desk keeps its staff list and local credential.
     pub desk_dir: PathBuf,
     pub shutdown: CancellationToken,
+    /// Where the services count what they do.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// `/metrics`, `/healthz` and `/readyz`, for the desk to serve beside its API.
+    pub ops: axum::Router,
 }
 
 /// A service's task: runs until the shutdown token is cancelled, or fails.

@@ -9,6 +9,8 @@ use crate::{cargo, sh};
 pub fn run() -> anyhow::Result<()> {
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The integration tests check a live /metrics with promtool.
+    sh(std::process::Command::new("bash").arg("scripts/install-promtool.sh"))?;
     sh(cargo().args(["test", "--workspace"]))?;
     crate::e2e::run(crate::e2e::Options::default())?;
     let containers = crate::containers::run()?;

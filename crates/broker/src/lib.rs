@@ -153,6 +153,28 @@ pub struct Core {
     network: server::Network,
 }
 
+/// Reads a running broker's gauges (for franz's `/metrics`); it keeps the broker's shared state, not its tasks.
+#[derive(Clone)]
+pub struct Probe(Arc<Core>);
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe").finish_non_exhaustive()
+    }
+}
+
+impl Probe {
+    /// Open client connections.
+    pub fn connections(&self) -> usize {
+        self.0.network.connections()
+    }
+
+    /// Partitions of all topics.
+    pub fn partitions(&self) -> usize {
+        self.0.topics.partition_count()
+    }
+}
+
 /// A running embedded broker.
 pub struct EmbeddedBroker {
     address: SocketAddr,
@@ -253,6 +275,11 @@ impl EmbeddedBroker {
     #[doc(hidden)]
     pub fn busy_connections(&self) -> usize {
         self.core.network.busy_connections()
+    }
+
+    /// A cheap handle that reads the broker's gauges while it runs, for metrics.
+    pub fn probe(&self) -> Probe {
+        Probe(self.core.clone())
     }
 
     /// Where the data lives.

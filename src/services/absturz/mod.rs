@@ -10,6 +10,7 @@ pub mod render;
 pub mod webhook;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,9 +20,12 @@ use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer_config};
+use crate::metrics::ServiceLabel;
 use render::{Alert, Embed, limits};
 use webhook::{Counters, Outcome, Policy, Webhook};
 
+/// The service's name in metrics.
+pub const NAME: &str = "absturz";
 /// The consumer group of every absturz instance.
 pub const GROUP: &str = "absturz";
 /// The most records one batch takes.
@@ -40,6 +44,8 @@ pub struct Settings {
     pub webhook_url: Option<SecretString>,
     pub policy: Policy,
     pub membership: CommitOnRevoke,
+    /// Where it counts alerts, 429s and pauses.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Settings {
@@ -51,6 +57,7 @@ impl Settings {
             webhook_url,
             policy: Policy::default(),
             membership: CommitOnRevoke::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -87,7 +94,8 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
             format!("{} -> the log (set DISCORD_WEBHOOK_URL to send alerts to Discord)", watched.join(", "))
         }
     };
-    let settings = Settings::new(context.bootstrap.clone(), watched, webhook);
+    let settings =
+        Settings { metrics: context.metrics.clone(), ..Settings::new(context.bootstrap.clone(), watched, webhook) };
     let shutdown = context.shutdown.clone();
     Ok(super::Plan::run(status, async move { run(settings, shutdown).await.map(drop) }))
 }
@@ -104,6 +112,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     consumer.subscribe(&topics)?;
     let mut webhook =
         settings.webhook_url.as_ref().map(|url| Webhook::new(url, settings.policy.clone())).transpose()?;
+    let metrics = &settings.metrics;
+    if let Some(webhook) = webhook.as_mut() {
+        webhook.rate_limited = metrics.webhook_rate_limited.clone();
+        webhook.paused = metrics.webhook_paused.clone();
+    }
     let mut stats = Stats::default();
 
     let result = async {
@@ -112,6 +125,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             if batch.is_empty() {
                 return Ok::<_, anyhow::Error>(());
             }
+            metrics.records_in.get_or_create(&ServiceLabel { service: NAME.to_owned() }).inc_by(batch.len() as u64);
+            metrics.alerts_pending.set(batch.len() as i64);
             let delivered = match webhook.as_mut() {
                 Some(webhook) => deliver(webhook, &batch, &shutdown, &mut stats).await,
                 None => {
@@ -124,6 +139,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             if !delivered {
                 return Ok(());
             }
+            metrics.alerts_pending.set(0);
+            metrics.alerts_delivered.inc_by(batch.len() as u64);
             stats.alerts += batch.len() as u64;
             for rendered in &batch {
                 // Fails only if the partition moved to another member; it will deliver the record again.

@@ -67,6 +67,10 @@ pub struct Webhook {
     /// No request before this moment: what the last response said about the rate limit.
     not_before: Instant,
     pub counters: Counters,
+    /// The same 429s for `/metrics` (a handle into `crate::metrics::Metrics`, or one nobody reads).
+    pub rate_limited: prometheus_client::metrics::counter::Counter,
+    /// 1 while [`Webhook::pause`] waits, for `/metrics`.
+    pub paused: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -89,6 +93,8 @@ impl Webhook {
             policy,
             not_before: Instant::now(),
             counters: Counters::default(),
+            rate_limited: Default::default(),
+            paused: Default::default(),
         })
     }
 
@@ -115,6 +121,7 @@ impl Webhook {
                         }
                         StatusCode::TOO_MANY_REQUESTS => {
                             self.counters.rate_limited += 1;
+                            self.rate_limited.inc();
                             let headers = response.headers().clone();
                             let retry_after = retry_after(&headers, response.json::<Value>().await.ok());
                             tracing::warn!("Discord rate limit hit; waiting {retry_after:?}");
@@ -170,7 +177,10 @@ impl Webhook {
 
     /// Waits as long as while the webhook is gone; false if shutdown came first.
     pub async fn pause(&self, shutdown: &CancellationToken) -> bool {
-        self.wait_until(Instant::now() + self.policy.gone_retry, shutdown).await
+        self.paused.set(1);
+        let waited = self.wait_until(Instant::now() + self.policy.gone_retry, shutdown).await;
+        self.paused.set(0);
+        waited
     }
 
     /// Sleeps until `deadline`; false if shutdown came first.

@@ -9,6 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 use super::Settings;
@@ -16,6 +18,7 @@ use crate::config::Topics;
 use crate::kafka::relay::{Input, Output, Transform};
 use crate::kafka::{self, CommitOnRevoke};
 use crate::lifecycle::{self, NAME_MAX, TicketState};
+use crate::metrics::EventLabel;
 use crate::schema::lifecycle::{Actor, ActorSource, Change, Command, Event, event_id_for};
 use crate::schema::{DeadLetter, ErrorType, now_rfc3339};
 use crate::store::{Store, query};
@@ -42,6 +45,8 @@ pub struct Decider {
     /// Commands answered (ticket id, command id) that the store may not have applied yet.
     answered: HashSet<(String, String)>,
     watermarks: Arc<BaseConsumer>,
+    /// Events decided, by type (`rejected` counts refusals), for `/metrics`.
+    events: Family<EventLabel, Counter>,
 }
 
 impl Decider {
@@ -57,6 +62,7 @@ impl Decider {
             pending: HashMap::new(),
             answered: HashSet::new(),
             watermarks: Arc::new(watermarks),
+            events: settings.metrics.akte_events.clone(),
         })
     }
 
@@ -132,6 +138,8 @@ impl Decider {
     }
 
     fn event_output(&self, event: &Event, partition: i32) -> anyhow::Result<Output> {
+        let kind = serde_json::to_value(&event.change)?.get("type").and_then(|t| t.as_str()).unwrap_or("").to_owned();
+        self.events.get_or_create(&EventLabel { event: kind }).inc();
         Ok(Output {
             topic: self.topics.events.clone(),
             key: Some(event.ticket_id.clone().into_bytes()),

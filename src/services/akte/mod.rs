@@ -41,6 +41,8 @@ pub struct Settings {
     pub topics: Topics,
     pub store: Store,
     pub retry: RetryPolicy,
+    /// Where both loops count their records.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// `franz up`'s akte: runs whenever it is enabled (it opens the ticket store).
@@ -48,8 +50,13 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let store = context.store.clone().context("akte needs the ticket store")?;
     let topics = &context.config.topics;
     let status = format!("{}, {} -> {}", topics.tickets, topics.commands, topics.events);
-    let settings =
-        Settings { bootstrap: context.bootstrap.clone(), topics: topics.clone(), store, retry: RetryPolicy::default() };
+    let settings = Settings {
+        bootstrap: context.bootstrap.clone(),
+        topics: topics.clone(),
+        store,
+        retry: RetryPolicy::default(),
+        metrics: context.metrics.clone(),
+    };
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }
 
@@ -66,15 +73,17 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     tickets.subscribe(&[&settings.topics.tickets])?;
 
     let topics = settings.topics.clone();
+    let meter = settings.metrics.relay(NAME);
     let intake = async {
-        let result =
-            relay::run(tickets, &producer, &stop, &settings.retry, |input: &Input<'_>| create_command(&topics, input))
-                .await;
+        let result = relay::run(tickets, &producer, &stop, &settings.retry, &meter, |input: &Input<'_>| {
+            create_command(&topics, input)
+        })
+        .await;
         stop.cancel();
         result
     };
     let decide = async {
-        let result = relay::run(commands, &producer, &stop, &settings.retry, decider).await;
+        let result = relay::run(commands, &producer, &stop, &settings.retry, &meter, decider).await;
         stop.cancel();
         result
     };

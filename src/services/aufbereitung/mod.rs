@@ -6,6 +6,8 @@
 
 pub mod normalize;
 
+use std::sync::Arc;
+
 use futures::FutureExt as _;
 use rdkafka::consumer::Consumer as _;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Topics;
 use crate::kafka::relay::{self, Input, Output, RelayError, RetryPolicy};
 use crate::kafka::{self, CommitOnRevoke, group_consumer, report_error};
+use crate::metrics::{ErrorTypeLabel, Metrics};
 use crate::schema::{DeadLetter, ErrorType, SourceRef, now_rfc3339};
 
 /// The service's name in logs and error events.
@@ -30,6 +33,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// Observes the consumer's rebalances (how many partitions this instance owns).
     pub membership: CommitOnRevoke,
+    /// Where it counts records and dead letters.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Settings {
@@ -41,6 +46,7 @@ impl Settings {
             group: GROUP.to_owned(),
             retry: RetryPolicy::default(),
             membership: CommitOnRevoke::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -49,7 +55,8 @@ impl Settings {
 pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let topics = &context.config.topics;
     let status = format!("{} -> {}, {}", topics.intake, topics.tickets, topics.dead_letters);
-    let settings = Settings::new(context.bootstrap.clone(), topics.clone());
+    let settings =
+        Settings { metrics: context.metrics.clone(), ..Settings::new(context.bootstrap.clone(), topics.clone()) };
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone()).map(|r| r.map(drop)).boxed()))
 }
 
@@ -60,9 +67,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     consumer.subscribe(&[&settings.topics.intake])?;
     let producer = kafka::producer(&settings.bootstrap)?;
     let topics = settings.topics.clone();
-    let result =
-        relay::run(consumer, &producer, &shutdown, &settings.retry, |message: &Input<'_>| transform(&topics, message))
-            .await;
+    let meter = settings.metrics.relay(NAME);
+    let metrics = &settings.metrics;
+    let result = relay::run(consumer, &producer, &shutdown, &settings.retry, &meter, |message: &Input<'_>| {
+        transform(&topics, metrics, message)
+    })
+    .await;
     match result {
         Ok(stats) => {
             tracing::info!(?stats.delivered, "aufbereitung stopped");
@@ -81,21 +91,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// One intake record's output: its ticket on the tickets topic, or a dead letter. The key is kept.
-fn transform(topics: &Topics, message: &Input<'_>) -> Output {
+fn transform(topics: &Topics, metrics: &Metrics, message: &Input<'_>) -> Output {
     let source = message.source();
     let value = message.payload;
     let key = message.key.map(<[u8]>::to_vec);
     let (topic, payload) = match normalize::normalize(value, &source).map(|ticket| serde_json::to_vec(&ticket)) {
         Ok(Ok(ticket)) => (&topics.tickets, ticket),
         Ok(Err(error)) => {
-            (&topics.dead_letters, dead_letter(ErrorType::UnexpectedError, error.to_string(), value, source))
+            (&topics.dead_letters, dead_letter(metrics, ErrorType::UnexpectedError, error.to_string(), value, source))
         }
-        Err(rejection) => (&topics.dead_letters, dead_letter(rejection.error_type, rejection.error, value, source)),
+        Err(rejection) => {
+            (&topics.dead_letters, dead_letter(metrics, rejection.error_type, rejection.error, value, source))
+        }
     };
     Output { topic: topic.clone(), key, payload, partition: None }
 }
 
-fn dead_letter(error_type: ErrorType, error: String, value: &[u8], source: SourceRef) -> Vec<u8> {
+fn dead_letter(metrics: &Metrics, error_type: ErrorType, error: String, value: &[u8], source: SourceRef) -> Vec<u8> {
+    let label = serde_json::to_value(error_type).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    metrics.dead_letters.get_or_create(&ErrorTypeLabel { error_type: label }).inc();
     let letter = DeadLetter::new(error_type, error, value, source, now_rfc3339());
     serde_json::to_vec(&letter).unwrap_or_default()
 }

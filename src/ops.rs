@@ -1,0 +1,232 @@
+//! The operations endpoints: `/metrics` (Prometheus), `/healthz` (the process is alive) and `/readyz` (it can do
+//! its work), for scrapers, load balancers and orchestrators.
+//!
+//! They need no credential and show no ticket text, names or secrets. `/metrics` refreshes what is read at scrape
+//! time (consumer lag, tickets by status, the broker's gauges) and then encodes `crate::metrics`. The router is
+//! served on the desk's listener, or on its own with `metrics_listen`; `app` decides which. This module does not
+//! count anything itself: the services do.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::metrics::{LagLabels, Metrics, ServiceLabel, StatusLabel};
+use crate::store::Store;
+
+/// How long one broker request of a scrape or readiness check may take.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the endpoints read.
+pub struct Ops {
+    pub metrics: Arc<Metrics>,
+    bootstrap: String,
+    /// The topics franz needs.
+    topics: Vec<String>,
+    /// Each franz consumer group of an enabled service, with the topics it reads.
+    groups: Vec<(String, Vec<String>)>,
+    /// Whether each started task is still running, by name.
+    running: Mutex<BTreeMap<String, bool>>,
+    store: Option<Store>,
+    broker: Option<franz_broker::Probe>,
+    /// One never-subscribed client per group, made on first use, to read its committed offsets.
+    lag_clients: Mutex<BTreeMap<String, BaseConsumer>>,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").field("bootstrap", &self.bootstrap).field("groups", &self.groups).finish_non_exhaustive()
+    }
+}
+
+/// The answer of `/readyz`, and what `franz status` reads.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Readiness {
+    /// `ready` or `unready`.
+    pub status: String,
+    /// Why not ready; empty when ready.
+    pub reasons: Vec<String>,
+    /// Each started task and whether it runs.
+    pub services: BTreeMap<String, bool>,
+}
+
+impl Ops {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        bootstrap: String,
+        topics: Vec<String>,
+        groups: Vec<(String, Vec<String>)>,
+        store: Option<Store>,
+        broker: Option<franz_broker::Probe>,
+    ) -> Ops {
+        Ops {
+            metrics,
+            bootstrap,
+            topics,
+            groups,
+            running: Mutex::default(),
+            store,
+            broker,
+            lag_clients: Mutex::default(),
+        }
+    }
+
+    /// Records that a task started (`true`) or ended (`false`).
+    pub fn set_running(&self, name: &str, running: bool) {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), running);
+        self.metrics.service_up.get_or_create(&ServiceLabel { service: name.to_owned() }).set(i64::from(running));
+    }
+
+    /// Checks everything `/readyz` promises: the broker answers, the topics exist, every task runs, the store
+    /// has caught up with the events topic.
+    pub async fn readiness(&self) -> Readiness {
+        let mut reasons = Vec::new();
+        match crate::kafka::admin::metadata(&self.bootstrap, None, BROKER_TIMEOUT).await {
+            Ok(metadata) => {
+                let present: Vec<&str> =
+                    metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
+                let missing: Vec<&str> =
+                    self.topics.iter().map(String::as_str).filter(|t| !present.contains(t)).collect();
+                if !missing.is_empty() {
+                    reasons.push(format!("topics missing: {}", missing.join(", ")));
+                }
+            }
+            Err(_) => reasons.push(format!("the broker at {} does not answer", self.bootstrap)),
+        }
+        let services = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, running) in &services {
+            if !running {
+                reasons.push(format!("{name} stopped"));
+            }
+        }
+        if let Some(store) = &self.store {
+            if !store.progress().borrow().caught_up {
+                reasons.push("the ticket store is still catching up with the events".to_owned());
+            }
+        }
+        let status = if reasons.is_empty() { "ready" } else { "unready" };
+        Readiness { status: status.to_owned(), reasons, services }
+    }
+
+    /// Reads what is read at scrape time into the gauges.
+    async fn scrape(self: Arc<Self>) {
+        if let Some(probe) = &self.broker {
+            self.metrics.broker_connections.set(probe.connections() as i64);
+            self.metrics.broker_partitions.set(probe.partitions() as i64);
+        }
+        if let Some(store) = &self.store {
+            match store
+                .reader()
+                .and_then(|conn| crate::store::query::stats(&conn, chrono::Utc::now()).map_err(anyhow::Error::from))
+            {
+                Ok(stats) => {
+                    self.metrics.time_to_claim_median.set(stats.time_to_claim.median_secs.unwrap_or(0.0));
+                    for (status, count) in [("open", stats.open), ("claimed", stats.claimed), ("closed", stats.closed)]
+                    {
+                        self.metrics
+                            .tickets
+                            .get_or_create(&StatusLabel { status: status.to_owned() })
+                            .set(count as i64);
+                    }
+                }
+                Err(error) => tracing::warn!("metrics: cannot read the ticket store: {error:#}"),
+            }
+        }
+        let ops = self.clone();
+        let lag = tokio::task::spawn_blocking(move || ops.read_lag()).await;
+        match lag {
+            Ok(Ok(())) => {
+                self.metrics.broker_up.set(1);
+            }
+            Ok(Err(error)) => {
+                tracing::debug!("metrics: cannot read consumer lag: {error:#}");
+                self.metrics.broker_up.set(0);
+            }
+            Err(error) => tracing::warn!("metrics: the lag task failed: {error}"),
+        }
+    }
+
+    /// Sets the lag of every franz group on every topic it reads: the end offset minus the committed offset,
+    /// summed over partitions (a partition with nothing committed counts from its start). Blocks.
+    fn read_lag(&self) -> anyhow::Result<()> {
+        let mut clients = self.lag_clients.lock().unwrap_or_else(|p| p.into_inner());
+        let metadata_client = match clients.get(".metadata") {
+            Some(client) => client,
+            None => {
+                let client: BaseConsumer =
+                    crate::kafka::client_config(&self.bootstrap).set("allow.auto.create.topics", "false").create()?;
+                clients.entry(".metadata".to_owned()).or_insert(client)
+            }
+        };
+        let metadata = metadata_client.fetch_metadata(None, BROKER_TIMEOUT)?;
+        let partitions: BTreeMap<&str, i32> =
+            metadata.topics().iter().map(|t| (t.name(), t.partitions().len() as i32)).collect();
+        if self.broker.is_none() {
+            self.metrics.broker_partitions.set(partitions.values().map(|&p| i64::from(p)).sum());
+        }
+        for (group, topics) in &self.groups {
+            if !clients.contains_key(group) {
+                let client: BaseConsumer = crate::kafka::group_consumer_config(&self.bootstrap, group).create()?;
+                clients.insert(group.clone(), client);
+            }
+            let client = &clients[group];
+            let mut list = TopicPartitionList::new();
+            for topic in topics {
+                for partition in 0..partitions.get(topic.as_str()).copied().unwrap_or(0) {
+                    list.add_partition(topic, partition);
+                }
+            }
+            // `committed_offsets`, not `committed`: DESIGN.md records that the latter hung a later drop.
+            let committed = client.committed_offsets(list, BROKER_TIMEOUT)?;
+            let mut lag: BTreeMap<String, i64> = topics.iter().map(|t| (t.clone(), 0)).collect();
+            for element in committed.elements() {
+                let (low, high) = client.fetch_watermarks(element.topic(), element.partition(), BROKER_TIMEOUT)?;
+                let done = match element.offset() {
+                    Offset::Offset(offset) => offset,
+                    _ => low,
+                };
+                *lag.entry(element.topic().to_owned()).or_default() += (high - done).max(0);
+            }
+            for (topic, behind) in lag {
+                let labels = LagLabels { group: group.clone(), topic };
+                self.metrics.consumer_lag.get_or_create(&labels).set(behind);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The routes: `/metrics`, `/healthz`, `/readyz`.
+pub fn router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz))
+        .with_state(ops)
+}
+
+/// OpenMetrics for a scraper that asks for it (Prometheus does), classic text for everyone else.
+async fn metrics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
+    ops.clone().scrape().await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], ops.metrics.encode()).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, crate::metrics::CLASSIC)], ops.metrics.encode_classic()).into_response()
+    }
+}
+
+async fn readyz(State(ops): State<Arc<Ops>>) -> Response {
+    let readiness = ops.readiness().await;
+    let status = if readiness.reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(readiness)).into_response()
+}

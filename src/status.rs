@@ -1,0 +1,173 @@
+//! `franz status`: one screen on how a running franz is doing, read from its `/readyz` and `/metrics`.
+//!
+//! It finds the running franz from `--url`, else the desk's local credential file (which names the desk's URL,
+//! where the ops endpoints are served too), else `metrics_listen`, else the desk's configured address. It only reads
+//! and prints; it fails (a non-zero exit) when nothing answers or when franz is not ready.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::ops::Readiness;
+
+/// How long each request may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One sample of the exposition: its name, labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples of a classic text exposition; lines that are not samples are skipped.
+pub fn parse_samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = value.parse().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                None => (series, BTreeMap::new()),
+                Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)),
+            };
+            Some(Sample { name: name.to_owned(), labels, value })
+        })
+        .collect()
+}
+
+/// `a="x",b="y"` as a map. franz's label values hold no quotes or commas (service, topic and group names).
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    text.split("\",")
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            Some((key.to_owned(), value.trim_matches('"').to_owned()))
+        })
+        .collect()
+}
+
+/// Where the running franz serves its ops endpoints.
+fn base_url(config: &Config, url: Option<String>) -> anyhow::Result<String> {
+    if let Some(url) = url {
+        return Ok(url.trim_end_matches('/').to_owned());
+    }
+    if let Some(local) = crate::desk::staff::read_local(&crate::desk::client::desk_dir(config))? {
+        return Ok(local.url);
+    }
+    Ok(crate::desk::url_for(config.metrics_listen.unwrap_or(config.desk.listen)))
+}
+
+/// `franz status [--json] [--url URL]`.
+pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &mut impl Write) -> anyhow::Result<()> {
+    let base = base_url(config, url)?;
+    let client = reqwest::Client::builder().timeout(TIMEOUT).build()?;
+    let unreachable = |error: reqwest::Error| {
+        anyhow::anyhow!(
+            "nothing answers at {base} ({}); is `franz up` running? Pass --url with its desk or --metrics-listen address",
+            error.without_url()
+        )
+    };
+    let readyz = client.get(format!("{base}/readyz")).send().await.map_err(unreachable)?;
+    let readiness: Readiness = readyz.json().await.with_context(|| format!("{base}/readyz is not franz's"))?;
+    let text = client.get(format!("{base}/metrics")).send().await.map_err(unreachable)?.text().await?;
+    let samples = parse_samples(&text);
+    if json_out {
+        let metrics: Vec<Value> =
+            samples.iter().map(|s| json!({"name": s.name, "labels": s.labels, "value": s.value})).collect();
+        writeln!(out, "{}", json!({"url": base, "readiness": readiness, "metrics": metrics}))?;
+    } else {
+        write!(out, "{}", render(&base, &readiness, &samples))?;
+    }
+    if readiness.reasons.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("franz is not ready: {}", readiness.reasons.join("; "))
+    }
+}
+
+/// The human screen.
+pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        samples
+            .iter()
+            .filter(|s| s.name == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)))
+            .map(|s| s.value)
+            .sum()
+    };
+    let mut out = format!("franz at {base}: {}\n", readiness.status);
+    for reason in &readiness.reasons {
+        out.push_str(&format!("  - {reason}\n"));
+    }
+    out.push_str(&format!(
+        "\nbroker: {}, {} partitions, {} connections\n",
+        if value("franz_broker_up", None) > 0.0 { "up" } else { "not answering" },
+        value("franz_broker_partitions", None),
+        value("franz_broker_connections", None),
+    ));
+    out.push_str("\nservice        state    records in  records out\n");
+    for (name, running) in &readiness.services {
+        let label = Some(("service", name.as_str()));
+        out.push_str(&format!(
+            "{name:<14} {:<8} {:>10}  {:>11}\n",
+            if *running { "running" } else { "STOPPED" },
+            value("franz_records_in_total", label),
+            value("franz_records_out_total", label),
+        ));
+    }
+    out.push_str("\ngroup          topic                          lag\n");
+    for sample in samples.iter().filter(|s| s.name == "franz_consumer_lag_records") {
+        let group = sample.labels.get("group").map_or("", String::as_str);
+        let topic = sample.labels.get("topic").map_or("", String::as_str);
+        out.push_str(&format!("{group:<14} {topic:<30} {}\n", sample.value));
+    }
+    out.push_str(&format!(
+        "\nalerts: {} delivered, {} pending, {} rate limited (429), webhook {}\n",
+        value("franz_alerts_delivered_total", None),
+        value("franz_alerts_pending", None),
+        value("franz_webhook_rate_limited_total", None),
+        if value("franz_webhook_paused", None) > 0.0 { "PAUSED (gone or misconfigured)" } else { "ok" },
+    ));
+    out.push_str(&format!(
+        "dead letters: {}\ntickets: {} open, {} claimed, {} closed\n",
+        value("franz_dead_letters_total", None),
+        value("franz_tickets", Some(("status", "open"))),
+        value("franz_tickets", Some(("status", "claimed"))),
+        value("franz_tickets", Some(("status", "closed"))),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_with_their_labels_and_comments_are_skipped() {
+        let text = "# HELP x_total X.\n# TYPE x_total counter\nx_total{service=\"akte\",topic=\"t-1\"} 3\nup 1\n";
+        let samples = parse_samples(text);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].name, "x_total");
+        assert_eq!(samples[0].labels["service"], "akte");
+        assert_eq!(samples[0].labels["topic"], "t-1");
+        assert_eq!(samples[0].value, 3.0);
+        assert_eq!(samples[1], Sample { name: "up".into(), labels: BTreeMap::new(), value: 1.0 });
+    }
+
+    #[test]
+    fn a_stopped_service_and_the_reasons_show_on_the_screen() {
+        let readiness = Readiness {
+            status: "unready".into(),
+            reasons: vec!["aufbereitung stopped".into()],
+            services: [("aufbereitung".to_owned(), false)].into(),
+        };
+        let screen = render("http://127.0.0.1:8080", &readiness, &parse_samples("franz_broker_up 1\n"));
+        assert!(screen.starts_with("franz at http://127.0.0.1:8080: unready\n  - aufbereitung stopped\n"), "{screen}");
+        assert!(screen.contains("aufbereitung   STOPPED"), "{screen}");
+        assert!(screen.contains("broker: up"), "{screen}");
+    }
+}
