@@ -6,16 +6,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use franz::app;
 use franz::config::{BrokerKind, Config, Service};
 use franz::schema::Ticket;
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Event};
 use rdkafka::message::Message as _;
 use rdkafka::producer::FutureRecord;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, Up, scratch, wait_until};
+use crate::util::{Harness, Started, Up, scratch, wait_until};
 
 fn config(harness: &Harness, data: &Path, services: &[Service]) -> Config {
     Config {
@@ -84,7 +82,7 @@ async fn events(harness: &Harness, at_least: i64) -> Vec<Event> {
 
 /// A running franz (akte and the desk) with a staff member, and an HTTP client for its API.
 struct Desk {
-    running: Option<app::Running>,
+    running: Started,
     url: String,
     token: String,
     http: reqwest::Client,
@@ -92,11 +90,11 @@ struct Desk {
 
 impl Desk {
     async fn start(config: &Config) -> Desk {
-        let running = app::start(config, CancellationToken::new()).await.expect("franz starts");
+        let running = Started::start(config).await;
         let url = format!("http://{}", running.desk.expect("the desk runs"));
         let staff = franz::desk::staff::Staff::open(&config.data_dir.join("desk")).unwrap();
         let (token, _) = staff.add("ana").unwrap();
-        Desk { running: Some(running), url, token, http: reqwest::Client::new() }
+        Desk { running, url, token, http: reqwest::Client::new() }
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
@@ -110,25 +108,8 @@ impl Desk {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
-    async fn stop(mut self) {
-        let running = self.running.take().unwrap();
-        running.shutdown.cancel();
-        running.wait().await.expect("franz stops cleanly");
-    }
-}
-
-impl Drop for Desk {
-    /// A test that fails stops franz while the broker still runs: consumers dropped with the broker gone would
-    /// wait for it forever, and the failure would become a hang.
-    fn drop(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.shutdown.cancel();
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
-                })
-            });
-        }
+    async fn stop(self) {
+        self.running.stop().await.expect("franz stops cleanly");
     }
 }
 

@@ -6,11 +6,9 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use franz::app;
 use franz::config::{BrokerKind, Config, Service};
-use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, scratch, valid, wait_until};
+use crate::util::{Harness, Started, scratch, valid, wait_until};
 
 fn config(harness: &Harness, data: &Path) -> Config {
     Config {
@@ -97,7 +95,7 @@ fn promtool_check(text: &str) {
 async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
     let harness = Harness::new(2).await;
     let data = scratch();
-    let running = app::start(&config(&harness, data.path()), CancellationToken::new()).await.expect("franz starts");
+    let running = Started::start(&config(&harness, data.path())).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
     harness.produce(&harness.topics.intake, &[(0, valid("a ticket")), (1, b"not json".to_vec())]).await;
     wait_until("both records counted out and the ticket's created event decided", || async {
@@ -134,8 +132,7 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
     let got = shapes(&text);
     assert_eq!(got, expected, "metric names or label sets changed; update dashboards (contrib/grafana) too\n{text}");
     assert_eq!(sample(&text, "franz_dead_letters_total", "error_type=\"json_decode_error\""), Some(1.0), "{text}");
-    running.shutdown.cancel();
-    running.wait().await.expect("franz stops cleanly");
+    running.stop().await.expect("franz stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,7 +140,7 @@ async fn intake_records_move_the_counters_by_their_number_and_the_lag_drops_to_z
     const N: usize = 25;
     let harness = Harness::new(3).await;
     let data = scratch();
-    let running = app::start(&config(&harness, data.path()), CancellationToken::new()).await.expect("franz starts");
+    let running = Started::start(&config(&harness, data.path())).await;
     let url = format!("http://{}/metrics", running.ops_address.expect("the metrics are served"));
     let records: Vec<(i32, Vec<u8>)> = (0..N).map(|i| ((i % 3) as i32, valid(&format!("ticket {i}")))).collect();
     harness.produce(&harness.topics.intake, &records).await;
@@ -159,15 +156,14 @@ async fn intake_records_move_the_counters_by_their_number_and_the_lag_drops_to_z
     let text = get(&url).await.1;
     let tickets = format!("service=\"aufbereitung\",topic=\"{}\"", harness.topics.tickets);
     assert_eq!(sample(&text, "franz_records_out_total", &tickets), Some(N as f64), "{text}");
-    running.shutdown.cancel();
-    running.wait().await.expect("franz stops cleanly");
+    running.stop().await.expect("franz stops cleanly");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back() {
     let harness = Harness::new(1).await;
     let data = scratch();
-    let running = app::start(&config(&harness, data.path()), CancellationToken::new()).await.expect("franz starts");
+    let running = Started::start(&config(&harness, data.path())).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
     wait_until("ready", || async { get(&format!("{base}/readyz")).await.0 == 200 }).await;
     assert_eq!(get(&format!("{base}/healthz")).await, (200, r#"{"status":"ok"}"#.to_owned()));
@@ -183,8 +179,7 @@ async fn readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back() {
     assert!(reason.contains("does not answer"), "{reason}");
     assert_eq!(healthz, 200, "the process is alive while the broker is down");
     wait_until("readyz 200 once the broker is back", || async { get(&format!("{base}/readyz")).await.0 == 200 }).await;
-    running.shutdown.cancel();
-    running.wait().await.expect("franz stops cleanly");
+    running.stop().await.expect("franz stops cleanly");
     drop(harness);
 }
 
@@ -202,7 +197,7 @@ async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
     let data = scratch();
     let mut config = config(&harness, data.path());
     config.services = vec![Service::Aufbereitung];
-    let running = app::start(&config, CancellationToken::new()).await.expect("franz starts");
+    let running = Started::start(&config).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
     wait_until("ready", || async { get(&format!("{base}/readyz")).await.0 == 200 }).await;
 
@@ -218,8 +213,7 @@ async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
     assert_eq!(json["readiness"]["status"], "ready");
     assert!(json["metrics"].as_array().is_some_and(|m| m.iter().any(|s| s["name"] == "franz_records_in_total")));
 
-    running.shutdown.cancel();
-    running.wait().await.expect("franz stops cleanly");
+    running.stop().await.expect("franz stops cleanly");
     let (ok, _, errors) = franz_status(&base, &[]);
     assert!(!ok, "status succeeds with nothing running");
     assert!(errors.contains("nothing answers at") && errors.contains("franz up"), "{errors}");
@@ -234,7 +228,7 @@ async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
     let data = scratch();
     let mut config = config(&harness, data.path());
     config.services = vec![Service::Aufbereitung];
-    let running = app::start(&config, CancellationToken::new()).await.expect("franz starts");
+    let running = Started::start(&config).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
     wait_until("readyz 503 after aufbereitung failed", || async { get(&format!("{base}/readyz")).await.0 == 503 })
         .await;
@@ -246,7 +240,6 @@ async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
     let text = get(&format!("{base}/metrics")).await.1;
     assert_eq!(sample(&text, "franz_service_up", "service=\"aufbereitung\""), Some(0.0), "{text}");
     assert_eq!(sample(&text, "franz_relay_retries_total", "service=\"aufbereitung\""), Some(3.0), "{text}");
-    running.shutdown.cancel();
-    let failure = running.wait().await.expect_err("franz reports the failed service");
+    let failure = running.stop().await.expect_err("franz reports the failed service");
     assert!(format!("{failure:#}").contains("aufbereitung failed"), "{failure:#}");
 }

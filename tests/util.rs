@@ -208,3 +208,43 @@ impl Up {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// A franz started in-process for a test. If the test fails while it runs, dropping it stops franz's services
+/// while the test's broker still runs: consumers dropped after the broker is gone would wait for it forever, and
+/// the failure would become a hang.
+pub struct Started(Option<franz::app::Running>);
+
+impl Started {
+    pub async fn start(config: &franz::config::Config) -> Started {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        Started(Some(franz::app::start(config, shutdown).await.expect("franz starts")))
+    }
+
+    /// Stops franz and returns how its services ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let running = self.0.take().expect("running");
+        running.shutdown.cancel();
+        running.wait().await
+    }
+}
+
+impl std::ops::Deref for Started {
+    type Target = franz::app::Running;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(running) = self.0.take() {
+            running.shutdown.cancel();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
+                })
+            });
+        }
+    }
+}
