@@ -18,5 +18,7 @@ mod intake;
 mod kummerkasten;
 /// The Discord bot end to end through the fake Discord: gateway, interactions, faults, shutdown.
 mod kummerkasten_discord;
+/// The staff side in Discord through the fake: one card per ticket, Claim and Close, who may press them.
+mod kummerkasten_staff;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;
