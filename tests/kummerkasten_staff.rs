@@ -9,6 +9,7 @@ use std::time::Duration;
 use fake_discord::{ChannelMessage, Endpoint, FakeDiscord, Interaction, Received, User};
 use franz::app;
 use franz::config::{BrokerKind, Config, Service};
+use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Priority};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -254,6 +255,45 @@ async fn a_redelivered_created_event_and_a_restart_post_no_second_card() {
 
     let posts = discord.received_at(Endpoint::ChannelMessages);
     assert_eq!(posts.len(), 1, "one post in all: {posts:?}");
+    assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
+    franz.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_and_the_card_ends_current() {
+    let harness = Harness::new(2).await;
+    let discord = FakeDiscord::start().await;
+    let data = scratch();
+    let franz = Franz::start(&config(&harness, data.path(), &discord), &discord).await;
+    let posted = submit(&discord, "printer on fire").await;
+    let ticket = harness.read_json(&harness.topics.events, 1).await.remove(0)["ticket_id"].as_str().unwrap().to_owned();
+
+    // The web desk's or the CLI's commands, as they reach akte: 99 priority changes, the last one urgent.
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let actor = Actor { source: ActorSource::Web, name: "bo".into(), id: None };
+    let sends = (0..100).map(|i| {
+        let priority = if i == 99 {
+            Priority::Urgent
+        } else if i % 2 == 0 {
+            Priority::High
+        } else {
+            Priority::Low
+        };
+        let command = Command {
+            command_id: format!("priority-{i}"),
+            ticket_id: ticket.clone(),
+            actor: actor.clone(),
+            action: Action::SetPriority { priority },
+        };
+        let (producer, topic) = (&producer, &harness.topics.commands);
+        async move { franz::services::akte::send_command(producer, topic, harness.partitions, &command).await }
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.unwrap();
+    }
+    let card = card_shows(&discord, posted.id, "the urgent priority", |c| field(c, "Priority") == Some("urgent")).await;
+    let changes = events_of(&harness, "priority_set", 1).await.len();
+    assert!(card.edits <= 20, "{} edits for {changes} changes", card.edits);
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
     franz.stop().await;
 }
