@@ -122,12 +122,7 @@ impl Drop for Desk {
     /// wait for it forever, and the failure would become a hang.
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
-            running.shutdown.cancel();
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
-                })
-            });
+            crate::util::stop_from_drop(running);
         }
     }
 }

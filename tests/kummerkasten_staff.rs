@@ -39,40 +39,47 @@ fn config(harness: &Harness, data: &Path, discord: &FakeDiscord) -> Config {
     }
 }
 
-/// franz running against the fake Discord.
-struct Franz {
+/// franz running against the fake Discord and the harness's broker, with its data in a scratch directory.
+struct Team {
+    harness: Harness,
+    discord: FakeDiscord,
+    config: Config,
     running: Option<app::Running>,
+    _data: tempfile::TempDir,
 }
 
-impl Franz {
-    async fn start(config: &Config, discord: &FakeDiscord) -> Franz {
-        let sessions = discord.gateway().identifies;
-        let running = app::start(config, CancellationToken::new()).await.expect("franz starts");
+impl Team {
+    async fn start(partitions: i32) -> Team {
+        let (harness, discord, data) = (Harness::new(partitions).await, FakeDiscord::start().await, scratch());
+        let config = config(&harness, data.path(), &discord);
+        let mut team = Team { harness, discord, config, running: None, _data: data };
+        team.up().await;
+        team
+    }
+
+    /// Starts franz and waits for a new gateway session of its bot.
+    async fn up(&mut self) {
+        let sessions = self.discord.gateway().identifies;
+        self.running = Some(app::start(&self.config, CancellationToken::new()).await.expect("franz starts"));
         wait_until("the bot's gateway session", || async {
-            let gateway = discord.gateway();
+            let gateway = self.discord.gateway();
             gateway.live && gateway.identifies > sessions
         })
         .await;
-        Franz { running: Some(running) }
     }
 
-    async fn stop(mut self) {
-        let running = self.running.take().unwrap();
+    /// Stops franz cleanly.
+    async fn down(&mut self) {
+        let running = self.running.take().expect("franz runs");
         running.shutdown.cancel();
         running.wait().await.expect("franz stops cleanly");
     }
 }
 
-impl Drop for Franz {
-    /// A failing test stops franz while the broker still runs, so the failure does not become a hang.
+impl Drop for Team {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
-            running.shutdown.cancel();
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
-                })
-            });
+            crate::util::stop_from_drop(running);
         }
     }
 }
@@ -156,116 +163,104 @@ async fn events_of(harness: &Harness, kind: &str, n: usize) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ticket_gets_one_card_and_a_staff_claim_edits_it_and_records_the_discord_name() {
-    let harness = Harness::new(2).await;
-    let discord = FakeDiscord::start().await;
-    let data = scratch();
-    let franz = Franz::start(&config(&harness, data.path(), &discord), &discord).await;
+    let mut team = Team::start(2).await;
+    let (harness, discord) = (&team.harness, &team.discord);
 
-    let posted = submit(&discord, "The VPN drops every hour <@123> @everyone").await;
+    let posted = submit(discord, "The VPN drops every hour <@123> @everyone").await;
     let embed = &posted.body["embeds"][0];
     assert!(embed["description"].as_str().unwrap().contains("The VPN drops every hour"), "{embed}");
     assert_eq!(posted.body["allowed_mentions"]["parse"], json!([]));
     assert!(!posted.body.to_string().contains("<@123>") && !posted.body.to_string().contains("@everyone"));
     assert_eq!((field(&posted.body, "Status"), field(&posted.body, "Contact")), (Some("open"), Some("pontatot")));
 
-    let press = discord.press(&ana(&discord), &posted, &button(&posted, "Claim"));
-    let text = told(&discord, &press).await;
+    let press = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
+    let text = told(discord, &press).await;
     assert!(text.contains("You claimed the ticket"), "{text}");
-    let claimed = events_of(&harness, "claimed", 1).await.remove(0);
+    let claimed = events_of(harness, "claimed", 1).await.remove(0);
     assert_eq!(claimed["actor"], json!({"source": "discord", "name": "ana", "id": "42"}));
     assert_eq!(claimed["by"], "ana");
-    card_shows(&discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
+    card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
 
     // A second claim is refused with akte's reason, and the presser is told.
-    let again = discord.press(&ana(&discord), &posted, &button(&posted, "Claim"));
-    let text = told(&discord, &again).await;
+    let again = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
+    let text = told(discord, &again).await;
     assert!(text.starts_with("Not done") && text.contains("ana"), "{text}");
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1, "still one card");
-    franz.stop().await;
+    team.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_by_someone_without_the_staff_role_is_refused_privately_and_changes_nothing() {
-    let harness = Harness::new(1).await;
-    let discord = FakeDiscord::start().await;
-    let data = scratch();
-    let franz = Franz::start(&config(&harness, data.path(), &discord), &discord).await;
-    let posted = submit(&discord, "printer on fire").await;
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
 
     let press = discord.press(&User::new(7, "mallory"), &posted, &button(&posted, "Claim"));
-    let refusal = answer(&discord, &press, Endpoint::Callback).await;
+    let refusal = answer(discord, &press, Endpoint::Callback).await;
     assert_eq!((&refusal.body["type"], &refusal.body["data"]["flags"]), (&json!(4), &json!(64)), "{:?}", refusal.body);
     assert!(refusal.body["data"]["content"].as_str().unwrap().contains("staff role"), "{:?}", refusal.body);
     let close = discord.press(&User::new(7, "mallory"), &posted, &button(&posted, "Close"));
-    let refusal = answer(&discord, &close, Endpoint::Callback).await;
+    let refusal = answer(discord, &close, Endpoint::Callback).await;
     assert_eq!(refusal.body["type"], 4, "no form for a non-member: {:?}", refusal.body);
 
     assert_eq!(harness.count(&harness.topics.commands).await, 1, "only the ticket's creation was ever commanded");
-    assert_eq!(card(&discord, posted.id).edits, 0, "the card is unchanged");
-    franz.stop().await;
+    assert_eq!(card(discord, posted.id).edits, 0, "the card is unchanged");
+    team.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn close_opens_the_reason_form_and_its_submit_closes_the_ticket_with_the_reason_on_the_card() {
-    let harness = Harness::new(1).await;
-    let discord = FakeDiscord::start().await;
-    let data = scratch();
-    let franz = Franz::start(&config(&harness, data.path(), &discord), &discord).await;
-    let posted = submit(&discord, "printer on fire").await;
-    let ana = ana(&discord);
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
+    let ana = ana(discord);
 
     let press = discord.press(&ana, &posted, &button(&posted, "Close"));
-    let form = answer(&discord, &press, Endpoint::Callback).await;
+    let form = answer(discord, &press, Endpoint::Callback).await;
     assert_eq!(form.body["type"], 9, "a form: {:?}", form.body);
     let form_id = form.body["data"]["custom_id"].as_str().unwrap().to_owned();
     assert_eq!(harness.count(&harness.topics.commands).await, 1, "opening the form changes nothing yet");
 
     let submit = discord.modal_submit(&ana, &form_id, &[("reason", "toner replaced")]);
-    let text = told(&discord, &submit).await;
+    let text = told(discord, &submit).await;
     assert!(text.contains("Closed") && text.contains("toner replaced"), "{text}");
-    let closed = events_of(&harness, "closed", 1).await.remove(0);
+    let closed = events_of(harness, "closed", 1).await.remove(0);
     assert_eq!((&closed["reason"], &closed["actor"]["name"]), (&json!("toner replaced"), &json!("ana")));
 
-    let card = card_shows(&discord, posted.id, "the close", |c| field(c, "Reason") == Some("toner replaced")).await;
+    let card = card_shows(discord, posted.id, "the close", |c| field(c, "Reason") == Some("toner replaced")).await;
     assert_eq!(field(&card.body, "Closed by"), Some("ana"));
     let reopen = button(&card, "Reopen");
     assert!(reopen.starts_with("franz:reopen:"), "{reopen}");
-    franz.stop().await;
+    team.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redelivered_created_event_and_a_restart_post_no_second_card() {
-    let harness = Harness::new(1).await;
-    let discord = FakeDiscord::start().await;
-    let data = scratch();
-    let config = config(&harness, data.path(), &discord);
-    let franz = Franz::start(&config, &discord).await;
-    let posted = submit(&discord, "printer on fire").await;
-    franz.stop().await;
-
-    let franz = Franz::start(&config, &discord).await;
+    let mut team = Team::start(1).await;
+    let posted = submit(&team.discord, "printer on fire").await;
+    team.down().await;
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
     // The created event again, as a redelivery after a crash would bring it.
     let created = harness.read(&harness.topics.events, 1).await.remove(0);
     let payload = rdkafka::message::Message::payload(&created).unwrap().to_vec();
     harness.produce(&harness.topics.events, &[(0, payload)]).await;
     // A change after it: once the card shows it, the redelivered event has been handled.
-    let press = discord.press(&ana(&discord), &posted, &button(&posted, "Claim"));
-    told(&discord, &press).await;
-    card_shows(&discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
+    let press = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
+    told(discord, &press).await;
+    card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
 
     let posts = discord.received_at(Endpoint::ChannelMessages);
     assert_eq!(posts.len(), 1, "one post in all: {posts:?}");
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
-    franz.stop().await;
+    team.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_and_the_card_ends_current() {
-    let harness = Harness::new(2).await;
-    let discord = FakeDiscord::start().await;
-    let data = scratch();
-    let franz = Franz::start(&config(&harness, data.path(), &discord), &discord).await;
-    let posted = submit(&discord, "printer on fire").await;
+    let mut team = Team::start(2).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
     let ticket = harness.read_json(&harness.topics.events, 1).await.remove(0)["ticket_id"].as_str().unwrap().to_owned();
 
     // The web desk's or the CLI's commands, as they reach akte: 99 priority changes, the last one urgent.
@@ -291,9 +286,9 @@ async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_a
     for sent in futures::future::join_all(sends).await {
         sent.unwrap();
     }
-    let card = card_shows(&discord, posted.id, "the urgent priority", |c| field(c, "Priority") == Some("urgent")).await;
-    let changes = events_of(&harness, "priority_set", 1).await.len();
+    let card = card_shows(discord, posted.id, "the urgent priority", |c| field(c, "Priority") == Some("urgent")).await;
+    let changes = events_of(harness, "priority_set", 1).await.len();
     assert!(card.edits <= 20, "{} edits for {changes} changes", card.edits);
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
-    franz.stop().await;
+    team.down().await;
 }

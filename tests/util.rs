@@ -208,3 +208,14 @@ impl Up {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// Stops a running franz from a `Drop`: a test that fails must stop franz while the broker still runs, since
+/// consumers dropped with the broker gone would wait for it forever, and the failure would become a hang.
+pub fn stop_from_drop(running: franz::app::Running) {
+    running.shutdown.cancel();
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
+        })
+    });
+}
