@@ -84,7 +84,7 @@ async fn decide(settings: &Settings, producer: &FutureProducer, topics: &Topics,
         return "Nothing was changed: the ticket system is not reachable right now. Please try again in a minute."
             .to_owned();
     }
-    match settings.store.answer(&command.command_id, ANSWER_TIMEOUT).await {
+    match settings.store.answer(&command.ticket_id, &command.command_id, ANSWER_TIMEOUT).await {
         Ok(Some(event)) => match event.change {
             Change::Rejected { reason, .. } => format!("Not done: {}.", plain(&reason)),
             Change::Claimed { .. } => "You claimed the ticket; its card shows it.".to_owned(),
