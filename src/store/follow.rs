@@ -18,6 +18,8 @@ use crate::kafka;
 
 /// Events applied in one transaction at most.
 const BATCH: usize = 20_000;
+/// An empty store facing a backlog this large builds its filter indexes after applying it, not row by row.
+const BULK_BACKLOG: i64 = 5_000;
 /// A backlog this large is a rebuild worth reporting progress on.
 const REPORT_BACKLOG: i64 = 20_000;
 /// How long a broker may take to answer metadata and watermark requests.
@@ -54,6 +56,11 @@ fn follow(writer: &mut Writer, bootstrap: &str, topic: &str, shutdown: &Cancella
 
     let backlog: i64 = ends.iter().map(|(p, &(low, high))| high - next.get(p).copied().unwrap_or(0).max(low)).sum();
     let mut report = (backlog >= REPORT_BACKLOG).then(|| Report::new(backlog));
+    // An empty store with a large backlog is a rebuild: its filter indexes are built once, at the end.
+    let bulk = backlog >= BULK_BACKLOG && next.is_empty();
+    if bulk {
+        writer.begin_bulk().context("cannot prepare the ticket store's rebuild")?;
+    }
     if let Some(report) = &report {
         tracing::info!("ticket store: applying {} events from {topic}", report.total);
     }
@@ -93,6 +100,9 @@ fn follow(writer: &mut Writer, bootstrap: &str, topic: &str, shutdown: &Cancella
             let next = writer.next_offsets();
             caught_up = targets.iter().all(|(p, high)| next.get(p).copied().unwrap_or(0) >= *high);
             if caught_up {
+                if bulk {
+                    writer.end_bulk().context("cannot index the rebuilt ticket store")?;
+                }
                 if let Some(report) = report.take() {
                     report.finish();
                 }

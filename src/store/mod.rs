@@ -138,6 +138,16 @@ impl Writer {
         Ok(())
     }
 
+    /// Starts a bulk rebuild: an empty store about to apply a large backlog builds its filter indexes at the end.
+    pub fn begin_bulk(&mut self) -> anyhow::Result<()> {
+        Ok(schema::drop_filter_indexes(&self.conn)?)
+    }
+
+    /// Ends a bulk rebuild: builds the filter indexes.
+    pub fn end_bulk(&mut self) -> anyhow::Result<()> {
+        Ok(schema::create_indexes(&self.conn)?)
+    }
+
     /// Marks the store as caught up with the topic (the first time it reaches the end after starting).
     pub fn caught_up(&self) {
         self.progress.send_if_modified(|p| !std::mem::replace(&mut p.caught_up, true));
