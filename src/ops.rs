@@ -123,15 +123,21 @@ impl Ops {
             self.metrics.broker_connections.set(probe.connections() as i64);
             self.metrics.broker_partitions.set(probe.partitions() as i64);
         }
-        if let Some(store) = &self.store {
-            match store
-                .reader()
-                .and_then(|conn| crate::store::query::stats(&conn, chrono::Utc::now()).map_err(anyhow::Error::from))
-            {
-                Ok(stats) => {
-                    self.metrics.time_to_claim_median.set(stats.time_to_claim.median_secs.unwrap_or(0.0));
-                    for (status, count) in [("open", stats.open), ("claimed", stats.claimed), ("closed", stats.closed)]
-                    {
+        if let Some(store) = self.store.clone() {
+            // Only what the gauges show, on the blocking pool: a scrape must not hold an async worker on SQLite.
+            let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let conn = store.reader()?;
+                let counts = crate::store::query::status_counts(&conn)?;
+                let (to_claim, _) = crate::store::query::times_to_claim_and_close(&conn, chrono::Utc::now())?;
+                Ok((counts, to_claim))
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|read| read);
+            match read {
+                Ok(((open, claimed, closed), to_claim)) => {
+                    self.metrics.time_to_claim_median.set(to_claim.median_secs.unwrap_or(0.0));
+                    for (status, count) in [("open", open), ("claimed", claimed), ("closed", closed)] {
                         self.metrics
                             .tickets
                             .get_or_create(&StatusLabel { status: status.to_owned() })

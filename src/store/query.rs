@@ -199,16 +199,7 @@ pub struct Durations {
 /// The numbers as of `now`.
 pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<Stats> {
     let mut stats = Stats::default();
-    let mut by_status = conn.prepare_cached("SELECT status, COUNT(*) FROM tickets GROUP BY status")?;
-    for row in by_status.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))? {
-        let (status, count) = row?;
-        match Status::parse(&status) {
-            Some(Status::Open) => stats.open = count,
-            Some(Status::Claimed) => stats.claimed = count,
-            Some(Status::Closed) => stats.closed = count,
-            None => {}
-        }
-    }
+    (stats.open, stats.claimed, stats.closed) = status_counts(conn)?;
     let hour_format = "%Y-%m-%dT%H";
     let first_hour = now - chrono::Duration::hours(47);
     let since = first_hour.format(hour_format).to_string();
@@ -226,6 +217,33 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
             Bucket { created: per_hour.get(&hour).copied().unwrap_or(0), hour }
         })
         .collect();
+    (stats.time_to_claim, stats.time_to_close) = times_to_claim_and_close(conn, now)?;
+    stats.by_priority = counts(conn, "SELECT priority, COUNT(*) FROM tickets GROUP BY priority ORDER BY 2 DESC")?;
+    stats.by_origin = counts(conn, "SELECT origin, COUNT(*) FROM tickets GROUP BY origin ORDER BY 2 DESC LIMIT 20")?;
+    Ok(stats)
+}
+
+/// Tickets open, claimed and closed now.
+pub fn status_counts(conn: &Connection) -> rusqlite::Result<(u64, u64, u64)> {
+    let (mut open, mut claimed, mut closed) = (0, 0, 0);
+    let mut by_status = conn.prepare_cached("SELECT status, COUNT(*) FROM tickets GROUP BY status")?;
+    for row in by_status.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))? {
+        let (status, count) = row?;
+        match Status::parse(&status) {
+            Some(Status::Open) => open = count,
+            Some(Status::Claimed) => claimed = count,
+            Some(Status::Closed) => closed = count,
+            None => {}
+        }
+    }
+    Ok((open, claimed, closed))
+}
+
+/// Time to first claim and time to close, over the tickets created in the 30 days before `now`.
+pub fn times_to_claim_and_close(
+    conn: &Connection,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<(Durations, Durations)> {
     let month = (now - chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut times =
         conn.prepare_cached("SELECT created_at, first_claimed_at, closed_at FROM tickets WHERE created_at >= ?1")?;
@@ -241,11 +259,7 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
         to_claim.extend(since_created(claimed));
         to_close.extend(since_created(closed));
     }
-    stats.time_to_claim = durations(to_claim);
-    stats.time_to_close = durations(to_close);
-    stats.by_priority = counts(conn, "SELECT priority, COUNT(*) FROM tickets GROUP BY priority ORDER BY 2 DESC")?;
-    stats.by_origin = counts(conn, "SELECT origin, COUNT(*) FROM tickets GROUP BY origin ORDER BY 2 DESC LIMIT 20")?;
-    Ok(stats)
+    Ok((durations(to_claim), durations(to_close)))
 }
 
 fn counts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<Count>> {
