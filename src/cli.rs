@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "franz",
     version,
-    about = "Kafka-based ticketing in one binary: a broker, the topics and the three pipeline services",
+    about = "Kafka-based ticketing in one binary: a broker, the topics, the pipeline services and the ticket desk",
     long_about = "Kafka-based ticketing in one binary. `franz up` starts a Kafka-protocol broker (or connects to \
                   one), creates the topics and runs the pipeline services; the other subcommands talk to that broker.\n\n\
                   Settings come from flags, then the environment, then a .env file in the working directory, then \
