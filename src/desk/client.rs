@@ -27,7 +27,10 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
     match action {
         StaffAction::Add { name } => {
             let (token, existed) = staff.add(&name)?;
-            let base = staff::read_local(&dir)?.map_or_else(|| super::url_for(config.desk.listen), |l| l.url);
+            let base = match &config.desk.public_url {
+                Some(public) => public.clone(),
+                None => staff::read_local(&dir)?.map_or_else(|| super::url_for(config.desk.listen), |l| l.url),
+            };
             let name = name.trim();
             if existed {
                 writeln!(out, "{name} has a new sign-in link; the old one no longer works.")?;

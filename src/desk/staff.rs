@@ -5,6 +5,9 @@
 //! directory, apart from the ticket store, which may be deleted at any time. The local credential lets the
 //! `franz tickets` CLI on the same machine act without a staff link: the running desk writes it, readable by the
 //! owner only, next to its address.
+//!
+//! A sign-in link opens a browser session: a random id in an HttpOnly cookie, stored (as a hash) beside the staff
+//! list with the token it was opened with, so removing someone or giving them a new link ends their sessions too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -45,7 +48,9 @@ impl Staff {
         // WAL: a reader holding the list open cannot keep `franz staff remove` from ending a token.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS sessions (id_hash BLOB PRIMARY KEY, name TEXT NOT NULL,
+                 token_hash BLOB NOT NULL, csrf TEXT NOT NULL, expires TEXT NOT NULL);",
         )
         .with_context(|| format!("cannot prepare {}", path.display()))?;
         Ok(Staff { conn: Mutex::new(conn) })
@@ -88,10 +93,67 @@ impl Staff {
             .optional()?)
     }
 
+    /// Opens a browser session for the holder of `token`: `None` when the token is not (or no longer) valid.
+    pub fn start_session(&self, token: &str) -> anyhow::Result<Option<Session>> {
+        let Some(name) = self.verify(token)? else { return Ok(None) };
+        let session = Session { id: new_token()?, name, csrf: new_token()? };
+        let expires = chrono::Utc::now() + SESSION_LIFETIME;
+        let conn = self.lock();
+        conn.execute("DELETE FROM sessions WHERE expires < ?1", [crate::schema::now_rfc3339()])?;
+        conn.execute(
+            "INSERT INTO sessions (id_hash, name, token_hash, csrf, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                hash(&session.id).to_vec(),
+                session.name,
+                hash(token).to_vec(),
+                session.csrf,
+                expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ],
+        )?;
+        Ok(Some(session))
+    }
+
+    /// The session with id `id`, while it has not expired and its member still holds the token it began with.
+    pub fn session(&self, id: &str) -> anyhow::Result<Option<Session>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT s.name, s.csrf FROM sessions s JOIN staff ON staff.name = s.name AND staff.token_hash = s.token_hash
+                 WHERE s.id_hash = ?1 AND s.expires > ?2",
+                params![hash(id).to_vec(), crate::schema::now_rfc3339()],
+                |row| Ok(Session { id: id.to_owned(), name: row.get(0)?, csrf: row.get(1)? }),
+            )
+            .optional()?)
+    }
+
+    /// Ends a session (signing out).
+    pub fn end_session(&self, id: &str) -> anyhow::Result<()> {
+        self.lock().execute("DELETE FROM sessions WHERE id_hash = ?1", [hash(id).to_vec()])?;
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// A signed-in browser: the cookie's id, who it is, and the token its forms must carry (against cross-site
+/// requests).
+#[derive(Clone)]
+pub struct Session {
+    pub id: String,
+    pub name: String,
+    pub csrf: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// How long a browser stays signed in.
+pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(30);
 
 /// Creates `dir` if needed, readable by its owner only: it holds credentials, or tickets with internal notes.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -218,6 +280,43 @@ mod tests {
         staff.remove("ana").unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(staff.verify(&token).unwrap(), None);
+    }
+
+    #[test]
+    fn a_session_lasts_until_sign_out_removal_or_a_new_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        assert!(staff.start_session("franz_wrong").unwrap().is_none());
+        let (token, _) = staff.add("ana").unwrap();
+        let first = staff.start_session(&token).unwrap().unwrap();
+        assert_eq!(staff.session(&first.id).unwrap().unwrap().name, "ana");
+        assert!(staff.session("franz_other").unwrap().is_none());
+        let second = staff.start_session(&token).unwrap().unwrap();
+        staff.end_session(&first.id).unwrap();
+        assert!(staff.session(&first.id).unwrap().is_none(), "signed out");
+        assert!(staff.session(&second.id).unwrap().is_some(), "another browser stays signed in");
+        staff.add("ana").unwrap();
+        assert!(staff.session(&second.id).unwrap().is_none(), "a new link ends the old link's sessions");
+        let (token, _) = staff.add("bo").unwrap();
+        let third = staff.start_session(&token).unwrap().unwrap();
+        staff.remove("bo").unwrap();
+        assert!(staff.session(&third.id).unwrap().is_none(), "a removed member is signed out");
+        staff.add("bo").unwrap();
+        assert!(staff.session(&third.id).unwrap().is_none(), "and stays out when added again");
+    }
+
+    #[test]
+    fn a_session_id_is_stored_only_as_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        let (token, _) = staff.add("ana").unwrap();
+        let session = staff.start_session(&token).unwrap().unwrap();
+        drop(staff);
+        let bytes = std::fs::read(dir.path().join("staff.sqlite")).unwrap();
+        let wal = std::fs::read(dir.path().join("staff.sqlite-wal")).unwrap_or_default();
+        let needle = session.id.as_bytes();
+        assert!(!bytes.windows(needle.len()).chain(wal.windows(needle.len())).any(|w| w == needle));
+        assert!(!format!("{session:?}").contains(&session.id));
     }
 
     #[test]
