@@ -188,10 +188,10 @@ impl Web {
     }
 }
 
-/// The web desk's pages, signed in with `token`'s link.
-async fn web(base: &str, token: &str, bootstrap: &str, topics: &franz::config::Topics) -> anyhow::Result<Web> {
+/// The web desk's pages, signed in with the link `code`.
+async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::Topics) -> anyhow::Result<Web> {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let signin = http.get(format!("{base}/signin?token={token}")).send().await?;
+    let signin = http.get(format!("{base}/signin?token={code}")).send().await?;
     let cookie = signin
         .headers()
         .get("set-cookie")
@@ -318,10 +318,15 @@ async fn main() -> anyhow::Result<()> {
         .env("FRANZ_DATA_DIR", &desk_dir)
         .env("FRANZ_CONFIG", desk_dir.join("franz.toml"))
         .output()?;
-    let token = String::from_utf8(token_out.stdout)?
+    let printed = String::from_utf8(token_out.stdout)?;
+    let token = printed
         .lines()
         .find_map(|l| l.strip_prefix("API token:").map(|t| t.trim().to_owned()))
         .ok_or_else(|| anyhow::anyhow!("no token"))?;
+    let link_code = printed
+        .lines()
+        .find_map(|l| l.split_once("?token=").map(|(_, code)| code.trim().to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("no sign-in link"))?;
     let desk_port = free_port();
     let log_path = scratch.path().join("up.log");
     let started = Instant::now();
@@ -385,7 +390,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(response.status().is_success(), "command: {}", response.status());
         commands.push(began.elapsed());
     }
-    let web = web(&base, &token, &bootstrap, &topics).await?;
+    let web = web(&base, &link_code, &bootstrap, &topics).await?;
     let rss = peak_rss_mib(up.id());
     let store: u64 =
         std::fs::read_dir(desk_dir.join("store"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();

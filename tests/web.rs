@@ -58,8 +58,9 @@ impl Team {
 
     /// Adds `name` to the staff and returns their sign-in link.
     pub fn link(&self, name: &str) -> String {
-        let (token, _) = self.staff().add(name).unwrap();
-        franz::desk::sign_in_link(&self.url, &token)
+        let staff = self.staff();
+        staff.add(name).unwrap();
+        franz::desk::sign_in_link(&self.url, &staff.link(name).unwrap())
     }
 
     /// Signs `name` in with plain requests.
@@ -177,10 +178,12 @@ async fn the_sign_in_link_sets_a_strict_http_only_cookie_and_leaves_the_token_be
     let page = response.text().await.unwrap();
     assert!(page.contains(r#"http-equiv="refresh" content="0; url=/""#), "{page}");
     assert!(!page.contains(&token), "the page does not repeat the token");
+    let again = team.http.get(&link).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "a link works once (a browser's history keeps it)");
 
     let session = team.sign_in("bo").await;
     let board = team.page("/", &session.cookie).await;
-    assert!(board.contains("Signed in as <strong>bo</strong>"), "{board}");
+    assert!(board.contains("Signed in as <strong><bdi>bo</bdi></strong>"), "{board}");
     for path in ["/", "/stats", "/problems"] {
         let page = team.page(path, &session.cookie).await;
         assert!(!page.contains(&token), "no token on {path}");
@@ -188,7 +191,8 @@ async fn the_sign_in_link_sets_a_strict_http_only_cookie_and_leaves_the_token_be
 
     // Behind a TLS proxy the cookie is Secure.
     let proxied = team.http.get(team.link("cy")).header("x-forwarded-proto", "https").send().await.unwrap();
-    assert!(set_cookie(proxied.headers()).contains("; Secure"));
+    let secure = set_cookie(proxied.headers());
+    assert!(secure.starts_with("__Host-franz_session=") && secure.contains("; Secure"), "{secure}");
     team.stop().await;
 }
 
@@ -224,10 +228,14 @@ async fn pages_without_a_live_session_lead_to_a_page_that_says_how_to_get_a_new_
     assert_eq!(none.headers()[LOCATION], "/signin");
     let refused = team.http.get(format!("{}/signin?token=franz_guess", team.url)).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert!(refused.text().await.unwrap().contains("franz staff add YOUR-NAME"));
+    assert!(refused.text().await.unwrap().contains("franz staff link YOUR-NAME"));
 
     let ana = team.sign_in("ana").await;
     let bo = team.sign_in("bo").await;
+    // A second session cookie, as a page on another port of this host could plant one: neither is trusted.
+    let planted = team.get("/", &format!("{}; {}", bo.cookie, ana.cookie)).await;
+    assert_eq!(planted.status(), StatusCode::BAD_REQUEST);
+    assert!(planted.text().await.unwrap().contains("more than one franz session"));
     team.staff().remove("bo").unwrap();
     let removed = team.get("/", &bo.cookie).await;
     assert_eq!(
@@ -288,7 +296,7 @@ async fn a_form_from_another_site_or_without_the_session_token_changes_nothing()
     let answer = done.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(answer.starts_with(&format!("/tickets/{id}?answer=")), "{answer}");
     let page = team.page(&answer, &ana.cookie).await;
-    assert!(page.contains("Done: ana claimed it."), "{page}");
+    assert!(page.contains("Done: <bdi>ana</bdi> claimed it."), "{page}");
     assert_eq!(team.api(&format!("/api/tickets/{id}")).await["ticket"]["assignee"], "ana");
 
     let second = team.act(&id, &bo.cookie, &[("csrf", bo.csrf.as_str()), ("action", "claim")], &[]).await;
@@ -408,5 +416,51 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
     assert_eq!(team.get("/tickets/no-such-ticket", &ana.cookie).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(team.get("/nowhere", &ana.cookie).await.status(), StatusCode::NOT_FOUND);
+    team.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_the_answers_is_dropped_and_others_are_still_served() {
+    use tokio::io::AsyncWriteExt as _;
+    let team = Team::start().await;
+    let address = team.url.trim_start_matches("http://").to_owned();
+    // Pipelined requests whose answers are never read: once the socket buffers are full, the desk's writes stall,
+    // it stops reading, and this client's writes block, until the desk drops the connection.
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let requests = format!("GET /assets/desk.css HTTP/1.1\r\nHost: {address}\r\n\r\n").repeat(1_000);
+    let limit = franz::desk::WRITE_STALL + Duration::from_secs(30);
+    let outcome = tokio::time::timeout(limit, async {
+        loop {
+            if let Err(error) = stream.write_all(requests.as_bytes()).await {
+                return error;
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "the desk still holds a connection whose client has not read for {limit:?}");
+    let served = team.http.get(format!("{}/signin", team.url)).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    team.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_stream_ends_when_its_person_is_removed_and_one_person_cannot_open_endless_streams() {
+    let team = Team::start().await;
+    let bo = team.sign_in("bo").await;
+    let mut live = team.get("/live", &bo.cookie).await;
+    assert_eq!(live.status(), StatusCode::OK);
+    let mut others = Vec::new();
+    for _ in 1..franz::desk::web::LIVE_PER_SESSION {
+        others.push(team.get("/live", &bo.cookie).await);
+    }
+    let refused = team.get("/live", &bo.cookie).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.text().await.unwrap().contains("close some tabs"));
+    drop(others);
+
+    team.staff().remove("bo").unwrap();
+    let ended =
+        tokio::time::timeout(Duration::from_secs(60), async { while let Ok(Some(_)) = live.chunk().await {} }).await;
+    assert!(ended.is_ok(), "the stream of a removed person ends");
     team.stop().await;
 }

@@ -9,10 +9,13 @@
 
 pub mod api;
 pub mod client;
+mod listener;
 pub mod numbers;
 pub mod problems;
 pub mod staff;
 pub mod web;
+
+pub use listener::{HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_PER_CLIENT, REQUEST_TIMEOUT, WRITE_STALL, serve_limited};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +46,8 @@ pub struct Desk {
     pub shutdown: CancellationToken,
     /// The team's numbers: status counts and stats, counted off the request path.
     pub numbers: numbers::Numbers,
+    /// The open live streams of the web pages.
+    pub live: web::LiveStreams,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -97,6 +102,7 @@ impl Server {
             public_url: settings.public_url,
             shutdown: settings.shutdown,
             numbers: numbers::Numbers::new(settings.store.clone()),
+            live: web::LiveStreams::default(),
         };
         Ok(Server {
             address,
@@ -137,68 +143,6 @@ impl Server {
         serve_limited(self.listener, router, shutdown).await
     }
 }
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the requests in progress (for at
-/// most [`DRAIN_TIMEOUT`]). Every client is untrusted: at most [`MAX_CONNECTIONS`] connections at once (past that
-/// a new one is closed at once, so the desk cannot take the file handles the broker needs), a request's head must
-/// arrive within [`HEAD_TIMEOUT`] (an idle or half-sent connection is closed), and a whole request within
-/// [`REQUEST_TIMEOUT`].
-pub async fn serve_limited(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        REQUEST_TIMEOUT,
-    ));
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // HTTP/1.1 only: its head timeout runs from the moment a connection is accepted or goes idle.
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file handles, most likely: wait a little rather than spin.
-                    tracing::warn!("the desk cannot accept a connection: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!("the desk has {MAX_CONNECTIONS} connections; closing a new one");
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(error) = connection.await {
-                tracing::debug!("a desk connection ended: {error}");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("the desk stopped with requests still open after {DRAIN_TIMEOUT:?}");
-    }
-    Ok(())
-}
-
-/// Connections the desk holds at once.
-pub const MAX_CONNECTIONS: usize = 512;
-/// How long a client may take to send a request's head, and how long a connection may idle between requests.
-pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long one request may take in all (a command waits up to 10 s for akte).
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long shutdown waits for requests in progress.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long the desk waits for the broker's metadata at start.
 const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

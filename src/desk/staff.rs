@@ -6,8 +6,10 @@
 //! `franz tickets` CLI on the same machine act without a staff link: the running desk writes it, readable by the
 //! owner only, next to its address.
 //!
-//! A sign-in link opens a browser session: a random id in an HttpOnly cookie, stored (as a hash) beside the staff
-//! list with the token it was opened with, so removing someone or giving them a new link ends their sessions too.
+//! A sign-in link is not the token: it carries a code of its own that works once, within [`LINK_LIFETIME`] (a
+//! browser keeps the links it opened in its history). It opens a browser session: a random id in an HttpOnly
+//! cookie, stored (as a hash) beside the staff list with the token its member held, so removing someone or giving
+//! them a new token ends their sessions too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -50,7 +52,8 @@ impl Staff {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS sessions (id_hash BLOB PRIMARY KEY, name TEXT NOT NULL,
-                 token_hash BLOB NOT NULL, csrf TEXT NOT NULL, expires TEXT NOT NULL);",
+                 token_hash BLOB NOT NULL, csrf TEXT NOT NULL, expires TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS links (name TEXT PRIMARY KEY, code_hash BLOB NOT NULL UNIQUE, expires TEXT NOT NULL);",
         )
         .with_context(|| format!("cannot prepare {}", path.display()))?;
         Ok(Staff { conn: Mutex::new(conn) })
@@ -70,11 +73,14 @@ impl Staff {
         Ok((token, existed))
     }
 
-    /// Removes `name`; their token stops working at once.
+    /// Removes `name`; their token, link and sessions stop working at once.
     pub fn remove(&self, name: &str) -> anyhow::Result<()> {
-        if self.lock().execute("DELETE FROM staff WHERE name = ?1", [name.trim()])? == 0 {
+        let conn = self.lock();
+        if conn.execute("DELETE FROM staff WHERE name = ?1", [name.trim()])? == 0 {
             bail!("{name} is not on the staff list (see `franz staff list`)");
         }
+        conn.execute("DELETE FROM links WHERE name = ?1", [name.trim()])?;
+        conn.execute("DELETE FROM sessions WHERE name = ?1", [name.trim()])?;
         Ok(())
     }
 
@@ -93,23 +99,53 @@ impl Staff {
             .optional()?)
     }
 
-    /// Opens a browser session for the holder of `token`: `None` when the token is not (or no longer) valid.
-    pub fn start_session(&self, token: &str) -> anyhow::Result<Option<Session>> {
-        let Some(name) = self.verify(token)? else { return Ok(None) };
-        let session = Session { id: new_token()?, name, csrf: new_token()? };
-        let expires = chrono::Utc::now() + SESSION_LIFETIME;
+    /// A new sign-in link code for `name`, which works once within [`LINK_LIFETIME`]; it replaces an unused one.
+    pub fn link(&self, name: &str) -> anyhow::Result<String> {
+        let name = name.trim();
+        let code = new_token()?;
+        let expires = (chrono::Utc::now() + LINK_LIFETIME).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let conn = self.lock();
-        conn.execute("DELETE FROM sessions WHERE expires < ?1", [crate::schema::now_rfc3339()])?;
+        if conn.query_row("SELECT 1 FROM staff WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
+            bail!("{name} is not on the staff list (see `franz staff list`)");
+        }
         conn.execute(
-            "INSERT INTO sessions (id_hash, name, token_hash, csrf, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                hash(&session.id).to_vec(),
-                session.name,
-                hash(token).to_vec(),
-                session.csrf,
-                expires.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            ],
+            "INSERT INTO links (name, code_hash, expires) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET code_hash = excluded.code_hash, expires = excluded.expires",
+            params![name, hash(&code).to_vec(), expires],
         )?;
+        Ok(code)
+    }
+
+    /// Opens a browser session with a sign-in link's `code`, and uses the code up: `None` when it is unknown, used
+    /// or expired, or its member is no longer on the staff list.
+    pub fn start_session(&self, code: &str) -> anyhow::Result<Option<Session>> {
+        let now = crate::schema::now_rfc3339();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let Some(name) = tx
+            .query_row(
+                "DELETE FROM links WHERE code_hash = ?1 AND expires > ?2 RETURNING name",
+                params![hash(code).to_vec(), now],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let Some(token_hash) = tx
+            .query_row("SELECT token_hash FROM staff WHERE name = ?1", [&name], |row| row.get::<_, Vec<u8>>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let session = Session { id: new_token()?, name, csrf: new_token()? };
+        let expires = (chrono::Utc::now() + SESSION_LIFETIME).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tx.execute("DELETE FROM sessions WHERE expires < ?1", [&now])?;
+        tx.execute(
+            "INSERT INTO sessions (id_hash, name, token_hash, csrf, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash(&session.id).to_vec(), session.name, token_hash, session.csrf, expires],
+        )?;
+        tx.commit()?;
         Ok(Some(session))
     }
 
@@ -154,6 +190,8 @@ impl std::fmt::Debug for Session {
 
 /// How long a browser stays signed in.
 pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(30);
+/// How long a sign-in link works (once).
+pub const LINK_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
 /// Creates `dir` if needed, readable by its owner only: it holds credentials, or tickets with internal notes.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -282,23 +320,49 @@ mod tests {
         assert_eq!(staff.verify(&token).unwrap(), None);
     }
 
+    /// `name` added, and a session opened with a fresh link.
+    fn signed_in(staff: &Staff, name: &str) -> Session {
+        staff.add(name).unwrap();
+        let code = staff.link(name).unwrap();
+        staff.start_session(&code).unwrap().unwrap()
+    }
+
     #[test]
-    fn a_session_lasts_until_sign_out_removal_or_a_new_link() {
+    fn a_link_signs_in_once_and_is_not_the_api_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        assert!(staff.link("nobody").unwrap_err().to_string().contains("not on the staff list"));
+        let (token, _) = staff.add("ana").unwrap();
+        assert!(staff.start_session(&token).unwrap().is_none(), "the API token is no sign-in link");
+        let code = staff.link("ana").unwrap();
+        assert_eq!(staff.start_session(&code).unwrap().unwrap().name, "ana");
+        assert!(staff.start_session(&code).unwrap().is_none(), "a link works once");
+        let unused = staff.link("ana").unwrap();
+        let newer = staff.link("ana").unwrap();
+        assert!(staff.start_session(&unused).unwrap().is_none(), "a newer link replaces an unused one");
+        let conn = Connection::open(dir.path().join("staff.sqlite")).unwrap();
+        conn.execute("UPDATE links SET expires = '2000-01-01T00:00:00.000Z'", []).unwrap();
+        assert!(staff.start_session(&newer).unwrap().is_none(), "an expired link does not work");
+        let removed = staff.link("ana").unwrap();
+        staff.remove("ana").unwrap();
+        assert!(staff.start_session(&removed).unwrap().is_none(), "a removed member's link does not work");
+    }
+
+    #[test]
+    fn a_session_lasts_until_sign_out_removal_or_a_new_token() {
         let dir = tempfile::tempdir().unwrap();
         let staff = Staff::open(dir.path()).unwrap();
         assert!(staff.start_session("franz_wrong").unwrap().is_none());
-        let (token, _) = staff.add("ana").unwrap();
-        let first = staff.start_session(&token).unwrap().unwrap();
+        let first = signed_in(&staff, "ana");
         assert_eq!(staff.session(&first.id).unwrap().unwrap().name, "ana");
         assert!(staff.session("franz_other").unwrap().is_none());
-        let second = staff.start_session(&token).unwrap().unwrap();
+        let second = staff.start_session(&staff.link("ana").unwrap()).unwrap().unwrap();
         staff.end_session(&first.id).unwrap();
         assert!(staff.session(&first.id).unwrap().is_none(), "signed out");
         assert!(staff.session(&second.id).unwrap().is_some(), "another browser stays signed in");
         staff.add("ana").unwrap();
-        assert!(staff.session(&second.id).unwrap().is_none(), "a new link ends the old link's sessions");
-        let (token, _) = staff.add("bo").unwrap();
-        let third = staff.start_session(&token).unwrap().unwrap();
+        assert!(staff.session(&second.id).unwrap().is_none(), "a new token ends the old one's sessions");
+        let third = signed_in(&staff, "bo");
         staff.remove("bo").unwrap();
         assert!(staff.session(&third.id).unwrap().is_none(), "a removed member is signed out");
         staff.add("bo").unwrap();
@@ -309,8 +373,7 @@ mod tests {
     fn a_session_id_is_stored_only_as_a_hash() {
         let dir = tempfile::tempdir().unwrap();
         let staff = Staff::open(dir.path()).unwrap();
-        let (token, _) = staff.add("ana").unwrap();
-        let session = staff.start_session(&token).unwrap().unwrap();
+        let session = signed_in(&staff, "ana");
         drop(staff);
         let bytes = std::fs::read(dir.path().join("staff.sqlite")).unwrap();
         let wal = std::fs::read(dir.path().join("staff.sqlite-wal")).unwrap_or_default();

@@ -15,6 +15,8 @@ mod charts;
 mod live;
 mod pages;
 
+pub use live::{PER_SESSION as LIVE_PER_SESSION, Streams as LiveStreams};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -32,8 +34,11 @@ use crate::store::query::{self, Filter};
 
 type Shared = Arc<Desk>;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 const COOKIE: &str = "franz_session";
+/// Its name over HTTPS: the `__Host-` prefix makes browsers refuse it unless it is `Secure`, for the whole host and
+/// set by the host itself, so a page elsewhere cannot plant one.
+const SECURE_COOKIE: &str = "__Host-franz_session";
 /// The largest form a page posts: a 4,000-character comment fits many times over.
 const FORM_LIMIT: usize = 64 * 1024;
 
@@ -63,7 +68,8 @@ pub fn router(desk: Shared) -> Router {
 /// Headers on every page: the strict policy, nothing framed or sniffed, no referrer to other sites, and nothing
 /// cached but the assets. (`same-origin`, not `no-referrer`: with no referrer at all, browsers send forms with
 /// `Origin: null`, which the desk cannot tell from a forged one. The sign-in page sends no referrer at all.)
-async fn secure(mut response: Response) -> Response {
+async fn secure(response: Response) -> Response {
+    let mut response = as_error_page(response);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -77,6 +83,16 @@ async fn secure(mut response: Response) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// An error that is no page yet (axum's own answers: a path that is no UTF-8, a wrong method) becomes one.
+fn as_error_page(response: Response) -> Response {
+    let status = response.status();
+    let is_html = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if is_html || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    error_page(status, status.canonical_reason().unwrap_or("the desk cannot answer this request"))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -102,35 +118,65 @@ impl FromRequestParts<Shared> for SignedIn {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, desk: &Shared) -> Result<Self, Self::Rejection> {
-        let Some(id) = cookie(&parts.headers, COOKIE) else {
-            return Err(Redirect::to("/signin").into_response());
+        let secure = over_https(desk, &parts.headers);
+        let ids = cookies(&parts.headers, cookie_name(secure));
+        let id = match ids.as_slice() {
+            [] => return Err(Redirect::to("/signin").into_response()),
+            [id] => id.clone(),
+            // Another page on this host (another port, over plain HTTP) planted one: trust neither.
+            _ => {
+                return Err(error_page(
+                    StatusCode::BAD_REQUEST,
+                    "this browser sent more than one franz session: another site on this host may have set one. \
+                     Remove this site's cookies and sign in again, and run the desk on a host name of its own.",
+                ));
+            }
         };
         let shared = desk.clone();
         let found = tokio::task::spawn_blocking(move || shared.staff.session(&id)).await;
         match found {
             Ok(Ok(Some(session))) => Ok(SignedIn(session)),
-            Ok(Ok(None)) => Err((clear_cookie(), Redirect::to("/signin?ended=1")).into_response()),
+            Ok(Ok(None)) => Err((clear_cookie(secure), Redirect::to("/signin?ended=1")).into_response()),
             Ok(Err(error)) => Err(ApiError::internal(error).into()),
             Err(error) => Err(ApiError::internal(error).into()),
         }
     }
 }
 
-/// The value of cookie `name` in a request.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
+
+/// The values of cookie `name` in a request (a browser sends several when pages set it on several paths).
+fn cookies(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(|(key, _)| *key == name)
         .map(|(_, value)| value.trim_matches('"').to_owned())
         .filter(|value| !value.is_empty())
+        .collect()
 }
 
-fn clear_cookie() -> [(header::HeaderName, String); 1] {
-    [(header::SET_COOKIE, format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))]
+/// The session cookie, set (`Some(id)`) or cleared.
+fn session_cookie(secure: bool, id: Option<&str>) -> [(header::HeaderName, String); 1] {
+    let name = cookie_name(secure);
+    let flags = if secure { "; Secure" } else { "" };
+    let value = match id {
+        Some(id) => format!(
+            "{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{flags}",
+            staff::SESSION_LIFETIME.num_seconds()
+        ),
+        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{flags}"),
+    };
+    [(header::SET_COOKIE, value)]
+}
+
+fn clear_cookie(secure: bool) -> [(header::HeaderName, String); 1] {
+    session_cookie(secure, None)
 }
 
 /// Whether the person reaches the desk over HTTPS: its public URL says so, or the TLS proxy in front does.
@@ -194,17 +240,12 @@ async fn sign_in(State(desk): State<Shared>, headers: HeaderMap, Query(request):
         Ok(Err(error)) => return ApiError::internal(error).into(),
         Err(error) => return ApiError::internal(error).into(),
     };
-    let secure = if over_https(&desk, &headers) { "; Secure" } else { "" };
-    let cookie = format!(
-        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        session.id,
-        staff::SESSION_LIFETIME.num_seconds()
-    );
     tracing::info!("desk: {} signed in", session.name);
     // A page, not a redirect: the browser then asks for the board from the desk's own page, so the SameSite=Strict
-    // cookie goes with it even when the link was opened from a chat or a mail, and the token leaves the address bar.
-    let headers = [(header::SET_COOKIE, cookie), (header::REFERRER_POLICY, "no-referrer".to_owned())];
-    (headers, Html(pages::signed_in(&session.name).into_string())).into_response()
+    // cookie goes with it even when the link was opened from a chat or a mail, and the link leaves the address bar.
+    let cookie = session_cookie(over_https(&desk, &headers), Some(&session.id));
+    let referrer = [(header::REFERRER_POLICY, "no-referrer")];
+    (cookie, referrer, Html(pages::signed_in(&session.name).into_string())).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -227,7 +268,7 @@ async fn sign_out(
     {
         return ApiError::internal(error).into();
     }
-    (clear_cookie(), Redirect::to("/signin?ended=1")).into_response()
+    (clear_cookie(over_https(&desk, &headers)), Redirect::to("/signin?ended=1")).into_response()
 }
 
 /// The board's filters as they appear in its URL.
@@ -367,8 +408,14 @@ async fn act(
     Path(id): Path<String>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return error_page(StatusCode::BAD_REQUEST, "the form could not be read; reload the page and try again");
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_page(StatusCode::PAYLOAD_TOO_LARGE, "the form is larger than the desk takes (64 KiB)");
+        }
+        Err(_) => {
+            return error_page(StatusCode::BAD_REQUEST, "the form could not be read; reload the page and try again");
+        }
     };
     if let Err(forged) = same_site_form(&desk, &headers, &session, form.get("csrf").map(String::as_str)) {
         return forged.into();
@@ -467,12 +514,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_cookie_is_found_among_others() {
+    fn the_session_cookie_is_found_among_others_and_every_copy_of_it_is_seen() {
         let mut headers = HeaderMap::new();
         headers.append(header::COOKIE, HeaderValue::from_static("a=1; franz_session=abc ; b=2"));
-        assert_eq!(cookie(&headers, COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookies(&headers, COOKIE), ["abc"]);
+        assert!(cookies(&headers, SECURE_COOKIE).is_empty(), "over HTTPS only the __Host- cookie counts");
         headers.insert(header::COOKIE, HeaderValue::from_static("franz_session_x=1; franz_session="));
-        assert_eq!(cookie(&headers, COOKIE), None);
+        assert!(cookies(&headers, COOKIE).is_empty());
+        headers.insert(header::COOKIE, HeaderValue::from_static("franz_session=planted; franz_session=mine"));
+        assert_eq!(cookies(&headers, COOKIE), ["planted", "mine"]);
     }
 
     #[test]

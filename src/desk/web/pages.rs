@@ -34,7 +34,7 @@ fn layout(title: &str, session: Option<&Session>, open: Option<u64>, content: Ma
                             a href="/problems" { "Problems" }
                         }
                         form.signout method="post" action="/signout" {
-                            span { "Signed in as " strong { (session.name) } }
+                            span { "Signed in as " strong { bdi { (session.name) } } }
                             input type="hidden" name="csrf" value=(session.csrf);
                             button type="submit" { "Sign out" }
                         }
@@ -74,8 +74,8 @@ pub fn signed_out(ended: bool) -> Markup {
                     link was made for you." }
             }
             p { "Open your personal sign-in link. Whoever runs franz makes one with" }
-            pre { code { "franz staff add YOUR-NAME" } }
-            p { "A new link replaces the old one." }
+            pre { code { "franz staff link YOUR-NAME" } }
+            p { "A link signs in one browser, once, within 7 days. (" code { "franz staff add YOUR-NAME" } " puts you on the staff list.)" }
         },
     )
 }
@@ -88,10 +88,10 @@ pub fn link_refused() -> Markup {
         None,
         html! {
             h1 { "This sign-in link does not work" }
-            p.problem role="alert" { "It is not (or no longer) a valid link: the person was removed from the staff list, \
-                or a newer link replaced it." }
+            p.problem role="alert" { "A link works once, within 7 days: this one was used already, expired, was \
+                replaced by a newer link, or its person is no longer on the staff list." }
             p { "Ask whoever runs franz for a new one:" }
-            pre { code { "franz staff add YOUR-NAME" } }
+            pre { code { "franz staff link YOUR-NAME" } }
         },
     )
 }
@@ -168,7 +168,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                                     td { (status_badge(ticket.status)) }
                                     td { span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } }
                                     td { time datetime=(ticket.created_at) title=(ticket.created_at) { (age(&ticket.created_at, now)) } }
-                                    td { (ticket.assignee.as_deref().unwrap_or("—")) }
+                                    td { bdi { (ticket.assignee.as_deref().unwrap_or("—")) } }
                                     td { (ticket.origin) }
                                     td { @for label in &ticket.labels { span.label { (label) } " " } }
                                 }
@@ -219,7 +219,7 @@ pub fn ticket(
                     Some(Event { change: Change::Rejected { reason, .. }, .. }) => div #answer.answer.refused role="alert" {
                         "Refused: " (reason)
                     },
-                    Some(event) => div #answer.answer.done role="status" { "Done: " (event.actor.name) " " (describe(&event.change)) "." },
+                    Some(event) => div #answer.answer.done role="status" { "Done: " bdi { (event.actor.name) } " " (describe(&event.change)) "." },
                 }
             }
             article #ticket data-live {
@@ -227,19 +227,19 @@ pub fn ticket(
                 p.badges {
                     (status_badge(ticket.status)) " "
                     span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } " "
-                    @if let Some(assignee) = &ticket.assignee { span.assignee { "held by " (assignee) } " " }
+                    @if let Some(assignee) = &ticket.assignee { span.assignee { "held by " bdi { (assignee) } } " " }
                     @for label in &ticket.labels { span.label { (label) } " " }
                 }
                 div.body { (ticket.body) }
                 dl.facts {
-                    dt { "Contact" } dd { (ticket.contact) @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
+                    dt { "Contact" } dd { bdi { (ticket.contact) } @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
                     dt { "Origin" } dd { (ticket.origin) }
                     dt { "Submitted" } dd { (when(&ticket.submitted)) }
                     dt { "Opened" } dd { (when(&ticket.created_at)) }
                     @if let Some(at) = &ticket.first_claimed_at { dt { "First claimed" } dd { (when(at)) } }
                     @if let Some(at) = &ticket.closed_at {
                         dt { "Closed" }
-                        dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " (by) }
+                        dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by) } }
                             @if let Some(reason) = &ticket.close_reason { ": " (reason) } }
                     }
                     dt { "Last change" } dd { (when(&ticket.updated_at)) }
@@ -284,10 +284,15 @@ pub fn ticket(
             }
             section #timeline data-live aria-label="Timeline" {
                 h2 { "Timeline" }
+                @let hidden = events.len().saturating_sub(TIMELINE_MAX);
+                @if hidden > 0 {
+                    p.note { "The " (hidden) " oldest events after the first are not shown; the API has them all ("
+                        code { "GET /api/tickets/ID" } ")." }
+                }
                 ol.timeline {
-                    @for event in events {
+                    @for event in events.iter().take(1).chain(events.iter().skip(hidden + 1)) {
                         li class=(timeline_class(&event.change)) {
-                            (when(&event.at)) " · " strong { (event.actor.name) } " (" (source(event)) ") "
+                            (when(&event.at)) " · " strong { bdi { (event.actor.name) } } " (" (source(event)) ") "
                             (describe(&event.change))
                             @if let Change::Commented { body, .. } = &event.change { div.comment { (body) } }
                         }
@@ -462,6 +467,9 @@ fn source(event: &Event) -> &'static str {
         crate::schema::lifecycle::ActorSource::Franz => "franz",
     }
 }
+
+/// The most events a ticket's page shows: the first and the newest.
+const TIMELINE_MAX: usize = 500;
 
 /// What a change did, as the rest of a sentence that starts with who did it.
 pub fn describe(change: &Change) -> String {
