@@ -6,7 +6,10 @@
 //! reports: the store's rebuild rate (from franz's own "caught up" log line, and the wall time from spawn), list
 //! and search latency through the API (p50/p99 over sequential requests with random filters, cursors and words),
 //! the command round trip through the API (publish, akte decides, the store applies, the answer), franz's peak RSS
-//! and the store's size on disk.
+//! and the store's size on disk. Then the web desk with the same million: the board and a ticket's page (p50/p99 of
+//! sequential requests over loopback, with a signed-in session), the numbers page (the first request, then p50 and
+//! the slowest of more), and 200 open boards (200 live streams, each fetching the board on a change, as `desk.js`
+//! does) receiving a new ticket: the time from the ticket's publication until every board shows it.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -24,6 +27,9 @@ const VOCABULARY: usize = 2_000;
 const LIST_REQUESTS: usize = 2_000;
 const SEARCH_REQUESTS: usize = 1_000;
 const COMMANDS: usize = 1_000;
+const PAGE_REQUESTS: usize = 1_000;
+const STATS_REQUESTS: usize = 20;
+const BOARDS: usize = 200;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -147,6 +153,139 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// What the web desk measured.
+struct Web {
+    board: Vec<Duration>,
+    ticket: Vec<Duration>,
+    stats_first: Duration,
+    stats: Vec<Duration>,
+    /// For each open board, from the new ticket's publication until the board showed it.
+    boards: Vec<Duration>,
+}
+
+impl Web {
+    fn print(self) {
+        let (board_p50, board_p99) = percentiles(self.board);
+        let (ticket_p50, ticket_p99) = percentiles(self.ticket);
+        let stats_max = self.stats.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0;
+        let (stats_p50, _) = percentiles(self.stats);
+        let boards = self.boards.len();
+        let boards_max = self.boards.iter().max().copied().unwrap_or_default().as_secs_f64() * 1000.0;
+        let (boards_p50, _) = percentiles(self.boards);
+        println!(
+            "  web board page      p50 {board_p50:.2} ms   p99 {board_p99:.2} ms   ({PAGE_REQUESTS} requests: filters, search, cursors)"
+        );
+        println!(
+            "  web ticket page     p50 {ticket_p50:.2} ms   p99 {ticket_p99:.2} ms   ({PAGE_REQUESTS} random tickets)"
+        );
+        println!(
+            "  web numbers page    first {:.1} ms   p50 {stats_p50:.1} ms   slowest {stats_max:.1} ms   ({STATS_REQUESTS} more)",
+            self.stats_first.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  {boards} open boards     a new ticket shown on all within {boards_max:.0} ms (p50 {boards_p50:.0} ms)"
+        );
+    }
+}
+
+/// The web desk's pages, signed in with the link `code`.
+async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::Topics) -> anyhow::Result<Web> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let signin = http.get(format!("{base}/signin?token={code}")).send().await?;
+    let cookie = signin
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("the sign-in set no cookie"))?
+        .to_owned();
+    let page = |path: String| {
+        let request = http.get(format!("{base}{path}")).header("cookie", &cookie);
+        async move {
+            let began = Instant::now();
+            let response = request.send().await?;
+            anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
+            let body = response.text().await?;
+            Ok::<_, anyhow::Error>((began.elapsed(), body))
+        }
+    };
+    let mut rng = fastrand::Rng::with_seed(13);
+    let mut board = Vec::new();
+    for i in 0..PAGE_REQUESTS {
+        let filter = match i % 5 {
+            0 => String::new(),
+            1 => "status=open".to_owned(),
+            2 => "status=closed&origin=cli".to_owned(),
+            3 => format!("q={}", word(rng.usize(0..VOCABULARY))),
+            _ => "priority=normal&status=claimed".to_owned(),
+        };
+        let cursor = if rng.bool() { format!("&cursor={}", rng.usize(1..TICKETS)) } else { String::new() };
+        board.push(page(format!("/?{filter}{cursor}")).await?.0);
+    }
+    let mut ticket = Vec::new();
+    for _ in 0..PAGE_REQUESTS {
+        ticket.push(page(format!("/tickets/bench-{:07}", rng.usize(0..TICKETS))).await?.0);
+    }
+    let stats_first = page("/stats".to_owned()).await?.0;
+    let mut stats = Vec::new();
+    for _ in 0..STATS_REQUESTS {
+        stats.push(page("/stats".to_owned()).await?.0);
+    }
+
+    // 200 open boards: each listens on /live and, on a change, fetches the board until the new ticket is on it.
+    let id = "bench-live-ticket";
+    let (opened, mut open) = tokio::sync::mpsc::channel::<()>(BOARDS);
+    let published = std::sync::Arc::new(tokio::sync::OnceCell::<Instant>::new());
+    let mut boards = tokio::task::JoinSet::new();
+    for _ in 0..BOARDS {
+        let (http, cookie, base, opened, published) =
+            (reqwest::Client::new(), cookie.clone(), base.to_owned(), opened.clone(), published.clone());
+        boards.spawn(async move {
+            let mut live = http.get(format!("{base}/live")).header("cookie", &cookie).send().await?;
+            anyhow::ensure!(live.status().is_success(), "/live: {}", live.status());
+            opened.send(()).await?;
+            while let Some(chunk) = live.chunk().await? {
+                if !String::from_utf8_lossy(&chunk).contains("event: change") {
+                    continue;
+                }
+                let board = http.get(format!("{base}/")).header("cookie", &cookie).send().await?.text().await?;
+                if board.contains(id) {
+                    let since =
+                        published.get().copied().ok_or_else(|| anyhow::anyhow!("a change before the ticket"))?;
+                    return Ok(since.elapsed());
+                }
+            }
+            anyhow::bail!("the live stream ended")
+        });
+    }
+    for _ in 0..BOARDS {
+        open.recv().await.ok_or_else(|| anyhow::anyhow!("a board did not open"))?;
+    }
+    let producer = franz::kafka::producer(bootstrap)?;
+    let ticket_json = serde_json::to_vec(&Ticket {
+        id: id.to_owned(),
+        contact: "live".into(),
+        origin: "Discord".into(),
+        body: "a ticket 200 boards wait for".into(),
+        date: franz::schema::now_rfc3339(),
+        contact_id: None,
+    })?;
+    let began = Instant::now();
+    let _ = published.set(began);
+    producer
+        .send(FutureRecord::to(&topics.tickets).key("live").payload(&ticket_json), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)?;
+    let mut shown = Vec::new();
+    while let Some(result) = tokio::time::timeout(Duration::from_secs(60), boards.join_next())
+        .await
+        .map_err(|_| anyhow::anyhow!("a board did not show the ticket within 60 s"))?
+    {
+        shown.push(result??);
+    }
+    Ok(Web { board, ticket, stats_first, stats, boards: shown })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
@@ -179,10 +318,15 @@ async fn main() -> anyhow::Result<()> {
         .env("FRANZ_DATA_DIR", &desk_dir)
         .env("FRANZ_CONFIG", desk_dir.join("franz.toml"))
         .output()?;
-    let token = String::from_utf8(token_out.stdout)?
+    let printed = String::from_utf8(token_out.stdout)?;
+    let token = printed
         .lines()
         .find_map(|l| l.strip_prefix("API token:").map(|t| t.trim().to_owned()))
         .ok_or_else(|| anyhow::anyhow!("no token"))?;
+    let link_code = printed
+        .lines()
+        .find_map(|l| l.split_once("?token=").map(|(_, code)| code.trim().to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("no sign-in link"))?;
     let desk_port = free_port();
     let log_path = scratch.path().join("up.log");
     let started = Instant::now();
@@ -246,6 +390,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(response.status().is_success(), "command: {}", response.status());
         commands.push(began.elapsed());
     }
+    let web = web(&base, &link_code, &bootstrap, &topics).await?;
     let rss = peak_rss_mib(up.id());
     let store: u64 =
         std::fs::read_dir(desk_dir.join("store"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
@@ -268,6 +413,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  command round trip  p50 {command_p50:.2} ms   p99 {command_p99:.2} ms   ({COMMANDS} comments through the API)"
     );
+    web.print();
     println!("  franz peak RSS      {rss:.0} MiB");
     println!("  store on disk       {:.0} MiB", store as f64 / (1 << 20) as f64);
     for mut child in [up, broker] {

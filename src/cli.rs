@@ -68,14 +68,18 @@ pub struct StatusArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum StaffAction {
-    /// Add someone (or give them a new link, ending the old one) and print their sign-in link and token once.
+    /// Add someone (or give them a new token, ending the old one and their browsers' sessions) and print their
+    /// sign-in link and API token once.
     Add {
         /// Their name, as events and the desk show it (1 to 64 characters).
         name: String,
     },
+    /// Print a new sign-in link for someone on the staff list (it works once, within 7 days), for another browser
+    /// or device; their token and other sessions stay.
+    Link { name: String },
     /// List the staff.
     List,
-    /// Remove someone; their link and token stop working at once.
+    /// Remove someone; their links, token and browser sessions stop working at once.
     Remove { name: String },
 }
 

@@ -138,6 +138,10 @@ pub struct Desk {
     /// Where the desk's HTTP server listens (port 0 picks a free one).
     #[serde(deserialize_with = "parse::ip_port")]
     pub listen: SocketAddr,
+    /// The URL people reach the desk at when it is not `listen` (behind a TLS reverse proxy): sign-in links use
+    /// it, an `https://` URL makes session cookies `Secure`, and forms posted from its origin are accepted.
+    #[serde(deserialize_with = "parse::public_url")]
+    pub public_url: Option<String>,
 }
 
 /// The embedded broker's storage settings.
@@ -313,7 +317,7 @@ impl Default for Discord {
 
 impl Default for Desk {
     fn default() -> Self {
-        Desk { listen: DEFAULT_DESK_ADDRESS.parse().expect("the default address parses") }
+        Desk { listen: DEFAULT_DESK_ADDRESS.parse().expect("the default address parses"), public_url: None }
     }
 }
 

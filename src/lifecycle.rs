@@ -84,8 +84,17 @@ fn bounded_actor(actor: &Actor) -> Actor {
 /// The change a command makes, or why it may not.
 fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, String> {
     let actor = name("the actor's name", &command.actor.name)?;
-    if command.ticket_id.is_empty() || command.ticket_id.chars().count() > NAME_MAX {
-        return Err(format!("a ticket id has 1 to {NAME_MAX} characters"));
+    let id = &command.ticket_id;
+    // An id is also a path segment of the desk's pages: `.` and `..` would name another page.
+    if id.is_empty()
+        || id.chars().count() > NAME_MAX
+        || id.chars().any(|c| c.is_control() || hidden(c))
+        || id == "."
+        || id == ".."
+    {
+        return Err(format!(
+            "a ticket id has 1 to {NAME_MAX} characters, no control or invisible ones, and is not . or .."
+        ));
     }
     let ticket = match (&command.action, state) {
         (Action::Create { ticket }, None) => {
@@ -180,10 +189,20 @@ fn closed_already(ticket: &TicketState) -> String {
 /// A person's name: trimmed, 1 to [`NAME_MAX`] characters, no control characters.
 pub fn name(what: &str, text: &str) -> Result<String, String> {
     let text = text.trim();
-    if text.is_empty() || text.chars().count() > NAME_MAX || text.chars().any(char::is_control) {
-        return Err(format!("{what} must have 1 to {NAME_MAX} characters and no control characters"));
+    if text.is_empty() || text.chars().count() > NAME_MAX || text.chars().any(|c| c.is_control() || hidden(c)) {
+        return Err(format!(
+            "{what} must have 1 to {NAME_MAX} characters and no control, invisible or direction-changing characters"
+        ));
     }
     Ok(text.to_owned())
+}
+
+/// Characters that show nothing or turn the text around them, with which a name could pass for another ("ana"
+/// and "ana" with a zero-width space) or reverse what follows it. Joiners stay allowed: emoji and scripts need them.
+fn hidden(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A label: trimmed and lower-cased, 1 to [`LABEL_MAX`] letters, digits, spaces or `-_.:/`.

@@ -23,7 +23,7 @@ fn config(harness: &Harness, data: &Path, services: &[Service]) -> Config {
         partitions: harness.partitions,
         services: services.to_vec(),
         topics: harness.topics.clone(),
-        desk: franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap() },
+        desk: franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None },
         ..Config::default()
     }
 }

@@ -210,3 +210,17 @@ async fn bad_frames_close_only_their_own_connection() {
     assert_eq!(read_partition(&bootstrap, "calm", 0, 2).await.len(), 2);
     broker.stop().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_keeps_its_logs_readable_by_its_own_user_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().unwrap();
+    let data = parent.path().join("broker");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let broker = EmbeddedBroker::start(Settings::new("127.0.0.1:0".parse().unwrap(), data.clone())).await.unwrap();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "tickets and internal notes are in the logs");
+    broker.stop().await;
+}

@@ -10,6 +10,8 @@ mod akte;
 mod aufbereitung;
 /// The embedded broker itself: restarts, groups, idempotence, bad input.
 mod broker;
+/// The web desk in Chromium over WebDriver: a ticket worked from arrival to close, live in a second browser.
+mod browser;
 /// The broker killed with SIGKILL while producing: no acknowledged record lost.
 mod crash;
 /// The intake path shared by `franz ticket` and the Discord bot.
@@ -22,3 +24,5 @@ mod kummerkasten_discord;
 mod ops;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;
+/// The web desk over HTTP: sign-in, sessions, cross-site forms refused, hostile text escaped, live updates.
+mod web;

@@ -189,6 +189,25 @@ pub(super) fn api_proxy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Op
     Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
 }
 
+/// The desk's public URL: an http(s) origin, with no path, credentials, query or fragment (the desk serves from
+/// its root).
+pub(super) fn public_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = text(deserializer)?;
+    let form = "an http:// or https:// URL with no path, such as https://desk.example.com";
+    let url = reqwest::Url::parse(value.trim()).map_err(|_| de::Error::custom(format!("{value:?} is not {form}")))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(de::Error::custom(format!("the value is not {form}")));
+    }
+    Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+}
+
 // Settings kept in one unit and written in another: `deserialize` parses and converts, `serialize` shows the value
 // as it is written, for `franz config`.
 

@@ -232,6 +232,28 @@ fn broker_limits_and_the_advertised_address_are_read_and_checked() {
 }
 
 #[test]
+fn the_desk_public_url_is_an_http_origin_and_never_echoed() {
+    let public = |value: &str| resolve(&Flags::default(), &layers(&[("FRANZ_DESK_PUBLIC_URL", value)], &[], ""));
+    assert_eq!(
+        public("https://desk.example.com/").unwrap().desk.public_url.as_deref(),
+        Some("https://desk.example.com")
+    );
+    assert_eq!(public("http://10.0.0.5:8080").unwrap().desk.public_url.as_deref(), Some("http://10.0.0.5:8080"));
+    assert_eq!(resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().desk.public_url, None);
+    for junk in [
+        "desk.example.com",
+        "ftp://desk.example.com",
+        "https://user:sekrit@desk.example.com",
+        "https://desk.example.com/desk",
+        "https://desk.example.com/?sekrit=1",
+    ] {
+        let error = format!("{:#}", public(junk).unwrap_err());
+        assert!(error.contains("desk.public_url") && error.contains("FRANZ_DESK_PUBLIC_URL"), "{error}");
+        assert!(error.contains("with no path") && !error.contains("sekrit"), "{junk}: {error}");
+    }
+}
+
+#[test]
 fn the_discord_api_proxy_is_an_http_url_without_credentials_and_never_echoed() {
     let proxy = |value: &str| resolve(&Flags::default(), &layers(&[("DISCORD_API_PROXY", value)], &[], ""));
     let config = proxy("http://127.0.0.1:3000/").unwrap();

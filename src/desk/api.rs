@@ -36,7 +36,10 @@ pub fn router(desk: Shared) -> Router {
         .route("/api/tickets/{id}/commands", post(command))
         .route("/api/stats", get(stats))
         .route("/api/me", get(me))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; the API is under /api/") })
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") }),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(secure))
         .with_state(desk)
@@ -83,13 +86,24 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError { status, body: json!({ "error": message.into() }) }
     }
 
-    fn internal(error: impl std::fmt::Display) -> ApiError {
+    pub(super) fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!("desk: {error}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the desk failed; its log says why")
+    }
+}
+
+impl ApiError {
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message for people.
+    pub(super) fn message(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("error")
     }
 }
 
@@ -143,7 +157,7 @@ fn client_error(status: StatusCode) -> StatusCode {
 }
 
 /// Runs a read on the store's connection pool, off the async workers.
-async fn read<T: Send + 'static>(
+pub(super) async fn read<T: Send + 'static>(
     desk: &Shared,
     work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -187,7 +201,7 @@ async fn show(State(desk): State<Shared>, _caller: Caller, Path(id): Path<String
     }
 }
 
-fn no_ticket(id: &str) -> ApiError {
+pub(super) fn no_ticket(id: &str) -> ApiError {
     let shown: String = id.chars().take(NAME_MAX).collect();
     ApiError::new(StatusCode::NOT_FOUND, format!("there is no ticket {shown}"))
 }
@@ -229,22 +243,41 @@ async fn command(
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
         None => uuid::Uuid::new_v4().to_string(),
     };
+    let command = Command { command_id, ticket_id: id.clone(), actor, action: request.action };
+    let event = submit(&desk, &command).await?;
+    let lookup = id.clone();
+    let ticket = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?;
+    let status = match event.change {
+        Change::Rejected { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
+    };
+    let mut body = json!({ "event": event, "ticket": ticket });
+    if let Change::Rejected { reason, .. } = &event.change {
+        body["error"] = json!(reason);
+    }
+    Ok((status, Json(body)).into_response())
+}
+
+/// Sends `command` and waits for akte's answer: the event it decided (a `rejected` one included). A command id
+/// that was decided before answers with its earlier event (a retry has no second effect), unless it was used for
+/// another command (409).
+pub(super) async fn submit(desk: &Shared, command: &Command) -> Result<Event, ApiError> {
+    let (id, command_id) = (&command.ticket_id, &command.command_id);
     let (lookup, earlier_id) = (id.clone(), command_id.clone());
-    let (exists, earlier) = read(&desk, move |conn| {
+    let (exists, earlier) = read(desk, move |conn| {
         let exists = query::ticket(conn, &lookup).map_err(ApiError::internal)?.is_some();
         Ok((exists, query::answer(conn, &lookup, &earlier_id).map_err(ApiError::internal)?))
     })
     .await?;
     if !exists {
-        return Err(no_ticket(&id));
+        return Err(no_ticket(id));
     }
-    let command = Command { command_id: command_id.clone(), ticket_id: id.clone(), actor, action: request.action };
     let event = match earlier {
         // A retry: the command was decided already; its answer is the answer.
         Some(event) => event,
         None => {
-            publish(&desk, &command).await?;
-            answer(&desk, &id, &command_id).await?.ok_or_else(|| ApiError {
+            publish(desk, command).await?;
+            answer(desk, id, command_id).await?.ok_or_else(|| ApiError {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 body: json!({
                     "error": format!(
@@ -266,17 +299,7 @@ async fn command(
             format!("command_id {command_id} was used for another command on this ticket; choose a new one"),
         ));
     }
-    let lookup = id.clone();
-    let ticket = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?;
-    let status = match event.change {
-        Change::Rejected { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::OK,
-    };
-    let mut body = json!({ "event": event, "ticket": ticket });
-    if let Change::Rejected { reason, .. } = &event.change {
-        body["error"] = json!(reason);
-    }
-    Ok((status, Json(body)).into_response())
+    Ok(event)
 }
 
 /// Publishes a command on its ticket's partition of the commands topic.
@@ -311,9 +334,16 @@ async fn answer(desk: &Shared, ticket_id: &str, command_id: &str) -> Result<Opti
     }
 }
 
+/// The team's numbers: the status counts as of now, the rest as of `as_of` (see `numbers`).
 async fn stats(State(desk): State<Shared>, _caller: Caller) -> Result<Response, ApiError> {
-    let stats = read(&desk, |conn| query::stats(conn, chrono::Utc::now()).map_err(ApiError::internal)).await?;
-    Ok(Json(stats).into_response())
+    let (open, claimed, closed) = desk.numbers.counts().await.map_err(ApiError::internal)?;
+    let snapshot = desk.numbers.stats().await.map_err(ApiError::internal)?;
+    let mut body = serde_json::to_value(&*snapshot.stats).map_err(ApiError::internal)?;
+    body["open"] = json!(open);
+    body["claimed"] = json!(claimed);
+    body["closed"] = json!(closed);
+    body["as_of"] = json!(snapshot.as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    Ok(Json(body).into_response())
 }
 
 async fn me(Caller(actor): Caller) -> Json<Actor> {

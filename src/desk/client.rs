@@ -20,23 +20,36 @@ pub fn desk_dir(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("desk")
 }
 
-/// `franz staff add|list|remove`.
+/// Where people open the desk: its public URL, else where it last ran, else where it is configured to listen.
+fn base_url(config: &Config, desk_dir: &std::path::Path) -> anyhow::Result<String> {
+    Ok(match &config.desk.public_url {
+        Some(public) => public.clone(),
+        None => staff::read_local(desk_dir)?.map_or_else(|| super::url_for(config.desk.listen), |l| l.url),
+    })
+}
+
+/// `franz staff add|link|list|remove`.
 pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write) -> anyhow::Result<()> {
     let dir = desk_dir(config);
     let staff = Staff::open(&dir)?;
     match action {
         StaffAction::Add { name } => {
             let (token, existed) = staff.add(&name)?;
-            let base = staff::read_local(&dir)?.map_or_else(|| super::url_for(config.desk.listen), |l| l.url);
+            let code = staff.link(&name)?;
+            let base = base_url(config, &dir)?;
             let name = name.trim();
             if existed {
                 writeln!(out, "{name} has a new sign-in link; the old one no longer works.")?;
             } else {
                 writeln!(out, "{name} is now on the staff list.")?;
             }
-            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &token))?;
+            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
             writeln!(out, "API token:    {token}")?;
-            writeln!(out, "Send the link to {name} privately; it is shown only now (franz keeps only a hash).")?;
+            writeln!(
+                out,
+                "Send them to {name} privately; they are shown only now (franz keeps only hashes). The link signs in \
+                 one browser, once, within 7 days; `franz staff link {name}` makes another."
+            )?;
             writeln!(
                 out,
                 "Programs send it as `Authorization: Bearer <token>`; the CLI takes it as --token or FRANZ_TOKEN."
@@ -51,9 +64,19 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
                 writeln!(out, "{:<24} added {}", visible(&member.name), member.added)?;
             }
         }
+        StaffAction::Link { name } => {
+            let code = staff.link(&name)?;
+            writeln!(out, "sign-in link: {}", super::sign_in_link(&base_url(config, &dir)?, &code))?;
+            writeln!(
+                out,
+                "It signs in one browser, once, within 7 days; {} stays signed in elsewhere, and their API token is \
+                 unchanged.",
+                name.trim()
+            )?;
+        }
         StaffAction::Remove { name } => {
             staff.remove(&name)?;
-            writeln!(out, "{} is off the staff list; their link and token no longer work.", name.trim())?;
+            writeln!(out, "{} is off the staff list; their links, token and browsers no longer work.", name.trim())?;
         }
     }
     Ok(())

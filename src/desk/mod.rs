@@ -1,15 +1,21 @@
-//! The desk: franz's HTTP server. Today the JSON API under `/api/` that the CLI and other programs use; the web
-//! pages build on the same handlers.
+//! The desk: franz's HTTP server. The web pages where staff work tickets (`web`), and the JSON API under `/api/`
+//! that the CLI and other programs use (`api`), on the same store and the same commands.
 //!
-//! Every request names who makes it: a staff member's token (`Authorization: Bearer`), or the machine-local
-//! credential of the CLI. A command is published to `ticket-commands` on the ticket's partition and answered only
+//! Every request names who makes it: a browser's session, a staff member's token (`Authorization: Bearer`), or the
+//! machine-local credential of the CLI. A command is published to `ticket-commands` on the ticket's partition and answered only
 //! once akte's event is in the ticket store, so the caller reads its own write. The server binds to loopback unless
-//! told otherwise, answers no cross-origin request (no CORS headers; every call needs the `Authorization`
-//! header), caps request bodies, and bounds what a client can hold: connections, and the time to send a request.
+//! told otherwise, answers no cross-origin request (no CORS headers; every API call needs the `Authorization`
+//! header, every form the session's token and the desk's own origin), caps request bodies, and bounds what a client can hold: connections, and the time to send a request.
 
 pub mod api;
 pub mod client;
+mod listener;
+pub mod numbers;
+pub mod problems;
 pub mod staff;
+pub mod web;
+
+pub use listener::{HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_PER_CLIENT, REQUEST_TIMEOUT, WRITE_STALL, serve_limited};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +38,16 @@ pub struct Desk {
     pub partitions: i32,
     /// The hash of this run's local credential.
     pub local: [u8; 32],
+    /// Recent dead letters and error reports, for the problems page.
+    pub problems: problems::Problems,
+    /// Where people reach the desk, when it is not the listen address (`desk.public_url`).
+    pub public_url: Option<String>,
+    /// Cancelled when franz stops: live streams end.
+    pub shutdown: CancellationToken,
+    /// The team's numbers: status counts and stats, counted off the request path.
+    pub numbers: numbers::Numbers,
+    /// The open live streams of the web pages.
+    pub live: web::LiveStreams,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -42,6 +58,8 @@ pub struct Server {
     desk_dir: PathBuf,
     local_token: String,
     ops: axum::Router,
+    bootstrap: String,
+    problem_topics: Vec<String>,
 }
 
 /// Everything the desk needs to start.
@@ -53,6 +71,9 @@ pub struct Settings {
     pub desk_dir: PathBuf,
     /// Routes served beside the API without a credential: `/metrics`, `/healthz`, `/readyz` (see `crate::ops`).
     pub ops: axum::Router,
+    /// `desk.public_url`.
+    pub public_url: Option<String>,
+    pub shutdown: CancellationToken,
 }
 
 impl Server {
@@ -69,13 +90,19 @@ impl Server {
             anyhow::bail!("topic {} does not exist", settings.topics.commands);
         }
         let local_token = staff::new_token()?;
+        let problem_topics = vec![settings.topics.dead_letters.clone(), settings.topics.errors.clone()];
         let desk = Desk {
-            store: settings.store,
+            store: settings.store.clone(),
             staff: staff::Staff::open(&settings.desk_dir)?,
             producer: crate::kafka::producer(&settings.bootstrap)?,
             topics: settings.topics,
             partitions,
             local: staff::hash(&local_token),
+            problems: problems::Problems::default(),
+            public_url: settings.public_url,
+            shutdown: settings.shutdown,
+            numbers: numbers::Numbers::new(settings.store.clone()),
+            live: web::LiveStreams::default(),
         };
         Ok(Server {
             address,
@@ -84,6 +111,8 @@ impl Server {
             desk_dir: settings.desk_dir,
             local_token,
             ops: settings.ops,
+            bootstrap: settings.bootstrap,
+            problem_topics,
         })
     }
 
@@ -92,76 +121,28 @@ impl Server {
         url_for(self.address)
     }
 
-    /// Serves the API and the ops endpoints until `shutdown` is cancelled ([`serve_limited`]).
+    /// Serves the pages, the API and the ops endpoints until `shutdown` is cancelled ([`serve_limited`]), and
+    /// follows the problem topics for the problems page meanwhile.
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let local = staff::Local { url: self.url(), token: self.local_token.clone() };
         staff::write_local(&self.desk_dir, &local)?;
-        let router = self.ops.merge(api::router(self.desk));
+        let problems = self.desk.problems.clone().follow(self.bootstrap, self.problem_topics, shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = problems.await {
+                tracing::error!("the desk's problems page stopped updating: {error:#}");
+            }
+        });
+        // The team's numbers are computed once the store has caught up, so that no page waits for them.
+        let warm = self.desk.clone();
+        tokio::spawn(async move {
+            if warm.store.wait_for(std::time::Duration::from_secs(3600), |p| p.caught_up).await {
+                let _ = warm.numbers.stats().await;
+            }
+        });
+        let router = self.ops.merge(api::router(self.desk.clone())).merge(web::router(self.desk));
         serve_limited(self.listener, router, shutdown).await
     }
 }
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then finishes the requests in progress (for at
-/// most [`DRAIN_TIMEOUT`]). Every client is untrusted: at most [`MAX_CONNECTIONS`] connections at once (past that
-/// a new one is closed at once, so the desk cannot take the file handles the broker needs), a request's head must
-/// arrive within [`HEAD_TIMEOUT`] (an idle or half-sent connection is closed), and a whole request within
-/// [`REQUEST_TIMEOUT`].
-pub async fn serve_limited(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        REQUEST_TIMEOUT,
-    ));
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // HTTP/1.1 only: its head timeout runs from the moment a connection is accepted or goes idle.
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEAD_TIMEOUT);
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file handles, most likely: wait a little rather than spin.
-                    tracing::warn!("the desk cannot accept a connection: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!("the desk has {MAX_CONNECTIONS} connections; closing a new one");
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(error) = connection.await {
-                tracing::debug!("a desk connection ended: {error}");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("the desk stopped with requests still open after {DRAIN_TIMEOUT:?}");
-    }
-    Ok(())
-}
-
-/// Connections the desk holds at once.
-pub const MAX_CONNECTIONS: usize = 256;
-/// How long a client may take to send a request's head, and how long a connection may idle between requests.
-pub const HEAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long one request may take in all (a command waits up to 10 s for akte).
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long shutdown waits for requests in progress.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// How long the desk waits for the broker's metadata at start.
 const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -5,6 +5,11 @@
 //! directory, apart from the ticket store, which may be deleted at any time. The local credential lets the
 //! `franz tickets` CLI on the same machine act without a staff link: the running desk writes it, readable by the
 //! owner only, next to its address.
+//!
+//! A sign-in link is not the token: it carries a code of its own that works once, within [`LINK_LIFETIME`] (a
+//! browser keeps the links it opened in its history). It opens a browser session: a random id in an HttpOnly
+//! cookie, stored (as a hash) beside the staff list with the token its member held, so removing someone or giving
+//! them a new token ends their sessions too.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -45,7 +50,10 @@ impl Staff {
         // WAL: a reader holding the list open cannot keep `franz staff remove` from ending a token.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS sessions (id_hash BLOB PRIMARY KEY, name TEXT NOT NULL,
+                 token_hash BLOB NOT NULL, csrf TEXT NOT NULL, expires TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS links (name TEXT PRIMARY KEY, code_hash BLOB NOT NULL UNIQUE, expires TEXT NOT NULL);",
         )
         .with_context(|| format!("cannot prepare {}", path.display()))?;
         Ok(Staff { conn: Mutex::new(conn) })
@@ -65,11 +73,14 @@ impl Staff {
         Ok((token, existed))
     }
 
-    /// Removes `name`; their token stops working at once.
+    /// Removes `name`; their token, link and sessions stop working at once.
     pub fn remove(&self, name: &str) -> anyhow::Result<()> {
-        if self.lock().execute("DELETE FROM staff WHERE name = ?1", [name.trim()])? == 0 {
+        let conn = self.lock();
+        if conn.execute("DELETE FROM staff WHERE name = ?1", [name.trim()])? == 0 {
             bail!("{name} is not on the staff list (see `franz staff list`)");
         }
+        conn.execute("DELETE FROM links WHERE name = ?1", [name.trim()])?;
+        conn.execute("DELETE FROM sessions WHERE name = ?1", [name.trim()])?;
         Ok(())
     }
 
@@ -88,10 +99,99 @@ impl Staff {
             .optional()?)
     }
 
+    /// A new sign-in link code for `name`, which works once within [`LINK_LIFETIME`]; it replaces an unused one.
+    pub fn link(&self, name: &str) -> anyhow::Result<String> {
+        let name = name.trim();
+        let code = new_token()?;
+        let expires = (chrono::Utc::now() + LINK_LIFETIME).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let conn = self.lock();
+        if conn.query_row("SELECT 1 FROM staff WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
+            bail!("{name} is not on the staff list (see `franz staff list`)");
+        }
+        conn.execute(
+            "INSERT INTO links (name, code_hash, expires) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET code_hash = excluded.code_hash, expires = excluded.expires",
+            params![name, hash(&code).to_vec(), expires],
+        )?;
+        Ok(code)
+    }
+
+    /// Opens a browser session with a sign-in link's `code`, and uses the code up: `None` when it is unknown, used
+    /// or expired, or its member is no longer on the staff list.
+    pub fn start_session(&self, code: &str) -> anyhow::Result<Option<Session>> {
+        let now = crate::schema::now_rfc3339();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let Some(name) = tx
+            .query_row(
+                "DELETE FROM links WHERE code_hash = ?1 AND expires > ?2 RETURNING name",
+                params![hash(code).to_vec(), now],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let Some(token_hash) = tx
+            .query_row("SELECT token_hash FROM staff WHERE name = ?1", [&name], |row| row.get::<_, Vec<u8>>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let session = Session { id: new_token()?, name, csrf: new_token()? };
+        let expires = (chrono::Utc::now() + SESSION_LIFETIME).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tx.execute("DELETE FROM sessions WHERE expires < ?1", [&now])?;
+        tx.execute(
+            "INSERT INTO sessions (id_hash, name, token_hash, csrf, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![hash(&session.id).to_vec(), session.name, token_hash, session.csrf, expires],
+        )?;
+        tx.commit()?;
+        Ok(Some(session))
+    }
+
+    /// The session with id `id`, while it has not expired and its member still holds the token it began with.
+    pub fn session(&self, id: &str) -> anyhow::Result<Option<Session>> {
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT s.name, s.csrf FROM sessions s JOIN staff ON staff.name = s.name AND staff.token_hash = s.token_hash
+                 WHERE s.id_hash = ?1 AND s.expires > ?2",
+                params![hash(id).to_vec(), crate::schema::now_rfc3339()],
+                |row| Ok(Session { id: id.to_owned(), name: row.get(0)?, csrf: row.get(1)? }),
+            )
+            .optional()?)
+    }
+
+    /// Ends a session (signing out).
+    pub fn end_session(&self, id: &str) -> anyhow::Result<()> {
+        self.lock().execute("DELETE FROM sessions WHERE id_hash = ?1", [hash(id).to_vec()])?;
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// A signed-in browser: the cookie's id, who it is, and the token its forms must carry (against cross-site
+/// requests).
+#[derive(Clone)]
+pub struct Session {
+    pub id: String,
+    pub name: String,
+    pub csrf: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// How long a browser stays signed in.
+pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(30);
+/// How long a sign-in link works (once).
+pub const LINK_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
 /// Creates `dir` if needed, readable by its owner only: it holds credentials, or tickets with internal notes.
 pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
@@ -218,6 +318,68 @@ mod tests {
         staff.remove("ana").unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
         assert_eq!(staff.verify(&token).unwrap(), None);
+    }
+
+    /// `name` added, and a session opened with a fresh link.
+    fn signed_in(staff: &Staff, name: &str) -> Session {
+        staff.add(name).unwrap();
+        let code = staff.link(name).unwrap();
+        staff.start_session(&code).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_link_signs_in_once_and_is_not_the_api_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        assert!(staff.link("nobody").unwrap_err().to_string().contains("not on the staff list"));
+        let (token, _) = staff.add("ana").unwrap();
+        assert!(staff.start_session(&token).unwrap().is_none(), "the API token is no sign-in link");
+        let code = staff.link("ana").unwrap();
+        assert_eq!(staff.start_session(&code).unwrap().unwrap().name, "ana");
+        assert!(staff.start_session(&code).unwrap().is_none(), "a link works once");
+        let unused = staff.link("ana").unwrap();
+        let newer = staff.link("ana").unwrap();
+        assert!(staff.start_session(&unused).unwrap().is_none(), "a newer link replaces an unused one");
+        let conn = Connection::open(dir.path().join("staff.sqlite")).unwrap();
+        conn.execute("UPDATE links SET expires = '2000-01-01T00:00:00.000Z'", []).unwrap();
+        assert!(staff.start_session(&newer).unwrap().is_none(), "an expired link does not work");
+        let removed = staff.link("ana").unwrap();
+        staff.remove("ana").unwrap();
+        assert!(staff.start_session(&removed).unwrap().is_none(), "a removed member's link does not work");
+    }
+
+    #[test]
+    fn a_session_lasts_until_sign_out_removal_or_a_new_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        assert!(staff.start_session("franz_wrong").unwrap().is_none());
+        let first = signed_in(&staff, "ana");
+        assert_eq!(staff.session(&first.id).unwrap().unwrap().name, "ana");
+        assert!(staff.session("franz_other").unwrap().is_none());
+        let second = staff.start_session(&staff.link("ana").unwrap()).unwrap().unwrap();
+        staff.end_session(&first.id).unwrap();
+        assert!(staff.session(&first.id).unwrap().is_none(), "signed out");
+        assert!(staff.session(&second.id).unwrap().is_some(), "another browser stays signed in");
+        staff.add("ana").unwrap();
+        assert!(staff.session(&second.id).unwrap().is_none(), "a new token ends the old one's sessions");
+        let third = signed_in(&staff, "bo");
+        staff.remove("bo").unwrap();
+        assert!(staff.session(&third.id).unwrap().is_none(), "a removed member is signed out");
+        staff.add("bo").unwrap();
+        assert!(staff.session(&third.id).unwrap().is_none(), "and stays out when added again");
+    }
+
+    #[test]
+    fn a_session_id_is_stored_only_as_a_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        let session = signed_in(&staff, "ana");
+        drop(staff);
+        let bytes = std::fs::read(dir.path().join("staff.sqlite")).unwrap();
+        let wal = std::fs::read(dir.path().join("staff.sqlite-wal")).unwrap_or_default();
+        let needle = session.id.as_bytes();
+        assert!(!bytes.windows(needle.len()).chain(wal.windows(needle.len())).any(|w| w == needle));
+        assert!(!format!("{session:?}").contains(&session.id));
     }
 
     #[test]

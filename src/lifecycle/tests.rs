@@ -212,3 +212,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn names_with_invisible_or_direction_changing_characters_are_refused_but_emoji_joiners_pass() {
+    for spoof in ["ana\u{200B}", "\u{202E}evil", "a\u{2066}na", "ana\u{FEFF}", "an\u{00AD}a"] {
+        let error = crate::lifecycle::name("a name", spoof).unwrap_err();
+        assert!(error.contains("invisible or direction-changing"), "{spoof:?}: {error}");
+    }
+    assert_eq!(crate::lifecycle::name("a name", " 👩\u{200D}💻 ana ").unwrap(), "👩\u{200D}💻 ana");
+    let (events, _) = run(&[
+        command(0, "ana", Action::Create { ticket: ticket() }),
+        command(1, "ana", Action::Assign { to: "bo\u{200B}".into() }),
+    ]);
+    assert!(reason(&events[1]).is_some_and(|r| r.contains("invisible")), "{:?}", events[1]);
+}
+
+#[test]
+fn ticket_ids_that_are_dot_segments_or_carry_control_characters_are_refused() {
+    for id in [".", "..", "a\r\nb", "x\u{200B}"] {
+        let mut created = ticket();
+        created.id = id.to_owned();
+        let mut create = command(0, "ana", Action::Create { ticket: created });
+        create.ticket_id = id.to_owned();
+        let (events, state) = run(&[create]);
+        assert!(state.is_none(), "{id:?}");
+        assert!(reason(&events[0]).is_some_and(|r| r.contains("ticket id")), "{id:?}: {:?}", events[0]);
+    }
+}

@@ -15,10 +15,13 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         store,
         desk_dir: context.desk_dir.clone(),
         ops: context.ops.clone(),
+        public_url: context.config.desk.public_url.clone(),
+        shutdown: context.shutdown.clone(),
     })
     .await?;
     let address = server.address;
-    let status = format!("{} (API under /api/; `franz staff add NAME` prints a sign-in link)", server.url());
+    let url = context.config.desk.public_url.clone().unwrap_or_else(|| server.url());
+    let status = format!("{url} (the web desk; API under /api/; `franz staff add NAME` prints a sign-in link)");
     let task = server.serve(context.shutdown.clone());
     Ok(super::Plan::Run { status, task: Box::pin(task), serves: Some(address) })
 }

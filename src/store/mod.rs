@@ -344,4 +344,4 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

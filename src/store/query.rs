@@ -169,16 +169,29 @@ pub struct Stats {
     pub closed: u64,
     /// Tickets created in each of the last 48 hours, oldest first (`hour` is `YYYY-MM-DDTHH`).
     pub created_per_hour: Vec<Bucket>,
+    /// Tickets created on each of the last 30 days (UTC), oldest first.
+    pub created_per_day: Vec<Day>,
     /// Over tickets created in the last 30 days.
     pub time_to_claim: Durations,
     pub time_to_close: Durations,
     pub by_priority: Vec<Count>,
     pub by_origin: Vec<Count>,
+    /// The 20 most used labels.
+    pub by_label: Vec<Count>,
+    /// Who closed how many of the tickets created in the last 30 days (closed now), most first.
+    pub closed_by: Vec<Count>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Bucket {
     pub hour: String,
+    pub created: u64,
+}
+
+/// Tickets created on one day, `YYYY-MM-DD`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Day {
+    pub day: String,
     pub created: u64,
 }
 
@@ -217,7 +230,18 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
             Bucket { created: per_hour.get(&hour).copied().unwrap_or(0), hour }
         })
         .collect();
-    (stats.time_to_claim, stats.time_to_close) = times_to_claim_and_close(conn, now)?;
+    let month = Month::scan(conn, now)?;
+    stats.created_per_day = (0..30)
+        .map(|d| {
+            let day = (now - chrono::Duration::days(29 - d)).format("%Y-%m-%d").to_string();
+            Day { created: month.per_day.get(&day).copied().unwrap_or(0), day }
+        })
+        .collect();
+    let mut closed_by: Vec<Count> = month.closers.into_iter().map(|(name, tickets)| Count { name, tickets }).collect();
+    closed_by.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.name.cmp(&b.name)));
+    stats.closed_by = closed_by;
+    (stats.time_to_claim, stats.time_to_close) = (durations(month.to_claim), durations(month.to_close));
+    stats.by_label = counts(conn, "SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY 2 DESC, 1 LIMIT 20")?;
     stats.by_priority = counts(conn, "SELECT priority, COUNT(*) FROM tickets GROUP BY priority ORDER BY 2 DESC")?;
     stats.by_origin = counts(conn, "SELECT origin, COUNT(*) FROM tickets GROUP BY origin ORDER BY 2 DESC LIMIT 20")?;
     Ok(stats)
@@ -244,22 +268,43 @@ pub fn times_to_claim_and_close(
     conn: &Connection,
     now: chrono::DateTime<chrono::Utc>,
 ) -> rusqlite::Result<(Durations, Durations)> {
-    let month = (now - chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let mut times =
-        conn.prepare_cached("SELECT created_at, first_claimed_at, closed_at FROM tickets WHERE created_at >= ?1")?;
-    let (mut to_claim, mut to_close) = (Vec::new(), Vec::new());
-    for row in times.query_map([&month], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?, row.get::<_, Option<String>>(2)?))
-    })? {
-        let (created, claimed, closed) = row?;
-        let Some(created) = parse_time(&created) else { continue };
-        let since_created = |later: Option<String>| {
-            later.as_deref().and_then(parse_time).map(|t| (t - created).num_milliseconds() as f64 / 1000.0)
-        };
-        to_claim.extend(since_created(claimed));
-        to_close.extend(since_created(closed));
+    let month = Month::scan(conn, now)?;
+    Ok((durations(month.to_claim), durations(month.to_close)))
+}
+
+/// What one pass over the tickets created in the last 30 days tells.
+#[derive(Default)]
+struct Month {
+    per_day: std::collections::HashMap<String, u64>,
+    to_claim: Vec<f64>,
+    to_close: Vec<f64>,
+    closers: std::collections::HashMap<String, u64>,
+}
+
+impl Month {
+    fn scan(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<Month> {
+        // From the start of the first of the 30 days shown per day.
+        let since = (now - chrono::Duration::days(29)).format("%Y-%m-%d").to_string();
+        let mut times = conn.prepare_cached(
+            "SELECT created_at, first_claimed_at, closed_at, closed_by FROM tickets WHERE created_at >= ?1",
+        )?;
+        let mut month = Month::default();
+        let mut rows = times.query([&since])?;
+        while let Some(row) = rows.next()? {
+            let created: String = row.get(0)?;
+            *month.per_day.entry(created.get(..10).unwrap_or_default().to_owned()).or_default() += 1;
+            let Some(created) = parse_time(&created) else { continue };
+            let since_created = |later: Option<String>| {
+                later.as_deref().and_then(parse_time).map(|t| (t - created).num_milliseconds() as f64 / 1000.0)
+            };
+            month.to_claim.extend(since_created(row.get(1)?));
+            month.to_close.extend(since_created(row.get(2)?));
+            if let Some(closer) = row.get::<_, Option<String>>(3)? {
+                *month.closers.entry(closer).or_default() += 1;
+            }
+        }
+        Ok(month)
     }
-    Ok((durations(to_claim), durations(to_close)))
 }
 
 fn counts(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<Count>> {

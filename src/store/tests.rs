@@ -8,7 +8,7 @@ use crate::lifecycle::{decide, fold};
 use crate::schema::Ticket;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Command};
 
-fn ticket(id: &str, body: &str) -> Ticket {
+pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
     Ticket {
         id: id.into(),
         contact: "pontatot".into(),
@@ -29,7 +29,7 @@ fn command(n: usize, ticket: &str, who: &str, action: Action) -> Command {
 }
 
 /// Decides `commands` in order, as akte does, and returns the events as records of one partition.
-fn decided(commands: &[Command]) -> Vec<Event> {
+pub(crate) fn decided(commands: &[Command]) -> Vec<Event> {
     let mut states: HashMap<String, TicketState> = HashMap::new();
     commands
         .iter()
@@ -45,18 +45,18 @@ fn decided(commands: &[Command]) -> Vec<Event> {
         .collect()
 }
 
-fn payloads(events: &[Event]) -> Vec<Vec<u8>> {
+pub(crate) fn payloads(events: &[Event]) -> Vec<Vec<u8>> {
     events.iter().map(|e| serde_json::to_vec(e).unwrap()).collect()
 }
 
-fn open_temp() -> (tempfile::TempDir, Store, Writer) {
+pub(crate) fn open_temp() -> (tempfile::TempDir, Store, Writer) {
     let dir = tempfile::tempdir().unwrap();
     let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), "events").unwrap();
     (dir, store, writer)
 }
 
 /// Applies payloads at offsets `first..` of partition 0, in batches of `batch`.
-fn apply_all(writer: &mut Writer, payloads: &[Vec<u8>], first: i64, batch: usize) {
+pub(crate) fn apply_all(writer: &mut Writer, payloads: &[Vec<u8>], first: i64, batch: usize) {
     let records: Vec<Record<'_>> = payloads
         .iter()
         .enumerate()
@@ -221,12 +221,13 @@ fn filters_narrow_the_list() {
 }
 
 #[test]
-fn stats_count_statuses_and_time_to_claim() {
+fn stats_count_statuses_time_to_claim_days_labels_and_closers() {
     let events = decided(&[
         Command::create(ticket("t1", "a")),
         Command::create(ticket("t2", "b")),
         command(1, "t1", "ana", Action::Claim),
         command(2, "t2", "ana", Action::Close { reason: "dup".into() }),
+        command(3, "t1", "ana", Action::AddLabel { label: "vip".into() }),
     ]);
     let (_dir, store, mut writer) = open_temp();
     apply_all(&mut writer, &payloads(&events), 0, 10);
@@ -237,4 +238,8 @@ fn stats_count_statuses_and_time_to_claim() {
     assert_eq!(stats.time_to_claim.median_secs, Some(120.0));
     assert_eq!(stats.time_to_close.median_secs, Some(120.0));
     assert_eq!(stats.created_per_hour.iter().map(|b| b.created).sum::<u64>(), 2);
+    assert_eq!(stats.created_per_day.len(), 30);
+    assert_eq!(stats.created_per_day.iter().map(|b| b.created).sum::<u64>(), 2);
+    assert_eq!(stats.by_label, [query::Count { name: "vip".into(), tickets: 1 }]);
+    assert_eq!(stats.closed_by, [query::Count { name: "ana".into(), tickets: 1 }]);
 }

@@ -9,8 +9,9 @@ use crate::{cargo, sh};
 pub fn run() -> anyhow::Result<()> {
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    // The integration tests check a live /metrics with promtool.
+    // The integration tests check a live /metrics with promtool, and drive the web desk in Chromium.
     sh(std::process::Command::new("bash").arg("scripts/install-promtool.sh"))?;
+    sh(std::process::Command::new("bash").arg("scripts/install-chromium.sh"))?;
     sh(cargo().args(["test", "--workspace"]))?;
     crate::e2e::run(crate::e2e::Options::default())?;
     let containers = crate::containers::run()?;

@@ -306,6 +306,12 @@ impl EmbeddedBroker {
 
 fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     fs::create_dir_all(&settings.data_dir)?;
+    // The logs hold every ticket, internal notes included: readable by the broker's user only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&settings.data_dir, fs::Permissions::from_mode(0o700))?;
+    }
     let open_files = raise_open_file_limit();
     let max_partitions = fit_to_open_files(&mut settings, open_files);
     let (topics, repaired) =

@@ -1,0 +1,52 @@
+// franz desk: live pages. The desk says on /live (server-sent events) when tickets or problems changed; the page
+// then fetches itself again and swaps its parts marked data-live, leaving alone the part someone is typing in.
+// Fetched HTML is parsed into an inert document (no script in it runs) and was escaped by the server.
+(function () {
+  'use strict';
+  if (!document.body || !document.body.hasAttribute('data-live') || !window.EventSource) return;
+  var busy = false;
+  var again = false;
+
+  function swap(html) {
+    var fresh = new DOMParser().parseFromString(html, 'text/html');
+    document.title = fresh.title;
+    fresh.querySelectorAll('[data-live][id]').forEach(function (part) {
+      var old = document.getElementById(part.id);
+      if (old && !old.contains(document.activeElement)) {
+        old.replaceWith(document.importNode(part, true));
+      }
+    });
+    document.body.setAttribute('data-refreshed', String(Date.now()));
+  }
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } })
+      .then(function (response) {
+        // A session that ended sends the page to sign-in: show that.
+        if (response.redirected) { location.reload(); return null; }
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) { if (html) swap(html); })
+      .catch(function () {})
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  var source = null;
+  function connect() {
+    source = new EventSource('/live');
+    source.addEventListener('change', refresh);
+    source.addEventListener('open', function () { document.body.setAttribute('data-connected', 'true'); });
+  }
+  connect();
+  // A browser holds six connections per site: a page navigated away from (or kept in the back-forward cache) lets
+  // its stream go, and one shown again from that cache opens a new stream and catches up.
+  window.addEventListener('pagehide', function () { source.close(); });
+  window.addEventListener('pageshow', function (event) {
+    if (event.persisted) { connect(); refresh(); }
+  });
+})();

@@ -1,0 +1,143 @@
+//! `/live`: server-sent events that tell an open page something changed (the ticket store applied events, a
+//! problem arrived, or the team's numbers were counted again), so the page fetches itself again. Changes are
+//! coalesced: a busy store sends one `change` every [`COALESCE`] at most. A stream ends when the desk shuts down,
+//! and within [`RECHECK`] of its session ending (sign-out, removal, a new link). Streams are bounded: a person
+//! has at most [`PER_SESSION`] open, and all together at most [`MAX_STREAMS`], which leaves the rest of the desk's
+//! connections to requests.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+
+use super::{Shared, SignedIn, error_page};
+use crate::desk::staff::Session;
+
+/// The shortest time between two `change` events on one stream.
+const COALESCE: Duration = Duration::from_millis(200);
+/// How often a stream checks that its session still holds.
+const RECHECK: Duration = Duration::from_secs(15);
+/// Live streams of one session at once.
+pub const PER_SESSION: usize = 16;
+/// Live streams at once, all sessions together.
+pub const MAX_STREAMS: usize = 384;
+
+/// The open streams, by session.
+#[derive(Clone, Default)]
+pub struct Streams(Arc<Mutex<HashMap<String, usize>>>);
+
+/// One open stream, counted until dropped.
+struct Open {
+    streams: Streams,
+    session: String,
+}
+
+impl Streams {
+    fn open(&self, session: &str) -> Result<Open, &'static str> {
+        let mut open = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if open.values().sum::<usize>() >= MAX_STREAMS {
+            return Err("the desk has as many live pages open as it serves; this page will not update by itself");
+        }
+        let count = open.entry(session.to_owned()).or_default();
+        if *count >= PER_SESSION {
+            return Err("you have 16 live pages open; close some tabs and reload this one");
+        }
+        *count += 1;
+        Ok(Open { streams: self.clone(), session: session.to_owned() })
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = self.streams.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.session) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.session);
+            }
+        }
+    }
+}
+
+pub async fn stream(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
+    let open = match desk.live.open(&session.id) {
+        Ok(open) => open,
+        Err(message) => return error_page(StatusCode::TOO_MANY_REQUESTS, message),
+    };
+    Sse::new(changes(desk, session, open))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// What a stream waits for next.
+enum Wake {
+    Changed,
+    Recheck,
+    End,
+}
+
+/// One `change` event per burst of changes, until shutdown or the session's end.
+fn changes(desk: Shared, session: Session, open: Open) -> impl Stream<Item = Result<Event, Infallible>> {
+    let store = desk.store.progress();
+    let problems = desk.problems.subscribe();
+    let numbers = desk.numbers.subscribe();
+    let state = (desk, session, open, store, problems, numbers, 0u64);
+    futures::stream::unfold(state, |(desk, session, open, mut store, mut problems, mut numbers, mut sent)| async move {
+        loop {
+            store.borrow_and_update();
+            problems.borrow_and_update();
+            numbers.borrow_and_update();
+            let wake = tokio::select! {
+                _ = desk.shutdown.cancelled() => Wake::End,
+                changed = store.changed() => if changed.is_ok() { Wake::Changed } else { Wake::End },
+                changed = problems.changed() => if changed.is_ok() { Wake::Changed } else { Wake::End },
+                changed = numbers.changed() => if changed.is_ok() { Wake::Changed } else { Wake::End },
+                _ = tokio::time::sleep(RECHECK) => Wake::Recheck,
+            };
+            match wake {
+                Wake::End => return None,
+                Wake::Recheck => {
+                    let (shared, id) = (desk.clone(), session.id.clone());
+                    let still = tokio::task::spawn_blocking(move || shared.staff.session(&id)).await;
+                    if !matches!(still, Ok(Ok(Some(_)))) {
+                        return None;
+                    }
+                }
+                Wake::Changed => {
+                    tokio::select! {
+                        _ = desk.shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(COALESCE) => {}
+                    }
+                    sent += 1;
+                    let event = Event::default().event("change").data(sent.to_string());
+                    return Some((Ok(event), (desk, session, open, store, problems, numbers, sent)));
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_streams_are_bounded_per_session_and_in_all() {
+        let streams = Streams::default();
+        let mine: Vec<Open> = (0..PER_SESSION).map(|_| streams.open("ana").unwrap()).collect();
+        assert!(streams.open("ana").err().unwrap().contains("close some tabs"));
+        let mut others = Vec::new();
+        for n in 0..MAX_STREAMS - PER_SESSION {
+            others.push(streams.open(&format!("s{}", n / PER_SESSION)).unwrap());
+        }
+        assert!(streams.open("bo").err().unwrap().contains("as many live pages"));
+        drop(mine);
+        assert!(streams.open("ana").is_ok(), "closed streams make room");
+    }
+}

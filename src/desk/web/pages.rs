@@ -1,0 +1,567 @@
+//! The desk's pages as maud templates: the board, a ticket, the team's numbers, the problems, and the sign-in
+//! pages. maud escapes every value it renders, so ticket and user text always arrives as text. Parts that change
+//! while a page is open carry `data-live` and an id (`desk.js` swaps them).
+
+use maud::{DOCTYPE, Markup, html};
+
+use super::{BoardQuery, charts, path_segment};
+use crate::desk::numbers::Counts;
+use crate::desk::numbers::Snapshot;
+use crate::desk::problems::{Kind, Problem};
+use crate::desk::staff::Session;
+use crate::lifecycle::TicketState;
+use crate::schema::lifecycle::{Change, Event, Priority, Status};
+use crate::store::query::{Durations, Page};
+
+fn layout(title: &str, session: Option<&Session>, open: Option<u64>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { @if let Some(open) = open { "(" (open) " open) " } (title) " · franz" }
+                link rel="stylesheet" href="/assets/desk.css";
+                link rel="icon" href="/favicon.svg" type="image/svg+xml";
+                script src="/assets/desk.js" defer {}
+            }
+            body data-live[session.is_some()] {
+                @if let Some(session) = session {
+                    header.top {
+                        nav aria-label="Pages" {
+                            a href="/" { "Board" }
+                            a href="/stats" { "Numbers" }
+                            a href="/problems" { "Problems" }
+                        }
+                        form.signout method="post" action="/signout" {
+                            span { "Signed in as " strong { bdi { (session.name) } } }
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (content) }
+            }
+        }
+    }
+}
+
+/// A page that says what went wrong.
+pub fn error(status: axum::http::StatusCode, message: &str) -> Markup {
+    let title = status.canonical_reason().unwrap_or("Error");
+    layout(
+        title,
+        None,
+        None,
+        html! {
+            h1 { (title) }
+            p.problem role="alert" { (message) }
+            p { a href="/" { "Back to the board" } }
+        },
+    )
+}
+
+/// How to get a sign-in link; `ended` when a session just ended.
+pub fn signed_out(ended: bool) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        None,
+        html! {
+            h1 { "Sign in to the franz desk" }
+            @if ended {
+                p role="status" { "You are signed out: you signed out, someone removed you from the staff list, or a new \
+                    link was made for you." }
+            }
+            p { "Open your personal sign-in link. Whoever runs franz makes one with" }
+            pre { code { "franz staff link YOUR-NAME" } }
+            p { "A link signs in one browser, once, within 7 days. (" code { "franz staff add YOUR-NAME" } " puts you on the staff list.)" }
+        },
+    )
+}
+
+/// The answer to a sign-in link that does not (or no longer) work.
+pub fn link_refused() -> Markup {
+    layout(
+        "Sign-in link not valid",
+        None,
+        None,
+        html! {
+            h1 { "This sign-in link does not work" }
+            p.problem role="alert" { "A link works once, within 7 days: this one was used already, expired, was \
+                replaced by a newer link, or its person is no longer on the staff list." }
+            p { "Ask whoever runs franz for a new one:" }
+            pre { code { "franz staff link YOUR-NAME" } }
+        },
+    )
+}
+
+/// Sets the session (its response carries the cookie) and moves on to the board from the desk's own page.
+pub fn signed_in(name: &str) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content="0; url=/";
+                title { "Signed in · franz" }
+                link rel="stylesheet" href="/assets/desk.css";
+            }
+            body { main {
+                p { "Signed in as " strong { (name) } ". " a href="/" { "Continue to the board" } }
+            } }
+        }
+    }
+}
+
+pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts) -> Markup {
+    let (open, claimed, closed) = counts;
+    let now = chrono::Utc::now();
+    layout(
+        "Board",
+        Some(session),
+        Some(open),
+        html! {
+            h1 { "Tickets" }
+            p #counts data-live { (open) " open · " (claimed) " claimed · " (closed) " closed" }
+            form.filters method="get" action="/" role="search" {
+                label { "Search " input type="search" name="q" value=(query.q) placeholder="words in body, contact, comments"; }
+                label { "Status "
+                    select name="status" {
+                        option value="" { "any" }
+                        @for status in Status::ALL {
+                            option value=(status.name()) selected[query.status == status.name()] { (status.name()) }
+                        }
+                    }
+                }
+                label { "Priority "
+                    select name="priority" {
+                        option value="" { "any" }
+                        @for priority in Priority::ALL {
+                            option value=(priority.name()) selected[query.priority == priority.name()] { (priority.name()) }
+                        }
+                    }
+                }
+                label { "Label " input name="label" value=(query.label) size="10"; }
+                label { "Origin " input name="origin" value=(query.origin) size="10"; }
+                label.check { input type="checkbox" name="mine" value="1" checked[!query.mine.is_empty()]; " Mine" }
+                label.check {
+                    input type="checkbox" name="unassigned" value="1" checked[!query.unassigned.is_empty()]; " Unassigned"
+                }
+                button type="submit" { "Filter" }
+                a href="/" { "Clear" }
+            }
+            section #tickets data-live aria-label="Tickets" {
+                @if page.tickets.is_empty() {
+                    p.empty { "No tickets match." }
+                } @else {
+                    table.tickets {
+                        thead { tr {
+                            th scope="col" { "Ticket" } th scope="col" { "Status" } th scope="col" { "Priority" }
+                            th scope="col" { "Age" } th scope="col" { "Assignee" } th scope="col" { "Origin" }
+                            th scope="col" { "Labels" }
+                        } }
+                        tbody {
+                            @for ticket in &page.tickets {
+                                tr {
+                                    td.subject { a href={ "/tickets/" (path_segment(&ticket.id)) } { (first_line(&ticket.body, 100)) } }
+                                    td { (status_badge(ticket.status)) }
+                                    td { span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } }
+                                    td { time datetime=(ticket.created_at) title=(ticket.created_at) { (age(&ticket.created_at, now)) } }
+                                    td { bdi { (ticket.assignee.as_deref().unwrap_or("—")) } }
+                                    td { (ticket.origin) }
+                                    td { @for label in &ticket.labels { span.label { (label) } " " } }
+                                }
+                            }
+                        }
+                    }
+                }
+                nav.pages aria-label="Pages of tickets" {
+                    @if !query.cursor.is_empty() { a href=(query.url(None)) { "← Newest" } }
+                    @if let Some(next) = &page.next_cursor { a rel="next" href=(query.url(Some(next))) { "Older →" } }
+                }
+            }
+        },
+    )
+}
+
+pub fn ticket(
+    session: &Session,
+    ticket: &TicketState,
+    events: &[Event],
+    answer: Option<&(String, Option<Event>)>,
+    counts: Counts,
+) -> Markup {
+    let target = format!("/tickets/{}", path_segment(&ticket.id));
+    let form = |action: &str, fields: Markup, button: &str| {
+        html! {
+            form.action method="post" action=(target) data-action=(action) {
+                input type="hidden" name="csrf" value=(session.csrf);
+                input type="hidden" name="command_id" value=(uuid::Uuid::new_v4().to_string());
+                input type="hidden" name="action" value=(action);
+                (fields)
+                button type="submit" { (button) }
+            }
+        }
+    };
+    let mine = ticket.assignee.as_deref() == Some(session.name.as_str());
+    layout(
+        &first_line(&ticket.body, 60),
+        Some(session),
+        Some(counts.0),
+        html! {
+            p { a href="/" { "← Board" } }
+            @if let Some((_, decided)) = answer {
+                @match decided {
+                    None => div #answer.answer data-live role="status" {
+                        "Sent. akte has not decided yet; this page updates when it does."
+                    },
+                    Some(Event { change: Change::Rejected { reason, .. }, .. }) => div #answer.answer.refused role="alert" {
+                        "Refused: " (reason)
+                    },
+                    Some(event) => div #answer.answer.done role="status" { "Done: " bdi { (event.actor.name) } " " (describe(&event.change)) "." },
+                }
+            }
+            article #ticket data-live {
+                h1 { (first_line(&ticket.body, 120)) }
+                p.badges {
+                    (status_badge(ticket.status)) " "
+                    span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } " "
+                    @if let Some(assignee) = &ticket.assignee { span.assignee { "held by " bdi { (assignee) } } " " }
+                    @for label in &ticket.labels { span.label { (label) } " " }
+                }
+                div.body { (ticket.body) }
+                dl.facts {
+                    dt { "Contact" } dd { bdi { (ticket.contact) } @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
+                    dt { "Origin" } dd { (ticket.origin) }
+                    dt { "Submitted" } dd { (when(&ticket.submitted)) }
+                    dt { "Opened" } dd { (when(&ticket.created_at)) }
+                    @if let Some(at) = &ticket.first_claimed_at { dt { "First claimed" } dd { (when(at)) } }
+                    @if let Some(at) = &ticket.closed_at {
+                        dt { "Closed" }
+                        dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by) } }
+                            @if let Some(reason) = &ticket.close_reason { ": " (reason) } }
+                    }
+                    dt { "Last change" } dd { (when(&ticket.updated_at)) }
+                    dt { "Id" } dd { code { (ticket.id) } }
+                }
+            }
+            section #actions data-live aria-label="Actions" {
+                div.row {
+                    @if ticket.status != Status::Closed {
+                        @if !mine { (form("claim", html! {}, if ticket.assignee.is_some() { "Claim (taken)" } else { "Claim" })) }
+                        @if ticket.assignee.is_some() { (form("unclaim", html! {}, "Unclaim")) }
+                    }
+                    @if ticket.status == Status::Closed { (form("reopen", html! {}, "Reopen")) }
+                }
+                @if ticket.status != Status::Closed {
+                    (form("close", html! {
+                        label { "Reason " input name="reason" required maxlength="500" placeholder="why it is done"; }
+                    }, "Close"))
+                    (form("assign", html! {
+                        label { "Assign to " input name="to" required maxlength="64"; }
+                    }, "Assign"))
+                }
+                (form("set_priority", html! {
+                    label { "Priority "
+                        select name="priority" {
+                            @for priority in Priority::ALL {
+                                option value=(priority.name()) selected[priority == ticket.priority] { (priority.name()) }
+                            }
+                        }
+                    }
+                }, "Set"))
+                (form("add_label", html! { label { "Label " input name="label" required maxlength="32"; } }, "Add"))
+                @for label in &ticket.labels {
+                    (form("remove_label", html! { input type="hidden" name="label" value=(label); }, &format!("Remove label {label}")))
+                }
+            }
+            section.reply aria-label="Reply" {
+                (form("comment", html! {
+                    label { "Reply or note" textarea name="body" required maxlength="4000" rows="4" {} }
+                    label.check { input type="checkbox" name="internal" value="1"; " Internal note (staff only)" }
+                }, "Send"))
+            }
+            section #timeline data-live aria-label="Timeline" {
+                h2 { "Timeline" }
+                @let hidden = events.len().saturating_sub(TIMELINE_MAX);
+                @if hidden > 0 {
+                    p.note { "The " (hidden) " oldest events after the first are not shown; the API has them all ("
+                        code { "GET /api/tickets/ID" } ")." }
+                }
+                ol.timeline {
+                    @for event in events.iter().take(1).chain(events.iter().skip(hidden + 1)) {
+                        li class=(timeline_class(&event.change)) {
+                            (when(&event.at)) " · " strong { bdi { (event.actor.name) } } " (" (source(event)) ") "
+                            (describe(&event.change))
+                            @if let Change::Commented { body, .. } = &event.change { div.comment { (body) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letters: &[Problem]) -> Markup {
+    let stats = &snapshot.stats;
+    let (open, claimed, closed) = counts;
+    let hours: Vec<(String, u64)> =
+        stats.created_per_hour.iter().map(|b| (format!("{}:00", b.hour.replace('T', " ")), b.created)).collect();
+    let days: Vec<(String, u64)> = stats.created_per_day.iter().map(|d| (d.day.clone(), d.created)).collect();
+    let counts = |items: &[crate::store::query::Count]| -> Vec<(String, u64)> {
+        items.iter().map(|c| (c.name.clone(), c.tickets)).collect()
+    };
+    layout(
+        "Numbers",
+        Some(session),
+        Some(open),
+        html! {
+            h1 { "The team's numbers" }
+            section #now data-live aria-label="Tickets now" {
+                dl.big {
+                    div { dt { "Open" } dd #count-open { (open) } }
+                    div { dt { "Claimed" } dd #count-claimed { (claimed) } }
+                    div { dt { "Closed" } dd #count-closed { (closed) } }
+                }
+                p.note { "The rest as of " (when(&snapshot.as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+                    " (counted in the background; this page updates by itself)." }
+            }
+            section #times data-live {
+                h2 { "Time to first claim and to close" }
+                p.note { "Over the tickets opened in the last 30 days." }
+                table.numbers {
+                    thead { tr { th scope="col" { "" } th scope="col" { "Median" } th scope="col" { "90th percentile" } th scope="col" { "Tickets" } } }
+                    tbody {
+                        (duration_row("First claim", &stats.time_to_claim))
+                        (duration_row("Close", &stats.time_to_close))
+                    }
+                }
+            }
+            section #per-hour data-live {
+                h2 { "Tickets opened per hour, last 48 hours (UTC)" }
+                (charts::columns("Tickets opened per hour", &hours))
+            }
+            section #per-day data-live {
+                h2 { "Tickets opened per day, last 30 days (UTC)" }
+                (charts::columns("Tickets opened per day", &days))
+            }
+            div.split {
+                section #by-origin data-live { h2 { "By origin" } (charts::bars("Origin", &counts(&stats.by_origin))) }
+                section #by-priority data-live { h2 { "By priority" } (charts::bars("Priority", &counts(&stats.by_priority))) }
+                section #by-label data-live { h2 { "By label" } (charts::bars("Label", &counts(&stats.by_label))) }
+                section #closers data-live {
+                    h2 { "Who closed how many" }
+                    p.note { "Of the tickets opened in the last 30 days and closed now." }
+                    (charts::bars("Closed by", &counts(&stats.closed_by)))
+                }
+            }
+            section #dead-letters data-live {
+                h2 { "Dead letters in the last 24 hours: " span #dead-letter-count { (dead_letters.len()) } }
+                (problem_table(dead_letters))
+            }
+        },
+    )
+}
+
+pub fn problems(session: &Session, problems: &[Problem], counts: Counts) -> Markup {
+    layout(
+        "Problems",
+        Some(session),
+        Some(counts.0),
+        html! {
+            h1 { "Problems" }
+            p.note { "The newest " (crate::desk::problems::KEPT) " dead letters and error reports (what absturz posts to \
+                the webhook), newest first, from the last 7 days." }
+            section #problems data-live { (problem_table(problems)) }
+        },
+    )
+}
+
+fn problem_table(problems: &[Problem]) -> Markup {
+    html! {
+        @if problems.is_empty() {
+            p.empty { "Nothing went wrong." }
+        } @else {
+            table.problems {
+                thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Says" } th scope="col" { "Record" } } }
+                tbody {
+                    @for problem in problems {
+                        tr {
+                            td { (when(&problem.time)) }
+                            td { (kind_name(problem)) }
+                            td { (first_line(problem.summary(), 200)) }
+                            td { a href=(problem_url(problem)) { (problem.topic) "/" (problem.partition) "@" (problem.offset) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn problem(session: &Session, problem: &Problem) -> Markup {
+    layout(
+        "Problem",
+        Some(session),
+        None,
+        html! {
+            p { a href="/problems" { "← Problems" } }
+            h1 { (kind_name(problem)) }
+            dl.facts {
+                dt { "When" } dd { (when(&problem.time)) }
+                dt { "Record" } dd { code { (problem.topic) "/" (problem.partition) " at offset " (problem.offset) } }
+                @match &problem.kind {
+                    Kind::DeadLetter { error_type, error } => { dt { "Error" } dd { (error_type) ": " (error) } },
+                    Kind::Error { service, level, message } => { dt { "Service" } dd { (service) " (" (level) ")" } dt { "Message" } dd { (message) } },
+                    Kind::Unreadable => {},
+                }
+            }
+            h2 { "The record" }
+            pre.record { (problem.text) }
+        },
+    )
+}
+
+fn problem_url(problem: &Problem) -> String {
+    format!("/problems/{}/{}/{}", path_segment(&problem.topic), problem.partition, problem.offset)
+}
+
+fn kind_name(problem: &Problem) -> String {
+    match &problem.kind {
+        Kind::DeadLetter { error_type, .. } => format!("dead letter ({error_type})"),
+        Kind::Error { service, level, .. } => format!("{level} from {service}"),
+        Kind::Unreadable => "unreadable record".to_owned(),
+    }
+}
+
+fn duration_row(name: &str, durations: &Durations) -> Markup {
+    html! {
+        tr {
+            th scope="row" { (name) }
+            td { (durations.median_secs.map_or("—".to_owned(), span)) }
+            td { (durations.p90_secs.map_or("—".to_owned(), span)) }
+            td { (durations.tickets) }
+        }
+    }
+}
+
+fn status_badge(status: Status) -> Markup {
+    html! { span class={ "status " (status.name()) } { (status.name()) } }
+}
+
+fn timeline_class(change: &Change) -> &'static str {
+    match change {
+        Change::Rejected { .. } => "refused",
+        Change::Commented { internal: true, .. } => "note",
+        _ => "",
+    }
+}
+
+fn source(event: &Event) -> &'static str {
+    match event.actor.source {
+        crate::schema::lifecycle::ActorSource::Web => "web",
+        crate::schema::lifecycle::ActorSource::Cli => "CLI",
+        crate::schema::lifecycle::ActorSource::Discord => "Discord",
+        crate::schema::lifecycle::ActorSource::Api => "API",
+        crate::schema::lifecycle::ActorSource::Franz => "franz",
+    }
+}
+
+/// The most events a ticket's page shows: the first and the newest.
+const TIMELINE_MAX: usize = 500;
+
+/// What a change did, as the rest of a sentence that starts with who did it.
+pub fn describe(change: &Change) -> String {
+    match change {
+        Change::Created { origin, .. } => format!("opened the ticket (from {origin})"),
+        Change::Claimed { .. } => "claimed it".to_owned(),
+        Change::Unclaimed { from } => format!("gave it back (it was {from}'s)"),
+        Change::Assigned { to, .. } => format!("assigned it to {to}"),
+        Change::Commented { internal: false, .. } => "replied".to_owned(),
+        Change::Commented { internal: true, .. } => "added an internal note".to_owned(),
+        Change::PrioritySet { priority } => format!("set the priority to {}", priority.name()),
+        Change::LabelAdded { label } => format!("added the label {label}"),
+        Change::LabelRemoved { label } => format!("removed the label {label}"),
+        Change::Closed { reason } => format!("closed it: {reason}"),
+        Change::Reopened => "reopened it".to_owned(),
+        Change::Rejected { action, reason } => format!("was refused ({action}): {reason}"),
+    }
+}
+
+/// The first line of `text`, at most `max` characters (an ellipsis marks a cut).
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty)");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+/// A time as people read it, with the exact value for machines.
+fn when(rfc3339: &str) -> Markup {
+    let shown = chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned());
+    html! { time datetime=(rfc3339) { (shown) } }
+}
+
+/// How long ago `rfc3339` was, in the largest unit that fits.
+fn age(rfc3339: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(then) => span(((now - then.with_timezone(&chrono::Utc)).num_seconds().max(0)) as f64),
+        Err(_) => "?".to_owned(),
+    }
+}
+
+/// A duration in seconds, as "45 s", "12 min", "3.5 h" or "2.1 d".
+fn span(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.0} s"),
+        s if s < 3_600.0 => format!("{:.0} min", s / 60.0),
+        s if s < 86_400.0 => format!("{:.1} h", s / 3_600.0),
+        s => format!("{:.1} d", s / 86_400.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_the_largest_unit_that_fits() {
+        assert_eq!(span(45.0), "45 s");
+        assert_eq!(span(720.0), "12 min");
+        assert_eq!(span(12_600.0), "3.5 h");
+        assert_eq!(span(181_440.0), "2.1 d");
+    }
+
+    #[test]
+    fn a_first_line_skips_blank_lines_and_is_cut_with_an_ellipsis() {
+        assert_eq!(first_line("\n  \nhello\nworld", 10), "hello");
+        assert_eq!(first_line("abcdef", 3), "abc…");
+        assert_eq!(first_line("", 10), "(empty)");
+    }
+
+    #[test]
+    fn hostile_text_is_rendered_as_text() {
+        let session = Session { id: "s".into(), name: "<b>ana</b>".into(), csrf: "c".into() };
+        let page = problem(
+            &session,
+            &Problem {
+                topic: "dlq".into(),
+                partition: 0,
+                offset: 1,
+                time: "2026-12-01T00:00:00.000Z".into(),
+                kind: Kind::Unreadable,
+                text: "<script>alert(1)</script><img src=x onerror=alert(2)>".into(),
+            },
+        )
+        .into_string();
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(!page.contains("<img src=x"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("&lt;b&gt;ana&lt;/b&gt;"));
+    }
+}
