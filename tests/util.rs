@@ -239,12 +239,18 @@ impl std::ops::Deref for Started {
 impl Drop for Started {
     fn drop(&mut self) {
         if let Some(running) = self.0.take() {
-            running.shutdown.cancel();
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
-                })
-            });
+            stop_from_drop(running);
         }
     }
+}
+
+/// Stops a running franz from a `Drop`: a test that fails must stop franz while the broker still runs, since
+/// consumers dropped with the broker gone would wait for it forever, and the failure would become a hang.
+pub fn stop_from_drop(running: franz::app::Running) {
+    running.shutdown.cancel();
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
+        })
+    });
 }

@@ -107,6 +107,35 @@ impl Store {
         self.applied.clone()
     }
 
+    /// Waits until the store holds the event that answers command `command_id` of ticket `ticket_id` (akte's
+    /// decision), or `timeout` passes (then `None`).
+    pub async fn answer(
+        &self,
+        ticket_id: &str,
+        command_id: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Option<Event>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut progress = self.applied.clone();
+        loop {
+            progress.borrow_and_update();
+            let (store, ticket, id) = (self.clone(), ticket_id.to_owned(), command_id.to_owned());
+            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Event>> {
+                let conn = store.reader()?;
+                Ok(query::answer(&conn, &ticket, &id)?)
+            })
+            .await
+            .context("a read of the ticket store ended abnormally")??;
+            if found.is_some() {
+                return Ok(found);
+            }
+            match tokio::time::timeout_at(deadline, progress.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            }
+        }
+    }
+
     /// Waits until `ready` holds for the store's progress, or `timeout` passes (then `false`).
     pub async fn wait_for(&self, timeout: std::time::Duration, ready: impl FnMut(&Progress) -> bool) -> bool {
         let mut progress = self.applied.clone();

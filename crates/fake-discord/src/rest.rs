@@ -127,6 +127,10 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::PUT, ["applications", application, "guilds", guild, "commands"]) => {
             return (Endpoint::GuildCommands, owned(&[application, guild]));
         }
+        (&Method::POST, ["channels", channel, "messages"]) => return (Endpoint::ChannelMessages, owned(&[channel])),
+        (&Method::PATCH, ["channels", channel, "messages", message]) => {
+            return (Endpoint::ChannelMessage, owned(&[channel, message]));
+        }
         (&Method::POST, ["interactions", id, token, "callback"]) => return (Endpoint::Callback, owned(&[id, token])),
         (_, ["webhooks", id, token, "messages", "@original"]) => return (Endpoint::Original, owned(&[id, token])),
         (&Method::POST, ["webhooks", id, token]) if id.parse() == Ok(application_id) => {
@@ -155,6 +159,8 @@ fn answer(
             | Endpoint::CurrentUser
             | Endpoint::GlobalCommands
             | Endpoint::GuildCommands
+            | Endpoint::ChannelMessages
+            | Endpoint::ChannelMessage
             | Endpoint::Unknown
     );
     if needs_token && authorization != Some(format!("Bot {}", options.token).as_str()) {
@@ -210,8 +216,40 @@ fn answer(
             }
         }
         Endpoint::Webhook => webhook(shared, body),
+        Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, endpoint, ids, body),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
     }
+}
+
+/// A bot's message in a channel: posted (with Discord's `enforce_nonce`: a second post with the same nonce returns
+/// the first message instead of a new one), or edited (404, 10008 for a message the fake never saw).
+fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &Value) -> Reply {
+    let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let channel_id = number(0);
+    let mut state = shared.state();
+    if endpoint == Endpoint::ChannelMessages {
+        let nonce = body.get("nonce").filter(|_| body["enforce_nonce"] == Value::Bool(true));
+        let earlier = nonce.and_then(|nonce| {
+            state.messages.iter().find(|m| m.channel_id == channel_id && m.body.get("nonce") == Some(nonce))
+        });
+        if let Some(earlier) = earlier {
+            return Reply::json(200, payloads::channel_message(&shared.options, channel_id, earlier.id, &earlier.body));
+        }
+        let id = payloads::snowflake();
+        state.messages.push(crate::ChannelMessage { id, channel_id, body: body.clone(), edits: 0 });
+        return Reply::json(200, payloads::channel_message(&shared.options, channel_id, id, body));
+    }
+    let message_id = number(1);
+    let Some(message) = state.messages.iter_mut().find(|m| m.id == message_id && m.channel_id == channel_id) else {
+        return Reply::error(404, 10008, "Unknown Message");
+    };
+    if let (Some(current), Some(changes)) = (message.body.as_object_mut(), body.as_object()) {
+        for (key, value) in changes {
+            current.insert(key.clone(), value.clone());
+        }
+    }
+    message.edits += 1;
+    Reply::json(200, payloads::channel_message(&shared.options, channel_id, message_id, &message.body))
 }
 
 /// A post to a plain webhook: accepted, or 429 when the configured rate limit is used up.

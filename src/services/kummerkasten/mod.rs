@@ -6,9 +6,12 @@
 //! is a webhook post, so absturz's webhook delivery (rate limits, retries) carries it. `connect` checks the token
 //! and registers the command before the gateway starts. The whole bot runs end to end in the tests against the
 //! fake Discord of `crates/fake-discord` (REST through [`Settings::api_proxy`], the gateway from `GET /gateway`).
+//! With a staff channel and role configured, the same session also runs the staff side (`staff`): a card per
+//! ticket, and its buttons.
 
 pub mod connect;
 pub mod replies;
+pub mod staff;
 
 use std::time::{Duration, SystemTime};
 
@@ -39,6 +42,8 @@ pub struct Settings {
     pub cooldown: Duration,
     /// Send every REST call through this proxy (validated by `config`) instead of to discord.com.
     pub api_proxy: Option<String>,
+    /// The staff cards, when a staff channel and role are configured.
+    pub staff: Option<staff::Settings>,
 }
 
 /// What every command invocation can use.
@@ -52,6 +57,7 @@ pub struct Data {
     /// Where follow-ups are posted (the proxy or discord.com), and the client that posts them.
     api_base: String,
     replies: reqwest::Client,
+    staff: Option<staff::Settings>,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -289,6 +295,17 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let Some(token) = &config.discord.token else {
         return Ok(super::Plan::Off("set DISCORD_TOKEN to run the /ticket bot (README: Discord bot)".into()));
     };
+    let (channel, role) = (config.discord.staff_channel_id, config.discord.staff_role_id);
+    let staff = match (channel, role, &context.store) {
+        (Some(channel_id), Some(role_id), Some(store)) => Some(staff::Settings {
+            channel_id,
+            role_id,
+            store: store.clone(),
+            cards_path: staff::cards_path(store),
+            partitions: config.partitions,
+        }),
+        _ => None,
+    };
     let settings = Settings {
         bootstrap: context.bootstrap.clone(),
         topics: config.topics.clone(),
@@ -296,10 +313,20 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         guild_id: config.discord.guild_id,
         cooldown: config.discord.cooldown,
         api_proxy: config.discord.api_proxy.clone(),
+        staff,
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
-    let status = format!("/ticket -> {} (registered {scope}{proxy})", config.topics.intake);
+    // The staff side's line continues the bot's row of the ready table.
+    let staff_line = match (&settings.staff, staff::off_reason(channel, role)) {
+        (Some(staff), _) => format!(
+            "staff cards -> channel {} (buttons for role {}), from {}",
+            staff.channel_id, staff.role_id, config.topics.events
+        ),
+        (None, Some(reason)) => reason.to_owned(),
+        (None, None) => "staff cards off: the ticket store is not open".to_owned(),
+    };
+    let status = format!("/ticket -> {} (registered {scope}{proxy})\n{:15}{staff_line}", config.topics.intake, "");
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }
 
@@ -319,7 +346,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         shutdown: shutdown.clone(),
         api_base: connect::api_base(settings.api_proxy.as_deref()),
         replies: webhook::client(Policy::default().request_timeout)?,
+        staff: settings.staff.clone(),
     };
+    let cards = settings.staff.clone().map(|staff| {
+        // A client of its own: the cards' channel routes have their own rate limits anyway.
+        let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref()));
+        let (bootstrap, topic) = (settings.bootstrap.clone(), settings.topics.events.clone());
+        tokio::spawn(staff::follow::run(staff, http, bootstrap, topic, shutdown.clone()))
+    });
     let scope =
         settings.guild_id.map_or("globally (may take up to an hour to appear)".to_owned(), |g| format!("in guild {g}"));
     let framework = poise::Framework::builder()
@@ -327,6 +361,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             commands,
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
+            event_handler: |framework, event| Box::pin(on_event(framework, event)),
             // Owners are not used, and `connect::application` has asked for the application already.
             initialize_owners: false,
             ..Default::default()
@@ -359,6 +394,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 tracing::warn!("{} /ticket commands were still running after {DRAIN_TIMEOUT:?}", in_flight.len());
             }
         }
+    }
+    match cards {
+        Some(cards) => cards.await.map_err(|error| anyhow!("the staff cards ended abnormally: {error}"))?,
+        None => Ok(()),
+    }
+}
+
+/// Events beyond commands: presses of the staff cards' buttons and their forms.
+async fn on_event(
+    framework: poise::FrameworkContext<'_, Data, Error>,
+    event: &serenity::FullEvent,
+) -> Result<(), Error> {
+    let data = framework.user_data;
+    if let (serenity::FullEvent::InteractionCreate { interaction }, Some(staff)) = (event, &data.staff) {
+        let _in_flight = data.in_flight.token();
+        let http = &framework.serenity_context.http;
+        staff::buttons::handle(http, staff, &data.producer, &data.topics, interaction).await;
     }
     Ok(())
 }
