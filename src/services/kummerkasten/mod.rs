@@ -333,7 +333,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
 /// Runs the bot until `shutdown` is cancelled. A token Discord refuses, or a registration it refuses, ends it with
 /// an error at once; a lost gateway connection is re-established by serenity.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let http = connect::http(&settings.token, settings.api_proxy.as_deref());
+    let http = connect::http(&settings.token, settings.api_proxy.as_deref())?;
     let application = connect::application(&http).await?;
     let commands = vec![ticket_command(settings.cooldown)];
     connect::register(&http, poise::builtins::create_application_commands(&commands), settings.guild_id).await?;
@@ -348,12 +348,19 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         replies: webhook::client(Policy::default().request_timeout)?,
         staff: settings.staff.clone(),
     };
-    let cards = settings.staff.clone().map(|staff| {
-        // A client of its own: the cards' channel routes have their own rate limits anyway.
-        let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref()));
-        let (bootstrap, topic) = (settings.bootstrap.clone(), settings.topics.events.clone());
-        tokio::spawn(staff::follow::run(staff, http, bootstrap, topic, shutdown.clone()))
-    });
+    // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
+    // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
+    let cards_stop = shutdown.child_token();
+    let stop_cards = cards_stop.clone().drop_guard();
+    let cards = match settings.staff.clone() {
+        Some(staff) => {
+            // A client of its own: the cards' channel routes have their own rate limits anyway.
+            let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref())?);
+            let (bootstrap, topic) = (settings.bootstrap.clone(), settings.topics.events.clone());
+            Some(tokio::spawn(staff::follow::run(staff, http, bootstrap, topic, cards_stop.clone())))
+        }
+        None => None,
+    };
     let scope =
         settings.guild_id.map_or("globally (may take up to an hour to appear)".to_owned(), |g| format!("in guild {g}"));
     let framework = poise::Framework::builder()
@@ -382,10 +389,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .map_err(|error| anyhow!("cannot create the Discord client: {}", connect::describe(&error)))?;
     let shards = client.shard_manager.clone();
-    tokio::select! {
+    let bot = tokio::select! {
         result = client.start() => result.map_err(|error| {
             anyhow!("the Discord bot stopped: {}; {}", connect::describe(&error), connect::TOKEN_HINT)
-        })?,
+        }),
         _ = shutdown.cancelled() => {
             // No new interactions from here on; the ones in progress still publish and reply over HTTP.
             shards.shutdown_all().await;
@@ -393,12 +400,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait()).await.is_err() {
                 tracing::warn!("{} /ticket commands were still running after {DRAIN_TIMEOUT:?}", in_flight.len());
             }
+            Ok(())
         }
-    }
-    match cards {
+    };
+    drop(stop_cards);
+    let cards = match cards {
         Some(cards) => cards.await.map_err(|error| anyhow!("the staff cards ended abnormally: {error}"))?,
         None => Ok(()),
-    }
+    };
+    bot.and(cards)
 }
 
 /// Events beyond commands: presses of the staff cards' buttons and their forms.

@@ -60,7 +60,17 @@ pub async fn run(
     consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
     let poster = Poster { settings, http, cards };
     let result = follow(&consumer, &topic, &poster, &shutdown).await;
-    if let Err(error) = commit_stored(&consumer) {
+    // Committing and closing wait for the broker with no time limit, so they run on the blocking pool, as in
+    // `kafka::relay`. On a runtime worker they stall every task queued behind them; when the broker runs in the
+    // same process (`--broker embedded`, the tests) its answer is one of those tasks, and shutdown hung for good.
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = commit_stored(&consumer);
+        drop(consumer);
+        committed
+    })
+    .await
+    .context("committing the cards' offsets ended abnormally")?;
+    if let Err(error) = committed {
         tracing::warn!(%error, "could not commit the cards' offsets; some cards may be drawn again");
     }
     result
