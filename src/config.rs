@@ -136,6 +136,10 @@ pub struct Discord {
     /// The role whose members may press the cards' buttons (a numeric id); anyone else is refused.
     #[serde(deserialize_with = "parse::snowflake")]
     pub staff_role_id: Option<u64>,
+    /// Whether the bot sends a ticket's submitter a direct message when the ticket is claimed, gets a public reply,
+    /// or is closed (with the reason). On by default; needs the ticket store (akte or the desk in this process).
+    #[serde(deserialize_with = "parse::boolean")]
+    pub notify_submitter: bool,
 }
 
 /// The desk's settings.
@@ -316,6 +320,7 @@ impl Default for Discord {
             api_proxy: None,
             staff_channel_id: None,
             staff_role_id: None,
+            notify_submitter: true,
         }
     }
 }

@@ -45,6 +45,7 @@ impl Bot {
             cooldown,
             api_proxy: Some(discord.api_base()),
             staff: None,
+            store: None,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(kummerkasten::run(settings, shutdown.clone()));
@@ -400,6 +401,7 @@ fn every_payload_of_the_fake_deserializes_as_serenity_models() {
             "application" => serde_json::from_value::<serenity::CurrentApplicationInfo>(value).map(drop),
             "ready" => serde_json::from_value::<serenity::Ready>(value).map(drop),
             "message" => serde_json::from_value::<serenity::Message>(value).map(drop),
+            "dm-channel" => serde_json::from_value::<serenity::PrivateChannel>(value).map(drop),
             _ => serde_json::from_value::<serenity::Interaction>(value).map(drop),
         };
         parsed.unwrap_or_else(|error| panic!("fixtures/discord/{name}.json: {error}"));

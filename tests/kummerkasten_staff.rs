@@ -1,7 +1,8 @@
 //! The staff side in Discord end to end: franz (the bot, aufbereitung, akte and the ticket store) against the fake
 //! Discord and the harness's broker. A ticket submitted with `/ticket` gets one card in the staff channel; its
 //! buttons work the ticket through akte for members of the staff role only; redelivered events and restarts post
-//! no second card.
+//! no second card; the submitter is told by direct message (unless they refuse them, or the switch is off); and
+//! `/tickets` shows a user their own tickets.
 
 use std::path::Path;
 use std::time::Duration;
@@ -267,8 +268,13 @@ async fn a_redelivered_created_event_and_a_restart_post_no_second_card() {
     told(discord, &press).await;
     card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
 
-    let posts = discord.received_at(Endpoint::ChannelMessages);
-    assert_eq!(posts.len(), 1, "one post in all: {posts:?}");
+    let staff_channel = format!("/channels/{STAFF_CHANNEL}/");
+    let posts: Vec<Received> = discord
+        .received_at(Endpoint::ChannelMessages)
+        .into_iter()
+        .filter(|r| r.path.contains(&staff_channel))
+        .collect();
+    assert_eq!(posts.len(), 1, "one post to the staff channel in all: {posts:?}");
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
     team.down().await;
 }
@@ -307,5 +313,128 @@ async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_a
     let changes = events_of(harness, "priority_set", 1).await.len();
     assert!(card.edits <= 20, "{} edits for {changes} changes", card.edits);
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
+    team.down().await;
+}
+
+/// Sends a command to akte as the web desk would, by `bo`.
+async fn from_the_desk(harness: &Harness, ticket: &str, n: usize, action: Action) {
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let actor = Actor { source: ActorSource::Web, name: "bo".into(), id: None };
+    let command = Command { command_id: format!("desk-{n}"), ticket_id: ticket.to_owned(), actor, action };
+    franz::services::akte::send_command(&producer, &harness.topics.commands, harness.partitions, &command)
+        .await
+        .unwrap();
+}
+
+/// The id of the only ticket so far.
+async fn only_ticket(harness: &Harness) -> String {
+    let created = events_of(harness, "created", 1).await.remove(0);
+    created["ticket_id"].as_str().unwrap().to_owned()
+}
+
+/// The direct messages `user` got, once there are `n`.
+async fn direct_messages(discord: &FakeDiscord, user: &User, n: usize) -> Vec<String> {
+    wait_until(&format!("{n} direct message(s) to {}", user.username), || async {
+        discord.direct_messages(user).len() >= n
+    })
+    .await;
+    discord.direct_messages(user).iter().map(|m| m.body["content"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_submitter_is_told_by_direct_message_of_the_claim_a_public_reply_and_the_close_with_its_reason() {
+    let mut team = Team::start(2).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+
+    let claim = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
+    told(discord, &claim).await;
+    from_the_desk(harness, &ticket, 1, Action::Comment { body: "they sound upset".into(), internal: true }).await;
+    from_the_desk(harness, &ticket, 2, Action::Comment { body: "Try <@1> turning\nit off".into(), internal: false })
+        .await;
+    let close = discord.press(&ana(discord), &posted, &button(&posted, "Close"));
+    let form = answer(discord, &close, Endpoint::Callback).await;
+    let form_id = form.body["data"]["custom_id"].as_str().unwrap().to_owned();
+    told(discord, &discord.modal_submit(&ana(discord), &form_id, &[("reason", "toner replaced")])).await;
+
+    let messages = direct_messages(discord, &ponta(), 3).await;
+    assert!(messages[0].contains("printer on fire") && messages[0].contains("ana took it"), "{messages:#?}");
+    assert!(messages[1].contains("bo replied") && messages[1].contains("> it off"), "{messages:#?}");
+    assert!(!messages[1].contains("<@1>"), "no mention: {messages:#?}");
+    assert!(messages[2].contains("closed by ana") && messages[2].contains("Reason: toner replaced"), "{messages:#?}");
+    for message in discord.direct_messages(&ponta()) {
+        assert_eq!(message.body["allowed_mentions"]["parse"], json!([]));
+    }
+    // The internal note came before the close, in the same partition: had it been told, it would be here.
+    assert_eq!(discord.direct_messages(&ponta()).len(), 3, "the internal note stays with the team: {messages:#?}");
+    team.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submitter_who_refuses_direct_messages_is_skipped_once_and_not_asked_again() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.refuse_dms(&ponta());
+    let posted = submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+
+    told(discord, &discord.press(&ana(discord), &posted, &button(&posted, "Claim"))).await;
+    from_the_desk(harness, &ticket, 1, Action::Close { reason: "toner replaced".into() }).await;
+    card_shows(discord, posted.id, "the close", |c| field(c, "Reason") == Some("toner replaced")).await;
+    // The follower takes one batch after another: once the reopen is on the card, the close was dealt with.
+    from_the_desk(harness, &ticket, 2, Action::Reopen).await;
+    card_shows(discord, posted.id, "the reopen", |c| field(c, "Status") == Some("open")).await;
+
+    let refused: Vec<Received> =
+        discord.received_at(Endpoint::ChannelMessages).into_iter().filter(|r| r.status == 403).collect();
+    assert_eq!(refused.len(), 1, "the claim's message was refused, the close's not even tried: {refused:#?}");
+    assert!(discord.direct_messages(&ponta()).is_empty());
+    team.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_switch_off_the_submitter_gets_no_direct_message() {
+    let (harness, discord, data) = (Harness::new(1).await, FakeDiscord::start().await, scratch());
+    let mut config = config(&harness, data.path(), &discord);
+    config.discord.notify_submitter = false;
+    let mut team = Team { harness, discord, config, running: None, _data: data };
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+
+    told(discord, &discord.press(&ana(discord), &posted, &button(&posted, "Claim"))).await;
+    from_the_desk(harness, &ticket, 1, Action::SetPriority { priority: Priority::Urgent }).await;
+    card_shows(discord, posted.id, "the urgent priority", |c| field(c, "Priority") == Some("urgent")).await;
+    assert!(discord.received_at(Endpoint::DmChannel).is_empty(), "no direct message was even begun");
+    team.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tickets_lists_the_callers_own_tickets_privately_and_no_one_elses() {
+    let mut team = Team::start(2).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let bob = User::new(55, "bob");
+    discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    discord.command(&bob, "ticket", &[("message", "bob's secret problem")]);
+    discord.command(&ponta(), "ticket", &[("message", "vpn drops")]);
+    cards(discord, 3).await; // a card is drawn only once the store has its ticket
+    let created = events_of(harness, "created", 3).await;
+    let ids_of = |name: &str| -> Vec<String> {
+        created.iter().filter(|e| e["contact"] == name).map(|e| e["ticket_id"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let status = discord.command(&ponta(), "tickets", &[]);
+    let reply = answer(discord, &status, Endpoint::Callback).await;
+    assert_eq!((&reply.body["type"], &reply.body["data"]["flags"]), (&json!(4), &json!(64)), "{:?}", reply.body);
+    assert_eq!(reply.body["data"]["allowed_mentions"]["parse"], json!([]));
+    let text = reply.body["data"]["content"].as_str().unwrap();
+    for own in ids_of("pontatot") {
+        assert!(text.contains(&own), "{own} missing: {text}");
+    }
+    let [bobs] = ids_of("bob").try_into().unwrap();
+    assert!(!text.contains(&bobs) && !text.contains("secret"), "another user's ticket is shown: {text}");
+    assert!(text.contains("printer on fire") && text.contains("vpn drops") && text.contains("open"), "{text}");
     team.down().await;
 }

@@ -269,3 +269,17 @@ fn the_staff_channel_and_role_are_numeric_discord_ids_and_unset_by_default() {
         assert!(error.contains("discord.staff_role_id") && error.contains("Copy ID"), "{junk}: {error}");
     }
 }
+
+#[test]
+fn submitters_are_told_by_direct_message_unless_the_switch_is_off() {
+    assert!(resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().discord.notify_submitter);
+    for off in ["false", " OFF ", "0", "no"] {
+        let config = resolve(&Flags::default(), &layers(&[("DISCORD_NOTIFY_SUBMITTER", off)], &[], "")).unwrap();
+        assert!(!config.discord.notify_submitter, "{off:?}");
+    }
+    let file = resolve(&Flags::default(), &layers(&[], &[], "[discord]\nnotify_submitter = false")).unwrap();
+    assert!(!file.discord.notify_submitter, "a TOML boolean works too");
+    let error = resolve(&Flags::default(), &layers(&[("DISCORD_NOTIFY_SUBMITTER", "maybe")], &[], "")).unwrap_err();
+    let error = format!("{error:#}");
+    assert!(error.contains("discord.notify_submitter") && error.contains("true or false"), "{error}");
+}

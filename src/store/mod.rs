@@ -37,6 +37,12 @@ pub struct Store {
     applied: watch::Receiver<Progress>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
 /// How far the store has applied `ticket-events`: the next offset of each partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {

@@ -6,7 +6,8 @@
 //! URL `GET /gateway` returns). Tests script it: dispatch slash commands and modal submits
 //! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit), button presses with
 //! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave), keep the
-//! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages)), answer the next calls to an
+//! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages)) and its direct
+//! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), answer the next calls to an
 //! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
 //! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
 //! what it is sent (it is not hardened against hostile clients).
@@ -15,7 +16,7 @@ mod gateway;
 pub mod payloads;
 mod rest;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -80,6 +81,8 @@ pub enum Endpoint {
     ChannelMessages,
     /// `PATCH /channels/{id}/messages/{message}`: the bot edits its message.
     ChannelMessage,
+    /// `POST /users/@me/channels`: the bot opens (or finds) its direct-message channel with a user.
+    DmChannel,
     /// Anything else: answered 404 and recorded.
     Unknown,
 }
@@ -152,6 +155,10 @@ struct State {
     roles: HashMap<u64, Vec<u64>>,
     /// Every message bots posted to channels, in order, as it reads now (edits applied).
     messages: Vec<ChannelMessage>,
+    /// The direct-message channel of each user (by user id) a bot opened one with.
+    dm_channels: HashMap<u64, u64>,
+    /// Users who accept no direct messages from the bot: a message to them is refused (403, code 50007).
+    closed_dms: HashSet<u64>,
 }
 
 /// A message a bot posted to a channel, with its edits applied.
@@ -373,6 +380,19 @@ impl FakeDiscord {
     /// The messages bots posted to `channel_id`, in order, as they read now.
     pub fn channel_messages(&self, channel_id: u64) -> Vec<ChannelMessage> {
         self.shared.state().messages.iter().filter(|m| m.channel_id == channel_id).cloned().collect()
+    }
+
+    /// From now on, `user` accepts no direct messages from the bot, as with "Allow direct messages from server
+    /// members" turned off: the bot can open the channel, but a message there is refused (403, code 50007).
+    pub fn refuse_dms(&self, user: &User) {
+        self.shared.state().closed_dms.insert(user.id);
+    }
+
+    /// The direct messages the bot sent `user` and Discord accepted, in order.
+    pub fn direct_messages(&self, user: &User) -> Vec<ChannelMessage> {
+        let state = self.shared.state();
+        let Some(channel) = state.dm_channels.get(&user.id).copied() else { return Vec::new() };
+        state.messages.iter().filter(|m| m.channel_id == channel).cloned().collect()
     }
 
     fn roles_of(&self, user: &User) -> Vec<u64> {

@@ -22,6 +22,7 @@ const COMMAND: &str = include_str!("../../../fixtures/discord/interaction-comman
 const MODAL_SUBMIT: &str = include_str!("../../../fixtures/discord/interaction-modal-submit.json");
 const COMPONENT: &str = include_str!("../../../fixtures/discord/interaction-component.json");
 const MESSAGE: &str = include_str!("../../../fixtures/discord/message.json");
+const DM_CHANNEL: &str = include_str!("../../../fixtures/discord/dm-channel.json");
 
 /// A fixture as it is stored.
 pub fn fixture(name: &str) -> Value {
@@ -32,14 +33,22 @@ pub fn fixture(name: &str) -> Value {
         "interaction-modal-submit" => MODAL_SUBMIT,
         "interaction-component" => COMPONENT,
         "message" => MESSAGE,
+        "dm-channel" => DM_CHANNEL,
         other => panic!("no Discord fixture named {other:?}"),
     };
     serde_json::from_str(text).unwrap_or_else(|error| panic!("fixtures/discord/{name}.json is not JSON: {error}"))
 }
 
 /// The names of every fixture, for tests that check them all.
-pub const FIXTURES: [&str; 6] =
-    ["application", "ready", "interaction-command", "interaction-modal-submit", "interaction-component", "message"];
+pub const FIXTURES: [&str; 7] = [
+    "application",
+    "ready",
+    "interaction-command",
+    "interaction-modal-submit",
+    "interaction-component",
+    "message",
+    "dm-channel",
+];
 
 /// A new snowflake: milliseconds since Discord's epoch (2015) in the top bits, a counter in the low 22, so ids are
 /// unique and increase, and their timestamp is now.
@@ -160,6 +169,17 @@ pub fn channel_message(options: &Options, channel_id: u64, message_id: u64, body
         object.remove("interaction_metadata");
     }
     message
+}
+
+/// The direct-message channel with `recipient_id` (`POST /users/@me/channels`); the fake knows users by id only.
+pub fn dm_channel(channel_id: u64, recipient_id: u64) -> Value {
+    let mut channel = fixture("dm-channel");
+    channel["id"] = channel_id.to_string().into();
+    let recipient = &mut channel["recipients"][0];
+    recipient["id"] = recipient_id.to_string().into();
+    recipient["username"] = format!("user-{recipient_id}").into();
+    recipient["global_name"] = Value::Null;
+    channel
 }
 
 /// The message a follow-up or an edit creates, from the request's body.

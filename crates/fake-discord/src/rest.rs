@@ -3,7 +3,7 @@
 //!
 //! Scripted answers ([`Answer`]) and the webhook rate limit are applied here, before the normal answer. Interaction
 //! endpoints keep Discord's rules: an unknown interaction is 404 (10062), a second callback is 400 (40060), and a
-//! follow-up needs an acknowledged interaction.
+//! follow-up needs an acknowledged interaction. A message to a user who refuses direct messages is 403 (50007).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -121,6 +121,7 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::GET, ["gateway", "bot"]) => Endpoint::GatewayBot,
         (&Method::GET, ["oauth2", "applications", "@me"]) => Endpoint::CurrentApplication,
         (&Method::GET, ["users", "@me"]) => Endpoint::CurrentUser,
+        (&Method::POST, ["users", "@me", "channels"]) => Endpoint::DmChannel,
         (&Method::PUT, ["applications", application, "commands"]) => {
             return (Endpoint::GlobalCommands, owned(&[application]));
         }
@@ -161,6 +162,7 @@ fn answer(
             | Endpoint::GuildCommands
             | Endpoint::ChannelMessages
             | Endpoint::ChannelMessage
+            | Endpoint::DmChannel
             | Endpoint::Unknown
     );
     if needs_token && authorization != Some(format!("Bot {}", options.token).as_str()) {
@@ -217,6 +219,7 @@ fn answer(
         }
         Endpoint::Webhook => webhook(shared, body),
         Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, endpoint, ids, body),
+        Endpoint::DmChannel => dm_channel(shared, body),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
     }
 }
@@ -227,6 +230,11 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
     let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
     let channel_id = number(0);
     let mut state = shared.state();
+    let refused =
+        state.dm_channels.iter().any(|(user, channel)| *channel == channel_id && state.closed_dms.contains(user));
+    if endpoint == Endpoint::ChannelMessages && refused {
+        return Reply::error(403, 50007, "Cannot send messages to this user");
+    }
     if endpoint == Endpoint::ChannelMessages {
         let nonce = body.get("nonce").filter(|_| body["enforce_nonce"] == Value::Bool(true));
         let earlier = nonce.and_then(|nonce| {
@@ -250,6 +258,17 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
     }
     message.edits += 1;
     Reply::json(200, payloads::channel_message(&shared.options, channel_id, message_id, &message.body))
+}
+
+/// The direct-message channel with `recipient_id`: the same channel every time for the same user, as Discord does.
+fn dm_channel(shared: &Shared, body: &Value) -> Reply {
+    let recipient =
+        body["recipient_id"].as_str().and_then(|id| id.parse::<u64>().ok()).or(body["recipient_id"].as_u64());
+    let Some(recipient) = recipient else {
+        return Reply::error(400, 50035, "Invalid Form Body");
+    };
+    let channel = *shared.state().dm_channels.entry(recipient).or_insert_with(payloads::snowflake);
+    Reply::json(200, payloads::dm_channel(channel, recipient))
 }
 
 /// A post to a plain webhook: accepted, or 429 when the configured rate limit is used up.

@@ -80,6 +80,14 @@ pub fn status(error: &serenity::Error) -> Option<u16> {
     }
 }
 
+/// Discord's JSON error code of a refusal (50007: the user accepts no direct messages), if Discord answered one.
+pub fn code(error: &serenity::Error) -> Option<isize> {
+    match error {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(response)) => Some(response.error.code),
+        _ => None,
+    }
+}
+
 /// An error as it may be logged or shown: Discord's status, code and message, or what failed on the way there.
 /// Never the request's URL, which holds interaction tokens and the proxy's address.
 pub fn describe(error: &serenity::Error) -> String {

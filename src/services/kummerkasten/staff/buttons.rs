@@ -40,6 +40,7 @@ pub async fn handle(
     topics: &Topics,
     interaction: &serenity::Interaction,
 ) {
+    let Some(team) = settings.cards else { return };
     let (id, token, member, ask) = match interaction {
         serenity::Interaction::Component(press) => {
             let Some(ask) = pressed(&press.data.custom_id) else { return };
@@ -57,7 +58,7 @@ pub async fn handle(
             tracing::warn!(interaction = %id, %error, "could not answer a press of a card");
         }
     };
-    let Some(member) = member.filter(|m| m.roles.contains(&serenity::RoleId::new(settings.role_id))) else {
+    let Some(member) = member.filter(|m| m.roles.contains(&serenity::RoleId::new(team.role_id))) else {
         respond(private(4, "Only members of the staff role can work tickets here; nothing was changed.")).await;
         return;
     };

@@ -1,5 +1,6 @@
 //! Keeps the cards in step with `ticket-events`: the first event of a ticket posts its card, every later one edits
-//! it, whatever the source of the change (web, CLI, Discord).
+//! it, whatever the source of the change (web, CLI, Discord); and tells each ticket's submitter, by direct message,
+//! of a claim, a public reply or a close (`notify`).
 //!
 //! At-least-once with no duplicate cards: the consumer group `kummerkasten-cards` stores an offset only after
 //! Discord accepted the post or edit it led to, and a card's message id is remembered (`cards`) before that. A
@@ -9,10 +10,16 @@
 //! ticket in a batch is drawn once, in its newest state, so a busy ticket costs one edit per batch, not one per
 //! change, and a rate-limited channel coalesces even more. Cards are drawn from the ticket store after it has
 //! applied the batch; this module never decides anything about a ticket.
+//!
+//! Direct messages follow the cards of their batch, in event order, with the same at-least-once rule and a nonce
+//! from the event id. A submitter who accepts no direct messages from the bot (403, code 50007) is skipped with one
+//! log line and not asked again for an hour, so a busy ticket does not become a storm of refused requests; other
+//! permanent refusals are skipped too, and only network trouble, rate limits and server errors are retried. Events
+//! older than an hour are not told: a follower starting on a long history must not message people about the past.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use poise::serenity_prelude as serenity;
@@ -21,7 +28,8 @@ use rdkafka::message::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::cards::{Card, Cards};
-use super::{Settings, card};
+use super::notify::{self, Notice, Sent};
+use super::{Settings, Team, card};
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer};
 use crate::lifecycle::TicketState;
 use crate::schema::lifecycle::{Change, Event};
@@ -38,13 +46,18 @@ const BATCH_MAX: usize = 500;
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 /// The longest pause between two attempts at a card Discord refused or could not be reached for.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How old an event may be and still be told to its submitter.
+const NOTIFY_WITHIN: Duration = Duration::from_secs(3600);
+/// How long a submitter who refused direct messages is not asked again.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
 
-/// One record of a batch: where it is, and the ticket whose card it changes (none for a refused command or a
-/// record that is no event).
+/// One record of a batch: where it is, the ticket whose card it changes (none for a refused command or a record
+/// that is no event), and what its submitter is told, if anything.
 struct Seen {
     partition: i32,
     offset: i64,
     ticket: Option<String>,
+    notice: Option<Notice>,
 }
 
 /// Follows `topic` and keeps the cards up to date until `shutdown` is cancelled; commits what was delivered.
@@ -58,7 +71,7 @@ pub async fn run(
     let cards = Cards::open(&settings.cards_path)?;
     let consumer = group_consumer(&bootstrap, GROUP, CommitOnRevoke::default())?;
     consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
-    let poster = Poster { settings, http, cards };
+    let poster = Poster { settings, http, cards, refused: Mutex::new(HashMap::new()) };
     let result = follow(&consumer, &topic, &poster, &shutdown).await;
     // Committing and closing wait for the broker with no time limit, so they run on the blocking pool, as in
     // `kafka::relay`. On a runtime worker they stall every task queued behind them; when the broker runs in the
@@ -122,19 +135,23 @@ async fn follow(
 
 fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
     let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
+    let notice = event.as_ref().and_then(notify::notice);
     let ticket = event.filter(|e| !matches!(e.change, Change::Rejected { .. })).map(|e| e.ticket_id);
-    Seen { partition: message.partition(), offset: message.offset(), ticket }
+    Seen { partition: message.partition(), offset: message.offset(), ticket, notice }
 }
 
-/// Posts and edits cards.
+/// Posts and edits cards, and sends submitters their messages.
 struct Poster {
     settings: Settings,
     http: Arc<serenity::Http>,
     cards: Cards,
+    /// Submitters (by Discord user id) who refused a direct message, and when.
+    refused: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Poster {
-    /// Brings every card the batch touches up to date, once per ticket; `false` if shutdown came first.
+    /// Brings every card the batch touches up to date, once per ticket, then tells the submitters; `false` if
+    /// shutdown came first.
     async fn deliver(&self, batch: &[Seen], shutdown: &CancellationToken) -> bool {
         let mut needed: HashMap<i32, i64> = HashMap::new();
         for seen in batch {
@@ -144,6 +161,23 @@ impl Poster {
         if !self.store_has(&needed, shutdown).await {
             return false;
         }
+        if let Some(team) = self.settings.cards
+            && !self.draw(team, batch, shutdown).await
+        {
+            return false;
+        }
+        if self.settings.notify_submitter {
+            for notice in batch.iter().filter_map(|s| s.notice.as_ref()) {
+                if !self.tell(notice, shutdown).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Brings the card of every ticket in the batch up to date; `false` if shutdown came first.
+    async fn draw(&self, team: Team, batch: &[Seen], shutdown: &CancellationToken) -> bool {
         let mut tickets: Vec<&str> = Vec::new();
         for ticket in batch.iter().filter_map(|s| s.ticket.as_deref()) {
             if !tickets.contains(&ticket) {
@@ -153,7 +187,7 @@ impl Poster {
         for ticket in tickets {
             let mut backoff = Duration::from_secs(1);
             loop {
-                match self.show(ticket).await {
+                match self.show(team, ticket).await {
                     Ok(()) => break,
                     Err(error) => {
                         tracing::warn!(ticket, "the card could not be updated: {error:#}; trying again in {backoff:?}");
@@ -183,12 +217,76 @@ impl Poster {
         }
     }
 
+    /// Tells the submitter of the notice's ticket what happened, retrying what is worth retrying; `false` if
+    /// shutdown came first.
+    async fn tell(&self, notice: &Notice, shutdown: &CancellationToken) -> bool {
+        if !notify::is_recent(notice, chrono::Utc::now(), NOTIFY_WITHIN) {
+            tracing::debug!(ticket = %notice.ticket_id, "an event older than {NOTIFY_WITHIN:?}: its submitter is not told");
+            return true;
+        }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.tell_once(notice).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    let ticket = &notice.ticket_id;
+                    tracing::warn!(
+                        ticket,
+                        "the submitter could not be told yet: {error:#}; trying again in {backoff:?}"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// One attempt at telling a submitter: `Ok` when it is done with (sent, or skipped for good).
+    async fn tell_once(&self, notice: &Notice) -> anyhow::Result<()> {
+        let Some(state) = self.ticket(&notice.ticket_id).await? else { return Ok(()) };
+        // Only a ticket from Discord has a submitter the bot can write to.
+        let Some(user) = state.contact_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { return Ok(()) };
+        let ticket = state.id.as_str();
+        if self.refused_lately(user) {
+            tracing::debug!(ticket, user, "the submitter refused direct messages lately; not asked again yet");
+            return Ok(());
+        }
+        match notify::send(&self.http, user, &notify::message(notice, &state)).await {
+            Ok(Sent::Delivered) => Ok(()),
+            Ok(Sent::Refused) => {
+                self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
+                tracing::info!(
+                    ticket,
+                    user,
+                    "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
+                     asked again for {REFUSAL_MEMORY:?}"
+                );
+                Ok(())
+            }
+            Ok(Sent::Dropped(why)) => {
+                tracing::warn!(ticket, user, "Discord refused the message to the submitter for good: {why}");
+                Ok(())
+            }
+            Err(error) => Err(anyhow::anyhow!("{}", connect::describe(&error))),
+        }
+    }
+
+    /// Whether `user` refused a direct message within [`REFUSAL_MEMORY`]; forgets older refusals.
+    fn refused_lately(&self, user: u64) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.retain(|_, at| at.elapsed() < REFUSAL_MEMORY);
+        refused.contains_key(&user)
+    }
+
     /// Posts or edits the card of `ticket` to show its current state.
-    async fn show(&self, ticket: &str) -> anyhow::Result<()> {
+    async fn show(&self, team: Team, ticket: &str) -> anyhow::Result<()> {
         let Some(state) = self.ticket(ticket).await? else {
             return Ok(()); // an event for a ticket that was never created: nothing to show
         };
-        let channel = self.settings.channel_id;
+        let channel = team.channel_id;
         match self.cards.get(channel, &state.id).await? {
             Some(card) if card.version >= state.version => Ok(()),
             Some(card) => {
@@ -198,17 +296,16 @@ impl Poster {
                     Ok(_) => self.cards.put(channel, &state.id, Card { version: state.version, ..card }).await,
                     // Someone deleted the card: the ticket gets a new one.
                     Err(error) if connect::status(&error) == Some(404) => {
-                        self.post(&state, &format!("{}:{}", state.id, state.version)).await
+                        self.post(channel, &state, &format!("{}:{}", state.id, state.version)).await
                     }
                     Err(error) => Err(anyhow::anyhow!("{}{}", connect::describe(&error), hint(&error))),
                 }
             }
-            None => self.post(&state, &state.id).await,
+            None => self.post(channel, &state, &state.id).await,
         }
     }
 
-    async fn post(&self, state: &TicketState, nonce_of: &str) -> anyhow::Result<()> {
-        let channel = self.settings.channel_id;
+    async fn post(&self, channel: u64, state: &TicketState, nonce_of: &str) -> anyhow::Result<()> {
         let body = card::message(state, Some(&nonce(nonce_of)));
         let message = self
             .http
@@ -242,8 +339,8 @@ fn hint(error: &serenity::Error) -> &'static str {
     }
 }
 
-/// A message nonce (at most 25 characters) derived from `seed`: the same card post always carries the same one.
-fn nonce(seed: &str) -> String {
+/// A message nonce (at most 25 characters) derived from `seed`: the same post always carries the same one.
+pub(super) fn nonce(seed: &str) -> String {
     let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
     id[..25].to_owned()
 }

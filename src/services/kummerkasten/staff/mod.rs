@@ -1,28 +1,30 @@
 //! The staff side of the bot: a card per ticket in the staff channel, kept up to date, whose buttons work the
-//! ticket through akte.
+//! ticket through akte; and direct messages that keep each ticket's submitter informed.
 //!
-//! `card` builds a card from a ticket's state (pure), `cards` remembers which message is whose card, `follow` posts
-//! and edits cards from `ticket-events`, and `buttons` turns presses of staff members into lifecycle commands. The
-//! gateway session is kummerkasten's own (one per bot), so this module has no task of its own beyond `follow`; it
-//! reads tickets from the ticket store and never writes it.
+//! `card` builds a card from a ticket's state (pure), `cards` remembers which message is whose card, `notify` says
+//! what a submitter is told (pure) and sends it, `follow` posts and edits cards and sends those messages from
+//! `ticket-events`, and `buttons` turns presses of staff members into lifecycle commands. The gateway session is
+//! kummerkasten's own (one per bot), so this module has no task of its own beyond `follow`; it reads tickets from
+//! the ticket store and never writes it.
 
 pub mod buttons;
 pub mod card;
 pub mod cards;
 pub mod follow;
+pub mod notify;
 
 use std::path::PathBuf;
 
 use crate::store::Store;
 
-/// What the staff side needs.
+/// What the staff side needs. It runs when there are cards, or messages to submitters, or both.
 #[derive(Clone)]
 pub struct Settings {
-    /// Where the cards go.
-    pub channel_id: u64,
-    /// Who may press their buttons.
-    pub role_id: u64,
-    /// The ticket store the cards are drawn from, and where akte's answers to presses appear.
+    /// Where the cards go and who may press their buttons; `None` without a staff channel and role.
+    pub cards: Option<Team>,
+    /// Whether submitters get a direct message when their ticket is claimed, answered publicly or closed.
+    pub notify_submitter: bool,
+    /// The ticket store the cards and messages are drawn from, and where akte's answers to presses appear.
     pub store: Store,
     /// The card memory (`cards`), a file beside the ticket store.
     pub cards_path: PathBuf,
@@ -30,12 +32,21 @@ pub struct Settings {
     pub partitions: i32,
 }
 
+/// The team's place in Discord: the staff channel and the staff role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Team {
+    /// Where the cards go.
+    pub channel_id: u64,
+    /// Who may press their buttons.
+    pub role_id: u64,
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("staff::Settings")
-            .field("channel_id", &self.channel_id)
-            .field("role_id", &self.role_id)
-            .field("store", &self.store.path())
+            .field("cards", &self.cards)
+            .field("notify_submitter", &self.notify_submitter)
+            .field("store", &self.store)
             .field("cards_path", &self.cards_path)
             .field("partitions", &self.partitions)
             .finish()
