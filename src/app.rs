@@ -74,7 +74,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
 
     let mut tasks = JoinSet::new();
     let metrics = Arc::new(Metrics::new());
-    let store = match config.services.iter().any(|s| services::uses_store(*s)) {
+    let store = match config.services.iter().any(|s| services::uses_store(*s, config)) {
         false => None,
         true => {
             let path = store_path(&broker, config);

@@ -129,6 +129,17 @@ pub struct Discord {
     /// keeps the limits for every bot behind it. Unset, the bot calls discord.com itself.
     #[serde(deserialize_with = "parse::api_proxy")]
     pub api_proxy: Option<String>,
+    /// The channel where the bot posts a card per ticket, with Claim and Close buttons (a numeric id); unset, there
+    /// are no cards. Needs `staff_role_id` too.
+    #[serde(deserialize_with = "parse::snowflake")]
+    pub staff_channel_id: Option<u64>,
+    /// The role whose members may press the cards' buttons (a numeric id); anyone else is refused.
+    #[serde(deserialize_with = "parse::snowflake")]
+    pub staff_role_id: Option<u64>,
+    /// Whether the bot sends a ticket's submitter a direct message when the ticket is claimed, gets a public reply,
+    /// or is closed (with the reason). On by default; needs the ticket store (akte or the desk in this process).
+    #[serde(deserialize_with = "parse::boolean")]
+    pub notify_submitter: bool,
 }
 
 /// The desk's settings.
@@ -311,6 +322,9 @@ impl Default for Discord {
             webhook_url: None,
             cooldown: Duration::from_secs(10),
             api_proxy: None,
+            staff_channel_id: None,
+            staff_role_id: None,
+            notify_submitter: true,
         }
     }
 }

@@ -44,6 +44,8 @@ impl Bot {
             guild_id: Some(discord.options().guild_id),
             cooldown,
             api_proxy: Some(discord.api_base()),
+            staff: None,
+            store: None,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(kummerkasten::run(settings, shutdown.clone()));
@@ -399,6 +401,7 @@ fn every_payload_of_the_fake_deserializes_as_serenity_models() {
             "application" => serde_json::from_value::<serenity::CurrentApplicationInfo>(value).map(drop),
             "ready" => serde_json::from_value::<serenity::Ready>(value).map(drop),
             "message" => serde_json::from_value::<serenity::Message>(value).map(drop),
+            "dm-channel" => serde_json::from_value::<serenity::PrivateChannel>(value).map(drop),
             _ => serde_json::from_value::<serenity::Interaction>(value).map(drop),
         };
         parsed.unwrap_or_else(|error| panic!("fixtures/discord/{name}.json: {error}"));
@@ -413,11 +416,20 @@ fn every_payload_of_the_fake_deserializes_as_serenity_models() {
         }
         other => panic!("not a command: {other:?}"),
     }
-    let submit = payloads::modal_submit(&options, &call, &ponta(), "form", &[("message", "hi")]);
-    assert!(matches!(
-        serde_json::from_value::<serenity::Interaction>(submit).unwrap(),
-        serenity::Interaction::Modal(_)
-    ));
+    let submit = payloads::modal_submit(&options, &call, &ponta(), &[7], "form", &[("message", "hi")]);
+    match serde_json::from_value::<serenity::Interaction>(submit).unwrap() {
+        serenity::Interaction::Modal(submit) => {
+            assert_eq!(submit.member.unwrap().roles, [serenity::RoleId::new(7)], "the member's roles arrive")
+        }
+        other => panic!("not a modal submit: {other:?}"),
+    }
+    let press = payloads::button(&options, &call, &ponta(), &[], (9, 10), "franz:claim:t-1");
+    match serde_json::from_value::<serenity::Interaction>(press).unwrap() {
+        serenity::Interaction::Component(press) => {
+            assert_eq!((press.data.custom_id.as_str(), press.message.id.get()), ("franz:claim:t-1", 10));
+        }
+        other => panic!("not a button press: {other:?}"),
+    }
     let ready = payloads::ready(&options, "session", "ws://127.0.0.1:1");
     assert_eq!(serde_json::from_value::<serenity::Ready>(ready).unwrap().application.id.get(), options.application_id);
 }

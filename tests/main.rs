@@ -20,6 +20,8 @@ mod intake;
 mod kummerkasten;
 /// The Discord bot end to end through the fake Discord: gateway, interactions, faults, shutdown.
 mod kummerkasten_discord;
+/// The staff side in Discord through the fake: one card per ticket, Claim and Close, who may press them.
+mod kummerkasten_staff;
 /// /metrics (promtool, names, counters, lag), /healthz and /readyz of a running franz.
 mod ops;
 /// The binary as separate processes: scale-out and start-up errors.

@@ -88,13 +88,19 @@ impl Harness {
     pub async fn read(&self, topic: &str, n: i64) -> Vec<OwnedMessage> {
         wait_until(&format!("{n} records on {topic}"), || async { self.count(topic).await >= n }).await;
         let total = self.count(topic).await;
-        let consumer: StreamConsumer = consumer_config(&self.bootstrap).set("group.id", "reader").create().unwrap();
+        // A reader commits nothing: it only looks.
+        let consumer: StreamConsumer = consumer_config(&self.bootstrap)
+            .set("group.id", "reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
         consumer.assign(&partitions_at(topic, self.partitions, rdkafka::Offset::Beginning)).unwrap();
         let mut messages = Vec::new();
         while (messages.len() as i64) < total {
             let message = tokio::time::timeout(PATIENCE, consumer.recv()).await.expect("records arrive").unwrap();
             messages.push(message.detach());
         }
+        close(consumer).await;
         messages
     }
 
@@ -102,6 +108,12 @@ impl Harness {
     pub async fn read_json(&self, topic: &str, n: i64) -> Vec<serde_json::Value> {
         self.read(topic, n).await.iter().map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap()).collect()
     }
+}
+
+/// Closes a consumer on the blocking pool. Closing a consumer of a group waits for the broker with no time limit;
+/// on a runtime worker it would stall the tasks queued behind it, the in-process broker's among them.
+pub async fn close<C: rdkafka::consumer::ConsumerContext + 'static>(consumer: StreamConsumer<C>) {
+    tokio::task::spawn_blocking(move || drop(consumer)).await.expect("the consumer closes");
 }
 
 /// Polls `condition` until it holds; fails the test after [`PATIENCE`], naming what it waited for.
@@ -220,11 +232,9 @@ impl Started {
         Started(Some(franz::app::start(config, shutdown).await.expect("franz starts")))
     }
 
-    /// Stops franz and returns how its services ended.
+    /// Stops franz and returns how its services ended; fails the test if that takes longer than [`PATIENCE`].
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        let running = self.0.take().expect("running");
-        running.shutdown.cancel();
-        running.wait().await
+        stop(self.0.take().expect("running")).await
     }
 }
 
@@ -239,12 +249,50 @@ impl std::ops::Deref for Started {
 impl Drop for Started {
     fn drop(&mut self) {
         if let Some(running) = self.0.take() {
-            running.shutdown.cancel();
-            tokio::task::block_in_place(|| {
-                tokio::runtime::Handle::current().block_on(async {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
-                })
-            });
+            stop_from_drop(running);
         }
+    }
+}
+
+/// Stops a running franz and returns how its services ended; fails the test, naming the wait, if stopping takes
+/// longer than [`PATIENCE`].
+pub async fn stop(running: franz::app::Running) -> anyhow::Result<()> {
+    running.shutdown.cancel();
+    tokio::time::timeout(PATIENCE, running.wait())
+        .await
+        .unwrap_or_else(|_| panic!("franz did not stop within {PATIENCE:?}"))
+}
+
+/// Stops a running franz from a `Drop`: a test that fails must stop franz while the broker still runs, since
+/// consumers dropped with the broker gone would wait for it forever, and the failure would become a hang.
+pub fn stop_from_drop(running: franz::app::Running) {
+    running.shutdown.cancel();
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(30), running.wait()).await;
+        })
+    });
+}
+
+/// Runs `test` on a runtime with a single worker thread, on a thread of its own, and fails after `limit` if it has
+/// not finished. With one worker, a service that blocks its thread on a broker running in the same process
+/// deadlocks every time instead of now and then; no timer on that runtime could fire then, so the limit is kept
+/// from outside it, and the test fails instead of hanging (the stuck thread is abandoned).
+pub fn on_one_worker<F, Fut>(limit: Duration, test: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let runner = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(test());
+    });
+    let deadline = Instant::now() + limit;
+    while !runner.is_finished() {
+        assert!(Instant::now() < deadline, "the test did not finish within {limit:?}: its runtime is blocked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Err(panic) = runner.join() {
+        std::panic::resume_unwind(panic);
     }
 }

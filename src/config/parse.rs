@@ -167,6 +167,27 @@ pub(super) fn guild_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     Ok(Some(id))
 }
 
+/// A Discord channel or role id (a numeric snowflake), as Discord's "Copy Channel ID" / "Copy Role ID" gives it.
+pub(super) fn snowflake<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let value = text(deserializer)?;
+    match value.trim().parse::<u64>() {
+        Ok(id) if id > 0 => Ok(Some(id)),
+        _ => Err(de::Error::custom(format!(
+            "{value:?} is not a numeric Discord id (turn on Developer Mode, then right-click → Copy ID)"
+        ))),
+    }
+}
+
+/// A switch: `true` or `false` (also `1`/`0`, `yes`/`no`, `on`/`off`, in any case).
+pub(super) fn boolean<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    let value = text(deserializer)?;
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(de::Error::custom(format!("{value:?} is not a switch; write true or false"))),
+    }
+}
+
 /// The bot's REST proxy: an http(s) URL with a host and at most a path. Credentials are refused, as serenity sends
 /// the bot token in the `Authorization` header and a proxy could not get any other; a query or fragment would end
 /// up in the middle of every API path. The text is never echoed, in case it holds a secret anyway.

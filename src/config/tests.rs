@@ -274,3 +274,34 @@ fn the_discord_api_proxy_is_an_http_url_without_credentials_and_never_echoed() {
         assert!(error.contains(says) && !error.contains("sekrit"), "{junk}: {error}");
     }
 }
+
+#[test]
+fn the_staff_channel_and_role_are_numeric_discord_ids_and_unset_by_default() {
+    let env = [("DISCORD_STAFF_CHANNEL_ID", " 1177000000000000077 "), ("DISCORD_STAFF_ROLE_ID", "1177000000000000088")];
+    let config = resolve(&Flags::default(), &layers(&env, &[], "")).unwrap();
+    assert_eq!(
+        (config.discord.staff_channel_id, config.discord.staff_role_id),
+        (Some(1177000000000000077), Some(1177000000000000088))
+    );
+    let unset = resolve(&Flags::default(), &layers(&[], &[], "")).unwrap();
+    assert_eq!((unset.discord.staff_channel_id, unset.discord.staff_role_id), (None, None));
+    for junk in ["#support", "0", "-5"] {
+        let error = resolve(&Flags::default(), &layers(&[("DISCORD_STAFF_ROLE_ID", junk)], &[], "")).unwrap_err();
+        let error = format!("{error:#}");
+        assert!(error.contains("discord.staff_role_id") && error.contains("Copy ID"), "{junk}: {error}");
+    }
+}
+
+#[test]
+fn submitters_are_told_by_direct_message_unless_the_switch_is_off() {
+    assert!(resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().discord.notify_submitter);
+    for off in ["false", " OFF ", "0", "no"] {
+        let config = resolve(&Flags::default(), &layers(&[("DISCORD_NOTIFY_SUBMITTER", off)], &[], "")).unwrap();
+        assert!(!config.discord.notify_submitter, "{off:?}");
+    }
+    let file = resolve(&Flags::default(), &layers(&[], &[], "[discord]\nnotify_submitter = false")).unwrap();
+    assert!(!file.discord.notify_submitter, "a TOML boolean works too");
+    let error = resolve(&Flags::default(), &layers(&[("DISCORD_NOTIFY_SUBMITTER", "maybe")], &[], "")).unwrap_err();
+    let error = format!("{error:#}");
+    assert!(error.contains("discord.notify_submitter") && error.contains("true or false"), "{error}");
+}

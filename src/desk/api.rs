@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{Desk, staff};
 use crate::lifecycle::NAME_MAX;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Event};
-use crate::services::akte::ticket_partition;
+use crate::services::akte::send_command;
 use crate::store::query::{self, Filter};
 
 /// The largest request body: a command with a 4,000-character comment fits many times over.
@@ -304,34 +304,14 @@ pub(super) async fn submit(desk: &Shared, command: &Command) -> Result<Event, Ap
 
 /// Publishes a command on its ticket's partition of the commands topic.
 async fn publish(desk: &Shared, command: &Command) -> Result<(), ApiError> {
-    let payload = serde_json::to_vec(command).map_err(ApiError::internal)?;
-    let partition = ticket_partition(&command.ticket_id, desk.partitions);
-    let record = rdkafka::producer::FutureRecord::to(&desk.topics.commands)
-        .key(&command.ticket_id)
-        .payload(&payload)
-        .partition(partition);
-    desk.producer.send(record, crate::kafka::DELIVERY_TIMEOUT).await.map_err(|(error, _)| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the broker did not take the command: {error}"))
-    })?;
-    Ok(())
+    send_command(&desk.producer, &desk.topics.commands, desk.partitions, command).await.map_err(|error| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the broker did not take the command: {error:#}"))
+    })
 }
 
 /// Waits until the store holds the event that answers command `command_id` of ticket `ticket_id`.
 async fn answer(desk: &Shared, ticket_id: &str, command_id: &str) -> Result<Option<Event>, ApiError> {
-    let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
-    let mut progress = desk.store.progress();
-    loop {
-        progress.borrow_and_update();
-        let (ticket, command) = (ticket_id.to_owned(), command_id.to_owned());
-        let found = read(desk, move |conn| query::answer(conn, &ticket, &command).map_err(ApiError::internal)).await?;
-        if let Some(event) = found {
-            return Ok(Some(event));
-        }
-        match tokio::time::timeout_at(deadline, progress.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Ok(None),
-        }
-    }
+    desk.store.answer(ticket_id, command_id, ANSWER_TIMEOUT).await.map_err(ApiError::internal)
 }
 
 /// The team's numbers: the status counts as of now, the rest as of `as_of` (see `numbers`).

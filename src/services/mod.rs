@@ -65,7 +65,12 @@ pub async fn plan(service: Service, context: &Context<'_>) -> anyhow::Result<Pla
     }
 }
 
-/// Whether a service reads the ticket store.
-pub fn uses_store(service: Service) -> bool {
-    matches!(service, Service::Akte | Service::Desk)
+/// Whether a service reads the ticket store: akte and the desk always; the bot when it runs, for `/tickets`, and for
+/// the staff cards and the submitters' direct messages when they are on.
+pub fn uses_store(service: Service, config: &Config) -> bool {
+    match service {
+        Service::Akte | Service::Desk => true,
+        Service::Kummerkasten => config.discord.token.is_some(),
+        Service::Aufbereitung | Service::Absturz => false,
+    }
 }

@@ -37,6 +37,12 @@ pub struct Store {
     applied: watch::Receiver<Progress>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
 /// How far the store has applied `ticket-events`: the next offset of each partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -105,6 +111,35 @@ impl Store {
     /// What has been applied so far.
     pub fn progress(&self) -> watch::Receiver<Progress> {
         self.applied.clone()
+    }
+
+    /// Waits until the store holds the event that answers command `command_id` of ticket `ticket_id` (akte's
+    /// decision), or `timeout` passes (then `None`).
+    pub async fn answer(
+        &self,
+        ticket_id: &str,
+        command_id: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Option<Event>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut progress = self.applied.clone();
+        loop {
+            progress.borrow_and_update();
+            let (store, ticket, id) = (self.clone(), ticket_id.to_owned(), command_id.to_owned());
+            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Event>> {
+                let conn = store.reader()?;
+                Ok(query::answer(&conn, &ticket, &id)?)
+            })
+            .await
+            .context("a read of the ticket store ended abnormally")??;
+            if found.is_some() {
+                return Ok(found);
+            }
+            match tokio::time::timeout_at(deadline, progress.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            }
+        }
     }
 
     /// Waits until `ready` holds for the store's progress, or `timeout` passes (then `false`).

@@ -131,6 +131,15 @@ fn fts_query(text: &str) -> String {
         .join(" ")
 }
 
+/// The newest `limit` tickets of one submitter, by their id at the source (a Discord user id), newest first.
+pub fn by_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE contact_id = ?1 ORDER BY seq DESC LIMIT ?2");
+    let mut statement = conn.prepare_cached(&sql)?;
+    let limit = i64::try_from(limit.min(PAGE_MAX)).unwrap_or(0);
+    let rows = statement.query_map(rusqlite::params![contact_id, limit], ticket_from_row)?;
+    rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
+}
+
 /// One ticket.
 pub fn ticket(conn: &Connection, id: &str) -> rusqlite::Result<Option<TicketState>> {
     conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"))?

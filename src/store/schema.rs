@@ -37,6 +37,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_priority ON tickets (priority, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_origin ON tickets (origin, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_created ON tickets (created_at);
+CREATE INDEX IF NOT EXISTS tickets_by_contact_id ON tickets (contact_id, seq);
 CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -104,10 +105,16 @@ pub fn prepare(conn: &mut Connection, topic: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The indexes that only the desk's filters use: a rebuild from an empty store drops them and builds them once at
+/// The indexes that only the desk's filters (and the bot's `/tickets`) use: a rebuild from an empty store drops them and builds them once at
 /// the end, which is much cheaper than keeping them up to date row by row.
-const FILTER_INDEXES: [&str; 5] =
-    ["tickets_by_status", "tickets_by_assignee", "tickets_by_priority", "tickets_by_origin", "tickets_by_created"];
+const FILTER_INDEXES: [&str; 6] = [
+    "tickets_by_status",
+    "tickets_by_assignee",
+    "tickets_by_priority",
+    "tickets_by_origin",
+    "tickets_by_created",
+    "tickets_by_contact_id",
+];
 
 /// Drops the filter indexes for a bulk rebuild.
 pub fn drop_filter_indexes(conn: &Connection) -> rusqlite::Result<()> {

@@ -221,6 +221,27 @@ fn filters_narrow_the_list() {
 }
 
 #[test]
+fn a_submitters_tickets_are_found_by_their_id_newest_first_and_no_one_elses() {
+    let from = |id: &str, user: Option<&str>| Ticket { contact_id: user.map(String::from), ..ticket(id, "a") };
+    let events = decided(&[
+        Command::create(from("t1", Some("42"))),
+        Command::create(from("t2", Some("7"))),
+        Command::create(from("t3", Some("42"))),
+        Command::create(from("t4", None)),
+    ]);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let ids = |user: &str, limit: usize| -> Vec<String> {
+        query::by_contact(&conn, user, limit).unwrap().into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids("42", 10), ["t3", "t1"]);
+    assert_eq!(ids("42", 1), ["t3"]);
+    assert_eq!(ids("7", 10), ["t2"]);
+    assert!(ids("", 10).is_empty() && ids("99", 10).is_empty());
+}
+
+#[test]
 fn stats_count_statuses_time_to_claim_days_labels_and_closers() {
     let events = decided(&[
         Command::create(ticket("t1", "a")),

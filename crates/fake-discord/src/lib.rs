@@ -4,7 +4,10 @@
 //! [`FakeDiscord::start`] binds two loopback ports, one for REST (hand its [`api_base`](FakeDiscord::api_base) to a
 //! bot as its REST proxy, or its [`webhook_url`](FakeDiscord::webhook_url) to absturz) and one for the gateway (the
 //! URL `GET /gateway` returns). Tests script it: dispatch slash commands and modal submits
-//! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit)), answer the next calls to an
+//! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit), button presses with
+//! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave), keep the
+//! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages)) and its direct
+//! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), answer the next calls to an
 //! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
 //! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
 //! what it is sent (it is not hardened against hostile clients).
@@ -13,7 +16,7 @@ mod gateway;
 pub mod payloads;
 mod rest;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -74,6 +77,12 @@ pub enum Endpoint {
     Original,
     /// `POST /webhooks/{id}/{token}` of any other webhook (absturz's alerts).
     Webhook,
+    /// `POST /channels/{id}/messages`: the bot posts a message (a staff card).
+    ChannelMessages,
+    /// `PATCH /channels/{id}/messages/{message}`: the bot edits its message.
+    ChannelMessage,
+    /// `POST /users/@me/channels`: the bot opens (or finds) its direct-message channel with a user.
+    DmChannel,
     /// Anything else: answered 404 and recorded.
     Unknown,
 }
@@ -142,6 +151,25 @@ struct State {
     window: Option<(Instant, u32)>,
     interactions: HashMap<u64, InteractionState>,
     gateway: gateway::State,
+    /// The roles of each member (by user id), as interactions from them carry.
+    roles: HashMap<u64, Vec<u64>>,
+    /// Every message bots posted to channels, in order, as it reads now (edits applied).
+    messages: Vec<ChannelMessage>,
+    /// The direct-message channel of each user (by user id) a bot opened one with.
+    dm_channels: HashMap<u64, u64>,
+    /// Users who accept no direct messages from the bot: a message to them is refused (403, code 50007).
+    closed_dms: HashSet<u64>,
+}
+
+/// A message a bot posted to a channel, with its edits applied.
+#[derive(Debug, Clone)]
+pub struct ChannelMessage {
+    pub id: u64,
+    pub channel_id: u64,
+    /// The fields the bot sent (`content`, `embeds`, `components`, …), later edits overwriting earlier values.
+    pub body: Value,
+    /// How many times it was edited.
+    pub edits: u32,
 }
 
 /// What the REST and gateway tasks share with the handle.
@@ -328,9 +356,47 @@ impl FakeDiscord {
     /// `user` submits the modal `custom_id` with these text inputs: an INTERACTION_CREATE of type 5.
     pub fn modal_submit(&self, user: &User, custom_id: &str, fields: &[(&str, &str)]) -> Interaction {
         let interaction = self.new_interaction();
-        let payload = payloads::modal_submit(&self.shared.options, &interaction, user, custom_id, fields);
+        let roles = self.roles_of(user);
+        let payload = payloads::modal_submit(&self.shared.options, &interaction, user, &roles, custom_id, fields);
         gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
         interaction
+    }
+
+    /// `user` presses the button `custom_id` on `message`: an INTERACTION_CREATE of type 3.
+    pub fn press(&self, user: &User, message: &ChannelMessage, custom_id: &str) -> Interaction {
+        let interaction = self.new_interaction();
+        let roles = self.roles_of(user);
+        let at = (message.channel_id, message.id);
+        let payload = payloads::button(&self.shared.options, &interaction, user, &roles, at, custom_id);
+        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+        interaction
+    }
+
+    /// From now on, `user`'s interactions say they are a member with the role `role_id`.
+    pub fn grant_role(&self, user: &User, role_id: u64) {
+        self.shared.state().roles.entry(user.id).or_default().push(role_id);
+    }
+
+    /// The messages bots posted to `channel_id`, in order, as they read now.
+    pub fn channel_messages(&self, channel_id: u64) -> Vec<ChannelMessage> {
+        self.shared.state().messages.iter().filter(|m| m.channel_id == channel_id).cloned().collect()
+    }
+
+    /// From now on, `user` accepts no direct messages from the bot, as with "Allow direct messages from server
+    /// members" turned off: the bot can open the channel, but a message there is refused (403, code 50007).
+    pub fn refuse_dms(&self, user: &User) {
+        self.shared.state().closed_dms.insert(user.id);
+    }
+
+    /// The direct messages the bot sent `user` and Discord accepted, in order.
+    pub fn direct_messages(&self, user: &User) -> Vec<ChannelMessage> {
+        let state = self.shared.state();
+        let Some(channel) = state.dm_channels.get(&user.id).copied() else { return Vec::new() };
+        state.messages.iter().filter(|m| m.channel_id == channel).cloned().collect()
+    }
+
+    fn roles_of(&self, user: &User) -> Vec<u64> {
+        self.shared.state().roles.get(&user.id).cloned().unwrap_or_default()
     }
 
     /// Dispatches any event as it is (for payloads the helpers above do not build).

@@ -20,7 +20,9 @@ const APPLICATION: &str = include_str!("../../../fixtures/discord/application.js
 const READY: &str = include_str!("../../../fixtures/discord/ready.json");
 const COMMAND: &str = include_str!("../../../fixtures/discord/interaction-command.json");
 const MODAL_SUBMIT: &str = include_str!("../../../fixtures/discord/interaction-modal-submit.json");
+const COMPONENT: &str = include_str!("../../../fixtures/discord/interaction-component.json");
 const MESSAGE: &str = include_str!("../../../fixtures/discord/message.json");
+const DM_CHANNEL: &str = include_str!("../../../fixtures/discord/dm-channel.json");
 
 /// A fixture as it is stored.
 pub fn fixture(name: &str) -> Value {
@@ -29,14 +31,24 @@ pub fn fixture(name: &str) -> Value {
         "ready" => READY,
         "interaction-command" => COMMAND,
         "interaction-modal-submit" => MODAL_SUBMIT,
+        "interaction-component" => COMPONENT,
         "message" => MESSAGE,
+        "dm-channel" => DM_CHANNEL,
         other => panic!("no Discord fixture named {other:?}"),
     };
     serde_json::from_str(text).unwrap_or_else(|error| panic!("fixtures/discord/{name}.json is not JSON: {error}"))
 }
 
 /// The names of every fixture, for tests that check them all.
-pub const FIXTURES: [&str; 5] = ["application", "ready", "interaction-command", "interaction-modal-submit", "message"];
+pub const FIXTURES: [&str; 7] = [
+    "application",
+    "ready",
+    "interaction-command",
+    "interaction-modal-submit",
+    "interaction-component",
+    "message",
+    "dm-channel",
+];
 
 /// A new snowflake: milliseconds since Discord's epoch (2015) in the top bits, a counter in the low 22, so ids are
 /// unique and increase, and their timestamp is now.
@@ -74,7 +86,7 @@ pub fn ready(options: &Options, session_id: &str, resume_gateway_url: &str) -> V
 }
 
 /// What an interaction from `user` in the fake's guild and channel has in common, whatever its type.
-fn interaction(mut payload: Value, options: &Options, interaction: &Interaction, user: &User) -> Value {
+fn interaction(mut payload: Value, options: &Options, interaction: &Interaction, user: &User, roles: &[u64]) -> Value {
     let (guild, channel) = (options.guild_id.to_string(), options.channel_id.to_string());
     payload["id"] = interaction.id.to_string().into();
     payload["token"] = interaction.token.clone().into();
@@ -85,6 +97,7 @@ fn interaction(mut payload: Value, options: &Options, interaction: &Interaction,
     payload["channel"]["id"] = channel.into();
     payload["channel"]["guild_id"] = guild.clone().into();
     payload["authorizing_integration_owners"] = json!({"0": guild});
+    payload["member"]["roles"] = roles.iter().map(|r| Value::from(r.to_string())).collect();
     let member_user = &mut payload["member"]["user"];
     member_user["id"] = user.id.to_string().into();
     member_user["username"] = user.username.clone().into();
@@ -94,7 +107,7 @@ fn interaction(mut payload: Value, options: &Options, interaction: &Interaction,
 
 /// INTERACTION_CREATE of type 2 (application command): `/name` with string options.
 pub fn command(options: &Options, call: &Interaction, user: &User, name: &str, values: &[(&str, &str)]) -> Value {
-    let mut payload = interaction(fixture("interaction-command"), options, call, user);
+    let mut payload = interaction(fixture("interaction-command"), options, call, user, &[]);
     payload["data"]["name"] = name.into();
     payload["data"]["guild_id"] = options.guild_id.to_string().into();
     payload["data"]["options"] =
@@ -107,16 +120,66 @@ pub fn modal_submit(
     options: &Options,
     call: &Interaction,
     user: &User,
+    roles: &[u64],
     custom_id: &str,
     fields: &[(&str, &str)],
 ) -> Value {
-    let mut payload = interaction(fixture("interaction-modal-submit"), options, call, user);
+    let mut payload = interaction(fixture("interaction-modal-submit"), options, call, user, roles);
     payload["data"]["custom_id"] = custom_id.into();
     payload["data"]["components"] = fields
         .iter()
         .map(|(id, value)| json!({"type": 1, "components": [{"type": 4, "custom_id": id, "value": value}]}))
         .collect();
     payload
+}
+
+/// INTERACTION_CREATE of type 3 (message component): a press of the button `custom_id` on the message `message_id`
+/// in `channel_id`, by a member with `roles`.
+pub fn button(
+    options: &Options,
+    call: &Interaction,
+    user: &User,
+    roles: &[u64],
+    (channel_id, message_id): (u64, u64),
+    custom_id: &str,
+) -> Value {
+    let mut payload = interaction(fixture("interaction-component"), options, call, user, roles);
+    payload["channel_id"] = channel_id.to_string().into();
+    payload["channel"]["id"] = channel_id.to_string().into();
+    payload["data"]["custom_id"] = custom_id.into();
+    let message = &mut payload["message"];
+    message["id"] = message_id.to_string().into();
+    message["channel_id"] = channel_id.to_string().into();
+    message["author"]["id"] = options.application_id.to_string().into();
+    message["flags"] = 0.into();
+    payload
+}
+
+/// The message a bot posts to a channel (`POST /channels/{id}/messages`), from the request's body.
+pub fn channel_message(options: &Options, channel_id: u64, message_id: u64, body: &Value) -> Value {
+    let mut message = fixture("message");
+    message["id"] = message_id.to_string().into();
+    message["channel_id"] = channel_id.to_string().into();
+    message["author"]["id"] = options.application_id.to_string().into();
+    message["type"] = 0.into();
+    message["flags"] = 0.into();
+    message["content"] = body.get("content").cloned().unwrap_or_else(|| "".into());
+    if let Some(object) = message.as_object_mut() {
+        object.remove("webhook_id");
+        object.remove("interaction_metadata");
+    }
+    message
+}
+
+/// The direct-message channel with `recipient_id` (`POST /users/@me/channels`); the fake knows users by id only.
+pub fn dm_channel(channel_id: u64, recipient_id: u64) -> Value {
+    let mut channel = fixture("dm-channel");
+    channel["id"] = channel_id.to_string().into();
+    let recipient = &mut channel["recipients"][0];
+    recipient["id"] = recipient_id.to_string().into();
+    recipient["username"] = format!("user-{recipient_id}").into();
+    recipient["global_name"] = Value::Null;
+    channel
 }
 
 /// The message a follow-up or an edit creates, from the request's body.

@@ -3,7 +3,7 @@
 //!
 //! Scripted answers ([`Answer`]) and the webhook rate limit are applied here, before the normal answer. Interaction
 //! endpoints keep Discord's rules: an unknown interaction is 404 (10062), a second callback is 400 (40060), and a
-//! follow-up needs an acknowledged interaction.
+//! follow-up needs an acknowledged interaction. A message to a user who refuses direct messages is 403 (50007).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -121,11 +121,16 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::GET, ["gateway", "bot"]) => Endpoint::GatewayBot,
         (&Method::GET, ["oauth2", "applications", "@me"]) => Endpoint::CurrentApplication,
         (&Method::GET, ["users", "@me"]) => Endpoint::CurrentUser,
+        (&Method::POST, ["users", "@me", "channels"]) => Endpoint::DmChannel,
         (&Method::PUT, ["applications", application, "commands"]) => {
             return (Endpoint::GlobalCommands, owned(&[application]));
         }
         (&Method::PUT, ["applications", application, "guilds", guild, "commands"]) => {
             return (Endpoint::GuildCommands, owned(&[application, guild]));
+        }
+        (&Method::POST, ["channels", channel, "messages"]) => return (Endpoint::ChannelMessages, owned(&[channel])),
+        (&Method::PATCH, ["channels", channel, "messages", message]) => {
+            return (Endpoint::ChannelMessage, owned(&[channel, message]));
         }
         (&Method::POST, ["interactions", id, token, "callback"]) => return (Endpoint::Callback, owned(&[id, token])),
         (_, ["webhooks", id, token, "messages", "@original"]) => return (Endpoint::Original, owned(&[id, token])),
@@ -155,6 +160,9 @@ fn answer(
             | Endpoint::CurrentUser
             | Endpoint::GlobalCommands
             | Endpoint::GuildCommands
+            | Endpoint::ChannelMessages
+            | Endpoint::ChannelMessage
+            | Endpoint::DmChannel
             | Endpoint::Unknown
     );
     if needs_token && authorization != Some(format!("Bot {}", options.token).as_str()) {
@@ -210,8 +218,57 @@ fn answer(
             }
         }
         Endpoint::Webhook => webhook(shared, body),
+        Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, endpoint, ids, body),
+        Endpoint::DmChannel => dm_channel(shared, body),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
     }
+}
+
+/// A bot's message in a channel: posted (with Discord's `enforce_nonce`: a second post with the same nonce returns
+/// the first message instead of a new one), or edited (404, 10008 for a message the fake never saw).
+fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &Value) -> Reply {
+    let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let channel_id = number(0);
+    let mut state = shared.state();
+    let refused =
+        state.dm_channels.iter().any(|(user, channel)| *channel == channel_id && state.closed_dms.contains(user));
+    if endpoint == Endpoint::ChannelMessages && refused {
+        return Reply::error(403, 50007, "Cannot send messages to this user");
+    }
+    if endpoint == Endpoint::ChannelMessages {
+        let nonce = body.get("nonce").filter(|_| body["enforce_nonce"] == Value::Bool(true));
+        let earlier = nonce.and_then(|nonce| {
+            state.messages.iter().find(|m| m.channel_id == channel_id && m.body.get("nonce") == Some(nonce))
+        });
+        if let Some(earlier) = earlier {
+            return Reply::json(200, payloads::channel_message(&shared.options, channel_id, earlier.id, &earlier.body));
+        }
+        let id = payloads::snowflake();
+        state.messages.push(crate::ChannelMessage { id, channel_id, body: body.clone(), edits: 0 });
+        return Reply::json(200, payloads::channel_message(&shared.options, channel_id, id, body));
+    }
+    let message_id = number(1);
+    let Some(message) = state.messages.iter_mut().find(|m| m.id == message_id && m.channel_id == channel_id) else {
+        return Reply::error(404, 10008, "Unknown Message");
+    };
+    if let (Some(current), Some(changes)) = (message.body.as_object_mut(), body.as_object()) {
+        for (key, value) in changes {
+            current.insert(key.clone(), value.clone());
+        }
+    }
+    message.edits += 1;
+    Reply::json(200, payloads::channel_message(&shared.options, channel_id, message_id, &message.body))
+}
+
+/// The direct-message channel with `recipient_id`: the same channel every time for the same user, as Discord does.
+fn dm_channel(shared: &Shared, body: &Value) -> Reply {
+    let recipient =
+        body["recipient_id"].as_str().and_then(|id| id.parse::<u64>().ok()).or(body["recipient_id"].as_u64());
+    let Some(recipient) = recipient else {
+        return Reply::error(400, 50035, "Invalid Form Body");
+    };
+    let channel = *shared.state().dm_channels.entry(recipient).or_insert_with(payloads::snowflake);
+    Reply::json(200, payloads::dm_channel(channel, recipient))
 }
 
 /// A post to a plain webhook: accepted, or 429 when the configured rate limit is used up.

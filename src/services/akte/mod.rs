@@ -99,6 +99,22 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
 }
 
+/// Publishes `command` to the partition of `ticket-commands` that akte decides its ticket in, and waits for the
+/// broker's acknowledgement. For everyone who sends commands: the desk, the CLI through it, the Discord buttons.
+pub async fn send_command(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partitions: i32,
+    command: &Command,
+) -> anyhow::Result<()> {
+    let payload = serde_json::to_vec(command).context("cannot serialize the command")?;
+    let partition = ticket_partition(&command.ticket_id, partitions);
+    let record =
+        rdkafka::producer::FutureRecord::to(topic).key(&command.ticket_id).payload(&payload).partition(partition);
+    producer.send(record, kafka::DELIVERY_TIMEOUT).await.map_err(|(error, _)| error)?;
+    Ok(())
+}
+
 /// The largest normalized ticket akte takes in: aufbereitung's limits make tickets of a few KiB at most, and a
 /// larger one would make a command over the producer's size limit, stopping akte at it on every start.
 pub const TICKET_MAX_BYTES: usize = 64 * 1024;

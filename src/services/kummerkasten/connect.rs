@@ -5,6 +5,8 @@
 //! later event: a refused registration must stop `franz up` with its cause instead. Nothing here publishes a
 //! ticket or answers a user.
 
+use std::time::Duration;
+
 use anyhow::anyhow;
 use poise::serenity_prelude as serenity;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -17,14 +19,20 @@ pub fn api_base(proxy: Option<&str>) -> String {
     proxy.unwrap_or("https://discord.com").trim_end_matches('/').to_owned()
 }
 
-/// serenity's HTTP client. Through a proxy, serenity's own rate limiter is off: with it on, serenity ignores the
-/// proxy (serenity issue #1739), and the proxy keeps the limits for every bot behind it anyway.
-pub fn http(token: &SecretString, proxy: Option<&str>) -> serenity::Http {
-    let builder = serenity::HttpBuilder::new(token.expose_secret());
-    match proxy {
+/// How long one REST call to Discord may take. serenity's own client has no limit, and a call that never returns
+/// would hold up a card, a presser's answer, or shutdown for good; a call that times out is retried or reported.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// serenity's HTTP client, on a client whose calls time out after [`REQUEST_TIMEOUT`]. Through a proxy, serenity's
+/// own rate limiter is off: with it on, serenity ignores the proxy (serenity issue #1739), and the proxy keeps the
+/// limits for every bot behind it anyway.
+pub fn http(token: &SecretString, proxy: Option<&str>) -> anyhow::Result<serenity::Http> {
+    let client = crate::services::absturz::webhook::client(REQUEST_TIMEOUT)?;
+    let builder = serenity::HttpBuilder::new(token.expose_secret()).client(client);
+    Ok(match proxy {
         Some(proxy) => builder.proxy(proxy).ratelimiter_disabled(true).build(),
         None => builder.build(),
-    }
+    })
 }
 
 /// Checks the token by asking for the bot's application, and remembers its id (needed to register commands
@@ -68,6 +76,14 @@ pub fn status(error: &serenity::Error) -> Option<u16> {
         serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(response)) => {
             Some(response.status_code.as_u16())
         }
+        _ => None,
+    }
+}
+
+/// Discord's JSON error code of a refusal (50007: the user accepts no direct messages), if Discord answered one.
+pub fn code(error: &serenity::Error) -> Option<isize> {
+    match error {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(response)) => Some(response.error.code),
         _ => None,
     }
 }

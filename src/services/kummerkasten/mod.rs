@@ -6,9 +6,12 @@
 //! is a webhook post, so absturz's webhook delivery (rate limits, retries) carries it. `connect` checks the token
 //! and registers the command before the gateway starts. The whole bot runs end to end in the tests against the
 //! fake Discord of `crates/fake-discord` (REST through [`Settings::api_proxy`], the gateway from `GET /gateway`).
+//! With a staff channel and role configured, the same session also runs the staff side (`staff`): a card per
+//! ticket, and its buttons.
 
 pub mod connect;
 pub mod replies;
+pub mod staff;
 
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +26,7 @@ use crate::config::Topics;
 use crate::intake::{self, Submission};
 use crate::kafka::{self, report_error};
 use crate::services::absturz::webhook::{self, Policy, Webhook};
+use crate::store::{Store, query};
 
 /// The service's name in logs and error events.
 pub const NAME: &str = "kummerkasten";
@@ -39,6 +43,11 @@ pub struct Settings {
     pub cooldown: Duration,
     /// Send every REST call through this proxy (validated by `config`) instead of to discord.com.
     pub api_proxy: Option<String>,
+    /// The staff side: the cards, when a staff channel and role are configured, and the submitters' direct
+    /// messages; needs the ticket store.
+    pub staff: Option<staff::Settings>,
+    /// The ticket store, when it runs in this process: `/tickets` answers from it, and is registered only then.
+    pub store: Option<Store>,
 }
 
 /// What every command invocation can use.
@@ -52,6 +61,8 @@ pub struct Data {
     /// Where follow-ups are posted (the proxy or discord.com), and the client that posts them.
     api_base: String,
     replies: reqwest::Client,
+    staff: Option<staff::Settings>,
+    store: Option<Store>,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -246,6 +257,40 @@ fn token_lifetime_left(interaction: serenity::InteractionId) -> Duration {
     INTERACTION_LIFETIME.saturating_sub(age).max(Duration::from_secs(30))
 }
 
+/// See your own tickets and where they stand
+#[poise::command(slash_command, guild_only, rename = "tickets")]
+async fn tickets(ctx: Context<'_>) -> Result<(), Error> {
+    let _in_flight = ctx.data().in_flight.token();
+    let answer = match ctx.data().store.clone() {
+        // Registered only with a store; a stale registration from another configuration gets this.
+        None => "Ticket status is not available from this bot.".to_owned(),
+        Some(store) => {
+            let user = ctx.author().id.to_string();
+            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<crate::lifecycle::TicketState>> {
+                let conn = store.reader()?;
+                Ok(query::by_contact(&conn, &user, replies::OWN_TICKETS_MAX)?)
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|found| found);
+            match found {
+                Ok(tickets) => replies::own_tickets(&tickets),
+                Err(error) => {
+                    tracing::error!(interaction = %ctx.id(), "/tickets cannot read the ticket store: {error:#}");
+                    "Your tickets cannot be listed right now. Please try again in a minute.".to_owned()
+                }
+            }
+        }
+    };
+    ctx.send(replies::reply(answer)).await.map_err(|error| connect::describe(&error))?;
+    Ok(())
+}
+
+/// `/tickets` as it is registered with Discord (the JSON body of the registration).
+pub fn tickets_command_definition() -> serde_json::Value {
+    serde_json::to_value(tickets().create_as_slash_command()).unwrap_or_default()
+}
+
 /// The `/ticket` command with the user cooldown applied.
 fn ticket_command(cooldown: Duration) -> poise::Command<Data, Error> {
     let command = ticket();
@@ -272,7 +317,7 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
         // The command's own errors are described without secrets; the user is not told, as the reply itself is
         // what failed (or Discord refused the interaction).
         poise::FrameworkError::Command { error, ctx, .. } => {
-            tracing::error!(interaction = %ctx.id(), "/ticket failed: {error}");
+            tracing::error!(interaction = %ctx.id(), "/{} failed: {error}", ctx.command().name);
         }
         other => {
             if let Err(error) = poise::builtins::on_error(other).await {
@@ -289,6 +334,20 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let Some(token) = &config.discord.token else {
         return Ok(super::Plan::Off("set DISCORD_TOKEN to run the /ticket bot (README: Discord bot)".into()));
     };
+    let (channel, role) = (config.discord.staff_channel_id, config.discord.staff_role_id);
+    let team = match (channel, role) {
+        (Some(channel_id), Some(role_id)) => Some(staff::Team { channel_id, role_id }),
+        _ => None,
+    };
+    let notify_submitter = config.discord.notify_submitter;
+    let staff = context.store.as_ref().filter(|_| team.is_some() || notify_submitter).map(|store| staff::Settings {
+        cards: team,
+        notify_submitter,
+        store: store.clone(),
+        cards_path: staff::cards_path(store),
+        partitions: config.partitions,
+        desk_url: config.desk.public_url.clone(),
+    });
     let settings = Settings {
         bootstrap: context.bootstrap.clone(),
         topics: config.topics.clone(),
@@ -296,19 +355,48 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         guild_id: config.discord.guild_id,
         cooldown: config.discord.cooldown,
         api_proxy: config.discord.api_proxy.clone(),
+        staff,
+        store: context.store.clone(),
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
-    let status = format!("/ticket -> {} (registered {scope}{proxy})", config.topics.intake);
+    // The staff side's lines continue the bot's row of the ready table.
+    let indent = format!("\n{:15}", "");
+    let staff_line = match (&settings.staff, team, staff::off_reason(channel, role)) {
+        (Some(_), Some(team), _) => format!(
+            "staff cards -> channel {} (buttons for role {}), from {}",
+            team.channel_id, team.role_id, config.topics.events
+        ),
+        (None, Some(_), _) => "staff cards off: the ticket store is not open".to_owned(),
+        (_, None, reason) => reason.unwrap_or_default().to_owned(),
+    };
+    let notify_line = match (&settings.staff, notify_submitter) {
+        (Some(_), true) => "submitters told by direct message of claims, public replies and closes \
+                            (DISCORD_NOTIFY_SUBMITTER=false turns it off)"
+            .to_owned(),
+        (None, true) => "submitters not told by direct message: the ticket store is not open".to_owned(),
+        (_, false) => "submitters not told by direct message (DISCORD_NOTIFY_SUBMITTER=false)".to_owned(),
+    };
+    let tickets = match &settings.store {
+        Some(_) => "/tickets lists a user's own tickets",
+        None => "/tickets off: the ticket store is not open",
+    };
+    let status = format!(
+        "/ticket -> {} (registered {scope}{proxy}){indent}{staff_line}{indent}{notify_line}{indent}{tickets}",
+        config.topics.intake
+    );
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }
 
 /// Runs the bot until `shutdown` is cancelled. A token Discord refuses, or a registration it refuses, ends it with
 /// an error at once; a lost gateway connection is re-established by serenity.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let http = connect::http(&settings.token, settings.api_proxy.as_deref());
+    let http = connect::http(&settings.token, settings.api_proxy.as_deref())?;
     let application = connect::application(&http).await?;
-    let commands = vec![ticket_command(settings.cooldown)];
+    let mut commands = vec![ticket_command(settings.cooldown)];
+    if settings.store.is_some() {
+        commands.push(tickets());
+    }
     connect::register(&http, poise::builtins::create_application_commands(&commands), settings.guild_id).await?;
 
     let in_flight = TaskTracker::new();
@@ -319,6 +407,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         shutdown: shutdown.clone(),
         api_base: connect::api_base(settings.api_proxy.as_deref()),
         replies: webhook::client(Policy::default().request_timeout)?,
+        staff: settings.staff.clone(),
+        store: settings.store.clone(),
+    };
+    // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
+    // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
+    let cards_stop = shutdown.child_token();
+    let stop_cards = cards_stop.clone().drop_guard();
+    let cards = match settings.staff.clone().filter(|s| s.cards.is_some() || s.notify_submitter) {
+        Some(staff) => {
+            // A client of its own: the cards' channel routes have their own rate limits anyway.
+            let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref())?);
+            let (bootstrap, topic) = (settings.bootstrap.clone(), settings.topics.events.clone());
+            Some(tokio::spawn(staff::follow::run(staff, http, bootstrap, topic, cards_stop.clone())))
+        }
+        None => None,
     };
     let scope =
         settings.guild_id.map_or("globally (may take up to an hour to appear)".to_owned(), |g| format!("in guild {g}"));
@@ -327,6 +430,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             commands,
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
             on_error: |error| Box::pin(on_error(error)),
+            event_handler: |framework, event| Box::pin(on_event(framework, event)),
             // Owners are not used, and `connect::application` has asked for the application already.
             initialize_owners: false,
             ..Default::default()
@@ -347,10 +451,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .map_err(|error| anyhow!("cannot create the Discord client: {}", connect::describe(&error)))?;
     let shards = client.shard_manager.clone();
-    tokio::select! {
+    let bot = tokio::select! {
         result = client.start() => result.map_err(|error| {
             anyhow!("the Discord bot stopped: {}; {}", connect::describe(&error), connect::TOKEN_HINT)
-        })?,
+        }),
         _ = shutdown.cancelled() => {
             // No new interactions from here on; the ones in progress still publish and reply over HTTP.
             shards.shutdown_all().await;
@@ -358,7 +462,27 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait()).await.is_err() {
                 tracing::warn!("{} /ticket commands were still running after {DRAIN_TIMEOUT:?}", in_flight.len());
             }
+            Ok(())
         }
+    };
+    drop(stop_cards);
+    let cards = match cards {
+        Some(cards) => cards.await.map_err(|error| anyhow!("the staff cards ended abnormally: {error}"))?,
+        None => Ok(()),
+    };
+    bot.and(cards)
+}
+
+/// Events beyond commands: presses of the staff cards' buttons and their forms.
+async fn on_event(
+    framework: poise::FrameworkContext<'_, Data, Error>,
+    event: &serenity::FullEvent,
+) -> Result<(), Error> {
+    let data = framework.user_data;
+    if let (serenity::FullEvent::InteractionCreate { interaction }, Some(staff)) = (event, &data.staff) {
+        let _in_flight = data.in_flight.token();
+        let http = &framework.serenity_context.http;
+        staff::buttons::handle(http, staff, &data.producer, &data.topics, interaction).await;
     }
     Ok(())
 }
@@ -380,6 +504,11 @@ mod tests {
     #[test]
     fn command_definition_matches_the_snapshot() {
         assert_snapshot("ticket-command.json", command_definition());
+    }
+
+    #[test]
+    fn tickets_command_definition_matches_the_snapshot() {
+        assert_snapshot("tickets-command.json", tickets_command_definition());
     }
 
     #[test]

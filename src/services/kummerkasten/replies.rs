@@ -1,4 +1,5 @@
-//! What the bot says to a user, and the one place that makes it private and mention-free.
+//! What the bot says to a user (a ticket received or not, the cooldown, the user's own tickets for `/tickets`),
+//! and the one place that makes it private and mention-free.
 //!
 //! Texts are plain functions so they can be tested without Discord; `reply` wraps a text into the poise reply that
 //! is always ephemeral (only the user sees it) and never pings anyone.
@@ -7,7 +8,12 @@ use std::time::Duration;
 
 use poise::serenity_prelude as serenity;
 
-use crate::discord::{clip, code_block};
+use crate::discord::{clip, code_block, plain};
+use crate::lifecycle::TicketState;
+use crate::schema::lifecycle::Status;
+
+/// The most tickets `/tickets` lists: the newest ones.
+pub const OWN_TICKETS_MAX: usize = 10;
 
 /// The answer once the broker has the ticket: the id, and a short, safe preview of what was submitted.
 pub fn received(ticket_id: &str, message: &str) -> String {
@@ -33,6 +39,28 @@ pub fn cooldown(remaining: Duration) -> String {
     let seconds = remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0);
     let unit = if seconds == 1 { "second" } else { "seconds" };
     format!("You just submitted a ticket. You can submit the next one in {seconds} {unit}.")
+}
+
+/// The answer to `/tickets`: the caller's newest tickets (as the store returns them, newest first) and where each
+/// stands, within Discord's 2,000 characters.
+pub fn own_tickets(tickets: &[TicketState]) -> String {
+    if tickets.is_empty() {
+        return "You have no tickets here yet. Submit one with `/ticket`.".to_owned();
+    }
+    let mut lines = vec![format!("Your {} newest ticket(s), newest first:", tickets.len().min(OWN_TICKETS_MAX))];
+    for ticket in tickets.iter().take(OWN_TICKETS_MAX) {
+        let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
+        let status = match (ticket.status, &ticket.assignee) {
+            (Status::Closed, _) => match &ticket.close_reason {
+                Some(reason) => format!("closed: {}", clip(&plain(reason), 120)),
+                None => "closed".to_owned(),
+            },
+            (_, Some(who)) => format!("being worked on by {}", plain(who)),
+            _ => "open, waiting for the team".to_owned(),
+        };
+        lines.push(format!("• `{}` {}: {}", ticket.id, clip(&plain(first_line.trim()), 60), status));
+    }
+    clip(&lines.join("\n"), 2000)
 }
 
 /// A reply only the user sees, with mentions switched off.
@@ -63,6 +91,27 @@ mod tests {
         let text = received("id", "```\n@everyone <@123> **bold** `x` @here");
         assert!(!text.contains("@everyone") && !text.contains("@here") && !text.contains("<@123>"), "{text}");
         assert_eq!(text.matches("```").count(), 2, "one code block, closed: {text}");
+    }
+
+    #[test]
+    fn own_tickets_say_where_each_stands_and_fit_in_a_message() {
+        let ticket = |id: &str, body: &str| TicketState { id: id.into(), body: body.into(), ..TicketState::default() };
+        assert!(own_tickets(&[]).contains("no tickets"));
+        let closed = TicketState {
+            status: Status::Closed,
+            close_reason: Some("fixed <@1>".into()),
+            ..ticket("t-2", "printer @everyone")
+        };
+        let claimed =
+            TicketState { status: Status::Claimed, assignee: Some("ana".into()), ..ticket("t-1", "\nvpn\nmore") };
+        let text = own_tickets(&[closed, claimed, ticket("t-0", "mail")]);
+        assert!(text.contains("`t-2`") && text.contains("closed: fixed"), "{text}");
+        assert!(text.contains("`t-1` vpn: being worked on by ana"), "{text}");
+        assert!(text.contains("`t-0` mail: open"), "{text}");
+        assert!(!text.contains("<@1>") && !text.contains("@everyone"), "{text}");
+        let many: Vec<TicketState> = (0..50).map(|i| ticket(&format!("t-{i}"), &"x".repeat(4000))).collect();
+        let text = own_tickets(&many);
+        assert!(crate::discord::chars(&text) <= 2000 && text.lines().count() == OWN_TICKETS_MAX + 1, "{text}");
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! Presses of a card's buttons and submits of its close-reason form: only members with the staff role may act;
+//! each press becomes a lifecycle command with the Discord user as actor, and the presser learns akte's answer.
+//!
+//! A press by anyone else is refused privately and changes nothing. Claim and Reopen are deferred (privately),
+//! sent to akte, and answered with akte's decision once the ticket store has it; Close opens a form for the reason,
+//! whose submit is the close command. The command id comes from the interaction id, so an interaction Discord
+//! delivers twice is one command. Interactions that are not a card's are left to poise.
+
+use std::time::Duration;
+
+use poise::serenity_prelude as serenity;
+use rdkafka::producer::FutureProducer;
+use serde_json::{Value, json};
+
+use super::Settings;
+use super::card::{self, Press};
+use crate::config::Topics;
+use crate::discord::plain;
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
+use crate::services::akte::send_command;
+use crate::services::kummerkasten::connect;
+
+/// How long a presser waits for akte's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a press or submit asks akte for, once it is known to be a card's.
+#[derive(Debug, Clone, PartialEq)]
+enum Ask {
+    /// Open the form for the close reason.
+    Form { ticket: String },
+    /// Send this action.
+    Act { ticket: String, action: Action },
+}
+
+/// Handles `interaction` if it is a card's button or form; anything else is left alone.
+pub async fn handle(
+    http: &serenity::Http,
+    settings: &Settings,
+    producer: &FutureProducer,
+    topics: &Topics,
+    interaction: &serenity::Interaction,
+) {
+    let Some(team) = settings.cards else { return };
+    let (id, token, member, ask) = match interaction {
+        serenity::Interaction::Component(press) => {
+            let Some(ask) = pressed(&press.data.custom_id) else { return };
+            (press.id, press.token.as_str(), press.member.as_ref(), ask)
+        }
+        serenity::Interaction::Modal(submit) => {
+            let Some(ask) = submitted(&submit.data) else { return };
+            (submit.id, submit.token.as_str(), submit.member.as_ref(), ask)
+        }
+        _ => return,
+    };
+    let respond = |body: Value| async move {
+        if let Err(error) = http.create_interaction_response(id, token, &body, Vec::new()).await {
+            let error = connect::describe(&error);
+            tracing::warn!(interaction = %id, %error, "could not answer a press of a card");
+        }
+    };
+    let Some(member) = member.filter(|m| m.roles.contains(&serenity::RoleId::new(team.role_id))) else {
+        respond(private(4, "Only members of the staff role can work tickets here; nothing was changed.")).await;
+        return;
+    };
+    let (ticket, action) = match ask {
+        Ask::Form { ticket } => return respond(card::reason_form(&ticket)).await,
+        Ask::Act { ticket, action } => (ticket, action),
+    };
+    respond(json!({"type": 5, "data": {"flags": 64}})).await;
+    let actor =
+        Actor { source: ActorSource::Discord, name: member.user.name.clone(), id: Some(member.user.id.to_string()) };
+    let command = Command { command_id: format!("discord-{id}"), ticket_id: ticket, actor, action };
+    let text = decide(settings, producer, topics, &command).await;
+    let body = json!({"content": text, "allowed_mentions": {"parse": []}});
+    if let Err(error) = http.edit_original_interaction_response(token, &body, Vec::new()).await {
+        let error = connect::describe(&error);
+        tracing::warn!(interaction = %id, %error, "could not tell a presser akte's answer");
+    }
+}
+
+/// Sends the command and returns what to tell the presser: what happened, or akte's reason for refusing.
+async fn decide(settings: &Settings, producer: &FutureProducer, topics: &Topics, command: &Command) -> String {
+    if let Err(error) = send_command(producer, &topics.commands, settings.partitions, command).await {
+        tracing::error!("a command from a card could not be published: {error:#}");
+        return "Nothing was changed: the ticket system is not reachable right now. Please try again in a minute."
+            .to_owned();
+    }
+    match settings.store.answer(&command.ticket_id, &command.command_id, ANSWER_TIMEOUT).await {
+        Ok(Some(event)) => match event.change {
+            Change::Rejected { reason, .. } => format!("Not done: {}.", plain(&reason)),
+            Change::Claimed { .. } => "You claimed the ticket; its card shows it.".to_owned(),
+            Change::Closed { reason } => format!("Closed, with the reason: {}", plain(&reason)),
+            Change::Reopened => "Reopened; the ticket is open again.".to_owned(),
+            other => format!("Done ({}).", other.name()),
+        },
+        Ok(None) => format!(
+            "akte has not answered within {} s; the request is queued and the card will show the outcome.",
+            ANSWER_TIMEOUT.as_secs()
+        ),
+        Err(error) => {
+            tracing::error!("cannot read akte's answer to a command from a card: {error:#}");
+            "The request was sent; the card will show the outcome.".to_owned()
+        }
+    }
+}
+
+/// A private interaction response of `kind` (4: a message) with `text`, pinging nobody.
+fn private(kind: u8, text: &str) -> Value {
+    json!({"type": kind, "data": {"content": text, "flags": 64, "allowed_mentions": {"parse": []}}})
+}
+
+fn pressed(custom_id: &str) -> Option<Ask> {
+    let (press, ticket) = card::parse_button(custom_id)?;
+    let ticket = ticket.to_owned();
+    Some(match press {
+        Press::Claim => Ask::Act { ticket, action: Action::Claim },
+        Press::Reopen => Ask::Act { ticket, action: Action::Reopen },
+        Press::Close => Ask::Form { ticket },
+    })
+}
+
+fn submitted(data: &serenity::ModalInteractionData) -> Option<Ask> {
+    let ticket = card::parse_reason_form(&data.custom_id)?.to_owned();
+    let reason = data
+        .components
+        .iter()
+        .flat_map(|row| &row.components)
+        .find_map(|component| match component {
+            serenity::ActionRowComponent::InputText(input) if input.custom_id == "reason" => input.value.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Some(Ask::Act { ticket, action: Action::Close { reason } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_press_asks_for_the_reason_and_claim_and_reopen_act_at_once() {
+        assert_eq!(pressed("franz:close:t-1"), Some(Ask::Form { ticket: "t-1".into() }));
+        assert_eq!(pressed("franz:claim:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Claim }));
+        assert_eq!(pressed("franz:reopen:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Reopen }));
+        assert_eq!(pressed("1177000000000000042"), None, "the /ticket form's id is not a card's");
+    }
+
+    #[test]
+    fn a_refusal_is_private_and_pings_nobody() {
+        let body = private(4, "no");
+        assert_eq!((&body["data"]["flags"], &body["data"]["allowed_mentions"]["parse"]), (&json!(64), &json!([])));
+    }
+}

@@ -1,0 +1,270 @@
+//! A ticket's card in the staff channel: the message body (one embed and its buttons) built from the ticket's
+//! current state, and the `custom_id`s of its buttons and of the close-reason form.
+//!
+//! Pure functions from a [`TicketState`] to the JSON Discord takes, so the card is tested without Discord. Ticket
+//! text is hostile: it sits in a code block or goes through `discord::plain`, every field is clipped to Discord's
+//! embed limits, and `allowed_mentions` is empty. Sending the card, and remembering where it is, is `follow`'s job.
+
+use serde_json::{Value, json};
+
+use crate::discord::{clip, code_block, plain};
+use crate::lifecycle::TicketState;
+use crate::schema::lifecycle::{Priority, Status};
+
+/// Discord's limits on one embed (title, description, a field's name and value, footer, all text together).
+const TITLE_MAX: usize = 256;
+const DESCRIPTION_MAX: usize = 4096;
+const FIELD_VALUE_MAX: usize = 1024;
+const FOOTER_MAX: usize = 2048;
+pub const EMBED_TOTAL_MAX: usize = 6000;
+
+/// The prefix of every `custom_id` franz gives a button or form, so other interactions are left alone.
+const PREFIX: &str = "franz";
+
+/// What a button of a card asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Press {
+    Claim,
+    /// Opens the form for the reason; the form's submit closes.
+    Close,
+    Reopen,
+}
+
+impl Press {
+    fn name(self) -> &'static str {
+        match self {
+            Press::Claim => "claim",
+            Press::Close => "close",
+            Press::Reopen => "reopen",
+        }
+    }
+}
+
+/// The `custom_id` of a button: `franz:<press>:<ticket id>` (a ticket id has at most 64 characters, so it stays
+/// within Discord's 100).
+pub fn button_id(press: Press, ticket_id: &str) -> String {
+    format!("{PREFIX}:{}:{ticket_id}", press.name())
+}
+
+/// The button and ticket a `custom_id` names; `None` for any other component.
+pub fn parse_button(custom_id: &str) -> Option<(Press, &str)> {
+    let (press, ticket) = custom_id.strip_prefix("franz:")?.split_once(':')?;
+    let press = [Press::Claim, Press::Close, Press::Reopen].into_iter().find(|p| p.name() == press)?;
+    (!ticket.is_empty()).then_some((press, ticket))
+}
+
+/// The `custom_id` of the close-reason form of a ticket.
+pub fn reason_form_id(ticket_id: &str) -> String {
+    format!("{PREFIX}:close-reason:{ticket_id}")
+}
+
+/// The ticket a close-reason form is for; `None` for any other form.
+pub fn parse_reason_form(custom_id: &str) -> Option<&str> {
+    custom_id.strip_prefix("franz:close-reason:").filter(|ticket| !ticket.is_empty())
+}
+
+/// The form that asks for the reason of a close (an interaction callback of type 9).
+pub fn reason_form(ticket_id: &str) -> Value {
+    json!({
+        "type": 9,
+        "data": {
+            "custom_id": reason_form_id(ticket_id),
+            "title": "Close ticket",
+            "components": [{"type": 1, "components": [{
+                "type": 4, "custom_id": "reason", "style": 2, "label": "Why is it closed?",
+                "min_length": 1, "max_length": crate::lifecycle::REASON_MAX, "required": true,
+                "placeholder": "Fixed in the new release; duplicate of …; no answer for a week"
+            }]}]
+        }
+    })
+}
+
+/// The colour of a card: its ticket's priority; grey once closed.
+pub fn colour(state: &TicketState) -> u32 {
+    if state.status == Status::Closed {
+        return 0x95_a5_a6;
+    }
+    match state.priority {
+        Priority::Low => 0x2e_cc_71,
+        Priority::Normal => 0x34_98_db,
+        Priority::High => 0xe6_7e_22,
+        Priority::Urgent => 0xe7_4c_3c,
+    }
+}
+
+/// The card's message body: for the first post (with a nonce derived from the ticket, so Discord drops a repeated
+/// post) and for every edit (the same fields without the nonce). With the desk's public URL, the card links to the
+/// ticket's page.
+pub fn message(state: &TicketState, nonce: Option<&str>, desk_url: Option<&str>) -> Value {
+    let mut buttons = buttons(state);
+    if let Some(desk) = desk_url {
+        let url = format!("{desk}/tickets/{}", crate::desk::web::path_segment(&state.id));
+        buttons.push(json!({"type": 2, "style": 5, "label": "Open in desk", "url": url}));
+    }
+    let mut message = json!({
+        "content": "",
+        "embeds": [embed(state)],
+        "components": [{"type": 1, "components": buttons}],
+        "allowed_mentions": {"parse": []},
+    });
+    if let Some(nonce) = nonce {
+        message["nonce"] = nonce.into();
+        message["enforce_nonce"] = true.into();
+    }
+    message
+}
+
+/// The card's embed.
+pub fn embed(state: &TicketState) -> Value {
+    let status = match (state.status, &state.assignee) {
+        (Status::Closed, _) => "closed".to_owned(),
+        (_, Some(who)) => format!("claimed by {}", plain(who)),
+        (Status::Claimed, None) | (Status::Open, None) => "open".to_owned(),
+    };
+    let first_line = state.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
+    let mut fields = vec![
+        field("Status", &status, true),
+        field("Priority", state.priority.name(), true),
+        field("Contact", &plain(&state.contact), true),
+        field("Origin", &plain(&state.origin), true),
+    ];
+    if !state.labels.is_empty() {
+        let labels: Vec<String> = state.labels.iter().map(|l| plain(l)).collect();
+        fields.push(field("Labels", &labels.join(", "), false));
+    }
+    if state.comments > 0 {
+        fields.push(field("Comments", &state.comments.to_string(), true));
+    }
+    if state.status == Status::Closed {
+        fields.push(field("Closed by", &plain(state.closed_by.as_deref().unwrap_or("someone")), true));
+        fields.push(field("Reason", &plain(state.close_reason.as_deref().unwrap_or("(none given)")), false));
+    }
+    json!({
+        "title": clip(&plain(first_line), TITLE_MAX),
+        "description": code_block("", state.body.trim(), DESCRIPTION_MAX.min(4000)),
+        "color": colour(state),
+        "fields": fields,
+        "footer": {"text": clip(&format!("ticket {} · last change {}", state.id, state.updated_at), FOOTER_MAX)},
+        "timestamp": state.created_at,
+    })
+}
+
+fn field(name: &str, value: &str, inline: bool) -> Value {
+    json!({"name": name, "value": clip(value, FIELD_VALUE_MAX), "inline": inline})
+}
+
+/// The buttons: Claim and Close while the ticket is open or claimed, Reopen once it is closed.
+fn buttons(state: &TicketState) -> Vec<Value> {
+    let button = |press: Press, label: &str, style: u8| json!({"type": 2, "style": style, "label": label, "custom_id": button_id(press, &state.id)});
+    match state.status {
+        Status::Closed => vec![button(Press::Reopen, "Reopen", 2)],
+        Status::Open | Status::Claimed => vec![button(Press::Claim, "Claim", 1), button(Press::Close, "Close", 4)],
+    }
+}
+
+/// The characters of an embed that count towards Discord's 6,000 (title, description, field names and values,
+/// footer).
+pub fn embed_chars(embed: &Value) -> usize {
+    let text = |value: &Value| value.as_str().map_or(0, crate::discord::chars);
+    let fields = embed["fields"]
+        .as_array()
+        .map_or(0, |fields| fields.iter().map(|f| text(&f["name"]) + text(&f["value"])).sum());
+    text(&embed["title"]) + text(&embed["description"]) + text(&embed["footer"]["text"]) + fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ticket(body: &str) -> TicketState {
+        TicketState {
+            id: "8f0b16f3-85b5-56c7-8823-483334746b7e".into(),
+            contact: "pontatot".into(),
+            origin: "Discord".into(),
+            body: body.into(),
+            created_at: "2026-02-24T08:32:24Z".into(),
+            updated_at: "2026-02-24T08:32:24Z".into(),
+            ..TicketState::default()
+        }
+    }
+
+    #[test]
+    fn an_open_card_offers_claim_and_close_a_closed_one_reopen_and_says_who_closed_it_and_why() {
+        let open = message(&ticket("printer on fire"), Some("n"), None);
+        let ids: Vec<&str> = open["components"][0]["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["custom_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            ["franz:claim:8f0b16f3-85b5-56c7-8823-483334746b7e", "franz:close:8f0b16f3-85b5-56c7-8823-483334746b7e"]
+        );
+        assert_eq!((&open["nonce"], &open["enforce_nonce"]), (&json!("n"), &json!(true)));
+        assert_eq!(open["allowed_mentions"]["parse"], json!([]));
+
+        let closed = TicketState {
+            status: Status::Closed,
+            closed_by: Some("ana".into()),
+            close_reason: Some("fixed <@1>".into()),
+            ..ticket("printer on fire")
+        };
+        let card = message(&closed, None, None);
+        assert!(card.get("nonce").is_none(), "an edit carries no nonce: {card}");
+        assert_eq!(card["components"][0]["components"][0]["label"], "Reopen");
+        let fields = card["embeds"][0]["fields"].to_string();
+        assert!(fields.contains("Closed by") && fields.contains("ana") && fields.contains("fixed"), "{fields}");
+        assert!(!fields.contains("<@1>"), "no mention survives: {fields}");
+    }
+
+    #[test]
+    fn with_the_desks_public_url_a_card_links_to_its_ticket_page() {
+        let card = message(&ticket("printer on fire"), None, Some("https://desk.example.com"));
+        let link = &card["components"][0]["components"][2];
+        assert_eq!(link["style"], 5, "a link button: {link}");
+        assert_eq!(link["label"], "Open in desk");
+        assert_eq!(link["url"], "https://desk.example.com/tickets/8f0b16f3-85b5-56c7-8823-483334746b7e");
+        assert!(link.get("custom_id").is_none(), "a link button has no custom_id");
+        let without = message(&ticket("printer on fire"), None, None);
+        assert_eq!(without["components"][0]["components"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn buttons_and_forms_are_told_apart_from_other_components() {
+        assert_eq!(parse_button(&button_id(Press::Close, "t-1")), Some((Press::Close, "t-1")));
+        assert_eq!(parse_reason_form(&reason_form_id("t-1")), Some("t-1"));
+        for other in ["1177000000000000042", "franz:claim:", "franz:delete:t-1", "franz:close-reason:", ""] {
+            assert_eq!(parse_button(other), None, "{other}");
+            assert_eq!(parse_reason_form(other), None, "{other}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn props_any_ticket_makes_a_card_within_discords_limits_that_pings_nobody(
+            body in "\\PC{1,4000}",
+            contact in "\\PC{1,64}",
+            reason in "\\PC{1,500}",
+            closed in any::<bool>(),
+        ) {
+            let state = TicketState {
+                contact,
+                status: if closed { Status::Closed } else { Status::Open },
+                closed_by: closed.then(|| "ana".to_owned()),
+                close_reason: closed.then_some(reason),
+                ..ticket(&body)
+            };
+            let card = message(&state, None, None);
+            let embed = &card["embeds"][0];
+            prop_assert!(embed_chars(embed) <= EMBED_TOTAL_MAX, "{} characters", embed_chars(embed));
+            prop_assert!(crate::discord::chars(embed["title"].as_str().unwrap()) <= TITLE_MAX);
+            prop_assert!(crate::discord::chars(embed["description"].as_str().unwrap()) <= DESCRIPTION_MAX);
+            for field in embed["fields"].as_array().unwrap() {
+                prop_assert!(crate::discord::chars(field["value"].as_str().unwrap()) <= FIELD_VALUE_MAX);
+            }
+            prop_assert_eq!(&card["allowed_mentions"]["parse"], &json!([]));
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Keeps the cards in step with `ticket-events`: the first event of a ticket posts its card, every later one edits
+//! it, whatever the source of the change (web, CLI, Discord); and tells each ticket's submitter, by direct message,
+//! of a claim, a public reply or a close (`notify`).
+//!
+//! At-least-once with no duplicate cards: the consumer group `kummerkasten-cards` stores an offset only after
+//! Discord accepted the post or edit it led to, and a card's message id is remembered (`cards`) before that. A
+//! redelivered event finds its card and edits it (or, if the card shows that version already, does nothing); a
+//! crash between Discord's answer and the memory write is covered by the post's `enforce_nonce`, which makes
+//! Discord return the first message instead of posting a second. Events are taken in small batches and each
+//! ticket in a batch is drawn once, in its newest state, so a busy ticket costs one edit per batch, not one per
+//! change, and a rate-limited channel coalesces even more. Cards are drawn from the ticket store after it has
+//! applied the batch; this module never decides anything about a ticket.
+//!
+//! Direct messages follow the cards of their batch, in event order, with the same at-least-once rule and a nonce
+//! from the event id. A submitter who accepts no direct messages from the bot (403, code 50007) is skipped with one
+//! log line and not asked again for an hour, so a busy ticket does not become a storm of refused requests; other
+//! permanent refusals are skipped too, and only network trouble, rate limits and server errors are retried. Events
+//! older than an hour are not told: a follower starting on a long history must not message people about the past.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use poise::serenity_prelude as serenity;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::message::Message as _;
+use tokio_util::sync::CancellationToken;
+
+use super::cards::{Card, Cards};
+use super::notify::{self, Notice, Sent};
+use super::{Settings, Team, card};
+use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer};
+use crate::lifecycle::TicketState;
+use crate::schema::lifecycle::{Change, Event};
+use crate::services::kummerkasten::connect;
+use crate::store::query;
+
+/// The consumer group that follows `ticket-events` for the cards.
+pub const GROUP: &str = "kummerkasten-cards";
+/// How long a batch collects events after its first one: the edits of a busy card coalesce within it.
+const COALESCE: Duration = Duration::from_millis(300);
+/// The most events in one batch.
+const BATCH_MAX: usize = 500;
+/// How long to wait for the ticket store to apply a batch before saying so in the log (and waiting on).
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
+/// The longest pause between two attempts at a card Discord refused or could not be reached for.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How old an event may be and still be told to its submitter.
+const NOTIFY_WITHIN: Duration = Duration::from_secs(3600);
+/// How long a submitter who refused direct messages is not asked again.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
+
+/// One record of a batch: where it is, the ticket whose card it changes (none for a refused command or a record
+/// that is no event), and what its submitter is told, if anything.
+struct Seen {
+    partition: i32,
+    offset: i64,
+    ticket: Option<String>,
+    notice: Option<Notice>,
+}
+
+/// Follows `topic` and keeps the cards up to date until `shutdown` is cancelled; commits what was delivered.
+pub async fn run(
+    settings: Settings,
+    http: Arc<serenity::Http>,
+    bootstrap: String,
+    topic: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let cards = Cards::open(&settings.cards_path)?;
+    let consumer = group_consumer(&bootstrap, GROUP, CommitOnRevoke::default())?;
+    consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
+    let poster = Poster { settings, http, cards, refused: Mutex::new(HashMap::new()) };
+    let result = follow(&consumer, &topic, &poster, &shutdown).await;
+    // Committing and closing wait for the broker with no time limit, so they run on the blocking pool, as in
+    // `kafka::relay`. On a runtime worker they stall every task queued behind them; when the broker runs in the
+    // same process (`--broker embedded`, the tests) its answer is one of those tasks, and shutdown hung for good.
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = commit_stored(&consumer);
+        drop(consumer);
+        committed
+    })
+    .await
+    .context("committing the cards' offsets ended abnormally")?;
+    if let Err(error) = committed {
+        tracing::warn!(%error, "could not commit the cards' offsets; some cards may be drawn again");
+    }
+    result
+}
+
+async fn follow(
+    consumer: &rdkafka::consumer::StreamConsumer<CommitOnRevoke>,
+    topic: &str,
+    poster: &Poster,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let mut batch = Vec::new();
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Ok(()),
+            message = consumer.recv() => message,
+        };
+        let deadline = tokio::time::Instant::now() + COALESCE;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Ok(message) => batch.push(seen(&message)),
+                Err(error) if consumer_error_is_fatal(&error) => return Err(error.into()),
+                Err(_) => {}
+            }
+            if batch.len() >= BATCH_MAX {
+                break;
+            }
+            next = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => None,
+                message = consumer.recv() => Some(message),
+            };
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if !poster.deliver(&batch, shutdown).await {
+            return Ok(()); // shut down before Discord had everything: these events come again
+        }
+        for seen in &batch {
+            // Fails only if the partition was revoked meanwhile; its next owner draws the card again.
+            if let Err(error) = consumer.store_offset(topic, seen.partition, seen.offset) {
+                tracing::debug!(%error, "card offset not stored; the partition moved to another member");
+            }
+        }
+    }
+}
+
+fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
+    let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
+    let notice = event.as_ref().and_then(notify::notice);
+    let ticket = event.filter(|e| !matches!(e.change, Change::Rejected { .. })).map(|e| e.ticket_id);
+    Seen { partition: message.partition(), offset: message.offset(), ticket, notice }
+}
+
+/// Posts and edits cards, and sends submitters their messages.
+struct Poster {
+    settings: Settings,
+    http: Arc<serenity::Http>,
+    cards: Cards,
+    /// Submitters (by Discord user id) who refused a direct message, and when.
+    refused: Mutex<HashMap<u64, Instant>>,
+}
+
+impl Poster {
+    /// Brings every card the batch touches up to date, once per ticket, then tells the submitters; `false` if
+    /// shutdown came first.
+    async fn deliver(&self, batch: &[Seen], shutdown: &CancellationToken) -> bool {
+        let mut needed: HashMap<i32, i64> = HashMap::new();
+        for seen in batch {
+            let offset = needed.entry(seen.partition).or_insert(seen.offset);
+            *offset = (*offset).max(seen.offset);
+        }
+        if !self.store_has(&needed, shutdown).await {
+            return false;
+        }
+        if let Some(team) = self.settings.cards
+            && !self.draw(team, batch, shutdown).await
+        {
+            return false;
+        }
+        if self.settings.notify_submitter {
+            for notice in batch.iter().filter_map(|s| s.notice.as_ref()) {
+                if !self.tell(notice, shutdown).await {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Brings the card of every ticket in the batch up to date; `false` if shutdown came first.
+    async fn draw(&self, team: Team, batch: &[Seen], shutdown: &CancellationToken) -> bool {
+        let mut tickets: Vec<&str> = Vec::new();
+        for ticket in batch.iter().filter_map(|s| s.ticket.as_deref()) {
+            if !tickets.contains(&ticket) {
+                tickets.push(ticket);
+            }
+        }
+        for ticket in tickets {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                match self.show(team, ticket).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(ticket, "the card could not be updated: {error:#}; trying again in {backoff:?}");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return false,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits until the ticket store has applied every event of the batch, so the cards show them.
+    async fn store_has(&self, needed: &HashMap<i32, i64>, shutdown: &CancellationToken) -> bool {
+        let applied = |progress: &crate::store::Progress| {
+            needed.iter().all(|(partition, offset)| progress.next.get(partition).is_some_and(|next| next > offset))
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                done = self.settings.store.wait_for(STORE_PATIENCE, applied) => if done { return true },
+            }
+            tracing::warn!("the ticket store has not applied the events of the cards within {STORE_PATIENCE:?}");
+        }
+    }
+
+    /// Tells the submitter of the notice's ticket what happened, retrying what is worth retrying; `false` if
+    /// shutdown came first.
+    async fn tell(&self, notice: &Notice, shutdown: &CancellationToken) -> bool {
+        if !notify::is_recent(notice, chrono::Utc::now(), NOTIFY_WITHIN) {
+            tracing::debug!(ticket = %notice.ticket_id, "an event older than {NOTIFY_WITHIN:?}: its submitter is not told");
+            return true;
+        }
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match self.tell_once(notice).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    let ticket = &notice.ticket_id;
+                    tracing::warn!(
+                        ticket,
+                        "the submitter could not be told yet: {error:#}; trying again in {backoff:?}"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// One attempt at telling a submitter: `Ok` when it is done with (sent, or skipped for good).
+    async fn tell_once(&self, notice: &Notice) -> anyhow::Result<()> {
+        let Some(state) = self.ticket(&notice.ticket_id).await? else { return Ok(()) };
+        // Only a ticket from Discord has a submitter the bot can write to.
+        let Some(user) = state.contact_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { return Ok(()) };
+        let ticket = state.id.as_str();
+        if self.refused_lately(user) {
+            tracing::debug!(ticket, user, "the submitter refused direct messages lately; not asked again yet");
+            return Ok(());
+        }
+        match notify::send(&self.http, user, &notify::message(notice, &state)).await {
+            Ok(Sent::Delivered) => Ok(()),
+            Ok(Sent::Refused) => {
+                self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
+                tracing::info!(
+                    ticket,
+                    user,
+                    "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
+                     asked again for {REFUSAL_MEMORY:?}"
+                );
+                Ok(())
+            }
+            Ok(Sent::Dropped(why)) => {
+                tracing::warn!(ticket, user, "Discord refused the message to the submitter for good: {why}");
+                Ok(())
+            }
+            Err(error) => Err(anyhow::anyhow!("{}", connect::describe(&error))),
+        }
+    }
+
+    /// Whether `user` refused a direct message within [`REFUSAL_MEMORY`]; forgets older refusals.
+    fn refused_lately(&self, user: u64) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.retain(|_, at| at.elapsed() < REFUSAL_MEMORY);
+        refused.contains_key(&user)
+    }
+
+    /// Posts or edits the card of `ticket` to show its current state.
+    async fn show(&self, team: Team, ticket: &str) -> anyhow::Result<()> {
+        let Some(state) = self.ticket(ticket).await? else {
+            return Ok(()); // an event for a ticket that was never created: nothing to show
+        };
+        let channel = team.channel_id;
+        match self.cards.get(channel, &state.id).await? {
+            Some(card) if card.version >= state.version => Ok(()),
+            Some(card) => {
+                let body = card::message(&state, None, self.settings.desk_url.as_deref());
+                let edited = self.http.edit_message(channel.into(), card.message_id.into(), &body, Vec::new()).await;
+                match edited {
+                    Ok(_) => self.cards.put(channel, &state.id, Card { version: state.version, ..card }).await,
+                    // Someone deleted the card: the ticket gets a new one.
+                    Err(error) if connect::status(&error) == Some(404) => {
+                        self.post(channel, &state, &format!("{}:{}", state.id, state.version)).await
+                    }
+                    Err(error) => Err(anyhow::anyhow!("{}{}", connect::describe(&error), hint(&error))),
+                }
+            }
+            None => self.post(channel, &state, &state.id).await,
+        }
+    }
+
+    async fn post(&self, channel: u64, state: &TicketState, nonce_of: &str) -> anyhow::Result<()> {
+        let body = card::message(state, Some(&nonce(nonce_of)), self.settings.desk_url.as_deref());
+        let message = self
+            .http
+            .send_message(channel.into(), Vec::new(), &body)
+            .await
+            .map_err(|error| anyhow::anyhow!("{}{}", connect::describe(&error), hint(&error)))?;
+        self.cards.put(channel, &state.id, Card { message_id: message.id.get(), version: state.version }).await
+    }
+
+    async fn ticket(&self, id: &str) -> anyhow::Result<Option<TicketState>> {
+        let (store, id) = (self.settings.store.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let conn = store.reader()?;
+            Ok(query::ticket(&conn, &id)?)
+        })
+        .await
+        .context("a read of the ticket store ended abnormally")?
+    }
+}
+
+/// What to do about a refusal that will not go away by itself.
+fn hint(error: &serenity::Error) -> &'static str {
+    match connect::status(error) {
+        Some(403) => {
+            "; give the bot View Channel, Send Messages and Embed Links in the staff channel (README: Staff cards in \
+             Discord)"
+        }
+        Some(404) => "; check DISCORD_STAFF_CHANNEL_ID",
+        Some(401) => "; check DISCORD_TOKEN",
+        _ => "",
+    }
+}
+
+/// A message nonce (at most 25 characters) derived from `seed`: the same post always carries the same one.
+pub(super) fn nonce(seed: &str) -> String {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
+    id[..25].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_card_post_has_a_stable_nonce_within_discords_25_characters() {
+        assert_eq!(super::nonce("t-1"), super::nonce("t-1"));
+        assert_ne!(super::nonce("t-1"), super::nonce("t-2"));
+        assert_eq!(super::nonce("t-1").len(), 25);
+    }
+}

@@ -1,0 +1,87 @@
+//! The staff side of the bot: a card per ticket in the staff channel, kept up to date, whose buttons work the
+//! ticket through akte; and direct messages that keep each ticket's submitter informed.
+//!
+//! `card` builds a card from a ticket's state (pure), `cards` remembers which message is whose card, `notify` says
+//! what a submitter is told (pure) and sends it, `follow` posts and edits cards and sends those messages from
+//! `ticket-events`, and `buttons` turns presses of staff members into lifecycle commands. The gateway session is
+//! kummerkasten's own (one per bot), so this module has no task of its own beyond `follow`; it reads tickets from
+//! the ticket store and never writes it.
+
+pub mod buttons;
+pub mod card;
+pub mod cards;
+pub mod follow;
+pub mod notify;
+
+use std::path::PathBuf;
+
+use crate::store::Store;
+
+/// What the staff side needs. It runs when there are cards, or messages to submitters, or both.
+#[derive(Clone)]
+pub struct Settings {
+    /// Where the cards go and who may press their buttons; `None` without a staff channel and role.
+    pub cards: Option<Team>,
+    /// Whether submitters get a direct message when their ticket is claimed, answered publicly or closed.
+    pub notify_submitter: bool,
+    /// The ticket store the cards and messages are drawn from, and where akte's answers to presses appear.
+    pub store: Store,
+    /// The card memory (`cards`), a file beside the ticket store.
+    pub cards_path: PathBuf,
+    /// Partitions of `ticket-commands`, to put a command where akte decides its ticket.
+    pub partitions: i32,
+    /// The web desk's public URL (`desk.public_url`): cards link to their ticket's page there.
+    pub desk_url: Option<String>,
+}
+
+/// The team's place in Discord: the staff channel and the staff role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Team {
+    /// Where the cards go.
+    pub channel_id: u64,
+    /// Who may press their buttons.
+    pub role_id: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("staff::Settings")
+            .field("cards", &self.cards)
+            .field("notify_submitter", &self.notify_submitter)
+            .field("store", &self.store)
+            .field("cards_path", &self.cards_path)
+            .field("partitions", &self.partitions)
+            .field("desk_url", &self.desk_url)
+            .finish()
+    }
+}
+
+/// Where the card memory lives: beside the ticket store, so `--ephemeral` and the data dir apply to both.
+pub fn cards_path(store: &Store) -> PathBuf {
+    store.path().with_file_name("discord-cards.sqlite")
+}
+
+/// Why the staff side is off, when it is: one line for the ready table; `None` when both settings are there.
+pub fn off_reason(channel: Option<u64>, role: Option<u64>) -> Option<&'static str> {
+    match (channel, role) {
+        (Some(_), Some(_)) => None,
+        (None, _) => Some(
+            "staff cards off: set DISCORD_STAFF_CHANNEL_ID and DISCORD_STAFF_ROLE_ID for a card per ticket with \
+             Claim and Close (README: Staff cards in Discord)",
+        ),
+        (Some(_), None) => Some(
+            "staff cards off: DISCORD_STAFF_CHANNEL_ID is set but DISCORD_STAFF_ROLE_ID is not, and without a staff \
+             role nobody could press the buttons",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_staff_side_is_off_with_a_reason_unless_both_channel_and_role_are_set() {
+        assert_eq!(super::off_reason(Some(1), Some(2)), None);
+        assert!(super::off_reason(None, None).unwrap().contains("DISCORD_STAFF_CHANNEL_ID"));
+        assert!(super::off_reason(Some(1), None).unwrap().contains("DISCORD_STAFF_ROLE_ID is not"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Direct messages to a ticket's submitter: which events they are told about (a claim, a public reply, a close
+//! with its reason), what the message says, and sending it.
+//!
+//! The texts are pure functions of the event and the ticket, tested without Discord; ticket text is defused
+//! (`discord::plain`) and nothing pings. Sending opens the bot's DM channel with the submitter and posts there, with
+//! a nonce from the event id that Discord enforces, so a redelivered event does not send the same message twice.
+//! Which events to send, and when to retry, is `follow`'s business; this module decides no ticket.
+
+use std::time::Duration;
+
+use poise::serenity_prelude as serenity;
+use serde_json::{Value, json};
+
+use crate::discord::{clip, plain};
+use crate::lifecycle::TicketState;
+use crate::schema::lifecycle::{Change, Event};
+use crate::services::kummerkasten::connect;
+
+/// Discord's limit on a message's `content`.
+const CONTENT_MAX: usize = 2000;
+/// The most of a public reply a message quotes; the rest is in the desk.
+const REPLY_MAX: usize = 1500;
+/// The first line of the ticket, as the message names it.
+const TITLE_MAX: usize = 80;
+
+/// Discord's code for "Cannot send messages to this user": the user accepts no direct messages from the bot.
+pub const DMS_CLOSED: isize = 50007;
+
+/// An event the submitter is told about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub event_id: String,
+    pub ticket_id: String,
+    /// When akte decided it (RFC 3339).
+    pub at: String,
+    pub what: What,
+}
+
+/// What happened to the ticket, and who did it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum What {
+    Claimed { by: String },
+    Replied { by: String, body: String },
+    Closed { by: String, reason: String },
+}
+
+/// The notice for `event`, if it is one the submitter is told about: a claim, a public reply, a close. Internal
+/// notes and every other change stay with the team.
+pub fn notice(event: &Event) -> Option<Notice> {
+    let by = event.actor.name.clone();
+    let what = match &event.change {
+        Change::Claimed { by } => What::Claimed { by: by.clone() },
+        Change::Commented { body, internal: false } => What::Replied { by, body: body.clone() },
+        Change::Closed { reason } => What::Closed { by, reason: reason.clone() },
+        _ => return None,
+    };
+    Some(Notice { event_id: event.event_id.clone(), ticket_id: event.ticket_id.clone(), at: event.at.clone(), what })
+}
+
+/// Whether the notice is recent enough to send: a follower that starts on a long history (a new consumer group, a
+/// topic replayed) must not message people about what happened days ago.
+pub fn is_recent(notice: &Notice, now: chrono::DateTime<chrono::Utc>, within: Duration) -> bool {
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(&notice.at) else { return false };
+    let age = now.signed_duration_since(at.with_timezone(&chrono::Utc));
+    age.to_std().map_or(true, |age| age <= within) // a clock a little behind akte's makes the age negative
+}
+
+/// The message's text: what happened to which ticket, in words the submitter reads.
+pub fn text(notice: &Notice, ticket: &TicketState) -> String {
+    let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
+    let title = format!("“{}” (ticket {})", clip(&plain(first_line.trim()), TITLE_MAX), ticket.id);
+    let text = match &notice.what {
+        What::Claimed { by } => format!("Your ticket {title} is being worked on: {} took it.", plain(by)),
+        What::Replied { by, body } => {
+            let quoted: Vec<String> =
+                clip(body.trim(), REPLY_MAX).lines().map(|line| format!("> {}", plain(line))).collect();
+            format!("{} replied to your ticket {title}:\n{}", plain(by), quoted.join("\n"))
+        }
+        What::Closed { by, reason } => {
+            format!("Your ticket {title} was closed by {}. Reason: {}", plain(by), plain(reason))
+        }
+    };
+    clip(&text, CONTENT_MAX)
+}
+
+/// The message body: the text, no pings, and a nonce from the event that Discord enforces.
+pub fn message(notice: &Notice, ticket: &TicketState) -> Value {
+    json!({
+        "content": text(notice, ticket),
+        "allowed_mentions": {"parse": []},
+        "nonce": super::follow::nonce(&format!("dm:{}", notice.event_id)),
+        "enforce_nonce": true,
+    })
+}
+
+/// How a direct message ended.
+#[derive(Debug)]
+pub enum Sent {
+    Delivered,
+    /// The user accepts no direct messages from the bot (code 50007): skipped, not retried.
+    Refused,
+    /// Discord refused it for good for another reason (an unknown user, say); skipped, with the reason.
+    Dropped(String),
+}
+
+/// Sends `body` to `user_id` in the bot's DM channel with them. An error is one worth retrying: the network, a
+/// timeout, a rate limit or a server error.
+pub async fn send(http: &serenity::Http, user_id: u64, body: &Value) -> Result<Sent, serenity::Error> {
+    let outcome = async {
+        let channel = http.create_private_channel(&json!({"recipient_id": user_id.to_string()})).await?;
+        http.send_message(channel.id, Vec::new(), body).await
+    }
+    .await;
+    match outcome {
+        Ok(_) => Ok(Sent::Delivered),
+        Err(error) => match (connect::status(&error), connect::code(&error)) {
+            (Some(403), Some(DMS_CLOSED)) => Ok(Sent::Refused),
+            (Some(status), _) if (400..500).contains(&status) && status != 429 => {
+                Ok(Sent::Dropped(connect::describe(&error)))
+            }
+            _ => Err(error),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::lifecycle::{Actor, ActorSource};
+    use proptest::prelude::*;
+
+    fn event(change: Change) -> Event {
+        Event {
+            event_id: "e-1".into(),
+            ticket_id: "t-1".into(),
+            version: Some(2),
+            at: "2026-03-01T10:00:00Z".into(),
+            actor: Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()) },
+            caused_by: "c-1".into(),
+            change,
+        }
+    }
+
+    fn ticket(body: &str) -> TicketState {
+        TicketState { id: "t-1".into(), body: body.into(), ..TicketState::default() }
+    }
+
+    #[test]
+    fn the_submitter_hears_of_claims_public_replies_and_closes_and_of_nothing_else() {
+        let told = |change: Change| notice(&event(change)).map(|n| n.what);
+        assert_eq!(told(Change::Claimed { by: "ana".into() }), Some(What::Claimed { by: "ana".into() }));
+        assert_eq!(
+            told(Change::Commented { body: "try again".into(), internal: false }),
+            Some(What::Replied { by: "ana".into(), body: "try again".into() })
+        );
+        assert_eq!(
+            told(Change::Closed { reason: "fixed".into() }),
+            Some(What::Closed { by: "ana".into(), reason: "fixed".into() })
+        );
+        assert_eq!(told(Change::Commented { body: "they are rude".into(), internal: true }), None, "a note");
+        assert_eq!(told(Change::Reopened), None);
+        assert_eq!(told(Change::Rejected { action: "claim".into(), reason: "already".into() }), None);
+    }
+
+    #[test]
+    fn only_recent_events_are_told() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:30:00Z").unwrap().with_timezone(&chrono::Utc);
+        let at = |at: &str| Notice { at: at.into(), ..notice(&event(Change::Claimed { by: "ana".into() })).unwrap() };
+        let hour = Duration::from_secs(3600);
+        assert!(is_recent(&at("2026-03-01T10:00:00Z"), now, hour));
+        assert!(is_recent(&at("2026-03-01T10:31:00Z"), now, hour), "a clock a little behind akte's");
+        assert!(!is_recent(&at("2026-02-27T10:00:00Z"), now, hour), "days ago");
+        assert!(!is_recent(&at("not a time"), now, hour));
+    }
+
+    #[test]
+    fn a_close_names_the_ticket_who_closed_it_and_why_and_pings_nobody() {
+        let close = notice(&event(Change::Closed { reason: "fixed <@1> @everyone".into() })).unwrap();
+        let body = message(&close, &ticket("\n  printer on fire\nsecond line"));
+        let content = body["content"].as_str().unwrap();
+        assert!(content.contains("printer on fire") && content.contains("t-1"), "{content}");
+        assert!(content.contains("closed by ana") && content.contains("Reason: fixed"), "{content}");
+        assert!(!content.contains("<@1>") && !content.contains("@everyone"), "{content}");
+        assert_eq!(body["allowed_mentions"]["parse"], json!([]));
+        assert_eq!((body["enforce_nonce"].as_bool(), body["nonce"].as_str().map(str::len)), (Some(true), Some(25)));
+    }
+
+    proptest! {
+        #[test]
+        fn props_any_reply_makes_a_message_within_discords_limit(body in "\\PC{1,5000}", first in "\\PC{0,500}") {
+            let reply = notice(&event(Change::Commented { body, internal: false })).unwrap();
+            let text = text(&reply, &ticket(&first));
+            prop_assert!(crate::discord::chars(&text) <= CONTENT_MAX);
+        }
+    }
+}
