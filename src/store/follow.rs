@@ -1,19 +1,22 @@
 //! Keeps the ticket store up to date: reads `ticket-events` from the offsets the store holds and applies it in
-//! batches, on a thread of its own.
+//! batches, on two threads of its own: one polls and parses the next batch while the other writes the last.
 //!
 //! At start it checks the store against the topic: a store ahead of the topic (the topic was deleted and created
 //! again, or a container broker started empty) is rebuilt; a store behind the topic's oldest event (retention
 //! removed events it never saw) says so loudly. A large backlog shows its progress in the log.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::Message as _;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{Record, Writer};
+use super::{Parsed, Writer};
 use crate::kafka;
 
 /// Events applied in one transaction at most.
@@ -65,52 +68,79 @@ fn follow(writer: &mut Writer, bootstrap: &str, topic: &str, shutdown: &Cancella
         tracing::info!("ticket store: applying {} events from {topic}", report.total);
     }
     let targets: Vec<(i32, i64)> = ends.iter().map(|(&p, &(_, high))| (p, high)).collect();
-    let mut caught_up = false;
-    while !shutdown.is_cancelled() {
-        let mut messages = Vec::new();
+    // Two threads: this one writes, a reader polls and parses the next batch meanwhile.
+    let (batches, parsed) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(2);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read(&consumer, topic, shutdown, &stop, batches));
+        let written = (|| -> anyhow::Result<()> {
+            let mut caught_up = false;
+            while !shutdown.is_cancelled() {
+                match parsed.recv_timeout(Duration::from_millis(100)) {
+                    Ok(batch) => {
+                        let applied = writer.apply_parsed(&batch).context("cannot write the ticket store")?;
+                        if let Some(report) = &mut report {
+                            report.advance(applied.events + applied.duplicates + applied.unreadable);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if !caught_up {
+                    let next = writer.next_offsets();
+                    caught_up = targets.iter().all(|(p, high)| next.get(p).copied().unwrap_or(0) >= *high);
+                    if caught_up {
+                        if bulk {
+                            writer.end_bulk().context("cannot index the rebuilt ticket store")?;
+                        }
+                        if let Some(report) = report.take() {
+                            report.finish();
+                        }
+                        writer.caught_up();
+                    }
+                }
+            }
+            Ok(())
+        })();
+        // A writer that failed stops the reader too.
+        stop.store(true, Ordering::Relaxed);
+        drop(parsed);
+        reader.join().map_err(|_| anyhow::anyhow!("the ticket store's reader panicked"))?;
+        written
+    })
+}
+
+/// Polls `topic` and parses each batch, until shutdown, a stop, or the writer is gone.
+fn read(
+    consumer: &BaseConsumer,
+    topic: &str,
+    shutdown: &CancellationToken,
+    stop: &AtomicBool,
+    batches: SyncSender<Vec<Parsed>>,
+) {
+    while !shutdown.is_cancelled() && !stop.load(Ordering::Relaxed) {
+        let mut batch = Vec::new();
+        let mut take = |message: KafkaResult<BorrowedMessage<'_>>| match message {
+            Ok(message) => batch.push(Parsed::new(
+                message.partition(),
+                message.offset(),
+                message.payload().unwrap_or_default().to_vec(),
+            )),
+            Err(error) => tracing::warn!(%error, "reading {topic} failed; librdkafka retries by itself"),
+        };
         if let Some(first) = consumer.poll(Duration::from_millis(100)) {
-            messages.push(first);
-            while messages.len() < BATCH {
+            take(first);
+            for _ in 1..BATCH {
                 match consumer.poll(Duration::ZERO) {
-                    Some(message) => messages.push(message),
+                    Some(message) => take(message),
                     None => break,
                 }
             }
         }
-        let mut records = Vec::with_capacity(messages.len());
-        for message in &messages {
-            match message {
-                Ok(message) => records.push(Record {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    payload: message.payload().unwrap_or_default(),
-                }),
-                Err(error) => tracing::warn!(%error, "reading {topic} failed; librdkafka retries by itself"),
-            }
-        }
-        if !records.is_empty() {
-            let applied = writer.apply(&records).context("cannot write the ticket store")?;
-            if let Some(report) = &mut report {
-                report.advance(applied.events + applied.duplicates + applied.unreadable);
-            }
-        }
-        drop(records);
-        drop(messages);
-        if !caught_up {
-            let next = writer.next_offsets();
-            caught_up = targets.iter().all(|(p, high)| next.get(p).copied().unwrap_or(0) >= *high);
-            if caught_up {
-                if bulk {
-                    writer.end_bulk().context("cannot index the rebuilt ticket store")?;
-                }
-                if let Some(report) = report.take() {
-                    report.finish();
-                }
-                writer.caught_up();
-            }
+        if !batch.is_empty() && batches.send(batch).is_err() {
+            return;
         }
     }
-    Ok(())
 }
 
 /// Each partition's oldest and next offsets.

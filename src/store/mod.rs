@@ -74,6 +74,22 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
 }
 
+/// A record of `ticket-events` read and parsed, so that parsing can happen on another thread than the writing.
+pub struct Parsed {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+    /// The event, or why the record is none.
+    pub event: Result<Event, String>,
+}
+
+impl Parsed {
+    pub fn new(partition: i32, offset: i64, payload: Vec<u8>) -> Parsed {
+        let event = serde_json::from_slice(&payload).map_err(|error: serde_json::Error| error.to_string());
+        Parsed { partition, offset, payload, event }
+    }
+}
+
 /// Opens (or creates) the store at `path`, for the events of `topic`. A store built from another topic, or by
 /// an incompatible franz, is emptied to be rebuilt.
 pub fn open(path: &Path, topic: &str) -> anyhow::Result<(Store, Writer)> {
@@ -191,6 +207,13 @@ impl Writer {
     /// Applies a batch in one transaction with its offsets. Records below a partition's stored offset (read
     /// again after a crash) are skipped.
     pub fn apply(&mut self, records: &[Record<'_>]) -> anyhow::Result<Applied> {
+        let parsed: Vec<Parsed> =
+            records.iter().map(|r| Parsed::new(r.partition, r.offset, r.payload.to_vec())).collect();
+        self.apply_parsed(&parsed)
+    }
+
+    /// [`Writer::apply`] of records parsed already.
+    pub fn apply_parsed(&mut self, records: &[Parsed]) -> anyhow::Result<Applied> {
         let mut applied = Applied::default();
         let mut next = self.progress.borrow().next.clone();
         let tx = self.conn.transaction()?;
@@ -204,7 +227,7 @@ impl Writer {
                 continue;
             }
             next.insert(record.partition, record.offset + 1);
-            let event: Event = match serde_json::from_slice(record.payload) {
+            let event: &Event = match &record.event {
                 Ok(event) => event,
                 Err(error) => {
                     tracing::warn!(partition = record.partition, offset = record.offset, %error, "not a ticket event; skipped");
@@ -224,7 +247,7 @@ impl Writer {
                 event.change.name(),
                 event.at,
                 event.actor.name,
-                std::str::from_utf8(record.payload).unwrap_or_default(),
+                std::str::from_utf8(&record.payload).unwrap_or_default(),
                 record.partition,
                 record.offset,
             ])?;
