@@ -275,7 +275,7 @@ impl Writer {
             };
             let version = |state: &Option<TicketState>| state.as_ref().map_or(0, |s| s.version);
             let before = version(&row.state);
-            row.state = lifecycle::apply(row.state.take(), &event);
+            row.state = lifecycle::apply(row.state.take(), event);
             if version(&row.state) != before {
                 if let Change::Commented { body, .. } = &event.change {
                     row.new_comments.push(body.clone());
