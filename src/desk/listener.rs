@@ -6,18 +6,19 @@
 //! client that stops reading what the desk sends (pipelined requests never read, a live stream left unread) is
 //! dropped after [`WRITE_STALL`], so no client can hold a connection without taking part in it.
 
-use std::collections::HashMap;
 use std::future::Future as _;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+
+use super::tally::{Held, Tally};
 
 /// Connections the desk holds at once.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -66,7 +67,7 @@ pub async fn serve_limited(
             tracing::debug!("the desk has {MAX_CONNECTIONS} connections; closing a new one");
             continue;
         };
-        let Some(client) = clients.admit(peer.ip()) else {
+        let Some(client) = admit(&clients, peer.ip()) else {
             tracing::debug!("{} has {MAX_PER_CLIENT} connections to the desk; closing a new one", peer.ip());
             continue;
         };
@@ -88,38 +89,12 @@ pub async fn serve_limited(
 }
 
 /// Connections per client address.
-#[derive(Clone, Default)]
-struct Clients(Arc<Mutex<HashMap<IpAddr, usize>>>);
+type Clients = Tally<IpAddr>;
+type Admitted = Held<IpAddr>;
 
-/// One admitted connection of a client; counted until dropped.
-struct Admitted {
-    clients: Clients,
-    ip: IpAddr,
-}
-
-impl Clients {
-    /// Counts a new connection from `ip`, unless it has [`MAX_PER_CLIENT`] already (loopback is not limited).
-    fn admit(&self, ip: IpAddr) -> Option<Admitted> {
-        let mut counts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = counts.entry(ip).or_default();
-        if *count >= MAX_PER_CLIENT && !ip.is_loopback() {
-            return None;
-        }
-        *count += 1;
-        Some(Admitted { clients: self.clone(), ip })
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut counts = self.clients.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
+/// Counts a new connection from `ip`, unless it has [`MAX_PER_CLIENT`] already (loopback is not limited).
+fn admit(clients: &Clients, ip: IpAddr) -> Option<Admitted> {
+    clients.take(ip, |held, _| if held >= MAX_PER_CLIENT && !ip.is_loopback() { Err(()) } else { Ok(()) }).ok()
 }
 
 /// A connection whose writes fail once the client has taken nothing for [`WRITE_STALL`].
@@ -193,13 +168,13 @@ mod tests {
     fn a_client_address_other_than_loopback_holds_a_bounded_number_of_connections() {
         let clients = Clients::default();
         let remote: IpAddr = "192.0.2.7".parse().unwrap();
-        let held: Vec<Admitted> = (0..MAX_PER_CLIENT).map(|_| clients.admit(remote).unwrap()).collect();
-        assert!(clients.admit(remote).is_none());
-        assert!(clients.admit("192.0.2.8".parse().unwrap()).is_some(), "another client is not affected");
+        let held: Vec<Admitted> = (0..MAX_PER_CLIENT).map(|_| admit(&clients, remote).unwrap()).collect();
+        assert!(admit(&clients, remote).is_none());
+        assert!(admit(&clients, "192.0.2.8".parse().unwrap()).is_some(), "another client is not affected");
         let local: Vec<Admitted> =
-            (0..MAX_PER_CLIENT + 1).map(|_| clients.admit("127.0.0.1".parse().unwrap()).unwrap()).collect();
+            (0..MAX_PER_CLIENT + 1).map(|_| admit(&clients, "127.0.0.1".parse().unwrap()).unwrap()).collect();
         drop(held);
-        assert!(clients.admit(remote).is_some(), "closed connections make room");
+        assert!(admit(&clients, remote).is_some(), "closed connections make room");
         drop(local);
     }
 }

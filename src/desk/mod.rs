@@ -13,6 +13,7 @@ mod listener;
 pub mod numbers;
 pub mod problems;
 pub mod staff;
+mod tally;
 pub mod web;
 
 pub use listener::{HEAD_TIMEOUT, MAX_CONNECTIONS, MAX_PER_CLIENT, REQUEST_TIMEOUT, WRITE_STALL, serve_limited};

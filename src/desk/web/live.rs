@@ -5,9 +5,7 @@
 //! has at most [`PER_SESSION`] open, and all together at most [`MAX_STREAMS`], which leaves the rest of the desk's
 //! connections to requests.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -18,6 +16,7 @@ use futures::Stream;
 
 use super::{Shared, SignedIn, error_page};
 use crate::desk::staff::Session;
+use crate::desk::tally::{Held, Tally};
 
 /// The shortest time between two `change` events on one stream.
 const COALESCE: Duration = Duration::from_millis(200);
@@ -29,44 +28,23 @@ pub const PER_SESSION: usize = 16;
 pub const MAX_STREAMS: usize = 384;
 
 /// The open streams, by session.
-#[derive(Clone, Default)]
-pub struct Streams(Arc<Mutex<HashMap<String, usize>>>);
+pub type Streams = Tally<String>;
+type Open = Held<String>;
 
-/// One open stream, counted until dropped.
-struct Open {
-    streams: Streams,
-    session: String,
-}
-
-impl Streams {
-    fn open(&self, session: &str) -> Result<Open, &'static str> {
-        let mut open = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if open.values().sum::<usize>() >= MAX_STREAMS {
-            return Err("the desk has as many live pages open as it serves; this page will not update by itself");
+fn open(streams: &Streams, session: &str) -> Result<Open, &'static str> {
+    streams.take(session.to_owned(), |held, total| {
+        if total >= MAX_STREAMS {
+            Err("the desk has as many live pages open as it serves; this page will not update by itself")
+        } else if held >= PER_SESSION {
+            Err("you have 16 live pages open; close some tabs and reload this one")
+        } else {
+            Ok(())
         }
-        let count = open.entry(session.to_owned()).or_default();
-        if *count >= PER_SESSION {
-            return Err("you have 16 live pages open; close some tabs and reload this one");
-        }
-        *count += 1;
-        Ok(Open { streams: self.clone(), session: session.to_owned() })
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        let mut open = self.streams.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.session) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.session);
-            }
-        }
-    }
+    })
 }
 
 pub async fn stream(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Response {
-    let open = match desk.live.open(&session.id) {
+    let open = match open(&desk.live, &session.id) {
         Ok(open) => open,
         Err(message) => return error_page(StatusCode::TOO_MANY_REQUESTS, message),
     };
@@ -130,14 +108,14 @@ mod tests {
     #[test]
     fn live_streams_are_bounded_per_session_and_in_all() {
         let streams = Streams::default();
-        let mine: Vec<Open> = (0..PER_SESSION).map(|_| streams.open("ana").unwrap()).collect();
-        assert!(streams.open("ana").err().unwrap().contains("close some tabs"));
+        let mine: Vec<Open> = (0..PER_SESSION).map(|_| open(&streams, "ana").unwrap()).collect();
+        assert!(open(&streams, "ana").err().unwrap().contains("close some tabs"));
         let mut others = Vec::new();
         for n in 0..MAX_STREAMS - PER_SESSION {
-            others.push(streams.open(&format!("s{}", n / PER_SESSION)).unwrap());
+            others.push(open(&streams, &format!("s{}", n / PER_SESSION)).unwrap());
         }
-        assert!(streams.open("bo").err().unwrap().contains("as many live pages"));
+        assert!(open(&streams, "bo").err().unwrap().contains("as many live pages"));
         drop(mine);
-        assert!(streams.open("ana").is_ok(), "closed streams make room");
+        assert!(open(&streams, "ana").is_ok(), "closed streams make room");
     }
 }
