@@ -103,20 +103,31 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
     for reason in &readiness.reasons {
         out.push_str(&format!("  - {reason}\n"));
     }
+    let broker = &readiness.broker;
     out.push_str(&format!(
-        "\nbroker: {}, {} partitions, {} connections\n",
+        "\nbroker: {} at {}, {}, {} partitions",
+        if broker.kind.is_empty() { "?" } else { &broker.kind },
+        if broker.address.is_empty() { "?" } else { &broker.address },
         if value("franz_broker_up", None) > 0.0 { "up" } else { "not answering" },
         value("franz_broker_partitions", None),
-        value("franz_broker_connections", None),
     ));
-    out.push_str("\nservice        state    records in  records out\n");
+    // Only the embedded broker reports these.
+    if samples.iter().any(|s| s.name == "franz_broker_connections") {
+        out.push_str(&format!(
+            ", {} connections, log {}",
+            value("franz_broker_connections", None),
+            bytes(value("franz_broker_log_bytes", None))
+        ));
+    }
+    out.push_str("\n\nservice        state    records in  records out  last error\n");
     for (name, running) in &readiness.services {
         let label = Some(("service", name.as_str()));
         out.push_str(&format!(
-            "{name:<14} {:<8} {:>10}  {:>11}\n",
+            "{name:<14} {:<8} {:>10}  {:>11}  {}\n",
             if *running { "running" } else { "STOPPED" },
             value("franz_records_in_total", label),
             value("franz_records_out_total", label),
+            readiness.failures.get(name).map_or("-", String::as_str),
         ));
     }
     out.push_str("\ngroup          topic                          lag\n");
@@ -139,7 +150,23 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
         value("franz_tickets", Some(("status", "claimed"))),
         value("franz_tickets", Some(("status", "closed"))),
     ));
+    match &readiness.desk {
+        Some(desk) => out.push_str(&format!("desk: {desk}\n")),
+        None => out.push_str("desk: not running\n"),
+    }
     out
+}
+
+/// `1536` as `1.5 KiB`.
+fn bytes(count: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value} B") } else { format!("{value:.1} {}", units[unit]) }
 }
 
 #[cfg(test)]
@@ -164,10 +191,19 @@ mod tests {
             status: "unready".into(),
             reasons: vec!["aufbereitung stopped".into()],
             services: [("aufbereitung".to_owned(), false)].into(),
+            failures: [("aufbereitung".to_owned(), "the broker refused".to_owned())].into(),
+            broker: crate::ops::BrokerInfo { kind: "embedded".into(), address: "127.0.0.1:9092".into() },
+            desk: None,
         };
-        let screen = render("http://127.0.0.1:8080", &readiness, &parse_samples("franz_broker_up 1\n"));
+        let samples = "franz_broker_up 1\nfranz_broker_connections 3\nfranz_broker_log_bytes{topic=\"a\"} 1024\nfranz_broker_log_bytes{topic=\"b\"} 512\n";
+        let screen = render("http://127.0.0.1:8080", &readiness, &parse_samples(samples));
         assert!(screen.starts_with("franz at http://127.0.0.1:8080: unready\n  - aufbereitung stopped\n"), "{screen}");
         assert!(screen.contains("aufbereitung   STOPPED"), "{screen}");
-        assert!(screen.contains("broker: up"), "{screen}");
+        assert!(screen.contains("the broker refused"), "{screen}");
+        assert!(
+            screen.contains("broker: embedded at 127.0.0.1:9092, up, 0 partitions, 3 connections, log 1.5 KiB"),
+            "{screen}"
+        );
+        assert!(screen.contains("desk: not running"), "{screen}");
     }
 }

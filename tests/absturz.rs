@@ -116,7 +116,7 @@ async fn a_429_shows_in_the_metrics_with_the_alerts_it_holds_pending_until_they_
     let discord = FakeDiscord::start().await;
     discord.script(Endpoint::Webhook, &[Answer::RateLimited(2.0)]);
     harness.produce(&harness.topics.errors, &events(3)).await;
-    let metrics = std::sync::Arc::new(franz::metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(franz::metrics::Metrics::default());
     let mut settings = settings(&harness, Some(&discord));
     settings.metrics = metrics.clone();
 
