@@ -256,6 +256,7 @@ impl Running {
                 failure.get_or_insert(error);
             }
         }
+        self.ops.release_clients().await;
         self.broker.stop().await;
         failure.map_or(Ok(()), Err)
     }

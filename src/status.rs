@@ -97,7 +97,8 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
             .iter()
             .filter(|s| s.name == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)))
             .map(|s| s.value)
-            .sum()
+            // Not `sum()`: a float sum of nothing is -0, which would print as "-0".
+            .fold(0.0, |total, value| total + value)
     };
     let mut out = format!("franz at {base}: {}\n", readiness.status);
     for reason in &readiness.reasons {

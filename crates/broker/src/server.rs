@@ -19,7 +19,8 @@
 //! A frame over the size limits is refused before anything is allocated for it; a malformed request, including
 //! one with bytes left over after its body, closes that connection with a log line. Nothing a client sends can
 //! panic the broker: decoding runs under `catch_unwind` as a last line of defence. This module decides nothing
-//! about what requests mean: that is `handlers`.
+//! about what requests mean: that is `handlers`. It counts what passes through it (answers by API and error code
+//! with their latency, bytes, connections admitted, evicted and dropped) on the broker's `meter`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
