@@ -181,7 +181,7 @@ fn spawn(
     tasks.spawn(async move {
         let result = task.await;
         if let Err(error) = &result {
-            ops.set_failed(&name, error);
+            ops.metrics.troubles.report(&name, format!("failed: {error:#}"));
         }
         ops.set_running(&name, false);
         (name, result)

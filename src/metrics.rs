@@ -3,8 +3,9 @@
 //! Services count what they do (records in and out, dead letters, retries, alerts, time to claim) on the handles
 //! here as it happens; what is cheaper to read than to track (consumer lag, tickets by status) is read at scrape
 //! time by `ops`. The embedded broker's own metrics (`franz_broker_*`: requests, bytes, latencies, connections,
-//! log bytes) are its crate's, registered here when franz runs it. This module only defines the metrics and
-//! encodes them; it does no I/O. Names are
+//! log bytes) are its crate's, registered here when franz runs it. Beside the metrics travels `troubles`, the
+//! last problem each service reported, since every service that counts also reports. This module only defines the
+//! metrics and encodes them; it does no I/O. Names are
 //! `franz_*` in base units, counters end in `_total`, and no label carries ticket text, a person's name or a
 //! secret: labels are service names, topic names, consumer groups, error types and ticket statuses.
 
@@ -90,6 +91,8 @@ pub struct Metrics {
     pub broker_partitions: Gauge,
     /// 1 when the broker answered the last metadata request, else 0; read at scrape time.
     pub broker_up: Gauge,
+    /// Not a metric: the last problem each service reported, for `/readyz` and `franz status`.
+    pub troubles: crate::troubles::Troubles,
 }
 
 impl Default for Metrics {
@@ -123,6 +126,7 @@ impl Metrics {
             tickets: Family::default(),
             broker_partitions: Gauge::default(),
             broker_up: Gauge::default(),
+            troubles: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -195,6 +199,7 @@ impl Metrics {
             records_in: self.records_in.get_or_create(&label).clone(),
             retries: self.relay_retries.get_or_create(&label).clone(),
             records_out: self.records_out.clone(),
+            troubles: self.troubles.clone(),
         }
     }
 

@@ -36,8 +36,6 @@ pub struct Ops {
     groups: Vec<(String, Vec<String>)>,
     /// Whether each started task is still running, by name.
     running: Mutex<BTreeMap<String, bool>>,
-    /// How each task that ended with an error failed, by name.
-    failures: Mutex<BTreeMap<String, String>>,
     /// What the broker is (`embedded`, `redpanda`, ...).
     broker_kind: String,
     /// Where the desk serves, once it does.
@@ -62,9 +60,9 @@ pub struct Readiness {
     pub reasons: Vec<String>,
     /// Each started task and whether it runs.
     pub services: BTreeMap<String, bool>,
-    /// How each task that failed ended (its error, shortened).
+    /// The last problem each service reported (a retried delivery, an unreachable webhook, its failure).
     #[serde(default)]
-    pub failures: BTreeMap<String, String>,
+    pub problems: BTreeMap<String, crate::troubles::Trouble>,
     /// The broker: what it is and where clients reach it.
     #[serde(default)]
     pub broker: BrokerInfo,
@@ -82,9 +80,6 @@ pub struct BrokerInfo {
     pub address: String,
 }
 
-/// The most of a failed task's error that `/readyz` shows.
-const FAILURE_CHARS: usize = 300;
-
 impl Ops {
     pub fn new(
         metrics: Arc<Metrics>,
@@ -100,7 +95,6 @@ impl Ops {
             topics,
             groups,
             running: Mutex::default(),
-            failures: Mutex::default(),
             broker_kind: broker_kind.to_owned(),
             desk: Mutex::default(),
             store,
@@ -120,12 +114,6 @@ impl Ops {
     /// Records where the desk serves.
     pub fn set_desk(&self, url: String) {
         *self.desk.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
-    }
-
-    /// Records how a task failed.
-    pub fn set_failed(&self, name: &str, error: &anyhow::Error) {
-        let text: String = format!("{error:#}").chars().take(FAILURE_CHARS).collect();
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), text);
     }
 
     /// Records that a task started (`true`) or ended (`false`).
@@ -166,7 +154,7 @@ impl Ops {
             status: status.to_owned(),
             reasons,
             services,
-            failures: self.failures.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            problems: self.metrics.troubles.all(),
             broker: BrokerInfo { kind: self.broker_kind.clone(), address: self.bootstrap.clone() },
             desk: self.desk.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }

@@ -168,8 +168,7 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
         "franz_broker_connections",
         "franz_broker_connections_accepted_total",
         "franz_broker_connections_dropped_total{reason}",
-        "franz_broker_connections_evicted_total",
-        "franz_broker_connections_refused_total",
+        "franz_broker_connections_evicted_total{kind}",
         "franz_broker_fsync_duration_seconds_bucket{le}",
         "franz_broker_fsync_duration_seconds_count",
         "franz_broker_fsync_duration_seconds_sum",
@@ -340,6 +339,35 @@ async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_retried_delivery_shows_as_the_services_last_problem_while_it_keeps_running() {
+    let harness = Harness::new(1).await;
+    harness.produce(&harness.topics.intake, &[(0, valid("delivered late"))]).await;
+    // aufbereitung's first attempt and one retry are refused; the second retry is taken.
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 2);
+    let data = scratch();
+    let mut config = config(&harness, data.path());
+    config.services = vec![Service::Aufbereitung];
+    let running = Started::start(&config).await;
+    let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
+    wait_until("the ticket delivered after its retries", || async {
+        sample(&get(&format!("{base}/metrics")).await.1, "franz_relay_retries_total", "service=\"aufbereitung\"")
+            == Some(2.0)
+            && harness.count(&harness.topics.tickets).await == 1
+    })
+    .await;
+    let (status, readyz) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200, "a service that recovered is ready: {readyz}");
+    let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
+    let problem = readyz["problems"]["aufbereitung"]["text"].as_str().unwrap_or_default().to_owned();
+    let expected = format!("delivery to {} failed", harness.topics.tickets);
+    assert!(problem.starts_with(&expected) && problem.ends_with("retry 2"), "{readyz}");
+    let (ok, screen, errors) = franz_status(&base, &[]);
+    assert!(ok, "status fails on a ready franz:\n{screen}{errors}");
+    assert!(screen.contains(&problem), "{screen}");
+    running.stop().await.expect("franz stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
     let harness = Harness::new(1).await;
     harness.produce(&harness.topics.intake, &[(0, valid("never delivered"))]).await;
@@ -359,12 +387,36 @@ async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
     assert!(errors.contains("aufbereitung stopped"), "{errors}");
     let (_, readyz) = get(&format!("{base}/readyz")).await;
     let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
-    let failure = readyz["failures"]["aufbereitung"].as_str().unwrap_or_default().to_owned();
-    assert!(!failure.is_empty(), "/readyz says how aufbereitung failed: {readyz}");
+    let failure = readyz["problems"]["aufbereitung"]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(failure.starts_with("failed: "), "/readyz says how aufbereitung failed: {readyz}");
     assert!(screen.contains(&failure), "the status screen shows the failure\n{screen}");
     let text = get(&format!("{base}/metrics")).await.1;
     assert_eq!(sample(&text, "franz_service_up", "service=\"aufbereitung\""), Some(0.0), "{text}");
     assert_eq!(sample(&text, "franz_relay_retries_total", "service=\"aufbereitung\""), Some(3.0), "{text}");
     let failure = running.stop().await.expect_err("franz reports the failed service");
     assert!(format!("{failure:#}").contains("aufbereitung failed"), "{failure:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_status_pointed_at_something_that_answers_without_end_stops_reading_and_says_so() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 1 << 20];
+                while socket.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    let (ok, _, errors) = tokio::task::spawn_blocking(move || franz_status(&base, &[])).await.unwrap();
+    assert!(!ok);
+    assert!(errors.contains("answered more than 32 MiB"), "{errors}");
 }

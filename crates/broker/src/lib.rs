@@ -178,7 +178,7 @@ impl Probe {
     }
 
     /// Registers the broker's metrics in `registry`: requests by API and error code with their latency, bytes in
-    /// and out, fsync latency, connections (open, accepted, refused, evicted, dropped) and log bytes per topic. The gauges read when scraped show nothing once the broker has stopped.
+    /// and out, fsync latency, connections (open, accepted, evicted, dropped) and log bytes per topic. The gauges read when scraped show nothing once the broker has stopped.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.0.meter.register(registry, Arc::downgrade(&self.0));
     }

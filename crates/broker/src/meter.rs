@@ -43,6 +43,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// What an evicted connection was doing: `idle` (idle, half-way through a request, or not reading its answers) or
+/// `busy` (waiting for an answer: every connection was, which means real load beyond `max_connections`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
 /// A topic's name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabel {
@@ -79,10 +86,8 @@ pub struct Meter {
     pub fsync_seconds: Histogram,
     /// Connections admitted.
     pub accepted: Counter,
-    /// New connections closed at once: at `max_connections` with none that could make room.
-    pub refused: Counter,
-    /// Open connections closed to make room for a new one at `max_connections`.
-    pub evicted: Counter,
+    /// Open connections closed to make room for a new one at `max_connections`, by what they were doing.
+    evicted: Family<KindLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
 }
 
@@ -115,8 +120,7 @@ impl Default for Meter {
             sent_bytes: Counter::default(),
             fsync_seconds: fsync_histogram(),
             accepted: Counter::default(),
-            refused: Counter::default(),
-            evicted: Counter::default(),
+            evicted: Family::default(),
             dropped: Family::default(),
         }
     }
@@ -149,6 +153,12 @@ impl Meter {
         }
     }
 
+    /// Counts a connection closed to make room at `max_connections`; `busy` when it was owed an answer.
+    pub fn evicted(&self, busy: bool) {
+        let kind = if busy { "busy" } else { "idle" };
+        self.evicted.get_or_create(&KindLabel { kind: kind.into() }).inc();
+    }
+
     /// Counts a connection the broker closed because of its client.
     pub fn dropped(&self, why: Dropped) {
         let reason = match why {
@@ -179,13 +189,8 @@ impl Meter {
         );
         registry.register("connections_accepted", "Client connections admitted", self.accepted.clone());
         registry.register(
-            "connections_refused",
-            "New connections closed at once: at max_connections with none able to make room",
-            self.refused.clone(),
-        );
-        registry.register(
             "connections_evicted",
-            "Open connections closed to make room for a new one at max_connections",
+            "Open connections closed to make room for a new one at max_connections (busy: every one was owed an answer)",
             self.evicted.clone(),
         );
         registry.register(
@@ -195,6 +200,9 @@ impl Meter {
         );
         for reason in ["bad_request", "timeout"] {
             let _ = self.dropped.get_or_create(&ReasonLabel { reason: reason.into() });
+        }
+        for kind in ["idle", "busy"] {
+            let _ = self.evicted.get_or_create(&KindLabel { kind: kind.into() });
         }
         registry.register_collector(Box::new(Gauges(core)));
     }

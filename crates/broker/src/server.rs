@@ -332,7 +332,7 @@ impl Registry {
             if let Some(victim) = least_recent(true) {
                 let evicted = open.remove(&victim).expect("the victim is registered");
                 evicted.close.cancel();
-                meter.evicted.inc();
+                meter.evicted(false);
                 tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active connection that was idle, half-way through a request or not reading its answers, to admit a new one");
             } else {
                 // Every connection is owed an answer: waiting in a long poll, a JoinGroup or an fsync. Refusing the
@@ -342,7 +342,7 @@ impl Registry {
                 let victim = least_recent(false)?;
                 let evicted = open.remove(&victim).expect("the victim is registered");
                 evicted.close.cancel();
-                meter.evicted.inc();
+                meter.evicted(true);
                 tracing::warn!(peer = %evicted.peer, new = %peer, limit, "connection limit reached with every connection waiting for an answer; closed the one waiting longest to admit a new one (raise max_connections if this is real load)");
             }
         }
@@ -461,7 +461,6 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
             _ = shutdown.cancelled() => return,
         };
         let Some((id, activity)) = core.network.connections.admit(limit, peer, &core.meter) else {
-            core.meter.refused.inc();
             tracing::warn!(%peer, limit, "connection limit reached and no connection can make room; closing the new connection");
             continue;
         };
@@ -852,9 +851,9 @@ fn pending<T: Encodable + ErrorCode + HeaderVersion + Send + 'static>(
             let core = core.clone();
             future.map(move |body| built(&core, answer(&core, asked, &body))).boxed()
         }
-        Pending::Silent => {
-            // acks=0: written, and nobody is told of any error.
-            core.meter.answered(asked.key, 0, asked.arrived.elapsed());
+        Pending::Silent(body) => {
+            // acks=0: the client is told nothing, but a refusal still counts as one.
+            core.meter.answered(asked.key, body.error_code(), asked.arrived.elapsed());
             futures::future::ready(Reply::Nothing).boxed()
         }
         Pending::HangUp => futures::future::ready(Reply::HangUp).boxed(),
