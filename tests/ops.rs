@@ -338,17 +338,24 @@ async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
     assert!(errors.contains("nothing answers at") && errors.contains("franz up"), "{errors}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_retried_delivery_shows_as_the_services_last_problem_while_it_keeps_running() {
+/// aufbereitung alone with one intake record waiting, whose first `refusals` deliveries the broker refuses (it
+/// retries three times, then fails): the harness, franz's data, franz, and the base URL of its ops endpoints.
+async fn aufbereitung_refused(refusals: usize) -> (Harness, tempfile::TempDir, Started, String) {
     let harness = Harness::new(1).await;
-    harness.produce(&harness.topics.intake, &[(0, valid("delivered late"))]).await;
-    // aufbereitung's first attempt and one retry are refused; the second retry is taken.
-    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 2);
+    harness.produce(&harness.topics.intake, &[(0, valid("a ticket"))]).await;
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, refusals);
     let data = scratch();
     let mut config = config(&harness, data.path());
     config.services = vec![Service::Aufbereitung];
     let running = Started::start(&config).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
+    (harness, data, running, base)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_delivery_shows_as_the_services_last_problem_while_it_keeps_running() {
+    // The first attempt and one retry are refused; the second retry is taken.
+    let (harness, _data, running, base) = aufbereitung_refused(2).await;
     wait_until("the ticket delivered after its retries", || async {
         sample(&get(&format!("{base}/metrics")).await.1, "franz_relay_retries_total", "service=\"aufbereitung\"")
             == Some(2.0)
@@ -369,15 +376,8 @@ async fn a_retried_delivery_shows_as_the_services_last_problem_while_it_keeps_ru
 
 #[tokio::test(flavor = "multi_thread")]
 async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
-    let harness = Harness::new(1).await;
-    harness.produce(&harness.topics.intake, &[(0, valid("never delivered"))]).await;
     // aufbereitung's first attempt and its three retries are refused: it gives up and stops.
-    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 4);
-    let data = scratch();
-    let mut config = config(&harness, data.path());
-    config.services = vec![Service::Aufbereitung];
-    let running = Started::start(&config).await;
-    let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
+    let (_harness, _data, running, base) = aufbereitung_refused(4).await;
     wait_until("readyz 503 after aufbereitung failed", || async { get(&format!("{base}/readyz")).await.0 == 503 })
         .await;
 
