@@ -73,7 +73,11 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 
     let mut tasks = JoinSet::new();
-    let metrics = Arc::new(Metrics::new());
+    let probe = match &broker {
+        Broker::Embedded(embedded, _) => Some(embedded.probe()),
+        _ => None,
+    };
+    let metrics = Arc::new(Metrics::new(probe.as_ref()));
     let store = match config.services.iter().any(|s| services::uses_store(*s, config)) {
         false => None,
         true => {
@@ -84,17 +88,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         }
     };
     let (store, follow) = store.unzip();
-    let probe = match &broker {
-        Broker::Embedded(embedded, _) => Some(embedded.probe()),
-        _ => None,
-    };
     let ops = Arc::new(Ops::new(
         metrics.clone(),
         bootstrap.clone(),
         config.topics.all().iter().map(|t| t.to_string()).collect(),
         groups(config),
         store.clone(),
-        probe,
+        broker.kind(),
     ));
     if let Some(follow) = follow {
         spawn(&mut tasks, &ops, "ticket store".to_owned(), follow);
@@ -127,6 +127,9 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
                 spawn(&mut tasks, &ops, service.name(), task);
                 if *service == Service::Desk {
                     desk = serves;
+                    if let Some(address) = desk {
+                        ops.set_desk(crate::desk::url_for(address));
+                    }
                 }
                 format!("running  {status}")
             }
@@ -177,6 +180,9 @@ fn spawn(
     let ops = ops.clone();
     tasks.spawn(async move {
         let result = task.await;
+        if let Err(error) = &result {
+            ops.metrics.troubles.report(&name, format!("failed: {error:#}"));
+        }
         ops.set_running(&name, false);
         (name, result)
     });
@@ -250,6 +256,7 @@ impl Running {
                 failure.get_or_insert(error);
             }
         }
+        self.ops.release_clients().await;
         self.broker.stop().await;
         failure.map_or(Ok(()), Err)
     }

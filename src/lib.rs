@@ -19,6 +19,7 @@ pub mod schema;
 pub mod services;
 pub mod status;
 pub mod store;
+pub mod troubles;
 
 use std::io::Write;
 

@@ -1,8 +1,11 @@
 //! franz's Prometheus metrics: one registry per running franz, shared by the services through `services::Context`.
 //!
-//! Services count what they do (records in and out, dead letters, retries, alerts) on the handles here as it
-//! happens; what is cheaper to read than to track (consumer lag, tickets by status, the broker's connections) is
-//! read at scrape time by `ops`. This module only defines the metrics and encodes them; it does no I/O. Names are
+//! Services count what they do (records in and out, dead letters, retries, alerts, time to claim) on the handles
+//! here as it happens; what is cheaper to read than to track (consumer lag, tickets by status) is read at scrape
+//! time by `ops`. The embedded broker's own metrics (`franz_broker_*`: requests, bytes, latencies, connections,
+//! log bytes) are its crate's, registered here when franz runs it. Beside the metrics travels `troubles`, the
+//! last problem each service reported, since every service that counts also reports. This module only defines the
+//! metrics and encodes them; it does no I/O. Names are
 //! `franz_*` in base units, counters end in `_total`, and no label carries ticket text, a person's name or a
 //! secret: labels are service names, topic names, consumer groups, error types and ticket statuses.
 
@@ -10,6 +13,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// A service's label.
@@ -64,8 +68,10 @@ pub struct Metrics {
     pub relay_retries: Family<ServiceLabel, Counter>,
     /// Ticket events akte decided, by type; `rejected` counts the commands it refused.
     pub akte_events: Family<EventLabel, Counter>,
+    /// Seconds from a ticket's creation to its first claim, observed as akte decides each first claim.
+    pub time_to_claim: Histogram,
     /// Median seconds from a ticket's creation to its first claim, over tickets of the last 30 days; read at
-    /// scrape time.
+    /// scrape time (the histogram starts empty with each process, this does not).
     pub time_to_claim_median: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Alert records Discord (or the log) accepted.
     pub alerts_delivered: Counter,
@@ -81,23 +87,27 @@ pub struct Metrics {
     pub consumer_lag: Family<LagLabels, Gauge>,
     /// Tickets in the store by status; read at scrape time.
     pub tickets: Family<StatusLabel, Gauge>,
-    /// Open client connections of the embedded broker; read at scrape time.
-    pub broker_connections: Gauge,
-    /// Partitions of all topics of the broker; read at scrape time.
+    /// Partitions of all topics of the broker, embedded or not; read at scrape time.
     pub broker_partitions: Gauge,
     /// 1 when the broker answered the last metadata request, else 0; read at scrape time.
     pub broker_up: Gauge,
+    /// Not a metric: the last problem each service reported, for `/readyz` and `franz status`.
+    pub troubles: crate::troubles::Troubles,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(None)
     }
 }
 
+/// Half a minute to a week: a ticket claimed at once to one left over a long weekend.
+const TIME_TO_CLAIM_BUCKETS: [f64; 12] =
+    [30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 259200.0, 604800.0];
+
 impl Metrics {
-    /// A fresh registry with every metric registered.
-    pub fn new() -> Metrics {
+    /// A fresh registry with every metric registered, the embedded `broker`'s too when franz runs one.
+    pub fn new(broker: Option<&franz_broker::Probe>) -> Metrics {
         let mut registry = Registry::with_prefix("franz");
         let metrics = Metrics {
             records_in: Family::default(),
@@ -105,6 +115,7 @@ impl Metrics {
             dead_letters: Family::default(),
             relay_retries: Family::default(),
             akte_events: Family::default(),
+            time_to_claim: Histogram::new(TIME_TO_CLAIM_BUCKETS),
             time_to_claim_median: Gauge::default(),
             alerts_delivered: Counter::default(),
             alerts_pending: Gauge::default(),
@@ -113,9 +124,9 @@ impl Metrics {
             service_up: Family::default(),
             consumer_lag: Family::default(),
             tickets: Family::default(),
-            broker_connections: Gauge::default(),
             broker_partitions: Gauge::default(),
             broker_up: Gauge::default(),
+            troubles: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -131,6 +142,11 @@ impl Metrics {
             "akte_events",
             "Ticket events akte decided, by type (rejected: refused)",
             metrics.akte_events.clone(),
+        );
+        r.register(
+            "time_to_claim_seconds",
+            "Time from a ticket's creation to its first claim, as akte decides each first claim",
+            metrics.time_to_claim.clone(),
         );
         r.register(
             "time_to_claim_median_seconds",
@@ -164,13 +180,11 @@ impl Metrics {
             metrics.consumer_lag.clone(),
         );
         r.register("tickets", "Tickets in the store by status", metrics.tickets.clone());
-        r.register(
-            "broker_connections",
-            "Open client connections of the embedded broker",
-            metrics.broker_connections.clone(),
-        );
         r.register("broker_partitions", "Partitions of all topics", metrics.broker_partitions.clone());
         r.register("broker_up", "1 when the broker answered metadata at the last scrape", metrics.broker_up.clone());
+        if let Some(broker) = broker {
+            broker.register_metrics(r.sub_registry_with_prefix("broker"));
+        }
         for error_type in ["json_decode_error", "validation_error", "unexpected_error"] {
             let _ = metrics.dead_letters.get_or_create(&ErrorTypeLabel { error_type: error_type.to_owned() });
         }
@@ -185,6 +199,7 @@ impl Metrics {
             records_in: self.records_in.get_or_create(&label).clone(),
             retries: self.relay_retries.get_or_create(&label).clone(),
             records_out: self.records_out.clone(),
+            troubles: self.troubles.clone(),
         }
     }
 
@@ -239,7 +254,7 @@ mod tests {
 
     #[test]
     fn classic_text_names_counter_families_like_their_samples() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::default();
         metrics.alerts_delivered.inc();
         let text = metrics.encode_classic();
         assert!(text.contains("# TYPE franz_alerts_delivered_total counter\n"), "{text}");

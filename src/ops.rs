@@ -2,7 +2,7 @@
 //! its work), for scrapers, load balancers and orchestrators.
 //!
 //! They need no credential and show no ticket text, names or secrets. `/metrics` refreshes what is read at scrape
-//! time (consumer lag, tickets by status, the broker's gauges) and then encodes `crate::metrics`. The router is
+//! time (consumer lag, tickets by status, partitions) and then encodes `crate::metrics`. The router is
 //! served on the desk's listener, or on its own with `metrics_listen`; `app` decides which. This module does not
 //! count anything itself: the services do.
 
@@ -36,8 +36,11 @@ pub struct Ops {
     groups: Vec<(String, Vec<String>)>,
     /// Whether each started task is still running, by name.
     running: Mutex<BTreeMap<String, bool>>,
+    /// What the broker is (`embedded`, `redpanda`, ...).
+    broker_kind: String,
+    /// Where the desk serves, once it does.
+    desk: Mutex<Option<String>>,
     store: Option<Store>,
-    broker: Option<franz_broker::Probe>,
     /// One never-subscribed client per group, made on first use, to read its committed offsets.
     lag_clients: Mutex<BTreeMap<String, BaseConsumer>>,
 }
@@ -57,6 +60,24 @@ pub struct Readiness {
     pub reasons: Vec<String>,
     /// Each started task and whether it runs.
     pub services: BTreeMap<String, bool>,
+    /// The last problem each service reported (a retried delivery, an unreachable webhook, its failure).
+    #[serde(default)]
+    pub problems: BTreeMap<String, crate::troubles::Trouble>,
+    /// The broker: what it is and where clients reach it.
+    #[serde(default)]
+    pub broker: BrokerInfo,
+    /// The desk's address, when it runs.
+    #[serde(default)]
+    pub desk: Option<String>,
+}
+
+/// What `/readyz` says of the broker.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// `embedded`, `embedded (ephemeral)`, `redpanda`, `kafka` or `external`.
+    pub kind: String,
+    /// The bootstrap address.
+    pub address: String,
 }
 
 impl Ops {
@@ -66,7 +87,7 @@ impl Ops {
         topics: Vec<String>,
         groups: Vec<(String, Vec<String>)>,
         store: Option<Store>,
-        broker: Option<franz_broker::Probe>,
+        broker_kind: &str,
     ) -> Ops {
         Ops {
             metrics,
@@ -74,10 +95,25 @@ impl Ops {
             topics,
             groups,
             running: Mutex::default(),
+            broker_kind: broker_kind.to_owned(),
+            desk: Mutex::default(),
             store,
-            broker,
             lag_clients: Mutex::default(),
         }
+    }
+
+    /// Drops the clients that read consumer lag, so that none keeps calling a broker that is about to stop (each
+    /// would log its failed reconnects as errors).
+    pub async fn release_clients(self: &Arc<Self>) {
+        let ops = self.clone();
+        let clients = std::mem::take(&mut *ops.lag_clients.lock().unwrap_or_else(|p| p.into_inner()));
+        // Dropping a client waits for its threads: not on an async worker.
+        let _ = tokio::task::spawn_blocking(move || drop(clients)).await;
+    }
+
+    /// Records where the desk serves.
+    pub fn set_desk(&self, url: String) {
+        *self.desk.lock().unwrap_or_else(|p| p.into_inner()) = Some(url);
     }
 
     /// Records that a task started (`true`) or ended (`false`).
@@ -114,15 +150,18 @@ impl Ops {
             }
         }
         let status = if reasons.is_empty() { "ready" } else { "unready" };
-        Readiness { status: status.to_owned(), reasons, services }
+        Readiness {
+            status: status.to_owned(),
+            reasons,
+            services,
+            problems: self.metrics.troubles.all(),
+            broker: BrokerInfo { kind: self.broker_kind.clone(), address: self.bootstrap.clone() },
+            desk: self.desk.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
     }
 
     /// Reads what is read at scrape time into the gauges.
     async fn scrape(self: Arc<Self>) {
-        if let Some(probe) = &self.broker {
-            self.metrics.broker_connections.set(probe.connections() as i64);
-            self.metrics.broker_partitions.set(probe.partitions() as i64);
-        }
         if let Some(store) = self.store.clone() {
             // Only what the gauges show, on the blocking pool: a scrape must not hold an async worker on SQLite.
             let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -176,9 +215,7 @@ impl Ops {
         let metadata = metadata_client.fetch_metadata(None, BROKER_TIMEOUT)?;
         let partitions: BTreeMap<&str, i32> =
             metadata.topics().iter().map(|t| (t.name(), t.partitions().len() as i32)).collect();
-        if self.broker.is_none() {
-            self.metrics.broker_partitions.set(partitions.values().map(|&p| i64::from(p)).sum());
-        }
+        self.metrics.broker_partitions.set(partitions.values().map(|&p| i64::from(p)).sum());
         for (group, topics) in &self.groups {
             if !clients.contains_key(group) {
                 let client: BaseConsumer = crate::kafka::group_consumer_config(&self.bootstrap, group).create()?;

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::desk::client::visible;
 use crate::ops::Readiness;
 
 /// How long each request may take.
@@ -73,8 +74,11 @@ pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &
         )
     };
     let readyz = client.get(format!("{base}/readyz")).send().await.map_err(unreachable)?;
-    let readiness: Readiness = readyz.json().await.with_context(|| format!("{base}/readyz is not franz's"))?;
-    let text = client.get(format!("{base}/metrics")).send().await.map_err(unreachable)?.text().await?;
+    let readyz = read_body(readyz, &format!("{base}/readyz")).await?;
+    let readiness: Readiness =
+        serde_json::from_slice(&readyz).with_context(|| format!("{base}/readyz is not franz's"))?;
+    let metrics = client.get(format!("{base}/metrics")).send().await.map_err(unreachable)?;
+    let text = String::from_utf8_lossy(&read_body(metrics, &format!("{base}/metrics")).await?).into_owned();
     let samples = parse_samples(&text);
     if json_out {
         let metrics: Vec<Value> =
@@ -90,6 +94,22 @@ pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &
     }
 }
 
+/// The most of an answer that is read: far more than franz sends (a scrape of 10,000 topics is about 3 MB), far
+/// less than what would hurt if something else answers at the address.
+const MAX_BODY: usize = 32 << 20;
+
+/// The body of `response`, refused past [`MAX_BODY`].
+async fn read_body(mut response: reqwest::Response, url: &str) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.with_context(|| format!("reading {url}"))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            anyhow::bail!("{url} answered more than {} MiB; is that franz?", MAX_BODY >> 20);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// The human screen.
 pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
     let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
@@ -97,23 +117,40 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
             .iter()
             .filter(|s| s.name == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)))
             .map(|s| s.value)
-            .sum()
+            // Not `sum()`: a float sum of nothing is -0, which would print as "-0".
+            .fold(0.0, |total, value| total + value)
     };
-    let mut out = format!("franz at {base}: {}\n", readiness.status);
+    // Everything the server says is shown, not acted on: a terminal escape in it must not drive the terminal.
+    let shown = |text: &str| visible(text);
+    let mut out = format!("franz at {}: {}\n", shown(base), shown(&readiness.status));
     for reason in &readiness.reasons {
-        out.push_str(&format!("  - {reason}\n"));
+        out.push_str(&format!("  - {}\n", shown(reason)));
     }
+    let broker = &readiness.broker;
     out.push_str(&format!(
-        "\nbroker: {}, {} partitions, {} connections\n",
+        "\nbroker: {} at {}, {}, {} partitions",
+        if broker.kind.is_empty() { "?".to_owned() } else { shown(&broker.kind) },
+        if broker.address.is_empty() { "?".to_owned() } else { shown(&broker.address) },
         if value("franz_broker_up", None) > 0.0 { "up" } else { "not answering" },
         value("franz_broker_partitions", None),
-        value("franz_broker_connections", None),
     ));
-    out.push_str("\nservice        state    records in  records out\n");
+    // Only the embedded broker reports these.
+    if samples.iter().any(|s| s.name == "franz_broker_connections") {
+        out.push_str(&format!(
+            ", {} connections, log {}",
+            value("franz_broker_connections", None),
+            bytes(value("franz_broker_log_bytes", None))
+        ));
+    }
+    out.push_str("\n\nservice        state    records in  records out  last problem\n");
     for (name, running) in &readiness.services {
         let label = Some(("service", name.as_str()));
+        let problem = readiness.problems.get(name).map_or("-".to_owned(), |p| {
+            format!("{} {}", shown(&p.at.chars().take(19).collect::<String>().replace('T', " ")), shown(&p.text))
+        });
         out.push_str(&format!(
-            "{name:<14} {:<8} {:>10}  {:>11}\n",
+            "{:<14} {:<8} {:>10}  {:>11}  {problem}\n",
+            shown(name),
             if *running { "running" } else { "STOPPED" },
             value("franz_records_in_total", label),
             value("franz_records_out_total", label),
@@ -121,8 +158,8 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
     }
     out.push_str("\ngroup          topic                          lag\n");
     for sample in samples.iter().filter(|s| s.name == "franz_consumer_lag_records") {
-        let group = sample.labels.get("group").map_or("", String::as_str);
-        let topic = sample.labels.get("topic").map_or("", String::as_str);
+        let group = shown(sample.labels.get("group").map_or("", String::as_str));
+        let topic = shown(sample.labels.get("topic").map_or("", String::as_str));
         out.push_str(&format!("{group:<14} {topic:<30} {}\n", sample.value));
     }
     out.push_str(&format!(
@@ -139,7 +176,23 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
         value("franz_tickets", Some(("status", "claimed"))),
         value("franz_tickets", Some(("status", "closed"))),
     ));
+    match &readiness.desk {
+        Some(desk) => out.push_str(&format!("desk: {}\n", shown(desk))),
+        None => out.push_str("desk: not running\n"),
+    }
     out
+}
+
+/// `1536` as `1.5 KiB`.
+fn bytes(count: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value} B") } else { format!("{value:.1} {}", units[unit]) }
 }
 
 #[cfg(test)]
@@ -164,10 +217,27 @@ mod tests {
             status: "unready".into(),
             reasons: vec!["aufbereitung stopped".into()],
             services: [("aufbereitung".to_owned(), false)].into(),
+            problems: [(
+                "aufbereitung".to_owned(),
+                crate::troubles::Trouble {
+                    at: "2026-12-01T10:45:41.7Z".into(),
+                    text: "failed: \u{1b}[2Jrefused".into(),
+                },
+            )]
+            .into(),
+            broker: crate::ops::BrokerInfo { kind: "embedded".into(), address: "127.0.0.1:9092".into() },
+            desk: None,
         };
-        let screen = render("http://127.0.0.1:8080", &readiness, &parse_samples("franz_broker_up 1\n"));
+        let samples = "franz_broker_up 1\nfranz_broker_connections 3\nfranz_broker_log_bytes{topic=\"a\"} 1024\nfranz_broker_log_bytes{topic=\"b\"} 512\n";
+        let screen = render("http://127.0.0.1:8080", &readiness, &parse_samples(samples));
         assert!(screen.starts_with("franz at http://127.0.0.1:8080: unready\n  - aufbereitung stopped\n"), "{screen}");
         assert!(screen.contains("aufbereitung   STOPPED"), "{screen}");
-        assert!(screen.contains("broker: up"), "{screen}");
+        assert!(screen.contains("2026-12-01 10:45:41 failed: \\u{1b}[2Jrefused"), "{screen}");
+        assert!(!screen.contains('\u{1b}'), "no terminal escape reaches the terminal: {screen}");
+        assert!(
+            screen.contains("broker: embedded at 127.0.0.1:9092, up, 0 partitions, 3 connections, log 1.5 KiB"),
+            "{screen}"
+        );
+        assert!(screen.contains("desk: not running"), "{screen}");
     }
 }

@@ -116,7 +116,7 @@ async fn a_429_shows_in_the_metrics_with_the_alerts_it_holds_pending_until_they_
     let discord = FakeDiscord::start().await;
     discord.script(Endpoint::Webhook, &[Answer::RateLimited(2.0)]);
     harness.produce(&harness.topics.errors, &events(3)).await;
-    let metrics = std::sync::Arc::new(franz::metrics::Metrics::new());
+    let metrics = std::sync::Arc::new(franz::metrics::Metrics::default());
     let mut settings = settings(&harness, Some(&discord));
     settings.metrics = metrics.clone();
 
@@ -163,13 +163,20 @@ async fn a_gone_webhook_pauses_delivery_and_resumes_without_losing_alerts() {
         &[Answer::Status(404), Answer::Status(404), Answer::Status(401), Answer::Status(404)],
     );
     harness.produce(&harness.topics.errors, &events(4)).await;
+    let metrics = std::sync::Arc::new(franz::metrics::Metrics::default());
+    let mut settings = settings(&harness, Some(&discord));
+    settings.metrics = metrics.clone();
 
-    let instance = Instance::start(&harness, Some(&discord));
+    let instance = Instance::run(settings);
     wait_until("4 alerts in Discord", || async { discord.alerts() >= 4 }).await;
     instance.stop().await;
     let seen = deliveries(&discord);
     assert_eq!(seen.len(), 4);
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    let problem = metrics.troubles.all().remove("absturz").expect("the gone webhook is absturz's last problem");
+    assert_eq!(problem.text, "the Discord webhook is gone (HTTP 404 Not Found); alerts wait");
+    let secret = discord.webhook_url();
+    assert!(!secret.is_empty() && !problem.text.contains(&secret), "no webhook URL in the problem");
 }
 
 #[tokio::test(flavor = "multi_thread")]

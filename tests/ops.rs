@@ -1,5 +1,6 @@
 //! The operations endpoints of a running franz: `/metrics` passes `promtool check metrics` and keeps its names and
-//! label sets, its counters and lag follow the records produced, and `/readyz` follows the broker.
+//! label sets (the embedded broker's included), its counters and lag follow the records produced, time to claim is
+//! observed once per ticket, and `/readyz` follows the broker.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -7,6 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use franz::config::{BrokerKind, Config, Service};
+use franz::schema::lifecycle::{Action, Actor, ActorSource, Command as TicketCommand};
+use rdkafka::producer::FutureRecord;
 
 use crate::util::{Harness, Started, scratch, valid, wait_until};
 
@@ -52,17 +55,45 @@ fn shapes(text: &str) -> BTreeSet<String> {
             match series.split_once('{') {
                 None => series.to_owned(),
                 Some((name, labels)) => {
-                    let keys: Vec<&str> = labels
+                    // Sorted: the order labels are written in means nothing to a query.
+                    let mut keys: Vec<&str> = labels
                         .trim_end_matches('}')
                         .split("\",")
                         .filter_map(|kv| kv.split_once('='))
                         .map(|(k, _)| k)
                         .collect();
+                    keys.sort_unstable();
                     format!("{name}{{{}}}", keys.join(","))
                 }
             }
         })
         .collect()
+}
+
+/// The Grafana dashboard in `contrib/` shows every metric family of `text` and names no metric that does not exist.
+fn dashboard_shows_exactly(text: &str) {
+    let families: BTreeSet<&str> =
+        text.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/grafana/franz.json");
+    let dashboard = std::fs::read_to_string(path).unwrap();
+    let named: BTreeSet<&str> = dashboard
+        .match_indices("franz_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        })
+        .collect();
+    let family_of = |name: &str| -> Option<String> {
+        ["", "_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+            let base = name.strip_suffix(suffix)?;
+            families.contains(base).then(|| base.to_owned())
+        })
+    };
+    let unknown: Vec<&&str> = named.iter().filter(|name| family_of(name).is_none()).collect();
+    assert!(unknown.is_empty(), "{path} names metrics franz does not have: {unknown:?}");
+    let shown: BTreeSet<String> = named.iter().filter_map(|name| family_of(name)).collect();
+    let missing: Vec<&&str> = families.iter().filter(|family| !shown.contains(**family)).collect();
+    assert!(missing.is_empty(), "{path} shows no panel for: {missing:?}");
 }
 
 /// Runs `promtool check metrics` on `text`. A missing promtool fails with how to install it (under CI too: CI
@@ -91,13 +122,35 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// Publishes `payloads` to `topic` at `bootstrap` and waits for every acknowledgement.
+async fn publish(bootstrap: &str, topic: &str, payloads: &[(Option<&str>, Vec<u8>)]) {
+    let producer = franz::kafka::producer(bootstrap).unwrap();
+    for (key, payload) in payloads {
+        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(payload.as_slice());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        producer.send(record, std::time::Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
-    let harness = Harness::new(2).await;
+    // franz runs its own broker here, so the scrape carries the broker's metrics too.
     let data = scratch();
-    let running = Started::start(&config(&harness, data.path())).await;
+    let config = Config {
+        broker: BrokerKind::Embedded,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_path_buf(),
+        partitions: 2,
+        services: vec![Service::Aufbereitung, Service::Absturz, Service::Akte],
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::default()
+    };
+    let running = Started::start(&config).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
-    harness.produce(&harness.topics.intake, &[(0, valid("a ticket")), (1, b"not json".to_vec())]).await;
+    let intake = config.topics.intake.clone();
+    publish(&running.broker.bootstrap(), &intake, &[(None, valid("a ticket")), (None, b"not json".to_vec())]).await;
     wait_until("both records counted out and the ticket's created event decided", || async {
         let text = get(&format!("{base}/metrics")).await.1;
         sum(&text, "franz_records_out_total", "service=\"aufbereitung\"") >= 2.0
@@ -113,6 +166,19 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
         "franz_alerts_delivered_total",
         "franz_alerts_pending",
         "franz_broker_connections",
+        "franz_broker_connections_accepted_total",
+        "franz_broker_connections_dropped_total{reason}",
+        "franz_broker_connections_evicted_total{kind}",
+        "franz_broker_fsync_duration_seconds_bucket{le}",
+        "franz_broker_fsync_duration_seconds_count",
+        "franz_broker_fsync_duration_seconds_sum",
+        "franz_broker_log_bytes{topic}",
+        "franz_broker_received_bytes_total",
+        "franz_broker_request_duration_seconds_bucket{api,le}",
+        "franz_broker_request_duration_seconds_count{api}",
+        "franz_broker_request_duration_seconds_sum{api}",
+        "franz_broker_requests_total{api,error}",
+        "franz_broker_sent_bytes_total",
         "franz_broker_up",
         "franz_broker_partitions",
         "franz_consumer_lag_records{group,topic}",
@@ -123,6 +189,9 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
         "franz_service_up{service}",
         "franz_tickets{status}",
         "franz_time_to_claim_median_seconds",
+        "franz_time_to_claim_seconds_bucket{le}",
+        "franz_time_to_claim_seconds_count",
+        "franz_time_to_claim_seconds_sum",
         "franz_webhook_paused",
         "franz_webhook_rate_limited_total",
     ]
@@ -131,7 +200,55 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
     .collect();
     let got = shapes(&text);
     assert_eq!(got, expected, "metric names or label sets changed; update dashboards (contrib/grafana) too\n{text}");
+    dashboard_shows_exactly(&text);
     assert_eq!(sample(&text, "franz_dead_letters_total", "error_type=\"json_decode_error\""), Some(1.0), "{text}");
+    assert!(sum(&text, "franz_broker_requests_total", "api=\"Produce\",error=\"NONE\"") >= 2.0, "{text}");
+    assert!(sample(&text, "franz_broker_log_bytes", &format!("topic=\"{intake}\"")).is_some_and(|b| b > 0.0), "{text}");
+    assert!(sample(&text, "franz_broker_connections", "").is_some_and(|c| c > 0.0), "{text}");
+    running.stop().await.expect("franz stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_to_claim_is_observed_once_per_ticket_at_its_first_claim() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = config(&harness, data.path());
+    config.services = vec![Service::Akte];
+    let running = Started::start(&config).await;
+    let url = format!("http://{}/metrics", running.ops_address.expect("the metrics are served"));
+    let ticket = franz::schema::Ticket {
+        id: "ticket-claimed".into(),
+        contact: "pontatot".into(),
+        origin: "Discord".into(),
+        body: "please help".into(),
+        date: "2026-02-24T08:32:23.255Z".into(),
+        contact_id: None,
+    };
+    let id = Some(ticket.id.as_str());
+    publish(&harness.bootstrap, &harness.topics.tickets, &[(id, serde_json::to_vec(&ticket).unwrap())]).await;
+    wait_until("the ticket created", || async {
+        sample(&get(&url).await.1, "franz_akte_events_total", "event=\"created\"") == Some(1.0)
+    })
+    .await;
+    let claim = |who: &str| {
+        let command = TicketCommand {
+            command_id: format!("claim-by-{who}"),
+            ticket_id: ticket.id.clone(),
+            actor: Actor { source: ActorSource::Api, name: who.into(), id: None },
+            action: Action::Claim,
+        };
+        (id, serde_json::to_vec(&command).unwrap())
+    };
+    publish(&harness.bootstrap, &harness.topics.commands, &[claim("ana"), claim("bo")]).await;
+    wait_until("the claim decided and the second one refused", || async {
+        let text = get(&url).await.1;
+        sample(&text, "franz_akte_events_total", "event=\"claimed\"") == Some(1.0)
+            && sample(&text, "franz_akte_events_total", "event=\"rejected\"") == Some(1.0)
+    })
+    .await;
+    let text = get(&url).await.1;
+    assert_eq!(sample(&text, "franz_time_to_claim_seconds_count", ""), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "franz_time_to_claim_seconds_bucket", "le=\"+Inf\""), Some(1.0), "{text}");
     running.stop().await.expect("franz stops cleanly");
 }
 
@@ -206,6 +323,8 @@ async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
     assert!(screen.starts_with(&format!("franz at {base}: ready\n")), "{screen}");
     assert!(screen.contains("aufbereitung   running"), "{screen}");
     assert!(screen.contains(&format!("aufbereitung   {}", harness.topics.intake)), "{screen}");
+    assert!(screen.contains(&format!("broker: external at {}, up,", harness.bootstrap)), "{screen}");
+    assert!(screen.contains("desk: not running"), "{screen}");
 
     let (ok, json, errors) = franz_status(&base, &["--json"]);
     assert!(ok, "{errors}");
@@ -219,17 +338,46 @@ async fn franz_status_shows_a_ready_franz_and_fails_when_nothing_answers() {
     assert!(errors.contains("nothing answers at") && errors.contains("franz up"), "{errors}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
+/// aufbereitung alone with one intake record waiting, whose first `refusals` deliveries the broker refuses (it
+/// retries three times, then fails): the harness, franz's data, franz, and the base URL of its ops endpoints.
+async fn aufbereitung_refused(refusals: usize) -> (Harness, tempfile::TempDir, Started, String) {
     let harness = Harness::new(1).await;
-    harness.produce(&harness.topics.intake, &[(0, valid("never delivered"))]).await;
-    // aufbereitung's first attempt and its three retries are refused: it gives up and stops.
-    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 4);
+    harness.produce(&harness.topics.intake, &[(0, valid("a ticket"))]).await;
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, refusals);
     let data = scratch();
     let mut config = config(&harness, data.path());
     config.services = vec![Service::Aufbereitung];
     let running = Started::start(&config).await;
     let base = format!("http://{}", running.ops_address.expect("the metrics are served"));
+    (harness, data, running, base)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_delivery_shows_as_the_services_last_problem_while_it_keeps_running() {
+    // The first attempt and one retry are refused; the second retry is taken.
+    let (harness, _data, running, base) = aufbereitung_refused(2).await;
+    wait_until("the ticket delivered after its retries", || async {
+        sample(&get(&format!("{base}/metrics")).await.1, "franz_relay_retries_total", "service=\"aufbereitung\"")
+            == Some(2.0)
+            && harness.count(&harness.topics.tickets).await == 1
+    })
+    .await;
+    let (status, readyz) = get(&format!("{base}/readyz")).await;
+    assert_eq!(status, 200, "a service that recovered is ready: {readyz}");
+    let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
+    let problem = readyz["problems"]["aufbereitung"]["text"].as_str().unwrap_or_default().to_owned();
+    let expected = format!("delivery to {} failed", harness.topics.tickets);
+    assert!(problem.starts_with(&expected) && problem.ends_with("retry 2"), "{readyz}");
+    let (ok, screen, errors) = franz_status(&base, &[]);
+    assert!(ok, "status fails on a ready franz:\n{screen}{errors}");
+    assert!(screen.contains(&problem), "{screen}");
+    running.stop().await.expect("franz stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
+    // aufbereitung's first attempt and its three retries are refused: it gives up and stops.
+    let (_harness, _data, running, base) = aufbereitung_refused(4).await;
     wait_until("readyz 503 after aufbereitung failed", || async { get(&format!("{base}/readyz")).await.0 == 503 })
         .await;
 
@@ -237,9 +385,38 @@ async fn franz_status_fails_and_names_the_service_once_a_service_has_failed() {
     assert!(!ok, "status succeeds with a failed service:\n{screen}");
     assert!(screen.contains("aufbereitung   STOPPED"), "{screen}");
     assert!(errors.contains("aufbereitung stopped"), "{errors}");
+    let (_, readyz) = get(&format!("{base}/readyz")).await;
+    let readyz: serde_json::Value = serde_json::from_str(&readyz).unwrap();
+    let failure = readyz["problems"]["aufbereitung"]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(failure.starts_with("failed: "), "/readyz says how aufbereitung failed: {readyz}");
+    assert!(screen.contains(&failure), "the status screen shows the failure\n{screen}");
     let text = get(&format!("{base}/metrics")).await.1;
     assert_eq!(sample(&text, "franz_service_up", "service=\"aufbereitung\""), Some(0.0), "{text}");
     assert_eq!(sample(&text, "franz_relay_retries_total", "service=\"aufbereitung\""), Some(3.0), "{text}");
     let failure = running.stop().await.expect_err("franz reports the failed service");
     assert!(format!("{failure:#}").contains("aufbereitung failed"), "{failure:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_status_pointed_at_something_that_answers_without_end_stops_reading_and_says_so() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 1 << 20];
+                while socket.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    let (ok, _, errors) = tokio::task::spawn_blocking(move || franz_status(&base, &[])).await.unwrap();
+    assert!(!ok);
+    assert!(errors.contains("answered more than 32 MiB"), "{errors}");
 }

@@ -1,5 +1,5 @@
-//! The `franz` binary as separate processes: scaling out with `--bootstrap` and `--only`, and the start-up errors
-//! a user sees when the broker they asked for is not there.
+//! The `franz` binary as separate processes: scaling out with `--bootstrap` and `--only`, the start-up errors
+//! a user sees when the broker they asked for is not there, and a quiet stop after being scraped.
 
 use std::time::{Duration, Instant};
 
@@ -54,4 +54,24 @@ async fn unreachable_bootstrap_is_reported_with_its_address_after_a_bounded_wait
     let error = franz::kafka::admin::metadata(&address, None, Duration::from_secs(1)).await.unwrap_err().to_string();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(error.contains(&format!("cannot reach a Kafka broker at {address}")), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_franz_scraped_for_metrics_stops_without_logging_errors() {
+    let dir = scratch();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let up = Up::embedded(dir.path(), "scraped", &["--only", "aufbereitung", "--metrics-listen", &listen]);
+    let base = format!("http://{listen}");
+    wait_until("franz ready", || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|answer| answer.status() == 200)
+    })
+    .await;
+    // A scrape reads consumer lag with clients of its own; they must be gone before the broker stops.
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("franz_consumer_lag_records{group=\"aufbereitung\""), "{metrics}");
+    let log = up.terminate();
+    assert!(log.contains("franz stopped cleanly"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|line| line.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "errors logged while stopping:\n{}", errors.join("\n"));
 }

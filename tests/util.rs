@@ -175,14 +175,22 @@ pub struct Up {
 impl Up {
     /// Starts `franz up --bootstrap <the harness> <args>`.
     pub fn start(dir: &Path, name: &str, harness: &Harness, args: &[&str]) -> Up {
+        let mut command = franz(dir, Some(harness));
+        command.args(["up", "--bootstrap", &harness.bootstrap]).args(args);
+        Up::spawn(dir, name, command)
+    }
+
+    /// Starts `franz up --ephemeral --listen 127.0.0.1:0 <args>`: its own embedded broker, data removed on exit.
+    pub fn embedded(dir: &Path, name: &str, args: &[&str]) -> Up {
+        let mut command = franz(dir, None);
+        command.args(["up", "--ephemeral", "--listen", "127.0.0.1:0"]).args(args);
+        Up::spawn(dir, name, command)
+    }
+
+    /// Runs `command` with its log in `dir/name.log`.
+    fn spawn(dir: &Path, name: &str, mut command: Command) -> Up {
         let log = dir.join(format!("{name}.log"));
-        let child = franz(dir, Some(harness))
-            .args(["up", "--bootstrap", &harness.bootstrap])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = command.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
         Up { child, log }
     }
 

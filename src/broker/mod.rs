@@ -104,6 +104,19 @@ impl Broker {
         }
     }
 
+    /// What the broker is, in a word or two: `embedded`, `embedded (ephemeral)`, `redpanda`, `kafka`, `external`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Broker::Embedded(_, Some(_)) => "embedded (ephemeral)",
+            Broker::Embedded(_, None) => "embedded",
+            Broker::Container(container) => match container.spec.kind {
+                BrokerKind::Redpanda => "redpanda",
+                _ => "kafka",
+            },
+            Broker::External { .. } => "external",
+        }
+    }
+
     /// One phrase for the ready line: what the broker is and where its data lives.
     pub fn describe(&self) -> &'static str {
         match self {

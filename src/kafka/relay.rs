@@ -109,6 +109,8 @@ pub struct Meter {
     pub records_in: Counter,
     pub retries: Counter,
     pub records_out: Family<OutputLabels, Counter>,
+    /// Where a retried delivery is reported.
+    pub troubles: crate::troubles::Troubles,
 }
 
 impl Meter {
@@ -295,6 +297,8 @@ impl<C: ConsumerContext + 'static> Relay<'_, C> {
         for attempt in 1..=self.retry.retries {
             tracing::warn!(%error, attempt, topic = %output.topic, "delivery failed; retrying in {backoff:?}");
             self.meter.retries.inc();
+            let problem = format!("delivery to {} failed ({error}); retry {attempt}", output.topic);
+            self.meter.troubles.report(&self.meter.service, problem);
             tokio::time::sleep(backoff).await;
             backoff *= 2;
             let outcome = match self.producer.send_result(record(&output)) {

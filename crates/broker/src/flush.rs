@@ -9,9 +9,10 @@
 use std::collections::HashSet;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::log::SyncTarget;
+use super::meter::Meter;
 use super::topics::Partition;
 
 /// When produced data counts as written.
@@ -37,9 +38,13 @@ pub struct Flusher {
 impl Flusher {
     /// Starts the flusher thread. `all` lists every partition, for the periodic fsync of the `os` policy and for
     /// the final one at shutdown. The thread ends when every `Flusher` clone is dropped.
-    pub fn start(durability: Durability, all: impl Fn() -> Vec<Arc<Partition>> + Send + 'static) -> Flusher {
+    pub fn start(
+        durability: Durability,
+        meter: Arc<Meter>,
+        all: impl Fn() -> Vec<Arc<Partition>> + Send + 'static,
+    ) -> Flusher {
         let (queue, pending) = mpsc::channel::<Arc<Partition>>();
-        let pool = Pool::start();
+        let pool = Pool::start(&meter);
         std::thread::Builder::new()
             .name("franz-flusher".into())
             .spawn(move || {
@@ -52,12 +57,12 @@ impl Flusher {
                         Ok(partition) => vec![partition],
                         Err(RecvTimeoutError::Timeout) => all(),
                         Err(RecvTimeoutError::Disconnected) => {
-                            sync_all(all(), &pool);
+                            sync_all(all(), &pool, &meter);
                             return;
                         }
                     };
                     batch.extend(pending.try_iter());
-                    sync_all(batch, &pool);
+                    sync_all(batch, &pool, &meter);
                 }
             })
             .expect("the flusher thread starts");
@@ -82,17 +87,18 @@ struct Pool {
 }
 
 impl Pool {
-    fn start() -> Pool {
+    fn start(meter: &Arc<Meter>) -> Pool {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         let mut started = 0;
         for i in 0..SYNC_THREADS {
             let queue = queue.clone();
+            let meter = meter.clone();
             let spawned = std::thread::Builder::new().name(format!("franz-fsync-{i}")).spawn(move || {
                 loop {
                     let job = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
                     let Ok((partition, target, done)) = job else { return };
-                    sync_one(&partition, &target);
+                    sync_one(&partition, &target, &meter);
                     let _ = done.send(());
                 }
             });
@@ -105,7 +111,7 @@ impl Pool {
 
 /// Fsyncs the partitions of a round, in parallel on the pool when there are several, so a round takes about as
 /// long as its slowest fsync rather than the sum of them; each partition's watermark is published as it is done.
-fn sync_all(batch: Vec<Arc<Partition>>, pool: &Pool) {
+fn sync_all(batch: Vec<Arc<Partition>>, pool: &Pool, meter: &Meter) {
     let mut seen = HashSet::new();
     let mut due = Vec::new();
     for partition in batch {
@@ -119,7 +125,7 @@ fn sync_all(batch: Vec<Arc<Partition>>, pool: &Pool) {
     }
     let Some(jobs) = pool.jobs.as_ref().filter(|_| due.len() > 1) else {
         for (partition, target) in &due {
-            sync_one(partition, target);
+            sync_one(partition, target, meter);
         }
         return;
     };
@@ -128,7 +134,7 @@ fn sync_all(batch: Vec<Arc<Partition>>, pool: &Pool) {
     for (partition, target) in due {
         match jobs.send((partition, target, done.clone())) {
             Ok(()) => handed_out += 1,
-            Err(mpsc::SendError((partition, target, _))) => sync_one(&partition, &target),
+            Err(mpsc::SendError((partition, target, _))) => sync_one(&partition, &target, meter),
         }
     }
     drop(done);
@@ -139,8 +145,11 @@ fn sync_all(batch: Vec<Arc<Partition>>, pool: &Pool) {
     }
 }
 
-fn sync_one(partition: &Partition, target: &SyncTarget) {
-    match target.file.sync_data() {
+fn sync_one(partition: &Partition, target: &SyncTarget, meter: &Meter) {
+    let started = Instant::now();
+    let synced = target.file.sync_data();
+    meter.fsync_seconds.observe(started.elapsed().as_secs_f64());
+    match synced {
         Ok(()) => {
             let mut log = partition.log();
             log.synced(target);

@@ -95,11 +95,12 @@ const MAX_OFFSET_METADATA: usize = 4096;
 /// What the broker says to transactional requests.
 pub const NO_TRANSACTIONS: &str = "transactions are not supported by franz's embedded broker";
 
-/// A response now, a response later, none at all (`acks=0`), or a closed connection instead of a response.
+/// A response now, a response later, none at all (`acks=0`: the response is kept only to be counted), or a closed
+/// connection instead of a response.
 pub enum Pending<T> {
     Now(T),
     Later(BoxFuture<'static, T>),
-    Silent,
+    Silent(T),
     HangUp,
 }
 
@@ -400,7 +401,7 @@ impl Core {
             return Pending::HangUp;
         }
         match acks {
-            0 => Pending::Silent,
+            0 => Pending::Silent(response),
             // On a single node the leader is every replica, so `acks=1` means what `acks=all` means: under the
             // fsync policy, answered once the data is on disk.
             -1 | 1 if fsync && !waits.is_empty() => {

@@ -4,14 +4,15 @@
 //! This crate knows nothing of franz's services, configuration or Kafka client: its settings are its own type.
 //! The crate root assembles the parts and owns their lifetime: `log/` (segment files), `topics` (partitions and
 //! their visibility), `topic_config` (a topic's own settings, such as its retention), `flush` (group-committed
-//! fsyncs), `groups` (the consumer-group coordinator), `handlers` (one function per Kafka API) and `server`
-//! (sockets and framing). It binds, recovers what is on disk, serves until stopped, and on stop lets in-flight
+//! fsyncs), `groups` (the consumer-group coordinator), `handlers` (one function per Kafka API), `server`
+//! (sockets and framing) and `meter` (what it counts about itself, for Prometheus). It binds, recovers what is on disk, serves until stopped, and on stop lets in-flight
 //! answers finish and fsyncs what was written.
 
 mod flush;
 mod groups;
 mod handlers;
 pub mod log;
+mod meter;
 mod producer_ids;
 mod server;
 mod topic_config;
@@ -151,6 +152,8 @@ pub struct Core {
     lost_answers: std::sync::atomic::AtomicUsize,
     /// What connections share: the connection registry, request bytes in flight, and gauges for tests.
     network: server::Network,
+    /// What the broker counts about itself, for metrics.
+    meter: Arc<meter::Meter>,
 }
 
 /// Reads a running broker's gauges (for franz's `/metrics`); it keeps the broker's shared state, not its tasks.
@@ -172,6 +175,12 @@ impl Probe {
     /// Partitions of all topics.
     pub fn partitions(&self) -> usize {
         self.0.topics.partition_count()
+    }
+
+    /// Registers the broker's metrics in `registry`: requests by API and error code with their latency, bytes in
+    /// and out, fsync latency, connections (open, accepted, evicted, dropped) and log bytes per topic. The gauges read when scraped show nothing once the broker has stopped.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.0.meter.register(registry, Arc::downgrade(&self.0));
     }
 }
 
@@ -358,7 +367,8 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
     let cluster_id = cluster_id(&settings.data_dir)?;
     let topics = Arc::new(topics);
     let listed = topics.clone();
-    let flusher = flush::Flusher::start(settings.durability, move || listed.all_partitions());
+    let meter = Arc::new(meter::Meter::default());
+    let flusher = flush::Flusher::start(settings.durability, meter.clone(), move || listed.all_partitions());
     let advertised = match &settings.advertise {
         Some((host, port)) => (host.clone(), i32::from(*port)),
         None => (address.ip().to_string(), i32::from(address.port())),
@@ -375,6 +385,7 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         refusals: Mutex::default(),
         lost_answers: Default::default(),
         network,
+        meter,
     })
 }
 

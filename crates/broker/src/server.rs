@@ -19,7 +19,8 @@
 //! A frame over the size limits is refused before anything is allocated for it; a malformed request, including
 //! one with bytes left over after its body, closes that connection with a log line. Nothing a client sends can
 //! panic the broker: decoding runs under `catch_unwind` as a last line of defence. This module decides nothing
-//! about what requests mean: that is `handlers`.
+//! about what requests mean: that is `handlers`. It counts what passes through it (answers by API and error code
+//! with their latency, bytes, connections admitted, evicted and dropped) on the broker's `meter`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::handlers::Pending;
+use super::meter::{Dropped, ErrorCode, Meter};
 use super::{Core, Settings};
 
 /// The APIs and versions the broker implements, and advertises through ApiVersions.
@@ -318,7 +320,7 @@ impl Registry {
     /// An idle connection can start a request between the scan and its cancellation; it is then closed with that
     /// request half-read, which its client sees as any closed connection and retries. Closing idle ones first
     /// keeps a broker full of slow but real work from dropping it for newcomers.
-    fn admit(&self, limit: usize, peer: SocketAddr) -> Option<(u64, Arc<Activity>)> {
+    fn admit(&self, limit: usize, peer: SocketAddr, meter: &Meter) -> Option<(u64, Arc<Activity>)> {
         let mut open = self.lock();
         if open.len() >= limit {
             let least_recent = |gentle: bool| {
@@ -330,6 +332,7 @@ impl Registry {
             if let Some(victim) = least_recent(true) {
                 let evicted = open.remove(&victim).expect("the victim is registered");
                 evicted.close.cancel();
+                meter.evicted(false);
                 tracing::info!(peer = %evicted.peer, new = %peer, limit, "connection limit reached; closed the least recently active connection that was idle, half-way through a request or not reading its answers, to admit a new one");
             } else {
                 // Every connection is owed an answer: waiting in a long poll, a JoinGroup or an fsync. Refusing the
@@ -339,6 +342,7 @@ impl Registry {
                 let victim = least_recent(false)?;
                 let evicted = open.remove(&victim).expect("the victim is registered");
                 evicted.close.cancel();
+                meter.evicted(true);
                 tracing::warn!(peer = %evicted.peer, new = %peer, limit, "connection limit reached with every connection waiting for an answer; closed the one waiting longest to admit a new one (raise max_connections if this is real load)");
             }
         }
@@ -456,10 +460,11 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
             },
             _ = shutdown.cancelled() => return,
         };
-        let Some((id, activity)) = core.network.connections.admit(limit, peer) else {
+        let Some((id, activity)) = core.network.connections.admit(limit, peer, &core.meter) else {
             tracing::warn!(%peer, limit, "connection limit reached and no connection can make room; closing the new connection");
             continue;
         };
+        core.meter.accepted.inc();
         let _ = stream.set_nodelay(true);
         let core = core.clone();
         let shutdown = shutdown.clone();
@@ -468,7 +473,15 @@ pub async fn serve(listener: TcpListener, core: Arc<Core>, shutdown: Cancellatio
                 result = connection(stream, peer, core.clone(), &activity) => match result {
                     Ok(()) => {}
                     Err(Closed::Idle(idle)) => tracing::debug!(%peer, "closing a connection idle for {idle:?} (idle_timeout)"),
-                    Err(Closed::Refused(reason)) => tracing::warn!(%peer, "closing the connection: {reason}"),
+                    Err(Closed::Refused(reason)) => {
+                        core.meter.dropped(Dropped::BadRequest);
+                        tracing::warn!(%peer, "closing the connection: {reason}");
+                    }
+                    Err(Closed::Slow(reason)) => {
+                        core.meter.dropped(Dropped::Timeout);
+                        tracing::warn!(%peer, "closing the connection: {reason}");
+                    }
+                    Err(Closed::Broken(reason)) => tracing::warn!(%peer, "closing the connection: {reason}"),
                 },
                 // Logged by the registry, which knows why.
                 _ = activity.close.cancelled() => {}
@@ -498,6 +511,10 @@ enum Closed {
     Idle(Duration),
     /// What the client sent is refused: the reason, for the log.
     Refused(String),
+    /// The client took too long to send a request or to take an answer: the reason, for the log.
+    Slow(String),
+    /// Reading from the socket failed: the error, for the log.
+    Broken(String),
 }
 
 impl From<String> for Closed {
@@ -515,6 +532,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
     let (mut reader, mut writer) = stream.into_split();
     let (queue, mut answers) = mpsc::channel::<Answer>(QUEUED_ANSWERS);
     let write_timeout = core.settings.write_timeout;
+    let meter = core.meter.clone();
     let write = async move {
         while let Some(answer) = answers.recv().await {
             let written = match answer.await {
@@ -526,11 +544,15 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
                     activity.writing(false);
                     match written {
                         Err(_) => {
-                            return Err(Closed::Refused(format!(
+                            return Err(Closed::Slow(format!(
                                 "the client took no answer for {write_timeout:?} (write_timeout); it is not reading"
                             )));
                         }
-                        Ok(result) => result.is_ok(),
+                        Ok(Ok(())) => {
+                            meter.sent_bytes.inc_by(frame.len() as u64);
+                            true
+                        }
+                        Ok(Err(_)) => false,
                     }
                 }
                 Reply::Nothing => true,
@@ -552,7 +574,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
                 Ok(0) => return Ok(()),
                 Ok(first) => first,
                 Err(error) if gone(&error) => return Ok(()),
-                Err(error) => return Err(format!("read failed: {error}").into()),
+                Err(error) => return Err(Closed::Broken(format!("read failed: {error}"))),
             };
             activity.request_started();
             // The deadline runs from the frame's first byte, so a frame trickled in byte by byte cannot hold its
@@ -561,10 +583,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
             let timed_out =
                 || format!("a request did not arrive whole within {:?} (frame_timeout)", settings.frame_timeout);
             match tokio::time::timeout_at(deadline, reader.read_exact(&mut length[first..])).await {
-                Err(_) => return Err(timed_out().into()),
+                Err(_) => return Err(Closed::Slow(timed_out())),
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) if gone(&error) => return Ok(()),
-                Ok(Err(error)) => return Err(format!("read failed: {error}").into()),
+                Ok(Err(error)) => return Err(Closed::Broken(format!("read failed: {error}"))),
             }
             let length = i32::from_be_bytes(length);
             let limit = settings.max_frame_bytes.min(network.inflight_limit);
@@ -604,9 +626,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, core: Arc<Core>, activi
                 Ok(())
             };
             match tokio::time::timeout_at(deadline, body).await {
-                Err(_) => return Err(timed_out().into()),
-                Ok(result) => result?,
+                Err(_) => return Err(Closed::Slow(timed_out())),
+                Ok(result) => result.map_err(Closed::Broken)?,
             }
+            core.meter.received_bytes.inc_by(length as u64 + 4);
             let answer = dispatch(&core, frame.freeze(), peer)?;
             activity.request_read();
             // Handlers take what they need from the frame while dispatching, so its bytes are no longer in flight.
@@ -652,6 +675,7 @@ async fn next_request(
 
 /// Decodes one request and starts handling it. An `Err` closes the connection.
 pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result<Answer, String> {
+    let arrived = Instant::now();
     let raw_key = frame.slice(0..2).get_i16();
     let version = frame.slice(2..4).get_i16();
     let key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
@@ -660,7 +684,8 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
         // Only the correlation id is read: the rest of a newer header is not ours to understand.
         let correlation_id = frame.slice(4..8).get_i32();
         let body = api_versions(UNSUPPORTED_VERSION);
-        return Ok(ready(core, encode(correlation_id, key, 0, &body)));
+        let asked = Asked { id: correlation_id, key, version: 0, arrived };
+        return Ok(ready(core, answer(core, asked, &body)));
     }
     if !supported(key, version) {
         return Err(format!("{key:?} version {version} is not supported (see ApiVersions)"));
@@ -674,7 +699,7 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
     }
     let header_version = key.request_header_version(version);
     let header = decode_guarded(|| RequestHeader::decode(&mut frame, header_version))?;
-    let id = header.correlation_id;
+    let asked = Asked { id: header.correlation_id, key, version, arrived };
     let client_id = header.client_id.map(|c| c.to_string()).unwrap_or_default();
     // A body must fill its frame exactly: bytes left over mean the client and the broker disagree about the
     // request's layout, and guessing what the client meant is worse than telling it, by closing, that it erred.
@@ -693,54 +718,50 @@ pub fn dispatch(core: &Arc<Core>, mut frame: Bytes, _peer: SocketAddr) -> Result
     let answer = match key {
         ApiKey::ApiVersions => {
             let _ = decode!(ApiVersionsRequest);
-            lazily(core, id, key, version, |_| api_versions(0))
+            lazily(core, asked, |_| api_versions(0))
         }
         ApiKey::Metadata => {
             let request = decode!(MetadataRequest);
             if metadata_creates_nothing(core, &request, version) {
-                lazily(core, id, key, version, move |core| core.metadata(request, version))
+                lazily(core, asked, move |core| core.metadata(request, version))
             } else {
                 // Creating topics is a change of state, made in arrival order like every other.
-                ready(core, encode(id, key, version, &core.metadata(request, version)))
+                ready(core, answer(core, asked, &core.metadata(request, version)))
             }
         }
-        ApiKey::CreateTopics => {
-            pending(core, id, key, version, core.create_topics(decode!(CreateTopicsRequest), version))
-        }
+        ApiKey::CreateTopics => pending(core, asked, core.create_topics(decode!(CreateTopicsRequest), version)),
         ApiKey::DeleteTopics => {
-            ready(core, encode(id, key, version, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
+            ready(core, answer(core, asked, &core.delete_topics(decode!(DeleteTopicsRequest), version)))
         }
-        ApiKey::Produce => pending(core, id, key, version, core.produce(decode!(ProduceRequest), version)),
-        ApiKey::Fetch => pending(core, id, key, version, core.fetch(decode!(FetchRequest), version)),
+        ApiKey::Produce => pending(core, asked, core.produce(decode!(ProduceRequest), version)),
+        ApiKey::Fetch => pending(core, asked, core.fetch(decode!(FetchRequest), version)),
         ApiKey::ListOffsets => {
             let request = decode!(ListOffsetsRequest);
-            lazily(core, id, key, version, move |core| core.list_offsets(request, version))
+            lazily(core, asked, move |core| core.list_offsets(request, version))
         }
         ApiKey::FindCoordinator => {
             let request = decode!(FindCoordinatorRequest);
-            lazily(core, id, key, version, move |core| core.find_coordinator(request, version))
+            lazily(core, asked, move |core| core.find_coordinator(request, version))
         }
         ApiKey::InitProducerId => {
-            ready(core, encode(id, key, version, &core.init_producer_id(decode!(InitProducerIdRequest))))
+            ready(core, answer(core, asked, &core.init_producer_id(decode!(InitProducerIdRequest))))
         }
-        ApiKey::JoinGroup => pending(core, id, key, version, core.join_group(decode!(JoinGroupRequest), client_id)),
-        ApiKey::SyncGroup => pending(core, id, key, version, core.sync_group(decode!(SyncGroupRequest))),
-        ApiKey::Heartbeat => ready(core, encode(id, key, version, &core.heartbeat(decode!(HeartbeatRequest)))),
-        ApiKey::LeaveGroup => {
-            ready(core, encode(id, key, version, &core.leave_group(decode!(LeaveGroupRequest), version)))
-        }
-        ApiKey::OffsetCommit => pending(core, id, key, version, core.offset_commit(decode!(OffsetCommitRequest))),
+        ApiKey::JoinGroup => pending(core, asked, core.join_group(decode!(JoinGroupRequest), client_id)),
+        ApiKey::SyncGroup => pending(core, asked, core.sync_group(decode!(SyncGroupRequest))),
+        ApiKey::Heartbeat => ready(core, answer(core, asked, &core.heartbeat(decode!(HeartbeatRequest)))),
+        ApiKey::LeaveGroup => ready(core, answer(core, asked, &core.leave_group(decode!(LeaveGroupRequest), version))),
+        ApiKey::OffsetCommit => pending(core, asked, core.offset_commit(decode!(OffsetCommitRequest))),
         ApiKey::OffsetFetch => {
             let request = decode!(OffsetFetchRequest);
-            lazily(core, id, key, version, move |core| core.offset_fetch(request, version))
+            lazily(core, asked, move |core| core.offset_fetch(request, version))
         }
         ApiKey::ListGroups => {
             let request = decode!(ListGroupsRequest);
-            lazily(core, id, key, version, move |core| core.list_groups(request, version))
+            lazily(core, asked, move |core| core.list_groups(request, version))
         }
         ApiKey::DescribeGroups => {
             let request = decode!(DescribeGroupsRequest);
-            lazily(core, id, key, version, move |core| core.describe_groups(request))
+            lazily(core, asked, move |core| core.describe_groups(request))
         }
         other => return Err(format!("{other:?} is not supported")),
     };
@@ -794,15 +815,15 @@ fn ready(core: &Arc<Core>, frame: Option<Bytes>) -> Answer {
 /// holds at most one of their answers built (like fetches, whose long polls are the same kind of future). The
 /// answer shows the broker's state when it is built, which may include changes made by the connection's later
 /// requests, dispatched meanwhile; answering a request later than it arrived is what any busy broker may do.
-fn lazily<T, F>(core: &Arc<Core>, id: i32, key: ApiKey, version: i16, build: F) -> Answer
+fn lazily<T, F>(core: &Arc<Core>, asked: Asked, build: F) -> Answer
 where
-    T: Encodable,
+    T: Encodable + ErrorCode,
     F: FnOnce(&Core) -> T + Send + 'static,
 {
     let core = core.clone();
     async move {
         let body = build(&core);
-        built(&core, encode(id, key, version, &body))
+        built(&core, answer(&core, asked, &body))
     }
     .boxed()
 }
@@ -819,22 +840,39 @@ fn metadata_creates_nothing(core: &Core, request: &MetadataRequest, version: i16
 
 /// An answer a handler gives now or later. A fetch's is read from the log when the writer first polls it (see
 /// `Core::fetch`), and counted as held from then until it is written.
-fn pending<T: Encodable + HeaderVersion + Send + 'static>(
+fn pending<T: Encodable + ErrorCode + HeaderVersion + Send + 'static>(
     core: &Arc<Core>,
+    asked: Asked,
+    pending: Pending<T>,
+) -> Answer {
+    match pending {
+        Pending::Now(body) => ready(core, answer(core, asked, &body)),
+        Pending::Later(future) => {
+            let core = core.clone();
+            future.map(move |body| built(&core, answer(&core, asked, &body))).boxed()
+        }
+        Pending::Silent(body) => {
+            // acks=0: the client is told nothing, but a refusal still counts as one.
+            core.meter.answered(asked.key, body.error_code(), asked.arrived.elapsed());
+            futures::future::ready(Reply::Nothing).boxed()
+        }
+        Pending::HangUp => futures::future::ready(Reply::HangUp).boxed(),
+    }
+}
+
+/// Which request an answer is for, and when it arrived.
+#[derive(Clone, Copy)]
+struct Asked {
     id: i32,
     key: ApiKey,
     version: i16,
-    answer: Pending<T>,
-) -> Answer {
-    match answer {
-        Pending::Now(body) => ready(core, encode(id, key, version, &body)),
-        Pending::Later(future) => {
-            let core = core.clone();
-            future.map(move |body| built(&core, encode(id, key, version, &body))).boxed()
-        }
-        Pending::Silent => futures::future::ready(Reply::Nothing).boxed(),
-        Pending::HangUp => futures::future::ready(Reply::HangUp).boxed(),
-    }
+    arrived: Instant,
+}
+
+/// Counts the answer to `asked` (its API, its error code, how long it took) and encodes it.
+fn answer<T: Encodable + ErrorCode>(core: &Core, asked: Asked, body: &T) -> Option<Bytes> {
+    core.meter.answered(asked.key, body.error_code(), asked.arrived.elapsed());
+    encode(asked.id, asked.key, asked.version, body)
 }
 
 /// Encodes a response with its header and size prefix. `None` (and a log line) if the body cannot be encoded

@@ -161,6 +161,12 @@ impl Topics {
                 continue;
             }
             let Some(meta) = meta else { continue };
+            // Only a person puts such a directory here (the broker creates legal names only); serving it would
+            // hand clients a name they cannot ask for, and put it unescaped into metric labels.
+            if !valid_name(&name) {
+                tracing::warn!(path = %entry.path().display(), "skipping a topic directory whose name is no legal topic name; rename it to letters, digits, '.', '_' and '-' to serve it");
+                continue;
+            }
             let kept = meta.config.apply(&config);
             let mut partitions = Vec::new();
             for index in 0..meta.partitions {

@@ -254,6 +254,12 @@ async fn connections_waiting_forever_in_a_join_cannot_lock_out_a_new_client() {
         closed += usize::from(closed_within(waiter, Duration::from_secs(2)).await);
     }
     assert_eq!(closed, 1, "one waiting join made room, the other still waits");
+    // Counted apart from idle evictions: this is the one that says the limit is too low for real load.
+    let mut registry = prometheus_client::registry::Registry::default();
+    broker.probe().register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(text.contains("connections_evicted_total{kind=\"busy\"} 1\n"), "{text}");
     broker.stop().await;
 }
 

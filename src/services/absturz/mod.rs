@@ -116,6 +116,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     if let Some(webhook) = webhook.as_mut() {
         webhook.rate_limited = metrics.webhook_rate_limited.clone();
         webhook.paused = metrics.webhook_paused.clone();
+        webhook.troubles = metrics.troubles.clone();
     }
     let mut stats = Stats::default();
 
@@ -210,6 +211,7 @@ async fn deliver(webhook: &mut Webhook, batch: &[Rendered], shutdown: &Cancellat
             Outcome::Cancelled => return false,
             Outcome::Rejected(reason) => {
                 tracing::error!(%reason, "Discord rejected an alert message (a rendering bug); sending its alerts plainly");
+                webhook.troubles.report(NAME, format!("Discord rejected an alert message: {reason}"));
                 for (_, alert) in &message {
                     let mut told = false;
                     loop {

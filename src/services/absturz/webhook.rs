@@ -71,6 +71,8 @@ pub struct Webhook {
     pub rate_limited: prometheus_client::metrics::counter::Counter,
     /// 1 while [`Webhook::pause`] waits, for `/metrics`.
     pub paused: prometheus_client::metrics::gauge::Gauge,
+    /// Where a failed post is reported, as absturz's last problem.
+    pub troubles: crate::troubles::Troubles,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -95,6 +97,7 @@ impl Webhook {
             counters: Counters::default(),
             rate_limited: Default::default(),
             paused: Default::default(),
+            troubles: Default::default(),
         })
     }
 
@@ -138,6 +141,8 @@ impl Webhook {
                             return Outcome::Rejected(format!("HTTP {status}: the webhook is gone"));
                         }
                         StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            let problem = format!("the Discord webhook is gone (HTTP {status}); alerts wait");
+                            self.troubles.report(super::NAME, problem);
                             if !gone_logged {
                                 tracing::error!(
                                     "the Discord webhook is gone (HTTP {status}): it was deleted or its token is wrong. \
@@ -159,6 +164,7 @@ impl Webhook {
                         }
                         other => {
                             tracing::warn!("Discord answered HTTP {other}; retrying in about {backoff:?}");
+                            self.troubles.report(super::NAME, format!("Discord answered HTTP {other}; retrying"));
                             next_backoff(&mut backoff, self.policy.backoff_max)
                         }
                     }
@@ -166,6 +172,7 @@ impl Webhook {
                 Err(error) => {
                     let error = error.without_url();
                     tracing::warn!(%error, "cannot reach Discord; retrying in about {backoff:?}");
+                    self.troubles.report(super::NAME, format!("cannot reach Discord ({error}); retrying"));
                     next_backoff(&mut backoff, self.policy.backoff_max)
                 }
             };

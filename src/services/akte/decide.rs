@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 use super::Settings;
@@ -47,6 +48,8 @@ pub struct Decider {
     watermarks: Arc<BaseConsumer>,
     /// Events decided, by type (`rejected` counts refusals), for `/metrics`.
     events: Family<EventLabel, Counter>,
+    /// Seconds from creation to first claim, observed as each first claim is decided.
+    time_to_claim: Histogram,
 }
 
 impl Decider {
@@ -63,6 +66,7 @@ impl Decider {
             answered: HashSet::new(),
             watermarks: Arc::new(watermarks),
             events: settings.metrics.akte_events.clone(),
+            time_to_claim: settings.metrics.time_to_claim.clone(),
         })
     }
 
@@ -238,7 +242,13 @@ impl Transform for Decider {
         let state = self.state(&command.ticket_id)?;
         let event = lifecycle::decide(state.as_ref(), &command, &now_rfc3339());
         if event.version.is_some() {
+            let claimed_before = state.as_ref().is_some_and(|s| s.first_claimed_at.is_some());
             if let Some(next) = lifecycle::apply(state, &event) {
+                if !claimed_before {
+                    if let Some(seconds) = seconds_to_claim(&next) {
+                        self.time_to_claim.observe(seconds);
+                    }
+                }
                 self.pending.insert(command.ticket_id.clone(), next);
             }
         }
@@ -246,6 +256,13 @@ impl Transform for Decider {
         self.prune()?;
         Ok(Some(self.event_output(&event, input.partition)?))
     }
+}
+
+/// Seconds from a ticket's creation to its first claim, if it has been claimed.
+fn seconds_to_claim(ticket: &TicketState) -> Option<f64> {
+    let at = |text: &str| chrono::DateTime::parse_from_rfc3339(text).ok();
+    let (created, claimed) = (at(&ticket.created_at)?, at(ticket.first_claimed_at.as_deref()?)?);
+    Some(((claimed - created).num_milliseconds() as f64 / 1000.0).max(0.0))
 }
 
 fn truncate(text: &str, max: usize) -> &str {
