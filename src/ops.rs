@@ -104,9 +104,8 @@ impl Ops {
 
     /// Drops the clients that read consumer lag, so that none keeps calling a broker that is about to stop (each
     /// would log its failed reconnects as errors).
-    pub async fn release_clients(self: &Arc<Self>) {
-        let ops = self.clone();
-        let clients = std::mem::take(&mut *ops.lag_clients.lock().unwrap_or_else(|p| p.into_inner()));
+    pub async fn release_clients(&self) {
+        let clients = std::mem::take(&mut *self.lag_clients.lock().unwrap_or_else(|p| p.into_inner()));
         // Dropping a client waits for its threads: not on an async worker.
         let _ = tokio::task::spawn_blocking(move || drop(clients)).await;
     }
