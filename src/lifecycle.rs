@@ -197,11 +197,12 @@ pub fn name(what: &str, text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// Characters that show nothing or turn the text around them, with which a name could pass for another ("ana"
-/// and "ana" with a zero-width space) or reverse what follows it. Joiners stay allowed: emoji and scripts need them.
-fn hidden(c: char) -> bool {
+/// Characters that show nothing, break the line or turn the text around them, with which a name could pass for
+/// another ("ana" and "ana" with a zero-width space), a line for two, or reverse what follows it. Joiners stay
+/// allowed: emoji and scripts need them.
+pub fn hidden(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 

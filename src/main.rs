@@ -26,7 +26,9 @@ fn main() -> ExitCode {
     match runtime.block_on(franz::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // An error may carry what a server answered: shown, never run by the terminal; its own lines kept.
+            let lines: Vec<String> = format!("{error:#}").lines().map(franz::desk::client::visible).collect();
+            eprintln!("error: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }

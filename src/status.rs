@@ -4,7 +4,7 @@
 //! where the ops endpoints are served too), else `metrics_listen`, else the desk's configured address. It only reads
 //! and prints; it fails (a non-zero exit) when nothing answers or when franz is not ready.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::desk::client::visible;
+use crate::discord::clip;
 use crate::ops::Readiness;
 
 /// How long each request may take.
@@ -90,7 +91,8 @@ pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &
     if readiness.reasons.is_empty() {
         Ok(())
     } else {
-        anyhow::bail!("franz is not ready: {}", readiness.reasons.join("; "))
+        let reasons: Vec<String> = readiness.reasons.iter().map(|reason| shown(reason)).collect();
+        anyhow::bail!("franz is not ready: {}", reasons.join("; "))
     }
 }
 
@@ -110,18 +112,30 @@ async fn read_body(mut response: reqwest::Response, url: &str) -> anyhow::Result
     Ok(body)
 }
 
+/// The most of one field the screen shows: a line, not a page, whatever the server sends.
+const FIELD_CHARS: usize = 300;
+
+/// What the server said, shown and not acted on (a terminal escape in it must not drive the terminal), and clipped.
+fn shown(text: &str) -> String {
+    clip(&visible(text), FIELD_CHARS)
+}
+
 /// The human screen.
 pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
+    // Indexed once: a franz with thousands of topics sends tens of thousands of samples.
+    let mut by_name: HashMap<&str, Vec<&Sample>> = HashMap::new();
+    for sample in samples {
+        by_name.entry(sample.name.as_str()).or_default().push(sample);
+    }
+    let named = |name: &str| by_name.get(name).map_or(&[][..], Vec::as_slice);
     let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
-        samples
+        named(name)
             .iter()
-            .filter(|s| s.name == name && label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)))
+            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k).is_some_and(|x| x == v)))
             .map(|s| s.value)
             // Not `sum()`: a float sum of nothing is -0, which would print as "-0".
             .fold(0.0, |total, value| total + value)
     };
-    // Everything the server says is shown, not acted on: a terminal escape in it must not drive the terminal.
-    let shown = |text: &str| visible(text);
     let mut out = format!("franz at {}: {}\n", shown(base), shown(&readiness.status));
     for reason in &readiness.reasons {
         out.push_str(&format!("  - {}\n", shown(reason)));
@@ -135,7 +149,7 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
         value("franz_broker_partitions", None),
     ));
     // Only the embedded broker reports these.
-    if samples.iter().any(|s| s.name == "franz_broker_connections") {
+    if !named("franz_broker_connections").is_empty() {
         out.push_str(&format!(
             ", {} connections, log {}",
             value("franz_broker_connections", None),
@@ -157,7 +171,7 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
         ));
     }
     out.push_str("\ngroup          topic                          lag\n");
-    for sample in samples.iter().filter(|s| s.name == "franz_consumer_lag_records") {
+    for sample in named("franz_consumer_lag_records") {
         let group = shown(sample.labels.get("group").map_or("", String::as_str));
         let topic = shown(sample.labels.get("topic").map_or("", String::as_str));
         out.push_str(&format!("{group:<14} {topic:<30} {}\n", sample.value));

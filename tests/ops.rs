@@ -420,3 +420,42 @@ async fn franz_status_pointed_at_something_that_answers_without_end_stops_readin
     assert!(!ok);
     assert!(errors.contains("answered more than 32 MiB"), "{errors}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_status_shows_what_a_hostile_server_says_escaped_and_clipped() {
+    let long = "y".repeat(10_000);
+    let readyz = serde_json::json!({
+        "status": "unready\u{1b}]0;owned\u{7}",
+        "reasons": [format!("\u{1b}[2Jwiped\u{2028}{long}")],
+        "services": {"akte\u{202e}": false},
+        "problems": {"akte\u{202e}": {"at": "2026-12-01T10:00:00Z", "text": long}},
+    });
+    let app = axum::Router::new()
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let body = readyz.to_string();
+                async move { (axum::http::StatusCode::SERVICE_UNAVAILABLE, body) }
+            }),
+        )
+        .route("/metrics", axum::routing::get(|| async { "franz_broker_up 1\n" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let odd_path = format!("{base}/\u{1b}[2J");
+    let (ok, screen, errors) = tokio::task::spawn_blocking(move || franz_status(&base, &[])).await.unwrap();
+    assert!(!ok, "an unready franz fails the status");
+    for text in [&screen, &errors] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{2028}') && !text.contains('\u{202e}'), "{text}");
+        assert!(text.lines().all(|line| line.chars().count() < 400), "every field is clipped: {text}");
+    }
+    assert!(errors.contains("franz is not ready: \\u{1b}[2Jwiped\\u{2028}yyy"), "{errors}");
+    assert!(screen.contains("unready\\u{1b}]0;owned\\u{7}"), "{screen}");
+    assert!(screen.contains("akte\\u{202e}"), "{screen}");
+
+    // An error franz itself writes is escaped too: here it names a URL the server does not know.
+    let (ok, _, errors) = tokio::task::spawn_blocking(move || franz_status(&odd_path, &[])).await.unwrap();
+    assert!(!ok);
+    assert!(!errors.contains('\u{1b}') && errors.contains("\\u{1b}[2J"), "{errors}");
+}

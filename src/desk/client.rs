@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use super::staff::{self, Staff};
 use crate::cli::{StaffAction, TicketsAction, TicketsArgs};
 use crate::config::Config;
+use crate::discord::clip;
+use crate::lifecycle;
 
 /// The desk directory of a configuration: the staff list and the local credential.
 pub fn desk_dir(config: &Config) -> std::path::PathBuf {
@@ -305,23 +307,12 @@ fn text(value: &Value) -> String {
 }
 
 /// Text on one line, with control characters (terminal escapes and line breaks included) and the characters that
-/// reorder text (bidirectional controls) shown as escapes instead of acted on, so that ticket text can neither drive
-/// the terminal nor pass for franz's own output.
+/// hide, break or reorder text ([`lifecycle::hidden`]) shown as escapes instead of acted on, so that ticket text can
+/// neither drive the terminal nor pass for franz's own output.
 pub fn visible(text: &str) -> String {
-    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     text.chars()
-        .map(|c| if c.is_control() || reorders(c) { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| if c.is_control() || lifecycle::hidden(c) { c.escape_default().to_string() } else { c.to_string() })
         .collect()
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let mut clipped: String = text.chars().take(max - 1).collect();
-        clipped.push('…');
-        clipped
-    }
 }
 
 #[cfg(test)]
@@ -340,6 +331,20 @@ mod tests {
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains("fine\\n  2026"), "{line}");
         assert_eq!(visible("a\u{202e}b"), "a\\u{202e}b");
+    }
+
+    #[test]
+    fn line_separators_and_zero_width_characters_are_shown_as_escapes() {
+        for (hidden, shown) in [
+            ("\u{2028}", "\\u{2028}"),
+            ("\u{2029}", "\\u{2029}"),
+            ("\u{200b}", "\\u{200b}"),
+            ("\u{feff}", "\\u{feff}"),
+            ("\u{61c}", "\\u{61c}"),
+        ] {
+            assert_eq!(visible(&format!("a{hidden}b")), format!("a{shown}b"));
+        }
+        assert_eq!(visible("Zoë 👩\u{200d}💻"), "Zoë 👩\u{200d}💻", "joiners stay: emoji need them");
     }
 
     #[test]

@@ -145,32 +145,44 @@ impl Topics {
         let mut repaired = Vec::new();
         for entry in fs::read_dir(&root)? {
             let entry = entry?;
+            let path = entry.path();
+            // Paths are logged with `?` (escaped): only a person puts a file here, and its name may hold anything.
+            if !path.is_dir() {
+                tracing::warn!(
+                    ?path,
+                    "skipping what is no directory among the topics; the broker keeps only topic directories there"
+                );
+                continue;
+            }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = match fs::read(entry.path().join("topic.json")) {
+            // Only a person puts such a directory here (the broker creates legal names only); serving it would
+            // hand clients a name they cannot ask for, and put it unescaped into metric labels.
+            if !valid_name(&name) {
+                tracing::warn!(
+                    ?path,
+                    "skipping a topic directory whose name is no legal topic name; rename it to letters, digits, '.', '_' and '-' to serve it"
+                );
+                continue;
+            }
+            let meta = match fs::read(path.join("topic.json")) {
                 Ok(bytes) => Some(serde_json::from_slice::<TopicFile>(&bytes).map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", entry.path().display()))
+                    io::Error::new(io::ErrorKind::InvalidData, format!("{:?}: {e}", path.join("topic.json")))
                 })?),
                 Err(error) if error.kind() == io::ErrorKind::NotFound => None,
                 Err(error) => return Err(error),
             };
             if is_legacy_leftover(&name, meta.as_ref()) {
-                tracing::info!(path = %entry.path().display(), "removing what an interrupted create or delete of an older franz left behind");
+                tracing::info!(?path, "removing what an interrupted create or delete of an older franz left behind");
                 let parked = trash.join(Uuid::new_v4().to_string());
-                fs::rename(entry.path(), &parked)?;
+                fs::rename(&path, &parked)?;
                 remove_tree(&parked)?;
                 continue;
             }
             let Some(meta) = meta else { continue };
-            // Only a person puts such a directory here (the broker creates legal names only); serving it would
-            // hand clients a name they cannot ask for, and put it unescaped into metric labels.
-            if !valid_name(&name) {
-                tracing::warn!(path = %entry.path().display(), "skipping a topic directory whose name is no legal topic name; rename it to letters, digits, '.', '_' and '-' to serve it");
-                continue;
-            }
             let kept = meta.config.apply(&config);
             let mut partitions = Vec::new();
             for index in 0..meta.partitions {
-                let (log, recovery) = Log::open(&entry.path().join(index.to_string()), kept.clone())?;
+                let (log, recovery) = Log::open(&path.join(index.to_string()), kept.clone())?;
                 if recovery.truncated_bytes > 0 {
                     repaired.push(Repaired { topic: name.clone(), partition: index, recovery });
                 }
@@ -412,6 +424,21 @@ mod tests {
         assert_eq!(topics.all().len(), 1, "{:?}", names(&topics));
         assert!(names(&topics)[0].starts_with(".creating-") && !names(&topics)[0].contains(&stale.to_string()));
         assert_eq!(fs::read_dir(&root).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stray_files_and_directories_with_illegal_names_do_not_stop_the_broker_from_starting() {
+        let dir = tempfile::tempdir().unwrap();
+        load(dir.path(), 100).create("kept", 1, TopicConfig::default()).unwrap();
+        let root = dir.path().join("topics");
+        fs::write(root.join("notes.txt"), "a person's notes").unwrap();
+        fs::write(root.join("looks-like-a-topic"), "").unwrap();
+        let illegal = root.join("bad name\u{1b}[2J");
+        fs::create_dir_all(&illegal).unwrap();
+        fs::write(illegal.join("topic.json"), "not json").unwrap();
+        let topics = load(dir.path(), 100);
+        assert_eq!(names(&topics), ["kept"]);
+        assert!(root.join("notes.txt").exists() && illegal.exists(), "what a person put there is left alone");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! it comes to that, `X-RateLimit-Remaining: 0`), retry 5xx and network errors with exponential backoff and
 //! jitter, and keep retrying slowly while the webhook is gone (`404`/`401`). It returns only when Discord accepted
 //! the message, rejected it as malformed (`400`), or shutdown was asked for. The webhook URL carries a secret token,
-//! so it never appears in a log line, an error or `Debug` output.
+//! so it never appears in a log line, an error or `Debug` output; of a refusal only Discord's error code, message
+//! and refused fields are kept, never the rest of what the server answered.
 
 use std::time::Duration;
 
@@ -132,8 +133,8 @@ impl Webhook {
                             Duration::ZERO
                         }
                         StatusCode::BAD_REQUEST => {
-                            let reason = response.text().await.unwrap_or_default();
-                            return Outcome::Rejected(reason.chars().take(1000).collect());
+                            let body = response.text().await.unwrap_or_default();
+                            return Outcome::Rejected(self.refusal(status, &body));
                         }
                         StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
                             if self.policy.give_up_when_gone =>
@@ -156,11 +157,8 @@ impl Webhook {
                         }
                         // Any other 4xx will not change by retrying (413, 405, …): like a 400.
                         s if s.is_client_error() && s != StatusCode::REQUEST_TIMEOUT => {
-                            let reason = response.text().await.unwrap_or_default();
-                            return Outcome::Rejected(format!(
-                                "HTTP {s}: {}",
-                                reason.chars().take(1000).collect::<String>()
-                            ));
+                            let body = response.text().await.unwrap_or_default();
+                            return Outcome::Rejected(self.refusal(s, &body));
                         }
                         other => {
                             tracing::warn!("Discord answered HTTP {other}; retrying in about {backoff:?}");
@@ -170,7 +168,7 @@ impl Webhook {
                     }
                 }
                 Err(error) => {
-                    let error = error.without_url();
+                    let error = unanswered(&error);
                     tracing::warn!(%error, "cannot reach Discord; retrying in about {backoff:?}");
                     self.troubles.report(super::NAME, format!("cannot reach Discord ({error}); retrying"));
                     next_backoff(&mut backoff, self.policy.backoff_max)
@@ -179,6 +177,29 @@ impl Webhook {
             if !self.wait_until(Instant::now() + wait, shutdown).await {
                 return Outcome::Cancelled;
             }
+        }
+    }
+
+    /// Why the webhook refused a post, from its answer: the status, and Discord's error code, message and, for an
+    /// invalid form, each refused field with why. Nothing else of the body is kept, and the webhook's token is cut
+    /// out of what is: a server at the webhook's address that echoes the request (whose path holds the token) must
+    /// not put the token into a log line, `/readyz` or a reply.
+    fn refusal(&self, status: StatusCode, body: &str) -> String {
+        let Ok(error) = serde_json::from_str::<Value>(body) else {
+            return format!("HTTP {status}, with an answer that is not Discord's (not its JSON error)");
+        };
+        let clipped = |value: &Value| crate::discord::clip(value.as_str().unwrap_or_default(), 200);
+        let mut reason = format!("HTTP {status}: {} (code {})", clipped(&error["message"]), error["code"]);
+        let mut fields = Vec::new();
+        refused_fields(&error["errors"], &mut String::new(), &mut fields);
+        for (field, why) in fields.iter().take(5) {
+            reason.push_str(&format!("; {}: {}", crate::discord::clip(field, 100), crate::discord::clip(why, 200)));
+        }
+        let token = self.url.expose_secret().split(['?', '#']).next().and_then(|path| path.rsplit('/').next());
+        match token {
+            // Discord's tokens are 68 characters; a few letters (a test's URL) are no secret, and common in text.
+            Some(token) if token.len() >= 8 => reason.replace(token, "[redacted]"),
+            _ => reason,
         }
     }
 
@@ -219,6 +240,45 @@ pub fn client(request_timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("franz/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot create the HTTP client")
+}
+
+/// Each field of Discord's `errors` tree that holds `_errors`, with its path (`embeds.0.description`) and the
+/// first message.
+fn refused_fields(tree: &Value, path: &mut String, out: &mut Vec<(String, String)>) {
+    let Some(object) = tree.as_object() else { return };
+    for (key, value) in object {
+        if key == "_errors" {
+            let why = value[0]["message"].as_str().unwrap_or("refused");
+            out.push((path.clone(), why.to_owned()));
+        } else if out.len() < 5 {
+            let before = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key);
+            refused_fields(value, path, out);
+            path.truncate(before);
+        }
+    }
+}
+
+/// Why a request got no answer, without its URL: timed out, no connection or failed, then each cause (refused,
+/// unknown host, a TLS failure), where reqwest's own text is "error sending request" for all of them.
+pub fn unanswered(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "found no connection"
+    } else {
+        "failed"
+    }
+    .to_owned();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Doubles the backoff and returns the current wait with up to 25% jitter, so clients do not retry in lockstep.
@@ -296,6 +356,49 @@ mod tests {
         let webhook =
             Webhook::new(&SecretString::from("https://discord.com/api/webhooks/1/sekrit"), Policy::default()).unwrap();
         assert!(!format!("{webhook:?}").contains("sekrit"));
+    }
+
+    fn webhook() -> Webhook {
+        Webhook::new(&SecretString::from("https://discord.com/api/webhooks/1/sekrit-token"), Policy::default()).unwrap()
+    }
+
+    #[test]
+    fn a_refusal_keeps_discords_code_message_and_refused_fields() {
+        let body = serde_json::json!({
+            "code": 50035,
+            "message": "Invalid Form Body",
+            "errors": {"embeds": {"0": {"description": {"_errors": [
+                {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 4096 or fewer in length."}
+            ]}}}}
+        });
+        assert_eq!(
+            webhook().refusal(StatusCode::BAD_REQUEST, &body.to_string()),
+            "HTTP 400 Bad Request: Invalid Form Body (code 50035); embeds.0.description: Must be 4096 or fewer in length."
+        );
+    }
+
+    #[test]
+    fn a_refusal_that_echoes_the_request_keeps_neither_the_body_nor_the_token() {
+        let echo = "POST /api/v10/webhooks/1/sekrit-token?wait=true HTTP/1.1\r\nhost: discord.com\r\n";
+        let reason = webhook().refusal(StatusCode::BAD_REQUEST, echo);
+        assert!(!reason.contains("sekrit") && !reason.contains("POST"), "{reason}");
+        let echo =
+            serde_json::json!({"code": 0, "message": format!("you sent {echo}"), "errors": {"sekrit-token": {}}});
+        let reason = webhook().refusal(StatusCode::PAYLOAD_TOO_LARGE, &echo.to_string());
+        assert!(!reason.contains("sekrit"), "{reason}");
+        assert!(
+            reason.starts_with("HTTP 413") && reason.contains(": you sent POST /api/v10/webhooks/1/[redacted]?"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_without_the_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let error = reqwest::get(format!("http://{closed}/api/webhooks/1/sekrit")).await.unwrap_err();
+        let text = unanswered(&error);
+        assert!(text.starts_with("found no connection: ") && text.contains("refused"), "{text}");
+        assert!(!text.contains("sekrit") && !text.contains(&closed.port().to_string()), "{text}");
     }
 
     #[test]

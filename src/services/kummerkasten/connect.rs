@@ -99,20 +99,7 @@ pub fn describe(error: &serenity::Error) -> String {
             response.error.code
         ),
         serenity::Error::Http(serenity::HttpError::Request(request)) => {
-            let what = if request.is_timeout() {
-                "the request to Discord timed out"
-            } else if request.is_connect() {
-                "cannot connect to Discord"
-            } else {
-                "the request to Discord failed"
-            };
-            let mut text = what.to_owned();
-            let mut source = std::error::Error::source(request);
-            while let Some(cause) = source {
-                text.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            text
+            format!("the request to Discord {}", crate::services::absturz::webhook::unanswered(request))
         }
         serenity::Error::Http(_) | serenity::Error::Url(_) => "the request to Discord could not be made".to_owned(),
         other => other.to_string(),
