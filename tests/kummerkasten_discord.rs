@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use fake_discord::{Answer, Endpoint, FakeDiscord, Fault, Interaction, Received, User};
 use franz::schema::{IntakeRecord, ticket_id_for_interaction};
 use franz::services::{aufbereitung, kummerkasten};
+use franz::troubles::Troubles;
 use poise::serenity_prelude as serenity;
 use rdkafka::message::Message as _;
 use serde_json::{Value, json};
@@ -25,6 +26,8 @@ struct Bot {
     discord: FakeDiscord,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    /// What the bot reported as its last problem, as `/readyz` shows it.
+    troubles: Troubles,
 }
 
 impl Bot {
@@ -46,10 +49,12 @@ impl Bot {
             api_proxy: Some(discord.api_base()),
             staff: None,
             store: None,
+            troubles: Troubles::default(),
         };
+        let troubles = settings.troubles.clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(kummerkasten::run(settings, shutdown.clone()));
-        Bot { discord, shutdown, task }
+        Bot { discord, shutdown, task, troubles }
     }
 
     /// Asks the bot to stop and returns how it ended; fails the test if that takes longer than [`STOP_WITHIN`].
@@ -228,6 +233,25 @@ async fn a_ticket_the_broker_refuses_is_answered_not_received_and_reported_to_er
     assert_eq!(events[0]["service"], "kummerkasten");
     assert_eq!(events[0]["context"]["interaction_id"], call.id.to_string());
     assert_eq!(harness.count(&harness.topics.intake).await, 0);
+    bot.stop().await.1.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_discord_refuses_is_the_bots_last_problem_without_the_interaction_token() {
+    let harness = Harness::new(1).await;
+    let bot = Bot::start(&harness, Duration::ZERO).await;
+    bot.discord.script(Endpoint::FollowUp, &[Answer::Status(400)]);
+    let call = bot.ticket(&ponta(), Some("nobody hears this answer"));
+    let problem = || bot.troubles.all().remove("kummerkasten").map(|trouble| trouble.text);
+    wait_until("the refused reply as the bot's problem", || async { problem().is_some() }).await;
+    let problem = problem().expect("it was reported");
+    assert!(problem.starts_with("/ticket failed: Discord refused the reply: HTTP 400 Bad Request"), "{problem}");
+    assert!(problem.contains("400: scripted by the fake"), "Discord's own message is kept: {problem}");
+    assert!(!problem.contains(&call.token), "{problem}");
+
+    // The bot goes on: the next ticket is answered.
+    let next = bot.ticket(&User::new(2, "next"), Some("and this one?"));
+    assert!(private_text(&bot.follow_up(&next).await).starts_with("Ticket received"));
     bot.stop().await.1.unwrap();
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use fake_discord::{ChannelMessage, Endpoint, FakeDiscord, Interaction, Received, User};
+use fake_discord::{Answer, ChannelMessage, Endpoint, FakeDiscord, Interaction, Received, User};
 use franz::app;
 use franz::config::{BrokerKind, Config, Service};
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Priority};
@@ -186,6 +186,23 @@ async fn a_ticket_gets_one_card_and_a_staff_claim_edits_it_and_records_the_disco
     let text = told(discord, &again).await;
     assert!(text.starts_with("Not done") && text.contains("ana"), "{text}");
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1, "still one card");
+    team.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_discord_refuses_is_the_bots_last_problem_and_is_posted_once_discord_allows_it() {
+    let mut team = Team::start(1).await;
+    // A bot without the right to write in the staff channel: Discord answers 403 until someone fixes that.
+    team.discord.script(Endpoint::ChannelMessages, &[Answer::Status(403)]);
+    let posted = submit(&team.discord, "the card of this one is refused once").await;
+    let troubles = team.running.as_ref().expect("franz runs").ops.metrics.troubles.clone();
+    let problem = troubles.all().remove("kummerkasten").expect("the refused card is the bot's last problem").text;
+    assert!(problem.starts_with("the card of ") && problem.contains("could not be updated"), "{problem}");
+    assert!(problem.contains("403"), "Discord's answer is named: {problem}");
+    let posts = team.discord.received_at(Endpoint::ChannelMessages);
+    assert_eq!(posts.iter().map(|r| r.status).collect::<Vec<_>>(), [403, 200], "retried once, posted once");
+    assert_eq!(team.discord.channel_messages(STAFF_CHANNEL).len(), 1);
+    assert!(posted.body["embeds"][0]["description"].as_str().unwrap().contains("refused once"));
     team.down().await;
 }
 

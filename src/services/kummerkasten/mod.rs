@@ -7,7 +7,8 @@
 //! and registers the command before the gateway starts. The whole bot runs end to end in the tests against the
 //! fake Discord of `crates/fake-discord` (REST through [`Settings::api_proxy`], the gateway from `GET /gateway`).
 //! With a staff channel and role configured, the same session also runs the staff side (`staff`): a card per
-//! ticket, and its buttons.
+//! ticket, and its buttons. What fails and is not the bot's end (a reply Discord refused, a card it could not
+//! edit, a press it could not answer) is logged and reported as the bot's last problem (`/readyz`, `franz status`).
 
 pub mod connect;
 pub mod replies;
@@ -27,6 +28,7 @@ use crate::intake::{self, Submission};
 use crate::kafka::{self, report_error};
 use crate::services::absturz::webhook::{self, Policy, Webhook};
 use crate::store::{Store, query};
+use crate::troubles::Troubles;
 
 /// The service's name in logs and error events.
 pub const NAME: &str = "kummerkasten";
@@ -48,6 +50,8 @@ pub struct Settings {
     pub staff: Option<staff::Settings>,
     /// The ticket store, when it runs in this process: `/tickets` answers from it, and is registered only then.
     pub store: Option<Store>,
+    /// Where the bot reports what went wrong with a command, a reply or a card (`/readyz`, `franz status`).
+    pub troubles: Troubles,
 }
 
 /// What every command invocation can use.
@@ -63,6 +67,7 @@ pub struct Data {
     replies: reqwest::Client,
     staff: Option<staff::Settings>,
     store: Option<Store>,
+    troubles: Troubles,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -276,7 +281,9 @@ async fn tickets(ctx: Context<'_>) -> Result<(), Error> {
             match found {
                 Ok(tickets) => replies::own_tickets(&tickets),
                 Err(error) => {
-                    tracing::error!(interaction = %ctx.id(), "/tickets cannot read the ticket store: {error:#}");
+                    let problem = format!("/tickets cannot read the ticket store: {error:#}");
+                    tracing::error!(interaction = %ctx.id(), "{problem}");
+                    ctx.data().troubles.report(NAME, problem);
                     "Your tickets cannot be listed right now. Please try again in a minute.".to_owned()
                 }
             }
@@ -310,19 +317,26 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     match error {
         poise::FrameworkError::CooldownHit { remaining_cooldown, ctx, .. } => {
             if let Err(error) = ctx.send(replies::reply(replies::cooldown(remaining_cooldown))).await {
-                let error = connect::describe(&error);
-                tracing::warn!(%error, "could not answer a user in cooldown");
+                let problem = format!("could not answer a user in cooldown: {}", connect::describe(&error));
+                tracing::warn!("{problem}");
+                ctx.data().troubles.report(NAME, problem);
             }
         }
         // The command's own errors are described without secrets; the user is not told, as the reply itself is
         // what failed (or Discord refused the interaction).
         poise::FrameworkError::Command { error, ctx, .. } => {
-            tracing::error!(interaction = %ctx.id(), "/{} failed: {error}", ctx.command().name);
+            let problem = format!("/{} failed: {error}", ctx.command().name);
+            tracing::error!(interaction = %ctx.id(), "{problem}");
+            ctx.data().troubles.report(NAME, problem);
         }
         other => {
+            let troubles = other.ctx().map(|ctx| ctx.data().troubles.clone());
             if let Err(error) = poise::builtins::on_error(other).await {
-                let error = connect::describe(&error);
-                tracing::error!(%error, "the Discord bot could not report an error");
+                let problem = format!("the Discord bot could not report an error: {}", connect::describe(&error));
+                tracing::error!("{problem}");
+                if let Some(troubles) = troubles {
+                    troubles.report(NAME, problem);
+                }
             }
         }
     }
@@ -347,6 +361,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         cards_path: staff::cards_path(store),
         partitions: config.partitions,
         desk_url: config.desk.public_url.clone(),
+        troubles: context.metrics.troubles.clone(),
     });
     let settings = Settings {
         bootstrap: context.bootstrap.clone(),
@@ -357,6 +372,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         api_proxy: config.discord.api_proxy.clone(),
         staff,
         store: context.store.clone(),
+        troubles: context.metrics.troubles.clone(),
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
@@ -409,6 +425,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         replies: webhook::client(Policy::default().request_timeout)?,
         staff: settings.staff.clone(),
         store: settings.store.clone(),
+        troubles: settings.troubles.clone(),
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.

@@ -18,7 +18,7 @@ use crate::config::Topics;
 use crate::discord::plain;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
 use crate::services::akte::send_command;
-use crate::services::kummerkasten::connect;
+use crate::services::kummerkasten::{NAME, connect};
 
 /// How long a presser waits for akte's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,8 +54,9 @@ pub async fn handle(
     };
     let respond = |body: Value| async move {
         if let Err(error) = http.create_interaction_response(id, token, &body, Vec::new()).await {
-            let error = connect::describe(&error);
-            tracing::warn!(interaction = %id, %error, "could not answer a press of a card");
+            let problem = format!("could not answer a press of a card: {}", connect::describe(&error));
+            tracing::warn!(interaction = %id, "{problem}");
+            settings.troubles.report(NAME, problem);
         }
     };
     let Some(member) = member.filter(|m| m.roles.contains(&serenity::RoleId::new(team.role_id))) else {
@@ -73,15 +74,18 @@ pub async fn handle(
     let text = decide(settings, producer, topics, &command).await;
     let body = json!({"content": text, "allowed_mentions": {"parse": []}});
     if let Err(error) = http.edit_original_interaction_response(token, &body, Vec::new()).await {
-        let error = connect::describe(&error);
-        tracing::warn!(interaction = %id, %error, "could not tell a presser akte's answer");
+        let problem = format!("could not tell a presser akte's answer: {}", connect::describe(&error));
+        tracing::warn!(interaction = %id, "{problem}");
+        settings.troubles.report(NAME, problem);
     }
 }
 
 /// Sends the command and returns what to tell the presser: what happened, or akte's reason for refusing.
 async fn decide(settings: &Settings, producer: &FutureProducer, topics: &Topics, command: &Command) -> String {
     if let Err(error) = send_command(producer, &topics.commands, settings.partitions, command).await {
-        tracing::error!("a command from a card could not be published: {error:#}");
+        let problem = format!("a command from a card could not be published: {error:#}");
+        tracing::error!("{problem}");
+        settings.troubles.report(NAME, problem);
         return "Nothing was changed: the ticket system is not reachable right now. Please try again in a minute."
             .to_owned();
     }
@@ -98,7 +102,9 @@ async fn decide(settings: &Settings, producer: &FutureProducer, topics: &Topics,
             ANSWER_TIMEOUT.as_secs()
         ),
         Err(error) => {
-            tracing::error!("cannot read akte's answer to a command from a card: {error:#}");
+            let problem = format!("cannot read akte's answer to a command from a card: {error:#}");
+            tracing::error!("{problem}");
+            settings.troubles.report(NAME, problem);
             "The request was sent; the card will show the outcome.".to_owned()
         }
     }

@@ -33,7 +33,7 @@ use super::{Settings, Team, card};
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer};
 use crate::lifecycle::TicketState;
 use crate::schema::lifecycle::{Change, Event};
-use crate::services::kummerkasten::connect;
+use crate::services::kummerkasten::{NAME, connect};
 use crate::store::query;
 
 /// The consumer group that follows `ticket-events` for the cards.
@@ -84,7 +84,9 @@ pub async fn run(
     .await
     .context("committing the cards' offsets ended abnormally")?;
     if let Err(error) = committed {
-        tracing::warn!(%error, "could not commit the cards' offsets; some cards may be drawn again");
+        let problem = format!("could not commit the cards' offsets ({error}); some cards may be drawn again");
+        tracing::warn!("{problem}");
+        poster.settings.troubles.report(NAME, problem);
     }
     result
 }
@@ -190,7 +192,9 @@ impl Poster {
                 match self.show(team, ticket).await {
                     Ok(()) => break,
                     Err(error) => {
-                        tracing::warn!(ticket, "the card could not be updated: {error:#}; trying again in {backoff:?}");
+                        let problem = format!("the card of {ticket} could not be updated: {error:#}; trying again");
+                        tracing::warn!("{problem} in {backoff:?}");
+                        self.settings.troubles.report(NAME, problem);
                         tokio::select! {
                             _ = shutdown.cancelled() => return false,
                             _ = tokio::time::sleep(backoff) => {}
@@ -213,7 +217,9 @@ impl Poster {
                 _ = shutdown.cancelled() => return false,
                 done = self.settings.store.wait_for(STORE_PATIENCE, applied) => if done { return true },
             }
-            tracing::warn!("the ticket store has not applied the events of the cards within {STORE_PATIENCE:?}");
+            let problem = format!("the ticket store has not applied the events of the cards within {STORE_PATIENCE:?}");
+            tracing::warn!("{problem}");
+            self.settings.troubles.report(NAME, problem);
         }
     }
 
@@ -229,11 +235,10 @@ impl Poster {
             match self.tell_once(notice).await {
                 Ok(()) => return true,
                 Err(error) => {
-                    let ticket = &notice.ticket_id;
-                    tracing::warn!(
-                        ticket,
-                        "the submitter could not be told yet: {error:#}; trying again in {backoff:?}"
-                    );
+                    let problem =
+                        format!("the submitter of {} could not be told yet: {error:#}; trying again", notice.ticket_id);
+                    tracing::warn!("{problem} in {backoff:?}");
+                    self.settings.troubles.report(NAME, problem);
                     tokio::select! {
                         _ = shutdown.cancelled() => return false,
                         _ = tokio::time::sleep(backoff) => {}
@@ -267,7 +272,9 @@ impl Poster {
                 Ok(())
             }
             Ok(Sent::Dropped(why)) => {
-                tracing::warn!(ticket, user, "Discord refused the message to the submitter for good: {why}");
+                let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
+                tracing::warn!(user, "{problem}");
+                self.settings.troubles.report(NAME, problem);
                 Ok(())
             }
             Err(error) => Err(anyhow::anyhow!("{}", connect::describe(&error))),

@@ -32,6 +32,8 @@ pub struct Settings {
     pub partitions: i32,
     /// The web desk's public URL (`desk.public_url`): cards link to their ticket's page there.
     pub desk_url: Option<String>,
+    /// Where a card, a direct message or a press that failed is reported as the bot's last problem.
+    pub troubles: crate::troubles::Troubles,
 }
 
 /// The team's place in Discord: the staff channel and the staff role.
