@@ -73,11 +73,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 
     let mut tasks = JoinSet::new();
-    let probe = match &broker {
-        Broker::Embedded(embedded, _) => Some(embedded.probe()),
-        _ => None,
-    };
-    let metrics = Arc::new(Metrics::new(probe.as_ref()));
+    let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
     let store = match config.services.iter().any(|s| services::uses_store(*s, config)) {
         false => None,
         true => {
@@ -139,15 +135,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
     let ops_address = match config.metrics_listen {
         Some(listen) => {
-            let listener = match tokio::net::TcpListener::bind(listen).await {
+            let listener = match bind_ops(listen).await {
                 Ok(listener) => listener,
                 Err(error) => {
                     shutdown.cancel();
                     while tasks.join_next().await.is_some() {}
                     broker.stop().await;
-                    anyhow::bail!(
-                        "cannot serve the metrics on {listen} ({error}); pass --metrics-listen with another address"
-                    );
+                    return Err(error);
                 }
             };
             let address = listener.local_addr()?;
@@ -167,6 +161,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     };
     let _stop_on_drop = shutdown.clone().drop_guard();
     Ok(Running { broker, topics, services, desk, store, ops_address, ops, shutdown, tasks, _stop_on_drop })
+}
+
+/// The ops endpoints' own listener (`metrics_listen`), with an error that says what to do.
+async fn bind_ops(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|error| {
+        anyhow::anyhow!("cannot serve the metrics on {listen} ({error}); pass --metrics-listen with another address")
+    })
 }
 
 /// Spawns a task under `name`, marking it running in `ops` until it ends.
@@ -290,15 +291,49 @@ pub async fn broker(config: Config, out: &mut impl Write) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone())?;
     let broker = Broker::start(&config, &shutdown).await?;
+    let ops = match config.metrics_listen {
+        None => None,
+        Some(listen) => match serve_broker_ops(&broker, listen, &shutdown).await {
+            Ok(ops) => Some(ops),
+            Err(error) => {
+                broker.stop().await;
+                return Err(error);
+            }
+        },
+    };
     writeln!(out, "ready bootstrap={} {}", broker.bootstrap(), broker.describe())?;
     if let Broker::Embedded(embedded, None) = &broker {
         writeln!(out, "data: {}", embedded.data_dir().display())?;
     }
+    if let Some((address, ..)) = &ops {
+        writeln!(out, "metrics: {}/metrics (and /healthz, /readyz)", crate::desk::url_for(*address))?;
+    }
     out.flush()?;
     shutdown.cancelled().await;
+    if let Some((_, ops, serving)) = ops {
+        // As `franz up` does: no client of the endpoints keeps calling a broker that stops.
+        let _ = serving.await;
+        ops.release_clients().await;
+    }
     broker.stop().await;
     tracing::info!("broker stopped cleanly");
     Ok(())
+}
+
+/// `franz broker`'s `/metrics`, `/healthz` and `/readyz`: the same endpoints as `franz up`'s, reading the broker's
+/// own meter, with no topics to require, no services and no consumer groups. Serves until `shutdown`; returns the
+/// address, what the endpoints read, and the serving task.
+async fn serve_broker_ops(
+    broker: &Broker,
+    listen: SocketAddr,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, Arc<Ops>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let listener = bind_ops(listen).await?;
+    let address = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
+    let ops = Arc::new(Ops::new(metrics, broker.bootstrap(), Vec::new(), Vec::new(), None, broker.kind()));
+    let serving = tokio::spawn(crate::desk::serve_limited(listener, crate::ops::router(ops.clone()), shutdown.clone()));
+    Ok((address, ops, serving))
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM.

@@ -156,6 +156,10 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
             bytes(value("franz_broker_log_bytes", None))
         ));
     }
+    if readiness.services.is_empty() {
+        out.push_str("\n\nno services run here (a broker alone, or every service is off)\n");
+        return out;
+    }
     out.push_str("\n\nservice        state    records in  records out  last problem\n");
     for (name, running) in &readiness.services {
         let label = Some(("service", name.as_str()));
@@ -253,5 +257,24 @@ mod tests {
             "{screen}"
         );
         assert!(screen.contains("desk: not running"), "{screen}");
+    }
+
+    #[test]
+    fn a_broker_alone_shows_its_broker_line_and_no_empty_service_tables() {
+        let readiness = Readiness {
+            status: "ready".into(),
+            reasons: Vec::new(),
+            services: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            broker: crate::ops::BrokerInfo { kind: "embedded".into(), address: "127.0.0.1:9092".into() },
+            desk: None,
+        };
+        let samples = "franz_broker_up 1\nfranz_broker_partitions 6\nfranz_broker_connections 2\n";
+        let screen = render("http://127.0.0.1:9100", &readiness, &parse_samples(samples));
+        assert_eq!(
+            screen,
+            "franz at http://127.0.0.1:9100: ready\n\nbroker: embedded at 127.0.0.1:9092, up, 6 partitions, \
+             2 connections, log 0 B\n\nno services run here (a broker alone, or every service is off)\n"
+        );
     }
 }
