@@ -165,10 +165,22 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
 
 /// The ops endpoints' own listener (`metrics_listen`), with an error that says what to do.
 async fn bind_ops(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(listen).await.map_err(|error| {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| {
         anyhow::anyhow!("cannot serve the metrics on {listen} ({error}); pass --metrics-listen with another address")
-    })
+    })?;
+    if listen.ip().is_unspecified() {
+        tracing::warn!(
+            "/metrics, /healthz and /readyz on {listen} answer anyone who reaches this machine, without a credential \
+             (topic names, the broker's address, each service's last problem); bind them to loopback or a private \
+             address unless a firewall guards the port"
+        );
+    }
+    Ok(listener)
 }
+
+/// How long `franz broker` lets the requests to its endpoints finish at shutdown: they only read, and a client that
+/// sends half a request must not hold the broker up.
+const OPS_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Spawns a task under `name`, marking it running in `ops` until it ends.
 fn spawn(
@@ -290,16 +302,18 @@ pub async fn up(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
 pub async fn broker(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone())?;
-    let broker = Broker::start(&config, &shutdown).await?;
-    let ops = match config.metrics_listen {
+    // Bound before the broker starts: a taken address must not leave clients a broker that is about to go.
+    let ops_listener = match config.metrics_listen {
+        Some(listen) if listen == config.listen && listen.port() != 0 => anyhow::bail!(
+            "--metrics-listen {listen} is the broker's own --listen address; give the metrics another port"
+        ),
+        Some(listen) => Some(bind_ops(listen).await?),
         None => None,
-        Some(listen) => match serve_broker_ops(&broker, listen, &shutdown).await {
-            Ok(ops) => Some(ops),
-            Err(error) => {
-                broker.stop().await;
-                return Err(error);
-            }
-        },
+    };
+    let broker = Broker::start(&config, &shutdown).await?;
+    let ops = match ops_listener {
+        Some(listener) => Some(serve_broker_ops(&broker, listener, &shutdown)?),
+        None => None,
     };
     writeln!(out, "ready bootstrap={} {}", broker.bootstrap(), broker.describe())?;
     if let Broker::Embedded(embedded, None) = &broker {
@@ -310,9 +324,11 @@ pub async fn broker(config: Config, out: &mut impl Write) -> anyhow::Result<()> 
     }
     out.flush()?;
     shutdown.cancelled().await;
-    if let Some((_, ops, serving)) = ops {
+    if let Some((_, ops, mut serving)) = ops {
+        if tokio::time::timeout(OPS_DRAIN, &mut serving).await.is_err() {
+            serving.abort();
+        }
         // As `franz up` does: no client of the endpoints keeps calling a broker that stops.
-        let _ = serving.await;
         ops.release_clients().await;
     }
     broker.stop().await;
@@ -323,12 +339,11 @@ pub async fn broker(config: Config, out: &mut impl Write) -> anyhow::Result<()> 
 /// `franz broker`'s `/metrics`, `/healthz` and `/readyz`: the same endpoints as `franz up`'s, reading the broker's
 /// own meter, with no topics to require, no services and no consumer groups. Serves until `shutdown`; returns the
 /// address, what the endpoints read, and the serving task.
-async fn serve_broker_ops(
+fn serve_broker_ops(
     broker: &Broker,
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Arc<Ops>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
-    let listener = bind_ops(listen).await?;
     let address = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
     let ops = Arc::new(Ops::new(metrics, broker.bootstrap(), Vec::new(), Vec::new(), None, broker.kind()));

@@ -60,8 +60,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// The running franz's desk or --metrics-listen URL [default: from the desk's local credential, else the
-    /// configured addresses]
+    /// The running franz's desk or --metrics-listen URL, as franz printed it (a trailing /metrics is fine)
+    /// [default: from the desk's local credential, else the configured addresses]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 }
