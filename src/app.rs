@@ -73,11 +73,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 
     let mut tasks = JoinSet::new();
-    let probe = match &broker {
-        Broker::Embedded(embedded, _) => Some(embedded.probe()),
-        _ => None,
-    };
-    let metrics = Arc::new(Metrics::new(probe.as_ref()));
+    let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
     let store = match config.services.iter().any(|s| services::uses_store(*s, config)) {
         false => None,
         true => {
@@ -139,15 +135,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
     let ops_address = match config.metrics_listen {
         Some(listen) => {
-            let listener = match tokio::net::TcpListener::bind(listen).await {
+            let listener = match bind_ops(listen).await {
                 Ok(listener) => listener,
                 Err(error) => {
                     shutdown.cancel();
                     while tasks.join_next().await.is_some() {}
                     broker.stop().await;
-                    anyhow::bail!(
-                        "cannot serve the metrics on {listen} ({error}); pass --metrics-listen with another address"
-                    );
+                    return Err(error);
                 }
             };
             let address = listener.local_addr()?;
@@ -168,6 +162,25 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     let _stop_on_drop = shutdown.clone().drop_guard();
     Ok(Running { broker, topics, services, desk, store, ops_address, ops, shutdown, tasks, _stop_on_drop })
 }
+
+/// The ops endpoints' own listener (`metrics_listen`), with an error that says what to do.
+async fn bind_ops(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|error| {
+        anyhow::anyhow!("cannot serve the metrics on {listen} ({error}); pass --metrics-listen with another address")
+    })?;
+    if listen.ip().is_unspecified() {
+        tracing::warn!(
+            "/metrics, /healthz and /readyz on {listen} answer anyone who reaches this machine, without a credential \
+             (topic names, the broker's address, each service's last problem); bind them to loopback or a private \
+             address unless a firewall guards the port"
+        );
+    }
+    Ok(listener)
+}
+
+/// How long `franz broker` lets the requests to its endpoints finish at shutdown: they only read, and a client that
+/// sends half a request must not hold the broker up.
+const OPS_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Spawns a task under `name`, marking it running in `ops` until it ends.
 fn spawn(
@@ -289,16 +302,53 @@ pub async fn up(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
 pub async fn broker(config: Config, out: &mut impl Write) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signals(shutdown.clone())?;
+    // Bound before the broker starts: a taken address must not leave clients a broker that is about to go.
+    let ops_listener = match config.metrics_listen {
+        Some(listen) if listen == config.listen && listen.port() != 0 => anyhow::bail!(
+            "--metrics-listen {listen} is the broker's own --listen address; give the metrics another port"
+        ),
+        Some(listen) => Some(bind_ops(listen).await?),
+        None => None,
+    };
     let broker = Broker::start(&config, &shutdown).await?;
+    let ops = match ops_listener {
+        Some(listener) => Some(serve_broker_ops(&broker, listener, &shutdown)?),
+        None => None,
+    };
     writeln!(out, "ready bootstrap={} {}", broker.bootstrap(), broker.describe())?;
     if let Broker::Embedded(embedded, None) = &broker {
         writeln!(out, "data: {}", embedded.data_dir().display())?;
     }
+    if let Some((address, ..)) = &ops {
+        writeln!(out, "metrics: {}/metrics (and /healthz, /readyz)", crate::desk::url_for(*address))?;
+    }
     out.flush()?;
     shutdown.cancelled().await;
+    if let Some((_, ops, mut serving)) = ops {
+        if tokio::time::timeout(OPS_DRAIN, &mut serving).await.is_err() {
+            serving.abort();
+        }
+        // As `franz up` does: no client of the endpoints keeps calling a broker that stops.
+        ops.release_clients().await;
+    }
     broker.stop().await;
     tracing::info!("broker stopped cleanly");
     Ok(())
+}
+
+/// `franz broker`'s `/metrics`, `/healthz` and `/readyz`: the same endpoints as `franz up`'s, reading the broker's
+/// own meter, with no topics to require, no services and no consumer groups. Serves until `shutdown`; returns the
+/// address, what the endpoints read, and the serving task.
+fn serve_broker_ops(
+    broker: &Broker,
+    listener: tokio::net::TcpListener,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, Arc<Ops>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+    let address = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
+    let ops = Arc::new(Ops::new(metrics, broker.bootstrap(), Vec::new(), Vec::new(), None, broker.kind()));
+    let serving = tokio::spawn(crate::desk::serve_limited(listener, crate::ops::router(ops.clone()), shutdown.clone()));
+    Ok((address, ops, serving))
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM.

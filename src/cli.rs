@@ -31,7 +31,7 @@ pub enum Command {
     /// Start the broker (or connect to one), create the topics and run the services until Ctrl-C.
     Up(UpArgs),
     /// Run only the embedded broker (no topics created, no services) until Ctrl-C, for other clients to use.
-    Broker(EmbeddedArgs),
+    Broker(BrokerOnlyArgs),
     /// Submit a ticket exactly as the Discord bot does and print its id once the broker has it.
     Ticket(TicketArgs),
     /// Print the records of a topic as JSON lines.
@@ -60,8 +60,8 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// The running franz's desk or --metrics-listen URL [default: from the desk's local credential, else the
-    /// configured addresses]
+    /// The running franz's desk or --metrics-listen URL, as franz printed it (a trailing /metrics is fine)
+    /// [default: from the desk's local credential, else the configured addresses]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
 }
@@ -193,6 +193,18 @@ pub struct UpArgs {
 
     /// Serve /metrics, /healthz and /readyz on this address of their own (needed when the desk does not run)
     /// [default: on the desk's listener]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+}
+
+/// `franz broker`.
+#[derive(Debug, Args, Default)]
+pub struct BrokerOnlyArgs {
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+
+    /// Serve the broker's /metrics, /healthz and /readyz on this address; port 0 picks a free one
+    /// [default: metrics_listen of the configuration, else not served]
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
 }

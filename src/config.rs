@@ -64,7 +64,7 @@ pub struct Config {
     /// The desk: franz's HTTP server (API, and the web pages).
     pub desk: Desk,
     /// Where `/metrics`, `/healthz` and `/readyz` get a listener of their own, as IP:PORT; unset, they are served
-    /// on the desk's listener (and not at all when the desk does not run).
+    /// on the desk's listener (and not at all when the desk does not run, nor by `franz broker`).
     #[serde(deserialize_with = "parse::optional_ip_port")]
     pub metrics_listen: Option<SocketAddr>,
     /// Keep the embedded broker's data in a temporary directory (the `--ephemeral` flag only).

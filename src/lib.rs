@@ -45,10 +45,11 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
         },
         Command::Broker(args) => Flags {
             broker: Some("embedded".into()),
-            listen: args.listen.clone(),
-            advertise: args.advertise.clone(),
-            data_dir: args.data_dir.clone(),
-            ephemeral: args.ephemeral,
+            listen: args.embedded.listen.clone(),
+            advertise: args.embedded.advertise.clone(),
+            data_dir: args.embedded.data_dir.clone(),
+            ephemeral: args.embedded.ephemeral,
+            metrics_listen: args.metrics_listen.clone(),
             ..Flags::default()
         },
         Command::Ticket(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },

@@ -2,13 +2,15 @@
 //! its work), for scrapers, load balancers and orchestrators.
 //!
 //! They need no credential and show no ticket text, names or secrets. `/metrics` refreshes what is read at scrape
-//! time (consumer lag, tickets by status, partitions) and then encodes `crate::metrics`. The router is
+//! time (consumer lag, tickets by status, partitions) and then encodes `crate::metrics`. What is read from the
+//! broker is read at most once per [`FRESH`], however many requests arrive: an unauthenticated flood of HTTP requests
+//! must not become a flood of Kafka requests. The router is
 //! served on the desk's listener, or on its own with `metrics_listen`; `app` decides which. This module does not
 //! count anything itself: the services do.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,6 +27,9 @@ use crate::store::Store;
 
 /// How long one broker request of a scrape or readiness check may take.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long what a scrape or a readiness check read from the broker is used again.
+pub const FRESH: Duration = Duration::from_secs(1);
 
 /// What the endpoints read.
 pub struct Ops {
@@ -43,6 +48,11 @@ pub struct Ops {
     store: Option<Store>,
     /// One never-subscribed client per group, made on first use, to read its committed offsets.
     lag_clients: Mutex<BTreeMap<String, BaseConsumer>>,
+    /// When the gauges read at scrape time were last read; held while they are read, so concurrent scrapes wait
+    /// for one reading.
+    scraped: tokio::sync::Mutex<Option<Instant>>,
+    /// The topics the broker last listed (`None`: it did not answer), and when.
+    listed: tokio::sync::Mutex<Option<(Instant, Option<Vec<String>>)>>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -99,6 +109,8 @@ impl Ops {
             desk: Mutex::default(),
             store,
             lag_clients: Mutex::default(),
+            scraped: tokio::sync::Mutex::default(),
+            listed: tokio::sync::Mutex::default(),
         }
     }
 
@@ -125,17 +137,15 @@ impl Ops {
     /// has caught up with the events topic.
     pub async fn readiness(&self) -> Readiness {
         let mut reasons = Vec::new();
-        match crate::kafka::admin::metadata(&self.bootstrap, None, BROKER_TIMEOUT).await {
-            Ok(metadata) => {
-                let present: Vec<&str> =
-                    metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name()).collect();
+        match self.topics_present().await {
+            Some(present) => {
                 let missing: Vec<&str> =
-                    self.topics.iter().map(String::as_str).filter(|t| !present.contains(t)).collect();
+                    self.topics.iter().filter(|t| !present.contains(t)).map(String::as_str).collect();
                 if !missing.is_empty() {
                     reasons.push(format!("topics missing: {}", missing.join(", ")));
                 }
             }
-            Err(_) => reasons.push(format!("the broker at {} does not answer", self.bootstrap)),
+            None => reasons.push(format!("the broker at {} does not answer", self.bootstrap)),
         }
         let services = self.running.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (name, running) in &services {
@@ -159,8 +169,31 @@ impl Ops {
         }
     }
 
-    /// Reads what is read at scrape time into the gauges.
+    /// The topics the broker lists, read at most once per [`FRESH`]; `None` when it does not answer.
+    async fn topics_present(&self) -> Option<Vec<String>> {
+        let mut listed = self.listed.lock().await;
+        if let Some((_, present)) = listed.as_ref().filter(|(at, _)| at.elapsed() < FRESH) {
+            return present.clone();
+        }
+        let present = crate::kafka::admin::metadata(&self.bootstrap, None, BROKER_TIMEOUT).await.ok().map(|metadata| {
+            metadata.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_owned()).collect()
+        });
+        *listed = Some((Instant::now(), present.clone()));
+        present
+    }
+
+    /// Reads what is read at scrape time into the gauges, unless that was done less than [`FRESH`] ago.
     async fn scrape(self: Arc<Self>) {
+        let mut scraped = self.scraped.lock().await;
+        if scraped.is_some_and(|at| at.elapsed() < FRESH) {
+            return;
+        }
+        self.clone().read_gauges().await;
+        *scraped = Some(Instant::now());
+    }
+
+    /// Reads the ticket store and the broker into the gauges.
+    async fn read_gauges(self: Arc<Self>) {
         if let Some(store) = self.store.clone() {
             // Only what the gauges show, on the blocking pool: a scrape must not hold an async worker on SQLite.
             let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -260,15 +293,45 @@ pub fn router(ops: Arc<Ops>) -> Router {
 async fn metrics(State(ops): State<Arc<Ops>>, headers: HeaderMap) -> Response {
     ops.clone().scrape().await;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if accept.contains("application/openmetrics-text") {
+    if wants_openmetrics(accept) {
         ([(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)], ops.metrics.encode()).into_response()
     } else {
         ([(header::CONTENT_TYPE, crate::metrics::CLASSIC)], ops.metrics.encode_classic()).into_response()
     }
 }
 
+/// Whether an `Accept` header takes OpenMetrics: media types compare without case, and `q=0` refuses one.
+fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|entry| {
+        let mut parts = entry.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let refused = parts.any(|param| {
+            param.split_once('=').is_some_and(|(key, value)| {
+                key.trim().eq_ignore_ascii_case("q") && value.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+            })
+        });
+        media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+    })
+}
+
 async fn readyz(State(ops): State<Arc<Ops>>) -> Response {
     let readiness = ops.readiness().await;
     let status = if readiness.reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(readiness)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_is_chosen_without_regard_to_case_and_never_when_refused_with_q_0() {
+        assert!(wants_openmetrics("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"));
+        assert!(wants_openmetrics("APPLICATION/OpenMetrics-Text"));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0, text/plain"));
+        assert!(!wants_openmetrics("application/openmetrics-text ; Q = 0.000"));
+        assert!(!wants_openmetrics("text/plain, */*"));
+        assert!(!wants_openmetrics(""));
+        assert!(!wants_openmetrics("application/openmetrics-textual"));
+    }
 }

@@ -56,12 +56,41 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
 /// Where the running franz serves its ops endpoints.
 fn base_url(config: &Config, url: Option<String>) -> anyhow::Result<String> {
     if let Some(url) = url {
-        return Ok(url.trim_end_matches('/').to_owned());
+        return base_of(&url);
     }
     if let Some(local) = crate::desk::staff::read_local(&crate::desk::client::desk_dir(config))? {
         return Ok(local.url);
     }
     Ok(crate::desk::url_for(config.metrics_listen.unwrap_or(config.desk.listen)))
+}
+
+/// The base of the ops endpoints in what a person passes as `--url`: the address franz printed (`.../metrics`), one
+/// of the endpoints, or the base itself, with any query or fragment left out. What is no http(s) URL, or carries a
+/// password, is refused with what to pass instead (and without repeating the password).
+fn base_of(url: &str) -> anyhow::Result<String> {
+    let mut parsed = reqwest::Url::parse(url.trim())
+        .map_err(|error| anyhow::anyhow!("--url {} is no URL ({error}); pass it as http://HOST:PORT", shown(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        anyhow::bail!("--url {} is no http:// or https:// URL; pass it as http://HOST:PORT", shown(url));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        anyhow::bail!("--url carries a user name or password, which franz's endpoints do not take; leave it out");
+    }
+    parsed.set_query(None);
+    parsed.set_fragment(None);
+    let path = parsed.path().trim_end_matches('/');
+    let path = ["/metrics", "/readyz", "/healthz"].iter().find_map(|end| path.strip_suffix(end)).unwrap_or(path);
+    let path = path.to_owned();
+    parsed.set_path(&path);
+    Ok(parsed.as_str().trim_end_matches('/').to_owned())
+}
+
+/// Writes `text`; a reader that stopped reading (`franz status --json | head`) is no error of franz's.
+fn emit(out: &mut impl Write, text: &str) -> anyhow::Result<()> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `franz status [--json] [--url URL]`.
@@ -70,11 +99,18 @@ pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &
     let client = reqwest::Client::builder().timeout(TIMEOUT).build()?;
     let unreachable = |error: reqwest::Error| {
         anyhow::anyhow!(
-            "nothing answers at {base} ({}); is `franz up` running? Pass --url with its desk or --metrics-listen address",
-            error.without_url()
+            "no answer from {} ({}); is franz running there (`franz up`, or `franz broker --metrics-listen`)? Pass \
+             --url with its desk or --metrics-listen address",
+            shown(&base),
+            crate::services::absturz::webhook::unanswered(&error)
         )
     };
     let readyz = client.get(format!("{base}/readyz")).send().await.map_err(unreachable)?;
+    // franz answers 200 or 503; anything else is something else at that address.
+    let answered = readyz.status();
+    if !matches!(answered.as_u16(), 200 | 503) {
+        anyhow::bail!("{}/readyz answered HTTP {answered}: that is not franz's /readyz", shown(&base));
+    }
     let readyz = read_body(readyz, &format!("{base}/readyz")).await?;
     let readiness: Readiness =
         serde_json::from_slice(&readyz).with_context(|| format!("{base}/readyz is not franz's"))?;
@@ -84,9 +120,9 @@ pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &
     if json_out {
         let metrics: Vec<Value> =
             samples.iter().map(|s| json!({"name": s.name, "labels": s.labels, "value": s.value})).collect();
-        writeln!(out, "{}", json!({"url": base, "readiness": readiness, "metrics": metrics}))?;
+        emit(out, &format!("{}\n", json!({"url": base, "readiness": readiness, "metrics": metrics})))?;
     } else {
-        write!(out, "{}", render(&base, &readiness, &samples))?;
+        emit(out, &render(&base, &readiness, &samples))?;
     }
     if readiness.reasons.is_empty() {
         Ok(())
@@ -155,6 +191,10 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
             value("franz_broker_connections", None),
             bytes(value("franz_broker_log_bytes", None))
         ));
+    }
+    if readiness.services.is_empty() {
+        out.push_str("\n\nno services run here (a broker alone, or every service is off)\n");
+        return out;
     }
     out.push_str("\n\nservice        state    records in  records out  last problem\n");
     for (name, running) in &readiness.services {
@@ -253,5 +293,62 @@ mod tests {
             "{screen}"
         );
         assert!(screen.contains("desk: not running"), "{screen}");
+    }
+
+    #[test]
+    fn the_url_franz_prints_and_each_endpoint_lead_to_the_same_base() {
+        for url in [
+            "http://127.0.0.1:9100",
+            "http://127.0.0.1:9100/",
+            "http://127.0.0.1:9100/metrics",
+            "http://127.0.0.1:9100/readyz/",
+            " http://127.0.0.1:9100/healthz?x=1#top ",
+        ] {
+            assert_eq!(base_of(url).unwrap(), "http://127.0.0.1:9100", "{url}");
+        }
+        assert_eq!(base_of("https://ops.example/franz/metrics").unwrap(), "https://ops.example/franz");
+    }
+
+    #[test]
+    fn a_url_that_is_none_or_carries_a_password_is_refused_saying_what_to_pass() {
+        for url in ["127.0.0.1:9100", "", "http://127.0.0.1:99999", "ftp://127.0.0.1:9100"] {
+            let error = base_of(url).unwrap_err().to_string();
+            assert!(error.contains("pass it as http://HOST:PORT"), "{url}: {error}");
+        }
+        let error = base_of("http://ana:hunter2@127.0.0.1:9100").unwrap_err().to_string();
+        assert!(error.contains("user name or password") && !error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn a_reader_that_stops_reading_is_no_error() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(emit(&mut Closed, "franz at ...").is_ok());
+    }
+
+    #[test]
+    fn a_broker_alone_shows_its_broker_line_and_no_empty_service_tables() {
+        let readiness = Readiness {
+            status: "ready".into(),
+            reasons: Vec::new(),
+            services: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            broker: crate::ops::BrokerInfo { kind: "embedded".into(), address: "127.0.0.1:9092".into() },
+            desk: None,
+        };
+        let samples = "franz_broker_up 1\nfranz_broker_partitions 6\nfranz_broker_connections 2\n";
+        let screen = render("http://127.0.0.1:9100", &readiness, &parse_samples(samples));
+        assert_eq!(
+            screen,
+            "franz at http://127.0.0.1:9100: ready\n\nbroker: embedded at 127.0.0.1:9092, up, 6 partitions, \
+             2 connections, log 0 B\n\nno services run here (a broker alone, or every service is off)\n"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The `franz` binary as separate processes: scaling out with `--bootstrap` and `--only`, the start-up errors
-//! a user sees when the broker they asked for is not there, and a quiet stop after being scraped.
+//! a user sees when the broker they asked for is not there, a quiet stop after being scraped, and the broker alone
+//! with its own metrics.
 
 use std::time::{Duration, Instant};
 
@@ -59,8 +60,7 @@ async fn unreachable_bootstrap_is_reported_with_its_address_after_a_bounded_wait
 #[tokio::test(flavor = "multi_thread")]
 async fn a_franz_scraped_for_metrics_stops_without_logging_errors() {
     let dir = scratch();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = free_address();
     let up = Up::embedded(dir.path(), "scraped", &["--only", "aufbereitung", "--metrics-listen", &listen]);
     let base = format!("http://{listen}");
     wait_until("franz ready", || async {
@@ -74,4 +74,97 @@ async fn a_franz_scraped_for_metrics_stops_without_logging_errors() {
     assert!(log.contains("franz stopped cleanly"), "{log}");
     let errors: Vec<&str> = log.lines().filter(|line| line.contains(" ERROR ")).collect();
     assert!(errors.is_empty(), "errors logged while stopping:\n{}", errors.join("\n"));
+}
+
+/// A free loopback port, as `127.0.0.1:PORT` (free when asked; nothing else here binds it).
+fn free_address() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn franz_broker_alone_serves_its_own_metrics_and_readiness_and_stops_cleanly() {
+    let dir = scratch();
+    let (listen, metrics_listen) = (free_address(), free_address());
+    let broker = Up::broker_alone(dir.path(), "broker", &listen, &["--metrics-listen", &metrics_listen]);
+    let base = format!("http://{metrics_listen}");
+    wait_until("the broker's /readyz answers 200", || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|answer| answer.status() == 200)
+    })
+    .await;
+    franz::kafka::admin::ensure_topics(&listen, &["measured"], 3, 1).await.expect("a client creates a topic");
+
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    for wanted in [
+        "franz_broker_partitions 3",
+        "franz_broker_log_bytes{topic=\"measured\"} 0",
+        "franz_broker_requests_total{api=\"CreateTopics\",error=\"NONE\"} 1",
+    ] {
+        assert!(metrics.lines().any(|line| line == wanted), "{wanted} in\n{metrics}");
+    }
+    let readyz: serde_json::Value = reqwest::get(format!("{base}/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(readyz["broker"], serde_json::json!({"kind": "embedded (ephemeral)", "address": listen}));
+    assert_eq!(readyz["services"], serde_json::json!({}));
+
+    // The URL the broker prints, as a person would copy it.
+    let status = franz(dir.path(), None).args(["status", "--url", &format!("{base}/metrics")]).output().unwrap();
+    let screen = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{screen}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(screen.contains(&format!("broker: embedded (ephemeral) at {listen}, up, 3 partitions,")), "{screen}");
+    assert!(screen.contains("no services run here"), "{screen}");
+
+    // A flood of requests to the endpoints is no flood of Kafka requests: what they read is read once a second.
+    let metadata_requests = || async {
+        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+        let line = "franz_broker_requests_total{api=\"Metadata\",error=\"NONE\"} ";
+        text.lines().find_map(|l| l.strip_prefix(line)?.parse::<f64>().ok()).expect("Metadata requests are counted")
+    };
+    let before = metadata_requests().await;
+    let began = Instant::now();
+    let client = reqwest::Client::new();
+    let requests = (0..200).map(|i| {
+        let url = format!("{base}/{}", if i % 2 == 0 { "metrics" } else { "readyz" });
+        let client = client.clone();
+        async move { client.get(url).send().await.map(|answer| answer.status().as_u16()) }
+    });
+    let answers = futures::future::join_all(requests).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(200))), "{answers:?}");
+    let seconds = began.elapsed().as_secs() + 2;
+    let spent = metadata_requests().await - before;
+    // Per second at most one scrape reading (one request) and one readiness reading (two, a new client's own).
+    assert!(spent <= (3 * seconds) as f64, "200 requests in {seconds} s cost {spent} Metadata requests");
+
+    // A client that sends half a request does not hold up the stop (its head may take 10 s to time out).
+    let mut half = std::net::TcpStream::connect(&metrics_listen).unwrap();
+    std::io::Write::write_all(&mut half, b"GET /metrics HTTP/1.1\r\n").unwrap();
+    let stopping = Instant::now();
+    let log = broker.terminate();
+    assert!(stopping.elapsed() < Duration::from_secs(5), "stopped in {:?}", stopping.elapsed());
+    assert!(log.contains("broker stopped cleanly"), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|line| line.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "errors logged while stopping:\n{}", errors.join("\n"));
+}
+
+#[test]
+fn franz_broker_with_a_taken_metrics_address_fails_saying_which_and_what_to_do() {
+    let dir = scratch();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let output = franz(dir.path(), None)
+        .args(["broker", "--ephemeral", "--listen", "127.0.0.1:0", "--metrics-listen", &taken])
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{errors}");
+    assert!(errors.contains(&format!("cannot serve the metrics on {taken}")), "{errors}");
+    assert!(errors.contains("pass --metrics-listen with another address"), "{errors}");
+    assert!(!errors.contains("embedded broker ready"), "no broker starts to go at once: {errors}");
+
+    let same = free_address();
+    let output = franz(dir.path(), None)
+        .args(["broker", "--ephemeral", "--listen", &same, "--metrics-listen", &same])
+        .output()
+        .unwrap();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{errors}");
+    assert!(errors.contains(&format!("--metrics-listen {same} is the broker's own --listen address")), "{errors}");
 }

@@ -166,7 +166,7 @@ pub fn scratch() -> tempfile::TempDir {
     dir
 }
 
-/// A `franz up` process whose standard error goes to a file the test can read.
+/// A `franz up` (or `franz broker`) process whose standard error goes to a file the test can read.
 pub struct Up {
     pub child: Child,
     pub log: std::path::PathBuf,
@@ -184,6 +184,13 @@ impl Up {
     pub fn embedded(dir: &Path, name: &str, args: &[&str]) -> Up {
         let mut command = franz(dir, None);
         command.args(["up", "--ephemeral", "--listen", "127.0.0.1:0"]).args(args);
+        Up::spawn(dir, name, command)
+    }
+
+    /// Starts `franz broker --ephemeral --listen <listen> <args>`: the embedded broker alone, data removed on exit.
+    pub fn broker_alone(dir: &Path, name: &str, listen: &str, args: &[&str]) -> Up {
+        let mut command = franz(dir, None);
+        command.args(["broker", "--ephemeral", "--listen", listen]).args(args);
         Up::spawn(dir, name, command)
     }
 

@@ -104,6 +104,14 @@ impl Broker {
         }
     }
 
+    /// What reads the embedded broker's own metrics; other brokers have theirs elsewhere.
+    pub fn probe(&self) -> Option<franz_broker::Probe> {
+        match self {
+            Broker::Embedded(embedded, _) => Some(embedded.probe()),
+            _ => None,
+        }
+    }
+
     /// What the broker is, in a word or two: `embedded`, `embedded (ephemeral)`, `redpanda`, `kafka`, `external`.
     pub fn kind(&self) -> &'static str {
         match self {
