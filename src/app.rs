@@ -90,7 +90,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         config.topics.all().iter().map(|t| t.to_string()).collect(),
         groups(config),
         store.clone(),
-        broker.kind(),
+        broker.info(),
     ));
     if let Some(follow) = follow {
         spawn(&mut tasks, &ops, "ticket store".to_owned(), follow);
@@ -345,8 +345,11 @@ fn serve_broker_ops(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Arc<Ops>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let address = listener.local_addr()?;
-    let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
-    let ops = Arc::new(Ops::new(metrics, broker.bootstrap(), Vec::new(), Vec::new(), None, broker.kind()));
+    let metrics = match broker.probe() {
+        Some(probe) => Metrics::broker_alone(&probe),
+        None => Metrics::new(None),
+    };
+    let ops = Arc::new(Ops::new(Arc::new(metrics), broker.bootstrap(), Vec::new(), Vec::new(), None, broker.info()));
     let serving = tokio::spawn(crate::desk::serve_limited(listener, crate::ops::router(ops.clone()), shutdown.clone()));
     Ok((address, ops, serving))
 }

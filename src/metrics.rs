@@ -108,6 +108,17 @@ const TIME_TO_CLAIM_BUCKETS: [f64; 12] =
 impl Metrics {
     /// A fresh registry with every metric registered, the embedded `broker`'s too when franz runs one.
     pub fn new(broker: Option<&franz_broker::Probe>) -> Metrics {
+        Metrics::build(broker, true)
+    }
+
+    /// The metrics of `franz broker`: the broker's own, its partitions and whether it answers; none of the
+    /// services', which would read 0 for ever there.
+    pub fn broker_alone(broker: &franz_broker::Probe) -> Metrics {
+        Metrics::build(Some(broker), false)
+    }
+
+    /// A registry with the broker's metrics, and the services' (`pipeline`) too.
+    fn build(broker: Option<&franz_broker::Probe>, pipeline: bool) -> Metrics {
         let mut registry = Registry::with_prefix("franz");
         let metrics = Metrics {
             records_in: Family::default(),
@@ -130,63 +141,67 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("records_in", "Records a service consumed", metrics.records_in.clone());
-        r.register(
-            "records_out",
-            "Records a service produced, acknowledged by the broker",
-            metrics.records_out.clone(),
-        );
-        r.register("dead_letters", "Intake records that became dead letters", metrics.dead_letters.clone());
-        r.register("relay_retries", "Output deliveries retried after a failure", metrics.relay_retries.clone());
-        r.register(
-            "akte_events",
-            "Ticket events akte decided, by type (rejected: refused)",
-            metrics.akte_events.clone(),
-        );
-        r.register(
-            "time_to_claim_seconds",
-            "Time from a ticket's creation to its first claim, as akte decides each first claim",
-            metrics.time_to_claim.clone(),
-        );
-        r.register(
-            "time_to_claim_median_seconds",
-            "Median time from creation to first claim, tickets of the last 30 days",
-            metrics.time_to_claim_median.clone(),
-        );
-        r.register(
-            "alerts_delivered",
-            "Alert records accepted by Discord or the log",
-            metrics.alerts_delivered.clone(),
-        );
-        r.register(
-            "alerts_pending",
-            "Alert records read and not yet accepted by Discord",
-            metrics.alerts_pending.clone(),
-        );
-        r.register(
-            "webhook_rate_limited",
-            "Discord webhook answers 429 (rate limited)",
-            metrics.webhook_rate_limited.clone(),
-        );
-        r.register(
-            "webhook_paused",
-            "1 while absturz waits for a gone or misconfigured webhook",
-            metrics.webhook_paused.clone(),
-        );
-        r.register("service_up", "1 for a running service, 0 for a stopped one", metrics.service_up.clone());
-        r.register(
-            "consumer_lag_records",
-            "Records behind the end, per consumer group and topic",
-            metrics.consumer_lag.clone(),
-        );
-        r.register("tickets", "Tickets in the store by status", metrics.tickets.clone());
+        if pipeline {
+            r.register("records_in", "Records a service consumed", metrics.records_in.clone());
+            r.register(
+                "records_out",
+                "Records a service produced, acknowledged by the broker",
+                metrics.records_out.clone(),
+            );
+            r.register("dead_letters", "Intake records that became dead letters", metrics.dead_letters.clone());
+            r.register("relay_retries", "Output deliveries retried after a failure", metrics.relay_retries.clone());
+            r.register(
+                "akte_events",
+                "Ticket events akte decided, by type (rejected: refused)",
+                metrics.akte_events.clone(),
+            );
+            r.register(
+                "time_to_claim_seconds",
+                "Time from a ticket's creation to its first claim, as akte decides each first claim",
+                metrics.time_to_claim.clone(),
+            );
+            r.register(
+                "time_to_claim_median_seconds",
+                "Median time from creation to first claim, tickets of the last 30 days",
+                metrics.time_to_claim_median.clone(),
+            );
+            r.register(
+                "alerts_delivered",
+                "Alert records accepted by Discord or the log",
+                metrics.alerts_delivered.clone(),
+            );
+            r.register(
+                "alerts_pending",
+                "Alert records read and not yet accepted by Discord",
+                metrics.alerts_pending.clone(),
+            );
+            r.register(
+                "webhook_rate_limited",
+                "Discord webhook answers 429 (rate limited)",
+                metrics.webhook_rate_limited.clone(),
+            );
+            r.register(
+                "webhook_paused",
+                "1 while absturz waits for a gone or misconfigured webhook",
+                metrics.webhook_paused.clone(),
+            );
+            r.register("service_up", "1 for a running service, 0 for a stopped one", metrics.service_up.clone());
+            r.register(
+                "consumer_lag_records",
+                "Records behind the end, per consumer group and topic",
+                metrics.consumer_lag.clone(),
+            );
+            r.register("tickets", "Tickets in the store by status", metrics.tickets.clone());
+        }
         r.register("broker_partitions", "Partitions of all topics", metrics.broker_partitions.clone());
         r.register("broker_up", "1 when the broker answered metadata at the last scrape", metrics.broker_up.clone());
         if let Some(broker) = broker {
             broker.register_metrics(r.sub_registry_with_prefix("broker"));
         }
-        for error_type in ["json_decode_error", "validation_error", "unexpected_error"] {
-            let _ = metrics.dead_letters.get_or_create(&ErrorTypeLabel { error_type: error_type.to_owned() });
+        if pipeline {
+            for error_type in ["json_decode_error", "validation_error", "unexpected_error"] {
+                let _ = metrics.dead_letters.get_or_create(&ErrorTypeLabel { error_type: error_type.to_owned() });
+            }
         }
         Metrics { registry, ..metrics }
     }

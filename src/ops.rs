@@ -41,8 +41,8 @@ pub struct Ops {
     groups: Vec<(String, Vec<String>)>,
     /// Whether each started task is still running, by name.
     running: Mutex<BTreeMap<String, bool>>,
-    /// What the broker is (`embedded`, `redpanda`, ...).
-    broker_kind: String,
+    /// What the broker is and where clients reach it, as `/readyz` says.
+    broker: BrokerInfo,
     /// Where the desk serves, once it does.
     desk: Mutex<Option<String>>,
     store: Option<Store>,
@@ -86,7 +86,7 @@ pub struct Readiness {
 pub struct BrokerInfo {
     /// `embedded`, `embedded (ephemeral)`, `redpanda`, `kafka` or `external`.
     pub kind: String,
-    /// The bootstrap address.
+    /// Where clients reach it: the embedded broker's advertised address, else the bootstrap address.
     pub address: String,
 }
 
@@ -97,7 +97,7 @@ impl Ops {
         topics: Vec<String>,
         groups: Vec<(String, Vec<String>)>,
         store: Option<Store>,
-        broker_kind: &str,
+        broker: BrokerInfo,
     ) -> Ops {
         Ops {
             metrics,
@@ -105,7 +105,7 @@ impl Ops {
             topics,
             groups,
             running: Mutex::default(),
-            broker_kind: broker_kind.to_owned(),
+            broker,
             desk: Mutex::default(),
             store,
             lag_clients: Mutex::default(),
@@ -164,7 +164,7 @@ impl Ops {
             reasons,
             services,
             problems: self.metrics.troubles.all(),
-            broker: BrokerInfo { kind: self.broker_kind.clone(), address: self.bootstrap.clone() },
+            broker: self.broker.clone(),
             desk: self.desk.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }

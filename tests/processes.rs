@@ -101,6 +101,9 @@ async fn franz_broker_alone_serves_its_own_metrics_and_readiness_and_stops_clean
     ] {
         assert!(metrics.lines().any(|line| line == wanted), "{wanted} in\n{metrics}");
     }
+    for family in ["franz_alerts_", "franz_tickets", "franz_dead_letters", "franz_time_to_claim", "franz_service_up"] {
+        assert!(!metrics.contains(family), "a broker alone has no {family}: it would read 0 for ever\n{metrics}");
+    }
     let readyz: serde_json::Value = reqwest::get(format!("{base}/readyz")).await.unwrap().json().await.unwrap();
     assert_eq!(readyz["broker"], serde_json::json!({"kind": "embedded (ephemeral)", "address": listen}));
     assert_eq!(readyz["services"], serde_json::json!({}));

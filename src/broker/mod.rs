@@ -104,6 +104,16 @@ impl Broker {
         }
     }
 
+    /// What `/readyz` says of the broker: its kind, and where clients outside this process reach it (the embedded
+    /// broker's advertised address, else the bootstrap address).
+    pub fn info(&self) -> crate::ops::BrokerInfo {
+        let address = match self {
+            Broker::Embedded(embedded, _) => embedded.advertised(),
+            _ => self.bootstrap(),
+        };
+        crate::ops::BrokerInfo { kind: self.kind().to_owned(), address }
+    }
+
     /// What reads the embedded broker's own metrics; other brokers have theirs elsewhere.
     pub fn probe(&self) -> Option<franz_broker::Probe> {
         match self {

@@ -286,6 +286,13 @@ impl EmbeddedBroker {
         self.core.network.busy_connections()
     }
 
+    /// What metadata tells clients to connect to, as HOST:PORT (an IPv6 host in brackets): `--advertise`, else
+    /// the listen address.
+    pub fn advertised(&self) -> String {
+        let (host, port) = &self.core.advertised;
+        if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    }
+
     /// A cheap handle that reads the broker's gauges while it runs, for metrics.
     pub fn probe(&self) -> Probe {
         Probe(self.core.clone())

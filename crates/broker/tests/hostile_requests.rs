@@ -214,6 +214,15 @@ async fn listening_on_every_interface_needs_an_advertised_address_which_metadata
         .call(ApiKey::FindCoordinator, 3, &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g")))
         .await;
     assert_eq!((coordinator.host.as_str(), coordinator.port), ("broker.example.internal", 19092));
+    assert_eq!(broker.advertised(), "broker.example.internal:19092", "what franz's /readyz shows");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn an_ipv6_listen_address_is_advertised_with_its_host_in_brackets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(franz_broker::Settings::new("[::1]:0".parse().unwrap(), dir.path().to_path_buf())).await;
+    assert_eq!(broker.advertised(), format!("[::1]:{}", broker.address().port()));
     broker.stop().await;
 }
 

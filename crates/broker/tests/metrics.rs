@@ -154,6 +154,12 @@ async fn evicted_and_dropped_connections_are_counted_by_reason() {
     // The one slot is taken by an idle connection; a newcomer makes it go.
     let mut first = Client::connect(address).await;
     create_topic(&mut first, "t", 1).await;
+    // The client may read the answer before the broker marks the connection idle again; until then it is busy.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while broker.busy_connections() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the first connection never went idle");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut second = TcpStream::connect(address).await.unwrap();
     wait_for(&registry, "the idle connection evicted for the newcomer", |text| {
         value(text, r#"connections_evicted_total{kind="idle"}"#) == Some(1.0)
