@@ -345,11 +345,8 @@ fn serve_broker_ops(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Arc<Ops>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
     let address = listener.local_addr()?;
-    let metrics = match broker.probe() {
-        Some(probe) => Metrics::broker_alone(&probe),
-        None => Metrics::new(None),
-    };
-    let ops = Arc::new(Ops::new(Arc::new(metrics), broker.bootstrap(), Vec::new(), Vec::new(), None, broker.info()));
+    let metrics = Arc::new(Metrics::broker_alone(broker.probe().as_ref()));
+    let ops = Arc::new(Ops::new(metrics, broker.bootstrap(), Vec::new(), Vec::new(), None, broker.info()));
     let serving = tokio::spawn(crate::desk::serve_limited(listener, crate::ops::router(ops.clone()), shutdown.clone()));
     Ok((address, ops, serving))
 }

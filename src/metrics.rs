@@ -113,8 +113,8 @@ impl Metrics {
 
     /// The metrics of `franz broker`: the broker's own, its partitions and whether it answers; none of the
     /// services', which would read 0 for ever there.
-    pub fn broker_alone(broker: &franz_broker::Probe) -> Metrics {
-        Metrics::build(Some(broker), false)
+    pub fn broker_alone(broker: Option<&franz_broker::Probe>) -> Metrics {
+        Metrics::build(broker, false)
     }
 
     /// A registry with the broker's metrics, and the services' (`pipeline`) too.
