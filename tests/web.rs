@@ -231,7 +231,7 @@ async fn a_link_preview_or_a_head_request_neither_uses_up_a_sign_in_link_nor_get
     let preview = preview.unwrap();
     assert_eq!(preview.status(), StatusCode::OK);
     assert!(preview.headers().get(SET_COOKIE).is_none(), "a preview gets no session");
-    assert_eq!(preview.headers()["referrer-policy"], "no-referrer", "the code stays out of referrers");
+    assert_eq!(preview.headers()["referrer-policy"], "strict-origin", "the code stays out of referrers");
     assert_eq!(preview.headers()["cache-control"], "no-store");
     let page = preview.text().await.unwrap();
     assert!(page.contains(r#"<form method="post" action="/signin""#), "a button, not a sign-in: {page}");
@@ -251,8 +251,8 @@ async fn a_link_preview_or_a_head_request_neither_uses_up_a_sign_in_link_nor_get
 }
 
 /// The sign-in form is refused from another site (which could sign a browser in as someone else), like every
-/// other form; the desk's own page may post it with `Origin: null`, which browsers send under its no-referrer
-/// policy, because the browser also says `Sec-Fetch-Site: same-origin`.
+/// other form; `Origin: null` is refused whatever `Sec-Fetch-Site` says (the page's referrer policy is
+/// `strict-origin`, so the desk's own page sends its origin).
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_in_is_a_post_from_the_desk_itself_and_works_once() {
     let team = Team::start().await;
@@ -262,13 +262,14 @@ async fn signing_in_is_a_post_from_the_desk_itself_and_works_once() {
         &[("origin", "null")],
         &[("sec-fetch-site", "cross-site")],
         &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        &[("origin", "null"), ("sec-fetch-site", "same-origin")],
         &[("origin", "https://evil.example"), ("sec-fetch-site", "same-origin")],
     ] {
         let refused = team.redeem(&token, headers).await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{headers:?}");
         assert!(refused.headers().get(SET_COOKIE).is_none(), "{headers:?}");
     }
-    let pressed = team.redeem(&token, &[("origin", "null"), ("sec-fetch-site", "same-origin")]).await;
+    let pressed = team.redeem(&token, &[("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")]).await;
     assert_eq!(pressed.status(), StatusCode::SEE_OTHER, "refused forms did not use the link up");
     assert_eq!(pressed.headers()[LOCATION], "/", "the board, with no token in the address");
     assert!(session_cookie(pressed.headers()).is_some());

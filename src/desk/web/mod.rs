@@ -68,7 +68,7 @@ pub fn router(desk: Shared) -> Router {
 
 /// Headers on every page: the strict policy, nothing framed or sniffed, no referrer to other sites, and nothing
 /// cached but the assets. (`same-origin`, not `no-referrer`: with no referrer at all, browsers send forms with
-/// `Origin: null`, which the desk cannot tell from a forged one. The sign-in page sends no referrer at all.)
+/// `Origin: null`, which the desk cannot tell from a forged one. The sign-in page sends only its origin.)
 async fn secure(response: Response) -> Response {
     let mut response = as_error_page(response);
     let headers = response.headers_mut();
@@ -199,12 +199,8 @@ fn same_site_form(desk: &Desk, headers: &HeaderMap, session: &Session, token: Op
 }
 
 /// Refuses a request that the browser says came from another site, in `Sec-Fetch-Site` or in `Origin`. A request
-/// that says neither came from no browser page, so no other site can have caused it.
-///
-/// `Origin: null` counts as the desk's own only when the browser also says `Sec-Fetch-Site: same-origin`: browsers
-/// send `null` for a form posted from a page with no referrer (the sign-in page), and also for a sandboxed or
-/// privacy-sensitive context of any site, which `Sec-Fetch-Site` then calls `cross-site`. A page cannot set either
-/// header itself.
+/// that says neither came from no browser page, so no other site can have caused it. `Origin: null` (a sandboxed
+/// or privacy-sensitive context of any site) is never the desk's own.
 fn same_origin(desk: &Desk, headers: &HeaderMap) -> Result<(), Forged> {
     let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
     if site.is_some_and(|site| !matches!(site, b"same-origin" | b"none")) {
@@ -214,8 +210,7 @@ fn same_origin(desk: &Desk, headers: &HeaderMap) -> Result<(), Forged> {
         let origin = origin.to_str().map_err(|_| Forged)?;
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
         let own = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
-        let null_from_own_page = origin == "null" && site == Some(b"same-origin".as_slice());
-        if !own && !null_from_own_page && desk.public_url.as_deref() != Some(origin) {
+        if !own && desk.public_url.as_deref() != Some(origin) {
             return Err(Forged);
         }
     }
@@ -245,8 +240,10 @@ async fn sign_in(Query(request): Query<SignIn>) -> Response {
     let Some(token) = request.token.filter(|t| !t.is_empty()) else {
         return Html(pages::signed_out(request.ended.is_some()).into_string()).into_response();
     };
-    // No referrer: the page's address holds the code, and nothing it loads or posts should carry it on.
-    let referrer = [(header::REFERRER_POLICY, "no-referrer"), (header::CACHE_CONTROL, "no-store")];
+    // Only the origin as referrer: the page's address holds the code, and nothing it loads or posts should carry it
+    // on. (Not `no-referrer`, under which browsers post the button's form with `Origin: null`, which the desk
+    // cannot tell from a forged one.)
+    let referrer = [(header::REFERRER_POLICY, "strict-origin"), (header::CACHE_CONTROL, "no-store")];
     (referrer, Html(pages::sign_in(&token).into_string())).into_response()
 }
 
