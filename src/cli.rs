@@ -110,6 +110,11 @@ pub struct TicketsArgs {
     #[arg(long, value_name = "TOKEN", env = "FRANZ_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
 
+    /// Send the staff token (--token) to a desk over plain http on another host, where anyone on the network can
+    /// read it; without this, only an https:// or a loopback address gets the token.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
     /// With the local credential: the name your actions are recorded under [default: your login name]
     #[arg(long = "as", value_name = "NAME", global = true)]
     pub acting_as: Option<String>,

@@ -1,5 +1,6 @@
 //! The web desk in a real browser: Debian's Chromium, driven over WebDriver by chromedriver (both installed by
-//! `scripts/install-chromium.sh`). A team signs in with printed links, sees a ticket submitted with `franz ticket`
+//! `scripts/install-chromium.sh`). A team signs in with printed links (opening one shows a button; pressing it signs
+//! in), sees a ticket submitted with `franz ticket`
 //! arrive without a reload, works it from arrival to close while a second browser sees each change live, filters,
 //! reads the numbers, signs out, and is refused once removed. Hostile ticket text is checked where it matters: no
 //! script of it runs in the browser. Screenshots of the board, a ticket and the numbers go to
@@ -115,6 +116,17 @@ async fn act(browser: &Client, action: &str, fields: &[(&str, &str)]) {
     eventually(browser, "the answer to the form", "return !!document.getElementById('answer');").await;
 }
 
+/// Opens a sign-in link and presses its button, as a person does; the link alone does not sign in (a chat app's
+/// preview opens it too).
+async fn sign_in(browser: &Client, link: &str) {
+    browser.goto(link).await.unwrap();
+    let button = browser.find(Locator::Css("form[action='/signin'] button")).await.unwrap();
+    let signed_in = browser.execute("return !!document.querySelector('header.top');", vec![]).await.unwrap();
+    assert_eq!(signed_in, Value::Bool(false), "opening the link alone does not sign in");
+    button.click().await.unwrap();
+    eventually(browser, "the board after signing in", "return !!document.querySelector('form.signout');").await;
+}
+
 async fn screenshot(browser: &Client, name: &str) {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
@@ -133,11 +145,11 @@ async fn a_team_works_a_ticket_from_arrival_to_close_in_the_browser_and_a_second
     let ana = driver.browser().await;
     let bo = driver.browser().await;
 
-    // Sign in with the printed links; the address bar no longer holds the token.
-    ana.goto(&team.link("ana")).await.unwrap();
+    // Sign in with the printed links and their buttons; the address bar no longer holds the token.
+    sign_in(&ana, &team.link("ana")).await;
     shows(&ana, "header", "Signed in as ana").await;
     assert_eq!(ana.current_url().await.unwrap().as_str(), format!("{}/", team.url));
-    bo.goto(&team.link("bo")).await.unwrap();
+    sign_in(&bo, &team.link("bo")).await;
     shows(&bo, "header", "Signed in as bo").await;
     eventually(&ana, "the live stream", "return document.body.dataset.connected === 'true';").await;
     eventually(&bo, "the live stream", "return document.body.dataset.connected === 'true';").await;
@@ -235,7 +247,7 @@ async fn hostile_ticket_text_runs_no_script_in_the_browser() {
     let driver = Driver::start().await;
     let browser = driver.browser().await;
     let id = team.submit("<img src=x onerror=\"window.pwned='user'\">", HOSTILE).await;
-    browser.goto(&team.link("ana")).await.unwrap();
+    sign_in(&browser, &team.link("ana")).await;
     shows(&browser, "#tickets", "<script>window.pwned='script'</script>").await;
     browser.goto(&format!("{}/tickets/{id}", team.url)).await.unwrap();
     shows(&browser, "#ticket .body", "<img src=x onerror=").await;

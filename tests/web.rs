@@ -63,14 +63,27 @@ impl Team {
         franz::desk::sign_in_link(&self.url, &staff.link(name).unwrap())
     }
 
-    /// Signs `name` in with plain requests.
+    /// Signs `name` in with plain requests, as a browser does: it opens the link, then presses the page's button.
     pub async fn sign_in(&self, name: &str) -> Session {
-        let response = self.http.get(self.link(name)).send().await.unwrap();
-        assert_eq!(response.status(), 200);
+        let link = self.link(name);
+        let page = self.http.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let response =
+            self.redeem(&link_token(&link), &[("origin", &self.url), ("sec-fetch-site", "same-origin")]).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
         let cookie = session_cookie(response.headers()).expect("the sign-in sets the session cookie");
         let board = self.page("/", &cookie).await;
         let csrf = board.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
         Session { cookie, csrf: csrf.to_owned() }
+    }
+
+    /// Posts the sign-in page's form with `token`, as the browser's button does, with the browser's `headers`.
+    pub async fn redeem(&self, token: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}/signin", self.url)).form(&[("token", token)]);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
     }
 
     /// A page's HTML for a signed-in browser.
@@ -158,27 +171,30 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The one-time code in a sign-in link.
+pub fn link_token(link: &str) -> String {
+    link.split("token=").nth(1).expect("a sign-in link carries its code").to_owned()
+}
+
 fn set_cookie(headers: &HeaderMap) -> String {
     headers.get(SET_COOKIE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_sign_in_link_sets_a_strict_http_only_cookie_and_leaves_the_token_behind() {
+async fn the_sign_in_button_sets_a_strict_http_only_cookie_and_leaves_the_token_behind() {
     let team = Team::start().await;
     let link = team.link("ana");
-    let token = link.split("token=").nth(1).unwrap().to_owned();
-    let response = team.http.get(&link).send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    let token = link_token(&link);
+    let own = [("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")];
+    let response = team.redeem(&token, &own).await;
+    assert_eq!((response.status(), &response.headers()[LOCATION]), (StatusCode::SEE_OTHER, &"/".parse().unwrap()));
     let cookie = set_cookie(response.headers());
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(flag), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http on loopback: {cookie}");
     assert!(!cookie.contains(&token), "the cookie is a session id, not the token");
-    let page = response.text().await.unwrap();
-    assert!(page.contains(r#"http-equiv="refresh" content="0; url=/""#), "{page}");
-    assert!(!page.contains(&token), "the page does not repeat the token");
-    let again = team.http.get(&link).send().await.unwrap();
+    let again = team.redeem(&token, &own).await;
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED, "a link works once (a browser's history keeps it)");
 
     let session = team.sign_in("bo").await;
@@ -190,9 +206,79 @@ async fn the_sign_in_link_sets_a_strict_http_only_cookie_and_leaves_the_token_be
     }
 
     // Behind a TLS proxy the cookie is Secure.
-    let proxied = team.http.get(team.link("cy")).header("x-forwarded-proto", "https").send().await.unwrap();
+    let proxied = team
+        .http
+        .post(format!("{}/signin", team.url))
+        .header("x-forwarded-proto", "https")
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("token", link_token(&team.link("cy")))])
+        .send()
+        .await
+        .unwrap();
     let secure = set_cookie(proxied.headers());
     assert!(secure.starts_with("__Host-franz_session=") && secure.contains("; Secure"), "{secure}");
+    team.stop().await;
+}
+
+/// Regression (#33): a chat app's link preview (a plain GET by Discordbot) used up the sign-in link and got the
+/// session; the person's own click then failed. Opening the link now only shows a button.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_preview_or_a_head_request_neither_uses_up_a_sign_in_link_nor_gets_a_session() {
+    let team = Team::start().await;
+    let link = team.link("ana");
+    let token = link_token(&link);
+    let preview = team.http.get(&link).header("user-agent", "Mozilla/5.0 (compatible; Discordbot/2.0)").send().await;
+    let preview = preview.unwrap();
+    assert_eq!(preview.status(), StatusCode::OK);
+    assert!(preview.headers().get(SET_COOKIE).is_none(), "a preview gets no session");
+    assert_eq!(preview.headers()["referrer-policy"], "strict-origin", "the code stays out of referrers");
+    assert_eq!(preview.headers()["cache-control"], "no-store");
+    let page = preview.text().await.unwrap();
+    assert!(page.contains(r#"<form method="post" action="/signin""#), "a button, not a sign-in: {page}");
+    assert!(page.contains(&format!(r#"<input type="hidden" name="token" value="{token}">"#)), "{page}");
+    assert!(!page.contains("http-equiv=\"refresh\""), "nothing moves on by itself: {page}");
+    let head = team.http.head(&link).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.headers().get(SET_COOKIE).is_none(), "a HEAD gets no session");
+
+    // The person's own press of the button still signs them in.
+    let own = [("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")];
+    let pressed = team.redeem(&token, &own).await;
+    assert_eq!(pressed.status(), StatusCode::SEE_OTHER, "the link still works after a preview and a HEAD");
+    let cookie = session_cookie(pressed.headers()).expect("the press sets the session cookie");
+    assert_eq!(team.get("/", &cookie).await.status(), StatusCode::OK);
+    team.stop().await;
+}
+
+/// The sign-in form is refused from another site (which could sign a browser in as someone else), like every
+/// other form; `Origin: null` is refused whatever `Sec-Fetch-Site` says (the page's referrer policy is
+/// `strict-origin`, so the desk's own page sends its origin).
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_is_a_post_from_the_desk_itself_and_works_once() {
+    let team = Team::start().await;
+    let token = link_token(&team.link("ana"));
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+        &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        &[("origin", "https://evil.example"), ("sec-fetch-site", "same-origin")],
+    ] {
+        let refused = team.redeem(&token, headers).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(refused.headers().get(SET_COOKIE).is_none(), "{headers:?}");
+    }
+    let pressed = team.redeem(&token, &[("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(pressed.status(), StatusCode::SEE_OTHER, "refused forms did not use the link up");
+    assert_eq!(pressed.headers()[LOCATION], "/", "the board, with no token in the address");
+    assert!(session_cookie(pressed.headers()).is_some());
+    let again = team.redeem(&token, &[("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
+    assert!(again.headers().get(SET_COOKIE).is_none());
+    assert!(again.text().await.unwrap().contains("This sign-in link does not work"));
+    let empty = team.redeem("", &[("sec-fetch-site", "same-origin")]).await;
+    assert_eq!(empty.status(), StatusCode::UNAUTHORIZED);
     team.stop().await;
 }
 
@@ -226,7 +312,7 @@ async fn pages_without_a_live_session_lead_to_a_page_that_says_how_to_get_a_new_
     let none = team.http.get(format!("{}/", team.url)).send().await.unwrap();
     assert_eq!(none.status(), StatusCode::SEE_OTHER);
     assert_eq!(none.headers()[LOCATION], "/signin");
-    let refused = team.http.get(format!("{}/signin?token=franz_guess", team.url)).send().await.unwrap();
+    let refused = team.redeem("franz_guess", &[("sec-fetch-site", "same-origin")]).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.text().await.unwrap().contains("franz staff link YOUR-NAME"));
 
@@ -463,4 +549,89 @@ async fn a_live_stream_ends_when_its_person_is_removed_and_one_person_cannot_ope
         tokio::time::timeout(Duration::from_secs(60), async { while let Ok(Some(_)) = live.chunk().await {} }).await;
     assert!(ended.is_ok(), "the stream of a removed person ends");
     team.stop().await;
+}
+
+/// Regression (#33): `franz tickets --json` and `franz tail` printed C1 controls (U+009B is CSI, U+009D is OSC),
+/// DEL and direction overrides raw, so a ticket could drive the terminal of whoever read it. They are `\u`
+/// escapes now, and each line is still the same JSON to a program.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket() {
+    let team = Team::start().await;
+    let body = "printer \u{9b}2J\u{9d}0;owned\u{7} \u{7f} \u{202e}gnp.exe\u{202c} \u{2066}x\u{2069} \u{200f}\u{61c}";
+    let ticket = franz::schema::Ticket {
+        id: "ticket-c1".into(),
+        contact: "mallory\u{9b}31m".into(),
+        origin: "Discord".into(),
+        body: body.into(),
+        date: "2026-12-01T08:00:00.000Z".into(),
+        contact_id: None,
+    };
+    team.publish(&[ticket]).await;
+    let run = |args: &[&str]| {
+        let output = crate::util::franz(team.data.path(), Some(&team.harness))
+            .env("FRANZ_DATA_DIR", team.data.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let topic = team.harness.topics.tickets.clone();
+    let tail = ["tail", &topic, "--bootstrap", &team.harness.bootstrap, "--from-beginning", "--limit", "1"];
+    for (what, out, path) in [
+        ("tickets --json", run(&["tickets", "--json"]), "/tickets/0/body"),
+        ("tickets show --json", run(&["tickets", "show", "ticket-c1", "--json"]), "/ticket/body"),
+        ("tail", run(&[&tail[..], &["--timeout", "30"]].concat()), "/value/body"),
+    ] {
+        let raw: Vec<char> =
+            out.chars().filter(|&c| (c.is_control() && c != '\n') || franz::lifecycle::hidden(c)).collect();
+        assert!(raw.is_empty(), "{what} printed {raw:?} raw:\n{out}");
+        assert!(out.contains(r"\u009b2J") && out.contains(r"\u202e"), "{what}: {out}");
+        let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(line.pointer(path).and_then(Value::as_str), Some(body), "{what} parses back to the text");
+    }
+    team.stop().await;
+}
+
+/// Regression (#33): a `.env` in the working directory could point `franz staff add|link` and `franz tickets
+/// --token` at another host without a word. The staff commands now say which desk they made the link for and
+/// where its address came from, and the staff token is not sent over plain http to another host.
+#[test]
+fn a_dotenv_that_points_the_desk_elsewhere_shows_itself_and_gets_no_staff_token_over_plain_http() {
+    let dir = crate::util::scratch();
+    let dotenv = dir.path().join(".env");
+    let franz = |args: &[&str]| {
+        let mut command = crate::util::franz(dir.path(), None);
+        command.env("FRANZ_DATA_DIR", dir.path().join("data")).args(args).output().unwrap()
+    };
+    std::fs::write(&dotenv, "FRANZ_DESK_LISTEN=203.0.113.5:8080\n").unwrap();
+    let added = franz(&["staff", "add", "ana"]);
+    let shown = String::from_utf8(added.stdout).unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(
+        shown.contains("desk:         http://203.0.113.5:8080 (desk.listen, from .env FRANZ_DESK_LISTEN)"),
+        "{shown}"
+    );
+    let token = shown.lines().find_map(|l| l.strip_prefix("API token:")).unwrap().trim().to_owned();
+
+    let started = std::time::Instant::now();
+    let refused = franz(&["tickets", "--token", &token]);
+    let said = String::from_utf8(refused.stderr).unwrap();
+    assert!(!refused.status.success(), "{said}");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused before any connection");
+    assert!(said.contains("refusing to send your staff token to http://203.0.113.5:8080"), "{said}");
+    assert!(said.contains(".env FRANZ_DESK_LISTEN") && said.contains("--insecure"), "{said}");
+    assert!(!said.contains(&token), "the error does not repeat the token");
+
+    std::fs::write(&dotenv, "FRANZ_DESK_PUBLIC_URL=https://desk.elsewhere.example\n").unwrap();
+    let linked = franz(&["staff", "link", "ana"]);
+    let shown = String::from_utf8(linked.stdout).unwrap();
+    assert!(linked.status.success(), "{}", String::from_utf8_lossy(&linked.stderr));
+    assert!(
+        shown.contains(
+            "desk:         https://desk.elsewhere.example (desk.public_url, from .env FRANZ_DESK_PUBLIC_URL)"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("sign-in link: https://desk.elsewhere.example/signin?token="), "{shown}");
 }

@@ -5,6 +5,10 @@
 //! the machine where franz runs it uses the desk's local credential and acts as `--as NAME` (default: the login
 //! name). `franz staff` edits the staff list directly; it needs no running franz. Ticket text is printed with its
 //! control characters made visible, so a ticket cannot drive the terminal.
+//!
+//! A `.env` in the working directory can set the desk's address, so the CLI says where an address came from: `staff
+//! add|link` print the desk they made the link for, and a staff token goes only to an https:// or loopback address
+//! unless `--insecure` says otherwise.
 
 use std::io::Write;
 
@@ -22,12 +26,39 @@ pub fn desk_dir(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("desk")
 }
 
-/// Where people open the desk: its public URL, else where it last ran, else where it is configured to listen.
-fn base_url(config: &Config, desk_dir: &std::path::Path) -> anyhow::Result<String> {
-    Ok(match &config.desk.public_url {
-        Some(public) => public.clone(),
-        None => staff::read_local(desk_dir)?.map_or_else(|| super::url_for(config.desk.listen), |l| l.url),
+/// Where people open the desk: its public URL, else where it last ran, else where it is configured to listen; and
+/// where that address came from, in words (a `.env` can set it without the user noticing).
+fn base_url(config: &Config, desk_dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    if let Some(public) = &config.desk.public_url {
+        return Ok((public.clone(), format!("desk.public_url, from {}", source_of(config, "desk.public_url"))));
+    }
+    Ok(match staff::read_local(desk_dir)? {
+        Some(local) => (local.url, format!("where the desk last ran, from {}", staff::local_path(desk_dir).display())),
+        None => (super::url_for(config.desk.listen), format!("desk.listen, from {}", source_of(config, "desk.listen"))),
     })
+}
+
+/// Where the setting `key` came from (`.env FRANZ_DESK_PUBLIC_URL`, a flag, franz.toml, `default`).
+fn source_of(config: &Config, key: &str) -> String {
+    config.report.iter().find(|s| s.key == key).map_or_else(|| "default".to_owned(), |s| s.source.clone())
+}
+
+/// Refuses to send a staff token to `url` over plain http to another host: anyone on the way could read it and act
+/// as its owner. `from` says where the address came from, so a `.env` that points elsewhere shows itself.
+fn token_may_go_to(url: &str, from: &str, insecure: bool) -> anyhow::Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("the desk address {url} ({from}) is no URL"))?;
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback) || insecure {
+        return Ok(());
+    }
+    bail!(
+        "refusing to send your staff token to {url} ({from}): over plain http anyone on the network can read it. \
+         Reach the desk over https (set desk.public_url, FRANZ_DESK_PUBLIC_URL, to its https:// address) or on \
+         this machine; if that address is not yours, fix or remove the setting; pass --insecure only on a network \
+         you trust"
+    )
 }
 
 /// `franz staff add|link|list|remove`.
@@ -38,13 +69,14 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
         StaffAction::Add { name } => {
             let (token, existed) = staff.add(&name)?;
             let code = staff.link(&name)?;
-            let base = base_url(config, &dir)?;
+            let (base, from) = base_url(config, &dir)?;
             let name = name.trim();
             if existed {
                 writeln!(out, "{name} has a new sign-in link; the old one no longer works.")?;
             } else {
                 writeln!(out, "{name} is now on the staff list.")?;
             }
+            writeln!(out, "desk:         {base} ({from})")?;
             writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
             writeln!(out, "API token:    {token}")?;
             writeln!(
@@ -68,7 +100,9 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
         }
         StaffAction::Link { name } => {
             let code = staff.link(&name)?;
-            writeln!(out, "sign-in link: {}", super::sign_in_link(&base_url(config, &dir)?, &code))?;
+            let (base, from) = base_url(config, &dir)?;
+            writeln!(out, "desk:         {base} ({from})")?;
+            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
             writeln!(
                 out,
                 "It signs in one browser, once, within 7 days; {} stays signed in elsewhere, and their API token is \
@@ -97,8 +131,11 @@ impl Desk {
         let dir = desk_dir(config);
         let local = staff::read_local(&dir)?;
         let (url, token, acting_as) = match (&args.token, local) {
-            (Some(token), local) => {
-                (local.map_or_else(|| super::url_for(config.desk.listen), |l| l.url), token.clone(), None)
+            (Some(token), _) => {
+                // A staff token reaches a desk elsewhere: its public (https) address first.
+                let (url, from) = base_url(config, &dir)?;
+                token_may_go_to(&url, &from, args.insecure)?;
+                (url, token.clone(), None)
             }
             (None, Some(local)) => {
                 let name = args.acting_as.clone().or_else(login_name).unwrap_or_else(|| "cli".into());
@@ -160,7 +197,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         }
         let page = desk.get("/api/tickets", &query).await?;
         if args.json {
-            writeln!(out, "{page}")?;
+            writeln!(out, "{}", terminal_json(&page))?;
         } else {
             print_list(&page, out)?;
         }
@@ -170,7 +207,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         TicketsAction::Show { id } => {
             let ticket = desk.get(&format!("/api/tickets/{}", encode(id)), &[]).await?;
             if args.json {
-                writeln!(out, "{ticket}")?;
+                writeln!(out, "{}", terminal_json(&ticket))?;
             } else {
                 print_ticket(&ticket, out)?;
             }
@@ -193,7 +230,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
     let url = format!("{}/api/tickets/{}/commands", desk.url, encode(id));
     let (status, answer) = desk.call(desk.http.post(url).json(&body)).await?;
     if args.json {
-        writeln!(out, "{answer}")?;
+        writeln!(out, "{}", terminal_json(&answer))?;
     }
     match status.as_u16() {
         200 => {
@@ -242,7 +279,7 @@ fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
         )?;
     }
     if let Some(cursor) = page["next_cursor"].as_str() {
-        writeln!(out, "(more: the API's cursor is {cursor})")?;
+        writeln!(out, "(more: the API's cursor is {})", visible(cursor))?;
     }
     Ok(())
 }
@@ -306,6 +343,25 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// `value` as one line of JSON that a terminal shows and does not act on. serde_json escapes only the C0 controls;
+/// DEL, the C1 controls (U+009B and U+009D start terminal escapes as ESC [ and ESC ] do) and the characters that
+/// hide or reorder text ([`lifecycle::hidden`]) become `\u` escapes too, so the line still parses to the same
+/// value. They can stand only inside JSON strings (everything else in JSON is ASCII), where an escape is valid.
+pub fn terminal_json(value: &Value) -> String {
+    let json = value.to_string();
+    let mut line = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || lifecycle::hidden(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                line.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 /// Text on one line, with control characters (terminal escapes and line breaks included) and the characters that
 /// hide, break or reorder text ([`lifecycle::hidden`]) shown as escapes instead of acted on, so that ticket text can
 /// neither drive the terminal nor pass for franz's own output.
@@ -345,6 +401,41 @@ mod tests {
             assert_eq!(visible(&format!("a{hidden}b")), format!("a{shown}b"));
         }
         assert_eq!(visible("Zoë 👩\u{200d}💻"), "Zoë 👩\u{200d}💻", "joiners stay: emoji need them");
+    }
+
+    /// #33: `--json` printed C1 controls, DEL and bidi overrides raw, so a ticket could drive the terminal.
+    #[test]
+    fn json_output_escapes_c1_controls_del_and_direction_overrides_and_parses_back_to_the_same_value() {
+        let hostile = "a\u{9b}2J\u{9d}0;title\u{7}\u{7f}\u{85}\u{202e}\u{2066}\u{2069}\u{200e}\u{200f}\u{61c}\u{1b}[1mz 👩\u{200d}💻";
+        let value = json!({"tickets": [{"body": hostile, "labels": ["\u{202d}x"]}], "\u{9b}key": null});
+        let line = terminal_json(&value);
+        let raw: Vec<char> = line.chars().filter(|&c| c.is_control() || lifecycle::hidden(c)).collect();
+        assert!(raw.is_empty(), "raw {raw:?} in {line}");
+        for escape in
+            ["\\u009b", "\\u009d", "\\u007f", "\\u0085", "\\u202e", "\\u2066", "\\u200e", "\\u061c", "\\u001b"]
+        {
+            assert!(line.contains(escape), "{escape} in {line}");
+        }
+        assert!(line.contains("👩\u{200d}💻"), "joiners stay: {line}");
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), value, "the same JSON to a program");
+    }
+
+    #[test]
+    fn c1_controls_and_del_are_shown_as_escapes_in_text_output() {
+        assert_eq!(visible("a\u{9b}2Jb\u{9d}0;x\u{7f}"), "a\\u{9b}2Jb\\u{9d}0;x\\u{7f}");
+    }
+
+    #[test]
+    fn a_staff_token_goes_only_over_https_or_to_this_machine_unless_insecure() {
+        for url in ["https://desk.example.com", "http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080"] {
+            assert!(token_may_go_to(url, "test", false).is_ok(), "{url}");
+        }
+        let refused = token_may_go_to("http://203.0.113.5:8080", ".env FRANZ_DESK_LISTEN", false).unwrap_err();
+        let message = refused.to_string();
+        assert!(message.contains("203.0.113.5") && message.contains(".env FRANZ_DESK_LISTEN"), "{message}");
+        assert!(message.contains("--insecure") && message.contains("https"), "{message}");
+        assert!(token_may_go_to("http://desk.lan:8080", "test", false).is_err());
+        assert!(token_may_go_to("http://desk.lan:8080", "test", true).is_ok(), "--insecure lets it through");
     }
 
     #[test]

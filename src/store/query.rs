@@ -161,6 +161,30 @@ pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
     Ok(events)
 }
 
+/// What a ticket's page shows of its history: the first event and the newest, `max` in all, oldest first, and how
+/// many events between them are left out. Only the shown events are read and parsed: a ticket with a long history
+/// costs a page view no more than one with `max` events (the rowids come from the ticket's index alone).
+pub fn timeline(conn: &Connection, id: &str, max: usize) -> rusqlite::Result<(Vec<Event>, usize)> {
+    let total: i64 =
+        conn.prepare_cached("SELECT COUNT(*) FROM events WHERE ticket_id = ?1")?.query_row([id], |row| row.get(0))?;
+    let newest = max.saturating_sub(1) as i64;
+    let mut statement = conn.prepare_cached(
+        "SELECT json FROM events WHERE ticket_id = ?1 AND (
+             seq = (SELECT MIN(seq) FROM events WHERE ticket_id = ?1)
+             OR seq IN (SELECT seq FROM events WHERE ticket_id = ?1 ORDER BY seq DESC LIMIT ?2))
+         ORDER BY seq",
+    )?;
+    let rows = statement.query_map(rusqlite::params![id, newest], |row| row.get::<_, String>(0))?;
+    let (mut events, mut read) = (Vec::new(), 0i64);
+    for json in rows {
+        read += 1;
+        if let Ok(event) = serde_json::from_str(&json?) {
+            events.push(event);
+        }
+    }
+    Ok((events, (total - read).max(0) as usize))
+}
+
 /// The event that answered command `command_id` of ticket `ticket_id`, once the store has it.
 pub fn answer(conn: &Connection, ticket_id: &str, command_id: &str) -> rusqlite::Result<Option<Event>> {
     let json: Option<String> = conn

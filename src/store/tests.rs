@@ -135,6 +135,47 @@ fn records_below_the_stored_offset_are_not_applied_again() {
     assert_eq!(all_rows(&store)[0].version, 2);
 }
 
+/// #33: a ticket's page read the whole history on every view and live refresh, though it shows 500 events. The
+/// store now reads only what the page shows: the first event and the newest, and counts the rest.
+#[test]
+fn a_tickets_timeline_holds_its_first_and_newest_events_and_counts_the_ones_left_out() {
+    let mut commands = vec![Command::create(ticket("t1", "long story")), Command::create(ticket("t2", "other"))];
+    for n in 0..12 {
+        commands.push(command(n, "t1", "ana", Action::Comment { body: format!("comment {n}"), internal: false }));
+        commands.push(command(
+            100 + n,
+            "t2",
+            "bo",
+            Action::Comment { body: format!("elsewhere {n}"), internal: false },
+        ));
+    }
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&decided(&commands)), 0, 7);
+    let conn = store.reader().unwrap();
+    let shown = |max| {
+        let (events, hidden) = query::timeline(&conn, "t1", max).unwrap();
+        let bodies: Vec<String> = events
+            .iter()
+            .map(|e| match &e.change {
+                Change::Commented { body, .. } => body.clone(),
+                other => other.name().to_owned(),
+            })
+            .collect();
+        (bodies, hidden)
+    };
+    // 13 events (created and 12 comments): with room for 5, the first and the 4 newest, 8 left out.
+    assert_eq!(
+        shown(5),
+        (vec!["created".into(), "comment 8".into(), "comment 9".into(), "comment 10".into(), "comment 11".into()], 8)
+    );
+    let (all, hidden) = shown(500);
+    assert_eq!((all.len(), hidden), (13, 0), "a short history is shown whole");
+    assert_eq!(all[1..], (0..12).map(|n| format!("comment {n}")).collect::<Vec<_>>()[..], "oldest first");
+    assert_eq!(shown(13), (all.clone(), 0));
+    assert_eq!(shown(12).1, 1);
+    assert_eq!(query::timeline(&conn, "nothing", 5).unwrap(), (vec![], 0));
+}
+
 #[test]
 fn records_that_are_no_events_are_skipped_and_counted() {
     let (_dir, store, mut writer) = open_temp();

@@ -1,8 +1,9 @@
 //! The web desk: server-rendered pages where staff work tickets, on the same store and commands as the API.
 //!
-//! Signing in: the personal link `franz staff add` prints opens a session (an HttpOnly, SameSite=Strict cookie,
-//! `Secure` when the desk is reached over HTTPS) and leaves the token behind: the page that sets the cookie moves
-//! on to the board at once. Every page needs a session; an ended one (signed out, removed, a new link made) leads
+//! Signing in: the personal link `franz staff add` prints shows a page with a button, and only pressing it (a POST
+//! from that page) uses the link up and opens a session (an HttpOnly, SameSite=Strict cookie, `Secure` when the
+//! desk is reached over HTTPS), then moves on to the board, leaving the token behind. Opening the link changes
+//! nothing, so a chat app's link preview or a mail scanner that fetches it first cannot use it up. Every page needs a session; an ended one (signed out, removed, a new link made) leads
 //! to a page that says how to get a new link. Every form that changes something carries the session's own token
 //! and must come from the desk's own origin, so another site cannot act for a signed-in person.
 //!
@@ -46,7 +47,7 @@ const FORM_LIMIT: usize = 64 * 1024;
 pub fn router(desk: Shared) -> Router {
     Router::new()
         .route("/", get(board))
-        .route("/signin", get(sign_in))
+        .route("/signin", get(sign_in).post(redeem))
         .route("/signout", post(sign_out))
         .route("/tickets/{id}", get(ticket).post(act))
         .route("/stats", get(stats))
@@ -67,7 +68,7 @@ pub fn router(desk: Shared) -> Router {
 
 /// Headers on every page: the strict policy, nothing framed or sniffed, no referrer to other sites, and nothing
 /// cached but the assets. (`same-origin`, not `no-referrer`: with no referrer at all, browsers send forms with
-/// `Origin: null`, which the desk cannot tell from a forged one. The sign-in page sends no referrer at all.)
+/// `Origin: null`, which the desk cannot tell from a forged one. The sign-in page sends only its origin.)
 async fn secure(response: Response) -> Response {
     let mut response = as_error_page(response);
     let headers = response.headers_mut();
@@ -189,24 +190,31 @@ fn over_https(desk: &Desk, headers: &HeaderMap) -> bool {
 /// browser says in `Sec-Fetch-Site` and `Origin`) and carry the session's form token.
 fn same_site_form(desk: &Desk, headers: &HeaderMap, session: &Session, token: Option<&str>) -> Result<(), Forged> {
     let refuse = || Forged;
-    if let Some(site) = headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return Err(refuse());
-        }
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().map_err(|_| refuse())?;
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-        let own = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
-        if !own && desk.public_url.as_deref() != Some(origin) {
-            return Err(refuse());
-        }
-    }
+    same_origin(desk, headers)?;
     let expected = staff::hash(&session.csrf);
     match token {
         Some(token) if staff::same_hash(&staff::hash(token), &expected) => Ok(()),
         _ => Err(refuse()),
     }
+}
+
+/// Refuses a request that the browser says came from another site, in `Sec-Fetch-Site` or in `Origin`. A request
+/// that says neither came from no browser page, so no other site can have caused it. `Origin: null` (a sandboxed
+/// or privacy-sensitive context of any site) is never the desk's own.
+fn same_origin(desk: &Desk, headers: &HeaderMap) -> Result<(), Forged> {
+    let site = headers.get("sec-fetch-site").map(HeaderValue::as_bytes);
+    if site.is_some_and(|site| !matches!(site, b"same-origin" | b"none")) {
+        return Err(Forged);
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().map_err(|_| Forged)?;
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let own = !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"));
+        if !own && desk.public_url.as_deref() != Some(origin) {
+            return Err(Forged);
+        }
+    }
+    Ok(())
 }
 
 /// A form that may have come from another site.
@@ -224,11 +232,40 @@ struct SignIn {
     ended: Option<String>,
 }
 
-/// `/signin?token=…`: opens a session and moves on to the board. Without a token, or with one that no longer
-/// works, it says how to get a link.
-async fn sign_in(State(desk): State<Shared>, headers: HeaderMap, Query(request): Query<SignIn>) -> Response {
+/// `GET /signin?token=…`: a page with a button that signs in with the link's code. It changes nothing (nor does
+/// `HEAD`, which axum answers with the same handler): link previews in chat apps and mail scanners fetch links
+/// before the person does, and must not use the link up or get the session. Without a token it says how to get a
+/// link.
+async fn sign_in(Query(request): Query<SignIn>) -> Response {
     let Some(token) = request.token.filter(|t| !t.is_empty()) else {
         return Html(pages::signed_out(request.ended.is_some()).into_string()).into_response();
+    };
+    // Only the origin as referrer: the page's address holds the code, and nothing it loads or posts should carry it
+    // on. (Not `no-referrer`, under which browsers post the button's form with `Origin: null`, which the desk
+    // cannot tell from a forged one.)
+    let referrer = [(header::REFERRER_POLICY, "strict-origin"), (header::CACHE_CONTROL, "no-store")];
+    (referrer, Html(pages::sign_in(&token).into_string())).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Redeem {
+    token: Option<String>,
+}
+
+/// `POST /signin`, the sign-in page's button: uses the link's code up, opens a session and moves on to the board
+/// (whose address holds no token). Only the desk's own page may post it, as every other form: another site could
+/// otherwise sign a browser in as someone else. A code that does not (or no longer) work gets a page that says
+/// how to get a new link.
+async fn redeem(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    form: Result<Form<Redeem>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    if let Err(forged) = same_origin(&desk, &headers) {
+        return forged.into();
+    }
+    let Ok(Form(Redeem { token: Some(token) })) = form else {
+        return (StatusCode::UNAUTHORIZED, Html(pages::link_refused().into_string())).into_response();
     };
     let shared = desk.clone();
     let started = tokio::task::spawn_blocking(move || shared.staff.start_session(&token)).await;
@@ -241,11 +278,10 @@ async fn sign_in(State(desk): State<Shared>, headers: HeaderMap, Query(request):
         Err(error) => return ApiError::internal(error).into(),
     };
     tracing::info!("desk: {} signed in", session.name);
-    // A page, not a redirect: the browser then asks for the board from the desk's own page, so the SameSite=Strict
-    // cookie goes with it even when the link was opened from a chat or a mail, and the link leaves the address bar.
+    // A redirect is enough now: the POST came from the desk's own page, so the browser counts the board it moves
+    // on to as same-site and sends the SameSite=Strict cookie with it.
     let cookie = session_cookie(over_https(&desk, &headers), Some(&session.id));
-    let referrer = [(header::REFERRER_POLICY, "no-referrer")];
-    (cookie, referrer, Html(pages::signed_in(&session.name).into_string())).into_response()
+    (cookie, Redirect::to("/")).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -380,7 +416,7 @@ async fn ticket(
     let lookup = id.clone();
     let found = api::read(&desk, move |conn| {
         let ticket = query::ticket(conn, &lookup).map_err(ApiError::internal)?;
-        let events = query::history(conn, &lookup).map_err(ApiError::internal)?;
+        let events = query::timeline(conn, &lookup, pages::TIMELINE_MAX).map_err(ApiError::internal)?;
         let answer = match &request.answer {
             Some(command) => {
                 Some((command.clone(), query::answer(conn, &lookup, command).map_err(ApiError::internal)?))
@@ -392,8 +428,9 @@ async fn ticket(
     .await;
     let counts = desk.numbers.counts().await.map_err(ApiError::internal);
     match (found, counts) {
-        (Ok((Some(ticket), events, answer)), Ok(counts)) => {
-            Html(pages::ticket(&session, &ticket, &events, answer.as_ref(), counts).into_string()).into_response()
+        (Ok((Some(ticket), (events, hidden), answer)), Ok(counts)) => {
+            let page = pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts);
+            Html(page.into_string()).into_response()
         }
         (Ok((None, ..)), _) => api::no_ticket(&id).into(),
         (Err(error), _) | (_, Err(error)) => error.into(),

@@ -96,22 +96,22 @@ pub fn link_refused() -> Markup {
     )
 }
 
-/// Sets the session (its response carries the cookie) and moves on to the board from the desk's own page.
-pub fn signed_in(name: &str) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta http-equiv="refresh" content="0; url=/";
-                title { "Signed in · franz" }
-                link rel="stylesheet" href="/assets/desk.css";
+/// The page a sign-in link opens: a button that posts the link's code. Opening the page changes nothing, so a
+/// link preview that fetches it leaves the link to its person.
+pub fn sign_in(token: &str) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        None,
+        html! {
+            h1 { "Sign in to the franz desk" }
+            form method="post" action="/signin" {
+                input type="hidden" name="token" value=(token);
+                button type="submit" { "Sign in" }
             }
-            body { main {
-                p { "Signed in as " strong { (name) } ". " a href="/" { "Continue to the board" } }
-            } }
-        }
-    }
+            p { "The link works once: this browser stays signed in for 30 days." }
+        },
+    )
 }
 
 pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts) -> Markup {
@@ -188,7 +188,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
 pub fn ticket(
     session: &Session,
     ticket: &TicketState,
-    events: &[Event],
+    (events, hidden): (&[Event], usize),
     answer: Option<&(String, Option<Event>)>,
     counts: Counts,
 ) -> Markup {
@@ -284,13 +284,12 @@ pub fn ticket(
             }
             section #timeline data-live aria-label="Timeline" {
                 h2 { "Timeline" }
-                @let hidden = events.len().saturating_sub(TIMELINE_MAX);
                 @if hidden > 0 {
                     p.note { "The " (hidden) " oldest events after the first are not shown; the API has them all ("
                         code { "GET /api/tickets/ID" } ")." }
                 }
                 ol.timeline {
-                    @for event in events.iter().take(1).chain(events.iter().skip(hidden + 1)) {
+                    @for event in events {
                         li class=(timeline_class(&event.change)) {
                             (when(&event.at)) " · " strong { bdi { (event.actor.name) } } " (" (source(event)) ") "
                             (describe(&event.change))
@@ -468,8 +467,8 @@ fn source(event: &Event) -> &'static str {
     }
 }
 
-/// The most events a ticket's page shows: the first and the newest.
-const TIMELINE_MAX: usize = 500;
+/// The most events a ticket's page shows: the first and the newest (the store reads only these).
+pub const TIMELINE_MAX: usize = 500;
 
 /// What a change did, as the rest of a sentence that starts with who did it.
 pub fn describe(change: &Change) -> String {
