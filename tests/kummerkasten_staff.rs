@@ -206,7 +206,8 @@ async fn a_card_discord_refuses_for_good_is_that_tickets_problem_and_the_next_ti
     let problem = running.ops.metrics.troubles.all().remove("kummerkasten").expect("the bot's last problem").text;
     assert!(problem.contains(&format!("refused the card of {refused} for good")), "{problem}");
     assert!(problem.contains("403"), "Discord's answer is named: {problem}");
-    let counted = running.ops.metrics.discord_refused.get_or_create(&franz::metrics::RefusedLabel { what: "card".into() }).get();
+    let counted =
+        running.ops.metrics.discord_refused.get_or_create(&franz::metrics::RefusedLabel { what: "card".into() }).get();
     assert_eq!(counted, 1);
     let errors = &team.harness.topics.errors;
     wait_until("the refusal on the errors topic", || async { team.harness.count(errors).await >= 1 }).await;
@@ -255,8 +256,7 @@ async fn a_ticket_as_long_as_it_can_get_keeps_a_card_within_discords_limits() {
     let reason = "*".repeat(franz::lifecycle::REASON_MAX);
     from_the_desk(&team.harness, &ticket, 20, Action::Close { reason: reason.clone() }).await;
     let closed = card_shows(&team.discord, posted.id, "the close", |c| field(c, "Status") == Some("closed")).await;
-    let refused: Vec<Received> =
-        team.discord.received().into_iter().filter(|r| r.status == 400).collect();
+    let refused: Vec<Received> = team.discord.received().into_iter().filter(|r| r.status == 400).collect();
     assert!(refused.is_empty(), "Discord refused: {refused:#?}");
     assert!(field(&closed.body, "Labels").is_some_and(|l| l.starts_with("00")), "{:?}", closed.body);
 

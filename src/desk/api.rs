@@ -19,8 +19,8 @@ use super::{Desk, staff};
 use crate::lifecycle::NAME_MAX;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Event};
 use crate::services::akte::send_command;
-use crate::store::ReadError;
 use crate::store::query::{self, Filter};
+use crate::store::{ReadError, Reads};
 
 /// The largest request body: a command with a 4,000-character comment fits many times over.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -169,7 +169,7 @@ pub(super) async fn read<T: Send + 'static>(
     desk: &Shared,
     work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    read_holding(desk, (), work).await
+    read_holding(desk, Reads::Lookups, (), work).await
 }
 
 /// [`read`] for a list or search by `who`, the reads whose cost the caller chooses: a person has at most
@@ -186,12 +186,13 @@ pub(super) async fn search<T: Send + 'static>(
             format!("you have {running} searches of the ticket store running; wait for them to finish"),
         )),
     })?;
-    read_holding(desk, held, work).await
+    read_holding(desk, Reads::Searches, held, work).await
 }
 
 /// [`read`], keeping `held` until the read ends, even when the request that started it is gone.
 async fn read_holding<T: Send + 'static, H: Send + 'static>(
     desk: &Shared,
+    kind: Reads,
     held: H,
     work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -199,7 +200,7 @@ async fn read_holding<T: Send + 'static, H: Send + 'static>(
     tokio::task::spawn_blocking(move || {
         let _held = held;
         let unavailable = |error: ReadError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
-        let conn = store.reader_within(READ_TIME_MAX).map_err(unavailable)?;
+        let conn = store.reader_within(kind, READ_TIME_MAX).map_err(unavailable)?;
         work(&conn).map_err(|error| match conn.stopped() {
             true => unavailable(conn.explain(anyhow::anyhow!("stopped"))),
             false => error,

@@ -3,11 +3,12 @@
 //!
 //! It is a cache: every row follows from the events, and a store deleted at any time rebuilds itself from the
 //! topic. Each batch of events is applied in one transaction together with the consumed offsets, so an event is
-//! applied exactly once even across crashes; an event whose command was applied already (a duplicate: same ticket, same command id) is skipped.
-//! Rows are computed with `lifecycle::apply`, the same function akte decides with, so a row always equals the fold
-//! of its ticket's events. The database runs in WAL mode: readers (a small pool) never wait for the writer, and the
-//! writer's transactions are short. `apply` is the writing half, `query` the reading half, `follow` the loop that
-//! feeds it from Kafka.
+//! applied exactly once even across crashes; an event whose command was applied already (a duplicate: same ticket,
+//! same command id) is skipped. Rows are computed with `lifecycle::apply`, the same function akte decides with, so
+//! a row always equals the fold of its ticket's events. The database runs in WAL mode: readers never wait for the
+//! writer, and the writer's transactions are short. Readers come in two small pools, one for lookups and one for
+//! lists and searches, and akte has a connection of its own, so what one kind of read costs never keeps the others
+//! waiting. `apply` is the writing half, `query` the reading half, `follow` the loop that feeds it from Kafka.
 
 pub mod follow;
 pub mod query;
@@ -28,9 +29,12 @@ use tokio::sync::watch;
 use crate::lifecycle::{self, TicketState};
 use crate::schema::lifecycle::{Change, Event, Priority, Status};
 
-/// Reading connections kept open for the desk, the API, the cards and the metrics. akte has one of its own
+/// Reading connections for lookups of one ticket or answer (pages, commands, cards, metrics), which are quick.
+const LOOKUP_READERS: u32 = 4;
+/// Reading connections for lists and searches, whose cost the person asking chooses: kept apart, so that searches
+/// can never take the connections a command's answer needs. akte has a connection of its own
 /// ([`Store::own_reader`]), so no reader can keep it from deciding.
-const READERS: u32 = 8;
+const SEARCH_READERS: u32 = 6;
 /// How long a read waits for a free connection before the store is called busy.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 /// How many virtual-machine steps SQLite takes between two looks at a read's deadline (a few milliseconds).
@@ -39,7 +43,8 @@ const DEADLINE_STEPS: i32 = 10_000;
 /// The reading side of the store, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: r2d2::Pool<SqliteConnectionManager>,
+    lookups: r2d2::Pool<SqliteConnectionManager>,
+    searches: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
     /// Bumped after every applied batch, so waiters (read-your-writes, akte's catch-up) wake up.
     applied: watch::Receiver<Progress>,
@@ -112,15 +117,18 @@ pub fn open(path: &Path, topic: &str) -> anyhow::Result<(Store, Writer)> {
     // Readers never create the file: a store deleted while franz runs makes reads fail (and the next start
     // rebuild it) instead of answering from an empty database.
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(schema::reader);
-    let pool = r2d2::Pool::builder()
-        .max_size(READERS)
-        .connection_timeout(POOL_WAIT)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .build(manager)
-        .with_context(|| format!("cannot open readers of {}", path.display()))?;
-    Ok((Store { pool, path: path.to_owned(), applied }, Writer { conn, progress }))
+    let manager = || SqliteConnectionManager::file(path).with_flags(flags).with_init(schema::reader);
+    let pool = |size: u32| {
+        r2d2::Pool::builder()
+            .max_size(size)
+            .connection_timeout(POOL_WAIT)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .build(manager())
+            .with_context(|| format!("cannot open readers of {}", path.display()))
+    };
+    let (lookups, searches) = (pool(LOOKUP_READERS)?, pool(SEARCH_READERS)?);
+    Ok((Store { lookups, searches, path: path.to_owned(), applied }, Writer { conn, progress }))
 }
 
 impl Store {
@@ -130,14 +138,18 @@ impl Store {
 
     /// A reading connection (waits for one when all are busy).
     pub fn reader(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        self.pool.get().context("no connection to the ticket store")
+        self.lookups.get().context("no connection to the ticket store")
     }
 
-    /// A reading connection that stops whatever it runs once it has run for `limit`: the desk's reads, so that no
-    /// request holds a connection for longer than that, whatever it asks for. Waits at most a few seconds for a
-    /// free connection, then says the store is busy.
-    pub fn reader_within(&self, limit: Duration) -> Result<TimedReader, ReadError> {
-        let conn = self.pool.get().map_err(|_| ReadError::Busy)?;
+    /// A reading connection of `kind` that stops whatever it runs once it has run for `limit`: the desk's reads, so
+    /// that no request holds a connection for longer than that, whatever it asks for. Waits at most a few seconds
+    /// for a free connection, then says the store is busy.
+    pub fn reader_within(&self, kind: Reads, limit: Duration) -> Result<TimedReader, ReadError> {
+        let pool = match kind {
+            Reads::Lookups => &self.lookups,
+            Reads::Searches => &self.searches,
+        };
+        let conn = pool.get().map_err(|_| ReadError::Busy)?;
         let stopped = Arc::new(AtomicBool::new(false));
         let (deadline, flag) = (Instant::now() + limit, stopped.clone());
         conn.progress_handler(
@@ -203,6 +215,15 @@ impl Store {
         let mut progress = self.applied.clone();
         tokio::time::timeout(timeout, progress.wait_for(ready)).await.is_ok_and(|r| r.is_ok())
     }
+}
+
+/// Which readers a read takes its connection from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// One ticket, one answer: quick, and what a command's answer waits for.
+    Lookups,
+    /// Lists and searches, whose cost the caller chooses.
+    Searches,
 }
 
 /// Why a read with a time limit did not answer.

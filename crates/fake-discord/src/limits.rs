@@ -107,7 +107,8 @@ mod tests {
         let field = json!({"name": "n", "value": "v".repeat(1000)});
         let within = json!({"embeds": [{"description": "d".repeat(4000), "fields": [field.clone()]}]});
         assert_eq!(refusal(&within), None);
-        let over = json!({"embeds": [{"description": "d".repeat(4000), "fields": [field.clone(), field.clone(), field]}]});
+        let over =
+            json!({"embeds": [{"description": "d".repeat(4000), "fields": [field.clone(), field.clone(), field]}]});
         let errors = refusal(&over).expect("7,003 characters are refused");
         assert!(errors.get("embeds").is_some(), "{errors}");
     }

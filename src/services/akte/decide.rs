@@ -156,9 +156,8 @@ impl Decider {
     /// Drops what the store has caught up with, once the memory holds many.
     fn prune(&mut self) -> anyhow::Result<()> {
         let reader = &self.reader;
-        self.pending.prune(|id, state| {
-            Ok(query::ticket(reader, id)?.is_none_or(|stored| stored.version < state.version))
-        })?;
+        self.pending
+            .prune(|id, state| Ok(query::ticket(reader, id)?.is_none_or(|stored| stored.version < state.version)))?;
         self.answered.prune(|(ticket, command), ()| Ok(query::answer(reader, ticket, command)?.is_none()))
     }
 

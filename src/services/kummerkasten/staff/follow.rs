@@ -223,8 +223,10 @@ impl Poster {
                 match self.show(team, ticket).await {
                     Ok(()) => break,
                     Err(Failure::Refused(why)) => {
-                        let problem = format!("Discord refused the card of {ticket} for good: {why}; skipped until \
-                                               the ticket changes again");
+                        let problem = format!(
+                            "Discord refused the card of {ticket} for good: {why}; skipped until \
+                                               the ticket changes again"
+                        );
                         self.refused_for_good(REFUSED_CARD, ticket, problem).await;
                         break;
                     }

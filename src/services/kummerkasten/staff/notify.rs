@@ -115,9 +115,7 @@ pub async fn send(http: &serenity::Http, user_id: u64, body: &Value) -> Result<S
         Ok(_) => Ok(Sent::Delivered),
         Err(error) => match (connect::status(&error), connect::code(&error)) {
             (Some(403), Some(DMS_CLOSED)) => Ok(Sent::Refused),
-            (Some(status), _) if connect::refused_for_good(status) => {
-                Ok(Sent::Dropped(connect::describe(&error)))
-            }
+            (Some(status), _) if connect::refused_for_good(status) => Ok(Sent::Dropped(connect::describe(&error))),
             _ => Err(error),
         },
     }
