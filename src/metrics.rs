@@ -54,6 +54,17 @@ pub struct StatusLabel {
     pub status: String,
 }
 
+/// What the bot sent that Discord refused for good (`card`, `direct_message`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabel {
+    pub what: String,
+}
+
+/// The `what` of a card Discord refused.
+pub const REFUSED_CARD: &str = "card";
+/// The `what` of a direct message Discord refused.
+pub const REFUSED_DIRECT_MESSAGE: &str = "direct_message";
+
 /// Every metric of one running franz.
 #[derive(Debug)]
 pub struct Metrics {
@@ -81,6 +92,8 @@ pub struct Metrics {
     pub webhook_rate_limited: Counter,
     /// 1 while absturz waits for a webhook that is gone or misconfigured, else 0.
     pub webhook_paused: Gauge,
+    /// Cards and direct messages Discord refused for good (a 4xx other than 429), skipped so the rest goes on.
+    pub discord_refused: Family<RefusedLabel, Counter>,
     /// 1 for each service that is running, 0 for one that stopped; read at scrape time.
     pub service_up: Family<ServiceLabel, Gauge>,
     /// Records behind the end, per franz consumer group and topic; read at scrape time.
@@ -132,6 +145,7 @@ impl Metrics {
             alerts_pending: Gauge::default(),
             webhook_rate_limited: Counter::default(),
             webhook_paused: Gauge::default(),
+            discord_refused: Family::default(),
             service_up: Family::default(),
             consumer_lag: Family::default(),
             tickets: Family::default(),
@@ -185,6 +199,11 @@ impl Metrics {
                 "1 while absturz waits for a gone or misconfigured webhook",
                 metrics.webhook_paused.clone(),
             );
+            r.register(
+                "discord_refused",
+                "Cards and direct messages Discord refused for good, skipped (what: card, direct_message)",
+                metrics.discord_refused.clone(),
+            );
             r.register("service_up", "1 for a running service, 0 for a stopped one", metrics.service_up.clone());
             r.register(
                 "consumer_lag_records",
@@ -201,6 +220,9 @@ impl Metrics {
         if pipeline {
             for error_type in ["json_decode_error", "validation_error", "unexpected_error"] {
                 let _ = metrics.dead_letters.get_or_create(&ErrorTypeLabel { error_type: error_type.to_owned() });
+            }
+            for what in [REFUSED_CARD, REFUSED_DIRECT_MESSAGE] {
+                let _ = metrics.discord_refused.get_or_create(&RefusedLabel { what: what.to_owned() });
             }
         }
         Metrics { registry, ..metrics }

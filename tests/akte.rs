@@ -533,3 +533,90 @@ async fn idle_and_half_sent_connections_are_closed_and_connections_over_the_cap_
     assert!(body["error"].is_string());
     desk.stop().await;
 }
+
+/// `n` tickets straight onto the events topic, as akte would have decided their creation, each holding the word
+/// "printer" (so one search matches them all).
+async fn fill_events(harness: &Harness, n: usize) {
+    use futures::StreamExt as _;
+    let producer: rdkafka::producer::FutureProducer = franz::kafka::client_config(&harness.bootstrap)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .unwrap();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..n {
+        let ticket = Ticket { body: format!("printer number {i} is out of paper"), ..ticket(i) };
+        let id = ticket.id.clone();
+        let event = franz::lifecycle::decide(None, &Command::create(ticket), "2026-02-24T08:32:24.000Z");
+        let payload = serde_json::to_vec(&event).unwrap();
+        loop {
+            match producer.send_result(FutureRecord::to(&harness.topics.events).key(&id).payload(&payload)) {
+                Ok(delivery) => break pending.push(delivery),
+                Err(_) => {
+                    pending.next().await;
+                }
+            }
+        }
+    }
+    while let Some(delivery) = pending.next().await {
+        delivery.unwrap().unwrap();
+    }
+}
+
+/// Regression (#33): the store's eight readers were shared by the desk's searches and akte, waited for 30 s and had
+/// no time limit per query, so one person's searches over a large store kept commands from being answered (408 after
+/// 30 s) and could stop akte and franz. Now searches have readers of their own, a time limit and at most two at once
+/// per person, commands' lookups have theirs, and akte has a connection of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn searches_that_fill_every_reader_keep_neither_akte_nor_a_claim_waiting() {
+    const TICKETS: usize = 200_000;
+    let harness = Harness::new(1).await;
+    fill_events(&harness, TICKETS).await;
+    let data = scratch();
+    let desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
+    let store = desk.running.store.clone().expect("the store is open");
+    let applied = |p: &franz::store::Progress| p.next.get(&0).copied().unwrap_or(0) >= TICKETS as i64;
+    assert!(store.wait_for(Duration::from_secs(300), applied).await, "the store applied {TICKETS} tickets");
+    let staff = franz::desk::staff::Staff::open(&data.path().join("desk")).unwrap();
+    let searchers: Vec<String> = (0..5).map(|i| staff.add(&format!("searcher{i}")).unwrap().0).collect();
+    // akte joins its group and catches up with its partition on the first command, before any search runs.
+    let (status, body) = desk.send("ticket-00001", json!({"action": "claim"})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Three searches at a time from each of five people, each matching every ticket, until the claim is answered.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut load = tokio::task::JoinSet::new();
+    for token in &searchers {
+        for _ in 0..3 {
+            let (http, url, token, stop) = (desk.http.clone(), desk.url.clone(), token.clone(), stop.clone());
+            let answered = answered.clone();
+            load.spawn(async move {
+                let mut statuses = Vec::new();
+                while !stop.is_cancelled() {
+                    let search = http.get(format!("{url}/api/tickets?q=printer")).bearer_auth(&token).send();
+                    statuses.push(search.await.map_or(0, |r| r.status().as_u16()));
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                statuses
+            });
+        }
+    }
+    // The claim goes in once the searches have been running for a while, each person's first two holding readers.
+    wait_until("30 searches answered", || async { answered.load(std::sync::atomic::Ordering::Relaxed) >= 30 }).await;
+    let started = std::time::Instant::now();
+    let (status, body) = desk.send("ticket-00007", json!({"action": "claim"})).await;
+    let took = started.elapsed();
+    stop.cancel();
+    let statuses: Vec<u16> = load.join_all().await.into_iter().flatten().collect();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ticket"]["assignee"], "ana", "{body}");
+    assert!(took < Duration::from_secs(5), "the claim took {took:?} while the searches ran");
+    assert!(statuses.contains(&429), "a third search of one person is refused: {statuses:?}");
+    assert!(statuses.iter().all(|s| [200, 429, 503].contains(s)), "{statuses:?}");
+    let (ready, reasons) = desk.get("/readyz").await;
+    assert_eq!(ready, 200, "franz keeps running: {reasons}");
+    let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
+    eprintln!("claim answered in {took:?}; searches: {} 200, {} 429, {} 503", count(200), count(429), count(503));
+    desk.running.stop().await.unwrap();
+}

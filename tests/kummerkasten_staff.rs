@@ -189,20 +189,99 @@ async fn a_ticket_gets_one_card_and_a_staff_claim_edits_it_and_records_the_disco
     team.down().await;
 }
 
+/// Regression (#33): a card Discord refused for good (here a 403, a bot without the right to write in the staff
+/// channel) was retried for ever, 1 s, 2 s, 4 s, …, and every ticket after it got no card. Now the refusal is that
+/// ticket's problem (log, last problem, errors topic, metric), the next ticket gets its card, and the refused
+/// ticket's next change tries again.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_card_discord_refuses_is_the_bots_last_problem_and_is_posted_once_discord_allows_it() {
+async fn a_card_discord_refuses_for_good_is_that_tickets_problem_and_the_next_ticket_still_gets_its_card() {
     let mut team = Team::start(1).await;
-    // A bot without the right to write in the staff channel: Discord answers 403 until someone fixes that.
     team.discord.script(Endpoint::ChannelMessages, &[Answer::Status(403)]);
-    let posted = submit(&team.discord, "the card of this one is refused once").await;
-    let troubles = team.running.as_ref().expect("franz runs").ops.metrics.troubles.clone();
-    let problem = troubles.all().remove("kummerkasten").expect("the refused card is the bot's last problem").text;
-    assert!(problem.starts_with("the card of ") && problem.contains("could not be updated"), "{problem}");
+    team.discord.command(&ponta(), "ticket", &[("message", "the card of this one is refused")]);
+    let refused = only_ticket(&team.harness).await;
+    let posted = submit(&team.discord, "this one comes after it").await;
+    assert!(posted.body["embeds"][0]["description"].as_str().unwrap().contains("comes after it"), "{posted:?}");
+
+    let running = team.running.as_ref().expect("franz runs");
+    let problem = running.ops.metrics.troubles.all().remove("kummerkasten").expect("the bot's last problem").text;
+    assert!(problem.contains(&format!("refused the card of {refused} for good")), "{problem}");
     assert!(problem.contains("403"), "Discord's answer is named: {problem}");
+    let counted =
+        running.ops.metrics.discord_refused.get_or_create(&franz::metrics::RefusedLabel { what: "card".into() }).get();
+    assert_eq!(counted, 1);
+    let errors = &team.harness.topics.errors;
+    wait_until("the refusal on the errors topic", || async { team.harness.count(errors).await >= 1 }).await;
+    let reported = team.harness.read_json(errors, 1).await.remove(0);
+    assert_eq!(reported["context"]["ticket_id"], json!(refused), "{reported}");
     let posts = team.discord.received_at(Endpoint::ChannelMessages);
-    assert_eq!(posts.iter().map(|r| r.status).collect::<Vec<_>>(), [403, 200], "retried once, posted once");
+    assert_eq!(posts.iter().map(|r| r.status).collect::<Vec<_>>(), [403, 200], "not retried: {posts:#?}");
+
+    // Its next change draws it again, and now Discord takes it.
+    from_the_desk(&team.harness, &refused, 1, Action::SetPriority { priority: Priority::High }).await;
+    let cards = cards(&team.discord, 2).await;
+    assert!(cards[1].body["embeds"][0]["description"].as_str().unwrap().contains("is refused"), "{cards:#?}");
+    team.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_discord_could_not_take_for_now_is_the_bots_last_problem_and_is_posted_once_it_can() {
+    let mut team = Team::start(1).await;
+    team.discord.script(Endpoint::ChannelMessages, &[Answer::Status(500)]);
+    let posted = submit(&team.discord, "the card of this one fails once").await;
+    let troubles = team.running.as_ref().expect("franz runs").ops.metrics.troubles.clone();
+    let problem = troubles.all().remove("kummerkasten").expect("the failed card is the bot's last problem").text;
+    assert!(problem.starts_with("the card of ") && problem.contains("could not be updated"), "{problem}");
+    assert!(problem.contains("500"), "Discord's answer is named: {problem}");
+    let posts = team.discord.received_at(Endpoint::ChannelMessages);
+    assert_eq!(posts.iter().map(|r| r.status).collect::<Vec<_>>(), [500, 200], "retried once, posted once");
     assert_eq!(team.discord.channel_messages(STAFF_CHANNEL).len(), 1);
-    assert!(posted.body["embeds"][0]["description"].as_str().unwrap().contains("refused once"));
+    assert!(posted.body["embeds"][0]["description"].as_str().unwrap().contains("fails once"));
+    team.down().await;
+}
+
+/// Regression (#33): a card was clipped field by field but never as a whole, so a ticket with a long body of
+/// markdown characters, 20 long labels and a 500-character close reason made a card of more than 6,000
+/// characters; Discord refused its edit (400, 50035), the follower retried it for ever, and the next ticket got no
+/// card. The fake Discord refuses such a message as Discord does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_as_long_as_it_can_get_keeps_a_card_within_discords_limits() {
+    let mut team = Team::start(1).await;
+    let body = "*_`|>".repeat(800);
+    let posted = submit(&team.discord, &body).await;
+    let ticket = only_ticket(&team.harness).await;
+    for n in 0..20 {
+        let label = format!("{n:02}{}", "_".repeat(30));
+        from_the_desk(&team.harness, &ticket, n, Action::AddLabel { label }).await;
+    }
+    let reason = "*".repeat(franz::lifecycle::REASON_MAX);
+    from_the_desk(&team.harness, &ticket, 20, Action::Close { reason: reason.clone() }).await;
+    let closed = card_shows(&team.discord, posted.id, "the close", |c| field(c, "Status") == Some("closed")).await;
+    let refused: Vec<Received> = team.discord.received().into_iter().filter(|r| r.status == 400).collect();
+    assert!(refused.is_empty(), "Discord refused: {refused:#?}");
+    assert!(field(&closed.body, "Labels").is_some_and(|l| l.starts_with("00")), "{:?}", closed.body);
+
+    let after = "the ticket after the long one";
+    team.discord.command(&ponta(), "ticket", &[("message", after)]);
+    let cards = cards(&team.discord, 2).await;
+    assert!(cards[1].body["embeds"][0]["description"].as_str().unwrap().contains(after), "{cards:#?}");
+    team.down().await;
+}
+
+/// Regression (#33): direct messages were sent after the cards of their batch, so a card Discord could not take
+/// held up every submitter's message behind its retries.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_submitter_is_told_while_a_card_edit_is_still_being_retried() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    // Every edit of the card fails for now (1 s, 2 s, 4 s, … between the tries: minutes in all).
+    discord.script(Endpoint::ChannelMessage, &[Answer::Status(502); 12]);
+    from_the_desk(harness, &ticket, 1, Action::Claim).await;
+    let messages = direct_messages(discord, &ponta(), 1).await;
+    assert!(messages[0].contains("bo took it"), "{messages:#?}");
+    let edits = discord.received_at(Endpoint::ChannelMessage);
+    assert!(edits.iter().all(|r| r.status == 502), "the card was not edited yet: {edits:#?}");
     team.down().await;
 }
 

@@ -20,6 +20,7 @@ use crate::lifecycle::NAME_MAX;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Event};
 use crate::services::akte::send_command;
 use crate::store::query::{self, Filter};
+use crate::store::{ReadError, Reads};
 
 /// The largest request body: a command with a 4,000-character comment fits many times over.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -156,15 +157,54 @@ fn client_error(status: StatusCode) -> StatusCode {
     }
 }
 
-/// Runs a read on the store's connection pool, off the async workers.
+/// How long one read of the store for the desk may run before it is stopped.
+pub const READ_TIME_MAX: Duration = Duration::from_secs(10);
+/// How many lists and searches one person may have running at once.
+pub const SEARCHES_PER_PERSON: usize = 2;
+
+/// Runs a read on the store's connection pool, off the async workers. A read is stopped after [`READ_TIME_MAX`]
+/// and a store with no free connection within a few seconds answers, both with 503, so no request holds a
+/// connection for long.
 pub(super) async fn read<T: Send + 'static>(
     desk: &Shared,
     work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    read_holding(desk, Reads::Lookups, (), work).await
+}
+
+/// [`read`] for a list or search by `who`, the reads whose cost the caller chooses: a person has at most
+/// [`SEARCHES_PER_PERSON`] running (429 beyond), so one person's searches cannot hold the store for the team.
+pub(super) async fn search<T: Send + 'static>(
+    desk: &Shared,
+    who: &str,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let held = desk.searches.take(who.to_owned(), |running, _| match running < SEARCHES_PER_PERSON {
+        true => Ok(()),
+        false => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("you have {running} searches of the ticket store running; wait for them to finish"),
+        )),
+    })?;
+    read_holding(desk, Reads::Searches, held, work).await
+}
+
+/// [`read`], keeping `held` until the read ends, even when the request that started it is gone.
+async fn read_holding<T: Send + 'static, H: Send + 'static>(
+    desk: &Shared,
+    kind: Reads,
+    held: H,
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let store = desk.store.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = store.reader().map_err(ApiError::internal)?;
-        work(&conn)
+        let _held = held;
+        let unavailable = |error: ReadError| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+        let conn = store.reader_within(kind, READ_TIME_MAX).map_err(unavailable)?;
+        work(&conn).map_err(|error| match conn.stopped() {
+            true => unavailable(conn.explain(anyhow::anyhow!("stopped"))),
+            false => error,
+        })
     })
     .await
     .map_err(ApiError::internal)?
@@ -172,12 +212,12 @@ pub(super) async fn read<T: Send + 'static>(
 
 async fn list(
     State(desk): State<Shared>,
-    _caller: Caller,
+    Caller(caller): Caller,
     filter: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(filter) =
         filter.map_err(|rejection| ApiError::new(client_error(rejection.status()), rejection.body_text()))?;
-    let page = read(&desk, move |conn| {
+    let page = search(&desk, &caller.name, move |conn| {
         query::list(conn, &filter).map_err(|error| match error {
             query::QueryError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
             query::QueryError::Store(error) => ApiError::internal(error),

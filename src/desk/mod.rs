@@ -49,6 +49,8 @@ pub struct Desk {
     pub numbers: numbers::Numbers,
     /// The open live streams of the web pages.
     pub live: web::LiveStreams,
+    /// The lists and searches running, by person (`api::search`).
+    pub searches: tally::Tally<String>,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -104,6 +106,7 @@ impl Server {
             shutdown: settings.shutdown,
             numbers: numbers::Numbers::new(settings.store.clone()),
             live: web::LiveStreams::default(),
+            searches: tally::Tally::default(),
         };
         Ok(Server {
             address,

@@ -3,11 +3,12 @@
 //!
 //! It is a cache: every row follows from the events, and a store deleted at any time rebuilds itself from the
 //! topic. Each batch of events is applied in one transaction together with the consumed offsets, so an event is
-//! applied exactly once even across crashes; an event whose command was applied already (a duplicate: same ticket, same command id) is skipped.
-//! Rows are computed with `lifecycle::apply`, the same function akte decides with, so a row always equals the fold
-//! of its ticket's events. The database runs in WAL mode: readers (a small pool) never wait for the writer, and the
-//! writer's transactions are short. `apply` is the writing half, `query` the reading half, `follow` the loop that
-//! feeds it from Kafka.
+//! applied exactly once even across crashes; an event whose command was applied already (a duplicate: same ticket,
+//! same command id) is skipped. Rows are computed with `lifecycle::apply`, the same function akte decides with, so
+//! a row always equals the fold of its ticket's events. The database runs in WAL mode: readers never wait for the
+//! writer, and the writer's transactions are short. Readers come in two small pools, one for lookups and one for
+//! lists and searches, and akte has a connection of its own, so what one kind of read costs never keeps the others
+//! waiting. `apply` is the writing half, `query` the reading half, `follow` the loop that feeds it from Kafka.
 
 pub mod follow;
 pub mod query;
@@ -16,6 +17,9 @@ mod schema;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -25,13 +29,22 @@ use tokio::sync::watch;
 use crate::lifecycle::{self, TicketState};
 use crate::schema::lifecycle::{Change, Event, Priority, Status};
 
-/// Reading connections kept open for the API and akte.
-const READERS: u32 = 8;
+/// Reading connections for lookups of one ticket or answer (pages, commands, cards, metrics), which are quick.
+const LOOKUP_READERS: u32 = 4;
+/// Reading connections for lists and searches, whose cost the person asking chooses: kept apart, so that searches
+/// can never take the connections a command's answer needs. akte has a connection of its own
+/// ([`Store::own_reader`]), so no reader can keep it from deciding.
+const SEARCH_READERS: u32 = 6;
+/// How long a read waits for a free connection before the store is called busy.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How many virtual-machine steps SQLite takes between two looks at a read's deadline (a few milliseconds).
+const DEADLINE_STEPS: i32 = 10_000;
 
 /// The reading side of the store, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: r2d2::Pool<SqliteConnectionManager>,
+    lookups: r2d2::Pool<SqliteConnectionManager>,
+    searches: r2d2::Pool<SqliteConnectionManager>,
     path: PathBuf,
     /// Bumped after every applied batch, so waiters (read-your-writes, akte's catch-up) wake up.
     applied: watch::Receiver<Progress>,
@@ -104,14 +117,18 @@ pub fn open(path: &Path, topic: &str) -> anyhow::Result<(Store, Writer)> {
     // Readers never create the file: a store deleted while franz runs makes reads fail (and the next start
     // rebuild it) instead of answering from an empty database.
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let manager = SqliteConnectionManager::file(path).with_flags(flags).with_init(schema::reader);
-    let pool = r2d2::Pool::builder()
-        .max_size(READERS)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .build(manager)
-        .with_context(|| format!("cannot open readers of {}", path.display()))?;
-    Ok((Store { pool, path: path.to_owned(), applied }, Writer { conn, progress }))
+    let manager = || SqliteConnectionManager::file(path).with_flags(flags).with_init(schema::reader);
+    let pool = |size: u32| {
+        r2d2::Pool::builder()
+            .max_size(size)
+            .connection_timeout(POOL_WAIT)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .build(manager())
+            .with_context(|| format!("cannot open readers of {}", path.display()))
+    };
+    let (lookups, searches) = (pool(LOOKUP_READERS)?, pool(SEARCH_READERS)?);
+    Ok((Store { lookups, searches, path: path.to_owned(), applied }, Writer { conn, progress }))
 }
 
 impl Store {
@@ -121,7 +138,42 @@ impl Store {
 
     /// A reading connection (waits for one when all are busy).
     pub fn reader(&self) -> anyhow::Result<r2d2::PooledConnection<SqliteConnectionManager>> {
-        self.pool.get().context("no connection to the ticket store")
+        self.lookups.get().context("no connection to the ticket store")
+    }
+
+    /// A reading connection of `kind` that stops whatever it runs once it has run for `limit`: the desk's reads, so
+    /// that no request holds a connection for longer than that, whatever it asks for. Waits at most a few seconds
+    /// for a free connection, then says the store is busy.
+    pub fn reader_within(&self, kind: Reads, limit: Duration) -> Result<TimedReader, ReadError> {
+        let pool = match kind {
+            Reads::Lookups => &self.lookups,
+            Reads::Searches => &self.searches,
+        };
+        let conn = pool.get().map_err(|_| ReadError::Busy)?;
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (deadline, flag) = (Instant::now() + limit, stopped.clone());
+        conn.progress_handler(
+            DEADLINE_STEPS,
+            Some(move || {
+                let late = Instant::now() >= deadline;
+                if late {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                late
+            }),
+        )
+        .map_err(|error| ReadError::Failed(error.into()))?;
+        Ok(TimedReader { conn, stopped, limit })
+    }
+
+    /// A reading connection outside the pool, for akte alone: what the desk's readers do never keeps akte from
+    /// deciding a command.
+    pub fn own_reader(&self) -> anyhow::Result<Connection> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&self.path, flags)
+            .with_context(|| format!("cannot open a reader of {}", self.path.display()))?;
+        schema::reader(&mut conn).with_context(|| format!("cannot prepare a reader of {}", self.path.display()))?;
+        Ok(conn)
     }
 
     /// What has been applied so far.
@@ -162,6 +214,64 @@ impl Store {
     pub async fn wait_for(&self, timeout: std::time::Duration, ready: impl FnMut(&Progress) -> bool) -> bool {
         let mut progress = self.applied.clone();
         tokio::time::timeout(timeout, progress.wait_for(ready)).await.is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Which readers a read takes its connection from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// One ticket, one answer: quick, and what a command's answer waits for.
+    Lookups,
+    /// Lists and searches, whose cost the caller chooses.
+    Searches,
+}
+
+/// Why a read with a time limit did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Every connection was in use for as long as a read may wait for one.
+    #[error("the ticket store is busy (every connection is in use); try again in a moment")]
+    Busy,
+    /// The read ran for its whole time limit and was stopped.
+    #[error(
+        "the ticket store stopped this read after {0:?}; narrow it down (longer search words, a status, a label or \
+         an assignee)"
+    )]
+    TooLong(Duration),
+    #[error("the ticket store failed: {0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// A pooled reading connection with a deadline (see [`Store::reader_within`]); back in the pool without it.
+pub struct TimedReader {
+    conn: r2d2::PooledConnection<SqliteConnectionManager>,
+    stopped: Arc<AtomicBool>,
+    limit: Duration,
+}
+
+impl TimedReader {
+    /// Whether a statement on this connection was stopped at the deadline.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Why the read did not answer: [`ReadError::TooLong`] when it was stopped, else the error itself.
+    pub fn explain(&self, error: impl Into<anyhow::Error>) -> ReadError {
+        if self.stopped() { ReadError::TooLong(self.limit) } else { ReadError::Failed(error.into()) }
+    }
+}
+
+impl std::ops::Deref for TimedReader {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl Drop for TimedReader {
+    fn drop(&mut self) {
+        // The connection goes back to the pool: the next read sets its own deadline.
+        let _ = self.conn.progress_handler(0, None::<fn() -> bool>);
     }
 }
 

@@ -120,13 +120,22 @@ impl Where {
     }
 }
 
-/// The FTS5 query for what a person typed: each word quoted (so no operator syntax leaks through) and matched
-/// as a prefix; all words must match.
+/// The most words of a search that are looked for; the rest are ignored.
+pub const SEARCH_WORDS_MAX: usize = 8;
+/// The shortest word that is matched as a prefix: a prefix of one or two letters matches most of a large store,
+/// and costs as much to sort, so shorter words are matched whole.
+pub const PREFIX_MIN: usize = 3;
+
+/// The FTS5 query for what a person typed: each word quoted (so no operator syntax leaks through), matched as a
+/// prefix from [`PREFIX_MIN`] characters on and whole below, at most [`SEARCH_WORDS_MAX`] words; all must match.
 fn fts_query(text: &str) -> String {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|word| !word.is_empty())
-        .take(16)
-        .map(|word| format!("\"{word}\"*"))
+        .take(SEARCH_WORDS_MAX)
+        .map(|word| match word.chars().count() >= PREFIX_MIN {
+            true => format!("\"{word}\"*"),
+            false => format!("\"{word}\""),
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -215,6 +215,11 @@ fn search_finds_words_of_the_body_contact_and_comments_and_ignores_query_syntax(
     assert_eq!(found("PONTATOT"), ["t2", "t1"], "the contact, newest first");
     assert_eq!(found("\"fire\" OR NEAR("), Vec::<String>::new(), "operators are words, not syntax");
     assert_eq!(found("fire\")*"), ["t1"]);
+    // Regression (#33): a one-letter prefix matched most of a large store and took seconds to sort; words of one
+    // or two letters are matched whole.
+    assert_eq!(found("p"), Vec::<String>::new(), "a single letter is no prefix");
+    assert_eq!(found("my"), ["t1"], "a short word still matches whole");
+    assert_eq!(found("pas"), ["t2"], "three letters are a prefix");
 }
 
 #[test]
@@ -304,4 +309,26 @@ fn stats_count_statuses_time_to_claim_days_labels_and_closers() {
     assert_eq!(stats.created_per_day.iter().map(|b| b.created).sum::<u64>(), 2);
     assert_eq!(stats.by_label, [query::Count { name: "vip".into(), tickets: 1 }]);
     assert_eq!(stats.closed_by, [query::Count { name: "ana".into(), tickets: 1 }]);
+}
+
+/// Regression (#33): a read had no time limit, so one search held a connection for as long as it ran.
+#[test]
+fn a_read_past_its_time_limit_is_stopped_says_so_and_leaves_no_deadline_behind() {
+    let (_dir, store, _writer) = open_temp();
+    let forever = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let conn = store.reader_within(Reads::Searches, Duration::from_millis(50)).unwrap();
+    let started = std::time::Instant::now();
+    let error = conn.query_row(forever, [], |row| row.get::<_, i64>(0)).expect_err("stopped");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped at its deadline: {:?}", started.elapsed());
+    assert!(conn.stopped());
+    assert!(matches!(conn.explain(error), ReadError::TooLong(_)));
+    drop(conn);
+    // Every connection of the pool, the stopped one among them, reads again without the old deadline.
+    std::thread::sleep(Duration::from_millis(60));
+    let conns: Vec<_> =
+        (0..SEARCH_READERS).map(|_| store.reader_within(Reads::Searches, Duration::from_secs(60)).unwrap()).collect();
+    for conn in &conns {
+        assert_eq!(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)).unwrap(), 1);
+        assert!(!conn.stopped());
+    }
 }

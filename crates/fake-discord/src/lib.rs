@@ -13,6 +13,7 @@
 //! what it is sent (it is not hardened against hostile clients).
 
 mod gateway;
+pub mod limits;
 pub mod payloads;
 mod rest;
 

@@ -168,6 +168,15 @@ fn answer(
     if needs_token && authorization != Some(format!("Bot {}", options.token).as_str()) {
         return Reply::error(401, 0, "401: Unauthorized");
     }
+    let message = match endpoint {
+        Endpoint::ChannelMessages | Endpoint::ChannelMessage | Endpoint::Webhook | Endpoint::FollowUp => Some(body),
+        Endpoint::Original if method == Method::PATCH => Some(body),
+        Endpoint::Callback => body.get("data"),
+        _ => None,
+    };
+    if let Some(errors) = message.and_then(crate::limits::refusal) {
+        return Reply::json(400, json!({"message": "Invalid Form Body", "code": 50035, "errors": errors}));
+    }
     let application = options.application_id.to_string();
     match endpoint {
         Endpoint::Gateway => Reply::json(200, json!({"url": shared.gateway_url})),

@@ -389,7 +389,7 @@ async fn board(
         Ok(counts) => counts,
         Err(error) => return error.into(),
     };
-    let page = api::read(&desk, move |conn| {
+    let page = api::search(&desk, &session.name, move |conn| {
         query::list(conn, &filter).map_err(|error| match error {
             query::QueryError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, message),
             query::QueryError::Store(error) => ApiError::internal(error),

@@ -2,8 +2,11 @@
 //!
 //! See the module above for why this is safe with several akte processes. The state of a ticket is the newer of
 //! what the ticket store holds and what this member produced and the store has not applied yet (`pending`).
+//! akte reads the store on a connection of its own, never from the desk's pool, so no reader can keep it from
+//! deciding; and what it remembers is pruned only once it has doubled, so each entry is looked up a bounded number
+//! of times however far the store lags.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -29,6 +32,36 @@ const CATCH_UP: Duration = Duration::from_secs(120);
 /// How many produced-but-not-yet-stored states and answers are kept before the ones the store has are dropped.
 const PENDING_MAX: usize = 10_000;
 
+/// What akte produced that the store may not have applied yet, pruned of what the store has once it holds more than
+/// its limit. The limit then becomes twice what is left, so however long the store lags, each entry is looked up a
+/// bounded number of times on average (linear in all, not quadratic).
+struct Memory<K, V> {
+    entries: HashMap<K, V>,
+    limit: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V> Memory<K, V> {
+    fn new() -> Memory<K, V> {
+        Memory { entries: HashMap::new(), limit: PENDING_MAX }
+    }
+
+    /// Keeps only the entries `keep` says the store does not have yet, if the memory is over its limit.
+    fn prune(&mut self, mut keep: impl FnMut(&K, &V) -> anyhow::Result<bool>) -> anyhow::Result<()> {
+        if self.entries.len() <= self.limit {
+            return Ok(());
+        }
+        let mut kept = HashMap::new();
+        for (key, value) in self.entries.drain() {
+            if keep(&key, &value)? {
+                kept.insert(key, value);
+            }
+        }
+        self.entries = kept;
+        self.limit = PENDING_MAX.max(2 * self.entries.len());
+        Ok(())
+    }
+}
+
 /// The partition of a ticket in `ticket-commands` and `ticket-events`: librdkafka's default partitioner
 /// (CRC-32 of the key), so franz's own producers land there without being told.
 pub fn ticket_partition(ticket_id: &str, partitions: i32) -> i32 {
@@ -38,13 +71,15 @@ pub fn ticket_partition(ticket_id: &str, partitions: i32) -> i32 {
 pub struct Decider {
     topics: Topics,
     store: Store,
+    /// akte's own reading connection to the store.
+    reader: rusqlite::Connection,
     membership: CommitOnRevoke,
     partitions: i32,
     /// The rebalance generation in which each partition was last caught up.
     prepared: HashMap<i32, usize>,
-    pending: HashMap<String, TicketState>,
+    pending: Memory<String, TicketState>,
     /// Commands answered (ticket id, command id) that the store may not have applied yet.
-    answered: HashSet<(String, String)>,
+    answered: Memory<(String, String), ()>,
     watermarks: Arc<BaseConsumer>,
     /// Events decided, by type (`rejected` counts refusals), for `/metrics`.
     events: Family<EventLabel, Counter>,
@@ -59,11 +94,12 @@ impl Decider {
         Ok(Decider {
             topics: settings.topics.clone(),
             store: settings.store.clone(),
+            reader: settings.store.own_reader()?,
             membership: CommitOnRevoke::default(),
             partitions: 0,
             prepared: HashMap::new(),
-            pending: HashMap::new(),
-            answered: HashSet::new(),
+            pending: Memory::new(),
+            answered: Memory::new(),
             watermarks: Arc::new(watermarks),
             events: settings.metrics.akte_events.clone(),
             time_to_claim: settings.metrics.time_to_claim.clone(),
@@ -103,8 +139,8 @@ impl Decider {
 
     /// The ticket as this member knows it: the store's row, or what it produced since if that is newer.
     fn state(&self, id: &str) -> anyhow::Result<Option<TicketState>> {
-        let stored = query::ticket(&*self.store.reader()?, id)?;
-        Ok(match (self.pending.get(id), stored) {
+        let stored = query::ticket(&self.reader, id)?;
+        Ok(match (self.pending.entries.get(id), stored) {
             (Some(pending), Some(stored)) if stored.version >= pending.version => Some(stored),
             (Some(pending), _) => Some(pending.clone()),
             (None, stored) => stored,
@@ -113,32 +149,16 @@ impl Decider {
 
     fn answered_before(&self, command: &Command) -> anyhow::Result<bool> {
         let key = (command.ticket_id.clone(), command.command_id.clone());
-        Ok(self.answered.contains(&key)
-            || query::answer(&*self.store.reader()?, &command.ticket_id, &command.command_id)?.is_some())
+        Ok(self.answered.entries.contains_key(&key)
+            || query::answer(&self.reader, &command.ticket_id, &command.command_id)?.is_some())
     }
 
     /// Drops what the store has caught up with, once the memory holds many.
     fn prune(&mut self) -> anyhow::Result<()> {
-        let conn = self.store.reader()?;
-        if self.pending.len() > PENDING_MAX {
-            let mut keep = HashMap::new();
-            for (id, state) in self.pending.drain() {
-                if query::ticket(&conn, &id)?.is_none_or(|stored| stored.version < state.version) {
-                    keep.insert(id, state);
-                }
-            }
-            self.pending = keep;
-        }
-        if self.answered.len() > PENDING_MAX {
-            let mut keep = HashSet::new();
-            for (ticket, command) in self.answered.drain() {
-                if query::answer(&conn, &ticket, &command)?.is_none() {
-                    keep.insert((ticket, command));
-                }
-            }
-            self.answered = keep;
-        }
-        Ok(())
+        let reader = &self.reader;
+        self.pending
+            .prune(|id, state| Ok(query::ticket(reader, id)?.is_none_or(|stored| stored.version < state.version)))?;
+        self.answered.prune(|(ticket, command), ()| Ok(query::answer(reader, ticket, command)?.is_none()))
     }
 
     fn event_output(&self, event: &Event, partition: i32) -> anyhow::Result<Output> {
@@ -249,10 +269,10 @@ impl Transform for Decider {
                         self.time_to_claim.observe(seconds);
                     }
                 }
-                self.pending.insert(command.ticket_id.clone(), next);
+                self.pending.entries.insert(command.ticket_id.clone(), next);
             }
         }
-        self.answered.insert((command.ticket_id.clone(), command.command_id.clone()));
+        self.answered.entries.insert((command.ticket_id.clone(), command.command_id.clone()), ());
         self.prune()?;
         Ok(Some(self.event_output(&event, input.partition)?))
     }
@@ -269,5 +289,47 @@ fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((end, _)) => &text[..end],
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (#33): once the memory passed its limit, every command looked up every entry again while the
+    /// store lagged: quadratic work on a runtime thread the embedded broker shares.
+    #[test]
+    fn a_memory_the_store_never_catches_up_with_is_looked_up_a_linear_number_of_times() {
+        let mut memory = Memory::new();
+        let mut lookups = 0usize;
+        let inserted = 20 * PENDING_MAX;
+        for n in 0..inserted {
+            memory.entries.insert(n, ());
+            memory
+                .prune(|_, _| {
+                    lookups += 1;
+                    Ok(true)
+                })
+                .unwrap();
+        }
+        assert_eq!(memory.entries.len(), inserted, "nothing the store lacks is forgotten");
+        assert!(lookups <= 2 * inserted, "{lookups} lookups for {inserted} entries");
+    }
+
+    #[test]
+    fn what_the_store_has_is_forgotten_once_the_memory_is_over_its_limit() {
+        let mut memory = Memory::new();
+        for n in 0..=PENDING_MAX {
+            memory.entries.insert(n, ());
+        }
+        memory.prune(|n, _| Ok(n % 2 == 0)).unwrap();
+        assert_eq!(memory.entries.len(), PENDING_MAX / 2 + 1, "only what the store lacks is kept");
+        assert_eq!(memory.limit, PENDING_MAX + 2, "the next pruning waits until the memory has doubled");
+        for n in PENDING_MAX + 1..=2 * PENDING_MAX + 2 {
+            memory.entries.insert(n, ());
+        }
+        memory.prune(|_, _| Ok(false)).unwrap();
+        assert!(memory.entries.is_empty());
+        assert_eq!(memory.limit, PENDING_MAX, "the limit never drops below its floor");
     }
 }

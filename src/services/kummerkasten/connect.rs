@@ -80,6 +80,12 @@ pub fn status(error: &serenity::Error) -> Option<u16> {
     }
 }
 
+/// Whether a refusal with this HTTP status will be refused again, however often it is tried: every 4xx but 429
+/// (a rate limit, which passes) and 408 (a timeout on the way).
+pub fn refused_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && status != 429 && status != 408
+}
+
 /// Discord's JSON error code of a refusal (50007: the user accepts no direct messages), if Discord answered one.
 pub fn code(error: &serenity::Error) -> Option<isize> {
     match error {

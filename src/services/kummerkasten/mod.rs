@@ -362,6 +362,8 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         partitions: config.partitions,
         desk_url: config.desk.public_url.clone(),
         troubles: context.metrics.troubles.clone(),
+        errors_topic: config.topics.errors.clone(),
+        refused: context.metrics.discord_refused.clone(),
     });
     let settings = Settings {
         bootstrap: context.bootstrap.clone(),
@@ -431,15 +433,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
     let cards_stop = shutdown.child_token();
     let stop_cards = cards_stop.clone().drop_guard();
-    let cards = match settings.staff.clone().filter(|s| s.cards.is_some() || s.notify_submitter) {
-        Some(staff) => {
-            // A client of its own: the cards' channel routes have their own rate limits anyway.
+    let mut followers = Vec::new();
+    if let Some(staff) = settings.staff.clone() {
+        let duties = staff.cards.map(staff::follow::Duty::Cards).into_iter();
+        for duty in duties.chain(staff.notify_submitter.then_some(staff::follow::Duty::Notices)) {
+            // A client of each its own: the cards' channel routes and the direct messages have their own rate
+            // limits anyway.
             let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref())?);
             let (bootstrap, topic) = (settings.bootstrap.clone(), settings.topics.events.clone());
-            Some(tokio::spawn(staff::follow::run(staff, http, bootstrap, topic, cards_stop.clone())))
+            let follower = staff::follow::run(staff.clone(), http, bootstrap, topic, duty, cards_stop.clone());
+            followers.push(tokio::spawn(follower));
         }
-        None => None,
-    };
+    }
     let scope =
         settings.guild_id.map_or("globally (may take up to an hour to appear)".to_owned(), |g| format!("in guild {g}"));
     let framework = poise::Framework::builder()
@@ -483,11 +488,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         }
     };
     drop(stop_cards);
-    let cards = match cards {
-        Some(cards) => cards.await.map_err(|error| anyhow!("the staff cards ended abnormally: {error}"))?,
-        None => Ok(()),
-    };
-    bot.and(cards)
+    let mut staff = Ok(());
+    for follower in followers {
+        let ended = follower.await.map_err(|error| anyhow!("the staff cards ended abnormally: {error}"))?;
+        staff = staff.and(ended);
+    }
+    bot.and(staff)
 }
 
 /// Events beyond commands: presses of the staff cards' buttons and their forms.

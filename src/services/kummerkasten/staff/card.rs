@@ -139,14 +139,19 @@ pub fn embed(state: &TicketState) -> Value {
         fields.push(field("Closed by", &plain(state.closed_by.as_deref().unwrap_or("someone")), true));
         fields.push(field("Reason", &plain(state.close_reason.as_deref().unwrap_or("(none given)")), false));
     }
-    json!({
+    let mut embed = json!({
         "title": clip(&plain(first_line), TITLE_MAX),
-        "description": code_block("", state.body.trim(), DESCRIPTION_MAX.min(4000)),
+        "description": "",
         "color": colour(state),
         "fields": fields,
         "footer": {"text": clip(&format!("ticket {} · last change {}", state.id, state.updated_at), FOOTER_MAX)},
         "timestamp": state.created_at,
-    })
+    });
+    // Discord refuses the whole message when its embed holds more than 6,000 characters, and every field above is
+    // clipped on its own only: the body gets what the rest leaves, so the card as a whole always fits.
+    let room = EMBED_TOTAL_MAX.saturating_sub(embed_chars(&embed)).min(DESCRIPTION_MAX);
+    embed["description"] = code_block("", state.body.trim(), room).into();
+    embed
 }
 
 fn field(name: &str, value: &str, inline: bool) -> Value {
@@ -241,28 +246,64 @@ mod tests {
         }
     }
 
+    /// Text of up to `max` characters, often as long as it may be and made of what `plain` and `code_block`
+    /// lengthen (markdown, `@`, backticks), so that every clipped field reaches its limit together.
+    fn hostile(max: usize) -> impl Strategy<Value = String> {
+        prop_oneof![
+            2 => proptest::sample::select(vec!['*', '@', '`', '_', '<', '\\', 'é']).prop_map(move |c| c.to_string().repeat(max)),
+            1 => proptest::string::string_regex(&format!("[*_`@<>:|#\\[\\]()~\\\\]{{1,{max}}}")).unwrap(),
+            1 => proptest::string::string_regex(&format!("\\PC{{1,{max}}}")).unwrap(),
+        ]
+    }
+
     proptest! {
+        /// Regression: a card's fields were clipped one by one, never as a whole, so a long body of markdown
+        /// characters with many long labels and a long close reason made Discord refuse the card (400, 50035).
         #[test]
         fn props_any_ticket_makes_a_card_within_discords_limits_that_pings_nobody(
-            body in "\\PC{1,4000}",
-            contact in "\\PC{1,64}",
-            reason in "\\PC{1,500}",
-            closed in any::<bool>(),
+            body in hostile(crate::lifecycle::BODY_MAX),
+            contact in hostile(crate::lifecycle::CONTACT_MAX),
+            reason in hostile(crate::lifecycle::REASON_MAX),
+            who in hostile(crate::lifecycle::NAME_MAX),
+            labels in proptest::collection::btree_set(
+                (0..1000u32, hostile(crate::lifecycle::LABEL_MAX - 3)).prop_map(|(n, l)| format!("{n:03}{l}")),
+                0..=crate::lifecycle::LABELS_MAX,
+            ),
+            status in prop_oneof![Just(Status::Open), Just(Status::Claimed), Just(Status::Closed)],
+            comments in any::<u64>(),
+            desk in proptest::option::of(Just("https://desk.example.com")),
         ) {
             let state = TicketState {
                 contact,
-                status: if closed { Status::Closed } else { Status::Open },
-                closed_by: closed.then(|| "ana".to_owned()),
-                close_reason: closed.then_some(reason),
+                status,
+                assignee: (status == Status::Claimed).then(|| who.clone()),
+                closed_by: (status == Status::Closed).then(|| who.clone()),
+                close_reason: (status == Status::Closed).then_some(reason),
+                labels,
+                comments,
                 ..ticket(&body)
             };
-            let card = message(&state, None, None);
+            let card = message(&state, Some("n"), desk);
             let embed = &card["embeds"][0];
             prop_assert!(embed_chars(embed) <= EMBED_TOTAL_MAX, "{} characters", embed_chars(embed));
             prop_assert!(crate::discord::chars(embed["title"].as_str().unwrap()) <= TITLE_MAX);
             prop_assert!(crate::discord::chars(embed["description"].as_str().unwrap()) <= DESCRIPTION_MAX);
-            for field in embed["fields"].as_array().unwrap() {
+            prop_assert!(embed["description"].as_str().unwrap().ends_with("```"), "the code block closes");
+            let fields = embed["fields"].as_array().unwrap();
+            prop_assert!(fields.len() <= 25);
+            for field in fields {
+                prop_assert!(crate::discord::chars(field["name"].as_str().unwrap()) <= 256);
                 prop_assert!(crate::discord::chars(field["value"].as_str().unwrap()) <= FIELD_VALUE_MAX);
+            }
+            let rows = card["components"].as_array().unwrap();
+            prop_assert!(rows.len() <= 5);
+            for row in rows {
+                let buttons = row["components"].as_array().unwrap();
+                prop_assert!(buttons.len() <= 5);
+                for button in buttons {
+                    prop_assert!(button.get("custom_id").is_none_or(|id| crate::discord::chars(id.as_str().unwrap()) <= 100));
+                    prop_assert!(crate::discord::chars(button["label"].as_str().unwrap()) <= 80);
+                }
             }
             prop_assert_eq!(&card["allowed_mentions"]["parse"], &json!([]));
         }

@@ -1,21 +1,27 @@
 //! Keeps the cards in step with `ticket-events`: the first event of a ticket posts its card, every later one edits
 //! it, whatever the source of the change (web, CLI, Discord); and tells each ticket's submitter, by direct message,
-//! of a claim, a public reply or a close (`notify`).
+//! of a claim, a public reply or a close (`notify`). The two are separate followers ([`Duty`]), each in its own
+//! consumer group, so a card that cannot be posted never holds up a submitter's message, and the other way round.
 //!
 //! At-least-once with no duplicate cards: the consumer group `kummerkasten-cards` stores an offset only after
-//! Discord accepted the post or edit it led to, and a card's message id is remembered (`cards`) before that. A
-//! redelivered event finds its card and edits it (or, if the card shows that version already, does nothing); a
-//! crash between Discord's answer and the memory write is covered by the post's `enforce_nonce`, which makes
-//! Discord return the first message instead of posting a second. Events are taken in small batches and each
-//! ticket in a batch is drawn once, in its newest state, so a busy ticket costs one edit per batch, not one per
-//! change, and a rate-limited channel coalesces even more. Cards are drawn from the ticket store after it has
-//! applied the batch; this module never decides anything about a ticket.
+//! Discord accepted the post or edit it led to (or refused it for good), and a card's message id is remembered
+//! (`cards`) before that. A redelivered event finds its card and edits it (or, if the card shows that version
+//! already, does nothing); a crash between Discord's answer and the memory write is covered by the post's
+//! `enforce_nonce`, which makes Discord return the first message instead of posting a second. Events are taken in
+//! small batches and each ticket in a batch is drawn once, in its newest state, so a busy ticket costs one edit per
+//! batch, not one per change, and a rate-limited channel coalesces even more. Cards are drawn from the ticket store
+//! after it has applied the batch; this module never decides anything about a ticket.
 //!
-//! Direct messages follow the cards of their batch, in event order, with the same at-least-once rule and a nonce
-//! from the event id. A submitter who accepts no direct messages from the bot (403, code 50007) is skipped with one
-//! log line and not asked again for an hour, so a busy ticket does not become a storm of refused requests; other
-//! permanent refusals are skipped too, and only network trouble, rate limits and server errors are retried. Events
-//! older than an hour are not told: a follower starting on a long history must not message people about the past.
+//! What Discord refuses for good (a 4xx other than 429: a card it finds invalid, a channel the bot may not post in)
+//! is that ticket's problem, not the team's: it is logged, reported as the bot's last problem, published on the
+//! errors topic (so the desk's problems page and absturz show it) and counted, and the follower moves on; the
+//! ticket's next change tries again. Only network trouble, rate limits and server errors are retried, with backoff.
+//!
+//! Direct messages follow in event order, with the same at-least-once rule and a nonce from the event id. A
+//! submitter who accepts no direct messages from the bot (403, code 50007) is skipped with one log line and not
+//! asked again for an hour, so a busy ticket does not become a storm of refused requests; other permanent refusals
+//! are skipped as above. Events older than an hour are not told: a follower starting on a long history must not
+//! message people about the past.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,14 +36,36 @@ use tokio_util::sync::CancellationToken;
 use super::cards::{Card, Cards};
 use super::notify::{self, Notice, Sent};
 use super::{Settings, Team, card};
-use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer};
+use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer, report_error};
 use crate::lifecycle::TicketState;
+use crate::metrics::{REFUSED_CARD, REFUSED_DIRECT_MESSAGE, RefusedLabel};
 use crate::schema::lifecycle::{Change, Event};
 use crate::services::kummerkasten::{NAME, connect};
 use crate::store::query;
 
 /// The consumer group that follows `ticket-events` for the cards.
-pub const GROUP: &str = "kummerkasten-cards";
+pub const CARDS_GROUP: &str = "kummerkasten-cards";
+/// The consumer group that follows `ticket-events` for the submitters' direct messages.
+pub const NOTICES_GROUP: &str = "kummerkasten-notices";
+
+/// What a follower does with the events it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// Keeps a card per ticket in the team's staff channel.
+    Cards(Team),
+    /// Tells submitters of claims, public replies and closes.
+    Notices,
+}
+
+impl Duty {
+    /// The consumer group of this duty: each has its own offsets, so neither waits for the other.
+    pub fn group(self) -> &'static str {
+        match self {
+            Duty::Cards(_) => CARDS_GROUP,
+            Duty::Notices => NOTICES_GROUP,
+        }
+    }
+}
 /// How long a batch collects events after its first one: the edits of a busy card coalesce within it.
 const COALESCE: Duration = Duration::from_millis(300);
 /// The most events in one batch.
@@ -60,18 +88,20 @@ struct Seen {
     notice: Option<Notice>,
 }
 
-/// Follows `topic` and keeps the cards up to date until `shutdown` is cancelled; commits what was delivered.
+/// Follows `topic` and does its `duty` until `shutdown` is cancelled; commits what was delivered.
 pub async fn run(
     settings: Settings,
     http: Arc<serenity::Http>,
     bootstrap: String,
     topic: String,
+    duty: Duty,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let cards = Cards::open(&settings.cards_path)?;
-    let consumer = group_consumer(&bootstrap, GROUP, CommitOnRevoke::default())?;
+    let consumer = group_consumer(&bootstrap, duty.group(), CommitOnRevoke::default())?;
     consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
-    let poster = Poster { settings, http, cards, refused: Mutex::new(HashMap::new()) };
+    let producer = crate::kafka::producer(&bootstrap)?;
+    let poster = Poster { settings, http, cards, duty, producer, refused: Mutex::new(HashMap::new()) };
     let result = follow(&consumer, &topic, &poster, &shutdown).await;
     // Committing and closing wait for the broker with no time limit, so they run on the blocking pool, as in
     // `kafka::relay`. On a runtime worker they stall every task queued behind them; when the broker runs in the
@@ -142,18 +172,21 @@ fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
     Seen { partition: message.partition(), offset: message.offset(), ticket, notice }
 }
 
-/// Posts and edits cards, and sends submitters their messages.
+/// Posts and edits cards, or sends submitters their messages.
 struct Poster {
     settings: Settings,
     http: Arc<serenity::Http>,
     cards: Cards,
+    duty: Duty,
+    /// Publishes what Discord refused for good to the errors topic.
+    producer: rdkafka::producer::FutureProducer,
     /// Submitters (by Discord user id) who refused a direct message, and when.
     refused: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Poster {
-    /// Brings every card the batch touches up to date, once per ticket, then tells the submitters; `false` if
-    /// shutdown came first.
+    /// Does the duty for the batch: brings every card it touches up to date, once per ticket, or tells the
+    /// submitters; `false` if shutdown came first.
     async fn deliver(&self, batch: &[Seen], shutdown: &CancellationToken) -> bool {
         let mut needed: HashMap<i32, i64> = HashMap::new();
         for seen in batch {
@@ -163,19 +196,17 @@ impl Poster {
         if !self.store_has(&needed, shutdown).await {
             return false;
         }
-        if let Some(team) = self.settings.cards
-            && !self.draw(team, batch, shutdown).await
-        {
-            return false;
-        }
-        if self.settings.notify_submitter {
-            for notice in batch.iter().filter_map(|s| s.notice.as_ref()) {
-                if !self.tell(notice, shutdown).await {
-                    return false;
+        match self.duty {
+            Duty::Cards(team) => self.draw(team, batch, shutdown).await,
+            Duty::Notices => {
+                for notice in batch.iter().filter_map(|s| s.notice.as_ref()) {
+                    if !self.tell(notice, shutdown).await {
+                        return false;
+                    }
                 }
+                true
             }
         }
-        true
     }
 
     /// Brings the card of every ticket in the batch up to date; `false` if shutdown came first.
@@ -191,7 +222,15 @@ impl Poster {
             loop {
                 match self.show(team, ticket).await {
                     Ok(()) => break,
-                    Err(error) => {
+                    Err(Failure::Refused(why)) => {
+                        let problem = format!(
+                            "Discord refused the card of {ticket} for good: {why}; skipped until \
+                                               the ticket changes again"
+                        );
+                        self.refused_for_good(REFUSED_CARD, ticket, problem).await;
+                        break;
+                    }
+                    Err(Failure::Transient(error)) => {
                         let problem = format!("the card of {ticket} could not be updated: {error:#}; trying again");
                         tracing::warn!("{problem} in {backoff:?}");
                         self.settings.troubles.report(NAME, problem);
@@ -273,8 +312,7 @@ impl Poster {
             }
             Ok(Sent::Dropped(why)) => {
                 let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
-                tracing::warn!(user, "{problem}");
-                self.settings.troubles.report(NAME, problem);
+                self.refused_for_good(REFUSED_DIRECT_MESSAGE, ticket, problem).await;
                 Ok(())
             }
             Err(error) => Err(anyhow::anyhow!("{}", connect::describe(&error))),
@@ -288,8 +326,20 @@ impl Poster {
         refused.contains_key(&user)
     }
 
+    /// Makes a refusal that will not go away by itself seen: in the log, as the bot's last problem, on the errors
+    /// topic (the desk's problems page, absturz) and in `franz_discord_refused_total`.
+    async fn refused_for_good(&self, what: &str, ticket: &str, problem: String) {
+        tracing::warn!("{problem}");
+        self.settings.troubles.report(NAME, &problem);
+        self.settings.refused.get_or_create(&RefusedLabel { what: what.to_owned() }).inc();
+        let mut context = serde_json::Map::new();
+        context.insert("ticket_id".into(), ticket.into());
+        context.insert("refused".into(), what.into());
+        report_error(&self.producer, &self.settings.errors_topic, NAME, problem, context).await;
+    }
+
     /// Posts or edits the card of `ticket` to show its current state.
-    async fn show(&self, team: Team, ticket: &str) -> anyhow::Result<()> {
+    async fn show(&self, team: Team, ticket: &str) -> Result<(), Failure> {
         let Some(state) = self.ticket(ticket).await? else {
             return Ok(()); // an event for a ticket that was never created: nothing to show
         };
@@ -300,26 +350,23 @@ impl Poster {
                 let body = card::message(&state, None, self.settings.desk_url.as_deref());
                 let edited = self.http.edit_message(channel.into(), card.message_id.into(), &body, Vec::new()).await;
                 match edited {
-                    Ok(_) => self.cards.put(channel, &state.id, Card { version: state.version, ..card }).await,
+                    Ok(_) => Ok(self.cards.put(channel, &state.id, Card { version: state.version, ..card }).await?),
                     // Someone deleted the card: the ticket gets a new one.
                     Err(error) if connect::status(&error) == Some(404) => {
                         self.post(channel, &state, &format!("{}:{}", state.id, state.version)).await
                     }
-                    Err(error) => Err(anyhow::anyhow!("{}{}", connect::describe(&error), hint(&error))),
+                    Err(error) => Err(Failure::from(error)),
                 }
             }
             None => self.post(channel, &state, &state.id).await,
         }
     }
 
-    async fn post(&self, channel: u64, state: &TicketState, nonce_of: &str) -> anyhow::Result<()> {
-        let body = card::message(state, Some(&nonce(nonce_of)), self.settings.desk_url.as_deref());
-        let message = self
-            .http
-            .send_message(channel.into(), Vec::new(), &body)
-            .await
-            .map_err(|error| anyhow::anyhow!("{}{}", connect::describe(&error), hint(&error)))?;
-        self.cards.put(channel, &state.id, Card { message_id: message.id.get(), version: state.version }).await
+    async fn post(&self, channel: u64, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
+        let body = card::message(state, Some(&super::nonce(nonce_of)), self.settings.desk_url.as_deref());
+        let message = self.http.send_message(channel.into(), Vec::new(), &body).await?;
+        let card = Card { message_id: message.id.get(), version: state.version };
+        Ok(self.cards.put(channel, &state.id, card).await?)
     }
 
     async fn ticket(&self, id: &str) -> anyhow::Result<Option<TicketState>> {
@@ -333,6 +380,30 @@ impl Poster {
     }
 }
 
+/// Why a card could not be brought up to date.
+enum Failure {
+    /// Discord refused it for good (a 4xx other than 429): trying again would be refused again.
+    Refused(String),
+    /// Anything that may pass: the network, a rate limit, a server error, the ticket store.
+    Transient(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure::Transient(error)
+    }
+}
+
+impl From<serenity::Error> for Failure {
+    fn from(error: serenity::Error) -> Failure {
+        let described = format!("{}{}", connect::describe(&error), hint(&error));
+        match connect::status(&error) {
+            Some(status) if connect::refused_for_good(status) => Failure::Refused(described),
+            _ => Failure::Transient(anyhow::anyhow!(described)),
+        }
+    }
+}
+
 /// What to do about a refusal that will not go away by itself.
 fn hint(error: &serenity::Error) -> &'static str {
     match connect::status(error) {
@@ -343,21 +414,5 @@ fn hint(error: &serenity::Error) -> &'static str {
         Some(404) => "; check DISCORD_STAFF_CHANNEL_ID",
         Some(401) => "; check DISCORD_TOKEN",
         _ => "",
-    }
-}
-
-/// A message nonce (at most 25 characters) derived from `seed`: the same post always carries the same one.
-pub(super) fn nonce(seed: &str) -> String {
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
-    id[..25].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_card_post_has_a_stable_nonce_within_discords_25_characters() {
-        assert_eq!(super::nonce("t-1"), super::nonce("t-1"));
-        assert_ne!(super::nonce("t-1"), super::nonce("t-2"));
-        assert_eq!(super::nonce("t-1").len(), 25);
     }
 }

@@ -2,8 +2,8 @@
 //! ticket through akte; and direct messages that keep each ticket's submitter informed.
 //!
 //! `card` builds a card from a ticket's state (pure), `cards` remembers which message is whose card, `notify` says
-//! what a submitter is told (pure) and sends it, `follow` posts and edits cards and sends those messages from
-//! `ticket-events`, and `buttons` turns presses of staff members into lifecycle commands. The gateway session is
+//! what a submitter is told (pure) and sends it, `follow` posts and edits cards, and sends those messages, from
+//! `ticket-events` (two followers, so neither waits for the other), and `buttons` turns presses of staff members into lifecycle commands. The gateway session is
 //! kummerkasten's own (one per bot), so this module has no task of its own beyond `follow`; it reads tickets from
 //! the ticket store and never writes it.
 
@@ -34,6 +34,13 @@ pub struct Settings {
     pub desk_url: Option<String>,
     /// Where a card, a direct message or a press that failed is reported as the bot's last problem.
     pub troubles: crate::troubles::Troubles,
+    /// The topic where what Discord refused for good is published (the desk's problems page, absturz).
+    pub errors_topic: String,
+    /// Counts what Discord refused for good (`franz_discord_refused_total`).
+    pub refused: prometheus_client::metrics::family::Family<
+        crate::metrics::RefusedLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 /// The team's place in Discord: the staff channel and the staff role.
@@ -54,13 +61,20 @@ impl std::fmt::Debug for Settings {
             .field("cards_path", &self.cards_path)
             .field("partitions", &self.partitions)
             .field("desk_url", &self.desk_url)
-            .finish()
+            .field("errors_topic", &self.errors_topic)
+            .finish_non_exhaustive()
     }
 }
 
 /// Where the card memory lives: beside the ticket store, so `--ephemeral` and the data dir apply to both.
 pub fn cards_path(store: &Store) -> PathBuf {
     store.path().with_file_name("discord-cards.sqlite")
+}
+
+/// A message nonce (at most 25 characters) derived from `seed`: the same post always carries the same one.
+pub fn nonce(seed: &str) -> String {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
+    id[..25].to_owned()
 }
 
 /// Why the staff side is off, when it is: one line for the ready table; `None` when both settings are there.
@@ -80,6 +94,13 @@ pub fn off_reason(channel: Option<u64>, role: Option<u64>) -> Option<&'static st
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_post_has_a_stable_nonce_within_discords_25_characters() {
+        assert_eq!(super::nonce("t-1"), super::nonce("t-1"));
+        assert_ne!(super::nonce("t-1"), super::nonce("t-2"));
+        assert_eq!(super::nonce("t-1").len(), 25);
+    }
+
     #[test]
     fn the_staff_side_is_off_with_a_reason_unless_both_channel_and_role_are_set() {
         assert_eq!(super::off_reason(Some(1), Some(2)), None);

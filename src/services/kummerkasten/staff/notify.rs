@@ -88,7 +88,7 @@ pub fn message(notice: &Notice, ticket: &TicketState) -> Value {
     json!({
         "content": text(notice, ticket),
         "allowed_mentions": {"parse": []},
-        "nonce": super::follow::nonce(&format!("dm:{}", notice.event_id)),
+        "nonce": super::nonce(&format!("dm:{}", notice.event_id)),
         "enforce_nonce": true,
     })
 }
@@ -115,9 +115,7 @@ pub async fn send(http: &serenity::Http, user_id: u64, body: &Value) -> Result<S
         Ok(_) => Ok(Sent::Delivered),
         Err(error) => match (connect::status(&error), connect::code(&error)) {
             (Some(403), Some(DMS_CLOSED)) => Ok(Sent::Refused),
-            (Some(status), _) if (400..500).contains(&status) && status != 429 => {
-                Ok(Sent::Dropped(connect::describe(&error)))
-            }
+            (Some(status), _) if connect::refused_for_good(status) => Ok(Sent::Dropped(connect::describe(&error))),
             _ => Err(error),
         },
     }
