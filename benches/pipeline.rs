@@ -15,7 +15,7 @@ use franz::services::aufbereitung;
 use franz_broker::{EmbeddedBroker, Settings};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 const BACKLOG: usize = 200_000;
@@ -150,7 +150,7 @@ async fn measure(bootstrap: &str, kind: Kind) -> anyhow::Result<Figures> {
 }
 
 /// A valid intake record stamped with the moment it is produced (nanoseconds survive normalization).
-fn send(producer: &FutureProducer, topic: &str, i: usize) -> anyhow::Result<rdkafka::producer::DeliveryFuture> {
+fn send(producer: &kafka::Producer, topic: &str, i: usize) -> anyhow::Result<rdkafka::producer::DeliveryFuture> {
     let value = serde_json::json!({
         "message": format!("benchmark ticket number {i}: the coffee machine is broken again"),
         "username": format!("user{}", i % 1000),

@@ -1,13 +1,15 @@
 //! `franz up`: start the broker, create the topics, run the services, and shut all of it down cleanly.
 //!
 //! This module owns the lifecycle: it holds the shutdown token and the set of service tasks, waits for SIGINT,
-//! SIGTERM or a failing service, and then waits for every service to finish its in-flight work. It contains no
-//! service logic and does no Kafka I/O of its own beyond what `broker` does for it.
+//! SIGTERM or a failing service, and then waits for every service to finish its in-flight work, for at most
+//! [`SHUTDOWN_DEADLINE`] (a second signal ends the process at once). It contains no service logic and does no Kafka
+//! I/O of its own beyond what `broker` does for it.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::task::JoinSet;
@@ -38,6 +40,8 @@ pub struct Running {
     pub shutdown: CancellationToken,
     /// Each running task with its name (a service, or the ticket store's follower).
     tasks: JoinSet<(String, anyhow::Result<()>)>,
+    /// The names of the tasks in `tasks` that have not ended yet, to say which ones a late shutdown left behind.
+    names: Vec<String>,
     /// Cancels `shutdown` when this is dropped without `wait` (a caller that bails out early), so that no
     /// service, and no thread the runtime would wait for, outlives it.
     _stop_on_drop: tokio_util::sync::DropGuard,
@@ -73,6 +77,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     }
 
     let mut tasks = JoinSet::new();
+    let mut names = Vec::new();
     let metrics = Arc::new(Metrics::new(broker.probe().as_ref()));
     let store = match config.services.iter().any(|s| services::uses_store(*s, config)) {
         false => None,
@@ -93,7 +98,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         broker.info(),
     ));
     if let Some(follow) = follow {
-        spawn(&mut tasks, &ops, "ticket store".to_owned(), follow);
+        spawn(&mut tasks, &mut names, &ops, "ticket store".to_owned(), follow);
     }
     let ops_router = crate::ops::router(ops.clone());
     let context = Context {
@@ -120,7 +125,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         };
         let status = match plan {
             Plan::Run { status, task, serves } => {
-                spawn(&mut tasks, &ops, service.name(), task);
+                spawn(&mut tasks, &mut names, &ops, service.name(), task);
                 if *service == Service::Desk {
                     desk = serves;
                     if let Some(address) = desk {
@@ -147,7 +152,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
             let address = listener.local_addr()?;
             let stop = shutdown.clone();
             let serve = crate::desk::serve_limited(listener, ops_router, stop);
-            spawn(&mut tasks, &ops, "metrics".to_owned(), serve);
+            spawn(&mut tasks, &mut names, &ops, "metrics".to_owned(), serve);
             Some(address)
         }
         None => {
@@ -160,7 +165,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         }
     };
     let _stop_on_drop = shutdown.clone().drop_guard();
-    Ok(Running { broker, topics, services, desk, store, ops_address, ops, shutdown, tasks, _stop_on_drop })
+    Ok(Running { broker, topics, services, desk, store, ops_address, ops, shutdown, tasks, names, _stop_on_drop })
 }
 
 /// The ops endpoints' own listener (`metrics_listen`), with an error that says what to do.
@@ -182,13 +187,26 @@ async fn bind_ops(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener>
 /// sends half a request must not hold the broker up.
 const OPS_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long `franz up` may take to stop, from the first SIGINT or SIGTERM (or a failing service) to its exit.
+/// With the cluster up, the services finish their work in flight and commit well within it; with the cluster gone
+/// that work cannot finish, and waiting longer would not help. What was not committed is delivered again after the
+/// next start (at-least-once allows it).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
+
+/// The part of [`SHUTDOWN_DEADLINE`] kept for the process itself after [`Running::wait`] returns: `main` gives the
+/// runtime this long to end what still runs on its blocking pool (a librdkafka call waiting for a gone cluster
+/// never ends by itself).
+pub const EXIT_GRACE: Duration = Duration::from_secs(1);
+
 /// Spawns a task under `name`, marking it running in `ops` until it ends.
 fn spawn(
     tasks: &mut JoinSet<(String, anyhow::Result<()>)>,
+    names: &mut Vec<String>,
     ops: &Arc<Ops>,
     name: String,
     task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
 ) {
+    names.push(name.clone());
     ops.set_running(&name, true);
     let ops = ops.clone();
     tasks.spawn(async move {
@@ -247,8 +265,10 @@ impl Running {
         out
     }
 
-    /// Waits until shutdown is requested or a service fails, then stops every service and waits for them.
-    /// Returns the first service failure, if any.
+    /// Waits until shutdown is requested or a service fails, then stops every service and waits for them, for at
+    /// most [`SHUTDOWN_DEADLINE`] less [`EXIT_GRACE`]. Returns the first service failure, if any, or says which
+    /// tasks were still running when the deadline passed (they are abandoned: their uncommitted input is
+    /// delivered again later).
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut failure = None;
         loop {
@@ -256,22 +276,64 @@ impl Running {
                 _ = self.shutdown.cancelled() => break,
                 joined = self.tasks.join_next() => match joined {
                     None => break,
-                    Some(result) => if let Some(error) = task_failure(result) {
-                        failure = Some(error);
-                        break;
-                    },
+                    Some(result) => {
+                        forget(&mut self.names, &result);
+                        if let Some(error) = task_failure(result) {
+                            failure = Some(error);
+                            break;
+                        }
+                    }
                 },
             }
         }
         self.shutdown.cancel();
-        while let Some(result) = self.tasks.join_next().await {
-            if let Some(error) = task_failure(result) {
-                failure.get_or_insert(error);
+        // Every wait below is bounded by this one deadline: with the cluster gone, a service's commit, a consumer's
+        // close and a container's removal can each wait for ever.
+        let deadline = tokio::time::Instant::now() + (SHUTDOWN_DEADLINE - EXIT_GRACE);
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(None) => break,
+                Ok(Some(result)) => {
+                    forget(&mut self.names, &result);
+                    if let Some(error) = task_failure(result) {
+                        failure.get_or_insert(error);
+                    }
+                }
+                Err(_) => {
+                    let late = anyhow::anyhow!(
+                        "stopped after {} s without waiting longer for {} (the cluster does not answer?); what they \
+                         had not committed is delivered again after the next start",
+                        (SHUTDOWN_DEADLINE - EXIT_GRACE).as_secs(),
+                        self.names.join(", ")
+                    );
+                    // The tasks are aborted when `tasks` is dropped; a librdkafka call they left on the blocking pool
+                    // is abandoned by `main`. The clients and the broker are not waited for either: the deadline has
+                    // passed (a container left behind is removed by the next start).
+                    return Err(failure.map_or(late, |failure| failure.context(late_note(&self.names))));
+                }
             }
         }
-        self.ops.release_clients().await;
-        self.broker.stop().await;
+        if tokio::time::timeout_at(deadline, self.ops.release_clients()).await.is_err() {
+            tracing::warn!("the metrics' Kafka clients did not close within the shutdown deadline; left behind");
+        }
+        if tokio::time::timeout_at(deadline, self.broker.stop()).await.is_err() {
+            tracing::warn!("the broker did not stop within the shutdown deadline; left behind");
+        }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Says which tasks a late shutdown left behind, beside the failure that started it.
+fn late_note(names: &[String]) -> String {
+    format!("then stopped without waiting longer for {}", names.join(", "))
+}
+
+/// Drops an ended task's name from the ones still running.
+fn forget(names: &mut Vec<String>, result: &Result<(String, anyhow::Result<()>), tokio::task::JoinError>) {
+    if let Ok((name, _)) = result
+        && let Some(at) = names.iter().position(|n| n == name)
+    {
+        names.remove(at);
     }
 }
 
@@ -351,22 +413,56 @@ fn serve_broker_ops(
     Ok((address, ops, serving))
 }
 
-/// Cancels `token` on the first SIGINT or SIGTERM.
+/// The exit status after a second signal: 128 + SIGINT, what shells report for a process ended by Ctrl-C.
+pub const EXIT_AT_ONCE: i32 = 130;
+
+/// Cancels `token` on the first SIGINT or SIGTERM. Once shutdown has begun (by that signal, or by a failing
+/// service), the next SIGINT or SIGTERM ends the process at once.
 fn cancel_on_signals(token: CancellationToken) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
+    let mut signals = Signals::new()?;
     tokio::spawn(async move {
+        tokio::select! {
+            which = signals.next() => tracing::info!(
+                "{which}; shutting down (within {} s; a second signal stops at once)",
+                SHUTDOWN_DEADLINE.as_secs()
+            ),
+            _ = token.cancelled() => {}
+        }
+        token.cancel();
+        signals.next().await;
+        // Asked twice: nothing may hold the process now, not even a destructor (dropping a librdkafka client waits
+        // for a cluster that may be gone), so it ends here rather than by unwinding to `main`. What was in flight
+        // is delivered again after the next start.
+        tracing::warn!("second signal; exiting at once without finishing the work in flight");
+        std::process::exit(EXIT_AT_ONCE);
+    });
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, as one stream.
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot listen for SIGTERM")?,
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM and says which it was.
+    async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
-        let terminated = terminate.recv();
+        let terminated = self.terminate.recv();
         #[cfg(not(unix))]
         let terminated = std::future::pending::<Option<()>>();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-            _ = terminated => tracing::info!("terminated; shutting down"),
-            _ = token.cancelled() => return,
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = terminated => "terminated",
         }
-        token.cancel();
-    });
-    Ok(())
+    }
 }

@@ -51,10 +51,10 @@ pub async fn tail(config: &Config, args: TailArgs, out: &mut impl Write) -> anyh
         _ => bail!("topic {} does not exist on {}; `franz topics` lists the topics", args.topic, config.bootstrap),
     };
     // librdkafka's consumer needs a group id even for assigned partitions; tail never joins it or commits.
-    let consumer: StreamConsumer = consumer_config(&config.bootstrap)
+    let consumer: StreamConsumer<kafka::Quiet> = consumer_config(&config.bootstrap)
         .set("enable.auto.commit", "false")
         .set("group.id", format!("franz-tail-{}", uuid::Uuid::new_v4()))
-        .create()
+        .create_with_context(kafka::Quiet)
         .context("cannot create a Kafka consumer")?;
     let start = if args.from_beginning { Offset::Beginning } else { Offset::End };
     consumer.assign(&partitions_at(&args.topic, partitions, start))?;

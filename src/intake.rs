@@ -6,6 +6,7 @@
 //! once instead of finding it among the dead letters.
 
 use anyhow::{Context as _, bail};
+use rdkafka::ClientContext;
 use rdkafka::producer::FutureProducer;
 
 use crate::kafka::publish;
@@ -56,7 +57,11 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
 }
 
 /// Publishes an intake record and waits for the broker's acknowledgement (idempotent, `acks=all`).
-pub async fn publish_record(producer: &FutureProducer, topic: &str, record: &IntakeRecord) -> anyhow::Result<Receipt> {
+pub async fn publish_record<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topic: &str,
+    record: &IntakeRecord,
+) -> anyhow::Result<Receipt> {
     let ticket_id = record.ticket_id().context("an intake record built by franz carries an interaction id")?;
     let payload = serde_json::to_vec(record).context("cannot encode the intake record")?;
     let (partition, offset) = publish(producer, topic, Some(record.key()), &payload)

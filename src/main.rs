@@ -23,7 +23,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(franz::run(cli)) {
+    let result = runtime.block_on(franz::run(cli));
+    // Dropping the runtime would wait for everything on its blocking pool, and a librdkafka call there can wait for
+    // ever for a cluster that is gone. `franz up` has waited for its services already (see `app::Running::wait`);
+    // what is left gets this long, then is abandoned with the process.
+    runtime.shutdown_timeout(franz::app::EXIT_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // An error may carry what a server answered: shown, never run by the terminal; its own lines kept.

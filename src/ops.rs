@@ -17,11 +17,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::kafka::PlainConsumer;
 use crate::metrics::{LagLabels, Metrics, ServiceLabel, StatusLabel};
 use crate::store::Store;
 
@@ -47,7 +48,7 @@ pub struct Ops {
     desk: Mutex<Option<String>>,
     store: Option<Store>,
     /// One never-subscribed client per group, made on first use, to read its committed offsets.
-    lag_clients: Mutex<BTreeMap<String, BaseConsumer>>,
+    lag_clients: Mutex<BTreeMap<String, PlainConsumer>>,
     /// When the gauges read at scrape time were last read; held while they are read, so concurrent scrapes wait
     /// for one reading.
     scraped: tokio::sync::Mutex<Option<Instant>>,
@@ -239,8 +240,9 @@ impl Ops {
         let metadata_client = match clients.get(".metadata") {
             Some(client) => client,
             None => {
-                let client: BaseConsumer =
-                    crate::kafka::client_config(&self.bootstrap).set("allow.auto.create.topics", "false").create()?;
+                let client: PlainConsumer = crate::kafka::client_config(&self.bootstrap)
+                    .set("allow.auto.create.topics", "false")
+                    .create_with_context(crate::kafka::Quiet)?;
                 clients.entry(".metadata".to_owned()).or_insert(client)
             }
         };
@@ -250,7 +252,8 @@ impl Ops {
         self.metrics.broker_partitions.set(partitions.values().map(|&p| i64::from(p)).sum());
         for (group, topics) in &self.groups {
             if !clients.contains_key(group) {
-                let client: BaseConsumer = crate::kafka::group_consumer_config(&self.bootstrap, group).create()?;
+                let client: PlainConsumer = crate::kafka::group_consumer_config(&self.bootstrap, group)
+                    .create_with_context(crate::kafka::Quiet)?;
                 clients.insert(group.clone(), client);
             }
             let client = &clients[group];

@@ -20,7 +20,12 @@ async fn start(data: &Path) -> EmbeddedBroker {
     EmbeddedBroker::start(settings).await.expect("the broker starts")
 }
 
-async fn produce(producer: &FutureProducer, topic: &str, partition: i32, values: impl IntoIterator<Item = String>) {
+async fn produce<C: rdkafka::ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topic: &str,
+    partition: i32,
+    values: impl IntoIterator<Item = String>,
+) {
     let mut pending = Vec::new();
     for value in values {
         let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(value.as_bytes());

@@ -171,3 +171,125 @@ fn franz_broker_with_a_taken_metrics_address_fails_saying_which_and_what_to_do()
     assert!(!output.status.success(), "{errors}");
     assert!(errors.contains(&format!("--metrics-listen {same} is the broker's own --listen address")), "{errors}");
 }
+
+/// What the README promises: the first signal ends `franz up` within this, whatever its cluster's state.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
+/// The exit status after a second signal (128 + SIGINT).
+const EXIT_AT_ONCE: i32 = 130;
+
+/// A `franz up --bootstrap` of the default services against a broker of the test's own, ready, with that broker
+/// then stopped: franz's cluster is gone. Returns franz (killed when dropped) once it has noticed, and the address of
+/// its `/metrics`.
+async fn franz_with_its_cluster_gone(dir: &std::path::Path, name: &str) -> (Reaped, String) {
+    let harness = Harness::new(3).await;
+    let listen = free_address();
+    let data = dir.join(format!("{name}-data"));
+    let args = ["--desk-listen", "127.0.0.1:0", "--metrics-listen", &listen, "--data-dir", data.to_str().unwrap()];
+    let up = Reaped(Up::start(dir, name, &harness, &args));
+    let base = format!("http://{listen}");
+    wait_until("franz ready", || async {
+        reqwest::get(format!("{base}/readyz")).await.is_ok_and(|answer| answer.status() == 200)
+    })
+    .await;
+    let broker = harness.broker;
+    broker.stop().await;
+    wait_until("franz to notice that its broker is gone", || async {
+        let log = up.0.log();
+        log.contains("Connection refused") || log.contains("AllBrokersDown") || log.contains("brokers are down")
+    })
+    .await;
+    (up, listen)
+}
+
+/// Asks for `/metrics` on a connection of its own and leaves the request waiting: with the cluster gone, reading
+/// the consumer lag waits for the broker's answers until they time out. Returns once a later request on another
+/// connection has been answered, by when franz has read this one.
+async fn leave_a_scrape_waiting(listen: &str) -> std::net::TcpStream {
+    let mut waiting = std::net::TcpStream::connect(listen).unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nhost: {listen}\r\n\r\n");
+    std::io::Write::write_all(&mut waiting, request.as_bytes()).unwrap();
+    let answer = reqwest::get(format!("http://{listen}/healthz")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    waiting
+}
+
+/// A franz process that is killed if the test ends (or fails) before it exits.
+struct Reaped(Up);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
+    }
+}
+
+impl Reaped {
+    fn signal(&self, name: &str) {
+        let pid = self.0.child.id().to_string();
+        assert!(std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap().success());
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Regression (#33, item 10): with its cluster gone, franz logged librdkafka's `AllBrokersDown` and its kin about
+/// 40 times a second, and SIGTERM did not end it for over a minute.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_its_cluster_gone_franz_logs_each_error_once_and_stops_within_the_deadline() {
+    let dir = scratch();
+    let (mut up, listen) = franz_with_its_cluster_gone(dir.path(), "gone").await;
+    // A window of fixed length is what is measured here, so this wait is the measurement, not a guess.
+    let window = Duration::from_secs(10);
+    let before = up.0.log().lines().count();
+    tokio::time::sleep(window).await;
+    let window_log = up.0.log();
+    let logged: Vec<&str> = window_log.lines().skip(before).collect();
+    eprintln!("{} lines logged in {window:?} with the cluster gone", logged.len());
+
+    // Both are measured before either is judged, so a failure reports both. A scrape left waiting is work in
+    // flight that cannot finish.
+    let _waiting = leave_a_scrape_waiting(&listen).await;
+    let stopping = Instant::now();
+    up.signal("TERM");
+    let status = up.exit_within(SHUTDOWN_DEADLINE + Duration::from_secs(5));
+    let took = stopping.elapsed();
+    eprintln!("exited {status:?} {took:?} after SIGTERM");
+    assert!(logged.len() < 20, "{} lines in {window:?}:\n{}", logged.len(), logged.join("\n"));
+    let log = up.0.log();
+    assert!(status.is_some(), "franz up still runs {took:?} after SIGTERM:\n{log}");
+    assert!(took < SHUTDOWN_DEADLINE + Duration::from_secs(1), "took {took:?}:\n{log}");
+    assert!(log.contains("franz stopped cleanly") || log.contains("without waiting longer for"), "{log}");
+}
+
+/// Regression (#33, item 10): SIGTERM and then two SIGINTs did not end a franz whose cluster was gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_ends_franz_at_once_while_the_first_shutdown_waits() {
+    let dir = scratch();
+    let (mut up, listen) = franz_with_its_cluster_gone(dir.path(), "twice").await;
+    let _waiting = leave_a_scrape_waiting(&listen).await;
+    up.signal("TERM");
+    wait_until("franz to begin shutting down", || async { up.0.log().contains("shutting down") }).await;
+    assert!(up.0.child.try_wait().unwrap().is_none(), "the first shutdown ended at once; nothing to interrupt");
+    let stopping = Instant::now();
+    up.signal("INT");
+    let status = up.exit_within(Duration::from_secs(10));
+    let took = stopping.elapsed();
+    eprintln!("exited {status:?} {took:?} after the second signal");
+    let log = up.0.log();
+    let status = status.unwrap_or_else(|| panic!("franz up still runs {took:?} after a second signal:\n{log}"));
+    assert!(took < Duration::from_secs(1), "took {took:?}:\n{log}");
+    assert_eq!(status.code(), Some(EXIT_AT_ONCE), "{log}");
+    assert_eq!(log.matches("second signal; exiting at once").count(), 1, "{log}");
+}

@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Topics;
@@ -33,7 +32,7 @@ use crate::store::Store;
 pub struct Desk {
     pub store: Store,
     pub staff: staff::Staff,
-    pub producer: FutureProducer,
+    pub producer: crate::kafka::Producer,
     pub topics: Topics,
     /// Partitions of the commands topic, to put each command on its ticket's partition.
     pub partitions: i32,

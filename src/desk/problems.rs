@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -124,11 +124,11 @@ impl Problems {
     }
 
     fn follow_blocking(&self, bootstrap: &str, topics: &[String], shutdown: &CancellationToken) -> anyhow::Result<()> {
-        let consumer: BaseConsumer = kafka::consumer_config(bootstrap)
+        let consumer: kafka::PlainConsumer = kafka::consumer_config(bootstrap)
             .set("group.id", "franz-desk-problems")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .create()
+            .create_with_context(kafka::Quiet)
             .context("cannot create the desk's problem reader")?;
         consumer.assign(&start_offsets(&consumer, topics)?).context("cannot read the problem topics")?;
         while !shutdown.is_cancelled() {
@@ -149,7 +149,7 @@ impl Problems {
 }
 
 /// Where to start each partition of `topics`: a week back, or the beginning where the broker cannot say.
-fn start_offsets(consumer: &BaseConsumer, topics: &[String]) -> anyhow::Result<TopicPartitionList> {
+fn start_offsets(consumer: &kafka::PlainConsumer, topics: &[String]) -> anyhow::Result<TopicPartitionList> {
     let since = (chrono::Utc::now() - LOOK_BACK).timestamp_millis();
     let mut by_time = TopicPartitionList::new();
     for topic in topics {

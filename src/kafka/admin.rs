@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::metadata::Metadata;
 
@@ -39,9 +38,9 @@ pub async fn metadata(bootstrap: &str, topic: Option<&str>, timeout: Duration) -
     let bootstrap = bootstrap.to_owned();
     let topic = topic.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&bootstrap)
+        let consumer: super::PlainConsumer = client_config(&bootstrap)
             .set("allow.auto.create.topics", "false")
-            .create()
+            .create_with_context(super::Quiet)
             .context("cannot create a Kafka client")?;
         consumer.fetch_metadata(topic.as_deref(), timeout).map_err(|error| {
             anyhow!(
@@ -106,8 +105,8 @@ async fn create(
     replication: i32,
     forever: &[&str],
 ) -> anyhow::Result<Vec<String>> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(bootstrap).create().context("cannot create a Kafka admin client")?;
+    let admin: AdminClient<super::Quiet> =
+        client_config(bootstrap).create_with_context(super::Quiet).context("cannot create a Kafka admin client")?;
     let new: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {
@@ -136,7 +135,8 @@ async fn create(
 pub async fn describe(bootstrap: &str, timeout: Duration) -> anyhow::Result<Vec<TopicInfo>> {
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&bootstrap).create().context("cannot create a Kafka client")?;
+        let consumer: super::PlainConsumer =
+            client_config(&bootstrap).create_with_context(super::Quiet).context("cannot create a Kafka client")?;
         let metadata = consumer
             .fetch_metadata(None, timeout)
             .map_err(|error| anyhow!("cannot reach a Kafka broker at {bootstrap} ({error}); is `franz up` running?"))?;

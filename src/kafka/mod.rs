@@ -7,12 +7,14 @@
 
 pub mod admin;
 pub mod relay;
+pub mod repeats;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -38,15 +40,58 @@ pub fn consumer_config(bootstrap: &str) -> ClientConfig {
     client_config(bootstrap)
 }
 
+/// The client context of every franz Kafka client that needs no other: librdkafka's log lines and errors go
+/// through [`repeats`], so a cluster that is gone is said once per kind of error and interval, not dozens of times
+/// a second by every client.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl ClientContext for Quiet {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_quietly(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        error_quietly(&error, reason);
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+/// librdkafka's log line through [`repeats`], at the level the `log` crate would have given it.
+fn log_quietly(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    let level = match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            repeats::Level::Error
+        }
+        RDKafkaLogLevel::Warning => repeats::Level::Warn,
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => repeats::Level::Info,
+        // Asked for explicitly (librdkafka's `debug` setting): every line is wanted.
+        RDKafkaLogLevel::Debug => return tracing::debug!("librdkafka: {facility} {message}"),
+    };
+    repeats::note(level, &format!("librdkafka: {facility} {message}"));
+}
+
+/// librdkafka's client-wide error (`AllBrokersDown`, `BrokerTransportFailure`, …) through [`repeats`].
+fn error_quietly(error: &KafkaError, reason: &str) {
+    repeats::note(repeats::Level::Error, &format!("librdkafka: {error}: {reason}"));
+}
+
+/// The producer franz's services use.
+pub type Producer = FutureProducer<Quiet>;
+
+/// A plain consumer (no group logic of its own) whose librdkafka logs go through [`repeats`].
+pub type PlainConsumer = BaseConsumer<Quiet>;
+
 /// The producer every service and `franz ticket` use: idempotent, `acks=all`, so an acknowledged record is
 /// on the broker exactly once.
-pub fn producer(bootstrap: &str) -> KafkaResult<FutureProducer> {
+pub fn producer(bootstrap: &str) -> KafkaResult<Producer> {
     client_config(bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
-        .create()
+        .create_with_context(Quiet)
 }
 
 /// A group member that stores offsets only when told to (`store_offset` after the output is acknowledged) and
@@ -82,7 +127,15 @@ pub struct CommitOnRevoke {
     pub generation: Arc<AtomicUsize>,
 }
 
-impl ClientContext for CommitOnRevoke {}
+impl ClientContext for CommitOnRevoke {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_quietly(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        error_quietly(&error, reason);
+    }
+}
 
 impl ConsumerContext for CommitOnRevoke {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -117,7 +170,11 @@ impl ConsumerContext for CommitOnRevoke {
 pub fn consumer_error_is_fatal(error: &KafkaError) -> bool {
     let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_));
     if !fatal {
-        tracing::warn!(%error, "the consumer reports a problem; librdkafka retries by itself");
+        // Every poll reports it again while the cluster is gone: said once per interval.
+        repeats::note(
+            repeats::Level::Warn,
+            &format!("the consumer reports a problem; librdkafka retries by itself: {error}"),
+        );
     }
     fatal
 }
@@ -131,8 +188,8 @@ pub fn commit_stored<C: Consumer<X>, X: ConsumerContext>(consumer: &C) -> KafkaR
 }
 
 /// Publishes one record and waits for the broker's acknowledgement.
-pub async fn publish(
-    producer: &FutureProducer,
+pub async fn publish<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     topic: &str,
     key: Option<&str>,
     payload: &[u8],
@@ -149,8 +206,8 @@ pub async fn publish(
 
 /// Publishes an operational event to the errors topic, retrying a few times; if even that fails, the log is the
 /// last resort.
-pub async fn report_error(
-    producer: &FutureProducer,
+pub async fn report_error<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
     errors_topic: &str,
     service: &str,
     message: String,

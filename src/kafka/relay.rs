@@ -13,7 +13,7 @@ use futures::stream::FuturesOrdered;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;
 
 use prometheus_client::metrics::counter::Counter;
@@ -150,7 +150,7 @@ type Settled = (SourceRef, Option<(Output, Delivered)>);
 /// closed, leaving its group, before this returns.
 pub async fn run<C, F>(
     consumer: StreamConsumer<C>,
-    producer: &FutureProducer,
+    producer: &super::Producer,
     shutdown: &CancellationToken,
     retry: &RetryPolicy,
     meter: &Meter,
@@ -187,7 +187,7 @@ where
 
 struct Relay<'a, C: ConsumerContext + 'static> {
     consumer: &'a StreamConsumer<C>,
-    producer: &'a FutureProducer,
+    producer: &'a super::Producer,
     retry: &'a RetryPolicy,
     meter: &'a Meter,
     stats: RelayStats,

@@ -10,7 +10,7 @@ use std::sync::mpsc::{RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -41,11 +41,11 @@ pub async fn run(
 }
 
 fn follow(writer: &mut Writer, bootstrap: &str, topic: &str, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = kafka::consumer_config(bootstrap)
+    let consumer: kafka::PlainConsumer = kafka::consumer_config(bootstrap)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("group.id", "franz-ticket-store")
-        .create()
+        .create_with_context(kafka::Quiet)
         .context("cannot create the ticket store's consumer")?;
     let ends = watermarks(&consumer, topic)?;
     check_against_topic(writer, &ends)?;
@@ -112,7 +112,7 @@ fn follow(writer: &mut Writer, bootstrap: &str, topic: &str, shutdown: &Cancella
 
 /// Polls `topic` and parses each batch, until shutdown, a stop, or the writer is gone.
 fn read(
-    consumer: &BaseConsumer,
+    consumer: &kafka::PlainConsumer,
     topic: &str,
     shutdown: &CancellationToken,
     stop: &AtomicBool,
@@ -126,7 +126,11 @@ fn read(
                 message.offset(),
                 message.payload().unwrap_or_default().to_vec(),
             )),
-            Err(error) => tracing::warn!(%error, "reading {topic} failed; librdkafka retries by itself"),
+            // Every poll reports it again while the cluster is gone: said once per interval.
+            Err(error) => kafka::repeats::note(
+                kafka::repeats::Level::Warn,
+                &format!("reading {topic} failed; librdkafka retries by itself: {error}"),
+            ),
         };
         if let Some(first) = consumer.poll(Duration::from_millis(100)) {
             take(first);
@@ -144,7 +148,10 @@ fn read(
 }
 
 /// Each partition's oldest and next offsets.
-fn watermarks(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<std::collections::BTreeMap<i32, (i64, i64)>> {
+fn watermarks(
+    consumer: &kafka::PlainConsumer,
+    topic: &str,
+) -> anyhow::Result<std::collections::BTreeMap<i32, (i64, i64)>> {
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .with_context(|| format!("cannot read the metadata of {topic}"))?;

@@ -153,6 +153,7 @@ mod tests {
             shutdown: tokio_util::sync::CancellationToken::new(),
             numbers: crate::desk::numbers::Numbers::new(store),
             live: Streams::default(),
+            searches: Default::default(),
         });
         let held = open(&desk.live, &session.id).unwrap();
         let mut stream = std::pin::pin!(changes(desk.clone(), session, held));

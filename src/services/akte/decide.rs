@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 
 use super::Settings;
 use crate::config::Topics;
@@ -80,7 +80,7 @@ pub struct Decider {
     pending: Memory<String, TicketState>,
     /// Commands answered (ticket id, command id) that the store may not have applied yet.
     answered: Memory<(String, String), ()>,
-    watermarks: Arc<BaseConsumer>,
+    watermarks: Arc<kafka::PlainConsumer>,
     /// Events decided, by type (`rejected` counts refusals), for `/metrics`.
     events: Family<EventLabel, Counter>,
     /// Seconds from creation to first claim, observed as each first claim is decided.
@@ -89,8 +89,9 @@ pub struct Decider {
 
 impl Decider {
     pub fn new(settings: &Settings) -> anyhow::Result<Decider> {
-        let watermarks: BaseConsumer =
-            kafka::consumer_config(&settings.bootstrap).create().context("cannot create akte's offset reader")?;
+        let watermarks: kafka::PlainConsumer = kafka::consumer_config(&settings.bootstrap)
+            .create_with_context(kafka::Quiet)
+            .context("cannot create akte's offset reader")?;
         Ok(Decider {
             topics: settings.topics.clone(),
             store: settings.store.clone(),

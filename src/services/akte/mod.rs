@@ -102,7 +102,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// Publishes `command` to the partition of `ticket-commands` that akte decides its ticket in, and waits for the
 /// broker's acknowledgement. For everyone who sends commands: the desk, the CLI through it, the Discord buttons.
 pub async fn send_command(
-    producer: &rdkafka::producer::FutureProducer,
+    producer: &rdkafka::producer::FutureProducer<impl rdkafka::ClientContext + 'static>,
     topic: &str,
     partitions: i32,
     command: &Command,

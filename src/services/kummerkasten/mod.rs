@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use poise::serenity_prelude as serenity;
+use rdkafka::ClientContext;
 use rdkafka::producer::FutureProducer;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,7 @@ pub struct Settings {
 
 /// What every command invocation can use.
 pub struct Data {
-    producer: FutureProducer,
+    producer: kafka::Producer,
     topics: Topics,
     /// Every `/ticket` in progress holds a token, so shutdown can let them finish.
     in_flight: TaskTracker,
@@ -121,7 +122,12 @@ pub struct Outcome {
 /// Publishes the ticket and returns what to tell the user. It says "received" only after the broker acknowledged
 /// the record. A failure is for [`report`], after the user has been told: with the broker down, reporting can
 /// take minutes of retries, and the user should not wait for them.
-pub async fn submit(producer: &FutureProducer, topics: &Topics, who: &Invocation, message: String) -> Outcome {
+pub async fn submit<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topics: &Topics,
+    who: &Invocation,
+    message: String,
+) -> Outcome {
     let record = match intake::record(who.submission(message)) {
         Ok(record) => record,
         Err(why) => return Outcome { answer: replies::rejected(&why.to_string()), failure: None },
@@ -136,7 +142,12 @@ pub async fn submit(producer: &FutureProducer, topics: &Topics, who: &Invocation
 }
 
 /// Reports a failed submission to the errors topic (retrying; if that fails too, the log says so).
-pub async fn report(producer: &FutureProducer, topics: &Topics, who: &Invocation, failure: String) {
+pub async fn report<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topics: &Topics,
+    who: &Invocation,
+    failure: String,
+) {
     let mut context = serde_json::Map::new();
     context.insert("user_id".into(), who.user_id.to_string().into());
     context.insert("interaction_id".into(), who.interaction_id.to_string().into());

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use poise::serenity_prelude as serenity;
-use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 
 use super::Settings;
@@ -36,7 +35,7 @@ enum Ask {
 pub async fn handle(
     http: &serenity::Http,
     settings: &Settings,
-    producer: &FutureProducer,
+    producer: &crate::kafka::Producer,
     topics: &Topics,
     interaction: &serenity::Interaction,
 ) {
@@ -81,7 +80,7 @@ pub async fn handle(
 }
 
 /// Sends the command and returns what to tell the presser: what happened, or akte's reason for refusing.
-async fn decide(settings: &Settings, producer: &FutureProducer, topics: &Topics, command: &Command) -> String {
+async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: &Topics, command: &Command) -> String {
     if let Err(error) = send_command(producer, &topics.commands, settings.partitions, command).await {
         let problem = format!("a command from a card could not be published: {error:#}");
         tracing::error!("{problem}");

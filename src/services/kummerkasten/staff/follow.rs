@@ -179,7 +179,7 @@ struct Poster {
     cards: Cards,
     duty: Duty,
     /// Publishes what Discord refused for good to the errors topic.
-    producer: rdkafka::producer::FutureProducer,
+    producer: crate::kafka::Producer,
     /// Submitters (by Discord user id) who refused a direct message, and when.
     refused: Mutex<HashMap<u64, Instant>>,
 }
