@@ -7,7 +7,8 @@
 //! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit), button presses with
 //! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave), keep the
 //! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages)) and its direct
-//! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), answer the next calls to an
+//! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), refuse a message over
+//! Discord's limits as Discord does ([`limits`]), answer the next calls to an
 //! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
 //! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
 //! what it is sent (it is not hardened against hostile clients).

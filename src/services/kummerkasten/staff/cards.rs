@@ -33,6 +33,9 @@ impl Cards {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // Another connection to the file (a franz started twice on one data dir) waits its turn rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .with_context(|| format!("cannot prepare {}", path.display()))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              CREATE TABLE IF NOT EXISTS cards (
@@ -95,6 +98,23 @@ impl Cards {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the two followers (cards, direct messages) once both prepared the file at start, and one of
+    /// them failed with "database is locked", stopping the bot.
+    #[test]
+    fn connections_preparing_the_file_at_once_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..10 {
+            let path = dir.path().join(format!("cards-{round}.sqlite"));
+            let opened: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| Cards::open(&path).map(drop))).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for result in opened {
+                result.unwrap();
+            }
+        }
+    }
 
     #[tokio::test]
     async fn a_remembered_card_survives_reopening_the_file() {

@@ -97,11 +97,16 @@ pub async fn run(
     duty: Duty,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let cards = Cards::open(&settings.cards_path)?;
+    // Only the cards' follower opens the card memory: two connections preparing the file at once would find it
+    // locked.
+    let work = match duty {
+        Duty::Cards(team) => Work::Cards(team, Cards::open(&settings.cards_path)?),
+        Duty::Notices => Work::Notices,
+    };
     let consumer = group_consumer(&bootstrap, duty.group(), CommitOnRevoke::default())?;
     consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
     let producer = crate::kafka::producer(&bootstrap)?;
-    let poster = Poster { settings, http, cards, duty, producer, refused: Mutex::new(HashMap::new()) };
+    let poster = Poster { settings, http, work, producer, refused: Mutex::new(HashMap::new()) };
     let result = follow(&consumer, &topic, &poster, &shutdown).await;
     // Committing and closing wait for the broker with no time limit, so they run on the blocking pool, as in
     // `kafka::relay`. On a runtime worker they stall every task queued behind them; when the broker runs in the
@@ -172,12 +177,17 @@ fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
     Seen { partition: message.partition(), offset: message.offset(), ticket, notice }
 }
 
+/// A follower's duty with what it needs: the cards need the card memory.
+enum Work {
+    Cards(Team, Cards),
+    Notices,
+}
+
 /// Posts and edits cards, or sends submitters their messages.
 struct Poster {
     settings: Settings,
     http: Arc<serenity::Http>,
-    cards: Cards,
-    duty: Duty,
+    work: Work,
     /// Publishes what Discord refused for good to the errors topic.
     producer: crate::kafka::Producer,
     /// Submitters (by Discord user id) who refused a direct message, and when.
@@ -196,9 +206,9 @@ impl Poster {
         if !self.store_has(&needed, shutdown).await {
             return false;
         }
-        match self.duty {
-            Duty::Cards(team) => self.draw(team, batch, shutdown).await,
-            Duty::Notices => {
+        match &self.work {
+            Work::Cards(team, cards) => self.draw(*team, cards, batch, shutdown).await,
+            Work::Notices => {
                 for notice in batch.iter().filter_map(|s| s.notice.as_ref()) {
                     if !self.tell(notice, shutdown).await {
                         return false;
@@ -210,7 +220,7 @@ impl Poster {
     }
 
     /// Brings the card of every ticket in the batch up to date; `false` if shutdown came first.
-    async fn draw(&self, team: Team, batch: &[Seen], shutdown: &CancellationToken) -> bool {
+    async fn draw(&self, team: Team, cards: &Cards, batch: &[Seen], shutdown: &CancellationToken) -> bool {
         let mut tickets: Vec<&str> = Vec::new();
         for ticket in batch.iter().filter_map(|s| s.ticket.as_deref()) {
             if !tickets.contains(&ticket) {
@@ -220,7 +230,7 @@ impl Poster {
         for ticket in tickets {
             let mut backoff = Duration::from_secs(1);
             loop {
-                match self.show(team, ticket).await {
+                match self.show(team, cards, ticket).await {
                     Ok(()) => break,
                     Err(Failure::Refused(why)) => {
                         let problem = format!(
@@ -339,34 +349,34 @@ impl Poster {
     }
 
     /// Posts or edits the card of `ticket` to show its current state.
-    async fn show(&self, team: Team, ticket: &str) -> Result<(), Failure> {
+    async fn show(&self, team: Team, cards: &Cards, ticket: &str) -> Result<(), Failure> {
         let Some(state) = self.ticket(ticket).await? else {
             return Ok(()); // an event for a ticket that was never created: nothing to show
         };
         let channel = team.channel_id;
-        match self.cards.get(channel, &state.id).await? {
+        match cards.get(channel, &state.id).await? {
             Some(card) if card.version >= state.version => Ok(()),
             Some(card) => {
                 let body = card::message(&state, None, self.settings.desk_url.as_deref());
                 let edited = self.http.edit_message(channel.into(), card.message_id.into(), &body, Vec::new()).await;
                 match edited {
-                    Ok(_) => Ok(self.cards.put(channel, &state.id, Card { version: state.version, ..card }).await?),
+                    Ok(_) => Ok(cards.put(channel, &state.id, Card { version: state.version, ..card }).await?),
                     // Someone deleted the card: the ticket gets a new one.
                     Err(error) if connect::status(&error) == Some(404) => {
-                        self.post(channel, &state, &format!("{}:{}", state.id, state.version)).await
+                        self.post(channel, cards, &state, &format!("{}:{}", state.id, state.version)).await
                     }
                     Err(error) => Err(Failure::from(error)),
                 }
             }
-            None => self.post(channel, &state, &state.id).await,
+            None => self.post(channel, cards, &state, &state.id).await,
         }
     }
 
-    async fn post(&self, channel: u64, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
+    async fn post(&self, channel: u64, cards: &Cards, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
         let body = card::message(state, Some(&super::nonce(nonce_of)), self.settings.desk_url.as_deref());
         let message = self.http.send_message(channel.into(), Vec::new(), &body).await?;
         let card = Card { message_id: message.id.get(), version: state.version };
-        Ok(self.cards.put(channel, &state.id, card).await?)
+        Ok(cards.put(channel, &state.id, card).await?)
     }
 
     async fn ticket(&self, id: &str) -> anyhow::Result<Option<TicketState>> {
