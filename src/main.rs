@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     // Dropping the runtime would wait for everything on its blocking pool, and a librdkafka call there can wait for
     // ever for a cluster that is gone. `franz up` has waited for its services already (see `app::Running::wait`);
     // what is left gets this long, then is abandoned with the process.
-    runtime.shutdown_timeout(franz::app::EXIT_GRACE);
+    runtime.shutdown_timeout(franz::app::EXIT_GRACE / 2);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -620,3 +620,26 @@ async fn searches_that_fill_every_reader_keep_neither_akte_nor_a_claim_waiting()
     eprintln!("claim answered in {took:?}; searches: {} 200, {} 429, {} 503", count(200), count(429), count(503));
     desk.running.stop().await.unwrap();
 }
+
+/// Regression (#33 attack): with the broker gone, a command waited for librdkafka's delivery timeout, and the desk's
+/// 30 s request timeout answered a bodiless 408; the README promises 504 within 10 s, with the command id to retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_the_broker_cannot_take_is_answered_504_with_its_command_id_within_the_answer_timeout() {
+    let harness = Harness::new(1).await;
+    publish_tickets(&harness, &[ticket(1)]).await;
+    let data = scratch();
+    let desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
+    wait_until("the ticket", || async { desk.get("/api/tickets/ticket-00001").await.0 == 200 }).await;
+    let (_harness, (status, body, took)) = harness
+        .with_broker_down(async {
+            let started = std::time::Instant::now();
+            let (status, body) = desk.send("ticket-00001", json!({"action": "claim", "command_id": "k1"})).await;
+            (status, body, started.elapsed())
+        })
+        .await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["command_id"], "k1", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("the broker has not taken the command"), "{body}");
+    assert!(took < Duration::from_secs(20), "answered after {took:?}");
+    desk.running.stop().await.unwrap();
+}

@@ -210,6 +210,7 @@ async fn the_sign_in_button_sets_a_strict_http_only_cookie_and_leaves_the_token_
         .http
         .post(format!("{}/signin", team.url))
         .header("x-forwarded-proto", "https")
+        .header("origin", team.url.as_str())
         .header("sec-fetch-site", "same-origin")
         .form(&[("token", link_token(&team.link("cy")))])
         .send()
@@ -264,6 +265,12 @@ async fn signing_in_is_a_post_from_the_desk_itself_and_works_once() {
         &[("origin", "null"), ("sec-fetch-site", "cross-site")],
         &[("origin", "null"), ("sec-fetch-site", "same-origin")],
         &[("origin", "https://evil.example"), ("sec-fetch-site", "same-origin")],
+        // Regression (#33 attack): a POST without `Origin` came from no page of the desk (a mail scanner that
+        // submits forms), and used the link up.
+        &[],
+        &[("sec-fetch-site", "same-origin")],
+        &[("sec-fetch-site", "none")],
+        &[("referer", "http://evil.example/")],
     ] {
         let refused = team.redeem(&token, headers).await;
         assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{headers:?}");
@@ -277,7 +284,7 @@ async fn signing_in_is_a_post_from_the_desk_itself_and_works_once() {
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
     assert!(again.headers().get(SET_COOKIE).is_none());
     assert!(again.text().await.unwrap().contains("This sign-in link does not work"));
-    let empty = team.redeem("", &[("sec-fetch-site", "same-origin")]).await;
+    let empty = team.redeem("", &[("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")]).await;
     assert_eq!(empty.status(), StatusCode::UNAUTHORIZED);
     team.stop().await;
 }
@@ -312,7 +319,7 @@ async fn pages_without_a_live_session_lead_to_a_page_that_says_how_to_get_a_new_
     let none = team.http.get(format!("{}/", team.url)).send().await.unwrap();
     assert_eq!(none.status(), StatusCode::SEE_OTHER);
     assert_eq!(none.headers()[LOCATION], "/signin");
-    let refused = team.redeem("franz_guess", &[("sec-fetch-site", "same-origin")]).await;
+    let refused = team.redeem("franz_guess", &[("origin", team.url.as_str()), ("sec-fetch-site", "same-origin")]).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.text().await.unwrap().contains("franz staff link YOUR-NAME"));
 

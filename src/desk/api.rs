@@ -316,17 +316,32 @@ pub(super) async fn submit(desk: &Shared, command: &Command) -> Result<Event, Ap
         // A retry: the command was decided already; its answer is the answer.
         Some(event) => event,
         None => {
-            publish(desk, command).await?;
-            answer(desk, id, command_id).await?.ok_or_else(|| ApiError {
+            // One deadline for taking the command and deciding it: a broker that does not answer must not hold the
+            // caller for librdkafka's delivery timeout (the request then ended in a bodiless 408 after 30 s).
+            let deadline = tokio::time::Instant::now() + ANSWER_TIMEOUT;
+            let unanswered = |what: &str| ApiError {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 body: json!({
                     "error": format!(
-                        "akte has not answered within {} s; is akte running? The command is queued and will be \
-                         decided when it runs; send it again with the same command_id to learn the outcome",
+                        "{what} within {} s; send it again with the same command_id to learn the outcome",
                         ANSWER_TIMEOUT.as_secs()
                     ),
                     "command_id": command_id,
                 }),
+            };
+            match tokio::time::timeout_at(deadline, publish(desk, command)).await {
+                Ok(published) => published?,
+                Err(_) => {
+                    return Err(unanswered(
+                        "the broker has not taken the command; is it running? The command may still be delivered",
+                    ));
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            answer(desk, id, command_id, left).await?.ok_or_else(|| {
+                unanswered(
+                    "akte has not answered; is akte running? The command is queued and will be decided when it runs",
+                )
             })?
         }
     };
@@ -349,9 +364,10 @@ async fn publish(desk: &Shared, command: &Command) -> Result<(), ApiError> {
     })
 }
 
-/// Waits until the store holds the event that answers command `command_id` of ticket `ticket_id`.
-async fn answer(desk: &Shared, ticket_id: &str, command_id: &str) -> Result<Option<Event>, ApiError> {
-    desk.store.answer(ticket_id, command_id, ANSWER_TIMEOUT).await.map_err(ApiError::internal)
+/// Waits until the store holds the event that answers command `command_id` of ticket `ticket_id`, for at most
+/// `within`.
+async fn answer(desk: &Shared, ticket_id: &str, command_id: &str, within: Duration) -> Result<Option<Event>, ApiError> {
+    desk.store.answer(ticket_id, command_id, within).await.map_err(ApiError::internal)
 }
 
 /// The team's numbers: the status counts as of now, the rest as of `as_of` (see `numbers`).

@@ -273,9 +273,9 @@ fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
             text(&t["id"]),
             text(&t["status"]),
             text(&t["priority"]),
-            clip(&text(&t["assignee"]), 16),
-            clip(&text(&t["contact"]), 16),
-            clip(&visible(first_line), 60)
+            cell(&t["assignee"], 16),
+            cell(&t["contact"], 16),
+            visible(&clip(first_line, 60))
         )?;
     }
     if let Some(cursor) = page["next_cursor"].as_str() {
@@ -335,6 +335,15 @@ fn describe(event: &Value) -> String {
     format!("{version} {what} - {who}")
 }
 
+/// A table cell of at most `width` characters of the value, then made visible: clipped before it is escaped, so a
+/// cut never halves an escape (`\u{9` and no more).
+fn cell(value: &Value, width: usize) -> String {
+    match value {
+        Value::String(s) => visible(&clip(s, width)),
+        other => clip(&text(other), width),
+    }
+}
+
 fn text(value: &Value) -> String {
     match value {
         Value::String(s) => visible(s),
@@ -387,6 +396,24 @@ mod tests {
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains("fine\\n  2026"), "{line}");
         assert_eq!(visible("a\u{202e}b"), "a\\u{202e}b");
+    }
+
+    /// Regression (#33 attack): a cell was escaped, then clipped, and the cut fell inside an escape.
+    #[test]
+    fn a_clipped_cell_never_halves_an_escape() {
+        let page = serde_json::json!({"tickets": [{
+            "id": "t-1", "status": "open", "priority": "normal", "assignee": "\u{9b}".repeat(20),
+            "contact": "abcdefghijklmno\u{1b}", "body": format!("{}\u{202e}", "x".repeat(59)),
+        }]});
+        let mut out = Vec::new();
+        super::print_list(&page, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        for (i, _) in out.match_indices("\\u{") {
+            let rest = &out[i + 3..];
+            let end = rest.find('}').unwrap_or_else(|| panic!("an escape is cut: {out}"));
+            assert!(rest[..end].chars().all(|c| c.is_ascii_hexdigit()), "an escape is cut: {out}");
+        }
+        assert!(!out.chars().any(|c| c == '\u{9b}' || c == '\u{1b}' || c == '\u{202e}'), "{out}");
     }
 
     #[test]

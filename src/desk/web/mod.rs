@@ -261,6 +261,11 @@ async fn redeem(
     headers: HeaderMap,
     form: Result<Form<Redeem>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    // A browser always sends `Origin` with a form's POST: a request without one came from no page of the desk (a
+    // mail scanner that submits forms, say) and must not use the link up.
+    if !headers.contains_key(header::ORIGIN) {
+        return Forged.into();
+    }
     if let Err(forged) = same_origin(&desk, &headers) {
         return forged.into();
     }
