@@ -552,7 +552,9 @@ fn every_payload_of_the_fake_deserializes_as_serenity_models() {
     }
     let dm_press = payloads::in_dm(payloads::button(&options, &call, &ponta(), &[], (9, 10), "franz:claim:t-1"), 7);
     match serde_json::from_value::<serenity::Interaction>(dm_press).unwrap() {
-        serenity::Interaction::Component(press) => assert_eq!((press.guild_id, press.user.id.get()), (None, 80351110224678912)),
+        serenity::Interaction::Component(press) => {
+            assert_eq!((press.guild_id, press.user.id.get()), (None, 80351110224678912))
+        }
         other => panic!("not a button press: {other:?}"),
     }
     let ready = payloads::ready(&options, "session", "ws://127.0.0.1:1");

@@ -186,11 +186,17 @@ mod tests {
         assert_eq!(ticket.guild_id.as_deref(), Some("1177000000000000002"));
         assert_eq!(ticket.channel_id.as_deref(), Some("1177000000000000003"), "trimmed, as every optional field");
         let wire = serde_json::to_value(&ticket).unwrap();
-        assert_eq!((&wire["guild_id"], &wire["channel_id"]), (&json!("1177000000000000002"), &json!("1177000000000000003")));
+        assert_eq!(
+            (&wire["guild_id"], &wire["channel_id"]),
+            (&json!("1177000000000000002"), &json!("1177000000000000003"))
+        );
 
         let historical = run(json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z"})).unwrap();
         assert_eq!((historical.guild_id, historical.channel_id), (None, None));
-        let wire = serde_json::to_value(run(json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z", "guild_id": ""})).unwrap()).unwrap();
+        let wire = serde_json::to_value(
+            run(json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z", "guild_id": ""})).unwrap(),
+        )
+        .unwrap();
         assert!(wire.get("guild_id").is_none() && wire.get("channel_id").is_none(), "left out when absent: {wire}");
     }
 

@@ -366,7 +366,8 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
 
 /// Answers a command from outside the bot's server privately, and does nothing else with it.
 async fn refuse(ctx: poise::Context<'_, Data, Error>) {
-    tracing::info!(interaction = %ctx.id(), "refused /{} from outside the bot's server (DISCORD_GUILD_ID)", ctx.command().name);
+    let command = &ctx.command().name;
+    tracing::info!(interaction = %ctx.id(), "refused /{command} from outside the bot's server (DISCORD_GUILD_ID)");
     if let Err(error) = ctx.send(replies::reply(replies::elsewhere())).await {
         let problem = format!("could not refuse a command from another server: {}", connect::describe(&error));
         tracing::warn!("{problem}");
