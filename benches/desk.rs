@@ -67,6 +67,8 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         body: body.join(" "),
         date: at(0),
         contact_id: None,
+        guild_id: None,
+        channel_id: None,
     };
     let actor = Actor { source: ActorSource::Web, name: format!("staff{}", rng.usize(0..20)), id: None };
     let commands = [
@@ -269,6 +271,8 @@ async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::To
         body: "a ticket 200 boards wait for".into(),
         date: franz::schema::now_rfc3339(),
         contact_id: None,
+        guild_id: None,
+        channel_id: None,
     })?;
     let began = Instant::now();
     let _ = published.set(began);

@@ -36,6 +36,9 @@ pub struct TicketState {
     pub labels: BTreeSet<String>,
     pub contact: String,
     pub contact_id: Option<String>,
+    /// The Discord server and channel the ticket was submitted in, when it came from Discord.
+    pub guild_id: Option<String>,
+    pub channel_id: Option<String>,
     pub origin: String,
     pub body: String,
     /// When the submitter sent it.
@@ -107,6 +110,12 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
             if let Some(id) = &ticket.contact_id {
                 name("a ticket's contact id", id)?;
             }
+            if let Some(id) = &ticket.guild_id {
+                name("a ticket's server id", id)?;
+            }
+            if let Some(id) = &ticket.channel_id {
+                name("a ticket's channel id", id)?;
+            }
             if chrono::DateTime::parse_from_rfc3339(&ticket.date).is_err() {
                 return Err("a ticket's date must be RFC 3339".into());
             }
@@ -116,6 +125,8 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
                 origin: ticket.origin.clone(),
                 body: ticket.body.clone(),
                 submitted: ticket.date.clone(),
+                guild_id: ticket.guild_id.clone(),
+                channel_id: ticket.channel_id.clone(),
             });
         }
         (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),
@@ -235,12 +246,16 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     let Some(version) = event.version else { return state };
     let at = event.at.clone();
     let mut ticket = match (state, &event.change) {
-        (None, Change::Created { contact, contact_id, origin, body, submitted }) if version == 1 => {
+        (None, Change::Created { contact, contact_id, origin, body, submitted, guild_id, channel_id })
+            if version == 1 =>
+        {
             return Some(TicketState {
                 id: event.ticket_id.clone(),
                 version,
                 contact: contact.clone(),
                 contact_id: contact_id.clone(),
+                guild_id: guild_id.clone(),
+                channel_id: channel_id.clone(),
                 origin: origin.clone(),
                 body: body.clone(),
                 submitted: submitted.clone(),

@@ -60,6 +60,13 @@ pub struct Ticket {
     pub date: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_id: Option<String>,
+    /// The Discord server the ticket was submitted in, so staff can tell where it came from; absent for tickets
+    /// from elsewhere and from records written before franz kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guild_id: Option<String>,
+    /// The channel the ticket was submitted in; absent as `guild_id` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
 }
 
 /// Where a record came from: enough to find the original again.

@@ -36,6 +36,8 @@ fn ticket(n: usize) -> Ticket {
         body: format!("ticket number {n}"),
         date: "2026-02-24T08:32:23.255Z".into(),
         contact_id: Some("42".into()),
+        guild_id: None,
+        channel_id: None,
     }
 }
 

@@ -1,11 +1,11 @@
 //! The Discord bot end to end through the fake Discord (`crates/fake-discord`): the gateway session, `/ticket` with
 //! text and with the form, the cooldown, publishing failures, the registration, gateway faults, rate limits,
-//! shutdown with work in flight, and hostile interaction payloads. REST goes through the bot's `api_proxy` setting,
+//! shutdown with work in flight, hostile interaction payloads, and interactions from outside the bot's server. REST goes through the bot's `api_proxy` setting,
 //! the gateway URL comes from the fake's `GET /gateway`, exactly as with a real deployment behind a proxy.
 
 use std::time::{Duration, Instant};
 
-use fake_discord::{Answer, Endpoint, FakeDiscord, Fault, Interaction, Received, User};
+use fake_discord::{Answer, Endpoint, FakeDiscord, Fault, Interaction, Origin, Received, User};
 use franz::schema::{IntakeRecord, ticket_id_for_interaction};
 use franz::services::{aufbereitung, kummerkasten};
 use franz::troubles::Troubles;
@@ -287,7 +287,84 @@ async fn registration_puts_the_snapshot_command_into_the_guild_before_the_gatewa
     let snapshot: Value = serde_json::from_str(include_str!("../fixtures/kummerkasten/ticket-command.json")).unwrap();
     assert_eq!(received[registration].body, json!([snapshot]));
     assert_eq!(received[registration].status, 200);
-    assert!(received.iter().all(|r| r.endpoint != Endpoint::GlobalCommands));
+    // With no global registration left, the bot only asks for it and changes nothing there.
+    let global: Vec<&str> =
+        received.iter().filter(|r| r.endpoint == Endpoint::GlobalCommands).map(|r| r.method.as_str()).collect();
+    assert_eq!(global, ["GET"], "{received:#?}");
+    bot.stop().await.1.unwrap();
+}
+
+/// Regression (#33): with DISCORD_GUILD_ID set, a global registration from an earlier configuration stayed, so
+/// every other server with the bot (and its direct messages) still offered `/ticket`. Now it is removed at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_registration_left_from_before_is_removed_at_start() {
+    let harness = Harness::new(1).await;
+    let discord = FakeDiscord::start().await;
+    discord.register_globally(&[json!({"name": "ticket", "description": "Submit a ticket", "type": 1})]);
+    assert_eq!(discord.global_commands().len(), 1);
+    let bot = Bot::launch(&harness, discord, Duration::ZERO);
+    wait_until("the bot's gateway session", || async { bot.discord.gateway().live }).await;
+
+    assert!(bot.discord.global_commands().is_empty(), "{:?}", bot.discord.global_commands());
+    let received = bot.discord.received();
+    let position = |endpoint: Endpoint, method: &str| {
+        received.iter().position(|r| r.endpoint == endpoint && r.method == method).expect("called")
+    };
+    let (guild, asked, removed) = (
+        position(Endpoint::GuildCommands, "PUT"),
+        position(Endpoint::GlobalCommands, "GET"),
+        position(Endpoint::GlobalCommands, "PUT"),
+    );
+    assert!(guild < asked && asked < removed, "first the guild's commands, then the global ones: {received:#?}");
+    assert_eq!((received[removed].body.clone(), received[removed].status), (json!([]), 200));
+    assert!(private_text(&bot.follow_up(&bot.ticket(&ponta(), Some("still served"))).await).starts_with("Ticket"));
+    bot.stop().await.1.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_global_registration_that_cannot_be_removed_leaves_the_bot_running() {
+    let harness = Harness::new(1).await;
+    let discord = FakeDiscord::start().await;
+    discord.register_globally(&[json!({"name": "ticket", "description": "Submit a ticket", "type": 1})]);
+    discord.script(Endpoint::GlobalCommands, &[Answer::Status(403)]);
+    let bot = Bot::launch(&harness, discord, Duration::ZERO);
+    wait_until("the bot's gateway session", || async { bot.discord.gateway().live }).await;
+    assert_eq!(bot.discord.global_commands().len(), 1, "it is still there");
+    assert!(private_text(&bot.follow_up(&bot.ticket(&ponta(), Some("still served"))).await).starts_with("Ticket"));
+    bot.stop().await.1.unwrap();
+}
+
+/// Regression (#33): DISCORD_GUILD_ID restricted nothing; a `/ticket` delivered from another server id was
+/// published like any other. Now `/ticket` from another server or a direct message gets a private refusal and
+/// nothing else (`/tickets` in `kummerkasten_staff`, where the store runs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_from_another_server_or_a_direct_message_is_refused_privately_and_publishes_nothing() {
+    let harness = Harness::new(1).await;
+    let bot = Bot::start(&harness, Duration::ZERO).await;
+    let elsewhere = Origin::Guild { guild_id: 1177000000000000999, channel_id: 1177000000000000998 };
+    let calls = [
+        bot.discord.command_from(elsewhere, &ponta(), "ticket", &[("message", "from another server")]),
+        bot.discord.command_from(elsewhere, &ponta(), "ticket", &[]),
+        bot.discord.command_from(Origin::Dm, &ponta(), "ticket", &[("message", "from a direct message")]),
+        bot.discord.command_from(Origin::Dm, &ponta(), "ticket", &[]),
+    ];
+    for call in &calls {
+        let refusal = bot.answer(call, Endpoint::Callback).await;
+        assert_eq!(refusal.body["type"], 4, "a message, no deferral and no form: {:?}", refusal.body);
+        let text = private_text(&refusal);
+        assert!(text.contains("only works in the Discord server it was set up for"), "{text}");
+    }
+
+    // A ticket from the bot's own server right after is published, and it is the only record.
+    let home = bot.ticket(&ponta(), Some("from home"));
+    assert!(private_text(&bot.follow_up(&home).await).starts_with("Ticket received"));
+    let records = intake(&harness, 1).await;
+    assert_eq!(records[0].1.message, "from home");
+    assert_eq!(harness.count(&harness.topics.intake).await, 1, "nothing from elsewhere was published");
+    for call in &calls {
+        let answers = bot.discord.answers_to(call);
+        assert_eq!(answers.len(), 1, "the refusal and nothing else: {answers:#?}");
+    }
     bot.stop().await.1.unwrap();
 }
 
@@ -451,6 +528,32 @@ fn every_payload_of_the_fake_deserializes_as_serenity_models() {
     match serde_json::from_value::<serenity::Interaction>(press).unwrap() {
         serenity::Interaction::Component(press) => {
             assert_eq!((press.data.custom_id.as_str(), press.message.id.get()), ("franz:claim:t-1", 10));
+        }
+        other => panic!("not a button press: {other:?}"),
+    }
+    // From another server and from a direct message, as Discord sends them: serenity reads the user from
+    // `member.user` in a server and from `user` in a direct message.
+    let elsewhere = payloads::in_guild(payloads::command(&options, &call, &ponta(), "ticket", &[]), 9, 8);
+    match serde_json::from_value::<serenity::Interaction>(elsewhere).unwrap() {
+        serenity::Interaction::Command(command) => {
+            assert_eq!((command.guild_id.map(|g| g.get()), command.channel_id.get()), (Some(9), 8));
+            assert_eq!(command.user.id.get(), 80351110224678912);
+        }
+        other => panic!("not a command: {other:?}"),
+    }
+    let dm = payloads::in_dm(payloads::command(&options, &call, &ponta(), "ticket", &[]), 7);
+    assert!(dm.get("member").is_none() && dm.get("guild_id").is_none() && dm["user"]["id"] == "80351110224678912");
+    match serde_json::from_value::<serenity::Interaction>(dm).unwrap() {
+        serenity::Interaction::Command(command) => {
+            assert_eq!((command.guild_id, command.channel_id.get()), (None, 7));
+            assert_eq!((command.user.id.get(), command.member.is_none()), (80351110224678912, true));
+        }
+        other => panic!("not a command: {other:?}"),
+    }
+    let dm_press = payloads::in_dm(payloads::button(&options, &call, &ponta(), &[], (9, 10), "franz:claim:t-1"), 7);
+    match serde_json::from_value::<serenity::Interaction>(dm_press).unwrap() {
+        serenity::Interaction::Component(press) => {
+            assert_eq!((press.guild_id, press.user.id.get()), (None, 80351110224678912))
         }
         other => panic!("not a button press: {other:?}"),
     }

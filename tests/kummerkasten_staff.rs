@@ -2,12 +2,13 @@
 //! Discord and the harness's broker. A ticket submitted with `/ticket` gets one card in the staff channel; its
 //! buttons work the ticket through akte for members of the staff role only; redelivered events and restarts post
 //! no second card; the submitter is told by direct message (unless they refuse them, or the switch is off); and
-//! `/tickets` shows a user their own tickets.
+//! `/tickets` shows a user their own tickets. Presses and commands from outside the bot's server are refused, and a
+//! ticket keeps the server and channel it came from.
 
 use std::path::Path;
 use std::time::Duration;
 
-use fake_discord::{Answer, ChannelMessage, Endpoint, FakeDiscord, Interaction, Received, User};
+use fake_discord::{Answer, ChannelMessage, Endpoint, FakeDiscord, Interaction, Origin, Received, User};
 use franz::app;
 use franz::config::{BrokerKind, Config, Service};
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Priority};
@@ -532,5 +533,81 @@ async fn tickets_lists_the_callers_own_tickets_privately_and_no_one_elses() {
     let [bobs] = ids_of("bob").try_into().unwrap();
     assert!(!text.contains(&bobs) && !text.contains("secret"), "another user's ticket is shown: {text}");
     assert!(text.contains("printer on fire") && text.contains("vpn drops") && text.contains("open"), "{text}");
+    team.down().await;
+}
+
+/// Regression (#33): DISCORD_GUILD_ID restricted nothing, so a card's buttons (and `/tickets`) worked from any
+/// server the bot was in. Now a press, a form submit or `/tickets` from another server or a direct message gets a
+/// private refusal and changes nothing, even from a member of the staff role.
+#[tokio::test(flavor = "multi_thread")]
+async fn presses_forms_and_tickets_from_another_server_or_a_direct_message_are_refused_and_change_nothing() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
+    let ana = ana(discord);
+    let elsewhere = Origin::Guild { guild_id: 1177000000000000999, channel_id: 1177000000000000998 };
+    // The reason form's id, as a press of Close at home opens it.
+    let form = answer(discord, &discord.press(&ana, &posted, &button(&posted, "Close")), Endpoint::Callback).await;
+    let form_id = form.body["data"]["custom_id"].as_str().unwrap().to_owned();
+
+    let calls = [
+        discord.press_from(elsewhere, &ana, &posted, &button(&posted, "Claim")),
+        discord.press_from(Origin::Dm, &ana, &posted, &button(&posted, "Claim")),
+        discord.press_from(elsewhere, &ana, &posted, &button(&posted, "Close")),
+        discord.modal_submit_from(elsewhere, &ana, &form_id, &[("reason", "closed from elsewhere")]),
+        discord.modal_submit_from(Origin::Dm, &ana, &form_id, &[("reason", "closed from a direct message")]),
+        discord.command_from(elsewhere, &ponta(), "tickets", &[]),
+        discord.command_from(Origin::Dm, &ponta(), "tickets", &[]),
+    ];
+    for call in &calls {
+        let refusal = answer(discord, call, Endpoint::Callback).await;
+        let body = &refusal.body;
+        assert_eq!((&body["type"], &body["data"]["flags"]), (&json!(4), &json!(64)), "private, no form: {body:?}");
+        assert_eq!(body["data"]["allowed_mentions"]["parse"], json!([]));
+        let text = body["data"]["content"].as_str().unwrap();
+        assert!(text.contains("only works in the Discord server it was set up for"), "{text}");
+        assert!(!text.contains("printer"), "no ticket is shown: {text}");
+    }
+
+    // A claim at home right after is the second command ever; the refused ones sent none before it.
+    let text = told(discord, &discord.press(&ana, &posted, &button(&posted, "Claim"))).await;
+    assert!(text.contains("You claimed the ticket"), "{text}");
+    assert_eq!(harness.count(&harness.topics.commands).await, 2, "the creation and the claim from home");
+    for call in &calls {
+        assert_eq!(discord.answers_to(call).len(), 1, "the refusal and nothing else");
+    }
+    team.down().await;
+}
+
+/// Regression (#33): aufbereitung dropped the server and channel a ticket came from, so staff could not tell
+/// where it was submitted. Now they reach the `created` event, the ticket store and the desk's API.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tickets_server_and_channel_reach_the_created_event_the_store_and_the_api() {
+    let (harness, discord, data) = (Harness::new(1).await, FakeDiscord::start().await, scratch());
+    let mut config = config(&harness, data.path(), &discord);
+    config.services.push(franz::config::Service::Desk);
+    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    let mut team = Team { harness, discord, config, running: None, _data: data };
+    team.up().await;
+    let (guild, channel) = (team.discord.options().guild_id.to_string(), team.discord.options().channel_id.to_string());
+    submit(&team.discord, "printer on fire").await;
+
+    let created = events_of(&team.harness, "created", 1).await.remove(0);
+    assert_eq!((&created["guild_id"], &created["channel_id"]), (&json!(guild), &json!(channel)), "{created}");
+    let id = created["ticket_id"].as_str().unwrap().to_owned();
+
+    // The API answers from the ticket store, once the store has applied the ticket.
+    let running = team.running.as_ref().expect("franz runs");
+    let staff = franz::desk::staff::Staff::open(&team.config.data_dir.join("desk")).unwrap();
+    let (token, _) = staff.add("ana").unwrap();
+    let url = format!("http://{}/api/tickets/{id}", running.desk.expect("the desk runs"));
+    let get = || async {
+        let response = reqwest::Client::new().get(&url).bearer_auth(&token).send().await.unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    wait_until("the ticket in the store", || async { get().await.0 == 200 }).await;
+    let (_, shown) = get().await;
+    let ticket = &shown["ticket"];
+    assert_eq!((&ticket["guild_id"], &ticket["channel_id"]), (&json!(guild), &json!(channel)), "{shown}");
     team.down().await;
 }

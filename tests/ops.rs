@@ -224,6 +224,8 @@ async fn time_to_claim_is_observed_once_per_ticket_at_its_first_claim() {
         body: "please help".into(),
         date: "2026-02-24T08:32:23.255Z".into(),
         contact_id: None,
+        guild_id: None,
+        channel_id: None,
     };
     let id = Some(ticket.id.as_str());
     publish(&harness.bootstrap, &harness.topics.tickets, &[(id, serde_json::to_vec(&ticket).unwrap())]).await;

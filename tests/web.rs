@@ -478,6 +478,8 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
             body: format!("ticket {n} about {}", if n % 2 == 0 { "printers" } else { "mail" }),
             date: "2026-12-01T08:00:00.000Z".into(),
             contact_id: None,
+            guild_id: None,
+            channel_id: None,
         })
         .collect();
     team.publish(&tickets).await;
@@ -572,6 +574,8 @@ async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket(
         body: body.into(),
         date: "2026-12-01T08:00:00.000Z".into(),
         contact_id: None,
+        guild_id: None,
+        channel_id: None,
     };
     team.publish(&[ticket]).await;
     let run = |args: &[&str]| {

@@ -24,6 +24,8 @@ fn ticket() -> Ticket {
         body: "my account is locked".into(),
         date: T.into(),
         contact_id: Some("42".into()),
+        guild_id: None,
+        channel_id: None,
     }
 }
 
@@ -145,6 +147,25 @@ fn a_create_with_an_oversized_or_malformed_ticket_is_refused_and_its_event_stays
         assert!(reason(&event).unwrap().starts_with(says), "{:?}", event.change);
         assert!(serde_json::to_vec(&event).unwrap().len() < 1_000);
     }
+}
+
+#[test]
+fn a_tickets_discord_server_and_channel_reach_the_created_event_and_the_state() {
+    let from_discord = Ticket { guild_id: Some("2".into()), channel_id: Some("3".into()), ..ticket() };
+    let (events, state) = run(&[Command::create(from_discord)]);
+    let wire = serde_json::to_value(&events[0]).unwrap();
+    assert_eq!((&wire["guild_id"], &wire["channel_id"]), (&serde_json::json!("2"), &serde_json::json!("3")), "{wire}");
+    let state = state.unwrap();
+    assert_eq!((state.guild_id.as_deref(), state.channel_id.as_deref()), (Some("2"), Some("3")));
+
+    // An event written before franz kept them reads as a ticket without them, and writes none back.
+    let (events, _) = run(&[Command::create(ticket())]);
+    let mut old = serde_json::to_value(&events[0]).unwrap();
+    assert!(old.get("guild_id").is_none() && old.get("channel_id").is_none(), "{old}");
+    old["type"] = "created".into();
+    let read: Event = serde_json::from_value(old).unwrap();
+    let state = apply(None, &read).unwrap();
+    assert_eq!((state.guild_id, state.channel_id), (None, None));
 }
 
 #[test]

@@ -134,6 +134,11 @@ pub enum Change {
         body: String,
         /// When the submitter sent it (the ticket's `date`).
         submitted: String,
+        /// The Discord server and channel it was submitted in; absent in events written before franz kept them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guild_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel_id: Option<String>,
     },
     Claimed {
         by: String,

@@ -410,7 +410,8 @@ impl Writer {
 
 /// The columns `load` and the queries read, in order.
 pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
-    origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments";
+    origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments, \
+    guild_id, channel_id";
 
 /// A ticket row as a state, with its seq.
 pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
@@ -438,6 +439,8 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
             close_reason: row.get(16)?,
             updated_at: row.get(17)?,
             comments: row.get::<_, i64>(18)? as u64,
+            guild_id: row.get(19)?,
+            channel_id: row.get(20)?,
         },
     ))
 }
@@ -470,6 +473,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         t.close_reason,
         t.updated_at,
         t.comments as i64,
+        t.guild_id,
+        t.channel_id,
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -477,7 +482,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                 "UPDATE tickets SET id = ?1, version = ?2, status = ?3, assignee = ?4, priority = ?5, labels = ?6,
                  contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
-                 comments = ?18 WHERE seq = ?19",
+                 comments = ?18, guild_id = ?19, channel_id = ?20 WHERE seq = ?21",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -490,7 +495,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
             conn.prepare_cached(
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
-                 comments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                 comments, guild_id, channel_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

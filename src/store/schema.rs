@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension as _};
 
 /// Bumped whenever the tables change; a store with another version is rebuilt from the events.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: `tickets.guild_id` and `tickets.channel_id`.
+const SCHEMA_VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +31,9 @@ CREATE TABLE IF NOT EXISTS tickets (
     closed_by TEXT,
     close_reason TEXT,
     updated_at TEXT NOT NULL,
-    comments INTEGER NOT NULL
+    comments INTEGER NOT NULL,
+    guild_id TEXT,
+    channel_id TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);

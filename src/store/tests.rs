@@ -16,6 +16,8 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
         body: body.into(),
         date: "2026-02-24T08:32:23.255Z".into(),
         contact_id: None,
+        guild_id: None,
+        channel_id: None,
     }
 }
 

@@ -5,7 +5,9 @@
 //! bot as its REST proxy, or its [`webhook_url`](FakeDiscord::webhook_url) to absturz) and one for the gateway (the
 //! URL `GET /gateway` returns). Tests script it: dispatch slash commands and modal submits
 //! ([`command`](FakeDiscord::command), [`modal_submit`](FakeDiscord::modal_submit), button presses with
-//! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave), keep the
+//! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave; the
+//! `…_from` variants send them from another server or from a direct message, see [`Origin`]), remember the
+//! global command registration ([`register_globally`](FakeDiscord::register_globally) leaves one from before), keep the
 //! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages)) and its direct
 //! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), refuse a message over
 //! Discord's limits as Discord does ([`limits`]), answer the next calls to an
@@ -67,7 +69,7 @@ pub enum Endpoint {
     CurrentApplication,
     /// `GET /users/@me`.
     CurrentUser,
-    /// `PUT /applications/{id}/commands`: replace the global commands.
+    /// `GET /applications/{id}/commands` (the global commands) and `PUT` (replace them).
     GlobalCommands,
     /// `PUT /applications/{id}/guilds/{guild}/commands`: replace a guild's commands.
     GuildCommands,
@@ -122,6 +124,19 @@ pub struct Interaction {
     pub token: String,
 }
 
+/// Where an interaction comes from. Discord sends an interaction from a server with `guild_id` and `member` (the
+/// user inside it, with their roles), and one from a direct message with the bot with `user` instead, and neither
+/// `guild_id` nor `member`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The fake's own guild and channel ([`Options`]).
+    Home,
+    /// Another server the bot is in, from one of its channels: how a global registration reaches the bot there.
+    Guild { guild_id: u64, channel_id: u64 },
+    /// The user's direct-message channel with the bot.
+    Dm,
+}
+
 /// A Discord user who invokes commands.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -161,6 +176,8 @@ struct State {
     dm_channels: HashMap<u64, u64>,
     /// Users who accept no direct messages from the bot: a message to them is refused (403, code 50007).
     closed_dms: HashSet<u64>,
+    /// The application's global commands, as the last `PUT /applications/{id}/commands` registered them.
+    global_commands: Vec<Value>,
 }
 
 /// A message a bot posted to a channel, with its edits applied.
@@ -349,29 +366,77 @@ impl FakeDiscord {
 
     /// `user` invokes the slash command `name` with these string options: an INTERACTION_CREATE of type 2.
     pub fn command(&self, user: &User, name: &str, options: &[(&str, &str)]) -> Interaction {
+        self.command_from(Origin::Home, user, name, options)
+    }
+
+    /// [`command`](FakeDiscord::command) from `origin`.
+    pub fn command_from(&self, origin: Origin, user: &User, name: &str, options: &[(&str, &str)]) -> Interaction {
         let interaction = self.new_interaction();
         let payload = payloads::command(&self.shared.options, &interaction, user, name, options);
-        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+        self.send_from(origin, user, payload);
         interaction
     }
 
     /// `user` submits the modal `custom_id` with these text inputs: an INTERACTION_CREATE of type 5.
     pub fn modal_submit(&self, user: &User, custom_id: &str, fields: &[(&str, &str)]) -> Interaction {
+        self.modal_submit_from(Origin::Home, user, custom_id, fields)
+    }
+
+    /// [`modal_submit`](FakeDiscord::modal_submit) from `origin`.
+    pub fn modal_submit_from(
+        &self,
+        origin: Origin,
+        user: &User,
+        custom_id: &str,
+        fields: &[(&str, &str)],
+    ) -> Interaction {
         let interaction = self.new_interaction();
         let roles = self.roles_of(user);
         let payload = payloads::modal_submit(&self.shared.options, &interaction, user, &roles, custom_id, fields);
-        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+        self.send_from(origin, user, payload);
         interaction
     }
 
     /// `user` presses the button `custom_id` on `message`: an INTERACTION_CREATE of type 3.
     pub fn press(&self, user: &User, message: &ChannelMessage, custom_id: &str) -> Interaction {
+        self.press_from(Origin::Home, user, message, custom_id)
+    }
+
+    /// [`press`](FakeDiscord::press) from `origin`.
+    pub fn press_from(&self, origin: Origin, user: &User, message: &ChannelMessage, custom_id: &str) -> Interaction {
         let interaction = self.new_interaction();
         let roles = self.roles_of(user);
         let at = (message.channel_id, message.id);
         let payload = payloads::button(&self.shared.options, &interaction, user, &roles, at, custom_id);
-        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+        self.send_from(origin, user, payload);
         interaction
+    }
+
+    /// Dispatches an interaction built for the fake's own guild as coming from `origin`.
+    fn send_from(&self, origin: Origin, user: &User, payload: Value) {
+        let payload = match origin {
+            Origin::Home => payload,
+            Origin::Guild { guild_id, channel_id } => payloads::in_guild(payload, guild_id, channel_id),
+            Origin::Dm => {
+                // The same channel every time for the same user, as Discord does; the bot's messages to the user
+                // land there too.
+                let channel = *self.shared.state().dm_channels.entry(user.id).or_insert_with(payloads::snowflake);
+                payloads::in_dm(payload, channel)
+            }
+        };
+        gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+    }
+
+    /// The application's global commands are `commands` (command definitions, as a bot registers them), as if an
+    /// earlier configuration of the bot had registered them.
+    pub fn register_globally(&self, commands: &[Value]) {
+        let registered = payloads::registered(&self.shared.options, None, commands);
+        self.shared.state().global_commands = registered.as_array().cloned().unwrap_or_default();
+    }
+
+    /// The application's global commands as Discord has them now.
+    pub fn global_commands(&self) -> Vec<Value> {
+        self.shared.state().global_commands.clone()
     }
 
     /// From now on, `user`'s interactions say they are a member with the role `role_id`.

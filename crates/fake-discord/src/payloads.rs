@@ -105,6 +105,53 @@ fn interaction(mut payload: Value, options: &Options, interaction: &Interaction,
     payload
 }
 
+/// An interaction built for the fake's own guild, as it arrives from another server the bot is in: that server's
+/// ids throughout. The command reaches the bot there through a global registration, so its data names no guild.
+pub fn in_guild(mut payload: Value, guild_id: u64, channel_id: u64) -> Value {
+    let (guild, channel) = (guild_id.to_string(), channel_id.to_string());
+    payload["guild_id"] = guild.clone().into();
+    payload["guild"]["id"] = guild.clone().into();
+    payload["channel_id"] = channel.clone().into();
+    payload["channel"]["id"] = channel.clone().into();
+    payload["channel"]["guild_id"] = guild.clone().into();
+    payload["authorizing_integration_owners"] = json!({"0": guild});
+    if let Some(message) = payload.get_mut("message") {
+        message["channel_id"] = channel.into();
+    }
+    if let Some(data) = payload["data"].as_object_mut() {
+        data.remove("guild_id");
+    }
+    payload
+}
+
+/// An interaction built for the fake's own guild, as it arrives from the user's direct messages with the bot
+/// (`channel_id`): Discord sends the invoking `user` instead of `member`, no `guild_id`, `guild` or
+/// `guild_locale`, the bot-DM context (1), and "0" as the guild installation's owner.
+pub fn in_dm(mut payload: Value, channel_id: u64) -> Value {
+    let user = payload["member"]["user"].clone();
+    let channel = channel_id.to_string();
+    if let Some(object) = payload.as_object_mut() {
+        for gone in ["member", "guild_id", "guild", "guild_locale"] {
+            object.remove(gone);
+        }
+        object.insert("user".into(), user.clone());
+        object.insert("channel_id".into(), channel.clone().into());
+        object.insert(
+            "channel".into(),
+            json!({"id": channel, "type": 1, "flags": 0, "last_message_id": null, "recipients": [user]}),
+        );
+        object.insert("context".into(), 1.into());
+        object.insert("authorizing_integration_owners".into(), json!({"0": "0"}));
+    }
+    if let Some(message) = payload.get_mut("message") {
+        message["channel_id"] = channel.into();
+    }
+    if let Some(data) = payload["data"].as_object_mut() {
+        data.remove("guild_id");
+    }
+    payload
+}
+
 /// INTERACTION_CREATE of type 2 (application command): `/name` with string options.
 pub fn command(options: &Options, call: &Interaction, user: &User, name: &str, values: &[(&str, &str)]) -> Value {
     let mut payload = interaction(fixture("interaction-command"), options, call, user, &[]);

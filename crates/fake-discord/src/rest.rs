@@ -122,7 +122,7 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::GET, ["oauth2", "applications", "@me"]) => Endpoint::CurrentApplication,
         (&Method::GET, ["users", "@me"]) => Endpoint::CurrentUser,
         (&Method::POST, ["users", "@me", "channels"]) => Endpoint::DmChannel,
-        (&Method::PUT, ["applications", application, "commands"]) => {
+        (&Method::GET | &Method::PUT, ["applications", application, "commands"]) => {
             return (Endpoint::GlobalCommands, owned(&[application]));
         }
         (&Method::PUT, ["applications", application, "guilds", guild, "commands"]) => {
@@ -192,8 +192,18 @@ fn answer(
             if ids.first() != Some(&application) || guild.is_some_and(|g| g != options.guild_id) {
                 return Reply::error(403, 50001, "Missing Access");
             }
+            if method == Method::GET {
+                // `classify` routes only the global list here: no guild is in the path.
+                return Reply::json(200, Value::Array(shared.state().global_commands.clone()));
+            }
             match body.as_array() {
-                Some(commands) => Reply::json(200, payloads::registered(options, guild, commands)),
+                Some(commands) => {
+                    let registered = payloads::registered(options, guild, commands);
+                    if guild.is_none() {
+                        shared.state().global_commands = registered.as_array().cloned().unwrap_or_default();
+                    }
+                    Reply::json(200, registered)
+                }
                 None => Reply::error(400, 50035, "Invalid Form Body"),
             }
         }

@@ -233,7 +233,7 @@ pub fn ticket(
                 div.body { (ticket.body) }
                 dl.facts {
                     dt { "Contact" } dd { bdi { (ticket.contact) } @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
-                    dt { "Origin" } dd { (ticket.origin) }
+                    dt { "Origin" } dd { (ticket.origin) (place(&ticket)) }
                     dt { "Submitted" } dd { (when(&ticket.submitted)) }
                     dt { "Opened" } dd { (when(&ticket.created_at)) }
                     @if let Some(at) = &ticket.first_claimed_at { dt { "First claimed" } dd { (when(at)) } }
@@ -488,6 +488,17 @@ pub fn describe(change: &Change) -> String {
     }
 }
 
+/// Where in Discord a ticket was submitted (", from Discord server 123, channel 456"), when it is known. Escaped by
+/// maud like every other text: the ids come from the intake record and are not trusted to be numbers.
+fn place(ticket: &TicketState) -> String {
+    match (&ticket.guild_id, &ticket.channel_id) {
+        (Some(guild), Some(channel)) => format!(", from Discord server {guild}, channel {channel}"),
+        (Some(guild), None) => format!(", from Discord server {guild}"),
+        (None, Some(channel)) => format!(", from Discord channel {channel}"),
+        (None, None) => String::new(),
+    }
+}
+
 /// The first line of `text`, at most `max` characters (an ellipsis marks a cut).
 fn first_line(text: &str, max: usize) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("(empty)");
@@ -541,6 +552,20 @@ mod tests {
         assert_eq!(first_line("\n  \nhello\nworld", 10), "hello");
         assert_eq!(first_line("abcdef", 3), "abc…");
         assert_eq!(first_line("", 10), "(empty)");
+    }
+
+    #[test]
+    fn a_ticket_from_discord_says_from_which_server_and_channel() {
+        let from = |guild: Option<&str>, channel: Option<&str>| {
+            place(&TicketState {
+                guild_id: guild.map(str::to_owned),
+                channel_id: channel.map(str::to_owned),
+                ..TicketState::default()
+            })
+        };
+        assert_eq!(from(Some("123"), Some("456")), ", from Discord server 123, channel 456");
+        assert_eq!(from(Some("123"), None), ", from Discord server 123");
+        assert_eq!(from(None, None), "", "a ticket from elsewhere, or from before franz kept the place");
     }
 
     #[test]

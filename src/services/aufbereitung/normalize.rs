@@ -57,15 +57,25 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     let date = timestamp(&fields)?;
     let user_id = optional_text(&fields, "user_id")?;
     let interaction_id = optional_text(&fields, "interaction_id")?;
-    for name in ["display_name", "guild_id", "channel_id"] {
-        optional_text(&fields, name)?;
-    }
+    optional_text(&fields, "display_name")?;
+    // Kept as given, like `user_id`: a producer other than the bot may name its place in its own way.
+    let guild_id = optional_text(&fields, "guild_id")?;
+    let channel_id = optional_text(&fields, "channel_id")?;
 
     let id = match &interaction_id {
         Some(interaction) => ticket_id_for_interaction(interaction),
         None => ticket_id_for_source(source),
     };
-    Ok(Ticket { id, contact: username, origin: ORIGIN.to_owned(), body: message, date, contact_id: user_id })
+    Ok(Ticket {
+        id,
+        contact: username,
+        origin: ORIGIN.to_owned(),
+        body: message,
+        date,
+        contact_id: user_id,
+        guild_id,
+        channel_id,
+    })
 }
 
 /// A required string field, trimmed, of 1 to `max` characters.
@@ -164,6 +174,55 @@ mod tests {
         .unwrap();
         assert_eq!(ticket.id, ticket_id_for_interaction("1234"));
         assert_eq!(ticket.contact_id.as_deref(), Some("80351110224678912"));
+    }
+
+    #[test]
+    fn the_discord_server_and_channel_pass_through_and_are_absent_when_not_given() {
+        let record = json!({
+            "message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z",
+            "guild_id": "1177000000000000002", "channel_id": " 1177000000000000003 "
+        });
+        let ticket = run(record).unwrap();
+        assert_eq!(ticket.guild_id.as_deref(), Some("1177000000000000002"));
+        assert_eq!(ticket.channel_id.as_deref(), Some("1177000000000000003"), "trimmed, as every optional field");
+        let wire = serde_json::to_value(&ticket).unwrap();
+        assert_eq!(
+            (&wire["guild_id"], &wire["channel_id"]),
+            (&json!("1177000000000000002"), &json!("1177000000000000003"))
+        );
+
+        let historical = run(json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z"})).unwrap();
+        assert_eq!((historical.guild_id, historical.channel_id), (None, None));
+        let wire = serde_json::to_value(
+            run(json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z", "guild_id": ""})).unwrap(),
+        )
+        .unwrap();
+        assert!(wire.get("guild_id").is_none() && wire.get("channel_id").is_none(), "left out when absent: {wire}");
+    }
+
+    #[test]
+    fn a_server_or_channel_id_is_checked_like_every_optional_field() {
+        let with = |field: &str, value: Value| {
+            let mut record = json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z"});
+            record[field] = value;
+            run(record)
+        };
+        // Not numeric: kept as given, like `user_id`; franz does not require other producers to use snowflakes.
+        assert_eq!(with("guild_id", json!("our-shop")).unwrap().guild_id.as_deref(), Some("our-shop"));
+        for field in ["guild_id", "channel_id"] {
+            let overlong = with(field, json!("9".repeat(MAX_FIELD_CHARS + 1))).unwrap_err();
+            assert_eq!(overlong.error_type, ErrorType::ValidationError);
+            assert!(overlong.error.contains(&format!("`{field}` is longer than {MAX_FIELD_CHARS}")), "{overlong:?}");
+            let number = with(field, json!(1177000000000000002u64)).unwrap_err();
+            assert!(number.error.contains(&format!("`{field}` must be a string, got a number")), "{number:?}");
+        }
+    }
+
+    #[test]
+    fn a_ticket_written_before_franz_kept_the_place_still_reads() {
+        let old = r#"{"id":"t","contact":"u","origin":"Discord","body":"b","date":"2026-02-24T08:32:23Z"}"#;
+        let ticket: Ticket = serde_json::from_str(old).unwrap();
+        assert_eq!((ticket.guild_id, ticket.channel_id), (None, None));
     }
 
     #[test]

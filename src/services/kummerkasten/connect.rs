@@ -1,5 +1,6 @@
 //! Everything the bot does with Discord before its gateway connection: the HTTP client (direct, or through a REST
-//! proxy), the token check, and the registration of `/ticket`; and how a Discord error is told without secrets.
+//! proxy), the token check, the registration of `/ticket` (and the removal of a global one left from before); and
+//! how a Discord error is told without secrets.
 //!
 //! Registration happens here and not in poise's setup, because poise swallows a failed setup and then hangs every
 //! later event: a refused registration must stop `franz up` with its cause instead. Nothing here publishes a
@@ -68,6 +69,25 @@ pub async fn register(
         };
         anyhow!("cannot register /ticket {scope}: {}; {hint}", describe(&error))
     })
+}
+
+/// Removes the application's global commands, if it has any, and returns how many there were. A bot that serves
+/// one server (`DISCORD_GUILD_ID`) calls this after registering there, so that a global registration left from an
+/// earlier configuration no longer offers the commands in other servers and direct messages.
+pub async fn remove_global(http: &serenity::Http) -> anyhow::Result<usize> {
+    let cannot = |error: serenity::Error| {
+        anyhow!(
+            "cannot remove the global commands left from before: {}; other servers may still show them, and the bot \
+             refuses them there",
+            describe(&error)
+        )
+    };
+    let global = serenity::Command::get_global_commands(http).await.map_err(cannot)?;
+    if global.is_empty() {
+        return Ok(0);
+    }
+    serenity::Command::set_global_commands(http, Vec::new()).await.map_err(cannot)?;
+    Ok(global.len())
 }
 
 /// The HTTP status of a refused request.

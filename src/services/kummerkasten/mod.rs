@@ -9,8 +9,11 @@
 //! With a staff channel and role configured, the same session also runs the staff side (`staff`): a card per
 //! ticket, and its buttons. What fails and is not the bot's end (a reply Discord refused, a card it could not
 //! edit, a press it could not answer) is logged and reported as the bot's last problem (`/readyz`, `franz status`).
+//! With `DISCORD_GUILD_ID` set, `guard` refuses every interaction from another server or a direct message, and
+//! start-up removes a global registration left from before, so that only that server can feed tickets in.
 
 pub mod connect;
+pub mod guard;
 pub mod replies;
 pub mod staff;
 
@@ -69,6 +72,8 @@ pub struct Data {
     staff: Option<staff::Settings>,
     store: Option<Store>,
     troubles: Troubles,
+    /// The one server served (`DISCORD_GUILD_ID`); interactions from elsewhere are refused (`guard`).
+    guild: Option<u64>,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -215,11 +220,13 @@ async fn open_form(ctx: Context<'_>) -> Result<Option<String>, Error> {
     // poise's convention, which the fake Discord's tests rely on too: the form's custom id is the command's
     // interaction id.
     let custom_id = ctx.interaction.id.to_string();
+    let served = ctx.data().guild;
     let form = TicketForm::create(None, custom_id.clone());
     ctx.interaction.create_response(ctx.serenity_context(), form).await.map_err(|error| connect::describe(&error))?;
     ctx.has_sent_initial_response.store(true, std::sync::atomic::Ordering::SeqCst);
     let submitted = serenity::ModalInteractionCollector::new(&ctx.serenity_context().shard)
-        .filter(move |submit| submit.data.custom_id == custom_id)
+        // A submit from elsewhere is refused in `on_event`; it must not be taken as this form's too.
+        .filter(move |submit| submit.data.custom_id == custom_id && guard::admits(served, submit.guild_id))
         .timeout(FORM_PATIENCE);
     let submitted = tokio::select! {
         submitted = submitted => submitted,
@@ -326,6 +333,10 @@ pub fn command_definition() -> serde_json::Value {
 
 async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
     match error {
+        // `guard`'s refusal: a command from another server, or from a direct message (poise's guild-only check
+        // comes first there) while the bot serves one server.
+        poise::FrameworkError::CommandCheckFailed { error: None, ctx, .. } => refuse(ctx).await,
+        poise::FrameworkError::GuildOnly { ctx, .. } if ctx.data().guild.is_some() => refuse(ctx).await,
         poise::FrameworkError::CooldownHit { remaining_cooldown, ctx, .. } => {
             if let Err(error) = ctx.send(replies::reply(replies::cooldown(remaining_cooldown))).await {
                 let problem = format!("could not answer a user in cooldown: {}", connect::describe(&error));
@@ -350,6 +361,17 @@ async fn on_error(error: poise::FrameworkError<'_, Data, Error>) {
                 }
             }
         }
+    }
+}
+
+/// Answers a command from outside the bot's server privately, and does nothing else with it.
+async fn refuse(ctx: poise::Context<'_, Data, Error>) {
+    let command = &ctx.command().name;
+    tracing::info!(interaction = %ctx.id(), "refused /{command} from outside the bot's server (DISCORD_GUILD_ID)");
+    if let Err(error) = ctx.send(replies::reply(replies::elsewhere())).await {
+        let problem = format!("could not refuse a command from another server: {}", connect::describe(&error));
+        tracing::warn!("{problem}");
+        ctx.data().troubles.report(NAME, problem);
     }
 }
 
@@ -427,6 +449,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         commands.push(tickets());
     }
     connect::register(&http, poise::builtins::create_application_commands(&commands), settings.guild_id).await?;
+    if settings.guild_id.is_some() {
+        // A global registration from an earlier configuration would still show the commands in every server
+        // (and in direct messages); `guard` refuses those, but users should not be offered them at all.
+        match connect::remove_global(&http).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                "removed {removed} globally registered command(s) left from before; with DISCORD_GUILD_ID the \
+                 commands are registered in that server only"
+            ),
+            Err(error) => tracing::warn!("{error:#}"),
+        }
+    }
 
     let in_flight = TaskTracker::new();
     let data = Data {
@@ -439,6 +473,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         staff: settings.staff.clone(),
         store: settings.store.clone(),
         troubles: settings.troubles.clone(),
+        guild: settings.guild_id,
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
@@ -462,6 +497,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .options(poise::FrameworkOptions {
             commands,
             allowed_mentions: Some(serenity::CreateAllowedMentions::new()),
+            // Before cooldowns and before a command runs; a refusal is answered in `on_error`.
+            command_check: Some(|ctx| Box::pin(async move { Ok(guard::admits(ctx.data().guild, ctx.guild_id())) })),
             on_error: |error| Box::pin(on_error(error)),
             event_handler: |framework, event| Box::pin(on_event(framework, event)),
             // Owners are not used, and `connect::application` has asked for the application already.
@@ -507,16 +544,23 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     bot.and(staff)
 }
 
-/// Events beyond commands: presses of the staff cards' buttons and their forms.
+/// Events beyond commands: presses of the staff cards' buttons and their forms, refused from outside the bot's
+/// server.
 async fn on_event(
     framework: poise::FrameworkContext<'_, Data, Error>,
     event: &serenity::FullEvent,
 ) -> Result<(), Error> {
     let data = framework.user_data;
-    if let (serenity::FullEvent::InteractionCreate { interaction }, Some(staff)) = (event, &data.staff) {
-        let _in_flight = data.in_flight.token();
-        let http = &framework.serenity_context.http;
-        staff::buttons::handle(http, staff, &data.producer, &data.topics, interaction).await;
+    let serenity::FullEvent::InteractionCreate { interaction } = event else { return Ok(()) };
+    let http = &framework.serenity_context.http;
+    let _in_flight = data.in_flight.token();
+    match guard::origin(interaction) {
+        Some(from) if !guard::admits(data.guild, from) => guard::refuse(http, interaction, &data.troubles).await,
+        _ => {
+            if let Some(staff) = &data.staff {
+                staff::buttons::handle(http, staff, &data.producer, &data.topics, interaction).await;
+            }
+        }
     }
     Ok(())
 }

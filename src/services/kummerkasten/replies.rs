@@ -63,6 +63,20 @@ pub fn own_tickets(tickets: &[TicketState]) -> String {
     clip(&lines.join("\n"), 2000)
 }
 
+/// The answer to an interaction from another server or a direct message, when the bot serves one server
+/// (`DISCORD_GUILD_ID`).
+pub fn elsewhere() -> String {
+    "Sorry, this bot only works in the Discord server it was set up for. Nothing was sent or changed; please use \
+     it there."
+        .to_owned()
+}
+
+/// An interaction response (type 4, a message) only the user sees, with mentions switched off, for the answers
+/// that do not go through poise (the cards' buttons and forms).
+pub fn private_message(text: &str) -> serde_json::Value {
+    serde_json::json!({"type": 4, "data": {"content": text, "flags": 64, "allowed_mentions": {"parse": []}}})
+}
+
 /// A reply only the user sees, with mentions switched off.
 pub fn reply(text: String) -> poise::CreateReply {
     poise::CreateReply::default().content(text).ephemeral(true).allowed_mentions(serenity::CreateAllowedMentions::new())
@@ -84,6 +98,14 @@ mod tests {
         assert_eq!(sent["flags"].as_u64().unwrap() & 64, 64, "ephemeral: {sent}");
         assert_eq!(sent["allowed_mentions"]["parse"], serde_json::json!([]), "{sent}");
         assert!(sent["content"].as_str().unwrap().contains("8f0b16f3-85b5-56c7-8823-483334746b7e"));
+    }
+
+    #[test]
+    fn a_response_outside_poise_is_private_and_pings_nobody() {
+        let body = private_message(&elsewhere());
+        assert_eq!((&body["type"], &body["data"]["flags"]), (&serde_json::json!(4), &serde_json::json!(64)));
+        assert_eq!(body["data"]["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert!(body["data"]["content"].as_str().unwrap().starts_with("Sorry, this bot only works"), "{body}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::config::Topics;
 use crate::discord::plain;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
 use crate::services::akte::send_command;
-use crate::services::kummerkasten::{NAME, connect};
+use crate::services::kummerkasten::{NAME, connect, replies};
 
 /// How long a presser waits for akte's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,7 +59,8 @@ pub async fn handle(
         }
     };
     let Some(member) = member.filter(|m| m.roles.contains(&serenity::RoleId::new(team.role_id))) else {
-        respond(private(4, "Only members of the staff role can work tickets here; nothing was changed.")).await;
+        respond(replies::private_message("Only members of the staff role can work tickets here; nothing was changed."))
+            .await;
         return;
     };
     let (ticket, action) = match ask {
@@ -109,11 +110,6 @@ async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: 
     }
 }
 
-/// A private interaction response of `kind` (4: a message) with `text`, pinging nobody.
-fn private(kind: u8, text: &str) -> Value {
-    json!({"type": kind, "data": {"content": text, "flags": 64, "allowed_mentions": {"parse": []}}})
-}
-
 fn pressed(custom_id: &str) -> Option<Ask> {
     let (press, ticket) = card::parse_button(custom_id)?;
     let ticket = ticket.to_owned();
@@ -148,11 +144,5 @@ mod tests {
         assert_eq!(pressed("franz:claim:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Claim }));
         assert_eq!(pressed("franz:reopen:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Reopen }));
         assert_eq!(pressed("1177000000000000042"), None, "the /ticket form's id is not a card's");
-    }
-
-    #[test]
-    fn a_refusal_is_private_and_pings_nobody() {
-        let body = private(4, "no");
-        assert_eq!((&body["data"]["flags"], &body["data"]["allowed_mentions"]["parse"]), (&json!(64), &json!([])));
     }
 }
