@@ -3,7 +3,7 @@
 //! This module owns the lifecycle: it holds the shutdown token and the set of service tasks, waits for SIGINT,
 //! SIGTERM or a failing service, and then waits for every service to finish its in-flight work, for at most
 //! [`SHUTDOWN_DEADLINE`] (a second signal ends the process at once). It contains no service logic and does no Kafka
-//! I/O of its own beyond what `broker` does for it.
+//! I/O of its own beyond what `broker` does for it and the ticket store's identity check (`store::follow::identity`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -83,7 +83,8 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         false => None,
         true => {
             let path = store_path(&broker, config);
-            let (store, writer) = store::open(&path, &config.topics.events)?;
+            let identity = store::follow::identity(&bootstrap, &config.topics.events).await;
+            let (store, writer) = store::open(&path, &identity)?;
             let follow = store::follow::run(writer, bootstrap.clone(), config.topics.events.clone(), shutdown.clone());
             Some((store, follow))
         }

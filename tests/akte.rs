@@ -2,7 +2,7 @@
 //! commands decided once with one winner per conflict (across processes too), crashes and rebuilds that neither
 //! lose nor repeat an event, and every API answer a client can get.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -644,4 +644,54 @@ async fn a_command_the_broker_cannot_take_is_answered_504_with_its_command_id_wi
     assert!(body["error"].as_str().unwrap().contains("the broker has not taken the command"), "{body}");
     assert!(took < Duration::from_secs(20), "answered after {took:?}");
     desk.running.stop().await.unwrap();
+}
+
+/// `created` events for tickets `numbers` straight onto `harness`'s events topic, as akte would have decided them.
+async fn created_events(harness: &Harness, numbers: std::ops::Range<usize>) {
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    for n in numbers {
+        let ticket = ticket(n);
+        let event = franz::lifecycle::decide(None, &Command::create(ticket.clone()), "2026-02-24T08:32:24.000Z");
+        let payload = serde_json::to_vec(&event).unwrap();
+        let record = FutureRecord::to(&harness.topics.events).key(&ticket.id).payload(&payload);
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// The ids of every ticket in the store of a started franz, once it has caught up with its topic.
+async fn stored_ids(running: &Started) -> BTreeSet<String> {
+    let store = running.store.clone().expect("the store is open");
+    assert!(store.wait_for(crate::util::PATIENCE, |p| p.caught_up).await, "the store catches up with its topic");
+    let conn = store.reader().unwrap();
+    let filter = franz::store::query::Filter { limit: Some(franz::store::query::PAGE_MAX), ..Default::default() };
+    let page = franz::store::query::list(&conn, &filter).unwrap();
+    assert!(page.next_cursor.is_none(), "every ticket fits one page");
+    page.tickets.into_iter().map(|t| t.id).collect()
+}
+
+/// Regression (#33): the store remembered its topic by name only. A data dir used with one cluster and then with
+/// another whose topic of the same name is longer kept the first cluster's tickets and skipped the other's first
+/// events (5 tickets that do not exist there shown, and 35 of its 40). The store now remembers the cluster id and
+/// the topic id, and a store of another cluster is rebuilt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_built_on_one_cluster_is_rebuilt_when_franz_points_at_another_with_the_same_topic_names() {
+    let first = Harness::new(3).await;
+    let mut second = Harness::new(3).await;
+    second.topics = first.topics.clone();
+    franz::kafka::admin::ensure_topics_keeping(&second.bootstrap, &second.topics.all(), 3, 1, &[&second.topics.events])
+        .await
+        .unwrap();
+    created_events(&first, 0..5).await;
+    created_events(&second, 100..140).await;
+    let data = tempfile::tempdir().unwrap();
+
+    let running = Started::start(&config(&first, data.path(), &[Service::Desk])).await;
+    let old: BTreeSet<String> = (0..5).map(|n| ticket(n).id).collect();
+    assert_eq!(stored_ids(&running).await, old, "the first cluster's tickets");
+    running.stop().await.unwrap();
+
+    let running = Started::start(&config(&second, data.path(), &[Service::Desk])).await;
+    let new: BTreeSet<String> = (100..140).map(|n| ticket(n).id).collect();
+    assert_eq!(stored_ids(&running).await, new, "exactly the second cluster's tickets, none of the first's");
+    running.stop().await.unwrap();
 }

@@ -2,10 +2,11 @@
 //! helpers built on them.
 //!
 //! The delivery guarantees live here as settings (idempotence, `acks=all`, manual offset store) so that no
-//! service can quietly weaken them. This module holds no service logic; `relay` is the at-least-once loop and
-//! `admin` the topic operations.
+//! service can quietly weaken them. This module holds no service logic; `relay` is the at-least-once loop,
+//! `admin` the topic operations and `identity` the cluster and topic ids the ticket store is checked against.
 
 pub mod admin;
+pub mod identity;
 pub mod relay;
 pub mod repeats;
 

@@ -1,9 +1,11 @@
 //! Keeps the ticket store up to date: reads `ticket-events` from the offsets the store holds and applies it in
 //! batches, on two threads of its own: one polls and parses the next batch while the other writes the last.
 //!
-//! At start it checks the store against the topic: a store ahead of the topic (the topic was deleted and created
-//! again, or a container broker started empty) is rebuilt; a store behind the topic's oldest event (retention
-//! removed events it never saw) says so loudly. A large backlog shows its progress in the log.
+//! Before the store opens, [`identity`] asks the cluster for its id and the topic's id, which the store is checked
+//! against (a store of another cluster, or of a topic created again, is rebuilt). At start it also checks the store
+//! against the topic's offsets: a store ahead of the topic (the topic was deleted and created again, or a container
+//! broker started empty) is rebuilt; a store behind the topic's oldest event (retention removed events it never
+//! saw) says so loudly. A large backlog shows its progress in the log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender};
@@ -16,7 +18,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{Parsed, Writer};
+use super::{Identity, Parsed, Writer};
 use crate::kafka;
 
 /// Events applied in one transaction at most.
@@ -27,6 +29,23 @@ const BULK_BACKLOG: i64 = 5_000;
 const REPORT_BACKLOG: i64 = 20_000;
 /// How long a broker may take to answer metadata and watermark requests.
 const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The identity of `topic` on the cluster at `bootstrap`, for [`super::open`]. A cluster that does not answer
+/// leaves the ids unknown, with a warning: the store is then checked by the topic's name alone, as a network
+/// error must never wipe it.
+pub async fn identity(bootstrap: &str, topic: &str) -> Identity {
+    match kafka::identity::fetch(bootstrap, topic, TIMEOUT).await {
+        Ok(found) => Identity { topic: topic.to_owned(), cluster_id: found.cluster_id, topic_id: found.topic_id },
+        Err(error) => {
+            tracing::warn!(
+                "cannot tell which cluster and topic the ticket store follows ({error:#}); the store is kept if it \
+                 was built from a topic named {topic}. If --bootstrap now names another cluster, delete the store to \
+                 rebuild it"
+            );
+            Identity::named(topic)
+        }
+    }
+}
 
 /// Follows `topic` into the store until `shutdown` is cancelled.
 pub async fn run(

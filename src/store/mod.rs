@@ -103,15 +103,34 @@ impl Parsed {
     }
 }
 
-/// Opens (or creates) the store at `path`, for the events of `topic`. A store built from another topic, or by
-/// an incompatible franz, is emptied to be rebuilt.
-pub fn open(path: &Path, topic: &str) -> anyhow::Result<(Store, Writer)> {
+/// Which topic a store follows. A name alone does not say it: another cluster, or the same one after the topic was
+/// deleted and created again, has a topic of that name with other events. So the store also records the cluster's
+/// id and the topic's id (Kafka's topic UUID), each `None` when the cluster could not tell (see
+/// `kafka::identity`); an unknown part is not compared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub topic: String,
+    pub cluster_id: Option<String>,
+    pub topic_id: Option<uuid::Uuid>,
+}
+
+impl Identity {
+    /// A topic known by its name only.
+    pub fn named(topic: &str) -> Identity {
+        Identity { topic: topic.to_owned(), ..Identity::default() }
+    }
+}
+
+/// Opens (or creates) the store at `path`, for the events of the topic `identity` names. A store built from
+/// another topic (by name, cluster id or topic id), or by an incompatible franz, is emptied to be rebuilt.
+pub fn open(path: &Path, identity: &Identity) -> anyhow::Result<(Store, Writer)> {
     if let Some(dir) = path.parent() {
         crate::desk::staff::private_dir(dir)?;
     }
     let mut conn =
         Connection::open(path).with_context(|| format!("cannot open the ticket store {}", path.display()))?;
-    schema::prepare(&mut conn, topic).with_context(|| format!("cannot prepare the ticket store {}", path.display()))?;
+    schema::prepare(&mut conn, identity)
+        .with_context(|| format!("cannot prepare the ticket store {}", path.display()))?;
     let next = schema::offsets(&conn)?;
     let (progress, applied) = watch::channel(Progress { next, caught_up: false });
     // Readers never create the file: a store deleted while franz runs makes reads fail (and the next start

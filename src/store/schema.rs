@@ -1,9 +1,12 @@
 //! The ticket store's tables, and what happens when a store on disk was built by another franz or from another
-//! topic: it is emptied and rebuilt, never trusted.
+//! topic (another cluster's, or one deleted and created again under the same name): it is emptied and rebuilt,
+//! never trusted.
 
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension as _};
+
+use super::Identity;
 
 /// Bumped whenever the tables change; a store with another version is rebuilt from the events.
 /// 4: `tickets.guild_id` and `tickets.channel_id`.
@@ -68,8 +71,9 @@ fn common(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The writer's connection: creates the tables, and empties a store that is not ours to continue.
-pub fn prepare(conn: &mut Connection, topic: &str) -> rusqlite::Result<()> {
+/// The writer's connection: creates the tables, and empties a store that is not ours to continue: one of another
+/// schema version, or built from another topic than `identity` names.
+pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<()> {
     common(conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // The store is rebuilt from the topic after a crash at worst, so a commit need not wait for fsync.
@@ -83,29 +87,81 @@ pub fn prepare(conn: &mut Connection, topic: &str) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
     conn.execute_batch(TABLES)?;
     let version: Option<String> = meta(conn, "schema_version")?;
-    let built_from: Option<String> = meta(conn, "topic")?;
-    let ours = version.as_deref() == Some(&SCHEMA_VERSION.to_string()) && built_from.as_deref() == Some(topic);
-    if !ours {
-        if version.is_some() {
-            tracing::warn!(
-                "the ticket store was built by another franz or from another topic ({}); rebuilding it from {topic}",
-                built_from.as_deref().unwrap_or("unknown")
-            );
-        }
-        if version.as_deref() != Some(&SCHEMA_VERSION.to_string()) {
-            conn.execute_batch(
-                "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
-                 DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets;",
-            )?;
-            conn.execute_batch(TABLES)?;
-        }
-        clear(conn)?;
-        let tx = conn.transaction()?;
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION])?;
-        tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('topic', ?1)", [topic])?;
-        tx.commit()?;
+    let same_version = version.as_deref() == Some(&SCHEMA_VERSION.to_string());
+    let built_from = Recorded {
+        topic: meta(conn, "topic")?,
+        cluster_id: meta(conn, "cluster_id")?,
+        topic_id: meta(conn, "topic_id")?,
+    };
+    let changes = changes(&built_from, identity);
+    let store = conn.path().unwrap_or("?").to_owned();
+    let topic = &identity.topic;
+    if identity.cluster_id.is_none() || identity.topic_id.is_none() {
+        tracing::debug!(
+            "ticket store {store}: the cluster id ({}) or the id of {topic} ({}) is unknown; the store is checked \
+             against what is known",
+            identity.cluster_id.as_deref().unwrap_or("unknown"),
+            identity.topic_id.map_or("unknown".to_owned(), |id| id.to_string())
+        );
     }
-    Ok(())
+    if same_version && changes.is_empty() {
+        return Ok(());
+    }
+    match &version {
+        None => {}
+        Some(old) if !same_version => tracing::warn!(
+            "ticket store {store} was built by another franz (store version {old}, this franz writes \
+             {SCHEMA_VERSION}); rebuilding it from {topic}"
+        ),
+        Some(_) => tracing::warn!(
+            "ticket store {store} was built from another cluster or topic ({}); rebuilding it from {topic}",
+            changes.join(", ")
+        ),
+    }
+    if !same_version {
+        conn.execute_batch(
+            "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
+             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets;",
+        )?;
+        conn.execute_batch(TABLES)?;
+    }
+    clear(conn)?;
+    let tx = conn.transaction()?;
+    let remember = |key: &str, value: Option<String>| match value {
+        Some(value) => {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", rusqlite::params![key, value])
+        }
+        None => tx.execute("DELETE FROM meta WHERE key = ?1", [key]),
+    };
+    remember("schema_version", Some(SCHEMA_VERSION.to_string()))?;
+    remember("topic", Some(topic.clone()))?;
+    remember("cluster_id", identity.cluster_id.clone())?;
+    remember("topic_id", identity.topic_id.map(|id| id.to_string()))?;
+    tx.commit()
+}
+
+/// The identity a store records, as text.
+struct Recorded {
+    topic: Option<String>,
+    cluster_id: Option<String>,
+    topic_id: Option<String>,
+}
+
+/// How the store's recorded identity differs from `now`, one phrase per part (old → new); empty when the store
+/// may be continued. A part unknown now is not compared: a broker that cannot say, or did not answer, never gets
+/// a store wiped. A part known now that the store does not record is a difference, since nothing vouches that the
+/// store was built from it (a store written before franz recorded ids, or while the cluster did not answer).
+fn changes(recorded: &Recorded, now: &Identity) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut compare = |what: &str, old: Option<&str>, new: Option<String>| {
+        if let Some(new) = new.filter(|new| old != Some(new.as_str())) {
+            changes.push(format!("{what} {} → {new}", old.unwrap_or("not recorded")));
+        }
+    };
+    compare("cluster id", recorded.cluster_id.as_deref(), now.cluster_id.clone());
+    compare("topic", recorded.topic.as_deref(), Some(now.topic.clone()));
+    compare("topic id", recorded.topic_id.as_deref(), now.topic_id.map(|id| id.to_string()));
+    changes
 }
 
 /// The indexes that only the desk's filters (and the bot's `/tickets`) use: a rebuild from an empty store drops them and builds them once at

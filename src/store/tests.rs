@@ -53,7 +53,7 @@ pub(crate) fn payloads(events: &[Event]) -> Vec<Vec<u8>> {
 
 pub(crate) fn open_temp() -> (tempfile::TempDir, Store, Writer) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), "events").unwrap();
+    let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), &Identity::named("events")).unwrap();
     (dir, store, writer)
 }
 
@@ -130,7 +130,7 @@ fn records_below_the_stored_offset_are_not_applied_again() {
     apply_all(&mut writer, &payloads(&events), 0, 10);
     drop(writer);
     // After a restart the same offsets are read again (the store's offsets are the truth of what it applied).
-    let (_, mut again) = open(&dir.path().join("store/tickets.sqlite"), "events").unwrap();
+    let (_, mut again) = open(&dir.path().join("store/tickets.sqlite"), &Identity::named("events")).unwrap();
     assert_eq!(again.next_offsets().get(&0), Some(&2));
     let applied = again.apply(&[Record { partition: 0, offset: 1, payload: &payloads(&events)[1] }]).unwrap();
     assert_eq!(applied, Applied::default());
@@ -193,9 +193,65 @@ fn a_store_built_from_another_topic_is_emptied_to_be_rebuilt() {
     let (dir, _store, mut writer) = open_temp();
     apply_all(&mut writer, &payloads(&events), 0, 10);
     drop(writer);
-    let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), "other-events").unwrap();
+    let (store, writer) = open(&dir.path().join("store/tickets.sqlite"), &Identity::named("other-events")).unwrap();
     assert!(all_rows(&store).is_empty());
     assert!(writer.next_offsets().is_empty());
+}
+
+/// A store at `dir` opened for `identity` after one ticket was applied to it under `first`: whether it was kept.
+fn kept_after(first: &Identity, identity: &Identity) -> bool {
+    let events = decided(&[Command::create(ticket("t1", "x"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store/tickets.sqlite");
+    let (_, mut writer) = open(&path, first).unwrap();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    drop(writer);
+    let (store, writer) = open(&path, identity).unwrap();
+    let kept = all_rows(&store).len() == 1;
+    assert_eq!(writer.next_offsets().is_empty(), !kept, "the offsets go with the rows");
+    kept
+}
+
+fn identity(cluster: Option<&str>, topic_id: Option<uuid::Uuid>) -> Identity {
+    Identity { topic: "events".into(), cluster_id: cluster.map(str::to_owned), topic_id }
+}
+
+/// Regression (#33): a store remembered its topic by name only, so a data dir reused against another cluster (or
+/// a topic deleted and created again) kept tickets that do not exist there and skipped the first events of each
+/// partition. The cluster id and the topic id now decide too.
+#[test]
+fn a_store_of_another_cluster_or_of_a_topic_created_again_is_emptied_and_the_same_one_kept() {
+    let id = uuid::Uuid::new_v4();
+    let a = identity(Some("cluster-a"), Some(id));
+    assert!(kept_after(&a, &a), "the same cluster and topic: kept");
+    assert!(!kept_after(&a, &identity(Some("cluster-b"), Some(uuid::Uuid::new_v4()))), "another cluster: rebuilt");
+    assert!(!kept_after(&a, &identity(Some("cluster-b"), Some(id))), "another cluster id alone: rebuilt");
+    assert!(!kept_after(&a, &identity(Some("cluster-a"), Some(uuid::Uuid::new_v4()))), "the topic created again");
+    assert!(!kept_after(&a, &Identity { topic: "other".into(), ..a.clone() }), "another topic name: rebuilt");
+}
+
+/// A cluster that cannot say who it is (an old broker, or none answered at start) never gets a store wiped: what
+/// is unknown is not compared. A store that records no ids (written before franz recorded them, or while the
+/// cluster did not answer) is rebuilt once they are known, since nothing vouches for it.
+#[test]
+fn an_unknown_identity_keeps_the_store_and_a_store_without_recorded_ids_is_rebuilt_once_they_are_known() {
+    let a = identity(Some("cluster-a"), Some(uuid::Uuid::new_v4()));
+    assert!(kept_after(&a, &Identity::named("events")), "nothing known now: kept");
+    assert!(kept_after(&a, &identity(Some("cluster-a"), None)), "the topic id unknown, the cluster the same: kept");
+    assert!(kept_after(&a, &identity(None, a.topic_id)), "the cluster id unknown, the topic the same: kept");
+    assert!(!kept_after(&a, &identity(Some("cluster-b"), None)), "the topic id unknown, another cluster: rebuilt");
+    assert!(kept_after(&Identity::named("events"), &Identity::named("events")), "by name, as before");
+    assert!(!kept_after(&Identity::named("events"), &a), "no recorded ids, ids known now: rebuilt");
+
+    // Once rebuilt, the ids are recorded and the store is kept from then on, also when they are unknown again.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store/tickets.sqlite");
+    drop(open(&path, &a).unwrap());
+    let (_, mut writer) = open(&path, &Identity::named("events")).unwrap();
+    apply_all(&mut writer, &payloads(&decided(&[Command::create(ticket("t1", "x"))])), 0, 10);
+    drop(writer);
+    let (store, _) = open(&path, &a).unwrap();
+    assert_eq!(all_rows(&store).len(), 1, "an unknown identity did not erase the recorded one");
 }
 
 #[test]

@@ -136,7 +136,9 @@ mod tests {
     async fn a_removed_persons_stream_ends_even_while_changes_keep_arriving() {
         use futures::StreamExt as _;
         let dir = tempfile::tempdir().unwrap();
-        let (store, mut writer) = crate::store::open(&dir.path().join("store/tickets.sqlite"), "events").unwrap();
+        let (store, mut writer) =
+            crate::store::open(&dir.path().join("store/tickets.sqlite"), &crate::store::Identity::named("events"))
+                .unwrap();
         let staff = crate::desk::staff::Staff::open(&dir.path().join("desk")).unwrap();
         staff.add("bo").unwrap();
         let session = staff.start_session(&staff.link("bo").unwrap()).unwrap().unwrap();

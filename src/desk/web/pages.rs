@@ -233,7 +233,7 @@ pub fn ticket(
                 div.body { (ticket.body) }
                 dl.facts {
                     dt { "Contact" } dd { bdi { (ticket.contact) } @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
-                    dt { "Origin" } dd { (ticket.origin) (place(&ticket)) }
+                    dt { "Origin" } dd { (ticket.origin) (place(ticket)) }
                     dt { "Submitted" } dd { (when(&ticket.submitted)) }
                     dt { "Opened" } dd { (when(&ticket.created_at)) }
                     @if let Some(at) = &ticket.first_claimed_at { dt { "First claimed" } dd { (when(at)) } }
