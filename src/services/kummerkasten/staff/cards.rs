@@ -36,16 +36,29 @@ impl Cards {
         // Another connection to the file (a franz started twice on one data dir) waits its turn rather than fail.
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .with_context(|| format!("cannot prepare {}", path.display()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             CREATE TABLE IF NOT EXISTS cards (
-                 ticket_id  TEXT PRIMARY KEY,
-                 channel_id INTEGER NOT NULL,
-                 message_id INTEGER NOT NULL,
-                 version    INTEGER NOT NULL
-             );",
-        )
-        .with_context(|| format!("cannot prepare {}", path.display()))?;
+        // Switching to WAL answers "locked" at once, without the busy handler, while another connection opens the
+        // same new file; such a refusal passes within moments, so it is tried again for as long as the busy timeout.
+        let prepare = || {
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE IF NOT EXISTS cards (
+                     ticket_id  TEXT PRIMARY KEY,
+                     channel_id INTEGER NOT NULL,
+                     message_id INTEGER NOT NULL,
+                     version    INTEGER NOT NULL
+                 );",
+            )
+        };
+        let patience = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut prepared = prepare();
+        while let Err(rusqlite::Error::SqliteFailure(failure, _)) = &prepared
+            && failure.code == rusqlite::ErrorCode::DatabaseBusy
+            && std::time::Instant::now() < patience
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            prepared = prepare();
+        }
+        prepared.with_context(|| format!("cannot prepare {}", path.display()))?;
         Ok(Cards { conn: Arc::new(Mutex::new(conn)), path: path.to_owned() })
     }
 
@@ -104,7 +117,7 @@ mod tests {
     #[test]
     fn connections_preparing_the_file_at_once_wait_for_each_other() {
         let dir = tempfile::tempdir().unwrap();
-        for round in 0..10 {
+        for round in 0..50 {
             let path = dir.path().join(format!("cards-{round}.sqlite"));
             let opened: Vec<_> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| Cards::open(&path).map(drop))).collect();
