@@ -70,7 +70,7 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         guild_id: None,
         channel_id: None,
     };
-    let actor = Actor { source: ActorSource::Web, name: format!("staff{}", rng.usize(0..20)), id: None };
+    let actor = Actor::staff(ActorSource::Web, &format!("staff{}", rng.usize(0..20)));
     let commands = [
         TicketCommand::create(ticket.clone()),
         TicketCommand {

@@ -73,14 +73,43 @@ pub enum StaffAction {
     Add {
         /// Their name, as events and the desk show it (1 to 64 characters).
         name: String,
+        /// Their Discord user id (Developer Mode, then right-click them, Copy User ID): their presses of the staff
+        /// cards' buttons then act as them. Same as `franz staff link-discord NAME USER_ID` afterwards.
+        #[arg(long, value_name = "USER_ID", value_parser = discord_user_id)]
+        discord: Option<u64>,
     },
     /// Print a new sign-in link for someone on the staff list (it works once, within 7 days), for another browser
     /// or device; their token and other sessions stay.
     Link { name: String },
     /// List the staff.
     List,
-    /// Remove someone; their links, token and browser sessions stop working at once.
+    /// Remove someone; their links, token, browser sessions and linked Discord accounts stop working at once.
     Remove { name: String },
+    /// Tie a Discord account to someone on the staff list: their presses of the staff cards' buttons act as them,
+    /// and, from the first link on, only linked accounts (with the staff role) may press those buttons.
+    LinkDiscord {
+        name: String,
+        /// The Discord user id (Developer Mode, then right-click the user, Copy User ID).
+        #[arg(value_name = "USER_ID", value_parser = discord_user_id)]
+        user_id: u64,
+    },
+    /// Untie a Discord account from someone on the staff list; it can no longer press the staff cards' buttons.
+    UnlinkDiscord {
+        name: String,
+        #[arg(value_name = "USER_ID", value_parser = discord_user_id)]
+        user_id: u64,
+    },
+}
+
+/// A Discord user id: a snowflake, a positive number of up to 20 digits.
+fn discord_user_id(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(format!(
+            "{text:?} is not a Discord user id, which is a number like 80351110224678912 (in Discord: Settings, \
+             Advanced, Developer Mode on; then right-click the user, Copy User ID)"
+        )),
+    }
 }
 
 /// `franz tickets`: without an action, the list (newest first).

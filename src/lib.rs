@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
+pub mod people;
 pub mod schema;
 pub mod services;
 pub mod status;

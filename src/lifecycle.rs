@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::schema::lifecycle::{Action, Actor, Change, Command, Event, Priority, Status, event_id_for};
+use crate::schema::lifecycle::{Action, Actor, Change, Command, Event, Person, Priority, Status, event_id_for};
 
 /// The longest actor, assignee or contact name, in characters.
 pub const NAME_MAX: usize = 64;
@@ -31,7 +31,8 @@ pub struct TicketState {
     /// The version of the last change applied; the next change is `version + 1`.
     pub version: u64,
     pub status: Status,
-    pub assignee: Option<String>,
+    /// Who holds the ticket: an identity, so two people of one name are never one assignee.
+    pub assignee: Option<Person>,
     pub priority: Priority,
     pub labels: BTreeSet<String>,
     pub contact: String,
@@ -48,7 +49,7 @@ pub struct TicketState {
     pub first_claimed_at: Option<String>,
     /// The last close (cleared by a reopen).
     pub closed_at: Option<String>,
-    pub closed_by: Option<String>,
+    pub closed_by: Option<Person>,
     pub close_reason: Option<String>,
     /// When the last change happened.
     pub updated_at: String,
@@ -81,12 +82,20 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str) -> Even
 /// made large through its actor.
 fn bounded_actor(actor: &Actor) -> Actor {
     let cut = |text: &str| text.chars().take(NAME_MAX).collect::<String>();
-    Actor { source: actor.source, name: cut(&actor.name), id: actor.id.as_deref().map(cut) }
+    Actor {
+        source: actor.source,
+        name: cut(&actor.name),
+        id: actor.id.as_deref().map(cut),
+        staff: actor.staff.as_deref().map(cut),
+    }
 }
 
 /// The change a command makes, or why it may not.
 fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, String> {
     let actor = name("the actor's name", &command.actor.name)?;
+    if let Some(staff) = &command.actor.staff {
+        name("the actor's staff name", staff)?;
+    }
     let id = &command.ticket_id;
     // An id is also a path segment of the desk's pages: `.` and `..` would name another page.
     if id.is_empty()
@@ -138,19 +147,19 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
         Action::Create { .. } => unreachable!("handled above"),
         Action::Claim => match (&ticket.assignee, ticket.status) {
             (_, Status::Closed) => Err(closed_already(ticket)),
-            (Some(holder), Status::Claimed) => Err(format!("already claimed by {holder}")),
-            _ => Ok(Change::Claimed { by: actor }),
+            (Some(holder), Status::Claimed) => Err(format!("already claimed by {}", holder.display())),
+            _ => Ok(Change::Claimed { by: Actor { name: actor, ..command.actor.clone() }.person() }),
         },
         Action::Unclaim => match (&ticket.assignee, ticket.status) {
             (Some(holder), Status::Claimed) => Ok(Change::Unclaimed { from: holder.clone() }),
             _ => Err(format!("the ticket is {}, not claimed", ticket.status.name())),
         },
         Action::Assign { to } => {
-            let to = name("the assignee's name", to)?;
+            let to = Person::staff(&name("the assignee's name", to)?);
             if closed {
                 Err(closed_already(ticket))
-            } else if ticket.assignee.as_deref() == Some(to.as_str()) {
-                Err(format!("already assigned to {to}"))
+            } else if ticket.assignee.as_ref() == Some(&to) {
+                Err(format!("already assigned to {}", to.display()))
             } else {
                 Ok(Change::Assigned { to, from: ticket.assignee.clone() })
             }
@@ -192,7 +201,7 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
 
 fn closed_already(ticket: &TicketState) -> String {
     match &ticket.closed_by {
-        Some(by) => format!("already closed by {by}"),
+        Some(by) => format!("already closed by {}", by.display()),
         None => "already closed".to_owned(),
     }
 }
@@ -286,7 +295,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
         Change::Closed { reason } => {
             ticket.status = Status::Closed;
             ticket.closed_at = Some(at.clone());
-            ticket.closed_by = Some(event.actor.name.clone());
+            ticket.closed_by = Some(event.actor.person());
             ticket.close_reason = Some(reason.clone());
         }
         Change::Reopened => {
@@ -302,9 +311,9 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     Some(ticket)
 }
 
-fn claim(ticket: &mut TicketState, who: &str, at: &str) {
+fn claim(ticket: &mut TicketState, who: &Person, at: &str) {
     ticket.status = Status::Claimed;
-    ticket.assignee = Some(who.to_owned());
+    ticket.assignee = Some(who.clone());
     ticket.first_claimed_at.get_or_insert_with(|| at.to_owned());
 }
 

@@ -71,7 +71,7 @@ fn claim(ticket: &str, who: &str, n: usize) -> (Option<String>, Vec<u8>) {
     let command = Command {
         command_id: format!("claim-{ticket}-{n}"),
         ticket_id: ticket.into(),
-        actor: Actor { source: ActorSource::Api, name: who.into(), id: None },
+        actor: Actor::staff(ActorSource::Api, who),
         action: Action::Claim,
     };
     (Some(ticket.to_owned()), serde_json::to_vec(&command).unwrap())
@@ -94,7 +94,7 @@ impl Desk {
     async fn start(config: &Config) -> Desk {
         let running = Started::start(config).await;
         let url = format!("http://{}", running.desk.expect("the desk runs"));
-        let staff = franz::desk::staff::Staff::open(&config.data_dir.join("desk")).unwrap();
+        let staff = franz::people::Staff::open(&config.data_dir.join("desk")).unwrap();
         let (token, _) = staff.add("ana").unwrap();
         Desk { running, url, token, http: reqwest::Client::new() }
     }
@@ -132,7 +132,8 @@ async fn a_ticket_delivered_twice_is_created_once_and_worked_through_the_api_wit
 
     let (status, claimed) = desk.send("ticket-00001", json!({"action": "claim"})).await;
     assert_eq!((status, claimed["event"]["type"].as_str()), (200, Some("claimed")), "{claimed}");
-    assert_eq!(claimed["ticket"]["assignee"], "ana", "the answer shows the ticket after the change: {claimed}");
+    let ana = serde_json::json!({"source": "staff", "id": "ana", "name": "ana"});
+    assert_eq!(claimed["ticket"]["assignee"], ana, "the answer shows the ticket after the change: {claimed}");
     let retry = json!({"action": "comment", "body": "we are on it", "command_id": "my-retry-1"});
     let (_, first) = desk.send("ticket-00001", retry.clone()).await;
     let (status, again) = desk.send("ticket-00001", retry).await;
@@ -171,11 +172,11 @@ async fn the_api_answers_bad_requests_unknown_tickets_and_missing_or_wrong_crede
     let before = harness.count(&harness.topics.commands).await;
     let unsigned = http.post(url("/api/tickets/ticket-00001/commands")).json(&json!({"action": "claim"})).send().await;
     assert_eq!(unsigned.unwrap().status(), 401);
-    franz::desk::staff::Staff::open(&data.path().join("desk")).unwrap().remove("ana").unwrap();
+    franz::people::Staff::open(&data.path().join("desk")).unwrap().remove("ana").unwrap();
     let (status, body) = desk.send("ticket-00001", json!({"action": "claim"})).await;
     assert_eq!(status, 401, "a removed member's token stops working: {body}");
     assert_eq!(harness.count(&harness.topics.commands).await, before, "nothing was sent for a refused caller");
-    let staff = franz::desk::staff::Staff::open(&data.path().join("desk")).unwrap();
+    let staff = franz::people::Staff::open(&data.path().join("desk")).unwrap();
     desk.token = staff.add("bo").unwrap().0;
 
     let (status, body) = desk.get("/api/tickets/no-such-ticket").await;
@@ -337,7 +338,7 @@ async fn akte_killed_mid_stream_and_restarted_applies_every_command_exactly_once
                 let command = Command {
                     command_id: format!("comment-{}-{n}", t.id),
                     ticket_id: t.id.clone(),
-                    actor: Actor { source: ActorSource::Cli, name: "ana".into(), id: None },
+                    actor: Actor::staff(ActorSource::Cli, "ana"),
                     action: Action::Comment { body: format!("note {n}"), internal: true },
                 };
                 (Some(t.id.clone()), serde_json::to_vec(&command).unwrap())
@@ -461,7 +462,7 @@ async fn reusing_a_command_id_for_a_different_command_is_refused_and_a_true_retr
         desk.send("ticket-00001", json!({"action": "close", "reason": "x", "command_id": "c-1"})).await;
     assert_eq!(status, 409, "{other}");
     assert!(other["error"].as_str().unwrap().contains("was used for another command"), "{other}");
-    desk.token = franz::desk::staff::Staff::open(&data.path().join("desk")).unwrap().add("bo").unwrap().0;
+    desk.token = franz::people::Staff::open(&data.path().join("desk")).unwrap().add("bo").unwrap().0;
     let (status, _) = desk.send("ticket-00001", json!({"action": "claim", "command_id": "c-1"})).await;
     assert_eq!(status, 409, "someone else's command id is not theirs to retry");
     let (_, shown) = desk.get("/api/tickets/ticket-00001").await;
@@ -579,7 +580,7 @@ async fn searches_that_fill_every_reader_keep_neither_akte_nor_a_claim_waiting()
     let store = desk.running.store.clone().expect("the store is open");
     let applied = |p: &franz::store::Progress| p.next.get(&0).copied().unwrap_or(0) >= TICKETS as i64;
     assert!(store.wait_for(Duration::from_secs(300), applied).await, "the store applied {TICKETS} tickets");
-    let staff = franz::desk::staff::Staff::open(&data.path().join("desk")).unwrap();
+    let staff = franz::people::Staff::open(&data.path().join("desk")).unwrap();
     let searchers: Vec<String> = (0..5).map(|i| staff.add(&format!("searcher{i}")).unwrap().0).collect();
     // akte joins its group and catches up with its partition on the first command, before any search runs.
     let (status, body) = desk.send("ticket-00001", json!({"action": "claim"})).await;
@@ -612,7 +613,7 @@ async fn searches_that_fill_every_reader_keep_neither_akte_nor_a_claim_waiting()
     stop.cancel();
     let statuses: Vec<u16> = load.join_all().await.into_iter().flatten().collect();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["ticket"]["assignee"], "ana", "{body}");
+    assert_eq!(body["ticket"]["assignee"]["name"], "ana", "{body}");
     assert!(took < Duration::from_secs(5), "the claim took {took:?} while the searches ran");
     assert!(statuses.contains(&429), "a third search of one person is refused: {statuses:?}");
     assert!(statuses.iter().all(|s| [200, 429, 503].contains(s)), "{statuses:?}");

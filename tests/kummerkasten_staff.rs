@@ -96,6 +96,11 @@ fn ana(discord: &FakeDiscord) -> User {
     ana
 }
 
+/// A card's status once `ana` (a member of the staff role whose account is linked to nobody) claimed it.
+fn claimed_by_ana() -> String {
+    format!("claimed by {}", franz::discord::plain("@ana (Discord)"))
+}
+
 /// The cards in the staff channel, once there are `n`.
 async fn cards(discord: &FakeDiscord, n: usize) -> Vec<ChannelMessage> {
     wait_until(&format!("{n} card(s) in the staff channel"), || async {
@@ -179,8 +184,9 @@ async fn a_ticket_gets_one_card_and_a_staff_claim_edits_it_and_records_the_disco
     assert!(text.contains("You claimed the ticket"), "{text}");
     let claimed = events_of(harness, "claimed", 1).await.remove(0);
     assert_eq!(claimed["actor"], json!({"source": "discord", "name": "ana", "id": "42"}));
-    assert_eq!(claimed["by"], "ana");
-    card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
+    assert_eq!(claimed["by"], json!({"source": "discord", "id": "42", "name": "ana"}), "no account is linked");
+    card_shows(discord, posted.id, "claimed by @ana (Discord)", |c| field(c, "Status") == Some(&claimed_by_ana()))
+        .await;
 
     // A second claim is refused with akte's reason, and the presser is told.
     let again = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
@@ -299,7 +305,8 @@ fn the_staff_cards_stop_without_blocking_the_runtime_their_in_process_broker_run
         let press = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
         told(discord, &press).await;
         // Stopped right after the edit, the cards have offsets stored that are not committed yet.
-        card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
+        card_shows(discord, posted.id, "claimed by @ana (Discord)", |c| field(c, "Status") == Some(&claimed_by_ana()))
+            .await;
         team.down().await;
     });
 }
@@ -323,6 +330,49 @@ async fn a_claim_by_someone_without_the_staff_role_is_refused_privately_and_chan
     team.down().await;
 }
 
+/// Regression (#33): the staff role alone authorized a press, the presser was known by their Discord username only
+/// (so a Discord user called `ana` was the desk's `ana`), and removing someone from the staff list left their
+/// buttons working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_linked_account_acts_as_its_staff_member_and_then_unlinked_or_removed_accounts_cannot_act() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let staff = franz::people::Staff::open(&team.config.data_dir.join("desk")).unwrap();
+    staff.add("ana").unwrap();
+    staff.link_discord("ana", 43).unwrap();
+    let posted = submit(discord, "printer on fire").await;
+    let refused = |press: Interaction| async move {
+        let refusal = answer(discord, &press, Endpoint::Callback).await;
+        assert_eq!(
+            (&refusal.body["type"], &refusal.body["data"]["flags"]),
+            (&json!(4), &json!(64)),
+            "{:?}",
+            refusal.body
+        );
+        refusal.body["data"]["content"].as_str().unwrap().to_owned()
+    };
+
+    // The Discord user called ana has the staff role but is not the desk's ana.
+    let text = refused(discord.press(&ana(discord), &posted, &button(&posted, "Claim"))).await;
+    assert!(text.contains("not linked") && text.contains("link-discord YOUR_STAFF_NAME 42"), "{text}");
+
+    let ana_k = User::new(43, "ana_k");
+    discord.grant_role(&ana_k, STAFF_ROLE);
+    let text = told(discord, &discord.press(&ana_k, &posted, &button(&posted, "Claim"))).await;
+    assert!(text.contains("You claimed the ticket"), "{text}");
+    let claimed = events_of(harness, "claimed", 1).await.remove(0);
+    assert_eq!(claimed["by"], json!({"source": "staff", "id": "ana", "name": "ana"}), "{claimed}");
+    assert_eq!(claimed["actor"], json!({"source": "discord", "name": "ana_k", "id": "43", "staff": "ana"}));
+    card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
+
+    // Removed from the staff list, her account's presses are refused, the close form included.
+    staff.remove("ana").unwrap();
+    let text = refused(discord.press(&ana_k, &posted, &button(&posted, "Close"))).await;
+    assert!(text.contains("not linked"), "{text}");
+    assert_eq!(harness.count(&harness.topics.commands).await, 2, "the creation and ana's claim only");
+    team.down().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn close_opens_the_reason_form_and_its_submit_closes_the_ticket_with_the_reason_on_the_card() {
     let mut team = Team::start(1).await;
@@ -343,7 +393,7 @@ async fn close_opens_the_reason_form_and_its_submit_closes_the_ticket_with_the_r
     assert_eq!((&closed["reason"], &closed["actor"]["name"]), (&json!("toner replaced"), &json!("ana")));
 
     let card = card_shows(discord, posted.id, "the close", |c| field(c, "Reason") == Some("toner replaced")).await;
-    assert_eq!(field(&card.body, "Closed by"), Some("ana"));
+    assert_eq!(field(&card.body, "Closed by"), Some(franz::discord::plain("@ana (Discord)").as_str()));
     let reopen = button(&card, "Reopen");
     assert!(reopen.starts_with("franz:reopen:"), "{reopen}");
     team.down().await;
@@ -363,7 +413,8 @@ async fn a_redelivered_created_event_and_a_restart_post_no_second_card() {
     // A change after it: once the card shows it, the redelivered event has been handled.
     let press = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
     told(discord, &press).await;
-    card_shows(discord, posted.id, "claimed by ana", |c| field(c, "Status") == Some("claimed by ana")).await;
+    card_shows(discord, posted.id, "claimed by @ana (Discord)", |c| field(c, "Status") == Some(&claimed_by_ana()))
+        .await;
 
     let staff_channel = format!("/channels/{STAFF_CHANNEL}/");
     let posts: Vec<Received> = discord
@@ -385,7 +436,7 @@ async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_a
 
     // The web desk's or the CLI's commands, as they reach akte: 99 priority changes, the last one urgent.
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
-    let actor = Actor { source: ActorSource::Web, name: "bo".into(), id: None };
+    let actor = Actor::staff(ActorSource::Web, "bo");
     let sends = (0..100).map(|i| {
         let priority = if i == 99 {
             Priority::Urgent
@@ -416,7 +467,7 @@ async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_a
 /// Sends a command to akte as the web desk would, by `bo`.
 async fn from_the_desk(harness: &Harness, ticket: &str, n: usize, action: Action) {
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
-    let actor = Actor { source: ActorSource::Web, name: "bo".into(), id: None };
+    let actor = Actor::staff(ActorSource::Web, "bo");
     let command = Command { command_id: format!("desk-{n}"), ticket_id: ticket.to_owned(), actor, action };
     franz::services::akte::send_command(&producer, &harness.topics.commands, harness.partitions, &command)
         .await
@@ -598,7 +649,7 @@ async fn a_tickets_server_and_channel_reach_the_created_event_the_store_and_the_
 
     // The API answers from the ticket store, once the store has applied the ticket.
     let running = team.running.as_ref().expect("franz runs");
-    let staff = franz::desk::staff::Staff::open(&team.config.data_dir.join("desk")).unwrap();
+    let staff = franz::people::Staff::open(&team.config.data_dir.join("desk")).unwrap();
     let (token, _) = staff.add("ana").unwrap();
     let url = format!("http://{}/api/tickets/{id}", running.desk.expect("the desk runs"));
     let get = || async {

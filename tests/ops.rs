@@ -237,7 +237,7 @@ async fn time_to_claim_is_observed_once_per_ticket_at_its_first_claim() {
         let command = TicketCommand {
             command_id: format!("claim-by-{who}"),
             ticket_id: ticket.id.clone(),
-            actor: Actor { source: ActorSource::Api, name: who.into(), id: None },
+            actor: Actor::staff(ActorSource::Api, who),
             action: Action::Claim,
         };
         (id, serde_json::to_vec(&command).unwrap())

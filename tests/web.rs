@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use franz::config::{BrokerKind, Config, Service};
-use franz::desk::staff::Staff;
+use franz::people::Staff;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::Value;
@@ -390,7 +390,7 @@ async fn a_form_from_another_site_or_without_the_session_token_changes_nothing()
     assert!(answer.starts_with(&format!("/tickets/{id}?answer=")), "{answer}");
     let page = team.page(&answer, &ana.cookie).await;
     assert!(page.contains("Done: <bdi>ana</bdi> claimed it."), "{page}");
-    assert_eq!(team.api(&format!("/api/tickets/{id}")).await["ticket"]["assignee"], "ana");
+    assert_eq!(team.api(&format!("/api/tickets/{id}")).await["ticket"]["assignee"]["name"], "ana");
 
     let second = team.act(&id, &bo.cookie, &[("csrf", bo.csrf.as_str()), ("action", "claim")], &[]).await;
     let refused = team.page(second.headers()[LOCATION].to_str().unwrap(), &bo.cookie).await;
@@ -601,6 +601,20 @@ async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket(
         let line: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!(line.pointer(path).and_then(Value::as_str), Some(body), "{what} parses back to the text");
     }
+
+    // `--as` with a name that is not ASCII acts under that name; one with control characters is refused clearly
+    // (it was "builder error", and a name like "josé" was taken for "local").
+    run(&["tickets", "claim", "ticket-c1", "--as", "josé"]);
+    let shown = run(&["tickets", "show", "ticket-c1", "--json"]);
+    let shown: Value = serde_json::from_str(shown.lines().next().unwrap()).unwrap();
+    assert_eq!(shown["ticket"]["assignee"]["name"], "josé", "{shown}");
+    let output = crate::util::franz(team.data.path(), Some(&team.harness))
+        .env("FRANZ_DATA_DIR", team.data.path())
+        .args(["tickets", "--as", "a\u{1b}[2Jb"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && said.contains("the name to act as (--as) must have"), "{said}");
     team.stop().await;
 }
 
@@ -645,4 +659,36 @@ fn a_dotenv_that_points_the_desk_elsewhere_shows_itself_and_gets_no_staff_token_
         "{shown}"
     );
     assert!(shown.contains("sign-in link: https://desk.elsewhere.example/signin?token="), "{shown}");
+}
+
+/// `franz staff add --discord`, `link-discord`, `unlink-discord` and `list`: what they say, and clear refusals of
+/// what cannot be (#33).
+#[test]
+fn staff_commands_link_discord_accounts_list_them_and_refuse_what_cannot_be() {
+    let dir = crate::util::scratch();
+    let franz = |args: &[&str]| {
+        let mut command = crate::util::franz(dir.path(), None);
+        let output = command.env("FRANZ_DATA_DIR", dir.path().join("data")).args(args).output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), said)
+    };
+    let (ok, said) = franz(&["staff", "add", "ana", "--discord", "80351110224678912"]);
+    assert!(ok && said.contains("Discord account 80351110224678912 is ana's"), "{said}");
+    let (ok, said) = franz(&["staff", "add", "bo", "--discord", "@bo"]);
+    assert!(!ok && said.contains("is not a Discord user id") && said.contains("Copy User ID"), "{said}");
+    assert!(franz(&["staff", "add", "bo"]).0);
+    let (ok, said) = franz(&["staff", "link-discord", "bo", "80351110224678912"]);
+    assert!(!ok && said.contains("linked to ana already"), "{said}");
+    let (ok, said) = franz(&["staff", "link-discord", "cy", "7"]);
+    assert!(!ok && said.contains("cy is not on the staff list"), "{said}");
+    assert!(franz(&["staff", "link-discord", "bo", "7"]).0);
+    let (ok, said) = franz(&["staff", "list"]);
+    assert!(ok, "{said}");
+    let line = |name: &str| said.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+    assert!(line("ana").ends_with("Discord 80351110224678912"), "{said}");
+    assert!(line("bo").ends_with("Discord 7"), "{said}");
+    let (ok, said) = franz(&["staff", "unlink-discord", "bo", "7"]);
+    assert!(ok && said.contains("no longer bo's"), "{said}");
+    let (ok, said) = franz(&["staff", "remove", "ana"]);
+    assert!(ok && said.contains("linked Discord accounts no longer work"), "{said}");
 }

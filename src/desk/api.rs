@@ -131,16 +131,22 @@ impl FromRequestParts<Shared> for Caller {
             ));
         };
         if staff::same_hash(&staff::hash(token), &desk.local) {
-            let name = parts.headers.get("x-franz-as").and_then(|v| v.to_str().ok()).unwrap_or("local");
+            // UTF-8 as it is (the CLI sends names like "josé" unchanged); bytes that are not UTF-8 are refused, not
+            // taken for "local".
+            let name = match parts.headers.get("x-franz-as") {
+                None => "local",
+                Some(value) => std::str::from_utf8(value.as_bytes())
+                    .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "X-Franz-As must be UTF-8 text".to_owned()))?,
+            };
             let name = crate::lifecycle::name("X-Franz-As", name)
                 .map_err(|reason| ApiError::new(StatusCode::BAD_REQUEST, reason))?;
-            return Ok(Caller(Actor { source: ActorSource::Cli, name, id: None }));
+            return Ok(Caller(Actor::staff(ActorSource::Cli, &name)));
         }
         let (shared, token) = (desk.clone(), token.to_owned());
         let verified =
             tokio::task::spawn_blocking(move || shared.staff.verify(&token)).await.map_err(ApiError::internal)?;
         match verified {
-            Ok(Some(name)) => Ok(Caller(Actor { source: ActorSource::Api, name, id: None })),
+            Ok(Some(name)) => Ok(Caller(Actor::staff(ActorSource::Api, &name))),
             Ok(None) => {
                 Err(unauthorized("this token is not (or no longer) valid; ask for a new link (`franz staff add NAME`)"))
             }

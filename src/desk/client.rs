@@ -15,11 +15,12 @@ use std::io::Write;
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::staff::{self, Staff};
 use crate::cli::{StaffAction, TicketsAction, TicketsArgs};
 use crate::config::Config;
 use crate::discord::clip;
 use crate::lifecycle;
+use crate::people::{self as staff, Staff};
+use crate::schema::lifecycle::{Actor, ActorSource, Person};
 
 /// The desk directory of a configuration: the staff list and the local credential.
 pub fn desk_dir(config: &Config) -> std::path::PathBuf {
@@ -66,8 +67,11 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
     let dir = desk_dir(config);
     let staff = Staff::open(&dir)?;
     match action {
-        StaffAction::Add { name } => {
+        StaffAction::Add { name, discord } => {
             let (token, existed) = staff.add(&name)?;
+            if let Some(user_id) = discord {
+                staff.link_discord(&name, user_id)?;
+            }
             let code = staff.link(&name)?;
             let (base, from) = base_url(config, &dir)?;
             let name = name.trim();
@@ -88,6 +92,9 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
                 out,
                 "Programs send it as `Authorization: Bearer <token>`; the CLI takes it as --token or FRANZ_TOKEN."
             )?;
+            if let Some(user_id) = discord {
+                linked(out, name, user_id)?;
+            }
         }
         StaffAction::List => {
             let members = staff.list()?;
@@ -95,7 +102,9 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
                 writeln!(out, "nobody yet; add someone with `franz staff add NAME`")?;
             }
             for member in members {
-                writeln!(out, "{:<24} added {}", visible(&member.name), member.added)?;
+                let discord: Vec<String> = member.discord.iter().map(|id| format!("Discord {id}")).collect();
+                let discord = if discord.is_empty() { String::new() } else { format!("  {}", discord.join(", ")) };
+                writeln!(out, "{:<24} added {}{discord}", visible(&member.name), member.added)?;
             }
         }
         StaffAction::Link { name } => {
@@ -112,9 +121,36 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
         }
         StaffAction::Remove { name } => {
             staff.remove(&name)?;
-            writeln!(out, "{} is off the staff list; their links, token and browsers no longer work.", name.trim())?;
+            writeln!(
+                out,
+                "{} is off the staff list; their links, token, browsers and linked Discord accounts no longer work.",
+                name.trim()
+            )?;
+        }
+        StaffAction::LinkDiscord { name, user_id } => {
+            staff.link_discord(&name, user_id)?;
+            linked(out, name.trim(), user_id)?;
+        }
+        StaffAction::UnlinkDiscord { name, user_id } => {
+            staff.unlink_discord(&name, user_id)?;
+            writeln!(
+                out,
+                "Discord account {user_id} is no longer {}'s; it cannot press the staff cards' buttons.",
+                name.trim()
+            )?;
         }
     }
+    Ok(())
+}
+
+/// Says what a link of a Discord account means.
+fn linked(out: &mut impl Write, name: &str, user_id: u64) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "Discord account {user_id} is {name}'s: its presses of the staff cards' buttons act as {name} (the staff \
+         role is still needed). Only linked accounts may press them now; link the rest of the team with `franz \
+         staff link-discord NAME USER_ID`."
+    )?;
     Ok(())
 }
 
@@ -139,6 +175,7 @@ impl Desk {
             }
             (None, Some(local)) => {
                 let name = args.acting_as.clone().or_else(login_name).unwrap_or_else(|| "cli".into());
+                let name = lifecycle::name("the name to act as (--as)", &name).map_err(anyhow::Error::msg)?;
                 (local.url, local.token, Some(name))
             }
             (None, None) => bail!(
@@ -273,7 +310,7 @@ fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
             text(&t["id"]),
             text(&t["status"]),
             text(&t["priority"]),
-            cell(&t["assignee"], 16),
+            cell(&person(&t["assignee"]), 16),
             cell(&t["contact"], 16),
             visible(&clip(first_line, 60))
         )?;
@@ -291,7 +328,7 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
         out,
         "status   {}{}",
         text(&t["status"]),
-        t["assignee"].as_str().map_or(String::new(), |a| format!(" by {}", visible(a)))
+        person(&t["assignee"]).as_str().map_or(String::new(), |a| format!(" by {}", visible(a)))
     )?;
     writeln!(out, "priority {}", text(&t["priority"]))?;
     let labels: Vec<String> = t["labels"].as_array().into_iter().flatten().map(text).collect();
@@ -315,12 +352,16 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// One line for an event: what happened, by whom.
 fn describe(event: &Value) -> String {
-    let who = format!("{} ({})", text(&event["actor"]["name"]), text(&event["actor"]["source"]));
+    let who = match serde_json::from_value::<Actor>(event["actor"].clone()) {
+        Ok(actor) if actor.source == ActorSource::Discord => visible(&actor.display()),
+        Ok(actor) => format!("{} ({})", visible(&actor.display()), text(&event["actor"]["source"])),
+        Err(_) => format!("{} ({})", text(&event["actor"]["name"]), text(&event["actor"]["source"])),
+    };
     let what = match event["type"].as_str().unwrap_or_default() {
         "created" => format!("created from {}", text(&event["origin"])),
         "claimed" => "claimed".to_owned(),
-        "unclaimed" => format!("unclaimed from {}", text(&event["from"])),
-        "assigned" => format!("assigned to {}", text(&event["to"])),
+        "unclaimed" => format!("unclaimed from {}", text(&person(&event["from"]))),
+        "assigned" => format!("assigned to {}", text(&person(&event["to"]))),
         "commented" if event["internal"] == json!(true) => format!("internal note: {}", text(&event["body"])),
         "commented" => format!("replied: {}", text(&event["body"])),
         "priority_set" => format!("priority set to {}", text(&event["priority"])),
@@ -342,6 +383,11 @@ fn cell(value: &Value, width: usize) -> String {
         Value::String(s) => visible(&clip(s, width)),
         other => clip(&text(other), width),
     }
+}
+
+/// A person (an identity object, or a bare name from an older desk) as people read it; `null` for none.
+fn person(value: &Value) -> Value {
+    serde_json::from_value::<Person>(value.clone()).map_or(Value::Null, |p| Value::String(p.display()))
 }
 
 fn text(value: &Value) -> String {

@@ -12,7 +12,6 @@ pub mod client;
 mod listener;
 pub mod numbers;
 pub mod problems;
-pub mod staff;
 mod tally;
 pub mod web;
 
@@ -26,6 +25,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Topics;
+use crate::people as staff;
 use crate::store::Store;
 
 /// What the handlers share.

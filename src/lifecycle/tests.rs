@@ -4,12 +4,17 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::schema::Ticket;
-use crate::schema::lifecycle::{Actor, ActorSource};
+use crate::schema::lifecycle::{Actor, ActorSource, Person, PersonSource};
 
 const T: &str = "2026-02-24T08:32:23.255Z";
 
 fn actor(name: &str) -> Actor {
-    Actor { source: ActorSource::Web, name: name.into(), id: None }
+    Actor::staff(ActorSource::Web, name)
+}
+
+/// A Discord account, linked to the staff member `staff` or to nobody.
+fn discord(id: &str, name: &str, staff: Option<&str>) -> Actor {
+    Actor { source: ActorSource::Discord, name: name.into(), id: Some(id.into()), staff: staff.map(Into::into) }
 }
 
 fn command(n: usize, who: &str, action: Action) -> Command {
@@ -71,7 +76,7 @@ fn claiming_a_ticket_someone_else_holds_is_refused_with_their_name() {
         run(&[Command::create(ticket()), command(1, "ana", Action::Claim), command(2, "bo", Action::Claim)]);
     assert_eq!(reason(&events[2]), Some("already claimed by ana"));
     assert_eq!(events[2].version, None);
-    assert_eq!(state.unwrap().assignee.as_deref(), Some("ana"));
+    assert_eq!(state.unwrap().assignee, Some(Person::staff("ana")));
 }
 
 #[test]
@@ -81,8 +86,52 @@ fn an_explicit_assignment_takes_the_ticket_from_its_holder() {
         command(1, "ana", Action::Claim),
         command(2, "bo", Action::Assign { to: "cy".into() }),
     ]);
-    assert_eq!(events[2].change, Change::Assigned { to: "cy".into(), from: Some("ana".into()) });
-    assert_eq!(state.unwrap().assignee.as_deref(), Some("cy"));
+    assert_eq!(events[2].change, Change::Assigned { to: Person::staff("cy"), from: Some(Person::staff("ana")) });
+    assert_eq!(state.unwrap().assignee, Some(Person::staff("cy")));
+}
+
+/// Regression (#33): a Discord user whose username is `ana` and the desk's `ana` were one assignee, so her "Mine",
+/// her claims and her numbers merged two people.
+#[test]
+fn a_discord_account_and_a_staff_member_of_one_name_are_two_people_and_a_linked_account_is_its_staff_member() {
+    let claim = |n: usize, actor: Actor| Command { actor, ..command(n, "unused", Action::Claim) };
+    let (events, state) = run(&[Command::create(ticket()), claim(1, discord("42", "ana", None))]);
+    let stranger = Person { source: PersonSource::Discord, id: "42".into(), name: "ana".into() };
+    assert_eq!(events[1].change, Change::Claimed { by: stranger.clone() });
+    let state = state.unwrap();
+    assert_ne!(state.assignee, Some(Person::staff("ana")));
+    assert_eq!(state.assignee.as_ref().map(Person::display).as_deref(), Some("@ana (Discord)"));
+
+    let (events, state) = run(&[
+        Command::create(ticket()),
+        claim(1, discord("43", "ana_k", Some("ana"))),
+        command(2, "ana", Action::Close { reason: "done".into() }),
+        command(3, "bo", Action::Close { reason: "again".into() }),
+    ]);
+    assert_eq!(events[1].change, Change::Claimed { by: Person::staff("ana") }, "the linked account is ana");
+    assert_eq!(events[1].actor.display(), "ana (Discord @ana_k)");
+    assert_eq!(reason(&events[3]), Some("already closed by ana"));
+    assert_eq!(state.unwrap().closed_by, Some(Person::staff("ana")));
+}
+
+/// Events written before identities name people by a bare string; they still read, as the staff member of that
+/// name.
+#[test]
+fn events_written_before_identities_still_read_and_fold() {
+    let old = [
+        r#"{"event_id":"e1","ticket_id":"t1","version":1,"at":"2026-01-01T00:00:00.000Z","actor":{"source":"franz","name":"franz"},"caused_by":"c0","type":"created","contact":"p","origin":"Discord","body":"b","submitted":"2026-01-01T00:00:00.000Z"}"#,
+        r#"{"event_id":"e2","ticket_id":"t1","version":2,"at":"2026-01-01T00:00:01.000Z","actor":{"source":"web","name":"ana"},"caused_by":"c1","type":"claimed","by":"ana"}"#,
+        r#"{"event_id":"e3","ticket_id":"t1","version":3,"at":"2026-01-01T00:00:02.000Z","actor":{"source":"web","name":"bo"},"caused_by":"c2","type":"assigned","to":"cy","from":"ana"}"#,
+        r#"{"event_id":"e4","ticket_id":"t1","version":4,"at":"2026-01-01T00:00:03.000Z","actor":{"source":"web","name":"bo"},"caused_by":"c3","type":"unclaimed","from":"cy"}"#,
+    ];
+    let events: Vec<Event> = old.iter().map(|text| serde_json::from_str(text).unwrap()).collect();
+    assert_eq!(events[2].change, Change::Assigned { to: Person::staff("cy"), from: Some(Person::staff("ana")) });
+    assert_eq!(events[3].change, Change::Unclaimed { from: Person::staff("cy") });
+    let state = fold(&events[..3]).unwrap();
+    assert_eq!(state.assignee, Some(Person::staff("cy")));
+    assert_eq!(fold(&events).unwrap().assignee, None);
+    let written = serde_json::to_value(&events[1]).unwrap();
+    assert_eq!(written["by"], serde_json::json!({"source": "staff", "id": "ana", "name": "ana"}));
 }
 
 #[test]

@@ -25,14 +25,149 @@ pub enum ActorSource {
     Franz,
 }
 
-/// Who asked for a change. Every event carries it, so the audit trail says who did what.
+/// Who asked for a change, and through which door. Every event carries it, so the audit trail says who did what.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
+    /// The door: the web desk, the CLI, the API, Discord, or franz itself.
     pub source: ActorSource,
+    /// The name at that door: a staff name, or a Discord username.
     pub name: String,
-    /// The person's id at the source (a Discord user id), when there is one.
+    /// The account's id at the door (a Discord user id), when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The staff member a Discord account is linked to (`franz staff link-discord`); absent for the desk's doors,
+    /// whose name is the staff name already, and for an account linked to nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
+}
+
+impl Actor {
+    /// An actor at one of the desk's doors (web, CLI, API), where the name is the staff member's.
+    pub fn staff(source: ActorSource, name: &str) -> Actor {
+        Actor { source, name: name.to_owned(), id: None, staff: None }
+    }
+
+    /// The person behind this actor: a staff member (any desk door, or a Discord account linked to one), else the
+    /// Discord account itself.
+    pub fn person(&self) -> Person {
+        match (self.source, &self.staff, &self.id) {
+            (ActorSource::Discord, Some(staff), _) => Person::staff(staff),
+            (ActorSource::Discord, None, Some(id)) => {
+                Person { source: PersonSource::Discord, id: id.clone(), name: self.name.clone() }
+            }
+            (ActorSource::Franz, _, _) => {
+                Person { source: PersonSource::Franz, id: "franz".into(), name: "franz".into() }
+            }
+            _ => Person::staff(&self.name),
+        }
+    }
+
+    /// Who this actor is, for people to read: `ana`, `ana (Discord @ana_k)` for a linked Discord account, or
+    /// `@ana_k (Discord)` for an account linked to nobody.
+    pub fn display(&self) -> String {
+        match (self.source, &self.staff) {
+            (ActorSource::Discord, Some(staff)) => format!("{staff} (Discord @{})", self.name),
+            (ActorSource::Discord, None) => format!("@{} (Discord)", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// Whose list a person's identity comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersonSource {
+    /// The desk's staff list: the id is the staff name.
+    Staff,
+    /// A Discord account linked to no staff member: the id is the user id.
+    Discord,
+    /// franz itself.
+    Franz,
+}
+
+impl PersonSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            PersonSource::Staff => "staff",
+            PersonSource::Discord => "discord",
+            PersonSource::Franz => "franz",
+        }
+    }
+}
+
+/// A person as events name them (an assignee, who closed): a stable identity, `{source, id}`, and a name that is
+/// only for display. Two people with one name are two identities; one staff member working from the desk and from
+/// a linked Discord account is one.
+///
+/// Events written before identities named people by a bare string; such a name reads as the staff member of that
+/// name, which is what franz meant by it then.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Person {
+    pub source: PersonSource,
+    pub id: String,
+    pub name: String,
+}
+
+impl Person {
+    /// The staff member `name` (the staff list's names are unique, so the name is the id).
+    pub fn staff(name: &str) -> Person {
+        Person { source: PersonSource::Staff, id: name.to_owned(), name: name.to_owned() }
+    }
+
+    /// The identity as one string, `source:id` (`staff:ana`, `discord:42`): what the ticket store indexes and the
+    /// API's `assignee` filter takes.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.source.name(), self.id)
+    }
+
+    /// The person with identity `key` (as [`Person::key`] writes it) and display name `name`; a key without a known
+    /// source is a staff name.
+    pub fn from_key(key: &str, name: &str) -> Person {
+        let (source, id) = match key.split_once(':') {
+            Some(("staff", id)) => (PersonSource::Staff, id),
+            Some(("discord", id)) => (PersonSource::Discord, id),
+            Some(("franz", id)) => (PersonSource::Franz, id),
+            _ => (PersonSource::Staff, key),
+        };
+        Person { source, id: id.to_owned(), name: name.to_owned() }
+    }
+
+    /// The key a filter's text names: `discord:42` or `staff:ana` as given, anything else the staff member of that
+    /// name.
+    pub fn key_of(text: &str) -> String {
+        Person::from_key(text, "").key()
+    }
+
+    /// Who this is, for people to read: the staff name, or `@name (Discord)` for a Discord account linked to no
+    /// staff member.
+    pub fn display(&self) -> String {
+        match self.source {
+            PersonSource::Discord => format!("@{} (Discord)", self.name),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Person {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Person, D::Error> {
+        #[derive(Deserialize)]
+        struct Full {
+            source: PersonSource,
+            id: String,
+            name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Full(Full),
+            /// Before identities: a bare name.
+            Name(String),
+        }
+        Ok(match Written::deserialize(deserializer)? {
+            Written::Full(Full { source, id, name }) => Person { source, id, name },
+            Written::Name(name) => Person::staff(&name),
+        })
+    }
 }
 
 /// How urgent a ticket is.
@@ -79,7 +214,8 @@ pub enum Action {
     Claim,
     /// Give the ticket back to the queue.
     Unclaim,
-    /// Give the ticket to someone, taking it from whoever holds it (the explicit reassignment).
+    /// Give the ticket to a staff member (by their staff name), taking it from whoever holds it (the explicit
+    /// reassignment).
     Assign {
         to: String,
     },
@@ -141,16 +277,16 @@ pub enum Change {
         channel_id: Option<String>,
     },
     Claimed {
-        by: String,
+        by: Person,
     },
     Unclaimed {
         /// Who held it.
-        from: String,
+        from: Person,
     },
     Assigned {
-        to: String,
+        to: Person,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        from: Option<String>,
+        from: Option<Person>,
     },
     Commented {
         body: String,
@@ -283,7 +419,7 @@ impl Command {
         Command {
             command_id: create_command_id(&ticket.id),
             ticket_id: ticket.id.clone(),
-            actor: Actor { source: ActorSource::Franz, name: "franz".into(), id: None },
+            actor: Actor { source: ActorSource::Franz, name: "franz".into(), id: None, staff: None },
             action: Action::Create { ticket },
         }
     }
@@ -313,7 +449,7 @@ mod tests {
             ticket_id: "t".into(),
             version: None,
             at: "2026-01-01T00:00:00.000Z".into(),
-            actor: Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()) },
+            actor: Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()), staff: None },
             caused_by: "c".into(),
             change: Change::Rejected { action: "claim".into(), reason: "already claimed by bo".into() },
         };

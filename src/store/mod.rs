@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::watch;
 
 use crate::lifecycle::{self, TicketState};
-use crate::schema::lifecycle::{Change, Event, Priority, Status};
+use crate::schema::lifecycle::{Change, Event, Person, Priority, Status};
 
 /// Reading connections for lookups of one ticket or answer (pages, commands, cards, metrics), which are quick.
 const LOOKUP_READERS: u32 = 4;
@@ -125,7 +125,7 @@ impl Identity {
 /// another topic (by name, cluster id or topic id), or by an incompatible franz, is emptied to be rebuilt.
 pub fn open(path: &Path, identity: &Identity) -> anyhow::Result<(Store, Writer)> {
     if let Some(dir) = path.parent() {
-        crate::desk::staff::private_dir(dir)?;
+        crate::people::private_dir(dir)?;
     }
     let mut conn =
         Connection::open(path).with_context(|| format!("cannot open the ticket store {}", path.display()))?;
@@ -430,7 +430,7 @@ impl Writer {
 /// The columns `load` and the queries read, in order.
 pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
     origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments, \
-    guild_id, channel_id";
+    guild_id, channel_id, assignee_name, closed_by_name";
 
 /// A ticket row as a state, with its seq.
 pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
@@ -443,7 +443,7 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
             id: row.get(1)?,
             version: row.get::<_, i64>(2)? as u64,
             status: Status::parse(&status).unwrap_or_default(),
-            assignee: row.get(4)?,
+            assignee: person(row, 4, 21)?,
             priority: Priority::parse(&priority).unwrap_or_default(),
             labels: labels.split('\n').filter(|l| !l.is_empty()).map(str::to_owned).collect(),
             contact: row.get(7)?,
@@ -454,7 +454,7 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
             created_at: row.get(12)?,
             first_claimed_at: row.get(13)?,
             closed_at: row.get(14)?,
-            closed_by: row.get(15)?,
+            closed_by: person(row, 15, 22)?,
             close_reason: row.get(16)?,
             updated_at: row.get(17)?,
             comments: row.get::<_, i64>(18)? as u64,
@@ -462,6 +462,16 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
             channel_id: row.get(20)?,
         },
     ))
+}
+
+/// The person whose identity key is in column `key` and name in column `name`, if any.
+fn person(row: &rusqlite::Row<'_>, key: usize, name: usize) -> rusqlite::Result<Option<Person>> {
+    let key: Option<String> = row.get(key)?;
+    let name: Option<String> = row.get(name)?;
+    Ok(key.map(|key| {
+        let name = name.unwrap_or_else(|| key.clone());
+        Person::from_key(&key, &name)
+    }))
 }
 
 fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<(i64, TicketState)>> {
@@ -477,7 +487,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         t.id,
         t.version as i64,
         t.status.name(),
-        t.assignee,
+        t.assignee.as_ref().map(Person::key),
         t.priority.name(),
         labels,
         t.contact,
@@ -488,12 +498,14 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         t.created_at,
         t.first_claimed_at,
         t.closed_at,
-        t.closed_by,
+        t.closed_by.as_ref().map(Person::key),
         t.close_reason,
         t.updated_at,
         t.comments as i64,
         t.guild_id,
         t.channel_id,
+        t.assignee.as_ref().map(|p| p.name.as_str()),
+        t.closed_by.as_ref().map(|p| p.name.as_str()),
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -501,7 +513,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                 "UPDATE tickets SET id = ?1, version = ?2, status = ?3, assignee = ?4, priority = ?5, labels = ?6,
                  contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
-                 comments = ?18, guild_id = ?19, channel_id = ?20 WHERE seq = ?21",
+                 comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22
+                 WHERE seq = ?23",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -514,8 +527,9 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
             conn.prepare_cached(
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
-                 comments, guild_id, channel_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                 comments, guild_id, channel_id, assignee_name, closed_by_name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                 ?22)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{TICKET_COLUMNS, ticket_from_row};
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::{Event, Priority, Status};
+use crate::schema::lifecycle::{Event, Person, Priority, Status};
 
 /// The most tickets one page holds.
 pub const PAGE_MAX: usize = 200;
@@ -19,6 +19,7 @@ pub const PAGE_DEFAULT: usize = 50;
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
     pub status: Option<Status>,
+    /// Whose tickets: a staff name, or an identity key (`staff:ana`, `discord:42`).
     pub assignee: Option<String>,
     /// Only tickets nobody holds.
     pub unassigned: bool,
@@ -72,7 +73,7 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
         clause.bind("t.status = ?", status.name());
     }
     if let Some(assignee) = &filter.assignee {
-        clause.bind("t.assignee = ?", assignee.clone());
+        clause.bind("t.assignee = ?", Person::key_of(assignee));
     }
     if filter.unassigned {
         clause.conditions.push("t.assignee IS NULL".into());
@@ -220,7 +221,8 @@ pub struct Stats {
     pub by_origin: Vec<Count>,
     /// The 20 most used labels.
     pub by_label: Vec<Count>,
-    /// Who closed how many of the tickets created in the last 30 days (closed now), most first.
+    /// Who closed how many of the tickets created in the last 30 days (closed now), most first; two people of one
+    /// name are counted apart.
     pub closed_by: Vec<Count>,
 }
 
@@ -279,7 +281,8 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
             Day { created: month.per_day.get(&day).copied().unwrap_or(0), day }
         })
         .collect();
-    let mut closed_by: Vec<Count> = month.closers.into_iter().map(|(name, tickets)| Count { name, tickets }).collect();
+    let mut closed_by: Vec<Count> =
+        month.closers.into_values().map(|(person, tickets)| Count { name: person.display(), tickets }).collect();
     closed_by.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.name.cmp(&b.name)));
     stats.closed_by = closed_by;
     (stats.time_to_claim, stats.time_to_close) = (durations(month.to_claim), durations(month.to_close));
@@ -320,7 +323,8 @@ struct Month {
     per_day: std::collections::HashMap<String, u64>,
     to_claim: Vec<f64>,
     to_close: Vec<f64>,
-    closers: std::collections::HashMap<String, u64>,
+    /// By identity key: the person and their count.
+    closers: std::collections::HashMap<String, (Person, u64)>,
 }
 
 impl Month {
@@ -328,7 +332,8 @@ impl Month {
         // From the start of the first of the 30 days shown per day.
         let since = (now - chrono::Duration::days(29)).format("%Y-%m-%d").to_string();
         let mut times = conn.prepare_cached(
-            "SELECT created_at, first_claimed_at, closed_at, closed_by FROM tickets WHERE created_at >= ?1",
+            "SELECT created_at, first_claimed_at, closed_at, closed_by, closed_by_name FROM tickets
+             WHERE created_at >= ?1",
         )?;
         let mut month = Month::default();
         let mut rows = times.query([&since])?;
@@ -341,8 +346,9 @@ impl Month {
             };
             month.to_claim.extend(since_created(row.get(1)?));
             month.to_close.extend(since_created(row.get(2)?));
-            if let Some(closer) = row.get::<_, Option<String>>(3)? {
-                *month.closers.entry(closer).or_default() += 1;
+            if let Some(key) = row.get::<_, Option<String>>(3)? {
+                let name = row.get::<_, Option<String>>(4)?.unwrap_or_else(|| key.clone());
+                month.closers.entry(key.clone()).or_insert_with(|| (Person::from_key(&key, &name), 0)).1 += 1;
             }
         }
         Ok(month)

@@ -10,7 +10,9 @@ use super::Identity;
 
 /// Bumped whenever the tables change; a store with another version is rebuilt from the events.
 /// 4: `tickets.guild_id` and `tickets.channel_id`.
-const SCHEMA_VERSION: i64 = 4;
+/// 5: `tickets.assignee` and `tickets.closed_by` hold identity keys (`staff:ana`, `discord:42`), and
+/// `assignee_name`, `closed_by_name` their names.
+const SCHEMA_VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -21,6 +23,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     version INTEGER NOT NULL,
     status TEXT NOT NULL,
     assignee TEXT,
+    assignee_name TEXT,
     priority TEXT NOT NULL,
     labels TEXT NOT NULL,
     contact TEXT NOT NULL,
@@ -32,6 +35,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     first_claimed_at TEXT,
     closed_at TEXT,
     closed_by TEXT,
+    closed_by_name TEXT,
     close_reason TEXT,
     updated_at TEXT NOT NULL,
     comments INTEGER NOT NULL,

@@ -25,7 +25,7 @@ fn command(n: usize, ticket: &str, who: &str, action: Action) -> Command {
     Command {
         command_id: format!("c{n}"),
         ticket_id: ticket.into(),
-        actor: Actor { source: ActorSource::Cli, name: who.into(), id: None },
+        actor: Actor::staff(ActorSource::Cli, who),
         action,
     }
 }
@@ -322,6 +322,47 @@ fn filters_narrow_the_list() {
     assert_eq!(ids(query::Filter { unassigned: true, ..Default::default() }), ["t2"]);
     assert_eq!(ids(query::Filter { label: Some("vip".into()), ..Default::default() }), ["t2"]);
     assert_eq!(ids(query::Filter { origin: Some("Web".into()), ..Default::default() }), Vec::<String>::new());
+}
+
+/// Regression (#33): the store kept an assignee's name only, so a Discord user called `ana` and the desk's `ana`
+/// shared one "Mine" and one line of the closers' numbers.
+#[test]
+fn two_people_of_one_name_have_their_own_tickets_and_numbers() {
+    let stranger = Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()), staff: None };
+    let linked =
+        Actor { source: ActorSource::Discord, name: "ana_k".into(), id: Some("43".into()), staff: Some("ana".into()) };
+    let by = |n: usize, ticket: &str, actor: &Actor, action: Action| Command {
+        actor: actor.clone(),
+        ..command(n, ticket, "x", action)
+    };
+    let events = decided(&[
+        Command::create(ticket("t1", "a")),
+        Command::create(ticket("t2", "b")),
+        Command::create(ticket("t3", "c")),
+        by(1, "t1", &stranger, Action::Claim),
+        command(2, "t2", "ana", Action::Claim),
+        by(3, "t3", &linked, Action::Claim),
+        by(4, "t1", &stranger, Action::Close { reason: "done".into() }),
+        command(5, "t2", "ana", Action::Close { reason: "done".into() }),
+    ]);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let ids = |assignee: &str| -> Vec<String> {
+        let filter = query::Filter { assignee: Some(assignee.into()), ..Default::default() };
+        query::list(&conn, &filter).unwrap().tickets.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(ids("ana"), ["t3", "t2"], "the desk's ana, from the desk and from her linked Discord account");
+    assert_eq!(ids("staff:ana"), ["t3", "t2"]);
+    assert_eq!(ids("discord:42"), ["t1"], "the Discord user called ana is someone else");
+    let t1 = query::ticket(&conn, "t1").unwrap().unwrap();
+    assert_eq!(t1.assignee.as_ref().map(Person::display).as_deref(), Some("@ana (Discord)"));
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let stats = query::stats(&conn, now).unwrap();
+    assert_eq!(
+        stats.closed_by,
+        [query::Count { name: "@ana (Discord)".into(), tickets: 1 }, query::Count { name: "ana".into(), tickets: 1 }]
+    );
 }
 
 #[test]

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 
 use super::{Shared, SignedIn, error_page};
-use crate::desk::staff::Session;
 use crate::desk::tally::{Held, Tally};
+use crate::people::Session;
 
 /// The shortest time between two `change` events on one stream.
 const COALESCE: Duration = Duration::from_millis(200);
@@ -139,7 +139,7 @@ mod tests {
         let (store, mut writer) =
             crate::store::open(&dir.path().join("store/tickets.sqlite"), &crate::store::Identity::named("events"))
                 .unwrap();
-        let staff = crate::desk::staff::Staff::open(&dir.path().join("desk")).unwrap();
+        let staff = crate::people::Staff::open(&dir.path().join("desk")).unwrap();
         staff.add("bo").unwrap();
         let session = staff.start_session(&staff.link("bo").unwrap()).unwrap().unwrap();
         let desk = std::sync::Arc::new(crate::desk::Desk {

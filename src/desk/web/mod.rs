@@ -28,9 +28,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::api::{self, ApiError};
-use super::staff::{self, Session};
 use super::{Desk, problems};
-use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Priority, Status};
+use crate::people::{self as staff, Session};
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Person, Priority, Status};
 use crate::store::query::{self, Filter};
 
 type Shared = Arc<Desk>;
@@ -341,7 +341,7 @@ impl BoardQuery {
         Ok(Filter {
             status,
             priority,
-            assignee: given(&self.mine).map(|_| me.to_owned()),
+            assignee: given(&self.mine).map(|_| Person::staff(me).key()),
             unassigned: given(&self.unassigned).is_some(),
             label: given(&self.label),
             origin: given(&self.origin),
@@ -471,7 +471,7 @@ async fn act(
         .filter(|id| (1..=crate::lifecycle::NAME_MAX).contains(&id.len()))
         .cloned()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let actor = Actor { source: ActorSource::Web, name: session.name.clone(), id: None };
+    let actor = Actor::staff(ActorSource::Web, &session.name);
     let command = Command { command_id: command_id.clone(), ticket_id: id.clone(), actor, action };
     match api::submit(&desk, &command).await {
         // Akte's decision, or its absence (the page says the command waits): either way the ticket page tells.
@@ -554,6 +554,16 @@ async fn problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (#33): "Mine" matched the assignee's name, so a Discord user called `ana` shared the desk's
+    /// `ana`'s list; it names her staff identity now, even when her name looks like another identity's key.
+    #[test]
+    fn mine_is_the_signed_in_staff_members_identity() {
+        let mine = BoardQuery { mine: "1".into(), ..BoardQuery::default() };
+        assert_eq!(mine.filter("ana").unwrap().assignee.as_deref(), Some("staff:ana"));
+        assert_eq!(mine.filter("discord:42").unwrap().assignee.as_deref(), Some("staff:discord:42"));
+        assert_eq!(BoardQuery::default().filter("ana").unwrap().assignee, None);
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others_and_every_copy_of_it_is_seen() {

@@ -8,9 +8,9 @@ use super::{BoardQuery, charts, path_segment};
 use crate::desk::numbers::Counts;
 use crate::desk::numbers::Snapshot;
 use crate::desk::problems::{Kind, Problem};
-use crate::desk::staff::Session;
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::{Change, Event, Priority, Status};
+use crate::people::Session;
+use crate::schema::lifecycle::{Change, Event, Person, Priority, Status};
 use crate::store::query::{Durations, Page};
 
 fn layout(title: &str, session: Option<&Session>, open: Option<u64>, content: Markup) -> Markup {
@@ -168,7 +168,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                                     td { (status_badge(ticket.status)) }
                                     td { span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } }
                                     td { time datetime=(ticket.created_at) title=(ticket.created_at) { (age(&ticket.created_at, now)) } }
-                                    td { bdi { (ticket.assignee.as_deref().unwrap_or("—")) } }
+                                    td { bdi { (ticket.assignee.as_ref().map_or("—".to_owned(), Person::display)) } }
                                     td { (ticket.origin) }
                                     td { @for label in &ticket.labels { span.label { (label) } " " } }
                                 }
@@ -204,7 +204,7 @@ pub fn ticket(
             }
         }
     };
-    let mine = ticket.assignee.as_deref() == Some(session.name.as_str());
+    let mine = ticket.assignee.as_ref() == Some(&Person::staff(&session.name));
     layout(
         &first_line(&ticket.body, 60),
         Some(session),
@@ -219,7 +219,7 @@ pub fn ticket(
                     Some(Event { change: Change::Rejected { reason, .. }, .. }) => div #answer.answer.refused role="alert" {
                         "Refused: " (reason)
                     },
-                    Some(event) => div #answer.answer.done role="status" { "Done: " bdi { (event.actor.name) } " " (describe(&event.change)) "." },
+                    Some(event) => div #answer.answer.done role="status" { "Done: " bdi { (event.actor.display()) } " " (describe(&event.change)) "." },
                 }
             }
             article #ticket data-live {
@@ -227,7 +227,7 @@ pub fn ticket(
                 p.badges {
                     (status_badge(ticket.status)) " "
                     span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } " "
-                    @if let Some(assignee) = &ticket.assignee { span.assignee { "held by " bdi { (assignee) } } " " }
+                    @if let Some(assignee) = &ticket.assignee { span.assignee { "held by " bdi { (assignee.display()) } } " " }
                     @for label in &ticket.labels { span.label { (label) } " " }
                 }
                 div.body { (ticket.body) }
@@ -239,7 +239,7 @@ pub fn ticket(
                     @if let Some(at) = &ticket.first_claimed_at { dt { "First claimed" } dd { (when(at)) } }
                     @if let Some(at) = &ticket.closed_at {
                         dt { "Closed" }
-                        dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by) } }
+                        dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by.display()) } }
                             @if let Some(reason) = &ticket.close_reason { ": " (reason) } }
                     }
                     dt { "Last change" } dd { (when(&ticket.updated_at)) }
@@ -291,7 +291,7 @@ pub fn ticket(
                 ol.timeline {
                     @for event in events {
                         li class=(timeline_class(&event.change)) {
-                            (when(&event.at)) " · " strong { bdi { (event.actor.name) } } " (" (source(event)) ") "
+                            (when(&event.at)) " · " strong { bdi { (event.actor.display()) } } " " (source(event)) " "
                             (describe(&event.change))
                             @if let Change::Commented { body, .. } = &event.change { div.comment { (body) } }
                         }
@@ -457,13 +457,14 @@ fn timeline_class(change: &Change) -> &'static str {
     }
 }
 
+/// Which door a change came through, in brackets; nothing for Discord, which the actor's name says already.
 fn source(event: &Event) -> &'static str {
     match event.actor.source {
-        crate::schema::lifecycle::ActorSource::Web => "web",
-        crate::schema::lifecycle::ActorSource::Cli => "CLI",
-        crate::schema::lifecycle::ActorSource::Discord => "Discord",
-        crate::schema::lifecycle::ActorSource::Api => "API",
-        crate::schema::lifecycle::ActorSource::Franz => "franz",
+        crate::schema::lifecycle::ActorSource::Web => "(web)",
+        crate::schema::lifecycle::ActorSource::Cli => "(CLI)",
+        crate::schema::lifecycle::ActorSource::Discord => "",
+        crate::schema::lifecycle::ActorSource::Api => "(API)",
+        crate::schema::lifecycle::ActorSource::Franz => "(franz)",
     }
 }
 
@@ -475,8 +476,8 @@ pub fn describe(change: &Change) -> String {
     match change {
         Change::Created { origin, .. } => format!("opened the ticket (from {origin})"),
         Change::Claimed { .. } => "claimed it".to_owned(),
-        Change::Unclaimed { from } => format!("gave it back (it was {from}'s)"),
-        Change::Assigned { to, .. } => format!("assigned it to {to}"),
+        Change::Unclaimed { from } => format!("gave it back (it was {}'s)", from.display()),
+        Change::Assigned { to, .. } => format!("assigned it to {}", to.display()),
         Change::Commented { internal: false, .. } => "replied".to_owned(),
         Change::Commented { internal: true, .. } => "added an internal note".to_owned(),
         Change::PrioritySet { priority } => format!("set the priority to {}", priority.name()),

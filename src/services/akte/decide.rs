@@ -182,7 +182,7 @@ impl Decider {
             ticket_id: ticket_id.to_owned(),
             version: None,
             at: now_rfc3339(),
-            actor: Actor { source: ActorSource::Franz, name: "akte".into(), id: None },
+            actor: Actor { source: ActorSource::Franz, name: "akte".into(), id: None, staff: None },
             caused_by: command_id,
             change: Change::Rejected { action: "unreadable".into(), reason },
         };

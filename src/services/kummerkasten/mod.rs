@@ -392,6 +392,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         notify_submitter,
         store: store.clone(),
         cards_path: staff::cards_path(store),
+        staff_dir: context.desk_dir.clone(),
         partitions: config.partitions,
         desk_url: config.desk.public_url.clone(),
         troubles: context.metrics.troubles.clone(),

@@ -55,7 +55,7 @@ pub fn own_tickets(tickets: &[TicketState]) -> String {
                 Some(reason) => format!("closed: {}", clip(&plain(reason), 120)),
                 None => "closed".to_owned(),
             },
-            (_, Some(who)) => format!("being worked on by {}", plain(who)),
+            (_, Some(who)) => format!("being worked on by {}", plain(&who.name)),
             _ => "open, waiting for the team".to_owned(),
         };
         lines.push(format!("• `{}` {}: {}", ticket.id, clip(&plain(first_line.trim()), 60), status));
@@ -124,8 +124,11 @@ mod tests {
             close_reason: Some("fixed <@1>".into()),
             ..ticket("t-2", "printer @everyone")
         };
-        let claimed =
-            TicketState { status: Status::Claimed, assignee: Some("ana".into()), ..ticket("t-1", "\nvpn\nmore") };
+        let claimed = TicketState {
+            status: Status::Claimed,
+            assignee: Some(crate::schema::lifecycle::Person::staff("ana")),
+            ..ticket("t-1", "\nvpn\nmore")
+        };
         let text = own_tickets(&[closed, claimed, ticket("t-0", "mail")]);
         assert!(text.contains("`t-2`") && text.contains("closed: fixed"), "{text}");
         assert!(text.contains("`t-1` vpn: being worked on by ana"), "{text}");

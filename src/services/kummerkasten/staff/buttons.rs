@@ -1,5 +1,7 @@
-//! Presses of a card's buttons and submits of its close-reason form: only members with the staff role may act;
-//! each press becomes a lifecycle command with the Discord user as actor, and the presser learns akte's answer.
+//! Presses of a card's buttons and submits of its close-reason form: only members with the staff role may act,
+//! and, once any Discord account is linked to the staff list (`franz staff link-discord`), only with a linked
+//! account; each press becomes a lifecycle command whose actor is the Discord user and, when linked, the staff
+//! member they are (`Actor::staff`), and the presser learns akte's answer.
 //!
 //! A press by anyone else is refused privately and changes nothing. Claim and Reopen are deferred (privately),
 //! sent to akte, and answered with akte's decision once the ticket store has it; Close opens a form for the reason,
@@ -15,6 +17,7 @@ use super::Settings;
 use super::card::{self, Press};
 use crate::config::Topics;
 use crate::discord::plain;
+use crate::people::{DiscordAccount, Staff};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
 use crate::services::akte::send_command;
 use crate::services::kummerkasten::{NAME, connect, replies};
@@ -63,13 +66,40 @@ pub async fn handle(
             .await;
         return;
     };
+    let staff = match account(settings, member.user.id.get()).await {
+        Ok(DiscordAccount::Linked(name)) => Some(name),
+        Ok(DiscordAccount::RoleDecides) => None,
+        Ok(DiscordAccount::Unlinked) => {
+            respond(replies::private_message(&format!(
+                "Your Discord account is not linked to anyone on the staff list, so it cannot work tickets; nothing \
+                 was changed. Ask an admin to run `franz staff link-discord YOUR_STAFF_NAME {}`.",
+                member.user.id
+            )))
+            .await;
+            return;
+        }
+        Err(error) => {
+            let problem = format!("cannot read the staff list for a press of a card: {error:#}");
+            tracing::error!("{problem}");
+            settings.troubles.report(NAME, problem);
+            respond(replies::private_message(
+                "Nothing was changed: the staff list cannot be read right now. Please try again in a minute.",
+            ))
+            .await;
+            return;
+        }
+    };
     let (ticket, action) = match ask {
         Ask::Form { ticket } => return respond(card::reason_form(&ticket)).await,
         Ask::Act { ticket, action } => (ticket, action),
     };
     respond(json!({"type": 5, "data": {"flags": 64}})).await;
-    let actor =
-        Actor { source: ActorSource::Discord, name: member.user.name.clone(), id: Some(member.user.id.to_string()) };
+    let actor = Actor {
+        source: ActorSource::Discord,
+        name: member.user.name.clone(),
+        id: Some(member.user.id.to_string()),
+        staff,
+    };
     let command = Command { command_id: format!("discord-{id}"), ticket_id: ticket, actor, action };
     let text = decide(settings, producer, topics, &command).await;
     let body = json!({"content": text, "allowed_mentions": {"parse": []}});
@@ -108,6 +138,14 @@ async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: 
             "The request was sent; the card will show the outcome.".to_owned()
         }
     }
+}
+
+/// Who Discord account `user_id` is on the staff list (a short local read, on the blocking pool).
+async fn account(settings: &Settings, user_id: u64) -> anyhow::Result<DiscordAccount> {
+    let dir = settings.staff_dir.clone();
+    tokio::task::spawn_blocking(move || Staff::open(&dir)?.discord_account(user_id))
+        .await
+        .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))?
 }
 
 fn pressed(custom_id: &str) -> Option<Ask> {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::discord::{clip, code_block, plain};
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::{Priority, Status};
+use crate::schema::lifecycle::{Person, Priority, Status};
 
 /// Discord's limits on one embed (title, description, a field's name and value, footer, all text together).
 const TITLE_MAX: usize = 256;
@@ -118,7 +118,7 @@ pub fn message(state: &TicketState, nonce: Option<&str>, desk_url: Option<&str>)
 pub fn embed(state: &TicketState) -> Value {
     let status = match (state.status, &state.assignee) {
         (Status::Closed, _) => "closed".to_owned(),
-        (_, Some(who)) => format!("claimed by {}", plain(who)),
+        (_, Some(who)) => format!("claimed by {}", plain(&who.display())),
         (Status::Claimed, None) | (Status::Open, None) => "open".to_owned(),
     };
     let first_line = state.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
@@ -136,7 +136,11 @@ pub fn embed(state: &TicketState) -> Value {
         fields.push(field("Comments", &state.comments.to_string(), true));
     }
     if state.status == Status::Closed {
-        fields.push(field("Closed by", &plain(state.closed_by.as_deref().unwrap_or("someone")), true));
+        fields.push(field(
+            "Closed by",
+            &plain(&state.closed_by.as_ref().map_or("someone".to_owned(), Person::display)),
+            true,
+        ));
         fields.push(field("Reason", &plain(state.close_reason.as_deref().unwrap_or("(none given)")), false));
     }
     let mut embed = json!({
@@ -212,7 +216,7 @@ mod tests {
 
         let closed = TicketState {
             status: Status::Closed,
-            closed_by: Some("ana".into()),
+            closed_by: Some(Person::staff("ana")),
             close_reason: Some("fixed <@1>".into()),
             ..ticket("printer on fire")
         };
@@ -264,7 +268,11 @@ mod tests {
             body in hostile(crate::lifecycle::BODY_MAX),
             contact in hostile(crate::lifecycle::CONTACT_MAX),
             reason in hostile(crate::lifecycle::REASON_MAX),
-            who in hostile(crate::lifecycle::NAME_MAX),
+            who in hostile(crate::lifecycle::NAME_MAX).prop_map(|name| Person {
+                source: crate::schema::lifecycle::PersonSource::Discord,
+                id: "4".repeat(crate::lifecycle::NAME_MAX),
+                name,
+            }),
             labels in proptest::collection::btree_set(
                 (0..1000u32, hostile(crate::lifecycle::LABEL_MAX - 3)).prop_map(|(n, l)| format!("{n:03}{l}")),
                 0..=crate::lifecycle::LABELS_MAX,

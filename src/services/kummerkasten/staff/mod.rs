@@ -28,6 +28,8 @@ pub struct Settings {
     pub store: Store,
     /// The card memory (`cards`), a file beside the ticket store.
     pub cards_path: PathBuf,
+    /// Where the staff list is (`people`), which says whose Discord account may press the cards' buttons.
+    pub staff_dir: PathBuf,
     /// Partitions of `ticket-commands`, to put a command where akte decides its ticket.
     pub partitions: i32,
     /// The web desk's public URL (`desk.public_url`): cards link to their ticket's page there.
@@ -59,6 +61,7 @@ impl std::fmt::Debug for Settings {
             .field("notify_submitter", &self.notify_submitter)
             .field("store", &self.store)
             .field("cards_path", &self.cards_path)
+            .field("staff_dir", &self.staff_dir)
             .field("partitions", &self.partitions)
             .field("desk_url", &self.desk_url)
             .field("errors_topic", &self.errors_topic)

@@ -47,9 +47,10 @@ pub enum What {
 /// The notice for `event`, if it is one the submitter is told about: a claim, a public reply, a close. Internal
 /// notes and every other change stay with the team.
 pub fn notice(event: &Event) -> Option<Notice> {
-    let by = event.actor.name.clone();
+    // The submitter reads a name: the staff member's, or the Discord username of an account linked to nobody.
+    let by = event.actor.person().name;
     let what = match &event.change {
-        Change::Claimed { by } => What::Claimed { by: by.clone() },
+        Change::Claimed { by } => What::Claimed { by: by.name.clone() },
         Change::Commented { body, internal: false } => What::Replied { by, body: body.clone() },
         Change::Closed { reason } => What::Closed { by, reason: reason.clone() },
         _ => return None,
@@ -124,7 +125,7 @@ pub async fn send(http: &serenity::Http, user_id: u64, body: &Value) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::lifecycle::{Actor, ActorSource};
+    use crate::schema::lifecycle::{Actor, ActorSource, Person};
     use proptest::prelude::*;
 
     fn event(change: Change) -> Event {
@@ -133,7 +134,12 @@ mod tests {
             ticket_id: "t-1".into(),
             version: Some(2),
             at: "2026-03-01T10:00:00Z".into(),
-            actor: Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()) },
+            actor: Actor {
+                source: ActorSource::Discord,
+                name: "ana_k".into(),
+                id: Some("42".into()),
+                staff: Some("ana".into()),
+            },
             caused_by: "c-1".into(),
             change,
         }
@@ -146,7 +152,7 @@ mod tests {
     #[test]
     fn the_submitter_hears_of_claims_public_replies_and_closes_and_of_nothing_else() {
         let told = |change: Change| notice(&event(change)).map(|n| n.what);
-        assert_eq!(told(Change::Claimed { by: "ana".into() }), Some(What::Claimed { by: "ana".into() }));
+        assert_eq!(told(Change::Claimed { by: Person::staff("ana") }), Some(What::Claimed { by: "ana".into() }));
         assert_eq!(
             told(Change::Commented { body: "try again".into(), internal: false }),
             Some(What::Replied { by: "ana".into(), body: "try again".into() })
@@ -163,7 +169,10 @@ mod tests {
     #[test]
     fn only_recent_events_are_told() {
         let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:30:00Z").unwrap().with_timezone(&chrono::Utc);
-        let at = |at: &str| Notice { at: at.into(), ..notice(&event(Change::Claimed { by: "ana".into() })).unwrap() };
+        let at = |at: &str| Notice {
+            at: at.into(),
+            ..notice(&event(Change::Claimed { by: Person::staff("ana") })).unwrap()
+        };
         let hour = Duration::from_secs(3600);
         assert!(is_recent(&at("2026-03-01T10:00:00Z"), now, hour));
         assert!(is_recent(&at("2026-03-01T10:31:00Z"), now, hour), "a clock a little behind akte's");

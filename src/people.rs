@@ -1,4 +1,5 @@
-//! Who may work tickets: the staff list and their sign-in tokens, and the machine-local credential of the CLI.
+//! Who may work tickets: the staff list, their sign-in tokens and linked Discord accounts, and the machine-local
+//! credential of the CLI. The desk and the Discord bot both ask it who someone is.
 //!
 //! A staff member's token is shown once, in the sign-in link `franz staff add` prints; only its SHA-256 is stored
 //! (the token is 256 random bits, so a fast hash is enough). The list lives in `staff.sqlite` in the desk
@@ -10,6 +11,11 @@
 //! browser keeps the links it opened in its history). It opens a browser session: a random id in an HttpOnly
 //! cookie, stored (as a hash) beside the staff list with the token its member held, so removing someone or giving
 //! them a new token ends their sessions too.
+//!
+//! A Discord account linked to a staff member (`franz staff link-discord`) acts as that member when it presses a
+//! staff card's button, so one person is one identity whatever door they use. From the first link on, the staff
+//! list *requires* a linked account for those presses (the Discord role alone no longer does), and that stays so:
+//! otherwise removing the last linked member would open the buttons to the whole role again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -25,6 +31,19 @@ use sha2::{Digest as _, Sha256};
 pub struct Member {
     pub name: String,
     pub added: String,
+    /// Their linked Discord user ids.
+    pub discord: Vec<u64>,
+}
+
+/// Who a Discord account is, for the staff cards' buttons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscordAccount {
+    /// Linked to this staff member: it acts as them.
+    Linked(String),
+    /// Linked to nobody, while accounts are required: it may not act.
+    Unlinked,
+    /// No account was ever linked: the Discord role alone decides, and the account acts as itself.
+    RoleDecides,
 }
 
 /// The staff list, shared by the desk's request handlers.
@@ -53,7 +72,9 @@ impl Staff {
             "CREATE TABLE IF NOT EXISTS staff (name TEXT PRIMARY KEY, token_hash BLOB NOT NULL UNIQUE, added TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS sessions (id_hash BLOB PRIMARY KEY, name TEXT NOT NULL,
                  token_hash BLOB NOT NULL, csrf TEXT NOT NULL, expires TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS links (name TEXT PRIMARY KEY, code_hash BLOB NOT NULL UNIQUE, expires TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS links (name TEXT PRIMARY KEY, code_hash BLOB NOT NULL UNIQUE, expires TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS discord (user_id TEXT PRIMARY KEY, name TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .with_context(|| format!("cannot prepare {}", path.display()))?;
         Ok(Staff { conn: Mutex::new(conn) })
@@ -81,14 +102,82 @@ impl Staff {
         }
         conn.execute("DELETE FROM links WHERE name = ?1", [name.trim()])?;
         conn.execute("DELETE FROM sessions WHERE name = ?1", [name.trim()])?;
+        conn.execute("DELETE FROM discord WHERE name = ?1", [name.trim()])?;
         Ok(())
     }
 
     pub fn list(&self) -> anyhow::Result<Vec<Member>> {
         let conn = self.lock();
-        let mut statement = conn.prepare("SELECT name, added FROM staff ORDER BY name")?;
-        let rows = statement.query_map([], |row| Ok(Member { name: row.get(0)?, added: row.get(1)? }))?;
+        let mut statement = conn.prepare(
+            "SELECT staff.name, staff.added, group_concat(discord.user_id) FROM staff
+             LEFT JOIN discord ON discord.name = staff.name GROUP BY staff.name ORDER BY staff.name",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let ids: Option<String> = row.get(2)?;
+            let mut discord: Vec<u64> = ids.unwrap_or_default().split(',').filter_map(|id| id.parse().ok()).collect();
+            discord.sort_unstable();
+            Ok(Member { name: row.get(0)?, added: row.get(1)?, discord })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ties Discord account `user_id` to `name`, and from now on requires a linked account for the staff cards'
+    /// buttons. An account is one person's: linked to someone else, it is refused.
+    pub fn link_discord(&self, name: &str, user_id: u64) -> anyhow::Result<()> {
+        let name = name.trim();
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        if tx.query_row("SELECT 1 FROM staff WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
+            bail!("{name} is not on the staff list (see `franz staff list`)");
+        }
+        let holder: Option<String> = tx
+            .query_row("SELECT name FROM discord WHERE user_id = ?1", [user_id.to_string()], |row| row.get(0))
+            .optional()?;
+        match holder {
+            Some(holder) if holder == name => {}
+            Some(holder) => bail!(
+                "Discord account {user_id} is linked to {holder} already; `franz staff unlink-discord {holder} \
+                 {user_id}` first"
+            ),
+            None => {
+                tx.execute("INSERT INTO discord (user_id, name) VALUES (?1, ?2)", params![user_id.to_string(), name])?;
+            }
+        }
+        tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('discord_links_required', '1')", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Unties Discord account `user_id` from `name`.
+    pub fn unlink_discord(&self, name: &str, user_id: u64) -> anyhow::Result<()> {
+        let name = name.trim();
+        let gone = self
+            .lock()
+            .execute("DELETE FROM discord WHERE user_id = ?1 AND name = ?2", params![user_id.to_string(), name])?;
+        if gone == 0 {
+            bail!("Discord account {user_id} is not linked to {name} (see `franz staff list`)");
+        }
+        Ok(())
+    }
+
+    /// Who Discord account `user_id` is, for the staff cards' buttons.
+    pub fn discord_account(&self, user_id: u64) -> anyhow::Result<DiscordAccount> {
+        let conn = self.lock();
+        let linked: Option<String> = conn
+            .query_row(
+                "SELECT discord.name FROM discord JOIN staff ON staff.name = discord.name WHERE discord.user_id = ?1",
+                [user_id.to_string()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(name) = linked {
+            return Ok(DiscordAccount::Linked(name));
+        }
+        let required = conn
+            .query_row("SELECT 1 FROM settings WHERE key = 'discord_links_required'", [], |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok(if required { DiscordAccount::Unlinked } else { DiscordAccount::RoleDecides })
     }
 
     /// The staff member a token belongs to.
@@ -380,6 +469,35 @@ mod tests {
         let needle = session.id.as_bytes();
         assert!(!bytes.windows(needle.len()).chain(wal.windows(needle.len())).any(|w| w == needle));
         assert!(!format!("{session:?}").contains(&session.id));
+    }
+
+    /// Regression (#33): the staff role alone authorized Discord presses, so removing someone from the staff list
+    /// left their buttons working, and a Discord username was taken for a staff name.
+    #[test]
+    fn a_linked_discord_account_is_its_member_and_once_any_is_linked_the_role_alone_is_not_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        staff.add("ana").unwrap();
+        staff.add("bo").unwrap();
+        assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::RoleDecides, "nothing linked yet");
+        assert!(staff.link_discord("nobody", 42).unwrap_err().to_string().contains("not on the staff list"));
+        staff.link_discord("ana", 42).unwrap();
+        staff.link_discord(" ana ", 42).unwrap();
+        staff.link_discord("ana", 43).unwrap();
+        assert!(staff.link_discord("bo", 42).unwrap_err().to_string().contains("linked to ana already"));
+        assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::Linked("ana".into()));
+        assert_eq!(staff.discord_account(7).unwrap(), DiscordAccount::Unlinked, "links are required now");
+        let listed = staff.list().unwrap();
+        assert_eq!((listed[0].name.as_str(), listed[0].discord.as_slice()), ("ana", &[42, 43][..]));
+        assert!(listed[1].discord.is_empty());
+
+        staff.unlink_discord("ana", 43).unwrap();
+        assert_eq!(staff.discord_account(43).unwrap(), DiscordAccount::Unlinked);
+        assert!(staff.unlink_discord("bo", 42).unwrap_err().to_string().contains("not linked to bo"));
+        staff.remove("ana").unwrap();
+        assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::Unlinked, "removed: her account is out too");
+        staff.add("ana").unwrap();
+        assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::Unlinked, "and stays out when added again");
     }
 
     #[test]
