@@ -7,7 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::schema::lifecycle::{Action, Actor, Change, Command, Event, Person, Priority, Status, event_id_for};
+use crate::schema::lifecycle::{
+    Action, Actor, ActorSource, Change, Command, Event, Person, PersonSource, Priority, Status, event_id_for,
+};
 
 /// The longest actor, assignee or contact name, in characters.
 pub const NAME_MAX: usize = 64;
@@ -96,6 +98,11 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
     if let Some(staff) = &command.actor.staff {
         name("the actor's staff name", staff)?;
     }
+    if let (ActorSource::Discord, Some(id)) = (command.actor.source, &command.actor.id)
+        && (id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("a Discord actor's id is a number of 1 to 20 digits".into());
+    }
     let id = &command.ticket_id;
     // An id is also a path segment of the desk's pages: `.` and `..` would name another page.
     if id.is_empty()
@@ -148,14 +155,14 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
         Action::Claim => match (&ticket.assignee, ticket.status) {
             (_, Status::Closed) => Err(closed_already(ticket)),
             (Some(holder), Status::Claimed) => Err(format!("already claimed by {}", holder.display())),
-            _ => Ok(Change::Claimed { by: Actor { name: actor, ..command.actor.clone() }.person() }),
+            _ => Ok(Change::Claimed { by: Actor { name: actor, ..bounded_actor(&command.actor) }.person() }),
         },
         Action::Unclaim => match (&ticket.assignee, ticket.status) {
             (Some(holder), Status::Claimed) => Ok(Change::Unclaimed { from: holder.clone() }),
             _ => Err(format!("the ticket is {}, not claimed", ticket.status.name())),
         },
         Action::Assign { to } => {
-            let to = Person::staff(&name("the assignee's name", to)?);
+            let to = Person::staff(&staff_name("the assignee's name", to)?);
             if closed {
                 Err(closed_already(ticket))
             } else if ticket.assignee.as_ref() == Some(&to) {
@@ -215,6 +222,18 @@ pub fn name(what: &str, text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_owned())
+}
+
+/// A staff member's name: a [`name`] that cannot pass for another kind of identity, so it does not start with `@`
+/// (as a Discord account linked to nobody is shown) or with an identity key's source (`staff:`, `discord:`,
+/// `franz:`, as the API's `assignee` filter reads them).
+pub fn staff_name(what: &str, text: &str) -> Result<String, String> {
+    let text = name(what, text)?;
+    let lower = text.to_lowercase();
+    if text.starts_with('@') || ["staff:", "discord:", "franz:"].iter().any(|source| lower.starts_with(source)) {
+        return Err(format!("{what} may not start with @, staff:, discord: or franz: (those name other identities)"));
+    }
+    Ok(text)
 }
 
 /// Characters that show nothing, break the line or turn the text around them, with which a name could pass for
@@ -278,7 +297,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     };
     match &event.change {
         Change::Created { .. } | Change::Rejected { .. } => return Some(ticket),
-        Change::Claimed { by } => claim(&mut ticket, by, &at),
+        Change::Claimed { by } => claim(&mut ticket, &claimer(event, by), &at),
         Change::Assigned { to, .. } => claim(&mut ticket, to, &at),
         Change::Unclaimed { .. } => {
             ticket.status = Status::Open;
@@ -309,6 +328,18 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     ticket.version = version;
     ticket.updated_at = at;
     Some(ticket)
+}
+
+/// Who claimed: `by`, except in a claim written before identities from a Discord account, whose bare `by` is the
+/// account's username (not the staff member of that name); its actor says which account it was.
+fn claimer(event: &Event, by: &Person) -> Person {
+    let actor = &event.actor;
+    let legacy_discord = actor.source == ActorSource::Discord
+        && actor.staff.is_none()
+        && actor.id.is_some()
+        && by.source == PersonSource::Staff
+        && by.id == actor.name;
+    if legacy_discord { actor.person() } else { by.clone() }
 }
 
 fn claim(ticket: &mut TicketState, who: &Person, at: &str) {

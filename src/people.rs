@@ -82,27 +82,42 @@ impl Staff {
 
     /// Adds `name` (or gives them a new token, which ends the old one) and returns the token.
     pub fn add(&self, name: &str) -> anyhow::Result<(String, bool)> {
-        let name = crate::lifecycle::name("a staff name", name).map_err(anyhow::Error::msg)?;
+        self.add_with_discord(name, None)
+    }
+
+    /// Adds `name` as [`Staff::add`] does and, in the same transaction, links Discord account `discord` to them
+    /// ([`Staff::link_discord`]): when the link is refused, nobody is added.
+    pub fn add_with_discord(&self, name: &str, discord: Option<u64>) -> anyhow::Result<(String, bool)> {
+        let name = crate::lifecycle::staff_name("a staff name", name).map_err(anyhow::Error::msg)?;
         let token = new_token()?;
-        let conn = self.lock();
-        let existed = conn.query_row("SELECT 1 FROM staff WHERE name = ?1", [&name], |_| Ok(())).optional()?.is_some();
-        conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existed = tx.query_row("SELECT 1 FROM staff WHERE name = ?1", [&name], |_| Ok(())).optional()?.is_some();
+        tx.execute(
             "INSERT INTO staff (name, token_hash, added) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, added = excluded.added",
             params![name, hash(&token).to_vec(), crate::schema::now_rfc3339()],
         )?;
+        if let Some(user_id) = discord {
+            link_in(&tx, &name, user_id)?;
+        }
+        tx.commit()?;
         Ok((token, existed))
     }
 
-    /// Removes `name`; their token, link and sessions stop working at once.
+    /// Removes `name`; their token, sign-in link, sessions and linked Discord accounts stop working at once. All or
+    /// nothing: a remove that fails half way must not leave a link that a later member of the same name inherits.
     pub fn remove(&self, name: &str) -> anyhow::Result<()> {
-        let conn = self.lock();
-        if conn.execute("DELETE FROM staff WHERE name = ?1", [name.trim()])? == 0 {
+        let name = name.trim();
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if tx.execute("DELETE FROM staff WHERE name = ?1", [name])? == 0 {
             bail!("{name} is not on the staff list (see `franz staff list`)");
         }
-        conn.execute("DELETE FROM links WHERE name = ?1", [name.trim()])?;
-        conn.execute("DELETE FROM sessions WHERE name = ?1", [name.trim()])?;
-        conn.execute("DELETE FROM discord WHERE name = ?1", [name.trim()])?;
+        for table in ["links", "sessions", "discord"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -126,24 +141,11 @@ impl Staff {
     pub fn link_discord(&self, name: &str, user_id: u64) -> anyhow::Result<()> {
         let name = name.trim();
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         if tx.query_row("SELECT 1 FROM staff WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
             bail!("{name} is not on the staff list (see `franz staff list`)");
         }
-        let holder: Option<String> = tx
-            .query_row("SELECT name FROM discord WHERE user_id = ?1", [user_id.to_string()], |row| row.get(0))
-            .optional()?;
-        match holder {
-            Some(holder) if holder == name => {}
-            Some(holder) => bail!(
-                "Discord account {user_id} is linked to {holder} already; `franz staff unlink-discord {holder} \
-                 {user_id}` first"
-            ),
-            None => {
-                tx.execute("INSERT INTO discord (user_id, name) VALUES (?1, ?2)", params![user_id.to_string(), name])?;
-            }
-        }
-        tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('discord_links_required', '1')", [])?;
+        link_in(&tx, name, user_id)?;
         tx.commit()?;
         Ok(())
     }
@@ -162,22 +164,7 @@ impl Staff {
 
     /// Who Discord account `user_id` is, for the staff cards' buttons.
     pub fn discord_account(&self, user_id: u64) -> anyhow::Result<DiscordAccount> {
-        let conn = self.lock();
-        let linked: Option<String> = conn
-            .query_row(
-                "SELECT discord.name FROM discord JOIN staff ON staff.name = discord.name WHERE discord.user_id = ?1",
-                [user_id.to_string()],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(name) = linked {
-            return Ok(DiscordAccount::Linked(name));
-        }
-        let required = conn
-            .query_row("SELECT 1 FROM settings WHERE key = 'discord_links_required'", [], |_| Ok(()))
-            .optional()?
-            .is_some();
-        Ok(if required { DiscordAccount::Unlinked } else { DiscordAccount::RoleDecides })
+        Ok(account_of(&self.lock(), user_id)?)
     }
 
     /// The staff member a token belongs to.
@@ -260,6 +247,74 @@ impl Staff {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Who Discord account `user_id` is, by the staff list in `desk_dir`, read without changing anything: the bot asks
+/// this for every press, and must neither create a staff list nor hold one open. No staff list there means nothing
+/// was ever linked (with the desk in another data dir, links made there do not reach this bot: see README).
+pub fn discord_account_in(desk_dir: &Path, user_id: u64) -> anyhow::Result<DiscordAccount> {
+    let path = desk_dir.join("staff.sqlite");
+    if !path.exists() {
+        return Ok(DiscordAccount::RoleDecides);
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot read the staff list {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    account_of(&conn, user_id).with_context(|| format!("cannot read the staff list {}", path.display()))
+}
+
+/// How many Discord accounts the staff list in `desk_dir` links, and whether links are required: `None` when there
+/// is no staff list there. For the bot's line in the ready table.
+pub fn discord_links_in(desk_dir: &Path) -> anyhow::Result<Option<(u64, bool)>> {
+    let path = desk_dir.join("staff.sqlite");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let linked: i64 =
+        conn.query_row("SELECT count(*) FROM discord JOIN staff ON staff.name = discord.name", [], |row| row.get(0))?;
+    Ok(Some((linked as u64, links_required(&conn)?)))
+}
+
+fn account_of(conn: &Connection, user_id: u64) -> rusqlite::Result<DiscordAccount> {
+    let linked: Option<String> = conn
+        .query_row(
+            "SELECT discord.name FROM discord JOIN staff ON staff.name = discord.name WHERE discord.user_id = ?1",
+            [user_id.to_string()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(name) = linked {
+        return Ok(DiscordAccount::Linked(name));
+    }
+    Ok(if links_required(conn)? { DiscordAccount::Unlinked } else { DiscordAccount::RoleDecides })
+}
+
+fn links_required(conn: &Connection) -> rusqlite::Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM settings WHERE key = 'discord_links_required'", [], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Links `user_id` to `name` (who is on the list) within `tx`, and requires links from now on.
+fn link_in(tx: &rusqlite::Transaction<'_>, name: &str, user_id: u64) -> anyhow::Result<()> {
+    let holder: Option<String> = tx
+        .query_row("SELECT name FROM discord WHERE user_id = ?1", [user_id.to_string()], |row| row.get(0))
+        .optional()?;
+    match holder {
+        Some(holder) if holder == name => {}
+        Some(holder) => bail!(
+            "Discord account {user_id} is linked to {holder} already; `franz staff unlink-discord {holder} {user_id}` \
+             first"
+        ),
+        None => {
+            tx.execute("INSERT INTO discord (user_id, name) VALUES (?1, ?2)", params![user_id.to_string(), name])?;
+        }
+    }
+    tx.execute("INSERT OR REPLACE INTO settings (key, value) VALUES ('discord_links_required', '1')", [])?;
+    Ok(())
 }
 
 /// A signed-in browser: the cookie's id, who it is, and the token its forms must carry (against cross-site
@@ -498,6 +553,36 @@ mod tests {
         assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::Unlinked, "removed: her account is out too");
         staff.add("ana").unwrap();
         assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::Unlinked, "and stays out when added again");
+    }
+
+    /// Found by an attack (#33): `remove` ran four separate statements, not one transaction. When it fails after the
+    /// first (here a failing delete of the Discord links, standing in for a busy database after the 5 s timeout, a
+    /// crash or a full disk), the member is gone but their Discord link and unused sign-in link stay behind, and a
+    /// later `franz staff add` of the same name brings them back: the removed person's Discord account presses as
+    /// the new member, and the old sign-in link opens the new member's session.
+    #[test]
+    fn a_remove_that_fails_half_way_leaves_nothing_of_the_member_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        staff.add("ana").unwrap();
+        staff.link_discord("ana", 42).unwrap();
+        let old_link = staff.link("ana").unwrap();
+        let other = Connection::open(dir.path().join("staff.sqlite")).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER fail BEFORE DELETE ON discord BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;",
+            )
+            .unwrap();
+        let removed = staff.remove("ana");
+        other.execute_batch("DROP TRIGGER fail;").unwrap();
+        if removed.is_err() {
+            let still_listed = staff.list().unwrap().iter().any(|m| m.name == "ana");
+            assert!(still_listed, "a failed remove must change nothing, but ana is off the list with her links kept");
+            staff.remove("ana").unwrap(); // the admin tries again
+        }
+        staff.add("ana").unwrap(); // a new colleague called ana
+        assert_eq!(staff.discord_account(42).unwrap(), DiscordAccount::Unlinked, "the old ana's account");
+        assert!(staff.start_session(&old_link).unwrap().is_none(), "the old ana's sign-in link");
     }
 
     #[test]

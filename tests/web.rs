@@ -679,6 +679,10 @@ fn staff_commands_link_discord_accounts_list_them_and_refuse_what_cannot_be() {
     assert!(franz(&["staff", "add", "bo"]).0);
     let (ok, said) = franz(&["staff", "link-discord", "bo", "80351110224678912"]);
     assert!(!ok && said.contains("linked to ana already"), "{said}");
+    let (ok, said) = franz(&["staff", "add", "cy", "--discord", "80351110224678912"]);
+    assert!(!ok && said.contains("linked to ana already"), "{said}");
+    let (ok, said) = franz(&["staff", "add", "@cy (Discord)"]);
+    assert!(!ok && said.contains("may not start with @"), "{said}");
     let (ok, said) = franz(&["staff", "link-discord", "cy", "7"]);
     assert!(!ok && said.contains("cy is not on the staff list"), "{said}");
     assert!(franz(&["staff", "link-discord", "bo", "7"]).0);

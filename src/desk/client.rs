@@ -68,10 +68,7 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
     let staff = Staff::open(&dir)?;
     match action {
         StaffAction::Add { name, discord } => {
-            let (token, existed) = staff.add(&name)?;
-            if let Some(user_id) = discord {
-                staff.link_discord(&name, user_id)?;
-            }
+            let (token, existed) = staff.add_with_discord(&name, discord)?;
             let code = staff.link(&name)?;
             let (base, from) = base_url(config, &dir)?;
             let name = name.trim();

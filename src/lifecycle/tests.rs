@@ -309,3 +309,43 @@ fn ticket_ids_that_are_dot_segments_or_carry_control_characters_are_refused() {
         assert!(reason(&events[0]).is_some_and(|r| r.contains("ticket id")), "{id:?}: {:?}", events[0]);
     }
 }
+
+/// Found by an attack (#33): a claim's `by` was built from the uncut command actor, so a Discord actor with a huge
+/// id (a command on `ticket-commands` from anyone who may write it) made a huge `claimed` event, and the same
+/// account's claim and close carried two identities (the full id, and the id cut at 64 characters). A Discord id is
+/// a number of at most 20 digits; anything else is refused, in an event that stays small.
+#[test]
+fn a_claim_or_close_by_a_discord_account_with_a_huge_id_is_refused_in_a_small_event() {
+    let huge = "4".repeat(200_000);
+    let claim = Command { actor: discord(&huge, "mallory", None), ..command(1, "unused", Action::Claim) };
+    let close = Command {
+        actor: discord(&huge, "mallory", None),
+        ..command(2, "unused", Action::Close { reason: "x".into() })
+    };
+    let not_a_number = Command { actor: discord("42; DROP", "mallory", None), ..command(3, "unused", Action::Claim) };
+    let (events, state) = run(&[Command::create(ticket()), claim, close, not_a_number]);
+    for event in &events[1..] {
+        assert_eq!(reason(event), Some("a Discord actor's id is a number of 1 to 20 digits"));
+        let size = serde_json::to_vec(event).unwrap().len();
+        assert!(size < 2_000, "the event is {size} bytes");
+    }
+    assert_eq!(state.unwrap().version, 1, "nothing changed");
+}
+
+/// Found by an attack (#33): an event written before identities by a Discord press names the claimer by their Discord
+/// *username* (`"by": "ana"`) while its actor carries the account id. It now folds as the desk's staff member
+/// `ana` (her "Mine", her card line), while the close by the very same account folds as `discord:42`: the old
+/// stranger keeps sharing ana's identity, which the change was meant to end, and one account is two people.
+#[test]
+fn an_old_discord_claim_is_the_discord_account_not_the_staff_member_of_that_name() {
+    let old = [
+        r#"{"event_id":"e1","ticket_id":"t1","version":1,"at":"2026-01-01T00:00:00.000Z","actor":{"source":"franz","name":"franz"},"caused_by":"c0","type":"created","contact":"p","origin":"Discord","body":"b","submitted":"2026-01-01T00:00:00.000Z"}"#,
+        r#"{"event_id":"e2","ticket_id":"t1","version":2,"at":"2026-01-01T00:00:01.000Z","actor":{"source":"discord","name":"ana","id":"42"},"caused_by":"discord-1","type":"claimed","by":"ana"}"#,
+        r#"{"event_id":"e3","ticket_id":"t1","version":3,"at":"2026-01-01T00:00:02.000Z","actor":{"source":"discord","name":"ana","id":"42"},"caused_by":"discord-2","type":"closed","reason":"done"}"#,
+    ];
+    let events: Vec<Event> = old.iter().map(|text| serde_json::from_str(text).unwrap()).collect();
+    let state = fold(&events).unwrap();
+    let stranger = Person { source: PersonSource::Discord, id: "42".into(), name: "ana".into() };
+    assert_eq!(state.closed_by, Some(stranger.clone()));
+    assert_eq!(state.assignee, Some(stranger), "the Discord account 42 claimed it, not the desk's ana");
+}

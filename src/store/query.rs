@@ -73,7 +73,7 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
         clause.bind("t.status = ?", status.name());
     }
     if let Some(assignee) = &filter.assignee {
-        clause.bind("t.assignee = ?", Person::key_of(assignee));
+        clause.bind("t.assignee = ?", Person::key_of(assignee.trim()));
     }
     if filter.unassigned {
         clause.conditions.push("t.assignee IS NULL".into());

@@ -416,8 +416,11 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let indent = format!("\n{:15}", "");
     let staff_line = match (&settings.staff, team, staff::off_reason(channel, role)) {
         (Some(_), Some(team), _) => format!(
-            "staff cards -> channel {} (buttons for role {}), from {}",
-            team.channel_id, team.role_id, config.topics.events
+            "staff cards -> channel {} (buttons for role {}{}), from {}",
+            team.channel_id,
+            team.role_id,
+            accounts(&context.desk_dir),
+            config.topics.events
         ),
         (None, Some(_), _) => "staff cards off: the ticket store is not open".to_owned(),
         (_, None, reason) => reason.unwrap_or_default().to_owned(),
@@ -564,6 +567,21 @@ async fn on_event(
         }
     }
     Ok(())
+}
+
+/// Who may press the cards' buttons beyond the role, as the staff list in `desk_dir` says: its linked Discord
+/// accounts, once any was linked. The bot reads the list of its own data dir; a desk elsewhere keeps links this
+/// bot does not see, so the line names the file.
+fn accounts(desk_dir: &std::path::Path) -> String {
+    let list = desk_dir.join("staff.sqlite");
+    match crate::people::discord_links_in(desk_dir) {
+        Ok(Some((linked, true))) => format!(" and a linked account: {linked} linked in {}", list.display()),
+        Ok(_) => format!(
+            "; no Discord account linked in {}, so the role alone decides: `franz staff link-discord` (README)",
+            list.display()
+        ),
+        Err(error) => format!("; the staff list {} cannot be read: {error:#}", list.display()),
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::Settings;
 use super::card::{self, Press};
 use crate::config::Topics;
 use crate::discord::plain;
-use crate::people::{DiscordAccount, Staff};
+use crate::people::{self, DiscordAccount};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
 use crate::services::akte::send_command;
 use crate::services::kummerkasten::{NAME, connect, replies};
@@ -143,7 +143,7 @@ async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: 
 /// Who Discord account `user_id` is on the staff list (a short local read, on the blocking pool).
 async fn account(settings: &Settings, user_id: u64) -> anyhow::Result<DiscordAccount> {
     let dir = settings.staff_dir.clone();
-    tokio::task::spawn_blocking(move || Staff::open(&dir)?.discord_account(user_id))
+    tokio::task::spawn_blocking(move || people::discord_account_in(&dir, user_id))
         .await
         .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))?
 }
