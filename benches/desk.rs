@@ -312,7 +312,8 @@ async fn main() -> anyhow::Result<()> {
     // Keep draining: a closed pipe would end the broker at its next line.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let topics = franz::config::Topics::default();
-    franz::kafka::admin::ensure_topics_keeping(&bootstrap, &topics.all(), PARTITIONS, 1, &[&topics.events]).await?;
+    franz::kafka::admin::ensure_topics_keeping(&bootstrap, &topics.all(), PARTITIONS, 1, &topics.kept_forever())
+        .await?;
     eprintln!("writing {TICKETS} tickets x 3 events to {}", topics.events);
     let filled = fill(&bootstrap, &topics.events).await?;
     eprintln!("  written in {:.1} s", filled.as_secs_f64());

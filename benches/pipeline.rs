@@ -79,6 +79,7 @@ async fn measure(bootstrap: &str, kind: Kind) -> anyhow::Result<Figures> {
         errors: format!("{name}-errors"),
         commands: format!("{name}-commands"),
         events: format!("{name}-events"),
+        cards: format!("{name}-cards"),
     };
     franz::kafka::admin::ensure_topics(bootstrap, &topics.all(), PARTITIONS, 1).await?;
     let producer = kafka::producer(bootstrap)?;

@@ -63,7 +63,12 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     let broker = Broker::start(config, &shutdown).await?;
     let bootstrap = broker.bootstrap();
     let topics = broker
-        .ensure_topics(&config.topics.all(), config.partitions, &[&config.topics.events])
+        .ensure_topics(
+            &config.topics.all(),
+            config.partitions,
+            &config.topics.kept_forever(),
+            &config.topics.compacted(),
+        )
         .await
         .context("cannot create the topics")?;
     for topic in topics.iter().filter(|t| t.partitions < config.partitions) {

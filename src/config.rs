@@ -103,6 +103,10 @@ pub struct Topics {
     /// Every change to every ticket, the audit trail the ticket store is built from (key: the ticket id).
     #[serde(deserialize_with = "parse::topic")]
     pub events: String,
+    /// Which Discord message is which ticket's staff card, shared by every franz on the cluster (key: the staff
+    /// channel and the ticket id).
+    #[serde(deserialize_with = "parse::topic")]
+    pub cards: String,
 }
 
 /// Discord credentials. Each is optional: a service whose credentials are missing is skipped.
@@ -270,8 +274,19 @@ impl From<Durability> for franz_broker::Durability {
 }
 
 impl Topics {
-    pub fn all(&self) -> [&str; 6] {
-        [&self.intake, &self.tickets, &self.dead_letters, &self.errors, &self.commands, &self.events]
+    pub fn all(&self) -> [&str; 7] {
+        [&self.intake, &self.tickets, &self.dead_letters, &self.errors, &self.commands, &self.events, &self.cards]
+    }
+
+    /// The topics whose records are a history or a map that must never expire: created with no retention.
+    pub fn kept_forever(&self) -> [&str; 2] {
+        [&self.events, &self.cards]
+    }
+
+    /// The topics that are a map (the newest record of a key is all that counts): compacted where the cluster
+    /// can compact.
+    pub fn compacted(&self) -> [&str; 1] {
+        [&self.cards]
     }
 }
 
@@ -309,6 +324,7 @@ impl Default for Topics {
             errors: "errors".into(),
             commands: "ticket-commands".into(),
             events: "ticket-events".into(),
+            cards: "discord-cards".into(),
         }
     }
 }

@@ -160,6 +160,25 @@ pub struct ErrorEvent {
     pub context: Map<String, Value>,
 }
 
+/// A staff card on `discord-cards`: which Discord message in which staff channel shows a ticket, and the ticket's
+/// version when it was posted (its edits are not recorded). Keyed by [`StaffCard::key`], so a compacted topic keeps
+/// one card per ticket and channel; a record with the key and no value (a tombstone) forgets the card. Snowflakes
+/// are text, as Discord writes them, since a JavaScript number cannot hold one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaffCard {
+    pub ticket_id: String,
+    pub channel_id: String,
+    pub message_id: String,
+    pub version: u64,
+}
+
+impl StaffCard {
+    /// The record key of the card of `ticket_id` in `channel_id`: `<channel id>/<ticket id>`.
+    pub fn key(channel_id: u64, ticket_id: &str) -> String {
+        format!("{channel_id}/{ticket_id}")
+    }
+}
+
 /// The ticket id of a record submitted through a Discord interaction (or `franz ticket`).
 pub fn ticket_id_for_interaction(interaction_id: &str) -> String {
     Uuid::new_v5(&TICKET_ID_NAMESPACE, format!("interaction:{interaction_id}").as_bytes()).to_string()
@@ -193,6 +212,22 @@ mod tests {
         // A pinned value, computed independently with Python: uuid.uuid5(NAMESPACE, "interaction:123").
         // If this changes, every id ever issued changes with it.
         assert_eq!(ticket_id_for_interaction("123"), "bf531ebf-37c6-573a-bd7a-e6ae34a0402d");
+    }
+
+    #[test]
+    fn a_staff_card_is_keyed_by_channel_and_ticket_with_snowflakes_as_text() {
+        let card = StaffCard {
+            ticket_id: "t-1".into(),
+            channel_id: "1177000000000000077".into(),
+            message_id: "1579299211210391559".into(),
+            version: 3,
+        };
+        assert_eq!(StaffCard::key(1177000000000000077, "t-1"), "1177000000000000077/t-1");
+        assert_eq!(
+            serde_json::to_value(&card).unwrap(),
+            serde_json::json!({"ticket_id": "t-1", "channel_id": "1177000000000000077",
+                "message_id": "1579299211210391559", "version": 3})
+        );
     }
 
     /// Regression: 200,000 control characters (valid UTF-8) once made a dead letter of over 1 MB, which the

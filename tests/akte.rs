@@ -679,9 +679,8 @@ async fn a_store_built_on_one_cluster_is_rebuilt_when_franz_points_at_another_wi
     let first = Harness::new(3).await;
     let mut second = Harness::new(3).await;
     second.topics = first.topics.clone();
-    franz::kafka::admin::ensure_topics_keeping(&second.bootstrap, &second.topics.all(), 3, 1, &[&second.topics.events])
-        .await
-        .unwrap();
+    let kept = second.topics.kept_forever();
+    franz::kafka::admin::ensure_topics_keeping(&second.bootstrap, &second.topics.all(), 3, 1, &kept).await.unwrap();
     created_events(&first, 0..5).await;
     created_events(&second, 100..140).await;
     let data = tempfile::tempdir().unwrap();

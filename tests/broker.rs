@@ -229,3 +229,23 @@ async fn the_broker_keeps_its_logs_readable_by_its_own_user_only() {
     assert_eq!(mode, 0o700, "tickets and internal notes are in the logs");
     broker.stop().await;
 }
+
+/// The staff cards' topic is a map, created compacted where the cluster can compact. The embedded broker cannot
+/// (it refuses `cleanup.policy=compact` with `INVALID_CONFIG`), so franz creates it again without compaction and
+/// with no retention, keeping every record; the other topics of the same request are created as asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compacted_topic_the_broker_cannot_compact_is_created_keeping_every_record() {
+    let data = tempfile::tempdir().unwrap();
+    let broker = start(data.path()).await;
+    let bootstrap = broker.address().to_string();
+    let topics = admin::ensure_topics_with(&bootstrap, &["plain", "map"], 2, 1, &["map"], &["map"]).await.unwrap();
+    let made: Vec<(&str, i32, bool)> = topics.iter().map(|t| (t.name.as_str(), t.partitions, t.created)).collect();
+    assert_eq!(made, [("plain", 2, true), ("map", 2, true)]);
+    let config = |name: &str| {
+        let file = std::fs::read_to_string(data.path().join("topics").join(name).join("topic.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&file).unwrap()["config"].clone()
+    };
+    assert_eq!(config("map"), serde_json::json!({"retention.ms": -1, "retention.bytes": -1}));
+    assert_eq!(config("plain"), serde_json::Value::Null);
+    broker.stop().await;
+}

@@ -1,9 +1,10 @@
 //! The staff side in Discord end to end: franz (the bot, aufbereitung, akte and the ticket store) against the fake
 //! Discord and the harness's broker. A ticket submitted with `/ticket` gets one card in the staff channel; its
-//! buttons work the ticket through akte for members of the staff role only; redelivered events and restarts post
-//! no second card; the submitter is told by direct message (unless they refuse them, or the switch is off); and
-//! `/tickets` shows a user their own tickets. Presses and commands from outside the bot's server are refused, and a
-//! ticket keeps the server and channel it came from.
+//! buttons work the ticket through akte for members of the staff role only; redelivered events, restarts (on a fresh
+//! data dir too), an upgrade from the card file of before and two `franz up` processes across a rebalance post no
+//! second card, and without the cards topic none is drawn; the submitter is told by direct message (unless they
+//! refuse them, or the switch is off); and `/tickets` shows a user their own tickets. Presses and commands from
+//! outside the bot's server are refused, and a ticket keeps the server and channel it came from.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Priority};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, PATIENCE, on_one_worker, scratch, wait_until};
+use crate::util::{Harness, PATIENCE, Reaped, Up, on_one_worker, scratch, wait_until};
 
 const STAFF_CHANNEL: u64 = 1177000000000000077;
 const STAFF_ROLE: u64 = 1177000000000000088;
@@ -425,6 +426,273 @@ async fn a_redelivered_created_event_and_a_restart_post_no_second_card() {
     assert_eq!(posts.len(), 1, "one post to the staff channel in all: {posts:?}");
     assert_eq!(discord.channel_messages(STAFF_CHANNEL).len(), 1);
     team.down().await;
+}
+
+/// Regression (#33, item 5): which message was which ticket's card lived in each data dir, so a franz started
+/// again on a fresh one (a new machine, a container without its volume) against the same cluster posted a second
+/// card at each ticket's next change, once Discord had forgotten the post's nonce. The card map is on the cluster
+/// now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_franz_started_again_on_a_fresh_data_dir_edits_the_cards_it_posted_before() {
+    let mut team = Team::start(1).await;
+    let posted = submit(&team.discord, "printer on fire").await;
+    let ticket = only_ticket(&team.harness).await;
+    team.down().await;
+    let fresh = scratch();
+    team.config.data_dir = fresh.path().to_path_buf();
+    team.discord.forget_nonces(); // the move took longer than Discord remembers a nonce
+    // Any client can write to the cards topic: what is no card is skipped.
+    let garbage = [(0, b"not json".to_vec()), (0, br#"{"ticket_id": "t", "channel_id": "x"}"#.to_vec())];
+    team.harness.produce(&team.harness.topics.cards, &garbage).await;
+    team.up().await;
+
+    from_the_desk(&team.harness, &ticket, 1, Action::SetPriority { priority: Priority::Urgent }).await;
+    let discord = &team.discord;
+    wait_until("a card showing the urgent priority", || async {
+        discord.channel_messages(STAFF_CHANNEL).iter().any(|m| field(&m.body, "Priority") == Some("urgent"))
+    })
+    .await;
+    let cards: Vec<(u64, Option<String>)> = discord
+        .channel_messages(STAFF_CHANNEL)
+        .iter()
+        .map(|m| (m.id, field(&m.body, "Priority").map(str::to_owned)))
+        .collect();
+    assert_eq!(cards, [(posted.id, Some("urgent".to_owned()))], "the first card, edited, and no other");
+    team.down().await;
+}
+
+/// The card map is the newest record of each key, from every partition, up to the end the topic had when it was
+/// asked; a tombstone forgets a card and what is no card is skipped. A start on a topic this long (past the size
+/// that logs progress) reads all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_card_map_holds_the_newest_card_of_each_ticket_from_the_whole_of_a_long_topic() {
+    use franz::services::kummerkasten::staff::cards::{Card, Cards};
+    const TICKETS: u64 = 10_000;
+    let harness = Harness::new(3).await;
+    let topic = &harness.topics.cards;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let send = |key: String, value: Option<Vec<u8>>| {
+        let record = rdkafka::producer::FutureRecord::to(topic).key(&key);
+        let record = match &value {
+            Some(value) => record.payload(value.as_slice()),
+            None => record,
+        };
+        producer.send_result(record).map_err(|(error, _)| error).expect("queued")
+    };
+    let mut pending = Vec::new();
+    for version in 1..=3u64 {
+        for n in 0..TICKETS {
+            let card = json!({"ticket_id": format!("t-{n}"), "channel_id": STAFF_CHANNEL.to_string(),
+                "message_id": (1000 + n).to_string(), "version": version});
+            pending.push(send(format!("{STAFF_CHANNEL}/t-{n}"), Some(card.to_string().into_bytes())));
+        }
+    }
+    pending.push(send(format!("{STAFF_CHANNEL}/t-0"), None));
+    pending.push(send("garbage".into(), Some(b"\xff not a card".to_vec())));
+    for delivery in pending {
+        delivery.await.unwrap().expect("acknowledged");
+    }
+
+    let cards = Cards::open(&harness.bootstrap, topic, producer.clone()).unwrap();
+    let caught_up = cards.catch_up(&CancellationToken::new()).await.unwrap();
+    assert!(caught_up);
+    assert_eq!(cards.len(), TICKETS as usize - 1, "every ticket's card but the forgotten one");
+    assert_eq!(cards.get(STAFF_CHANNEL, "t-0"), None);
+    assert_eq!(cards.get(STAFF_CHANNEL, "t-9999"), Some(Card { message_id: 10_999, version: 3 }));
+    assert_eq!(cards.get(STAFF_CHANNEL + 1, "t-9999"), None, "another channel has its own cards");
+
+    // What is recorded after the last read is known after the next.
+    let other = Cards::open(&harness.bootstrap, topic, producer).unwrap();
+    other.record(STAFF_CHANNEL, "t-0", Card { message_id: 7, version: 4 }).await.unwrap();
+    assert_eq!(cards.get(STAFF_CHANNEL, "t-0"), None);
+    assert!(cards.catch_up(&CancellationToken::new()).await.unwrap());
+    assert_eq!(cards.get(STAFF_CHANNEL, "t-0"), Some(Card { message_id: 7, version: 4 }));
+    tokio::task::spawn_blocking(move || drop((cards, other))).await.unwrap();
+}
+
+/// An upgrade from a franz that kept its cards in `discord-cards.sqlite` beside the ticket store: the file is
+/// imported to the cards topic before the cards are drawn (and renamed, so it is imported once), and the tickets
+/// of before keep their cards instead of getting a second one each.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_imports_the_card_file_of_before_and_posts_no_second_card() {
+    let (harness, discord, data) = (Harness::new(1).await, FakeDiscord::start().await, scratch());
+    // A ticket of before, and its card as the earlier franz posted it and wrote it down.
+    let interaction = uuid::Uuid::new_v4().simple().to_string();
+    let ticket = franz::schema::ticket_id_for_interaction(&interaction);
+    let record = json!({"message": "printer on fire", "username": "pontatot", "timestamp": "2026-02-24T08:32:23.255Z",
+        "interaction_id": interaction});
+    harness.produce(&harness.topics.intake, &[(0, record.to_string().into_bytes())]).await;
+    let old_card: Value = reqwest::Client::new()
+        .post(format!("{}/api/v10/channels/{STAFF_CHANNEL}/messages", discord.api_base()))
+        .header("authorization", format!("Bot {}", discord.token()))
+        .json(&json!({"content": "the card of before"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let old_card: u64 = old_card["id"].as_str().unwrap().parse().unwrap();
+    let store = data.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let file = store.join("discord-cards.sqlite");
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE cards (ticket_id TEXT PRIMARY KEY, channel_id INTEGER NOT NULL, message_id INTEGER NOT NULL,
+                             version INTEGER NOT NULL);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO cards VALUES (?1, ?2, ?3, 1)",
+        rusqlite::params![ticket, STAFF_CHANNEL as i64, old_card as i64],
+    )
+    .unwrap();
+    drop(conn);
+
+    let config = config(&harness, data.path(), &discord);
+    let mut team = Team { harness, discord, config, running: None, _data: data };
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    from_the_desk(harness, &ticket, 1, Action::Claim).await;
+    wait_until("a card showing the claim", || async {
+        discord.channel_messages(STAFF_CHANNEL).iter().any(|m| field(&m.body, "Status") == Some("claimed by bo"))
+    })
+    .await;
+    let ids: Vec<u64> = discord.channel_messages(STAFF_CHANNEL).iter().map(|m| m.id).collect();
+    assert_eq!(ids, [old_card], "the card of before, edited, and no other");
+
+    assert!(!file.exists(), "the card file is imported once");
+    assert!(store.join("discord-cards.sqlite.imported").exists());
+    let recorded = harness.read_json(&harness.topics.cards, 1).await;
+    let wanted = json!({"ticket_id": ticket, "channel_id": STAFF_CHANNEL.to_string(),
+        "message_id": old_card.to_string(), "version": 1});
+    assert_eq!(recorded, [wanted]);
+    team.down().await;
+}
+
+/// Without the card map's topic (deleted, or refused by a cluster where franz may not create topics) any card could
+/// be a second one, so none is drawn: the bot says why as its last problem, the events wait in the group, and the
+/// cards come once the topic is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_cards_topic_no_card_is_drawn_and_the_bot_says_why_until_it_is_back() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let cards_topic = harness.topics.cards.clone();
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        franz::kafka::client_config(&harness.bootstrap).create().unwrap();
+    let options = rdkafka::admin::AdminOptions::new();
+    let deleted = admin.delete_topics(&[&cards_topic], &options).await.unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+
+    discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    only_ticket(harness).await;
+    let troubles = team.running.as_ref().expect("franz runs").ops.metrics.troubles.clone();
+    let problem = || troubles.all().remove("kummerkasten").map(|t| t.text).unwrap_or_default();
+    wait_until("the bot to say why there is no card", || async { problem().contains("cannot read their map") }).await;
+    assert!(problem().contains(&cards_topic) && problem().contains("does not exist"), "{}", problem());
+    assert!(discord.channel_messages(STAFF_CHANNEL).is_empty(), "no card without the map");
+
+    franz::kafka::admin::ensure_topics_keeping(&harness.bootstrap, &[&cards_topic], 1, 1, &[&cards_topic])
+        .await
+        .unwrap();
+    let posted = cards(discord, 1).await;
+    assert!(posted[0].body["embeds"][0]["description"].as_str().unwrap().contains("printer on fire"));
+    assert_eq!(harness.read_json(&cards_topic, 1).await[0]["message_id"], json!(posted[0].id.to_string()));
+    team.down().await;
+}
+
+/// Regression (#33, item 5): two `franz up` processes on one cluster share the cards' consumer group, but each kept
+/// its own card memory in its data dir. After a rebalance the new owner of a partition did not know the cards the
+/// other had posted, and posted every ticket of it again at its next change (Discord's nonce stops a repeat for a
+/// few minutes only). Now every process reads the cards topic up to its end before it draws a batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_franz_processes_on_one_broker_keep_one_card_per_ticket_across_a_rebalance() {
+    const PARTITIONS: i32 = 3;
+    const PER_PARTITION: usize = 4;
+    let (harness, discord, dir) = (Harness::new(PARTITIONS).await, FakeDiscord::start().await, scratch());
+    let env = [
+        ("DISCORD_TOKEN", discord.token().to_owned()),
+        ("DISCORD_GUILD_ID", discord.options().guild_id.to_string()),
+        ("DISCORD_API_PROXY", discord.api_base()),
+        ("DISCORD_STAFF_CHANNEL_ID", STAFF_CHANNEL.to_string()),
+        ("DISCORD_STAFF_ROLE_ID", STAFF_ROLE.to_string()),
+        // Only the cards follow the events in a group, so the "assigned partitions" lines of the events are theirs.
+        ("DISCORD_NOTIFY_SUBMITTER", "false".to_owned()),
+    ];
+    let start = |name: &str| {
+        let data = dir.path().join(format!("{name}-data"));
+        let args = ["--only", "kummerkasten,aufbereitung,akte", "--data-dir", data.to_str().unwrap()];
+        Reaped(Up::start_with_env(dir.path(), name, &harness, &args, &env))
+    };
+    let (a, b) = (start("a"), start("b"));
+    let events = harness.topics.events.clone();
+    let owned = |up: &Reaped| cards_partitions(&up.0.log(), &events);
+    wait_until("both processes to draw cards of some partitions", || async {
+        let (in_a, in_b) = (owned(&a), owned(&b));
+        in_a >= 1 && in_b >= 1 && in_a + in_b == PARTITIONS as usize
+    })
+    .await;
+
+    // Tickets on every partition, so that each process posts cards, whichever partitions it has.
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut tickets: Vec<(String, String)> = Vec::new(); // (title, ticket id)
+    let mut records = Vec::new();
+    let mut per_partition = [0; PARTITIONS as usize];
+    for i in 0.. {
+        let interaction = format!("{run}-{i}");
+        let id = franz::schema::ticket_id_for_interaction(&interaction);
+        let partition = franz::services::akte::ticket_partition(&id, PARTITIONS) as usize;
+        if per_partition[partition] == PER_PARTITION {
+            continue;
+        }
+        per_partition[partition] += 1;
+        let title = format!("card test {}", tickets.len());
+        let record = json!({"message": title, "username": "pontatot", "timestamp": "2026-02-24T08:32:23.255Z",
+            "interaction_id": interaction});
+        records.push((0, record.to_string().into_bytes()));
+        tickets.push((title, id));
+        if tickets.len() == PER_PARTITION * PARTITIONS as usize {
+            break;
+        }
+    }
+    harness.produce(&harness.topics.intake, &records).await;
+    cards(&discord, tickets.len()).await;
+
+    // Minutes pass (Discord forgets the posts' nonces), then one process stops: its partitions move to the other.
+    discord.forget_nonces();
+    let log_a = tokio::task::block_in_place(|| a.terminate());
+    assert!(log_a.contains("franz stopped cleanly"), "{log_a}");
+    wait_until("the other process to draw the cards of every partition", || async { owned(&b) == PARTITIONS as usize })
+        .await;
+
+    // Every ticket changes, so the survivor draws every card, the ones the stopped process posted included.
+    for (n, (_, ticket)) in tickets.iter().enumerate() {
+        from_the_desk(&harness, ticket, n, Action::Claim).await;
+    }
+    let titled = |title: &str| -> Vec<ChannelMessage> {
+        let all = discord.channel_messages(STAFF_CHANNEL);
+        all.into_iter().filter(|m| m.body["embeds"][0]["title"] == title).collect()
+    };
+    wait_until("a card of every ticket to show the claim", || async {
+        tickets.iter().all(|(title, _)| titled(title).iter().any(|m| field(&m.body, "Status") == Some("claimed by bo")))
+    })
+    .await;
+    let cards_of: Vec<(&str, usize)> = tickets.iter().map(|(title, _)| (title.as_str(), titled(title).len())).collect();
+    let one_each: Vec<(&str, usize)> = tickets.iter().map(|(title, _)| (title.as_str(), 1)).collect();
+    assert_eq!(cards_of, one_each, "cards per ticket");
+    for message in discord.channel_messages(STAFF_CHANNEL) {
+        assert_eq!(field(&message.body, "Status"), Some("claimed by bo"), "{:?}", message.body);
+    }
+    let log_b = tokio::task::block_in_place(|| b.terminate());
+    assert!(log_b.contains("franz stopped cleanly"), "{log_b}");
+}
+
+/// How many partitions of `events` the cards' follower of a `franz up` with this log draws now: its latest
+/// "assigned partitions" line of that topic.
+fn cards_partitions(log: &str, events: &str) -> usize {
+    let assigned = log.lines().rev().filter_map(|line| line.split("assigned partitions: ").nth(1));
+    assigned.map(str::trim).find(|list| list.contains(events)).map_or(0, |list| list.split(", ").count())
 }
 
 #[tokio::test(flavor = "multi_thread")]

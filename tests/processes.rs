@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{Harness, Up, franz, scratch, valid, wait_until};
+use crate::util::{Harness, Reaped, Up, franz, scratch, valid, wait_until};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_on_one_broker_split_the_partitions_and_produce_each_ticket_once() {
@@ -211,37 +211,6 @@ async fn leave_a_scrape_waiting(listen: &str) -> std::net::TcpStream {
     let answer = reqwest::get(format!("http://{listen}/healthz")).await.unwrap();
     assert_eq!(answer.status(), 200);
     waiting
-}
-
-/// A franz process that is killed if the test ends (or fails) before it exits.
-struct Reaped(Up);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.child.kill();
-        let _ = self.0.child.wait();
-    }
-}
-
-impl Reaped {
-    fn signal(&self, name: &str) {
-        let pid = self.0.child.id().to_string();
-        assert!(std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap().success());
-    }
-
-    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
-    fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 /// Regression (#33, item 10): with its cluster gone, franz logged librdkafka's `AllBrokersDown` and its kin about

@@ -46,8 +46,9 @@ impl Harness {
             errors: format!("errors-{run}"),
             commands: format!("commands-{run}"),
             events: format!("events-{run}"),
+            cards: format!("cards-{run}"),
         };
-        admin::ensure_topics_keeping(&bootstrap, &topics.all(), partitions, 1, &[&topics.events])
+        admin::ensure_topics_keeping(&bootstrap, &topics.all(), partitions, 1, &topics.kept_forever())
             .await
             .expect("topics are created");
         Harness { broker, _data: data, bootstrap, topics, partitions }
@@ -154,7 +155,8 @@ pub fn franz(dir: &std::path::Path, harness: Option<&Harness>) -> std::process::
             .env("FRANZ_TOPIC_DEAD_LETTERS", &topics.dead_letters)
             .env("FRANZ_TOPIC_ERRORS", &topics.errors)
             .env("FRANZ_TOPIC_COMMANDS", &topics.commands)
-            .env("FRANZ_TOPIC_EVENTS", &topics.events);
+            .env("FRANZ_TOPIC_EVENTS", &topics.events)
+            .env("FRANZ_TOPIC_CARDS", &topics.cards);
     }
     command
 }
@@ -177,6 +179,14 @@ impl Up {
     pub fn start(dir: &Path, name: &str, harness: &Harness, args: &[&str]) -> Up {
         let mut command = franz(dir, Some(harness));
         command.args(["up", "--bootstrap", &harness.bootstrap]).args(args);
+        Up::spawn(dir, name, command)
+    }
+
+    /// [`Up::start`] with these environment variables set as well.
+    pub fn start_with_env(dir: &Path, name: &str, harness: &Harness, args: &[&str], env: &[(&str, String)]) -> Up {
+        let mut command = franz(dir, Some(harness));
+        command.args(["up", "--bootstrap", &harness.bootstrap]).args(args);
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         Up::spawn(dir, name, command)
     }
 
@@ -233,6 +243,48 @@ impl Up {
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A franz process that is killed if the test ends (or fails) before it exits.
+pub struct Reaped(pub Up);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
+    }
+}
+
+impl Reaped {
+    /// Sends it the signal `name` (`TERM`, `INT`, …).
+    pub fn signal(&self, name: &str) {
+        let pid = self.0.child.id().to_string();
+        assert!(std::process::Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap().success());
+    }
+
+    /// Stops it with SIGTERM and returns its log; fails the test unless it exits cleanly within 30 s.
+    pub fn terminate(mut self) -> String {
+        self.signal("TERM");
+        let status = self.exit_within(Duration::from_secs(30));
+        let log = self.0.log();
+        let status = status.unwrap_or_else(|| panic!("franz up did not stop after SIGTERM:\n{log}"));
+        assert!(status.success(), "franz up exited with {status}:\n{log}");
+        log
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

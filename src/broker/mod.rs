@@ -148,14 +148,16 @@ impl Broker {
         }
     }
 
-    /// Creates the topics that are missing, `partitions` each, and reports what each topic looks like.
+    /// Creates the topics that are missing, `partitions` each (those in `forever` with no retention, those in
+    /// `compacted` compacted where the cluster can), and reports what each topic looks like.
     pub async fn ensure_topics(
         &self,
         names: &[&str],
         partitions: i32,
         forever: &[&str],
+        compacted: &[&str],
     ) -> anyhow::Result<Vec<TopicStatus>> {
-        admin::ensure_topics_keeping(&self.bootstrap(), names, partitions, 1, forever).await
+        admin::ensure_topics_with(&self.bootstrap(), names, partitions, 1, forever, compacted).await
     }
 
     /// Stops what franz started: removes a container (unless kept), shuts the embedded broker down.

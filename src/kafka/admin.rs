@@ -1,7 +1,8 @@
 //! Topic administration against any Kafka-protocol broker: reachability, creation and description.
 //!
 //! librdkafka's metadata and watermark calls block, so they run on the blocking pool. Creation is idempotent:
-//! an existing topic is fine, and one with fewer partitions than asked for is reported, not changed.
+//! an existing topic is fine, and one with fewer partitions than asked for is reported, not changed. A topic that is
+//! a map is asked to be compacted, and created without compaction on a cluster that cannot compact.
 
 use std::time::Duration;
 
@@ -74,11 +75,27 @@ pub async fn ensure_topics_keeping(
     replication: i32,
     forever: &[&str],
 ) -> anyhow::Result<Vec<TopicStatus>> {
+    ensure_topics_with(bootstrap, names, partitions, replication, forever, &[]).await
+}
+
+/// [`ensure_topics_keeping`], creating the topics named in `compacted` with `cleanup.policy=compact` too, as maps
+/// whose newest record per key is all that counts. A cluster that cannot compact (franz's embedded broker refuses
+/// the setting with `INVALID_CONFIG`) gets them without it, and they keep every record, which is correct, only
+/// larger; it is said once in the log.
+pub async fn ensure_topics_with(
+    bootstrap: &str,
+    names: &[&str],
+    partitions: i32,
+    replication: i32,
+    forever: &[&str],
+    compacted: &[&str],
+) -> anyhow::Result<Vec<TopicStatus>> {
     let mut described = describe(bootstrap, REACH_TIMEOUT).await?;
     let missing: Vec<&str> = names.iter().copied().filter(|name| !described.iter().any(|t| t.name == *name)).collect();
     let mut created = Vec::new();
     if !missing.is_empty() {
-        created = create(bootstrap, &missing, partitions, replication, forever).await?;
+        let wanted = Retention { partitions, replication, forever, compacted };
+        created = create(bootstrap, &missing, &wanted).await?;
         described = describe(bootstrap, REACH_TIMEOUT).await?;
     }
     names
@@ -97,38 +114,70 @@ pub async fn ensure_topics_keeping(
         .collect()
 }
 
-/// Creates topics; one that appeared meanwhile is fine. Returns the names it created.
-async fn create(
-    bootstrap: &str,
-    names: &[&str],
+/// What topics are created with.
+struct Retention<'a> {
     partitions: i32,
     replication: i32,
-    forever: &[&str],
-) -> anyhow::Result<Vec<String>> {
+    /// Created with no retention.
+    forever: &'a [&'a str],
+    /// Created compacted, where the cluster can compact.
+    compacted: &'a [&'a str],
+}
+
+/// Creates topics; one that appeared meanwhile is fine. A compacted topic the cluster refuses to compact is created
+/// again without compaction. Returns the names it created.
+async fn create(bootstrap: &str, names: &[&str], wanted: &Retention<'_>) -> anyhow::Result<Vec<String>> {
     let admin: AdminClient<super::Quiet> =
         client_config(bootstrap).create_with_context(super::Quiet).context("cannot create a Kafka admin client")?;
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|name| {
-            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replication));
-            match forever.contains(name) {
-                true => topic.set("retention.ms", "-1").set("retention.bytes", "-1"),
-                false => topic,
-            }
-        })
-        .collect();
     let options = AdminOptions::new().operation_timeout(Some(REACH_TIMEOUT)).request_timeout(Some(REACH_TIMEOUT));
+    let mut created = Vec::new();
+    let mut uncompacted = Vec::new();
+    let new: Vec<NewTopic<'_>> =
+        names.iter().map(|name| new_topic(name, wanted, wanted.compacted.contains(name))).collect();
     let results =
         admin.create_topics(&new, &options).await.with_context(|| format!("cannot create topics on {bootstrap}"))?;
-    let mut created = Vec::new();
     for result in results {
         match result {
             Ok(name) => created.push(name),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, RDKafkaErrorCode::InvalidConfig)) if wanted.compacted.contains(&name.as_str()) => {
+                uncompacted.push(name)
+            }
             Err((name, code)) => return Err(anyhow!("cannot create topic {name} on {bootstrap}: {code}")),
         }
     }
+    if !uncompacted.is_empty() {
+        let names: Vec<&str> = uncompacted.iter().map(String::as_str).collect();
+        tracing::info!(
+            "the cluster at {bootstrap} cannot compact topics; created {} without compaction, keeping every record",
+            names.join(", ")
+        );
+        let new: Vec<NewTopic<'_>> = names.iter().map(|name| new_topic(name, wanted, false)).collect();
+        let results = admin
+            .create_topics(&new, &options)
+            .await
+            .with_context(|| format!("cannot create topics on {bootstrap}"))?;
+        for result in results {
+            match result {
+                Ok(name) => created.push(name),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(anyhow!("cannot create topic {name} on {bootstrap}: {code}")),
+            }
+        }
+    }
     Ok(created)
+}
+
+/// The creation of `name`: with no retention if it is kept forever, and compacted if `compact`.
+fn new_topic<'a>(name: &'a str, wanted: &Retention<'_>, compact: bool) -> NewTopic<'a> {
+    let mut topic = NewTopic::new(name, wanted.partitions, TopicReplication::Fixed(wanted.replication));
+    if wanted.forever.contains(&name) {
+        topic = topic.set("retention.ms", "-1").set("retention.bytes", "-1");
+    }
+    if compact {
+        topic = topic.set("cleanup.policy", "compact");
+    }
+    topic
 }
 
 /// Every non-internal topic with its partitions and end offsets, sorted by name.

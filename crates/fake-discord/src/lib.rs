@@ -8,7 +8,8 @@
 //! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave; the
 //! `…_from` variants send them from another server or from a direct message, see [`Origin`]), remember the
 //! global command registration ([`register_globally`](FakeDiscord::register_globally) leaves one from before), keep the
-//! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages)) and its direct
+//! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages); a post's
+//! `enforce_nonce` holds until [`forget_nonces`](FakeDiscord::forget_nonces) stands for Discord's few minutes) and its direct
 //! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), refuse a message over
 //! Discord's limits as Discord does ([`limits`]), answer the next calls to an
 //! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
@@ -172,6 +173,8 @@ struct State {
     roles: HashMap<u64, Vec<u64>>,
     /// Every message bots posted to channels, in order, as it reads now (edits applied).
     messages: Vec<ChannelMessage>,
+    /// How many of `messages` are older than Discord remembers nonces: their nonces no longer stop a second post.
+    nonces_forgotten: usize,
     /// The direct-message channel of each user (by user id) a bot opened one with.
     dm_channels: HashMap<u64, u64>,
     /// Users who accept no direct messages from the bot: a message to them is refused (403, code 50007).
@@ -447,6 +450,13 @@ impl FakeDiscord {
     /// The messages bots posted to `channel_id`, in order, as they read now.
     pub fn channel_messages(&self, channel_id: u64) -> Vec<ChannelMessage> {
         self.shared.state().messages.iter().filter(|m| m.channel_id == channel_id).cloned().collect()
+    }
+
+    /// Forgets the nonces of every message posted so far, as Discord does after a few minutes: a later post with
+    /// one of them is a new message. Tests call it to stand for those minutes passing.
+    pub fn forget_nonces(&self) {
+        let mut state = self.shared.state();
+        state.nonces_forgotten = state.messages.len();
     }
 
     /// From now on, `user` accepts no direct messages from the bot, as with "Allow direct messages from server

@@ -244,7 +244,8 @@ fn answer(
 }
 
 /// A bot's message in a channel: posted (with Discord's `enforce_nonce`: a second post with the same nonce returns
-/// the first message instead of a new one), or edited (404, 10008 for a message the fake never saw).
+/// the first message instead of a new one, unless [`crate::FakeDiscord::forget_nonces`] stood for the few minutes
+/// after which Discord forgets a nonce), or edited (404, 10008 for a message the fake never saw).
 fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &Value) -> Reply {
     let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
     let channel_id = number(0);
@@ -257,7 +258,8 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
     if endpoint == Endpoint::ChannelMessages {
         let nonce = body.get("nonce").filter(|_| body["enforce_nonce"] == Value::Bool(true));
         let earlier = nonce.and_then(|nonce| {
-            state.messages.iter().find(|m| m.channel_id == channel_id && m.body.get("nonce") == Some(nonce))
+            let remembered = &state.messages[state.nonces_forgotten..];
+            remembered.iter().find(|m| m.channel_id == channel_id && m.body.get("nonce") == Some(nonce))
         });
         if let Some(earlier) = earlier {
             return Reply::json(200, payloads::channel_message(&shared.options, channel_id, earlier.id, &earlier.body));

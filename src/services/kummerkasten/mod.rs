@@ -391,6 +391,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         cards: team,
         notify_submitter,
         store: store.clone(),
+        cards_topic: config.topics.cards.clone(),
         cards_path: staff::cards_path(store),
         staff_dir: context.desk_dir.clone(),
         partitions: config.partitions,
@@ -416,11 +417,12 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let indent = format!("\n{:15}", "");
     let staff_line = match (&settings.staff, team, staff::off_reason(channel, role)) {
         (Some(_), Some(team), _) => format!(
-            "staff cards -> channel {} (buttons for role {}{}), from {}",
+            "staff cards -> channel {} (buttons for role {}{}), from {}, card map {}",
             team.channel_id,
             team.role_id,
             accounts(&context.desk_dir),
-            config.topics.events
+            config.topics.events,
+            config.topics.cards
         ),
         (None, Some(_), _) => "staff cards off: the ticket store is not open".to_owned(),
         (_, None, reason) => reason.unwrap_or_default().to_owned(),

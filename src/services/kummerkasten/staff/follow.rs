@@ -3,19 +3,25 @@
 //! of a claim, a public reply or a close (`notify`). The two are separate followers ([`Duty`]), each in its own
 //! consumer group, so a card that cannot be posted never holds up a submitter's message, and the other way round.
 //!
-//! At-least-once with no duplicate cards: the consumer group `kummerkasten-cards` stores an offset only after
-//! Discord accepted the post or edit it led to (or refused it for good), and a card's message id is remembered
-//! (`cards`) before that. A redelivered event finds its card and edits it (or, if the card shows that version
-//! already, does nothing); a crash between Discord's answer and the memory write is covered by the post's
-//! `enforce_nonce`, which makes Discord return the first message instead of posting a second. Events are taken in
-//! small batches and each ticket in a batch is drawn once, in its newest state, so a busy ticket costs one edit per
-//! batch, not one per change, and a rate-limited channel coalesces even more. Cards are drawn from the ticket store
-//! after it has applied the batch; this module never decides anything about a ticket.
+//! At-least-once with one card per ticket, however many franz processes share the group `kummerkasten-cards`:
+//! which message is which ticket's card is the card map (`cards`), read from the cards topic that every process
+//! shares. The follower reads that topic to its end before it joins the group (importing the card file of an
+//! earlier franz once) and again before it draws each batch, so a card another process posted before a rebalance is
+//! known, and it records a card it posted there, acknowledged, before it goes on. It stores an offset only after
+//! Discord accepted the post or edit it led to (or refused it for good) and the post is recorded. A redelivered
+//! event finds its card and edits it (or, if the card shows that version already, does nothing); a crash between
+//! Discord's answer and the record is covered by the post's `enforce_nonce`, which makes Discord return the first
+//! message instead of posting a second, within the few minutes Discord remembers a nonce. Two processes can draw a
+//! ticket at once only while a partition moves (the old owner finishing its batch); the nonce covers that too.
+//! Events are taken in small batches and each ticket in a batch is drawn once, in its newest state, so a busy ticket
+//! costs one edit per batch, not one per change, and a rate-limited channel coalesces even more. Cards are drawn
+//! from the ticket store after it has applied the batch; this module never decides anything about a ticket.
 //!
 //! What Discord refuses for good (a 4xx other than 429: a card it finds invalid, a channel the bot may not post in)
 //! is that ticket's problem, not the team's: it is logged, reported as the bot's last problem, published on the
 //! errors topic (so the desk's problems page and absturz show it) and counted, and the follower moves on; the
-//! ticket's next change tries again. Only network trouble, rate limits and server errors are retried, with backoff.
+//! ticket's next change tries again. Only network trouble, rate limits, server errors and a card map that cannot be
+//! read or written for now are retried, with backoff.
 //!
 //! Direct messages follow in event order, with the same at-least-once rule and a nonce from the event id. A
 //! submitter who accepts no direct messages from the bot (403, code 50007) is skipped with one log line and not
@@ -33,7 +39,7 @@ use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 use tokio_util::sync::CancellationToken;
 
-use super::cards::{Card, Cards};
+use super::cards::{Card, Cards, Imported};
 use super::notify::{self, Notice, Sent};
 use super::{Settings, Team, card};
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer, report_error};
@@ -97,23 +103,34 @@ pub async fn run(
     duty: Duty,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Only the cards' follower opens the card memory: two connections preparing the file at once would find it
-    // locked.
+    let producer = crate::kafka::producer(&bootstrap)?;
     let work = match duty {
-        Duty::Cards(team) => Work::Cards(team, Cards::open(&settings.cards_path)?),
+        Duty::Cards(team) => Work::Cards(team, Cards::open(&bootstrap, &settings.cards_topic, producer.clone())?),
         Duty::Notices => Work::Notices,
     };
     let consumer = group_consumer(&bootstrap, duty.group(), CommitOnRevoke::default())?;
-    consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
-    let producer = crate::kafka::producer(&bootstrap)?;
     let poster = Poster { settings, http, work, producer, refused: Mutex::new(HashMap::new()) };
-    let result = follow(&consumer, &topic, &poster, &shutdown).await;
+    let mut joined = false;
+    let result = async {
+        // The cards join their group only once they know every card: a partition they get may hold tickets whose
+        // cards another process posted.
+        if !poster.prepare(&shutdown).await {
+            return Ok(()); // shut down first: nothing was taken from the group
+        }
+        consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
+        joined = true;
+        follow(&consumer, &topic, &poster, &shutdown).await
+    }
+    .await;
+    let Poster { settings, work, .. } = poster;
     // Committing and closing wait for the broker with no time limit, so they run on the blocking pool, as in
     // `kafka::relay`. On a runtime worker they stall every task queued behind them; when the broker runs in the
     // same process (`--broker embedded`, the tests) its answer is one of those tasks, and shutdown hung for good.
+    // The card map's reader is a consumer too.
     let committed = tokio::task::spawn_blocking(move || {
-        let committed = commit_stored(&consumer);
+        let committed = if joined { commit_stored(&consumer) } else { Ok(()) };
         drop(consumer);
+        drop(work);
         committed
     })
     .await
@@ -121,7 +138,7 @@ pub async fn run(
     if let Err(error) = committed {
         let problem = format!("could not commit the cards' offsets ({error}); some cards may be drawn again");
         tracing::warn!("{problem}");
-        poster.settings.troubles.report(NAME, problem);
+        settings.troubles.report(NAME, problem);
     }
     result
 }
@@ -177,7 +194,7 @@ fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
     Seen { partition: message.partition(), offset: message.offset(), ticket, notice }
 }
 
-/// A follower's duty with what it needs: the cards need the card memory.
+/// A follower's duty with what it needs: the cards need the card map.
 enum Work {
     Cards(Team, Cards),
     Notices,
@@ -195,6 +212,79 @@ struct Poster {
 }
 
 impl Poster {
+    /// Before the cards join their group: reads the card map to its end and imports the card file of an earlier
+    /// franz, trying again until both are done; `false` if shutdown came first. Nothing to do for direct messages.
+    async fn prepare(&self, shutdown: &CancellationToken) -> bool {
+        let Work::Cards(_, cards) = &self.work else { return true };
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if !self.know_cards(cards, shutdown).await {
+                return false;
+            }
+            let path = &self.settings.cards_path;
+            match cards.import(path).await {
+                Ok(None) => {}
+                Ok(Some(Imported { unreadable: Some(why), renamed_to, .. })) => tracing::error!(
+                    "staff cards: the card file {} of an earlier franz cannot be read ({why}); set aside as {}. The \
+                     tickets whose cards it knew get a second card at their next change",
+                    path.display(),
+                    renamed_to.display()
+                ),
+                Ok(Some(imported)) => tracing::info!(
+                    "staff cards: imported the card file {} of an earlier franz ({} cards, {} of them new to {}); \
+                     the file is now {}",
+                    path.display(),
+                    imported.rows,
+                    imported.recorded,
+                    self.settings.cards_topic,
+                    imported.renamed_to.display()
+                ),
+                Err(error) => {
+                    let problem = format!("the card file {} could not be imported yet: {error:#}", path.display());
+                    if !self.pause(problem, &mut backoff, shutdown).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            tracing::info!("staff cards: the map in {} holds {} card(s)", self.settings.cards_topic, cards.len());
+            return true;
+        }
+    }
+
+    /// Reads the card map up to the end of its topic now, trying again until it can; `false` if shutdown came
+    /// first. Drawing a card without it could post a second one.
+    async fn know_cards(&self, cards: &Cards, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match cards.catch_up(shutdown).await {
+                Ok(caught_up) => return caught_up,
+                Err(error) => {
+                    let problem = format!(
+                        "the staff cards cannot read their map ({error:#}); no card is drawn until they can, so that \
+                         none is posted twice"
+                    );
+                    if !self.pause(problem, &mut backoff, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Says what failed (log, the bot's last problem) and waits `backoff` before the next try, doubling it up to
+    /// [`BACKOFF_MAX`]; `false` if shutdown came first.
+    async fn pause(&self, problem: String, backoff: &mut Duration, shutdown: &CancellationToken) -> bool {
+        tracing::warn!("{problem}; trying again in {backoff:?}");
+        self.settings.troubles.report(NAME, problem);
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(*backoff) => {}
+        }
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        true
+    }
+
     /// Does the duty for the batch: brings every card it touches up to date, once per ticket, or tells the
     /// submitters; `false` if shutdown came first.
     async fn deliver(&self, batch: &[Seen], shutdown: &CancellationToken) -> bool {
@@ -221,6 +311,11 @@ impl Poster {
 
     /// Brings the card of every ticket in the batch up to date; `false` if shutdown came first.
     async fn draw(&self, team: Team, cards: &Cards, batch: &[Seen], shutdown: &CancellationToken) -> bool {
+        // Whatever another process recorded before this batch was drawn (it had the partition before a rebalance,
+        // or it drew the same ticket meanwhile) is known before any card is posted.
+        if !self.know_cards(cards, shutdown).await {
+            return false;
+        }
         let mut tickets: Vec<&str> = Vec::new();
         for ticket in batch.iter().filter_map(|s| s.ticket.as_deref()) {
             if !tickets.contains(&ticket) {
@@ -241,14 +336,10 @@ impl Poster {
                         break;
                     }
                     Err(Failure::Transient(error)) => {
-                        let problem = format!("the card of {ticket} could not be updated: {error:#}; trying again");
-                        tracing::warn!("{problem} in {backoff:?}");
-                        self.settings.troubles.report(NAME, problem);
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return false,
-                            _ = tokio::time::sleep(backoff) => {}
+                        let problem = format!("the card of {ticket} could not be updated: {error:#}");
+                        if !self.pause(problem, &mut backoff, shutdown).await {
+                            return false;
                         }
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
             }
@@ -354,13 +445,16 @@ impl Poster {
             return Ok(()); // an event for a ticket that was never created: nothing to show
         };
         let channel = team.channel_id;
-        match cards.get(channel, &state.id).await? {
+        match cards.get(channel, &state.id) {
             Some(card) if card.version >= state.version => Ok(()),
             Some(card) => {
                 let body = card::message(&state, None, self.settings.desk_url.as_deref());
                 let edited = self.http.edit_message(channel.into(), card.message_id.into(), &body, Vec::new()).await;
                 match edited {
-                    Ok(_) => Ok(cards.put(channel, &state.id, Card { version: state.version, ..card }).await?),
+                    Ok(_) => {
+                        cards.shown(channel, &state.id, Card { version: state.version, ..card });
+                        Ok(())
+                    }
                     // Someone deleted the card: the ticket gets a new one.
                     Err(error) if connect::status(&error) == Some(404) => {
                         self.post(channel, cards, &state, &format!("{}:{}", state.id, state.version)).await
@@ -372,11 +466,14 @@ impl Poster {
         }
     }
 
+    /// Posts a card and records it on the cards topic. Posted but not recorded (the cluster did not acknowledge the
+    /// record) is a transient failure: the next try posts with the same nonce, Discord answers with the card it
+    /// has, and that one is recorded.
     async fn post(&self, channel: u64, cards: &Cards, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
         let body = card::message(state, Some(&super::nonce(nonce_of)), self.settings.desk_url.as_deref());
         let message = self.http.send_message(channel.into(), Vec::new(), &body).await?;
         let card = Card { message_id: message.id.get(), version: state.version };
-        Ok(cards.put(channel, &state.id, card).await?)
+        Ok(cards.record(channel, &state.id, card).await?)
     }
 
     async fn ticket(&self, id: &str) -> anyhow::Result<Option<TicketState>> {

@@ -1,11 +1,12 @@
 //! The staff side of the bot: a card per ticket in the staff channel, kept up to date, whose buttons work the
 //! ticket through akte; and direct messages that keep each ticket's submitter informed.
 //!
-//! `card` builds a card from a ticket's state (pure), `cards` remembers which message is whose card, `notify` says
-//! what a submitter is told (pure) and sends it, `follow` posts and edits cards, and sends those messages, from
-//! `ticket-events` (two followers, so neither waits for the other), and `buttons` turns presses of staff members into lifecycle commands. The gateway session is
-//! kummerkasten's own (one per bot), so this module has no task of its own beyond `follow`; it reads tickets from
-//! the ticket store and never writes it.
+//! `card` builds a card from a ticket's state (pure), `cards` is the card map (which message is whose card, on a
+//! topic every franz of the cluster shares, so several processes post one card per ticket), `notify` says what a
+//! submitter is told (pure) and sends it, `follow` posts and edits cards, and sends those messages, from
+//! `ticket-events` (two followers, so neither waits for the other), and `buttons` turns presses of staff members
+//! into lifecycle commands. The gateway session is kummerkasten's own (one per bot), so this module has no task of
+//! its own beyond `follow`; it reads tickets from the ticket store and never writes it.
 
 pub mod buttons;
 pub mod card;
@@ -26,7 +27,9 @@ pub struct Settings {
     pub notify_submitter: bool,
     /// The ticket store the cards and messages are drawn from, and where akte's answers to presses appear.
     pub store: Store,
-    /// The card memory (`cards`), a file beside the ticket store.
+    /// The card map's topic (`cards`), shared by every franz on the cluster.
+    pub cards_topic: String,
+    /// Where an earlier franz kept its cards, beside the ticket store: imported to `cards_topic` once, then renamed.
     pub cards_path: PathBuf,
     /// Where the staff list is (`people`), which says whose Discord account may press the cards' buttons.
     pub staff_dir: PathBuf,
@@ -60,6 +63,7 @@ impl std::fmt::Debug for Settings {
             .field("cards", &self.cards)
             .field("notify_submitter", &self.notify_submitter)
             .field("store", &self.store)
+            .field("cards_topic", &self.cards_topic)
             .field("cards_path", &self.cards_path)
             .field("staff_dir", &self.staff_dir)
             .field("partitions", &self.partitions)
@@ -69,7 +73,7 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Where the card memory lives: beside the ticket store, so `--ephemeral` and the data dir apply to both.
+/// Where franz kept its cards before the cards topic: beside the ticket store. A file there is imported once.
 pub fn cards_path(store: &Store) -> PathBuf {
     store.path().with_file_name("discord-cards.sqlite")
 }
