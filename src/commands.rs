@@ -70,7 +70,7 @@ pub async fn tail(config: &Config, args: TailArgs, out: &mut impl Write) -> anyh
             None => consumer.recv().await?,
         };
         // Records are anyone's text: shown, never acted on by the terminal (the line is the same JSON to a program).
-        writeln!(out, "{}", crate::desk::client::terminal_json(&record_json(&message)))?;
+        writeln!(out, "{}", crate::terminal::terminal_json(&record_json(&message)))?;
         out.flush()?;
         seen += 1;
     }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod desk;
 pub mod discord;
+pub mod files;
 pub mod intake;
 pub mod kafka;
 pub mod lifecycle;
@@ -20,6 +21,7 @@ pub mod schema;
 pub mod services;
 pub mod status;
 pub mod store;
+pub mod terminal;
 pub mod troubles;
 
 use std::io::Write;
@@ -80,4 +82,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Staff { action } => desk::client::staff_command(&config, action, &mut stdout),
         Command::Status(args) => status::status(&config, args.json, args.url, &mut stdout).await,
     }
+}
+
+/// How many cases a property test with a count of its own runs: `PROPTEST_CASES` when it is set (`cargo xtask props`
+/// sets it), else `default`.
+#[cfg(test)]
+pub(crate) fn test_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(default)
 }

@@ -15,12 +15,14 @@ use std::io::Write;
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
 
+use super::web::path_segment;
 use crate::cli::{StaffAction, TicketsAction, TicketsArgs};
 use crate::config::Config;
 use crate::discord::clip;
 use crate::lifecycle;
 use crate::people::{self as staff, Staff};
 use crate::schema::lifecycle::{Actor, ActorSource, Person};
+use crate::terminal::{terminal_json, visible};
 
 /// The desk directory of a configuration: the staff list and the local credential.
 pub fn desk_dir(config: &Config) -> std::path::PathBuf {
@@ -239,7 +241,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
     };
     let (id, body) = match action {
         TicketsAction::Show { id } => {
-            let ticket = desk.get(&format!("/api/tickets/{}", encode(id)), &[]).await?;
+            let ticket = desk.get(&format!("/api/tickets/{}", path_segment(id)), &[]).await?;
             if args.json {
                 writeln!(out, "{}", terminal_json(&ticket))?;
             } else {
@@ -261,7 +263,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         TicketsAction::Close { id, reason } => (id, json!({"action": "close", "reason": reason})),
         TicketsAction::Reopen { id } => (id, json!({"action": "reopen"})),
     };
-    let url = format!("{}/api/tickets/{}/commands", desk.url, encode(id));
+    let url = format!("{}/api/tickets/{}/commands", desk.url, path_segment(id));
     let (status, answer) = desk.call(desk.http.post(url).json(&body)).await?;
     if args.json {
         writeln!(out, "{}", terminal_json(&answer))?;
@@ -275,17 +277,6 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         }
         _ => bail!("{}", visible(answer["error"].as_str().unwrap_or("the desk refused"))),
     }
-}
-
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
@@ -395,42 +386,9 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// `value` as one line of JSON that a terminal shows and does not act on. serde_json escapes only the C0 controls;
-/// DEL, the C1 controls (U+009B and U+009D start terminal escapes as ESC [ and ESC ] do) and the characters that
-/// hide or reorder text ([`lifecycle::hidden`]) become `\u` escapes too, so the line still parses to the same
-/// value. They can stand only inside JSON strings (everything else in JSON is ASCII), where an escape is valid.
-pub fn terminal_json(value: &Value) -> String {
-    let json = value.to_string();
-    let mut line = String::with_capacity(json.len());
-    for c in json.chars() {
-        if c.is_control() || lifecycle::hidden(c) {
-            for unit in c.encode_utf16(&mut [0; 2]) {
-                line.push_str(&format!("\\u{unit:04x}"));
-            }
-        } else {
-            line.push(c);
-        }
-    }
-    line
-}
-
-/// Text on one line, with control characters (terminal escapes and line breaks included) and the characters that
-/// hide, break or reorder text ([`lifecycle::hidden`]) shown as escapes instead of acted on, so that ticket text can
-/// neither drive the terminal nor pass for franz's own output.
-pub fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() || lifecycle::hidden(c) { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn terminal_escapes_in_ticket_text_are_shown_not_run() {
-        assert_eq!(visible("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
-    }
 
     #[test]
     fn a_comment_cannot_forge_a_history_line_or_reorder_the_text() {
@@ -438,7 +396,6 @@ mod tests {
         let line = describe(&json!({"type": "commented", "body": forged, "actor": {"name": "m", "source": "cli"}}));
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains("fine\\n  2026"), "{line}");
-        assert_eq!(visible("a\u{202e}b"), "a\\u{202e}b");
     }
 
     /// Regression (#33 attack): a cell was escaped, then clipped, and the cut fell inside an escape.
@@ -510,6 +467,6 @@ mod tests {
 
     #[test]
     fn ids_are_percent_encoded_in_paths() {
-        assert_eq!(encode("../x y"), "..%2Fx%20y");
+        assert_eq!(path_segment("../x y"), "..%2Fx%20y");
     }
 }

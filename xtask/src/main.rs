@@ -9,6 +9,7 @@ mod containers;
 mod crash;
 mod e2e;
 mod interop;
+mod layers;
 mod props;
 
 use std::path::{Path, PathBuf};
