@@ -384,15 +384,19 @@ async fn main() -> anyhow::Result<()> {
     let desk_port = free_port();
     let log_path = scratch.path().join("up.log");
     let started = Instant::now();
-    let up = franz(
+    let mut up = franz(
         &["up", "--bootstrap", &bootstrap, "--only", "akte,desk", "--desk-listen", &format!("127.0.0.1:{desk_port}")],
         &desk_dir,
         Stdio::from(std::fs::File::create(&log_path)?),
     )?;
+    // franz logs "caught up" for a backlog of 20,000 events or more, which the bench's always is.
     let caught_up = loop {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(line) = log.lines().find(|l| l.contains("ticket store: caught up")) {
             break line.to_owned();
+        }
+        if let Some(status) = up.try_wait()? {
+            anyhow::bail!("franz up ended ({status}) before the store caught up:\n{log}");
         }
         anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "the store did not catch up:\n{log}");
         tokio::time::sleep(Duration::from_millis(100)).await;
