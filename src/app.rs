@@ -62,16 +62,15 @@ fn store_path(broker: &Broker, config: &Config) -> PathBuf {
 pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let broker = Broker::start(config, &shutdown).await?;
     let bootstrap = broker.bootstrap();
-    let topics = broker
-        .ensure_topics(
-            &config.topics.all(),
-            config.partitions,
-            &config.topics.kept_forever(),
-            &config.topics.compacted(),
-        )
+    let (kept, compacted, single) =
+        (config.topics.kept_forever(), config.topics.compacted(), config.topics.single_partition());
+    let spread: Vec<&str> = config.topics.all().into_iter().filter(|t| !single.contains(t)).collect();
+    let mut topics = broker
+        .ensure_topics(&spread, config.partitions, &kept, &compacted)
         .await
         .context("cannot create the topics")?;
-    for topic in topics.iter().filter(|t| t.partitions < config.partitions) {
+    topics.extend(broker.ensure_topics(&single, 1, &kept, &compacted).await.context("cannot create the topics")?);
+    for topic in topics.iter().filter(|t| t.partitions < config.partitions && !single.contains(&t.name.as_str())) {
         tracing::warn!(
             "topic {} has {} partitions, fewer than the configured {}; at most {} consumers of it can share the work",
             topic.name,

@@ -288,6 +288,13 @@ impl Topics {
     pub fn compacted(&self) -> [&str; 1] {
         [&self.cards]
     }
+
+    /// The topics created with one partition, whatever `partitions` says: the card map, which is small and read
+    /// whole before every batch of cards, so that all the records of a key are in one order and its newest record
+    /// (the one compaction keeps) is the one every reader takes. A topic that exists keeps its partitions.
+    pub fn single_partition(&self) -> [&str; 1] {
+        [&self.cards]
+    }
 }
 
 impl Default for Config {

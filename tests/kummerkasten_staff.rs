@@ -2,9 +2,10 @@
 //! Discord and the harness's broker. A ticket submitted with `/ticket` gets one card in the staff channel; its
 //! buttons work the ticket through akte for members of the staff role only; redelivered events, restarts (on a fresh
 //! data dir too), an upgrade from the card file of before and two `franz up` processes across a rebalance post no
-//! second card, and without the cards topic none is drawn; the submitter is told by direct message (unless they
-//! refuse them, or the switch is off); and `/tickets` shows a user their own tickets. Presses and commands from
-//! outside the bot's server are refused, and a ticket keeps the server and channel it came from.
+//! second card (nor does a record the cluster refuses for minutes), without the cards topic none is drawn, a cards
+//! topic that holds no card is refused and one created again is read anew; the submitter is told by direct message
+//! (unless they refuse them, or the switch is off); and `/tickets` shows a user their own tickets. Presses and
+//! commands from outside the bot's server are refused, and a ticket keeps the server and channel it came from.
 
 use std::path::Path;
 use std::time::Duration;
@@ -928,5 +929,227 @@ async fn a_tickets_server_and_channel_reach_the_created_event_the_store_and_the_
     let (_, shown) = get().await;
     let ticket = &shown["ticket"];
     assert_eq!((&ticket["guild_id"], &ticket["channel_id"]), (&json!(guild), &json!(channel)), "{shown}");
+    team.down().await;
+}
+
+/// Publishes a record to the cards topic with the key and value given (`None`: a tombstone), to `partition` if one is
+/// named, as any client of the cluster could.
+async fn write_card_record(harness: &Harness, topic: &str, partition: Option<i32>, key: &str, value: Option<Value>) {
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let payload = value.map(|v| v.to_string().into_bytes());
+    let mut record = rdkafka::producer::FutureRecord::<str, [u8]>::to(topic).key(key);
+    if let Some(payload) = &payload {
+        record = record.payload(payload.as_slice());
+    }
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
+    producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).expect("acknowledged");
+}
+
+fn card_value(ticket: &str, message_id: u64, version: u64) -> Value {
+    json!({"ticket_id": ticket, "channel_id": STAFF_CHANNEL.to_string(), "message_id": message_id.to_string(),
+        "version": version})
+}
+
+/// Found by an attack (#33): one record on `discord-cards` that names message 0 for a ticket (any client of the
+/// cluster can write it; the map took it) made the next change of that ticket call serenity's `MessageId::new(0)`,
+/// which panics. The cards' follower was a bare `tokio::spawn` that nobody awaited until shutdown, so every card of
+/// this franz stopped, silently: no trouble reported, `/readyz` green, and every other process that drew the ticket
+/// died too. Now such a record is no card, no id is built with a panicking conversion, and the bot watches its
+/// followers (one that stops stops the bot, and so franz, with its error).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_record_naming_message_zero_stops_no_other_card() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let key = format!("{STAFF_CHANNEL}/{ticket}");
+    write_card_record(harness, &harness.topics.cards, None, &key, Some(card_value(&ticket, 0, 1))).await;
+    // The ticket changes: its card is drawn with the map's card, message 0.
+    from_the_desk(harness, &ticket, 1, Action::SetPriority { priority: Priority::Urgent }).await;
+    // Another ticket must still get its card.
+    discord.command(&ponta(), "ticket", &[("message", "the second ticket")]);
+    let posted = cards(discord, 2).await;
+    assert!(posted.iter().any(|m| m.body.to_string().contains("the second ticket")), "{posted:?}");
+    team.down().await;
+}
+
+/// Found by an attack (#33): a key's records in two partitions (what adding partitions to `discord-cards` does, since
+/// the producer's partitioner maps a key by the partition count; a card posted again after its message was deleted
+/// lands in the new partition). The map took whichever record it happened to read last, not the newest card: the
+/// ticket's card was the deleted message again, whose edit 404s and posts one more card. Half of the keys here are
+/// newer in partition 0, half in partition 1, so whatever order the partitions are read in, some came out old. Now
+/// only a record posted at a higher version replaces a card (and franz creates the topic with one partition).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_in_two_partitions_keeps_its_newest_card() {
+    use franz::services::kummerkasten::staff::cards::{Card, Cards};
+    const KEYS: u64 = 20;
+    let harness = Harness::new(2).await;
+    let topic = harness.topics.cards.clone();
+    for n in 0..KEYS {
+        let ticket = format!("t-{n}");
+        let key = format!("{STAFF_CHANNEL}/{ticket}");
+        let (old, new) = if n % 2 == 0 { (0, 1) } else { (1, 0) };
+        write_card_record(&harness, &topic, Some(old), &key, Some(card_value(&ticket, 1000 + n, 1))).await;
+        write_card_record(&harness, &topic, Some(new), &key, Some(card_value(&ticket, 2000 + n, 2))).await;
+    }
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let cards = Cards::open(&harness.bootstrap, &topic, producer).unwrap();
+    assert!(cards.catch_up(&CancellationToken::new()).await.unwrap());
+    let stale: Vec<(u64, Option<Card>)> = (0..KEYS)
+        .map(|n| (n, cards.get(STAFF_CHANNEL, &format!("t-{n}"))))
+        .filter(|(n, card)| *card != Some(Card { message_id: 2000 + n, version: 2 }))
+        .collect();
+    tokio::task::spawn_blocking(move || drop(cards)).await.unwrap();
+    assert!(stale.is_empty(), "tickets whose map card is not their newest: {stale:?}");
+}
+
+/// Found by an attack (#33): the cards topic deleted and created again (an operator's reset, a cluster rebuilt) while
+/// a process runs. `catch_up` only noticed when a partition now ends before the offset it had read; once the new
+/// topic had more records than that (another process posted cards meanwhile), the map kept the cards of the old
+/// topic: this process's map was not the topic's, unlike that of a process started now. Now a changed topic id says
+/// the topic was created again, and the map is read anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cards_topic_created_again_is_read_anew() {
+    use franz::services::kummerkasten::staff::cards::{Card, Cards};
+    let harness = Harness::new(1).await;
+    let topic = harness.topics.cards.clone();
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let cards = Cards::open(&harness.bootstrap, &topic, producer).unwrap();
+    for n in 0..2u64 {
+        let ticket = format!("old-{n}");
+        write_card_record(
+            &harness,
+            &topic,
+            None,
+            &format!("{STAFF_CHANNEL}/{ticket}"),
+            Some(card_value(&ticket, 100 + n, 1)),
+        )
+        .await;
+    }
+    assert!(cards.catch_up(&CancellationToken::new()).await.unwrap());
+    assert_eq!(cards.len(), 2);
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        franz::kafka::client_config(&harness.bootstrap).create().unwrap();
+    let deleted = admin.delete_topics(&[&topic], &rdkafka::admin::AdminOptions::new()).await.unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    franz::kafka::admin::ensure_topics_keeping(&harness.bootstrap, &[&topic], 1, 1, &[&topic]).await.unwrap();
+    for n in 0..5u64 {
+        let ticket = format!("new-{n}");
+        write_card_record(
+            &harness,
+            &topic,
+            None,
+            &format!("{STAFF_CHANNEL}/{ticket}"),
+            Some(card_value(&ticket, 200 + n, 1)),
+        )
+        .await;
+    }
+    let mut caught_up = cards.catch_up(&CancellationToken::new()).await;
+    for _ in 0..10 {
+        if caught_up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        caught_up = cards.catch_up(&CancellationToken::new()).await;
+    }
+    assert!(caught_up.unwrap());
+    let known: Vec<(String, Option<Card>)> = ["old-0", "old-1", "new-0", "new-1", "new-2", "new-3", "new-4"]
+        .iter()
+        .map(|t| (t.to_string(), cards.get(STAFF_CHANNEL, t)))
+        .collect();
+    tokio::task::spawn_blocking(move || drop(cards)).await.unwrap();
+    let wanted: Vec<(String, Option<Card>)> = ["old-0", "old-1", "new-0", "new-1", "new-2", "new-3", "new-4"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), (i >= 2).then(|| Card { message_id: 200 + i as u64 - 2, version: 1 })))
+        .collect();
+    assert_eq!(known, wanted, "the map is the new topic's, whole");
+}
+
+/// Found by an attack (#33): `topics.cards` (`FRANZ_TOPIC_CARDS`) naming a topic that is not a card map (another
+/// application's, or another franz deployment's `ticket-events` on the same cluster). franz only checked that its
+/// own seven names differ; it skipped every record (one warning per distinct key) and then wrote its cards into that
+/// topic. Now the start is refused with the reason, and the cards' own read (should the start not tell within its
+/// time) says the same before anything is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cards_topic_that_holds_no_cards_is_refused_not_written() {
+    let (harness, discord, data) = (Harness::new(1).await, FakeDiscord::start().await, scratch());
+    let foreign = format!("orders-{}", uuid::Uuid::new_v4().simple());
+    franz::kafka::admin::ensure_topics(&harness.bootstrap, &[&foreign], 1, 1).await.unwrap();
+    for n in 0..20 {
+        write_card_record(&harness, &foreign, None, &format!("order-{n}"), Some(json!({"order": n, "sum": 12.5})))
+            .await;
+    }
+    let mut config = config(&harness, data.path(), &discord);
+    config.topics.cards = foreign.clone();
+    // The attack's version also passed a franz that started and then left the topic alone; it passed on any failure
+    // to start too, which could not tell a refusal from something else going wrong. franz refuses at start, so this
+    // says that it does, and why.
+    let Err(refused) = app::start(&config, CancellationToken::new()).await else {
+        panic!("franz started with {foreign}, which holds no card, as its card map");
+    };
+    let refused = format!("{refused:#}");
+    assert!(refused.contains(&foreign) && refused.contains("none of them is a staff card"), "{refused}");
+    assert_eq!(harness.count(&foreign).await, 20, "franz wrote into {foreign}, a topic of something else");
+    // The cards' own read says the same, for a start that could not tell within its time.
+    use franz::services::kummerkasten::staff::cards::Cards;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let cards = Cards::open(&harness.bootstrap, &foreign, producer).unwrap();
+    assert!(cards.catch_up(&CancellationToken::new()).await.unwrap());
+    let foreign_map = cards.foreign();
+    tokio::task::spawn_blocking(move || drop(cards)).await.unwrap();
+    assert!(foreign_map.as_deref().is_some_and(|why| why.contains("20 record(s)")), "{foreign_map:?}");
+}
+
+/// Found by an attack (#33, measured): the map is read to its end before every batch of cards. Once its reader was
+/// assigned it kept a long-poll Fetch open at each leader (librdkafka's `fetch.wait.max.ms`, 500 ms), and the
+/// metadata request and the two ListOffsets of `ends` queued behind it on the same connection: a catch-up with
+/// nothing new cost ~1.4 s (measured 1.46 s, for a map of 10 cards as for 200,000), added to every batch. Now the
+/// reader's partitions are paused between catch-ups and resumed only when they have records to read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catch_up_with_nothing_new_is_quick() {
+    use franz::services::kummerkasten::staff::cards::Cards;
+    let harness = Harness::new(3).await;
+    let topic = harness.topics.cards.clone();
+    write_card_record(&harness, &topic, None, &format!("{STAFF_CHANNEL}/t"), Some(card_value("t", 1, 1))).await;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let cards = Cards::open(&harness.bootstrap, &topic, producer).unwrap();
+    assert!(cards.catch_up(&CancellationToken::new()).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert!(cards.catch_up(&CancellationToken::new()).await.unwrap());
+    }
+    let each = started.elapsed() / 5;
+    tokio::task::spawn_blocking(move || drop(cards)).await.unwrap();
+    assert!(each < Duration::from_millis(300), "a catch-up with nothing new took {each:?}");
+}
+
+/// Found by an attack (#33): a card posted whose record the cluster refuses for longer than Discord remembers a
+/// nonce (an ACL without Write on `discord-cards`, a full disk on its leader, a few minutes of a sick partition).
+/// `post` treated the failed record as a transient failure of the whole card, and the retry posted again: with the
+/// nonce forgotten, every retry was one more card of the same ticket. Now the posted card is known at once and only
+/// its record is retried, before the batch's offsets are stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_card_whose_record_is_refused_for_minutes_is_posted_once() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(Endpoint::ChannelMessages, &[Answer::Hold]);
+    discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    wait_until("the card's post to reach Discord", || async { discord.holding() == 1 }).await;
+    // From here the cluster refuses the card's record a few times: minutes, in Discord's time.
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 4);
+    discord.release();
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < until && harness.count(&harness.topics.cards).await == 0 {
+        discord.forget_nonces();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_until("the card to be recorded", || async { harness.count(&harness.topics.cards).await >= 1 }).await;
+    let posted = discord.channel_messages(STAFF_CHANNEL);
+    assert_eq!(posted.len(), 1, "cards of one ticket: {:?}", posted.iter().map(|m| m.id).collect::<Vec<_>>());
     team.down().await;
 }

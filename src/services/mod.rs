@@ -57,7 +57,7 @@ impl Plan {
 /// Plans one service.
 pub async fn plan(service: Service, context: &Context<'_>) -> anyhow::Result<Plan> {
     match service {
-        Service::Kummerkasten => kummerkasten::plan(context),
+        Service::Kummerkasten => kummerkasten::plan(context).await,
         Service::Aufbereitung => aufbereitung::plan(context),
         Service::Absturz => absturz::plan(context),
         Service::Akte => akte::plan(context).await,

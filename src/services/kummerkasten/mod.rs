@@ -9,6 +9,8 @@
 //! With a staff channel and role configured, the same session also runs the staff side (`staff`): a card per
 //! ticket, and its buttons. What fails and is not the bot's end (a reply Discord refused, a card it could not
 //! edit, a press it could not answer) is logged and reported as the bot's last problem (`/readyz`, `franz status`).
+//! The staff side's followers (`staff::follow`) are tasks the bot watches: one that stops by itself (an error, a
+//! panic) stops the bot with its error, as a failing service stops franz, rather than leave its duty undone unseen.
 //! With `DISCORD_GUILD_ID` set, `guard` refuses every interaction from another server or a direct message, and
 //! start-up removes a global registration left from before, so that only that server can feed tickets in.
 
@@ -17,9 +19,11 @@ pub mod guard;
 pub mod replies;
 pub mod staff;
 
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
+use futures::FutureExt as _;
 use poise::serenity_prelude as serenity;
 use rdkafka::ClientContext;
 use rdkafka::producer::FutureProducer;
@@ -375,8 +379,9 @@ async fn refuse(ctx: poise::Context<'_, Data, Error>) {
     }
 }
 
-/// `franz up`'s bot: runs when a token is configured.
-pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
+/// `franz up`'s bot: runs when a token is configured. With the staff cards on, a cards topic that holds records none
+/// of which is a card (`topics.cards` naming some other topic) is refused here, before anything is written to it.
+pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let config = context.config;
     let Some(token) = &config.discord.token else {
         return Ok(super::Plan::Off("set DISCORD_TOKEN to run the /ticket bot (README: Discord bot)".into()));
@@ -400,6 +405,9 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         errors_topic: config.topics.errors.clone(),
         refused: context.metrics.discord_refused.clone(),
     });
+    if staff.as_ref().is_some_and(|staff| staff.cards.is_some()) {
+        staff::cards::check_topic(&context.bootstrap, &config.topics.cards).await?;
+    }
     let settings = Settings {
         bootstrap: context.bootstrap.clone(),
         topics: config.topics.clone(),
@@ -485,7 +493,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
     let cards_stop = shutdown.child_token();
     let stop_cards = cards_stop.clone().drop_guard();
-    let mut followers = Vec::new();
+    // The followers are watched beside the gateway: one that ends before shutdown (an error, a panic) ends the bot.
+    let mut followers = tokio::task::JoinSet::new();
     if let Some(staff) = settings.staff.clone() {
         let duties = staff.cards.map(staff::follow::Duty::Cards).into_iter();
         for duty in duties.chain(staff.notify_submitter.then_some(staff::follow::Duty::Notices)) {
@@ -494,7 +503,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref())?);
             let (bootstrap, topic) = (settings.bootstrap.clone(), settings.topics.events.clone());
             let follower = staff::follow::run(staff.clone(), http, bootstrap, topic, duty, cards_stop.clone());
-            followers.push(tokio::spawn(follower));
+            followers.spawn(async move { (duty, AssertUnwindSafe(follower).catch_unwind().await) });
         }
     }
     let scope =
@@ -527,27 +536,70 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         .await
         .map_err(|error| anyhow!("cannot create the Discord client: {}", connect::describe(&error)))?;
     let shards = client.shard_manager.clone();
+    // No new interactions from here on; the ones in progress still publish and reply over HTTP.
+    let drain = || async {
+        shards.shutdown_all().await;
+        in_flight.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait()).await.is_err() {
+            tracing::warn!("{} /ticket commands were still running after {DRAIN_TIMEOUT:?}", in_flight.len());
+        }
+    };
     let bot = tokio::select! {
+        // Shutdown first: a follower ends by itself once shutdown has begun, and that is no failure.
+        biased;
+        _ = shutdown.cancelled() => {
+            drain().await;
+            Ok(())
+        }
+        Some(joined) = followers.join_next() => {
+            // A follower that stops alone leaves its duty undone, silently, while the bot looks well. So the bot
+            // (and with it franz, as for any service task that fails, see `app`) stops with the follower's error:
+            // the log, the bot's last problem, `/readyz` and franz's exit status say it, and a supervisor (systemd,
+            // compose) starts franz again with its own backoff, which reads the card map anew. Restarting the
+            // follower in the process instead would hide one that fails again at once behind a running bot.
+            let problem = follower_ended(joined);
+            tracing::error!("{problem}");
+            settings.troubles.report(NAME, &problem);
+            drain().await;
+            Err(anyhow!(problem))
+        }
         result = client.start() => result.map_err(|error| {
             anyhow!("the Discord bot stopped: {}; {}", connect::describe(&error), connect::TOKEN_HINT)
         }),
-        _ = shutdown.cancelled() => {
-            // No new interactions from here on; the ones in progress still publish and reply over HTTP.
-            shards.shutdown_all().await;
-            in_flight.close();
-            if tokio::time::timeout(DRAIN_TIMEOUT, in_flight.wait()).await.is_err() {
-                tracing::warn!("{} /ticket commands were still running after {DRAIN_TIMEOUT:?}", in_flight.len());
-            }
-            Ok(())
-        }
     };
     drop(stop_cards);
     let mut staff = Ok(());
-    for follower in followers {
-        let ended = follower.await.map_err(|error| anyhow!("the staff cards ended abnormally: {error}"))?;
-        staff = staff.and(ended);
+    while let Some(joined) = followers.join_next().await {
+        if !matches!(joined, Ok((_, Ok(Ok(()))))) {
+            staff = staff.and(Err(anyhow!(follower_ended(joined))));
+        }
     }
     bot.and(staff)
+}
+
+/// How a follower of the staff side ended: its task, then the follower itself (a panic is caught there, so that
+/// the duty it belonged to is known).
+type FollowerEnd = Result<(staff::follow::Duty, std::thread::Result<anyhow::Result<()>>), tokio::task::JoinError>;
+
+/// Says how a follower of the staff side ended.
+fn follower_ended(joined: FollowerEnd) -> String {
+    let what = |duty: staff::follow::Duty| match duty {
+        staff::follow::Duty::Cards(_) => "the staff cards",
+        staff::follow::Duty::Notices => "the submitters' direct messages",
+    };
+    match joined {
+        Ok((duty, Ok(Ok(())))) => format!("{} stopped without being asked to", what(duty)),
+        Ok((duty, Ok(Err(error)))) => format!("{} stopped: {error:#}", what(duty)),
+        Ok((duty, Err(panic))) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "without a message".to_owned());
+            format!("{} stopped: a panic, {why}", what(duty))
+        }
+        Err(error) => format!("the staff side ended abnormally: {error}"),
+    }
 }
 
 /// Events beyond commands: presses of the staff cards' buttons and their forms, refused from outside the bot's
@@ -624,6 +676,21 @@ mod tests {
         let old = token_lifetime_left(made_at(10 * 60 * 1000));
         assert!(old > Duration::from_secs(4 * 60) && old <= Duration::from_secs(5 * 60), "{old:?}");
         assert_eq!(token_lifetime_left(made_at(60 * 60 * 1000)), Duration::from_secs(30));
+    }
+
+    /// Found by an attack (#33): the followers were bare tasks nobody awaited until shutdown, so one that panicked
+    /// stopped its duty unseen. Now the bot says which one stopped and why, a panic's message included.
+    #[test]
+    fn a_follower_that_stops_is_told_by_its_duty_and_why() {
+        use staff::follow::Duty;
+        let panicked: std::thread::Result<anyhow::Result<()>> = Err(Box::new("attempt to divide by zero"));
+        assert_eq!(
+            follower_ended(Ok((Duty::Notices, panicked))),
+            "the submitters' direct messages stopped: a panic, attempt to divide by zero"
+        );
+        let team = staff::Team { channel_id: 7, role_id: 8 };
+        let failed = Ok((Duty::Cards(team), Ok(Err(anyhow!("the group is gone")))));
+        assert_eq!(follower_ended(failed), "the staff cards stopped: the group is gone");
     }
 
     #[test]

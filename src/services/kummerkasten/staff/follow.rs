@@ -5,14 +5,17 @@
 //!
 //! At-least-once with one card per ticket, however many franz processes share the group `kummerkasten-cards`:
 //! which message is which ticket's card is the card map (`cards`), read from the cards topic that every process
-//! shares. The follower reads that topic to its end before it joins the group (importing the card file of an
-//! earlier franz once) and again before it draws each batch, so a card another process posted before a rebalance is
-//! known, and it records a card it posted there, acknowledged, before it goes on. It stores an offset only after
-//! Discord accepted the post or edit it led to (or refused it for good) and the post is recorded. A redelivered
-//! event finds its card and edits it (or, if the card shows that version already, does nothing); a crash between
-//! Discord's answer and the record is covered by the post's `enforce_nonce`, which makes Discord return the first
-//! message instead of posting a second, within the few minutes Discord remembers a nonce. Two processes can draw a
-//! ticket at once only while a partition moves (the old owner finishing its batch); the nonce covers that too.
+//! shares. The follower reads that topic to its end before it joins the group (refusing a topic that holds records
+//! and no card, and importing the card file of an earlier franz once) and again before it draws each batch, so a
+//! card another process posted before a rebalance is known. A card it posts is known to it as soon as Discord
+//! returns the message, and recorded on the topic; a record the cluster refuses is retried alone, never the post,
+//! until it is acknowledged, and only then are the batch's offsets stored. So an offset is stored only after Discord
+//! accepted the post or edit it led to (or refused it for good) and the post is recorded. A redelivered event finds
+//! its card and edits it (or, if the card shows that version already, does nothing); a crash between Discord's
+//! answer and the record is covered by the post's `enforce_nonce`, which makes Discord return the first message
+//! instead of posting a second, within the few minutes Discord remembers a nonce. Two processes can draw a ticket at
+//! once only while a partition moves (the old owner finishing its batch); the nonce covers that too. A follower that
+//! fails (a fatal consumer error, a topic that is no card map, a panic) ends; the bot watches it and stops with it.
 //! Events are taken in small batches and each ticket in a batch is drawn once, in its newest state, so a busy ticket
 //! costs one edit per batch, not one per change, and a rate-limited channel coalesces even more. Cards are drawn
 //! from the ticket store after it has applied the batch; this module never decides anything about a ticket.
@@ -21,7 +24,7 @@
 //! is that ticket's problem, not the team's: it is logged, reported as the bot's last problem, published on the
 //! errors topic (so the desk's problems page and absturz show it) and counted, and the follower moves on; the
 //! ticket's next change tries again. Only network trouble, rate limits, server errors and a card map that cannot be
-//! read or written for now are retried, with backoff.
+//! read or written for now are retried, with backoff; no id is built with serenity's panicking `new`.
 //!
 //! Direct messages follow in event order, with the same at-least-once rule and a nonce from the event id. A
 //! submitter who accepts no direct messages from the bot (403, code 50007) is skipped with one log line and not
@@ -30,6 +33,7 @@
 //! message people about the past.
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,7 +118,7 @@ pub async fn run(
     let result = async {
         // The cards join their group only once they know every card: a partition they get may hold tickets whose
         // cards another process posted.
-        if !poster.prepare(&shutdown).await {
+        if !poster.prepare(&shutdown).await? {
             return Ok(()); // shut down first: nothing was taken from the group
         }
         consumer.subscribe(&[&topic]).context("cannot follow the ticket events for the cards")?;
@@ -213,13 +217,17 @@ struct Poster {
 
 impl Poster {
     /// Before the cards join their group: reads the card map to its end and imports the card file of an earlier
-    /// franz, trying again until both are done; `false` if shutdown came first. Nothing to do for direct messages.
-    async fn prepare(&self, shutdown: &CancellationToken) -> bool {
-        let Work::Cards(_, cards) = &self.work else { return true };
+    /// franz, trying again until both are done; `false` if shutdown came first. Fails, writing nothing, when the
+    /// topic holds records and none is a card: it is some other topic. Nothing to do for direct messages.
+    async fn prepare(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let Work::Cards(_, cards) = &self.work else { return Ok(true) };
         let mut backoff = Duration::from_secs(1);
         loop {
             if !self.know_cards(cards, shutdown).await {
-                return false;
+                return Ok(false);
+            }
+            if let Some(foreign) = cards.foreign() {
+                anyhow::bail!(foreign);
             }
             let path = &self.settings.cards_path;
             match cards.import(path).await {
@@ -230,25 +238,35 @@ impl Poster {
                     path.display(),
                     renamed_to.display()
                 ),
-                Ok(Some(imported)) => tracing::info!(
-                    "staff cards: imported the card file {} of an earlier franz ({} cards, {} of them new to {}); \
-                     the file is now {}",
-                    path.display(),
-                    imported.rows,
-                    imported.recorded,
-                    self.settings.cards_topic,
-                    imported.renamed_to.display()
-                ),
+                Ok(Some(imported)) => {
+                    tracing::info!(
+                        "staff cards: imported the card file {} of an earlier franz ({} cards, {} of them new to {}); \
+                         the file is now {}",
+                        path.display(),
+                        imported.rows,
+                        imported.recorded,
+                        self.settings.cards_topic,
+                        imported.renamed_to.display()
+                    );
+                    if imported.skipped > 0 {
+                        tracing::warn!(
+                            "staff cards: {} row(s) of the card file {} named no Discord message, channel or ticket \
+                             (an id of 0, an empty ticket id) and were left out",
+                            imported.skipped,
+                            path.display()
+                        );
+                    }
+                }
                 Err(error) => {
                     let problem = format!("the card file {} could not be imported yet: {error:#}", path.display());
                     if !self.pause(problem, &mut backoff, shutdown).await {
-                        return false;
+                        return Ok(false);
                     }
                     continue;
                 }
             }
             tracing::info!("staff cards: the map in {} holds {} card(s)", self.settings.cards_topic, cards.len());
-            return true;
+            return Ok(true);
         }
     }
 
@@ -344,7 +362,32 @@ impl Poster {
                 }
             }
         }
-        true
+        self.record_posted(cards, shutdown).await
+    }
+
+    /// Records the cards posted in this batch whose records the cluster refused so far, trying again until it
+    /// acknowledges them; `false` if shutdown came first. Only the records are retried: the messages are posted and
+    /// known here, and posting them again would make second cards once Discord has forgotten the nonce. The batch's
+    /// offsets are stored only after this, so no process draws these tickets from a later offset without their
+    /// cards on the topic.
+    async fn record_posted(&self, cards: &Cards, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match cards.flush().await {
+                Ok(()) => return true,
+                Err(error) => {
+                    let problem = format!(
+                        "{} posted card(s) could not be recorded on {} yet: {error:#}; their events wait until they \
+                         are",
+                        cards.pending(),
+                        self.settings.cards_topic
+                    );
+                    if !self.pause(problem, &mut backoff, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     /// Waits until the ticket store has applied every event of the batch, so the cards show them.
@@ -445,11 +488,14 @@ impl Poster {
             return Ok(()); // an event for a ticket that was never created: nothing to show
         };
         let channel = team.channel_id;
-        match cards.get(channel, &state.id) {
-            Some(card) if card.version >= state.version => Ok(()),
-            Some(card) => {
+        // The map holds no id of 0 (serenity's ids cannot hold one, and `MessageId::new(0)` panics); should one get
+        // there all the same, it is no card.
+        let known = cards.get(channel, &state.id).and_then(|card| Some((card, NonZeroU64::new(card.message_id)?)));
+        match known {
+            Some((card, _)) if card.version >= state.version => Ok(()),
+            Some((card, message_id)) => {
                 let body = card::message(&state, None, self.settings.desk_url.as_deref());
-                let edited = self.http.edit_message(channel.into(), card.message_id.into(), &body, Vec::new()).await;
+                let edited = self.http.edit_message(channel_id(channel)?, message_id.into(), &body, Vec::new()).await;
                 match edited {
                     Ok(_) => {
                         cards.shown(channel, &state.id, Card { version: state.version, ..card });
@@ -466,14 +512,20 @@ impl Poster {
         }
     }
 
-    /// Posts a card and records it on the cards topic. Posted but not recorded (the cluster did not acknowledge the
-    /// record) is a transient failure: the next try posts with the same nonce, Discord answers with the card it
-    /// has, and that one is recorded.
+    /// Posts a card and records it on the cards topic. Once Discord returned the message, the card is known here
+    /// whatever becomes of its record: a record the cluster does not acknowledge stays pending and is retried
+    /// before the batch's offsets are stored ([`Poster::record_posted`]), and the card is never posted again for
+    /// it. A post whose answer was lost is tried again with the same nonce, and Discord answers with the card it has.
     async fn post(&self, channel: u64, cards: &Cards, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
         let body = card::message(state, Some(&super::nonce(nonce_of)), self.settings.desk_url.as_deref());
-        let message = self.http.send_message(channel.into(), Vec::new(), &body).await?;
+        let message = self.http.send_message(channel_id(channel)?, Vec::new(), &body).await?;
         let card = Card { message_id: message.id.get(), version: state.version };
-        Ok(cards.record(channel, &state.id, card).await?)
+        if let Err(error) = cards.record(channel, &state.id, card).await {
+            let problem = format!("the card of {} is posted but not recorded yet: {error:#}; trying again", state.id);
+            tracing::warn!("{problem}");
+            self.settings.troubles.report(NAME, problem);
+        }
+        Ok(())
     }
 
     async fn ticket(&self, id: &str) -> anyhow::Result<Option<TicketState>> {
@@ -485,6 +537,14 @@ impl Poster {
         .await
         .context("a read of the ticket store ended abnormally")?
     }
+}
+
+/// The staff channel as serenity's id. The configuration refuses 0, which serenity's ids cannot hold; should one
+/// get here all the same, it is a refusal of that card, never a panic.
+fn channel_id(channel: u64) -> Result<serenity::ChannelId, Failure> {
+    NonZeroU64::new(channel)
+        .map(serenity::ChannelId::from)
+        .ok_or_else(|| Failure::Refused("the staff channel id is 0, which is no Discord channel".to_owned()))
 }
 
 /// Why a card could not be brought up to date.
