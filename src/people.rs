@@ -356,6 +356,11 @@ pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
     subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]).into()
 }
 
+/// The desk directory of a configuration: the staff list and the local credential.
+pub fn dir(config: &crate::config::Config) -> PathBuf {
+    config.data_dir.join("desk")
+}
+
 /// Where the desk writes its local credential.
 pub fn local_path(desk_dir: &Path) -> PathBuf {
     desk_dir.join("local.json")

@@ -58,7 +58,7 @@ fn base_url(config: &Config, url: Option<String>) -> anyhow::Result<String> {
     if let Some(url) = url {
         return base_of(&url);
     }
-    if let Some(local) = crate::people::read_local(&crate::desk::client::desk_dir(config))? {
+    if let Some(local) = crate::people::read_local(&crate::people::dir(config))? {
         return Ok(local.url);
     }
     Ok(crate::desk::url_for(config.metrics_listen.unwrap_or(config.desk.listen)))

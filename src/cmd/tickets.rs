@@ -1,157 +1,23 @@
-//! `franz tickets` and `franz staff`: the command line's side of the desk.
-//!
-//! `franz tickets` talks to the running desk's API, so the CLI follows the same rules and leaves the same audit
-//! trail as the web and Discord: with a staff token (`--token`, `FRANZ_TOKEN`) it acts as that staff member; on
-//! the machine where franz runs it uses the desk's local credential and acts as `--as NAME` (default: the login
-//! name). `franz staff` edits the staff list directly; it needs no running franz. Ticket text is printed with its
-//! control characters made visible, so a ticket cannot drive the terminal.
-//!
-//! A `.env` in the working directory can set the desk's address, so the CLI says where an address came from: `staff
-//! add|link` print the desk they made the link for, and a staff token goes only to an https:// or loopback address
-//! unless `--insecure` says otherwise.
+//! `franz tickets`: list, search, show and work tickets through the running desk's API, so the command line follows
+//! the same rules and leaves the same audit trail as the web and Discord. With a staff token (`--token`,
+//! `FRANZ_TOKEN`) it acts as that staff member; on the machine where franz runs it uses the desk's local credential
+//! and acts as `--as NAME` (default: the login name). Ticket text is printed with its control characters made
+//! visible, so a ticket cannot drive the terminal.
 
 use std::io::Write;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::web::path_segment;
-use crate::cli::{StaffAction, TicketsAction, TicketsArgs};
+use super::desk::{base_url, token_may_go_to};
+use crate::cli::{TicketsAction, TicketsArgs};
 use crate::config::Config;
+use crate::desk::web::path_segment;
 use crate::discord::clip;
 use crate::lifecycle;
-use crate::people::{self as staff, Staff};
+use crate::people as staff;
 use crate::schema::lifecycle::{Actor, ActorSource, Person};
 use crate::terminal::{terminal_json, visible};
-
-/// The desk directory of a configuration: the staff list and the local credential.
-pub fn desk_dir(config: &Config) -> std::path::PathBuf {
-    config.data_dir.join("desk")
-}
-
-/// Where people open the desk: its public URL, else where it last ran, else where it is configured to listen; and
-/// where that address came from, in words (a `.env` can set it without the user noticing).
-fn base_url(config: &Config, desk_dir: &std::path::Path) -> anyhow::Result<(String, String)> {
-    if let Some(public) = &config.desk.public_url {
-        return Ok((public.clone(), format!("desk.public_url, from {}", source_of(config, "desk.public_url"))));
-    }
-    Ok(match staff::read_local(desk_dir)? {
-        Some(local) => (local.url, format!("where the desk last ran, from {}", staff::local_path(desk_dir).display())),
-        None => (super::url_for(config.desk.listen), format!("desk.listen, from {}", source_of(config, "desk.listen"))),
-    })
-}
-
-/// Where the setting `key` came from (`.env FRANZ_DESK_PUBLIC_URL`, a flag, franz.toml, `default`).
-fn source_of(config: &Config, key: &str) -> String {
-    config.report.iter().find(|s| s.key == key).map_or_else(|| "default".to_owned(), |s| s.source.clone())
-}
-
-/// Refuses to send a staff token to `url` over plain http to another host: anyone on the way could read it and act
-/// as its owner. `from` says where the address came from, so a `.env` that points elsewhere shows itself.
-fn token_may_go_to(url: &str, from: &str, insecure: bool) -> anyhow::Result<()> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("the desk address {url} ({from}) is no URL"))?;
-    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let loopback =
-        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback) || insecure {
-        return Ok(());
-    }
-    bail!(
-        "refusing to send your staff token to {url} ({from}): over plain http anyone on the network can read it. \
-         Reach the desk over https (set desk.public_url, FRANZ_DESK_PUBLIC_URL, to its https:// address) or on \
-         this machine; if that address is not yours, fix or remove the setting; pass --insecure only on a network \
-         you trust"
-    )
-}
-
-/// `franz staff add|link|list|remove`.
-pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write) -> anyhow::Result<()> {
-    let dir = desk_dir(config);
-    let staff = Staff::open(&dir)?;
-    match action {
-        StaffAction::Add { name, discord } => {
-            let (token, existed) = staff.add_with_discord(&name, discord)?;
-            let code = staff.link(&name)?;
-            let (base, from) = base_url(config, &dir)?;
-            let name = name.trim();
-            if existed {
-                writeln!(out, "{name} has a new sign-in link; the old one no longer works.")?;
-            } else {
-                writeln!(out, "{name} is now on the staff list.")?;
-            }
-            writeln!(out, "desk:         {base} ({from})")?;
-            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
-            writeln!(out, "API token:    {token}")?;
-            writeln!(
-                out,
-                "Send them to {name} privately; they are shown only now (franz keeps only hashes). The link signs in \
-                 one browser, once, within 7 days; `franz staff link {name}` makes another."
-            )?;
-            writeln!(
-                out,
-                "Programs send it as `Authorization: Bearer <token>`; the CLI takes it as --token or FRANZ_TOKEN."
-            )?;
-            if let Some(user_id) = discord {
-                linked(out, name, user_id)?;
-            }
-        }
-        StaffAction::List => {
-            let members = staff.list()?;
-            if members.is_empty() {
-                writeln!(out, "nobody yet; add someone with `franz staff add NAME`")?;
-            }
-            for member in members {
-                let discord: Vec<String> = member.discord.iter().map(|id| format!("Discord {id}")).collect();
-                let discord = if discord.is_empty() { String::new() } else { format!("  {}", discord.join(", ")) };
-                writeln!(out, "{:<24} added {}{discord}", visible(&member.name), member.added)?;
-            }
-        }
-        StaffAction::Link { name } => {
-            let code = staff.link(&name)?;
-            let (base, from) = base_url(config, &dir)?;
-            writeln!(out, "desk:         {base} ({from})")?;
-            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
-            writeln!(
-                out,
-                "It signs in one browser, once, within 7 days; {} stays signed in elsewhere, and their API token is \
-                 unchanged.",
-                name.trim()
-            )?;
-        }
-        StaffAction::Remove { name } => {
-            staff.remove(&name)?;
-            writeln!(
-                out,
-                "{} is off the staff list; their links, token, browsers and linked Discord accounts no longer work.",
-                name.trim()
-            )?;
-        }
-        StaffAction::LinkDiscord { name, user_id } => {
-            staff.link_discord(&name, user_id)?;
-            linked(out, name.trim(), user_id)?;
-        }
-        StaffAction::UnlinkDiscord { name, user_id } => {
-            staff.unlink_discord(&name, user_id)?;
-            writeln!(
-                out,
-                "Discord account {user_id} is no longer {}'s; it cannot press the staff cards' buttons.",
-                name.trim()
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Says what a link of a Discord account means.
-fn linked(out: &mut impl Write, name: &str, user_id: u64) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "Discord account {user_id} is {name}'s: its presses of the staff cards' buttons act as {name} (the staff \
-         role is still needed). Only linked accounts may press them now; link the rest of the team with `franz \
-         staff link-discord NAME USER_ID`."
-    )?;
-    Ok(())
-}
 
 /// How the CLI reaches the desk and who it acts as.
 struct Desk {
@@ -163,7 +29,7 @@ struct Desk {
 
 impl Desk {
     fn connect(config: &Config, args: &TicketsArgs) -> anyhow::Result<Desk> {
-        let dir = desk_dir(config);
+        let dir = staff::dir(config);
         let local = staff::read_local(&dir)?;
         let (url, token, acting_as) = match (&args.token, local) {
             (Some(token), _) => {
@@ -450,19 +316,6 @@ mod tests {
     #[test]
     fn c1_controls_and_del_are_shown_as_escapes_in_text_output() {
         assert_eq!(visible("a\u{9b}2Jb\u{9d}0;x\u{7f}"), "a\\u{9b}2Jb\\u{9d}0;x\\u{7f}");
-    }
-
-    #[test]
-    fn a_staff_token_goes_only_over_https_or_to_this_machine_unless_insecure() {
-        for url in ["https://desk.example.com", "http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080"] {
-            assert!(token_may_go_to(url, "test", false).is_ok(), "{url}");
-        }
-        let refused = token_may_go_to("http://203.0.113.5:8080", ".env FRANZ_DESK_LISTEN", false).unwrap_err();
-        let message = refused.to_string();
-        assert!(message.contains("203.0.113.5") && message.contains(".env FRANZ_DESK_LISTEN"), "{message}");
-        assert!(message.contains("--insecure") && message.contains("https"), "{message}");
-        assert!(token_may_go_to("http://desk.lan:8080", "test", false).is_err());
-        assert!(token_may_go_to("http://desk.lan:8080", "test", true).is_ok(), "--insecure lets it through");
     }
 
     #[test]
