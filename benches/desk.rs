@@ -30,6 +30,10 @@ const COMMANDS: usize = 1_000;
 const PAGE_REQUESTS: usize = 1_000;
 const STATS_REQUESTS: usize = 20;
 const BOARDS: usize = 200;
+/// The desk's live streams per person (`desk::web::live`): the boards are opened by this many people each.
+const BOARDS_PER_PERSON: usize = 16;
+/// How long the boards may take to open, and then to show the new ticket.
+const BOARDS_PATIENCE: Duration = Duration::from_secs(60);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -114,7 +118,7 @@ async fn fill(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
     let mut pending = futures::stream::FuturesUnordered::new();
     for n in 0..TICKETS {
         let key = format!("bench-{n:07}");
-        let partition = franz::services::akte::ticket_partition(&key, PARTITIONS);
+        let partition = franz::kafka::tickets::ticket_partition(&key, PARTITIONS);
         for payload in history(n, &mut rng) {
             loop {
                 match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload).partition(partition)) {
@@ -190,17 +194,36 @@ impl Web {
     }
 }
 
-/// The web desk's pages, signed in with the link `code`.
-async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::Topics) -> anyhow::Result<Web> {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let signin = http.get(format!("{base}/signin?token={code}")).send().await?;
-    let cookie = signin
+/// A session cookie for the sign-in link `code`, as a browser gets one: the link's page, then its button (a POST
+/// from the desk's own origin).
+async fn sign_in(http: &reqwest::Client, base: &str, code: &str) -> anyhow::Result<String> {
+    let page = http.get(format!("{base}/signin?token={code}")).send().await?;
+    anyhow::ensure!(page.status().is_success(), "the sign-in page: {}", page.status());
+    let signin = http
+        .post(format!("{base}/signin"))
+        .header("origin", base)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("token", code)])
+        .send()
+        .await?;
+    Ok(signin
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .ok_or_else(|| anyhow::anyhow!("the sign-in set no cookie"))?
-        .to_owned();
+        .ok_or_else(|| anyhow::anyhow!("the sign-in set no cookie ({})", signin.status()))?
+        .to_owned())
+}
+
+/// The web desk's pages, signed in with the link `codes[0]`; the open boards are those of everyone in `codes`,
+/// [`BOARDS_PER_PERSON`] each, as many as the desk allows a person.
+async fn web(base: &str, codes: &[String], bootstrap: &str, topics: &franz::config::Topics) -> anyhow::Result<Web> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let cookie = sign_in(&http, base, &codes[0]).await?;
+    let mut board_cookies = vec![cookie.clone()];
+    for code in &codes[1..] {
+        board_cookies.push(sign_in(&http, base, code).await?);
+    }
     let page = |path: String| {
         let request = http.get(format!("{base}{path}")).header("cookie", &cookie);
         async move {
@@ -239,9 +262,10 @@ async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::To
     let (opened, mut open) = tokio::sync::mpsc::channel::<()>(BOARDS);
     let published = std::sync::Arc::new(tokio::sync::OnceCell::<Instant>::new());
     let mut boards = tokio::task::JoinSet::new();
-    for _ in 0..BOARDS {
-        let (http, cookie, base, opened, published) =
-            (reqwest::Client::new(), cookie.clone(), base.to_owned(), opened.clone(), published.clone());
+    for board in 0..BOARDS {
+        let cookie = board_cookies[board / BOARDS_PER_PERSON].clone();
+        let (http, base, opened, published) =
+            (reqwest::Client::new(), base.to_owned(), opened.clone(), published.clone());
         boards.spawn(async move {
             let mut live = http.get(format!("{base}/live")).header("cookie", &cookie).send().await?;
             anyhow::ensure!(live.status().is_success(), "/live: {}", live.status());
@@ -260,8 +284,20 @@ async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::To
             anyhow::bail!("the live stream ended")
         });
     }
-    for _ in 0..BOARDS {
-        open.recv().await.ok_or_else(|| anyhow::anyhow!("a board did not open"))?;
+    // A board that cannot open ends its task with the reason; every wait here has a deadline.
+    let opening = async {
+        for _ in 0..BOARDS {
+            open.recv().await.ok_or_else(|| anyhow::anyhow!("a board did not open"))?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        opened = tokio::time::timeout(BOARDS_PATIENCE, opening) => {
+            opened.map_err(|_| anyhow::anyhow!("the {BOARDS} boards did not open within {BOARDS_PATIENCE:?}"))??;
+        }
+        Some(ended) = boards.join_next() => {
+            anyhow::bail!("a board ended before the ticket was published: {:?}", ended?.err());
+        }
     }
     let producer = franz::kafka::producer(bootstrap)?;
     let ticket_json = serde_json::to_vec(&Ticket {
@@ -281,13 +317,26 @@ async fn web(base: &str, code: &str, bootstrap: &str, topics: &franz::config::To
         .await
         .map_err(|(e, _)| e)?;
     let mut shown = Vec::new();
-    while let Some(result) = tokio::time::timeout(Duration::from_secs(60), boards.join_next())
+    while let Some(result) = tokio::time::timeout(BOARDS_PATIENCE, boards.join_next())
         .await
-        .map_err(|_| anyhow::anyhow!("a board did not show the ticket within 60 s"))?
+        .map_err(|_| anyhow::anyhow!("a board did not show the ticket within {BOARDS_PATIENCE:?}"))?
     {
         shown.push(result??);
     }
     Ok(Web { board, ticket, stats_first, stats, boards: shown })
+}
+
+/// Adds `name` to the staff list of `data` and returns the code of their sign-in link.
+fn staff_link(data: &Path, name: &str) -> anyhow::Result<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_franz"))
+        .args(["staff", "add", name])
+        .env("FRANZ_DATA_DIR", data)
+        .env("FRANZ_CONFIG", data.join("franz.toml"))
+        .output()?;
+    String::from_utf8(out.stdout)?
+        .lines()
+        .find_map(|l| l.split_once("?token=").map(|(_, code)| code.trim().to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("no sign-in link for {name}"))
 }
 
 #[tokio::main]
@@ -335,15 +384,19 @@ async fn main() -> anyhow::Result<()> {
     let desk_port = free_port();
     let log_path = scratch.path().join("up.log");
     let started = Instant::now();
-    let up = franz(
+    let mut up = franz(
         &["up", "--bootstrap", &bootstrap, "--only", "akte,desk", "--desk-listen", &format!("127.0.0.1:{desk_port}")],
         &desk_dir,
         Stdio::from(std::fs::File::create(&log_path)?),
     )?;
+    // franz logs "caught up" for a backlog of 20,000 events or more, which the bench's always is.
     let caught_up = loop {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         if let Some(line) = log.lines().find(|l| l.contains("ticket store: caught up")) {
             break line.to_owned();
+        }
+        if let Some(status) = up.try_wait()? {
+            anyhow::bail!("franz up ended ({status}) before the store caught up:\n{log}");
         }
         anyhow::ensure!(started.elapsed() < Duration::from_secs(1800), "the store did not catch up:\n{log}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -395,7 +448,11 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(response.status().is_success(), "command: {}", response.status());
         commands.push(began.elapsed());
     }
-    let web = web(&base, &link_code, &bootstrap, &topics).await?;
+    let mut codes = vec![link_code];
+    for person in 1..BOARDS.div_ceil(BOARDS_PER_PERSON) {
+        codes.push(staff_link(&desk_dir, &format!("board{person}"))?);
+    }
+    let web = web(&base, &codes, &bootstrap, &topics).await?;
     let rss = peak_rss_mib(up.id());
     let store: u64 =
         std::fs::read_dir(desk_dir.join("store"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();

@@ -110,7 +110,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         config,
         bootstrap,
         store: store.clone(),
-        desk_dir: crate::desk::client::desk_dir(config),
+        desk_dir: crate::people::dir(config),
         shutdown: shutdown.clone(),
         metrics,
         ops: ops_router.clone(),

@@ -11,7 +11,7 @@ use rdkafka::producer::FutureProducer;
 
 use crate::kafka::publish;
 use crate::schema::{IntakeRecord, now_rfc3339};
-use crate::services::aufbereitung::normalize::{MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS};
+use crate::schema::{MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS};
 
 /// What someone submitted, and who they are.
 #[derive(Debug, Clone, Default)]

@@ -6,10 +6,11 @@
 pub mod app;
 pub mod broker;
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
 pub mod desk;
 pub mod discord;
+pub mod files;
 pub mod intake;
 pub mod kafka;
 pub mod lifecycle;
@@ -18,11 +19,9 @@ pub mod ops;
 pub mod people;
 pub mod schema;
 pub mod services;
-pub mod status;
 pub mod store;
+pub mod terminal;
 pub mod troubles;
-
-use std::io::Write;
 
 use cli::{Cli, Command};
 use config::{Config, Flags, Layers};
@@ -67,17 +66,12 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
 /// Runs one parsed command line to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = configure(&cli)?;
-    let mut stdout = std::io::stdout().lock();
-    match cli.command {
-        Command::Up(_) => app::up(config, &mut stdout).await,
-        Command::Broker(_) => app::broker(config, &mut stdout).await,
-        Command::Ticket(args) => commands::ticket(&config, args, &mut stdout).await,
-        Command::Tail(args) => commands::tail(&config, args, &mut stdout).await,
-        Command::Produce(args) => commands::produce(&config, args, std::io::stdin().lock()).await.map(drop),
-        Command::Topics(_) => commands::topics(&config, &mut stdout).await,
-        Command::Config => Ok(write!(stdout, "{}", config.render())?),
-        Command::Tickets(args) => desk::client::tickets(&config, args, &mut stdout).await,
-        Command::Staff { action } => desk::client::staff_command(&config, action, &mut stdout),
-        Command::Status(args) => status::status(&config, args.json, args.url, &mut stdout).await,
-    }
+    cmd::run(cli, config).await
+}
+
+/// How many cases a property test with a count of its own runs: `PROPTEST_CASES` when it is set (`cargo xtask props`
+/// sets it), else `default`.
+#[cfg(test)]
+pub(crate) fn test_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(default)
 }

@@ -22,9 +22,9 @@ pub const COMMENT_MAX: usize = 4000;
 /// The longest close reason, in characters.
 pub const REASON_MAX: usize = 500;
 /// The longest ticket body, in characters: what aufbereitung lets through.
-pub const BODY_MAX: usize = crate::services::aufbereitung::normalize::MAX_MESSAGE_CHARS;
+pub const BODY_MAX: usize = crate::schema::MAX_MESSAGE_CHARS;
 /// The longest contact name, in characters: what aufbereitung lets through.
-pub const CONTACT_MAX: usize = crate::services::aufbereitung::normalize::MAX_USERNAME_CHARS;
+pub const CONTACT_MAX: usize = crate::schema::MAX_USERNAME_CHARS;
 
 /// A ticket as its events made it (and as the API shows it).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]

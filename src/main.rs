@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // An error may carry what a server answered: shown, never run by the terminal; its own lines kept.
-            let lines: Vec<String> = format!("{error:#}").lines().map(franz::desk::client::visible).collect();
+            let lines: Vec<String> = format!("{error:#}").lines().map(franz::terminal::visible).collect();
             eprintln!("error: {}", lines.join("\n"));
             ExitCode::FAILURE
         }

@@ -228,18 +228,6 @@ impl Metrics {
         Metrics { registry, ..metrics }
     }
 
-    /// The handles a relay loop of `service` counts on.
-    pub fn relay(&self, service: &str) -> crate::kafka::relay::Meter {
-        let label = ServiceLabel { service: service.to_owned() };
-        crate::kafka::relay::Meter {
-            service: service.to_owned(),
-            records_in: self.records_in.get_or_create(&label).clone(),
-            retries: self.relay_retries.get_or_create(&label).clone(),
-            records_out: self.records_out.clone(),
-            troubles: self.troubles.clone(),
-        }
-    }
-
     /// The exposition in the OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();

@@ -26,6 +26,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::files::{private_dir, private_file};
+
 /// A staff member as `franz staff list` shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
@@ -337,29 +339,6 @@ pub const SESSION_LIFETIME: chrono::Duration = chrono::Duration::days(30);
 /// How long a sign-in link works (once).
 pub const LINK_LIFETIME: chrono::Duration = chrono::Duration::days(7);
 
-/// Creates `dir` if needed, readable by its owner only: it holds credentials, or tickets with internal notes.
-pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot make {} private", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Makes `file` readable and writable by its owner only.
-fn private_file(file: &Path) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make {} private", file.display()))?;
-    }
-    Ok(())
-}
-
 /// A new random token: 32 bytes from the operating system, base64url.
 pub fn new_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
@@ -374,7 +353,12 @@ pub fn hash(token: &str) -> [u8; 32] {
 
 /// Whether two token hashes are equal, in time that does not depend on where they differ.
 pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(&a[..], &b[..]).into()
+}
+
+/// The desk directory of a configuration: the staff list and the local credential.
+pub fn dir(config: &crate::config::Config) -> PathBuf {
+    config.data_dir.join("desk")
 }
 
 /// Where the desk writes its local credential.

@@ -10,6 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// The longest ticket body, in characters, after trimming: aufbereitung's bound, which `franz ticket`, the bot and
+/// akte share.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// The longest username, in characters, after trimming.
+pub const MAX_USERNAME_CHARS: usize = 100;
+/// The longest optional id or name field of an intake record (Discord snowflakes are about 20 characters).
+pub const MAX_FIELD_CHARS: usize = 200;
+/// Intake records larger than this are rejected before they are parsed: a valid ticket is far smaller.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
 /// The namespace of franz ticket ids (UUID v5). Changing it changes every id, so it never changes.
 const TICKET_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b0f_2a8e_5d4c_4f1b_9a7e_3c2d_1e0f_a5b6);
 

@@ -29,7 +29,7 @@ pub struct Troubles(Arc<Mutex<BTreeMap<String, Trouble>>>);
 impl Troubles {
     /// Records `text` as `service`'s latest problem.
     pub fn report(&self, service: &str, text: impl std::fmt::Display) {
-        let text: String = crate::desk::client::visible(&text.to_string()).chars().take(TEXT_CHARS).collect();
+        let text: String = crate::terminal::visible(&text.to_string()).chars().take(TEXT_CHARS).collect();
         let trouble = Trouble { at: crate::schema::now_rfc3339(), text };
         self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(service.to_owned(), trouble);
     }

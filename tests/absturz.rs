@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use franz::services::absturz::webhook::Policy;
+use franz::discord::webhook::Policy;
 use franz::services::absturz::{self, Settings, Stats};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;

@@ -268,7 +268,7 @@ async fn commands_a_foreign_partitioner_misplaced_are_forwarded_to_their_tickets
     let desk = Desk::start(&config(&harness, data.path(), &[Service::Akte, Service::Desk])).await;
     publish_tickets(&harness, &[ticket(7)]).await;
     wait_for_ticket(&desk, "ticket-00007").await;
-    let home = franz::services::akte::ticket_partition("ticket-00007", 3);
+    let home = franz::kafka::tickets::ticket_partition("ticket-00007", 3);
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
     for partition in (0..3).filter(|p| *p != home) {
         let (key, payload) = claim("ticket-00007", &format!("p{partition}"), partition as usize);

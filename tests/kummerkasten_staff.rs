@@ -643,7 +643,7 @@ async fn two_franz_processes_on_one_broker_keep_one_card_per_ticket_across_a_reb
     for i in 0.. {
         let interaction = format!("{run}-{i}");
         let id = franz::schema::ticket_id_for_interaction(&interaction);
-        let partition = franz::services::akte::ticket_partition(&id, PARTITIONS) as usize;
+        let partition = franz::kafka::tickets::ticket_partition(&id, PARTITIONS) as usize;
         if per_partition[partition] == PER_PARTITION {
             continue;
         }
@@ -721,7 +721,7 @@ async fn a_hundred_quick_changes_from_elsewhere_cost_a_bounded_number_of_edits_a
             action: Action::SetPriority { priority },
         };
         let (producer, topic) = (&producer, &harness.topics.commands);
-        async move { franz::services::akte::send_command(producer, topic, harness.partitions, &command).await }
+        async move { franz::kafka::tickets::send_command(producer, topic, harness.partitions, &command).await }
     });
     for sent in futures::future::join_all(sends).await {
         sent.unwrap();
@@ -738,7 +738,7 @@ async fn from_the_desk(harness: &Harness, ticket: &str, n: usize, action: Action
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
     let actor = Actor::staff(ActorSource::Web, "bo");
     let command = Command { command_id: format!("desk-{n}"), ticket_id: ticket.to_owned(), actor, action };
-    franz::services::akte::send_command(&producer, &harness.topics.commands, harness.partitions, &command)
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &command)
         .await
         .unwrap();
 }

@@ -161,10 +161,13 @@ pub(super) fn topic<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
 
 pub(super) fn guild_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     let value = text(deserializer)?;
-    let id = value.trim().parse().map_err(|_| {
-        de::Error::custom(format!("{value:?} is not a numeric guild id (right-click the server → Copy Server ID)"))
-    })?;
-    Ok(Some(id))
+    // 0 is no snowflake: serenity's `GuildId::new(0)` panics, and no server has it.
+    match value.trim().parse::<u64>() {
+        Ok(id) if id > 0 => Ok(Some(id)),
+        _ => Err(de::Error::custom(format!(
+            "{value:?} is not a numeric guild id (right-click the server → Copy Server ID)"
+        ))),
+    }
 }
 
 /// A Discord channel or role id (a numeric snowflake), as Discord's "Copy Channel ID" / "Copy Role ID" gives it.

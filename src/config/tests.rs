@@ -292,6 +292,18 @@ fn the_staff_channel_and_role_are_numeric_discord_ids_and_unset_by_default() {
     }
 }
 
+/// Found by a review (#33): `DISCORD_GUILD_ID=0` was taken, and serenity's `GuildId::new(0)` panics at start.
+#[test]
+fn a_guild_id_is_a_positive_snowflake() {
+    let config = resolve(&Flags::default(), &layers(&[("DISCORD_GUILD_ID", "1177000000000000001")], &[], "")).unwrap();
+    assert_eq!(config.discord.guild_id, Some(1177000000000000001));
+    for junk in ["0", "-1", "my server"] {
+        let error = resolve(&Flags::default(), &layers(&[("DISCORD_GUILD_ID", junk)], &[], "")).unwrap_err();
+        let error = format!("{error:#}");
+        assert!(error.contains("discord.guild_id") && error.contains("Copy Server ID"), "{junk}: {error}");
+    }
+}
+
 #[test]
 fn submitters_are_told_by_direct_message_unless_the_switch_is_off() {
     assert!(resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().discord.notify_submitter);

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Desk, staff};
+use crate::kafka::tickets::send_command;
 use crate::lifecycle::NAME_MAX;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Event};
-use crate::services::akte::send_command;
 use crate::store::query::{self, Filter};
 use crate::store::{ReadError, Reads};
 

@@ -8,7 +8,6 @@
 //! header, every form the session's token and the desk's own origin), caps request bodies, and bounds what a client can hold: connections, and the time to send a request.
 
 pub mod api;
-pub mod client;
 mod listener;
 pub mod numbers;
 pub mod problems;

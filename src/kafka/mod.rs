@@ -9,6 +9,7 @@ pub mod admin;
 pub mod identity;
 pub mod relay;
 pub mod repeats;
+pub mod tickets;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -114,6 +114,18 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// The handles in `metrics` that a relay loop of `service` counts on.
+    pub fn of(metrics: &crate::metrics::Metrics, service: &str) -> Meter {
+        let label = crate::metrics::ServiceLabel { service: service.to_owned() };
+        Meter {
+            service: service.to_owned(),
+            records_in: metrics.records_in.get_or_create(&label).clone(),
+            retries: metrics.relay_retries.get_or_create(&label).clone(),
+            records_out: metrics.records_out.clone(),
+            troubles: metrics.troubles.clone(),
+        }
+    }
+
     fn delivered(&self, topic: &str) {
         self.records_out.get_or_create(&OutputLabels { service: self.service.clone(), topic: topic.to_owned() }).inc();
     }

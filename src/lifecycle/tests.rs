@@ -254,7 +254,7 @@ fn any_commands() -> impl Strategy<Value = Vec<Command>> {
 proptest! {
     /// The state akte decides with is the fold of the events it wrote, and versions count without gaps.
     #[test]
-    fn fold_of_the_decided_events_is_the_state_decided_with(commands in any_commands()) {
+    fn props_fold_of_the_decided_events_is_the_state_decided_with(commands in any_commands()) {
         let (events, state) = run(&commands);
         prop_assert_eq!(fold(&events), state.clone());
         let versions: Vec<u64> = events.iter().filter_map(|e| e.version).collect();
@@ -264,7 +264,7 @@ proptest! {
 
     /// Every event delivered twice, or the whole history replayed after itself, changes nothing.
     #[test]
-    fn replayed_or_duplicated_events_change_nothing(commands in any_commands()) {
+    fn props_replayed_or_duplicated_events_change_nothing(commands in any_commands()) {
         let (events, state) = run(&commands);
         let doubled: Vec<&Event> = events.iter().flat_map(|e| [e, e]).collect();
         prop_assert_eq!(fold(doubled), state.clone());
@@ -274,7 +274,7 @@ proptest! {
     /// Every event names the command it answers, by an id derived from that command alone, so deciding a
     /// redelivered command again could only ever produce the same event id.
     #[test]
-    fn the_event_id_depends_only_on_the_command(commands in any_commands()) {
+    fn props_the_event_id_depends_only_on_the_command(commands in any_commands()) {
         let (events, _) = run(&commands);
         for (command, event) in commands.iter().zip(&events) {
             prop_assert_eq!(&event.event_id, &event_id_for(&command.ticket_id, &command.command_id));
@@ -348,4 +348,19 @@ fn an_old_discord_claim_is_the_discord_account_not_the_staff_member_of_that_name
     let stranger = Person { source: PersonSource::Discord, id: "42".into(), name: "ana".into() };
     assert_eq!(state.closed_by, Some(stranger.clone()));
     assert_eq!(state.assignee, Some(stranger), "the Discord account 42 claimed it, not the desk's ana");
+}
+
+/// Found by an attack (#33): the staff list took `@ana (Discord)`, which the board, the card and the closers'
+/// numbers then showed exactly as the Discord account `ana` linked to nobody; and `discord:42` as a staff name,
+/// which the API's `assignee` filter reads as that account.
+#[test]
+fn a_staff_name_cannot_pass_for_another_identity() {
+    for impostor in ["@ana (Discord)", "discord:42", "Staff:bo", "franz:x"] {
+        assert!(staff_name("a staff name", impostor).is_err(), "{impostor}");
+    }
+    for fine in ["ana", "ana@example.com", "José María", "a:b"] {
+        assert_eq!(staff_name("a staff name", fine).as_deref(), Ok(fine));
+    }
+    let stranger = Person { source: PersonSource::Discord, id: "42".into(), name: "ana".into() };
+    assert_ne!(Person::staff("ana").display(), stranger.display());
 }

@@ -459,21 +459,6 @@ mod tests {
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
     }
 
-    /// Found by an attack (#33): the staff list took `@ana (Discord)`, which the board, the card and the closers'
-    /// numbers then showed exactly as the Discord account `ana` linked to nobody; and `discord:42` as a staff name,
-    /// which the API's `assignee` filter reads as that account.
-    #[test]
-    fn a_staff_name_cannot_pass_for_another_identity() {
-        for impostor in ["@ana (Discord)", "discord:42", "Staff:bo", "franz:x"] {
-            assert!(crate::lifecycle::staff_name("a staff name", impostor).is_err(), "{impostor}");
-        }
-        for fine in ["ana", "ana@example.com", "José María", "a:b"] {
-            assert_eq!(crate::lifecycle::staff_name("a staff name", fine).as_deref(), Ok(fine));
-        }
-        let stranger = Person { source: PersonSource::Discord, id: "42".into(), name: "ana".into() };
-        assert_ne!(Person::staff("ana").display(), stranger.display());
-    }
-
     #[test]
     fn derived_ids_are_stable_and_distinct() {
         assert_eq!(create_command_id("t"), create_command_id("t"));

@@ -125,7 +125,7 @@ impl Identity {
 /// another topic (by name, cluster id or topic id), or by an incompatible franz, is emptied to be rebuilt.
 pub fn open(path: &Path, identity: &Identity) -> anyhow::Result<(Store, Writer)> {
     if let Some(dir) = path.parent() {
-        crate::people::private_dir(dir)?;
+        crate::files::private_dir(dir)?;
     }
     let mut conn =
         Connection::open(path).with_context(|| format!("cannot open the ticket store {}", path.display()))?;

@@ -97,12 +97,12 @@ fn any_commands() -> impl Strategy<Value = Vec<Command>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(crate::test_cases(48)))]
 
     /// Whatever the batching, and with every event delivered twice, each row is the fold of its events; a second
     /// store built from the same events has the same rows.
     #[test]
-    fn every_row_is_the_fold_of_its_events(commands in any_commands(), batch in 1usize..20) {
+    fn props_every_row_is_the_fold_of_its_events(commands in any_commands(), batch in 1usize..20) {
         let events = decided(&commands);
         let mut doubled = Vec::new();
         for payload in payloads(&events) {

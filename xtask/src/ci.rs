@@ -7,12 +7,15 @@
 use crate::{cargo, sh};
 
 pub fn run() -> anyhow::Result<()> {
+    // What the tests need beyond the toolchain is installed while cargo checks and builds: the integration tests
+    // check a live /metrics with promtool and drive the web desk in Chromium, and interop runs kcat, kafka-python
+    // and kafkajs. One after another, as apt takes one install at a time; their output goes to a log of its own.
+    let installs = std::thread::spawn(install);
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    // The integration tests check a live /metrics with promtool, and drive the web desk in Chromium.
-    sh(std::process::Command::new("bash").arg("scripts/install-promtool.sh"))?;
-    sh(std::process::Command::new("bash").arg("scripts/install-chromium.sh"))?;
-    sh(cargo().args(["test", "--workspace"]))?;
+    sh(cargo().args(["test", "--workspace", "--no-run"]))?;
+    installs.join().map_err(|_| anyhow::anyhow!("the installs ended abnormally"))??;
+    within(TESTS_DEADLINE, cargo().args(["test", "--workspace"]))?;
     crate::e2e::run(crate::e2e::Options::default())?;
     let containers = crate::containers::run()?;
     crate::interop::run()?;
@@ -23,4 +26,56 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where the background installs write their output.
+const INSTALL_LOG: &str = "target/ci-install.log";
+
+/// Runs the install scripts in turn, their output in [`INSTALL_LOG`]; an error names the script and the log.
+fn install() -> anyhow::Result<()> {
+    std::fs::create_dir_all("target")?;
+    let log = std::fs::File::create(INSTALL_LOG)?;
+    for script in ["scripts/install-promtool.sh", "scripts/install-chromium.sh", "interop/install.sh"] {
+        eprintln!("$ bash {script} (in the background, output in {INSTALL_LOG})");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .stdout(log.try_clone()?)
+            .stderr(log.try_clone()?)
+            .status()?;
+        if !status.success() {
+            let tail = std::fs::read_to_string(INSTALL_LOG).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+            anyhow::bail!("bash {script} failed ({status}); the end of {INSTALL_LOG}:\n{}", tail.join("\n"));
+        }
+    }
+    Ok(())
+}
+
+/// How long the test run may take. It takes about 6 minutes on 2 cores; a test that hangs would otherwise hold CI
+/// for its whole 90 minutes. Each test waits on its own conditions with deadlines too; this is the backstop.
+const TESTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// Runs `command` as [`sh`] does, and ends it (with every process it started) once it runs past `deadline`.
+fn within(deadline: std::time::Duration, command: &mut std::process::Command) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let line = format!("{command:?}");
+    eprintln!("$ {line} (at most {} minutes)", deadline.as_secs() / 60);
+    let mut child = command.process_group(0).spawn()?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "{line} failed ({status})");
+            return Ok(());
+        }
+        if started.elapsed() > deadline {
+            let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+            anyhow::bail!(
+                "{line} ran past {} minutes and was ended; the lines \"has been running for over 60 seconds\" above \
+                 name the tests that hang",
+                deadline.as_secs() / 60
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }

@@ -8,6 +8,7 @@
 //! (sockets and framing) and `meter` (what it counts about itself, for Prometheus). It binds, recovers what is on disk, serves until stopped, and on stop lets in-flight
 //! answers finish and fsyncs what was written.
 
+mod apis;
 mod flush;
 mod groups;
 mod handlers;
@@ -30,9 +31,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use apis::SUPPORTED;
 pub use flush::Durability;
 pub use log::LogConfig;
-pub use server::SUPPORTED;
 
 /// Everything that shapes the embedded broker.
 #[derive(Debug, Clone)]

@@ -109,7 +109,7 @@ fn fsync_histogram() -> Histogram {
 
 impl Default for Meter {
     fn default() -> Self {
-        let apis = (0..=super::server::SUPPORTED.iter().map(|(key, ..)| *key as usize).max().unwrap_or(0))
+        let apis = (0..=super::apis::SUPPORTED.iter().map(|(key, ..)| *key as usize).max().unwrap_or(0))
             .map(|_| OnceLock::new())
             .collect();
         Meter {

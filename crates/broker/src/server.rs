@@ -42,30 +42,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::apis::{SUPPORTED, supported};
 use super::handlers::Pending;
 use super::meter::{Dropped, ErrorCode, Meter};
 use super::{Core, Settings};
-
-/// The APIs and versions the broker implements, and advertises through ApiVersions.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::OffsetCommit, 2, 8),
-    (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::FindCoordinator, 0, 4),
-    (ApiKey::JoinGroup, 0, 7),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 4),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::DescribeGroups, 0, 5),
-    (ApiKey::ListGroups, 0, 4),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 5),
-    (ApiKey::InitProducerId, 0, 4),
-];
 
 /// Answers queued per connection before its reader waits for the writer. A queued answer to a request that changes
 /// no state holds no answer yet (a fetch reads the log, a description is built, only when the writer polls it), so
@@ -84,10 +64,6 @@ const FIRST_BODY_STEP: usize = 8 << 10;
 /// reading and may be closed to admit a new one at the connection limit.
 const STUCK_WRITER: Duration = Duration::from_secs(1);
 const UNSUPPORTED_VERSION: i16 = 35;
-
-fn supported(key: ApiKey, version: i16) -> bool {
-    SUPPORTED.iter().any(|(k, min, max)| *k == key && (*min..=*max).contains(&version))
-}
 
 /// What all connections share: who is connected and how busy, the request bytes in flight, and gauges for tests.
 pub struct Network {

@@ -484,9 +484,13 @@ async fn act(
     Redirect::to(&format!("/tickets/{}?{}#answer", path_segment(&id), url.finish())).into_response()
 }
 
+/// Everything but RFC 3986's unreserved characters (letters, digits, `-._~`) is escaped in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// A ticket id as one path segment.
 pub fn path_segment(id: &str) -> String {
-    form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>().replace('+', "%20")
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
 }
 
 /// The action a ticket page form asks for.

@@ -7,7 +7,6 @@
 //! failures in the log, never to the errors topic it reads.
 
 pub mod render;
-pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +18,10 @@ use rdkafka::message::Message as _;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
+use crate::discord::webhook::{Counters, Outcome, Policy, Webhook};
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer_config};
 use crate::metrics::ServiceLabel;
 use render::{Alert, Embed, limits};
-use webhook::{Counters, Outcome, Policy, Webhook};
 
 /// The service's name in metrics.
 pub const NAME: &str = "absturz";
@@ -85,7 +84,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     let config = context.config;
     let webhook = config.discord.webhook_url.clone();
     if let Some(url) = &webhook {
-        webhook::normalize(crate::config::expose(url)).context("invalid DISCORD_WEBHOOK_URL")?;
+        crate::discord::webhook::normalize(crate::config::expose(url)).context("invalid DISCORD_WEBHOOK_URL")?;
     }
     let watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
     let status = match &webhook {
@@ -117,6 +116,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         webhook.rate_limited = metrics.webhook_rate_limited.clone();
         webhook.paused = metrics.webhook_paused.clone();
         webhook.troubles = metrics.troubles.clone();
+        webhook.service = NAME;
     }
     let mut stats = Stats::default();
 

@@ -20,6 +20,7 @@ use rdkafka::consumer::Consumer as _;
 use super::Settings;
 use crate::config::Topics;
 use crate::kafka::relay::{Input, Output, Transform};
+use crate::kafka::tickets::ticket_partition;
 use crate::kafka::{self, CommitOnRevoke};
 use crate::lifecycle::{self, NAME_MAX, TicketState};
 use crate::metrics::EventLabel;
@@ -60,12 +61,6 @@ impl<K: std::hash::Hash + Eq, V> Memory<K, V> {
         self.limit = PENDING_MAX.max(2 * self.entries.len());
         Ok(())
     }
-}
-
-/// The partition of a ticket in `ticket-commands` and `ticket-events`: librdkafka's default partitioner
-/// (CRC-32 of the key), so franz's own producers land there without being told.
-pub fn ticket_partition(ticket_id: &str, partitions: i32) -> i32 {
-    (crc32fast::hash(ticket_id.as_bytes()) % partitions.max(1) as u32) as i32
 }
 
 pub struct Decider {

@@ -25,8 +25,6 @@ use crate::schema::lifecycle::Command;
 use crate::schema::{DeadLetter, ErrorType, Ticket, now_rfc3339};
 use crate::store::Store;
 
-pub use decide::ticket_partition;
-
 /// The service's name in logs and error events.
 pub const NAME: &str = "akte";
 /// The consumer group that decides commands.
@@ -73,7 +71,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     tickets.subscribe(&[&settings.topics.tickets])?;
 
     let topics = settings.topics.clone();
-    let meter = settings.metrics.relay(NAME);
+    let meter = relay::Meter::of(&settings.metrics, NAME);
     let intake = async {
         let result = relay::run(tickets, &producer, &stop, &settings.retry, &meter, |input: &Input<'_>| {
             create_command(&topics, input)
@@ -97,22 +95,6 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             Err(error.into())
         }
     }
-}
-
-/// Publishes `command` to the partition of `ticket-commands` that akte decides its ticket in, and waits for the
-/// broker's acknowledgement. For everyone who sends commands: the desk, the CLI through it, the Discord buttons.
-pub async fn send_command(
-    producer: &rdkafka::producer::FutureProducer<impl rdkafka::ClientContext + 'static>,
-    topic: &str,
-    partitions: i32,
-    command: &Command,
-) -> anyhow::Result<()> {
-    let payload = serde_json::to_vec(command).context("cannot serialize the command")?;
-    let partition = ticket_partition(&command.ticket_id, partitions);
-    let record =
-        rdkafka::producer::FutureRecord::to(topic).key(&command.ticket_id).payload(&payload).partition(partition);
-    producer.send(record, kafka::DELIVERY_TIMEOUT).await.map_err(|(error, _)| error)?;
-    Ok(())
 }
 
 /// The largest normalized ticket akte takes in: aufbereitung's limits make tickets of a few KiB at most, and a

@@ -67,7 +67,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     consumer.subscribe(&[&settings.topics.intake])?;
     let producer = kafka::producer(&settings.bootstrap)?;
     let topics = settings.topics.clone();
-    let meter = settings.metrics.relay(NAME);
+    let meter = crate::kafka::relay::Meter::of(&settings.metrics, NAME);
     let metrics = &settings.metrics;
     let result = relay::run(consumer, &producer, &shutdown, &settings.retry, &meter, |message: &Input<'_>| {
         transform(&topics, metrics, message)

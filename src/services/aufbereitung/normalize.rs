@@ -8,15 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::schema::{ErrorType, SourceRef, Ticket, ticket_id_for_interaction, ticket_id_for_source};
-
-/// The longest ticket body, in characters, after trimming.
-pub const MAX_MESSAGE_CHARS: usize = 4000;
-/// The longest username, in characters, after trimming.
-pub const MAX_USERNAME_CHARS: usize = 100;
-/// The longest optional id or name field (Discord snowflakes are about 20 characters).
-pub const MAX_FIELD_CHARS: usize = 200;
-/// Records larger than this are rejected before they are parsed: a valid ticket is far smaller.
-pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+pub use crate::schema::{MAX_FIELD_CHARS, MAX_MESSAGE_CHARS, MAX_RECORD_BYTES, MAX_USERNAME_CHARS};
 
 /// The `origin` of every ticket that came in through the intake topic.
 pub const ORIGIN: &str = "Discord";

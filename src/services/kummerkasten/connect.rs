@@ -28,7 +28,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// own rate limiter is off: with it on, serenity ignores the proxy (serenity issue #1739), and the proxy keeps the
 /// limits for every bot behind it anyway.
 pub fn http(token: &SecretString, proxy: Option<&str>) -> anyhow::Result<serenity::Http> {
-    let client = crate::services::absturz::webhook::client(REQUEST_TIMEOUT)?;
+    let client = crate::discord::webhook::client(REQUEST_TIMEOUT)?;
     let builder = serenity::HttpBuilder::new(token.expose_secret()).client(client);
     Ok(match proxy {
         Some(proxy) => builder.proxy(proxy).ratelimiter_disabled(true).build(),
@@ -125,7 +125,7 @@ pub fn describe(error: &serenity::Error) -> String {
             response.error.code
         ),
         serenity::Error::Http(serenity::HttpError::Request(request)) => {
-            format!("the request to Discord {}", crate::services::absturz::webhook::unanswered(request))
+            format!("the request to Discord {}", crate::discord::webhook::unanswered(request))
         }
         serenity::Error::Http(_) | serenity::Error::Url(_) => "the request to Discord could not be made".to_owned(),
         other => other.to_string(),

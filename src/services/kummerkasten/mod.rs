@@ -32,9 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Topics;
+use crate::discord::webhook::{self, Policy, Webhook};
 use crate::intake::{self, Submission};
 use crate::kafka::{self, report_error};
-use crate::services::absturz::webhook::{self, Policy, Webhook};
 use crate::store::{Store, query};
 use crate::troubles::Troubles;
 

@@ -17,9 +17,9 @@ use super::Settings;
 use super::card::{self, Press};
 use crate::config::Topics;
 use crate::discord::plain;
+use crate::kafka::tickets::send_command;
 use crate::people::{self, DiscordAccount};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
-use crate::services::akte::send_command;
 use crate::services::kummerkasten::{NAME, connect, replies};
 
 /// How long a presser waits for akte's answer.

@@ -887,7 +887,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn any_bytes_are_a_card_or_a_reason(
+        fn props_any_bytes_are_a_card_or_a_reason(
             key in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..40)),
             value in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..200)),
         ) {

@@ -12,9 +12,9 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::desk::client::visible;
 use crate::discord::clip;
 use crate::ops::Readiness;
+use crate::terminal::visible;
 
 /// How long each request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +58,7 @@ fn base_url(config: &Config, url: Option<String>) -> anyhow::Result<String> {
     if let Some(url) = url {
         return base_of(&url);
     }
-    if let Some(local) = crate::people::read_local(&crate::desk::client::desk_dir(config))? {
+    if let Some(local) = crate::people::read_local(&crate::people::dir(config))? {
         return Ok(local.url);
     }
     Ok(crate::desk::url_for(config.metrics_listen.unwrap_or(config.desk.listen)))
@@ -102,7 +102,7 @@ pub async fn status(config: &Config, json_out: bool, url: Option<String>, out: &
             "no answer from {} ({}); is franz running there (`franz up`, or `franz broker --metrics-listen`)? Pass \
              --url with its desk or --metrics-listen address",
             shown(&base),
-            crate::services::absturz::webhook::unanswered(&error)
+            crate::discord::webhook::unanswered(&error)
         )
     };
     let readyz = client.get(format!("{base}/readyz")).send().await.map_err(unreachable)?;

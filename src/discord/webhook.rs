@@ -72,8 +72,10 @@ pub struct Webhook {
     pub rate_limited: prometheus_client::metrics::counter::Counter,
     /// 1 while [`Webhook::pause`] waits, for `/metrics`.
     pub paused: prometheus_client::metrics::gauge::Gauge,
-    /// Where a failed post is reported, as absturz's last problem.
+    /// Where a failed post is reported, as the last problem of `service`.
     pub troubles: crate::troubles::Troubles,
+    /// The service a failed post is reported for.
+    pub service: &'static str,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -99,6 +101,7 @@ impl Webhook {
             rate_limited: Default::default(),
             paused: Default::default(),
             troubles: Default::default(),
+            service: "discord",
         })
     }
 
@@ -143,7 +146,7 @@ impl Webhook {
                         }
                         StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                             let problem = format!("the Discord webhook is gone (HTTP {status}); alerts wait");
-                            self.troubles.report(super::NAME, problem);
+                            self.troubles.report(self.service, problem);
                             if !gone_logged {
                                 tracing::error!(
                                     "the Discord webhook is gone (HTTP {status}): it was deleted or its token is wrong. \
@@ -162,7 +165,7 @@ impl Webhook {
                         }
                         other => {
                             tracing::warn!("Discord answered HTTP {other}; retrying in about {backoff:?}");
-                            self.troubles.report(super::NAME, format!("Discord answered HTTP {other}; retrying"));
+                            self.troubles.report(self.service, format!("Discord answered HTTP {other}; retrying"));
                             next_backoff(&mut backoff, self.policy.backoff_max)
                         }
                     }
@@ -170,7 +173,7 @@ impl Webhook {
                 Err(error) => {
                     let error = unanswered(&error);
                     tracing::warn!(%error, "cannot reach Discord; retrying in about {backoff:?}");
-                    self.troubles.report(super::NAME, format!("cannot reach Discord ({error}); retrying"));
+                    self.troubles.report(self.service, format!("cannot reach Discord ({error}); retrying"));
                     next_backoff(&mut backoff, self.policy.backoff_max)
                 }
             };

@@ -1,155 +1,23 @@
-//! `franz tickets` and `franz staff`: the command line's side of the desk.
-//!
-//! `franz tickets` talks to the running desk's API, so the CLI follows the same rules and leaves the same audit
-//! trail as the web and Discord: with a staff token (`--token`, `FRANZ_TOKEN`) it acts as that staff member; on
-//! the machine where franz runs it uses the desk's local credential and acts as `--as NAME` (default: the login
-//! name). `franz staff` edits the staff list directly; it needs no running franz. Ticket text is printed with its
-//! control characters made visible, so a ticket cannot drive the terminal.
-//!
-//! A `.env` in the working directory can set the desk's address, so the CLI says where an address came from: `staff
-//! add|link` print the desk they made the link for, and a staff token goes only to an https:// or loopback address
-//! unless `--insecure` says otherwise.
+//! `franz tickets`: list, search, show and work tickets through the running desk's API, so the command line follows
+//! the same rules and leaves the same audit trail as the web and Discord. With a staff token (`--token`,
+//! `FRANZ_TOKEN`) it acts as that staff member; on the machine where franz runs it uses the desk's local credential
+//! and acts as `--as NAME` (default: the login name). Ticket text is printed with its control characters made
+//! visible, so a ticket cannot drive the terminal.
 
 use std::io::Write;
 
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::{Value, json};
 
-use crate::cli::{StaffAction, TicketsAction, TicketsArgs};
+use super::desk::{base_url, token_may_go_to};
+use crate::cli::{TicketsAction, TicketsArgs};
 use crate::config::Config;
+use crate::desk::web::path_segment;
 use crate::discord::clip;
 use crate::lifecycle;
-use crate::people::{self as staff, Staff};
+use crate::people as staff;
 use crate::schema::lifecycle::{Actor, ActorSource, Person};
-
-/// The desk directory of a configuration: the staff list and the local credential.
-pub fn desk_dir(config: &Config) -> std::path::PathBuf {
-    config.data_dir.join("desk")
-}
-
-/// Where people open the desk: its public URL, else where it last ran, else where it is configured to listen; and
-/// where that address came from, in words (a `.env` can set it without the user noticing).
-fn base_url(config: &Config, desk_dir: &std::path::Path) -> anyhow::Result<(String, String)> {
-    if let Some(public) = &config.desk.public_url {
-        return Ok((public.clone(), format!("desk.public_url, from {}", source_of(config, "desk.public_url"))));
-    }
-    Ok(match staff::read_local(desk_dir)? {
-        Some(local) => (local.url, format!("where the desk last ran, from {}", staff::local_path(desk_dir).display())),
-        None => (super::url_for(config.desk.listen), format!("desk.listen, from {}", source_of(config, "desk.listen"))),
-    })
-}
-
-/// Where the setting `key` came from (`.env FRANZ_DESK_PUBLIC_URL`, a flag, franz.toml, `default`).
-fn source_of(config: &Config, key: &str) -> String {
-    config.report.iter().find(|s| s.key == key).map_or_else(|| "default".to_owned(), |s| s.source.clone())
-}
-
-/// Refuses to send a staff token to `url` over plain http to another host: anyone on the way could read it and act
-/// as its owner. `from` says where the address came from, so a `.env` that points elsewhere shows itself.
-fn token_may_go_to(url: &str, from: &str, insecure: bool) -> anyhow::Result<()> {
-    let parsed = reqwest::Url::parse(url).with_context(|| format!("the desk address {url} ({from}) is no URL"))?;
-    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let loopback =
-        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback) || insecure {
-        return Ok(());
-    }
-    bail!(
-        "refusing to send your staff token to {url} ({from}): over plain http anyone on the network can read it. \
-         Reach the desk over https (set desk.public_url, FRANZ_DESK_PUBLIC_URL, to its https:// address) or on \
-         this machine; if that address is not yours, fix or remove the setting; pass --insecure only on a network \
-         you trust"
-    )
-}
-
-/// `franz staff add|link|list|remove`.
-pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write) -> anyhow::Result<()> {
-    let dir = desk_dir(config);
-    let staff = Staff::open(&dir)?;
-    match action {
-        StaffAction::Add { name, discord } => {
-            let (token, existed) = staff.add_with_discord(&name, discord)?;
-            let code = staff.link(&name)?;
-            let (base, from) = base_url(config, &dir)?;
-            let name = name.trim();
-            if existed {
-                writeln!(out, "{name} has a new sign-in link; the old one no longer works.")?;
-            } else {
-                writeln!(out, "{name} is now on the staff list.")?;
-            }
-            writeln!(out, "desk:         {base} ({from})")?;
-            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
-            writeln!(out, "API token:    {token}")?;
-            writeln!(
-                out,
-                "Send them to {name} privately; they are shown only now (franz keeps only hashes). The link signs in \
-                 one browser, once, within 7 days; `franz staff link {name}` makes another."
-            )?;
-            writeln!(
-                out,
-                "Programs send it as `Authorization: Bearer <token>`; the CLI takes it as --token or FRANZ_TOKEN."
-            )?;
-            if let Some(user_id) = discord {
-                linked(out, name, user_id)?;
-            }
-        }
-        StaffAction::List => {
-            let members = staff.list()?;
-            if members.is_empty() {
-                writeln!(out, "nobody yet; add someone with `franz staff add NAME`")?;
-            }
-            for member in members {
-                let discord: Vec<String> = member.discord.iter().map(|id| format!("Discord {id}")).collect();
-                let discord = if discord.is_empty() { String::new() } else { format!("  {}", discord.join(", ")) };
-                writeln!(out, "{:<24} added {}{discord}", visible(&member.name), member.added)?;
-            }
-        }
-        StaffAction::Link { name } => {
-            let code = staff.link(&name)?;
-            let (base, from) = base_url(config, &dir)?;
-            writeln!(out, "desk:         {base} ({from})")?;
-            writeln!(out, "sign-in link: {}", super::sign_in_link(&base, &code))?;
-            writeln!(
-                out,
-                "It signs in one browser, once, within 7 days; {} stays signed in elsewhere, and their API token is \
-                 unchanged.",
-                name.trim()
-            )?;
-        }
-        StaffAction::Remove { name } => {
-            staff.remove(&name)?;
-            writeln!(
-                out,
-                "{} is off the staff list; their links, token, browsers and linked Discord accounts no longer work.",
-                name.trim()
-            )?;
-        }
-        StaffAction::LinkDiscord { name, user_id } => {
-            staff.link_discord(&name, user_id)?;
-            linked(out, name.trim(), user_id)?;
-        }
-        StaffAction::UnlinkDiscord { name, user_id } => {
-            staff.unlink_discord(&name, user_id)?;
-            writeln!(
-                out,
-                "Discord account {user_id} is no longer {}'s; it cannot press the staff cards' buttons.",
-                name.trim()
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// Says what a link of a Discord account means.
-fn linked(out: &mut impl Write, name: &str, user_id: u64) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "Discord account {user_id} is {name}'s: its presses of the staff cards' buttons act as {name} (the staff \
-         role is still needed). Only linked accounts may press them now; link the rest of the team with `franz \
-         staff link-discord NAME USER_ID`."
-    )?;
-    Ok(())
-}
+use crate::terminal::{terminal_json, visible};
 
 /// How the CLI reaches the desk and who it acts as.
 struct Desk {
@@ -161,7 +29,7 @@ struct Desk {
 
 impl Desk {
     fn connect(config: &Config, args: &TicketsArgs) -> anyhow::Result<Desk> {
-        let dir = desk_dir(config);
+        let dir = staff::dir(config);
         let local = staff::read_local(&dir)?;
         let (url, token, acting_as) = match (&args.token, local) {
             (Some(token), _) => {
@@ -239,7 +107,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
     };
     let (id, body) = match action {
         TicketsAction::Show { id } => {
-            let ticket = desk.get(&format!("/api/tickets/{}", encode(id)), &[]).await?;
+            let ticket = desk.get(&format!("/api/tickets/{}", path_segment(id)), &[]).await?;
             if args.json {
                 writeln!(out, "{}", terminal_json(&ticket))?;
             } else {
@@ -261,7 +129,7 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         TicketsAction::Close { id, reason } => (id, json!({"action": "close", "reason": reason})),
         TicketsAction::Reopen { id } => (id, json!({"action": "reopen"})),
     };
-    let url = format!("{}/api/tickets/{}/commands", desk.url, encode(id));
+    let url = format!("{}/api/tickets/{}/commands", desk.url, path_segment(id));
     let (status, answer) = desk.call(desk.http.post(url).json(&body)).await?;
     if args.json {
         writeln!(out, "{}", terminal_json(&answer))?;
@@ -275,17 +143,6 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         }
         _ => bail!("{}", visible(answer["error"].as_str().unwrap_or("the desk refused"))),
     }
-}
-
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
@@ -395,42 +252,9 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// `value` as one line of JSON that a terminal shows and does not act on. serde_json escapes only the C0 controls;
-/// DEL, the C1 controls (U+009B and U+009D start terminal escapes as ESC [ and ESC ] do) and the characters that
-/// hide or reorder text ([`lifecycle::hidden`]) become `\u` escapes too, so the line still parses to the same
-/// value. They can stand only inside JSON strings (everything else in JSON is ASCII), where an escape is valid.
-pub fn terminal_json(value: &Value) -> String {
-    let json = value.to_string();
-    let mut line = String::with_capacity(json.len());
-    for c in json.chars() {
-        if c.is_control() || lifecycle::hidden(c) {
-            for unit in c.encode_utf16(&mut [0; 2]) {
-                line.push_str(&format!("\\u{unit:04x}"));
-            }
-        } else {
-            line.push(c);
-        }
-    }
-    line
-}
-
-/// Text on one line, with control characters (terminal escapes and line breaks included) and the characters that
-/// hide, break or reorder text ([`lifecycle::hidden`]) shown as escapes instead of acted on, so that ticket text can
-/// neither drive the terminal nor pass for franz's own output.
-pub fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() || lifecycle::hidden(c) { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn terminal_escapes_in_ticket_text_are_shown_not_run() {
-        assert_eq!(visible("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
-    }
 
     #[test]
     fn a_comment_cannot_forge_a_history_line_or_reorder_the_text() {
@@ -438,7 +262,6 @@ mod tests {
         let line = describe(&json!({"type": "commented", "body": forged, "actor": {"name": "m", "source": "cli"}}));
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains("fine\\n  2026"), "{line}");
-        assert_eq!(visible("a\u{202e}b"), "a\\u{202e}b");
     }
 
     /// Regression (#33 attack): a cell was escaped, then clipped, and the cut fell inside an escape.
@@ -496,20 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn a_staff_token_goes_only_over_https_or_to_this_machine_unless_insecure() {
-        for url in ["https://desk.example.com", "http://127.0.0.1:8080", "http://[::1]:8080", "http://localhost:8080"] {
-            assert!(token_may_go_to(url, "test", false).is_ok(), "{url}");
-        }
-        let refused = token_may_go_to("http://203.0.113.5:8080", ".env FRANZ_DESK_LISTEN", false).unwrap_err();
-        let message = refused.to_string();
-        assert!(message.contains("203.0.113.5") && message.contains(".env FRANZ_DESK_LISTEN"), "{message}");
-        assert!(message.contains("--insecure") && message.contains("https"), "{message}");
-        assert!(token_may_go_to("http://desk.lan:8080", "test", false).is_err());
-        assert!(token_may_go_to("http://desk.lan:8080", "test", true).is_ok(), "--insecure lets it through");
-    }
-
-    #[test]
     fn ids_are_percent_encoded_in_paths() {
-        assert_eq!(encode("../x y"), "..%2Fx%20y");
+        assert_eq!(path_segment("../x y"), "..%2Fx%20y");
     }
 }

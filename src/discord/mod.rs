@@ -2,7 +2,9 @@
 //! that are visible.
 //!
 //! The bot's replies and absturz's embeds both show user text, so both go through these functions. They are pure;
-//! sending is the business of the services.
+//! sending is `webhook`'s (a webhook within Discord's rate limits, and the HTTP client both services use).
+
+pub mod webhook;
 
 /// What marks a cut.
 const CUT: &str = "…";

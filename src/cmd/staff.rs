@@ -1,0 +1,100 @@
+//! `franz staff`: the staff list, edited directly (it needs no running franz): add someone and print their sign-in
+//! link and API token, another link, the list, remove, and the Discord accounts linked to them. `add` and `link`
+//! print the desk they made the link for and where its address came from.
+
+use std::io::Write;
+
+use super::desk::base_url;
+use crate::cli::StaffAction;
+use crate::config::Config;
+use crate::people::{self as staff, Staff};
+use crate::terminal::visible;
+
+/// `franz staff add|link|list|remove`.
+pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write) -> anyhow::Result<()> {
+    let dir = staff::dir(config);
+    let staff = Staff::open(&dir)?;
+    match action {
+        StaffAction::Add { name, discord } => {
+            let (token, existed) = staff.add_with_discord(&name, discord)?;
+            let code = staff.link(&name)?;
+            let (base, from) = base_url(config, &dir)?;
+            let name = name.trim();
+            if existed {
+                writeln!(out, "{name} has a new sign-in link; the old one no longer works.")?;
+            } else {
+                writeln!(out, "{name} is now on the staff list.")?;
+            }
+            writeln!(out, "desk:         {base} ({from})")?;
+            writeln!(out, "sign-in link: {}", crate::desk::sign_in_link(&base, &code))?;
+            writeln!(out, "API token:    {token}")?;
+            writeln!(
+                out,
+                "Send them to {name} privately; they are shown only now (franz keeps only hashes). The link signs in \
+                 one browser, once, within 7 days; `franz staff link {name}` makes another."
+            )?;
+            writeln!(
+                out,
+                "Programs send it as `Authorization: Bearer <token>`; the CLI takes it as --token or FRANZ_TOKEN."
+            )?;
+            if let Some(user_id) = discord {
+                linked(out, name, user_id)?;
+            }
+        }
+        StaffAction::List => {
+            let members = staff.list()?;
+            if members.is_empty() {
+                writeln!(out, "nobody yet; add someone with `franz staff add NAME`")?;
+            }
+            for member in members {
+                let discord: Vec<String> = member.discord.iter().map(|id| format!("Discord {id}")).collect();
+                let discord = if discord.is_empty() { String::new() } else { format!("  {}", discord.join(", ")) };
+                writeln!(out, "{:<24} added {}{discord}", visible(&member.name), member.added)?;
+            }
+        }
+        StaffAction::Link { name } => {
+            let code = staff.link(&name)?;
+            let (base, from) = base_url(config, &dir)?;
+            writeln!(out, "desk:         {base} ({from})")?;
+            writeln!(out, "sign-in link: {}", crate::desk::sign_in_link(&base, &code))?;
+            writeln!(
+                out,
+                "It signs in one browser, once, within 7 days; {} stays signed in elsewhere, and their API token is \
+                 unchanged.",
+                name.trim()
+            )?;
+        }
+        StaffAction::Remove { name } => {
+            staff.remove(&name)?;
+            writeln!(
+                out,
+                "{} is off the staff list; their links, token, browsers and linked Discord accounts no longer work.",
+                name.trim()
+            )?;
+        }
+        StaffAction::LinkDiscord { name, user_id } => {
+            staff.link_discord(&name, user_id)?;
+            linked(out, name.trim(), user_id)?;
+        }
+        StaffAction::UnlinkDiscord { name, user_id } => {
+            staff.unlink_discord(&name, user_id)?;
+            writeln!(
+                out,
+                "Discord account {user_id} is no longer {}'s; it cannot press the staff cards' buttons.",
+                name.trim()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Says what a link of a Discord account means.
+fn linked(out: &mut impl Write, name: &str, user_id: u64) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "Discord account {user_id} is {name}'s: its presses of the staff cards' buttons act as {name} (the staff \
+         role is still needed). Only linked accounts may press them now; link the rest of the team with `franz \
+         staff link-discord NAME USER_ID`."
+    )?;
+    Ok(())
+}
