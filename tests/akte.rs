@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use franz::config::{BrokerKind, Config, Service};
+use franz::config::{Config, Service};
 use franz::schema::Ticket;
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Event};
 use rdkafka::message::Message as _;
@@ -17,14 +17,8 @@ use crate::util::{Harness, Started, Up, scratch, wait_until};
 
 fn config(harness: &Harness, data: &Path, services: &[Service]) -> Config {
     Config {
-        broker: BrokerKind::External,
-        bootstrap: harness.bootstrap.clone(),
-        data_dir: data.to_path_buf(),
-        partitions: harness.partitions,
-        services: services.to_vec(),
-        topics: harness.topics.clone(),
         desk: franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None },
-        ..Config::default()
+        ..harness.config(data, services)
     }
 }
 

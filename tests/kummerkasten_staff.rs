@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fake_discord::{Answer, ChannelMessage, Endpoint, FakeDiscord, Interaction, Origin, Received, User};
 use franz::app;
-use franz::config::{BrokerKind, Config, Service};
+use franz::config::{Config, Service};
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command, Priority};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -24,12 +24,6 @@ const STAFF_ROLE: u64 = 1177000000000000088;
 
 fn config(harness: &Harness, data: &Path, discord: &FakeDiscord) -> Config {
     Config {
-        broker: BrokerKind::External,
-        bootstrap: harness.bootstrap.clone(),
-        data_dir: data.to_path_buf(),
-        partitions: harness.partitions,
-        services: vec![Service::Kummerkasten, Service::Aufbereitung, Service::Akte],
-        topics: harness.topics.clone(),
         discord: franz::config::Discord {
             token: Some(discord.token().to_owned().into()),
             guild_id: Some(discord.options().guild_id),
@@ -39,7 +33,7 @@ fn config(harness: &Harness, data: &Path, discord: &FakeDiscord) -> Config {
             staff_role_id: Some(STAFF_ROLE),
             ..franz::config::Discord::default()
         },
-        ..Config::default()
+        ..harness.config(data, &[Service::Kummerkasten, Service::Aufbereitung, Service::Akte])
     }
 }
 

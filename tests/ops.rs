@@ -15,14 +15,8 @@ use crate::util::{Harness, Started, scratch, valid, wait_until};
 
 fn config(harness: &Harness, data: &Path) -> Config {
     Config {
-        broker: BrokerKind::External,
-        bootstrap: harness.bootstrap.clone(),
-        data_dir: data.to_path_buf(),
-        partitions: harness.partitions,
-        services: vec![Service::Aufbereitung, Service::Absturz, Service::Akte],
-        topics: harness.topics.clone(),
         metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Config::default()
+        ..harness.config(data, &[Service::Aufbereitung, Service::Absturz, Service::Akte])
     }
 }
 

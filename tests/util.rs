@@ -54,6 +54,20 @@ impl Harness {
         Harness { broker, _data: data, bootstrap, topics, partitions }
     }
 
+    /// franz's configuration against this broker and its topics, with its data in `data`, running `services`; a
+    /// test sets what else it needs with struct update syntax (`Config { desk: …, ..harness.config(…) }`).
+    pub fn config(&self, data: &Path, services: &[franz::config::Service]) -> franz::config::Config {
+        franz::config::Config {
+            broker: franz::config::BrokerKind::External,
+            bootstrap: self.bootstrap.clone(),
+            data_dir: data.to_path_buf(),
+            partitions: self.partitions,
+            services: services.to_vec(),
+            topics: self.topics.clone(),
+            ..franz::config::Config::default()
+        }
+    }
+
     /// Stops the broker, runs `while_down`, then starts the broker again on the same address and data.
     pub async fn with_broker_down<T>(self, while_down: impl Future<Output = T>) -> (Harness, T) {
         let Harness { broker, _data, bootstrap, topics, partitions } = self;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use franz::config::{BrokerKind, Config, Service};
+use franz::config::{Config, Service};
 use franz::people::Staff;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
@@ -36,14 +36,8 @@ impl Team {
         let data = tempfile::tempdir().unwrap();
         std::fs::write(data.path().join("franz.toml"), "").unwrap();
         let config = Config {
-            broker: BrokerKind::External,
-            bootstrap: harness.bootstrap.clone(),
-            data_dir: data.path().to_path_buf(),
-            partitions: harness.partitions,
-            services: vec![Service::Aufbereitung, Service::Akte, Service::Desk],
-            topics: harness.topics.clone(),
             desk: franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None },
-            ..Config::default()
+            ..harness.config(data.path(), &[Service::Aufbereitung, Service::Akte, Service::Desk])
         };
         let running = Started::start(&config).await;
         let url = format!("http://{}", running.desk.expect("the desk runs"));
