@@ -20,10 +20,13 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const RECORD_BYTES: usize = 200;
-const PRODUCED: usize = 1_000_000;
+/// A debug build of a bench is its smoke run (`cargo test --benches`, which CI runs): the same phases on small
+/// sizes, to prove the bench still runs to its end. Its figures mean nothing; `cargo xtask bench` builds for release.
+const SMOKE: bool = cfg!(debug_assertions);
+const PRODUCED: usize = if SMOKE { 10_000 } else { 1_000_000 };
 /// Produce runs per broker, taken in turns.
-const ROUNDS: usize = 3;
-const RETAINED_BYTES: u64 = 1 << 30;
+const ROUNDS: usize = if SMOKE { 1 } else { 3 };
+const RETAINED_BYTES: u64 = if SMOKE { 4 << 20 } else { 1 << 30 };
 const PARTITIONS: i32 = 4;
 const TOPIC: &str = "bench";
 
@@ -157,6 +160,9 @@ fn retained(bootstrap: &str) -> anyhow::Result<usize> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if SMOKE {
+        eprintln!("smoke run (a debug build): every phase on small sizes; its figures mean nothing");
+    }
     let data = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let bootstrap = format!("127.0.0.1:{port}");

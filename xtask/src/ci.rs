@@ -16,6 +16,9 @@ pub fn run() -> anyhow::Result<()> {
     sh(cargo().args(["test", "--workspace", "--no-run"]))?;
     installs.join().map_err(|_| anyhow::anyhow!("the installs ended abnormally"))??;
     within(TESTS_DEADLINE, cargo().args(["test", "--workspace"]))?;
+    // The benches' smoke runs: a debug build of a bench runs every phase on small sizes (see `SMOKE` in each), so a
+    // bench that no longer compiles, hangs or fails is found here, not by the next person to measure.
+    within(BENCH_SMOKE_DEADLINE, cargo().args(["test", "--benches"]))?;
     crate::e2e::run(crate::e2e::Options::default())?;
     let containers = crate::containers::run()?;
     crate::interop::run()?;
@@ -54,6 +57,9 @@ fn install() -> anyhow::Result<()> {
 /// How long the test run may take. It takes about 6 minutes on 2 cores; a test that hangs would otherwise hold CI
 /// for its whole 90 minutes. Each test waits on its own conditions with deadlines too; this is the backstop.
 const TESTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// How long the benches' smoke runs may take (about a minute with their build).
+const BENCH_SMOKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 /// Runs `command` as [`sh`] does, and ends it (with every process it started) once it runs past `deadline`.
 fn within(deadline: std::time::Duration, command: &mut std::process::Command) -> anyhow::Result<()> {
