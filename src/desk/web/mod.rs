@@ -559,6 +559,11 @@ async fn problem(
 mod tests {
     use super::*;
 
+    #[test]
+    fn ids_are_percent_encoded_in_paths() {
+        assert_eq!(path_segment("../x y"), "..%2Fx%20y");
+    }
+
     /// Regression (#33): "Mine" matched the assignee's name, so a Discord user called `ana` shared the desk's
     /// `ana`'s list; it names her staff identity now, even when her name looks like another identity's key.
     #[test]
