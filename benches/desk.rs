@@ -78,6 +78,7 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         contact_id: None,
         guild_id: None,
         channel_id: None,
+        follows: None,
     };
     let actor = Actor::staff(ActorSource::Web, &format!("staff{}", rng.usize(0..20)));
     let commands = [
@@ -104,7 +105,12 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         .iter()
         .enumerate()
         .map(|(i, command)| {
-            let event = lifecycle::decide(state.as_ref(), command, &at(60_000 * (i as i64 + 1) * rng.i64(1..120)));
+            let event = lifecycle::decide(
+                state.as_ref(),
+                command,
+                &at(60_000 * (i as i64 + 1) * rng.i64(1..120)),
+                &Default::default(),
+            );
             state = lifecycle::apply(state.take(), &event);
             serde_json::to_vec(&event).unwrap()
         })
@@ -314,6 +320,7 @@ async fn web(base: &str, codes: &[String], bootstrap: &str, topics: &franz::conf
         contact_id: None,
         guild_id: None,
         channel_id: None,
+        follows: None,
     })?;
     let began = Instant::now();
     let _ = published.set(began);

@@ -119,9 +119,13 @@ pub struct TicketsArgs {
     #[command(subcommand)]
     pub action: Option<TicketsAction>,
 
-    /// Only tickets with this status: open, claimed or closed.
+    /// Only tickets with this status: open, claimed, waiting (on the submitter, after a public reply) or closed.
     #[arg(long, value_name = "STATUS", global = true)]
     pub status: Option<String>,
+
+    /// Only tickets whose submitter wrote since the team's last public reply.
+    #[arg(long, global = true)]
+    pub answered: bool,
 
     /// Only tickets whose body, contact or comments contain these words.
     #[arg(long, value_name = "TEXT", global = true)]

@@ -55,6 +55,10 @@ pub struct Config {
     /// The container image tag, when not the pinned one.
     #[serde(deserialize_with = "parse::from_text")]
     pub image_tag: Option<String>,
+    /// How long after its close a submitter's message reopens a ticket, in whole days from 0 to 365; later, the
+    /// message opens a new ticket that follows the closed one.
+    #[serde(rename = "reopen_within_days", with = "parse::days")]
+    pub reopen_within: Duration,
     /// The names of the topics.
     pub topics: Topics,
     /// Discord credentials and the bot's behaviour.
@@ -309,6 +313,7 @@ impl Default for Config {
             partitions: 3,
             services: Service::ALL.to_vec(),
             image_tag: None,
+            reopen_within: crate::lifecycle::Policy::default().reopen_within,
             topics: Topics::default(),
             discord: Discord::default(),
             embedded: Embedded::default(),

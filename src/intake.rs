@@ -24,6 +24,8 @@ pub struct Submission {
     pub channel_id: Option<String>,
     /// Decides the ticket id; a submission without one (the command line) gets a fresh one.
     pub interaction_id: Option<String>,
+    /// The closed ticket the new one follows.
+    pub follows: Option<String>,
 }
 
 /// The broker's acknowledgement of a published ticket.
@@ -53,6 +55,7 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
         guild_id: submission.guild_id,
         channel_id: submission.channel_id,
         interaction_id: Some(submission.interaction_id.unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()))),
+        follows: submission.follows,
     })
 }
 

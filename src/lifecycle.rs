@@ -3,12 +3,19 @@
 //! Two pure functions: [`decide`] turns a ticket's state and a command into exactly one event (the change, or a
 //! `rejected` event with the reason) and [`apply`] folds an event into the state; [`fold`] folds a whole history.
 //! akte decides with them, the ticket store applies with them (its rows must equal `fold`), and the property
-//! tests below hold them to each other. No I/O, no clock: the caller passes the time.
+//! tests below hold them to each other. No I/O, no clock: the caller passes the time, and the team's rules
+//! ([`Policy`]).
+//!
+//! A ticket is a conversation: the submitter's messages (`write`) and the team's public replies take turns, and
+//! the status says whose turn it is (`waiting` after a public reply, `open` or `claimed` again when the submitter
+//! writes). Where each message to the submitter went is recorded too (`record_delivery`).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::schema::lifecycle::{
-    Action, Actor, ActorSource, Change, Command, Event, Person, PersonSource, Priority, Status, event_id_for,
+    Action, Actor, ActorSource, Attachment, Change, Command, Delivery, Event, Person, PersonSource, Priority, Status,
+    event_id_for,
 };
 
 /// The longest actor, assignee or contact name, in characters.
@@ -25,6 +32,28 @@ pub const REASON_MAX: usize = 500;
 pub const BODY_MAX: usize = crate::schema::MAX_MESSAGE_CHARS;
 /// The longest contact name, in characters: what aufbereitung lets through.
 pub const CONTACT_MAX: usize = crate::schema::MAX_USERNAME_CHARS;
+/// The longest message from the submitter, in characters.
+pub const MESSAGE_MAX: usize = 4000;
+/// The most attachments one message from the submitter carries.
+pub const ATTACHMENTS_MAX: usize = 10;
+/// The longest attachment name, in characters.
+pub const ATTACHMENT_NAME_MAX: usize = 256;
+/// The longest attachment URL, in bytes.
+pub const URL_MAX: usize = 2048;
+
+/// The team's rules that decisions depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How long after its close a submitter's message reopens a ticket; later, it is refused, and the channel opens
+    /// a new ticket that follows the old one.
+    pub reopen_within: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { reopen_within: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
 
 /// A ticket as its events made it (and as the API shows it).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -57,11 +86,15 @@ pub struct TicketState {
     pub updated_at: String,
     /// Public replies and internal notes together.
     pub comments: u64,
+    /// The submitter wrote since the team's last public reply (and the ticket is not closed).
+    pub answered: bool,
+    /// The closed ticket this one follows.
+    pub follows: Option<String>,
 }
 
 /// The one event that answers `command`, given the ticket's current state (`None`: no such ticket yet).
-pub fn decide(state: Option<&TicketState>, command: &Command, now: &str) -> Event {
-    let change = match check(state, command) {
+pub fn decide(state: Option<&TicketState>, command: &Command, now: &str, policy: &Policy) -> Event {
+    let change = match check(state, command, now, policy) {
         Ok(change) => change,
         Err(reason) => Change::Rejected { action: command.action.name().to_owned(), reason },
     };
@@ -93,7 +126,7 @@ fn bounded_actor(actor: &Actor) -> Actor {
 }
 
 /// The change a command makes, or why it may not.
-fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, String> {
+fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Policy) -> Result<Change, String> {
     let actor = name("the actor's name", &command.actor.name)?;
     if let Some(staff) = &command.actor.staff {
         name("the actor's staff name", staff)?;
@@ -132,6 +165,9 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
             if let Some(id) = &ticket.channel_id {
                 name("a ticket's channel id", id)?;
             }
+            if let Some(id) = &ticket.follows {
+                name("the ticket it follows", id)?;
+            }
             if chrono::DateTime::parse_from_rfc3339(&ticket.date).is_err() {
                 return Err("a ticket's date must be RFC 3339".into());
             }
@@ -143,6 +179,7 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
                 submitted: ticket.date.clone(),
                 guild_id: ticket.guild_id.clone(),
                 channel_id: ticket.channel_id.clone(),
+                follows: ticket.follows.clone(),
             });
         }
         (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),
@@ -154,11 +191,11 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
         Action::Create { .. } => unreachable!("handled above"),
         Action::Claim => match (&ticket.assignee, ticket.status) {
             (_, Status::Closed) => Err(closed_already(ticket)),
-            (Some(holder), Status::Claimed) => Err(format!("already claimed by {}", holder.display())),
+            (Some(holder), _) => Err(format!("already claimed by {}", holder.display())),
             _ => Ok(Change::Claimed { by: Actor { name: actor, ..bounded_actor(&command.actor) }.person() }),
         },
         Action::Unclaim => match (&ticket.assignee, ticket.status) {
-            (Some(holder), Status::Claimed) => Ok(Change::Unclaimed { from: holder.clone() }),
+            (Some(holder), Status::Claimed | Status::Waiting) => Ok(Change::Unclaimed { from: holder.clone() }),
             _ => Err(format!("the ticket is {}, not claimed", ticket.status.name())),
         },
         Action::Assign { to } => {
@@ -203,7 +240,95 @@ fn check(state: Option<&TicketState>, command: &Command) -> Result<Change, Strin
         }
         Action::Reopen if closed => Ok(Change::Reopened),
         Action::Reopen => Err(format!("the ticket is {}, not closed", ticket.status.name())),
+        Action::Write { body, attachments, via, message_id } => {
+            if command.actor.id.is_none() || command.actor.id != ticket.contact_id {
+                return Err("only the ticket's submitter writes to it; the team replies with a comment".into());
+            }
+            let body = body.trim();
+            let count = body.chars().count();
+            if count > MESSAGE_MAX {
+                return Err(format!("a message has at most {MESSAGE_MAX} characters (this one has {count})"));
+            }
+            if count == 0 && attachments.is_empty() {
+                return Err("a message needs text or an attachment".into());
+            }
+            if attachments.len() > ATTACHMENTS_MAX {
+                return Err(format!(
+                    "a message carries at most {ATTACHMENTS_MAX} attachments (this one has {})",
+                    attachments.len()
+                ));
+            }
+            let attachments = attachments.iter().map(attachment).collect::<Result<Vec<_>, _>>()?;
+            let message_id = message_id.as_deref().map(|id| self::name("a message id", id)).transpose()?;
+            let reopened = closed && within_window(ticket, now, policy)?;
+            Ok(Change::SubmitterWrote { body: body.to_owned(), attachments, via: *via, message_id, reopened })
+        }
+        Action::RecordDelivery(Delivery { of, via, delivered, detail, message_id }) => {
+            if command.actor.source != ActorSource::Franz {
+                return Err("only franz records where a message went".into());
+            }
+            let of = self::name("the delivered event's id", of)?;
+            let detail =
+                detail.as_deref().map(|text| bounded_text("a delivery's detail", text, REASON_MAX)).transpose()?;
+            let message_id = message_id.as_deref().map(|id| self::name("a message id", id)).transpose()?;
+            Ok(Change::Delivery(Delivery { of, via: *via, delivered: *delivered, detail, message_id }))
+        }
     }
+}
+
+/// Whether a message to the closed `ticket` at `now` still reopens it: `Ok(true)`, or the refusal.
+fn within_window(ticket: &TicketState, now: &str, policy: &Policy) -> Result<bool, String> {
+    let parse = |at: &str| chrono::DateTime::parse_from_rfc3339(at).ok();
+    let closed_for = match (ticket.closed_at.as_deref().and_then(parse), parse(now)) {
+        (Some(closed), Some(now)) => now.signed_duration_since(closed).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    if closed_for <= policy.reopen_within {
+        return Ok(true);
+    }
+    Err(format!(
+        "the ticket was closed more than {} ago; a message now opens a new ticket that follows it",
+        span(policy.reopen_within)
+    ))
+}
+
+/// A span of time in the largest whole unit: "7 days", "36 hours", "90 minutes".
+pub fn span(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (count, unit) = match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+}
+
+/// An attachment as an event records it: a name without control characters, an `https` URL, bounded.
+fn attachment(file: &Attachment) -> Result<Attachment, String> {
+    let name = file.name.trim();
+    if name.is_empty()
+        || name.chars().count() > ATTACHMENT_NAME_MAX
+        || name.chars().any(|c| c.is_control() || hidden(c))
+    {
+        return Err(format!(
+            "an attachment's name has 1 to {ATTACHMENT_NAME_MAX} characters, no control or invisible ones"
+        ));
+    }
+    let url = file.url.trim();
+    let host = url.strip_prefix("https://").map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    let printable = url.bytes().all(|b| b.is_ascii_graphic() && !b"\"'<>\\`".contains(&b));
+    if host.is_none_or(str::is_empty) || url.len() > URL_MAX || !printable {
+        return Err(format!("an attachment's URL is https, printable ASCII and at most {URL_MAX} bytes"));
+    }
+    let content_type = match file.content_type.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(kind) if kind.len() <= 128 && kind.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+            Some(kind.to_owned())
+        }
+        Some(_) => return Err("an attachment's content type is at most 128 printable ASCII characters".into()),
+    };
+    Ok(Attachment { name: name.to_owned(), size: file.size, content_type, url: url.to_owned() })
 }
 
 fn closed_already(ticket: &TicketState) -> String {
@@ -274,7 +399,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     let Some(version) = event.version else { return state };
     let at = event.at.clone();
     let mut ticket = match (state, &event.change) {
-        (None, Change::Created { contact, contact_id, origin, body, submitted, guild_id, channel_id })
+        (None, Change::Created { contact, contact_id, origin, body, submitted, guild_id, channel_id, follows })
             if version == 1 =>
         {
             return Some(TicketState {
@@ -287,6 +412,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
                 origin: origin.clone(),
                 body: body.clone(),
                 submitted: submitted.clone(),
+                follows: follows.clone(),
                 created_at: at.clone(),
                 updated_at: at,
                 ..TicketState::default()
@@ -300,10 +426,18 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
         Change::Claimed { by } => claim(&mut ticket, &claimer(event, by), &at),
         Change::Assigned { to, .. } => claim(&mut ticket, to, &at),
         Change::Unclaimed { .. } => {
-            ticket.status = Status::Open;
+            if ticket.status != Status::Waiting {
+                ticket.status = Status::Open;
+            }
             ticket.assignee = None;
         }
-        Change::Commented { .. } => ticket.comments += 1,
+        Change::Commented { internal, .. } => {
+            ticket.comments += 1;
+            if !internal && ticket.status != Status::Closed {
+                ticket.status = Status::Waiting;
+                ticket.answered = false;
+            }
+        }
         Change::PrioritySet { priority } => ticket.priority = *priority,
         Change::LabelAdded { label } => {
             ticket.labels.insert(label.clone());
@@ -313,21 +447,36 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
         }
         Change::Closed { reason } => {
             ticket.status = Status::Closed;
+            ticket.answered = false;
             ticket.closed_at = Some(at.clone());
             ticket.closed_by = Some(event.actor.person());
             ticket.close_reason = Some(reason.clone());
         }
-        Change::Reopened => {
-            ticket.status = Status::Open;
-            ticket.assignee = None;
-            ticket.closed_at = None;
-            ticket.closed_by = None;
-            ticket.close_reason = None;
+        Change::Reopened => reopen(&mut ticket),
+        Change::SubmitterWrote { .. } => {
+            if ticket.status == Status::Closed {
+                reopen(&mut ticket);
+            }
+            ticket.status = if ticket.assignee.is_some() { Status::Claimed } else { Status::Open };
+            ticket.answered = true;
+        }
+        Change::Delivery(_) => {
+            // A record of where a message went: the ticket's history grows, but nobody changed the ticket.
+            ticket.version = version;
+            return Some(ticket);
         }
     }
     ticket.version = version;
     ticket.updated_at = at;
     Some(ticket)
+}
+
+fn reopen(ticket: &mut TicketState) {
+    ticket.status = Status::Open;
+    ticket.assignee = None;
+    ticket.closed_at = None;
+    ticket.closed_by = None;
+    ticket.close_reason = None;
 }
 
 /// Who claimed: `by`, except in a claim written before identities from a Discord account, whose bare `by` is the
@@ -342,8 +491,11 @@ fn claimer(event: &Event, by: &Person) -> Person {
     if legacy_discord { actor.person() } else { by.clone() }
 }
 
+/// `who` holds the ticket now; a ticket waiting on its submitter still is.
 fn claim(ticket: &mut TicketState, who: &Person, at: &str) {
-    ticket.status = Status::Claimed;
+    if ticket.status != Status::Waiting {
+        ticket.status = Status::Claimed;
+    }
     ticket.assignee = Some(who.clone());
     ticket.first_claimed_at.get_or_insert_with(|| at.to_owned());
 }

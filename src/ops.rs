@@ -207,9 +207,10 @@ impl Ops {
             .map_err(anyhow::Error::from)
             .and_then(|read| read);
             match read {
-                Ok(((open, claimed, closed), to_claim)) => {
+                Ok(((open, claimed, waiting, closed), to_claim)) => {
                     self.metrics.time_to_claim_median.set(to_claim.median_secs.unwrap_or(0.0));
-                    for (status, count) in [("open", open), ("claimed", claimed), ("closed", closed)] {
+                    let by_status = [("open", open), ("claimed", claimed), ("waiting", waiting), ("closed", closed)];
+                    for (status, count) in by_status {
                         self.metrics
                             .tickets
                             .get_or_create(&StatusLabel { status: status.to_owned() })

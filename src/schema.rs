@@ -43,6 +43,10 @@ pub struct IntakeRecord {
     pub channel_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interaction_id: Option<String>,
+    /// The ticket this one follows: the submitter wrote to it after it was closed for longer than the reopen
+    /// window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
 }
 
 impl IntakeRecord {
@@ -77,6 +81,9 @@ pub struct Ticket {
     /// The channel the ticket was submitted in; absent as `guild_id` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel_id: Option<String>,
+    /// The closed ticket this one follows (see [`IntakeRecord::follows`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
 }
 
 /// Where a record came from: enough to find the original again.

@@ -32,6 +32,7 @@ fn ticket(n: usize) -> Ticket {
         contact_id: Some("42".into()),
         guild_id: None,
         channel_id: None,
+        follows: None,
     }
 }
 
@@ -134,7 +135,8 @@ async fn a_ticket_delivered_twice_is_created_once_and_worked_through_the_api_wit
     assert_eq!(status, 200);
     assert_eq!(first["event"], again["event"], "a retried command id has one effect and one event");
     let (status, refused) = desk.send("ticket-00001", json!({"action": "reopen"})).await;
-    assert_eq!((status, refused["error"].as_str()), (409, Some("the ticket is claimed, not closed")));
+    let waiting = "the ticket is waiting, not closed";
+    assert_eq!((status, refused["error"].as_str()), (409, Some(waiting)), "a public reply waits on the submitter");
     let (status, closed) = desk.send("ticket-00001", json!({"action": "close", "reason": "fixed the printer"})).await;
     assert_eq!((status, closed["ticket"]["status"].as_str()), (200, Some("closed")));
 
@@ -544,7 +546,8 @@ async fn fill_events(harness: &Harness, n: usize) {
     for i in 0..n {
         let ticket = Ticket { body: format!("printer number {i} is out of paper"), ..ticket(i) };
         let id = ticket.id.clone();
-        let event = franz::lifecycle::decide(None, &Command::create(ticket), "2026-02-24T08:32:24.000Z");
+        let event =
+            franz::lifecycle::decide(None, &Command::create(ticket), "2026-02-24T08:32:24.000Z", &Default::default());
         let payload = serde_json::to_vec(&event).unwrap();
         loop {
             match producer.send_result(FutureRecord::to(&harness.topics.events).key(&id).payload(&payload)) {
@@ -646,7 +649,12 @@ async fn created_events(harness: &Harness, numbers: std::ops::Range<usize>) {
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
     for n in numbers {
         let ticket = ticket(n);
-        let event = franz::lifecycle::decide(None, &Command::create(ticket.clone()), "2026-02-24T08:32:24.000Z");
+        let event = franz::lifecycle::decide(
+            None,
+            &Command::create(ticket.clone()),
+            "2026-02-24T08:32:24.000Z",
+            &Default::default(),
+        );
         let payload = serde_json::to_vec(&event).unwrap();
         let record = FutureRecord::to(&harness.topics.events).key(&ticket.id).payload(&payload);
         producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();

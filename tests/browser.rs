@@ -1,7 +1,8 @@
 //! The web desk in a real browser: Debian's Chromium, driven over WebDriver by chromedriver (both installed by
 //! `scripts/install-chromium.sh`). A team signs in with printed links (opening one shows a button; pressing it signs
 //! in), sees a ticket submitted with `franz ticket`
-//! arrive without a reload, works it from arrival to close while a second browser sees each change live, filters,
+//! arrive without a reload, works it from arrival to close while a second browser sees each change live (a
+//! submitter's answer too), filters,
 //! reads the numbers, signs out, and is refused once removed. Hostile ticket text is checked where it matters: no
 //! script of it runs in the browser. Screenshots of the board, a ticket and the numbers go to
 //! `target/desk-screenshots/`.
@@ -93,8 +94,12 @@ async fn shows(browser: &Client, css: &str, text: &str) {
     eventually(browser, &format!("{css} to show {text:?}"), &script).await;
 }
 
+/// The text of the element `css` now, read in one step in the page: a live update may replace the element at any
+/// moment, and a found element that was replaced before its text is read is stale.
 async fn text(browser: &Client, css: &str) -> String {
-    browser.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+    let script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;";
+    let value = browser.execute(script, vec![json!(css)]).await.unwrap();
+    value.as_str().unwrap_or_else(|| panic!("no element {css} on the page")).to_owned()
 }
 
 /// Marks the page, to prove later that it was not reloaded.
@@ -186,6 +191,41 @@ async fn a_team_works_a_ticket_from_arrival_to_close_in_the_browser_and_a_second
     shows(&bo, "#ticket", "closed").await;
     shows(&bo, "#timeline", "closed it: fire is out").await;
     assert!(not_reloaded(&bo).await, "bo's page updated without a reload");
+
+    // A conversation: the submitter's answer (in a Discord DM) appears live on the page bo has open.
+    let discord_ticket = franz::schema::Ticket {
+        id: "from-discord".into(),
+        contact: "pontatot".into(),
+        origin: "Discord".into(),
+        body: "The scanner jams".into(),
+        date: "2026-12-07T00:00:00Z".into(),
+        contact_id: Some("80351110224678912".into()),
+        guild_id: Some("1".into()),
+        channel_id: Some("2".into()),
+        follows: None,
+    };
+    team.publish(std::slice::from_ref(&discord_ticket)).await;
+    bo.goto(&format!("{}/tickets/{}", team.url, discord_ticket.id)).await.unwrap();
+    shows(&bo, "#reply-goes", "A reply goes to pontatot by Discord direct message.").await;
+    eventually(&bo, "the live stream", "return document.body.dataset.connected === 'true';").await;
+    mark(&bo).await;
+    let submitter = franz::schema::lifecycle::Actor {
+        source: franz::schema::lifecycle::ActorSource::Discord,
+        name: "pontatot".into(),
+        id: Some("80351110224678912".into()),
+        staff: None,
+    };
+    let wrote = franz::schema::lifecycle::Action::Write {
+        body: "It jams on page 2 only".into(),
+        attachments: Vec::new(),
+        via: franz::schema::lifecycle::Via::DiscordDm,
+        message_id: None,
+    };
+    crate::web::command_as(&team, &discord_ticket.id, 1, submitter, wrote).await;
+    shows(&bo, "#timeline", "It jams on page 2 only").await;
+    shows(&bo, "#ticket", "submitter answered").await;
+    assert!(not_reloaded(&bo).await, "the conversation updated without a reload");
+
     let timeline = text(&ana, "#timeline").await;
     for step in
         ["opened the ticket", "claimed it", "was refused (claim)", "replied", "set the priority to urgent", "closed it"]
@@ -215,15 +255,15 @@ async fn a_team_works_a_ticket_from_arrival_to_close_in_the_browser_and_a_second
     // The numbers page shows what the API reports (its charts are counted in the background, and the open page
     // updates by itself once they are).
     ana.goto(&format!("{}/stats", team.url)).await.unwrap();
-    let per_day = "return [...document.querySelectorAll('#per-day table td')].reduce((s, td) => s + Number(td.textContent), 0) === 3;";
-    eventually(&ana, "the three tickets in the per-day chart", per_day).await;
+    let per_day = "return [...document.querySelectorAll('#per-day table td')].reduce((s, td) => s + Number(td.textContent), 0) === 4;";
+    eventually(&ana, "the four tickets in the per-day chart", per_day).await;
     let stats = team.api("/api/stats").await;
-    for status in ["open", "claimed", "closed"] {
+    for status in ["open", "claimed", "waiting", "closed"] {
         assert_eq!(text(&ana, &format!("#count-{status}")).await, stats[status].to_string(), "{status}");
     }
     let api_per_day: u64 =
         stats["created_per_day"].as_array().unwrap().iter().map(|d| d["created"].as_u64().unwrap()).sum();
-    assert_eq!(api_per_day, 3);
+    assert_eq!(api_per_day, 4);
     shows(&ana, "#closers", "ana").await;
     screenshot(&ana, "stats").await;
 

@@ -50,6 +50,8 @@ impl Bot {
             staff: None,
             store: None,
             troubles: Troubles::default(),
+            partitions: 1,
+            reopen_within: Duration::from_secs(7 * 86_400),
         };
         let troubles = settings.troubles.clone();
         let shutdown = CancellationToken::new();

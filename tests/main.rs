@@ -12,6 +12,8 @@ mod aufbereitung;
 mod broker;
 /// The web desk in Chromium over WebDriver: a ticket worked from arrival to close, live in a second browser.
 mod browser;
+/// Conversations in Discord direct messages: answers land on their tickets, the bot asks or offers, limits hold.
+mod conversation;
 /// The broker killed with SIGKILL while producing: no acknowledged record lost.
 mod crash;
 /// The intake path shared by `franz ticket` and the Discord bot.

@@ -474,6 +474,7 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
             contact_id: None,
             guild_id: None,
             channel_id: None,
+            follows: None,
         })
         .collect();
     team.publish(&tickets).await;
@@ -500,7 +501,7 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
 
     let bad = team.get("/?status=sleeping", &ana.cookie).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    assert!(bad.text().await.unwrap().contains("status is open, claimed or closed"));
+    assert!(bad.text().await.unwrap().contains("status is open, claimed, waiting or closed"));
     let forged = team.get("/?cursor=nonsense", &ana.cookie).await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
     assert_eq!(team.get("/tickets/no-such-ticket", &ana.cookie).await.status(), StatusCode::NOT_FOUND);
@@ -570,6 +571,7 @@ async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket(
         contact_id: None,
         guild_id: None,
         channel_id: None,
+        follows: None,
     };
     team.publish(&[ticket]).await;
     let run = |args: &[&str]| {
@@ -689,4 +691,117 @@ fn staff_commands_link_discord_accounts_list_them_and_refuse_what_cannot_be() {
     assert!(ok && said.contains("no longer bo's"), "{said}");
     let (ok, said) = franz(&["staff", "remove", "ana"]);
     assert!(ok && said.contains("linked Discord accounts no longer work"), "{said}");
+}
+
+/// Sends `action` to akte as `actor` would.
+pub(crate) async fn command_as(
+    team: &Team,
+    ticket: &str,
+    n: usize,
+    actor: franz::schema::lifecycle::Actor,
+    action: franz::schema::lifecycle::Action,
+) {
+    let producer = franz::kafka::producer(&team.harness.bootstrap).unwrap();
+    let command = franz::schema::lifecycle::Command {
+        command_id: format!("conversation-{n}"),
+        ticket_id: ticket.to_owned(),
+        actor,
+        action,
+    };
+    franz::kafka::tickets::send_command(&producer, &team.harness.topics.commands, team.harness.partitions, &command)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_reads_as_a_conversation_with_notes_set_apart_deliveries_marked_and_files_as_links_only() {
+    use franz::schema::lifecycle::{Action, Actor, ActorSource, Attachment, Delivery, Via};
+    let team = Team::start().await;
+    let ticket = franz::schema::Ticket {
+        id: "conversation-1".into(),
+        contact: "pontatot".into(),
+        origin: "Discord".into(),
+        body: "printer on fire".into(),
+        date: "2026-12-07T00:00:00Z".into(),
+        contact_id: Some("80351110224678912".into()),
+        guild_id: Some("1".into()),
+        channel_id: Some("2".into()),
+        follows: None,
+    };
+    let quiet = franz::schema::Ticket { id: "conversation-2".into(), body: "a quiet one".into(), ..ticket.clone() };
+    team.publish(&[ticket.clone(), quiet]).await;
+    let submitter = Actor {
+        source: ActorSource::Discord,
+        name: "pontatot".into(),
+        id: Some("80351110224678912".into()),
+        staff: None,
+    };
+    let franz_itself = Actor { source: ActorSource::Franz, name: "kummerkasten".into(), id: None, staff: None };
+    let ana = team.sign_in("ana").await;
+    let reply = [("csrf", ana.csrf.as_str()), ("action", "comment"), ("body", "Is it still burning?")];
+    assert_eq!(team.act(&ticket.id, &ana.cookie, &reply, &[]).await.status(), StatusCode::SEE_OTHER);
+    let note = [("csrf", ana.csrf.as_str()), ("action", "comment"), ("body", "they sound upset"), ("internal", "1")];
+    assert_eq!(team.act(&ticket.id, &ana.cookie, &note, &[]).await.status(), StatusCode::SEE_OTHER);
+    let path = format!("/tickets/{}", ticket.id);
+    let page = || team.page(&path, &ana.cookie);
+    wait_until("the reply on the page", || async { page().await.contains("they sound upset") }).await;
+    assert!(page().await.contains("status waiting"), "a public reply makes it the submitter's turn");
+    let events = team.api(&format!("/api/tickets/{}", ticket.id)).await;
+    let replied = events["events"].as_array().unwrap().iter().find(|e| e["type"] == "commented").unwrap().clone();
+    let delivered = Action::RecordDelivery(Delivery {
+        of: replied["event_id"].as_str().unwrap().to_owned(),
+        via: Via::DiscordDm,
+        delivered: false,
+        detail: Some("the user does not accept direct messages from the bot".into()),
+        message_id: None,
+    });
+    command_as(&team, &ticket.id, 1, franz_itself, delivered).await;
+    let file = Attachment {
+        name: "<b>shot</b>.png".into(),
+        size: 2048,
+        content_type: Some("image/png".into()),
+        url: "https://cdn.discordapp.com/attachments/1/2/shot.png".into(),
+    };
+    let wrote = Action::Write {
+        body: "Yes <script>window.pwned=1</script>".into(),
+        attachments: vec![file],
+        via: Via::DiscordDm,
+        message_id: Some("99".into()),
+    };
+    command_as(&team, &ticket.id, 2, submitter, wrote).await;
+    wait_until("the answer on the page", || async { page().await.contains("wrote (by Discord DM)") }).await;
+
+    let html = page().await;
+    assert!(html.contains("class=\"submitter\""), "{html}");
+    assert!(html.contains("✗ could not deliver by Discord DM: the user does not accept direct messages from the bot"));
+    assert!(html.contains("Internal note: the submitter never sees it."));
+    assert!(html.contains("A reply goes to pontatot by Discord direct message."));
+    assert!(
+        html.contains(
+            "<a href=\"https://cdn.discordapp.com/attachments/1/2/shot.png\" rel=\"noopener noreferrer nofollow\""
+        ),
+        "{html}"
+    );
+    assert!(html.contains("&lt;b&gt;shot&lt;/b&gt;.png") && !html.contains("<b>shot"), "the name is text");
+    assert!(!html.contains("<img") && !html.contains("<script>window"), "no file inline, no script: {html}");
+    assert!(html.contains("submitter answered"), "the mark");
+    assert!(html.contains("status open"), "the team's turn again");
+    // The delivery shows under its reply, not as an event of its own.
+    assert_eq!(html.matches("could not deliver").count(), 1);
+
+    // Staff cannot pass for the submitter, nor record deliveries, through the API.
+    for forged in [
+        serde_json::json!({"action": "write", "body": "forged", "via": "discord_dm"}),
+        serde_json::json!({"action": "record_delivery", "of": "x", "via": "discord_dm", "delivered": true}),
+    ] {
+        let url = format!("{}/api/tickets/{}/commands", team.url, ticket.id);
+        let answer = team.http.post(url).bearer_auth(&team.api_token).json(&forged).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST, "{forged}");
+    }
+    let board = team.page("/?answered=1", &ana.cookie).await;
+    assert!(board.contains("printer on fire") && !board.contains("a quiet one"), "{board}");
+    let answered = team.api("/api/tickets?answered=true").await;
+    assert_eq!(answered["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(answered["tickets"][0]["answered"], true);
+    team.stop().await;
 }

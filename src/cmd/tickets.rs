@@ -16,7 +16,7 @@ use crate::desk::web::path_segment;
 use crate::discord::clip;
 use crate::lifecycle;
 use crate::people as staff;
-use crate::schema::lifecycle::{Actor, ActorSource, Person};
+use crate::schema::lifecycle::{Actor, ActorSource, Person, Via};
 use crate::terminal::{terminal_json, visible};
 
 /// How the CLI reaches the desk and who it acts as.
@@ -97,6 +97,9 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         if let Some(text) = &args.search {
             query.push(("q", text.clone()));
         }
+        if args.answered {
+            query.push(("answered", "true".to_owned()));
+        }
         let page = desk.get("/api/tickets", &query).await?;
         if args.json {
             writeln!(out, "{}", terminal_json(&page))?;
@@ -153,16 +156,18 @@ fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "{:<36}  {:<7}  {:<8}  {:<16}  {:<16}  first line",
+        "{:<36}  {:<8}  {:<8}  {:<16}  {:<16}  first line",
         "id", "status", "priority", "assignee", "contact"
     )?;
     for t in tickets {
         let first_line = t["body"].as_str().unwrap_or_default().lines().next().unwrap_or_default();
+        // A ticket whose submitter answered since the last public reply is marked with a star.
+        let status = format!("{}{}", text(&t["status"]), if t["answered"] == json!(true) { "*" } else { "" });
         writeln!(
             out,
-            "{:<36}  {:<7}  {:<8}  {:<16}  {:<16}  {}",
+            "{:<36}  {:<8}  {:<8}  {:<16}  {:<16}  {}",
             text(&t["id"]),
-            text(&t["status"]),
+            status,
             text(&t["priority"]),
             cell(&person(&t["assignee"]), 16),
             cell(&t["contact"], 16),
@@ -184,6 +189,12 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
         text(&t["status"]),
         person(&t["assignee"]).as_str().map_or(String::new(), |a| format!(" by {}", visible(a)))
     )?;
+    if t["answered"] == json!(true) {
+        writeln!(out, "         the submitter answered since the last public reply")?;
+    }
+    if let Some(old) = t["follows"].as_str() {
+        writeln!(out, "follows  {}", visible(old))?;
+    }
     writeln!(out, "priority {}", text(&t["priority"]))?;
     let labels: Vec<String> = t["labels"].as_array().into_iter().flatten().map(text).collect();
     if !labels.is_empty() {
@@ -197,7 +208,7 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "  | {}", visible(line))?;
     }
     writeln!(out)?;
-    writeln!(out, "history")?;
+    writeln!(out, "conversation and history")?;
     for event in answer["events"].as_array().into_iter().flatten() {
         writeln!(out, "  {}  {}", text(&event["at"]), describe(event))?;
     }
@@ -223,11 +234,28 @@ fn describe(event: &Value) -> String {
         "label_removed" => format!("label {} removed", text(&event["label"])),
         "closed" => format!("closed: {}", text(&event["reason"])),
         "reopened" => "reopened".to_owned(),
+        "submitter_wrote" => {
+            let mut line = format!("wrote (by {}): {}", via(&event["via"]), text(&event["body"]));
+            for file in event["attachments"].as_array().into_iter().flatten() {
+                line.push_str(&format!(" [attachment {} {}]", text(&file["name"]), text(&file["url"])));
+            }
+            if event["reopened"] == json!(true) {
+                line.push_str(" (reopened the ticket)");
+            }
+            line
+        }
+        "delivery" if event["delivered"] == json!(true) => format!("delivered by {}", via(&event["via"])),
+        "delivery" => format!("could not deliver by {}: {}", via(&event["via"]), text(&event["detail"])),
         "rejected" => format!("refused {}: {}", text(&event["action"]), text(&event["reason"])),
         other => visible(other),
     };
     let version = event["version"].as_u64().map_or("  ".to_owned(), |v| format!("v{v}"));
     format!("{version} {what} - {who}")
+}
+
+/// A channel (`discord_dm`) as people read it.
+fn via(value: &Value) -> String {
+    serde_json::from_value::<Via>(value.clone()).map_or_else(|_| text(value), |via| via.describe().to_owned())
 }
 
 /// A table cell of at most `width` characters of the value, then made visible: clipped before it is escaped, so a
@@ -262,6 +290,20 @@ mod tests {
         let line = describe(&json!({"type": "commented", "body": forged, "actor": {"name": "m", "source": "cli"}}));
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.contains("fine\\n  2026"), "{line}");
+    }
+
+    #[test]
+    fn a_submitters_message_shows_its_channel_and_files_and_cannot_drive_the_terminal() {
+        let event = json!({"type": "submitter_wrote", "body": "see\u{1b}[2J", "via": "discord_dm", "reopened": true,
+            "attachments": [{"name": "\u{1b}]8;;evil\u{7}shot.png", "size": 1, "url": "https://cdn/x\u{9b}"}],
+            "actor": {"name": "pontatot", "source": "discord", "id": "42"}});
+        let line = describe(&event);
+        assert!(line.contains("wrote (by Discord DM): see") && line.contains("(reopened the ticket)"), "{line}");
+        assert!(line.contains("shot.png") && line.contains("https://cdn/x"), "{line}");
+        assert!(!line.chars().any(|c| c.is_control()), "no control character reaches the terminal: {line:?}");
+        let failed = json!({"type": "delivery", "via": "discord_dm", "delivered": false, "detail": "closed DMs",
+            "actor": {"name": "kummerkasten", "source": "franz"}});
+        assert!(describe(&failed).contains("could not deliver by Discord DM: closed DMs"));
     }
 
     /// Regression (#33 attack): a cell was escaped, then clipped, and the cut fell inside an escape.

@@ -245,6 +245,16 @@ pub(super) mod cooldown_secs {
     }
 }
 
+pub(super) mod days {
+    use super::*;
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        number(deserializer, 0..=365, "a number of days from 0 to 365").map(|days| Duration::from_secs(days * 86_400))
+    }
+    pub(in crate::config) fn serialize<S: Serializer>(span: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(span.as_secs() / 86_400)
+    }
+}
+
 pub(super) mod retention_hours {
     use super::*;
     pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(

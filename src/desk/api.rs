@@ -284,6 +284,13 @@ async fn command(
             "tickets are created from the intake (`franz ticket`, /ticket)",
         ));
     }
+    if matches!(request.action, Action::Write { .. } | Action::RecordDelivery(_)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the submitter writes through their channel (a Discord direct message) and franz records deliveries; \
+             the team answers with a comment",
+        ));
+    }
     let command_id = match request.command_id {
         Some(given) if (1..=NAME_MAX).contains(&given.len()) => given,
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
@@ -378,11 +385,12 @@ async fn answer(desk: &Shared, ticket_id: &str, command_id: &str, within: Durati
 
 /// The team's numbers: the status counts as of now, the rest as of `as_of` (see `numbers`).
 async fn stats(State(desk): State<Shared>, _caller: Caller) -> Result<Response, ApiError> {
-    let (open, claimed, closed) = desk.numbers.counts().await.map_err(ApiError::internal)?;
+    let (open, claimed, waiting, closed) = desk.numbers.counts().await.map_err(ApiError::internal)?;
     let snapshot = desk.numbers.stats().await.map_err(ApiError::internal)?;
     let mut body = serde_json::to_value(&*snapshot.stats).map_err(ApiError::internal)?;
     body["open"] = json!(open);
     body["claimed"] = json!(claimed);
+    body["waiting"] = json!(waiting);
     body["closed"] = json!(closed);
     body["as_of"] = json!(snapshot.as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     Ok(Json(body).into_response())

@@ -15,8 +15,8 @@ use tokio::sync::{Mutex, watch};
 use crate::store::Store;
 use crate::store::query::{self, Stats};
 
-/// Open, claimed and closed tickets.
-pub type Counts = (u64, u64, u64);
+/// Open, claimed, waiting and closed tickets.
+pub type Counts = (u64, u64, u64, u64);
 
 /// The shortest time between two computations of the stats.
 const REFRESH_EVERY: Duration = Duration::from_secs(10);
@@ -142,11 +142,11 @@ mod tests {
         apply_all(&mut writer, &payloads[..1], 0, 10);
         let numbers = Numbers::refreshing_every(store, Duration::from_millis(100));
         let mut refreshed = numbers.subscribe();
-        assert_eq!(numbers.counts().await.unwrap(), (1, 0, 0));
+        assert_eq!(numbers.counts().await.unwrap(), (1, 0, 0, 0));
         assert_eq!(numbers.stats().await.unwrap().stats.by_origin[0].tickets, 1, "the first call computes");
 
         apply_all(&mut writer, &payloads[1..], 1, 10);
-        assert_eq!(numbers.counts().await.unwrap(), (2, 0, 0), "the counts follow every change");
+        assert_eq!(numbers.counts().await.unwrap(), (2, 0, 0, 0), "the counts follow every change");
         assert_eq!(numbers.stats().await.unwrap().stats.by_origin[0].tickets, 1, "stale, served at once");
         tokio::time::timeout(Duration::from_secs(10), refreshed.changed()).await.unwrap().unwrap();
         assert_eq!(numbers.stats().await.unwrap().stats.by_origin[0].tickets, 2, "refreshed");

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::schema::Ticket;
-use crate::schema::lifecycle::{Actor, ActorSource, Person, PersonSource};
+use crate::schema::lifecycle::{Actor, ActorSource, Attachment, Delivery, Person, PersonSource, Via};
 
 const T: &str = "2026-02-24T08:32:23.255Z";
 
@@ -17,8 +17,35 @@ fn discord(id: &str, name: &str, staff: Option<&str>) -> Actor {
     Actor { source: ActorSource::Discord, name: name.into(), id: Some(id.into()), staff: staff.map(Into::into) }
 }
 
+/// Command `n` by the staff member `who`; `submitter` writes as the ticket's submitter (Discord account 42), and
+/// `franz` records deliveries.
 fn command(n: usize, who: &str, action: Action) -> Command {
-    Command { command_id: format!("c{n}"), ticket_id: "t1".into(), actor: actor(who), action }
+    let actor = match who {
+        "submitter" => discord("42", "pontatot", None),
+        "franz" => Actor { source: ActorSource::Franz, name: "kummerkasten".into(), id: None, staff: None },
+        _ => actor(who),
+    };
+    Command { command_id: format!("c{n}"), ticket_id: "t1".into(), actor, action }
+}
+
+fn write(body: &str) -> Action {
+    Action::Write { body: body.into(), attachments: Vec::new(), via: Via::DiscordDm, message_id: None }
+}
+
+fn public(body: &str) -> Action {
+    Action::Comment { body: body.into(), internal: false }
+}
+
+/// Decides `commands` at the given times (RFC 3339), with `policy`.
+fn run_at(commands: &[(Command, &str)], policy: &Policy) -> (Vec<Event>, Option<TicketState>) {
+    let mut state = None;
+    let mut events = Vec::new();
+    for (command, at) in commands {
+        let event = decide(state.as_ref(), command, at, policy);
+        state = apply(state, &event);
+        events.push(event);
+    }
+    (events, state)
 }
 
 fn ticket() -> Ticket {
@@ -31,6 +58,7 @@ fn ticket() -> Ticket {
         contact_id: Some("42".into()),
         guild_id: None,
         channel_id: None,
+        follows: None,
     }
 }
 
@@ -39,7 +67,8 @@ fn run(commands: &[Command]) -> (Vec<Event>, Option<TicketState>) {
     let mut state = None;
     let mut events = Vec::new();
     for (i, command) in commands.iter().enumerate() {
-        let event = decide(state.as_ref(), command, &format!("2026-03-01T00:00:{:02}.000Z", i % 60));
+        let event =
+            decide(state.as_ref(), command, &format!("2026-03-01T00:00:{:02}.000Z", i % 60), &Policy::default());
         state = apply(state, &event);
         events.push(event);
     }
@@ -192,7 +221,7 @@ fn a_create_with_an_oversized_or_malformed_ticket_is_refused_and_its_event_stays
         (Command::create(bad_date), "a ticket's date must be RFC 3339"),
         (huge_actor, "the actor's name must have"),
     ] {
-        let event = decide(None, &command, T);
+        let event = decide(None, &command, T, &Policy::default());
         assert!(reason(&event).unwrap().starts_with(says), "{:?}", event.change);
         assert!(serde_json::to_vec(&event).unwrap().len() < 1_000);
     }
@@ -238,12 +267,20 @@ fn any_action() -> impl Strategy<Value = Action> {
         label.prop_map(|label| Action::RemoveLabel { label }),
         "[a-z]{0,4}".prop_map(|reason| Action::Close { reason }),
         Just(Action::Reopen),
-        Just(Action::Create { ticket: ticket() }),
+        Just(Action::Create { ticket: Box::new(ticket()) }),
+        "[a-z ]{0,8}".prop_map(|body| write(&body)),
+        (any::<bool>(), 1u64..100).prop_map(|(delivered, id)| Action::RecordDelivery(Delivery {
+            of: "e".into(),
+            via: Via::DiscordDm,
+            delivered,
+            detail: None,
+            message_id: Some(id.to_string()),
+        })),
     ]
 }
 
 fn any_commands() -> impl Strategy<Value = Vec<Command>> {
-    let one = (prop::sample::select(vec!["ana", "bo", "cy"]), any_action());
+    let one = (prop::sample::select(vec!["ana", "bo", "cy", "submitter", "franz"]), any_action());
     prop::collection::vec(one, 0..40).prop_map(|steps| {
         let mut commands = vec![Command::create(ticket())];
         commands.extend(steps.into_iter().enumerate().map(|(i, (who, action))| command(i, who, action)));
@@ -291,7 +328,7 @@ fn names_with_invisible_or_direction_changing_characters_are_refused_but_emoji_j
     }
     assert_eq!(crate::lifecycle::name("a name", " 👩\u{200D}💻 ana ").unwrap(), "👩\u{200D}💻 ana");
     let (events, _) = run(&[
-        command(0, "ana", Action::Create { ticket: ticket() }),
+        command(0, "ana", Action::Create { ticket: Box::new(ticket()) }),
         command(1, "ana", Action::Assign { to: "bo\u{200B}".into() }),
     ]);
     assert!(reason(&events[1]).is_some_and(|r| r.contains("invisible")), "{:?}", events[1]);
@@ -302,7 +339,7 @@ fn ticket_ids_that_are_dot_segments_or_carry_control_characters_are_refused() {
     for id in [".", "..", "a\r\nb", "x\u{200B}"] {
         let mut created = ticket();
         created.id = id.to_owned();
-        let mut create = command(0, "ana", Action::Create { ticket: created });
+        let mut create = command(0, "ana", Action::Create { ticket: Box::new(created) });
         create.ticket_id = id.to_owned();
         let (events, state) = run(&[create]);
         assert!(state.is_none(), "{id:?}");
@@ -363,4 +400,128 @@ fn a_staff_name_cannot_pass_for_another_identity() {
     }
     let stranger = Person { source: PersonSource::Discord, id: "42".into(), name: "ana".into() };
     assert_ne!(Person::staff("ana").display(), stranger.display());
+}
+
+#[test]
+fn whose_turn_it_is_follows_the_conversation_and_a_holder_keeps_the_ticket_through_it() {
+    let (events, state) = run(&[
+        Command::create(ticket()),
+        command(1, "submitter", write("it is still locked")),
+        command(2, "ana", public("which account?")),
+        command(3, "ana", Action::Comment { body: "probably SSO".into(), internal: true }),
+        command(4, "ana", Action::Claim),
+        command(5, "submitter", write("ponta@example.org")),
+        command(6, "ana", public("unlocked")),
+        command(7, "ana", Action::Unclaim),
+    ]);
+    assert!(events.iter().all(|e| reason(e).is_none()), "{events:#?}");
+    let statuses: Vec<Status> = (1..=events.len()).map(|n| fold(&events[..n]).unwrap().status).collect();
+    use Status::*;
+    assert_eq!(statuses, [Open, Open, Waiting, Waiting, Waiting, Claimed, Waiting, Waiting]);
+    let answered: Vec<bool> = (1..=events.len()).map(|n| fold(&events[..n]).unwrap().answered).collect();
+    assert_eq!(answered, [false, true, false, false, false, true, false, false], "an internal note is no answer");
+    let state = state.unwrap();
+    assert_eq!((state.assignee, state.comments), (None, 3));
+    assert_eq!(
+        events[1].change,
+        Change::SubmitterWrote {
+            body: "it is still locked".into(),
+            attachments: Vec::new(),
+            via: Via::DiscordDm,
+            message_id: None,
+            reopened: false
+        }
+    );
+}
+
+#[test]
+fn only_the_submitter_writes_and_only_franz_records_deliveries() {
+    let delivery = Action::RecordDelivery(Delivery {
+        of: "e".into(),
+        via: Via::DiscordDm,
+        delivered: true,
+        detail: None,
+        message_id: Some("9".into()),
+    });
+    let (events, _) = run(&[
+        Command::create(ticket()),
+        command(1, "ana", write("pretending to be the submitter")),
+        Command { actor: discord("43", "someone", None), ..command(2, "x", write("not my ticket")) },
+        command(3, "ana", delivery.clone()),
+        command(4, "franz", delivery),
+    ]);
+    assert_eq!(reason(&events[1]), Some("only the ticket's submitter writes to it; the team replies with a comment"));
+    assert!(reason(&events[2]).is_some(), "another Discord account");
+    assert_eq!(reason(&events[3]), Some("only franz records where a message went"));
+    assert_eq!(events[4].version, Some(2));
+}
+
+#[test]
+fn a_delivery_grows_the_history_but_changes_nothing_people_see() {
+    let delivered = Action::RecordDelivery(Delivery {
+        of: "e".into(),
+        via: Via::DiscordDm,
+        delivered: false,
+        detail: Some("the user does not accept direct messages from the bot".into()),
+        message_id: None,
+    });
+    let (_, before) = run(&[Command::create(ticket()), command(1, "ana", public("hi"))]);
+    let (_, after) = run(&[Command::create(ticket()), command(1, "ana", public("hi")), command(2, "franz", delivered)]);
+    let (before, after) = (before.unwrap(), after.unwrap());
+    assert_eq!(after.version, before.version + 1);
+    assert_eq!(TicketState { version: before.version, ..after }, before, "status, times and counts stay");
+}
+
+#[test]
+fn a_message_to_a_closed_ticket_reopens_it_within_the_window_and_is_refused_after_it() {
+    let week = Policy::default();
+    let closed = [
+        (Command::create(ticket()), "2026-03-01T00:00:00Z"),
+        (command(1, "ana", Action::Claim), "2026-03-01T01:00:00Z"),
+        (command(2, "ana", Action::Close { reason: "fixed".into() }), "2026-03-01T02:00:00Z"),
+    ];
+    let within =
+        [closed.clone().to_vec(), vec![(command(3, "submitter", write("not fixed")), "2026-03-08T02:00:00Z")]].concat();
+    let (events, state) = run_at(&within, &week);
+    assert!(matches!(events[3].change, Change::SubmitterWrote { reopened: true, .. }), "{:?}", events[3]);
+    let state = state.unwrap();
+    assert_eq!((state.status, state.assignee, state.closed_at, state.answered), (Status::Open, None, None, true));
+
+    let after = [closed.to_vec(), vec![(command(3, "submitter", write("not fixed")), "2026-03-08T02:00:01Z")]].concat();
+    let (events, state) = run_at(&after, &week);
+    assert_eq!(
+        reason(&events[3]),
+        Some("the ticket was closed more than 7 days ago; a message now opens a new ticket that follows it")
+    );
+    assert_eq!(state.unwrap().status, Status::Closed);
+}
+
+#[test]
+fn a_message_is_bounded_and_its_attachments_are_https_links_with_printable_names() {
+    let file = |name: &str, url: &str| Attachment { name: name.into(), size: 10, content_type: None, url: url.into() };
+    let with = |body: &str, files: Vec<Attachment>| Action::Write {
+        body: body.into(),
+        attachments: files,
+        via: Via::DiscordDm,
+        message_id: None,
+    };
+    let ok = file("shot.png", "https://cdn.discordapp.com/attachments/1/2/shot.png");
+    let cases = [
+        (with(&"x".repeat(MESSAGE_MAX + 1), vec![]), "a message has at most 4000 characters (this one has 4001)"),
+        (with("  ", vec![]), "a message needs text or an attachment"),
+        (with("", vec![ok.clone(); ATTACHMENTS_MAX + 1]), "a message carries at most 10 attachments (this one has 11)"),
+        (with("", vec![file("x", "javascript:alert(1)")]), "an attachment's URL is https"),
+        (with("", vec![file("x", "https://a/\"onmouseover=\"x")]), "an attachment's URL is https"),
+        (with("", vec![file("x", "http://cdn/x")]), "an attachment's URL is https"),
+        (with("", vec![file("a\nb", "https://cdn/x")]), "an attachment's name has"),
+    ];
+    for (n, (action, expected)) in cases.into_iter().enumerate() {
+        let (events, _) = run(&[Command::create(ticket()), command(n, "submitter", action)]);
+        assert!(reason(&events[1]).is_some_and(|r| r.starts_with(expected)), "{expected}: {:?}", events[1]);
+    }
+    let (events, _) = run(&[Command::create(ticket()), command(1, "submitter", with("", vec![ok.clone()]))]);
+    assert!(matches!(&events[1].change, Change::SubmitterWrote { attachments, .. } if attachments == &[ok]));
+    let (events, _) =
+        run(&[Command::create(ticket()), command(1, "submitter", with(&"x".repeat(MESSAGE_MAX), vec![]))]);
+    assert!(reason(&events[1]).is_none(), "exactly the limit is a message");
 }

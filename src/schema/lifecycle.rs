@@ -181,14 +181,52 @@ pub enum Priority {
     Urgent,
 }
 
-/// Where a ticket is in its life.
+/// Where a ticket is in its life, and whose turn it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// The team's turn, and nobody holds it.
     #[default]
     Open,
+    /// The team's turn, and someone holds it.
     Claimed,
+    /// The submitter's turn: the team replied publicly; whoever held the ticket still does.
+    Waiting,
     Closed,
+}
+
+/// The way a message reached franz or a reply left it: the channel adapters of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// A direct message between the submitter and the bot.
+    DiscordDm,
+    /// The ticket's private thread in a Discord channel.
+    DiscordThread,
+    Email,
+}
+
+impl Via {
+    /// How people read it: "Discord DM".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Via::DiscordDm => "Discord DM",
+            Via::DiscordThread => "the ticket's Discord thread",
+            Via::Email => "email",
+        }
+    }
+}
+
+/// A file the submitter attached to a message: only what describes it. The file stays where it was sent (a
+/// Discord attachment URL); franz keeps no copy, and the desk shows it as a link, never inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub name: String,
+    /// In bytes.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    pub url: String,
 }
 
 /// A request to change a ticket, on `ticket-commands` (key: the ticket id).
@@ -206,9 +244,10 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    /// Open a ticket from a normalized intake ticket (sent by akte itself).
+    /// Open a ticket from a normalized intake ticket (sent by akte itself). Boxed: it is much larger than every
+    /// other action.
     Create {
-        ticket: Ticket,
+        ticket: Box<Ticket>,
     },
     /// Take the ticket: it becomes the actor's.
     Claim,
@@ -238,6 +277,36 @@ pub enum Action {
         reason: String,
     },
     Reopen,
+    /// A message from the submitter (the actor, whose id must be the ticket's contact id), through `via`. To a
+    /// ticket closed within the reopen window it reopens the ticket; later it is refused.
+    Write {
+        #[serde(default)]
+        body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+        via: Via,
+        /// The message's id in its channel (a Discord message id), when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+    },
+    /// Where a message about the ticket went, and whether it arrived. Only franz itself (the channel adapter that
+    /// sent it) records it.
+    RecordDelivery(Delivery),
+}
+
+/// Where the message about event `of` (a public reply, a claim, a close) went, and whether it arrived: what
+/// `record_delivery` asks to record and the `delivery` event records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub of: String,
+    pub via: Via,
+    pub delivered: bool,
+    /// Why it did not arrive, or a detail of how it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The sent message's id in its channel (a Discord message id), so that an answer to it finds the ticket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 /// A change that happened (or was refused), on `ticket-events` (key: the ticket id).
@@ -275,6 +344,9 @@ pub enum Change {
         guild_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         channel_id: Option<String>,
+        /// The closed ticket this one follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        follows: Option<String>,
     },
     Claimed {
         by: Person,
@@ -305,6 +377,20 @@ pub enum Change {
         reason: String,
     },
     Reopened,
+    /// The submitter wrote.
+    SubmitterWrote {
+        body: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+        via: Via,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        /// The ticket was closed, and this message reopened it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reopened: bool,
+    },
+    /// A message about event `of` went out through `via`, or could not.
+    Delivery(Delivery),
     /// The command was refused; the ticket is unchanged.
     Rejected {
         /// The refused command's action (`claim`, `close`, …), or `unreadable` for a record that is no command.
@@ -327,6 +413,8 @@ impl Action {
             Action::RemoveLabel { .. } => "remove_label",
             Action::Close { .. } => "close",
             Action::Reopen => "reopen",
+            Action::Write { .. } => "write",
+            Action::RecordDelivery(_) => "record_delivery",
         }
     }
 }
@@ -345,6 +433,8 @@ impl Change {
             Change::LabelRemoved { .. } => "remove_label",
             Change::Closed { .. } => "close",
             Change::Reopened => "reopen",
+            Change::SubmitterWrote { .. } => "write",
+            Change::Delivery(_) => "record_delivery",
             Change::Rejected { action, .. } => action,
         }
     }
@@ -362,6 +452,8 @@ impl Change {
             Change::LabelRemoved { .. } => "label_removed",
             Change::Closed { .. } => "closed",
             Change::Reopened => "reopened",
+            Change::SubmitterWrote { .. } => "submitter_wrote",
+            Change::Delivery(_) => "delivery",
             Change::Rejected { .. } => "rejected",
         }
     }
@@ -385,12 +477,13 @@ impl Priority {
 }
 
 impl Status {
-    pub const ALL: [Status; 3] = [Status::Open, Status::Claimed, Status::Closed];
+    pub const ALL: [Status; 4] = [Status::Open, Status::Claimed, Status::Waiting, Status::Closed];
 
     pub fn name(self) -> &'static str {
         match self {
             Status::Open => "open",
             Status::Claimed => "claimed",
+            Status::Waiting => "waiting",
             Status::Closed => "closed",
         }
     }
@@ -420,7 +513,7 @@ impl Command {
             command_id: create_command_id(&ticket.id),
             ticket_id: ticket.id.clone(),
             actor: Actor { source: ActorSource::Franz, name: "franz".into(), id: None, staff: None },
-            action: Action::Create { ticket },
+            action: Action::Create { ticket: Box::new(ticket) },
         }
     }
 }

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::watch;
 
 use crate::lifecycle::{self, TicketState};
-use crate::schema::lifecycle::{Change, Event, Person, Priority, Status};
+use crate::schema::lifecycle::{Change, Delivery, Event, Person, Priority, Status};
 
 /// Reading connections for lookups of one ticket or answer (pages, commands, cards, metrics), which are quick.
 const LOOKUP_READERS: u32 = 4;
@@ -406,8 +406,16 @@ impl Writer {
             let before = version(&row.state);
             row.state = lifecycle::apply(row.state.take(), event);
             if version(&row.state) != before {
-                if let Change::Commented { body, .. } = &event.change {
-                    row.new_comments.push(body.clone());
+                match &event.change {
+                    Change::Commented { body, .. } | Change::SubmitterWrote { body, .. } => {
+                        row.new_comments.push(body.clone())
+                    }
+                    // A message franz sent, so that an answer to it finds its ticket.
+                    Change::Delivery(Delivery { message_id: Some(message), delivered: true, .. }) => {
+                        tx.prepare_cached("INSERT OR IGNORE INTO sent (message_id, ticket_id) VALUES (?1, ?2)")?
+                            .execute(params![message, event.ticket_id])?;
+                    }
+                    _ => {}
                 }
                 row.dirty = true;
             }
@@ -430,7 +438,7 @@ impl Writer {
 /// The columns `load` and the queries read, in order.
 pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
     origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments, \
-    guild_id, channel_id, assignee_name, closed_by_name";
+    guild_id, channel_id, assignee_name, closed_by_name, answered, follows";
 
 /// A ticket row as a state, with its seq.
 pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
@@ -460,6 +468,8 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
             comments: row.get::<_, i64>(18)? as u64,
             guild_id: row.get(19)?,
             channel_id: row.get(20)?,
+            answered: row.get(23)?,
+            follows: row.get(24)?,
         },
     ))
 }
@@ -506,6 +516,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         t.channel_id,
         t.assignee.as_ref().map(|p| p.name.as_str()),
         t.closed_by.as_ref().map(|p| p.name.as_str()),
+        t.answered,
+        t.follows,
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -513,8 +525,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                 "UPDATE tickets SET id = ?1, version = ?2, status = ?3, assignee = ?4, priority = ?5, labels = ?6,
                  contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
-                 comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22
-                 WHERE seq = ?23",
+                 comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22,
+                 answered = ?23, follows = ?24 WHERE seq = ?25",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -527,9 +539,9 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
             conn.prepare_cached(
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
-                 comments, guild_id, channel_id, assignee_name, closed_by_name)
+                 comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22)",
+                 ?22, ?23, ?24)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

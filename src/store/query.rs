@@ -23,6 +23,8 @@ pub struct Filter {
     pub assignee: Option<String>,
     /// Only tickets nobody holds.
     pub unassigned: bool,
+    /// Only tickets whose submitter wrote since the team's last public reply.
+    pub answered: bool,
     pub label: Option<String>,
     pub priority: Option<Priority>,
     pub origin: Option<String>,
@@ -77,6 +79,9 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
     }
     if filter.unassigned {
         clause.conditions.push("t.assignee IS NULL".into());
+    }
+    if filter.answered {
+        clause.conditions.push("t.answered = 1".into());
     }
     if let Some(priority) = filter.priority {
         clause.bind("t.priority = ?", priority.name());
@@ -150,6 +155,31 @@ pub fn by_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite
     rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
 }
 
+/// The ticket a message franz sent is about (a Discord message id of a direct message to a submitter), if franz
+/// recorded sending it.
+pub fn sent_about(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT ticket_id FROM sent WHERE message_id = ?1")?
+        .query_row([message_id], |row| row.get(0))
+        .optional()
+}
+
+/// The newest of the tickets that follow `ticket` (each opened by an answer to the one before after it was closed
+/// for longer than the reopen window), if any.
+pub fn newest_follower(conn: &Connection, ticket: &str) -> rusqlite::Result<Option<TicketState>> {
+    let mut newest = None;
+    let mut current = ticket.to_owned();
+    // A chain, not a loop: each follower is newer than the one it follows; bounded all the same.
+    for _ in 0..100 {
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE follows = ?1 ORDER BY seq DESC LIMIT 1");
+        let Some((_, next)) = conn.prepare_cached(&sql)?.query_row([&current], ticket_from_row).optional()? else {
+            break;
+        };
+        current = next.id.clone();
+        newest = Some(next);
+    }
+    Ok(newest)
+}
+
 /// One ticket.
 pub fn ticket(conn: &Connection, id: &str) -> rusqlite::Result<Option<TicketState>> {
     conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"))?
@@ -209,6 +239,8 @@ pub fn answer(conn: &Connection, ticket_id: &str, command_id: &str) -> rusqlite:
 pub struct Stats {
     pub open: u64,
     pub claimed: u64,
+    /// Waiting on the submitter.
+    pub waiting: u64,
     pub closed: u64,
     /// Tickets created in each of the last 48 hours, oldest first (`hour` is `YYYY-MM-DDTHH`).
     pub created_per_hour: Vec<Bucket>,
@@ -256,7 +288,7 @@ pub struct Durations {
 /// The numbers as of `now`.
 pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<Stats> {
     let mut stats = Stats::default();
-    (stats.open, stats.claimed, stats.closed) = status_counts(conn)?;
+    (stats.open, stats.claimed, stats.waiting, stats.closed) = status_counts(conn)?;
     let hour_format = "%Y-%m-%dT%H";
     let first_hour = now - chrono::Duration::hours(47);
     let since = first_hour.format(hour_format).to_string();
@@ -292,20 +324,21 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
     Ok(stats)
 }
 
-/// Tickets open, claimed and closed now.
-pub fn status_counts(conn: &Connection) -> rusqlite::Result<(u64, u64, u64)> {
-    let (mut open, mut claimed, mut closed) = (0, 0, 0);
+/// Tickets open, claimed, waiting on their submitter and closed now.
+pub fn status_counts(conn: &Connection) -> rusqlite::Result<(u64, u64, u64, u64)> {
+    let (mut open, mut claimed, mut waiting, mut closed) = (0, 0, 0, 0);
     let mut by_status = conn.prepare_cached("SELECT status, COUNT(*) FROM tickets GROUP BY status")?;
     for row in by_status.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))? {
         let (status, count) = row?;
         match Status::parse(&status) {
             Some(Status::Open) => open = count,
             Some(Status::Claimed) => claimed = count,
+            Some(Status::Waiting) => waiting = count,
             Some(Status::Closed) => closed = count,
             None => {}
         }
     }
-    Ok((open, claimed, closed))
+    Ok((open, claimed, waiting, closed))
 }
 
 /// Time to first claim and time to close, over the tickets created in the 30 days before `now`.

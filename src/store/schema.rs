@@ -12,7 +12,8 @@ use super::Identity;
 /// 4: `tickets.guild_id` and `tickets.channel_id`.
 /// 5: `tickets.assignee` and `tickets.closed_by` hold identity keys (`staff:ana`, `discord:42`), and
 /// `assignee_name`, `closed_by_name` their names.
-const SCHEMA_VERSION: i64 = 5;
+/// 6: `tickets.answered` and `tickets.follows`; `sent`, the messages sent to submitters, by message id.
+const SCHEMA_VERSION: i64 = 6;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +41,9 @@ CREATE TABLE IF NOT EXISTS tickets (
     updated_at TEXT NOT NULL,
     comments INTEGER NOT NULL,
     guild_id TEXT,
-    channel_id TEXT
+    channel_id TEXT,
+    answered INTEGER NOT NULL,
+    follows TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
@@ -48,6 +51,9 @@ CREATE INDEX IF NOT EXISTS tickets_by_priority ON tickets (priority, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_origin ON tickets (origin, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_created ON tickets (created_at);
 CREATE INDEX IF NOT EXISTS tickets_by_contact_id ON tickets (contact_id, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_answered ON tickets (answered, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
+CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -125,7 +131,7 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
     if !same_version {
         conn.execute_batch(
             "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
-             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets;",
+             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;",
         )?;
         conn.execute_batch(TABLES)?;
     }
@@ -170,13 +176,15 @@ fn changes(recorded: &Recorded, now: &Identity) -> Vec<String> {
 
 /// The indexes that only the desk's filters (and the bot's `/tickets`) use: a rebuild from an empty store drops them and builds them once at
 /// the end, which is much cheaper than keeping them up to date row by row.
-const FILTER_INDEXES: [&str; 6] = [
+const FILTER_INDEXES: [&str; 8] = [
     "tickets_by_status",
     "tickets_by_assignee",
     "tickets_by_priority",
     "tickets_by_origin",
     "tickets_by_created",
     "tickets_by_contact_id",
+    "tickets_by_answered",
+    "tickets_by_follows",
 ];
 
 /// Drops the filter indexes for a bulk rebuild.
@@ -202,7 +210,7 @@ pub fn reader(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn clear(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "BEGIN; DELETE FROM tickets; DELETE FROM labels; DELETE FROM events; DELETE FROM search;
-         DELETE FROM offsets; COMMIT;",
+         DELETE FROM offsets; DELETE FROM sent; COMMIT;",
     )
 }
 

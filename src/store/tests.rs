@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::lifecycle::{decide, fold};
+use crate::lifecycle::{Policy, decide, fold};
 use crate::schema::Ticket;
-use crate::schema::lifecycle::{Action, Actor, ActorSource, Command};
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Delivery};
 
 pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
     Ticket {
@@ -15,19 +15,26 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
         origin: "Discord".into(),
         body: body.into(),
         date: "2026-02-24T08:32:23.255Z".into(),
-        contact_id: None,
+        contact_id: Some("42".into()),
         guild_id: None,
         channel_id: None,
+        follows: None,
     }
 }
 
+/// Command `n` on `ticket` by `who`; a message from the submitter comes from the submitter's account, a delivery
+/// from franz, as they do in franz.
 fn command(n: usize, ticket: &str, who: &str, action: Action) -> Command {
-    Command {
-        command_id: format!("c{n}"),
-        ticket_id: ticket.into(),
-        actor: Actor::staff(ActorSource::Cli, who),
-        action,
-    }
+    let actor = match action {
+        Action::Write { .. } => {
+            Actor { source: ActorSource::Discord, name: "pontatot".into(), id: Some("42".into()), staff: None }
+        }
+        Action::RecordDelivery(_) => {
+            Actor { source: ActorSource::Franz, name: "kummerkasten".into(), id: None, staff: None }
+        }
+        _ => Actor::staff(ActorSource::Cli, who),
+    };
+    Command { command_id: format!("c{n}"), ticket_id: ticket.into(), actor, action }
 }
 
 /// Decides `commands` in order, as akte does, and returns the events as records of one partition.
@@ -38,7 +45,7 @@ pub(crate) fn decided(commands: &[Command]) -> Vec<Event> {
         .enumerate()
         .map(|(i, c)| {
             let state = states.get(&c.ticket_id).cloned();
-            let event = decide(state.as_ref(), c, &format!("2026-03-01T00:{:02}:00.000Z", i % 60));
+            let event = decide(state.as_ref(), c, &format!("2026-03-01T00:{:02}:00.000Z", i % 60), &Policy::default());
             if let Some(next) = lifecycle::apply(state, &event) {
                 states.insert(c.ticket_id.clone(), next);
             }
@@ -86,6 +93,19 @@ fn any_commands() -> impl Strategy<Value = Vec<Command>> {
         prop::sample::select(vec!["bug", "vip"]).prop_map(|l| Action::RemoveLabel { label: l.into() }),
         Just(Action::Close { reason: "done".into() }),
         Just(Action::Reopen),
+        "[a-z]{1,6}".prop_map(|body| Action::Write {
+            body,
+            attachments: Vec::new(),
+            via: crate::schema::lifecycle::Via::DiscordDm,
+            message_id: None
+        }),
+        (any::<bool>(), 1u64..1000).prop_map(|(delivered, id)| Action::RecordDelivery(Delivery {
+            of: "e".into(),
+            via: crate::schema::lifecycle::Via::DiscordDm,
+            delivered,
+            detail: None,
+            message_id: Some(id.to_string()),
+        })),
     ];
     let step = (prop::sample::select(vec!["t1", "t2", "t3"]), prop::sample::select(vec!["ana", "bo"]), action);
     prop::collection::vec(step, 0..60).prop_map(|steps| {
@@ -399,7 +419,7 @@ fn stats_count_statuses_time_to_claim_days_labels_and_closers() {
     apply_all(&mut writer, &payloads(&events), 0, 10);
     let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
     let stats = query::stats(&store.reader().unwrap(), now).unwrap();
-    assert_eq!((stats.open, stats.claimed, stats.closed), (0, 1, 1));
+    assert_eq!((stats.open, stats.claimed, stats.waiting, stats.closed), (0, 1, 0, 1));
     // Created at minute 0 and 1, claimed at minute 2, closed at minute 3 (see `decided`).
     assert_eq!(stats.time_to_claim.median_secs, Some(120.0));
     assert_eq!(stats.time_to_close.median_secs, Some(120.0));

@@ -4,8 +4,10 @@
 //! session and gets READY, a wrong one is closed with 4004; RESUME (op 6) of a known session replays the
 //! dispatches after the client's sequence number and sends RESUMED, an unknown one gets INVALID_SESSION (op 9);
 //! every HEARTBEAT (op 1) gets an ACK (op 11). The connection whose session is live receives the dispatches tests
-//! ask for; dispatches made while no connection is live wait for the next one. A [`Fault`] breaks the live
-//! connection the way Discord can.
+//! ask for; dispatches made while no connection is live wait for the next one. Events Discord sends only to
+//! sessions that asked for them in IDENTIFY's `intents` (a message in a direct message needs `DIRECT_MESSAGES`, a
+//! reaction there `DIRECT_MESSAGE_REACTIONS`) are dropped for a session without that intent, as Discord never sends
+//! them. A [`Fault`] breaks the live connection the way Discord can.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,8 +50,15 @@ pub struct GatewayStats {
     pub live: bool,
 }
 
+/// The gateway intent (`1 << 12`) without which Discord sends no MESSAGE_CREATE from a direct message.
+pub(crate) const DIRECT_MESSAGES: u64 = 1 << 12;
+/// The gateway intent (`1 << 13`) without which Discord sends no reaction events from a direct message.
+pub(crate) const DIRECT_MESSAGE_REACTIONS: u64 = 1 << 13;
+
 #[derive(Debug, Default)]
 struct Session {
+    /// The `intents` its IDENTIFY asked for.
+    intents: u64,
     seq: u64,
     /// Every dispatch of the session with its sequence number, for replay on RESUME.
     log: Vec<(u64, Value)>,
@@ -75,8 +84,8 @@ pub(crate) struct State {
     pub(crate) refuse_next_identify: Option<u16>,
     sessions: HashMap<String, Session>,
     live: Option<Live>,
-    /// Dispatches made while no connection was live, as (event name, data).
-    pending: Vec<(String, Value)>,
+    /// Dispatches made while no connection was live, as (event name, data, the intent they need).
+    pending: Vec<(String, Value, Option<u64>)>,
     /// A fault asked for while no connection was live.
     pending_fault: Option<Fault>,
 }
@@ -86,10 +95,14 @@ impl State {
         GatewayStats { live: self.live.is_some(), ..self.stats.clone() }
     }
 
-    /// Appends a dispatch to the live session and sends it; false when no connection is live.
-    fn send_dispatch(&mut self, event: &str, data: Value) -> bool {
+    /// Appends a dispatch to the live session and sends it; false when no connection is live. A dispatch that needs
+    /// an `intent` the session did not ask for is dropped (true: nothing is left to send).
+    fn send_dispatch(&mut self, event: &str, data: Value, intent: Option<u64>) -> bool {
         let Some(live) = &self.live else { return false };
         let session = self.sessions.entry(live.session.clone()).or_default();
+        if intent.is_some_and(|intent| session.intents & intent == 0) {
+            return true;
+        }
         session.seq += 1;
         let frame = json!({"op": 0, "s": session.seq, "t": event, "d": data});
         session.log.push((session.seq, frame.clone()));
@@ -99,9 +112,9 @@ impl State {
     /// Makes `connection` the live one for `session`, sends `first` (READY or RESUMED), then what waited.
     fn go_live(&mut self, live: Live, first: (&str, Value)) {
         self.live = Some(live);
-        self.send_dispatch(first.0, first.1);
-        for (event, data) in std::mem::take(&mut self.pending) {
-            self.send_dispatch(&event, data);
+        self.send_dispatch(first.0, first.1, None);
+        for (event, data, intent) in std::mem::take(&mut self.pending) {
+            self.send_dispatch(&event, data, intent);
         }
         if let (Some(fault), Some(live)) = (self.pending_fault.take(), &self.live) {
             let _ = live.sender.send(Outgoing::Fault(fault));
@@ -110,9 +123,15 @@ impl State {
 }
 
 pub(crate) fn dispatch(shared: &Shared, event: &str, data: Value) {
+    dispatch_for(shared, None, event, data);
+}
+
+/// Dispatches `event` to a session that asked for `intent` (any session when `None`); a session without it never
+/// sees the event.
+pub(crate) fn dispatch_for(shared: &Shared, intent: Option<u64>, event: &str, data: Value) {
     let mut state = shared.state();
-    if !state.gateway.send_dispatch(event, data.clone()) {
-        state.gateway.pending.push((event.to_owned(), data));
+    if !state.gateway.send_dispatch(event, data.clone(), intent) {
+        state.gateway.pending.push((event.to_owned(), data, intent));
     }
 }
 
@@ -227,7 +246,8 @@ async fn receive(
             let mut state = shared.state();
             state.gateway.stats.identifies += 1;
             let session = format!("fake-session-{}", payloads::snowflake());
-            state.gateway.sessions.insert(session.clone(), Session::default());
+            let intents = data["intents"].as_u64().unwrap_or(0);
+            state.gateway.sessions.insert(session.clone(), Session { intents, ..Session::default() });
             let ready = payloads::ready(&shared.options, &session, &shared.gateway_url);
             state.gateway.go_live(Live { connection, session, sender: sender.clone() }, ("READY", ready));
             true

@@ -10,7 +10,15 @@
 //! global command registration ([`register_globally`](FakeDiscord::register_globally) leaves one from before), keep the
 //! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages); a post's
 //! `enforce_nonce` holds until [`forget_nonces`](FakeDiscord::forget_nonces) stands for Discord's few minutes) and its direct
-//! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms)), refuse a message over
+//! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms);
+//! [`dm_channel_of`](FakeDiscord::dm_channel_of) names the channel), let users write to the bot in their direct messages
+//! ([`direct_message`](FakeDiscord::direct_message), with replies and attachments through
+//! [`direct_message_with`](FakeDiscord::direct_message_with)), dispatch MESSAGE_CREATE for every message in a direct
+//! message, the bot's own included, and MESSAGE_REACTION_ADD for the bot's reactions there, as Discord does for a
+//! session with the direct-message intents (the bot's posts to guild channels are not dispatched), serve any message
+//! it knows (`GET /channels/{id}/messages/{id}`), keep the bot's reactions ([`reactions`](FakeDiscord::reactions)),
+//! dispatch string select menu picks ([`select`](FakeDiscord::select); a pick or a press on a message in a direct
+//! message comes from that direct message), refuse a message over
 //! Discord's limits as Discord does ([`limits`]), answer the next calls to an
 //! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
 //! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
@@ -20,6 +28,8 @@ mod gateway;
 pub mod limits;
 pub mod payloads;
 mod rest;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -86,6 +96,11 @@ pub enum Endpoint {
     ChannelMessages,
     /// `PATCH /channels/{id}/messages/{message}`: the bot edits its message.
     ChannelMessage,
+    /// `GET /channels/{id}/messages/{message}`: the bot fetches a message (its own or a user's); 404 (10008) for a
+    /// message the fake does not know.
+    FetchMessage,
+    /// `PUT /channels/{id}/messages/{message}/reactions/{emoji}/@me`: the bot reacts to a message (204).
+    Reaction,
     /// `POST /users/@me/channels`: the bot opens (or finds) its direct-message channel with a user.
     DmChannel,
     /// Anything else: answered 404 and recorded.
@@ -152,6 +167,49 @@ impl User {
     }
 }
 
+/// A file attached to a user's message, as Discord describes it once stored; the fake gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file's name (`report.pdf`).
+    pub filename: String,
+    /// Its size in bytes.
+    pub size: u32,
+    /// Its media type (`application/pdf`), if Discord recognised one.
+    pub content_type: Option<String>,
+    /// Where the file can be downloaded (`https://cdn.discordapp.com/attachments/…`, or a test server's URL).
+    pub url: String,
+}
+
+/// A message a user writes to the bot in their direct messages ([`FakeDiscord::direct_message_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectMessage {
+    /// The text (Discord sends it in direct messages even to a bot without the message content intent).
+    pub content: String,
+    /// The message (in the same direct-message channel) this one replies to.
+    pub reply_to: Option<u64>,
+    /// The files attached to it.
+    pub attachments: Vec<Attachment>,
+}
+
+impl DirectMessage {
+    /// A plain message saying `content`: no reply, no attachments.
+    pub fn new(content: &str) -> DirectMessage {
+        DirectMessage { content: content.into(), ..DirectMessage::default() }
+    }
+}
+
+/// A message a user sent the bot, as the fake remembers it.
+#[derive(Debug, Clone)]
+struct UserMessage {
+    id: u64,
+    channel_id: u64,
+    author: User,
+    content: String,
+    reply_to: Option<u64>,
+    /// Attachment objects, with their ids.
+    attachments: Vec<Value>,
+}
+
 #[derive(Debug)]
 struct InteractionState {
     token: String,
@@ -181,6 +239,78 @@ struct State {
     closed_dms: HashSet<u64>,
     /// The application's global commands, as the last `PUT /applications/{id}/commands` registered them.
     global_commands: Vec<Value>,
+    /// Every message users sent the bot in their direct messages, in order.
+    user_messages: Vec<UserMessage>,
+    /// The emoji the bot reacted with on each message (by channel and message id), in order, each once.
+    reactions: HashMap<(u64, u64), Vec<String>>,
+}
+
+impl State {
+    /// Whether `channel_id` is a user's direct-message channel with the bot.
+    fn is_dm(&self, channel_id: u64) -> bool {
+        self.dm_channels.values().any(|channel| *channel == channel_id)
+    }
+
+    /// Who wrote the message `message_id` in `channel_id` (the bot's application id for the bot's messages), if the
+    /// fake knows it.
+    fn author_of(&self, options: &Options, channel_id: u64, message_id: u64) -> Option<u64> {
+        if self.messages.iter().any(|m| m.id == message_id && m.channel_id == channel_id) {
+            return Some(options.application_id);
+        }
+        self.user_messages.iter().find(|m| m.id == message_id && m.channel_id == channel_id).map(|m| m.author.id)
+    }
+
+    /// The message `message_id` in `channel_id` as Discord shows it now (in `GET /channels/{id}/messages/{id}` and
+    /// MESSAGE_CREATE), whoever wrote it: a reply carries the message it replies to as `referenced_message` (null
+    /// when the fake does not know that message, as for one deleted since). `None` for a message the fake does not
+    /// know.
+    fn message(&self, options: &Options, channel_id: u64, message_id: u64) -> Option<Value> {
+        let mut message = self.message_alone(options, channel_id, message_id)?;
+        let replied = message["message_reference"]["message_id"].as_str().and_then(|id| id.parse::<u64>().ok());
+        if let Some(replied) = replied {
+            message["referenced_message"] = self.message_alone(options, channel_id, replied).unwrap_or(Value::Null);
+        }
+        Some(message)
+    }
+
+    /// [`State::message`] without `referenced_message`, as Discord shows the message a reply refers to.
+    fn message_alone(&self, options: &Options, channel_id: u64, message_id: u64) -> Option<Value> {
+        let mut message =
+            if let Some(posted) = self.messages.iter().find(|m| m.id == message_id && m.channel_id == channel_id) {
+                let mut message = payloads::channel_message(options, channel_id, message_id, &posted.body);
+                if let Some(replied) = replied_to(&posted.body) {
+                    let guild = (!self.is_dm(channel_id)).then_some(options.guild_id);
+                    message["type"] = 19.into();
+                    message["message_reference"] = payloads::reference(channel_id, replied, guild);
+                }
+                message
+            } else {
+                let sent = self.user_messages.iter().find(|m| m.id == message_id && m.channel_id == channel_id)?;
+                payloads::user_message(
+                    channel_id,
+                    message_id,
+                    &sent.author,
+                    &sent.content,
+                    sent.reply_to,
+                    &sent.attachments,
+                )
+            };
+        if let Some(emojis) = self.reactions.get(&(channel_id, message_id)).filter(|emojis| !emojis.is_empty()) {
+            message["reactions"] = payloads::reactions(emojis);
+        }
+        Some(message)
+    }
+}
+
+/// The id of the message `body` replies to: its `message_reference`'s `message_id` when the reference is a reply
+/// (type 0, the default), not a forward.
+pub(crate) fn replied_to(body: &Value) -> Option<u64> {
+    let reference = body.get("message_reference")?;
+    if reference.get("type").and_then(Value::as_u64).is_some_and(|kind| kind != 0) {
+        return None;
+    }
+    let id = &reference["message_id"];
+    id.as_str().and_then(|id| id.parse().ok()).or(id.as_u64())
 }
 
 /// A message a bot posted to a channel, with its edits applied.
@@ -400,34 +530,145 @@ impl FakeDiscord {
         interaction
     }
 
-    /// `user` presses the button `custom_id` on `message`: an INTERACTION_CREATE of type 3.
+    /// `user` presses the button `custom_id` on `message`: an INTERACTION_CREATE of type 3. It comes from where the
+    /// message is, as on Discord: from the direct message ([`Origin::Dm`]) when `message` is in a direct-message
+    /// channel, else from the fake's guild ([`Origin::Home`]).
     pub fn press(&self, user: &User, message: &ChannelMessage, custom_id: &str) -> Interaction {
-        self.press_from(Origin::Home, user, message, custom_id)
+        self.press_from(self.origin_of(message), user, message, custom_id)
     }
 
-    /// [`press`](FakeDiscord::press) from `origin`.
+    /// [`press`](FakeDiscord::press) from `origin`. From [`Origin::Dm`], the channel is `message`'s when it is a
+    /// direct-message channel, else `user`'s direct-message channel.
     pub fn press_from(&self, origin: Origin, user: &User, message: &ChannelMessage, custom_id: &str) -> Interaction {
         let interaction = self.new_interaction();
         let roles = self.roles_of(user);
         let at = (message.channel_id, message.id);
         let payload = payloads::button(&self.shared.options, &interaction, user, &roles, at, custom_id);
-        self.send_from(origin, user, payload);
+        let payload = self.with_message(payload, message);
+        self.send_at(origin, user, Some(message.channel_id), payload);
         interaction
+    }
+
+    /// `user` picks `values` (the options' `value`s) in the string select menu `custom_id` on `message`: an
+    /// INTERACTION_CREATE of type 3 with `data.component_type` 3 and `data.values`. Like
+    /// [`press`](FakeDiscord::press), it comes from the direct message when `message` is in one, else from the
+    /// fake's guild.
+    pub fn select(&self, user: &User, message: &ChannelMessage, custom_id: &str, values: &[&str]) -> Interaction {
+        self.select_from(self.origin_of(message), user, message, custom_id, values)
+    }
+
+    /// [`select`](FakeDiscord::select) from `origin` (the channel chosen as by [`press_from`](FakeDiscord::press_from)).
+    pub fn select_from(
+        &self,
+        origin: Origin,
+        user: &User,
+        message: &ChannelMessage,
+        custom_id: &str,
+        values: &[&str],
+    ) -> Interaction {
+        let interaction = self.new_interaction();
+        let roles = self.roles_of(user);
+        let at = (message.channel_id, message.id);
+        let payload = payloads::select(&self.shared.options, &interaction, user, &roles, at, custom_id, values);
+        let payload = self.with_message(payload, message);
+        self.send_at(origin, user, Some(message.channel_id), payload);
+        interaction
+    }
+
+    /// The interaction `payload` with the message its component is on as Discord sends it: the bot's message as it
+    /// reads now (its text, embeds and components, edits included), a plain message (type 0, or 19 for a reply) of
+    /// the bot's, so that a bot can check that the component pressed is one it put there.
+    fn with_message(&self, mut payload: Value, message: &ChannelMessage) -> Value {
+        let now = self.shared.state().messages.iter().find(|m| m.id == message.id).map(|m| m.body.clone());
+        let body = now.unwrap_or_else(|| message.body.clone());
+        let target = &mut payload["message"];
+        for field in ["content", "embeds", "components"] {
+            target[field] = body
+                .get(field)
+                .cloned()
+                .unwrap_or_else(|| if field == "content" { "".into() } else { Value::Array(Vec::new()) });
+        }
+        if let Some(object) = target.as_object_mut() {
+            object.remove("interaction_metadata");
+            object.remove("webhook_id");
+        }
+        target["type"] = if body.get("message_reference").is_some() { 19 } else { 0 }.into();
+        payload
+    }
+
+    /// Where a component on `message` is used from: its direct message, or the fake's guild.
+    fn origin_of(&self, message: &ChannelMessage) -> Origin {
+        if self.shared.state().is_dm(message.channel_id) { Origin::Dm } else { Origin::Home }
     }
 
     /// Dispatches an interaction built for the fake's own guild as coming from `origin`.
     fn send_from(&self, origin: Origin, user: &User, payload: Value) {
+        self.send_at(origin, user, None, payload);
+    }
+
+    /// [`send_from`](FakeDiscord::send_from) for an interaction on a message in `channel`: from [`Origin::Dm`] it
+    /// comes from that channel when it is a direct-message channel.
+    fn send_at(&self, origin: Origin, user: &User, channel: Option<u64>, payload: Value) {
         let payload = match origin {
             Origin::Home => payload,
             Origin::Guild { guild_id, channel_id } => payloads::in_guild(payload, guild_id, channel_id),
             Origin::Dm => {
-                // The same channel every time for the same user, as Discord does; the bot's messages to the user
-                // land there too.
-                let channel = *self.shared.state().dm_channels.entry(user.id).or_insert_with(payloads::snowflake);
+                let mut state = self.shared.state();
+                let channel = match channel.filter(|channel| state.is_dm(*channel)) {
+                    Some(channel) => channel,
+                    // The same channel every time for the same user, as Discord does; the bot's messages to the
+                    // user land there too.
+                    None => *state.dm_channels.entry(user.id).or_insert_with(payloads::snowflake),
+                };
                 payloads::in_dm(payload, channel)
             }
         };
         gateway::dispatch(&self.shared, "INTERACTION_CREATE", payload);
+    }
+
+    /// `user` writes `content` to the bot in their direct messages; see
+    /// [`direct_message_with`](FakeDiscord::direct_message_with). Returns the message's id.
+    pub fn direct_message(&self, user: &User, content: &str) -> u64 {
+        self.direct_message_with(user, DirectMessage::new(content))
+    }
+
+    /// `user` writes `message` to the bot in their direct messages: a MESSAGE_CREATE as Discord sends it to a session
+    /// with the `DIRECT_MESSAGES` intent (none without), in the user's direct-message channel (the one
+    /// [`dm_channel_of`](FakeDiscord::dm_channel_of) names, opened now if need be), with no `guild_id` or
+    /// `member`. A reply (`reply_to`) is of type 19 with a `message_reference` and the `referenced_message` (null for
+    /// a message the fake does not know). The fake keeps the message: `GET /channels/{id}/messages/{id}` returns it,
+    /// and the bot can reply to it or react to it. Returns the message's id.
+    pub fn direct_message_with(&self, user: &User, message: DirectMessage) -> u64 {
+        let id = payloads::snowflake();
+        let payload = {
+            let mut state = self.shared.state();
+            let channel_id = *state.dm_channels.entry(user.id).or_insert_with(payloads::snowflake);
+            let attachments =
+                message.attachments.iter().map(|file| payloads::attachment(payloads::snowflake(), file)).collect();
+            state.user_messages.push(UserMessage {
+                id,
+                channel_id,
+                author: user.clone(),
+                content: message.content,
+                reply_to: message.reply_to,
+                attachments,
+            });
+            state.message(&self.shared.options, channel_id, id).unwrap_or(Value::Null)
+        };
+        gateway::dispatch_for(&self.shared, Some(gateway::DIRECT_MESSAGES), "MESSAGE_CREATE", payload);
+        id
+    }
+
+    /// The direct-message channel between `user` and the bot, once one of them opened it (the bot with
+    /// `POST /users/@me/channels`, the user by writing or by using the bot there).
+    pub fn dm_channel_of(&self, user: &User) -> Option<u64> {
+        self.shared.state().dm_channels.get(&user.id).copied()
+    }
+
+    /// The emoji the bot reacted with on the message `message_id` in `channel_id`, in order, each once: a Unicode
+    /// emoji as itself (`👍`), a custom one as `name:id`.
+    pub fn reactions(&self, channel_id: u64, message_id: u64) -> Vec<String> {
+        self.shared.state().reactions.get(&(channel_id, message_id)).cloned().unwrap_or_default()
     }
 
     /// The application's global commands are `commands` (command definitions, as a bot registers them), as if an
@@ -465,7 +706,7 @@ impl FakeDiscord {
         self.shared.state().closed_dms.insert(user.id);
     }
 
-    /// The direct messages the bot sent `user` and Discord accepted, in order.
+    /// The direct messages the bot sent `user` and Discord accepted, in order (not the ones `user` wrote).
     pub fn direct_messages(&self, user: &User) -> Vec<ChannelMessage> {
         let state = self.shared.state();
         let Some(channel) = state.dm_channels.get(&user.id).copied() else { return Vec::new() };

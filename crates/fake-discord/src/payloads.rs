@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::{Interaction, Options, User};
+use crate::{Attachment, Interaction, Options, User};
 
 pub const APPLICATION_ID: u64 = 1177000000000000001;
 pub const GUILD_ID: u64 = 1177000000000000002;
@@ -200,6 +200,146 @@ pub fn button(
     message["author"]["id"] = options.application_id.to_string().into();
     message["flags"] = 0.into();
     payload
+}
+
+/// INTERACTION_CREATE of type 3 (message component) from a string select menu (component type 3): `user` picks
+/// `values` in the menu `custom_id` on the message `message_id` in `channel_id`. Discord sends the picked options'
+/// `value`s in `data.values`, in the order the user picked them.
+pub fn select(
+    options: &Options,
+    call: &Interaction,
+    user: &User,
+    roles: &[u64],
+    at: (u64, u64),
+    custom_id: &str,
+    values: &[&str],
+) -> Value {
+    let mut payload = button(options, call, user, roles, at, custom_id);
+    payload["data"]["component_type"] = 3.into();
+    payload["data"]["values"] = values.iter().map(|value| Value::from(*value)).collect();
+    payload
+}
+
+/// A user object as Discord shows another user (a message's author, an interaction's user): the fixture's user
+/// with `user`'s id and names.
+pub fn user(user: &User) -> Value {
+    let mut object = fixture("interaction-component")["member"]["user"].clone();
+    object["id"] = user.id.to_string().into();
+    object["username"] = user.username.clone().into();
+    object["global_name"] = user.global_name.clone().map_or(Value::Null, Value::from);
+    object
+}
+
+/// The ISO 8601 timestamp Discord gives a message: the time in its snowflake `id`, to the millisecond.
+pub fn timestamp(id: u64) -> String {
+    const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+    let ms = (id >> 22) + DISCORD_EPOCH_MS;
+    let (days, of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Howard Hinnant's civil_from_days: days since 1970-01-01 to a proleptic Gregorian date.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (hours, minutes, seconds, millis) =
+        (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hours:02}:{minutes:02}:{seconds:02}.{millis:03}000+00:00")
+}
+
+/// An attachment object for the file `attachment`, stored by Discord under the id `id`: `proxy_url` is its
+/// `url` on Discord's media proxy (`media.discordapp.net` for a `cdn.discordapp.com` URL, else the same URL).
+pub fn attachment(id: u64, attachment: &Attachment) -> Value {
+    let proxy_url = attachment.url.replacen("https://cdn.discordapp.com/", "https://media.discordapp.net/", 1);
+    json!({
+        "id": id.to_string(),
+        "filename": attachment.filename,
+        "size": attachment.size,
+        "url": attachment.url,
+        "proxy_url": proxy_url,
+        "content_type": attachment.content_type,
+    })
+}
+
+/// A `message_reference` as Discord sets it on a reply (type 0, DEFAULT) to `message_id` in `channel_id`; a
+/// direct-message channel has no guild, so there is no `guild_id`.
+pub fn reference(channel_id: u64, message_id: u64, guild_id: Option<u64>) -> Value {
+    let mut reference = json!({"type": 0, "message_id": message_id.to_string(), "channel_id": channel_id.to_string()});
+    if let Some(guild) = guild_id {
+        reference["guild_id"] = guild.to_string().into();
+    }
+    reference
+}
+
+/// The message `message_id` a user (`author`) sent in the direct-message channel `channel_id`, as Discord sends
+/// it in MESSAGE_CREATE and returns it from `GET /channels/{id}/messages/{id}`: type 0, or 19 (REPLY) with a
+/// `message_reference` when it replies to `reply_to`; no `guild_id` and no `member`, as in every direct message.
+/// `referenced_message` is for the caller to add (Discord includes it with every reply).
+pub fn user_message(
+    channel_id: u64,
+    message_id: u64,
+    author: &User,
+    content: &str,
+    reply_to: Option<u64>,
+    attachments: &[Value],
+) -> Value {
+    let mut message = fixture("message");
+    message["id"] = message_id.to_string().into();
+    message["channel_id"] = channel_id.to_string().into();
+    message["author"] = user(author);
+    message["content"] = content.into();
+    message["timestamp"] = timestamp(message_id).into();
+    message["attachments"] = attachments.to_vec().into();
+    message["flags"] = 0.into();
+    message["type"] = 0.into();
+    if let Some(object) = message.as_object_mut() {
+        for gone in ["webhook_id", "interaction_metadata", "position"] {
+            object.remove(gone);
+        }
+    }
+    if let Some(replied) = reply_to {
+        message["type"] = 19.into();
+        message["message_reference"] = reference(channel_id, replied, None);
+    }
+    message
+}
+
+/// The emoji object of an emoji as a reaction's URL names it: a Unicode emoji (`👍`), or a custom one as
+/// `name:id`.
+pub fn emoji(emoji: &str) -> Value {
+    match emoji.rsplit_once(':') {
+        Some((name, id)) if id.parse::<u64>().is_ok() => json!({"id": id, "name": name}),
+        _ => json!({"id": null, "name": emoji}),
+    }
+}
+
+/// A message's `reactions`, each emoji put there by the bot alone (`count` 1, `me` true).
+pub fn reactions(emojis: &[String]) -> Value {
+    emojis
+        .iter()
+        .map(|name| {
+            json!({"emoji": emoji(name), "count": 1, "count_details": {"burst": 0, "normal": 1},
+                   "me": true, "me_burst": false, "burst_me": false, "burst_count": 0, "burst_colors": []})
+        })
+        .collect()
+}
+
+/// MESSAGE_REACTION_ADD for the bot's own reaction `emoji` to the message `message_id` (written by
+/// `author_id`) in the direct-message channel `channel_id`.
+pub fn reaction_add(options: &Options, channel_id: u64, message_id: u64, author_id: u64, emoji_name: &str) -> Value {
+    json!({
+        "user_id": options.application_id.to_string(),
+        "channel_id": channel_id.to_string(),
+        "message_id": message_id.to_string(),
+        "message_author_id": author_id.to_string(),
+        "emoji": emoji(emoji_name),
+        "burst": false,
+        "burst_colors": [],
+        "type": 0,
+    })
 }
 
 /// The message a bot posts to a channel (`POST /channels/{id}/messages`), from the request's body.

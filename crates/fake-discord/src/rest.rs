@@ -3,7 +3,11 @@
 //!
 //! Scripted answers ([`Answer`]) and the webhook rate limit are applied here, before the normal answer. Interaction
 //! endpoints keep Discord's rules: an unknown interaction is 404 (10062), a second callback is 400 (40060), and a
-//! follow-up needs an acknowledged interaction. A message to a user who refuses direct messages is 403 (50007).
+//! follow-up needs an acknowledged interaction. A message to a user who refuses direct messages is 403 (50007). A
+//! reply to a message the fake does not know is 400 (50035, `REPLIES_UNKNOWN_MESSAGE`) unless its
+//! `message_reference` says `fail_if_not_exists: false` (then it is a plain message); fetching, editing or reacting
+//! to an unknown message is 404 (10008). The bot's messages and reactions in a direct message are dispatched to it
+//! (MESSAGE_CREATE, MESSAGE_REACTION_ADD), as Discord does for a session with the direct-message intents.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::{Answer, Endpoint, Received, Shared, payloads};
+use crate::{Answer, Endpoint, Received, Shared, gateway, payloads};
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     while let Ok((stream, _)) = listener.accept().await {
@@ -132,6 +136,12 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::PATCH, ["channels", channel, "messages", message]) => {
             return (Endpoint::ChannelMessage, owned(&[channel, message]));
         }
+        (&Method::GET, ["channels", channel, "messages", message]) => {
+            return (Endpoint::FetchMessage, owned(&[channel, message]));
+        }
+        (&Method::PUT, ["channels", channel, "messages", message, "reactions", emoji, "@me"]) => {
+            return (Endpoint::Reaction, owned(&[channel, message, emoji]));
+        }
         (&Method::POST, ["interactions", id, token, "callback"]) => return (Endpoint::Callback, owned(&[id, token])),
         (_, ["webhooks", id, token, "messages", "@original"]) => return (Endpoint::Original, owned(&[id, token])),
         (&Method::POST, ["webhooks", id, token]) if id.parse() == Ok(application_id) => {
@@ -162,6 +172,8 @@ fn answer(
             | Endpoint::GuildCommands
             | Endpoint::ChannelMessages
             | Endpoint::ChannelMessage
+            | Endpoint::FetchMessage
+            | Endpoint::Reaction
             | Endpoint::DmChannel
             | Endpoint::Unknown
     );
@@ -238,6 +250,8 @@ fn answer(
         }
         Endpoint::Webhook => webhook(shared, body),
         Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, endpoint, ids, body),
+        Endpoint::FetchMessage => fetch_message(shared, ids),
+        Endpoint::Reaction => reaction(shared, ids),
         Endpoint::DmChannel => dm_channel(shared, body),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
     }
@@ -245,10 +259,13 @@ fn answer(
 
 /// A bot's message in a channel: posted (with Discord's `enforce_nonce`: a second post with the same nonce returns
 /// the first message instead of a new one, unless [`crate::FakeDiscord::forget_nonces`] stood for the few minutes
-/// after which Discord forgets a nonce), or edited (404, 10008 for a message the fake never saw).
+/// after which Discord forgets a nonce; a reply to a message of the same channel the fake does not know is refused
+/// unless `fail_if_not_exists` is false; a new message in a direct-message channel is dispatched as MESSAGE_CREATE),
+/// or edited (404, 10008 for a message the fake never saw).
 fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &Value) -> Reply {
     let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
     let channel_id = number(0);
+    let options = &shared.options;
     let mut state = shared.state();
     let refused =
         state.dm_channels.iter().any(|(user, channel)| *channel == channel_id && state.closed_dms.contains(user));
@@ -256,17 +273,50 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
         return Reply::error(403, 50007, "Cannot send messages to this user");
     }
     if endpoint == Endpoint::ChannelMessages {
+        let mut body = body.clone();
+        if let Some(replied) = crate::replied_to(&body) {
+            let reference = &body["message_reference"];
+            let elsewhere = reference["channel_id"]
+                .as_str()
+                .and_then(|id| id.parse::<u64>().ok())
+                .or(reference["channel_id"].as_u64())
+                .is_some_and(|channel| channel != channel_id);
+            if elsewhere || state.author_of(options, channel_id, replied).is_none() {
+                if reference["fail_if_not_exists"] != Value::Bool(false) {
+                    let errors = json!({"message_reference": {"_errors": [
+                        {"code": "REPLIES_UNKNOWN_MESSAGE", "message": "Unknown message"}]}});
+                    return Reply::json(400, json!({"message": "Invalid Form Body", "code": 50035, "errors": errors}));
+                }
+                // Discord sends it as a plain message.
+                if let Some(object) = body.as_object_mut() {
+                    object.remove("message_reference");
+                }
+            }
+        }
         let nonce = body.get("nonce").filter(|_| body["enforce_nonce"] == Value::Bool(true));
         let earlier = nonce.and_then(|nonce| {
             let remembered = &state.messages[state.nonces_forgotten..];
             remembered.iter().find(|m| m.channel_id == channel_id && m.body.get("nonce") == Some(nonce))
         });
         if let Some(earlier) = earlier {
-            return Reply::json(200, payloads::channel_message(&shared.options, channel_id, earlier.id, &earlier.body));
+            let message = state.message(options, channel_id, earlier.id).unwrap_or(Value::Null);
+            return Reply::json(200, message);
         }
         let id = payloads::snowflake();
         state.messages.push(crate::ChannelMessage { id, channel_id, body: body.clone(), edits: 0 });
-        return Reply::json(200, payloads::channel_message(&shared.options, channel_id, id, body));
+        let message = state.message(options, channel_id, id).unwrap_or(Value::Null);
+        let dm = state.is_dm(channel_id);
+        drop(state);
+        if dm {
+            // Discord sends the bot its own messages too (with the nonce it posted them with): a bot must ignore
+            // messages whose author is itself.
+            let mut created = message.clone();
+            if let Some(nonce) = body.get("nonce") {
+                created["nonce"] = nonce.clone();
+            }
+            gateway::dispatch_for(shared, Some(gateway::DIRECT_MESSAGES), "MESSAGE_CREATE", created);
+        }
+        return Reply::json(200, message);
     }
     let message_id = number(1);
     let Some(message) = state.messages.iter_mut().find(|m| m.id == message_id && m.channel_id == channel_id) else {
@@ -278,7 +328,62 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
         }
     }
     message.edits += 1;
-    Reply::json(200, payloads::channel_message(&shared.options, channel_id, message_id, &message.body))
+    Reply::json(200, state.message(options, channel_id, message_id).unwrap_or(Value::Null))
+}
+
+/// Any message the fake knows, the bot's or a user's, as it reads now; 404 (10008) for another.
+fn fetch_message(shared: &Shared, ids: &[String]) -> Reply {
+    let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    match shared.state().message(&shared.options, number(0), number(1)) {
+        Some(message) => Reply::json(200, message),
+        None => Reply::error(404, 10008, "Unknown Message"),
+    }
+}
+
+/// The bot reacts to a message the fake knows with an emoji (its URL-encoded path segment): 204, and remembered
+/// once however often it is repeated; 404 (10008) for an unknown message, 400 (10014) for an emoji that cannot be
+/// one. A new reaction in a direct-message channel is dispatched as MESSAGE_REACTION_ADD.
+fn reaction(shared: &Shared, ids: &[String]) -> Reply {
+    let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let (channel_id, message_id) = (number(0), number(1));
+    let mut state = shared.state();
+    let Some(author) = state.author_of(&shared.options, channel_id, message_id) else {
+        return Reply::error(404, 10008, "Unknown Message");
+    };
+    let emoji = ids.get(2).and_then(|segment| percent_decoded(segment));
+    let Some(emoji) = emoji.filter(|emoji| !emoji.is_empty() && !emoji.chars().any(char::is_whitespace)) else {
+        return Reply::error(400, 10014, "Unknown Emoji");
+    };
+    let emojis = state.reactions.entry((channel_id, message_id)).or_default();
+    let new = !emojis.contains(&emoji);
+    if new {
+        emojis.push(emoji.clone());
+    }
+    let dm = state.is_dm(channel_id);
+    drop(state);
+    if new && dm {
+        let added = payloads::reaction_add(&shared.options, channel_id, message_id, author, &emoji);
+        gateway::dispatch_for(shared, Some(gateway::DIRECT_MESSAGE_REACTIONS), "MESSAGE_REACTION_ADD", added);
+    }
+    Reply { status: 204, body: None, headers: Vec::new() }
+}
+
+/// A path segment with its `%XX` escapes decoded, if they are well formed and make UTF-8.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))?;
+            decoded.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 /// The direct-message channel with `recipient_id`: the same channel every time for the same user, as Discord does.

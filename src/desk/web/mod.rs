@@ -323,6 +323,7 @@ pub struct BoardQuery {
     pub q: String,
     pub mine: String,
     pub unassigned: String,
+    pub answered: String,
     pub cursor: String,
 }
 
@@ -332,7 +333,7 @@ impl BoardQuery {
         let given = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
         let status = match given(&self.status) {
             None => None,
-            Some(text) => Some(Status::parse(&text).ok_or("status is open, claimed or closed")?),
+            Some(text) => Some(Status::parse(&text).ok_or("status is open, claimed, waiting or closed")?),
         };
         let priority = match given(&self.priority) {
             None => None,
@@ -343,6 +344,7 @@ impl BoardQuery {
             priority,
             assignee: given(&self.mine).map(|_| Person::staff(me).key()),
             unassigned: given(&self.unassigned).is_some(),
+            answered: given(&self.answered).is_some(),
             label: given(&self.label),
             origin: given(&self.origin),
             q: given(&self.q),
@@ -362,6 +364,7 @@ impl BoardQuery {
             ("q", &self.q),
             ("mine", &self.mine),
             ("unassigned", &self.unassigned),
+            ("answered", &self.answered),
         ] {
             if !value.trim().is_empty() {
                 url.append_pair(key, value.trim());

@@ -10,7 +10,7 @@ use crate::desk::numbers::Snapshot;
 use crate::desk::problems::{Kind, Problem};
 use crate::lifecycle::TicketState;
 use crate::people::Session;
-use crate::schema::lifecycle::{Change, Event, Person, Priority, Status};
+use crate::schema::lifecycle::{Change, Delivery, Event, Person, Priority, Status};
 use crate::store::query::{Durations, Page};
 
 fn layout(title: &str, session: Option<&Session>, open: Option<u64>, content: Markup) -> Markup {
@@ -115,7 +115,7 @@ pub fn sign_in(token: &str) -> Markup {
 }
 
 pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts) -> Markup {
-    let (open, claimed, closed) = counts;
+    let (open, claimed, waiting, closed) = counts;
     let now = chrono::Utc::now();
     layout(
         "Board",
@@ -123,7 +123,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
         Some(open),
         html! {
             h1 { "Tickets" }
-            p #counts data-live { (open) " open · " (claimed) " claimed · " (closed) " closed" }
+            p #counts data-live { (open) " open · " (claimed) " claimed · " (waiting) " waiting · " (closed) " closed" }
             form.filters method="get" action="/" role="search" {
                 label { "Search " input type="search" name="q" value=(query.q) placeholder="words in body, contact, comments"; }
                 label { "Status "
@@ -148,6 +148,9 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                 label.check {
                     input type="checkbox" name="unassigned" value="1" checked[!query.unassigned.is_empty()]; " Unassigned"
                 }
+                label.check {
+                    input type="checkbox" name="answered" value="1" checked[!query.answered.is_empty()]; " Submitter answered"
+                }
                 button type="submit" { "Filter" }
                 a href="/" { "Clear" }
             }
@@ -165,7 +168,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                             @for ticket in &page.tickets {
                                 tr {
                                     td.subject { a href={ "/tickets/" (path_segment(&ticket.id)) } { (first_line(&ticket.body, 100)) } }
-                                    td { (status_badge(ticket.status)) }
+                                    td { (status_badge(ticket.status)) @if ticket.answered { " " (answered_badge()) } }
                                     td { span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } }
                                     td { time datetime=(ticket.created_at) title=(ticket.created_at) { (age(&ticket.created_at, now)) } }
                                     td { bdi { (ticket.assignee.as_ref().map_or("—".to_owned(), Person::display)) } }
@@ -205,6 +208,18 @@ pub fn ticket(
         }
     };
     let mine = ticket.assignee.as_ref() == Some(&Person::staff(&session.name));
+    // Deliveries show under the message they are about, when that message is on the page.
+    let shown: std::collections::HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let mut deliveries_of: std::collections::HashMap<&str, Vec<&Event>> = std::collections::HashMap::new();
+    let mut attached: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for event in events {
+        if let Change::Delivery(Delivery { of, .. }) = &event.change
+            && shown.contains(of.as_str())
+        {
+            deliveries_of.entry(of.as_str()).or_default().push(event);
+            attached.insert(event.event_id.as_str());
+        }
+    }
     layout(
         &first_line(&ticket.body, 60),
         Some(session),
@@ -226,12 +241,16 @@ pub fn ticket(
                 h1 { (first_line(&ticket.body, 120)) }
                 p.badges {
                     (status_badge(ticket.status)) " "
+                    @if ticket.answered { (answered_badge()) " " }
                     span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } " "
                     @if let Some(assignee) = &ticket.assignee { span.assignee { "held by " bdi { (assignee.display()) } } " " }
                     @for label in &ticket.labels { span.label { (label) } " " }
                 }
                 div.body { (ticket.body) }
                 dl.facts {
+                    @if let Some(old) = &ticket.follows {
+                        dt { "Follows" } dd { a href={ "/tickets/" (path_segment(old)) } { "ticket " (old) } " (closed)" }
+                    }
                     dt { "Contact" } dd { bdi { (ticket.contact) } @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
                     dt { "Origin" } dd { (ticket.origin) (place(ticket)) }
                     dt { "Submitted" } dd { (when(&ticket.submitted)) }
@@ -277,23 +296,22 @@ pub fn ticket(
                 }
             }
             section.reply aria-label="Reply" {
+                p.note #reply-goes { (reply_goes(ticket)) }
                 (form("comment", html! {
                     label { "Reply or note" textarea name="body" required maxlength="4000" rows="4" {} }
                     label.check { input type="checkbox" name="internal" value="1"; " Internal note (staff only)" }
                 }, "Send"))
             }
-            section #timeline data-live aria-label="Timeline" {
-                h2 { "Timeline" }
+            section #timeline data-live aria-label="Conversation and history" {
+                h2 { "Conversation and history" }
                 @if hidden > 0 {
                     p.note { "The " (hidden) " oldest events after the first are not shown; the API has them all ("
                         code { "GET /api/tickets/ID" } ")." }
                 }
                 ol.timeline {
                     @for event in events {
-                        li class=(timeline_class(&event.change)) {
-                            (when(&event.at)) " · " strong { bdi { (event.actor.display()) } } " " (source(event)) " "
-                            (describe(&event.change))
-                            @if let Change::Commented { body, .. } = &event.change { div.comment { (body) } }
+                        @if !attached.contains(event.event_id.as_str()) {
+                            (timeline_entry(event, deliveries_of.get(event.event_id.as_str()).map_or(&[][..], Vec::as_slice)))
                         }
                     }
                 }
@@ -304,7 +322,7 @@ pub fn ticket(
 
 pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letters: &[Problem]) -> Markup {
     let stats = &snapshot.stats;
-    let (open, claimed, closed) = counts;
+    let (open, claimed, waiting, closed) = counts;
     let hours: Vec<(String, u64)> =
         stats.created_per_hour.iter().map(|b| (format!("{}:00", b.hour.replace('T', " ")), b.created)).collect();
     let days: Vec<(String, u64)> = stats.created_per_day.iter().map(|d| (d.day.clone(), d.created)).collect();
@@ -321,6 +339,7 @@ pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letter
                 dl.big {
                     div { dt { "Open" } dd #count-open { (open) } }
                     div { dt { "Claimed" } dd #count-claimed { (claimed) } }
+                    div { dt { "Waiting" } dd #count-waiting { (waiting) } }
                     div { dt { "Closed" } dd #count-closed { (closed) } }
                 }
                 p.note { "The rest as of " (when(&snapshot.as_of.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
@@ -449,11 +468,73 @@ fn status_badge(status: Status) -> Markup {
     html! { span class={ "status " (status.name()) } { (status.name()) } }
 }
 
+/// The mark of a ticket whose submitter wrote since the team's last public reply.
+fn answered_badge() -> Markup {
+    html! { span.answered title="The submitter wrote since the last public reply" { "submitter answered" } }
+}
+
 fn timeline_class(change: &Change) -> &'static str {
     match change {
         Change::Rejected { .. } => "refused",
         Change::Commented { internal: true, .. } => "note",
+        Change::Commented { internal: false, .. } => "reply",
+        Change::Created { .. } | Change::SubmitterWrote { .. } => "submitter",
         _ => "",
+    }
+}
+
+/// Where a public reply will go, as the reply box says it.
+fn reply_goes(ticket: &TicketState) -> String {
+    match (&ticket.contact_id, ticket.guild_id.is_some() || ticket.origin.eq_ignore_ascii_case("discord")) {
+        (Some(_), true) => format!("A reply goes to {} by Discord direct message.", ticket.contact),
+        _ => "A reply is recorded on the ticket; franz has no way back to this submitter.".to_owned(),
+    }
+}
+
+/// One event of the conversation and history: who, when, what, and for a message its text, attachments (as links,
+/// never shown inline) and, for a public reply, where it went (`deliveries`, the delivery events about it).
+fn timeline_entry(event: &Event, deliveries: &[&Event]) -> Markup {
+    html! {
+        li class=(timeline_class(&event.change)) {
+            (when(&event.at)) " · " strong { bdi { (event.actor.display()) } } " " (source(event)) " "
+            (describe(&event.change))
+            @match &event.change {
+                Change::Commented { body, internal } => {
+                    div.comment { (body) }
+                    @if *internal { p.note { "Internal note: the submitter never sees it." } }
+                }
+                Change::SubmitterWrote { body, attachments, .. } => {
+                    @if !body.is_empty() { div.comment { (body) } }
+                    @if !attachments.is_empty() {
+                        ul.attachments {
+                            @for file in attachments {
+                                li { a href=(file.url) rel="noopener noreferrer nofollow" target="_blank" { (file.name) }
+                                    " (" (size(file.size)) @if let Some(kind) = &file.content_type { ", " (kind) } ")" }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            @for delivery in deliveries {
+                @if let Change::Delivery(Delivery { via, delivered, detail, .. }) = &delivery.change {
+                    p class={ "delivery " @if *delivered { "delivered" } @else { "failed" } } {
+                        @if *delivered { "✓ delivered by " (via.describe()) } @else { "✗ could not deliver by " (via.describe()) }
+                        @if let Some(detail) = detail { ": " (detail) }
+                        " · " (when(&delivery.at))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A size in bytes as people read it.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.0} KB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -485,6 +566,16 @@ pub fn describe(change: &Change) -> String {
         Change::LabelRemoved { label } => format!("removed the label {label}"),
         Change::Closed { reason } => format!("closed it: {reason}"),
         Change::Reopened => "reopened it".to_owned(),
+        Change::SubmitterWrote { via, reopened: false, .. } => format!("wrote (by {})", via.describe()),
+        Change::SubmitterWrote { via, reopened: true, .. } => {
+            format!("wrote (by {}), which reopened the closed ticket", via.describe())
+        }
+        Change::Delivery(Delivery { via, delivered: true, .. }) => format!("delivered a message by {}", via.describe()),
+        Change::Delivery(Delivery { via, delivered: false, detail, .. }) => format!(
+            "could not deliver a message by {}{}",
+            via.describe(),
+            detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+        ),
         Change::Rejected { action, reason } => format!("was refused ({action}): {reason}"),
     }
 }

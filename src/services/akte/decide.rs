@@ -80,6 +80,7 @@ pub struct Decider {
     events: Family<EventLabel, Counter>,
     /// Seconds from creation to first claim, observed as each first claim is decided.
     time_to_claim: Histogram,
+    policy: lifecycle::Policy,
 }
 
 impl Decider {
@@ -99,6 +100,7 @@ impl Decider {
             watermarks: Arc::new(watermarks),
             events: settings.metrics.akte_events.clone(),
             time_to_claim: settings.metrics.time_to_claim.clone(),
+            policy: settings.policy,
         })
     }
 
@@ -256,7 +258,7 @@ impl Transform for Decider {
             return Ok(None);
         }
         let state = self.state(&command.ticket_id)?;
-        let event = lifecycle::decide(state.as_ref(), &command, &now_rfc3339());
+        let event = lifecycle::decide(state.as_ref(), &command, &now_rfc3339(), &self.policy);
         if event.version.is_some() {
             let claimed_before = state.as_ref().is_some_and(|s| s.first_claimed_at.is_some());
             if let Some(next) = lifecycle::apply(state, &event) {

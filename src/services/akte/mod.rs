@@ -41,6 +41,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// Where both loops count their records.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The team's rules the decisions follow.
+    pub policy: crate::lifecycle::Policy,
 }
 
 /// `franz up`'s akte: runs whenever it is enabled (it opens the ticket store).
@@ -54,6 +56,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         store,
         retry: RetryPolicy::default(),
         metrics: context.metrics.clone(),
+        policy: crate::lifecycle::Policy { reopen_within: context.config.reopen_within },
     };
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }

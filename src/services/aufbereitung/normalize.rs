@@ -53,6 +53,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     // Kept as given, like `user_id`: a producer other than the bot may name its place in its own way.
     let guild_id = optional_text(&fields, "guild_id")?;
     let channel_id = optional_text(&fields, "channel_id")?;
+    let follows = optional_text(&fields, "follows")?;
 
     let id = match &interaction_id {
         Some(interaction) => ticket_id_for_interaction(interaction),
@@ -67,6 +68,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
         contact_id: user_id,
         guild_id,
         channel_id,
+        follows,
     })
 }
 

@@ -15,6 +15,7 @@
 //! start-up removes a global registration left from before, so that only that server can feed tickets in.
 
 pub mod connect;
+pub mod conversation;
 pub mod guard;
 pub mod replies;
 pub mod staff;
@@ -60,6 +61,11 @@ pub struct Settings {
     pub store: Option<Store>,
     /// Where the bot reports what went wrong with a command, a reply or a card (`/readyz`, `franz status`).
     pub troubles: Troubles,
+    /// Partitions of `ticket-commands`, to put a submitter's message where akte decides its ticket.
+    pub partitions: i32,
+    /// How long after its close a submitter's message reopens a ticket (akte's rule; later messages open a new
+    /// ticket that follows it).
+    pub reopen_within: Duration,
 }
 
 /// What every command invocation can use.
@@ -78,6 +84,10 @@ pub struct Data {
     troubles: Troubles,
     /// The one server served (`DISCORD_GUILD_ID`); interactions from elsewhere are refused (`guard`).
     guild: Option<u64>,
+    /// The submitters' direct messages: their rate limit and order.
+    conversations: conversation::Conversations,
+    partitions: i32,
+    reopen_within: Duration,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -116,6 +126,7 @@ impl Invocation {
             guild_id: self.guild_id.map(|g| g.to_string()),
             channel_id: Some(self.channel_id.to_string()),
             interaction_id: Some(self.interaction_id.to_string()),
+            follows: None,
         }
     }
 }
@@ -400,6 +411,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         cards_path: staff::cards_path(store),
         staff_dir: context.desk_dir.clone(),
         partitions: config.partitions,
+        commands_topic: config.topics.commands.clone(),
         desk_url: config.desk.public_url.clone(),
         troubles: context.metrics.troubles.clone(),
         errors_topic: config.topics.errors.clone(),
@@ -418,6 +430,8 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         staff,
         store: context.store.clone(),
         troubles: context.metrics.troubles.clone(),
+        partitions: config.partitions,
+        reopen_within: config.reopen_within,
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
@@ -488,6 +502,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         store: settings.store.clone(),
         troubles: settings.troubles.clone(),
         guild: settings.guild_id,
+        conversations: conversation::Conversations::default(),
+        partitions: settings.partitions,
+        reopen_within: settings.reopen_within,
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
@@ -609,9 +626,21 @@ async fn on_event(
     event: &serenity::FullEvent,
 ) -> Result<(), Error> {
     let data = framework.user_data;
-    let serenity::FullEvent::InteractionCreate { interaction } = event else { return Ok(()) };
     let http = &framework.serenity_context.http;
     let _in_flight = data.in_flight.token();
+    let interaction = match event {
+        serenity::FullEvent::InteractionCreate { interaction } => interaction,
+        serenity::FullEvent::Message { new_message } => {
+            conversation::received(http, data, new_message).await;
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    // A submitter's answer in direct messages acts on their own message only, so it is served from a DM even
+    // with DISCORD_GUILD_ID set.
+    if conversation::chosen(http, data, interaction).await {
+        return Ok(());
+    }
     match guard::origin(interaction) {
         Some(from) if !guard::admits(data.guild, from) => guard::refuse(http, interaction, &data.troubles).await,
         _ => {

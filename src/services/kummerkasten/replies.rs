@@ -55,6 +55,7 @@ pub fn own_tickets(tickets: &[TicketState]) -> String {
                 Some(reason) => format!("closed: {}", clip(&plain(reason), 120)),
                 None => "closed".to_owned(),
             },
+            (Status::Waiting, _) => "the team replied; waiting for your answer (reply to the bot's message)".to_owned(),
             (_, Some(who)) => format!("being worked on by {}", plain(&who.name)),
             _ => "open, waiting for the team".to_owned(),
         };

@@ -19,6 +19,7 @@
     document.body.setAttribute('data-refreshed', String(Date.now()));
   }
 
+  var settled = [];
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
@@ -32,7 +33,8 @@
       .catch(function () {})
       .then(function () {
         busy = false;
-        if (again) { again = false; refresh(); }
+        if (again) { again = false; refresh(); return; }
+        settled.splice(0).forEach(function (done) { done(); });
       });
   }
 
@@ -40,7 +42,13 @@
   function connect() {
     source = new EventSource('/live');
     source.addEventListener('change', refresh);
-    source.addEventListener('open', function () { document.body.setAttribute('data-connected', 'true'); });
+    // Whatever changed between drawing the page and the stream's start (or while a dropped stream was away), such
+    // as numbers refreshed in the background right after the page was served, is caught up once it opens.
+    // The page says it is connected once that catching up is done, so what reads it next reads a settled page.
+    source.addEventListener('open', function () {
+      settled.push(function () { document.body.setAttribute('data-connected', 'true'); });
+      refresh();
+    });
   }
   connect();
   // A browser holds six connections per site: a page navigated away from (or kept in the back-forward cache) lets

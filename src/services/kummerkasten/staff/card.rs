@@ -118,9 +118,12 @@ pub fn message(state: &TicketState, nonce: Option<&str>, desk_url: Option<&str>)
 pub fn embed(state: &TicketState) -> Value {
     let status = match (state.status, &state.assignee) {
         (Status::Closed, _) => "closed".to_owned(),
+        (Status::Waiting, Some(who)) => format!("waiting on the submitter (held by {})", plain(&who.display())),
+        (Status::Waiting, None) => "waiting on the submitter".to_owned(),
         (_, Some(who)) => format!("claimed by {}", plain(&who.display())),
         (Status::Claimed, None) | (Status::Open, None) => "open".to_owned(),
     };
+    let status = if state.answered { format!("{status} · submitter answered") } else { status };
     let first_line = state.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
     let mut fields = vec![
         field("Status", &status, true),
@@ -167,7 +170,9 @@ fn buttons(state: &TicketState) -> Vec<Value> {
     let button = |press: Press, label: &str, style: u8| json!({"type": 2, "style": style, "label": label, "custom_id": button_id(press, &state.id)});
     match state.status {
         Status::Closed => vec![button(Press::Reopen, "Reopen", 2)],
-        Status::Open | Status::Claimed => vec![button(Press::Claim, "Claim", 1), button(Press::Close, "Close", 4)],
+        Status::Open | Status::Claimed | Status::Waiting => {
+            vec![button(Press::Claim, "Claim", 1), button(Press::Close, "Close", 4)]
+        }
     }
 }
 

@@ -46,10 +46,11 @@ use tokio_util::sync::CancellationToken;
 use super::cards::{Card, Cards, Imported};
 use super::notify::{self, Notice, Sent};
 use super::{Settings, Team, card};
+use crate::kafka::tickets::send_command;
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer, report_error};
 use crate::lifecycle::TicketState;
 use crate::metrics::{REFUSED_CARD, REFUSED_DIRECT_MESSAGE, RefusedLabel};
-use crate::schema::lifecycle::{Change, Event};
+use crate::schema::lifecycle::{Change, Command, Event};
 use crate::services::kummerkasten::{NAME, connect};
 use crate::store::query;
 
@@ -194,7 +195,9 @@ async fn follow(
 fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
     let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
     let notice = event.as_ref().and_then(notify::notice);
-    let ticket = event.filter(|e| !matches!(e.change, Change::Rejected { .. })).map(|e| e.ticket_id);
+    // A refusal changes no ticket, and a delivery nothing a card shows.
+    let ticket =
+        event.filter(|e| !matches!(e.change, Change::Rejected { .. } | Change::Delivery(_))).map(|e| e.ticket_id);
     Seen { partition: message.partition(), offset: message.offset(), ticket, notice }
 }
 
@@ -438,12 +441,15 @@ impl Poster {
         // Only a ticket from Discord has a submitter the bot can write to.
         let Some(user) = state.contact_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { return Ok(()) };
         let ticket = state.id.as_str();
+        let closed = "the user does not accept direct messages from the bot";
         if self.refused_lately(user) {
             tracing::debug!(ticket, user, "the submitter refused direct messages lately; not asked again yet");
-            return Ok(());
+            return self
+                .record(notify::delivery(notice, false, Some(format!("{closed} (asked within the hour)")), None))
+                .await;
         }
-        match notify::send(&self.http, user, &notify::message(notice, &state)).await {
-            Ok(Sent::Delivered) => Ok(()),
+        let delivery = match notify::send(&self.http, user, &notify::message(notice, &state)).await {
+            Ok(Sent::Delivered(message)) => notify::delivery(notice, true, None, Some(message)),
             Ok(Sent::Refused) => {
                 self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
                 tracing::info!(
@@ -452,15 +458,25 @@ impl Poster {
                     "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
                      asked again for {REFUSAL_MEMORY:?}"
                 );
-                Ok(())
+                notify::delivery(notice, false, Some(closed.to_owned()), None)
             }
             Ok(Sent::Dropped(why)) => {
                 let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
                 self.refused_for_good(REFUSED_DIRECT_MESSAGE, ticket, problem).await;
-                Ok(())
+                notify::delivery(notice, false, Some(format!("Discord refused it: {why}")), None)
             }
-            Err(error) => Err(anyhow::anyhow!("{}", connect::describe(&error))),
-        }
+            Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
+        };
+        self.record(delivery).await
+    }
+
+    /// Records on the ticket where a message went (an error is worth retrying: the message is sent again with the
+    /// same nonce, which Discord answers with the message it has, and recorded once).
+    async fn record(&self, delivery: Command) -> anyhow::Result<()> {
+        let settings = &self.settings;
+        send_command(&self.producer, &settings.commands_topic, settings.partitions, &delivery)
+            .await
+            .with_context(|| format!("cannot record the delivery of a message about {}", delivery.ticket_id))
     }
 
     /// Whether `user` refused a direct message within [`REFUSAL_MEMORY`]; forgets older refusals.

@@ -35,6 +35,8 @@ pub struct Settings {
     pub staff_dir: PathBuf,
     /// Partitions of `ticket-commands`, to put a command where akte decides its ticket.
     pub partitions: i32,
+    /// `ticket-commands`, where presses and deliveries go.
+    pub commands_topic: String,
     /// The web desk's public URL (`desk.public_url`): cards link to their ticket's page there.
     pub desk_url: Option<String>,
     /// Where a card, a direct message or a press that failed is reported as the bot's last problem.

@@ -4,7 +4,9 @@
 //! The texts are pure functions of the event and the ticket, tested without Discord; ticket text is defused
 //! (`discord::plain`) and nothing pings. Sending opens the bot's DM channel with the submitter and posts there, with
 //! a nonce from the event id that Discord enforces, so a redelivered event does not send the same message twice.
-//! Which events to send, and when to retry, is `follow`'s business; this module decides no ticket.
+//! Which events to send, and when to retry, is `follow`'s business; this module decides no ticket. Where a
+//! message went is recorded on its ticket ([`delivery`]): the desk shows it under the reply, and an answer to the
+//! message finds its ticket by the message id.
 
 use std::time::Duration;
 
@@ -13,8 +15,8 @@ use serde_json::{Value, json};
 
 use crate::discord::{clip, plain};
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::{Change, Event};
-use crate::services::kummerkasten::connect;
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Delivery, Event, Via};
+use crate::services::kummerkasten::{NAME, connect};
 
 /// Discord's limit on a message's `content`.
 const CONTENT_MAX: usize = 2000;
@@ -94,10 +96,28 @@ pub fn message(notice: &Notice, ticket: &TicketState) -> Value {
     })
 }
 
+/// The command that records how the message about `notice` ended: derived from the notice's event, so that a
+/// message sent again after a crash is recorded once.
+pub fn delivery(notice: &Notice, delivered: bool, detail: Option<String>, message_id: Option<u64>) -> Command {
+    Command {
+        command_id: format!("delivery:{}", notice.event_id),
+        ticket_id: notice.ticket_id.clone(),
+        actor: Actor { source: ActorSource::Franz, name: NAME.into(), id: None, staff: None },
+        action: Action::RecordDelivery(Delivery {
+            of: notice.event_id.clone(),
+            via: Via::DiscordDm,
+            delivered,
+            detail: detail.map(|text| clip(&text, crate::lifecycle::REASON_MAX)),
+            message_id: message_id.map(|id| id.to_string()),
+        }),
+    }
+}
+
 /// How a direct message ended.
 #[derive(Debug)]
 pub enum Sent {
-    Delivered,
+    /// Discord took it: the message's id.
+    Delivered(u64),
     /// The user accepts no direct messages from the bot (code 50007): skipped, not retried.
     Refused,
     /// Discord refused it for good for another reason (an unknown user, say); skipped, with the reason.
@@ -113,7 +133,7 @@ pub async fn send(http: &serenity::Http, user_id: u64, body: &Value) -> Result<S
     }
     .await;
     match outcome {
-        Ok(_) => Ok(Sent::Delivered),
+        Ok(message) => Ok(Sent::Delivered(message.id.get())),
         Err(error) => match (connect::status(&error), connect::code(&error)) {
             (Some(403), Some(DMS_CLOSED)) => Ok(Sent::Refused),
             (Some(status), _) if connect::refused_for_good(status) => Ok(Sent::Dropped(connect::describe(&error))),
