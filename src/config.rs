@@ -137,7 +137,7 @@ pub struct Discord {
     /// keeps the limits for every bot behind it. Unset, the bot calls discord.com itself.
     #[serde(deserialize_with = "parse::api_proxy")]
     pub api_proxy: Option<String>,
-    /// The channel where the bot posts a card per ticket, with Claim and Close buttons (a numeric id); unset, there
+    /// The channel where the bot posts a card per ticket, with Claim, Reply and Close buttons (a numeric id); unset, there
     /// are no cards. Needs `staff_role_id` too.
     #[serde(deserialize_with = "parse::snowflake")]
     pub staff_channel_id: Option<u64>,

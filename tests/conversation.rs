@@ -7,11 +7,13 @@
 
 use std::time::Duration;
 
-use fake_discord::{Attachment, DirectMessage, FakeDiscord, User};
+use fake_discord::{Attachment, DirectMessage, Endpoint, FakeDiscord, User};
 use franz::schema::lifecycle::Action;
 use serde_json::{Value, json};
 
-use crate::kummerkasten_staff::{Team, ana, button, events_of, from_the_desk, only_ticket, ponta, submit, told};
+use crate::kummerkasten_staff::{
+    Team, ana, answer, button, card_shows, events_of, field, from_the_desk, only_ticket, ponta, submit, told,
+};
 use crate::util::{Harness, wait_until};
 
 /// A public reply from the desk.
@@ -374,5 +376,38 @@ async fn two_quick_picks_put_the_message_on_one_ticket() {
         written += of_type(&events, "submitter_wrote").len();
     }
     assert_eq!(written, 1, "the one message is on {written} tickets");
+    team.down().await;
+}
+
+/// Staff hold the conversation from the card too: Reply opens a form whose submit the submitter gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_conversation_is_held_from_the_staff_card_and_tickets_shows_its_newest_message() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let posted = submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let ana = ana(discord);
+
+    // Reply opens a form; its submit is a public reply, which the submitter gets.
+    let form = answer(discord, &discord.press(&ana, &posted, &button(&posted, "Reply")), Endpoint::Callback).await;
+    assert_eq!(form.body["type"], 9, "a form: {:?}", form.body);
+    let form_id = form.body["data"]["custom_id"].as_str().unwrap().to_owned();
+    let text = told(discord, &discord.modal_submit(&ana, &form_id, &[("body", "Which floor? <@1>")])).await;
+    assert!(text.contains("Replied"), "{text}");
+    let asked = dm_saying(discord, &ponta(), "Which floor?").await;
+    let waiting = |c: &Value| field(c, "Status").is_some_and(|s| s.starts_with("waiting"));
+    card_shows(discord, posted.id, "waiting", waiting).await;
+
+    // The submitter answers; the card says so, and /tickets shows the answer as the newest message.
+    history(harness, &ticket, "the reply's delivery", |e| !of_type(e, "delivery").is_empty()).await;
+    let answered = DirectMessage { reply_to: Some(asked.id), ..DirectMessage::new("3rd") };
+    let id = discord.direct_message_with(&ponta(), answered);
+    receipt(discord, &ponta(), id).await;
+    let told_so = |c: &Value| field(c, "Status").is_some_and(|s| s.contains("submitter answered"));
+    card_shows(discord, posted.id, "the answer", told_so).await;
+    let status = discord.command(&ponta(), "tickets", &[]);
+    let listed = answer(discord, &status, Endpoint::Callback).await;
+    let text = listed.body["data"]["content"].as_str().unwrap();
+    assert!(text.contains("last: you, “3rd”"), "{text}");
     team.down().await;
 }

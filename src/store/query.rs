@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{TICKET_COLUMNS, ticket_from_row};
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::{Event, Person, Priority, Status};
+use crate::schema::lifecycle::{Change, Event, Person, Priority, Status};
 
 /// The most tickets one page holds.
 pub const PAGE_MAX: usize = 200;
@@ -232,6 +232,23 @@ pub fn answer(conn: &Connection, ticket_id: &str, command_id: &str) -> rusqlite:
         .query_row([ticket_id, command_id], |row| row.get(0))
         .optional()?;
     Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+/// The newest message of a ticket's conversation: the submitter's, or a public reply (never an internal note).
+pub fn last_message(conn: &Connection, ticket_id: &str) -> rusqlite::Result<Option<Event>> {
+    // The newest few messages of either kind; notes among them are passed over.
+    let mut statement = conn.prepare_cached(
+        "SELECT json FROM events WHERE ticket_id = ?1 AND type IN ('submitter_wrote', 'commented')
+         ORDER BY seq DESC LIMIT 50",
+    )?;
+    let mut rows = statement.query([ticket_id])?;
+    while let Some(row) = rows.next()? {
+        let Ok(event) = serde_json::from_str::<Event>(&row.get::<_, String>(0)?) else { continue };
+        if !matches!(event.change, Change::Commented { internal: true, .. }) {
+            return Ok(Some(event));
+        }
+    }
+    Ok(None)
 }
 
 /// The team's numbers.

@@ -304,9 +304,12 @@ async fn tickets(ctx: Context<'_>) -> Result<(), Error> {
         None => "Ticket status is not available from this bot.".to_owned(),
         Some(store) => {
             let user = ctx.author().id.to_string();
-            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<crate::lifecycle::TicketState>> {
+            type Found = Vec<(crate::lifecycle::TicketState, Option<crate::schema::lifecycle::Event>)>;
+            let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Found> {
                 let conn = store.reader()?;
-                Ok(query::by_contact(&conn, &user, replies::OWN_TICKETS_MAX)?)
+                let tickets = query::by_contact(&conn, &user, replies::OWN_TICKETS_MAX)?;
+                let with_last = tickets.into_iter().map(|ticket| Ok((query::last_message(&conn, &ticket.id)?, ticket)));
+                with_last.map(|found| found.map(|(last, ticket)| (ticket, last))).collect()
             })
             .await
             .map_err(anyhow::Error::from)

@@ -10,7 +10,7 @@ use poise::serenity_prelude as serenity;
 
 use crate::discord::{clip, code_block, plain};
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::Status;
+use crate::schema::lifecycle::{Change, Event, Status};
 
 /// The most tickets `/tickets` lists: the newest ones.
 pub const OWN_TICKETS_MAX: usize = 10;
@@ -41,14 +41,14 @@ pub fn cooldown(remaining: Duration) -> String {
     format!("You just submitted a ticket. You can submit the next one in {seconds} {unit}.")
 }
 
-/// The answer to `/tickets`: the caller's newest tickets (as the store returns them, newest first) and where each
-/// stands, within Discord's 2,000 characters.
-pub fn own_tickets(tickets: &[TicketState]) -> String {
+/// The answer to `/tickets`: the caller's newest tickets (as the store returns them, newest first), where each
+/// stands and the newest message of its conversation, within Discord's 2,000 characters.
+pub fn own_tickets(tickets: &[(TicketState, Option<Event>)]) -> String {
     if tickets.is_empty() {
         return "You have no tickets here yet. Submit one with `/ticket`.".to_owned();
     }
     let mut lines = vec![format!("Your {} newest ticket(s), newest first:", tickets.len().min(OWN_TICKETS_MAX))];
-    for ticket in tickets.iter().take(OWN_TICKETS_MAX) {
+    for (ticket, last) in tickets.iter().take(OWN_TICKETS_MAX) {
         let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
         let status = match (ticket.status, &ticket.assignee) {
             (Status::Closed, _) => match &ticket.close_reason {
@@ -59,7 +59,17 @@ pub fn own_tickets(tickets: &[TicketState]) -> String {
             (_, Some(who)) => format!("being worked on by {}", plain(&who.name)),
             _ => "open, waiting for the team".to_owned(),
         };
-        lines.push(format!("• `{}` {}: {}", ticket.id, clip(&plain(first_line.trim()), 60), status));
+        let mut line = format!("• `{}` {}: {}", ticket.id, clip(&plain(first_line.trim()), 60), status);
+        let said = |body: &str| clip(&plain(&body.split_whitespace().collect::<Vec<_>>().join(" ")), 60);
+        match last.as_ref().map(|event| (&event.change, event)) {
+            Some((Change::SubmitterWrote { body, .. }, _)) => line.push_str(&format!(" · last: you, “{}”", said(body))),
+            Some((Change::Commented { body, .. }, event)) => {
+                let who = plain(&event.actor.person().name);
+                line.push_str(&format!(" · last: {who}, “{}”", said(body)));
+            }
+            _ => {}
+        }
+        lines.push(line);
     }
     clip(&lines.join("\n"), 2000)
 }
@@ -120,6 +130,7 @@ mod tests {
     fn own_tickets_say_where_each_stands_and_fit_in_a_message() {
         let ticket = |id: &str, body: &str| TicketState { id: id.into(), body: body.into(), ..TicketState::default() };
         assert!(own_tickets(&[]).contains("no tickets"));
+        let none = |tickets: Vec<TicketState>| tickets.into_iter().map(|t| (t, None)).collect::<Vec<_>>();
         let closed = TicketState {
             status: Status::Closed,
             close_reason: Some("fixed <@1>".into()),
@@ -130,14 +141,41 @@ mod tests {
             assignee: Some(crate::schema::lifecycle::Person::staff("ana")),
             ..ticket("t-1", "\nvpn\nmore")
         };
-        let text = own_tickets(&[closed, claimed, ticket("t-0", "mail")]);
+        let text = own_tickets(&none(vec![closed, claimed, ticket("t-0", "mail")]));
         assert!(text.contains("`t-2`") && text.contains("closed: fixed"), "{text}");
         assert!(text.contains("`t-1` vpn: being worked on by ana"), "{text}");
         assert!(text.contains("`t-0` mail: open"), "{text}");
         assert!(!text.contains("<@1>") && !text.contains("@everyone"), "{text}");
         let many: Vec<TicketState> = (0..50).map(|i| ticket(&format!("t-{i}"), &"x".repeat(4000))).collect();
-        let text = own_tickets(&many);
+        let text = own_tickets(&none(many));
         assert!(crate::discord::chars(&text) <= 2000 && text.lines().count() == OWN_TICKETS_MAX + 1, "{text}");
+    }
+
+    #[test]
+    fn own_tickets_show_the_newest_message_of_each_conversation_defused() {
+        let event = |change: Change| crate::schema::lifecycle::Event {
+            event_id: "e".into(),
+            ticket_id: "t-1".into(),
+            version: Some(3),
+            at: "2026-12-07T00:00:00Z".into(),
+            actor: crate::schema::lifecycle::Actor::staff(crate::schema::lifecycle::ActorSource::Web, "ana"),
+            caused_by: "c".into(),
+            change,
+        };
+        let ticket =
+            TicketState { id: "t-1".into(), body: "vpn".into(), status: Status::Waiting, ..TicketState::default() };
+        let reply = event(Change::Commented { body: "Which\nclient <@1>?".into(), internal: false });
+        let text = own_tickets(&[(ticket.clone(), Some(reply))]);
+        assert!(text.contains("waiting for your answer") && text.contains("last: ana, “Which client"), "{text}");
+        assert!(!text.contains("<@1>"), "{text}");
+        let wrote = event(Change::SubmitterWrote {
+            body: "the new one".into(),
+            attachments: Vec::new(),
+            via: crate::schema::lifecycle::Via::DiscordDm,
+            message_id: None,
+            reopened: false,
+        });
+        assert!(own_tickets(&[(ticket, Some(wrote))]).contains("last: you, “the new one”"));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! A press by anyone else is refused privately and changes nothing. Claim and Reopen are deferred (privately),
 //! sent to akte, and answered with akte's decision once the ticket store has it; Close opens a form for the reason,
-//! whose submit is the close command. The command id comes from the interaction id, so an interaction Discord
+//! whose submit is the close command, and Reply one for a public reply, whose submit is the comment the submitter
+//! gets. The command id comes from the interaction id, so an interaction Discord
 //! delivers twice is one command. Interactions that are not a card's are left to poise.
 
 use std::time::Duration;
@@ -28,8 +29,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a press or submit asks akte for, once it is known to be a card's.
 #[derive(Debug, Clone, PartialEq)]
 enum Ask {
-    /// Open the form for the close reason.
-    Form { ticket: String },
+    /// Open a form: for the close reason, or for a public reply.
+    Form { form: card::Form, ticket: String },
     /// Send this action.
     Act { ticket: String, action: Action },
 }
@@ -90,7 +91,7 @@ pub async fn handle(
         }
     };
     let (ticket, action) = match ask {
-        Ask::Form { ticket } => return respond(card::reason_form(&ticket)).await,
+        Ask::Form { form, ticket } => return respond(card::form(form, &ticket)).await,
         Ask::Act { ticket, action } => (ticket, action),
     };
     respond(json!({"type": 5, "data": {"flags": 64}})).await;
@@ -125,6 +126,9 @@ async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: 
             Change::Claimed { .. } => "You claimed the ticket; its card shows it.".to_owned(),
             Change::Closed { reason } => format!("Closed, with the reason: {}", plain(&reason)),
             Change::Reopened => "Reopened; the ticket is open again.".to_owned(),
+            Change::Commented { internal: false, .. } => {
+                "Replied; the submitter gets your reply, and the ticket waits for their answer.".to_owned()
+            }
             other => format!("Done ({}).", other.name()),
         },
         Ok(None) => format!(
@@ -154,22 +158,28 @@ fn pressed(custom_id: &str) -> Option<Ask> {
     Some(match press {
         Press::Claim => Ask::Act { ticket, action: Action::Claim },
         Press::Reopen => Ask::Act { ticket, action: Action::Reopen },
-        Press::Close => Ask::Form { ticket },
+        Press::Close => Ask::Form { form: card::Form::Reason, ticket },
+        Press::Reply => Ask::Form { form: card::Form::Reply, ticket },
     })
 }
 
 fn submitted(data: &serenity::ModalInteractionData) -> Option<Ask> {
-    let ticket = card::parse_reason_form(&data.custom_id)?.to_owned();
-    let reason = data
-        .components
-        .iter()
-        .flat_map(|row| &row.components)
-        .find_map(|component| match component {
-            serenity::ActionRowComponent::InputText(input) if input.custom_id == "reason" => input.value.clone(),
-            _ => None,
-        })
-        .unwrap_or_default();
-    Some(Ask::Act { ticket, action: Action::Close { reason } })
+    let (form, ticket) = card::parse_form(&data.custom_id)?;
+    let text = |id: &str| {
+        data.components
+            .iter()
+            .flat_map(|row| &row.components)
+            .find_map(|component| match component {
+                serenity::ActionRowComponent::InputText(input) if input.custom_id == id => input.value.clone(),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let action = match form {
+        card::Form::Reason => Action::Close { reason: text("reason") },
+        card::Form::Reply => Action::Comment { body: text("body"), internal: false },
+    };
+    Some(Ask::Act { ticket: ticket.to_owned(), action })
 }
 
 #[cfg(test)]
@@ -178,7 +188,8 @@ mod tests {
 
     #[test]
     fn a_close_press_asks_for_the_reason_and_claim_and_reopen_act_at_once() {
-        assert_eq!(pressed("franz:close:t-1"), Some(Ask::Form { ticket: "t-1".into() }));
+        assert_eq!(pressed("franz:close:t-1"), Some(Ask::Form { form: card::Form::Reason, ticket: "t-1".into() }));
+        assert_eq!(pressed("franz:reply:t-1"), Some(Ask::Form { form: card::Form::Reply, ticket: "t-1".into() }));
         assert_eq!(pressed("franz:claim:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Claim }));
         assert_eq!(pressed("franz:reopen:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Reopen }));
         assert_eq!(pressed("1177000000000000042"), None, "the /ticket form's id is not a card's");

@@ -25,17 +25,38 @@ const PREFIX: &str = "franz";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Press {
     Claim,
+    /// Opens the form for a public reply; the form's submit sends it to the submitter.
+    Reply,
     /// Opens the form for the reason; the form's submit closes.
     Close,
     Reopen,
 }
 
 impl Press {
+    const ALL: [Press; 4] = [Press::Claim, Press::Reply, Press::Close, Press::Reopen];
+
     fn name(self) -> &'static str {
         match self {
             Press::Claim => "claim",
+            Press::Reply => "reply",
             Press::Close => "close",
             Press::Reopen => "reopen",
+        }
+    }
+}
+
+/// A card's form: the close reason, or a public reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    Reason,
+    Reply,
+}
+
+impl Form {
+    fn name(self) -> &'static str {
+        match self {
+            Form::Reason => "close-reason",
+            Form::Reply => "reply-text",
         }
     }
 }
@@ -49,31 +70,49 @@ pub fn button_id(press: Press, ticket_id: &str) -> String {
 /// The button and ticket a `custom_id` names; `None` for any other component.
 pub fn parse_button(custom_id: &str) -> Option<(Press, &str)> {
     let (press, ticket) = custom_id.strip_prefix("franz:")?.split_once(':')?;
-    let press = [Press::Claim, Press::Close, Press::Reopen].into_iter().find(|p| p.name() == press)?;
+    let press = Press::ALL.into_iter().find(|p| p.name() == press)?;
     (!ticket.is_empty()).then_some((press, ticket))
 }
 
-/// The `custom_id` of the close-reason form of a ticket.
-pub fn reason_form_id(ticket_id: &str) -> String {
-    format!("{PREFIX}:close-reason:{ticket_id}")
+/// The `custom_id` of a form of a ticket: `franz:close-reason:<ticket>` or `franz:reply-text:<ticket>`.
+pub fn form_id(form: Form, ticket_id: &str) -> String {
+    format!("{PREFIX}:{}:{ticket_id}", form.name())
 }
 
-/// The ticket a close-reason form is for; `None` for any other form.
-pub fn parse_reason_form(custom_id: &str) -> Option<&str> {
-    custom_id.strip_prefix("franz:close-reason:").filter(|ticket| !ticket.is_empty())
+/// The form and ticket a form's `custom_id` names; `None` for any other form.
+pub fn parse_form(custom_id: &str) -> Option<(Form, &str)> {
+    let (form, ticket) = custom_id.strip_prefix("franz:")?.split_once(':')?;
+    let form = [Form::Reason, Form::Reply].into_iter().find(|f| f.name() == form)?;
+    (!ticket.is_empty()).then_some((form, ticket))
 }
 
-/// The form that asks for the reason of a close (an interaction callback of type 9).
-pub fn reason_form(ticket_id: &str) -> Value {
+/// The form of a ticket (an interaction callback of type 9): the reason of a close, or a public reply, in its one
+/// text input (`reason` or `body`).
+pub fn form(form: Form, ticket_id: &str) -> Value {
+    let (title, input, label, max, placeholder) = match form {
+        Form::Reason => (
+            "Close ticket",
+            "reason",
+            "Why is it closed?",
+            crate::lifecycle::REASON_MAX,
+            "Fixed in the new release; duplicate of …; no answer for a week",
+        ),
+        Form::Reply => (
+            "Reply to the submitter",
+            "body",
+            "Your reply (the submitter gets it)",
+            crate::lifecycle::COMMENT_MAX,
+            "What the submitter reads, by direct message",
+        ),
+    };
     json!({
         "type": 9,
         "data": {
-            "custom_id": reason_form_id(ticket_id),
-            "title": "Close ticket",
+            "custom_id": form_id(form, ticket_id),
+            "title": title,
             "components": [{"type": 1, "components": [{
-                "type": 4, "custom_id": "reason", "style": 2, "label": "Why is it closed?",
-                "min_length": 1, "max_length": crate::lifecycle::REASON_MAX, "required": true,
-                "placeholder": "Fixed in the new release; duplicate of …; no answer for a week"
+                "type": 4, "custom_id": input, "style": 2, "label": label,
+                "min_length": 1, "max_length": max, "required": true, "placeholder": placeholder
             }]}]
         }
     })
@@ -165,13 +204,13 @@ fn field(name: &str, value: &str, inline: bool) -> Value {
     json!({"name": name, "value": clip(value, FIELD_VALUE_MAX), "inline": inline})
 }
 
-/// The buttons: Claim and Close while the ticket is open or claimed, Reopen once it is closed.
+/// The buttons: Claim, Reply and Close while the ticket is not closed, Reopen once it is.
 fn buttons(state: &TicketState) -> Vec<Value> {
     let button = |press: Press, label: &str, style: u8| json!({"type": 2, "style": style, "label": label, "custom_id": button_id(press, &state.id)});
     match state.status {
         Status::Closed => vec![button(Press::Reopen, "Reopen", 2)],
         Status::Open | Status::Claimed | Status::Waiting => {
-            vec![button(Press::Claim, "Claim", 1), button(Press::Close, "Close", 4)]
+            vec![button(Press::Claim, "Claim", 1), button(Press::Reply, "Reply", 2), button(Press::Close, "Close", 4)]
         }
     }
 }
@@ -204,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn an_open_card_offers_claim_and_close_a_closed_one_reopen_and_says_who_closed_it_and_why() {
+    fn an_open_card_offers_claim_reply_and_close_a_closed_one_reopen_and_says_who_closed_it_and_why() {
         let open = message(&ticket("printer on fire"), Some("n"), None);
         let ids: Vec<&str> = open["components"][0]["components"]
             .as_array()
@@ -212,10 +251,8 @@ mod tests {
             .iter()
             .map(|b| b["custom_id"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            ids,
-            ["franz:claim:8f0b16f3-85b5-56c7-8823-483334746b7e", "franz:close:8f0b16f3-85b5-56c7-8823-483334746b7e"]
-        );
+        let id = "8f0b16f3-85b5-56c7-8823-483334746b7e";
+        assert_eq!(ids, [format!("franz:claim:{id}"), format!("franz:reply:{id}"), format!("franz:close:{id}")]);
         assert_eq!((&open["nonce"], &open["enforce_nonce"]), (&json!("n"), &json!(true)));
         assert_eq!(open["allowed_mentions"]["parse"], json!([]));
 
@@ -236,22 +273,24 @@ mod tests {
     #[test]
     fn with_the_desks_public_url_a_card_links_to_its_ticket_page() {
         let card = message(&ticket("printer on fire"), None, Some("https://desk.example.com"));
-        let link = &card["components"][0]["components"][2];
+        let link = &card["components"][0]["components"][3];
         assert_eq!(link["style"], 5, "a link button: {link}");
         assert_eq!(link["label"], "Open in desk");
         assert_eq!(link["url"], "https://desk.example.com/tickets/8f0b16f3-85b5-56c7-8823-483334746b7e");
         assert!(link.get("custom_id").is_none(), "a link button has no custom_id");
         let without = message(&ticket("printer on fire"), None, None);
-        assert_eq!(without["components"][0]["components"].as_array().unwrap().len(), 2);
+        assert_eq!(without["components"][0]["components"].as_array().unwrap().len(), 3, "claim, reply, close");
     }
 
     #[test]
     fn buttons_and_forms_are_told_apart_from_other_components() {
         assert_eq!(parse_button(&button_id(Press::Close, "t-1")), Some((Press::Close, "t-1")));
-        assert_eq!(parse_reason_form(&reason_form_id("t-1")), Some("t-1"));
+        assert_eq!(parse_button(&button_id(Press::Reply, "t-1")), Some((Press::Reply, "t-1")));
+        assert_eq!(parse_form(&form_id(Form::Reason, "t-1")), Some((Form::Reason, "t-1")));
+        assert_eq!(parse_form(&form_id(Form::Reply, "t:1")), Some((Form::Reply, "t:1")));
         for other in ["1177000000000000042", "franz:claim:", "franz:delete:t-1", "franz:close-reason:", ""] {
             assert_eq!(parse_button(other), None, "{other}");
-            assert_eq!(parse_reason_form(other), None, "{other}");
+            assert_eq!(parse_form(other), None, "{other}");
         }
     }
 
