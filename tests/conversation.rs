@@ -411,3 +411,25 @@ async fn a_whole_conversation_is_held_from_the_staff_card_and_tickets_shows_its_
     assert!(text.contains("last: you, “3rd”"), "{text}");
     team.down().await;
 }
+
+/// A message sent while franz was not listening (stopped, or killed between receiving it and publishing it) is not
+/// sent again by Discord: the bot looks for it when it starts, records it once, and leaves alone what it handled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_sent_while_franz_was_down_is_recorded_once_when_it_starts_again() {
+    let mut team = Team::start(1).await;
+    submit(&team.discord, "printer on fire").await;
+    let ticket = only_ticket(&team.harness).await;
+    let before = team.discord.direct_message(&ponta(), "still burning");
+    receipt(&team.discord, &ponta(), before).await;
+    team.down().await;
+    let during = team.discord.direct_message_while_away(&ponta(), "sent while franz was down");
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    receipt(discord, &ponta(), during).await;
+    let after = discord.direct_message(&ponta(), "and after");
+    receipt(discord, &ponta(), after).await;
+    let events = history(harness, &ticket, "the three messages", |e| of_type(e, "submitter_wrote").len() >= 3).await;
+    let bodies: Vec<&Value> = of_type(&events, "submitter_wrote").iter().map(|w| &w["body"]).collect();
+    assert_eq!(bodies, [&json!("still burning"), &json!("sent while franz was down"), &json!("and after")]);
+    team.down().await;
+}

@@ -564,6 +564,8 @@ async fn an_upgrade_imports_the_card_file_of_before_and_posts_no_second_card() {
     let mut team = Team { harness, discord, config, running: None, _data: data };
     team.up().await;
     let (harness, discord) = (&team.harness, &team.discord);
+    // A claim sent before akte created the ticket would be refused ("there is no ticket"), as it was once in CI.
+    events_of(harness, "created", 1).await;
     from_the_desk(harness, &ticket, 1, Action::Claim).await;
     wait_until("a card showing the claim", || async {
         discord.channel_messages(STAFF_CHANNEL).iter().any(|m| field(&m.body, "Status") == Some("claimed by bo"))

@@ -234,6 +234,18 @@ pub fn answer(conn: &Connection, ticket_id: &str, command_id: &str) -> rusqlite:
     Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
+/// The submitters (their ids at the source) of the newest `limit` tickets changed since `since` (RFC 3339), newest
+/// first, each once.
+pub fn recent_contacts(conn: &Connection, since: &str, limit: usize) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT contact_id FROM tickets WHERE contact_id IS NOT NULL AND updated_at >= ?1
+         GROUP BY contact_id ORDER BY MAX(seq) DESC LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(rusqlite::params![since, limit], |row| row.get(0))?;
+    rows.collect()
+}
+
 /// The newest message of a ticket's conversation: the submitter's, or a public reply (never an internal note).
 pub fn last_message(conn: &Connection, ticket_id: &str) -> rusqlite::Result<Option<Event>> {
     // The newest few messages of either kind; notes among them are passed over.

@@ -20,7 +20,9 @@
 //! dispatch string select menu picks ([`select`](FakeDiscord::select); a pick or a press on a message in a direct
 //! message comes from that direct message), refuse a message over
 //! Discord's limits as Discord does ([`limits`]), answer the next calls to an
-//! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Every REST
+//! [`Endpoint`] with an [`Answer`] (an error, a 429, or a hold), and break the gateway with a [`Fault`]. Users write to the bot in direct messages
+//! ([`direct_message_with`](FakeDiscord::direct_message_with), or [`direct_message_while_away`](FakeDiscord::direct_message_while_away)
+//! for a message no session hears of), and `GET /channels/{id}/messages` lists a channel's history. Every REST
 //! call is recorded ([`Received`]). This crate is test support: the franz binary never links it, and it trusts
 //! what it is sent (it is not hardened against hostile clients).
 
@@ -99,6 +101,8 @@ pub enum Endpoint {
     /// `GET /channels/{id}/messages/{message}`: the bot fetches a message (its own or a user's); 404 (10008) for a
     /// message the fake does not know.
     FetchMessage,
+    /// `GET /channels/{id}/messages`: a channel's newest messages, newest first.
+    ChannelHistory,
     /// `PUT /channels/{id}/messages/{message}/reactions/{emoji}/@me`: the bot reacts to a message (204).
     Reaction,
     /// `POST /users/@me/channels`: the bot opens (or finds) its direct-message channel with a user.
@@ -639,6 +643,21 @@ impl FakeDiscord {
     /// a message the fake does not know). The fake keeps the message: `GET /channels/{id}/messages/{id}` returns it,
     /// and the bot can reply to it or react to it. Returns the message's id.
     pub fn direct_message_with(&self, user: &User, message: DirectMessage) -> u64 {
+        let (id, payload) = self.keep_direct_message(user, message);
+        gateway::dispatch_for(&self.shared, Some(gateway::DIRECT_MESSAGES), "MESSAGE_CREATE", payload);
+        id
+    }
+
+    /// `user` writes `content` to the bot while the bot has no gateway session (franz stopped, or killed): Discord
+    /// keeps the message in the channel (`GET /channels/{id}/messages` lists it) but never dispatches it, not even to
+    /// the bot's next session, which starts with IDENTIFY rather than RESUME. (The fake's other dispatches wait for
+    /// the next session, a convenience for tests.) Returns the message's id.
+    pub fn direct_message_while_away(&self, user: &User, content: &str) -> u64 {
+        self.keep_direct_message(user, DirectMessage::new(content)).0
+    }
+
+    /// Keeps `user`'s direct message: its id, and the MESSAGE_CREATE payload Discord would dispatch for it.
+    fn keep_direct_message(&self, user: &User, message: DirectMessage) -> (u64, Value) {
         let id = payloads::snowflake();
         let payload = {
             let mut state = self.shared.state();
@@ -655,8 +674,7 @@ impl FakeDiscord {
             });
             state.message(&self.shared.options, channel_id, id).unwrap_or(Value::Null)
         };
-        gateway::dispatch_for(&self.shared, Some(gateway::DIRECT_MESSAGES), "MESSAGE_CREATE", payload);
-        id
+        (id, payload)
     }
 
     /// The direct-message channel between `user` and the bot, once one of them opened it (the bot with

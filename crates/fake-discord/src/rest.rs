@@ -83,7 +83,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         }
         None => None,
     };
-    let reply = reply.unwrap_or_else(|| answer(&shared, &method, endpoint, &ids, authorization.as_deref(), &body));
+    let reply = reply.unwrap_or_else(|| match endpoint {
+        Endpoint::ChannelHistory => history(&shared, &ids, &query, authorization.as_deref()),
+        _ => answer(&shared, &method, endpoint, &ids, authorization.as_deref(), &body),
+    });
 
     let received = Received {
         at: Instant::now(),
@@ -136,6 +139,7 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::PATCH, ["channels", channel, "messages", message]) => {
             return (Endpoint::ChannelMessage, owned(&[channel, message]));
         }
+        (&Method::GET, ["channels", channel, "messages"]) => return (Endpoint::ChannelHistory, owned(&[channel])),
         (&Method::GET, ["channels", channel, "messages", message]) => {
             return (Endpoint::FetchMessage, owned(&[channel, message]));
         }
@@ -173,6 +177,7 @@ fn answer(
             | Endpoint::ChannelMessages
             | Endpoint::ChannelMessage
             | Endpoint::FetchMessage
+            | Endpoint::ChannelHistory
             | Endpoint::Reaction
             | Endpoint::DmChannel
             | Endpoint::Unknown
@@ -251,6 +256,7 @@ fn answer(
         Endpoint::Webhook => webhook(shared, body),
         Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, endpoint, ids, body),
         Endpoint::FetchMessage => fetch_message(shared, ids),
+        Endpoint::ChannelHistory => history(shared, ids, "", authorization),
         Endpoint::Reaction => reaction(shared, ids),
         Endpoint::DmChannel => dm_channel(shared, body),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
@@ -332,6 +338,36 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
 }
 
 /// Any message the fake knows, the bot's or a user's, as it reads now; 404 (10008) for another.
+/// `GET /channels/{id}/messages?limit=&before=&after=`: the channel's messages (the bot's and its users'), newest
+/// first as Discord returns them, at most `limit` (1 to 100, default 50), only those before or after a message id
+/// when asked.
+fn history(shared: &Shared, ids: &[String], query: &str, authorization: Option<&str>) -> Reply {
+    if authorization != Some(format!("Bot {}", shared.options.token).as_str()) {
+        return Reply::error(401, 0, "401: Unauthorized");
+    }
+    let channel = ids.first().and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let param =
+        |name: &str| query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse::<u64>().ok());
+    let limit = param("limit").unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Reply::error(400, 50035, "Invalid Form Body");
+    }
+    let state = shared.state();
+    let posted = state.messages.iter().filter(|m| m.channel_id == channel).map(|m| m.id);
+    let written = state.user_messages.iter().filter(|m| m.channel_id == channel).map(|m| m.id);
+    let mut found: Vec<u64> = posted.chain(written).collect();
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found.dedup();
+    let found = found
+        .into_iter()
+        .filter(|id| {
+            param("after").is_none_or(|after| *id > after) && param("before").is_none_or(|before| *id < before)
+        })
+        .take(limit as usize)
+        .filter_map(|id| state.message(&shared.options, channel, id));
+    Reply::json(200, Value::Array(found.collect()))
+}
+
 fn fetch_message(shared: &Shared, ids: &[String]) -> Reply {
     let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
     match shared.state().message(&shared.options, number(0), number(1)) {

@@ -441,6 +441,85 @@ async fn find(
     }
 }
 
+/// How many submitters' direct messages a start looks through: those of the newest tickets changed within the
+/// reopen window.
+const CATCH_UP_MAX: usize = 100;
+/// How many of a submitter's newest direct messages a start looks at.
+const CATCH_UP_MESSAGES: u8 = 50;
+/// How long a start waits for the ticket store to catch up before it looks for messages it missed.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(120);
+
+/// After the bot (re)connects: handles the direct messages submitters sent while it was not listening (franz
+/// stopped, or killed between receiving a message and publishing it), as if they arrived now. Discord does not send
+/// them again; the bot reads the newest messages of each recent submitter's DM channel and takes the ones after the
+/// newest it handled ([`unhandled`]). A message recorded already is not recorded twice (its command id comes from
+/// the message).
+pub async fn catch_up(http: &serenity::Http, data: &Data) {
+    let Some(store) = data.store.clone() else { return };
+    if !store.wait_for(CATCH_UP_PATIENCE, |progress| progress.caught_up).await {
+        tracing::warn!(
+            "the ticket store has not caught up; direct messages sent while the bot was away are not looked for"
+        );
+        return;
+    }
+    let since = chrono::Utc::now() - chrono::Duration::from_std(data.reopen_within).unwrap_or_default();
+    let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reader = store.clone();
+    let contacts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        let conn = reader.reader()?;
+        Ok(query::recent_contacts(&conn, &since, CATCH_UP_MAX)?)
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|found| found);
+    let contacts = match contacts {
+        Ok(contacts) => contacts,
+        Err(error) => return problem(data, format!("cannot look for direct messages sent while away: {error:#}")),
+    };
+    let mut caught = 0;
+    for user in contacts.iter().filter_map(|id| id.parse::<u64>().ok()) {
+        let history = async {
+            let channel = http.create_private_channel(&json!({"recipient_id": user.to_string()})).await?;
+            http.get_messages(channel.id, None, Some(CATCH_UP_MESSAGES)).await
+        };
+        match history.await {
+            Ok(messages) => {
+                for message in unhandled(&messages) {
+                    caught += 1;
+                    received(http, data, message).await;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(user, "cannot read a submitter's direct messages: {}", connect::describe(&error))
+            }
+        }
+    }
+    if caught > 0 {
+        tracing::info!("took {caught} direct message(s) sent while the bot was away");
+    }
+}
+
+/// Of a DM channel's newest messages (newest first, as Discord lists them), the user's messages after the newest
+/// one the bot handled (answered with its receipt, or with a message that replies to it), oldest first.
+pub fn unhandled(messages: &[serenity::Message]) -> Vec<&serenity::Message> {
+    let answered: std::collections::HashSet<serenity::MessageId> = messages
+        .iter()
+        .filter(|message| message.author.bot)
+        .filter_map(|message| message.message_reference.as_ref()?.message_id)
+        .collect();
+    let receipt = serenity::ReactionType::Unicode(RECEIPT.to_owned());
+    let mut found: Vec<&serenity::Message> = messages
+        .iter()
+        .filter(|message| !message.author.bot)
+        .take_while(|message| {
+            let received = message.reactions.iter().any(|r| r.me && r.reaction_type == receipt);
+            !received && !answered.contains(&message.id)
+        })
+        .collect();
+    found.reverse();
+    found
+}
+
 /// Handles the submitter's answer to [`ask`] or [`offer`]: `true` if the interaction was one of them.
 pub async fn chosen(http: &serenity::Http, data: &Data, interaction: &serenity::Interaction) -> bool {
     let serenity::Interaction::Component(press) = interaction else { return false };

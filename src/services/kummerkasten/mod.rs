@@ -637,6 +637,11 @@ async fn on_event(
             conversation::received(http, data, new_message).await;
             return Ok(());
         }
+        // A new session (a start, or a reconnect that could not resume): what was sent meanwhile is looked for.
+        serenity::FullEvent::Ready { .. } => {
+            conversation::catch_up(http, data).await;
+            return Ok(());
+        }
         _ => return Ok(()),
     };
     // A submitter's answer in direct messages acts on their own message only, so it is served from a DM even
