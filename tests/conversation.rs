@@ -52,8 +52,11 @@ async fn receipt(discord: &FakeDiscord, user: &User, id: u64) {
 }
 
 /// The one ticket created after the first, once there is one.
-async fn second_ticket(harness: &Harness) -> Value {
-    events_of(harness, "created", 2).await.remove(1)
+/// The `created` event of the ticket that is not `first`, once there is one (the topic's partitions are read one
+/// after the other, so the events' order is not the tickets').
+async fn second_ticket(harness: &Harness, first: &str) -> Value {
+    let created = events_of(harness, "created", 2).await;
+    created.into_iter().find(|e| e["ticket_id"] != first).expect("a second ticket")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,7 +66,7 @@ async fn a_dm_reply_lands_on_the_ticket_of_the_message_it_answers_an_older_one_t
     submit(discord, "printer on fire").await;
     let first = only_ticket(harness).await;
     discord.command(&ponta(), "ticket", &[("message", "and the scanner too")]);
-    let second = second_ticket(harness).await["ticket_id"].as_str().unwrap().to_owned();
+    let second = second_ticket(harness, &first).await["ticket_id"].as_str().unwrap().to_owned();
 
     from_the_desk(harness, &first, 1, reply("Is it still burning?")).await;
     let about_first = dm_saying(discord, &ponta(), "Is it still burning?").await;
@@ -128,7 +131,7 @@ async fn a_plain_dm_goes_to_the_only_open_ticket_with_several_the_bot_asks_and_w
 
     // Two open: the bot asks, and the choice is honoured.
     discord.command(&ponta(), "ticket", &[("message", "and the keyboard")]);
-    let second = second_ticket(harness).await["ticket_id"].as_str().unwrap().to_owned();
+    let second = second_ticket(harness, &first).await["ticket_id"].as_str().unwrap().to_owned();
     let id = discord.direct_message(&ponta(), "it is the left shift key");
     let question = dm_saying(discord, &ponta(), "Which one is this message about?").await;
     let menu = &question.body["components"][0]["components"][0];
@@ -189,7 +192,7 @@ async fn an_answer_to_a_closed_ticket_reopens_it_within_the_window_and_past_it_o
     let (harness, discord) = (&team.harness, &team.discord);
     let answer = DirectMessage { reply_to: Some(closed.id), ..DirectMessage::new("it burns again") };
     discord.direct_message_with(&ponta(), answer);
-    let created = second_ticket(harness).await;
+    let created = second_ticket(harness, &ticket).await;
     assert_eq!((&created["follows"], &created["body"]), (&json!(ticket), &json!("it burns again")));
     let follower = created["ticket_id"].as_str().unwrap().to_owned();
     dm_saying(discord, &ponta(), "opened a new ticket").await;
@@ -431,5 +434,215 @@ async fn a_message_sent_while_franz_was_down_is_recorded_once_when_it_starts_aga
     let events = history(harness, &ticket, "the three messages", |e| of_type(e, "submitter_wrote").len() >= 3).await;
     let bodies: Vec<&Value> = of_type(&events, "submitter_wrote").iter().map(|w| &w["body"]).collect();
     assert_eq!(bodies, [&json!("still burning"), &json!("sent while franz was down"), &json!("and after")]);
+    team.down().await;
+}
+
+/// Found by an attack (#25): a message the rate limit refused silently (the submitter had been told "this one and the
+/// next ones in this minute are **not** recorded; please send them again") carries neither the receipt nor an answer,
+/// so `unhandled` takes it at the next gateway session and a fresh limiter records it: a refused message lands on the
+/// ticket after a restart (after the one that was told, which stays refused), and again beside the copy the submitter
+/// sent as asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_refused_by_the_rate_limit_is_marked_and_not_recorded_at_the_next_session() {
+    let mut team = Team::start(1).await;
+    // Bob's ticket is older than ponta's: a start looks at ponta's messages first, then bob's.
+    let bob = User::new(55, "bob");
+    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
+    events_of(&team.harness, "created", 1).await;
+    team.discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    let ticket = events_of(&team.harness, "created", 2).await[1]["ticket_id"].as_str().unwrap().to_owned();
+    let discord = &team.discord;
+    let flood: Vec<u64> = (0..11).map(|n| discord.direct_message(&ponta(), &format!("message {n}"))).collect();
+    dm_saying(discord, &ponta(), "faster than the ticket can take them").await;
+    let channel = discord.dm_channel_of(&ponta()).unwrap();
+    let received = |id: u64| discord.reactions(channel, id).contains(&"✅".to_owned());
+    wait_until("ten receipts", || async { flood.iter().filter(|id| received(**id)).count() >= 10 }).await;
+    // Within the same minute, one more: refused without a word (the submitter was told already).
+    let heartbeats = discord.gateway().heartbeats;
+    let refused = discord.direct_message(&ponta(), "and one more");
+    wait_until("the bot to be past that message", || async { discord.gateway().heartbeats >= heartbeats + 2 }).await;
+    assert!(!received(refused), "precondition: the limit refused it");
+    team.down().await;
+    let marker = team.discord.direct_message_while_away(&bob, "still there?");
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    // Bob's message is taken after ponta's were looked at.
+    receipt(discord, &bob, marker).await;
+    assert!(
+        !discord.reactions(channel, refused).contains(&"✅".to_owned()),
+        "a message the rate limit refused (and said so) was recorded at the next start"
+    );
+    let events = history(harness, &ticket, "ponta's ticket", |_| true).await;
+    let bodies: Vec<&Value> = of_type(&events, "submitter_wrote").iter().map(|w| &w["body"]).collect();
+    assert!(!bodies.contains(&&json!("and one more")), "{bodies:?}");
+    team.down().await;
+}
+
+/// Found by an attack (#25): `unhandled` takes only the messages after the newest one the bot handled. A message sent
+/// while franz was down is lost for good when the submitter writes again after the start and that message is handled
+/// before the catch-up reads the channel (the catch-up waits up to two minutes for the store, then reads a hundred
+/// channels one after the other): the new message carries the receipt, so the older one counts as handled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_sent_while_away_is_taken_though_a_newer_one_was_handled_first() {
+    let mut team = Team::start(1).await;
+    submit(&team.discord, "printer on fire").await;
+    let ticket = only_ticket(&team.harness).await;
+    team.down().await;
+    let during = team.discord.direct_message_while_away(&ponta(), "sent while franz was down");
+    // The catch-up's read of the channel is slow.
+    team.discord.script(Endpoint::ChannelHistory, &[fake_discord::Answer::Hold]);
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let after = discord.direct_message(&ponta(), "and after");
+    receipt(discord, &ponta(), after).await;
+    discord.release();
+    wait_until("the catch-up's read", || async { !discord.received_at(Endpoint::ChannelHistory).is_empty() }).await;
+    receipt(discord, &ponta(), during).await;
+    let events = history(harness, &ticket, "both messages", |e| of_type(e, "submitter_wrote").len() >= 2).await;
+    let bodies: Vec<&Value> = of_type(&events, "submitter_wrote").iter().map(|w| &w["body"]).collect();
+    assert!(bodies.contains(&&json!("sent while franz was down")), "{bodies:?}");
+    team.down().await;
+}
+
+/// Found by an attack (#25): a catch-up runs at every READY, and nothing tells one catch-up that another is handling
+/// the same message (the per-person lock orders them, but the second one read the channel before the first answered).
+/// A new session while a catch-up is still going (an invalid session, a reconnect storm; a catch-up of a hundred
+/// channels takes a while) handles the same message twice: the submitter is asked twice which ticket it is about (and
+/// a message to a ticket closed long ago would be routed twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_overlapping_catch_ups_ask_about_a_message_once() {
+    let mut team = Team::start(1).await;
+    // Bob's ticket is older than ponta's: each catch-up looks at ponta's messages first, then bob's.
+    let bob = User::new(55, "bob");
+    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
+    events_of(&team.harness, "created", 1).await;
+    team.discord.command(&ponta(), "ticket", &[("message", "my mouse is gone")]);
+    team.discord.command(&ponta(), "ticket", &[("message", "and the keyboard")]);
+    events_of(&team.harness, "created", 3).await;
+    crate::kummerkasten_staff::cards(&team.discord, 3).await;
+    team.down().await;
+    let asked = team.discord.direct_message_while_away(&ponta(), "it is the left shift key");
+    let marker = team.discord.direct_message_while_away(&bob, "still there?");
+    let base = team.discord.received_at(Endpoint::ChannelHistory).len();
+    // The first catch-up's question is slow to arrive.
+    team.discord.script(Endpoint::ChannelMessages, &[fake_discord::Answer::Hold]);
+    team.up().await;
+    let discord = &team.discord;
+    let reads = || discord.received_at(Endpoint::ChannelHistory).len() - base;
+    wait_until("the first catch-up's question", || async { discord.holding() == 1 }).await;
+    assert_eq!(reads(), 1, "one read of ponta's channel so far");
+    // A new session (not resumable) starts a second catch-up while the first still asks: it waits for the first,
+    // then reads the channel with the question there.
+    let sessions = discord.gateway().identifies;
+    discord.fault(fake_discord::Fault::InvalidSession { resumable: false });
+    wait_until("the new session", || async { discord.gateway().identifies > sessions }).await;
+    discord.release();
+    receipt(discord, &bob, marker).await;
+    wait_until("both catch-ups past ponta's messages", || async { reads() >= 4 }).await;
+    let questions: Vec<_> = discord
+        .direct_messages(&ponta())
+        .into_iter()
+        .filter(|m| m.body["message_reference"]["message_id"] == json!(asked.to_string()))
+        .collect();
+    assert_eq!(questions.len(), 1, "the one message was handled {} times: {questions:#?}", questions.len());
+    team.down().await;
+}
+
+/// Found by an attack (#25): when a choice cannot be recorded (the message could not be read again, or the broker
+/// refused the command), `chosen` answers "Please choose again in a minute" with an update of type 7 whose
+/// `components` are empty: the menu is gone, there is nothing to choose again with, and since the question answers
+/// the message, no later catch-up takes it either. The message is lost while the submitter is told to retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_choice_that_could_not_be_recorded_leaves_a_way_to_choose_again() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.command(&ponta(), "ticket", &[("message", "my mouse is gone")]);
+    discord.command(&ponta(), "ticket", &[("message", "and the keyboard")]);
+    let created = events_of(harness, "created", 2).await;
+    let first = created[0]["ticket_id"].as_str().unwrap().to_owned();
+    discord.direct_message(&ponta(), "it is the left shift key");
+    let question = dm_saying(discord, &ponta(), "Which one is this message about?").await;
+    let menu = question.body["components"][0]["components"][0]["custom_id"].as_str().unwrap().to_owned();
+    // Reading the message again fails once (a Discord hiccup).
+    discord.script(Endpoint::FetchMessage, &[fake_discord::Answer::Status(500)]);
+    let choice = discord.select(&ponta(), &question, &menu, &[&first]);
+    wait_until("the choice's answer", || async { !discord.answers_to(&choice).is_empty() }).await;
+    let answered = discord.answers_to(&choice).remove(0).body;
+    let text = answered["data"]["content"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("choose again"), "precondition: the submitter is told to choose again: {answered}");
+    assert_ne!(
+        answered["data"]["components"],
+        json!([]),
+        "the submitter is told to choose again, but the answer takes the menu away: {answered}"
+    );
+    team.down().await;
+}
+
+/// Found by an attack (#25): the card offers Reply on every ticket, and its submit answers "Replied; the submitter gets
+/// your reply, and the ticket waits for their answer" whatever the ticket. A ticket without a Discord submitter (from
+/// `franz ticket`, or any intake record without a user id) has nobody to send it to (the notices follower skips it
+/// without a word): the presser is told the submitter gets a reply nobody gets, and the ticket waits for an answer
+/// that cannot come.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reply_from_the_card_to_a_ticket_nobody_can_receive_is_not_offered_nor_said_to_reach_anyone() {
+    let mut team = Team::start(1).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    harness.produce(&harness.topics.intake, &[(0, crate::util::valid("printer on fire"))]).await;
+    let posted = crate::kummerkasten_staff::cards(discord, 1).await.remove(0);
+    let ana = ana(discord);
+    let buttons = posted.body["components"][0]["components"].as_array().unwrap().clone();
+    assert!(buttons.iter().all(|b| b["label"] != "Reply"), "no Reply where a reply reaches nobody: {buttons:?}");
+    // A form submitted all the same (an old card, a forged interaction).
+    let ticket = only_ticket(harness).await;
+    let submitted = discord.modal_submit(&ana, &format!("franz:reply-text:{ticket}"), &[("body", "Which floor?")]);
+    // Whatever the answer's shape (a private message, or the deferred answer's edit), its text.
+    let said = || {
+        discord
+            .answers_to(&submitted)
+            .iter()
+            .find_map(|r| r.body["content"].as_str().or(r.body["data"]["content"].as_str()).map(str::to_owned))
+    };
+    wait_until("the answer to the reply", || async { said().is_some() }).await;
+    let text = said().expect("it is there");
+    assert!(!text.contains("the submitter gets your reply"), "nobody can get this reply: {text}");
+    assert!(text.contains("nobody is sent the reply"), "{text}");
+    team.down().await;
+}
+
+/// Found by an attack (#25): `unhandled` decides what the bot handled from what shows in Discord only (its ✅, or an
+/// answer), never from the ticket store, which has the message (`submitter_wrote` with its `message_id`). A message
+/// recorded whose receipt Discord refused (a hiccup; the bot only logs it) is handled again at the next start, routed
+/// afresh: with a second ticket opened meanwhile, the submitter is asked which ticket a message is about that is on
+/// one already (and a pick of the other puts it on both, the command id being unique per ticket only).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_message_whose_receipt_failed_is_not_routed_again_at_the_next_start() {
+    let mut team = Team::start(1).await;
+    // Bob's ticket is older than ponta's: a start looks at ponta's messages first, then bob's.
+    let bob = User::new(55, "bob");
+    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
+    events_of(&team.harness, "created", 1).await;
+    team.discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    let ticket = events_of(&team.harness, "created", 2).await[1]["ticket_id"].as_str().unwrap().to_owned();
+    team.discord.script(Endpoint::Reaction, &[fake_discord::Answer::Status(500)]);
+    let recorded = team.discord.direct_message(&ponta(), "still burning");
+    history(&team.harness, &ticket, "the message on the ticket", |e| {
+        of_type(e, "submitter_wrote").iter().any(|w| w["body"] == "still burning")
+    })
+    .await;
+    let channel = team.discord.dm_channel_of(&ponta()).unwrap();
+    assert!(!team.discord.reactions(channel, recorded).contains(&"✅".to_owned()), "precondition: no receipt");
+    team.discord.command(&ponta(), "ticket", &[("message", "and the scanner")]);
+    events_of(&team.harness, "created", 3).await;
+    team.down().await;
+    let marker = team.discord.direct_message_while_away(&bob, "still there?");
+    team.up().await;
+    let discord = &team.discord;
+    receipt(discord, &bob, marker).await;
+    let about: Vec<_> = discord
+        .direct_messages(&ponta())
+        .into_iter()
+        .filter(|m| m.body["message_reference"]["message_id"] == json!(recorded.to_string()))
+        .collect();
+    assert!(about.is_empty(), "a message recorded on {ticket} was routed again: {about:#?}");
     team.down().await;
 }

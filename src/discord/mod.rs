@@ -6,6 +6,12 @@
 
 pub mod webhook;
 
+/// The Discord user who submitted `ticket`, when there is one: the one person a reply can reach in Discord. A
+/// ticket from elsewhere (`franz ticket`, a record without a user id) has nobody to send it to.
+pub fn submitter(ticket: &crate::lifecycle::TicketState) -> Option<u64> {
+    ticket.contact_id.as_deref()?.parse().ok().filter(|id| *id > 0)
+}
+
 /// What marks a cut.
 const CUT: &str = "…";
 

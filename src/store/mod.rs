@@ -407,8 +407,14 @@ impl Writer {
             row.state = lifecycle::apply(row.state.take(), event);
             if version(&row.state) != before {
                 match &event.change {
-                    Change::Commented { body, .. } | Change::SubmitterWrote { body, .. } => {
-                        row.new_comments.push(body.clone())
+                    Change::Commented { body, .. } => row.new_comments.push(body.clone()),
+                    Change::SubmitterWrote { body, message_id, .. } => {
+                        row.new_comments.push(body.clone());
+                        // A message recorded, so that it is never taken again (`query::written`).
+                        if let Some(message) = message_id {
+                            tx.prepare_cached("INSERT OR IGNORE INTO written (message_id, ticket_id) VALUES (?1, ?2)")?
+                                .execute(params![message, event.ticket_id])?;
+                        }
                     }
                     // A message franz sent, so that an answer to it finds its ticket.
                     Change::Delivery(Delivery { message_id: Some(message), delivered: true, .. }) => {

@@ -180,6 +180,13 @@ pub fn newest_follower(conn: &Connection, ticket: &str) -> rusqlite::Result<Opti
     Ok(newest)
 }
 
+/// The ticket a submitter's message (a Discord message id) was recorded on, if it was.
+pub fn written(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT ticket_id FROM written WHERE message_id = ?1")?
+        .query_row([message_id], |row| row.get(0))
+        .optional()
+}
+
 /// One ticket.
 pub fn ticket(conn: &Connection, id: &str) -> rusqlite::Result<Option<TicketState>> {
     conn.prepare_cached(&format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"))?
@@ -234,12 +241,12 @@ pub fn answer(conn: &Connection, ticket_id: &str, command_id: &str) -> rusqlite:
     Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
-/// The submitters (their ids at the source) of the newest `limit` tickets changed since `since` (RFC 3339), newest
-/// first, each once.
+/// The submitters (their ids at the source) of the tickets changed since `since` (RFC 3339), the one whose ticket
+/// changed last first, each once, at most `limit`.
 pub fn recent_contacts(conn: &Connection, since: &str, limit: usize) -> rusqlite::Result<Vec<String>> {
     let mut statement = conn.prepare_cached(
         "SELECT contact_id FROM tickets WHERE contact_id IS NOT NULL AND updated_at >= ?1
-         GROUP BY contact_id ORDER BY MAX(seq) DESC LIMIT ?2",
+         GROUP BY contact_id ORDER BY MAX(updated_at) DESC LIMIT ?2",
     )?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = statement.query_map(rusqlite::params![since, limit], |row| row.get(0))?;

@@ -13,7 +13,8 @@ use super::Identity;
 /// 5: `tickets.assignee` and `tickets.closed_by` hold identity keys (`staff:ana`, `discord:42`), and
 /// `assignee_name`, `closed_by_name` their names.
 /// 6: `tickets.answered` and `tickets.follows`; `sent`, the messages sent to submitters, by message id.
-const SCHEMA_VERSION: i64 = 6;
+/// 7: `written`, the submitters' messages recorded, by message id; `tickets_by_updated`.
+const SCHEMA_VERSION: i64 = 7;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +55,8 @@ CREATE INDEX IF NOT EXISTS tickets_by_contact_id ON tickets (contact_id, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_answered ON tickets (answered, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
 CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS written (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);
 CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -131,7 +134,8 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
     if !same_version {
         conn.execute_batch(
             "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
-             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;",
+             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;
+             DROP TABLE IF EXISTS written;",
         )?;
         conn.execute_batch(TABLES)?;
     }
@@ -176,7 +180,7 @@ fn changes(recorded: &Recorded, now: &Identity) -> Vec<String> {
 
 /// The indexes that only the desk's filters (and the bot's `/tickets`) use: a rebuild from an empty store drops them and builds them once at
 /// the end, which is much cheaper than keeping them up to date row by row.
-const FILTER_INDEXES: [&str; 8] = [
+const FILTER_INDEXES: [&str; 9] = [
     "tickets_by_status",
     "tickets_by_assignee",
     "tickets_by_priority",
@@ -185,6 +189,7 @@ const FILTER_INDEXES: [&str; 8] = [
     "tickets_by_contact_id",
     "tickets_by_answered",
     "tickets_by_follows",
+    "tickets_by_updated",
 ];
 
 /// Drops the filter indexes for a bulk rebuild.
@@ -210,7 +215,7 @@ pub fn reader(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn clear(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "BEGIN; DELETE FROM tickets; DELETE FROM labels; DELETE FROM events; DELETE FROM search;
-         DELETE FROM offsets; DELETE FROM sent; COMMIT;",
+         DELETE FROM offsets; DELETE FROM sent; DELETE FROM written; COMMIT;",
     )
 }
 

@@ -406,6 +406,28 @@ fn a_submitters_tickets_are_found_by_their_id_newest_first_and_no_one_elses() {
     assert!(ids("", 10).is_empty() && ids("99", 10).is_empty());
 }
 
+/// Found by an attack (#25): a start looks for direct messages sent while franz was away in the channels of at most a
+/// hundred submitters, those `recent_contacts` names first. It ranks them by their newest ticket's creation, not by
+/// when their tickets last changed: the submitter the team has just answered on an older ticket (the one most likely to
+/// write back, whose ticket waits for them) comes after everyone who opened a ticket since, and with a hundred of those
+/// is never looked at, so their answer sent while franz was away is lost.
+#[test]
+fn recent_contacts_come_by_their_latest_change_not_their_newest_ticket() {
+    let from = |id: &str, user: &str| Ticket { contact_id: Some(user.into()), ..ticket(id, "a") };
+    let events = decided(&[
+        Command::create(from("t1", "1")),
+        Command::create(from("t2", "2")),
+        Command::create(from("t3", "3")),
+        // The team answers the oldest ticket last.
+        command(3, "t1", "ana", Action::Comment { body: "Which floor?".into(), internal: false }),
+    ]);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let contacts = query::recent_contacts(&conn, "2026-03-01T00:00:00.000Z", 2).unwrap();
+    assert!(contacts.contains(&"1".to_owned()), "the submitter answered last is left out: {contacts:?}");
+}
+
 #[test]
 fn stats_count_statuses_time_to_claim_days_labels_and_closers() {
     let events = decided(&[

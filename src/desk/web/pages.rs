@@ -485,9 +485,9 @@ fn timeline_class(change: &Change) -> &'static str {
 
 /// Where a public reply will go, as the reply box says it.
 fn reply_goes(ticket: &TicketState) -> String {
-    match (&ticket.contact_id, ticket.guild_id.is_some() || ticket.origin.eq_ignore_ascii_case("discord")) {
-        (Some(_), true) => format!("A reply goes to {} by Discord direct message.", ticket.contact),
-        _ => "A reply is recorded on the ticket; franz has no way back to this submitter.".to_owned(),
+    match crate::discord::submitter(ticket) {
+        Some(_) => format!("A reply goes to {} by Discord direct message.", ticket.contact),
+        None => "A reply is recorded on the ticket; franz has no way back to this submitter.".to_owned(),
     }
 }
 

@@ -44,6 +44,10 @@ const SENT_PATIENCE: Duration = Duration::from_secs(10);
 const REMEMBERED_MAX: usize = 10_000;
 /// The reaction that says "recorded".
 const RECEIPT: &str = "✅";
+/// The reaction that says "not recorded" (over the rate limit, after the one answer that says so).
+const NOT_RECORDED: &str = "⛔";
+/// How old a message a start still takes: older ones (from before franz took direct messages, say) are left alone.
+const CATCH_UP_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The custom id prefix of the ticket choice (a select menu) and of the offer to open a ticket (a button).
 pub const PICK: &str = "conv:pick:";
 pub const OPEN: &str = "conv:open:";
@@ -94,6 +98,8 @@ pub struct Conversations {
     limiter: Mutex<Limiter>,
     order: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
     chosen: Mutex<HashMap<u64, String>>,
+    /// Held by the start's look for missed messages ([`catch_up`]).
+    catching_up: tokio::sync::Mutex<()>,
 }
 
 impl Conversations {
@@ -134,6 +140,8 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// The message it answers (a Discord reply), if any.
     pub reply_to: Option<u64>,
+    /// The message that one answers, when it is the bot's (a long reply's later part answers its first part).
+    pub reply_to_first: Option<u64>,
     /// Whether that message is one of the bot's messages about a ticket (its own, and no answer to someone: the
     /// bot's answers in a conversation are Discord replies, its messages about tickets are not).
     pub reply_to_notice: bool,
@@ -159,6 +167,12 @@ impl Message {
             body: message.content.trim().to_owned(),
             attachments,
             reply_to: message.message_reference.as_ref().and_then(|r| r.message_id).map(|id| id.get()),
+            reply_to_first: message
+                .referenced_message
+                .as_ref()
+                .filter(|answered| answered.author.bot)
+                .and_then(|answered| answered.message_reference.as_ref()?.message_id)
+                .map(|id| id.get()),
             reply_to_notice: message
                 .referenced_message
                 .as_ref()
@@ -342,6 +356,9 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
             tracing::info!(user = message.author, "a direct message over the rate limit was not recorded");
             if tell {
                 say(http, data, &message, &too_fast()).await;
+            } else {
+                // Marked, so that the submitter sees which were not recorded, and no later start takes them.
+                react(http, data, &message, NOT_RECORDED).await;
             }
             return;
         }
@@ -411,12 +428,20 @@ async fn find(
     let mut progress = store.progress();
     loop {
         progress.borrow_and_update();
-        let (store, reply_to, user) = (store.clone(), message.reply_to, message.author.to_string());
+        let (store, user) = (store.clone(), message.author.to_string());
+        let (reply_to, first) = (message.reply_to, message.reply_to_first);
         let found =
             tokio::task::spawn_blocking(move || -> anyhow::Result<(Option<Option<TicketState>>, Vec<TicketState>)> {
                 let conn = store.reader()?;
+                let sent_about = |id: u64| query::sent_about(&conn, &id.to_string());
+                // The bot's message answered, or the first part of the long reply whose later part was answered.
+                let about = match (reply_to.map(sent_about).transpose()?.flatten(), first) {
+                    (Some(ticket), _) => Some(ticket),
+                    (None, Some(first)) => sent_about(first)?,
+                    (None, None) => None,
+                };
                 let answered = match reply_to {
-                    Some(sent) => match query::sent_about(&conn, &sent.to_string())? {
+                    Some(_) => match about {
                         // A ticket that a newer one follows is answered on the newest of them.
                         Some(ticket) => {
                             Some(query::newest_follower(&conn, &ticket)?.or(query::ticket(&conn, &ticket)?))
@@ -456,6 +481,8 @@ const CATCH_UP_PATIENCE: Duration = Duration::from_secs(120);
 /// the message).
 pub async fn catch_up(http: &serenity::Http, data: &Data) {
     let Some(store) = data.store.clone() else { return };
+    // One at a time: a second session's look waits for the first, then sees what the first handled.
+    let _one = data.conversations.catching_up.lock().await;
     if !store.wait_for(CATCH_UP_PATIENCE, |progress| progress.caught_up).await {
         tracing::warn!(
             "the ticket store has not caught up; direct messages sent while the bot was away are not looked for"
@@ -478,13 +505,21 @@ pub async fn catch_up(http: &serenity::Http, data: &Data) {
     };
     let mut caught = 0;
     for user in contacts.iter().filter_map(|id| id.parse::<u64>().ok()) {
+        if data.shutdown.is_cancelled() {
+            return;
+        }
         let history = async {
             let channel = http.create_private_channel(&json!({"recipient_id": user.to_string()})).await?;
             http.get_messages(channel.id, None, Some(CATCH_UP_MESSAGES)).await
         };
         match history.await {
             Ok(messages) => {
-                for message in unhandled(&messages) {
+                for message in unhandled(&messages, chrono::Utc::now()) {
+                    // Recorded already, its receipt lost (a Discord hiccup): the receipt again, nothing else.
+                    if recorded(&store, message.id.get()).await {
+                        receipt(http, data, &Message::from_discord(message)).await;
+                        continue;
+                    }
                     caught += 1;
                     received(http, data, message).await;
                 }
@@ -499,22 +534,30 @@ pub async fn catch_up(http: &serenity::Http, data: &Data) {
     }
 }
 
-/// Of a DM channel's newest messages (newest first, as Discord lists them), the user's messages after the newest
-/// one the bot handled (answered with its receipt, or with a message that replies to it), oldest first.
-pub fn unhandled(messages: &[serenity::Message]) -> Vec<&serenity::Message> {
+/// Whether the store has message `id` on a ticket.
+async fn recorded(store: &crate::store::Store, id: u64) -> bool {
+    let store = store.clone();
+    let found = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        Ok(query::written(&*store.reader()?, &id.to_string())?.is_some())
+    })
+    .await;
+    matches!(found, Ok(Ok(true)))
+}
+
+/// Of a DM channel's newest messages (newest first, as Discord lists them), the user's messages of the last
+/// [`CATCH_UP_AGE`] before `now` that the bot never handled (it marks each with a reaction of its own, or answers it
+/// with a message that replies to it), oldest first.
+pub fn unhandled(messages: &[serenity::Message], now: chrono::DateTime<chrono::Utc>) -> Vec<&serenity::Message> {
     let answered: std::collections::HashSet<serenity::MessageId> = messages
         .iter()
         .filter(|message| message.author.bot)
         .filter_map(|message| message.message_reference.as_ref()?.message_id)
         .collect();
-    let receipt = serenity::ReactionType::Unicode(RECEIPT.to_owned());
+    let oldest = now - chrono::Duration::from_std(CATCH_UP_AGE).unwrap_or_default();
     let mut found: Vec<&serenity::Message> = messages
         .iter()
-        .filter(|message| !message.author.bot)
-        .take_while(|message| {
-            let received = message.reactions.iter().any(|r| r.me && r.reaction_type == receipt);
-            !received && !answered.contains(&message.id)
-        })
+        .filter(|message| !message.author.bot && *message.timestamp >= oldest)
+        .filter(|message| !message.reactions.iter().any(|r| r.me) && !answered.contains(&message.id))
         .collect();
     found.reverse();
     found
@@ -529,14 +572,19 @@ pub async fn chosen(http: &serenity::Http, data: &Data, interaction: &serenity::
         (_, Some(id)) => (false, id),
         _ => return false,
     };
-    let answer_press = |text: String| async move {
-        // The answer replaces the question (or the offer) in place, its menu or button gone.
-        let update = json!({"content": clip(&text, 2000), "components": [], "allowed_mentions": {"parse": []}});
-        let body = json!({"type": 7, "data": update});
+    // The answer replaces the question (or the offer) in place, its menu or button gone; an answer that asks to
+    // choose again leaves them, in a message of its own that only the presser sees.
+    let respond = |body: Value| async move {
         if let Err(error) = http.create_interaction_response(press.id, &press.token, &body, Vec::new()).await {
             problem(data, format!("could not answer a choice in a direct message: {}", connect::describe(&error)));
         }
     };
+    let answer_press = |text: String| {
+        let update = json!({"content": clip(&text, 2000), "components": [], "allowed_mentions": {"parse": []}});
+        respond(json!({"type": 7, "data": update}))
+    };
+    let again = |text: &str| respond(super::replies::private_message(text));
+    let retry = "Your message could **not** be recorded right now. Please choose again in a minute.";
     // Only what the bot offered on the message pressed counts (Discord leaves checking that to the app): its
     // button, or one of its menu's tickets, which are the presser's own.
     let offered = offered(&press.message, custom_id);
@@ -558,21 +606,21 @@ pub async fn chosen(http: &serenity::Http, data: &Data, interaction: &serenity::
             answer_press("Only the author of that message can choose where it goes.".to_owned()).await;
             return true;
         }
+        Err(error) if connect::status(&error) == Some(404) => {
+            answer_press("That message is gone, so there is nothing to record.".to_owned()).await;
+            return true;
+        }
         Err(error) => {
-            let text = match connect::status(&error) {
-                Some(404) => "That message is gone, so there is nothing to record.".to_owned(),
-                _ => {
-                    problem(data, format!("could not read a message to record it: {}", connect::describe(&error)));
-                    "Your message could **not** be recorded right now. Please choose again in a minute.".to_owned()
-                }
-            };
-            answer_press(text).await;
+            problem(data, format!("could not read a message to record it: {}", connect::describe(&error)));
+            again(retry).await;
             return true;
         }
     };
     if !pick {
-        let (text, _) = open_ticket(data, &original, None).await;
-        answer_press(text).await;
+        match open_ticket(data, &original, None).await {
+            (text, Some(_)) => answer_press(text).await,
+            (text, None) => again(&text).await,
+        }
         return true;
     }
     let Some(ticket) = press.data.kind_values().first().cloned().filter(|ticket| offered.contains(ticket)) else {
@@ -594,10 +642,7 @@ pub async fn chosen(http: &serenity::Http, data: &Data, interaction: &serenity::
         Err(error) => {
             data.conversations.chosen.lock().unwrap_or_else(|p| p.into_inner()).remove(&original.id);
             problem(data, format!("a direct message could not be recorded on {ticket}: {error:#}"));
-            answer_press(
-                "Your message could **not** be recorded right now. Please choose again in a minute.".to_owned(),
-            )
-            .await;
+            again(retry).await;
         }
     }
     true
@@ -722,12 +767,17 @@ async fn open_ticket(data: &Data, message: &Message, follows: Option<String>) ->
 
 /// Reacts to the message with the receipt.
 async fn receipt(http: &serenity::Http, data: &Data, message: &Message) {
+    react(http, data, message, RECEIPT).await;
+}
+
+/// Reacts to the message with `emoji`.
+async fn react(http: &serenity::Http, data: &Data, message: &Message, emoji: &str) {
     let (Some(channel), Some(id)) =
         (std::num::NonZeroU64::new(message.channel_id), std::num::NonZeroU64::new(message.id))
     else {
         return;
     };
-    let reaction = serenity::ReactionType::Unicode(RECEIPT.to_owned());
+    let reaction = serenity::ReactionType::Unicode(emoji.to_owned());
     if let Err(error) = http.create_reaction(channel.into(), id.into(), &reaction).await {
         problem(data, format!("could not confirm a recorded direct message: {}", connect::describe(&error)));
     }
@@ -763,6 +813,7 @@ mod tests {
             body: body.into(),
             attachments: Vec::new(),
             reply_to: None,
+            reply_to_first: None,
             reply_to_notice: false,
         }
     }

@@ -14,6 +14,8 @@ use crate::schema::lifecycle::{Change, Event, Status};
 
 /// The most tickets `/tickets` lists: the newest ones.
 pub const OWN_TICKETS_MAX: usize = 10;
+/// The longest line of `/tickets`: ten of them and the heading fit in one message.
+const LINE_MAX: usize = 190;
 
 /// The answer once the broker has the ticket: the id, and a short, safe preview of what was submitted.
 pub fn received(ticket_id: &str, message: &str) -> String {
@@ -60,7 +62,10 @@ pub fn own_tickets(tickets: &[(TicketState, Option<Event>)]) -> String {
             _ => "open, waiting for the team".to_owned(),
         };
         let mut line = format!("• `{}` {}: {}", ticket.id, clip(&plain(first_line.trim()), 60), status);
-        let said = |body: &str| clip(&plain(&body.split_whitespace().collect::<Vec<_>>().join(" ")), 60);
+        let said = |body: &str| match body.split_whitespace().collect::<Vec<_>>().join(" ") {
+            text if text.is_empty() => "(a file)".to_owned(),
+            text => clip(&plain(&text), 60),
+        };
         match last.as_ref().map(|event| (&event.change, event)) {
             Some((Change::SubmitterWrote { body, .. }, _)) => line.push_str(&format!(" · last: you, “{}”", said(body))),
             Some((Change::Commented { body, .. }, event)) => {
@@ -69,7 +74,8 @@ pub fn own_tickets(tickets: &[(TicketState, Option<Event>)]) -> String {
             }
             _ => {}
         }
-        lines.push(line);
+        // Each line within its share of the 2,000 characters, so that every ticket is listed.
+        lines.push(clip(&line, LINE_MAX));
     }
     clip(&lines.join("\n"), 2000)
 }
@@ -176,6 +182,44 @@ mod tests {
             reopened: false,
         });
         assert!(own_tickets(&[(ticket, Some(wrote))]).contains("last: you, “the new one”"));
+    }
+
+    /// Found by an attack (#25): `/tickets` lists the caller's ten newest tickets, and since it shows each one's newest
+    /// message a line runs to some 250 characters. Ten tickets waiting for the submitter's answer no longer fit in
+    /// Discord's 2,000: the whole text is clipped, so the oldest tickets vanish (the last one cut mid-line) while the
+    /// heading still says ten.
+    #[test]
+    fn own_tickets_with_their_newest_messages_still_list_every_ticket() {
+        let reply = |id: &str| Event {
+            event_id: format!("e-{id}"),
+            ticket_id: id.into(),
+            version: Some(3),
+            at: "2026-12-07T00:00:00Z".into(),
+            actor: crate::schema::lifecycle::Actor::staff(crate::schema::lifecycle::ActorSource::Web, "ana"),
+            caused_by: "c".into(),
+            change: Change::Commented {
+                body: "Which floor is the printer on, and what does its display say right now?".into(),
+                internal: false,
+            },
+        };
+        let tickets: Vec<(TicketState, Option<Event>)> = (0..OWN_TICKETS_MAX)
+            .map(|i| {
+                let id = format!("8f0b16f3-85b5-56c7-8823-48333474{i:04}");
+                let ticket = TicketState {
+                    id: id.clone(),
+                    body: "x".repeat(4000),
+                    status: Status::Waiting,
+                    ..TicketState::default()
+                };
+                (ticket, Some(reply(&id)))
+            })
+            .collect();
+        let text = own_tickets(&tickets);
+        assert!(crate::discord::chars(&text) <= 2000, "{text}");
+        for (ticket, _) in &tickets {
+            assert!(text.contains(&format!("`{}`", ticket.id)), "ticket {} is left out: {text}", ticket.id);
+        }
+        assert_eq!(text.lines().count(), OWN_TICKETS_MAX + 1, "{text}");
     }
 
     #[test]

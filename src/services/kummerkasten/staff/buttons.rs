@@ -22,6 +22,7 @@ use crate::kafka::tickets::send_command;
 use crate::people::{self, DiscordAccount};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
 use crate::services::kummerkasten::{NAME, connect, replies};
+use crate::store::query;
 
 /// How long a presser waits for akte's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,9 +127,7 @@ async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: 
             Change::Claimed { .. } => "You claimed the ticket; its card shows it.".to_owned(),
             Change::Closed { reason } => format!("Closed, with the reason: {}", plain(&reason)),
             Change::Reopened => "Reopened; the ticket is open again.".to_owned(),
-            Change::Commented { internal: false, .. } => {
-                "Replied; the submitter gets your reply, and the ticket waits for their answer.".to_owned()
-            }
+            Change::Commented { internal: false, .. } => replied(settings, &command.ticket_id).await,
             other => format!("Done ({}).", other.name()),
         },
         Ok(None) => format!(
@@ -141,6 +140,16 @@ async fn decide(settings: &Settings, producer: &crate::kafka::Producer, topics: 
             settings.troubles.report(NAME, problem);
             "The request was sent; the card will show the outcome.".to_owned()
         }
+    }
+}
+
+/// What a presser is told of a public reply: who gets it.
+async fn replied(settings: &Settings, ticket: &str) -> String {
+    let (store, id) = (settings.store.clone(), ticket.to_owned());
+    let found = tokio::task::spawn_blocking(move || query::ticket(&*store.reader().ok()?, &id).ok().flatten()).await;
+    match found.ok().flatten().as_ref().and_then(crate::discord::submitter) {
+        Some(_) => "Replied; the submitter gets your reply, and the ticket waits for their answer.".to_owned(),
+        None => "Replied on the ticket; it has no Discord submitter, so nobody is sent the reply.".to_owned(),
     }
 }
 

@@ -204,14 +204,21 @@ fn field(name: &str, value: &str, inline: bool) -> Value {
     json!({"name": name, "value": clip(value, FIELD_VALUE_MAX), "inline": inline})
 }
 
-/// The buttons: Claim, Reply and Close while the ticket is not closed, Reopen once it is.
+/// The buttons: Claim, Reply (for a ticket with a Discord submitter) and Close while the ticket is not closed,
+/// Reopen once it is.
 fn buttons(state: &TicketState) -> Vec<Value> {
     let button = |press: Press, label: &str, style: u8| json!({"type": 2, "style": style, "label": label, "custom_id": button_id(press, &state.id)});
     match state.status {
         Status::Closed => vec![button(Press::Reopen, "Reopen", 2)],
-        Status::Open | Status::Claimed | Status::Waiting => {
-            vec![button(Press::Claim, "Claim", 1), button(Press::Reply, "Reply", 2), button(Press::Close, "Close", 4)]
-        }
+        // Reply only where a reply can reach someone: a ticket with a Discord submitter.
+        Status::Open | Status::Claimed | Status::Waiting => [
+            Some(button(Press::Claim, "Claim", 1)),
+            crate::discord::submitter(state).map(|_| button(Press::Reply, "Reply", 2)),
+            Some(button(Press::Close, "Close", 4)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     }
 }
 
@@ -234,6 +241,7 @@ mod tests {
         TicketState {
             id: "8f0b16f3-85b5-56c7-8823-483334746b7e".into(),
             contact: "pontatot".into(),
+            contact_id: Some("80351110224678912".into()),
             origin: "Discord".into(),
             body: body.into(),
             created_at: "2026-02-24T08:32:24Z".into(),
@@ -253,6 +261,14 @@ mod tests {
             .collect();
         let id = "8f0b16f3-85b5-56c7-8823-483334746b7e";
         assert_eq!(ids, [format!("franz:claim:{id}"), format!("franz:reply:{id}"), format!("franz:close:{id}")]);
+        let nobody = TicketState { contact_id: None, ..ticket("from franz ticket") };
+        let labels: Vec<Value> = message(&nobody, None, None)["components"][0]["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["label"].clone())
+            .collect();
+        assert_eq!(labels, [json!("Claim"), json!("Close")], "no Reply where a reply reaches nobody");
         assert_eq!((&open["nonce"], &open["enforce_nonce"]), (&json!("n"), &json!(true)));
         assert_eq!(open["allowed_mentions"]["parse"], json!([]));
 
@@ -292,6 +308,34 @@ mod tests {
             assert_eq!(parse_button(other), None, "{other}");
             assert_eq!(parse_form(other), None, "{other}");
         }
+    }
+
+    /// Found by an attack (#25): the Reply form takes up to 4,000 characters ("Your reply (the submitter gets it)"), and
+    /// the presser is told "the submitter gets your reply", but the direct message quoted at most 1,500 of them and
+    /// pointed nowhere for the rest: the submitter, who has no desk, never read most of a long reply. Now a long
+    /// reply goes on in as many messages as it needs, each within Discord's 2,000 characters.
+    #[test]
+    fn a_reply_as_long_as_the_form_takes_reaches_the_submitter_whole() {
+        let reply_form = form(Form::Reply, "t-1");
+        let input = &reply_form["data"]["components"][0]["components"][0];
+        let max = input["max_length"].as_u64().expect("a maximum") as usize;
+        let body = "y".repeat(max);
+        let event = crate::schema::lifecycle::Event {
+            event_id: "e".into(),
+            ticket_id: "t-1".into(),
+            version: Some(2),
+            at: "2026-12-07T00:00:00Z".into(),
+            actor: crate::schema::lifecycle::Actor::staff(crate::schema::lifecycle::ActorSource::Discord, "ana"),
+            caused_by: "c".into(),
+            change: crate::schema::lifecycle::Change::Commented { body: body.clone(), internal: false },
+        };
+        let notice = super::super::notify::notice(&event).expect("a public reply is told");
+        let parts =
+            super::super::notify::texts(&notice, &TicketState { id: "t-1".into(), ..ticket("printer on fire") });
+        assert!(parts.iter().all(|part| crate::discord::chars(part) <= 2000), "{parts:?}");
+        let quoted: String =
+            parts.iter().flat_map(|part| part.lines()).filter_map(|line| line.strip_prefix("> ")).collect();
+        assert!(quoted.contains(&body), "a reply of {max} characters, as the form allows, reaches the submitter cut");
     }
 
     /// Text of up to `max` characters, often as long as it may be and made of what `plain` and `code_block`

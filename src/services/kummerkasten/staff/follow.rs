@@ -439,7 +439,7 @@ impl Poster {
     async fn tell_once(&self, notice: &Notice) -> anyhow::Result<()> {
         let Some(state) = self.ticket(&notice.ticket_id).await? else { return Ok(()) };
         // Only a ticket from Discord has a submitter the bot can write to.
-        let Some(user) = state.contact_id.as_deref().and_then(|id| id.parse::<u64>().ok()) else { return Ok(()) };
+        let Some(user) = crate::discord::submitter(&state) else { return Ok(()) };
         let ticket = state.id.as_str();
         let closed = "the user does not accept direct messages from the bot";
         if self.refused_lately(user) {
@@ -448,7 +448,7 @@ impl Poster {
                 .record(notify::delivery(notice, false, Some(format!("{closed} (asked within the hour)")), None))
                 .await;
         }
-        let delivery = match notify::send(&self.http, user, &notify::message(notice, &state)).await {
+        let delivery = match notify::send(&self.http, user, &notify::messages(notice, &state)).await {
             Ok(Sent::Delivered(message)) => notify::delivery(notice, true, None, Some(message)),
             Ok(Sent::Refused) => {
                 self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());

@@ -20,8 +20,8 @@ use crate::services::kummerkasten::{NAME, connect};
 
 /// Discord's limit on a message's `content`.
 const CONTENT_MAX: usize = 2000;
-/// The most of a public reply a message quotes; the rest is in the desk.
-const REPLY_MAX: usize = 1500;
+/// The most characters of one line of a reply one message quotes; a longer line goes on in the next message.
+const QUOTE_MAX: usize = 1900;
 /// The first line of the ticket, as the message names it.
 const TITLE_MAX: usize = 80;
 
@@ -68,32 +68,76 @@ pub fn is_recent(notice: &Notice, now: chrono::DateTime<chrono::Utc>, within: Du
     age.to_std().map_or(true, |age| age <= within) // a clock a little behind akte's makes the age negative
 }
 
-/// The message's text: what happened to which ticket, in words the submitter reads.
+/// The message's text: what happened to which ticket, in words the submitter reads; a reply longer than one
+/// Discord message goes on in more ([`texts`]), and this is the first.
 pub fn text(notice: &Notice, ticket: &TicketState) -> String {
-    let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
-    let title = format!("“{}” (ticket {})", clip(&plain(first_line.trim()), TITLE_MAX), ticket.id);
-    let text = match &notice.what {
-        What::Claimed { by } => format!("Your ticket {title} is being worked on: {} took it.", plain(by)),
-        What::Replied { by, body } => {
-            let quoted: Vec<String> =
-                clip(body.trim(), REPLY_MAX).lines().map(|line| format!("> {}", plain(line))).collect();
-            format!("{} replied to your ticket {title}:\n{}", plain(by), quoted.join("\n"))
-        }
-        What::Closed { by, reason } => {
-            format!("Your ticket {title} was closed by {}. Reason: {}", plain(by), plain(reason))
-        }
-    };
-    clip(&text, CONTENT_MAX)
+    texts(notice, ticket).remove(0)
 }
 
-/// The message body: the text, no pings, and a nonce from the event that Discord enforces.
+/// The texts of the messages that tell the submitter: one, or for a long reply as many as its quoted lines need
+/// (the whole reply reaches them; a line longer than a message is cut into parts).
+pub fn texts(notice: &Notice, ticket: &TicketState) -> Vec<String> {
+    let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
+    let title = format!("“{}” (ticket {})", clip(&plain(first_line.trim()), TITLE_MAX), ticket.id);
+    match &notice.what {
+        What::Claimed { by } => {
+            vec![clip(&format!("Your ticket {title} is being worked on: {} took it.", plain(by)), CONTENT_MAX)]
+        }
+        What::Replied { by, body } => {
+            let mut parts = vec![format!("{} replied to your ticket {title}:", plain(by))];
+            for line in body.trim().lines() {
+                let line = plain(line);
+                let chars: Vec<char> = line.chars().collect();
+                // A line longer than a message goes in pieces, each quoted.
+                let pieces: Vec<String> = if chars.is_empty() {
+                    vec![String::new()]
+                } else {
+                    chars.chunks(QUOTE_MAX).map(|piece| piece.iter().collect()).collect()
+                };
+                for piece in pieces {
+                    let quoted = format!("> {piece}");
+                    let last = parts.last_mut().expect("a first part");
+                    if crate::discord::chars(last) + 1 + crate::discord::chars(&quoted) <= CONTENT_MAX {
+                        last.push('\n');
+                        last.push_str(&quoted);
+                    } else {
+                        parts.push(quoted);
+                    }
+                }
+            }
+            parts
+        }
+        What::Closed { by, reason } => {
+            vec![clip(
+                &format!("Your ticket {title} was closed by {}. Reason: {}", plain(by), plain(reason)),
+                CONTENT_MAX,
+            )]
+        }
+    }
+}
+
+/// The message bodies: the texts, no pings, and nonces from the event that Discord enforces (the first part's as
+/// before parts existed, so a message sent before an upgrade is not sent again). The parts after the first reply
+/// to it when sent ([`send`]), so that an answer to any of them finds the ticket.
+pub fn messages(notice: &Notice, ticket: &TicketState) -> Vec<Value> {
+    texts(notice, ticket)
+        .into_iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let seed = if n == 0 { format!("dm:{}", notice.event_id) } else { format!("dm:{}:{n}", notice.event_id) };
+            json!({
+                "content": text,
+                "allowed_mentions": {"parse": []},
+                "nonce": super::nonce(&seed),
+                "enforce_nonce": true,
+            })
+        })
+        .collect()
+}
+
+/// The first message body ([`messages`]).
 pub fn message(notice: &Notice, ticket: &TicketState) -> Value {
-    json!({
-        "content": text(notice, ticket),
-        "allowed_mentions": {"parse": []},
-        "nonce": super::nonce(&format!("dm:{}", notice.event_id)),
-        "enforce_nonce": true,
-    })
+    messages(notice, ticket).remove(0)
 }
 
 /// The command that records how the message about `notice` ended: derived from the notice's event, so that a
@@ -124,12 +168,22 @@ pub enum Sent {
     Dropped(String),
 }
 
-/// Sends `body` to `user_id` in the bot's DM channel with them. An error is one worth retrying: the network, a
-/// timeout, a rate limit or a server error.
-pub async fn send(http: &serenity::Http, user_id: u64, body: &Value) -> Result<Sent, serenity::Error> {
+/// Sends `bodies` to `user_id` in the bot's DM channel with them, each after the first as a reply to the first. An
+/// error is one worth retrying: the network, a timeout, a rate limit or a server error (the nonces make a retry
+/// send nothing twice).
+pub async fn send(http: &serenity::Http, user_id: u64, bodies: &[Value]) -> Result<Sent, serenity::Error> {
     let outcome = async {
         let channel = http.create_private_channel(&json!({"recipient_id": user_id.to_string()})).await?;
-        http.send_message(channel.id, Vec::new(), body).await
+        let mut first: Option<serenity::Message> = None;
+        for body in bodies {
+            let mut body = body.clone();
+            if let Some(first) = &first {
+                body["message_reference"] = json!({"message_id": first.id.to_string(), "fail_if_not_exists": false});
+            }
+            let sent = http.send_message(channel.id, Vec::new(), &body).await?;
+            first.get_or_insert(sent);
+        }
+        first.ok_or_else(|| serenity::Error::Other("no message to send"))
     }
     .await;
     match outcome {
