@@ -437,6 +437,26 @@ async fn a_message_sent_while_franz_was_down_is_recorded_once_when_it_starts_aga
     team.down().await;
 }
 
+/// Bob's ticket, then ponta's tickets with `texts`, each created before the next: a start looks first at the
+/// submitters whose tickets changed last, so at ponta's messages before bob's, and a message of bob's taken shows
+/// that ponta's were looked at. Returns bob and ponta's ticket ids, oldest first.
+async fn bob_then_ponta(team: &Team, texts: &[&str]) -> (User, Vec<String>) {
+    let bob = User::new(55, "bob");
+    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
+    events_of(&team.harness, "created", 1).await;
+    for (n, text) in texts.iter().enumerate() {
+        team.discord.command(&ponta(), "ticket", &[("message", text)]);
+        events_of(&team.harness, "created", n + 2).await;
+    }
+    let created = events_of(&team.harness, "created", texts.len() + 1).await;
+    let ponta: Vec<String> = created
+        .iter()
+        .filter(|e| e["contact"] == "pontatot")
+        .map(|e| e["ticket_id"].as_str().unwrap().to_owned())
+        .collect();
+    (bob, ponta)
+}
+
 /// Found by an attack (#25): a message the rate limit refused silently (the submitter had been told "this one and the
 /// next ones in this minute are **not** recorded; please send them again") carries neither the receipt nor an answer,
 /// so `unhandled` takes it at the next gateway session and a fresh limiter records it: a refused message lands on the
@@ -445,12 +465,8 @@ async fn a_message_sent_while_franz_was_down_is_recorded_once_when_it_starts_aga
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_refused_by_the_rate_limit_is_marked_and_not_recorded_at_the_next_session() {
     let mut team = Team::start(1).await;
-    // Bob's ticket is older than ponta's: a start looks at ponta's messages first, then bob's.
-    let bob = User::new(55, "bob");
-    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
-    events_of(&team.harness, "created", 1).await;
-    team.discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
-    let ticket = events_of(&team.harness, "created", 2).await[1]["ticket_id"].as_str().unwrap().to_owned();
+    let (bob, tickets) = bob_then_ponta(&team, &["printer on fire"]).await;
+    let ticket = tickets[0].clone();
     let discord = &team.discord;
     let flood: Vec<u64> = (0..11).map(|n| discord.direct_message(&ponta(), &format!("message {n}"))).collect();
     dm_saying(discord, &ponta(), "faster than the ticket can take them").await;
@@ -512,13 +528,7 @@ async fn a_message_sent_while_away_is_taken_though_a_newer_one_was_handled_first
 #[tokio::test(flavor = "multi_thread")]
 async fn two_overlapping_catch_ups_ask_about_a_message_once() {
     let mut team = Team::start(1).await;
-    // Bob's ticket is older than ponta's: each catch-up looks at ponta's messages first, then bob's.
-    let bob = User::new(55, "bob");
-    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
-    events_of(&team.harness, "created", 1).await;
-    team.discord.command(&ponta(), "ticket", &[("message", "my mouse is gone")]);
-    team.discord.command(&ponta(), "ticket", &[("message", "and the keyboard")]);
-    events_of(&team.harness, "created", 3).await;
+    let (bob, _) = bob_then_ponta(&team, &["my mouse is gone", "and the keyboard"]).await;
     crate::kummerkasten_staff::cards(&team.discord, 3).await;
     team.down().await;
     let asked = team.discord.direct_message_while_away(&ponta(), "it is the left shift key");
@@ -617,12 +627,8 @@ async fn a_reply_from_the_card_to_a_ticket_nobody_can_receive_is_not_offered_nor
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recorded_message_whose_receipt_failed_is_not_routed_again_at_the_next_start() {
     let mut team = Team::start(1).await;
-    // Bob's ticket is older than ponta's: a start looks at ponta's messages first, then bob's.
-    let bob = User::new(55, "bob");
-    team.discord.command(&bob, "ticket", &[("message", "bob's printer")]);
-    events_of(&team.harness, "created", 1).await;
-    team.discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
-    let ticket = events_of(&team.harness, "created", 2).await[1]["ticket_id"].as_str().unwrap().to_owned();
+    let (bob, tickets) = bob_then_ponta(&team, &["printer on fire"]).await;
+    let ticket = tickets[0].clone();
     team.discord.script(Endpoint::Reaction, &[fake_discord::Answer::Status(500)]);
     let recorded = team.discord.direct_message(&ponta(), "still burning");
     history(&team.harness, &ticket, "the message on the ticket", |e| {
