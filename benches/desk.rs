@@ -96,7 +96,11 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
             action: if rng.bool() {
                 Action::Close { reason: "fixed".into() }
             } else {
-                Action::Comment { body: format!("looked at {}", word(rng.usize(0..VOCABULARY))), internal: false }
+                Action::Comment {
+                    body: format!("looked at {}", word(rng.usize(0..VOCABULARY))),
+                    internal: false,
+                    via: None,
+                }
             },
         },
     ];

@@ -148,6 +148,11 @@ pub struct Discord {
     /// or is closed (with the reason). On by default; needs the ticket store (akte or the desk in this process).
     #[serde(deserialize_with = "parse::boolean")]
     pub notify_submitter: bool,
+    /// A channel (a numeric id) where the bot opens a private thread for each new ticket from Discord, adds the
+    /// submitter, and carries the conversation there both ways. Needs the Message Content intent; without it the
+    /// bot says so at start and uses direct messages. Unset: direct messages only.
+    #[serde(deserialize_with = "parse::snowflake")]
+    pub ticket_threads: Option<u64>,
 }
 
 /// The desk's settings.
@@ -353,6 +358,7 @@ impl Default for Discord {
             staff_channel_id: None,
             staff_role_id: None,
             notify_submitter: true,
+            ticket_threads: None,
         }
     }
 }

@@ -208,9 +208,12 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 Ok(Change::Assigned { to, from: ticket.assignee.clone() })
             }
         }
-        Action::Comment { body, internal } => {
+        Action::Comment { internal: true, via: Some(via), .. } => {
+            Err(format!("an internal note is never written outside franz (not by {})", via.describe()))
+        }
+        Action::Comment { body, internal, via } => {
             let body = bounded_text("a comment", body, COMMENT_MAX)?;
-            Ok(Change::Commented { body, internal: *internal })
+            Ok(Change::Commented { body, internal: *internal, via: *via })
         }
         Action::SetPriority { priority } if *priority == ticket.priority => {
             Err(format!("the priority is {} already", priority.name()))
@@ -263,7 +266,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             let reopened = closed && within_window(ticket, now, policy)?;
             Ok(Change::SubmitterWrote { body: body.to_owned(), attachments, via: *via, message_id, reopened })
         }
-        Action::RecordDelivery(Delivery { of, via, delivered, detail, message_id }) => {
+        Action::RecordDelivery(Delivery { of, via, delivered, detail, message_id, channel_id }) => {
             if command.actor.source != ActorSource::Franz {
                 return Err("only franz records where a message went".into());
             }
@@ -271,7 +274,8 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             let detail =
                 detail.as_deref().map(|text| bounded_text("a delivery's detail", text, REASON_MAX)).transpose()?;
             let message_id = message_id.as_deref().map(|id| self::name("a message id", id)).transpose()?;
-            Ok(Change::Delivery(Delivery { of, via: *via, delivered: *delivered, detail, message_id }))
+            let channel_id = channel_id.as_deref().map(|id| self::name("a channel id", id)).transpose()?;
+            Ok(Change::Delivery(Delivery { of, via: *via, delivered: *delivered, detail, message_id, channel_id }))
         }
     }
 }

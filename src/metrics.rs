@@ -64,6 +64,8 @@ pub struct RefusedLabel {
 pub const REFUSED_CARD: &str = "card";
 /// The `what` of a direct message Discord refused.
 pub const REFUSED_DIRECT_MESSAGE: &str = "direct_message";
+/// The `what` of a ticket's thread (or a message in it) Discord refused.
+pub const REFUSED_THREAD: &str = "thread";
 
 /// Every metric of one running franz.
 #[derive(Debug)]
@@ -221,7 +223,7 @@ impl Metrics {
             for error_type in ["json_decode_error", "validation_error", "unexpected_error"] {
                 let _ = metrics.dead_letters.get_or_create(&ErrorTypeLabel { error_type: error_type.to_owned() });
             }
-            for what in [REFUSED_CARD, REFUSED_DIRECT_MESSAGE] {
+            for what in [REFUSED_CARD, REFUSED_DIRECT_MESSAGE, REFUSED_THREAD] {
                 let _ = metrics.discord_refused.get_or_create(&RefusedLabel { what: what.to_owned() });
             }
         }

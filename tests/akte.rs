@@ -335,7 +335,7 @@ async fn akte_killed_mid_stream_and_restarted_applies_every_command_exactly_once
                     command_id: format!("comment-{}-{n}", t.id),
                     ticket_id: t.id.clone(),
                     actor: Actor::staff(ActorSource::Cli, "ana"),
-                    action: Action::Comment { body: format!("note {n}"), internal: true },
+                    action: Action::Comment { body: format!("note {n}"), internal: true, via: None },
                 };
                 (Some(t.id.clone()), serde_json::to_vec(&command).unwrap())
             })

@@ -18,7 +18,7 @@ use crate::util::{Harness, wait_until};
 
 /// A public reply from the desk.
 fn reply(text: &str) -> Action {
-    Action::Comment { body: text.into(), internal: false }
+    Action::Comment { body: text.into(), internal: false, via: None }
 }
 
 /// The bot's direct message to `user` whose text contains `text`, once it is there.

@@ -52,6 +52,7 @@ impl Bot {
             troubles: Troubles::default(),
             partitions: 1,
             reopen_within: Duration::from_secs(7 * 86_400),
+            threads: None,
         };
         let troubles = settings.troubles.clone();
         let shutdown = CancellationToken::new();
@@ -505,6 +506,7 @@ fn every_payload_of_the_fake_deserializes_as_serenity_models() {
             "ready" => serde_json::from_value::<serenity::Ready>(value).map(drop),
             "message" => serde_json::from_value::<serenity::Message>(value).map(drop),
             "dm-channel" => serde_json::from_value::<serenity::PrivateChannel>(value).map(drop),
+            "thread-channel" => serde_json::from_value::<serenity::GuildChannel>(value).map(drop),
             _ => serde_json::from_value::<serenity::Interaction>(value).map(drop),
         };
         parsed.unwrap_or_else(|error| panic!("fixtures/discord/{name}.json: {error}"));

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::util::{Harness, PATIENCE, Reaped, Up, on_one_worker, scratch, wait_until};
 
 pub(crate) const STAFF_CHANNEL: u64 = 1177000000000000077;
-const STAFF_ROLE: u64 = 1177000000000000088;
+pub(crate) const STAFF_ROLE: u64 = 1177000000000000088;
 
 pub(crate) fn config(harness: &Harness, data: &Path, discord: &FakeDiscord) -> Config {
     Config {
@@ -42,7 +42,7 @@ pub(crate) struct Team {
     pub(crate) harness: Harness,
     pub(crate) discord: FakeDiscord,
     pub(crate) config: Config,
-    running: Option<app::Running>,
+    pub(crate) running: Option<app::Running>,
     _data: tempfile::TempDir,
 }
 
@@ -53,7 +53,12 @@ impl Team {
 
     /// [`Team::start`] with the configuration changed by `change` first.
     pub(crate) async fn start_with(partitions: i32, change: impl FnOnce(&mut Config)) -> Team {
-        let (harness, discord, data) = (Harness::new(partitions).await, FakeDiscord::start().await, scratch());
+        Team::start_on(FakeDiscord::start().await, partitions, change).await
+    }
+
+    /// [`Team::start_with`] against `discord`.
+    pub(crate) async fn start_on(discord: FakeDiscord, partitions: i32, change: impl FnOnce(&mut Config)) -> Team {
+        let (harness, data) = (Harness::new(partitions).await, scratch());
         let mut config = config(&harness, data.path(), &discord);
         change(&mut config);
         let mut team = Team { harness, discord, config, running: None, _data: data };
@@ -778,9 +783,15 @@ async fn the_submitter_is_told_by_direct_message_of_the_claim_a_public_reply_and
 
     let claim = discord.press(&ana(discord), &posted, &button(&posted, "Claim"));
     told(discord, &claim).await;
-    from_the_desk(harness, &ticket, 1, Action::Comment { body: "they sound upset".into(), internal: true }).await;
-    from_the_desk(harness, &ticket, 2, Action::Comment { body: "Try <@1> turning\nit off".into(), internal: false })
+    from_the_desk(harness, &ticket, 1, Action::Comment { body: "they sound upset".into(), internal: true, via: None })
         .await;
+    from_the_desk(
+        harness,
+        &ticket,
+        2,
+        Action::Comment { body: "Try <@1> turning\nit off".into(), internal: false, via: None },
+    )
+    .await;
     let close = discord.press(&ana(discord), &posted, &button(&posted, "Close"));
     let form = answer(discord, &close, Endpoint::Callback).await;
     let form_id = form.body["data"]["custom_id"].as_str().unwrap().to_owned();

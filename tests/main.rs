@@ -28,5 +28,7 @@ mod kummerkasten_staff;
 mod ops;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;
+/// A private Discord thread per ticket: opened with the submitter, mirrored both ways, notes never there.
+mod threads;
 /// The web desk over HTTP: sign-in, sessions, cross-site forms refused, hostile text escaped, live updates.
 mod web;

@@ -754,6 +754,7 @@ async fn a_ticket_reads_as_a_conversation_with_notes_set_apart_deliveries_marked
         delivered: false,
         detail: Some("the user does not accept direct messages from the bot".into()),
         message_id: None,
+        channel_id: None,
     });
     command_as(&team, &ticket.id, 1, franz_itself, delivered).await;
     let file = Attachment {

@@ -228,6 +228,9 @@ fn describe(event: &Value) -> String {
         "unclaimed" => format!("unclaimed from {}", text(&person(&event["from"]))),
         "assigned" => format!("assigned to {}", text(&person(&event["to"]))),
         "commented" if event["internal"] == json!(true) => format!("internal note: {}", text(&event["body"])),
+        "commented" if event["via"].is_string() => {
+            format!("replied (in {}): {}", via(&event["via"]), text(&event["body"]))
+        }
         "commented" => format!("replied: {}", text(&event["body"])),
         "priority_set" => format!("priority set to {}", text(&event["priority"])),
         "label_added" => format!("labelled {}", text(&event["label"])),
@@ -243,6 +246,9 @@ fn describe(event: &Value) -> String {
                 line.push_str(" (reopened the ticket)");
             }
             line
+        }
+        "delivery" if event["delivered"] == json!(true) && event["channel_id"].is_string() => {
+            "opened the ticket's Discord thread".to_owned()
         }
         "delivery" if event["delivered"] == json!(true) => format!("delivered by {}", via(&event["via"])),
         "delivery" => format!("could not deliver by {}: {}", via(&event["via"]), text(&event["detail"])),
@@ -304,6 +310,16 @@ mod tests {
         let failed = json!({"type": "delivery", "via": "discord_dm", "delivered": false, "detail": "closed DMs",
             "actor": {"name": "kummerkasten", "source": "franz"}});
         assert!(describe(&failed).contains("could not deliver by Discord DM: closed DMs"));
+    }
+
+    #[test]
+    fn a_reply_written_in_the_tickets_thread_and_the_threads_opening_say_so() {
+        let reply = json!({"type": "commented", "body": "unplug it", "internal": false, "via": "discord_thread",
+            "actor": {"name": "ana", "source": "discord", "id": "42"}});
+        assert!(describe(&reply).contains("replied (in Discord thread): unplug it"), "{}", describe(&reply));
+        let opened = json!({"type": "delivery", "via": "discord_thread", "delivered": true, "channel_id": "7",
+            "actor": {"name": "kummerkasten", "source": "franz"}});
+        assert!(describe(&opened).contains("opened the ticket's Discord thread"), "{}", describe(&opened));
     }
 
     /// Regression (#33 attack): a cell was escaped, then clipped, and the cut fell inside an escape.

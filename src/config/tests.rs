@@ -317,3 +317,13 @@ fn submitters_are_told_by_direct_message_unless_the_switch_is_off() {
     let error = format!("{error:#}");
     assert!(error.contains("discord.notify_submitter") && error.contains("true or false"), "{error}");
 }
+
+#[test]
+fn the_ticket_threads_channel_is_a_numeric_discord_id_and_unset_by_default() {
+    let config = resolve(&Flags::default(), &layers(&[("DISCORD_TICKET_THREADS", "1177000000000000099")], &[], ""));
+    assert_eq!(config.unwrap().discord.ticket_threads, Some(1177000000000000099));
+    assert_eq!(resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().discord.ticket_threads, None);
+    let error = resolve(&Flags::default(), &layers(&[("DISCORD_TICKET_THREADS", "#tickets")], &[], "")).unwrap_err();
+    let error = format!("{error:#}");
+    assert!(error.contains("discord.ticket_threads") && error.contains("Copy ID"), "{error}");
+}

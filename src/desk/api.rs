@@ -291,6 +291,13 @@ async fn command(
              the team answers with a comment",
         ));
     }
+    if matches!(request.action, Action::Comment { via: Some(_), .. }) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`via` is for replies written in the ticket's Discord thread, which the bot records; a reply from the \
+             API is delivered to the submitter, so leave `via` out",
+        ));
+    }
     let command_id = match request.command_id {
         Some(given) if (1..=NAME_MAX).contains(&given.len()) => given,
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),

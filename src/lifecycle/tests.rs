@@ -33,7 +33,7 @@ fn write(body: &str) -> Action {
 }
 
 fn public(body: &str) -> Action {
-    Action::Comment { body: body.into(), internal: false }
+    Action::Comment { body: body.into(), internal: false, via: None }
 }
 
 /// Decides `commands` at the given times (RFC 3339), with `policy`.
@@ -87,7 +87,7 @@ fn a_ticket_is_claimed_commented_closed_and_reopened() {
     let (events, state) = run(&[
         Command::create(ticket()),
         command(1, "ana", Action::Claim),
-        command(2, "ana", Action::Comment { body: " on it ".into(), internal: false }),
+        command(2, "ana", Action::Comment { body: " on it ".into(), internal: false, via: None }),
         command(3, "ana", Action::Close { reason: "fixed".into() }),
         command(4, "bo", Action::Reopen),
     ]);
@@ -96,7 +96,7 @@ fn a_ticket_is_claimed_commented_closed_and_reopened() {
     assert_eq!((state.status, state.version, state.comments), (Status::Open, 5, 1));
     assert_eq!(state.first_claimed_at.as_deref(), Some("2026-03-01T00:00:01.000Z"));
     assert_eq!(state.closed_by, None);
-    assert_eq!(events[2].change, Change::Commented { body: "on it".into(), internal: false });
+    assert_eq!(events[2].change, Change::Commented { body: "on it".into(), internal: false, via: None });
 }
 
 #[test]
@@ -185,8 +185,8 @@ fn text_outside_its_bounds_is_refused_with_the_limit() {
     let long = "x".repeat(COMMENT_MAX + 1);
     let (events, _) = run(&[
         Command::create(ticket()),
-        command(1, "ana", Action::Comment { body: "   ".into(), internal: true }),
-        command(2, "ana", Action::Comment { body: long, internal: false }),
+        command(1, "ana", Action::Comment { body: "   ".into(), internal: true, via: None }),
+        command(2, "ana", Action::Comment { body: long, internal: false, via: None }),
         command(3, "ana", Action::AddLabel { label: "<script>".into() }),
         command(4, &"n".repeat(NAME_MAX + 1), Action::Claim),
         command(5, "ana", Action::Assign { to: "a\u{7}b".into() }),
@@ -261,7 +261,7 @@ fn any_action() -> impl Strategy<Value = Action> {
         Just(Action::Claim),
         Just(Action::Unclaim),
         name.prop_map(|to| Action::Assign { to }),
-        ("[a-z ]{0,8}", any::<bool>()).prop_map(|(body, internal)| Action::Comment { body, internal }),
+        ("[a-z ]{0,8}", any::<bool>()).prop_map(|(body, internal)| Action::Comment { body, internal, via: None }),
         prop::sample::select(Priority::ALL.to_vec()).prop_map(|priority| Action::SetPriority { priority }),
         label.clone().prop_map(|label| Action::AddLabel { label }),
         label.prop_map(|label| Action::RemoveLabel { label }),
@@ -275,6 +275,7 @@ fn any_action() -> impl Strategy<Value = Action> {
             delivered,
             detail: None,
             message_id: Some(id.to_string()),
+            channel_id: None,
         })),
     ]
 }
@@ -408,7 +409,7 @@ fn whose_turn_it_is_follows_the_conversation_and_a_holder_keeps_the_ticket_throu
         Command::create(ticket()),
         command(1, "submitter", write("it is still locked")),
         command(2, "ana", public("which account?")),
-        command(3, "ana", Action::Comment { body: "probably SSO".into(), internal: true }),
+        command(3, "ana", Action::Comment { body: "probably SSO".into(), internal: true, via: None }),
         command(4, "ana", Action::Claim),
         command(5, "submitter", write("ponta@example.org")),
         command(6, "ana", public("unlocked")),
@@ -442,6 +443,7 @@ fn only_the_submitter_writes_and_only_franz_records_deliveries() {
         delivered: true,
         detail: None,
         message_id: Some("9".into()),
+        channel_id: None,
     });
     let (events, _) = run(&[
         Command::create(ticket()),
@@ -464,6 +466,7 @@ fn a_delivery_grows_the_history_but_changes_nothing_people_see() {
         delivered: false,
         detail: Some("the user does not accept direct messages from the bot".into()),
         message_id: None,
+        channel_id: None,
     });
     let (_, before) = run(&[Command::create(ticket()), command(1, "ana", public("hi"))]);
     let (_, after) = run(&[Command::create(ticket()), command(1, "ana", public("hi")), command(2, "franz", delivered)]);

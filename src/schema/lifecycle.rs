@@ -211,7 +211,7 @@ impl Via {
     pub fn describe(self) -> &'static str {
         match self {
             Via::DiscordDm => "Discord DM",
-            Via::DiscordThread => "the ticket's Discord thread",
+            Via::DiscordThread => "Discord thread",
             Via::Email => "email",
         }
     }
@@ -263,6 +263,10 @@ pub enum Action {
         body: String,
         #[serde(default)]
         internal: bool,
+        /// Where a public reply was written when not in franz itself (a staff member's message in the ticket's
+        /// Discord thread): it is there already, so it is not delivered again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<Via>,
     },
     SetPriority {
         priority: Priority,
@@ -307,6 +311,9 @@ pub struct Delivery {
     /// The sent message's id in its channel (a Discord message id), so that an answer to it finds the ticket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The ticket's own channel the message opened (its Discord thread), where the conversation goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
 }
 
 /// A change that happened (or was refused), on `ticket-events` (key: the ticket id).
@@ -363,6 +370,9 @@ pub enum Change {
     Commented {
         body: String,
         internal: bool,
+        /// Where it was written, when not in franz itself (see `Action::Comment`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<Via>,
     },
     PrioritySet {
         priority: Priority,

@@ -417,9 +417,14 @@ impl Writer {
                         }
                     }
                     // A message franz sent, so that an answer to it finds its ticket.
-                    Change::Delivery(Delivery { message_id: Some(message), delivered: true, .. }) => {
+                    Change::Delivery(Delivery { message_id: Some(message), delivered: true, channel_id, .. }) => {
                         tx.prepare_cached("INSERT OR IGNORE INTO sent (message_id, ticket_id) VALUES (?1, ?2)")?
                             .execute(params![message, event.ticket_id])?;
+                        // The ticket's own thread: its conversation goes on there (the first one opened counts).
+                        if let Some(channel) = channel_id {
+                            tx.prepare_cached("INSERT OR IGNORE INTO threads (ticket_id, channel_id) VALUES (?1, ?2)")?
+                                .execute(params![event.ticket_id, channel])?;
+                        }
                     }
                     _ => {}
                 }

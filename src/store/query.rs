@@ -163,6 +163,33 @@ pub fn sent_about(conn: &Connection, message_id: &str) -> rusqlite::Result<Optio
         .optional()
 }
 
+/// The ticket's own Discord thread (its channel id), once the bot opened one and recorded it.
+pub fn thread_of(conn: &Connection, ticket_id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT channel_id FROM threads WHERE ticket_id = ?1")?
+        .query_row([ticket_id], |row| row.get(0))
+        .optional()
+}
+
+/// The ticket whose own Discord thread is `channel_id`, if it is one.
+pub fn thread_ticket(conn: &Connection, channel_id: &str) -> rusqlite::Result<Option<TicketState>> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = (SELECT ticket_id FROM threads WHERE channel_id = ?1)"
+    );
+    let found = conn.prepare_cached(&sql)?.query_row([channel_id], ticket_from_row).optional()?;
+    Ok(found.map(|(_, ticket)| ticket))
+}
+
+/// The threads of the tickets changed since `since` (RFC 3339), newest change first, at most `limit`.
+pub fn recent_threads(conn: &Connection, since: &str, limit: usize) -> rusqlite::Result<Vec<String>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT threads.channel_id FROM threads JOIN tickets ON tickets.id = threads.ticket_id
+         WHERE tickets.updated_at >= ?1 ORDER BY tickets.updated_at DESC LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = statement.query_map(rusqlite::params![since, limit], |row| row.get(0))?;
+    rows.collect()
+}
+
 /// The newest of the tickets that follow `ticket` (each opened by an answer to the one before after it was closed
 /// for longer than the reopen window), if any.
 pub fn newest_follower(conn: &Connection, ticket: &str) -> rusqlite::Result<Option<TicketState>> {

@@ -14,7 +14,8 @@ use super::Identity;
 /// `assignee_name`, `closed_by_name` their names.
 /// 6: `tickets.answered` and `tickets.follows`; `sent`, the messages sent to submitters, by message id.
 /// 7: `written`, the submitters' messages recorded, by message id; `tickets_by_updated`.
-const SCHEMA_VERSION: i64 = 7;
+/// 8: `threads`, each ticket's own Discord thread.
+const SCHEMA_VERSION: i64 = 8;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +58,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
 CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);
+CREATE TABLE IF NOT EXISTS threads (ticket_id TEXT PRIMARY KEY, channel_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -135,7 +137,7 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
         conn.execute_batch(
             "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
              DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;
-             DROP TABLE IF EXISTS written;",
+             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads;",
         )?;
         conn.execute_batch(TABLES)?;
     }
@@ -215,7 +217,7 @@ pub fn reader(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn clear(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "BEGIN; DELETE FROM tickets; DELETE FROM labels; DELETE FROM events; DELETE FROM search;
-         DELETE FROM offsets; DELETE FROM sent; DELETE FROM written; COMMIT;",
+         DELETE FROM offsets; DELETE FROM sent; DELETE FROM written; DELETE FROM threads; COMMIT;",
     )
 }
 

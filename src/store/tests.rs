@@ -87,7 +87,7 @@ fn any_commands() -> impl Strategy<Value = Vec<Command>> {
         Just(Action::Claim),
         Just(Action::Unclaim),
         Just(Action::Assign { to: "cy".into() }),
-        "[a-z]{1,6}".prop_map(|body| Action::Comment { body, internal: false }),
+        "[a-z]{1,6}".prop_map(|body| Action::Comment { body, internal: false, via: None }),
         Just(Action::SetPriority { priority: crate::schema::lifecycle::Priority::High }),
         prop::sample::select(vec!["bug", "vip"]).prop_map(|l| Action::AddLabel { label: l.into() }),
         prop::sample::select(vec!["bug", "vip"]).prop_map(|l| Action::RemoveLabel { label: l.into() }),
@@ -105,6 +105,7 @@ fn any_commands() -> impl Strategy<Value = Vec<Command>> {
             delivered,
             detail: None,
             message_id: Some(id.to_string()),
+            channel_id: None,
         })),
     ];
     let step = (prop::sample::select(vec!["t1", "t2", "t3"]), prop::sample::select(vec!["ana", "bo"]), action);
@@ -163,12 +164,17 @@ fn records_below_the_stored_offset_are_not_applied_again() {
 fn a_tickets_timeline_holds_its_first_and_newest_events_and_counts_the_ones_left_out() {
     let mut commands = vec![Command::create(ticket("t1", "long story")), Command::create(ticket("t2", "other"))];
     for n in 0..12 {
-        commands.push(command(n, "t1", "ana", Action::Comment { body: format!("comment {n}"), internal: false }));
+        commands.push(command(
+            n,
+            "t1",
+            "ana",
+            Action::Comment { body: format!("comment {n}"), internal: false, via: None },
+        ));
         commands.push(command(
             100 + n,
             "t2",
             "bo",
-            Action::Comment { body: format!("elsewhere {n}"), internal: false },
+            Action::Comment { body: format!("elsewhere {n}"), internal: false, via: None },
         ));
     }
     let (_dir, store, mut writer) = open_temp();
@@ -279,7 +285,12 @@ fn search_finds_words_of_the_body_contact_and_comments_and_ignores_query_syntax(
     let events = decided(&[
         Command::create(ticket("t1", "my printer is on fire")),
         Command::create(ticket("t2", "password reset please")),
-        command(1, "t2", "ana", Action::Comment { body: "sent a reset link to the mailbox".into(), internal: true }),
+        command(
+            1,
+            "t2",
+            "ana",
+            Action::Comment { body: "sent a reset link to the mailbox".into(), internal: true, via: None },
+        ),
     ]);
     let (_dir, store, mut writer) = open_temp();
     apply_all(&mut writer, &payloads(&events), 0, 10);
@@ -419,7 +430,7 @@ fn recent_contacts_come_by_their_latest_change_not_their_newest_ticket() {
         Command::create(from("t2", "2")),
         Command::create(from("t3", "3")),
         // The team answers the oldest ticket last.
-        command(3, "t1", "ana", Action::Comment { body: "Which floor?".into(), internal: false }),
+        command(3, "t1", "ana", Action::Comment { body: "Which floor?".into(), internal: false, via: None }),
     ]);
     let (_dir, store, mut writer) = open_temp();
     apply_all(&mut writer, &payloads(&events), 0, 10);

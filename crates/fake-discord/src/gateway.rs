@@ -54,6 +54,11 @@ pub struct GatewayStats {
 pub(crate) const DIRECT_MESSAGES: u64 = 1 << 12;
 /// The gateway intent (`1 << 13`) without which Discord sends no reaction events from a direct message.
 pub(crate) const DIRECT_MESSAGE_REACTIONS: u64 = 1 << 13;
+/// The gateway intent (`1 << 9`) without which Discord sends no MESSAGE_CREATE from a server's channels and threads.
+pub(crate) const GUILD_MESSAGES: u64 = 1 << 9;
+/// The privileged intent (`1 << 15`) without which a server's messages arrive with no content (except the bot's own
+/// and those that mention it); IDENTIFY with it is refused (4014) unless the application has it enabled.
+pub(crate) const MESSAGE_CONTENT: u64 = 1 << 15;
 
 #[derive(Debug, Default)]
 struct Session {
@@ -104,6 +109,14 @@ impl State {
             return true;
         }
         session.seq += 1;
+        let mut data = data;
+        if event == "MESSAGE_CREATE" && session.intents & MESSAGE_CONTENT == 0 && data.get("member").is_some() {
+            // A member's message in a server, to a session without the Message Content intent.
+            data["content"] = "".into();
+            for field in ["embeds", "attachments", "components"] {
+                data[field] = Value::Array(Vec::new());
+            }
+        }
         let frame = json!({"op": 0, "s": session.seq, "t": event, "d": data});
         session.log.push((session.seq, frame.clone()));
         live.sender.send(Outgoing::Frame(frame)).is_ok()
@@ -241,6 +254,12 @@ async fn receive(
             if let Some(code) = refusal.or((!token_ok(&data["token"])).then_some(4004)) {
                 shared.state().gateway.stats.refused += 1;
                 close(socket, code, "Authentication failed.").await;
+                return false;
+            }
+            let asked = data["intents"].as_u64().unwrap_or(0);
+            if asked & MESSAGE_CONTENT != 0 && !shared.options.message_content {
+                shared.state().gateway.stats.refused += 1;
+                close(socket, 4014, "Disallowed intent(s).").await;
                 return false;
             }
             let mut state = shared.state();

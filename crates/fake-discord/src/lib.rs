@@ -57,6 +57,9 @@ pub struct Options {
     pub channel_id: u64,
     /// What HELLO asks for. Discord says about 41 s; tests want heartbeats to actually happen.
     pub heartbeat_interval: Duration,
+    /// Whether the application has the Message Content intent enabled (its flags say so, as the fixture's do);
+    /// without it an IDENTIFY that asks for the intent is closed with 4014, as Discord does.
+    pub message_content: bool,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             guild_id: payloads::GUILD_ID,
             channel_id: payloads::CHANNEL_ID,
             heartbeat_interval: Duration::from_millis(1000),
+            message_content: true,
         }
     }
 }
@@ -107,6 +111,10 @@ pub enum Endpoint {
     Reaction,
     /// `POST /users/@me/channels`: the bot opens (or finds) its direct-message channel with a user.
     DmChannel,
+    /// `POST /channels/{id}/threads`: the bot starts a thread without a message (a private one, type 12).
+    Threads,
+    /// `PUT /channels/{thread}/thread-members/{user}`: the bot adds a member to a thread (204).
+    ThreadMember,
     /// Anything else: answered 404 and recorded.
     Unknown,
 }
@@ -202,6 +210,21 @@ impl DirectMessage {
     }
 }
 
+/// A thread the bot started ([`FakeDiscord::threads_in`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thread {
+    pub id: u64,
+    /// The channel it was started in.
+    pub parent_id: u64,
+    pub name: String,
+    /// 12 for a private thread, 11 for a public one.
+    pub kind: u64,
+    /// Whether members other than moderators may add people (private threads only).
+    pub invitable: bool,
+    /// The users the bot added, in order (the bot itself is a member from the start and not listed).
+    pub members: Vec<u64>,
+}
+
 /// A message a user sent the bot, as the fake remembers it.
 #[derive(Debug, Clone)]
 struct UserMessage {
@@ -243,16 +266,25 @@ struct State {
     closed_dms: HashSet<u64>,
     /// The application's global commands, as the last `PUT /applications/{id}/commands` registered them.
     global_commands: Vec<Value>,
-    /// Every message users sent the bot in their direct messages, in order.
+    /// Every message users sent the bot in their direct messages and in its threads, in order.
     user_messages: Vec<UserMessage>,
+    /// The role whose members have Manage Threads ([`FakeDiscord::moderate_threads`]).
+    moderators: Option<u64>,
     /// The emoji the bot reacted with on each message (by channel and message id), in order, each once.
     reactions: HashMap<(u64, u64), Vec<String>>,
+    /// The threads the bot started, by id.
+    threads: HashMap<u64, Thread>,
 }
 
 impl State {
     /// Whether `channel_id` is a user's direct-message channel with the bot.
     fn is_dm(&self, channel_id: u64) -> bool {
         self.dm_channels.values().any(|channel| *channel == channel_id)
+    }
+
+    /// Whether `channel_id` is a thread the bot started.
+    fn is_thread(&self, channel_id: u64) -> bool {
+        self.threads.contains_key(&channel_id)
     }
 
     /// Who wrote the message `message_id` in `channel_id` (the bot's application id for the bot's messages), if the
@@ -301,6 +333,11 @@ impl State {
             };
         if let Some(emojis) = self.reactions.get(&(channel_id, message_id)).filter(|emojis| !emojis.is_empty()) {
             message["reactions"] = payloads::reactions(emojis);
+        }
+        if let Some(reference) =
+            message.get_mut("message_reference").filter(|r| r.is_object() && self.is_thread(channel_id))
+        {
+            reference["guild_id"] = options.guild_id.to_string().into();
         }
         Some(message)
     }
@@ -646,6 +683,66 @@ impl FakeDiscord {
         let (id, payload) = self.keep_direct_message(user, message);
         gateway::dispatch_for(&self.shared, Some(gateway::DIRECT_MESSAGES), "MESSAGE_CREATE", payload);
         id
+    }
+
+    /// `user` writes `message` in the thread `thread_id` (one the bot started): a MESSAGE_CREATE as Discord sends
+    /// it to a session with the `GUILD_MESSAGES` intent (none without), with `guild_id` and the author's `member`
+    /// (their roles, as [`grant_role`](FakeDiscord::grant_role) gave them). A session without the privileged
+    /// `MESSAGE_CONTENT` intent gets it with empty `content`, `embeds`, `attachments` and `components`, as Discord
+    /// sends every guild message that neither mentions the bot nor is its own. Returns the message's id, or `None`
+    /// (and nothing is sent) when `user` may not write there: a private thread takes messages from its members and
+    /// from those with the role [`moderate_threads`](FakeDiscord::moderate_threads) named (Manage Threads).
+    pub fn thread_message(&self, user: &User, thread_id: u64, message: DirectMessage) -> Option<u64> {
+        let (id, payload) = self.keep_thread_message(user, thread_id, message)?;
+        gateway::dispatch_for(&self.shared, Some(gateway::GUILD_MESSAGES), "MESSAGE_CREATE", payload);
+        Some(id)
+    }
+
+    /// [`thread_message`](FakeDiscord::thread_message) while the bot has no gateway session: kept, listed in the
+    /// thread's history, never dispatched.
+    pub fn thread_message_while_away(&self, user: &User, thread_id: u64, content: &str) -> Option<u64> {
+        self.keep_thread_message(user, thread_id, DirectMessage::new(content)).map(|(id, _)| id)
+    }
+
+    /// Members of `role_id` have Manage Threads in the fake's guild: they see and may write in every private
+    /// thread, as Discord lets them.
+    pub fn moderate_threads(&self, role_id: u64) {
+        self.shared.state().moderators = Some(role_id);
+    }
+
+    /// The threads the bot started in `parent_id`, oldest first.
+    pub fn threads_in(&self, parent_id: u64) -> Vec<Thread> {
+        let mut threads: Vec<Thread> =
+            self.shared.state().threads.values().filter(|t| t.parent_id == parent_id).cloned().collect();
+        threads.sort_by_key(|thread| thread.id);
+        threads
+    }
+
+    /// Keeps `user`'s message in a thread: its id and its MESSAGE_CREATE payload, if `user` may write there.
+    fn keep_thread_message(&self, user: &User, thread_id: u64, message: DirectMessage) -> Option<(u64, Value)> {
+        let id = payloads::snowflake();
+        let roles = self.roles_of(user);
+        let mut state = self.shared.state();
+        let thread = state.threads.get(&thread_id)?;
+        let moderator = state.moderators.is_some_and(|role| roles.contains(&role));
+        if thread.kind == 12 && !thread.members.contains(&user.id) && !moderator {
+            return None;
+        }
+        let attachments =
+            message.attachments.iter().map(|file| payloads::attachment(payloads::snowflake(), file)).collect();
+        state.user_messages.push(UserMessage {
+            id,
+            channel_id: thread_id,
+            author: user.clone(),
+            content: message.content,
+            reply_to: message.reply_to,
+            attachments,
+        });
+        let mut payload = state.message(&self.shared.options, thread_id, id)?;
+        // MESSAGE_CREATE's extra fields for a message in a server; `GET` returns the message without them.
+        payload["guild_id"] = self.shared.options.guild_id.to_string().into();
+        payload["member"] = payloads::member(&roles);
+        Some((id, payload))
     }
 
     /// `user` writes `content` to the bot while the bot has no gateway session (franz stopped, or killed): Discord

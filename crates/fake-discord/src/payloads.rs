@@ -23,6 +23,7 @@ const MODAL_SUBMIT: &str = include_str!("../../../fixtures/discord/interaction-m
 const COMPONENT: &str = include_str!("../../../fixtures/discord/interaction-component.json");
 const MESSAGE: &str = include_str!("../../../fixtures/discord/message.json");
 const DM_CHANNEL: &str = include_str!("../../../fixtures/discord/dm-channel.json");
+const THREAD_CHANNEL: &str = include_str!("../../../fixtures/discord/thread-channel.json");
 
 /// A fixture as it is stored.
 pub fn fixture(name: &str) -> Value {
@@ -34,13 +35,14 @@ pub fn fixture(name: &str) -> Value {
         "interaction-component" => COMPONENT,
         "message" => MESSAGE,
         "dm-channel" => DM_CHANNEL,
+        "thread-channel" => THREAD_CHANNEL,
         other => panic!("no Discord fixture named {other:?}"),
     };
     serde_json::from_str(text).unwrap_or_else(|error| panic!("fixtures/discord/{name}.json is not JSON: {error}"))
 }
 
 /// The names of every fixture, for tests that check them all.
-pub const FIXTURES: [&str; 7] = [
+pub const FIXTURES: [&str; 8] = [
     "application",
     "ready",
     "interaction-command",
@@ -48,6 +50,7 @@ pub const FIXTURES: [&str; 7] = [
     "interaction-component",
     "message",
     "dm-channel",
+    "thread-channel",
 ];
 
 /// A new snowflake: milliseconds since Discord's epoch (2015) in the top bits, a counter in the low 22, so ids are
@@ -64,7 +67,54 @@ pub fn application(options: &Options) -> Value {
     let mut application = fixture("application");
     application["id"] = options.application_id.to_string().into();
     application["bot"]["id"] = options.application_id.to_string().into();
+    if !options.message_content {
+        // GATEWAY_MESSAGE_CONTENT and GATEWAY_MESSAGE_CONTENT_LIMITED: the intent is not enabled for the app.
+        let flags = application["flags"].as_u64().unwrap_or(0) & !(MESSAGE_CONTENT_FLAGS);
+        application["flags"] = flags.into();
+    }
     application
+}
+
+/// The application flags that say the Message Content intent is enabled: `GATEWAY_MESSAGE_CONTENT` (`1 << 18`,
+/// a verified app) and `GATEWAY_MESSAGE_CONTENT_LIMITED` (`1 << 19`, an app in fewer than 100 servers).
+pub const MESSAGE_CONTENT_FLAGS: u64 = (1 << 18) | (1 << 19);
+
+/// A private (type 12) or public (11) thread `thread_id` the bot made in `parent_id`, as
+/// `POST /channels/{id}/threads` returns it: the bot is its owner and first member.
+pub fn thread_channel(
+    options: &Options,
+    thread_id: u64,
+    parent_id: u64,
+    name: &str,
+    kind: u64,
+    invitable: bool,
+) -> Value {
+    let mut channel = fixture("thread-channel");
+    channel["id"] = thread_id.to_string().into();
+    channel["guild_id"] = options.guild_id.to_string().into();
+    channel["parent_id"] = parent_id.to_string().into();
+    channel["owner_id"] = options.application_id.to_string().into();
+    channel["name"] = name.into();
+    channel["type"] = kind.into();
+    channel["thread_metadata"]["invitable"] = invitable.into();
+    let stamp: Value = timestamp(thread_id).into();
+    channel["thread_metadata"]["archive_timestamp"] = stamp.clone();
+    channel["thread_metadata"]["create_timestamp"] = stamp.clone();
+    channel["member"]["id"] = thread_id.to_string().into();
+    channel["member"]["user_id"] = options.application_id.to_string().into();
+    channel["member"]["join_timestamp"] = stamp;
+    channel
+}
+
+/// A guild member as a guild message's MESSAGE_CREATE carries it (`member`, without its `user`), with `roles`.
+pub fn member(roles: &[u64]) -> Value {
+    let mut member = fixture("interaction-component")["member"].clone();
+    if let Some(object) = member.as_object_mut() {
+        object.remove("user");
+        object.remove("permissions");
+    }
+    member["roles"] = roles.iter().map(|role| Value::from(role.to_string())).collect::<Vec<_>>().into();
+    member
 }
 
 /// The bot user (`GET /users/@me`, READY's `user`).

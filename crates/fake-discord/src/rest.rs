@@ -136,6 +136,10 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
             return (Endpoint::GuildCommands, owned(&[application, guild]));
         }
         (&Method::POST, ["channels", channel, "messages"]) => return (Endpoint::ChannelMessages, owned(&[channel])),
+        (&Method::POST, ["channels", channel, "threads"]) => return (Endpoint::Threads, owned(&[channel])),
+        (&Method::PUT, ["channels", channel, "thread-members", user]) => {
+            return (Endpoint::ThreadMember, owned(&[channel, user]));
+        }
         (&Method::PATCH, ["channels", channel, "messages", message]) => {
             return (Endpoint::ChannelMessage, owned(&[channel, message]));
         }
@@ -180,6 +184,8 @@ fn answer(
             | Endpoint::ChannelHistory
             | Endpoint::Reaction
             | Endpoint::DmChannel
+            | Endpoint::Threads
+            | Endpoint::ThreadMember
             | Endpoint::Unknown
     );
     if needs_token && authorization != Some(format!("Bot {}", options.token).as_str()) {
@@ -259,6 +265,8 @@ fn answer(
         Endpoint::ChannelHistory => history(shared, ids, "", authorization),
         Endpoint::Reaction => reaction(shared, ids),
         Endpoint::DmChannel => dm_channel(shared, body),
+        Endpoint::Threads => start_thread(shared, ids, body),
+        Endpoint::ThreadMember => add_thread_member(shared, ids),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
     }
 }
@@ -311,16 +319,23 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
         let id = payloads::snowflake();
         state.messages.push(crate::ChannelMessage { id, channel_id, body: body.clone(), edits: 0 });
         let message = state.message(options, channel_id, id).unwrap_or(Value::Null);
-        let dm = state.is_dm(channel_id);
+        let intent = if state.is_dm(channel_id) {
+            Some(gateway::DIRECT_MESSAGES)
+        } else {
+            state.is_thread(channel_id).then_some(gateway::GUILD_MESSAGES)
+        };
         drop(state);
-        if dm {
+        if let Some(intent) = intent {
             // Discord sends the bot its own messages too (with the nonce it posted them with): a bot must ignore
-            // messages whose author is itself.
+            // messages whose author is itself. One in a server carries the server's id.
             let mut created = message.clone();
+            if intent == gateway::GUILD_MESSAGES {
+                created["guild_id"] = shared.options.guild_id.to_string().into();
+            }
             if let Some(nonce) = body.get("nonce") {
                 created["nonce"] = nonce.clone();
             }
-            gateway::dispatch_for(shared, Some(gateway::DIRECT_MESSAGES), "MESSAGE_CREATE", created);
+            gateway::dispatch_for(shared, Some(intent), "MESSAGE_CREATE", created);
         }
         return Reply::json(200, message);
     }
@@ -454,4 +469,40 @@ fn webhook(shared: &Shared, body: &Value) -> Reply {
     reply.headers.push(("x-ratelimit-remaining", (per_window - used - 1).to_string()));
     reply.headers.push(("x-ratelimit-reset-after", format!("{reset_after:.3}")));
     reply
+}
+
+/// `POST /channels/{id}/threads`: a thread without a message, private (type 12) unless the body asks for a public
+/// one (11), as Discord defaults since API v9. Its `name` has 1 to 100 characters; a direct message or a thread
+/// cannot hold one (400, 50024). The bot is its owner and only member.
+fn start_thread(shared: &Shared, ids: &[String], body: &Value) -> Reply {
+    let parent = ids.first().and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let name = body["name"].as_str().unwrap_or_default();
+    let kind = body.get("type").and_then(Value::as_u64).unwrap_or(12);
+    if name.trim().is_empty() || name.chars().count() > 100 || !matches!(kind, 11 | 12) {
+        let errors = json!({"name": {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be between 1 and 100 in length."}]}});
+        return Reply::json(400, json!({"message": "Invalid Form Body", "code": 50035, "errors": errors}));
+    }
+    let mut state = shared.state();
+    if state.is_dm(parent) || state.is_thread(parent) {
+        return Reply::error(400, 50024, "Cannot execute action on this channel type");
+    }
+    let id = payloads::snowflake();
+    let invitable = body.get("invitable").and_then(Value::as_bool).unwrap_or(true);
+    let thread = crate::Thread { id, parent_id: parent, name: name.to_owned(), kind, invitable, members: Vec::new() };
+    state.threads.insert(id, thread);
+    Reply::json(200, payloads::thread_channel(&shared.options, id, parent, name, kind, invitable))
+}
+
+/// `PUT /channels/{thread}/thread-members/{user}`: 204, the user a member once however often; 404 (10003) for a
+/// channel that is no thread of the fake's.
+fn add_thread_member(shared: &Shared, ids: &[String]) -> Reply {
+    let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let mut state = shared.state();
+    let Some(thread) = state.threads.get_mut(&number(0)) else {
+        return Reply::error(404, 10003, "Unknown Channel");
+    };
+    if !thread.members.contains(&number(1)) {
+        thread.members.push(number(1));
+    }
+    Reply { status: 204, body: None, headers: Vec::new() }
 }

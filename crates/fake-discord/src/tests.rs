@@ -1,5 +1,5 @@
 //! The fake as a bot sees it: REST calls over plain HTTP/1.1 and a gateway session, for direct messages from users,
-//! the bot's own messages, fetching messages, reactions and select menus.
+//! the bot's own messages, fetching messages, reactions, select menus and private threads.
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::{Answer, Attachment, DirectMessage, Endpoint, FakeDiscord, Origin, User, gateway, payloads};
+use crate::{Answer, Attachment, DirectMessage, Endpoint, FakeDiscord, Options, Origin, User, gateway, payloads};
 
 fn ponta() -> User {
     User { global_name: Some("Ponta".into()), ..User::new(80351110224678912, "pontatot") }
@@ -393,4 +393,62 @@ async fn a_select_menu_pick_comes_from_where_its_message_is() {
     discord.select_from(Origin::Home, &ponta(), &question, "franz:urgency", &["low"]);
     let (_, data) = bot.dispatch().await;
     assert_eq!(data["guild_id"], discord.options().guild_id.to_string());
+}
+
+#[tokio::test]
+async fn a_private_thread_takes_its_members_and_moderators_and_hides_content_from_a_bot_without_the_intent() {
+    let discord = FakeDiscord::start().await;
+    let parent = discord.options().channel_id;
+    let long = "x".repeat(101);
+    let (status, _) = call(&discord, "POST", &format!("/channels/{parent}/threads"), Some(json!({"name": long}))).await;
+    assert_eq!(status, 400, "a name over 100 characters");
+    let body = json!({"name": "ticket 1", "type": 12, "invitable": false, "auto_archive_duration": 10080});
+    let (status, thread) = call(&discord, "POST", &format!("/channels/{parent}/threads"), Some(body.clone())).await;
+    assert_eq!((status, &thread["type"], &thread["thread_metadata"]["invitable"]), (200, &json!(12), &json!(false)));
+    let thread_id: u64 = thread["id"].as_str().unwrap().parse().unwrap();
+    let (status, _) = call(&discord, "POST", &format!("/channels/{thread_id}/threads"), Some(body)).await;
+    assert_eq!(status, 400, "no thread in a thread");
+    let (status, _) =
+        call(&discord, "PUT", &format!("/channels/{thread_id}/thread-members/80351110224678912"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = call(&discord, "PUT", "/channels/1/thread-members/80351110224678912", None).await;
+    assert_eq!(status, 404, "no such thread");
+    assert_eq!(discord.threads_in(parent)[0].members, vec![80351110224678912]);
+
+    // GUILDS | GUILD_MESSAGES without MESSAGE_CONTENT: the member's message arrives without its text.
+    let mut bot = Session::start(&discord, 1 | 1 << 9).await;
+    let bob = User::new(7, "bob");
+    assert_eq!(discord.thread_message(&bob, thread_id, DirectMessage::new("hi")), None, "not a member");
+    discord.grant_role(&bob, 5);
+    discord.moderate_threads(5);
+    let id = discord.thread_message(&bob, thread_id, DirectMessage::new("secret")).expect("a moderator writes");
+    let (event, message) = bot.dispatch().await;
+    assert_eq!((event.as_str(), message["id"].as_str()), ("MESSAGE_CREATE", Some(id.to_string().as_str())));
+    assert_deserializable_message(&message);
+    assert_eq!(
+        (&message["content"], &message["guild_id"]),
+        (&json!(""), &json!(discord.options().guild_id.to_string()))
+    );
+    assert_eq!(message["member"]["roles"], json!(["5"]));
+    // `GET` has the text (no intent governs REST), but no guild id or member.
+    let (_, fetched) = call(&discord, "GET", &format!("/channels/{thread_id}/messages/{id}"), None).await;
+    assert_eq!((&fetched["content"], fetched.get("member")), (&json!("secret"), None));
+}
+
+#[tokio::test]
+async fn asking_for_the_message_content_intent_without_it_granted_is_closed_with_4014() {
+    let discord = FakeDiscord::start_with(Options { message_content: false, ..Options::default() }).await.unwrap();
+    let (_, application) = call(&discord, "GET", "/oauth2/applications/@me", None).await;
+    assert_eq!(application["flags"].as_u64().unwrap() & payloads::MESSAGE_CONTENT_FLAGS, 0);
+    let (socket, _) = tokio_tungstenite::connect_async(discord.gateway_url()).await.unwrap();
+    let mut session = Session { socket };
+    assert_eq!(session.frame().await["op"], 10);
+    let identify = json!({"op": 2, "d": {"token": discord.token(), "intents": 1 << 15,
+                          "properties": {"os": "linux", "browser": "test", "device": "test"}}});
+    session.socket.send(Message::Text(identify.to_string())).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), session.socket.next()).await.expect("an answer");
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 4014),
+        other => panic!("not closed with 4014: {other:?}"),
+    }
 }

@@ -506,6 +506,7 @@ fn action_from(form: &HashMap<String, String>) -> Result<Action, String> {
         "comment" => Action::Comment {
             body: form.get("body").cloned().unwrap_or_default(),
             internal: form.get("internal").is_some(),
+            via: None,
         },
         "set_priority" => Action::SetPriority {
             priority: Priority::parse(&field("priority")).ok_or("priority is low, normal, high or urgent")?,
@@ -595,7 +596,7 @@ mod tests {
         assert_eq!(action_from(&form(&[("action", "claim")])), Ok(Action::Claim));
         assert_eq!(
             action_from(&form(&[("action", "comment"), ("body", " hi "), ("internal", "on")])),
-            Ok(Action::Comment { body: " hi ".into(), internal: true })
+            Ok(Action::Comment { body: " hi ".into(), internal: true, via: None })
         );
         assert_eq!(
             action_from(&form(&[("action", "set_priority"), ("priority", "urgent")])),

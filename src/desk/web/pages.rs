@@ -296,7 +296,7 @@ pub fn ticket(
                 }
             }
             section.reply aria-label="Reply" {
-                p.note #reply-goes { (reply_goes(ticket)) }
+                p.note #reply-goes { (reply_goes(ticket, events)) }
                 (form("comment", html! {
                     label { "Reply or note" textarea name="body" required maxlength="4000" rows="4" {} }
                     label.check { input type="checkbox" name="internal" value="1"; " Internal note (staff only)" }
@@ -483,9 +483,14 @@ fn timeline_class(change: &Change) -> &'static str {
     }
 }
 
-/// Where a public reply will go, as the reply box says it.
-fn reply_goes(ticket: &TicketState) -> String {
+/// Where a public reply will go, as the reply box says it: the ticket's Discord thread once the bot opened one
+/// (its delivery is among the `events`), else a direct message to a submitter from Discord.
+fn reply_goes(ticket: &TicketState, events: &[Event]) -> String {
+    let thread = events
+        .iter()
+        .any(|event| matches!(&event.change, Change::Delivery(Delivery { channel_id: Some(_), delivered: true, .. })));
     match crate::discord::submitter(ticket) {
+        Some(_) if thread => format!("A reply goes to {} in the ticket's Discord thread.", ticket.contact),
         Some(_) => format!("A reply goes to {} by Discord direct message.", ticket.contact),
         None => "A reply is recorded on the ticket; franz has no way back to this submitter.".to_owned(),
     }
@@ -499,7 +504,7 @@ fn timeline_entry(event: &Event, deliveries: &[&Event]) -> Markup {
             (when(&event.at)) " · " strong { bdi { (event.actor.display()) } } " " (source(event)) " "
             (describe(&event.change))
             @match &event.change {
-                Change::Commented { body, internal } => {
+                Change::Commented { body, internal, .. } => {
                     div.comment { (body) }
                     @if *internal { p.note { "Internal note: the submitter never sees it." } }
                 }
@@ -559,7 +564,8 @@ pub fn describe(change: &Change) -> String {
         Change::Claimed { .. } => "claimed it".to_owned(),
         Change::Unclaimed { from } => format!("gave it back (it was {}'s)", from.display()),
         Change::Assigned { to, .. } => format!("assigned it to {}", to.display()),
-        Change::Commented { internal: false, .. } => "replied".to_owned(),
+        Change::Commented { internal: false, via: None, .. } => "replied".to_owned(),
+        Change::Commented { internal: false, via: Some(via), .. } => format!("replied (in {})", via.describe()),
         Change::Commented { internal: true, .. } => "added an internal note".to_owned(),
         Change::PrioritySet { priority } => format!("set the priority to {}", priority.name()),
         Change::LabelAdded { label } => format!("added the label {label}"),
@@ -569,6 +575,9 @@ pub fn describe(change: &Change) -> String {
         Change::SubmitterWrote { via, reopened: false, .. } => format!("wrote (by {})", via.describe()),
         Change::SubmitterWrote { via, reopened: true, .. } => {
             format!("wrote (by {}), which reopened the closed ticket", via.describe())
+        }
+        Change::Delivery(Delivery { channel_id: Some(_), delivered: true, .. }) => {
+            "opened the ticket's Discord thread, with the submitter in it".to_owned()
         }
         Change::Delivery(Delivery { via, delivered: true, .. }) => format!("delivered a message by {}", via.describe()),
         Change::Delivery(Delivery { via, delivered: false, detail, .. }) => format!(

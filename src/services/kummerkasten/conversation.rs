@@ -145,10 +145,12 @@ pub struct Message {
     /// Whether that message is one of the bot's messages about a ticket (its own, and no answer to someone: the
     /// bot's answers in a conversation are Discord replies, its messages about tickets are not).
     pub reply_to_notice: bool,
+    /// Where it was written: a direct message, or a ticket's thread (a message in a server).
+    pub via: Via,
 }
 
 impl Message {
-    fn from_discord(message: &serenity::Message) -> Message {
+    pub(super) fn from_discord(message: &serenity::Message) -> Message {
         let attachments = message
             .attachments
             .iter()
@@ -177,6 +179,7 @@ impl Message {
                 .referenced_message
                 .as_ref()
                 .is_some_and(|answered| answered.author.bot && answered.message_reference.is_none()),
+            via: if message.guild_id.is_some() { Via::DiscordThread } else { Via::DiscordDm },
         }
     }
 
@@ -195,7 +198,7 @@ impl Message {
             action: Action::Write {
                 body: self.body.clone(),
                 attachments: self.attachments.clone(),
-                via: Via::DiscordDm,
+                via: self.via,
                 message_id: Some(self.id.to_string()),
             },
         }
@@ -339,42 +342,67 @@ pub fn too_fast() -> String {
     )
 }
 
-/// Handles a direct message to the bot: records it on its ticket, or asks, offers or explains.
+/// Handles a message to the bot: one in its direct messages is recorded on its ticket, or the bot asks, offers or
+/// explains; one in a server goes to `threads` (a ticket's thread, or none of the bot's business).
 pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Message) {
-    if message.author.bot || message.guild_id.is_some() {
-        return; // the bot's own messages, and messages in servers (which need a privileged intent anyway)
+    if message.author.bot {
+        return; // the bot's own messages
     }
     if !matches!(message.kind, serenity::MessageType::Regular | serenity::MessageType::InlineReply) {
         return;
     }
-    let message = Message::from_discord(message);
-    let admitted =
-        data.conversations.limiter.lock().unwrap_or_else(|p| p.into_inner()).admit(message.author, Instant::now());
-    match admitted {
-        Admit::Yes => {}
-        Admit::No { tell } => {
-            tracing::info!(user = message.author, "a direct message over the rate limit was not recorded");
-            if tell {
-                say(http, data, &message, &too_fast()).await;
-            } else {
-                // Marked, so that the submitter sees which were not recorded, and no later start takes them.
-                react(http, data, &message, NOT_RECORDED).await;
-            }
-            return;
-        }
+    if message.guild_id.is_some() {
+        return super::threads::received(http, data, message).await;
     }
-    if let Some(refusal) = check(&message) {
-        say(http, data, &message, &refusal).await;
+    let message = Message::from_discord(message);
+    if !admitted(http, data, &message).await {
         return;
     }
     let Some(store) = data.store.clone() else {
         say(http, data, &message, "This bot cannot take messages here; please use `/ticket` in the server.").await;
         return;
     };
+    take(http, data, &store, message, None).await;
+}
+
+/// Whether `message` is within its author's rate limit and the bounds of a message; if not, the author is told
+/// (once per window for the limit, a ⛔ on the later ones) and it is not recorded.
+pub(super) async fn admitted(http: &serenity::Http, data: &Data, message: &Message) -> bool {
+    let admitted =
+        data.conversations.limiter.lock().unwrap_or_else(|p| p.into_inner()).admit(message.author, Instant::now());
+    if let Admit::No { tell } = admitted {
+        tracing::info!(user = message.author, "a message over the rate limit was not recorded");
+        if tell {
+            say(http, data, message, &too_fast()).await;
+        } else {
+            // Marked, so that the submitter sees which were not recorded, and no later start takes them.
+            react(http, data, message, NOT_RECORDED).await;
+        }
+        return false;
+    }
+    if let Some(refusal) = check(message) {
+        say(http, data, message, &refusal).await;
+        return false;
+    }
+    true
+}
+
+/// Records the submitter's admitted `message` where it belongs: on `thread`'s ticket when it was written in that
+/// ticket's thread, else where [`route`] sends a direct message.
+pub(super) async fn take(
+    http: &serenity::Http,
+    data: &Data,
+    store: &crate::store::Store,
+    message: Message,
+    thread: Option<TicketState>,
+) {
     // Held to the end: the person's next message is routed once this one is recorded (and a ticket it opened is
     // known).
     let _turn = data.conversations.turn(message.author).await;
-    let found = find(&store, &message).await;
+    let found = match thread {
+        Some(ticket) => Ok((Some(ticket), Vec::new())),
+        None => find(store, &message).await,
+    };
     let (answered, open) = match found {
         Ok(found) => found,
         Err(error) => {
@@ -392,11 +420,7 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
     // A reply to a message about another person's ticket (forwarded, say) is no answer of theirs.
     let answered = answered.filter(|ticket| ticket.contact_id.as_deref() == Some(user_of(&message).as_str()));
     match route(answered, open, chrono::Utc::now(), data.reopen_within) {
-        Route::To(ticket) => {
-            if write(http, data, &message, &ticket.id).await {
-                confirm(http, data, &message, &ticket.id).await;
-            }
-        }
+        Route::To(ticket) => send(http, data, &message, message.command(&ticket.id)).await,
         Route::Follow(old) => {
             let (text, opened) = open_ticket(data, &message, Some(old.id.clone())).await;
             say(http, data, &message, &text).await;
@@ -466,11 +490,11 @@ async fn find(
     }
 }
 
-/// How many submitters' direct messages a start looks through: those of the newest tickets changed within the
-/// reopen window.
-const CATCH_UP_MAX: usize = 100;
-/// How many of a submitter's newest direct messages a start looks at.
-const CATCH_UP_MESSAGES: u8 = 50;
+/// How many submitters' direct messages (and tickets' threads) a start looks through: those of the newest tickets
+/// changed within the reopen window.
+pub(super) const CATCH_UP_MAX: usize = 100;
+/// How many of a submitter's newest direct messages (or a thread's) a start looks at.
+pub(super) const CATCH_UP_MESSAGES: u8 = 50;
 /// How long a start waits for the ticket store to catch up before it looks for messages it missed.
 const CATCH_UP_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -491,10 +515,10 @@ pub async fn catch_up(http: &serenity::Http, data: &Data) {
     }
     let since = chrono::Utc::now() - chrono::Duration::from_std(data.reopen_within).unwrap_or_default();
     let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let reader = store.clone();
+    let (reader, after) = (store.clone(), since.clone());
     let contacts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let conn = reader.reader()?;
-        Ok(query::recent_contacts(&conn, &since, CATCH_UP_MAX)?)
+        Ok(query::recent_contacts(&conn, &after, CATCH_UP_MAX)?)
     })
     .await
     .map_err(anyhow::Error::from)
@@ -529,13 +553,16 @@ pub async fn catch_up(http: &serenity::Http, data: &Data) {
             }
         }
     }
+    if data.threads.is_some() {
+        caught += super::threads::catch_up(http, data, &store, &since).await;
+    }
     if caught > 0 {
-        tracing::info!("took {caught} direct message(s) sent while the bot was away");
+        tracing::info!("took {caught} message(s) sent while the bot was away");
     }
 }
 
 /// Whether the store has message `id` on a ticket.
-async fn recorded(store: &crate::store::Store, id: u64) -> bool {
+pub(super) async fn recorded(store: &crate::store::Store, id: u64) -> bool {
     let store = store.clone();
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
         Ok(query::written(&*store.reader()?, &id.to_string())?.is_some())
@@ -623,7 +650,7 @@ pub async fn chosen(http: &serenity::Http, data: &Data, interaction: &serenity::
         }
         return true;
     }
-    let Some(ticket) = press.data.kind_values().first().cloned().filter(|ticket| offered.contains(ticket)) else {
+    let Some(ticket) = values(&press.data).first().cloned().filter(|ticket| offered.contains(ticket)) else {
         answer_press("No ticket this bot offered was chosen.".to_owned()).await;
         return true;
     };
@@ -637,7 +664,7 @@ pub async fn chosen(http: &serenity::Http, data: &Data, interaction: &serenity::
         Ok(()) => {
             answer_press(format!("Added to ticket {ticket}.")).await;
             receipt(http, data, &original).await;
-            confirm(http, data, &original, &ticket).await;
+            confirm(http, data, &original, &ticket, &command.command_id).await;
         }
         Err(error) => {
             data.conversations.chosen.lock().unwrap_or_else(|p| p.into_inner()).remove(&original.id);
@@ -664,17 +691,11 @@ fn offered(message: &serenity::Message, custom_id: &str) -> Option<Vec<String>> 
     Some(options.iter().filter_map(|option| option["value"].as_str().map(str::to_owned)).collect())
 }
 
-/// The values a select menu's answer carries.
-trait Values {
-    fn kind_values(&self) -> Vec<String>;
-}
-
-impl Values for serenity::ComponentInteractionData {
-    fn kind_values(&self) -> Vec<String> {
-        match &self.kind {
-            serenity::ComponentInteractionDataKind::StringSelect { values } => values.clone(),
-            _ => Vec::new(),
-        }
+/// The values a select menu's answer carries (none for a button).
+fn values(data: &serenity::ComponentInteractionData) -> Vec<String> {
+    match &data.kind {
+        serenity::ComponentInteractionDataKind::StringSelect { values } => values.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -682,17 +703,17 @@ fn user_of(message: &Message) -> String {
     message.author.to_string()
 }
 
-/// Publishes the message on `ticket` and reacts with the receipt; `false` (the submitter told) if it could not be
-/// published.
-async fn write(http: &serenity::Http, data: &Data, message: &Message, ticket: &str) -> bool {
-    let command = message.command(ticket);
+/// Publishes `command`, which records `message`, reacts with the receipt and tells the writer if akte refuses it;
+/// if it could not be published, the writer is told so.
+pub(super) async fn send(http: &serenity::Http, data: &Data, message: &Message, command: Command) {
+    let ticket = &command.ticket_id;
     match send_command(&data.producer, &data.topics.commands, data.partitions, &command).await {
         Ok(()) => {
             receipt(http, data, message).await;
-            true
+            confirm(http, data, message, ticket, &command.command_id).await;
         }
         Err(error) => {
-            problem(data, format!("a direct message could not be recorded on {ticket}: {error:#}"));
+            problem(data, format!("a message could not be recorded on {ticket}: {error:#}"));
             say(
                 http,
                 data,
@@ -700,16 +721,14 @@ async fn write(http: &serenity::Http, data: &Data, message: &Message, ticket: &s
                 "Your message could **not** be recorded right now. Please send it again in a minute.",
             )
             .await;
-            false
         }
     }
 }
 
-/// Waits a little for akte's answer and tells the submitter if it refused the message.
-async fn confirm(http: &serenity::Http, data: &Data, message: &Message, ticket: &str) {
+/// Waits a little for akte's answer to `command_id` and tells the writer if it refused the message.
+async fn confirm(http: &serenity::Http, data: &Data, message: &Message, ticket: &str, command_id: &str) {
     let Some(store) = &data.store else { return };
-    let command_id = message.command(ticket).command_id;
-    match store.answer(ticket, &command_id, ANSWER_PATIENCE).await {
+    match store.answer(ticket, command_id, ANSWER_PATIENCE).await {
         Ok(Some(event)) => {
             if let Change::Rejected { reason, .. } = event.change {
                 let text = format!("Your message could not be added to ticket {ticket}: {}.", plain(&reason));
@@ -766,7 +785,7 @@ async fn open_ticket(data: &Data, message: &Message, follows: Option<String>) ->
 }
 
 /// Reacts to the message with the receipt.
-async fn receipt(http: &serenity::Http, data: &Data, message: &Message) {
+pub(super) async fn receipt(http: &serenity::Http, data: &Data, message: &Message) {
     react(http, data, message, RECEIPT).await;
 }
 
@@ -784,7 +803,7 @@ async fn react(http: &serenity::Http, data: &Data, message: &Message, emoji: &st
 }
 
 /// Answers `message` with `text`.
-async fn say(http: &serenity::Http, data: &Data, message: &Message, text: &str) {
+pub(super) async fn say(http: &serenity::Http, data: &Data, message: &Message, text: &str) {
     post(http, data, message.channel_id, &answer(message.id, text)).await;
 }
 
@@ -795,7 +814,7 @@ async fn post(http: &serenity::Http, data: &Data, channel: u64, body: &Value) {
     }
 }
 
-fn problem(data: &Data, problem: String) {
+pub(super) fn problem(data: &Data, problem: String) {
     tracing::warn!("{problem}");
     data.troubles.report(NAME, problem);
 }
@@ -815,6 +834,7 @@ mod tests {
             reply_to: None,
             reply_to_first: None,
             reply_to_notice: false,
+            via: Via::DiscordDm,
         }
     }
 

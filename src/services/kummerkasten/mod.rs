@@ -19,6 +19,7 @@ pub mod conversation;
 pub mod guard;
 pub mod replies;
 pub mod staff;
+pub mod threads;
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
@@ -66,6 +67,9 @@ pub struct Settings {
     /// How long after its close a submitter's message reopens a ticket (akte's rule; later messages open a new
     /// ticket that follows it).
     pub reopen_within: Duration,
+    /// A private thread per ticket (`DISCORD_TICKET_THREADS`), if asked for: on once start-up finds the Message
+    /// Content intent granted.
+    pub threads: Option<threads::Threads>,
 }
 
 /// What every command invocation can use.
@@ -88,6 +92,8 @@ pub struct Data {
     conversations: conversation::Conversations,
     partitions: i32,
     reopen_within: Duration,
+    /// The ticket threads, when they are on (configured, and the Message Content intent granted).
+    threads: Option<threads::Threads>,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -406,9 +412,15 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         _ => None,
     };
     let notify_submitter = config.discord.notify_submitter;
-    let staff = context.store.as_ref().filter(|_| team.is_some() || notify_submitter).map(|store| staff::Settings {
+    let threads = config
+        .discord
+        .ticket_threads
+        .map(|channel_id| threads::Threads { channel_id, staff_role: config.discord.staff_role_id });
+    let staff_side = team.is_some() || notify_submitter || threads.is_some();
+    let staff = context.store.as_ref().filter(|_| staff_side).map(|store| staff::Settings {
         cards: team,
         notify_submitter,
+        threads,
         store: store.clone(),
         cards_topic: config.topics.cards.clone(),
         cards_path: staff::cards_path(store),
@@ -435,6 +447,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         troubles: context.metrics.troubles.clone(),
         partitions: config.partitions,
         reopen_within: config.reopen_within,
+        threads,
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
@@ -463,8 +476,16 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         Some(_) => "/tickets lists a user's own tickets",
         None => "/tickets off: the ticket store is not open",
     };
+    let threads_line = match (threads, &settings.staff) {
+        (None, _) => String::new(),
+        (Some(threads), Some(_)) => format!(
+            "{indent}a private thread per ticket in channel {} (needs the Message Content intent, checked at start)",
+            threads.channel_id
+        ),
+        (Some(_), None) => format!("{indent}ticket threads off: the ticket store is not open"),
+    };
     let status = format!(
-        "/ticket -> {} (registered {scope}{proxy}){indent}{staff_line}{indent}{notify_line}{indent}{tickets}",
+        "/ticket -> {} (registered {scope}{proxy}){indent}{staff_line}{indent}{notify_line}{indent}{tickets}{threads_line}",
         config.topics.intake
     );
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
@@ -472,9 +493,25 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
 
 /// Runs the bot until `shutdown` is cancelled. A token Discord refuses, or a registration it refuses, ends it with
 /// an error at once; a lost gateway connection is re-established by serenity.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let http = connect::http(&settings.token, settings.api_proxy.as_deref())?;
     let application = connect::application(&http).await?;
+    // Asking for an intent the application was not granted would close the gateway (4014): without it, the threads
+    // stay off and the conversation goes on in direct messages.
+    if settings.threads.is_some() && !threads::message_content(&application) {
+        tracing::warn!("{}", threads::NO_INTENT);
+        settings.troubles.report(NAME, threads::NO_INTENT);
+        settings.threads = None;
+    }
+    if let Some(staff) = settings.staff.as_mut() {
+        staff.threads = settings.threads.filter(|_| settings.store.is_some());
+    }
+    if let Some(threads) = settings.threads {
+        tracing::info!(
+            "ticket threads on: a private thread per ticket from Discord in channel {}, with the Message Content intent",
+            threads.channel_id
+        );
+    }
     let mut commands = vec![ticket_command(settings.cooldown)];
     if settings.store.is_some() {
         commands.push(tickets());
@@ -508,6 +545,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         conversations: conversation::Conversations::default(),
         partitions: settings.partitions,
         reopen_within: settings.reopen_within,
+        threads: settings.threads,
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
@@ -517,7 +555,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut followers = tokio::task::JoinSet::new();
     if let Some(staff) = settings.staff.clone() {
         let duties = staff.cards.map(staff::follow::Duty::Cards).into_iter();
-        for duty in duties.chain(staff.notify_submitter.then_some(staff::follow::Duty::Notices)) {
+        let notices = staff.notify_submitter || staff.threads.is_some();
+        for duty in duties.chain(notices.then_some(staff::follow::Duty::Notices)) {
             // A client of each its own: the cards' channel routes and the direct messages have their own rate
             // limits anyway.
             let http = std::sync::Arc::new(connect::http(&settings.token, settings.api_proxy.as_deref())?);
@@ -551,7 +590,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             })
         })
         .build();
-    let mut client = serenity::ClientBuilder::new_with_http(http, serenity::GatewayIntents::non_privileged())
+    let mut intents = serenity::GatewayIntents::non_privileged();
+    if settings.threads.is_some() {
+        intents |= serenity::GatewayIntents::MESSAGE_CONTENT;
+    }
+    let mut client = serenity::ClientBuilder::new_with_http(http, intents)
         .framework(framework)
         .await
         .map_err(|error| anyhow!("cannot create the Discord client: {}", connect::describe(&error)))?;

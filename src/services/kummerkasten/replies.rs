@@ -170,7 +170,7 @@ mod tests {
         };
         let ticket =
             TicketState { id: "t-1".into(), body: "vpn".into(), status: Status::Waiting, ..TicketState::default() };
-        let reply = event(Change::Commented { body: "Which\nclient <@1>?".into(), internal: false });
+        let reply = event(Change::Commented { body: "Which\nclient <@1>?".into(), internal: false, via: None });
         let text = own_tickets(&[(ticket.clone(), Some(reply))]);
         assert!(text.contains("waiting for your answer") && text.contains("last: ana, “Which client"), "{text}");
         assert!(!text.contains("<@1>"), "{text}");
@@ -200,6 +200,7 @@ mod tests {
             change: Change::Commented {
                 body: "Which floor is the printer on, and what does its display say right now?".into(),
                 internal: false,
+                via: None,
             },
         };
         let tickets: Vec<(TicketState, Option<Event>)> = (0..OWN_TICKETS_MAX)

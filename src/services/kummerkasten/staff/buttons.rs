@@ -154,7 +154,11 @@ async fn replied(settings: &Settings, ticket: &str) -> String {
 }
 
 /// Who Discord account `user_id` is on the staff list (a short local read, on the blocking pool).
-async fn account(settings: &Settings, user_id: u64) -> anyhow::Result<DiscordAccount> {
+/// What the staff list says of Discord account `user_id`.
+pub(in crate::services::kummerkasten) async fn account(
+    settings: &Settings,
+    user_id: u64,
+) -> anyhow::Result<DiscordAccount> {
     let dir = settings.staff_dir.clone();
     tokio::task::spawn_blocking(move || people::discord_account_in(&dir, user_id))
         .await
@@ -186,7 +190,7 @@ fn submitted(data: &serenity::ModalInteractionData) -> Option<Ask> {
     };
     let action = match form {
         card::Form::Reason => Action::Close { reason: text("reason") },
-        card::Form::Reply => Action::Comment { body: text("body"), internal: false },
+        card::Form::Reply => Action::Comment { body: text("body"), internal: false, via: None },
     };
     Some(Ask::Act { ticket: ticket.to_owned(), action })
 }

@@ -44,13 +44,14 @@ use rdkafka::message::Message as _;
 use tokio_util::sync::CancellationToken;
 
 use super::cards::{Card, Cards, Imported};
-use super::notify::{self, Notice, Sent};
+use super::notify::{self, Notice, Sent, What};
 use super::{Settings, Team, card};
 use crate::kafka::tickets::send_command;
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer, report_error};
 use crate::lifecycle::TicketState;
-use crate::metrics::{REFUSED_CARD, REFUSED_DIRECT_MESSAGE, RefusedLabel};
-use crate::schema::lifecycle::{Change, Command, Event};
+use crate::metrics::{REFUSED_CARD, REFUSED_DIRECT_MESSAGE, REFUSED_THREAD, RefusedLabel};
+use crate::schema::lifecycle::{Change, Command, Event, Via};
+use crate::services::kummerkasten::threads::{self, Opened, Threads};
 use crate::services::kummerkasten::{NAME, connect};
 use crate::store::query;
 
@@ -114,7 +115,14 @@ pub async fn run(
         Duty::Notices => Work::Notices,
     };
     let consumer = group_consumer(&bootstrap, duty.group(), CommitOnRevoke::default())?;
-    let poster = Poster { settings, http, work, producer, refused: Mutex::new(HashMap::new()) };
+    let poster = Poster {
+        settings,
+        http,
+        work,
+        producer,
+        refused: Mutex::new(HashMap::new()),
+        threads: Mutex::new(HashMap::new()),
+    };
     let mut joined = false;
     let result = async {
         // The cards join their group only once they know every card: a partition they get may hold tickets whose
@@ -216,6 +224,8 @@ struct Poster {
     producer: crate::kafka::Producer,
     /// Submitters (by Discord user id) who refused a direct message, and when.
     refused: Mutex<HashMap<u64, Instant>>,
+    /// The threads this follower opened (by ticket id), known before the ticket store has their record.
+    threads: Mutex<HashMap<String, u64>>,
 }
 
 impl Poster {
@@ -435,11 +445,20 @@ impl Poster {
         }
     }
 
-    /// One attempt at telling a submitter: `Ok` when it is done with (sent, or skipped for good).
+    /// One attempt at telling a submitter: `Ok` when it is done with (sent, or skipped for good). A ticket with a
+    /// thread is told there; a new one gets its thread when the threads are on; the rest by direct message.
     async fn tell_once(&self, notice: &Notice) -> anyhow::Result<()> {
         let Some(state) = self.ticket(&notice.ticket_id).await? else { return Ok(()) };
         // Only a ticket from Discord has a submitter the bot can write to.
         let Some(user) = crate::discord::submitter(&state) else { return Ok(()) };
+        let thread = self.thread_of(&state.id).await?;
+        match (&notice.what, thread, self.settings.threads) {
+            (What::Opened, None, Some(threads)) => return self.open_thread(threads, notice, &state, user).await,
+            (What::Opened, _, _) => return Ok(()),
+            (_, Some(thread), _) => return self.tell_in_thread(thread, notice, &state).await,
+            _ if !self.settings.notify_submitter => return Ok(()),
+            _ => {}
+        }
         let ticket = state.id.as_str();
         let closed = "the user does not accept direct messages from the bot";
         if self.refused_lately(user) {
@@ -468,6 +487,65 @@ impl Poster {
             Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
         };
         self.record(delivery).await
+    }
+
+    /// Opens the ticket's thread and records it (a refusal for good is recorded too, and the ticket goes on by
+    /// direct message).
+    async fn open_thread(
+        &self,
+        threads: Threads,
+        notice: &Notice,
+        state: &TicketState,
+        user: u64,
+    ) -> anyhow::Result<()> {
+        let delivery = match threads::open(&self.http, threads, state, user, &notice.event_id).await {
+            Ok(Opened::Thread { thread, message }) => {
+                self.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(state.id.clone(), thread);
+                notify::delivery_via(notice, Via::DiscordThread, true, None, Some(message), Some(thread))
+            }
+            Ok(Opened::Refused(why)) => {
+                let problem = format!("Discord refused to open the thread of {}: {why}", state.id);
+                self.refused_for_good(REFUSED_THREAD, &state.id, problem).await;
+                let why = format!("could not open the ticket's thread: {why}");
+                notify::delivery_via(notice, Via::DiscordThread, false, Some(why), None, None)
+            }
+            Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
+        };
+        self.record(delivery).await
+    }
+
+    /// Posts the notice in the ticket's thread and records how that went.
+    async fn tell_in_thread(&self, thread: u64, notice: &Notice, state: &TicketState) -> anyhow::Result<()> {
+        let delivery = match threads::post(&self.http, thread, &notify::messages(notice, state)).await {
+            Ok(Ok(message)) => notify::delivery_via(notice, Via::DiscordThread, true, None, Some(message), None),
+            Ok(Err(why)) => {
+                let problem = format!("Discord refused a message in the thread of {}: {why}", state.id);
+                self.refused_for_good(REFUSED_THREAD, &state.id, problem).await;
+                notify::delivery_via(
+                    notice,
+                    Via::DiscordThread,
+                    false,
+                    Some(format!("Discord refused it: {why}")),
+                    None,
+                    None,
+                )
+            }
+            Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
+        };
+        self.record(delivery).await
+    }
+
+    /// The ticket's thread: one this follower opened, or one the ticket store knows.
+    async fn thread_of(&self, ticket: &str) -> anyhow::Result<Option<u64>> {
+        if let Some(thread) = self.threads.lock().unwrap_or_else(|p| p.into_inner()).get(ticket) {
+            return Ok(Some(*thread));
+        }
+        let (store, id) = (self.settings.store.clone(), ticket.to_owned());
+        let found =
+            tokio::task::spawn_blocking(move || Ok::<_, anyhow::Error>(query::thread_of(&*store.reader()?, &id)?))
+                .await
+                .context("a read of the ticket store ended abnormally")??;
+        Ok(found.and_then(|thread| thread.parse().ok()))
     }
 
     /// Records on the ticket where a message went (an error is worth retrying: the message is sent again with the

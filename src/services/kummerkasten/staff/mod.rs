@@ -25,6 +25,8 @@ pub struct Settings {
     pub cards: Option<Team>,
     /// Whether submitters get a direct message when their ticket is claimed, answered publicly or closed.
     pub notify_submitter: bool,
+    /// A private thread per ticket, where those messages go instead (`kummerkasten::threads`).
+    pub threads: Option<super::threads::Threads>,
     /// The ticket store the cards and messages are drawn from, and where akte's answers to presses appear.
     pub store: Store,
     /// The card map's topic (`cards`), shared by every franz on the cluster.

@@ -41,19 +41,31 @@ pub struct Notice {
 /// What happened to the ticket, and who did it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum What {
-    Claimed { by: String },
-    Replied { by: String, body: String },
-    Closed { by: String, reason: String },
+    /// The ticket was created: it gets its own thread, when the threads are on (no direct message says so).
+    Opened,
+    Claimed {
+        by: String,
+    },
+    Replied {
+        by: String,
+        body: String,
+    },
+    Closed {
+        by: String,
+        reason: String,
+    },
 }
 
-/// The notice for `event`, if it is one the submitter is told about: a claim, a public reply, a close. Internal
-/// notes and every other change stay with the team.
+/// The notice for `event`, if it is one the submitter is told about: a claim, a public reply, a close (and the
+/// creation, which opens the ticket's thread). Internal notes, replies written in the ticket's thread (which is
+/// where the submitter reads them already) and every other change stay with the team.
 pub fn notice(event: &Event) -> Option<Notice> {
     // The submitter reads a name: the staff member's, or the Discord username of an account linked to nobody.
     let by = event.actor.person().name;
     let what = match &event.change {
+        Change::Created { .. } => What::Opened,
         Change::Claimed { by } => What::Claimed { by: by.name.clone() },
-        Change::Commented { body, internal: false } => What::Replied { by, body: body.clone() },
+        Change::Commented { body, internal: false, via: None } => What::Replied { by, body: body.clone() },
         Change::Closed { reason } => What::Closed { by, reason: reason.clone() },
         _ => return None,
     };
@@ -80,6 +92,7 @@ pub fn texts(notice: &Notice, ticket: &TicketState) -> Vec<String> {
     let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
     let title = format!("“{}” (ticket {})", clip(&plain(first_line.trim()), TITLE_MAX), ticket.id);
     match &notice.what {
+        What::Opened => vec![format!("Your ticket {title} was opened.")],
         What::Claimed { by } => {
             vec![clip(&format!("Your ticket {title} is being worked on: {} took it.", plain(by)), CONTENT_MAX)]
         }
@@ -143,16 +156,29 @@ pub fn message(notice: &Notice, ticket: &TicketState) -> Value {
 /// The command that records how the message about `notice` ended: derived from the notice's event, so that a
 /// message sent again after a crash is recorded once.
 pub fn delivery(notice: &Notice, delivered: bool, detail: Option<String>, message_id: Option<u64>) -> Command {
+    delivery_via(notice, Via::DiscordDm, delivered, detail, message_id, None)
+}
+
+/// [`delivery`] through `via`; `thread` is the ticket's own thread, when this message opened it.
+pub fn delivery_via(
+    notice: &Notice,
+    via: Via,
+    delivered: bool,
+    detail: Option<String>,
+    message_id: Option<u64>,
+    thread: Option<u64>,
+) -> Command {
     Command {
         command_id: format!("delivery:{}", notice.event_id),
         ticket_id: notice.ticket_id.clone(),
         actor: Actor { source: ActorSource::Franz, name: NAME.into(), id: None, staff: None },
         action: Action::RecordDelivery(Delivery {
             of: notice.event_id.clone(),
-            via: Via::DiscordDm,
+            via,
             delivered,
             detail: detail.map(|text| clip(&text, crate::lifecycle::REASON_MAX)),
             message_id: message_id.map(|id| id.to_string()),
+            channel_id: thread.map(|id| id.to_string()),
         }),
     }
 }
@@ -228,14 +254,14 @@ mod tests {
         let told = |change: Change| notice(&event(change)).map(|n| n.what);
         assert_eq!(told(Change::Claimed { by: Person::staff("ana") }), Some(What::Claimed { by: "ana".into() }));
         assert_eq!(
-            told(Change::Commented { body: "try again".into(), internal: false }),
+            told(Change::Commented { body: "try again".into(), internal: false, via: None }),
             Some(What::Replied { by: "ana".into(), body: "try again".into() })
         );
         assert_eq!(
             told(Change::Closed { reason: "fixed".into() }),
             Some(What::Closed { by: "ana".into(), reason: "fixed".into() })
         );
-        assert_eq!(told(Change::Commented { body: "they are rude".into(), internal: true }), None, "a note");
+        assert_eq!(told(Change::Commented { body: "they are rude".into(), internal: true, via: None }), None, "a note");
         assert_eq!(told(Change::Reopened), None);
         assert_eq!(told(Change::Rejected { action: "claim".into(), reason: "already".into() }), None);
     }
@@ -269,7 +295,7 @@ mod tests {
     proptest! {
         #[test]
         fn props_any_reply_makes_a_message_within_discords_limit(body in "\\PC{1,5000}", first in "\\PC{0,500}") {
-            let reply = notice(&event(Change::Commented { body, internal: false })).unwrap();
+            let reply = notice(&event(Change::Commented { body, internal: false, via: None })).unwrap();
             let text = text(&reply, &ticket(&first));
             prop_assert!(crate::discord::chars(&text) <= CONTENT_MAX);
         }
