@@ -193,28 +193,13 @@ async fn a_team_works_a_ticket_from_arrival_to_close_in_the_browser_and_a_second
     assert!(not_reloaded(&bo).await, "bo's page updated without a reload");
 
     // A conversation: the submitter's answer (in a Discord DM) appears live on the page bo has open.
-    let discord_ticket = franz::schema::Ticket {
-        id: "from-discord".into(),
-        contact: "pontatot".into(),
-        origin: "Discord".into(),
-        body: "The scanner jams".into(),
-        date: "2026-12-07T00:00:00Z".into(),
-        contact_id: Some("80351110224678912".into()),
-        guild_id: Some("1".into()),
-        channel_id: Some("2".into()),
-        follows: None,
-    };
+    let discord_ticket = crate::web::discord_ticket("from-discord", "The scanner jams");
     team.publish(std::slice::from_ref(&discord_ticket)).await;
     bo.goto(&format!("{}/tickets/{}", team.url, discord_ticket.id)).await.unwrap();
     shows(&bo, "#reply-goes", "A reply goes to pontatot by Discord direct message.").await;
     eventually(&bo, "the live stream", "return document.body.dataset.connected === 'true';").await;
     mark(&bo).await;
-    let submitter = franz::schema::lifecycle::Actor {
-        source: franz::schema::lifecycle::ActorSource::Discord,
-        name: "pontatot".into(),
-        id: Some("80351110224678912".into()),
-        staff: None,
-    };
+    let submitter = crate::web::pontatot();
     let wrote = franz::schema::lifecycle::Action::Write {
         body: "It jams on page 2 only".into(),
         attachments: Vec::new(),

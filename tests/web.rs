@@ -713,29 +713,39 @@ pub(crate) async fn command_as(
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_ticket_reads_as_a_conversation_with_notes_set_apart_deliveries_marked_and_files_as_links_only() {
-    use franz::schema::lifecycle::{Action, Actor, ActorSource, Attachment, Delivery, Via};
-    let team = Team::start().await;
-    let ticket = franz::schema::Ticket {
-        id: "conversation-1".into(),
+/// A ticket from Discord, submitted by [`pontatot`].
+pub(crate) fn discord_ticket(id: &str, body: &str) -> franz::schema::Ticket {
+    franz::schema::Ticket {
+        id: id.into(),
         contact: "pontatot".into(),
         origin: "Discord".into(),
-        body: "printer on fire".into(),
+        body: body.into(),
         date: "2026-12-07T00:00:00Z".into(),
         contact_id: Some("80351110224678912".into()),
         guild_id: Some("1".into()),
         channel_id: Some("2".into()),
         follows: None,
-    };
-    let quiet = franz::schema::Ticket { id: "conversation-2".into(), body: "a quiet one".into(), ..ticket.clone() };
-    team.publish(&[ticket.clone(), quiet]).await;
-    let submitter = Actor {
-        source: ActorSource::Discord,
+    }
+}
+
+/// The submitter of a [`discord_ticket`], as the bot names them.
+pub(crate) fn pontatot() -> franz::schema::lifecycle::Actor {
+    franz::schema::lifecycle::Actor {
+        source: franz::schema::lifecycle::ActorSource::Discord,
         name: "pontatot".into(),
         id: Some("80351110224678912".into()),
         staff: None,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_reads_as_a_conversation_with_notes_set_apart_deliveries_marked_and_files_as_links_only() {
+    use franz::schema::lifecycle::{Action, Actor, ActorSource, Attachment, Delivery, Via};
+    let team = Team::start().await;
+    let ticket = discord_ticket("conversation-1", "printer on fire");
+    let quiet = franz::schema::Ticket { id: "conversation-2".into(), body: "a quiet one".into(), ..ticket.clone() };
+    team.publish(&[ticket.clone(), quiet]).await;
+    let submitter = pontatot();
     let franz_itself = Actor { source: ActorSource::Franz, name: "kummerkasten".into(), id: None, staff: None };
     let ana = team.sign_in("ana").await;
     let reply = [("csrf", ana.csrf.as_str()), ("action", "comment"), ("body", "Is it still burning?")];

@@ -15,7 +15,11 @@
 //! ([`direct_message`](FakeDiscord::direct_message), with replies and attachments through
 //! [`direct_message_with`](FakeDiscord::direct_message_with)), dispatch MESSAGE_CREATE for every message in a direct
 //! message, the bot's own included, and MESSAGE_REACTION_ADD for the bot's reactions there, as Discord does for a
-//! session with the direct-message intents (the bot's posts to guild channels are not dispatched), serve any message
+//! session with the direct-message intents (the bot's posts to guild channels are not dispatched, except in its
+//! threads), start private threads (`POST /channels/{id}/threads`) and add their members, let members and
+//! moderators write there ([`thread_message`](FakeDiscord::thread_message), dispatched to a session with
+//! `GUILD_MESSAGES`, without the text unless it also has the privileged `MESSAGE_CONTENT`, which IDENTIFY may ask for
+//! only when [`Options::message_content`] grants it: 4014 otherwise), serve any message
 //! it knows (`GET /channels/{id}/messages/{id}`), keep the bot's reactions ([`reactions`](FakeDiscord::reactions)),
 //! dispatch string select menu picks ([`select`](FakeDiscord::select); a pick or a press on a message in a direct
 //! message comes from that direct message), refuse a message over

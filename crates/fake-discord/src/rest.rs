@@ -7,7 +7,9 @@
 //! reply to a message the fake does not know is 400 (50035, `REPLIES_UNKNOWN_MESSAGE`) unless its
 //! `message_reference` says `fail_if_not_exists: false` (then it is a plain message); fetching, editing or reacting
 //! to an unknown message is 404 (10008). The bot's messages and reactions in a direct message are dispatched to it
-//! (MESSAGE_CREATE, MESSAGE_REACTION_ADD), as Discord does for a session with the direct-message intents.
+//! (MESSAGE_CREATE, MESSAGE_REACTION_ADD), as Discord does for a session with the direct-message intents, and its
+//! messages in its threads to a session with `GUILD_MESSAGES`. A thread's name has 1 to 100 characters, and a
+//! direct message or a thread cannot hold one (50024).
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -246,12 +246,13 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
         _ => DiscordAccount::RoleDecides,
     };
     let taken = Message::from_discord(message);
+    // Everyone's messages here have the limit and bounds of the submitter's, the answers to them too.
+    if !conversation::admitted(http, data, &taken).await {
+        return;
+    }
     match writer(&ticket, author, &roles, threads.staff_role, account) {
         Writer::Submitter => conversation::take(http, data, &store, taken, Some(ticket)).await,
         Writer::Staff(staff) => {
-            if !conversation::admitted(http, data, &taken).await {
-                return;
-            }
             let command = reply(&taken, &message.author.name, staff, &ticket.id);
             conversation::send(http, data, &taken, command).await;
         }

@@ -498,6 +498,15 @@ impl Poster {
         state: &TicketState,
         user: u64,
     ) -> anyhow::Result<()> {
+        // After a restart, the thread opened before it is known only once the store has read the whole topic (its
+        // record comes after the `created` event this follower reads again): never a second thread for that.
+        if !self.settings.store.wait_for(STORE_PATIENCE, |progress| progress.caught_up).await {
+            anyhow::bail!("the ticket store has not caught up, so whether {} has a thread is not known yet", state.id);
+        }
+        if let Some(thread) = self.thread_of(&state.id).await? {
+            tracing::debug!(ticket = %state.id, thread, "the ticket has its thread already");
+            return Ok(());
+        }
         let delivery = match threads::open(&self.http, threads, state, user, &notice.event_id).await {
             Ok(Opened::Thread { thread, message }) => {
                 self.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(state.id.clone(), thread);
