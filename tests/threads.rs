@@ -162,3 +162,376 @@ async fn without_the_message_content_intent_the_bot_says_so_and_answers_by_direc
     let _ = events_of(harness, "delivery", 1).await;
     team.down().await;
 }
+
+// The attacks on thread mode (#25): what they found (fixed since) and what they found holding.
+
+/// Every event on the topic, as it is now.
+async fn all_events(harness: &Harness) -> Vec<Value> {
+    let total = harness.count(&harness.topics.events).await;
+    harness.read_json(&harness.topics.events, total).await
+}
+
+/// franz with thread mode on and no staff cards (so that the only channel posts are the threads' own).
+async fn threads_without_cards(change: impl FnOnce(&mut franz::config::Config)) -> Team {
+    let team = Team::start_with(2, |config| {
+        config.discord.ticket_threads = Some(THREADS);
+        config.discord.staff_channel_id = None;
+        change(config);
+    })
+    .await;
+    team.discord.moderate_threads(STAFF_ROLE);
+    team
+}
+
+/// Whether the bot answered message `id` in `channel` (a message of its replying to it).
+fn answered(discord: &FakeDiscord, channel: u64, id: u64) -> Option<String> {
+    discord
+        .channel_messages(channel)
+        .into_iter()
+        .find(|m| m.body["message_reference"]["message_id"] == json!(id.to_string()))
+        .map(|m| m.body["content"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Found by an attack (#25), failing first: opening a thread is three calls (create, add the submitter, post the
+/// opening); when a later one fails with a retryable error (a 500 on adding the submitter), the whole of
+/// `threads::open` is retried and creates a *second* thread, leaving the first one empty, without the submitter and
+/// unrecorded in the channel. The thread created on the first try should be remembered and the retry should go on from
+/// where it failed: one thread.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_after_the_thread_was_created_does_not_open_a_second_thread() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(fake_discord::Endpoint::ThreadMember, &[fake_discord::Answer::Status(500)]);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let events = ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "delivery")).await;
+    let opened = events.iter().find(|e| e["type"] == "delivery").unwrap();
+    assert_eq!(opened["delivered"], json!(true), "{opened}");
+    let threads = discord.threads_in(THREADS);
+    assert_eq!(threads.len(), 1, "one thread per ticket, however the first try failed: {threads:?}");
+    team.down().await;
+}
+
+/// Found by an attack (#25): when the thread was made and the submitter added, but Discord refused the opening message
+/// for good (403: the bot lacks Send Messages in Threads), the ticket went on by direct message and the thread was
+/// recorded nowhere, yet the submitter stayed a member of a thread named after their ticket, where what they wrote
+/// vanished without a record or an answer. Now the bot takes them out of the thread it cannot use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thread_whose_opening_was_refused_does_not_keep_the_submitter_where_nothing_is_read() {
+    let mut team = threads_without_cards(|_| {}).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(fake_discord::Endpoint::ChannelMessages, &[fake_discord::Answer::Status(403)]);
+    discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    let ticket = only_ticket(harness).await;
+    let events = ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "delivery")).await;
+    let refused = events.iter().find(|e| e["type"] == "delivery").unwrap();
+    assert_eq!(refused["delivered"], json!(false), "the opening was refused: {refused}");
+    let thread = the_thread(discord).await;
+    assert!(thread.members.is_empty(), "the submitter is out of the thread again: {thread:?}");
+    assert_eq!(discord.thread_message(&ponta(), thread.id, DirectMessage::new("hello? is anyone here?")), None);
+    team.down().await;
+}
+
+/// Found by an attack (#25), failing first: the thread is remembered in the follower's in-memory map *before* its
+/// delivery is recorded. When the record fails (the broker refuses the produce once), `tell` retries `tell_once`, which
+/// now finds the thread in the map and returns `Ok` for `What::Opened` without recording anything: the delivery with
+/// `channel_id` is lost for good. The ticket store never learns the thread, so every message the submitter writes there
+/// is ignored (`thread_ticket` finds nothing), and after a restart replies go by DM. The retry should record the
+/// delivery of the thread it opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thread_whose_first_record_failed_is_recorded_all_the_same() {
+    let mut team = threads_without_cards(|_| {}).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(fake_discord::Endpoint::Threads, &[fake_discord::Answer::Hold]);
+    discord.command(&ponta(), "ticket", &[("message", "printer on fire")]);
+    let ticket = only_ticket(harness).await;
+    wait_until("the thread's creation to be held", || async { discord.holding() == 1 }).await;
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 1);
+    discord.release();
+    let thread = the_thread(discord).await;
+    ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "delivery" && e["channel_id"].is_string())).await;
+    let id = discord.thread_message(&ponta(), thread.id, DirectMessage::new("still burning")).expect("a member");
+    receipt(discord, thread.id, id).await;
+    team.down().await;
+}
+
+/// Found by an attack (#25), failing first: a message in the thread of a ticket closed longer than the reopen window
+/// goes through `conversation::take` with the thread's ticket as `answered`, bypassing `find`'s `newest_follower`; so
+/// *every* such message opens yet another ticket that follows the old one (the very bug fixed for direct messages in
+/// #25's earlier attack). The second message should go to the ticket the first one opened: two tickets, not three.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_messages_in_the_thread_of_a_ticket_closed_long_ago_open_one_follower_not_two() {
+    let mut team = Team::start_with(2, |config| {
+        config.discord.ticket_threads = Some(THREADS);
+        config.reopen_within = std::time::Duration::ZERO;
+    })
+    .await;
+    team.discord.moderate_threads(STAFF_ROLE);
+    let (harness, discord) = (&team.harness, &team.discord);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let thread = the_thread(discord).await;
+    from_the_desk(harness, &ticket, 1, Action::Close { reason: "toner replaced".into() }).await;
+    thread_says(discord, thread.id, "Reason: toner replaced").await;
+
+    let first = discord.thread_message(&ponta(), thread.id, DirectMessage::new("it burns again")).expect("a member");
+    wait_until("the first message answered", || async { answered(discord, thread.id, first).is_some() }).await;
+    let said = answered(discord, thread.id, first).unwrap();
+    assert!(said.contains("opened a new ticket"), "{said}");
+    let created = events_of(harness, "created", 2).await;
+    let follower = created.iter().find(|e| e["ticket_id"] != ticket.as_str()).unwrap()["ticket_id"].clone();
+
+    discord.thread_message(&ponta(), thread.id, DirectMessage::new("and it smells")).expect("a member");
+    let settled = |events: &[Value]| {
+        events.iter().filter(|e| e["type"] == "created").count() >= 3
+            || events.iter().any(|e| e["type"] == "submitter_wrote" && e["body"] == "and it smells")
+    };
+    wait_until("the second message recorded somewhere", || async { settled(&all_events(harness).await) }).await;
+    let events = all_events(harness).await;
+    let created: Vec<&Value> = events.iter().filter(|e| e["type"] == "created").collect();
+    assert_eq!(created.len(), 2, "a third ticket was opened: {created:?}");
+    let wrote = events.iter().find(|e| e["type"] == "submitter_wrote" && e["body"] == "and it smells").unwrap();
+    assert_eq!(wrote["ticket_id"], follower, "{wrote}");
+    team.down().await;
+}
+
+/// Found by an attack (#25), failing first: a staff member's message in the thread within the message limit (4,000
+/// characters) but with a file becomes a public reply whose body is the text plus a link line per file
+/// (`threads::reply`), unbounded; past `COMMENT_MAX` akte rejects the whole reply. The submitter has read it in the
+/// thread, but the ticket's history has no trace of it (only a `rejected`), and the ✅ was already given. Like a
+/// ticket's text (`Message::ticket_text`), the reply should keep the text and leave out (and name) the links that do
+/// not fit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staff_message_in_the_thread_with_a_file_is_recorded_though_the_links_make_it_too_long() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let thread = the_thread(discord).await;
+    ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "delivery")).await;
+    let text = format!("Here is the manual. {}", "x".repeat(3_970));
+    let manual = fake_discord::Attachment {
+        filename: "manual.pdf".into(),
+        size: 1000,
+        content_type: Some("application/pdf".into()),
+        url: "https://cdn.discordapp.com/attachments/1/2/manual.pdf".into(),
+    };
+    let message = DirectMessage { attachments: vec![manual], ..DirectMessage::new(&text) };
+    discord.thread_message(&ana(discord), thread.id, message).expect("staff write");
+    let events = ticket_events(harness, &ticket, |e| {
+        e.iter().any(|e| e["type"] == "commented" || (e["type"] == "rejected" && e["action"] == "comment"))
+    })
+    .await;
+    assert!(
+        events.iter().any(|e| e["type"] == "commented" && e["body"].as_str().is_some_and(|b| b.contains(&text))),
+        "the staff reply the submitter read is not on the ticket: {:?}",
+        events.iter().filter(|e| e["type"] == "rejected").collect::<Vec<_>>()
+    );
+    team.down().await;
+}
+
+/// An attack (#25) that found this holding: a thread Discord refuses for good (403) is in the history as not delivered
+/// with the reason, and the ticket goes on by direct message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_thread_is_in_the_history_and_the_ticket_goes_on_by_direct_message() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(fake_discord::Endpoint::Threads, &[fake_discord::Answer::Status(403)]);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let events = ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "delivery")).await;
+    let refused = events.iter().find(|e| e["type"] == "delivery").unwrap();
+    assert_eq!((&refused["delivered"], &refused["via"]), (&json!(false), &json!("discord_thread")), "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("thread"), "{refused}");
+    assert!(refused.get("channel_id").is_none(), "{refused}");
+    from_the_desk(
+        harness,
+        &ticket,
+        1,
+        Action::Comment { body: "Try the other socket".into(), internal: false, via: None },
+    )
+    .await;
+    let dms = crate::kummerkasten_staff::direct_messages(discord, &ponta(), 1).await;
+    assert!(dms[0].contains("Try the other socket"), "{dms:?}");
+    assert!(discord.threads_in(THREADS).is_empty());
+    team.down().await;
+}
+
+/// An attack (#25) that found this holding: a 500 and then a 429 on the thread's creation are retried and open one
+/// thread.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_errors_and_rate_limits_on_the_threads_creation_open_one_thread() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(
+        fake_discord::Endpoint::Threads,
+        &[fake_discord::Answer::Status(500), fake_discord::Answer::RateLimited(0.3), fake_discord::Answer::Status(502)],
+    );
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let events = ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "delivery")).await;
+    assert_eq!(events.iter().filter(|e| e["type"] == "delivery").count(), 1);
+    let thread = the_thread(discord).await;
+    assert_eq!(thread.members, vec![ponta().id]);
+    team.down().await;
+}
+
+/// An attack (#25) that found this holding: once accounts are linked, a staff-role member whose account is not linked
+/// is told why and nothing is recorded; a linked one replies under their staff name; a moderator without the staff role
+/// is told why.
+#[tokio::test(flavor = "multi_thread")]
+async fn unlinked_staff_and_moderators_without_the_staff_role_write_nothing_to_the_ticket() {
+    const MODERATORS: u64 = 1177000000000000099;
+    let mut team = Team::start_with(2, |config| config.discord.ticket_threads = Some(THREADS)).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.moderate_threads(MODERATORS);
+    let staff = franz::people::Staff::open(&team.config.data_dir.join("desk")).unwrap();
+    staff.add("ana").unwrap();
+    staff.link_discord("ana", 43).unwrap();
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let thread = the_thread(discord).await;
+
+    let unlinked = ana(discord);
+    discord.grant_role(&unlinked, MODERATORS);
+    let id = discord.thread_message(&unlinked, thread.id, DirectMessage::new("unplug it")).expect("a moderator");
+    wait_until("the unlinked one told", || async { answered(discord, thread.id, id).is_some() }).await;
+    assert!(answered(discord, thread.id, id).unwrap().contains("link-discord"));
+
+    let moderator = User::new(44, "mod");
+    discord.grant_role(&moderator, MODERATORS);
+    let id = discord.thread_message(&moderator, thread.id, DirectMessage::new("@everyone lol")).expect("a moderator");
+    wait_until("the moderator told", || async { answered(discord, thread.id, id).is_some() }).await;
+    assert!(answered(discord, thread.id, id).unwrap().contains("not added"));
+
+    let ana_k = User::new(43, "ana_k");
+    discord.grant_role(&ana_k, STAFF_ROLE);
+    discord.grant_role(&ana_k, MODERATORS);
+    let id = discord.thread_message(&ana_k, thread.id, DirectMessage::new("Try the other socket")).expect("staff");
+    receipt(discord, thread.id, id).await;
+    let events = ticket_events(harness, &ticket, |e| e.iter().any(|e| e["type"] == "commented")).await;
+    let comments: Vec<&Value> = events.iter().filter(|e| e["type"] == "commented").collect();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert_eq!(comments[0]["actor"]["staff"], json!("ana"), "{}", comments[0]);
+    assert!(!events.iter().any(|e| e["body"] == "unplug it" || e["body"] == "@everyone lol"));
+    team.down().await;
+}
+
+/// An attack (#25) that found this holding: a flood of 100 messages from the submitter in the thread is cut at the
+/// limit (told once), and a 4,001-character message is refused with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_and_an_oversized_message_in_the_thread_are_cut_and_refused() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let thread = the_thread(discord).await;
+    let long = discord.thread_message(&ponta(), thread.id, DirectMessage::new(&"x".repeat(4001))).unwrap();
+    wait_until("the long one refused", || async { answered(discord, thread.id, long).is_some() }).await;
+    assert!(answered(discord, thread.id, long).unwrap().contains("4001 characters"));
+    for n in 0..100 {
+        discord.thread_message(&ponta(), thread.id, DirectMessage::new(&format!("flood {n}"))).unwrap();
+    }
+    thread_says(discord, thread.id, "faster than the ticket can take them").await;
+    let events =
+        ticket_events(harness, &ticket, |e| e.iter().filter(|e| e["type"] == "submitter_wrote").count() >= 9).await;
+    assert_eq!(events.iter().filter(|e| e["type"] == "submitter_wrote").count(), 9, "ten admitted, one refused");
+    let warnings = discord
+        .channel_messages(thread.id)
+        .iter()
+        .filter(|m| m.body["content"].as_str().unwrap_or("").contains("faster than"))
+        .count();
+    assert_eq!(warnings, 1);
+    team.down().await;
+}
+
+/// An attack (#25) that found this holding: a message in a server channel that is no ticket's thread is none of the
+/// bot's business: no record, no answer, no reaction.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_in_another_server_channel_is_ignored() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    let thread = the_thread(discord).await;
+    let elsewhere = fake_discord::payloads::snowflake();
+    let id = fake_discord::payloads::snowflake();
+    let mut payload = fake_discord::payloads::user_message(elsewhere, id, &ponta(), "hello channel", None, &[]);
+    payload["guild_id"] = discord.options().guild_id.to_string().into();
+    payload["member"] = fake_discord::payloads::member(&[]);
+    discord.dispatch("MESSAGE_CREATE", payload.clone());
+    // The thread's parent channel itself is no thread either.
+    payload["id"] = (id + 1).to_string().into();
+    payload["channel_id"] = THREADS.to_string().into();
+    discord.dispatch("MESSAGE_CREATE", payload);
+    // A message in the thread afterwards is handled, so the two before had their turn.
+    let after = discord.thread_message(&ponta(), thread.id, DirectMessage::new("in the thread")).unwrap();
+    receipt(discord, thread.id, after).await;
+    ticket_events(harness, &ticket, |e| !written(e, "in the thread").is_empty()).await;
+    let events = all_events(harness).await;
+    assert!(!events.iter().any(|e| e["body"] == "hello channel"), "{events:?}");
+    assert!(discord.channel_messages(elsewhere).is_empty() && discord.channel_messages(THREADS).is_empty());
+    assert!(discord.reactions(elsewhere, id).is_empty() && discord.reactions(THREADS, id + 1).is_empty());
+    assert_eq!(events.iter().filter(|e| e["type"] == "created").count(), 1);
+    team.down().await;
+}
+
+/// An attack (#25) that found this holding: a ticket from before thread mode was turned on gets its replies by direct
+/// message; a restart opens no second thread for a ticket that has one; the submitter's direct message to a ticket with
+/// a thread is recorded.
+#[tokio::test(flavor = "multi_thread")]
+async fn tickets_from_before_thread_mode_and_restarts_keep_one_way_each() {
+    let mut team = Team::start(2).await;
+    team.discord.moderate_threads(STAFF_ROLE);
+    submit(&team.discord, "old printer").await;
+    let old = only_ticket(&team.harness).await;
+    team.down().await;
+    team.config.discord.ticket_threads = Some(THREADS);
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    from_the_desk(harness, &old, 1, Action::Comment { body: "Old reply".into(), internal: false, via: None }).await;
+    let dms = crate::kummerkasten_staff::direct_messages(discord, &ponta(), 1).await;
+    assert!(dms[0].contains("Old reply"), "{dms:?}");
+    assert!(discord.threads_in(THREADS).is_empty(), "no thread for a ticket from before");
+
+    discord.command(&ponta(), "ticket", &[("message", "new printer")]);
+    let created = events_of(harness, "created", 2).await;
+    let new =
+        created.iter().find(|e| e["ticket_id"] != old.as_str()).unwrap()["ticket_id"].as_str().unwrap().to_owned();
+    let thread = the_thread(discord).await;
+    ticket_events(harness, &new, |e| e.iter().any(|e| e["type"] == "delivery")).await;
+    team.down().await;
+    team.up().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    from_the_desk(harness, &new, 2, Action::Comment { body: "New reply".into(), internal: false, via: None }).await;
+    thread_says(discord, thread.id, "New reply").await;
+    assert_eq!(discord.threads_in(THREADS).len(), 1, "a restart opened a second thread");
+    team.down().await;
+}
+
+/// Found by an attack (#25) (it failed on c5a590f, where only the submitter's and staff's messages had the rate limit):
+/// a flood from someone who may not write to the ticket (a moderator without the staff role) is not answered message
+/// for message in the submitter's thread: at most the limit's worth of answers, the rest ⛔.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_from_someone_who_may_not_write_to_the_ticket_is_not_answered_message_for_message() {
+    const MODERATORS: u64 = 1177000000000000099;
+    let mut team = with_threads().await;
+    let discord = &team.discord;
+    discord.moderate_threads(MODERATORS);
+    submit(discord, "printer on fire").await;
+    let thread = the_thread(discord).await;
+    let moderator = User::new(44, "mod");
+    discord.grant_role(&moderator, MODERATORS);
+    let ids: Vec<u64> = (0..30)
+        .map(|n| discord.thread_message(&moderator, thread.id, DirectMessage::new(&format!("chat {n}"))).unwrap())
+        .collect();
+    let handled = || {
+        ids.iter()
+            .filter(|id| answered(discord, thread.id, **id).is_some() || !discord.reactions(thread.id, **id).is_empty())
+            .count()
+    };
+    wait_until("every message answered or marked", || async { handled() == ids.len() }).await;
+    let answers = ids.iter().filter(|id| answered(discord, thread.id, **id).is_some()).count();
+    assert!(answers <= 11, "{answers} answers to 30 messages in the submitter's thread");
+    team.down().await;
+}

@@ -117,7 +117,7 @@ pub enum Endpoint {
     DmChannel,
     /// `POST /channels/{id}/threads`: the bot starts a thread without a message (a private one, type 12).
     Threads,
-    /// `PUT /channels/{thread}/thread-members/{user}`: the bot adds a member to a thread (204).
+    /// `PUT /channels/{thread}/thread-members/{user}`: the bot adds a member to a thread (204); `DELETE` removes one.
     ThreadMember,
     /// Anything else: answered 404 and recorded.
     Unknown,

@@ -139,7 +139,7 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         }
         (&Method::POST, ["channels", channel, "messages"]) => return (Endpoint::ChannelMessages, owned(&[channel])),
         (&Method::POST, ["channels", channel, "threads"]) => return (Endpoint::Threads, owned(&[channel])),
-        (&Method::PUT, ["channels", channel, "thread-members", user]) => {
+        (&Method::PUT | &Method::DELETE, ["channels", channel, "thread-members", user]) => {
             return (Endpoint::ThreadMember, owned(&[channel, user]));
         }
         (&Method::PATCH, ["channels", channel, "messages", message]) => {
@@ -268,6 +268,7 @@ fn answer(
         Endpoint::Reaction => reaction(shared, ids),
         Endpoint::DmChannel => dm_channel(shared, body),
         Endpoint::Threads => start_thread(shared, ids, body),
+        Endpoint::ThreadMember if method == Method::DELETE => remove_thread_member(shared, ids),
         Endpoint::ThreadMember => add_thread_member(shared, ids),
         Endpoint::Unknown => Reply::error(404, 0, "404: Not Found"),
     }
@@ -506,5 +507,17 @@ fn add_thread_member(shared: &Shared, ids: &[String]) -> Reply {
     if !thread.members.contains(&number(1)) {
         thread.members.push(number(1));
     }
+    Reply { status: 204, body: None, headers: Vec::new() }
+}
+
+/// `DELETE /channels/{thread}/thread-members/{user}`: 204, the user no member any more (the bot made the thread, so
+/// it may, as Discord lets a private thread's creator); 404 (10003) for a channel that is no thread of the fake's.
+fn remove_thread_member(shared: &Shared, ids: &[String]) -> Reply {
+    let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let mut state = shared.state();
+    let Some(thread) = state.threads.get_mut(&number(0)) else {
+        return Reply::error(404, 10003, "Unknown Channel");
+    };
+    thread.members.retain(|member| *member != number(1));
     Reply { status: 204, body: None, headers: Vec::new() }
 }

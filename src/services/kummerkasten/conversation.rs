@@ -207,11 +207,17 @@ impl Message {
     /// The text of a new ticket made of this message: its text, and its attachments as links as far as they fit
     /// in a ticket's text; the names of those that did not.
     fn ticket_text(&self) -> (String, Vec<String>) {
+        self.text_with_links(crate::schema::MAX_MESSAGE_CHARS)
+    }
+
+    /// Its text and its attachments as links, as far as they fit in `max` characters; the names of those that did
+    /// not.
+    pub(super) fn text_with_links(&self, max: usize) -> (String, Vec<String>) {
         let mut text = self.body.clone();
         let mut left_out = Vec::new();
         for file in &self.attachments {
             let line = format!("\n[attachment] {} ({} bytes): {}", file.name, file.size, file.url);
-            if text.trim().chars().count() + line.chars().count() <= crate::schema::MAX_MESSAGE_CHARS {
+            if text.trim().chars().count() + line.chars().count() <= max {
                 text.push_str(&line);
             } else {
                 left_out.push(file.name.clone());

@@ -91,14 +91,19 @@ pub enum Opened {
 }
 
 /// Opens `ticket`'s private thread in `threads`' channel, adds `submitter` and posts [`opening`]. An error is worth
-/// retrying (the network, a rate limit, a server error). A retry after a lost answer can open a second, empty
-/// thread: Discord has no nonce for threads.
+/// retrying (the network, a rate limit, a server error); `created` keeps the thread made before it, so that a retry
+/// goes on with that thread instead of making another (adding a member again changes nothing, and the opening's
+/// nonce makes Discord answer with the message it has). A refusal for good after the thread was made takes the
+/// submitter out of it again (the bot made it, so it may), so that nobody writes where nothing is read. Only an
+/// answer lost on the way back from creating the thread can leave a second, empty thread: Discord has no nonce for
+/// threads.
 pub async fn open(
     http: &serenity::Http,
     threads: Threads,
     ticket: &TicketState,
     submitter: u64,
     event_id: &str,
+    created: &mut Option<u64>,
 ) -> Result<Opened, serenity::Error> {
     let Some(channel) = std::num::NonZeroU64::new(threads.channel_id) else {
         return Ok(Opened::Refused("the thread channel id is 0, which is no Discord channel".into()));
@@ -109,21 +114,36 @@ pub async fn open(
         "invitable": false,
         "auto_archive_duration": AUTO_ARCHIVE_MINUTES,
     });
+    let user = std::num::NonZeroU64::new(submitter).map(serenity::UserId::from);
     let outcome = async {
-        let thread = http.create_thread(channel.into(), &body, Some("a franz ticket")).await?;
+        let thread = match created.and_then(std::num::NonZeroU64::new) {
+            Some(thread) => serenity::ChannelId::from(thread),
+            None => {
+                let thread = http.create_thread(channel.into(), &body, Some("a franz ticket")).await?.id;
+                *created = Some(thread.get());
+                thread
+            }
+        };
         // The submitter can see a private thread only as a member.
-        if let Some(user) = std::num::NonZeroU64::new(submitter) {
-            http.add_thread_channel_member(thread.id, user.into()).await?;
+        if let Some(user) = user {
+            http.add_thread_channel_member(thread, user).await?;
         }
-        let first = http.send_message(thread.id, Vec::new(), &opening(ticket, submitter, event_id)).await?;
-        Ok::<_, serenity::Error>(Opened::Thread { thread: thread.id.get(), message: first.id.get() })
+        let first = http.send_message(thread, Vec::new(), &opening(ticket, submitter, event_id)).await?;
+        Ok::<_, serenity::Error>(Opened::Thread { thread: thread.get(), message: first.id.get() })
     }
     .await;
     match outcome {
-        Err(error) if connect::status(&error).is_some_and(connect::refused_for_good) => Ok(Opened::Refused(format!(
-            "{}; give the bot Create Private Threads, Send Messages in Threads and View Channel in that channel",
-            connect::describe(&error)
-        ))),
+        Err(error) if connect::status(&error).is_some_and(connect::refused_for_good) => {
+            if let (Some(thread), Some(user)) = (created.and_then(std::num::NonZeroU64::new), user) {
+                if let Err(left) = http.remove_thread_channel_member(thread.into(), user).await {
+                    tracing::warn!(%thread, "could not take the submitter out of a thread franz cannot use: {}", connect::describe(&left));
+                }
+            }
+            Ok(Opened::Refused(format!(
+                "{}; give the bot Create Private Threads, Send Messages in Threads and View Channel in that channel",
+                connect::describe(&error)
+            )))
+        }
         other => other,
     }
 }
@@ -189,14 +209,11 @@ pub fn writer(
     }
 }
 
-/// The public reply a staff member's `message` in the thread makes: its text, and its files as links (a reply
-/// keeps no attachments of its own).
-pub fn reply(message: &Message, name: &str, staff: Option<String>, ticket: &str) -> Command {
-    let mut body = message.body.clone();
-    for file in &message.attachments {
-        body.push_str(&format!("\n[attachment] {} ({} bytes): {}", file.name, file.size, file.url));
-    }
-    Command {
+/// The public reply a staff member's `message` in the thread makes: its text, and its files as links as far as they
+/// fit in a reply (a reply keeps no attachments of its own); the names of those that did not.
+pub fn reply(message: &Message, name: &str, staff: Option<String>, ticket: &str) -> (Command, Vec<String>) {
+    let (body, left_out) = message.text_with_links(crate::lifecycle::COMMENT_MAX);
+    let command = Command {
         command_id: format!("discord-message:{}", message.id),
         ticket_id: ticket.to_owned(),
         actor: Actor {
@@ -205,8 +222,9 @@ pub fn reply(message: &Message, name: &str, staff: Option<String>, ticket: &str)
             id: Some(message.author.to_string()),
             staff,
         },
-        action: Action::Comment { body: body.trim().to_owned(), internal: false, via: Some(Via::DiscordThread) },
-    }
+        action: Action::Comment { body, internal: false, via: Some(Via::DiscordThread) },
+    };
+    (command, left_out)
 }
 
 /// Handles a message in a server channel: one in a ticket's thread is recorded on the ticket (the submitter's as
@@ -216,7 +234,8 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
     let channel = message.channel_id.to_string();
     let reader = store.clone();
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<TicketState>> {
-        Ok(query::thread_ticket(&*reader.reader()?, &channel)?)
+        let conn = reader.reader()?;
+        Ok(query::thread_ticket(&conn, &channel)?)
     })
     .await
     .map_err(anyhow::Error::from)
@@ -251,10 +270,18 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
         return;
     }
     match writer(&ticket, author, &roles, threads.staff_role, account) {
-        Writer::Submitter => conversation::take(http, data, &store, taken, Some(ticket)).await,
+        Writer::Submitter => take(http, data, &store, taken, ticket).await,
         Writer::Staff(staff) => {
-            let command = reply(&taken, &message.author.name, staff, &ticket.id);
+            let (command, left_out) = reply(&taken, &message.author.name, staff, &ticket.id);
             conversation::send(http, data, &taken, command).await;
+            if !left_out.is_empty() {
+                let text = format!(
+                    "The ticket keeps this reply's text, but it is as long as a reply gets, so the links to {} did \
+                     not fit: send them in a message of their own to have them on the ticket.",
+                    clip(&plain(&left_out.join(", ")), 300)
+                );
+                conversation::say(http, data, &taken, &text).await;
+            }
         }
         Writer::Other(why) => {
             let text = format!("This message is not added to the ticket: {why}.");
@@ -315,11 +342,32 @@ pub(super) async fn catch_up(http: &serenity::Http, data: &Data, store: &crate::
             }
             caught += 1;
             if conversation::admitted(http, data, &taken).await {
-                conversation::take(http, data, store, taken, Some(ticket.clone())).await;
+                take(http, data, store, taken, ticket.clone()).await;
             }
         }
     }
     caught
+}
+
+/// Records the submitter's admitted `message` in the thread of `ticket`: on that ticket, or, once a newer ticket
+/// follows it (opened by an earlier answer after the ticket was closed past the reopen window), on the newest of
+/// those, as a direct message answering the ticket would be.
+async fn take(http: &serenity::Http, data: &Data, store: &crate::store::Store, message: Message, ticket: TicketState) {
+    let (reader, id) = (store.clone(), ticket.id.clone());
+    let newest = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<TicketState>> {
+        Ok(query::newest_follower(&*reader.reader()?, &id)?)
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|found| found);
+    match newest {
+        Ok(newest) => conversation::take(http, data, store, message, Some(newest.unwrap_or(ticket))).await,
+        Err(error) => {
+            conversation::problem(data, format!("a thread message could not be matched to its ticket: {error:#}"));
+            let text = "Your message could **not** be recorded right now. Please send it again in a minute.";
+            conversation::say(http, data, &message, text).await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -377,10 +425,19 @@ mod tests {
             reply_to_notice: false,
             via: Via::DiscordThread,
         };
-        let command = reply(&message, "ana", Some("ana".into()), "t-1");
+        let (command, left_out) = reply(&message, "ana", Some("ana".into()), "t-1");
+        assert!(left_out.is_empty());
         assert_eq!(command.command_id, "discord-message:5");
         let Action::Comment { body, internal, via } = command.action else { panic!("a comment") };
         assert_eq!((internal, via), (false, Some(Via::DiscordThread)));
         assert!(body.starts_with("see the manual") && body.contains("https://cdn/manual.pdf"), "{body}");
+        // Found by an attack (#25): the links were added whatever the length, and akte refused the whole reply.
+        let long = Message { body: "x".repeat(crate::lifecycle::COMMENT_MAX - 10), ..message };
+        let (command, left_out) = reply(&long, "ana", None, "t-1");
+        let Action::Comment { body, .. } = command.action else { panic!("a comment") };
+        assert_eq!(
+            (body.chars().count(), left_out),
+            (crate::lifecycle::COMMENT_MAX - 10, vec!["manual.pdf".to_owned()])
+        );
     }
 }

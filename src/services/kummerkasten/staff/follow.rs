@@ -90,6 +90,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const NOTIFY_WITHIN: Duration = Duration::from_secs(3600);
 /// How long a submitter who refused direct messages is not asked again.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(3600);
+/// How many tickets' threads the notices follower keeps in memory (the ticket store knows them all).
+const REMEMBERED_MAX: usize = 10_000;
 
 /// One record of a batch: where it is, the ticket whose card it changes (none for a refused command or a record
 /// that is no event), and what its submitter is told, if anything.
@@ -122,6 +124,7 @@ pub async fn run(
         producer,
         refused: Mutex::new(HashMap::new()),
         threads: Mutex::new(HashMap::new()),
+        opening: Mutex::new(HashMap::new()),
     };
     let mut joined = false;
     let result = async {
@@ -224,8 +227,10 @@ struct Poster {
     producer: crate::kafka::Producer,
     /// Submitters (by Discord user id) who refused a direct message, and when.
     refused: Mutex<HashMap<u64, Instant>>,
-    /// The threads this follower opened (by ticket id), known before the ticket store has their record.
+    /// The threads this follower opened and recorded (by ticket id), known before the ticket store has the record.
     threads: Mutex<HashMap<String, u64>>,
+    /// The threads made and not recorded yet (by ticket id): a retry goes on with the thread, and makes no other.
+    opening: Mutex<HashMap<String, u64>>,
 }
 
 impl Poster {
@@ -451,6 +456,11 @@ impl Poster {
         let Some(state) = self.ticket(&notice.ticket_id).await? else { return Ok(()) };
         // Only a ticket from Discord has a submitter the bot can write to.
         let Some(user) = crate::discord::submitter(&state) else { return Ok(()) };
+        if self.settings.threads.is_some() && !self.settings.store.wait_for(STORE_PATIENCE, |p| p.caught_up).await {
+            // After a restart, a ticket's thread is known once the store has read the whole topic (its record comes
+            // after the events this follower reads again): neither a second thread nor a reply past it.
+            anyhow::bail!("the ticket store has not caught up, so whether {} has a thread is not known yet", state.id);
+        }
         let thread = self.thread_of(&state.id).await?;
         match (&notice.what, thread, self.settings.threads) {
             (What::Opened, None, Some(threads)) => return self.open_thread(threads, notice, &state, user).await,
@@ -490,7 +500,7 @@ impl Poster {
     }
 
     /// Opens the ticket's thread and records it (a refusal for good is recorded too, and the ticket goes on by
-    /// direct message).
+    /// direct message, when those are on).
     async fn open_thread(
         &self,
         threads: Threads,
@@ -498,29 +508,39 @@ impl Poster {
         state: &TicketState,
         user: u64,
     ) -> anyhow::Result<()> {
-        // After a restart, the thread opened before it is known only once the store has read the whole topic (its
-        // record comes after the `created` event this follower reads again): never a second thread for that.
-        if !self.settings.store.wait_for(STORE_PATIENCE, |progress| progress.caught_up).await {
-            anyhow::bail!("the ticket store has not caught up, so whether {} has a thread is not known yet", state.id);
-        }
-        if let Some(thread) = self.thread_of(&state.id).await? {
-            tracing::debug!(ticket = %state.id, thread, "the ticket has its thread already");
-            return Ok(());
-        }
-        let delivery = match threads::open(&self.http, threads, state, user, &notice.event_id).await {
-            Ok(Opened::Thread { thread, message }) => {
-                self.threads.lock().unwrap_or_else(|p| p.into_inner()).insert(state.id.clone(), thread);
-                notify::delivery_via(notice, Via::DiscordThread, true, None, Some(message), Some(thread))
+        let mut created = self.opening.lock().unwrap_or_else(|p| p.into_inner()).get(&state.id).copied();
+        let opened = threads::open(&self.http, threads, state, user, &notice.event_id, &mut created).await;
+        if let Some(thread) = created {
+            let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+            if opening.len() >= REMEMBERED_MAX {
+                opening.clear(); // a thread left half-opened that long ago is not taken up again
             }
+            opening.insert(state.id.clone(), thread);
+        }
+        let (delivery, thread) = match opened {
+            Ok(Opened::Thread { thread, message }) => (
+                notify::delivery_via(notice, Via::DiscordThread, true, None, Some(message), Some(thread)),
+                Some(thread),
+            ),
             Ok(Opened::Refused(why)) => {
                 let problem = format!("Discord refused to open the thread of {}: {why}", state.id);
                 self.refused_for_good(REFUSED_THREAD, &state.id, problem).await;
                 let why = format!("could not open the ticket's thread: {why}");
-                notify::delivery_via(notice, Via::DiscordThread, false, Some(why), None, None)
+                (notify::delivery_via(notice, Via::DiscordThread, false, Some(why), None, None), None)
             }
             Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
         };
-        self.record(delivery).await
+        // Only a recorded thread is the ticket's: until then a retry opens it on from `opening`.
+        self.record(delivery).await?;
+        self.opening.lock().unwrap_or_else(|p| p.into_inner()).remove(&state.id);
+        if let Some(thread) = thread {
+            let mut known = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() >= REMEMBERED_MAX {
+                known.clear(); // the ticket store has the older ones
+            }
+            known.insert(state.id.clone(), thread);
+        }
+        Ok(())
     }
 
     /// Posts the notice in the ticket's thread and records how that went.
