@@ -535,3 +535,26 @@ async fn a_flood_from_someone_who_may_not_write_to_the_ticket_is_not_answered_me
     assert!(answers <= 11, "{answers} answers to 30 messages in the submitter's thread");
     team.down().await;
 }
+
+/// Found by an attack (#25), failing first: a message written in the thread the moment it appeared, before the ticket
+/// store had the thread's record (here held up by a refused write), was taken for a message in some other channel
+/// and dropped without a word. The bot knows the threads its process opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_written_before_the_threads_record_reached_the_store_is_taken() {
+    let mut team = with_threads().await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    discord.script(fake_discord::Endpoint::Threads, &[fake_discord::Answer::Hold]);
+    submit(discord, "printer on fire").await;
+    let ticket = only_ticket(harness).await;
+    wait_until("the thread's creation to be held", || async { discord.holding() == 1 }).await;
+    harness.broker.refuse_next_produces(crate::util::TOPIC_AUTHORIZATION_FAILED, 1);
+    discord.release();
+    let thread = the_thread(discord).await;
+    wait_until("the submitter in the thread", || async { discord.threads_in(THREADS)[0].members == [ponta().id] })
+        .await;
+    let id = discord.thread_message(&ponta(), thread.id, DirectMessage::new("quick!")).expect("a member writes");
+    receipt(discord, thread.id, id).await;
+    let events = ticket_events(harness, &ticket, |e| !written(e, "quick!").is_empty()).await;
+    assert_eq!(written(&events, "quick!").len(), 1);
+    team.down().await;
+}

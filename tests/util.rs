@@ -1,5 +1,5 @@
-//! Shared helpers: an in-process broker with fresh topics, producing test records, reading outputs, and waiting
-//! on conditions with a timeout.
+//! Shared helpers: an in-process broker with fresh topics, producing test records, reading outputs, waiting on
+//! conditions with a timeout, and a deadline for each test ([`Deadline`]), which every [`Harness`] holds.
 
 use std::future::Future;
 use std::path::Path;
@@ -16,6 +16,31 @@ use rdkafka::producer::FutureRecord;
 /// How long any single condition may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The longest one test may run. Every wait has its own timeout ([`PATIENCE`]), but a test can still hang where
+/// nothing waits with one (a blocked runtime, a lock); this ends the run then, in minutes rather than at CI's 90.
+pub const TEST_DEADLINE: Duration = Duration::from_secs(5 * 60);
+
+/// The deadline of the test that made it: unless it is dropped within [`TEST_DEADLINE`], the test binary ends with
+/// a line that names the test, failing the run. libtest names each test's thread after the test.
+pub struct Deadline {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Deadline {
+    pub fn start() -> Deadline {
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let (done, watched) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            // Dropping the sender ends the wait with `Disconnected`: the test finished, passed or not.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watched.recv_timeout(TEST_DEADLINE) {
+                eprintln!("\n{test} ran past its deadline of {TEST_DEADLINE:?}: ending the test run\n");
+                std::process::exit(101);
+            }
+        });
+        Deadline { _done: done }
+    }
+}
+
 /// A produce refusal that clients do not retry (Kafka error code 29).
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
@@ -26,6 +51,8 @@ pub struct Harness {
     pub bootstrap: String,
     pub topics: Topics,
     pub partitions: i32,
+    /// Dropped last: the broker's stop counts too.
+    _deadline: Deadline,
 }
 
 impl Harness {
@@ -34,6 +61,7 @@ impl Harness {
         let filter =
             tracing_subscriber::EnvFilter::try_from_env("FRANZ_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into());
         let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let deadline = Deadline::start();
         let data = tempfile::tempdir().unwrap();
         let settings = Settings::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
         let broker = EmbeddedBroker::start(settings).await.expect("the broker starts");
@@ -51,7 +79,7 @@ impl Harness {
         admin::ensure_topics_keeping(&bootstrap, &topics.all(), partitions, 1, &topics.kept_forever())
             .await
             .expect("topics are created");
-        Harness { broker, _data: data, bootstrap, topics, partitions }
+        Harness { broker, _data: data, bootstrap, topics, partitions, _deadline: deadline }
     }
 
     /// franz's configuration against this broker and its topics, with its data in `data`, running `services`; a
@@ -70,13 +98,13 @@ impl Harness {
 
     /// Stops the broker, runs `while_down`, then starts the broker again on the same address and data.
     pub async fn with_broker_down<T>(self, while_down: impl Future<Output = T>) -> (Harness, T) {
-        let Harness { broker, _data, bootstrap, topics, partitions } = self;
+        let Harness { broker, _data, bootstrap, topics, partitions, _deadline } = self;
         let address = broker.address();
         broker.stop().await;
         let output = while_down.await;
         let settings = Settings::new(address, _data.path().to_path_buf());
         let broker = EmbeddedBroker::start(settings).await.expect("the broker starts again on its address");
-        (Harness { broker, _data, bootstrap, topics, partitions }, output)
+        (Harness { broker, _data, bootstrap, topics, partitions, _deadline }, output)
     }
 
     /// Publishes records (partition, value) to a topic, with key `key-{partition}`, and waits for every ack.

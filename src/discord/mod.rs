@@ -1,5 +1,5 @@
 //! How franz writes text that Discord shows: markdown and mentions defused, code blocks that always close, cuts
-//! that are visible.
+//! that are visible; and the nonces that make a post sent twice one message.
 //!
 //! The bot's replies and absturz's embeds both show user text, so both go through these functions. They are pure;
 //! sending is `webhook`'s (a webhook within Discord's rate limits, and the HTTP client both services use).
@@ -10,6 +10,13 @@ pub mod webhook;
 /// ticket from elsewhere (`franz ticket`, a record without a user id) has nobody to send it to.
 pub fn submitter(ticket: &crate::lifecycle::TicketState) -> Option<u64> {
     ticket.contact_id.as_deref()?.parse().ok().filter(|id| *id > 0)
+}
+
+/// A message nonce (at most 25 characters) derived from `seed`: the same post always carries the same one, and
+/// Discord (with `enforce_nonce`) answers a second post of it with the first message.
+pub fn nonce(seed: &str) -> String {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
+    id[..25].to_owned()
 }
 
 /// What marks a cut.
@@ -54,4 +61,14 @@ pub fn clip(text: &str, max: usize) -> String {
 
 pub fn chars(text: &str) -> usize {
     text.chars().count()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_post_has_a_stable_nonce_within_discords_25_characters() {
+        assert_eq!(super::nonce("t-1"), super::nonce("t-1"));
+        assert_ne!(super::nonce("t-1"), super::nonce("t-2"));
+        assert_eq!(super::nonce("t-1").len(), 25);
+    }
 }

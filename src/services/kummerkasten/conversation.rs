@@ -351,14 +351,8 @@ pub fn too_fast() -> String {
 /// Handles a message to the bot: one in its direct messages is recorded on its ticket, or the bot asks, offers or
 /// explains; one in a server goes to `threads` (a ticket's thread, or none of the bot's business).
 pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Message) {
-    if message.author.bot {
-        return; // the bot's own messages
-    }
-    if !matches!(message.kind, serenity::MessageType::Regular | serenity::MessageType::InlineReply) {
+    if !takes(message) {
         return;
-    }
-    if message.guild_id.is_some() {
-        return super::threads::received(http, data, message).await;
     }
     let message = Message::from_discord(message);
     if !admitted(http, data, &message).await {
@@ -369,6 +363,12 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
         return;
     };
     take(http, data, &store, message, None).await;
+}
+
+/// Whether the bot takes `message` at all: a person's own text (not the bot's messages, nor Discord's notices of a
+/// pin or a new member).
+pub(super) fn takes(message: &serenity::Message) -> bool {
+    !message.author.bot && matches!(message.kind, serenity::MessageType::Regular | serenity::MessageType::InlineReply)
 }
 
 /// Whether `message` is within its author's rate limit and the bounds of a message; if not, the author is told
@@ -511,16 +511,7 @@ const CATCH_UP_PATIENCE: Duration = Duration::from_secs(120);
 /// the message).
 pub async fn catch_up(http: &serenity::Http, data: &Data) {
     let Some(store) = data.store.clone() else { return };
-    // One at a time: a second session's look waits for the first, then sees what the first handled.
-    let _one = data.conversations.catching_up.lock().await;
-    if !store.wait_for(CATCH_UP_PATIENCE, |progress| progress.caught_up).await {
-        tracing::warn!(
-            "the ticket store has not caught up; direct messages sent while the bot was away are not looked for"
-        );
-        return;
-    }
-    let since = chrono::Utc::now() - chrono::Duration::from_std(data.reopen_within).unwrap_or_default();
-    let since = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let Some(since) = catch_up_since(&store, data.reopen_within).await else { return };
     let (reader, after) = (store.clone(), since.clone());
     let contacts = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         let conn = reader.reader()?;
@@ -559,12 +550,26 @@ pub async fn catch_up(http: &serenity::Http, data: &Data) {
             }
         }
     }
-    if data.threads.is_some() {
-        caught += super::threads::catch_up(http, data, &store, &since).await;
-    }
     if caught > 0 {
         tracing::info!("took {caught} message(s) sent while the bot was away");
     }
+}
+
+/// Since when a start looks for messages it missed (RFC 3339: the reopen window back from now), once the ticket
+/// store has caught up; `None`, with a warning, when it does not within [`CATCH_UP_PATIENCE`].
+pub(super) async fn catch_up_since(store: &crate::store::Store, reopen_within: Duration) -> Option<String> {
+    if !store.wait_for(CATCH_UP_PATIENCE, |progress| progress.caught_up).await {
+        tracing::warn!("the ticket store has not caught up; messages sent while the bot was away are not looked for");
+        return None;
+    }
+    let since = chrono::Utc::now() - chrono::Duration::from_std(reopen_within).unwrap_or_default();
+    Some(since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// One start's look for missed messages at a time: a second session's look waits for the first, then sees what the
+/// first handled. Held across [`catch_up`] and the threads' look.
+pub(super) async fn one_look(data: &Data) -> tokio::sync::MutexGuard<'_, ()> {
+    data.conversations.catching_up.lock().await
 }
 
 /// Whether the store has message `id` on a ticket.

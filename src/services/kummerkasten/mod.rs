@@ -94,6 +94,8 @@ pub struct Data {
     reopen_within: Duration,
     /// The ticket threads, when they are on (configured, and the Message Content intent granted).
     threads: Option<threads::Threads>,
+    /// The threads this process opened, before the ticket store has their records.
+    threads_known: threads::Known,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -421,6 +423,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         cards: team,
         notify_submitter,
         threads,
+        threads_known: threads::Known::default(),
         store: store.clone(),
         cards_topic: config.topics.cards.clone(),
         cards_path: staff::cards_path(store),
@@ -546,6 +549,7 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         partitions: settings.partitions,
         reopen_within: settings.reopen_within,
         threads: settings.threads,
+        threads_known: settings.staff.as_ref().map(|staff| staff.threads_known.clone()).unwrap_or_default(),
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
@@ -676,13 +680,20 @@ async fn on_event(
     let _in_flight = data.in_flight.token();
     let interaction = match event {
         serenity::FullEvent::InteractionCreate { interaction } => interaction,
+        // A direct message, or (with the Message Content intent, for the threads) a message in a server.
+        serenity::FullEvent::Message { new_message } if new_message.guild_id.is_some() => {
+            threads::received(http, data, new_message).await;
+            return Ok(());
+        }
         serenity::FullEvent::Message { new_message } => {
             conversation::received(http, data, new_message).await;
             return Ok(());
         }
         // A new session (a start, or a reconnect that could not resume): what was sent meanwhile is looked for.
         serenity::FullEvent::Ready { .. } => {
+            let _one = conversation::one_look(data).await;
             conversation::catch_up(http, data).await;
+            threads::catch_up(http, data).await;
             return Ok(());
         }
         _ => return Ok(()),

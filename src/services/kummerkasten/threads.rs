@@ -15,6 +15,9 @@
 //! (4014) for a bot that asks for an intent it was not granted, so the bot asks only when the application's flags
 //! say it has it ([`message_content`]); without it, start-up says so and tickets go on by direct message.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use poise::serenity_prelude as serenity;
 use serde_json::{Value, json};
 
@@ -35,6 +38,31 @@ pub struct Threads {
     /// submitter's messages there are recorded.
     pub staff_role: Option<u64>,
 }
+
+/// The threads this process opened (thread id to ticket id), shared by the notices follower that opens them and the
+/// bot that reads them: a submitter who writes the moment their thread appears is heard before the ticket store has
+/// the thread's record.
+#[derive(Debug, Clone, Default)]
+pub struct Known(Arc<Mutex<HashMap<u64, String>>>);
+
+impl Known {
+    /// Remembers that `thread` is `ticket`'s.
+    pub fn insert(&self, thread: u64, ticket: &str) {
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= KNOWN_MAX {
+            known.clear(); // the ticket store has the older ones
+        }
+        known.insert(thread, ticket.to_owned());
+    }
+
+    /// The ticket whose thread `thread` is, if this process opened it.
+    pub fn ticket(&self, thread: u64) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&thread).cloned()
+    }
+}
+
+/// How many threads [`Known`] remembers.
+const KNOWN_MAX: usize = 10_000;
 
 /// Discord's limit on a thread's name.
 const NAME_MAX: usize = 100;
@@ -76,7 +104,7 @@ pub fn opening(ticket: &TicketState, submitter: u64, event_id: &str) -> Value {
     json!({
         "content": clip(&content, 2000),
         "allowed_mentions": {"parse": [], "users": [submitter.to_string()]},
-        "nonce": super::staff::nonce(&format!("thread:{event_id}")),
+        "nonce": crate::discord::nonce(&format!("thread:{event_id}")),
         "enforce_nonce": true,
     })
 }
@@ -104,6 +132,7 @@ pub async fn open(
     submitter: u64,
     event_id: &str,
     created: &mut Option<u64>,
+    known: &Known,
 ) -> Result<Opened, serenity::Error> {
     let Some(channel) = std::num::NonZeroU64::new(threads.channel_id) else {
         return Ok(Opened::Refused("the thread channel id is 0, which is no Discord channel".into()));
@@ -121,6 +150,7 @@ pub async fn open(
             None => {
                 let thread = http.create_thread(channel.into(), &body, Some("a franz ticket")).await?.id;
                 *created = Some(thread.get());
+                known.insert(thread.get(), &ticket.id);
                 thread
             }
         };
@@ -231,11 +261,19 @@ pub fn reply(message: &Message, name: &str, staff: Option<String>, ticket: &str)
 /// their message, staff's as a public reply); every other message is none of the bot's business and is left alone.
 pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Message) {
     let (Some(threads), Some(store)) = (data.threads, data.store.clone()) else { return };
+    if !conversation::takes(message) {
+        return;
+    }
     let channel = message.channel_id.to_string();
+    let opened_here = data.threads_known.ticket(message.channel_id.get());
     let reader = store.clone();
     let found = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<TicketState>> {
         let conn = reader.reader()?;
-        Ok(query::thread_ticket(&conn, &channel)?)
+        match query::thread_ticket(&conn, &channel)? {
+            Some(ticket) => Ok(Some(ticket)),
+            // Opened a moment ago by this process: its record may not be in the store yet, its ticket is.
+            None => Ok(opened_here.map(|id| query::ticket(&conn, &id)).transpose()?.flatten()),
+        }
     })
     .await
     .map_err(anyhow::Error::from)
@@ -252,9 +290,11 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
     let roles: Vec<u64> =
         message.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect()).unwrap_or_default();
     let author = message.author.id.get();
-    let account = match &data.staff {
-        Some(staff) if crate::discord::submitter(&ticket) != Some(author) => {
-            match super::staff::buttons::account(staff, author).await {
+    let staff_dir = data.staff.as_ref().map(|staff| staff.staff_dir.clone());
+    let account = match staff_dir {
+        Some(dir) if crate::discord::submitter(&ticket) != Some(author) => {
+            let read = tokio::task::spawn_blocking(move || crate::people::discord_account_in(&dir, author)).await;
+            match read.map_err(anyhow::Error::from).and_then(|read| read) {
                 Ok(account) => account,
                 Err(error) => {
                     conversation::problem(data, format!("cannot read the staff list for a thread message: {error:#}"));
@@ -294,7 +334,17 @@ pub async fn received(http: &serenity::Http, data: &Data, message: &serenity::Me
 /// while the bot was not listening, as [`conversation::catch_up`] does for direct messages. Discord's history has
 /// no member roles, so a staff member's message written meanwhile is not taken (they see it has no ✅, and can
 /// reply from the desk). Returns how many it took.
-pub(super) async fn catch_up(http: &serenity::Http, data: &Data, store: &crate::store::Store, since: &str) -> usize {
+pub async fn catch_up(http: &serenity::Http, data: &Data) {
+    let (Some(_), Some(store)) = (data.threads, data.store.clone()) else { return };
+    let Some(since) = conversation::catch_up_since(&store, data.reopen_within).await else { return };
+    let caught = catch_up_threads(http, data, &store, &since).await;
+    if caught > 0 {
+        tracing::info!("took {caught} thread message(s) sent while the bot was away");
+    }
+}
+
+/// [`catch_up`] in the threads of the tickets changed since `since`: how many messages it took.
+async fn catch_up_threads(http: &serenity::Http, data: &Data, store: &crate::store::Store, since: &str) -> usize {
     let (reader, since) = (store.clone(), since.to_owned());
     let threads = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
         Ok(query::recent_threads(&*reader.reader()?, &since, conversation::CATCH_UP_MAX)?)

@@ -509,7 +509,8 @@ impl Poster {
         user: u64,
     ) -> anyhow::Result<()> {
         let mut created = self.opening.lock().unwrap_or_else(|p| p.into_inner()).get(&state.id).copied();
-        let opened = threads::open(&self.http, threads, state, user, &notice.event_id, &mut created).await;
+        let known = &self.settings.threads_known;
+        let opened = threads::open(&self.http, threads, state, user, &notice.event_id, &mut created, known).await;
         if let Some(thread) = created {
             let mut opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
             if opening.len() >= REMEMBERED_MAX {
@@ -640,7 +641,7 @@ impl Poster {
     /// before the batch's offsets are stored ([`Poster::record_posted`]), and the card is never posted again for
     /// it. A post whose answer was lost is tried again with the same nonce, and Discord answers with the card it has.
     async fn post(&self, channel: u64, cards: &Cards, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
-        let body = card::message(state, Some(&super::nonce(nonce_of)), self.settings.desk_url.as_deref());
+        let body = card::message(state, Some(&crate::discord::nonce(nonce_of)), self.settings.desk_url.as_deref());
         let message = self.http.send_message(channel_id(channel)?, Vec::new(), &body).await?;
         let card = Card { message_id: message.id.get(), version: state.version };
         if let Err(error) = cards.record(channel, &state.id, card).await {

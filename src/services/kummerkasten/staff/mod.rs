@@ -27,6 +27,8 @@ pub struct Settings {
     pub notify_submitter: bool,
     /// A private thread per ticket, where those messages go instead (`kummerkasten::threads`).
     pub threads: Option<super::threads::Threads>,
+    /// The threads opened here, shared with the bot that reads them.
+    pub threads_known: super::threads::Known,
     /// The ticket store the cards and messages are drawn from, and where akte's answers to presses appear.
     pub store: Store,
     /// The card map's topic (`cards`), shared by every franz on the cluster.
@@ -82,12 +84,6 @@ pub fn cards_path(store: &Store) -> PathBuf {
     store.path().with_file_name("discord-cards.sqlite")
 }
 
-/// A message nonce (at most 25 characters) derived from `seed`: the same post always carries the same one.
-pub fn nonce(seed: &str) -> String {
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes()).simple().to_string();
-    id[..25].to_owned()
-}
-
 /// Why the staff side is off, when it is: one line for the ready table; `None` when both settings are there.
 pub fn off_reason(channel: Option<u64>, role: Option<u64>) -> Option<&'static str> {
     match (channel, role) {
@@ -105,13 +101,6 @@ pub fn off_reason(channel: Option<u64>, role: Option<u64>) -> Option<&'static st
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_post_has_a_stable_nonce_within_discords_25_characters() {
-        assert_eq!(super::nonce("t-1"), super::nonce("t-1"));
-        assert_ne!(super::nonce("t-1"), super::nonce("t-2"));
-        assert_eq!(super::nonce("t-1").len(), 25);
-    }
-
     #[test]
     fn the_staff_side_is_off_with_a_reason_unless_both_channel_and_role_are_set() {
         assert_eq!(super::off_reason(Some(1), Some(2)), None);

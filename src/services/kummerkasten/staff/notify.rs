@@ -141,7 +141,7 @@ pub fn messages(notice: &Notice, ticket: &TicketState) -> Vec<Value> {
             json!({
                 "content": text,
                 "allowed_mentions": {"parse": []},
-                "nonce": super::nonce(&seed),
+                "nonce": crate::discord::nonce(&seed),
                 "enforce_nonce": true,
             })
         })
