@@ -2,13 +2,17 @@
 //! `franz broker`, or any Rust program's tests).
 //!
 //! This crate knows nothing of franz's services, configuration or Kafka client: its settings are its own type.
-//! The crate root assembles the parts and owns their lifetime: `log/` (segment files), `topics` (partitions and
-//! their visibility), `topic_config` (a topic's own settings, such as its retention), `flush` (group-committed
-//! fsyncs), `groups` (the consumer-group coordinator), `handlers` (one function per Kafka API), `server`
-//! (sockets and framing) and `meter` (what it counts about itself, for Prometheus). It binds, recovers what is on disk, serves until stopped, and on stop lets in-flight
-//! answers finish and fsyncs what was written.
+//! The crate root assembles the parts and owns their lifetime: `server/` (admitting connections, reading frames,
+//! dispatching them to handlers and writing the answers), `handlers/` (one function per Kafka API, a file per
+//! family), `topics` (partitions and their visibility), `topic_config` (a topic's own settings, such as its
+//! retention), `log/` (segment files), `producer_ids` (idempotent producers' ids), `flush` (group-committed
+//! fsyncs), `groups/` (the consumer-group coordinator: membership and committed offsets) and `meter` (what it counts
+//! about itself, for Prometheus); `apis` and `code` name the APIs and the Kafka error codes they all speak. It
+//! binds, recovers what is on disk, serves until stopped, and on stop lets in-flight answers finish and fsyncs what
+//! was written. `ARCHITECTURE.md`, beside this crate, is its map.
 
 mod apis;
+mod code;
 mod flush;
 mod groups;
 mod handlers;
