@@ -3,67 +3,34 @@
 //! clients or make the broker hold more than its configured limits.
 //! Each test is a regression test for a defect a reviewer reproduced against the broker, named in its comment.
 
-use std::future::Future;
+mod common;
+
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use common::{Client, PATIENCE, batch, create_topic, frame, one_batch_request, produce, wait_until};
 use franz_broker::{Durability, EmbeddedBroker, Settings};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, Record, RecordBatchEncoder,
-    RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout, timeout_at};
 
-/// How long any condition a test waits for may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(10);
-
+/// A broker with its defaults changed by `configure`, writing without fsyncs (these tests are about connections,
+/// not durability), and its data directory.
 async fn start(configure: impl FnOnce(&mut Settings)) -> (EmbeddedBroker, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
-    let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
+    let mut settings = common::settings(data.path());
     settings.durability = Durability::Os;
     configure(&mut settings);
-    (EmbeddedBroker::start(settings).await.unwrap(), data)
+    (common::start(settings).await, data)
 }
 
-/// Polls `condition` until it holds, failing the test with `what` after `within`.
-async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "waited {within:?} for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A request frame, size prefix included.
-fn request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("hostile")))
-        .encode(&mut frame, key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut frame, version).unwrap();
-    let size = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&size.to_be_bytes());
-    frame.to_vec()
-}
-
-fn api_versions(correlation_id: i32) -> Vec<u8> {
-    request(ApiKey::ApiVersions, 0, correlation_id, &ApiVersionsRequest::default())
+fn api_versions(correlation_id: i32) -> BytesMut {
+    frame(ApiKey::ApiVersions, 0, correlation_id, &ApiVersionsRequest::default())
 }
 
 /// Reads one answer: its correlation id and the rest of its frame.
@@ -98,52 +65,20 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-async fn create_topic(address: SocketAddr, name: &'static str) {
-    let topic = create_topics_request::CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str(name)))
-        .with_num_partitions(1)
-        .with_replication_factor(1);
-    let body = CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000);
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(&request(ApiKey::CreateTopics, 2, 1, &body)).await.unwrap();
-    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
-    assert_eq!(id, 1);
+/// Creates a topic of one partition over a connection of its own, closed once the topic exists.
+async fn create_one_partition_topic(address: SocketAddr, name: &str) {
+    create_topic(&mut Client::connect(address).await, name, 1).await;
 }
 
-/// Produces one record of `value_bytes` bytes to partition 0 of `topic` and waits for the acknowledgement.
-async fn produce(address: SocketAddr, topic: &'static str, value_bytes: usize) {
-    let mut stream = TcpStream::connect(address).await.unwrap();
-    stream.write_all(&produce_request(topic, value_bytes, 2)).await.unwrap();
-    let (id, _) = timeout(PATIENCE, answer(&mut stream)).await.unwrap().unwrap();
-    assert_eq!(id, 2);
+/// A batch of one record of `value_bytes` bytes, from no producer id.
+fn record_of(value_bytes: usize) -> Bytes {
+    batch(&[(0, &"x".repeat(value_bytes))], (-1, -1, -1))
 }
 
-/// A Produce request (acks=1) of one record of `value_bytes` bytes to partition 0 of `topic`.
-fn produce_request(topic: &'static str, value_bytes: usize, correlation_id: i32) -> Vec<u8> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-        producer_id: NO_PRODUCER_ID,
-        producer_epoch: NO_PRODUCER_EPOCH,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: NO_SEQUENCE,
-        timestamp: 0,
-        key: None,
-        value: Some(Bytes::from(vec![b'x'; value_bytes])),
-        headers: Default::default(),
-    };
-    let mut records = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut records, [&record], &options).unwrap();
-    let partition = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.freeze()));
-    let data = produce_request::TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_static_str(topic)))
-        .with_partition_data(vec![partition]);
-    let body = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![data]);
-    request(ApiKey::Produce, 3, correlation_id, &body)
+/// Produces one record of `value_bytes` bytes to partition 0 of `topic` (acks=1) over a connection of its own,
+/// and waits for the acknowledgement.
+async fn produce_one(address: SocketAddr, topic: &str, value_bytes: usize) {
+    produce(&mut Client::connect(address).await, topic, record_of(value_bytes), 1).await;
 }
 
 fn fetch(topic: &'static str, max_wait_ms: i32, min_bytes: i32, max_bytes: i32) -> FetchRequest {
@@ -235,14 +170,14 @@ async fn connections_waiting_forever_in_a_join_cannot_lock_out_a_new_client() {
         ]);
     // A member joins and goes away without leaving: the group waits for it for its whole session.
     let mut gone = TcpStream::connect(address).await.unwrap();
-    gone.write_all(&request(ApiKey::JoinGroup, 5, 1, &join)).await.unwrap();
+    gone.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join)).await.unwrap();
     assert_eq!(timeout(PATIENCE, answer(&mut gone)).await.unwrap().unwrap().0, 1, "the first member joined");
     drop(gone);
     wait_until("the first member's connection is gone", PATIENCE, || async { broker.connections() == 0 }).await;
     let mut waiting = Vec::new();
     for id in 2..4 {
         let mut waiter = TcpStream::connect(address).await.unwrap();
-        waiter.write_all(&request(ApiKey::JoinGroup, 5, id, &join)).await.unwrap();
+        waiter.write_all(&frame(ApiKey::JoinGroup, 5, id, &join)).await.unwrap();
         waiting.push(waiter);
     }
     wait_until("both joins wait", PATIENCE, || async { broker.busy_connections() == 2 }).await;
@@ -297,10 +232,10 @@ async fn a_connection_idle_for_idle_timeout_is_closed() {
 async fn a_connection_waiting_for_an_answer_is_not_closed_as_idle() {
     let (broker, _data) = start(|s| s.idle_timeout = Duration::from_millis(200)).await;
     let address = broker.address();
-    create_topic(address, "quiet").await;
+    create_one_partition_topic(address, "quiet").await;
     let mut polling = TcpStream::connect(address).await.unwrap();
     let started = Instant::now();
-    polling.write_all(&request(ApiKey::Fetch, 4, 5, &fetch("quiet", 1000, 1, 1024))).await.unwrap();
+    polling.write_all(&frame(ApiKey::Fetch, 4, 5, &fetch("quiet", 1000, 1, 1024))).await.unwrap();
     let (id, _) = timeout(PATIENCE, answer(&mut polling)).await.unwrap().unwrap();
     assert_eq!(id, 5);
     assert!(started.elapsed() >= Duration::from_millis(900), "the long poll ran its course");
@@ -372,7 +307,7 @@ async fn frames_that_together_exceed_the_in_flight_bound_are_all_served_in_turn(
     const BOUND: usize = 1 << 20;
     let (broker, _data) = start(|s| s.max_inflight_request_bytes = BOUND).await;
     let address = broker.address();
-    create_topic(address, "wide").await;
+    create_one_partition_topic(address, "wide").await;
     // Three produce requests of 60% of the bound each: any two together are over it. Each sends its first half,
     // then, once all have started, the rest.
     let (go, started) = tokio::sync::watch::channel(false);
@@ -380,11 +315,11 @@ async fn frames_that_together_exceed_the_in_flight_bound_are_all_served_in_turn(
         .map(|id| {
             let mut started = started.clone();
             tokio::spawn(async move {
-                let frame = produce_request("wide", BOUND * 6 / 10, id);
+                let whole = frame(ApiKey::Produce, 3, id, &one_batch_request("wide", 0, record_of(BOUND * 6 / 10), 1));
                 let mut stream = TcpStream::connect(address).await.unwrap();
-                stream.write_all(&frame[..BOUND * 3 / 10]).await.unwrap();
+                stream.write_all(&whole[..BOUND * 3 / 10]).await.unwrap();
                 started.wait_for(|go| *go).await.unwrap();
-                stream.write_all(&frame[BOUND * 3 / 10..]).await.unwrap();
+                stream.write_all(&whole[BOUND * 3 / 10..]).await.unwrap();
                 timeout(PATIENCE, answer(&mut stream)).await
             })
         })
@@ -413,8 +348,8 @@ async fn frames_that_together_exceed_the_in_flight_bound_are_all_served_in_turn(
 async fn pipelined_fetches_from_a_client_that_does_not_read_hold_one_answer_at_a_time() {
     let (broker, _data) = start(|_| {}).await;
     let address = broker.address();
-    create_topic(address, "big").await;
-    produce(address, "big", 512 << 10).await;
+    create_one_partition_topic(address, "big").await;
+    produce_one(address, "big", 512 << 10).await;
     // A tiny receive window, so the broker's writes stall almost at once.
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -422,7 +357,7 @@ async fn pipelined_fetches_from_a_client_that_does_not_read_hold_one_answer_at_a
     let fetches = 40;
     let mut requests = Vec::new();
     for id in 0..fetches {
-        requests.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 1 << 20)));
+        requests.extend(frame(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 1 << 20)));
     }
     greedy.write_all(&requests).await.unwrap();
     wait_until("the first answer is read", PATIENCE, || async { broker.answers_held_peak() >= 1 }).await;
@@ -448,7 +383,7 @@ async fn pipelined_fetches_from_a_client_that_does_not_read_hold_one_answer_at_a
 async fn trailing_bytes_after_a_request_close_the_connection() {
     let (broker, _data) = start(|_| {}).await;
     let address = broker.address();
-    let metadata = request(ApiKey::Metadata, 1, 3, &MetadataRequest::default().with_topics(Some(vec![])));
+    let metadata = frame(ApiKey::Metadata, 1, 3, &MetadataRequest::default().with_topics(Some(vec![])));
     let mut exact = TcpStream::connect(address).await.unwrap();
     exact.write_all(&metadata).await.unwrap();
     assert_eq!(timeout(PATIENCE, answer(&mut exact)).await.unwrap().unwrap().0, 3, "the exact request is answered");
@@ -526,13 +461,13 @@ async fn a_client_that_does_not_read_its_answers_is_closed_after_write_timeout_a
     })
     .await;
     let address = broker.address();
-    create_topic(address, "big").await;
-    produce(address, "big", 1 << 20).await;
+    create_one_partition_topic(address, "big").await;
+    produce_one(address, "big", 1 << 20).await;
     wait_until("the setup connections are gone", PATIENCE, || async { broker.connections() == 0 }).await;
     // More answer bytes than the socket buffers between the broker and each client hold.
     let mut fetches = Vec::new();
     for id in 0..16 {
-        fetches.extend(request(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 2 << 20)));
+        fetches.extend(frame(ApiKey::Fetch, 4, id, &fetch("big", 0, 1, 2 << 20)));
     }
     let sent = Instant::now();
     let mut hogs = Vec::new();
@@ -574,7 +509,7 @@ async fn pipelined_read_only_requests_from_a_client_that_does_not_read_hold_one_
             JoinGroupRequestProtocol::default().with_name(StrBytes::from_static_str("range")).with_metadata(metadata),
         ]);
     let mut member = TcpStream::connect(address).await.unwrap();
-    member.write_all(&request(ApiKey::JoinGroup, 0, 1, &join)).await.unwrap();
+    member.write_all(&frame(ApiKey::JoinGroup, 0, 1, &join)).await.unwrap();
     assert_eq!(timeout(PATIENCE, answer(&mut member)).await.unwrap().unwrap().0, 1, "the member joined");
     wait_until("the join answer is written", PATIENCE, || async { broker.busy_connections() == 0 }).await;
     // Each description carries the member's 512 KiB of metadata; list answers are small, but built on arrival all
@@ -583,8 +518,8 @@ async fn pipelined_read_only_requests_from_a_client_that_does_not_read_hold_one_
     let mut requests = Vec::new();
     for id in 0..60 {
         requests.extend(match id % 2 {
-            0 => request(ApiKey::DescribeGroups, 0, id, &describe),
-            _ => request(ApiKey::ListGroups, 0, id, &ListGroupsRequest::default()),
+            0 => frame(ApiKey::DescribeGroups, 0, id, &describe),
+            _ => frame(ApiKey::ListGroups, 0, id, &ListGroupsRequest::default()),
         });
     }
     let mut greedy = not_reading(address).await;
@@ -615,14 +550,14 @@ async fn pipelined_read_only_requests_from_a_client_that_does_not_read_hold_one_
 async fn fetch_answers_held_for_clients_that_do_not_read_stay_within_max_answer_bytes() {
     let (broker, _data) = start(|s| s.max_answer_bytes = 2 << 20).await;
     let address = broker.address();
-    create_topic(address, "big").await;
+    create_one_partition_topic(address, "big").await;
     for _ in 0..12 {
-        produce(address, "big", 512 << 10).await;
+        produce_one(address, "big", 512 << 10).await;
     }
     let mut greedy = Vec::new();
     for id in 0..10 {
         let mut stream = not_reading(address).await;
-        stream.write_all(&request(ApiKey::Fetch, 4, id, &fetch("big", 500, 1, 4 << 20))).await.unwrap();
+        stream.write_all(&frame(ApiKey::Fetch, 4, id, &fetch("big", 500, 1, 4 << 20))).await.unwrap();
         greedy.push(stream);
     }
     wait_until("fetch answers are built", PATIENCE, || async { broker.answer_bytes_peak() >= 1 << 20 }).await;
@@ -637,7 +572,7 @@ async fn fetch_answers_held_for_clients_that_do_not_read_stay_within_max_answer_
     }
     // A reading client is still answered (with what room is left, or nothing once its long poll ends).
     let mut reader = TcpStream::connect(address).await.unwrap();
-    reader.write_all(&request(ApiKey::Fetch, 4, 99, &fetch("big", 200, 1, 4 << 20))).await.unwrap();
+    reader.write_all(&frame(ApiKey::Fetch, 4, 99, &fetch("big", 200, 1, 4 << 20))).await.unwrap();
     assert_eq!(timeout(PATIENCE, answer(&mut reader)).await.unwrap().unwrap().0, 99);
     assert!(broker.answer_bytes_peak() <= bound);
     drop(greedy);

@@ -9,18 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Client, PATIENCE, start};
 use franz_broker::Settings;
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const INVALID_GROUP_ID: i16 = 24;
-const INVALID_REQUEST: i16 = 42;
-const POLICY_VIOLATION: i16 = 44;
-const GROUP_MAX_SIZE_REACHED: i16 = 81;
 
 fn settings(data: &Path) -> Settings {
     let mut settings = common::settings(data);
@@ -117,7 +111,7 @@ async fn an_offset_commit_naming_one_partition_2000_times_writes_one_line_and_an
     let errors = client.commit(&group, "t", &entries).await;
     assert_eq!(errors.len(), 2000);
     // Offsets 0 to 4 cycle; 4 is beyond the high watermark (3), so every fifth entry is refused on its own.
-    let refused = errors.iter().filter(|&&e| e == OFFSET_OUT_OF_RANGE).count();
+    let refused = errors.iter().filter(|&&e| e == ResponseError::OffsetOutOfRange.code()).count();
     assert_eq!((refused, errors.iter().filter(|&&e| e == 0).count()), (400, 1600));
     assert_eq!(offsets_file(data.path()).lines().count(), 1);
     // The last accepted entry wins: entry 1998 (offset 3).
@@ -146,10 +140,10 @@ async fn a_group_id_longer_than_255_bytes_is_refused() {
     let broker = start(settings(data.path())).await;
     let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
-    assert_eq!(client.commit(&"g".repeat(256), "t", &[(0, 0, "")]).await, vec![INVALID_GROUP_ID]);
+    assert_eq!(client.commit(&"g".repeat(256), "t", &[(0, 0, "")]).await, vec![ResponseError::InvalidGroupId.code()]);
     let response: JoinGroupResponse =
         client.call(ApiKey::JoinGroup, 5, &join_request(&"g".repeat(256), Bytes::new())).await;
-    assert_eq!(response.error_code, INVALID_GROUP_ID);
+    assert_eq!(response.error_code, ResponseError::InvalidGroupId.code());
     assert!(offsets_file(data.path()).is_empty());
     broker.stop().await;
 }
@@ -164,7 +158,7 @@ async fn a_join_group_with_metadata_over_the_limit_is_refused_and_nothing_of_it_
     let mut client = Client::connect(broker.address()).await;
     let huge = Bytes::from(vec![1u8; (64 << 10) + 1]);
     let response: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &join_request("g", huge)).await;
-    assert_eq!(response.error_code, INVALID_REQUEST);
+    assert_eq!(response.error_code, ResponseError::InvalidRequest.code());
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
     let response: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, 5, &request).await;
     assert!(response.groups[0].members.is_empty());
@@ -204,7 +198,7 @@ async fn a_group_at_max_group_members_refuses_another_member_with_group_max_size
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let c: JoinGroupResponse = third.call(ApiKey::JoinGroup, 5, &join_request("g", Bytes::from_static(b"m"))).await;
-    assert_eq!(c.error_code, GROUP_MAX_SIZE_REACHED);
+    assert_eq!(c.error_code, ResponseError::GroupMaxSizeReached.code());
     broker.stop().await;
 }
 
@@ -218,9 +212,9 @@ async fn a_new_group_beyond_max_groups_is_refused_while_existing_groups_keep_com
     client.create_topic("t").await;
     assert_eq!(client.commit("a", "t", &[(0, 0, "")]).await, vec![0]);
     assert_eq!(client.commit("b", "t", &[(0, 0, "")]).await, vec![0]);
-    assert_eq!(client.commit("c", "t", &[(0, 0, "")]).await, vec![POLICY_VIOLATION]);
+    assert_eq!(client.commit("c", "t", &[(0, 0, "")]).await, vec![ResponseError::PolicyViolation.code()]);
     let response: JoinGroupResponse = client.call(ApiKey::JoinGroup, 5, &join_request("c", Bytes::new())).await;
-    assert_eq!(response.error_code, POLICY_VIOLATION);
+    assert_eq!(response.error_code, ResponseError::PolicyViolation.code());
     assert_eq!(client.commit("a", "t", &[(0, 0, "again")]).await, vec![0]);
     broker.stop().await;
 }
@@ -232,10 +226,10 @@ async fn a_commit_above_the_high_watermark_is_refused_with_offset_out_of_range()
     let mut client = Client::connect(broker.address()).await;
     client.create_topic("t").await;
     client.produce("t", 3).await;
-    assert_eq!(client.commit("g", "t", &[(0, 4, "")]).await, vec![OFFSET_OUT_OF_RANGE]);
+    assert_eq!(client.commit("g", "t", &[(0, 4, "")]).await, vec![ResponseError::OffsetOutOfRange.code()]);
     assert_eq!(client.committed("g", "t", vec![0]).await, vec![(0, -1, String::new())]);
     assert_eq!(client.commit("g", "t", &[(0, 3, "")]).await, vec![0]);
-    assert_eq!(client.commit("g", "t", &[(1, 0, "")]).await, vec![UNKNOWN_TOPIC_OR_PARTITION]);
+    assert_eq!(client.commit("g", "t", &[(1, 0, "")]).await, vec![ResponseError::UnknownTopicOrPartition.code()]);
     broker.stop().await;
 }
 

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use common::*;
 use franz_broker::{Durability, EmbeddedBroker};
+use kafka_protocol::ResponseError;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 /// The broker's metrics as text.
 fn scrape(registry: &Registry) -> String {
@@ -60,8 +59,8 @@ async fn requests_are_counted_by_api_and_error_with_their_bytes_latency_fsyncs_a
     let records = batch(&[(1, "one"), (2, "two")], (-1, -1, -1));
     assert_eq!(produce(&mut client, "metered", records.clone(), -1).await.0, 0);
     assert_eq!(produce(&mut client, "metered", records.clone(), -1).await.0, 0);
-    broker.refuse_next_produces(NOT_LEADER_OR_FOLLOWER, 1);
-    assert_eq!(produce(&mut client, "metered", records.clone(), -1).await.0, NOT_LEADER_OR_FOLLOWER);
+    broker.refuse_next_produces(ResponseError::NotLeaderOrFollower.code(), 1);
+    assert_eq!(produce(&mut client, "metered", records.clone(), -1).await.0, ResponseError::NotLeaderOrFollower.code());
     let text = scrape(&registry);
 
     assert_eq!(value(&text, r#"requests_total{api="Produce",error="NONE"}"#), Some(2.0), "{text}");
@@ -120,17 +119,8 @@ async fn an_acks_0_produce_refused_counts_under_its_error() {
     let registry = registered(&broker);
     let mut client = Client::connect(broker.address()).await;
     create_topic(&mut client, "quiet", 1).await;
-    broker.refuse_next_produces(NOT_LEADER_OR_FOLLOWER, 1);
-    let request =
-        kafka_protocol::messages::ProduceRequest::default().with_acks(0).with_timeout_ms(1_000).with_topic_data(vec![
-            kafka_protocol::messages::produce_request::TopicProduceData::default()
-                .with_name(topic("quiet"))
-                .with_partition_data(vec![
-                    kafka_protocol::messages::produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch(&[(1, "unheard")], (-1, -1, -1)))),
-                ]),
-        ]);
+    broker.refuse_next_produces(ResponseError::NotLeaderOrFollower.code(), 1);
+    let request = one_batch_request("quiet", 0, batch(&[(1, "unheard")], (-1, -1, -1)), 0);
     client.send(kafka_protocol::messages::ApiKey::Produce, 7, &request).await;
     wait_for(&registry, "the silent refusal counted", |text| {
         value(text, r#"requests_total{api="Produce",error="NOT_LEADER_OR_FOLLOWER"}"#) == Some(1.0)
@@ -155,11 +145,7 @@ async fn evicted_and_dropped_connections_are_counted_by_reason() {
     let mut first = Client::connect(address).await;
     create_topic(&mut first, "t", 1).await;
     // The client may read the answer before the broker marks the connection idle again; until then it is busy.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while broker.busy_connections() > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the first connection never went idle");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the first connection to go idle", PATIENCE, || async { broker.busy_connections() == 0 }).await;
     let mut second = TcpStream::connect(address).await.unwrap();
     wait_for(&registry, "the idle connection evicted for the newcomer", |text| {
         value(text, r#"connections_evicted_total{kind="idle"}"#) == Some(1.0)

@@ -77,13 +77,7 @@ async fn apply(client: &mut Client, model: &mut Model, op: &Op) {
                 (0..*count).map(|i| format!("{name}/{partition}/{}", model.written + i)).collect();
             model.written += count;
             let records: Vec<(i64, &str)> = values.iter().map(|v| (1_700_000_000_000, v.as_str())).collect();
-            let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![
-                produce_request::TopicProduceData::default().with_name(topic(name)).with_partition_data(vec![
-                    produce_request::PartitionProduceData::default()
-                        .with_index(*partition)
-                        .with_records(Some(batch(&records, (-1, -1, -1)))),
-                ]),
-            ]);
+            let request = one_batch_request(name, *partition, batch(&records, (-1, -1, -1)), -1);
             let answer: ProduceResponse = client.call(ApiKey::Produce, 7, &request).await;
             let result = &answer.responses[0].partition_responses[0];
             let known = model.topics.get_mut(name).and_then(|p| p.get_mut(*partition as usize));

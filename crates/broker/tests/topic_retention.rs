@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use franz_broker::{EmbeddedBroker, LogConfig, Settings};
+use kafka_protocol::ResponseError;
 
-const INVALID_CONFIG: i16 = 40;
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Small segments (about three batches each), and the broker-wide retention given.
@@ -144,7 +144,7 @@ async fn unknown_configs_and_bad_values_are_refused_with_invalid_config_and_noth
             let result =
                 try_create_topic_with_configs(&mut client, "refused", 1, &[(name, value)], validate_only).await;
             let message = result.error_message.as_deref().unwrap_or_default();
-            assert_eq!(result.error_code, INVALID_CONFIG, "{name}={value:?}: {message}");
+            assert_eq!(result.error_code, ResponseError::InvalidConfig.code(), "{name}={value:?}: {message}");
             assert!(message.contains(name), "the message names {name}: {message}");
         }
     }

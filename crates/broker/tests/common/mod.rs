@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -27,6 +28,19 @@ pub fn settings(dir: &Path) -> Settings {
 
 pub async fn start(settings: Settings) -> EmbeddedBroker {
     EmbeddedBroker::start(settings).await.expect("the broker starts")
+}
+
+/// Polls `condition` until it holds, failing the test with `what` after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "waited {within:?} for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A raw connection: requests framed by hand, answers read in order and decoded with kafka-protocol.
@@ -189,13 +203,18 @@ pub fn batch(values: &[(i64, &str)], producer: (i64, i16, i32)) -> Bytes {
     out.freeze()
 }
 
+/// A Produce request of one batch to `partition` of `name` with `acks`, to send as it is or framed by hand.
+pub fn one_batch_request(name: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(topic(name)).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+        ]),
+    ])
+}
+
 /// Produces one batch to partition 0 of `name` with `acks`, returning (error code, base offset).
 pub async fn produce(client: &mut Client, name: &str, records: Bytes, acks: i16) -> (i16, i64) {
-    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(10_000).with_topic_data(vec![
-        produce_request::TopicProduceData::default().with_name(topic(name)).with_partition_data(vec![
-            produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records)),
-        ]),
-    ]);
+    let request = one_batch_request(name, 0, records, acks);
     let answer: ProduceResponse = client.call(ApiKey::Produce, 7, &request).await;
     let partition = &answer.responses[0].partition_responses[0];
     (partition.error_code, partition.base_offset)
