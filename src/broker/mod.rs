@@ -43,6 +43,20 @@ fn embedded_settings(config: &Config, data_dir: std::path::PathBuf) -> anyhow::R
     Ok(settings)
 }
 
+/// The embedded broker's start failure in franz's words: where a flag of franz would help, the message names it (the
+/// broker's own message names its settings, which a franz user never sees).
+fn with_flags(error: franz_broker::StartError) -> anyhow::Error {
+    match error {
+        franz_broker::StartError::AddressInUse { listen } => anyhow::anyhow!(
+            "{listen} is already in use (another franz or Kafka?); stop it, pass --listen with another port, or use it with --bootstrap {listen}"
+        ),
+        franz_broker::StartError::NoAdvertisedAddress { listen } => anyhow::anyhow!(
+            "listening on {listen} needs an advertised address: pass --advertise HOST:PORT with the address clients use to reach this machine"
+        ),
+        other => other.into(),
+    }
+}
+
 /// A broker franz is using, started by it or not.
 pub enum Broker {
     /// franz's own broker, in-process; with `--ephemeral` its data lives in a temporary directory removed on stop.
@@ -66,7 +80,8 @@ impl Broker {
                 };
                 let data_dir = scratch.as_ref().map_or_else(|| config.data_dir.clone(), |s| s.path().to_path_buf());
                 let settings = embedded_settings(config, data_dir)?;
-                Ok(Broker::Embedded(franz_broker::EmbeddedBroker::start(settings).await?, scratch))
+                let embedded = franz_broker::EmbeddedBroker::start(settings).await.map_err(with_flags)?;
+                Ok(Broker::Embedded(embedded, scratch))
             }
             BrokerKind::External => {
                 admin::metadata(&config.bootstrap, None, admin::REACH_TIMEOUT).await?;
@@ -170,5 +185,39 @@ impl Broker {
             }
             Broker::External { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The broker crate words its start failures without franz's flags; franz puts them back where a flag helps.
+    #[tokio::test]
+    async fn a_taken_port_or_a_missing_advertised_address_names_franz_flags() {
+        let data = tempfile::tempdir().unwrap();
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = held.local_addr().unwrap();
+        let start =
+            |listen| franz_broker::EmbeddedBroker::start(franz_broker::Settings::new(listen, data.path().into()));
+        let taken = format!("{:#}", with_flags(start(listen).await.expect_err("the port is taken")));
+        assert_eq!(
+            taken,
+            format!(
+                "{listen} is already in use (another franz or Kafka?); stop it, pass --listen with another port, or use it with --bootstrap {listen}"
+            )
+        );
+        let everywhere = "0.0.0.0:0".parse().unwrap();
+        let unadvertised = format!("{:#}", with_flags(start(everywhere).await.expect_err("no advertised address")));
+        assert!(unadvertised.contains("pass --advertise HOST:PORT"), "{unadvertised}");
+        // Any other failure keeps the broker's own words, and what caused it.
+        let file = data.path().join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let settings = franz_broker::Settings::new("127.0.0.1:0".parse().unwrap(), file.join("data"));
+        let unopened = format!("{:#}", with_flags(franz_broker::EmbeddedBroker::start(settings).await.unwrap_err()));
+        assert!(
+            unopened.starts_with("cannot open the broker's data in ") && unopened.contains("os error"),
+            "{unopened}"
+        );
     }
 }

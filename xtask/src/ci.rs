@@ -19,6 +19,9 @@ pub fn run() -> anyhow::Result<()> {
     // The benches' smoke runs: a debug build of a bench runs every phase on small sizes (see `SMOKE` in each), so a
     // bench that no longer compiles, hangs or fails is found here, not by the next person to measure.
     within(BENCH_SMOKE_DEADLINE, cargo().args(["test", "--benches"]))?;
+    // The broker crate's example is its usage documentation: `cargo test` builds it but does not run it, so it runs
+    // here, to the end (it fails by itself if it has not read its records back within 30 s).
+    within(EXAMPLE_DEADLINE, cargo().args(["run", "-p", "franz-broker", "--example", "produce_and_read"]))?;
     crate::e2e::run(crate::e2e::Options::default())?;
     let containers = crate::containers::run()?;
     crate::interop::run()?;
@@ -60,6 +63,10 @@ const TESTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20 * 
 
 /// How long the benches' smoke runs may take (about a minute with their build).
 const BENCH_SMOKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// How long the broker's example may take with its build: it runs in seconds, but `-p` resolves features for the
+/// broker crate alone, so tokio and what depends on it are built again for it (rdkafka's C library is not).
+const EXAMPLE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2 * 60);
 
 /// Runs `command` as [`sh`] does, and ends it (with every process it started) once it runs past `deadline`.
 fn within(deadline: std::time::Duration, command: &mut std::process::Command) -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ pub enum Durability {
     /// anyone was told about.
     Fsync,
     /// Data is visible once in the page cache and fsynced every second: faster, but an OS crash or power loss
-    /// can lose the last second. A `kill -9` of franz alone loses nothing.
+    /// can lose the last second. A `kill -9` of the process alone loses nothing.
     Os,
 }
 
@@ -164,7 +164,7 @@ fn sync_one(partition: &Partition, target: &SyncTarget, meter: &Meter) {
             tracing::error!(
                 topic = %partition.topic,
                 partition = partition.index,
-                "fsync failed; the partition takes no writes until franz restarts: {error}"
+                "fsync failed; the partition takes no writes until the broker restarts: {error}"
             );
         }
     }

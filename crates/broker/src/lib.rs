@@ -1,22 +1,33 @@
-//! franz's own broker: a durable, single-node Kafka-protocol server that runs inside a process (`franz up`,
-//! `franz broker`, or any Rust program's tests).
+//! A durable, single-node Kafka-protocol broker that runs inside your process: start it in a test (or a program)
+//! on `127.0.0.1:0`, point any Kafka client at [`EmbeddedBroker::address`], and stop it when done. No JVM, no
+//! Docker, no ZooKeeper or KRaft: topics, produce and fetch, consumer groups with committed offsets, idempotent
+//! producers and retention, kept in segment files in a directory of your choosing and (by default) fsynced before a
+//! write is acknowledged, so what a client was told is written survives a restart, or a crash, of the broker.
 //!
-//! This crate knows nothing of franz's services, configuration or Kafka client: its settings are its own type.
-//! The crate root assembles the parts and owns their lifetime: `server/` (admitting connections, reading frames,
-//! dispatching them to handlers and writing the answers), `handlers/` (one function per Kafka API, a file per
+//! [`EmbeddedBroker::start`] takes [`Settings`], built by [`Settings::new`] from the address to listen on and the
+//! data directory, with defaults for every other knob (limits, timeouts, retention, [`Durability`]);
+//! [`EmbeddedBroker::address`] is the bootstrap address for clients, and [`EmbeddedBroker::stop`] lets in-flight
+//! answers finish and fsyncs what was written. `examples/produce_and_read.rs` does it end to end with rdkafka.
+//! [`SUPPORTED`] lists the Kafka APIs and versions the broker answers; what it does not do (replication,
+//! transactions, compaction, authentication) is in the crate's README. It was written as the embedded broker of
+//! franz, a ticketing pipeline, and knows nothing of it.
+//!
+//! Inside, the crate root assembles the parts and owns their lifetime: `server/` (admitting connections, reading
+//! frames, dispatching them to handlers and writing the answers), `handlers/` (one function per Kafka API, a file per
 //! family), `topics` (partitions and their visibility), `topic_config` (a topic's own settings, such as its
 //! retention), `log/` (segment files), `producer_ids` (idempotent producers' ids), `flush` (group-committed
 //! fsyncs), `groups/` (the consumer-group coordinator: membership and committed offsets) and `meter` (what it counts
-//! about itself, for Prometheus); `apis` and `code` name the APIs and the Kafka error codes they all speak. It
-//! binds, recovers what is on disk, serves until stopped, and on stop lets in-flight answers finish and fsyncs what
-//! was written. `ARCHITECTURE.md`, beside this crate, is its map.
+//! about itself, for Prometheus); `apis` and `code` name the APIs and the Kafka error codes they all speak.
+//! `ARCHITECTURE.md`, beside this crate, is its map.
+
+#![warn(missing_docs)]
 
 mod apis;
 mod code;
 mod flush;
 mod groups;
 mod handlers;
-pub mod log;
+mod log;
 mod meter;
 mod producer_ids;
 mod server;
@@ -30,7 +41,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context as _, anyhow, bail};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -140,8 +150,61 @@ impl Settings {
     }
 }
 
+/// Why [`EmbeddedBroker::start`] failed. The messages name the broker's own settings, not any program's flags: a
+/// program that has flags for them can match the variant and say which flag to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// [`Settings::listen`] is an unspecified address (such as `0.0.0.0`) and [`Settings::advertise`] is unset, so
+    /// metadata would tell clients to connect to an address they cannot reach.
+    #[error(
+        "listening on {listen} needs an advertised address: set Settings::advertise to the host and port clients use to reach this machine"
+    )]
+    NoAdvertisedAddress {
+        /// The listen address asked for.
+        listen: SocketAddr,
+    },
+    /// Something else (another broker?) is listening on [`Settings::listen`].
+    #[error("{listen} is already in use (another broker?)")]
+    AddressInUse {
+        /// The listen address asked for.
+        listen: SocketAddr,
+    },
+    /// The listen address could not be bound for another reason (a host address this machine does not have, a
+    /// privileged port).
+    #[error("cannot listen on {listen}")]
+    Listen {
+        /// The listen address asked for.
+        listen: SocketAddr,
+        /// What binding it answered.
+        #[source]
+        source: io::Error,
+    },
+    /// The data directory holds more partitions than the process's open-file limit lets the broker open: it was
+    /// written under a higher limit.
+    #[error(
+        "cannot open the broker's data in {}: the data holds more partitions than the open-file limit of {open_files} lets the broker open (each keeps one file open); raise the limit (ulimit -n, or LimitNOFILE= for a service) and start again",
+        data_dir.display()
+    )]
+    OpenFileLimit {
+        /// [`Settings::data_dir`].
+        data_dir: PathBuf,
+        /// The open-file limit in force.
+        open_files: usize,
+    },
+    /// The data directory could not be created, read or recovered.
+    #[error("cannot open the broker's data in {}", data_dir.display())]
+    Data {
+        /// [`Settings::data_dir`].
+        data_dir: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// The broker's shared state, handed to every connection.
-pub struct Core {
+pub(crate) struct Core {
     settings: Settings,
     topics: Arc<topics::Topics>,
     groups: groups::Coordinator,
@@ -161,7 +224,8 @@ pub struct Core {
     meter: Arc<meter::Meter>,
 }
 
-/// Reads a running broker's gauges (for franz's `/metrics`); it keeps the broker's shared state, not its tasks.
+/// Reads a running broker's gauges and hands its metrics to a Prometheus registry; it keeps the broker's shared
+/// state, not its tasks.
 #[derive(Clone)]
 pub struct Probe(Arc<Core>);
 
@@ -183,13 +247,16 @@ impl Probe {
     }
 
     /// Registers the broker's metrics in `registry`: requests by API and error code with their latency, bytes in
-    /// and out, fsync latency, connections (open, accepted, evicted, dropped) and log bytes per topic. The gauges read when scraped show nothing once the broker has stopped.
+    /// and out, fsync latency, connections (open, accepted, evicted, dropped) and log bytes per topic. Their names
+    /// carry no prefix; register them in a sub-registry (`Registry::sub_registry_with_prefix`) to give them one.
+    /// The gauges read when scraped show nothing once the broker has stopped.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.0.meter.register(registry, Arc::downgrade(&self.0));
     }
 }
 
-/// A running embedded broker.
+/// A running embedded broker: it serves on its own tasks until [`EmbeddedBroker::stop`]. Dropping it without
+/// stopping leaves those tasks running for as long as the runtime does.
 pub struct EmbeddedBroker {
     address: SocketAddr,
     data_dir: PathBuf,
@@ -198,27 +265,35 @@ pub struct EmbeddedBroker {
     core: Arc<Core>,
 }
 
+impl std::fmt::Debug for EmbeddedBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBroker")
+            .field("address", &self.address)
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl EmbeddedBroker {
-    /// Recovers the data in `settings.data_dir` and starts serving on `settings.listen`.
-    pub async fn start(settings: Settings) -> anyhow::Result<EmbeddedBroker> {
+    /// Recovers the data in `settings.data_dir` (creating the directory if need be) and starts serving on
+    /// `settings.listen`, on the current tokio runtime. Returns once the broker accepts connections.
+    pub async fn start(settings: Settings) -> Result<EmbeddedBroker, StartError> {
         let started = Instant::now();
         let listen = settings.listen;
         if listen.ip().is_unspecified() && settings.advertise.is_none() {
-            bail!(
-                "listening on {listen} needs an advertised address: pass --advertise HOST:PORT with the address clients use to reach this machine"
-            );
+            return Err(StartError::NoAdvertisedAddress { listen });
         }
-        let listener = TcpListener::bind(listen).await.map_err(|error| match error.kind() {
-            io::ErrorKind::AddrInUse => anyhow!(
-                "{listen} is already in use (another franz or Kafka?); stop it, pass --listen with another port, or use it with --bootstrap {listen}"
-            ),
-            _ => anyhow!("cannot listen on {listen}: {error}"),
+        let listener = TcpListener::bind(listen).await.map_err(|source| match source.kind() {
+            io::ErrorKind::AddrInUse => StartError::AddressInUse { listen },
+            _ => StartError::Listen { listen, source },
         })?;
-        let address = listener.local_addr().context("the listener has no address")?;
+        let address = listener.local_addr().map_err(|source| StartError::Listen { listen, source })?;
         let data_dir = settings.data_dir.clone();
-        let opened = tokio::task::spawn_blocking(move || open(settings, address)).await?;
-        let core =
-            Arc::new(opened.with_context(|| format!("cannot open the broker's data in {}", data_dir.display()))?);
+        let core = match tokio::task::spawn_blocking(move || open(settings, address)).await {
+            Ok(opened) => Arc::new(opened?),
+            // Opening panicked, or the runtime is shutting down under us.
+            Err(failed) => return Err(StartError::Data { data_dir, source: io::Error::other(failed) }),
+        };
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(server::serve(listener, core.clone(), shutdown.clone(), tracker.clone()));
@@ -291,8 +366,8 @@ impl EmbeddedBroker {
         self.core.network.busy_connections()
     }
 
-    /// What metadata tells clients to connect to, as HOST:PORT (an IPv6 host in brackets): `--advertise`, else
-    /// the listen address.
+    /// What metadata tells clients to connect to, as HOST:PORT (an IPv6 host in brackets):
+    /// [`Settings::advertise`], else the address the broker listens on.
     pub fn advertised(&self) -> String {
         let (host, port) = &self.core.advertised;
         if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
@@ -325,13 +400,16 @@ impl EmbeddedBroker {
     }
 }
 
-fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
-    fs::create_dir_all(&settings.data_dir)?;
-    // The logs hold every ticket, internal notes included: readable by the broker's user only.
+fn open(mut settings: Settings, address: SocketAddr) -> Result<Core, StartError> {
+    let data_dir = settings.data_dir.clone();
+    let failed = |source: io::Error| StartError::Data { data_dir: data_dir.clone(), source };
+    fs::create_dir_all(&settings.data_dir).map_err(failed)?;
+    // The logs hold everything clients wrote (for franz: every ticket, internal notes included): readable by the
+    // broker's user only.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        fs::set_permissions(&settings.data_dir, fs::Permissions::from_mode(0o700))?;
+        fs::set_permissions(&settings.data_dir, fs::Permissions::from_mode(0o700)).map_err(failed)?;
     }
     let open_files = raise_open_file_limit();
     let max_partitions = fit_to_open_files(&mut settings, open_files);
@@ -339,10 +417,8 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         topics::Topics::load(&settings.data_dir, settings.log.clone(), max_partitions).map_err(|error| {
             match error.raw_os_error() {
                 // EMFILE: data written under a higher limit than this process has.
-                Some(24) => anyhow!(
-                    "the data holds more partitions than the open-file limit of {open_files} lets the broker open (each keeps one file open); raise the limit (ulimit -n, or LimitNOFILE= for a service) and start again"
-                ),
-                _ => anyhow::Error::from(error),
+                Some(24) => StartError::OpenFileLimit { data_dir: data_dir.clone(), open_files },
+                _ => failed(error),
             }
         })?;
     for repaired in repaired {
@@ -365,7 +441,8 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
         limits,
         |name| topics.get(name).map(|t| t.id),
         |name, index| topics.partition(name, index).map(|p| p.log().end_offset()),
-    )?;
+    )
+    .map_err(failed)?;
     // Epochs above 0 are bumps this broker granted (KIP-360) before it stopped; the producers' state in the logs
     // remembers them.
     let mut epochs = std::collections::HashMap::new();
@@ -375,8 +452,9 @@ fn open(mut settings: Settings, address: SocketAddr) -> anyhow::Result<Core> {
             *epoch = producer.epoch.max(*epoch);
         }
     }
-    let producer_ids = producer_ids::ProducerIds::open(&settings.data_dir.join("producer-ids"), epochs)?;
-    let cluster_id = cluster_id(&settings.data_dir)?;
+    let producer_ids =
+        producer_ids::ProducerIds::open(&settings.data_dir.join("producer-ids"), epochs).map_err(failed)?;
+    let cluster_id = cluster_id(&settings.data_dir).map_err(failed)?;
     let topics = Arc::new(topics);
     let listed = topics.clone();
     let meter = Arc::new(meter::Meter::default());

@@ -200,8 +200,9 @@ async fn a_topic_that_does_not_fit_the_partition_limit_is_refused_with_a_reason_
 async fn listening_on_every_interface_needs_an_advertised_address_which_metadata_then_carries() {
     let dir = tempfile::tempdir().unwrap();
     let mut everywhere = franz_broker::Settings::new("0.0.0.0:0".parse().unwrap(), dir.path().to_path_buf());
-    let refused = franz_broker::EmbeddedBroker::start(everywhere.clone()).await.err().expect("refused");
-    assert!(refused.to_string().contains("--advertise HOST:PORT"), "{refused}");
+    let refused = franz_broker::EmbeddedBroker::start(everywhere.clone()).await.expect_err("refused");
+    assert!(matches!(refused, franz_broker::StartError::NoAdvertisedAddress { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("Settings::advertise"), "{refused}");
     everywhere.advertise = Some(("broker.example.internal".into(), 19092));
     let broker = start(everywhere).await;
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], broker.address().port()));

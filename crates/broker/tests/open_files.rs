@@ -67,7 +67,7 @@ async fn under_1024_open_files_partitions_beyond_the_limit_are_refused_and_the_b
     std::fs::create_dir_all(&topic).unwrap();
     std::fs::write(topic.join("topic.json"), r#"{"id":"5f0c6a4e-0d7e-4f43-9b8e-4d3a4b6f1a2c","partitions":1400}"#)
         .unwrap();
-    let refused = franz_broker::EmbeddedBroker::start(settings(crowded.path())).await.err().expect("refused");
+    let refused = franz_broker::EmbeddedBroker::start(settings(crowded.path())).await.expect_err("refused");
     let message = format!("{refused:#}");
     assert!(message.contains("open-file limit") && message.contains("ulimit -n"), "{message}");
 }

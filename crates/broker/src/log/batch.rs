@@ -191,7 +191,9 @@ pub fn single_produced(records: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 /// The length of the longest prefix of `bytes` made of whole, valid batches with contiguous offsets starting at
-/// `first_offset`, with the headers of those batches. Recovery keeps exactly this prefix.
+/// `first_offset`, with the headers of those batches. Recovery keeps exactly this prefix (reading the file batch by
+/// batch, in `log/mod.rs`); the tests hold logs and reads to this whole-buffer form.
+#[cfg(test)]
 pub fn valid_prefix(bytes: &[u8], first_offset: i64) -> (usize, Vec<BatchHeader>) {
     let mut at = 0;
     let mut expected = first_offset;

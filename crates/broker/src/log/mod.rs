@@ -401,6 +401,7 @@ impl Log {
     }
 
     /// How this log is kept: its segment size and retention (the broker's, with its topic's own limits applied).
+    #[cfg(test)]
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
