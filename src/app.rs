@@ -240,7 +240,7 @@ fn groups(config: &Config) -> Vec<(String, Vec<String>)> {
                 groups.push((services::akte::GROUP.to_owned(), vec![topics.commands.clone()]));
                 groups.push((services::akte::INTAKE_GROUP.to_owned(), vec![topics.tickets.clone()]));
             }
-            Service::Kummerkasten | Service::Desk => {}
+            Service::Kummerkasten | Service::Desk | Service::Briefkasten => {}
         }
     }
     groups

@@ -208,7 +208,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
 
-    /// Run only these services (comma-separated): kummerkasten, aufbereitung, absturz, akte, desk [default: all]
+    /// Run only these services (comma-separated): kummerkasten, aufbereitung, absturz, akte, desk, briefkasten
+    /// [default: all]
     #[arg(long, value_name = "SERVICE,...", value_delimiter = ',')]
     pub only: Vec<String>,
 

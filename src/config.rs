@@ -63,6 +63,8 @@ pub struct Config {
     pub topics: Topics,
     /// Discord credentials and the bot's behaviour.
     pub discord: Discord,
+    /// Tickets by email: the mailbox briefkasten reads.
+    pub mail: Mail,
     /// How the embedded broker keeps its log.
     pub embedded: Embedded,
     /// The desk: franz's HTTP server (API, and the web pages).
@@ -153,6 +155,62 @@ pub struct Discord {
     /// bot says so at start and uses direct messages. Unset: direct messages only.
     #[serde(deserialize_with = "parse::snowflake")]
     pub ticket_threads: Option<u64>,
+}
+
+/// Tickets by email. Off until `imap_url`, `user` and `password` are all set.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mail {
+    /// The mailbox new mail arrives in: `imaps://HOST[:PORT]/MAILBOX` (TLS, port 993 by default), or
+    /// `imap://HOST[:PORT]/MAILBOX` without TLS, for a server on this machine only (port 143 by default). The
+    /// mailbox is INBOX when the URL names none.
+    #[serde(deserialize_with = "parse::imap_url")]
+    pub imap_url: Option<ImapUrl>,
+    /// The mailbox's login name.
+    #[serde(deserialize_with = "parse::from_text")]
+    pub user: Option<String>,
+    /// The mailbox's password (secret), for a provider with two-factor sign-in an app password.
+    #[serde(deserialize_with = "parse::secret", serialize_with = "parse::redacted")]
+    pub password: Option<SecretString>,
+    /// Where a mail goes once its ticket is published: unset, it stays and is flagged as read (`\Seen`); a folder
+    /// name moves it there (the folder must exist).
+    #[serde(deserialize_with = "parse::from_text")]
+    pub move_to: Option<String>,
+    /// Seconds between two looks at a server without IDLE; with IDLE, the longest one IDLE lasts before it is
+    /// renewed.
+    #[serde(deserialize_with = "parse::positive")]
+    pub poll_secs: u64,
+    /// The largest mail that becomes a ticket, in MiB; a larger one becomes a dead letter with its headers.
+    #[serde(deserialize_with = "parse::positive")]
+    pub max_mb: u64,
+    /// A PEM file of certificate authorities to trust besides the public ones, for a server whose certificate a
+    /// private authority signed.
+    #[serde(deserialize_with = "parse::some_path")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where the mailbox is: the parsed `mail.imap_url`, which carries no credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapUrl {
+    /// TLS from the first byte (`imaps://`), else none (`imap://`, to this machine only).
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub mailbox: String,
+}
+
+impl std::fmt::Display for ImapUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "imaps" } else { "imap" };
+        let mailbox = percent_encoding::utf8_percent_encode(&self.mailbox, percent_encoding::NON_ALPHANUMERIC);
+        write!(f, "{scheme}://{}:{}/{mailbox}", self.host, self.port)
+    }
+}
+
+impl Serialize for ImapUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// The desk's settings.
@@ -247,6 +305,7 @@ pub enum Service {
     Absturz,
     Akte,
     Desk,
+    Briefkasten,
 }
 
 /// When the embedded broker acknowledges produced data; franz's side of [`franz_broker::Durability`], so the
@@ -265,8 +324,14 @@ impl BrokerKind {
 }
 
 impl Service {
-    pub const ALL: [Service; 5] =
-        [Service::Kummerkasten, Service::Aufbereitung, Service::Absturz, Service::Akte, Service::Desk];
+    pub const ALL: [Service; 6] = [
+        Service::Kummerkasten,
+        Service::Aufbereitung,
+        Service::Absturz,
+        Service::Akte,
+        Service::Desk,
+        Service::Briefkasten,
+    ];
 
     pub fn name(self) -> String {
         parse::name_of(&self)
@@ -321,6 +386,7 @@ impl Default for Config {
             reopen_within: crate::lifecycle::Policy::default().reopen_within,
             topics: Topics::default(),
             discord: Discord::default(),
+            mail: Mail::default(),
             embedded: Embedded::default(),
             desk: Desk::default(),
             metrics_listen: None,
@@ -360,6 +426,12 @@ impl Default for Discord {
             notify_submitter: true,
             ticket_threads: None,
         }
+    }
+}
+
+impl Default for Mail {
+    fn default() -> Self {
+        Mail { imap_url: None, user: None, password: None, move_to: None, poll_secs: 60, max_mb: 10, ca_file: None }
     }
 }
 

@@ -60,6 +60,12 @@ pub struct RefusedLabel {
     pub what: String,
 }
 
+/// What one mail became.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
 /// The `what` of a card Discord refused.
 pub const REFUSED_CARD: &str = "card";
 /// The `what` of a direct message Discord refused.
@@ -96,6 +102,10 @@ pub struct Metrics {
     pub webhook_paused: Gauge,
     /// Cards and direct messages Discord refused for good (a 4xx other than 429), skipped so the rest goes on.
     pub discord_refused: Family<RefusedLabel, Counter>,
+    /// Mails briefkasten took from the mailbox, by what they became (`ticket`, `dead_letter`).
+    pub mails: Family<OutcomeLabel, Counter>,
+    /// Connections to the mailbox made again after one failed or the server ended it.
+    pub imap_reconnects: Counter,
     /// 1 for each service that is running, 0 for one that stopped; read at scrape time.
     pub service_up: Family<ServiceLabel, Gauge>,
     /// Records behind the end, per franz consumer group and topic; read at scrape time.
@@ -148,6 +158,8 @@ impl Metrics {
             webhook_rate_limited: Counter::default(),
             webhook_paused: Gauge::default(),
             discord_refused: Family::default(),
+            mails: Family::default(),
+            imap_reconnects: Counter::default(),
             service_up: Family::default(),
             consumer_lag: Family::default(),
             tickets: Family::default(),
@@ -180,6 +192,12 @@ impl Metrics {
                 "time_to_claim_median_seconds",
                 "Median time from creation to first claim, tickets of the last 30 days",
                 metrics.time_to_claim_median.clone(),
+            );
+            r.register("mails", "Mails taken from the mailbox, by what they became", metrics.mails.clone());
+            r.register(
+                "imap_reconnects",
+                "Connections to the mailbox made again after a failure",
+                metrics.imap_reconnects.clone(),
             );
             r.register(
                 "alerts_delivered",

@@ -47,7 +47,18 @@ pub struct IntakeRecord {
     /// window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<String>,
+    /// Where the ticket came from, one of [`ORIGINS`]; absent for Discord and `franz ticket`, as the historical
+    /// producers write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
+
+/// The origin of a ticket from Discord (the bot, `franz ticket`, any producer of the historical format).
+pub const ORIGIN_DISCORD: &str = "Discord";
+/// The origin of a ticket that came in by mail.
+pub const ORIGIN_EMAIL: &str = "Email";
+/// The origins an intake record may name.
+pub const ORIGINS: [&str; 2] = [ORIGIN_DISCORD, ORIGIN_EMAIL];
 
 impl IntakeRecord {
     /// The record key: the submitter's user id when known, else the username, so one person's tickets stay in
@@ -121,7 +132,51 @@ pub struct DeadLetter {
     /// The size of the original value in bytes.
     pub raw_size: usize,
     pub time: String,
-    pub source: SourceRef,
+    pub source: LetterSource,
+}
+
+/// Where a dead letter's original is: a record in a topic, or a mail in a mailbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LetterSource {
+    Record(SourceRef),
+    Mail(MailRef),
+}
+
+/// A mail in a mailbox: what finds it again there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailRef {
+    /// The mailbox's URL (never with credentials).
+    pub mailbox: String,
+    pub uid_validity: u32,
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+impl From<SourceRef> for LetterSource {
+    fn from(source: SourceRef) -> Self {
+        LetterSource::Record(source)
+    }
+}
+
+impl From<MailRef> for LetterSource {
+    fn from(mail: MailRef) -> Self {
+        LetterSource::Mail(mail)
+    }
+}
+
+impl std::fmt::Display for LetterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LetterSource::Record(SourceRef { topic, partition, offset }) => {
+                write!(f, "{topic} · partition {partition} · offset {offset}")
+            }
+            LetterSource::Mail(MailRef { mailbox, uid_validity, uid, .. }) => {
+                write!(f, "{mailbox} · UID {uid} (validity {uid_validity})")
+            }
+        }
+    }
 }
 
 impl DeadLetter {
@@ -130,7 +185,13 @@ impl DeadLetter {
     /// inside the 1 MB record limit that Kafka producers and brokers apply by default.
     pub const RAW_LIMIT: usize = 64 * 1024;
 
-    pub fn new(error_type: ErrorType, error: String, raw: &[u8], source: SourceRef, time: String) -> Self {
+    pub fn new(
+        error_type: ErrorType,
+        error: String,
+        raw: &[u8],
+        source: impl Into<LetterSource>,
+        time: String,
+    ) -> Self {
         use base64::Engine as _;
         let kept = &raw[..raw.len().min(Self::RAW_LIMIT)];
         // A cut can split a UTF-8 sequence: judge the whole original, then cut text on a char boundary.
@@ -146,7 +207,7 @@ impl DeadLetter {
             raw_truncated: raw.len() > Self::RAW_LIMIT,
             raw_size: raw.len(),
             time,
-            source,
+            source: source.into(),
         }
     }
 }

@@ -24,6 +24,8 @@ mod kummerkasten;
 mod kummerkasten_discord;
 /// The staff side in Discord through the fake: one card per ticket, Claim and Close, who may press them.
 mod kummerkasten_staff;
+/// Tickets by email against real Postfix and Dovecot: every kind of mail, exactly once, limits, reconnects, bounces.
+mod mail;
 /// /metrics (promtool, names, counters, lag), /healthz and /readyz of a running franz.
 mod ops;
 /// The binary as separate processes: scale-out and start-up errors.

@@ -34,6 +34,11 @@ pub(super) fn from_text<'de, D: Deserializer<'de>, T: From<String>>(deserializer
     text(deserializer).map(T::from)
 }
 
+/// A path that may be unset.
+pub(super) fn some_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<std::path::PathBuf>, D::Error> {
+    text(deserializer).map(|value| Some(value.into()))
+}
+
 /// A secret: any text is accepted, so nothing about it ever appears in an error.
 pub(super) fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
     text(deserializer).map(|value| Some(SecretString::from(value)))
@@ -85,7 +90,7 @@ pub(super) fn services<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
     for name in text(deserializer)?.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let service = Service::from_str(name, true).map_err(|_| {
             de::Error::custom(format!(
-                "{name:?} is not a service; expected kummerkasten, aufbereitung, absturz, akte or desk"
+                "{name:?} is not a service; expected kummerkasten, aufbereitung, absturz, akte, desk or briefkasten"
             ))
         })?;
         if !services.contains(&service) {
@@ -211,6 +216,53 @@ pub(super) fn api_proxy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Op
         return Err(de::Error::custom(format!("the URL has a query or fragment; give {form}, with a path at most")));
     }
     Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+}
+
+/// The mailbox to read: `imaps://` anywhere, `imap://` (no TLS, so the password would cross the network in the
+/// clear) only to this machine; no credentials in the URL (they belong in `mail.user` and `mail.password`, where
+/// nothing prints them).
+pub(super) fn imap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<super::ImapUrl>, D::Error> {
+    let value = text(deserializer)?;
+    let form = "an imaps:// URL such as imaps://imap.example.com/INBOX";
+    let url = reqwest::Url::parse(value.trim()).map_err(|_| de::Error::custom(format!("the value is not {form}")))?;
+    let tls = match url.scheme() {
+        "imaps" => true,
+        "imap" => false,
+        _ => return Err(de::Error::custom(format!("the value is not {form}"))),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(de::Error::custom(
+            "the URL carries credentials (user:password@); give the user as mail.user (FRANZ_MAIL_USER) and the \
+             password as mail.password (FRANZ_MAIL_PASSWORD) instead",
+        ));
+    }
+    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
+        return Err(de::Error::custom(format!("the URL names no server; give {form}")));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !tls && !local {
+        return Err(de::Error::custom(format!(
+            "imap:// would send the password to {host} unencrypted; use imaps://{host}/… (TLS), or imap:// only to \
+             a server on this machine"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(de::Error::custom(format!("the URL has a query or fragment; give {form}")));
+    }
+    let mailbox = percent_encoding::percent_decode_str(url.path().trim_start_matches('/'))
+        .decode_utf8()
+        .map_err(|_| de::Error::custom("the mailbox name is not UTF-8"))?
+        .into_owned();
+    let mailbox = if mailbox.is_empty() { "INBOX".to_owned() } else { mailbox };
+    if !mailbox.chars().all(|c| c.is_ascii_graphic() || c == ' ') || mailbox.contains(['"', '\\']) {
+        return Err(de::Error::custom(format!(
+            "the mailbox {mailbox:?} has characters franz cannot name in IMAP (only ASCII letters, digits, spaces \
+             and punctuation other than quotes and backslashes)"
+        )));
+    }
+    let port = url.port().unwrap_or(if tls { 993 } else { 143 });
+    Ok(Some(super::ImapUrl { tls, host, port, mailbox }))
 }
 
 /// The desk's public URL: an http(s) origin, with no path, credentials, query or fragment (the desk serves from

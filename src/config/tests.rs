@@ -327,3 +327,35 @@ fn the_ticket_threads_channel_is_a_numeric_discord_id_and_unset_by_default() {
     let error = format!("{error:#}");
     assert!(error.contains("discord.ticket_threads") && error.contains("Copy ID"), "{error}");
 }
+
+#[test]
+fn the_mailbox_url_is_imaps_anywhere_or_imap_to_this_machine_and_never_carries_credentials() {
+    let url = |value: &str| {
+        resolve(&Flags::default(), &layers(&[("FRANZ_MAIL_IMAP_URL", value)], &[], ""))
+            .map(|config| config.mail.imap_url.unwrap())
+            .map_err(|error| format!("{error:#}"))
+    };
+    let tls = url("imaps://imap.example.com/Support%20Mail").unwrap();
+    assert_eq!(
+        (tls.tls, tls.host.as_str(), tls.port, tls.mailbox.as_str()),
+        (true, "imap.example.com", 993, "Support Mail")
+    );
+    assert_eq!(tls.to_string(), "imaps://imap.example.com:993/Support%20Mail");
+    let local = url("imap://127.0.0.1:1143").unwrap();
+    assert_eq!((local.tls, local.port, local.mailbox.as_str()), (false, 1143, "INBOX"));
+    let clear = url("imap://imap.example.com/INBOX").unwrap_err();
+    assert!(clear.contains("mail.imap_url") && clear.contains("unencrypted"), "{clear}");
+    let credentials = url("imaps://support:hunter2@imap.example.com/INBOX").unwrap_err();
+    assert!(credentials.contains("FRANZ_MAIL_PASSWORD") && !credentials.contains("hunter2"), "{credentials}");
+    assert!(url("https://imap.example.com").unwrap_err().contains("imaps://"));
+    assert!(url("imaps://imap.example.com/a%22b").unwrap_err().contains("quotes"));
+    let defaults = resolve(&Flags::default(), &layers(&[], &[], "")).unwrap().mail;
+    assert_eq!((defaults.imap_url, defaults.poll_secs, defaults.max_mb), (None, 60, 10));
+}
+
+#[test]
+fn the_mail_password_is_never_shown() {
+    let config = resolve(&Flags::default(), &layers(&[("FRANZ_MAIL_PASSWORD", "hunter2-mail")], &[], "")).unwrap();
+    let shown = serde_json::to_string(&config).unwrap() + &format!("{config:?}");
+    assert!(!shown.contains("hunter2-mail"), "{shown}");
+}

@@ -8,6 +8,7 @@
 pub mod absturz;
 pub mod akte;
 pub mod aufbereitung;
+pub mod briefkasten;
 pub mod desk;
 pub mod kummerkasten;
 
@@ -62,6 +63,7 @@ pub async fn plan(service: Service, context: &Context<'_>) -> anyhow::Result<Pla
         Service::Absturz => absturz::plan(context),
         Service::Akte => akte::plan(context).await,
         Service::Desk => desk::plan(context).await,
+        Service::Briefkasten => briefkasten::plan(context),
     }
 }
 
@@ -71,6 +73,6 @@ pub fn uses_store(service: Service, config: &Config) -> bool {
     match service {
         Service::Akte | Service::Desk => true,
         Service::Kummerkasten => config.discord.token.is_some(),
-        Service::Aufbereitung | Service::Absturz => false,
+        Service::Aufbereitung | Service::Absturz | Service::Briefkasten => false,
     }
 }

@@ -8,8 +8,8 @@ use crate::{cargo, sh};
 
 pub fn run() -> anyhow::Result<()> {
     // What the tests need beyond the toolchain is installed while cargo checks and builds: the integration tests
-    // check a live /metrics with promtool and drive the web desk in Chromium, and interop runs kcat, kafka-python
-    // and kafkajs. One after another, as apt takes one install at a time; their output goes to a log of its own.
+    // check a live /metrics with promtool, drive the web desk in Chromium and take mail from Postfix and Dovecot, and
+    // interop runs kcat, kafka-python and kafkajs. One after another, as apt takes one install at a time; their output goes to a log of its own.
     let installs = std::thread::spawn(install);
     sh(cargo().args(["fmt", "--all", "--", "--check"]))?;
     sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
@@ -41,10 +41,15 @@ const INSTALL_LOG: &str = "target/ci-install.log";
 fn install() -> anyhow::Result<()> {
     std::fs::create_dir_all("target")?;
     let log = std::fs::File::create(INSTALL_LOG)?;
-    for script in ["scripts/install-promtool.sh", "scripts/install-chromium.sh", "interop/install.sh"] {
+    let scripts =
+        ["scripts/install-promtool.sh", "scripts/install-chromium.sh", "interop/install.sh", "scripts/mail-servers.sh"];
+    for script in scripts {
         eprintln!("$ bash {script} (in the background, output in {INSTALL_LOG})");
+        // The mail servers' script installs Postfix and Dovecot only; each mail test starts its own set.
+        let args: &[&str] = if script.starts_with("scripts/mail") { &["install"] } else { &[] };
         let status = std::process::Command::new("bash")
             .arg(script)
+            .args(args)
             .stdout(log.try_clone()?)
             .stderr(log.try_clone()?)
             .status()?;

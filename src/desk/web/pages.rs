@@ -484,7 +484,8 @@ fn timeline_class(change: &Change) -> &'static str {
 }
 
 /// Where a public reply will go, as the reply box says it: the ticket's Discord thread once the bot opened one
-/// (its delivery is among the `events`), else a direct message to a submitter from Discord.
+/// (its delivery is among the `events`), else a direct message to a submitter from Discord; for a ticket that came
+/// by mail, that the reply must also be sent by hand.
 fn reply_goes(ticket: &TicketState, events: &[Event]) -> String {
     let thread = events
         .iter()
@@ -492,6 +493,10 @@ fn reply_goes(ticket: &TicketState, events: &[Event]) -> String {
     match crate::discord::submitter(ticket) {
         Some(_) if thread => format!("A reply goes to {} in the ticket's Discord thread.", ticket.contact),
         Some(_) => format!("A reply goes to {} by Discord direct message.", ticket.contact),
+        None if ticket.origin == crate::schema::ORIGIN_EMAIL => format!(
+            "A reply is recorded on the ticket; franz does not send mail yet, so write to {} from your mail client too.",
+            ticket.contact
+        ),
         None => "A reply is recorded on the ticket; franz has no way back to this submitter.".to_owned(),
     }
 }
@@ -667,6 +672,16 @@ mod tests {
         assert_eq!(from(Some("123"), Some("456")), ", from Discord server 123, channel 456");
         assert_eq!(from(Some("123"), None), ", from Discord server 123");
         assert_eq!(from(None, None), "", "a ticket from elsewhere, or from before franz kept the place");
+    }
+
+    #[test]
+    fn the_reply_box_of_a_ticket_by_mail_says_the_reply_must_also_go_by_hand() {
+        let ticket =
+            TicketState { contact: "ann@example.com".into(), origin: "Email".into(), ..TicketState::default() };
+        let said = reply_goes(&ticket, &[]);
+        assert!(said.contains("does not send mail yet") && said.contains("ann@example.com"), "{said}");
+        let elsewhere = TicketState { origin: "Discord".into(), ..TicketState::default() };
+        assert!(reply_goes(&elsewhere, &[]).contains("no way back"));
     }
 
     #[test]

@@ -158,12 +158,7 @@ fn dead_letter(letter: DeadLetter, footer: Footer) -> Alert {
         (None, Some(b64)) => format!("base64: {}", code_block("", b64, 1000)),
         (None, None) => "(no value)".to_owned(),
     };
-    let source = format!(
-        "{} · partition {} · offset {}",
-        plain(&letter.source.topic),
-        letter.source.partition,
-        letter.source.offset
-    );
+    let source = plain(&letter.source.to_string());
     let mut fields = vec![
         Field { name: "Error type".into(), value: clip(&plain(&error_type), limits::FIELD_VALUE), inline: true },
         Field { name: "Source".into(), value: clip(&source, limits::FIELD_VALUE), inline: true },

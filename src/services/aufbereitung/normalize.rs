@@ -7,11 +7,11 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use crate::schema::{ErrorType, SourceRef, Ticket, ticket_id_for_interaction, ticket_id_for_source};
+use crate::schema::{ErrorType, ORIGINS, SourceRef, Ticket, ticket_id_for_interaction, ticket_id_for_source};
 pub use crate::schema::{MAX_FIELD_CHARS, MAX_MESSAGE_CHARS, MAX_RECORD_BYTES, MAX_USERNAME_CHARS};
 
-/// The `origin` of every ticket that came in through the intake topic.
-pub const ORIGIN: &str = "Discord";
+/// The `origin` of a ticket whose intake record names none.
+pub const ORIGIN: &str = crate::schema::ORIGIN_DISCORD;
 
 /// Why a record could not be normalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,13 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     let guild_id = optional_text(&fields, "guild_id")?;
     let channel_id = optional_text(&fields, "channel_id")?;
     let follows = optional_text(&fields, "follows")?;
+    let origin = match optional_text(&fields, "origin")? {
+        None => ORIGIN.to_owned(),
+        Some(origin) if ORIGINS.contains(&origin.as_str()) => origin,
+        Some(other) => {
+            return Err(Rejection::invalid(format!("`origin` {other:?} is none of {}", ORIGINS.join(", "))));
+        }
+    };
 
     let id = match &interaction_id {
         Some(interaction) => ticket_id_for_interaction(interaction),
@@ -62,7 +69,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     Ok(Ticket {
         id,
         contact: username,
-        origin: ORIGIN.to_owned(),
+        origin,
         body: message,
         date,
         contact_id: user_id,
@@ -157,6 +164,20 @@ mod tests {
         assert_eq!(ticket.date, "2026-02-24T08:32:23.255Z");
         assert_eq!(ticket.contact_id, None);
         assert_eq!(ticket.id, ticket_id_for_source(&source()));
+    }
+
+    #[test]
+    fn a_record_names_its_origin_from_the_known_ones_and_none_is_discord() {
+        let record = |origin: Value| json!({"message": "m", "username": "ann@example.com", "timestamp": "2026-02-24T08:32:23Z", "origin": origin});
+        assert_eq!(run(record(json!("Email"))).unwrap().origin, "Email");
+        assert_eq!(run(record(Value::Null)).unwrap().origin, "Discord");
+        let refused = run(record(json!("Carrier pigeon"))).unwrap_err();
+        assert_eq!(refused.error_type, ErrorType::ValidationError);
+        assert!(
+            refused.error.contains("Carrier pigeon") && refused.error.contains("Discord, Email"),
+            "{}",
+            refused.error
+        );
     }
 
     #[test]

@@ -764,6 +764,7 @@ async fn open_ticket(data: &Data, message: &Message, follows: Option<String>) ->
         channel_id: Some(message.channel_id.to_string()),
         interaction_id: Some(format!("dm-{}", message.id)),
         follows: follows.clone(),
+        origin: None,
     };
     let record = match intake::record(submission) {
         Ok(record) => record,
@@ -951,6 +952,7 @@ mod tests {
             channel_id: Some(long.channel_id.to_string()),
             interaction_id: Some(format!("dm-{}", long.id)),
             follows: None,
+            origin: None,
         };
         let record = intake::record(submission);
         assert!(record.is_ok(), "an admitted message cannot become a ticket: {:#}", record.unwrap_err());

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A mail client other than franz, for franz's email tests: sends as a customer would and looks into a mailbox.
+
+    mail-client.py send SMTP_HOST:PORT FROM TO < message    send the raw message on standard input (no AUTH)
+    mail-client.py list IMAP_HOST:PORT USER PASSWORD [BOX]   print the mails of BOX (INBOX) as JSON lines:
+                                                             {"uid", "seen", "subject", "message_id"}
+    mail-client.py unsee IMAP_HOST:PORT USER PASSWORD        take the \\Seen flag off every mail in INBOX
+    mail-client.py create IMAP_HOST:PORT USER PASSWORD BOX   create the folder BOX
+
+Python 3 standard library only (smtplib, imaplib, email).
+"""
+
+import email
+import email.policy
+import imaplib
+import json
+import smtplib
+import sys
+
+
+def hostport(value):
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+def send(server, sender, recipient):
+    raw = sys.stdin.buffer.read()
+    with smtplib.SMTP(*hostport(server), timeout=30) as smtp:
+        smtp.sendmail(sender, [recipient], raw)
+
+
+def session(server, user, password, box="INBOX"):
+    imap = imaplib.IMAP4(*hostport(server), timeout=30)
+    imap.login(user, password)
+    imap.select(box)
+    return imap
+
+
+def listing(server, user, password, box="INBOX"):
+    imap = session(server, user, password, box)
+    _, data = imap.uid("SEARCH", None, "ALL")
+    for uid in data[0].split():
+        _, parts = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[HEADER])")
+        flags = imaplib.ParseFlags(parts[0][0])
+        header = email.message_from_bytes(parts[0][1], policy=email.policy.default)
+        print(json.dumps({
+            "uid": int(uid),
+            "seen": b"\\Seen" in flags,
+            "subject": str(header.get("Subject", "")),
+            "message_id": str(header.get("Message-ID", "")),
+        }))
+    imap.logout()
+
+
+def unsee(server, user, password):
+    imap = session(server, user, password)
+    imap.uid("STORE", "1:*", "-FLAGS.SILENT", "(\\Seen)")
+    imap.logout()
+
+
+def create(server, user, password, box):
+    imap = session(server, user, password)
+    status, answer = imap.create(box)
+    if status != "OK":
+        sys.exit(f"CREATE {box}: {answer}")
+    imap.logout()
+
+
+def main():
+    command, *args = sys.argv[1:] or ["help"]
+    commands = {"send": send, "list": listing, "unsee": unsee, "create": create}
+    if command not in commands:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    commands[command](*args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+//! One mail as franz reads it, and what it becomes: a ticket's intake record, or a dead letter that says why not.
+//!
+//! Everything here is a pure function of the mail's bytes (and, for a mail without a Message-ID, of where it lies
+//! in the mailbox), tested without a server. Parsing is `mail-parser`'s: MIME structure, charsets, encoded words,
+//! quoted-printable and base64, HTML converted to text. A mail is hostile text like any other: what reaches the
+//! ticket is bounded by the intake's limits, control characters are dropped, and an attachment is listed by name,
+//! type and size, never opened.
+//!
+//! The ticket id follows from the mail (see [`interaction_id`]), so a mail read twice (franz stopped between
+//! publishing it and marking it) is the same ticket twice, which akte keeps once.
+
+use mail_parser::{MessageParser, MimeHeaders as _};
+use sha2::{Digest as _, Sha256};
+
+use crate::intake::Submission;
+use crate::schema::{MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, MailRef, ORIGIN_EMAIL};
+
+/// A file the mail carries, as the ticket lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: usize,
+}
+
+/// What franz takes from one mail.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Mail {
+    /// The `Message-ID`, without its angle brackets.
+    pub message_id: Option<String>,
+    /// The sender's address (`From`), in lower case.
+    pub from: Option<String>,
+    /// The sender's name, as the `From` field gives it.
+    pub name: Option<String>,
+    pub subject: String,
+    /// The text: the plain-text body when there is one, else the HTML body as text.
+    pub text: String,
+    pub attachments: Vec<Attachment>,
+    /// A delivery status notification: a mail server's report that a mail could not be delivered.
+    pub bounce: bool,
+}
+
+/// Why a mail cannot be a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+/// Reads a mail. Never fails: what cannot be read is empty.
+pub fn read(raw: &[u8]) -> Mail {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return Mail::default();
+    };
+    let sender = message.from().and_then(|from| from.first());
+    let bounce = message.content_type().is_some_and(|kind| {
+        kind.ctype().eq_ignore_ascii_case("multipart")
+            && kind.subtype().is_some_and(|sub| sub.eq_ignore_ascii_case("report"))
+            && kind.attribute("report-type").is_some_and(|report| report.eq_ignore_ascii_case("delivery-status"))
+    });
+    let text = (0..message.text_body_count()).filter_map(|index| message.body_text(index)).collect::<Vec<_>>();
+    let text = text.join("\n\n");
+    let attachments = message
+        .attachments()
+        .map(|part| Attachment {
+            name: cleaned(part.attachment_name().unwrap_or("unnamed"), false),
+            content_type: part
+                .content_type()
+                .map(|kind| match kind.subtype() {
+                    Some(sub) => format!("{}/{sub}", kind.ctype()),
+                    None => kind.ctype().to_owned(),
+                })
+                .map(|kind| cleaned(&kind.to_ascii_lowercase(), false))
+                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            bytes: part.len(),
+        })
+        .collect();
+    Mail {
+        message_id: message.message_id().map(|id| cleaned(id, false)).filter(|id| !id.is_empty()),
+        from: sender.and_then(|s| s.address()).map(|a| cleaned(a, false).to_lowercase()).filter(|a| !a.is_empty()),
+        name: sender.and_then(|s| s.name()).map(|n| cleaned(n, false)).filter(|n| !n.is_empty()),
+        subject: cleaned(message.subject().unwrap_or_default(), false),
+        text: cleaned(&text, true),
+        attachments,
+        bounce,
+    }
+}
+
+/// The interaction id that decides the ticket id: from the sender and the Message-ID, so the same mail is the
+/// same ticket however often it is read, and a stranger who reuses someone's Message-ID gets a ticket of their
+/// own; a mail without one is known by its place in the mailbox instead.
+pub fn interaction_id(mail: &Mail, place: &MailRef) -> String {
+    let mut hash = Sha256::new();
+    match &mail.message_id {
+        Some(id) => {
+            hash.update(b"message-id\0");
+            hash.update(mail.from.as_deref().unwrap_or_default().as_bytes());
+            hash.update(b"\0");
+            hash.update(id.as_bytes());
+        }
+        None => {
+            hash.update(b"mailbox\0");
+            hash.update(place.mailbox.as_bytes());
+            hash.update(format!("\0{}\0{}", place.uid_validity, place.uid).as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    format!("mail-{hex}")
+}
+
+/// The submission a mail becomes, or why it cannot be one.
+pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
+    let Some(from) = &mail.from else {
+        return Err(Refusal("the mail names no sender (no address in its From field)".to_owned()));
+    };
+    if !from.contains('@') || from.chars().count() > MAX_USERNAME_CHARS {
+        return Err(Refusal(format!(
+            "the sender {:?} is not an address of at most {MAX_USERNAME_CHARS} characters",
+            cut(from, MAX_USERNAME_CHARS + 1)
+        )));
+    }
+    Ok(Submission {
+        message: ticket_text(mail),
+        username: from.clone(),
+        user_id: None,
+        display_name: mail.name.as_deref().map(|name| cut(name, MAX_USERNAME_CHARS)),
+        guild_id: None,
+        channel_id: None,
+        interaction_id: Some(interaction_id(mail, place)),
+        follows: None,
+        origin: Some(ORIGIN_EMAIL.to_owned()),
+    })
+}
+
+/// The ticket's text: the subject, the mail's text and its attachments, within the intake's limit. A longer mail
+/// is cut, and the cut says how much is missing.
+pub fn ticket_text(mail: &Mail) -> String {
+    let subject = if mail.subject.is_empty() { "(no subject)" } else { mail.subject.as_str() };
+    let subject = cut(subject, 200);
+    let text = if mail.text.is_empty() { "(no text)" } else { mail.text.as_str() };
+    let mut files = String::new();
+    if !mail.attachments.is_empty() {
+        files.push_str("\n\nAttachments (not kept):");
+        for (index, file) in mail.attachments.iter().enumerate() {
+            if index == 10 {
+                files.push_str(&format!("\n- and {} more", mail.attachments.len() - 10));
+                break;
+            }
+            files.push_str(&format!(
+                "\n- {} ({}, {})",
+                cut(&file.name, 100),
+                cut(&file.content_type, 60),
+                size(file.bytes)
+            ));
+        }
+    }
+    let whole = format!("{subject}\n\n{text}{files}");
+    if whole.chars().count() <= MAX_MESSAGE_CHARS {
+        return whole;
+    }
+    let total = text.chars().count();
+    // The note's length depends on the number in it; 40 characters leave room for any.
+    let room = MAX_MESSAGE_CHARS.saturating_sub(subject.chars().count() + files.chars().count() + 2 + 40);
+    let kept = cut(text, room);
+    let note = format!("\n[… {} more characters]", total - kept.chars().count());
+    format!("{subject}\n\n{kept}{note}{files}")
+}
+
+/// `text` with control characters removed (line breaks and tabs kept where `lines`, else made spaces), line ends
+/// as `\n`, no runs of more than one empty line, trimmed.
+fn cleaned(text: &str, lines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut empty_lines = 0;
+    for line in text.replace("\r\n", "\n").replace('\r', "\n").split('\n') {
+        let line: String = line
+            .chars()
+            .map(|c| if c == '\t' { ' ' } else { c })
+            .filter(|c| !c.is_control() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'))
+            .collect();
+        let line = line.trim_end();
+        if !lines {
+            if !line.trim().is_empty() {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(line.trim());
+            }
+            continue;
+        }
+        if line.is_empty() {
+            empty_lines += 1;
+            if empty_lines > 1 {
+                continue;
+            }
+        } else {
+            empty_lines = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.trim().to_owned()
+}
+
+/// The first `chars` characters of `text`.
+fn cut(text: &str, chars: usize) -> String {
+    text.chars().take(chars).collect()
+}
+
+/// A size as people read it.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} bytes"),
+        b if b < 1024 * 1024 => format!("{} KB", b.div_ceil(1024)),
+        b => format!("{:.1} MB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place() -> MailRef {
+        MailRef { mailbox: "imaps://imap.example.com:993/INBOX".into(), uid_validity: 7, uid: 42, message_id: None }
+    }
+
+    fn mail(headers: &str, body: &str) -> Mail {
+        read(format!("{}\r\n\r\n{body}", headers.trim().replace('\n', "\r\n")).as_bytes())
+    }
+
+    #[test]
+    fn a_plain_mail_becomes_an_email_ticket_from_its_sender_with_subject_and_text() {
+        let read = mail(
+            "From: Ann Example <Ann@Example.COM>\nTo: support@franz.test\nSubject: My account is locked\n\
+             Message-ID: <abc@example.com>",
+            "Hello,\r\n\r\nI cannot sign in since today.\r\n",
+        );
+        assert_eq!(read.from.as_deref(), Some("ann@example.com"));
+        assert_eq!(read.name.as_deref(), Some("Ann Example"));
+        assert_eq!(read.message_id.as_deref(), Some("abc@example.com"));
+        let submission = submission(&read, &place()).unwrap();
+        assert_eq!(submission.origin.as_deref(), Some("Email"));
+        assert_eq!(submission.username, "ann@example.com");
+        assert_eq!(submission.display_name.as_deref(), Some("Ann Example"));
+        assert_eq!(submission.message, "My account is locked\n\nHello,\n\nI cannot sign in since today.");
+    }
+
+    #[test]
+    fn an_html_only_mail_is_text_without_its_markup_or_scripts() {
+        let read = mail(
+            "From: a@example.com\nSubject: html\nContent-Type: text/html; charset=utf-8",
+            "<html><head><style>p{color:red}</style><script>alert(1)</script></head>\
+             <body><p>Hello <b>there</b></p><p>Second</p></body></html>",
+        );
+        assert!(read.text.contains("Hello there"), "{:?}", read.text);
+        assert!(read.text.contains("Second"), "{:?}", read.text);
+        assert!(!read.text.contains('<') && !read.text.contains("alert"), "{:?}", read.text);
+    }
+
+    #[test]
+    fn multipart_alternative_prefers_the_plain_text() {
+        let read = mail(
+            "From: a@example.com\nSubject: both\nContent-Type: multipart/alternative; boundary=\"b\"",
+            "--b\r\nContent-Type: text/plain\r\n\r\nthe plain one\r\n--b\r\nContent-Type: text/html\r\n\r\n\
+             <p>the html one</p>\r\n--b--\r\n",
+        );
+        assert_eq!(read.text, "the plain one");
+    }
+
+    #[test]
+    fn charsets_encoded_words_quoted_printable_and_base64_are_decoded() {
+        let read = mail(
+            "From: =?ISO-8859-1?Q?J=F6rg_M=FCller?= <jm@example.de>\nSubject: =?UTF-8?B?w5xiZXJ3ZWlzdW5n?= \
+             =?ISO-8859-1?Q?_f=E4llig?=\nContent-Type: text/plain; charset=iso-8859-1\n\
+             Content-Transfer-Encoding: quoted-printable",
+            "Gr=FC=DFe aus K=F6ln",
+        );
+        assert_eq!(read.name.as_deref(), Some("Jörg Müller"));
+        assert_eq!(read.subject, "Überweisung fällig");
+        assert_eq!(read.text, "Grüße aus Köln");
+        let base64 = mail(
+            "From: a@example.com\nSubject: b\nContent-Type: text/plain; charset=utf-8\n\
+             Content-Transfer-Encoding: base64",
+            "w6ljaG8gZGUgbMOgLWJhcw==",
+        );
+        assert_eq!(base64.text, "écho de là-bas");
+    }
+
+    #[test]
+    fn attachments_are_listed_by_name_type_and_size_and_never_inlined() {
+        let read = mail(
+            "From: a@example.com\nSubject: files\nContent-Type: multipart/mixed; boundary=\"m\"",
+            "--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\nContent-Type: application/pdf\r\n\
+             Content-Disposition: attachment; filename=\"invoice.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             JVBERi0xLjQK\r\n--m--\r\n",
+        );
+        assert_eq!(
+            read.attachments,
+            vec![Attachment { name: "invoice.pdf".into(), content_type: "application/pdf".into(), bytes: 9 }]
+        );
+        let text = ticket_text(&read);
+        assert!(text.ends_with("Attachments (not kept):\n- invoice.pdf (application/pdf, 9 bytes)"), "{text}");
+        assert!(!text.contains("JVBER"), "{text}");
+    }
+
+    #[test]
+    fn a_long_mail_is_cut_within_the_intake_limit_and_says_so() {
+        let long = Mail {
+            from: Some("a@example.com".into()),
+            subject: "s".repeat(500),
+            text: "word ".repeat(3000).trim().to_owned(),
+            attachments: vec![Attachment { name: "x".repeat(300), content_type: "a/b".into(), bytes: 1 }; 12],
+            ..Mail::default()
+        };
+        let text = ticket_text(&long);
+        assert!(text.chars().count() <= MAX_MESSAGE_CHARS, "{}", text.chars().count());
+        assert!(text.contains("more characters]"), "{text}");
+        assert!(text.contains("- and 2 more"), "{text}");
+        assert!(crate::intake::record(submission(&long, &place()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn control_characters_and_direction_overrides_are_dropped_and_empty_lines_folded() {
+        let read = mail("From: a@example.com\nSubject: a\u{202e}b\u{7}c", "one\u{0}\r\n\r\n\r\n\r\ntwo\u{200b}\r\n");
+        assert_eq!(read.subject, "abc");
+        assert_eq!(read.text, "one\n\ntwo");
+    }
+
+    #[test]
+    fn a_mail_without_a_sender_or_with_an_overlong_one_is_refused_with_the_reason() {
+        let nobody = mail("Subject: who?", "text");
+        assert!(submission(&nobody, &place()).unwrap_err().0.contains("no sender"));
+        let long = Mail { from: Some(format!("{}@example.com", "a".repeat(200))), ..Mail::default() };
+        assert!(submission(&long, &place()).unwrap_err().0.contains("at most 100 characters"));
+    }
+
+    #[test]
+    fn the_ticket_id_follows_the_sender_and_message_id_or_else_the_place_in_the_mailbox() {
+        let of = |from: &str, id: Option<&str>| Mail {
+            from: Some(from.into()),
+            message_id: id.map(str::to_owned),
+            ..Mail::default()
+        };
+        let elsewhere = MailRef { uid: 43, ..place() };
+        let once = interaction_id(&of("a@example.com", Some("x@y")), &place());
+        assert_eq!(once, interaction_id(&of("a@example.com", Some("x@y")), &elsewhere), "read again elsewhere");
+        assert_ne!(once, interaction_id(&of("mallory@example.com", Some("x@y")), &place()), "a reused Message-ID");
+        let without = interaction_id(&of("a@example.com", None), &place());
+        assert_eq!(without, interaction_id(&of("a@example.com", None), &place()));
+        assert_ne!(without, interaction_id(&of("a@example.com", None), &elsewhere));
+        assert!(once.starts_with("mail-") && once.len() == 37, "{once}");
+    }
+
+    #[test]
+    fn a_delivery_status_notification_is_known_as_a_bounce() {
+        let read = mail(
+            "From: MAILER-DAEMON@example.com\nSubject: Undelivered Mail Returned to Sender\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"",
+            "--r\r\nContent-Type: text/plain\r\n\r\nsorry\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\n\
+             Status: 5.1.1\r\n--r--\r\n",
+        );
+        assert!(read.bounce);
+        assert!(!mail("From: a@example.com\nSubject: hi", "text").bounce);
+    }
+
+    #[test]
+    fn garbage_reads_as_an_empty_mail_without_a_panic() {
+        for raw in [&b""[..], b"\xff\xfe\x00", b"From: \r\n\r\n", b"Content-Type: multipart/mixed; boundary=\r\n\r\n--"]
+        {
+            let read = read(raw);
+            assert!(submission(&read, &place()).is_err() || read.from.is_some());
+        }
+    }
+}
