@@ -154,26 +154,25 @@ fn cookies(headers: &HeaderMap, name: &str) -> Vec<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .filter(|cookie| cookie.name() == name)
+        .map(|cookie| cookie.value_trimmed().to_owned())
         .filter(|value| !value.is_empty())
         .collect()
 }
 
-/// The session cookie, set (`Some(id)`) or cleared.
+/// The session cookie, set (`Some(id)`) or cleared: strict, for scripts out of reach, on every path.
 fn session_cookie(secure: bool, id: Option<&str>) -> [(header::HeaderName, String); 1] {
-    let name = cookie_name(secure);
-    let flags = if secure { "; Secure" } else { "" };
-    let value = match id {
-        Some(id) => format!(
-            "{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{flags}",
-            staff::SESSION_LIFETIME.num_seconds()
-        ),
-        None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{flags}"),
-    };
-    [(header::SET_COOKIE, value)]
+    let lifetime = if id.is_some() { staff::SESSION_LIFETIME.num_seconds() } else { 0 };
+    let cookie = cookie::Cookie::build((cookie_name(secure), id.unwrap_or_default()))
+        .path("/")
+        .http_only(true)
+        .same_site(cookie::SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(lifetime))
+        .secure(secure)
+        .build();
+    [(header::SET_COOKIE, cookie.to_string())]
 }
 
 fn clear_cookie(secure: bool) -> [(header::HeaderName, String); 1] {
@@ -588,6 +587,21 @@ mod tests {
         assert!(cookies(&headers, COOKIE).is_empty());
         headers.insert(header::COOKIE, HeaderValue::from_static("franz_session=planted; franz_session=mine"));
         assert_eq!(cookies(&headers, COOKIE), ["planted", "mine"]);
+        headers.insert(header::COOKIE, HeaderValue::from_static("franz_session=\"quoted\""));
+        assert_eq!(cookies(&headers, COOKIE), ["quoted"]);
+    }
+
+    #[test]
+    fn the_session_cookie_is_strict_http_only_on_every_path_and_secure_over_https() {
+        let [(_, set)] = session_cookie(false, Some("abc"));
+        for part in ["franz_session=abc", "HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+            assert!(set.contains(part), "{set}");
+        }
+        assert!(!set.contains("Secure"), "{set}");
+        let [(_, secure)] = session_cookie(true, Some("abc"));
+        assert!(secure.starts_with(&format!("{SECURE_COOKIE}=abc")) && secure.contains("Secure"), "{secure}");
+        let [(_, cleared)] = clear_cookie(false);
+        assert!(cleared.starts_with("franz_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
     }
 
     #[test]
