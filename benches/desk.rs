@@ -79,6 +79,7 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         guild_id: None,
         channel_id: None,
         follows: None,
+        message_id: None,
     };
     let actor = Actor::staff(ActorSource::Web, &format!("staff{}", rng.usize(0..20)));
     let commands = [
@@ -325,6 +326,7 @@ async fn web(base: &str, codes: &[String], bootstrap: &str, topics: &franz::conf
         guild_id: None,
         channel_id: None,
         follows: None,
+        message_id: None,
     })?;
     let began = Instant::now();
     let _ = published.set(began);

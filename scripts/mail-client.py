@@ -3,7 +3,8 @@
 
     mail-client.py send SMTP_HOST:PORT FROM TO < message    send the raw message on standard input (no AUTH)
     mail-client.py list IMAP_HOST:PORT USER PASSWORD [BOX]   print the mails of BOX (INBOX) as JSON lines:
-                                                             {"uid", "seen", "subject", "message_id"}
+                                                             {"uid", "seen", "subject", "message_id", "from",
+                                                              "in_reply_to", "references", "auto_submitted", "text"}
     mail-client.py unsee IMAP_HOST:PORT USER PASSWORD        take the \\Seen flag off every mail in INBOX
     mail-client.py create IMAP_HOST:PORT USER PASSWORD BOX   create the folder BOX
 
@@ -40,14 +41,20 @@ def listing(server, user, password, box="INBOX"):
     imap = session(server, user, password, box)
     _, data = imap.uid("SEARCH", None, "ALL")
     for uid in data[0].split():
-        _, parts = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[HEADER])")
+        _, parts = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[])")
         flags = imaplib.ParseFlags(parts[0][0])
-        header = email.message_from_bytes(parts[0][1], policy=email.policy.default)
+        mail = email.message_from_bytes(parts[0][1], policy=email.policy.default)
+        body = mail.get_body(preferencelist=("plain",))
         print(json.dumps({
             "uid": int(uid),
             "seen": b"\\Seen" in flags,
-            "subject": str(header.get("Subject", "")),
-            "message_id": str(header.get("Message-ID", "")),
+            "subject": str(mail.get("Subject", "")),
+            "message_id": str(mail.get("Message-ID", "")),
+            "from": str(mail.get("From", "")),
+            "in_reply_to": str(mail.get("In-Reply-To", "")),
+            "references": str(mail.get("References", "")),
+            "auto_submitted": str(mail.get("Auto-Submitted", "")),
+            "text": body.get_content() if body is not None else "",
         }))
     imap.logout()
 

@@ -187,6 +187,42 @@ pub struct Mail {
     /// private authority signed.
     #[serde(deserialize_with = "parse::some_path")]
     pub ca_file: Option<PathBuf>,
+    /// Where replies are sent: `smtps://HOST[:PORT]` (TLS, port 465 by default), `smtp://HOST[:PORT]` (STARTTLS,
+    /// port 587 by default; without TLS only to a server on this machine). Signs in with `user` and `password`.
+    /// Unset: franz sends no mail.
+    #[serde(deserialize_with = "parse::smtp_url")]
+    pub smtp_url: Option<SmtpUrl>,
+    /// The address replies come from (`Support <support@example.com>` or a bare address); unset: `user`.
+    #[serde(deserialize_with = "parse::from_text")]
+    pub from: Option<String>,
+}
+
+/// Where replies are sent: the parsed `mail.smtp_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    /// TLS from the first byte (`smtps://`); else STARTTLS, or nothing to a server on this machine (`smtp://`).
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl SmtpUrl {
+    /// Whether the server is on this machine, where `smtp://` may go without TLS.
+    pub fn local(&self) -> bool {
+        self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl std::fmt::Display for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", if self.tls { "smtps" } else { "smtp" }, self.host, self.port)
+    }
+}
+
+impl Serialize for SmtpUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Where the mailbox is: the parsed `mail.imap_url`, which carries no credentials.
@@ -431,7 +467,17 @@ impl Default for Discord {
 
 impl Default for Mail {
     fn default() -> Self {
-        Mail { imap_url: None, user: None, password: None, move_to: None, poll_secs: 60, max_mb: 10, ca_file: None }
+        Mail {
+            imap_url: None,
+            user: None,
+            password: None,
+            move_to: None,
+            poll_secs: 60,
+            max_mb: 10,
+            ca_file: None,
+            smtp_url: None,
+            from: None,
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Submission {
     pub follows: Option<String>,
     /// Where it came from when not Discord ([`crate::schema::ORIGINS`]).
     pub origin: Option<String>,
+    /// Its id in its channel (a mail's Message-ID).
+    pub message_id: Option<String>,
 }
 
 /// The broker's acknowledgement of a published ticket.
@@ -59,6 +61,7 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
         interaction_id: Some(submission.interaction_id.unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()))),
         follows: submission.follows,
         origin: submission.origin,
+        message_id: submission.message_id,
     })
 }
 

@@ -168,6 +168,9 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             if let Some(id) = &ticket.follows {
                 name("the ticket it follows", id)?;
             }
+            if let Some(id) = &ticket.message_id {
+                name("a message id", id)?;
+            }
             if chrono::DateTime::parse_from_rfc3339(&ticket.date).is_err() {
                 return Err("a ticket's date must be RFC 3339".into());
             }
@@ -180,6 +183,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 guild_id: ticket.guild_id.clone(),
                 channel_id: ticket.channel_id.clone(),
                 follows: ticket.follows.clone(),
+                message_id: ticket.message_id.clone(),
             });
         }
         (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),
@@ -403,7 +407,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     let Some(version) = event.version else { return state };
     let at = event.at.clone();
     let mut ticket = match (state, &event.change) {
-        (None, Change::Created { contact, contact_id, origin, body, submitted, guild_id, channel_id, follows })
+        (None, Change::Created { contact, contact_id, origin, body, submitted, guild_id, channel_id, follows, .. })
             if version == 1 =>
         {
             return Some(TicketState {

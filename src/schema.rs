@@ -51,6 +51,9 @@ pub struct IntakeRecord {
     /// producers write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// The id of the message it came as in its channel (a mail's Message-ID, without angle brackets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 /// The origin of a ticket from Discord (the bot, `franz ticket`, any producer of the historical format).
@@ -95,6 +98,9 @@ pub struct Ticket {
     /// The closed ticket this one follows (see [`IntakeRecord::follows`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<String>,
+    /// See [`IntakeRecord::message_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
 }
 
 /// Where a record came from: enough to find the original again.

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use franz::config::{Config, ImapUrl, Mail, Service};
+use franz::config::{Config, ImapUrl, Mail, Service, SmtpUrl};
+use franz::schema::lifecycle::{Action, Actor, ActorSource, Command as Lifecycle};
 use serde_json::Value;
 
-use crate::util::{Harness, Started, scratch, wait_until};
+use crate::util::{Harness, PATIENCE, Started, scratch, wait_until};
 
 /// The mailbox franz reads, and its password (the script's test users all have it).
 const SUPPORT: &str = "support@franz.test";
@@ -93,8 +94,22 @@ impl MailServers {
 
     /// support@'s mails in `mailbox`, as the other client sees them: uid, seen, subject, message_id.
     fn mails_in(&self, mailbox: &str) -> Vec<Value> {
-        let listed = client(&["list", self.get("FRANZ_MAIL_IMAP"), SUPPORT, PASSWORD, mailbox], b"");
+        self.mails_of(SUPPORT, mailbox)
+    }
+
+    /// `user`'s mails in `mailbox`: uid, seen, subject, message_id, from, in_reply_to, references, text.
+    fn mails_of(&self, user: &str, mailbox: &str) -> Vec<Value> {
+        let listed = client(&["list", self.get("FRANZ_MAIL_IMAP"), user, PASSWORD, mailbox], b"");
         listed.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+    }
+
+    /// franz's configuration as `config` gives it, sending replies through Postfix as support@.
+    fn replying(&self, harness: &Harness, data: &Path) -> Config {
+        let mut config = self.config(harness, data, &[Service::Briefkasten, Service::Aufbereitung, Service::Akte]);
+        let (host, port) = self.get("FRANZ_MAIL_SMTP").rsplit_once(':').expect("HOST:PORT");
+        config.mail.smtp_url = Some(SmtpUrl { tls: false, host: host.to_owned(), port: port.parse().unwrap() });
+        config.mail.from = Some("Franz Support <support@franz.test>".into());
+        config
     }
 
     fn mails(&self) -> Vec<Value> {
@@ -289,5 +304,117 @@ async fn a_bounce_is_reported_as_an_error_and_is_no_ticket_and_taken_mail_moves_
     let event = &harness.read_json(&harness.topics.errors, 1).await[0];
     assert_eq!(event["service"], "briefkasten", "{event}");
     assert!(event["message"].as_str().unwrap().contains("delivery status notification"), "{event}");
+    franz.stop().await.unwrap();
+}
+
+/// A staff member's public reply to `ticket`, as the desk sends it.
+async fn reply(harness: &Harness, ticket: &str, body: &str, id: &str) {
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let command = Lifecycle {
+        command_id: id.into(),
+        ticket_id: ticket.into(),
+        actor: Actor::staff(ActorSource::Web, "ana"),
+        action: Action::Comment { body: body.into(), internal: false, via: None },
+    };
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &command)
+        .await
+        .unwrap();
+}
+
+/// The first event on the ticket events topic that satisfies `found`, waiting for it up to [`PATIENCE`].
+async fn event_where(harness: &Harness, what: &str, found: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let count = harness.count(&harness.topics.events).await;
+        if count > 0
+            && let Some(event) = harness.read_json(&harness.topics.events, count).await.into_iter().find(|e| found(e))
+        {
+            return event;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {PATIENCE:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_reply_reaches_the_customer_threaded_under_their_mail_and_their_answer_lands_on_the_ticket() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    servers.send(
+        CUSTOMER,
+        "From: Ann Customer <customer@franz.test>\nSubject: Locked out\nMessage-ID: <opening@franz.test>\n\nhelp\n",
+    );
+    let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
+    let ticket = created["ticket_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["contact_id"], CUSTOMER, "{created}");
+
+    reply(&harness, &ticket, "Try <b>again</b> now.", "reply-1").await;
+    wait_until("the reply in the customer's INBOX", || async { !servers.mails_of(CUSTOMER, "INBOX").is_empty() }).await;
+    let mail = servers.mails_of(CUSTOMER, "INBOX").remove(0);
+    let subject = mail["subject"].as_str().unwrap();
+    assert!(subject.starts_with("Re: Locked out [franz #") && subject.ends_with(']'), "{mail}");
+    assert_eq!(mail["in_reply_to"], "<opening@franz.test>", "{mail}");
+    assert!(mail["references"].as_str().unwrap().contains("<opening@franz.test>"), "{mail}");
+    assert!(mail["from"].as_str().unwrap().contains("support@franz.test"), "{mail}");
+    assert!(mail["text"].as_str().unwrap().starts_with("Try <b>again</b> now."), "sent as plain text: {mail}");
+    let delivery = event_where(&harness, "the delivery recorded", |e| e["type"] == "delivery").await;
+    assert_eq!((&delivery["delivered"], &delivery["via"]), (&Value::Bool(true), &Value::from("email")), "{delivery}");
+    let reply_id = mail["message_id"].as_str().unwrap().trim_matches(['<', '>']).to_owned();
+    assert_eq!(delivery["message_id"], reply_id.as_str(), "{delivery}");
+
+    // The customer answers from their client: threaded by In-Reply-To, with the quoted reply below.
+    servers.send(
+        CUSTOMER,
+        &format!(
+            "From: Ann Customer <customer@franz.test>\nSubject: {subject}\nMessage-ID: <answer@franz.test>\n\
+             In-Reply-To: <{reply_id}>\nReferences: <opening@franz.test> <{reply_id}>\n\n\
+             It works, thanks!\n\nOn Mon, Franz Support wrote:\n> Try again now.\n"
+        ),
+    );
+    let wrote = event_where(&harness, "the answer on the ticket", |e| e["type"] == "submitter_wrote").await;
+    assert_eq!(wrote["ticket_id"], ticket.as_str(), "{wrote}");
+    assert_eq!(wrote["body"], "It works, thanks!", "{wrote}");
+    assert_eq!((&wrote["via"], &wrote["message_id"]), (&Value::from("email"), &Value::from("answer@franz.test")));
+
+    // Another, whose client kept only the subject's token.
+    servers.send(
+        CUSTOMER,
+        &format!("From: customer@franz.test\nSubject: {subject}\nMessage-ID: <token@franz.test>\n\nOne more\n"),
+    );
+    event_where(&harness, "the token-only answer on the ticket", |e| {
+        e["type"] == "submitter_wrote" && e["body"] == "One more" && e["ticket_id"] == ticket.as_str()
+    })
+    .await;
+    // And one from a stranger naming the reply: a note on the ticket that says who wrote it.
+    servers.send(
+        "other@franz.test",
+        &format!("From: other@franz.test\nSubject: {subject}\nMessage-ID: <stranger@franz.test>\nIn-Reply-To: <{reply_id}>\n\nme too\n"),
+    );
+    let note =
+        event_where(&harness, "the stranger's note", |e| e["type"] == "commented" && e["internal"] == true).await;
+    assert!(note["body"].as_str().unwrap().starts_with("A mail from other@franz.test, who is not"), "{note}");
+    assert_eq!(harness.count(&harness.topics.intake).await, 1, "answers open no tickets");
+    franz.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_mail_server_refuses_for_good_is_recorded_as_not_delivered_with_its_reason() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    // A customer at a domain the server does not relay to.
+    servers.send(
+        "someone@elsewhere.test",
+        "From: someone@elsewhere.test\nSubject: Hello\nMessage-ID: <far@elsewhere.test>\n\nhi\n",
+    );
+    let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
+    reply(&harness, created["ticket_id"].as_str().unwrap(), "Hello back", "reply-far").await;
+    let delivery = event_where(&harness, "the delivery recorded", |e| e["type"] == "delivery").await;
+    assert_eq!(delivery["delivered"], false, "{delivery}");
+    let detail = delivery["detail"].as_str().unwrap();
+    assert!(detail.contains("5.7.1") || detail.to_lowercase().contains("relay"), "{detail}");
     franz.stop().await.unwrap();
 }

@@ -475,6 +475,7 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
             guild_id: None,
             channel_id: None,
             follows: None,
+            message_id: None,
         })
         .collect();
     team.publish(&tickets).await;
@@ -572,6 +573,7 @@ async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket(
         guild_id: None,
         channel_id: None,
         follows: None,
+        message_id: None,
     };
     team.publish(&[ticket]).await;
     let run = |args: &[&str]| {
@@ -725,6 +727,7 @@ pub(crate) fn discord_ticket(id: &str, body: &str) -> franz::schema::Ticket {
         guild_id: Some("1".into()),
         channel_id: Some("2".into()),
         follows: None,
+        message_id: None,
     }
 }
 

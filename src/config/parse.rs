@@ -265,6 +265,33 @@ pub(super) fn imap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     Ok(Some(super::ImapUrl { tls, host, port, mailbox }))
 }
 
+/// The server replies are sent through: `smtps://` (TLS) or `smtp://` (STARTTLS, or no TLS to this machine); no
+/// credentials or path in the URL.
+pub(super) fn smtp_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<super::SmtpUrl>, D::Error> {
+    let value = text(deserializer)?;
+    let form = "an smtps:// or smtp:// URL such as smtps://smtp.example.com";
+    let url = reqwest::Url::parse(value.trim()).map_err(|_| de::Error::custom(format!("the value is not {form}")))?;
+    let tls = match url.scheme() {
+        "smtps" => true,
+        "smtp" => false,
+        _ => return Err(de::Error::custom(format!("the value is not {form}"))),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(de::Error::custom(
+            "the URL carries credentials (user:password@); franz signs in with mail.user and mail.password",
+        ));
+    }
+    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
+        return Err(de::Error::custom(format!("the URL names no server; give {form}")));
+    };
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(de::Error::custom(format!("the URL has a path, query or fragment; give {form}")));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = url.port().unwrap_or(if tls { 465 } else { 587 });
+    Ok(Some(super::SmtpUrl { tls, host, port }))
+}
+
 /// The desk's public URL: an http(s) origin, with no path, credentials, query or fragment (the desk serves from
 /// its root).
 pub(super) fn public_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {

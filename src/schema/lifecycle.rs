@@ -23,6 +23,8 @@ pub enum ActorSource {
     Api,
     /// franz itself: the creation of a ticket from the intake.
     Franz,
+    /// A mail: the submitter of a ticket by email, whose id is the address.
+    Email,
 }
 
 /// Who asked for a change, and through which door. Every event carries it, so the audit trail says who did what.
@@ -58,6 +60,9 @@ impl Actor {
             (ActorSource::Franz, _, _) => {
                 Person { source: PersonSource::Franz, id: "franz".into(), name: "franz".into() }
             }
+            (ActorSource::Email, _, Some(address)) => {
+                Person { source: PersonSource::Email, id: address.clone(), name: self.name.clone() }
+            }
             _ => Person::staff(&self.name),
         }
     }
@@ -83,6 +88,8 @@ pub enum PersonSource {
     Discord,
     /// franz itself.
     Franz,
+    /// A mail's sender: the id is the address.
+    Email,
 }
 
 impl PersonSource {
@@ -91,6 +98,7 @@ impl PersonSource {
             PersonSource::Staff => "staff",
             PersonSource::Discord => "discord",
             PersonSource::Franz => "franz",
+            PersonSource::Email => "email",
         }
     }
 }
@@ -127,6 +135,7 @@ impl Person {
             Some(("staff", id)) => (PersonSource::Staff, id),
             Some(("discord", id)) => (PersonSource::Discord, id),
             Some(("franz", id)) => (PersonSource::Franz, id),
+            Some(("email", id)) => (PersonSource::Email, id),
             _ => (PersonSource::Staff, key),
         };
         Person { source, id: id.to_owned(), name: name.to_owned() }
@@ -354,6 +363,10 @@ pub enum Change {
         /// The closed ticket this one follows.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         follows: Option<String>,
+        /// The id of the message that opened it in its channel (a mail's Message-ID), so an answer to that message
+        /// finds the ticket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
     },
     Claimed {
         by: Person,

@@ -73,6 +73,7 @@ pub fn uses_store(service: Service, config: &Config) -> bool {
     match service {
         Service::Akte | Service::Desk => true,
         Service::Kummerkasten => config.discord.token.is_some(),
-        Service::Aufbereitung | Service::Absturz | Service::Briefkasten => false,
+        Service::Briefkasten => config.mail.imap_url.is_some(),
+        Service::Aufbereitung | Service::Absturz => false,
     }
 }

@@ -416,6 +416,11 @@ impl Writer {
                                 .execute(params![message, event.ticket_id])?;
                         }
                     }
+                    // The message that opened the ticket (a mail), so an answer to it finds the ticket too.
+                    Change::Created { message_id: Some(message), .. } => {
+                        tx.prepare_cached("INSERT OR IGNORE INTO written (message_id, ticket_id) VALUES (?1, ?2)")?
+                            .execute(params![message, event.ticket_id])?;
+                    }
                     // A message franz sent, so that an answer to it finds its ticket.
                     Change::Delivery(Delivery { message_id: Some(message), delivered: true, channel_id, .. }) => {
                         tx.prepare_cached("INSERT OR IGNORE INTO sent (message_id, ticket_id) VALUES (?1, ?2)")?

@@ -190,6 +190,22 @@ pub fn recent_threads(conn: &Connection, since: &str, limit: usize) -> rusqlite:
     rows.collect()
 }
 
+/// The one ticket whose id starts with the twelve hex digits of `token` (as a mail's subject carries it); none if
+/// no ticket or several do.
+pub fn ticket_by_token(conn: &Connection, token: &str) -> rusqlite::Result<Option<TicketState>> {
+    if token.len() != 12 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let prefix = format!("{}-{}%", &token[..8], &token[8..]);
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id LIKE ?1 LIMIT 2");
+    let found: Vec<TicketState> = conn
+        .prepare_cached(&sql)?
+        .query_map([prefix], ticket_from_row)?
+        .map(|row| row.map(|(_, t)| t))
+        .collect::<Result<_, _>>()?;
+    Ok(if found.len() == 1 { found.into_iter().next() } else { None })
+}
+
 /// The newest of the tickets that follow `ticket` (each opened by an answer to the one before after it was closed
 /// for longer than the reopen window), if any.
 pub fn newest_follower(conn: &Connection, ticket: &str) -> rusqlite::Result<Option<TicketState>> {

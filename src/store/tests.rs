@@ -19,6 +19,7 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
         guild_id: None,
         channel_id: None,
         follows: None,
+        message_id: None,
     }
 }
 

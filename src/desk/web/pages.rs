@@ -484,8 +484,8 @@ fn timeline_class(change: &Change) -> &'static str {
 }
 
 /// Where a public reply will go, as the reply box says it: the ticket's Discord thread once the bot opened one
-/// (its delivery is among the `events`), else a direct message to a submitter from Discord; for a ticket that came
-/// by mail, that the reply must also be sent by hand.
+/// (its delivery is among the `events`), else a direct message to a submitter from Discord, or a mail to one who
+/// wrote by mail.
 fn reply_goes(ticket: &TicketState, events: &[Event]) -> String {
     let thread = events
         .iter()
@@ -494,7 +494,7 @@ fn reply_goes(ticket: &TicketState, events: &[Event]) -> String {
         Some(_) if thread => format!("A reply goes to {} in the ticket's Discord thread.", ticket.contact),
         Some(_) => format!("A reply goes to {} by Discord direct message.", ticket.contact),
         None if ticket.origin == crate::schema::ORIGIN_EMAIL => format!(
-            "A reply is recorded on the ticket; franz does not send mail yet, so write to {} from your mail client too.",
+            "A reply goes to {} by email where franz sends mail (FRANZ_MAIL_SMTP_URL); where it went shows under it.",
             ticket.contact
         ),
         None => "A reply is recorded on the ticket; franz has no way back to this submitter.".to_owned(),
@@ -556,6 +556,7 @@ fn source(event: &Event) -> &'static str {
         crate::schema::lifecycle::ActorSource::Discord => "",
         crate::schema::lifecycle::ActorSource::Api => "(API)",
         crate::schema::lifecycle::ActorSource::Franz => "(franz)",
+        crate::schema::lifecycle::ActorSource::Email => "(email)",
     }
 }
 
@@ -675,11 +676,11 @@ mod tests {
     }
 
     #[test]
-    fn the_reply_box_of_a_ticket_by_mail_says_the_reply_must_also_go_by_hand() {
+    fn the_reply_box_of_a_ticket_by_mail_says_the_reply_goes_by_email() {
         let ticket =
             TicketState { contact: "ann@example.com".into(), origin: "Email".into(), ..TicketState::default() };
         let said = reply_goes(&ticket, &[]);
-        assert!(said.contains("does not send mail yet") && said.contains("ann@example.com"), "{said}");
+        assert!(said.contains("by email") && said.contains("ann@example.com"), "{said}");
         let elsewhere = TicketState { origin: "Discord".into(), ..TicketState::default() };
         assert!(reply_goes(&elsewhere, &[]).contains("no way back"));
     }

@@ -54,6 +54,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     let guild_id = optional_text(&fields, "guild_id")?;
     let channel_id = optional_text(&fields, "channel_id")?;
     let follows = optional_text(&fields, "follows")?;
+    let message_id = optional_text(&fields, "message_id")?;
     let origin = match optional_text(&fields, "origin")? {
         None => ORIGIN.to_owned(),
         Some(origin) if ORIGINS.contains(&origin.as_str()) => origin,
@@ -76,6 +77,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
         guild_id,
         channel_id,
         follows,
+        message_id,
     })
 }
 

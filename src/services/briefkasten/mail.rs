@@ -13,7 +13,10 @@ use mail_parser::{MessageParser, MimeHeaders as _};
 use sha2::{Digest as _, Sha256};
 
 use crate::intake::Submission;
-use crate::schema::{MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, MailRef, ORIGIN_EMAIL};
+use crate::schema::{MAX_FIELD_CHARS, MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, MailRef, ORIGIN_EMAIL};
+
+/// The most message ids of `In-Reply-To` and `References` a mail is looked up by.
+const ANSWERS_MAX: usize = 50;
 
 /// A file the mail carries, as the ticket lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,8 @@ pub struct Mail {
     pub attachments: Vec<Attachment>,
     /// A delivery status notification: a mail server's report that a mail could not be delivered.
     pub bounce: bool,
+    /// The mails it answers, nearest first: `In-Reply-To`, then `References` from the newest (at most 50).
+    pub answers: Vec<String>,
 }
 
 /// Why a mail cannot be a ticket.
@@ -72,7 +77,26 @@ pub fn read(raw: &[u8]) -> Mail {
             bytes: part.len(),
         })
         .collect();
+    let ids = |value: &mail_parser::HeaderValue<'_>| -> Vec<String> {
+        value
+            .as_text_list()
+            .unwrap_or_default()
+            .iter()
+            .map(|id| cleaned(id, false))
+            .filter(|id| !id.is_empty())
+            .collect()
+    };
+    let mut answers = ids(message.in_reply_to());
+    for id in ids(message.references()).into_iter().rev() {
+        if answers.len() >= ANSWERS_MAX {
+            break;
+        }
+        if !answers.contains(&id) {
+            answers.push(id);
+        }
+    }
     Mail {
+        answers,
         message_id: message.message_id().map(|id| cleaned(id, false)).filter(|id| !id.is_empty()),
         from: sender.and_then(|s| s.address()).map(|a| cleaned(a, false).to_lowercase()).filter(|a| !a.is_empty()),
         name: sender.and_then(|s| s.name()).map(|n| cleaned(n, false)).filter(|n| !n.is_empty()),
@@ -120,13 +144,16 @@ pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
     Ok(Submission {
         message: ticket_text(mail),
         username: from.clone(),
-        user_id: None,
+        // The address is the submitter's identity: what their later mails are known by.
+        user_id: Some(from.clone()),
         display_name: mail.name.as_deref().map(|name| cut(name, MAX_USERNAME_CHARS)),
         guild_id: None,
         channel_id: None,
         interaction_id: Some(interaction_id(mail, place)),
         follows: None,
         origin: Some(ORIGIN_EMAIL.to_owned()),
+        // Kept when it fits a field; a longer one still decides the ticket id, only answers cannot name it.
+        message_id: mail.message_id.clone().filter(|id| id.chars().count() <= MAX_FIELD_CHARS),
     })
 }
 
@@ -162,6 +189,50 @@ pub fn ticket_text(mail: &Mail) -> String {
     let kept = cut(text, room);
     let note = format!("\n[… {} more characters]", total - kept.chars().count());
     format!("{subject}\n\n{kept}{note}{files}")
+}
+
+/// The text of an answer: the new text only, without the quoted history below it (`> ` lines, the "On … wrote:"
+/// line that introduces them, a forwarded or original message, a signature), within a message's limit; the whole
+/// text when nothing is left. Attachments are listed as on a ticket.
+pub fn answer_text(mail: &Mail) -> String {
+    let lines: Vec<&str> = mail.text.lines().collect();
+    let mut end = lines.len();
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim();
+        let introduces = trimmed.ends_with(':')
+            && [("On ", " wrote"), ("Am ", " schrieb "), ("Le ", " a écrit")]
+                .iter()
+                .any(|(start, verb)| trimmed.starts_with(start) && trimmed.contains(verb));
+        let quoted_rest = trimmed.starts_with('>')
+            && lines[index..].iter().all(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('>'));
+        if introduces
+            || quoted_rest
+            || trimmed == "--"
+            || line.trim_end_matches(' ') == "--"
+            || trimmed.starts_with("-----Original Message-----")
+            || trimmed.starts_with("---------- Forwarded message")
+        {
+            end = index;
+            break;
+        }
+    }
+    let new = lines[..end].join("\n").trim().to_owned();
+    let text = if new.is_empty() { mail.text.clone() } else { new };
+    let text = if text.is_empty() && mail.attachments.is_empty() { "(no text)".to_owned() } else { text };
+    let files: String = mail
+        .attachments
+        .iter()
+        .take(10)
+        .map(|file| format!("\n- {} ({}, {})", cut(&file.name, 100), cut(&file.content_type, 60), size(file.bytes)))
+        .collect();
+    let files = if files.is_empty() { files } else { format!("\n\nAttachments (not kept):{files}") };
+    let limit = crate::lifecycle::MESSAGE_MAX;
+    if text.chars().count() + files.chars().count() <= limit {
+        return format!("{text}{files}");
+    }
+    let kept = cut(&text, limit.saturating_sub(files.chars().count() + 40));
+    let more = text.chars().count() - kept.chars().count();
+    format!("{kept}\n[… {more} more characters]{files}")
 }
 
 /// `text` with control characters removed (line breaks and tabs kept where `lines`, else made spaces), line ends
@@ -346,6 +417,34 @@ mod tests {
         assert_eq!(without, interaction_id(&of("a@example.com", None), &place()));
         assert_ne!(without, interaction_id(&of("a@example.com", None), &elsewhere));
         assert!(once.starts_with("mail-") && once.len() == 37, "{once}");
+    }
+
+    #[test]
+    fn an_answer_keeps_only_its_new_text() {
+        let answer = |text: &str| answer_text(&Mail { text: text.into(), ..Mail::default() });
+        assert_eq!(answer("Thanks!\n\nOn Mon, 7 Dec 2026, Support wrote:\n> Try again"), "Thanks!");
+        assert_eq!(answer("Danke\n\nAm 7.12.2026 schrieb Support:\n> x"), "Danke");
+        assert_eq!(answer("Yes\n> quoted\n>\n> more"), "Yes");
+        assert_eq!(
+            answer("> I said\nand I answer inline\n> more"),
+            "> I said\nand I answer inline",
+            "a quote answered inline stays"
+        );
+        assert_eq!(answer("Fine\n-- \nAnn\nCEO"), "Fine");
+        assert_eq!(answer("> only a quote"), "> only a quote", "nothing new: the whole text");
+        let long = answer(&"word ".repeat(2000));
+        assert!(long.chars().count() <= crate::lifecycle::MESSAGE_MAX && long.contains("more characters]"));
+    }
+
+    #[test]
+    fn the_mails_a_mail_answers_are_read_nearest_first() {
+        let read = mail(
+            "From: a@example.com\nSubject: Re: x\nIn-Reply-To: <second@example.com>\n\
+             References: <first@example.com> <franz.e1@example.com>\n <second@example.com>",
+            "text",
+        );
+        assert_eq!(read.answers, ["second@example.com", "franz.e1@example.com", "first@example.com"]);
+        assert!(mail("From: a@example.com", "x").answers.is_empty());
     }
 
     #[test]

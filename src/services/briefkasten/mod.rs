@@ -13,8 +13,11 @@
 //! hour, so a wrong password does not lock the account), each failure reported in the log, `/readyz` and
 //! `franz status`; nothing here ever stops franz.
 
+pub mod compose;
 pub mod imap;
 pub mod mail;
+pub mod replies;
+pub mod smtp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +28,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Topics;
 use crate::intake;
+use crate::kafka::tickets::send_command;
 use crate::kafka::{self, Producer, report_error};
+use crate::lifecycle::TicketState;
 use crate::metrics::{Metrics, OutcomeLabel};
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Status, Via};
 use crate::schema::{DeadLetter, ErrorType, MailRef, now_rfc3339};
+use crate::store::{Store, query};
 use imap::{Account, Fetched, Mailbox, Refused};
 
 /// The service's name in logs, metrics and error events.
@@ -50,6 +57,12 @@ pub struct Settings {
     pub poll: Duration,
     /// The largest mail that becomes a ticket.
     pub max_bytes: usize,
+    /// Where answers find their tickets; without it every mail is a new ticket.
+    pub store: Option<Store>,
+    /// Partitions of the commands topic, for answers.
+    pub partitions: i32,
+    /// How long after its close an answer reopens a ticket; later, it opens a new one that follows it.
+    pub reopen_within: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -91,10 +104,40 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         move_to: config.move_to.clone(),
         poll: Duration::from_secs(config.poll_secs),
         max_bytes: usize::try_from(config.max_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        store: context.store.clone(),
+        partitions: context.config.partitions,
+        reopen_within: context.config.reopen_within,
         metrics: context.metrics.clone(),
     };
-    let status = format!("{url} as {user} -> {}", settings.topics.intake);
-    Ok(super::Plan::run(status, run(settings, context.shutdown.clone()).boxed()))
+    let mut status = format!("{url} as {user} -> {}", settings.topics.intake);
+    let shutdown = context.shutdown.clone();
+    let Some(smtp) = &config.smtp_url else {
+        status.push_str("; replies are not sent by mail (set mail.smtp_url)");
+        return Ok(super::Plan::run(status, run(settings, shutdown).boxed()));
+    };
+    let sender = config.from.as_deref().unwrap_or(user);
+    let from: lettre::message::Mailbox = sender.parse().map_err(|error| {
+        anyhow::anyhow!(
+            "mail.from (or mail.user) {sender:?} is no address replies can come from ({error}); set mail.from \
+             (FRANZ_MAIL_FROM) to one, such as \"Support <support@example.com>\""
+        )
+    })?;
+    let store = context.store.clone().context("replies by mail need the ticket store")?;
+    let replies = replies::Replies {
+        bootstrap: context.bootstrap.clone(),
+        events_topic: context.config.topics.events.clone(),
+        commands_topic: context.config.topics.commands.clone(),
+        partitions: context.config.partitions,
+        store,
+        outbox: smtp::Outbox::new(smtp, user, password, config.ca_file.as_deref())?,
+        from: from.clone(),
+        metrics: context.metrics.clone(),
+    };
+    status.push_str(&format!("; replies by {smtp} from {from}"));
+    let task = async move {
+        tokio::try_join!(run(settings, shutdown.clone()), replies::run(replies, shutdown.clone())).map(drop)
+    };
+    Ok(super::Plan::run(status, task.boxed()))
 }
 
 /// A folder name franz can give IMAP as it is.
@@ -167,12 +210,16 @@ async fn session(
 /// What one mail becomes.
 enum Outcome {
     Ticket(crate::schema::IntakeRecord),
+    /// An answer on a ticket (the submitter's message, or a note of a mail from someone else).
+    Answer(Command, &'static str),
     DeadLetter(DeadLetter),
     Bounce(String),
+    /// Recorded already (read again after a stop before its mark): nothing to publish.
+    Recorded,
 }
 
 /// Publishes what each mail becomes, all at once, and returns the UIDs of the mails whose outcome the broker
-/// acknowledged: every one, or an error (the batch is read again, to the same tickets).
+/// acknowledged: every one, or an error (the batch is read again, to the same tickets and messages).
 async fn take(
     settings: &Settings,
     producer: &Producer,
@@ -180,13 +227,19 @@ async fn take(
     uid_validity: u32,
 ) -> anyhow::Result<Vec<u32>> {
     let mailbox = settings.account.url.to_string();
-    let publishing = fetched.iter().map(|mail| {
+    let reads: Vec<mail::Mail> = fetched.iter().map(|mail| mail::read(&mail.bytes)).collect();
+    let known = known_all(settings, &reads).await?;
+    let now = chrono::Utc::now();
+    let publishing = fetched.iter().zip(reads).zip(known).map(|((mail, read), known)| {
         let place = MailRef { mailbox: mailbox.clone(), uid_validity, uid: mail.uid, message_id: None };
-        let outcome = outcome(mail, place, settings.max_bytes);
+        let outcome = outcome(mail, read, known, place, (settings.max_bytes, settings.reopen_within), now);
         async move {
             let (kind, result) = match outcome {
                 Outcome::Ticket(record) => {
                     ("ticket", intake::publish_record(producer, &settings.topics.intake, &record).await.map(drop))
+                }
+                Outcome::Answer(command, kind) => {
+                    (kind, send_command(producer, &settings.topics.commands, settings.partitions, &command).await)
                 }
                 Outcome::DeadLetter(letter) => {
                     let payload = serde_json::to_vec(&letter).context("cannot encode a dead letter")?;
@@ -197,6 +250,7 @@ async fn take(
                     report_error(producer, &settings.topics.errors, NAME, text, serde_json::Map::new()).await;
                     ("bounce", Ok(()))
                 }
+                Outcome::Recorded => ("recorded", Ok(())),
             };
             result.with_context(|| format!("mail UID {}", mail.uid))?;
             settings.metrics.mails.get_or_create(&OutcomeLabel { outcome: kind.to_owned() }).inc();
@@ -206,9 +260,65 @@ async fn take(
     futures::future::try_join_all(publishing).await
 }
 
-/// What `fetched` becomes: a ticket, a dead letter that says why not, or a bounce to report.
-fn outcome(fetched: &Fetched, mut place: MailRef, max_bytes: usize) -> Outcome {
-    let read = mail::read(&fetched.bytes);
+/// What the ticket store knows of a mail.
+#[derive(Debug, Clone, PartialEq)]
+enum Known {
+    Nothing,
+    /// Its message is on a ticket already, from the same sender.
+    Recorded,
+    /// It answers this ticket (the newest of those that follow the one it names).
+    Answers(Box<TicketState>),
+}
+
+/// What the ticket store knows of each mail; nothing of any without a store.
+async fn known_all(settings: &Settings, reads: &[mail::Mail]) -> anyhow::Result<Vec<Known>> {
+    let Some(store) = settings.store.clone() else { return Ok(vec![Known::Nothing; reads.len()]) };
+    let reads = reads.to_vec();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Known>> {
+        let conn = store.reader()?;
+        reads.iter().map(|read| known(&conn, read).map_err(Into::into)).collect()
+    })
+    .await
+    .context("a read of the ticket store ended abnormally")?
+}
+
+/// Whether `mail` was recorded already, or which ticket it answers: by the mails it names (franz's replies, or the
+/// customer's earlier mails) or else by the token in its subject.
+fn known(conn: &rusqlite::Connection, mail: &mail::Mail) -> rusqlite::Result<Known> {
+    let ticket = |id: &str| query::ticket(conn, id);
+    if let Some(id) = &mail.message_id
+        && let Some(recorded) = query::written(conn, id)?
+        && ticket(&recorded)?.is_some_and(|t| t.contact_id.is_some() && t.contact_id == mail.from)
+    {
+        return Ok(Known::Recorded);
+    }
+    // Only mail ids: a bare number is a Discord message's.
+    for id in mail.answers.iter().filter(|id| id.contains('@')) {
+        let about = match query::sent_about(conn, id)? {
+            Some(about) => Some(about),
+            None => query::written(conn, id)?,
+        };
+        if let Some(found) = about.map(|about| ticket(&about)).transpose()?.flatten() {
+            return Ok(Known::Answers(Box::new(query::newest_follower(conn, &found.id)?.unwrap_or(found))));
+        }
+    }
+    if let Some(token) = compose::token_in(&mail.subject)
+        && let Some(found) = query::ticket_by_token(conn, &token)?
+    {
+        return Ok(Known::Answers(Box::new(query::newest_follower(conn, &found.id)?.unwrap_or(found))));
+    }
+    Ok(Known::Nothing)
+}
+
+/// What `fetched` becomes: a ticket, an answer on one, a dead letter that says why not, or a bounce to report.
+fn outcome(
+    fetched: &Fetched,
+    read: mail::Mail,
+    known: Known,
+    mut place: MailRef,
+    (max_bytes, reopen_within): (usize, Duration),
+    now: chrono::DateTime<chrono::Utc>,
+) -> Outcome {
     place.message_id = read.message_id.clone();
     let refuse = |error: String| {
         Outcome::DeadLetter(DeadLetter::new(
@@ -221,9 +331,9 @@ fn outcome(fetched: &Fetched, mut place: MailRef, max_bytes: usize) -> Outcome {
     };
     if fetched.header_only {
         return refuse(format!(
-            "the mail is {} bytes, over the limit of {max_bytes} (mail.max_mb); its header is kept here, the mail \
-             in the mailbox",
-            fetched.size
+            "the mail is {} bytes, over the limit of {} (mail.max_mb); its header is kept here, the mail in the \
+             mailbox",
+            fetched.size, max_bytes
         ));
     }
     if read.bounce {
@@ -236,14 +346,57 @@ fn outcome(fetched: &Fetched, mut place: MailRef, max_bytes: usize) -> Outcome {
             read.subject
         ));
     }
-    let submission = match mail::submission(&read, &place) {
+    let mut submission = match mail::submission(&read, &place) {
         Ok(submission) => submission,
         Err(mail::Refusal(why)) => return refuse(why),
     };
+    match known {
+        Known::Recorded => return Outcome::Recorded,
+        Known::Nothing => {}
+        Known::Answers(ticket) => {
+            let interaction = submission.interaction_id.clone().unwrap_or_default();
+            let sender = submission.username.clone();
+            let actor = Actor {
+                source: ActorSource::Email,
+                name: submission.display_name.clone().unwrap_or_else(|| sender.clone()),
+                id: Some(sender.clone()),
+                staff: None,
+            };
+            let text = mail::answer_text(&read);
+            if ticket.contact_id.as_deref() != Some(sender.as_str()) {
+                let note = format!("A mail from {sender}, who is not this ticket's contact:\n\n{text}");
+                let action = Action::Comment { body: note, internal: true, via: None };
+                let command = Command { command_id: interaction, ticket_id: ticket.id.clone(), actor, action };
+                return Outcome::Answer(command, "note");
+            }
+            if !closed_too_long(&ticket, reopen_within, now) {
+                let action = Action::Write {
+                    body: text,
+                    attachments: Vec::new(),
+                    via: Via::Email,
+                    message_id: submission.message_id.clone(),
+                };
+                let command = Command { command_id: interaction, ticket_id: ticket.id.clone(), actor, action };
+                return Outcome::Answer(command, "answer");
+            }
+            // Closed for longer than the reopen window: a new ticket that follows it.
+            submission.follows = Some(ticket.id.clone());
+        }
+    }
     match intake::record(submission) {
         Ok(record) => Outcome::Ticket(record),
         Err(error) => refuse(format!("{error:#}")),
     }
+}
+
+/// Whether `ticket` has been closed for longer than `window`: an answer then opens a new ticket.
+fn closed_too_long(ticket: &TicketState, window: Duration, now: chrono::DateTime<chrono::Utc>) -> bool {
+    ticket.status == Status::Closed
+        && ticket
+            .closed_at
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .is_some_and(|closed| now.signed_duration_since(closed).to_std().is_ok_and(|age| age > window))
 }
 
 #[cfg(test)]
@@ -254,6 +407,67 @@ mod tests {
         MailRef { mailbox: "imap://127.0.0.1:143/INBOX".into(), uid_validity: 1, uid: 9, message_id: None }
     }
 
+    fn take_one(fetched: &Fetched, known: Known, max_bytes: usize) -> Outcome {
+        let window = Duration::from_secs(7 * 86400);
+        outcome(fetched, mail::read(&fetched.bytes), known, place(), (max_bytes, window), chrono::Utc::now())
+    }
+
+    fn ticket(status: Status, closed_days_ago: i64) -> TicketState {
+        TicketState {
+            id: "3f2a9c1e-7b4d-5e6f-8a9b-0c1d2e3f4a5b".into(),
+            contact: "ann@example.com".into(),
+            contact_id: Some("ann@example.com".into()),
+            origin: "Email".into(),
+            status,
+            closed_at: (status == Status::Closed)
+                .then(|| (chrono::Utc::now() - chrono::Duration::days(closed_days_ago)).to_rfc3339()),
+            ..TicketState::default()
+        }
+    }
+
+    const ANSWER: &str = "From: Ann <ann@example.com>\r\nSubject: Re: Locked out [franz #3f2a9c1e7b4d]\r\n\
+                          Message-ID: <answer@example.com>\r\n\r\nStill locked.\r\n\r\nOn Mon, Support wrote:\r\n> old\r\n";
+
+    #[test]
+    fn an_answer_of_the_contact_is_their_message_on_the_ticket_without_the_quoted_history() {
+        let Outcome::Answer(command, "answer") =
+            take_one(&fetched(ANSWER, false), Known::Answers(Box::new(ticket(Status::Waiting, 0))), 1 << 20)
+        else {
+            panic!("not an answer")
+        };
+        assert_eq!(command.ticket_id, "3f2a9c1e-7b4d-5e6f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(command.actor.id.as_deref(), Some("ann@example.com"));
+        assert_eq!(command.actor.source, ActorSource::Email);
+        let Action::Write { body, via: Via::Email, message_id, .. } = command.action else { panic!("not a message") };
+        assert_eq!(body, "Still locked.");
+        assert_eq!(message_id.as_deref(), Some("answer@example.com"));
+    }
+
+    #[test]
+    fn an_answer_to_a_ticket_closed_within_the_window_reopens_it_and_later_opens_a_follower() {
+        let recent = take_one(&fetched(ANSWER, false), Known::Answers(Box::new(ticket(Status::Closed, 2))), 1 << 20);
+        assert!(matches!(recent, Outcome::Answer(_, "answer")));
+        let Outcome::Ticket(record) =
+            take_one(&fetched(ANSWER, false), Known::Answers(Box::new(ticket(Status::Closed, 30))), 1 << 20)
+        else {
+            panic!("not a new ticket")
+        };
+        assert_eq!(record.follows.as_deref(), Some("3f2a9c1e-7b4d-5e6f-8a9b-0c1d2e3f4a5b"));
+    }
+
+    #[test]
+    fn a_mail_from_someone_else_on_a_ticket_is_a_note_that_says_who_wrote_it() {
+        let other = ANSWER.replace("ann@example.com", "mallory@example.com");
+        let Outcome::Answer(command, "note") =
+            take_one(&fetched(&other, false), Known::Answers(Box::new(ticket(Status::Open, 0))), 1 << 20)
+        else {
+            panic!("not a note")
+        };
+        let Action::Comment { body, internal: true, .. } = command.action else { panic!("not an internal note") };
+        assert!(body.starts_with("A mail from mallory@example.com, who is not this ticket's contact"), "{body}");
+        assert!(matches!(take_one(&fetched(ANSWER, false), Known::Recorded, 1 << 20), Outcome::Recorded));
+    }
+
     fn fetched(bytes: &str, header_only: bool) -> Fetched {
         Fetched { uid: 9, size: 20_000_000, bytes: bytes.as_bytes().to_vec(), header_only }
     }
@@ -261,7 +475,7 @@ mod tests {
     #[test]
     fn a_mail_over_the_limit_is_a_dead_letter_with_its_header_and_its_place() {
         let header = "From: a@example.com\r\nSubject: huge\r\nMessage-ID: <big@example.com>\r\n\r\n";
-        let Outcome::DeadLetter(letter) = outcome(&fetched(header, true), place(), 10 << 20) else {
+        let Outcome::DeadLetter(letter) = take_one(&fetched(header, true), Known::Nothing, 10 << 20) else {
             panic!("not a dead letter")
         };
         assert!(letter.error.contains("20000000 bytes") && letter.error.contains("mail.max_mb"), "{}", letter.error);
@@ -274,13 +488,13 @@ mod tests {
     #[test]
     fn a_mail_becomes_an_email_intake_record_and_one_without_sender_a_dead_letter() {
         let Outcome::Ticket(record) =
-            outcome(&fetched("From: a@example.com\r\nSubject: s\r\n\r\nt", false), place(), 1)
+            take_one(&fetched("From: a@example.com\r\nSubject: s\r\n\r\nt", false), Known::Nothing, 1)
         else {
             panic!("not a ticket")
         };
         assert_eq!(record.origin.as_deref(), Some("Email"));
         assert_eq!(record.key(), "a@example.com");
-        let Outcome::DeadLetter(letter) = outcome(&fetched("Subject: s\r\n\r\nt", false), place(), 1) else {
+        let Outcome::DeadLetter(letter) = take_one(&fetched("Subject: s\r\n\r\nt", false), Known::Nothing, 1) else {
             panic!("not a dead letter")
         };
         assert!(letter.error.contains("no sender"), "{}", letter.error);

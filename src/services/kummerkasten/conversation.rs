@@ -765,6 +765,7 @@ async fn open_ticket(data: &Data, message: &Message, follows: Option<String>) ->
         interaction_id: Some(format!("dm-{}", message.id)),
         follows: follows.clone(),
         origin: None,
+        message_id: None,
     };
     let record = match intake::record(submission) {
         Ok(record) => record,
@@ -952,6 +953,7 @@ mod tests {
             channel_id: Some(long.channel_id.to_string()),
             interaction_id: Some(format!("dm-{}", long.id)),
             follows: None,
+            message_id: None,
             origin: None,
         };
         let record = intake::record(submission);

@@ -135,6 +135,7 @@ impl Invocation {
             channel_id: Some(self.channel_id.to_string()),
             interaction_id: Some(self.interaction_id.to_string()),
             follows: None,
+            message_id: None,
             origin: None,
         }
     }

@@ -1,0 +1,285 @@
+//! Public replies to tickets that came by mail, sent to the customer by SMTP, and where each went recorded on its
+//! ticket.
+//!
+//! A follower of `ticket-events` in consumer group `briefkasten-replies`: for each public reply (from the desk, the
+//! CLI, the API or a Discord card) to a ticket whose origin is `Email`, it waits until the ticket store has the
+//! event, writes the reply (`compose`), sends it, and records the delivery (`record_delivery`, via `email`): taken
+//! by the server, with the mail's Message-ID, so an answer to it finds the ticket; or refused for good, with the
+//! server's reason, which the desk shows under the reply. A server that cannot take mail now is tried again with a
+//! growing pause, reported in `/readyz` and `franz status`, never skipped. The event's offset is stored only after
+//! that, so a reply is sent at least once; one recorded as delivered is never sent again, and a crash between the
+//! server's answer and the record sends it twice, with the same Message-ID, which mail clients show once.
+//! Replies older than an hour when this follower first sees them (a new group on a long history) are not sent.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lettre::message::Mailbox;
+use rdkafka::consumer::Consumer as _;
+use rdkafka::message::Message as _;
+use tokio_util::sync::CancellationToken;
+
+use super::NAME;
+use super::compose;
+use super::smtp::{Outbox, Sent};
+use crate::kafka::tickets::send_command;
+use crate::kafka::{CommitOnRevoke, Producer, commit_stored, consumer_error_is_fatal, group_consumer};
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Delivery, Event, Via};
+use crate::store::{Store, query};
+
+/// The consumer group of every franz that sends replies by mail.
+pub const GROUP: &str = "briefkasten-replies";
+/// How long a reply waits for the ticket store to have its event before it says so (and waits on).
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
+/// Replies older than this when first seen are not sent.
+const SEND_WITHIN: Duration = Duration::from_secs(3600);
+/// The longest pause between two tries of a server that cannot take mail now.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// What the replies need.
+#[derive(Clone)]
+pub struct Replies {
+    pub bootstrap: String,
+    pub events_topic: String,
+    pub commands_topic: String,
+    pub partitions: i32,
+    pub store: Store,
+    pub outbox: Outbox,
+    /// The address replies come from.
+    pub from: Mailbox,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// Follows the events until `shutdown`, sending the replies due; commits what was sent.
+pub async fn run(replies: Replies, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let consumer = group_consumer(&replies.bootstrap, GROUP, CommitOnRevoke::default())?;
+    consumer.subscribe(&[&replies.events_topic]).context("cannot follow the ticket events for replies by mail")?;
+    let producer = crate::kafka::producer(&replies.bootstrap)?;
+    let result = follow(&replies, &consumer, &producer, &shutdown).await;
+    // Committing waits for the broker with no time limit: on the blocking pool, as everywhere in franz.
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = commit_stored(&consumer);
+        drop(consumer);
+        committed
+    })
+    .await
+    .context("committing the replies' offsets ended abnormally")?;
+    if let Err(error) = committed {
+        tracing::warn!(service = NAME, %error, "could not commit the replies' offsets; some may be sent again");
+    }
+    result
+}
+
+async fn follow(
+    replies: &Replies,
+    consumer: &rdkafka::consumer::StreamConsumer<CommitOnRevoke>,
+    producer: &Producer,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            message = consumer.recv() => message,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) if consumer_error_is_fatal(&error) => return Err(error.into()),
+            Err(_) => continue,
+        };
+        let (partition, offset) = (message.partition(), message.offset());
+        let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
+        if let Some((event, body)) = event.as_ref().and_then(|event| reply_of(event).map(|body| (event, body)))
+            && recent(event)
+            && !send(replies, producer, event, body, (partition, offset), shutdown).await
+        {
+            return Ok(()); // shut down before the reply was sent: it comes again
+        }
+        if let Err(error) = consumer.store_offset(&replies.events_topic, partition, offset) {
+            tracing::debug!(%error, "reply offset not stored; the partition moved to another member");
+        }
+    }
+}
+
+/// The text of a public reply written in franz (a reply written in a channel is there already).
+fn reply_of(event: &Event) -> Option<&str> {
+    match &event.change {
+        Change::Commented { body, internal: false, via: None } => Some(body),
+        _ => None,
+    }
+}
+
+fn recent(event: &Event) -> bool {
+    chrono::DateTime::parse_from_rfc3339(&event.at).is_ok_and(|at| {
+        chrono::Utc::now().signed_duration_since(at).to_std().is_ok_and(|age| age <= SEND_WITHIN)
+            || at > chrono::Utc::now()
+    })
+}
+
+/// Sends the reply `body` of `event` if its ticket came by mail, and records where it went; `false` if shutdown
+/// came first.
+async fn send(
+    replies: &Replies,
+    producer: &Producer,
+    event: &Event,
+    body: &str,
+    (partition, offset): (i32, i64),
+    shutdown: &CancellationToken,
+) -> bool {
+    let applied = |progress: &crate::store::Progress| progress.next.get(&partition).is_some_and(|next| *next > offset);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            done = replies.store.wait_for(STORE_PATIENCE, applied) => if done { break },
+        }
+        let problem = format!("the ticket store has not applied the events of the replies within {STORE_PATIENCE:?}");
+        tracing::warn!(service = NAME, "{problem}");
+        replies.metrics.troubles.report(NAME, problem);
+    }
+    let store = replies.store.clone();
+    let id = event.ticket_id.clone();
+    let read = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let conn = store.reader()?;
+        Ok((query::ticket(&conn, &id)?, query::history(&conn, &id)?))
+    })
+    .await;
+    let (ticket, history) = match read {
+        Ok(Ok((Some(ticket), history))) => (ticket, history),
+        Ok(Ok((None, _))) => return true,
+        Ok(Err(error)) => {
+            tracing::warn!(service = NAME, %error, "the ticket store could not be read; the reply is not sent");
+            return true;
+        }
+        Err(error) => {
+            tracing::warn!(service = NAME, %error, "a read of the ticket store ended abnormally");
+            return true;
+        }
+    };
+    if ticket.origin != crate::schema::ORIGIN_EMAIL {
+        return true;
+    }
+    let recorded = history
+        .iter()
+        .any(|e| matches!(&e.change, Change::Delivery(Delivery { of, via: Via::Email, .. }) if *of == event.event_id));
+    if recorded {
+        return true;
+    }
+    let mail = match compose::reply(&replies.from, &ticket, &history, &event.event_id, body) {
+        Ok(mail) => mail,
+        Err(error) => {
+            let why = format!("the reply could not be written as a mail: {error:#}");
+            return record(replies, producer, event, false, Some(why), None, shutdown).await;
+        }
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match replies.outbox.send(mail.clone()).await {
+            Sent::Accepted(answer) => {
+                replies
+                    .metrics
+                    .mails
+                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "reply_sent".into() })
+                    .inc();
+                let id = compose::message_id(&event.event_id, &replies.from);
+                let detail = Some(format!("to {}; the mail server answered: {answer}", ticket.contact));
+                return record(replies, producer, event, true, detail, Some(id), shutdown).await;
+            }
+            Sent::Refused(why) => {
+                replies
+                    .metrics
+                    .mails
+                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "reply_refused".into() })
+                    .inc();
+                let problem = format!("the mail server refused the reply to {} for good: {why}", ticket.contact);
+                tracing::warn!(service = NAME, ticket = %ticket.id, "{problem}");
+                replies.metrics.troubles.report(NAME, &problem);
+                return record(replies, producer, event, false, Some(why), None, shutdown).await;
+            }
+            Sent::Failed(why) => {
+                let problem = format!(
+                    "the reply to {} could not be sent yet: {why}; trying again in {backoff:?}",
+                    ticket.contact
+                );
+                tracing::warn!(service = NAME, ticket = %ticket.id, "{problem}");
+                replies.metrics.troubles.report(NAME, problem);
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Records where the reply of `event` went, trying until the broker has it; `false` if shutdown came first.
+async fn record(
+    replies: &Replies,
+    producer: &Producer,
+    event: &Event,
+    delivered: bool,
+    detail: Option<String>,
+    message_id: Option<String>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let command = Command {
+        command_id: format!("mail-delivery:{}", event.event_id),
+        ticket_id: event.ticket_id.clone(),
+        actor: Actor { source: ActorSource::Franz, name: NAME.into(), id: None, staff: None },
+        action: Action::RecordDelivery(Delivery {
+            of: event.event_id.clone(),
+            via: Via::Email,
+            delivered,
+            detail: detail.map(|text| text.chars().take(crate::lifecycle::REASON_MAX).collect()),
+            message_id,
+            channel_id: None,
+        }),
+    };
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match send_command(producer, &replies.commands_topic, replies.partitions, &command).await {
+            Ok(()) => return true,
+            Err(error) => {
+                let problem = format!("the delivery of a reply could not be recorded yet: {error:#}");
+                tracing::warn!(service = NAME, "{problem}");
+                replies.metrics.troubles.report(NAME, problem);
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(change: Change, at: &str) -> Event {
+        Event {
+            event_id: "e1".into(),
+            ticket_id: "t1".into(),
+            version: Some(2),
+            at: at.into(),
+            actor: Actor::staff(ActorSource::Web, "ana"),
+            caused_by: "c1".into(),
+            change,
+        }
+    }
+
+    #[test]
+    fn only_public_replies_written_in_franz_are_sent() {
+        let now = chrono::Utc::now().to_rfc3339();
+        let reply = event(Change::Commented { body: "hi".into(), internal: false, via: None }, &now);
+        assert_eq!(reply_of(&reply), Some("hi"));
+        let note = event(Change::Commented { body: "n".into(), internal: true, via: None }, &now);
+        assert_eq!(reply_of(&note), None);
+        let in_thread =
+            event(Change::Commented { body: "t".into(), internal: false, via: Some(Via::DiscordThread) }, &now);
+        assert_eq!(reply_of(&in_thread), None);
+        assert!(recent(&reply));
+        assert!(!recent(&event(Change::Reopened, "2020-01-01T00:00:00Z")));
+    }
+}
