@@ -7,6 +7,13 @@
                                                               "in_reply_to", "references", "auto_submitted", "text"}
     mail-client.py unsee IMAP_HOST:PORT USER PASSWORD        take the \\Seen flag off every mail in INBOX
     mail-client.py create IMAP_HOST:PORT USER PASSWORD BOX   create the folder BOX
+    mail-client.py append IMAP_HOST:PORT USER PASSWORD BOX < message   put the raw message in BOX (unread), as
+                                                             another client or a mail server without limits would
+    mail-client.py append-many IMAP_HOST:PORT USER PASSWORD COUNT PREFIX   put COUNT small mails from
+                                                             customer@franz.test in INBOX (Message-ID <PREFIX-N@franz.test>)
+    mail-client.py count IMAP_HOST:PORT USER PASSWORD [BOX]  print {"exists", "unseen"} of BOX (INBOX) as JSON
+    mail-client.py delete IMAP_HOST:PORT USER PASSWORD MESSAGE_ID   delete (flag and expunge) the INBOX mails with
+                                                             that Message-ID
 
 Python 3 standard library only (smtplib, imaplib, email).
 """
@@ -73,9 +80,47 @@ def create(server, user, password, box):
     imap.logout()
 
 
+def append(server, user, password, box):
+    raw = sys.stdin.buffer.read()
+    imap = session(server, user, password)
+    status, answer = imap.append(box, None, None, raw)
+    if status != "OK":
+        sys.exit(f"APPEND {box}: {answer}")
+    imap.logout()
+
+
+def append_many(server, user, password, count, prefix):
+    imap = session(server, user, password)
+    for n in range(int(count)):
+        raw = (f"From: customer@franz.test\r\nTo: support@franz.test\r\nSubject: {prefix} {n}\r\n"
+               f"Message-ID: <{prefix}-{n}@franz.test>\r\n\r\nmail {n}\r\n").encode()
+        status, answer = imap.append("INBOX", None, None, raw)
+        if status != "OK":
+            sys.exit(f"APPEND: {answer}")
+    imap.logout()
+
+
+def count(server, user, password, box="INBOX"):
+    imap = session(server, user, password, box)
+    _, everything = imap.uid("SEARCH", None, "ALL")
+    _, unseen = imap.uid("SEARCH", None, "UNSEEN")
+    print(json.dumps({"exists": len(everything[0].split()), "unseen": len(unseen[0].split())}))
+    imap.logout()
+
+
+def delete(server, user, password, message_id):
+    imap = session(server, user, password)
+    _, found = imap.uid("SEARCH", None, "HEADER", "Message-ID", message_id)
+    for uid in found[0].split():
+        imap.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+    imap.expunge()
+    imap.logout()
+
+
 def main():
     command, *args = sys.argv[1:] or ["help"]
-    commands = {"send": send, "list": listing, "unsee": unsee, "create": create}
+    commands = {"send": send, "list": listing, "unsee": unsee, "create": create, "append": append,
+                "append-many": append_many, "count": count, "delete": delete}
     if command not in commands:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

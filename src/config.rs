@@ -209,13 +209,23 @@ pub struct SmtpUrl {
 impl SmtpUrl {
     /// Whether the server is on this machine, where `smtp://` may go without TLS.
     pub fn local(&self) -> bool {
-        self.host == "localhost" || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        local_host(&self.host)
     }
+}
+
+/// Whether `host` is this machine: `localhost`, or a loopback address.
+pub fn local_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host` as a URL writes it: an IPv6 address in brackets.
+fn url_host(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.contains(':') { format!("[{host}]").into() } else { host.into() }
 }
 
 impl std::fmt::Display for SmtpUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}:{}", if self.tls { "smtps" } else { "smtp" }, self.host, self.port)
+        write!(f, "{}://{}:{}", if self.tls { "smtps" } else { "smtp" }, url_host(&self.host), self.port)
     }
 }
 
@@ -239,7 +249,7 @@ impl std::fmt::Display for ImapUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let scheme = if self.tls { "imaps" } else { "imap" };
         let mailbox = percent_encoding::utf8_percent_encode(&self.mailbox, percent_encoding::NON_ALPHANUMERIC);
-        write!(f, "{scheme}://{}:{}/{mailbox}", self.host, self.port)
+        write!(f, "{scheme}://{}:{}/{mailbox}", url_host(&self.host), self.port)
     }
 }
 

@@ -26,6 +26,15 @@ pub mod troubles;
 use cli::{Cli, Command};
 use config::{Config, Flags, Layers};
 
+/// The log targets that write what they send or receive word for word (the IMAP client logs its sign-in with the
+/// password at trace level): logged by no `FRANZ_LOG` filter.
+pub const SECRET_TELLING_TARGETS: [&str; 3] = ["async_imap", "imap_proto", "lettre"];
+
+/// Whether a log record from `target` could carry a secret ([`SECRET_TELLING_TARGETS`]).
+pub fn telling_secrets(target: &str) -> bool {
+    SECRET_TELLING_TARGETS.iter().any(|silenced| target == *silenced || target.starts_with(&format!("{silenced}::")))
+}
+
 /// Resolves the configuration for a parsed command line, reading the environment, `.env` and franz.toml.
 pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
     let flags = match &cli.command {

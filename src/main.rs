@@ -7,15 +7,18 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = franz::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("FRANZ_LOG").unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn")))
+    let filter = EnvFilter::try_from_env("FRANZ_LOG").unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    // Whatever FRANZ_LOG says, the crates that log what they send (a mail password among it) log nothing.
+    let secrets = tracing_subscriber::filter::filter_fn(|meta| !franz::telling_secrets(meta.target()));
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    tracing_subscriber::registry().with(output.with_filter(filter).with_filter(secrets)).init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

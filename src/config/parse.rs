@@ -236,11 +236,8 @@ pub(super) fn imap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
              password as mail.password (FRANZ_MAIL_PASSWORD) instead",
         ));
     }
-    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
-        return Err(de::Error::custom(format!("the URL names no server; give {form}")));
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let (host, port) = mail_server(&url, form)?;
+    let local = super::local_host(&host);
     if !tls && !local {
         return Err(de::Error::custom(format!(
             "imap:// would send the password to {host} unencrypted; use imaps://{host}/… (TLS), or imap:// only to \
@@ -261,8 +258,27 @@ pub(super) fn imap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
              and punctuation other than quotes and backslashes)"
         )));
     }
-    let port = url.port().unwrap_or(if tls { 993 } else { 143 });
+    let port = port.unwrap_or(if tls { 993 } else { 143 });
     Ok(Some(super::ImapUrl { tls, host, port, mailbox }))
+}
+
+/// A mail server's host, as DNS knows it (an international name in punycode, lower case; an IPv6 address without
+/// its brackets), and its port when the URL gives one (never 0).
+fn mail_server<E: de::Error>(url: &reqwest::Url, form: &str) -> Result<(String, Option<u16>), E> {
+    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
+        return Err(E::custom(format!("the URL names no server; give {form}")));
+    };
+    let host = match host.strip_prefix('[').and_then(|inner| inner.strip_suffix(']')) {
+        Some(v6) => v6.to_owned(),
+        None => {
+            let decoded = percent_encoding::percent_decode_str(host).decode_utf8_lossy();
+            idna::domain_to_ascii(&decoded).map_err(|_| E::custom(format!("{decoded:?} is no host name")))?
+        }
+    };
+    if url.port() == Some(0) {
+        return Err(E::custom("port 0 names no server; give the server's port, or none for the usual one"));
+    }
+    Ok((host, url.port()))
 }
 
 /// The server replies are sent through: `smtps://` (TLS) or `smtp://` (STARTTLS, or no TLS to this machine); no
@@ -281,14 +297,11 @@ pub(super) fn smtp_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
             "the URL carries credentials (user:password@); franz signs in with mail.user and mail.password",
         ));
     }
-    let Some(host) = url.host_str().filter(|host| !host.is_empty()) else {
-        return Err(de::Error::custom(format!("the URL names no server; give {form}")));
-    };
+    let (host, port) = mail_server(&url, form)?;
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err(de::Error::custom(format!("the URL has a path, query or fragment; give {form}")));
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = url.port().unwrap_or(if tls { 465 } else { 587 });
+    let port = port.unwrap_or(if tls { 465 } else { 587 });
     Ok(Some(super::SmtpUrl { tls, host, port }))
 }
 

@@ -359,3 +359,21 @@ fn the_mail_password_is_never_shown() {
     let shown = serde_json::to_string(&config).unwrap() + &format!("{config:?}");
     assert!(!shown.contains("hunter2-mail"), "{shown}");
 }
+
+/// Found by an attack (#34), failing first: an IPv6 address or an international host name in `mail.imap_url`. imap and imaps are not "special"
+/// schemes to the URL parser, so its host is opaque: an IPv6 address loses its brackets in what franz shows (the
+/// service table, the log, a dead letter's `source.mailbox`, the place a mail without a Message-ID is known by),
+/// and a host name like bücher.de stays percent-encoded (`b%C3%BCcher.de`), which no resolver finds.
+#[test]
+fn an_ipv6_or_international_mailbox_host_is_shown_as_a_url_and_connected_to_by_its_name() {
+    let url = |value: &str| {
+        resolve(&Flags::default(), &layers(&[("FRANZ_MAIL_IMAP_URL", value)], &[], ""))
+            .map(|config| config.mail.imap_url.unwrap())
+            .map_err(|error| format!("{error:#}"))
+    };
+    let v6 = url("imap://[::1]:1143/INBOX").unwrap();
+    assert_eq!(v6.host, "::1");
+    assert_eq!(v6.to_string(), "imap://[::1]:1143/INBOX");
+    let international = url("imaps://bücher.de/INBOX").unwrap();
+    assert_eq!(international.host, "xn--bcher-kva.de");
+}

@@ -25,10 +25,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ImapUrl;
 
-/// How long connecting, signing in and any one command may take.
+/// How long connecting, signing in and any one command may take; a fetch may take longer by its size.
 const COMMAND_PATIENCE: Duration = Duration::from_secs(60);
-/// How many mails one fetch asks for.
+/// The slowest link a fetch allows for: a fetch of N bytes may take [`COMMAND_PATIENCE`] and N / this many seconds.
+const SLOWEST_BYTES_PER_SEC: usize = 16 * 1024;
+/// How many mails one look at sizes asks for.
 pub const FETCH_BATCH: usize = 100;
+/// The most bytes of mail one fetch asks for: a larger mail is fetched alone.
+pub const FETCH_BYTES: usize = 4 << 20;
 
 /// A connection's bytes, with or without TLS.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync + Debug {}
@@ -51,6 +55,12 @@ impl Debug for Account {
         f.debug_struct("Account").field("url", &self.url.to_string()).field("user", &self.user).finish_non_exhaustive()
     }
 }
+
+/// The server refused to move mail to the folder (it does not exist, or may not be written): a setting to fix,
+/// not a failure to try again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MoveRefused(pub String);
 
 /// The server refused the sign-in (wrong user or password, or an account that may not use IMAP).
 #[derive(Debug, thiserror::Error)]
@@ -127,43 +137,59 @@ impl Mailbox {
         Ok(uids)
     }
 
-    /// Fetches `uids` (at most [`FETCH_BATCH`]): the whole of each mail up to `max_bytes`, only the header of a
-    /// larger one. Nothing is marked as read by fetching (`BODY.PEEK`).
-    pub async fn fetch(&mut self, uids: &[u32], max_bytes: usize) -> anyhow::Result<Vec<Fetched>> {
-        let sizes: Vec<(u32, usize)> = self
-            .fetch_raw(uids, "(UID RFC822.SIZE)")
+    /// The sizes of `uids` (at most [`FETCH_BATCH`]), in bytes, oldest first; a mail gone meanwhile is left out.
+    pub async fn sizes(&mut self, uids: &[u32]) -> anyhow::Result<Vec<(u32, usize)>> {
+        let mut sizes: Vec<(u32, usize)> = self
+            .fetch_raw(uids, "(UID RFC822.SIZE)", COMMAND_PATIENCE)
             .await?
             .into_iter()
             .filter_map(|fetch| Some((fetch.uid?, fetch.size? as usize)))
             .collect();
+        sizes.sort_unstable();
+        Ok(sizes)
+    }
+
+    /// Fetches the mails of `sizes` (from [`Mailbox::sizes`], together at most [`FETCH_BYTES`] or one mail): the
+    /// whole of each mail up to `max_bytes`, only the header of a larger one. Nothing is marked as read by fetching
+    /// (`BODY.PEEK`); a mail another client deleted meanwhile is left out.
+    pub async fn fetch(&mut self, sizes: &[(u32, usize)], max_bytes: usize) -> anyhow::Result<Vec<Fetched>> {
         let (small, large): (Vec<_>, Vec<_>) = sizes.iter().partition(|(_, size)| *size <= max_bytes);
         let mut fetched = Vec::with_capacity(sizes.len());
         for (part, query, header_only) in
             [(&small, "(UID BODY.PEEK[])", false), (&large, "(UID BODY.PEEK[HEADER])", true)]
         {
             let wanted: Vec<u32> = part.iter().map(|(uid, _)| *uid).collect();
-            for fetch in self.fetch_raw(&wanted, query).await? {
+            let bytes: usize = if header_only { 0 } else { part.iter().map(|(_, size)| size).sum() };
+            let patience = COMMAND_PATIENCE + Duration::from_secs((bytes / SLOWEST_BYTES_PER_SEC) as u64);
+            for fetch in self.fetch_raw(&wanted, query, patience).await? {
                 let Some(uid) = fetch.uid else { continue };
-                let bytes = if header_only { fetch.header() } else { fetch.body() };
+                let Some(bytes) = (if header_only { fetch.header() } else { fetch.body() }) else { continue };
                 let size = part.iter().find(|(u, _)| *u == uid).map_or(0, |(_, size)| *size);
-                fetched.push(Fetched { uid, size, bytes: bytes.unwrap_or_default().to_vec(), header_only });
+                fetched.push(Fetched { uid, size, bytes: bytes.to_vec(), header_only });
             }
         }
         fetched.sort_by_key(|mail| mail.uid);
         Ok(fetched)
     }
 
-    async fn fetch_raw(&mut self, uids: &[u32], query: &str) -> anyhow::Result<Vec<async_imap::types::Fetch>> {
+    async fn fetch_raw(
+        &mut self,
+        uids: &[u32],
+        query: &str,
+        patience: Duration,
+    ) -> anyhow::Result<Vec<async_imap::types::Fetch>> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let set = uid_set(uids);
-        within(async {
+        let fetching = async {
             let stream = self.session.uid_fetch(&set, query).await?;
             stream.try_collect::<Vec<_>>().await
-        })
-        .await
-        .with_context(|| format!("UID FETCH {query}"))
+        };
+        match tokio::time::timeout(patience, fetching).await {
+            Ok(fetched) => fetched.with_context(|| format!("UID FETCH {query}")),
+            Err(_) => bail!("UID FETCH {query}: the server sent it not within {patience:?}"),
+        }
     }
 
     /// Marks `uids` as taken: moved to `folder`, or flagged `\Seen` without one.
@@ -172,14 +198,22 @@ impl Mailbox {
             return Ok(());
         }
         let set = uid_set(uids);
+        let refused = |verb: &str, error: anyhow::Error| -> anyhow::Error {
+            match error.downcast_ref::<async_imap::error::Error>() {
+                Some(async_imap::error::Error::No(answer) | async_imap::error::Error::Bad(answer)) => {
+                    MoveRefused(format!("the server refused to {verb} mail to {folder:?}: {answer}")).into()
+                }
+                _ => error.context(format!("UID {verb} to {folder:?}")),
+            }
+        };
         match folder {
             Some(folder) if self.moves => {
-                within(self.session.uid_mv(&set, folder)).await.with_context(|| format!("UID MOVE to {folder}"))?
+                within(self.session.uid_mv(&set, folder)).await.map_err(|error| refused("move", error))?
             }
             Some(folder) => {
                 // Without MOVE: copy, then flag the original deleted and expunge it; a copy left by a failure
                 // between the two is a duplicate in the folder, never a lost mail.
-                within(self.session.uid_copy(&set, folder)).await.with_context(|| format!("UID COPY to {folder}"))?;
+                within(self.session.uid_copy(&set, folder)).await.map_err(|error| refused("copy", error))?;
                 self.store(&set, "+FLAGS.SILENT (\\Seen \\Deleted)").await?;
                 within(async { self.session.uid_expunge(&set).await?.try_collect::<Vec<_>>().await })
                     .await
@@ -198,27 +232,30 @@ impl Mailbox {
     }
 
     /// Waits until the mailbox may have new mail: announced by IDLE (for at most `longest`, after which IDLE is
-    /// renewed), or `longest` passed on a server without it, or `shutdown`. Gives the session back.
-    pub async fn wait(self, longest: Duration, shutdown: &CancellationToken) -> anyhow::Result<Mailbox> {
+    /// renewed), or `longest` passed on a server without it. Gives the session back; `None` once `shutdown` came,
+    /// without a word more to the server (which may not be answering).
+    pub async fn wait(self, longest: Duration, shutdown: &CancellationToken) -> anyhow::Result<Option<Mailbox>> {
         // What the server said between commands (a mail that arrived since the search) is news already.
         let mut news = false;
         while let Ok(response) = self.session.unsolicited_responses.try_recv() {
             news |= matches!(response, UnsolicitedResponse::Exists(_) | UnsolicitedResponse::Recent(_));
         }
         if news {
-            return Ok(self);
+            return Ok(Some(self));
         }
         if !self.idle {
             tokio::select! {
-                () = tokio::time::sleep(longest) => {}
-                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(longest) => return Ok(Some(self)),
+                () = shutdown.cancelled() => return Ok(None),
             }
-            return Ok(self);
         }
         let Mailbox { session, uid_validity, idle, moves } = self;
         let unsolicited = session.unsolicited_responses.clone();
         let mut handle = session.idle();
-        within(handle.init()).await.context("IDLE")?;
+        tokio::select! {
+            started = within(handle.init()) => started.context("IDLE")?,
+            () = shutdown.cancelled() => return Ok(None),
+        }
         // A mail that arrived while IDLE started was reported while it started, not while it waits.
         let mut news = false;
         while let Ok(response) = unsolicited.try_recv() {
@@ -230,16 +267,19 @@ impl Mailbox {
                 answer = answer => match answer.context("IDLE")? {
                     IdleResponse::NewData(_) | IdleResponse::Timeout | IdleResponse::ManualInterrupt => {}
                 },
-                () = shutdown.cancelled() => {}
+                () = shutdown.cancelled() => return Ok(None),
             }
         }
-        let session = within(handle.done()).await.context("DONE (ending IDLE)")?;
-        Ok(Mailbox { session, uid_validity, idle, moves })
+        let session = tokio::select! {
+            done = within(handle.done()) => done.context("DONE (ending IDLE)")?,
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        Ok(Some(Mailbox { session, uid_validity, idle, moves }))
     }
 
     /// Signs out, briefly; a server that does not answer is left.
     pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.session.logout()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.session.logout()).await;
     }
 }
 

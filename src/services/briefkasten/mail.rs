@@ -135,9 +135,13 @@ pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
     let Some(from) = &mail.from else {
         return Err(Refusal("the mail names no sender (no address in its From field)".to_owned()));
     };
-    if !from.contains('@') || from.chars().count() > MAX_USERNAME_CHARS {
+    let plain_address = from.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !from.contains([' ', '"', '<', '>'])
+    });
+    if !plain_address || from.chars().count() > MAX_USERNAME_CHARS {
         return Err(Refusal(format!(
-            "the sender {:?} is not an address of at most {MAX_USERNAME_CHARS} characters",
+            "the sender {:?} is not an address franz can answer (name@domain, at most {MAX_USERNAME_CHARS} \
+             characters; a quoted name before the @ is not read)",
             cut(from, MAX_USERNAME_CHARS + 1)
         )));
     }
@@ -244,7 +248,7 @@ fn cleaned(text: &str, lines: bool) -> String {
         let line: String = line
             .chars()
             .map(|c| if c == '\t' { ' ' } else { c })
-            .filter(|c| !c.is_control() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'))
+            .filter(|c| !c.is_control() && !invisible(*c))
             .collect();
         let line = line.trim_end();
         if !lines {
@@ -268,6 +272,12 @@ fn cleaned(text: &str, lines: bool) -> String {
         out.push('\n');
     }
     out.trim().to_owned()
+}
+
+/// Characters that change how the text around them shows without showing themselves: zero-width spaces and joiners,
+/// direction marks, overrides and isolates ("Trojan Source"), the byte order mark.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{061c}' | '\u{feff}')
 }
 
 /// The first `chars` characters of `text`.
@@ -465,6 +475,106 @@ mod tests {
         {
             let read = read(raw);
             assert!(submission(&read, &place()).is_err() || read.from.is_some());
+        }
+    }
+
+    // Attacks (see tests/mail.rs for those against real servers).
+
+    /// Found by an attack (#34), failing first: a sender whose address has a quoted local part (`"john"@example.com`, valid RFC 5322) is read as
+    /// the address `@example.com` with the display name `john`: the ticket's contact is the bare domain, and every
+    /// such sender of that domain becomes the same contact. `submission` accepts it because it only asks for an `@`.
+    #[test]
+    fn a_quoted_local_part_is_never_read_as_the_bare_domain() {
+        for from in ["\"john\"@example.com", "\"john doe\"@example.com"] {
+            let read = mail(&format!("From: {from}\nSubject: s"), "text");
+            let accepted = submission(&read, &place()).map(|s| s.username);
+            assert!(
+                !matches!(accepted.as_deref(), Ok("@example.com")),
+                "From: {from} became a ticket from {accepted:?} (display name {:?})",
+                read.name
+            );
+        }
+    }
+
+    /// Found by an attack (#34), failing first: an address with nothing before or after its `@` is no sender to answer, yet becomes a ticket.
+    #[test]
+    fn an_address_without_a_local_part_or_a_domain_is_no_sender() {
+        for from in ["@example.com", "someone@", "a@b@c"] {
+            let read = mail(&format!("From: {from}\nSubject: s"), "text");
+            let accepted = submission(&read, &place()).map(|s| s.username);
+            assert!(accepted.is_err(), "From: {from} became a ticket from {accepted:?}");
+        }
+    }
+
+    /// Found by an attack (#34), failing first: the bidirectional isolates (U+2066 to U+2069, "Trojan Source") reorder text as the overrides do,
+    /// but only the overrides (U+202A to U+202E) are dropped: `invoice\u{2067}fdp.exe` shows as `invoiceexe.pdf`.
+    #[test]
+    fn bidirectional_isolates_are_dropped_like_the_overrides() {
+        let read = mail(
+            "From: a@example.com\nSubject: invoice\u{2067}fdp.exe\u{2069}\nContent-Type: text/plain; charset=utf-8",
+            "pay \u{2066}now\u{2069} \u{2068}x\u{2069}",
+        );
+        let shown = format!("{} {}", read.subject, read.text);
+        assert!(!shown.contains(['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}']), "{shown:?}");
+    }
+
+    /// An attack that found nothing (#34), kept as a test: hostile structure. 10,000 nested multiparts, 20,000 attachments, 100,000 headers, a
+    /// 5,000-line subject, 100,000 senders, NUL bytes, an unknown charset, 8-bit text without a charset, base64
+    /// garbage, only headers, nothing: no panic, no stack overflow, and each is a ticket within the intake's limits or
+    /// a refusal.
+    #[test]
+    fn hostile_structures_read_without_a_panic_into_a_ticket_within_the_limits_or_a_refusal() {
+        let mut nested = String::from(
+            "From: a@example.com\r\nSubject: deep\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n",
+        );
+        for i in 0..10_000 {
+            nested.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=\"b{}\"\r\n\r\n", i + 1));
+        }
+        nested.push_str("--b10000\r\nContent-Type: text/plain\r\n\r\ndeep text\r\n");
+        let mut files = String::from(
+            "From: a@example.com\r\nSubject: files\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\n\r\nhi\r\n",
+        );
+        for i in 0..20_000 {
+            files.push_str(&format!("--m\r\nContent-Disposition: attachment; filename=\"f{i}.bin\"\r\n\r\nx\r\n"));
+        }
+        let mut headers = String::from("From: a@example.com\r\n");
+        for i in 0..100_000 {
+            headers.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        headers.push_str("\r\nbody");
+        let mut subject = String::from("From: a@example.com\r\nSubject: start");
+        for i in 0..5_000 {
+            subject.push_str(&format!("\r\n line {i} <script>alert(1)</script>"));
+        }
+        subject.push_str("\r\n\r\nbody");
+        let mut senders = String::from("From: ");
+        for i in 0..100_000 {
+            senders.push_str(&format!("u{i}@example.com, "));
+        }
+        senders.push_str("z@example.com\r\n\r\nbody");
+        let raws: Vec<Vec<u8>> = vec![
+            nested.into_bytes(),
+            files.into_bytes(),
+            headers.into_bytes(),
+            subject.into_bytes(),
+            senders.into_bytes(),
+            b"From: a@example.com\r\nSubject: a\0b\r\n\r\nbo\0dy".to_vec(),
+            b"From: a@example.com\r\nSubject: =?x-nope?Q?abc?=\r\nContent-Type: text/plain; charset=x-nope\r\n\r\n\xe9\xff".to_vec(),
+            b"From: a@example.com\r\nSubject: caf\xe9\r\n\r\nK\xf6ln".to_vec(),
+            b"From: a@example.com\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!****\xff\xfe".to_vec(),
+            b"From: a@example.com\r\nSubject: only headers\r\n".to_vec(),
+            Vec::new(),
+        ];
+        for raw in raws {
+            let read = read(&raw);
+            match submission(&read, &place()) {
+                Ok(submission) => {
+                    let text = submission.message.clone();
+                    assert!(crate::intake::record(submission).is_ok(), "{} chars", text.chars().count());
+                    assert!(!text.contains('\0'));
+                }
+                Err(Refusal(why)) => assert!(why.contains("sender"), "{why}"),
+            }
         }
     }
 }

@@ -33,9 +33,9 @@ use crate::kafka::{self, Producer, report_error};
 use crate::lifecycle::TicketState;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Status, Via};
-use crate::schema::{DeadLetter, ErrorType, MailRef, now_rfc3339};
+use crate::schema::{DeadLetter, ErrorType, MAX_FIELD_CHARS, MailRef, now_rfc3339};
 use crate::store::{Store, query};
-use imap::{Account, Fetched, Mailbox, Refused};
+use imap::{Account, Fetched, Mailbox, MoveRefused, Refused};
 
 /// The service's name in logs, metrics and error events.
 pub const NAME: &str = "briefkasten";
@@ -155,8 +155,9 @@ fn folder_name(folder: &str) -> anyhow::Result<()> {
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let producer = kafka::producer(&settings.bootstrap)?;
     let mut backoff = BACKOFF_FIRST;
+    let mut folder = settings.move_to.clone();
     loop {
-        let failure = match session(&settings, &producer, &shutdown, &mut backoff).await {
+        let failure = match session(&settings, &producer, &shutdown, &mut backoff, &mut folder).await {
             Ok(()) => return Ok(()),
             Err(failure) => failure,
         };
@@ -176,34 +177,105 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
 }
 
-/// One connection: takes what is there, then waits for more, until `shutdown` (`Ok`) or a failure.
+/// `work`, or `None` once `shutdown` comes first: a server that stops answering never holds up a stop.
+async fn until<T>(
+    shutdown: &CancellationToken,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<Option<T>> {
+    tokio::select! {
+        done = work => done.map(Some),
+        () = shutdown.cancelled() => Ok(None),
+    }
+}
+
+/// One connection: takes what is there, then waits for more, until `shutdown` (`Ok`) or a failure. The pause
+/// after a failure starts again from its shortest only once a connection got mail through to its mark, so a
+/// failure that recurs at every look (a refused mark) is not tried again every second.
 async fn session(
     settings: &Settings,
     producer: &Producer,
     shutdown: &CancellationToken,
     backoff: &mut Duration,
+    folder: &mut Option<String>,
 ) -> anyhow::Result<()> {
-    let mut mailbox = tokio::select! {
-        opened = Mailbox::open(&settings.account) => opened?,
-        () = shutdown.cancelled() => return Ok(()),
-    };
-    *backoff = BACKOFF_FIRST;
+    let Some(mut mailbox) = until(shutdown, Mailbox::open(&settings.account)).await? else { return Ok(()) };
     tracing::info!(service = NAME, idle = mailbox.idles(), "reading {}", settings.account.url);
     loop {
-        let untaken = mailbox.untaken().await?;
-        for batch in untaken.chunks(imap::FETCH_BATCH) {
-            let fetched = mailbox.fetch(batch, settings.max_bytes).await?;
-            let taken = take(settings, producer, &fetched, mailbox.uid_validity).await?;
-            mailbox.mark(&taken, settings.move_to.as_deref()).await?;
-            if shutdown.is_cancelled() {
+        // Looks again until a look finds nothing: a mail that arrives while a batch is taken may go unannounced
+        // (the server's news of it lost among the answers to the batch).
+        loop {
+            let Some(untaken) = until(shutdown, mailbox.untaken()).await? else { return Ok(()) };
+            let mut marked = 0;
+            for batch in untaken.chunks(imap::FETCH_BATCH) {
+                let Some(sizes) = until(shutdown, mailbox.sizes(batch)).await? else { return Ok(()) };
+                for group in groups(&sizes, settings.max_bytes) {
+                    let Some(fetched) = until(shutdown, mailbox.fetch(group, settings.max_bytes)).await? else {
+                        return Ok(());
+                    };
+                    let taking = take(settings, producer, &fetched, mailbox.uid_validity);
+                    let Some(taken) = until(shutdown, taking).await? else { return Ok(()) };
+                    let marking = mark(settings, producer, &mut mailbox, &taken, folder);
+                    if until(shutdown, marking).await?.is_none() {
+                        return Ok(());
+                    }
+                    marked += taken.len();
+                    *backoff = BACKOFF_FIRST;
+                }
+            }
+            // Nothing taken of what the look found (mails deleted meanwhile): wait rather than look again at once.
+            if marked == 0 {
                 break;
             }
         }
-        if shutdown.is_cancelled() {
-            mailbox.close().await;
-            return Ok(());
+        match mailbox.wait(settings.poll, shutdown).await? {
+            Some(waited) => mailbox = waited,
+            None => return Ok(()),
         }
-        mailbox = mailbox.wait(settings.poll, shutdown).await?;
+    }
+}
+
+/// The mails of `sizes` in groups that one fetch takes: together at most [`imap::FETCH_BYTES`] of mail (a mail
+/// over `max_bytes` counts nothing, only its header is fetched), a larger mail alone.
+fn groups(sizes: &[(u32, usize)], max_bytes: usize) -> Vec<&[(u32, usize)]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, (_, size)) in sizes.iter().enumerate() {
+        let size = if *size > max_bytes { 0 } else { *size };
+        if index > start && bytes + size > imap::FETCH_BYTES {
+            groups.push(&sizes[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        groups.push(&sizes[start..]);
+    }
+    groups
+}
+
+/// Marks `uids` as taken: moved to `folder`, else flagged as read. A folder the server refuses (it does not exist)
+/// is reported once on the errors topic, and from then on mails are flagged as read instead, until franz starts
+/// again with a folder that works: a setting to fix, not a reason to take the same mails again and again.
+async fn mark(
+    settings: &Settings,
+    producer: &Producer,
+    mailbox: &mut Mailbox,
+    uids: &[u32],
+    folder: &mut Option<String>,
+) -> anyhow::Result<()> {
+    match mailbox.mark(uids, folder.as_deref()).await {
+        Err(error) if error.is::<MoveRefused>() => {
+            let problem = format!(
+                "{error:#} (mail.move_to); mails taken are flagged as read instead, until franz starts again with a \
+                 folder the server has"
+            );
+            tracing::error!(service = NAME, "{problem}");
+            settings.metrics.troubles.report(NAME, &problem);
+            report_error(producer, &settings.topics.errors, NAME, problem, serde_json::Map::new()).await;
+            *folder = None;
+            mailbox.mark(uids, None).await
+        }
+        other => other,
     }
 }
 
@@ -319,7 +391,8 @@ fn outcome(
     (max_bytes, reopen_within): (usize, Duration),
     now: chrono::DateTime<chrono::Utc>,
 ) -> Outcome {
-    place.message_id = read.message_id.clone();
+    // Bounded like every field of a record: a mail's Message-ID can be as long as its header.
+    place.message_id = read.message_id.as_deref().map(|id| id.chars().take(MAX_FIELD_CHARS).collect());
     let refuse = |error: String| {
         Outcome::DeadLetter(DeadLetter::new(
             ErrorType::ValidationError,
@@ -342,8 +415,8 @@ fn outcome(
              could be about",
             place.mailbox,
             place.uid,
-            read.from.as_deref().unwrap_or("nobody"),
-            read.subject
+            read.from.as_deref().unwrap_or("nobody").chars().take(MAX_FIELD_CHARS).collect::<String>(),
+            read.subject.chars().take(MAX_FIELD_CHARS).collect::<String>()
         ));
     }
     let mut submission = match mail::submission(&read, &place) {
@@ -506,5 +579,18 @@ mod tests {
         assert!(folder_name("a\"b").is_err());
         assert!(folder_name("a\r\nb").is_err());
         assert!(folder_name("").is_err());
+    }
+
+    /// Found by an attack (#34), failing first: a dead letter carries the mail's Message-ID unbounded (`MailRef::message_id`), so a mail without a
+    /// sender and with a Message-ID of 2 MB makes a dead letter over the 1 MB a Kafka record may be: its publish
+    /// fails, the whole batch with it, and the batch is read again for ever (tests/mail.rs shows it end to end).
+    #[test]
+    fn a_dead_letter_stays_a_publishable_record_whatever_the_message_id() {
+        let header = format!("Subject: no sender\r\nMessage-ID: <{}@example.com>\r\n\r\n", "x".repeat(2_000_000));
+        let Outcome::DeadLetter(letter) = take_one(&fetched(&header, false), Known::Nothing, 10 << 20) else {
+            panic!("not a dead letter")
+        };
+        let size = serde_json::to_vec(&letter).unwrap().len();
+        assert!(size < 1_000_000, "the dead letter is {size} bytes");
     }
 }
