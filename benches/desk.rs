@@ -80,6 +80,7 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         channel_id: None,
         follows: None,
         message_id: None,
+        automatic: None,
     };
     let actor = Actor::staff(ActorSource::Web, &format!("staff{}", rng.usize(0..20)));
     let commands = [
@@ -327,6 +328,7 @@ async fn web(base: &str, codes: &[String], bootstrap: &str, topics: &franz::conf
         channel_id: None,
         follows: None,
         message_id: None,
+        automatic: None,
     })?;
     let began = Instant::now();
     let _ = published.set(began);

@@ -195,6 +195,13 @@ pub struct Mail {
     /// The address replies come from (`Support <support@example.com>` or a bare address); unset: `user`.
     #[serde(deserialize_with = "parse::from_text")]
     pub from: Option<String>,
+    /// Whether a new ticket by mail is answered at once with an acknowledgement that names its token (never a mail
+    /// sent by a program, never franz's own address, at most 3 to one sender in 10 minutes). Needs `smtp_url`.
+    #[serde(deserialize_with = "parse::boolean")]
+    pub acknowledge: bool,
+    /// The acknowledgement's text; unset, franz's own.
+    #[serde(deserialize_with = "parse::from_text")]
+    pub acknowledge_text: Option<String>,
 }
 
 /// Where replies are sent: the parsed `mail.smtp_url`.
@@ -487,6 +494,8 @@ impl Default for Mail {
             ca_file: None,
             smtp_url: None,
             from: None,
+            acknowledge: true,
+            acknowledge_text: None,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Submission {
     pub origin: Option<String>,
     /// Its id in its channel (a mail's Message-ID).
     pub message_id: Option<String>,
+    /// Why it was sent by a program (an auto-reply, a list), if it was: it gets no automatic answer.
+    pub automatic: Option<String>,
 }
 
 /// The broker's acknowledgement of a published ticket.
@@ -62,6 +64,7 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
         follows: submission.follows,
         origin: submission.origin,
         message_id: submission.message_id,
+        automatic: submission.automatic,
     })
 }
 

@@ -171,6 +171,9 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             if let Some(id) = &ticket.message_id {
                 name("a message id", id)?;
             }
+            if let Some(why) = &ticket.automatic {
+                bounded_text("why a message is automatic", why, REASON_MAX)?;
+            }
             if chrono::DateTime::parse_from_rfc3339(&ticket.date).is_err() {
                 return Err("a ticket's date must be RFC 3339".into());
             }
@@ -184,6 +187,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 channel_id: ticket.channel_id.clone(),
                 follows: ticket.follows.clone(),
                 message_id: ticket.message_id.clone(),
+                automatic: ticket.automatic.clone(),
             });
         }
         (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),

@@ -54,6 +54,10 @@ pub struct IntakeRecord {
     /// The id of the message it came as in its channel (a mail's Message-ID, without angle brackets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// Why it was sent by a program and not a person (an auto-reply, a mailing list), if it was: franz then sends
+    /// it no automatic answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic: Option<String>,
 }
 
 /// The origin of a ticket from Discord (the bot, `franz ticket`, any producer of the historical format).
@@ -101,6 +105,9 @@ pub struct Ticket {
     /// See [`IntakeRecord::message_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// See [`IntakeRecord::automatic`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic: Option<String>,
 }
 
 /// Where a record came from: enough to find the original again.

@@ -34,6 +34,7 @@ fn ticket(n: usize) -> Ticket {
         channel_id: None,
         follows: None,
         message_id: None,
+        automatic: None,
     }
 }
 

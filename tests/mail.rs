@@ -115,6 +115,8 @@ impl MailServers {
         let (host, port) = self.get("FRANZ_MAIL_SMTP").rsplit_once(':').expect("HOST:PORT");
         config.mail.smtp_url = Some(SmtpUrl { tls: false, host: host.to_owned(), port: port.parse().unwrap() });
         config.mail.from = Some("Franz Support <support@franz.test>".into());
+        // The acknowledgements have a test of their own; here they would only come first in every mailbox.
+        config.mail.acknowledge = false;
         config
     }
 
@@ -1085,5 +1087,46 @@ async fn a_mail_deleted_between_search_and_fetch_is_skipped_and_the_rest_taken()
     let letters = if letters > 0 { harness.read_json(&harness.topics.dead_letters, letters).await } else { vec![] };
     assert!(letters.is_empty(), "the deleted mail became a dead letter: {letters:?}");
     assert_eq!(harness.count(&harness.topics.intake).await, 1);
+    franz.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_new_ticket_is_acknowledged_with_its_token_and_automatic_mail_own_mail_and_floods_never_are() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = servers.replying(&harness, data.path());
+    config.mail.acknowledge = true;
+    config.mail.acknowledge_text = Some("Got it, thanks.".into());
+    let franz = Started::start(&config).await;
+    // Mail no program should answer: an auto-reply, a list, and franz's own address.
+    servers.send("other@franz.test", "From: other@franz.test\nSubject: Away\nAuto-Submitted: auto-replied\n\nout\n");
+    servers.send("other@franz.test", "From: other@franz.test\nSubject: News\nList-Id: <news.franz.test>\n\nnews\n");
+    servers.send(SUPPORT, "From: support@franz.test\nSubject: Myself\nMessage-ID: <self@franz.test>\n\nme\n");
+    // A flood from one person: four new tickets, three acknowledgements.
+    for n in 0..4 {
+        servers.send(
+            CUSTOMER,
+            &format!("From: customer@franz.test\nSubject: Flood {n}\nMessage-ID: <flood-{n}@franz.test>\n\n{n}\n"),
+        );
+    }
+    wait_until("seven tickets", || async { harness.count(&harness.topics.intake).await >= 7 }).await;
+    // Then a person's mail from the address whose auto-reply and list mail got nothing: its acknowledgement comes
+    // after theirs would have, since one partition holds every event in order.
+    servers.send(
+        "other@franz.test",
+        "From: Olga <other@franz.test>\nSubject: Real\nMessage-ID: <real-olga@franz.test>\n\nhi\n",
+    );
+    wait_until("Olga's acknowledgement", || async { !servers.mails_of("other@franz.test", "INBOX").is_empty() }).await;
+    let olga = servers.mails_of("other@franz.test", "INBOX");
+    assert_eq!(olga.len(), 1, "only the person's mail is acknowledged: {olga:?}");
+    assert_eq!(olga[0]["in_reply_to"], "<real-olga@franz.test>", "{olga:?}");
+    assert_eq!(olga[0]["auto_submitted"], "auto-replied", "{olga:?}");
+    assert!(olga[0]["subject"].as_str().unwrap().contains("[franz #"), "{olga:?}");
+    assert!(olga[0]["text"].as_str().unwrap().starts_with("Got it, thanks."), "{olga:?}");
+    let ann = servers.mails_of(CUSTOMER, "INBOX");
+    assert_eq!(ann.len(), 3, "three acknowledgements in ten minutes, not four: {ann:?}");
+    // franz's own address got none: its INBOX holds the seven mails franz took and Olga's, nothing else.
+    assert_eq!(servers.mails().len(), 8, "{:?}", servers.mails());
     franz.stop().await.unwrap();
 }

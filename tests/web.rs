@@ -476,6 +476,7 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
             channel_id: None,
             follows: None,
             message_id: None,
+            automatic: None,
         })
         .collect();
     team.publish(&tickets).await;
@@ -574,6 +575,7 @@ async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket(
         channel_id: None,
         follows: None,
         message_id: None,
+        automatic: None,
     };
     team.publish(&[ticket]).await;
     let run = |args: &[&str]| {
@@ -728,6 +730,7 @@ pub(crate) fn discord_ticket(id: &str, body: &str) -> franz::schema::Ticket {
         channel_id: Some("2".into()),
         follows: None,
         message_id: None,
+        automatic: None,
     }
 }
 

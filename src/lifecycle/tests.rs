@@ -60,6 +60,7 @@ fn ticket() -> Ticket {
         channel_id: None,
         follows: None,
         message_id: None,
+        automatic: None,
     }
 }
 

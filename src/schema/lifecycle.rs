@@ -367,6 +367,9 @@ pub enum Change {
         /// finds the ticket.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
+        /// Why the opening message was sent by a program (an auto-reply, a list): it gets no automatic answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        automatic: Option<String>,
     },
     Claimed {
         by: Person,

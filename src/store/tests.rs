@@ -20,6 +20,7 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
         channel_id: None,
         follows: None,
         message_id: None,
+        automatic: None,
     }
 }
 

@@ -55,6 +55,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     let channel_id = optional_text(&fields, "channel_id")?;
     let follows = optional_text(&fields, "follows")?;
     let message_id = optional_text(&fields, "message_id")?;
+    let automatic = optional_text(&fields, "automatic")?;
     let origin = match optional_text(&fields, "origin")? {
         None => ORIGIN.to_owned(),
         Some(origin) if ORIGINS.contains(&origin.as_str()) => origin,
@@ -78,6 +79,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
         channel_id,
         follows,
         message_id,
+        automatic,
     })
 }
 

@@ -74,6 +74,18 @@ pub fn subject(ticket: &TicketState) -> String {
     format!("Re: {first} [franz #{}]", token(&ticket.id))
 }
 
+/// The acknowledgement of a new ticket, unless the text is set.
+pub const ACKNOWLEDGEMENT: &str = "Thank you for your message. We have opened a ticket for it and will answer as \
+                                   soon as we can; you need not write again. To add to it, answer this mail.";
+
+/// A person's reply, or an automatic one (the acknowledgement), which says so (`Auto-Submitted: auto-replied`,
+/// RFC 3834), so that an auto-responder at the other end does not answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Person,
+    Automatic,
+}
+
 /// The reply mail of event `event_id`, `body`, from `from` to the ticket's contact.
 pub fn reply(
     from: &Mailbox,
@@ -81,6 +93,7 @@ pub fn reply(
     history: &[Event],
     event_id: &str,
     body: &str,
+    kind: Kind,
 ) -> anyhow::Result<Message> {
     let to: Mailbox =
         ticket.contact_id.as_deref().unwrap_or(&ticket.contact).parse().map_err(|error| {
@@ -91,6 +104,10 @@ pub fn reply(
         .to(to)
         .subject(subject(ticket))
         .message_id(Some(format!("<{}>", message_id(event_id, from))));
+    if kind == Kind::Automatic {
+        let name = lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted");
+        builder = builder.raw_header(lettre::message::header::HeaderValue::new(name, "auto-replied".into()));
+    }
     if let Some(answered) = answering(history) {
         builder = builder.in_reply_to(format!("<{answered}>"));
     }
@@ -135,6 +152,7 @@ mod tests {
             channel_id: None,
             follows: None,
             message_id: Some(message_id.into()),
+            automatic: None,
         }
     }
 
@@ -179,7 +197,7 @@ mod tests {
                 },
             ),
         ];
-        let mail = reply(&support(), &ticket(), &history, "e4", "Try again now.").unwrap();
+        let mail = reply(&support(), &ticket(), &history, "e4", "Try again now.", Kind::Person).unwrap();
         let raw = String::from_utf8(mail.formatted()).unwrap();
         assert!(raw.contains("In-Reply-To: <second@example.com>"), "{raw}");
         assert!(raw.contains("References: <first@example.com> <franz.e9@example.com> <second@example.com>"), "{raw}");
@@ -188,6 +206,17 @@ mod tests {
         assert!(raw.contains("To: ann@example.com"), "{raw}");
         assert!(raw.contains("Try again now."), "{raw}");
         assert!(!raw.contains("Auto-Submitted"), "a person's reply is no automatic mail: {raw}");
+    }
+
+    #[test]
+    fn an_automatic_reply_says_so_and_a_persons_does_not() {
+        let history = vec![event("e1", created("first@example.com"))];
+        let raw = |kind| {
+            String::from_utf8(reply(&support(), &ticket(), &history, "e1", "x", kind).unwrap().formatted()).unwrap()
+        };
+        assert!(raw(Kind::Automatic).contains("Auto-Submitted: auto-replied"));
+        assert!(raw(Kind::Automatic).contains("In-Reply-To: <first@example.com>"));
+        assert!(!raw(Kind::Person).contains("Auto-Submitted"));
     }
 
     #[test]
@@ -212,7 +241,7 @@ mod tests {
     #[test]
     fn a_contact_that_is_no_address_is_refused_with_a_reason() {
         let odd = TicketState { contact: "pontatot".into(), contact_id: Some("80351110224678912".into()), ..ticket() };
-        let error = reply(&support(), &odd, &[], "e1", "hi").unwrap_err().to_string();
+        let error = reply(&support(), &odd, &[], "e1", "hi", Kind::Person).unwrap_err().to_string();
         assert!(error.contains("no mail address"), "{error}");
     }
 }

@@ -43,6 +43,9 @@ pub struct Mail {
     pub bounce: bool,
     /// The mails it answers, nearest first: `In-Reply-To`, then `References` from the newest (at most 50).
     pub answers: Vec<String>,
+    /// Why it was sent by a program and not a person (an auto-reply, a mailing list, a mail server), if it was:
+    /// such a mail is never answered automatically, which is what keeps two auto-responders from a loop.
+    pub automatic: Option<String>,
 }
 
 /// Why a mail cannot be a ticket.
@@ -95,7 +98,9 @@ pub fn read(raw: &[u8]) -> Mail {
             answers.push(id);
         }
     }
+    let automatic = automatic(&message, sender.and_then(|s| s.address()));
     Mail {
+        automatic,
         answers,
         message_id: message.message_id().map(|id| cleaned(id, false)).filter(|id| !id.is_empty()),
         from: sender.and_then(|s| s.address()).map(|a| cleaned(a, false).to_lowercase()).filter(|a| !a.is_empty()),
@@ -105,6 +110,30 @@ pub fn read(raw: &[u8]) -> Mail {
         attachments,
         bounce,
     }
+}
+
+/// Why `message` is automatic (RFC 3834 and what mail servers and lists write), if it is.
+fn automatic(message: &mail_parser::Message<'_>, sender: Option<&str>) -> Option<String> {
+    let header = |name: &str| message.header_raw(name).map(|value| value.trim().to_ascii_lowercase());
+    if let Some(value) = header("Auto-Submitted").filter(|value| !value.starts_with("no")) {
+        return Some(format!("Auto-Submitted: {value}"));
+    }
+    if let Some(value) = header("Precedence").filter(|value| ["bulk", "list", "junk"].contains(&value.as_str())) {
+        return Some(format!("Precedence: {value}"));
+    }
+    for name in ["X-Auto-Response-Suppress", "List-Id", "List-Unsubscribe"] {
+        if header(name).is_some() {
+            return Some(format!("a {name} field"));
+        }
+    }
+    if header("Return-Path").is_some_and(|value| value == "<>") {
+        return Some("an empty Return-Path (a mail server's)".to_owned());
+    }
+    let local = sender.and_then(|address| address.split('@').next()).map(str::to_ascii_lowercase);
+    if let Some(local) = local.filter(|local| local == "mailer-daemon" || local == "postmaster") {
+        return Some(format!("from {local}"));
+    }
+    None
 }
 
 /// The interaction id that decides the ticket id: from the sender and the Message-ID, so the same mail is the
@@ -155,6 +184,7 @@ pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
         channel_id: None,
         interaction_id: Some(interaction_id(mail, place)),
         follows: None,
+        automatic: mail.automatic.clone(),
         origin: Some(ORIGIN_EMAIL.to_owned()),
         // Kept when it fits a field; a longer one still decides the ticket id, only answers cannot name it.
         message_id: mail.message_id.clone().filter(|id| id.chars().count() <= MAX_FIELD_CHARS),
@@ -427,6 +457,23 @@ mod tests {
         assert_eq!(without, interaction_id(&of("a@example.com", None), &place()));
         assert_ne!(without, interaction_id(&of("a@example.com", None), &elsewhere));
         assert!(once.starts_with("mail-") && once.len() == 37, "{once}");
+    }
+
+    #[test]
+    fn auto_replies_lists_and_mail_servers_are_known_as_automatic_and_people_are_not() {
+        let automatic = |headers: &str| mail(&format!("From: a@example.com\nSubject: s\n{headers}"), "t").automatic;
+        assert_eq!(automatic("Auto-Submitted: auto-replied").as_deref(), Some("Auto-Submitted: auto-replied"));
+        assert_eq!(automatic("Auto-Submitted: no"), None);
+        assert_eq!(automatic("Precedence: bulk").as_deref(), Some("Precedence: bulk"));
+        assert_eq!(automatic("Precedence: first-class"), None);
+        assert!(automatic("X-Auto-Response-Suppress: All").is_some());
+        assert!(automatic("List-Id: <news.example.com>").is_some());
+        assert!(automatic("List-Unsubscribe: <mailto:u@example.com>").is_some());
+        assert!(automatic("Return-Path: <>").is_some());
+        assert_eq!(automatic("Return-Path: <a@example.com>"), None);
+        assert!(mail("From: MAILER-DAEMON@example.com\nSubject: s", "t").automatic.is_some());
+        assert!(mail("From: postmaster@example.com\nSubject: s", "t").automatic.is_some());
+        assert_eq!(automatic(""), None);
     }
 
     #[test]

@@ -131,6 +131,10 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         store,
         outbox: smtp::Outbox::new(smtp, user, password, config.ca_file.as_deref())?,
         from: from.clone(),
+        acknowledgement: config
+            .acknowledge
+            .then(|| config.acknowledge_text.clone().unwrap_or_else(|| compose::ACKNOWLEDGEMENT.to_owned())),
+        automatic: Default::default(),
         metrics: context.metrics.clone(),
     };
     status.push_str(&format!("; replies by {smtp} from {from}"));

@@ -11,7 +11,8 @@
 //! server's answer and the record sends it twice, with the same Message-ID, which mail clients show once.
 //! Replies older than an hour when this follower first sees them (a new group on a long history) are not sent.
 
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use lettre::message::Mailbox;
@@ -47,7 +48,42 @@ pub struct Replies {
     pub outbox: Outbox,
     /// The address replies come from.
     pub from: Mailbox,
+    /// The acknowledgement of a new ticket by mail, if one is sent.
+    pub acknowledgement: Option<String>,
+    /// Automatic mails sent lately, by recipient.
+    pub automatic: std::sync::Arc<std::sync::Mutex<Limiter>>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
+
+/// At most [`AUTOMATIC_PER_WINDOW`] automatic mails to one address in [`AUTOMATIC_WINDOW`]: what keeps franz and
+/// an auto-responder that does not say it is one from mailing each other for ever.
+#[derive(Debug, Default)]
+pub struct Limiter {
+    sent: HashMap<String, VecDeque<Instant>>,
+}
+
+/// How many automatic mails one address gets in [`AUTOMATIC_WINDOW`].
+pub const AUTOMATIC_PER_WINDOW: usize = 3;
+pub const AUTOMATIC_WINDOW: Duration = Duration::from_secs(600);
+/// How many addresses the limiter remembers before it forgets the quiet ones.
+const REMEMBERED_MAX: usize = 10_000;
+
+impl Limiter {
+    /// Whether one more automatic mail may go to `address` at `now`; counts it if so.
+    pub fn admit(&mut self, address: &str, now: Instant) -> bool {
+        if self.sent.len() >= REMEMBERED_MAX {
+            self.sent.retain(|_, times| times.back().is_some_and(|last| now.duration_since(*last) < AUTOMATIC_WINDOW));
+        }
+        let times = self.sent.entry(address.to_ascii_lowercase()).or_default();
+        while times.front().is_some_and(|first| now.duration_since(*first) >= AUTOMATIC_WINDOW) {
+            times.pop_front();
+        }
+        if times.len() >= AUTOMATIC_PER_WINDOW {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
 }
 
 /// Follows the events until `shutdown`, sending the replies due; commits what was sent.
@@ -89,9 +125,9 @@ async fn follow(
         };
         let (partition, offset) = (message.partition(), message.offset());
         let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
-        if let Some((event, body)) = event.as_ref().and_then(|event| reply_of(event).map(|body| (event, body)))
+        if let Some((event, due)) = event.as_ref().and_then(|event| due(event).map(|due| (event, due)))
             && recent(event)
-            && !send(replies, producer, event, body, (partition, offset), shutdown).await
+            && !send(replies, producer, event, due, (partition, offset), shutdown).await
         {
             return Ok(()); // shut down before the reply was sent: it comes again
         }
@@ -101,10 +137,20 @@ async fn follow(
     }
 }
 
-/// The text of a public reply written in franz (a reply written in a channel is there already).
-fn reply_of(event: &Event) -> Option<&str> {
+/// What an event may call for: a public reply written in franz (one written in a channel is there already), or
+/// the acknowledgement of a ticket opened by a person's mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due<'e> {
+    Reply(&'e str),
+    Acknowledgement,
+}
+
+fn due(event: &Event) -> Option<Due<'_>> {
     match &event.change {
-        Change::Commented { body, internal: false, via: None } => Some(body),
+        Change::Commented { body, internal: false, via: None } => Some(Due::Reply(body)),
+        Change::Created { origin, automatic: None, .. } if origin == crate::schema::ORIGIN_EMAIL => {
+            Some(Due::Acknowledgement)
+        }
         _ => None,
     }
 }
@@ -116,13 +162,13 @@ fn recent(event: &Event) -> bool {
     })
 }
 
-/// Sends the reply `body` of `event` if its ticket came by mail, and records where it went; `false` if shutdown
-/// came first.
+/// Sends what `event` calls for if its ticket came by mail, and records where it went; `false` if shutdown came
+/// first.
 async fn send(
     replies: &Replies,
     producer: &Producer,
     event: &Event,
-    body: &str,
+    due: Due<'_>,
     (partition, offset): (i32, i64),
     shutdown: &CancellationToken,
 ) -> bool {
@@ -164,7 +210,28 @@ async fn send(
     if recorded {
         return true;
     }
-    let mail = match compose::reply(&replies.from, &ticket, &history, &event.event_id, body) {
+    let (body, kind) = match due {
+        Due::Reply(body) => (body, compose::Kind::Person),
+        Due::Acknowledgement => {
+            let Some(text) = &replies.acknowledgement else { return true };
+            let to = ticket.contact_id.as_deref().unwrap_or(&ticket.contact);
+            if to.eq_ignore_ascii_case(replies.from.email.as_ref()) {
+                tracing::info!(service = NAME, ticket = %ticket.id, "no acknowledgement to franz's own address");
+                return true;
+            }
+            let admitted = replies.automatic.lock().map(|mut limiter| limiter.admit(to, Instant::now()));
+            if !admitted.unwrap_or(false) {
+                tracing::info!(
+                    service = NAME,
+                    ticket = %ticket.id,
+                    "no acknowledgement to {to}: it had {AUTOMATIC_PER_WINDOW} in the last {AUTOMATIC_WINDOW:?}"
+                );
+                return true;
+            }
+            (text.as_str(), compose::Kind::Automatic)
+        }
+    };
+    let mail = match compose::reply(&replies.from, &ticket, &history, &event.event_id, body, kind) {
         Ok(mail) => mail,
         Err(error) => {
             let why = format!("the reply could not be written as a mail: {error:#}");
@@ -269,17 +336,47 @@ mod tests {
         }
     }
 
+    fn created(origin: &str, automatic: Option<&str>) -> Change {
+        Change::Created {
+            contact: "ann@example.com".into(),
+            contact_id: Some("ann@example.com".into()),
+            origin: origin.into(),
+            body: "b".into(),
+            submitted: "2026-12-07T10:00:00Z".into(),
+            guild_id: None,
+            channel_id: None,
+            follows: None,
+            message_id: None,
+            automatic: automatic.map(str::to_owned),
+        }
+    }
+
     #[test]
-    fn only_public_replies_written_in_franz_are_sent() {
+    fn public_replies_written_in_franz_and_new_tickets_by_a_persons_mail_call_for_a_mail() {
         let now = chrono::Utc::now().to_rfc3339();
         let reply = event(Change::Commented { body: "hi".into(), internal: false, via: None }, &now);
-        assert_eq!(reply_of(&reply), Some("hi"));
+        assert_eq!(due(&reply), Some(Due::Reply("hi")));
         let note = event(Change::Commented { body: "n".into(), internal: true, via: None }, &now);
-        assert_eq!(reply_of(&note), None);
+        assert_eq!(due(&note), None);
         let in_thread =
             event(Change::Commented { body: "t".into(), internal: false, via: Some(Via::DiscordThread) }, &now);
-        assert_eq!(reply_of(&in_thread), None);
+        assert_eq!(due(&in_thread), None);
+        assert_eq!(due(&event(created("Email", None), &now)), Some(Due::Acknowledgement));
+        assert_eq!(due(&event(created("Email", Some("Auto-Submitted: auto-replied")), &now)), None);
+        assert_eq!(due(&event(created("Discord", None), &now)), None);
         assert!(recent(&reply));
         assert!(!recent(&event(Change::Reopened, "2020-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn one_address_gets_three_automatic_mails_in_ten_minutes_and_then_none_until_they_age() {
+        let mut limiter = Limiter::default();
+        let start = Instant::now();
+        for _ in 0..AUTOMATIC_PER_WINDOW {
+            assert!(limiter.admit("Ann@Example.com", start));
+        }
+        assert!(!limiter.admit("ann@example.com", start + Duration::from_secs(60)), "case does not make another");
+        assert!(limiter.admit("bob@example.com", start), "others are counted apart");
+        assert!(limiter.admit("ann@example.com", start + AUTOMATIC_WINDOW), "the first has aged out");
     }
 }

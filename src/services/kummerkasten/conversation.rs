@@ -766,6 +766,7 @@ async fn open_ticket(data: &Data, message: &Message, follows: Option<String>) ->
         follows: follows.clone(),
         origin: None,
         message_id: None,
+        automatic: None,
     };
     let record = match intake::record(submission) {
         Ok(record) => record,
@@ -954,6 +955,7 @@ mod tests {
             interaction_id: Some(format!("dm-{}", long.id)),
             follows: None,
             message_id: None,
+            automatic: None,
             origin: None,
         };
         let record = intake::record(submission);

@@ -136,6 +136,7 @@ impl Invocation {
             interaction_id: Some(self.interaction_id.to_string()),
             follows: None,
             message_id: None,
+            automatic: None,
             origin: None,
         }
     }
