@@ -1130,3 +1130,31 @@ async fn a_persons_new_ticket_is_acknowledged_with_its_token_and_automatic_mail_
     assert_eq!(servers.mails().len(), 8, "{:?}", servers.mails());
     franz.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_bounces_is_recorded_on_its_ticket_as_not_delivered_and_opens_no_ticket() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    // A customer whose address the mail server takes but cannot deliver to: the bounce comes later, by mail.
+    servers
+        .send("nobody@franz.test", "From: nobody@franz.test\nSubject: Ghost\nMessage-ID: <ghost@franz.test>\n\nboo\n");
+    let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
+    let ticket = created["ticket_id"].as_str().unwrap().to_owned();
+    reply(&harness, &ticket, "Who are you?", "reply-ghost").await;
+    let bounced =
+        event_where(&harness, "the bounce recorded", |e| e["type"] == "delivery" && e["delivered"] == false).await;
+    assert_eq!(bounced["ticket_id"], ticket.as_str(), "{bounced}");
+    assert_eq!(bounced["via"], "email", "{bounced}");
+    let detail = bounced["detail"].as_str().unwrap();
+    assert!(detail.starts_with("bounced") && detail.contains("5.1.1"), "{detail}");
+    let sent = event_where(&harness, "the reply taken by the server first", |e| {
+        e["type"] == "delivery" && e["delivered"] == true
+    })
+    .await;
+    assert_eq!(sent["of"], bounced["of"], "the bounce is about the reply: {sent} {bounced}");
+    wait_until("the bounce marked read", || async { servers.all_seen(2) }).await;
+    assert_eq!(harness.count(&harness.topics.intake).await, 1, "a bounce opens no ticket");
+    franz.stop().await.unwrap();
+}

@@ -41,6 +41,10 @@ pub struct Mail {
     pub attachments: Vec<Attachment>,
     /// A delivery status notification: a mail server's report that a mail could not be delivered.
     pub bounce: bool,
+    /// Of a bounce: the Message-ID of the mail that could not be delivered, when the report includes it.
+    pub bounced: Option<String>,
+    /// Of a bounce: what the report says went wrong (its `Status` and `Diagnostic-Code`).
+    pub bounce_status: Option<String>,
     /// The mails it answers, nearest first: `In-Reply-To`, then `References` from the newest (at most 50).
     pub answers: Vec<String>,
     /// Why it was sent by a program and not a person (an auto-reply, a mailing list, a mail server), if it was:
@@ -99,7 +103,10 @@ pub fn read(raw: &[u8]) -> Mail {
         }
     }
     let automatic = automatic(&message, sender.and_then(|s| s.address()));
+    let (bounced, bounce_status) = if bounce { bounce_details(&message) } else { (None, None) };
     Mail {
+        bounced,
+        bounce_status,
         automatic,
         answers,
         message_id: message.message_id().map(|id| cleaned(id, false)).filter(|id| !id.is_empty()),
@@ -110,6 +117,42 @@ pub fn read(raw: &[u8]) -> Mail {
         attachments,
         bounce,
     }
+}
+
+/// Of a delivery status notification (RFC 3464): the Message-ID of the mail it returns (from its
+/// `message/rfc822` or `text/rfc822-headers` part) and the status it reports (from its `message/delivery-status`).
+fn bounce_details(message: &mail_parser::Message<'_>) -> (Option<String>, Option<String>) {
+    let mut original = None;
+    let mut status = None;
+    for part in &message.parts {
+        let Some(kind) = part.content_type() else { continue };
+        let kind = format!("{}/{}", kind.ctype(), kind.subtype().unwrap_or_default()).to_ascii_lowercase();
+        match (kind.as_str(), &part.body) {
+            ("message/rfc822" | "message/global", mail_parser::PartType::Message(returned)) => {
+                original = original.or_else(|| returned.message_id().map(|id| cleaned(id, false)));
+            }
+            ("text/rfc822-headers" | "message/rfc822-headers" | "message/global-headers", _) => {
+                let headers = MessageParser::default().parse(part.contents());
+                original = original.or_else(|| headers?.message_id().map(|id| cleaned(id, false)));
+            }
+            ("message/delivery-status" | "message/global-delivery-status", _) => {
+                let report = String::from_utf8_lossy(part.contents());
+                let said: Vec<String> = report
+                    .lines()
+                    .filter(|line| {
+                        let lower = line.to_ascii_lowercase();
+                        lower.starts_with("status:") || lower.starts_with("diagnostic-code:")
+                    })
+                    .map(|line| cleaned(line, false))
+                    .collect();
+                if !said.is_empty() {
+                    status = Some(cut(&said.join("; "), 300));
+                }
+            }
+            _ => {}
+        }
+    }
+    (original.filter(|id| !id.is_empty()), status)
 }
 
 /// Why `message` is automatic (RFC 3834 and what mail servers and lists write), if it is.
@@ -502,6 +545,22 @@ mod tests {
         );
         assert_eq!(read.answers, ["second@example.com", "franz.e1@example.com", "first@example.com"]);
         assert!(mail("From: a@example.com", "x").answers.is_empty());
+    }
+
+    #[test]
+    fn a_bounce_names_the_returned_mail_and_what_went_wrong() {
+        let read = mail(
+            "From: MAILER-DAEMON@example.com\nSubject: Undelivered Mail Returned to Sender\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"r\"",
+            "--r\r\nContent-Type: text/plain\r\n\r\nsorry\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\n\
+             Reporting-MTA: dns; mail.example.com\r\n\r\nFinal-Recipient: rfc822; nobody@example.com\r\nAction: failed\r\n\
+             Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--r\r\n\
+             Content-Type: text/rfc822-headers\r\n\r\nFrom: support@example.com\r\n\
+             Message-ID: <franz.e7@example.com>\r\nSubject: Re: x\r\n--r--\r\n",
+        );
+        assert!(read.bounce);
+        assert_eq!(read.bounced.as_deref(), Some("franz.e7@example.com"));
+        assert_eq!(read.bounce_status.as_deref(), Some("Status: 5.1.1; Diagnostic-Code: smtp; 550 5.1.1 User unknown"));
     }
 
     #[test]

@@ -362,6 +362,14 @@ async fn known_all(settings: &Settings, reads: &[mail::Mail]) -> anyhow::Result<
 /// customer's earlier mails) or else by the token in its subject.
 fn known(conn: &rusqlite::Connection, mail: &mail::Mail) -> rusqlite::Result<Known> {
     let ticket = |id: &str| query::ticket(conn, id);
+    // A bounce is about the mail it returns, and only a mail franz sent is on a ticket.
+    if mail.bounce {
+        let about = mail.bounced.as_deref().map(|id| query::sent_about(conn, id)).transpose()?.flatten();
+        return Ok(match about.map(|about| ticket(&about)).transpose()?.flatten() {
+            Some(found) => Known::Answers(Box::new(found)),
+            None => Known::Nothing,
+        });
+    }
     if let Some(id) = &mail.message_id
         && let Some(recorded) = query::written(conn, id)?
         && ticket(&recorded)?.is_some_and(|t| t.contact_id.is_some() && t.contact_id == mail.from)
@@ -412,6 +420,27 @@ fn outcome(
              mailbox",
             fetched.size, max_bytes
         ));
+    }
+    if read.bounce
+        && let Known::Answers(ticket) = &known
+        && let Some(event) = read.bounced.as_deref().and_then(compose::event_of)
+    {
+        let status = read.bounce_status.as_deref().unwrap_or("no status given");
+        let detail = format!("bounced: the mail server returned it ({status})");
+        let command = Command {
+            command_id: format!("bounce:{}", mail::interaction_id(&read, &place)),
+            ticket_id: ticket.id.clone(),
+            actor: Actor { source: ActorSource::Franz, name: NAME.into(), id: None, staff: None },
+            action: Action::RecordDelivery(crate::schema::lifecycle::Delivery {
+                of: event.to_owned(),
+                via: Via::Email,
+                delivered: false,
+                detail: Some(detail.chars().take(crate::lifecycle::REASON_MAX).collect()),
+                message_id: None,
+                channel_id: None,
+            }),
+        };
+        return Outcome::Answer(command, "bounce");
     }
     if read.bounce {
         return Outcome::Bounce(format!(
