@@ -222,20 +222,8 @@ pub(super) fn api_proxy<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Op
 /// clear) only to this machine; no credentials in the URL (they belong in `mail.user` and `mail.password`, where
 /// nothing prints them).
 pub(super) fn imap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<super::ImapUrl>, D::Error> {
-    let value = text(deserializer)?;
     let form = "an imaps:// URL such as imaps://imap.example.com/INBOX";
-    let url = reqwest::Url::parse(value.trim()).map_err(|_| de::Error::custom(format!("the value is not {form}")))?;
-    let tls = match url.scheme() {
-        "imaps" => true,
-        "imap" => false,
-        _ => return Err(de::Error::custom(format!("the value is not {form}"))),
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(de::Error::custom(
-            "the URL carries credentials (user:password@); give the user as mail.user (FRANZ_MAIL_USER) and the \
-             password as mail.password (FRANZ_MAIL_PASSWORD) instead",
-        ));
-    }
+    let (url, tls) = mail_url(&text(deserializer)?, form, "imaps", "imap")?;
     let (host, port) = mail_server(&url, form)?;
     let local = super::local_host(&host);
     if !tls && !local {
@@ -262,6 +250,24 @@ pub(super) fn imap_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opt
     Ok(Some(super::ImapUrl { tls, host, port, mailbox }))
 }
 
+/// A mail server's URL, and whether its scheme is the TLS one (`tls`) rather than the other (`plain`); never with
+/// credentials in it (franz signs in with `mail.user` and `mail.password`, which nothing prints).
+fn mail_url<E: de::Error>(value: &str, form: &str, tls: &str, plain: &str) -> Result<(reqwest::Url, bool), E> {
+    let url = reqwest::Url::parse(value.trim()).map_err(|_| E::custom(format!("the value is not {form}")))?;
+    let secure = match url.scheme() {
+        scheme if scheme == tls => true,
+        scheme if scheme == plain => false,
+        _ => return Err(E::custom(format!("the value is not {form}"))),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(E::custom(
+            "the URL carries credentials (user:password@); give the user as mail.user (FRANZ_MAIL_USER) and the \
+             password as mail.password (FRANZ_MAIL_PASSWORD) instead",
+        ));
+    }
+    Ok((url, secure))
+}
+
 /// A mail server's host, as DNS knows it (an international name in punycode, lower case; an IPv6 address without
 /// its brackets), and its port when the URL gives one (never 0).
 fn mail_server<E: de::Error>(url: &reqwest::Url, form: &str) -> Result<(String, Option<u16>), E> {
@@ -284,19 +290,8 @@ fn mail_server<E: de::Error>(url: &reqwest::Url, form: &str) -> Result<(String, 
 /// The server replies are sent through: `smtps://` (TLS) or `smtp://` (STARTTLS, or no TLS to this machine); no
 /// credentials or path in the URL.
 pub(super) fn smtp_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<super::SmtpUrl>, D::Error> {
-    let value = text(deserializer)?;
     let form = "an smtps:// or smtp:// URL such as smtps://smtp.example.com";
-    let url = reqwest::Url::parse(value.trim()).map_err(|_| de::Error::custom(format!("the value is not {form}")))?;
-    let tls = match url.scheme() {
-        "smtps" => true,
-        "smtp" => false,
-        _ => return Err(de::Error::custom(format!("the value is not {form}"))),
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(de::Error::custom(
-            "the URL carries credentials (user:password@); franz signs in with mail.user and mail.password",
-        ));
-    }
+    let (url, tls) = mail_url(&text(deserializer)?, form, "smtps", "smtp")?;
     let (host, port) = mail_server(&url, form)?;
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err(de::Error::custom(format!("the URL has a path, query or fragment; give {form}")));
