@@ -120,7 +120,8 @@ fn bounded_actor(actor: &Actor) -> Actor {
     Actor {
         source: actor.source,
         name: cut(&actor.name),
-        id: actor.id.as_deref().map(cut),
+        // An id is a contact's (an address up to CONTACT_MAX), never cut below that.
+        id: actor.id.as_deref().map(|id| id.chars().take(CONTACT_MAX).collect()),
         staff: actor.staff.as_deref().map(cut),
     }
 }
@@ -157,7 +158,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             bounded_text("a ticket's contact", &ticket.contact, CONTACT_MAX)?;
             name("a ticket's origin", &ticket.origin)?;
             if let Some(id) = &ticket.contact_id {
-                name("a ticket's contact id", id)?;
+                identifier("a ticket's contact id", id, CONTACT_MAX)?;
             }
             if let Some(id) = &ticket.guild_id {
                 name("a ticket's server id", id)?;
@@ -169,7 +170,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 name("the ticket it follows", id)?;
             }
             if let Some(id) = &ticket.message_id {
-                name("a message id", id)?;
+                identifier("a message id", id, MESSAGE_ID_MAX)?;
             }
             if let Some(why) = &ticket.automatic {
                 bounded_text("why a message is automatic", why, REASON_MAX)?;
@@ -252,7 +253,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
         Action::Reopen if closed => Ok(Change::Reopened),
         Action::Reopen => Err(format!("the ticket is {}, not closed", ticket.status.name())),
         Action::Write { body, attachments, via, message_id } => {
-            if command.actor.id.is_none() || command.actor.id != ticket.contact_id {
+            if command.actor.id.is_none() || command.actor.id.as_deref() != submitter_id(ticket) {
                 return Err("only the ticket's submitter writes to it; the team replies with a comment".into());
             }
             let body = body.trim();
@@ -270,7 +271,8 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 ));
             }
             let attachments = attachments.iter().map(attachment).collect::<Result<Vec<_>, _>>()?;
-            let message_id = message_id.as_deref().map(|id| self::name("a message id", id)).transpose()?;
+            let message_id =
+                message_id.as_deref().map(|id| identifier("a message id", id, MESSAGE_ID_MAX)).transpose()?;
             let reopened = closed && within_window(ticket, now, policy)?;
             Ok(Change::SubmitterWrote { body: body.to_owned(), attachments, via: *via, message_id, reopened })
         }
@@ -281,7 +283,8 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             let of = self::name("the delivered event's id", of)?;
             let detail =
                 detail.as_deref().map(|text| bounded_text("a delivery's detail", text, REASON_MAX)).transpose()?;
-            let message_id = message_id.as_deref().map(|id| self::name("a message id", id)).transpose()?;
+            let message_id =
+                message_id.as_deref().map(|id| identifier("a message id", id, MESSAGE_ID_MAX)).transpose()?;
             let channel_id = channel_id.as_deref().map(|id| self::name("a channel id", id)).transpose()?;
             Ok(Change::Delivery(Delivery { of, via: *via, delivered: *delivered, detail, message_id, channel_id }))
         }
@@ -356,6 +359,32 @@ pub fn name(what: &str, text: &str) -> Result<String, String> {
     if text.is_empty() || text.chars().count() > NAME_MAX || text.chars().any(|c| c.is_control() || hidden(c)) {
         return Err(format!(
             "{what} must have 1 to {NAME_MAX} characters and no control, invisible or direction-changing characters"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Who may write to `ticket` as its submitter: its contact id; for a ticket by mail from before franz kept one, its
+/// contact (the address).
+pub fn submitter_id(ticket: &TicketState) -> Option<&str> {
+    match &ticket.contact_id {
+        Some(id) => Some(id),
+        None if ticket.origin == crate::schema::ORIGIN_EMAIL => Some(&ticket.contact),
+        None => None,
+    }
+}
+
+/// The most characters of a message's id in its channel: a mail's Message-ID (Gmail's are 60 to 70, Outlook's 80
+/// and more; franz's own `franz.<event id>@<domain>`), bounded as any field of a record.
+pub const MESSAGE_ID_MAX: usize = crate::schema::MAX_FIELD_CHARS;
+
+/// An id from outside franz (a mail's Message-ID, an address): 1 to `max` characters, none of them control,
+/// invisible or direction-changing; longer than a [`name`] may be.
+pub fn identifier(what: &str, text: &str, max: usize) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > max || text.chars().any(|c| c.is_control() || hidden(c)) {
+        return Err(format!(
+            "{what} must have 1 to {max} characters and no control, invisible or direction-changing characters"
         ));
     }
     Ok(text.to_owned())

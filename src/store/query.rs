@@ -196,11 +196,13 @@ pub fn ticket_by_token(conn: &Connection, token: &str) -> rusqlite::Result<Optio
     if token.len() != 12 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let prefix = format!("{}-{}%", &token[..8], &token[8..]);
-    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id LIKE ?1 LIMIT 2");
+    // A range of the id's index (ids are lower case; `~` sorts after every hex digit and `-`).
+    let low = format!("{}-{}", &token[..8], &token[8..]).to_ascii_lowercase();
+    let high = format!("{low}~");
+    let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id >= ?1 AND id < ?2 LIMIT 2");
     let found: Vec<TicketState> = conn
         .prepare_cached(&sql)?
-        .query_map([prefix], ticket_from_row)?
+        .query_map([low, high], ticket_from_row)?
         .map(|row| row.map(|(_, t)| t))
         .collect::<Result<_, _>>()?;
     Ok(if found.len() == 1 { found.into_iter().next() } else { None })

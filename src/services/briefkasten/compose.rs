@@ -69,8 +69,21 @@ pub fn event_of(message_id: &str) -> Option<&str> {
 /// The reply's subject: `Re: ` and the ticket's first line, with its token.
 pub fn subject(ticket: &TicketState) -> String {
     let first = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("your ticket").trim();
-    let first: String = first.chars().take(SUBJECT_MAX).collect();
-    let first = first.strip_prefix("Re: ").unwrap_or(&first);
+    let mut first: String = first.chars().take(SUBJECT_MAX).collect();
+    // Every "Re:" (or "AW:", "Fwd:") before it, and any token of an earlier ticket (a follower's first line is an
+    // answer's subject), so the reply says "Re:" once and carries this ticket's token alone.
+    loop {
+        let lower = first.to_ascii_lowercase();
+        let Some(prefix) = ["re:", "aw:", "fwd:", "fw:"].iter().find(|prefix| lower.starts_with(*prefix)) else {
+            break;
+        };
+        first = first[prefix.len()..].trim_start().to_owned();
+    }
+    while let Some(start) = first.find("[franz #") {
+        let end = first[start..].find(']').map_or(first.len(), |end| start + end + 1);
+        first.replace_range(start..end, "");
+    }
+    let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("Re: {first} [franz #{}]", token(&ticket.id))
 }
 
@@ -243,5 +256,22 @@ mod tests {
         let odd = TicketState { contact: "pontatot".into(), contact_id: Some("80351110224678912".into()), ..ticket() };
         let error = reply(&support(), &odd, &[], "e1", "hi", Kind::Person).unwrap_err().to_string();
         assert!(error.contains("no mail address"), "{error}");
+    }
+
+    /// Found by an attack (#34, replies; cosmetic): a ticket opened by an answer to a ticket closed long ago (a
+    /// follower) has the answer's subject as its first line, token and all, and a subject that was "Re: Re:" stays
+    /// so: the reply's subject then reads "Re: Re: Locked out [franz #<old>] [franz #<new>]", and a client that
+    /// drops the headers is found by the first token, the old ticket's (which leads to its newest follower, not
+    /// necessarily this one's conversation).
+    #[test]
+    fn a_followers_subject_carries_one_token_and_one_re() {
+        let follower = TicketState {
+            id: "9b8c7d6e-5f4a-5b3c-8d2e-1f0a9b8c7d6e".into(),
+            body: "Re: Re: Locked out [franz #3f2a9c1e7b4d]\n\nstill".into(),
+            follows: Some("3f2a9c1e-7b4d-5e6f-8a9b-0c1d2e3f4a5b".into()),
+            ..ticket()
+        };
+        let subject = subject(&follower);
+        assert_eq!(subject, "Re: Locked out [franz #9b8c7d6e5f4a]");
     }
 }

@@ -94,6 +94,7 @@ pub fn read(raw: &[u8]) -> Mail {
             .collect()
     };
     let mut answers = ids(message.in_reply_to());
+    answers.truncate(ANSWERS_MAX);
     for id in ids(message.references()).into_iter().rev() {
         if answers.len() >= ANSWERS_MAX {
             break;
@@ -276,13 +277,20 @@ pub fn answer_text(mail: &Mail) -> String {
     let mut end = lines.len();
     for (index, line) in lines.iter().enumerate() {
         let trimmed = line.trim();
-        let introduces = trimmed.ends_with(':')
+        // "On … wrote:", on one line or (as Gmail wraps it) over two.
+        let next = lines.get(index + 1).map_or("", |next| next.trim());
+        let said = if trimmed.ends_with(':') { trimmed.to_owned() } else { format!("{trimmed} {next}") };
+        let introduces = said.ends_with(':')
             && [("On ", " wrote"), ("Am ", " schrieb "), ("Le ", " a écrit")]
                 .iter()
-                .any(|(start, verb)| trimmed.starts_with(start) && trimmed.contains(verb));
+                .any(|(start, verb)| said.starts_with(start) && said.contains(verb));
+        // Outlook's block: a rule of underscores, or "From:" followed by "Sent:".
+        let outlook = (trimmed.len() >= 10 && trimmed.chars().all(|c| c == '_'))
+            || (trimmed.starts_with("From: ") && next.starts_with("Sent: "));
         let quoted_rest = trimmed.starts_with('>')
             && lines[index..].iter().all(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('>'));
         if introduces
+            || outlook
             || quoted_rest
             || trimmed == "--"
             || line.trim_end_matches(' ') == "--"
@@ -672,5 +680,32 @@ mod tests {
                 Err(Refusal(why)) => assert!(why.contains("sender"), "{why}"),
             }
         }
+    }
+
+    /// Found by an attack (#34, replies): the quoted history as the big clients write it in their plain-text part is
+    /// not all cut. Gmail wraps a long attribution line ("On Mon, Dec 7, 2026 at 10:00 AM Franz Support
+    /// <support@franz.test>" and "wrote:" on the next line), so neither line is known, and the first half stays on
+    /// the ticket; Outlook quotes under a line of underscores and a "From:/Sent:/To:/Subject:" block without `>`, so
+    /// franz's whole reply, signature and all, lands in the customer's message.
+    #[test]
+    fn the_quoted_history_of_gmail_and_outlook_is_cut() {
+        let answer = |text: &str| answer_text(&Mail { text: text.into(), ..Mail::default() });
+        let gmail = "Thanks!\n\nOn Mon, Dec 7, 2026 at 10:00 AM Franz Support <support@franz.test>\nwrote:\n\n\
+                     > Try again now.\n>\n> --\n> Ticket 3f2a9c1e7b4d";
+        let outlook = "Thanks!\n\n________________________________\nFrom: Franz Support <support@franz.test>\n\
+                       Sent: Monday, December 7, 2026 10:00\nTo: Ann <ann@example.com>\n\
+                       Subject: Re: Locked out [franz #3f2a9c1e7b4d]\n\nTry again now.\n\n-- \nTicket 3f2a9c1e7b4d";
+        assert_eq!((answer(gmail).as_str(), answer(outlook).as_str()), ("Thanks!", "Thanks!"));
+    }
+
+    /// Found by an attack (#34, replies): `answers` says "at most 50", and `References` is held to it, but
+    /// `In-Reply-To` is taken whole: a mail naming 200,000 ids there (5 MB, within `mail.max_mb`) is looked up by
+    /// every one of them, two queries each, on the ticket store's reader while its batch waits.
+    #[test]
+    fn a_mail_is_looked_up_by_at_most_50_ids_whatever_its_in_reply_to() {
+        let ids: Vec<String> = (0..200_000).map(|i| format!("<id{i}@example.com>")).collect();
+        let raw = format!("From: a@example.com\r\nSubject: s\r\nIn-Reply-To: {}\r\n\r\nx\r\n", ids.join(" "));
+        let read = read(raw.as_bytes());
+        assert!(read.answers.len() <= ANSWERS_MAX, "{} ids to look up", read.answers.len());
     }
 }

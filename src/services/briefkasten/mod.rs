@@ -19,6 +19,7 @@ pub mod mail;
 pub mod replies;
 pub mod smtp;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use crate::config::Topics;
 use crate::intake;
 use crate::kafka::tickets::send_command;
 use crate::kafka::{self, Producer, report_error};
-use crate::lifecycle::TicketState;
+use crate::lifecycle::{NAME_MAX, TicketState};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Status, Via};
 use crate::schema::{DeadLetter, ErrorType, MAX_FIELD_CHARS, MailRef, now_rfc3339};
@@ -42,6 +43,8 @@ pub const NAME: &str = "briefkasten";
 /// The first pause after a failed connection; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long the first look at the mailbox waits for the ticket store before it says so (and waits on).
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
 /// The pause after the server refused the sign-in.
 const REFUSED_PAUSE: Duration = Duration::from_secs(15 * 60);
 
@@ -158,6 +161,20 @@ fn folder_name(folder: &str) -> anyhow::Result<()> {
 /// Runs until `shutdown`: takes the mailbox's mail, connecting again after every failure.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let producer = kafka::producer(&settings.bootstrap)?;
+    // An answer is found among the tickets the store knows: not before it has every ticket there was at the start
+    // (a new data directory replays the whole history), or the answer would open a ticket of its own.
+    if let Some(store) = &settings.store {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                caught_up = store.wait_for(STORE_PATIENCE, |progress| progress.caught_up) => if caught_up { break },
+            }
+            let problem =
+                format!("waiting for the ticket store to catch up before reading mail ({STORE_PATIENCE:?} so far)");
+            tracing::info!(service = NAME, "{problem}");
+            settings.metrics.troubles.report(NAME, problem);
+        }
+    }
     let mut backoff = BACKOFF_FIRST;
     let mut folder = settings.move_to.clone();
     loop {
@@ -217,13 +234,16 @@ async fn session(
                         return Ok(());
                     };
                     let taking = take(settings, producer, &fetched, mailbox.uid_validity);
-                    let Some(taken) = until(shutdown, taking).await? else { return Ok(()) };
+                    let Some((taken, awaited)) = until(shutdown, taking).await? else { return Ok(()) };
                     let marking = mark(settings, producer, &mut mailbox, &taken, folder);
                     if until(shutdown, marking).await?.is_none() {
                         return Ok(());
                     }
                     marked += taken.len();
                     *backoff = BACKOFF_FIRST;
+                    if !awaited.is_empty() && !store_has(settings, &awaited, shutdown).await {
+                        return Ok(());
+                    }
                 }
             }
             // Nothing taken of what the look found (mails deleted meanwhile): wait rather than look again at once.
@@ -301,13 +321,38 @@ async fn take(
     producer: &Producer,
     fetched: &[Fetched],
     uid_validity: u32,
-) -> anyhow::Result<Vec<u32>> {
+) -> anyhow::Result<(Vec<u32>, Vec<String>)> {
     let mailbox = settings.account.url.to_string();
     let reads: Vec<mail::Mail> = fetched.iter().map(|mail| mail::read(&mail.bytes)).collect();
     let known = known_all(settings, &reads).await?;
+    let place = |uid| MailRef { mailbox: mailbox.clone(), uid_validity, uid, message_id: None };
+    // A mail that answers another of this batch which opens a ticket waits for that ticket: taken now, it would
+    // find none and open its own. It stays unmarked, and the next look, once the store has the ticket, takes it.
+    let opening: HashMap<&str, String> = fetched
+        .iter()
+        .zip(&reads)
+        .zip(&known)
+        .filter(|((_, read), known)| **known == Known::Nothing && !read.bounce)
+        .filter_map(|((mail, read), _)| {
+            let id = read.message_id.as_deref()?;
+            Some((id, crate::schema::ticket_id_for_interaction(&mail::interaction_id(read, &place(mail.uid)))))
+        })
+        .collect();
+    let mut awaited = Vec::new();
+    let mut now_taken = Vec::new();
+    for ((mail, read), known) in fetched.iter().zip(&reads).zip(&known) {
+        let waits_for = (*known == Known::Nothing)
+            .then(|| read.answers.iter().find_map(|id| opening.get(id.as_str())))
+            .flatten()
+            .filter(|ticket| read.message_id.as_deref().and_then(|id| opening.get(id)) != Some(*ticket));
+        match waits_for {
+            Some(ticket) => awaited.push(ticket.clone()),
+            None => now_taken.push((mail, read.clone(), known.clone())),
+        }
+    }
     let now = chrono::Utc::now();
-    let publishing = fetched.iter().zip(reads).zip(known).map(|((mail, read), known)| {
-        let place = MailRef { mailbox: mailbox.clone(), uid_validity, uid: mail.uid, message_id: None };
+    let publishing = now_taken.into_iter().map(|(mail, read, known)| {
+        let place = place(mail.uid);
         let outcome = outcome(mail, read, known, place, (settings.max_bytes, settings.reopen_within), now);
         async move {
             let (kind, result) = match outcome {
@@ -333,7 +378,31 @@ async fn take(
             anyhow::Ok(mail.uid)
         }
     });
-    futures::future::try_join_all(publishing).await
+    Ok((futures::future::try_join_all(publishing).await?, awaited))
+}
+
+/// Waits until the ticket store has every ticket of `tickets`, or [`STORE_PATIENCE`] passed (then the mails that
+/// wait for them are taken as they are); `false` if shutdown came first.
+async fn store_has(settings: &Settings, tickets: &[String], shutdown: &CancellationToken) -> bool {
+    let Some(store) = settings.store.clone() else { return true };
+    let deadline = tokio::time::Instant::now() + STORE_PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        let (store, wanted) = (store.clone(), tickets.to_vec());
+        let all = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+            let conn = store.reader()?;
+            Ok(wanted.iter().all(|id| query::ticket(&conn, id).ok().flatten().is_some()))
+        })
+        .await;
+        if matches!(all, Ok(Ok(true))) {
+            return true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    tracing::info!(service = NAME, "the answered tickets are not in the store after {STORE_PATIENCE:?}; going on");
+    true
 }
 
 /// What the ticket store knows of a mail.
@@ -362,6 +431,11 @@ async fn known_all(settings: &Settings, reads: &[mail::Mail]) -> anyhow::Result<
 /// customer's earlier mails) or else by the token in its subject.
 fn known(conn: &rusqlite::Connection, mail: &mail::Mail) -> rusqlite::Result<Known> {
     let ticket = |id: &str| query::ticket(conn, id);
+    // franz's own mail (a reply to a ticket whose contact is franz's own address, or one a customer's address sent
+    // back) is never anyone's answer.
+    if mail.message_id.as_deref().is_some_and(|id| compose::event_of(id).is_some()) {
+        return Ok(Known::Recorded);
+    }
     // A bounce is about the mail it returns, and only a mail franz sent is on a ticket.
     if mail.bounce {
         let about = mail.bounced.as_deref().map(|id| query::sent_about(conn, id)).transpose()?.flatten();
@@ -464,13 +538,21 @@ fn outcome(
             let sender = submission.username.clone();
             let actor = Actor {
                 source: ActorSource::Email,
-                name: submission.display_name.clone().unwrap_or_else(|| sender.clone()),
+                name: submission
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| sender.clone())
+                    .chars()
+                    .take(NAME_MAX)
+                    .collect(),
                 id: Some(sender.clone()),
                 staff: None,
             };
             let text = mail::answer_text(&read);
-            if ticket.contact_id.as_deref() != Some(sender.as_str()) {
-                let note = format!("A mail from {sender}, who is not this ticket's contact:\n\n{text}");
+            if crate::lifecycle::submitter_id(&ticket) != Some(sender.as_str()) {
+                let intro = format!("A mail from {sender}, who is not this ticket's contact:\n\n");
+                let room = crate::lifecycle::COMMENT_MAX.saturating_sub(intro.chars().count());
+                let note = format!("{intro}{}", text.chars().take(room).collect::<String>());
                 let action = Action::Comment { body: note, internal: true, via: None };
                 let command = Command { command_id: interaction, ticket_id: ticket.id.clone(), actor, action };
                 return Outcome::Answer(command, "note");
@@ -508,6 +590,7 @@ fn closed_too_long(ticket: &TicketState, window: Duration, now: chrono::DateTime
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::lifecycle::Change;
 
     fn place() -> MailRef {
         MailRef { mailbox: "imap://127.0.0.1:143/INBOX".into(), uid_validity: 1, uid: 9, message_id: None }
@@ -612,6 +695,159 @@ mod tests {
         assert!(folder_name("a\"b").is_err());
         assert!(folder_name("a\r\nb").is_err());
         assert!(folder_name("").is_err());
+    }
+
+    // A second attack on the email conversation (replies and answers).
+
+    /// The pipeline a mail's ticket takes after briefkasten: the intake record as aufbereitung normalizes it, and the
+    /// `create` command akte decides on. The event, or the reason akte refuses it.
+    fn created_from(raw: &str) -> crate::schema::lifecycle::Event {
+        let Outcome::Ticket(record) = take_one(&fetched(raw, false), Known::Nothing, 1 << 20) else {
+            panic!("not a ticket: {raw}")
+        };
+        let source = crate::schema::SourceRef { topic: "discordMSG".into(), partition: 0, offset: 0 };
+        let ticket =
+            crate::services::aufbereitung::normalize::normalize(&serde_json::to_vec(&record).unwrap(), &source)
+                .expect("aufbereitung takes it");
+        let command = Command::create(ticket);
+        crate::lifecycle::decide(None, &command, &now_rfc3339(), &crate::lifecycle::Policy::default())
+    }
+
+    /// Message-IDs as the big providers make them: Gmail's (`CA…@mail.gmail.com`, 60 to 70 characters) and Microsoft
+    /// 365 / Outlook.com's (around 80).
+    const GMAIL_ID: &str = "CAKx7uVi2xJvRC7E1u9Kp0LW9U8vK=Yk9Ug7hFvXyU3+0Dq8A0Q@mail.gmail.com";
+    const OUTLOOK_ID: &str = "DM6PR11MB4259B9E1A8F3C1C0E2A4C3E1C9A49F@DM6PR11MB4259.namprd11.prod.outlook.com";
+
+    /// Found by an attack (#34, replies): a mail whose Message-ID is longer than 64 characters (every Outlook.com and
+    /// Microsoft 365 mail, most Gmail ones) keeps it on its intake record (up to 200), and akte refuses the `create`
+    /// ("a message id must have 1 to 64 characters"): no ticket, while the mail is marked as taken.
+    #[test]
+    fn a_mail_with_a_gmail_or_outlook_message_id_becomes_a_ticket() {
+        for id in [GMAIL_ID, OUTLOOK_ID] {
+            let raw =
+                format!("From: Ann <ann@example.com>\r\nSubject: Locked out\r\nMessage-ID: <{id}>\r\n\r\nhelp\r\n");
+            let event = created_from(&raw);
+            assert!(
+                !matches!(event.change, Change::Rejected { .. }),
+                "a mail with Message-ID <{id}> ({} characters) opens no ticket: {:?}",
+                id.len(),
+                event.change
+            );
+        }
+    }
+
+    /// Found by an attack (#34, replies): the customer's answer from Gmail or Outlook carries its Message-ID on the
+    /// `write`, which akte refuses over 64 characters: the answer is lost (only a `rejected` event), the mail marked
+    /// as taken.
+    #[test]
+    fn an_answer_from_gmail_or_outlook_lands_on_the_ticket() {
+        for id in [GMAIL_ID, OUTLOOK_ID] {
+            let raw = ANSWER.replace("answer@example.com", id);
+            let open = ticket(Status::Waiting, 0);
+            let Outcome::Answer(command, "answer") =
+                take_one(&fetched(&raw, false), Known::Answers(Box::new(open.clone())), 1 << 20)
+            else {
+                panic!("not an answer")
+            };
+            let event = crate::lifecycle::decide(Some(&open), &command, &now_rfc3339(), &Default::default());
+            assert!(
+                !matches!(event.change, Change::Rejected { .. }),
+                "an answer with Message-ID <{id}> is refused: {:?}",
+                event.change
+            );
+        }
+    }
+
+    /// Found by an attack (#34, replies): a customer address of 65 to 100 characters is a sender franz accepts (the
+    /// intake allows 100), but akte refuses a contact id over 64: no ticket.
+    #[test]
+    fn a_long_but_accepted_sender_address_becomes_a_ticket() {
+        let from = format!("{}@customer-service.example-company.com", "firstname.lastname.department");
+        assert!(from.len() > 64 && from.len() <= 100, "{}", from.len());
+        let raw = format!("From: {from}\r\nSubject: hi\r\nMessage-ID: <short@example.com>\r\n\r\nhelp\r\n");
+        let event = created_from(&raw);
+        assert!(!matches!(event.change, Change::Rejected { .. }), "From: {from} opens no ticket: {:?}", event.change);
+    }
+
+    /// Found by an attack (#34, replies): a stranger's mail to a ticket becomes a note of "A mail from …, who is not
+    /// this ticket's contact:" and the text, which may have the 4,000 characters of a message: the note is over
+    /// a comment's 4,000, akte refuses it, and the mail is lost (marked as taken).
+    #[test]
+    fn a_strangers_long_mail_on_a_ticket_is_a_note_akte_takes() {
+        let long = format!(
+            "From: mallory@example.com\r\nSubject: Re: Locked out [franz #3f2a9c1e7b4d]\r\nMessage-ID: <m@example.com>\r\n\r\n{}\r\n",
+            "word ".repeat(1500)
+        );
+        let open = ticket(Status::Open, 0);
+        let Outcome::Answer(command, "note") =
+            take_one(&fetched(&long, false), Known::Answers(Box::new(open.clone())), 1 << 20)
+        else {
+            panic!("not a note")
+        };
+        let event = crate::lifecycle::decide(Some(&open), &command, &now_rfc3339(), &Default::default());
+        assert!(!matches!(event.change, Change::Rejected { .. }), "the stranger's note is refused: {:?}", event.change);
+    }
+
+    /// Found by an attack (#34, replies): an email ticket opened before this version has no `contact_id` (mails
+    /// became tickets without one until replies by mail came). A public reply to it is mailed to its contact (the
+    /// address), and the customer's answer to that reply is then taken for a stranger's: an internal note "A mail
+    /// from ann@example.com, who is not this ticket's contact", never their message (and akte would refuse their
+    /// `write` too, as it compares the actor with `contact_id`).
+    #[test]
+    fn the_customer_of_an_email_ticket_from_before_contact_ids_is_no_stranger() {
+        let older = TicketState { contact_id: None, ..ticket(Status::Waiting, 0) };
+        let outcome = take_one(&fetched(ANSWER, false), Known::Answers(Box::new(older.clone())), 1 << 20);
+        let Outcome::Answer(command, kind) = outcome else { panic!("not an answer") };
+        let event = crate::lifecycle::decide(Some(&older), &command, &now_rfc3339(), &Default::default());
+        assert!(
+            kind == "answer" && matches!(event.change, Change::SubmitterWrote { .. }),
+            "the ticket's own customer's answer became a {kind}: {:?}",
+            event.change
+        );
+    }
+
+    /// Found by an attack (#34, replies; performance): the token lookup is `id LIKE 'xxxxxxxx-xxxx%'`, and SQLite's
+    /// `LIKE` is case-insensitive, so the index on `id` (binary) cannot serve it: every mail found by its token alone
+    /// (a client that drops In-Reply-To and References, a stranger quoting the subject) reads the whole tickets
+    /// table, bodies and all (2 GB for the bench's million tickets). Counted here in SQLite's steps against a lookup
+    /// by id, on 20,000 tickets.
+    #[test]
+    fn a_token_is_looked_up_by_the_index_not_by_reading_every_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store/tickets.sqlite");
+        let (store, _writer) = crate::store::open(&path, &crate::store::Identity::named("events")).unwrap();
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999)
+             INSERT INTO tickets (id, version, status, priority, labels, contact, origin, body, submitted, created_at,
+                                  updated_at, comments, answered)
+             SELECT printf('%08x-7b4d-5e6f-8a9b-0c1d2e3f4a5b', i), 1, 'open', 'normal', '[]', 'a@example.com', 'Email',
+                    'body', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 0, 0 FROM n;",
+        )
+        .unwrap();
+        let conn = store.reader().unwrap();
+        let steps = |lookup: &dyn Fn(&rusqlite::Connection)| {
+            let counted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counter = counted.clone();
+            conn.progress_handler(
+                10,
+                Some(move || {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    false
+                }),
+            )
+            .unwrap();
+            lookup(&conn);
+            conn.progress_handler(10, None::<fn() -> bool>).unwrap();
+            counted.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let by_id = steps(&|conn| {
+            query::ticket(conn, "00004e1f-7b4d-5e6f-8a9b-0c1d2e3f4a5b").unwrap().unwrap();
+        });
+        let by_token = steps(&|conn| {
+            query::ticket_by_token(conn, "00004e1f7b4d").unwrap().unwrap();
+        });
+        assert!(by_token <= by_id * 10 + 10, "by token {by_token}0 steps, by id {by_id}0");
     }
 
     /// Found by an attack (#34), failing first: a dead letter carries the mail's Message-ID unbounded (`MailRef::message_id`), so a mail without a

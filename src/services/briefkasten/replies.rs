@@ -9,7 +9,8 @@
 //! growing pause, reported in `/readyz` and `franz status`, never skipped. The event's offset is stored only after
 //! that, so a reply is sent at least once; one recorded as delivered is never sent again, and a crash between the
 //! server's answer and the record sends it twice, with the same Message-ID, which mail clients show once.
-//! Replies older than an hour when this follower first sees them (a new group on a long history) are not sent.
+//! A reply older than an hour when this follower first sees it (franz was down, or a new group on a long history)
+//! is not sent, and recorded as not sent with the reason, unless an earlier franz recorded it sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -126,7 +127,6 @@ async fn follow(
         let (partition, offset) = (message.partition(), message.offset());
         let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
         if let Some((event, due)) = event.as_ref().and_then(|event| due(event).map(|due| (event, due)))
-            && recent(event)
             && !send(replies, producer, event, due, (partition, offset), shutdown).await
         {
             return Ok(()); // shut down before the reply was sent: it comes again
@@ -210,6 +210,18 @@ async fn send(
     if recorded {
         return true;
     }
+    if !recent(event) {
+        // Seen first long after it was written (franz was down, or this is a new franz on an old history): not sent
+        // now, when it may no longer fit, and the desk says so under the reply.
+        if let Due::Reply(_) = due {
+            let why = format!(
+                "not sent: franz saw this reply first more than {SEND_WITHIN:?} after it was written; send it again if \
+                 it still matters"
+            );
+            return record(replies, producer, event, false, Some(why), None, shutdown).await;
+        }
+        return true;
+    }
     let (body, kind) = match due {
         Due::Reply(body) => (body, compose::Kind::Person),
         Due::Acknowledgement => {
@@ -240,7 +252,11 @@ async fn send(
     };
     let mut backoff = Duration::from_secs(1);
     loop {
-        match replies.outbox.send(mail.clone()).await {
+        let sent = tokio::select! {
+            sent = replies.outbox.send(mail.clone()) => sent,
+            () = shutdown.cancelled() => return false,
+        };
+        match sent {
             Sent::Accepted(answer) => {
                 replies
                     .metrics
@@ -378,5 +394,44 @@ mod tests {
         assert!(!limiter.admit("ann@example.com", start + Duration::from_secs(60)), "case does not make another");
         assert!(limiter.admit("bob@example.com", start), "others are counted apart");
         assert!(limiter.admit("ann@example.com", start + AUTOMATIC_WINDOW), "the first has aged out");
+    }
+
+    /// Found by an attack (#34, replies): a reply's Message-ID is `franz.<event id, 36 characters>@<domain of
+    /// mail.from>`, over 64 characters for any sending domain over 21 (`support@customer-service.example.com`), and
+    /// akte refuses a `record_delivery` whose message id is over 64: the reply reached the customer, but the desk
+    /// never shows it delivered, and an answer to it is not found by its Message-ID (`sent`).
+    #[test]
+    fn a_reply_from_a_longer_domain_is_recorded_as_delivered() {
+        let from: Mailbox = "Support <support@customer-service.example.com>".parse().unwrap();
+        let reply_event = crate::schema::lifecycle::event_id_for("t1", "reply-1");
+        let command = Command {
+            command_id: format!("mail-delivery:{reply_event}"),
+            ticket_id: "t1".into(),
+            actor: Actor { source: ActorSource::Franz, name: NAME.into(), id: None, staff: None },
+            action: Action::RecordDelivery(Delivery {
+                of: reply_event.clone(),
+                via: Via::Email,
+                delivered: true,
+                detail: Some("to ann@example.com; the mail server answered: 2.0.0 Ok".into()),
+                message_id: Some(compose::message_id(&reply_event, &from)),
+                channel_id: None,
+            }),
+        };
+        let ticket = crate::lifecycle::TicketState {
+            id: "t1".into(),
+            version: 2,
+            origin: "Email".into(),
+            contact: "ann@example.com".into(),
+            contact_id: Some("ann@example.com".into()),
+            ..Default::default()
+        };
+        let now = chrono::Utc::now().to_rfc3339();
+        let event = crate::lifecycle::decide(Some(&ticket), &command, &now, &Default::default());
+        assert!(
+            matches!(event.change, Change::Delivery(_)),
+            "the delivery of a reply with Message-ID {:?} is refused: {:?}",
+            compose::message_id(&reply_event, &from),
+            event.change
+        );
     }
 }
