@@ -60,6 +60,10 @@ pub struct RefusedLabel {
     pub what: String,
 }
 
+/// What a mail can become, or how a reply by mail can end: the `outcome`s of `franz_mails_total`.
+pub const MAIL_OUTCOMES: [&str; 8] =
+    ["ticket", "answer", "note", "dead_letter", "bounce", "recorded", "reply_sent", "reply_refused"];
+
 /// What one mail became.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -243,6 +247,9 @@ impl Metrics {
             }
             for what in [REFUSED_CARD, REFUSED_DIRECT_MESSAGE, REFUSED_THREAD] {
                 let _ = metrics.discord_refused.get_or_create(&RefusedLabel { what: what.to_owned() });
+            }
+            for outcome in MAIL_OUTCOMES {
+                let _ = metrics.mails.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() });
             }
         }
         Metrics { registry, ..metrics }

@@ -178,6 +178,8 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
         "franz_consumer_lag_records{group,topic}",
         "franz_dead_letters_total{error_type}",
         "franz_discord_refused_total{what}",
+        "franz_imap_reconnects_total",
+        "franz_mails_total{outcome}",
         "franz_records_in_total{service}",
         "franz_records_out_total{service,topic}",
         "franz_relay_retries_total{service}",
