@@ -353,11 +353,17 @@ pub enum BrokerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Service {
+    /// The Discord bot (German: the complaints box): `/ticket`, staff cards, conversations.
     Kummerkasten,
+    /// Normalizes intake records into tickets, or dead letters (German: preparation).
     Aufbereitung,
+    /// Alerts about errors and dead letters to a Discord webhook (German: the crash).
     Absturz,
+    /// The ticket lifecycle, one writer per ticket (German: the file).
     Akte,
+    /// The ticket store's web pages, API and metrics.
     Desk,
+    /// Tickets by email, and replies by mail (German: the letterbox).
     Briefkasten,
 }
 

@@ -67,8 +67,9 @@ fn install() -> anyhow::Result<()> {
 /// How many tests of one test binary run at once.
 const TEST_THREADS: &str = "4";
 
-/// How long the test run may take. It takes about 6 minutes on 2 cores; a test that hangs would otherwise hold CI
-/// for its whole 90 minutes. Each test waits on its own conditions with deadlines too; this is the backstop.
+/// How long the test run may take. It takes about 5 minutes on 2 cores (four tests at a time); a test that hangs
+/// would otherwise hold CI for its whole 90 minutes. Each test waits on its own conditions with deadlines, and has a
+/// deadline of its own (`tests/util.rs`); this is the backstop.
 const TESTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 /// How long the benches' smoke runs may take (about a minute with their build).
