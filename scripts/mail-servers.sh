@@ -34,7 +34,8 @@
 # An unknown user @franz.test (nobody@franz.test) is accepted by Postfix, refused by Dovecot (550 5.1.1), and
 # Postfix then sends a delivery status notification (multipart/report, from MAILER-DAEMON@franz.test, subject
 # "Undelivered Mail Returned to Sender") to the envelope sender, which lands in that user's INBOX within a second
-# or two. Mail to any other domain is refused at RCPT, so nothing ever leaves this machine: without AUTH with
+# or two. Mail to deferred@franz.test is refused at RCPT for now, never for good ("452 4.2.2 Mailbox full, try
+# again later"), as a full mailbox or greylisting does. Mail to any other domain is refused at RCPT, so nothing ever leaves this machine: without AUTH with
 # "554 5.7.1 Relay access denied", after AUTH with "550 5.7.1 ... deliver to franz.test only". Mail Postfix could
 # not hand to Dovecot (Dovecot down, e.g. during restart-imap) is retried within a few seconds; `postqueue -c
 # DIR/postfix/etc -f` retries at once, `postqueue -c DIR/postfix/etc -p` lists the queue.
@@ -288,6 +289,8 @@ relay_transport = lmtp:unix:$dir/dovecot/run/lmtp
 default_transport = error:5.7.1 franz test mail servers deliver to $domain only
 mynetworks = 127.0.0.0/8
 smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+# One recipient whose server defers every mail, as a full mailbox or greylisting does.
+smtpd_recipient_restrictions = check_recipient_access inline:{ { deferred@$domain = 452 4.2.2 Mailbox full, try again later } }
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = $dir/dovecot/run/auth-client

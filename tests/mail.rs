@@ -23,6 +23,8 @@ use crate::util::{Harness, PATIENCE, Reaped, Started, Up, scratch, wait_until};
 const SUPPORT: &str = "support@franz.test";
 const CUSTOMER: &str = "customer@franz.test";
 const PASSWORD: &str = "secret";
+/// A customer whose mail server defers every mail to them (mail-servers.sh: 452 at RCPT).
+const DEFERRED: &str = "deferred@franz.test";
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(name)
@@ -424,6 +426,43 @@ async fn a_reply_the_mail_server_refuses_for_good_is_recorded_as_not_delivered_w
     assert_eq!(delivery["delivered"], false, "{delivery}");
     let detail = delivery["detail"].as_str().unwrap();
     assert!(detail.contains("5.7.1") || detail.to_lowercase().contains("relay"), "{detail}");
+    franz.stop().await.unwrap();
+}
+
+/// Found by an attack (#34, replies), failing first: a reply the server defers (`452` at RCPT: the customer's
+/// mailbox is full, or greylisting) was tried again and again with a growing pause while every reply after it, to
+/// every other customer, waited behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_the_server_defers_waits_on_its_own_while_the_replies_after_it_go_out() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    servers.send(DEFERRED, "From: deferred@franz.test\nSubject: Full\nMessage-ID: <full@franz.test>\n\nhelp\n");
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Fine\nMessage-ID: <fine@franz.test>\n\nhelp\n");
+    let ticket_of = |sender: &'static str| {
+        let harness = &harness;
+        async move {
+            let created = event_where(harness, sender, |e| e["type"] == "created" && e["contact_id"] == sender).await;
+            created["ticket_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (full, fine) = (ticket_of(DEFERRED).await, ticket_of(CUSTOMER).await);
+    reply(&harness, &full, "To the full mailbox", "reply-full").await;
+    reply(&harness, &fine, "To the fine one", "reply-fine").await;
+    let delivery = event_where(&harness, "the reply after the deferred one delivered", |e| {
+        e["type"] == "delivery" && e["ticket_id"] == fine.as_str()
+    })
+    .await;
+    assert_eq!(delivery["delivered"], true, "{delivery}");
+    let mails = servers.mails_of(CUSTOMER, "INBOX");
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0]["text"].as_str().unwrap().starts_with("To the fine one"), "{mails:?}");
+    let events = harness.read_json(&harness.topics.events, harness.count(&harness.topics.events).await).await;
+    assert!(
+        !events.iter().any(|e| e["type"] == "delivery" && e["ticket_id"] == full.as_str()),
+        "the deferred reply is neither sent nor given up: {events:?}"
+    );
     franz.stop().await.unwrap();
 }
 

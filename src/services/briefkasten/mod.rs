@@ -18,6 +18,7 @@ pub mod imap;
 pub mod mail;
 pub mod replies;
 pub mod smtp;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::Arc;

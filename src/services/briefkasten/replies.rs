@@ -5,14 +5,17 @@
 //! CLI, the API or a Discord card) to a ticket whose origin is `Email`, it waits until the ticket store has the
 //! event, writes the reply (`compose`), sends it, and records the delivery (`record_delivery`, via `email`): taken
 //! by the server, with the mail's Message-ID, so an answer to it finds the ticket; or refused for good, with the
-//! server's reason, which the desk shows under the reply. A server that cannot take mail now is tried again with a
-//! growing pause, reported in `/readyz` and `franz status`, never skipped. The event's offset is stored only after
-//! that, so a reply is sent at least once; one recorded as delivered is never sent again, and a crash between the
-//! server's answer and the record sends it twice, with the same Message-ID, which mail clients show once.
+//! server's reason, which the desk shows under the reply. A reply the server cannot take now (it is down, or
+//! defers that one recipient) waits and is tried again on its own growing pause (`waiting`), reported in `/readyz`
+//! and `franz status`, never skipped, while the replies after it go on. The event's offset is stored only once its
+//! reply and every reply before it is done, so a reply is sent at least once; one recorded as delivered is never
+//! sent again, and a crash between the server's answer and the record sends it twice, with the same Message-ID,
+//! which mail clients show once.
 //! A reply older than an hour when this follower first sees it (franz was down, or a new group on a long history)
 //! is not sent, and recorded as not sent with the reason, unless an earlier franz recorded it sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::NAME;
 use super::compose;
 use super::smtp::{Outbox, Sent};
+use super::waiting::{BACKOFF_FIRST, BACKOFF_MAX, Waiting};
 use crate::kafka::tickets::send_command;
 use crate::kafka::{CommitOnRevoke, Producer, commit_stored, consumer_error_is_fatal, group_consumer};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Delivery, Event, Via};
@@ -35,8 +39,8 @@ pub const GROUP: &str = "briefkasten-replies";
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 /// Replies older than this when first seen are not sent.
 const SEND_WITHIN: Duration = Duration::from_secs(3600);
-/// The longest pause between two tries of a server that cannot take mail now.
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How many replies may wait for a server that cannot take them now before no further events are read.
+const WAITING_MAX: usize = 100;
 
 /// What the replies need.
 #[derive(Clone)]
@@ -113,11 +117,32 @@ async fn follow(
     producer: &Producer,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut waiting = Waiting::<Box<Outgoing>>::default();
+    let mut generation = consumer.context().generation.load(Ordering::SeqCst);
     loop {
+        let now_generation = consumer.context().generation.load(Ordering::SeqCst);
+        if now_generation != generation {
+            generation = now_generation;
+            waiting.keep_only(&owned(consumer, &replies.events_topic));
+        }
+        let next_try = waiting.next_due();
+        let full = waiting.len() >= WAITING_MAX;
         let message = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            message = consumer.recv() => message,
+            () = tokio::time::sleep_until(next_try.unwrap_or_else(Instant::now).into()), if next_try.is_some() => None,
+            message = consumer.recv(), if !full => Some(message),
+        };
+        let Some(message) = message else {
+            let Some(deferred) = waiting.take_due(Instant::now()) else { continue };
+            match attempt(replies, producer, &deferred.item, deferred.following(), shutdown).await {
+                Attempt::Done => {
+                    store(replies, consumer, deferred.partition, waiting.resolved(deferred.partition, deferred.offset))
+                }
+                Attempt::Later => waiting.again(deferred, Instant::now()),
+                Attempt::Stopped => return Ok(()),
+            }
+            continue;
         };
         let message = match message {
             Ok(message) => message,
@@ -125,15 +150,48 @@ async fn follow(
             Err(_) => continue,
         };
         let (partition, offset) = (message.partition(), message.offset());
+        if waiting.is_waiting(partition, offset) {
+            continue; // read again after a rebalance while its reply waits
+        }
         let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
-        if let Some((event, due)) = event.as_ref().and_then(|event| due(event).map(|due| (event, due)))
-            && !send(replies, producer, event, due, (partition, offset), shutdown).await
-        {
-            return Ok(()); // shut down before the reply was sent: it comes again
+        if let Some((event, due)) = event.as_ref().and_then(|event| due(event).map(|due| (event, due))) {
+            let outgoing = match prepare(replies, producer, event, due, (partition, offset), shutdown).await {
+                Prepared::Done => None,
+                Prepared::Send(outgoing) => Some(outgoing),
+                Prepared::Stopped => return Ok(()), // shut down before the reply was sent: it comes again
+            };
+            if let Some(outgoing) = outgoing {
+                match attempt(replies, producer, &outgoing, BACKOFF_FIRST, shutdown).await {
+                    Attempt::Done => {}
+                    Attempt::Later => {
+                        waiting.defer(partition, offset, outgoing, Instant::now());
+                        continue;
+                    }
+                    Attempt::Stopped => return Ok(()),
+                }
+            }
         }
-        if let Err(error) = consumer.store_offset(&replies.events_topic, partition, offset) {
-            tracing::debug!(%error, "reply offset not stored; the partition moved to another member");
-        }
+        store(replies, consumer, partition, waiting.done(partition, offset));
+    }
+}
+
+/// The partitions of the events this member owns now.
+fn owned(consumer: &rdkafka::consumer::StreamConsumer<CommitOnRevoke>, topic: &str) -> HashSet<i32> {
+    let assignment = consumer.assignment().unwrap_or_default();
+    assignment.elements_for_topic(topic).iter().map(|element| element.partition()).collect()
+}
+
+/// Stores `offset` of `partition` as handled, if there is one to store.
+fn store(
+    replies: &Replies,
+    consumer: &rdkafka::consumer::StreamConsumer<CommitOnRevoke>,
+    partition: i32,
+    offset: Option<i64>,
+) {
+    if let Some(offset) = offset
+        && let Err(error) = consumer.store_offset(&replies.events_topic, partition, offset)
+    {
+        tracing::debug!(%error, "reply offset not stored; the partition moved to another member");
     }
 }
 
@@ -162,20 +220,48 @@ fn recent(event: &Event) -> bool {
     })
 }
 
-/// Sends what `event` calls for if its ticket came by mail, and records where it went; `false` if shutdown came
-/// first.
-async fn send(
+/// A reply written as a mail, due to go.
+struct Outgoing {
+    event: Event,
+    mail: lettre::Message,
+    /// Whom it goes to, for the record and the troubles.
+    contact: String,
+}
+
+/// What an event turned out to call for.
+enum Prepared {
+    /// Nothing (any more): not a mail ticket, sent already, or recorded as not sent.
+    Done,
+    /// This mail.
+    Send(Box<Outgoing>),
+    /// Shutdown came first.
+    Stopped,
+}
+
+/// How one try to send a mail ended.
+enum Attempt {
+    /// Sent, or refused for good, and recorded so.
+    Done,
+    /// The server could not take it now: try again later.
+    Later,
+    /// Shutdown came first.
+    Stopped,
+}
+
+/// Writes the mail `event` calls for if its ticket came by mail, once the ticket store has the event; records a
+/// reply that is not to be sent.
+async fn prepare(
     replies: &Replies,
     producer: &Producer,
     event: &Event,
     due: Due<'_>,
     (partition, offset): (i32, i64),
     shutdown: &CancellationToken,
-) -> bool {
+) -> Prepared {
     let applied = |progress: &crate::store::Progress| progress.next.get(&partition).is_some_and(|next| *next > offset);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return false,
+            () = shutdown.cancelled() => return Prepared::Stopped,
             done = replies.store.wait_for(STORE_PATIENCE, applied) => if done { break },
         }
         let problem = format!("the ticket store has not applied the events of the replies within {STORE_PATIENCE:?}");
@@ -191,45 +277,52 @@ async fn send(
     .await;
     let (ticket, history) = match read {
         Ok(Ok((Some(ticket), history))) => (ticket, history),
-        Ok(Ok((None, _))) => return true,
+        Ok(Ok((None, _))) => return Prepared::Done,
         Ok(Err(error)) => {
             tracing::warn!(service = NAME, %error, "the ticket store could not be read; the reply is not sent");
-            return true;
+            return Prepared::Done;
         }
         Err(error) => {
             tracing::warn!(service = NAME, %error, "a read of the ticket store ended abnormally");
-            return true;
+            return Prepared::Done;
         }
     };
     if ticket.origin != crate::schema::ORIGIN_EMAIL {
-        return true;
+        return Prepared::Done;
     }
     let recorded = history
         .iter()
         .any(|e| matches!(&e.change, Change::Delivery(Delivery { of, via: Via::Email, .. }) if *of == event.event_id));
     if recorded {
-        return true;
+        return Prepared::Done;
     }
+    let not_sent = |why: String| async move {
+        if record(replies, producer, event, false, Some(why), None, shutdown).await {
+            Prepared::Done
+        } else {
+            Prepared::Stopped
+        }
+    };
     if !recent(event) {
         // Seen first long after it was written (franz was down, or this is a new franz on an old history): not sent
         // now, when it may no longer fit, and the desk says so under the reply.
         if let Due::Reply(_) = due {
-            let why = format!(
+            return not_sent(format!(
                 "not sent: franz saw this reply first more than {SEND_WITHIN:?} after it was written; send it again if \
                  it still matters"
-            );
-            return record(replies, producer, event, false, Some(why), None, shutdown).await;
+            ))
+            .await;
         }
-        return true;
+        return Prepared::Done;
     }
     let (body, kind) = match due {
         Due::Reply(body) => (body, compose::Kind::Person),
         Due::Acknowledgement => {
-            let Some(text) = &replies.acknowledgement else { return true };
+            let Some(text) = &replies.acknowledgement else { return Prepared::Done };
             let to = ticket.contact_id.as_deref().unwrap_or(&ticket.contact);
             if to.eq_ignore_ascii_case(replies.from.email.as_ref()) {
                 tracing::info!(service = NAME, ticket = %ticket.id, "no acknowledgement to franz's own address");
-                return true;
+                return Prepared::Done;
             }
             let admitted = replies.automatic.lock().map(|mut limiter| limiter.admit(to, Instant::now()));
             if !admitted.unwrap_or(false) {
@@ -238,61 +331,59 @@ async fn send(
                     ticket = %ticket.id,
                     "no acknowledgement to {to}: it had {AUTOMATIC_PER_WINDOW} in the last {AUTOMATIC_WINDOW:?}"
                 );
-                return true;
+                return Prepared::Done;
             }
             (text.as_str(), compose::Kind::Automatic)
         }
     };
-    let mail = match compose::reply(&replies.from, &ticket, &history, &event.event_id, body, kind) {
-        Ok(mail) => mail,
-        Err(error) => {
-            let why = format!("the reply could not be written as a mail: {error:#}");
-            return record(replies, producer, event, false, Some(why), None, shutdown).await;
+    match compose::reply(&replies.from, &ticket, &history, &event.event_id, body, kind) {
+        Ok(mail) => Prepared::Send(Box::new(Outgoing { event: event.clone(), mail, contact: ticket.contact })),
+        Err(error) => not_sent(format!("the reply could not be written as a mail: {error:#}")).await,
+    }
+}
+
+/// Tries once to send `outgoing`, and records where it went if the server answered for good; a server that cannot
+/// take it now is reported with `pause`, the time until the next try.
+async fn attempt(
+    replies: &Replies,
+    producer: &Producer,
+    outgoing: &Outgoing,
+    pause: Duration,
+    shutdown: &CancellationToken,
+) -> Attempt {
+    let Outgoing { event, mail, contact } = outgoing;
+    let sent = tokio::select! {
+        sent = replies.outbox.send(mail.clone()) => sent,
+        () = shutdown.cancelled() => return Attempt::Stopped,
+    };
+    let count = |outcome: &str| {
+        replies.metrics.mails.get_or_create(&crate::metrics::OutcomeLabel { outcome: outcome.into() }).inc();
+    };
+    let recorded = match sent {
+        Sent::Accepted(answer) => {
+            count("reply_sent");
+            let id = compose::message_id(&event.event_id, &replies.from);
+            let detail = Some(format!("to {contact}; the mail server answered: {answer}"));
+            record(replies, producer, event, true, detail, Some(id), shutdown).await
+        }
+        Sent::Refused(why) => {
+            count("reply_refused");
+            let problem = format!("the mail server refused the reply to {contact} for good: {why}");
+            tracing::warn!(service = NAME, ticket = %event.ticket_id, "{problem}");
+            replies.metrics.troubles.report(NAME, &problem);
+            record(replies, producer, event, false, Some(why), None, shutdown).await
+        }
+        Sent::Failed(why) => {
+            let problem = format!(
+                "the reply to {contact} could not be sent yet: {why}; trying it again in {pause:?} while other replies \
+                 go on"
+            );
+            tracing::warn!(service = NAME, ticket = %event.ticket_id, "{problem}");
+            replies.metrics.troubles.report(NAME, problem);
+            return Attempt::Later;
         }
     };
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let sent = tokio::select! {
-            sent = replies.outbox.send(mail.clone()) => sent,
-            () = shutdown.cancelled() => return false,
-        };
-        match sent {
-            Sent::Accepted(answer) => {
-                replies
-                    .metrics
-                    .mails
-                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "reply_sent".into() })
-                    .inc();
-                let id = compose::message_id(&event.event_id, &replies.from);
-                let detail = Some(format!("to {}; the mail server answered: {answer}", ticket.contact));
-                return record(replies, producer, event, true, detail, Some(id), shutdown).await;
-            }
-            Sent::Refused(why) => {
-                replies
-                    .metrics
-                    .mails
-                    .get_or_create(&crate::metrics::OutcomeLabel { outcome: "reply_refused".into() })
-                    .inc();
-                let problem = format!("the mail server refused the reply to {} for good: {why}", ticket.contact);
-                tracing::warn!(service = NAME, ticket = %ticket.id, "{problem}");
-                replies.metrics.troubles.report(NAME, &problem);
-                return record(replies, producer, event, false, Some(why), None, shutdown).await;
-            }
-            Sent::Failed(why) => {
-                let problem = format!(
-                    "the reply to {} could not be sent yet: {why}; trying again in {backoff:?}",
-                    ticket.contact
-                );
-                tracing::warn!(service = NAME, ticket = %ticket.id, "{problem}");
-                replies.metrics.troubles.report(NAME, problem);
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
+    if recorded { Attempt::Done } else { Attempt::Stopped }
 }
 
 /// Records where the reply of `event` went, trying until the broker has it; `false` if shutdown came first.
