@@ -14,6 +14,7 @@ pub mod files;
 pub mod intake;
 pub mod kafka;
 pub mod lifecycle;
+pub mod mailbox;
 pub mod metrics;
 pub mod ops;
 pub mod people;

@@ -3,8 +3,9 @@
 //! Services count what they do (records in and out, dead letters, retries, alerts, time to claim) on the handles
 //! here as it happens; what is cheaper to read than to track (consumer lag, tickets by status) is read at scrape
 //! time by `ops`. The embedded broker's own metrics (`franz_broker_*`: requests, bytes, latencies, connections,
-//! log bytes) are its crate's, registered here when franz runs it. Beside the metrics travels `troubles`, the
-//! last problem each service reported, since every service that counts also reports. This module only defines the
+//! log bytes) are its crate's, registered here when franz runs it. Beside the metrics travel `troubles`, the
+//! last problem each service reported, since every service that counts also reports, and `mailbox`, what the mail
+//! service is doing now. This module only defines the
 //! metrics and encodes them; it does no I/O. Names are
 //! `franz_*` in base units, counters end in `_total`, and no label carries ticket text, a person's name or a
 //! secret: labels are service names, topic names, consumer groups, error types and ticket statuses.
@@ -122,6 +123,8 @@ pub struct Metrics {
     pub broker_up: Gauge,
     /// Not a metric: the last problem each service reported, for `/readyz` and `franz status`.
     pub troubles: crate::troubles::Troubles,
+    /// Not a metric: what the mailbox of tickets by email is doing now, for `/readyz` and `franz status`.
+    pub mailbox: crate::mailbox::Watch,
 }
 
 impl Default for Metrics {
@@ -170,6 +173,7 @@ impl Metrics {
             broker_partitions: Gauge::default(),
             broker_up: Gauge::default(),
             troubles: Default::default(),
+            mailbox: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;

@@ -80,6 +80,9 @@ pub struct Readiness {
     /// The desk's address, when it runs.
     #[serde(default)]
     pub desk: Option<String>,
+    /// The mailbox of tickets by email, when briefkasten runs.
+    #[serde(default)]
+    pub mailbox: Option<crate::mailbox::MailboxState>,
 }
 
 /// What `/readyz` says of the broker.
@@ -167,6 +170,7 @@ impl Ops {
             problems: self.metrics.troubles.all(),
             broker: self.broker.clone(),
             desk: self.desk.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            mailbox: self.metrics.mailbox.get(),
         }
     }
 

@@ -437,7 +437,9 @@ async fn a_reply_the_server_defers_waits_on_its_own_while_the_replies_after_it_g
     let Some(servers) = MailServers::start() else { return };
     let harness = Harness::new(1).await;
     let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let config =
+        Config { metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..servers.replying(&harness, data.path()) };
+    let franz = Started::start(&config).await;
     servers.send(DEFERRED, "From: deferred@franz.test\nSubject: Full\nMessage-ID: <full@franz.test>\n\nhelp\n");
     servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Fine\nMessage-ID: <fine@franz.test>\n\nhelp\n");
     let ticket_of = |sender: &'static str| {
@@ -463,6 +465,22 @@ async fn a_reply_the_server_defers_waits_on_its_own_while_the_replies_after_it_g
         !events.iter().any(|e| e["type"] == "delivery" && e["ticket_id"] == full.as_str()),
         "the deferred reply is neither sent nor given up: {events:?}"
     );
+    // `franz status` says one reply waits, and what the mailbox does.
+    let url = format!("http://{}", franz.ops_address.expect("metrics_listen serves /readyz"));
+    let mut screen = Vec::new();
+    franz::cmd::status::status(&config, false, Some(url), &mut screen).await.unwrap();
+    let screen = String::from_utf8(screen).unwrap();
+    let mailbox = format!("mailbox: support@franz.test at imap://{}/INBOX, ", servers.get("FRANZ_MAIL_IMAP"));
+    assert!(screen.contains(&mailbox), "{screen}");
+    assert!(screen.contains("mails: 2 tickets, 0 answers"), "{screen}");
+    let replies =
+        format!("replies by mail: 1 sent, 0 refused, 1 waiting for smtp://{}\n", servers.get("FRANZ_MAIL_SMTP"));
+    assert!(screen.contains(&replies), "{screen}");
+    assert!(franz.ops.readiness().await.mailbox.unwrap().last_taken.is_some());
+    wait_until("the mailbox waiting with IDLE", || async {
+        franz.ops.readiness().await.mailbox.is_some_and(|m| m.state == "waiting for mail (IDLE)")
+    })
+    .await;
     franz.stop().await.unwrap();
 }
 
@@ -1047,6 +1065,8 @@ async fn a_mailbox_that_does_not_exist_is_named_in_the_troubles() {
         franz.ops.metrics.troubles.all().get("briefkasten").is_some_and(|t| t.text.contains("SELECT Nope"))
     })
     .await;
+    let state = franz.ops.readiness().await.mailbox.expect("the mailbox in /readyz").state;
+    assert!(state.starts_with("not connected: ") && state.contains("SELECT Nope"), "{state}");
     stop_promptly(franz, "while it retried a missing mailbox").await;
 }
 

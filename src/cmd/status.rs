@@ -234,6 +234,44 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
         Some(desk) => out.push_str(&format!("desk: {}\n", shown(desk))),
         None => out.push_str("desk: not running\n"),
     }
+    if let Some(mailbox) = &readiness.mailbox {
+        out.push_str(&mailbox_lines(mailbox, &|outcome| value("franz_mails_total", Some(("outcome", outcome)))));
+    }
+    out
+}
+
+/// The mailbox of tickets by email: what it does, what its mails became, where the replies went; `mails` counts
+/// the mails (and replies) of an outcome.
+fn mailbox_lines(mailbox: &crate::mailbox::MailboxState, mails: &dyn Fn(&str) -> f64) -> String {
+    let time = |at: &str| shown(&at.chars().take(19).collect::<String>().replace('T', " "));
+    let mut out = format!(
+        "mailbox: {} at {}, {} since {}",
+        shown(&mailbox.user),
+        shown(&mailbox.mailbox),
+        shown(&mailbox.state),
+        time(&mailbox.since)
+    );
+    if let Some(at) = &mailbox.last_taken {
+        out.push_str(&format!(", last mail taken {}", time(at)));
+    }
+    out.push_str(&format!(
+        "\nmails: {} tickets, {} answers, {} notes, {} dead letters, {} bounces\n",
+        mails("ticket"),
+        mails("answer"),
+        mails("note"),
+        mails("dead_letter"),
+        mails("bounce"),
+    ));
+    match &mailbox.replies {
+        Some(smtp) => out.push_str(&format!(
+            "replies by mail: {} sent, {} refused, {} waiting for {}\n",
+            mails("reply_sent"),
+            mails("reply_refused"),
+            mailbox.replies_waiting,
+            shown(smtp)
+        )),
+        None => out.push_str("replies by mail: off (set mail.smtp_url)\n"),
+    }
     out
 }
 
@@ -281,8 +319,18 @@ mod tests {
             .into(),
             broker: crate::ops::BrokerInfo { kind: "embedded".into(), address: "127.0.0.1:9092".into() },
             desk: None,
+            mailbox: Some(crate::mailbox::MailboxState {
+                mailbox: "imaps://imap.example.com:993/INBOX".into(),
+                user: "support@example.com".into(),
+                state: "not connected: refused\u{1b}[2J; trying again in 8s".into(),
+                since: "2026-12-01T10:45:41.7Z".into(),
+                last_taken: Some("2026-12-01T10:40:00Z".into()),
+                replies: Some("smtps://smtp.example.com:465".into()),
+                replies_waiting: 2,
+            }),
         };
-        let samples = "franz_broker_up 1\nfranz_broker_connections 3\nfranz_broker_log_bytes{topic=\"a\"} 1024\nfranz_broker_log_bytes{topic=\"b\"} 512\n";
+        let samples = "franz_mails_total{outcome=\"ticket\"} 4\nfranz_mails_total{outcome=\"reply_sent\"} 3\n\
+                       franz_broker_up 1\nfranz_broker_connections 3\nfranz_broker_log_bytes{topic=\"a\"} 1024\nfranz_broker_log_bytes{topic=\"b\"} 512\n";
         let screen = render("http://127.0.0.1:8080", &readiness, &parse_samples(samples));
         assert!(screen.starts_with("franz at http://127.0.0.1:8080: unready\n  - aufbereitung stopped\n"), "{screen}");
         assert!(screen.contains("aufbereitung   STOPPED"), "{screen}");
@@ -293,6 +341,15 @@ mod tests {
             "{screen}"
         );
         assert!(screen.contains("desk: not running"), "{screen}");
+        assert!(
+            screen.contains(
+                "mailbox: support@example.com at imaps://imap.example.com:993/INBOX, not connected: \
+                 refused\\u{1b}[2J; trying again in 8s since 2026-12-01 10:45:41, last mail taken 2026-12-01 10:40:00\n\
+                 mails: 4 tickets, 0 answers, 0 notes, 0 dead letters, 0 bounces\n\
+                 replies by mail: 3 sent, 0 refused, 2 waiting for smtps://smtp.example.com:465\n"
+            ),
+            "{screen}"
+        );
     }
 
     #[test]
@@ -342,6 +399,7 @@ mod tests {
             problems: BTreeMap::new(),
             broker: crate::ops::BrokerInfo { kind: "embedded".into(), address: "127.0.0.1:9092".into() },
             desk: None,
+            mailbox: None,
         };
         let samples = "franz_broker_up 1\nfranz_broker_partitions 6\nfranz_broker_connections 2\n";
         let screen = render("http://127.0.0.1:9100", &readiness, &parse_samples(samples));

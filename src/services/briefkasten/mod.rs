@@ -113,6 +113,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         reopen_within: context.config.reopen_within,
         metrics: context.metrics.clone(),
     };
+    context.metrics.mailbox.start(url.to_string(), user.clone(), config.smtp_url.as_ref().map(ToString::to_string));
     let mut status = format!("{url} as {user} -> {}", settings.topics.intake);
     let shutdown = context.shutdown.clone();
     let Some(smtp) = &config.smtp_url else {
@@ -170,6 +171,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 () = shutdown.cancelled() => return Ok(()),
                 caught_up = store.wait_for(STORE_PATIENCE, |progress| progress.caught_up) => if caught_up { break },
             }
+            settings.metrics.mailbox.doing("waiting for the ticket store to catch up");
             let problem =
                 format!("waiting for the ticket store to catch up before reading mail ({STORE_PATIENCE:?} so far)");
             tracing::info!(service = NAME, "{problem}");
@@ -186,6 +188,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         let pause = if failure.is::<Refused>() { REFUSED_PAUSE } else { backoff };
         let problem = format!("the mailbox {}: {failure:#}; trying again in {pause:?}", settings.account.url);
         tracing::warn!(service = NAME, "{problem}");
+        settings.metrics.mailbox.doing(format!("not connected: {failure:#}; trying again in {pause:?}"));
         settings.metrics.troubles.report(NAME, &problem);
         if failure.is::<Refused>() {
             report_error(&producer, &settings.topics.errors, NAME, problem, serde_json::Map::new()).await;
@@ -220,9 +223,12 @@ async fn session(
     backoff: &mut Duration,
     folder: &mut Option<String>,
 ) -> anyhow::Result<()> {
+    let watch = &settings.metrics.mailbox;
+    watch.doing("connecting");
     let Some(mut mailbox) = until(shutdown, Mailbox::open(&settings.account)).await? else { return Ok(()) };
     tracing::info!(service = NAME, idle = mailbox.idles(), "reading {}", settings.account.url);
     loop {
+        watch.doing("reading");
         // Looks again until a look finds nothing: a mail that arrives while a batch is taken may go unannounced
         // (the server's news of it lost among the answers to the batch).
         loop {
@@ -241,6 +247,9 @@ async fn session(
                         return Ok(());
                     }
                     marked += taken.len();
+                    if !taken.is_empty() {
+                        watch.taken();
+                    }
                     *backoff = BACKOFF_FIRST;
                     if !awaited.is_empty() && !store_has(settings, &awaited, shutdown).await {
                         return Ok(());
@@ -251,6 +260,11 @@ async fn session(
             if marked == 0 {
                 break;
             }
+        }
+        if mailbox.idles() {
+            watch.doing("waiting for mail (IDLE)");
+        } else {
+            watch.doing(format!("looking every {:?}", settings.poll));
         }
         match mailbox.wait(settings.poll, shutdown).await? {
             Some(waited) => mailbox = waited,

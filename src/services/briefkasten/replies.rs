@@ -120,6 +120,7 @@ async fn follow(
     let mut waiting = Waiting::<Box<Outgoing>>::default();
     let mut generation = consumer.context().generation.load(Ordering::SeqCst);
     loop {
+        replies.metrics.mailbox.replies_waiting(waiting.len());
         let now_generation = consumer.context().generation.load(Ordering::SeqCst);
         if now_generation != generation {
             generation = now_generation;
