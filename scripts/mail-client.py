@@ -9,8 +9,9 @@
     mail-client.py create IMAP_HOST:PORT USER PASSWORD BOX   create the folder BOX
     mail-client.py append IMAP_HOST:PORT USER PASSWORD BOX < message   put the raw message in BOX (unread), as
                                                              another client or a mail server without limits would
-    mail-client.py append-many IMAP_HOST:PORT USER PASSWORD COUNT PREFIX   put COUNT small mails from
-                                                             customer@franz.test in INBOX (Message-ID <PREFIX-N@franz.test>)
+    mail-client.py append-many IMAP_HOST:PORT USER PASSWORD COUNT PREFIX [BYTES]   put COUNT mails from
+                                                             customer@franz.test in INBOX (Message-ID <PREFIX-N@franz.test>),
+                                                             each with a text of about BYTES (default: one line)
     mail-client.py count IMAP_HOST:PORT USER PASSWORD [BOX]  print {"exists", "unseen"} of BOX (INBOX) as JSON
     mail-client.py delete IMAP_HOST:PORT USER PASSWORD MESSAGE_ID   delete (flag and expunge) the INBOX mails with
                                                              that Message-ID
@@ -89,11 +90,13 @@ def append(server, user, password, box):
     imap.logout()
 
 
-def append_many(server, user, password, count, prefix):
+def append_many(server, user, password, count, prefix, size="0"):
     imap = session(server, user, password)
+    line = "Hello, the export stops at 80 percent and says nothing; what can I do about it?\r\n"
+    text = line * (int(size) // len(line))
     for n in range(int(count)):
         raw = (f"From: customer@franz.test\r\nTo: support@franz.test\r\nSubject: {prefix} {n}\r\n"
-               f"Message-ID: <{prefix}-{n}@franz.test>\r\n\r\nmail {n}\r\n").encode()
+               f"Message-ID: <{prefix}-{n}@franz.test>\r\n\r\nmail {n}\r\n{text}").encode()
         status, answer = imap.append("INBOX", None, None, raw)
         if status != "OK":
             sys.exit(f"APPEND: {answer}")

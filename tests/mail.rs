@@ -484,6 +484,51 @@ async fn a_reply_the_server_defers_waits_on_its_own_while_the_replies_after_it_g
     franz.stop().await.unwrap();
 }
 
+/// kill -9 of franz between publish and mark: the mails of a batch are on the intake topic, the command that
+/// marks them read is on its way to the server (held by the relay), and the process is killed. Started again, it
+/// reads them again and finds their tickets (or publishes them again, to the same ticket ids): none doubled, none
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn franz_killed_between_publishing_mails_and_marking_them_doubles_no_ticket_and_loses_none() {
+    let Some(servers) = MailServers::start() else { return };
+    const MAILS: usize = 300;
+    servers.append_many(MAILS, "crash");
+    let relay = Relay::start(Some(servers.get("FRANZ_MAIL_IMAP").to_owned())).await;
+    *relay.hold_once_on.lock().unwrap() = Some(b"UID STORE".to_vec());
+    let harness = Harness::new(1).await;
+    let dir = scratch();
+    let env = [
+        ("FRANZ_MAIL_IMAP_URL", format!("imap://{}/INBOX", relay.address)),
+        ("FRANZ_MAIL_USER", SUPPORT.to_owned()),
+        ("FRANZ_MAIL_PASSWORD", PASSWORD.to_owned()),
+        ("FRANZ_MAIL_POLL_SECS", "3600".to_owned()),
+    ];
+    let only = ["--only", "briefkasten,aufbereitung,akte"];
+    let mut first = Reaped(Up::start_with_env(dir.path(), "first", &harness, &only, &env));
+    wait_until("franz about to mark its first batch", || async { relay.holding.load(Ordering::SeqCst) }).await;
+    let published = harness.count(&harness.topics.intake).await;
+    assert!(published > 0, "the batch is published before it is marked");
+    first.kill();
+    // The held command never reaches the server (released, it would: bytes franz had sent before it died).
+    assert_eq!(servers.count_in("INBOX"), (MAILS as u64, MAILS as u64), "nothing was marked read");
+
+    let second = Reaped(Up::start_with_env(dir.path(), "second", &harness, &only, &env));
+    wait_until("every mail read", || async { servers.all_seen(MAILS) }).await;
+    // One more, after all of them: once it is a ticket, akte has decided every record published before it.
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Last\nMessage-ID: <last@franz.test>\n\nlast\n");
+    event_where(&harness, "the last mail's ticket", |e| e["type"] == "created" && e["message_id"] == "last@franz.test")
+        .await;
+    let intake = harness.count(&harness.topics.intake).await;
+    // A mail of the killed batch is published again, or, where the ticket store has its ticket already, known
+    // and only marked: at most the killed batch twice.
+    assert!((MAILS as i64 + 1..=MAILS as i64 + 1 + published).contains(&intake), "{intake} intake records");
+    let events = harness.read_json(&harness.topics.events, harness.count(&harness.topics.events).await).await;
+    let created: Vec<&Value> = events.iter().filter(|e| e["type"] == "created").collect();
+    let tickets: std::collections::BTreeSet<&str> = created.iter().map(|e| e["ticket_id"].as_str().unwrap()).collect();
+    assert_eq!((created.len(), tickets.len()), (MAILS + 1, MAILS + 1), "one ticket per mail");
+    second.terminate();
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // From an attack on briefkasten: hostile mails, hostile or failing servers, odd settings. Each test says what the
 // attack did and what went wrong before the fix ("failing first"), or that it found nothing.

@@ -299,6 +299,12 @@ impl Drop for Reaped {
 }
 
 impl Reaped {
+    /// Kills it with SIGKILL, as a crash or a power cut would, and waits until it is gone.
+    pub fn kill(&mut self) {
+        self.0.child.kill().unwrap();
+        self.0.child.wait().unwrap();
+    }
+
     /// Sends it the signal `name` (`TERM`, `INT`, …).
     pub fn signal(&self, name: &str) {
         let pid = self.0.child.id().to_string();
