@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
+/// How the state of a mailbox that cannot be reached begins.
+pub const NOT_CONNECTED: &str = "not connected";
+
 /// The mailbox as `/readyz` shows it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MailboxState {
@@ -50,14 +53,24 @@ impl Watch {
         *self.lock() = Some(state);
     }
 
-    /// The mailbox now does `what` (one line, free of secrets).
+    /// The mailbox now does `what` (one line, free of secrets). `since` stays while the kind of state (the text
+    /// before its first `:`) stays, so a mailbox down for an hour says since when, whatever the last failure was.
     pub fn doing(&self, what: impl std::fmt::Display) {
         if let Some(state) = self.lock().as_mut() {
             let what: String = crate::terminal::visible(&what.to_string()).chars().take(300).collect();
-            if state.state != what {
-                state.state = what;
+            let kind = |text: &str| text.split(':').next().unwrap_or_default().to_owned();
+            if kind(&state.state) != kind(&what) {
                 state.since = crate::schema::now_rfc3339();
             }
+            state.state = what;
+        }
+    }
+
+    /// The mailbox connects: shown as `connecting`, unless it is down, which it stays until it reads again.
+    pub fn connecting(&self) {
+        let down = self.lock().as_ref().is_some_and(|state| state.state.starts_with(NOT_CONNECTED));
+        if !down {
+            self.doing("connecting");
         }
     }
 
@@ -89,6 +102,9 @@ impl Watch {
 mod tests {
     use super::*;
 
+    /// Found by an attack (#34, mailbox state), failing first: with the IMAP server down, every reconnect set
+    /// `connecting` and then `not connected: …; trying again in 16s`, each a new `since`: after an hour down,
+    /// `franz status` said "since" a few seconds ago.
     #[test]
     fn nothing_is_shown_until_briefkasten_starts_and_a_state_keeps_its_first_time() {
         let watch = Watch::default();
@@ -101,6 +117,16 @@ mod tests {
         assert_eq!(watch.get().unwrap().since, since, "the same state again is not a new one");
         watch.doing("not connected: refused\n\u{1b}[2J");
         assert!(!watch.get().unwrap().state.chars().any(char::is_control));
+        // Reconnecting while down, and failing again otherwise, is the same state since the same time.
+        let down_since = "2026-12-07T10:00:00Z".to_owned();
+        watch.lock().as_mut().unwrap().since = down_since.clone();
+        watch.connecting();
+        watch.doing("not connected: timed out; trying again in 16s");
+        let state = watch.get().unwrap();
+        assert_eq!((state.state.as_str(), state.since), ("not connected: timed out; trying again in 16s", down_since));
+        watch.doing("reading");
+        watch.connecting();
+        assert_eq!(watch.get().unwrap().state, "connecting");
         watch.taken();
         watch.replies_waiting(2);
         let state = watch.get().unwrap();

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use franz::config::{Config, ImapUrl, Mail, Service, SmtpUrl};
-use franz::schema::lifecycle::{Action, Actor, ActorSource, Command as Lifecycle};
+use franz::schema::lifecycle::{Action, Actor, ActorSource, Command as Lifecycle, Delivery, Via};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -527,6 +527,168 @@ async fn franz_killed_between_publishing_mails_and_marking_them_doubles_no_ticke
     let tickets: std::collections::BTreeSet<&str> = created.iter().map(|e| e["ticket_id"].as_str().unwrap()).collect();
     assert_eq!((created.len(), tickets.len()), (MAILS + 1, MAILS + 1), "one ticket per mail");
     second.terminate();
+}
+
+/// Found by an attack (#34, waiting replies), failing first: the connection to the SMTP server drops once while franz sends the
+/// first of two replies to one ticket (a network blip; as well a greylisting or a full mailbox lifted between two
+/// tries). The first reply waits for its next try, 1 s later, while the second, written right after it to the
+/// SAME ticket, goes out at once: the customer reads "As I wrote below, ..." before what it refers to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replies_to_one_ticket_reach_the_customer_in_the_order_they_were_written() {
+    let Some(servers) = MailServers::start() else { return };
+    let relay = Relay::start(Some(servers.get("FRANZ_MAIL_SMTP").to_owned())).await;
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = servers.replying(&harness, data.path());
+    config.mail.smtp_url.as_mut().unwrap().port = relay.address.port();
+    let franz = Started::start(&config).await;
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Order\nMessage-ID: <order@franz.test>\n\nhelp\n");
+    let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
+    let ticket = created["ticket_id"].as_str().unwrap().to_owned();
+    *relay.cut_once_on.lock().unwrap() = Some(b"RCPT TO".to_vec());
+    reply(&harness, &ticket, "First: please restart the router.", "reply-first").await;
+    reply(&harness, &ticket, "Second: if restarting it (see my mail before) did not help, call us.", "reply-second")
+        .await;
+    wait_until("both replies in the customer's INBOX", || async { servers.mails_of(CUSTOMER, "INBOX").len() >= 2 })
+        .await;
+    let texts: Vec<String> = servers
+        .mails_of(CUSTOMER, "INBOX")
+        .iter()
+        .map(|mail| mail["text"].as_str().unwrap().lines().next().unwrap_or("").to_owned())
+        .collect();
+    let events = harness.read_json(&harness.topics.events, harness.count(&harness.topics.events).await).await;
+    let delivered: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "delivery" && e["delivered"] == true)
+        .map(|e| e["of"].as_str().unwrap())
+        .collect();
+    let first = franz::schema::lifecycle::event_id_for(&ticket, "reply-first");
+    let second = franz::schema::lifecycle::event_id_for(&ticket, "reply-second");
+    assert_eq!(
+        delivered,
+        [first.as_str(), second.as_str()],
+        "the replies were taken by the server out of order; the customer's INBOX reads {texts:?}"
+    );
+    assert!(texts[0].starts_with("First"), "the customer's INBOX reads {texts:?}");
+    franz.stop().await.unwrap();
+}
+
+/// A scripted SMTP server for the attack on the waiting replies: every `RCPT TO` is deferred (`452`) while `defer`
+/// is set, and taken otherwise; it notes each try and each mail taken, with the name of the listener it came to.
+#[derive(Default)]
+struct Scripted {
+    defer: AtomicBool,
+    /// (listener, RCPT line, deferred)
+    tries: Mutex<Vec<(&'static str, String, bool)>>,
+    /// (listener, the mail as sent after DATA)
+    taken: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl Scripted {
+    /// A listener named `name` on loopback, speaking for `self`.
+    async fn listen(self: &Arc<Self>, name: &'static str) -> SocketAddr {
+        use tokio::io::AsyncBufReadExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let state = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = tokio::io::BufReader::new(read).lines();
+                    if write.write_all(b"220 scripted ESMTP\r\n").await.is_err() {
+                        return;
+                    }
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let upper = line.to_ascii_uppercase();
+                        let answer: &[u8] = if upper.starts_with("EHLO") {
+                            b"250-scripted\r\n250 AUTH PLAIN\r\n"
+                        } else if upper.starts_with("AUTH") {
+                            b"235 2.7.0 ok\r\n"
+                        } else if upper.starts_with("RCPT") {
+                            let deferred = state.defer.load(Ordering::SeqCst);
+                            state.tries.lock().unwrap().push((name, line.clone(), deferred));
+                            if deferred { b"452 4.2.2 Mailbox full, try again later\r\n" } else { b"250 2.1.5 ok\r\n" }
+                        } else if upper == "DATA" {
+                            if write.write_all(b"354 go on\r\n").await.is_err() {
+                                return;
+                            }
+                            let mut mail = String::new();
+                            while let Ok(Some(line)) = lines.next_line().await {
+                                if line == "." {
+                                    break;
+                                }
+                                mail.push_str(&line);
+                                mail.push('\n');
+                            }
+                            state.taken.lock().unwrap().push((name, mail));
+                            b"250 2.0.0 queued\r\n"
+                        } else if upper.starts_with("QUIT") {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        if write.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+}
+
+/// Found by an attack (#34, waiting replies), failing first: franz A held a reply the server deferred; a second
+/// franz joined, the group gave it the reply's partition, and it sent the reply; A, which learnt of the rebalance
+/// only after its next try and never asked whether the reply was delivered meanwhile, sent it again (the attack's
+/// test with two franz took up to three minutes). Here the delivery the other franz records is published by the
+/// test: A must find it before its next try and send nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_reply_delivered_meanwhile_by_another_franz_is_not_sent_again() {
+    let Some(servers) = MailServers::start() else { return };
+    let scripted = Arc::new(Scripted::default());
+    scripted.defer.store(true, Ordering::SeqCst);
+    let smtp = scripted.listen("A").await;
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = servers.replying(&harness, data.path());
+    config.mail.smtp_url = Some(SmtpUrl { tls: false, host: "127.0.0.1".into(), port: smtp.port() });
+    let franz = Started::start(&config).await;
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Once\nMessage-ID: <once@franz.test>\n\nhelp\n");
+    let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
+    let ticket = created["ticket_id"].as_str().unwrap().to_owned();
+    reply(&harness, &ticket, "Only once, please.", "reply-once").await;
+    wait_until("the reply deferred", || async { !scripted.tries.lock().unwrap().is_empty() }).await;
+    let of = franz::schema::lifecycle::event_id_for(&ticket, "reply-once");
+    let delivered_elsewhere = Lifecycle {
+        command_id: format!("mail-delivery:{of}"),
+        ticket_id: ticket.clone(),
+        actor: Actor { source: ActorSource::Franz, name: "briefkasten".into(), id: None, staff: None },
+        action: Action::RecordDelivery(Delivery {
+            of: of.clone(),
+            via: Via::Email,
+            delivered: true,
+            detail: Some("sent by another franz".into()),
+            message_id: None,
+            channel_id: None,
+        }),
+    };
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &delivered_elsewhere)
+        .await
+        .unwrap();
+    event_where(&harness, "the delivery recorded", |e| e["type"] == "delivery").await;
+    scripted.defer.store(false, Ordering::SeqCst);
+    wait_until("no reply waiting", || async {
+        franz.ops.readiness().await.mailbox.is_some_and(|m| m.replies_waiting == 0)
+    })
+    .await;
+    let taken = scripted.taken.lock().unwrap().len();
+    assert_eq!(taken, 0, "the reply was sent again after another franz delivered it");
+    franz.stop().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------------------------

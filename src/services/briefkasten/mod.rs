@@ -188,7 +188,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         let pause = if failure.is::<Refused>() { REFUSED_PAUSE } else { backoff };
         let problem = format!("the mailbox {}: {failure:#}; trying again in {pause:?}", settings.account.url);
         tracing::warn!(service = NAME, "{problem}");
-        settings.metrics.mailbox.doing(format!("not connected: {failure:#}; trying again in {pause:?}"));
+        let down = crate::mailbox::NOT_CONNECTED;
+        settings.metrics.mailbox.doing(format!("{down}: {failure:#}; trying again in {pause:?}"));
         settings.metrics.troubles.report(NAME, &problem);
         if failure.is::<Refused>() {
             report_error(&producer, &settings.topics.errors, NAME, problem, serde_json::Map::new()).await;
@@ -224,7 +225,7 @@ async fn session(
     folder: &mut Option<String>,
 ) -> anyhow::Result<()> {
     let watch = &settings.metrics.mailbox;
-    watch.doing("connecting");
+    watch.connecting();
     let Some(mut mailbox) = until(shutdown, Mailbox::open(&settings.account)).await? else { return Ok(()) };
     tracing::info!(service = NAME, idle = mailbox.idles(), "reading {}", settings.account.url);
     loop {

@@ -11,8 +11,10 @@
 //! reply and every reply before it is done, so a reply is sent at least once; one recorded as delivered is never
 //! sent again, and a crash between the server's answer and the record sends it twice, with the same Message-ID,
 //! which mail clients show once.
-//! A reply older than an hour when this follower first sees it (franz was down, or a new group on a long history)
-//! is not sent, and recorded as not sent with the reason, unless an earlier franz recorded it sent.
+//! A reply older than an hour when this follower first sees it (franz was down, or a new group on a long history),
+//! or that the server has not taken within an hour of its writing, is not sent, and recorded as not sent with the
+//! reason, unless an earlier franz recorded it sent. The replies of one ticket go out in the order they were
+//! written, and a server that cannot be reached is asked by one reply at a time (`waiting`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
@@ -27,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::NAME;
 use super::compose;
 use super::smtp::{Outbox, Sent};
-use super::waiting::{BACKOFF_FIRST, BACKOFF_MAX, Waiting};
+use super::waiting::{BACKOFF_FIRST, BACKOFF_MAX, Deferred, Waiting};
 use crate::kafka::tickets::send_command;
 use crate::kafka::{CommitOnRevoke, Producer, commit_stored, consumer_error_is_fatal, group_consumer};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command, Delivery, Event, Via};
@@ -119,13 +121,18 @@ async fn follow(
 ) -> anyhow::Result<()> {
     let mut waiting = Waiting::<Box<Outgoing>>::default();
     let mut generation = consumer.context().generation.load(Ordering::SeqCst);
-    loop {
-        replies.metrics.mailbox.replies_waiting(waiting.len());
+    // A rebalance is served inside `recv()`, also while the loop waits for a try: what this member owns is checked
+    // again after every wait, before any reply is tried.
+    let mut forget_lost = |waiting: &mut Waiting<Box<Outgoing>>| {
         let now_generation = consumer.context().generation.load(Ordering::SeqCst);
         if now_generation != generation {
             generation = now_generation;
             waiting.keep_only(&owned(consumer, &replies.events_topic));
         }
+    };
+    loop {
+        replies.metrics.mailbox.replies_waiting(waiting.len());
+        forget_lost(&mut waiting);
         let next_try = waiting.next_due();
         let full = waiting.len() >= WAITING_MAX;
         let message = tokio::select! {
@@ -134,14 +141,11 @@ async fn follow(
             () = tokio::time::sleep_until(next_try.unwrap_or_else(Instant::now).into()), if next_try.is_some() => None,
             message = consumer.recv(), if !full => Some(message),
         };
+        forget_lost(&mut waiting);
         let Some(message) = message else {
             let Some(deferred) = waiting.take_due(Instant::now()) else { continue };
-            match attempt(replies, producer, &deferred.item, deferred.following(), shutdown).await {
-                Attempt::Done => {
-                    store(replies, consumer, deferred.partition, waiting.resolved(deferred.partition, deferred.offset))
-                }
-                Attempt::Later => waiting.again(deferred, Instant::now()),
-                Attempt::Stopped => return Ok(()),
+            if !retry(replies, consumer, producer, &mut waiting, deferred, shutdown).await {
+                return Ok(());
             }
             continue;
         };
@@ -156,16 +160,29 @@ async fn follow(
         }
         let event = message.payload().and_then(|payload| serde_json::from_slice::<Event>(payload).ok());
         if let Some((event, due)) = event.as_ref().and_then(|event| due(event).map(|due| (event, due))) {
-            let outgoing = match prepare(replies, producer, event, due, (partition, offset), shutdown).await {
+            let mut outgoing = match prepare(replies, producer, event, due, (partition, offset), shutdown).await {
                 Prepared::Done => None,
                 Prepared::Send(outgoing) => Some(outgoing),
                 Prepared::Stopped => return Ok(()), // shut down before the reply was sent: it comes again
             };
-            if let Some(outgoing) = outgoing {
+            // Behind an earlier reply to the same ticket, or while the server cannot be reached: it waits its turn.
+            if let Some(waits) =
+                outgoing.take_if(|o| waiting.holds(&o.event.ticket_id) || waiting.closed(Instant::now()))
+            {
+                waiting.defer(partition, offset, &event.ticket_id, waits, Instant::now());
+                continue;
+            }
+            if let Some(mut outgoing) = outgoing {
                 match attempt(replies, producer, &outgoing, BACKOFF_FIRST, shutdown).await {
-                    Attempt::Done => {}
-                    Attempt::Later => {
-                        waiting.defer(partition, offset, outgoing, Instant::now());
+                    Attempt::Done => waiting.server_up(),
+                    Attempt::Later { why, reached } => {
+                        outgoing.last_answer = Some(why);
+                        if reached {
+                            waiting.server_up()
+                        } else {
+                            waiting.server_down(Instant::now())
+                        }
+                        waiting.defer(partition, offset, &event.ticket_id, outgoing, Instant::now());
                         continue;
                     }
                     Attempt::Stopped => return Ok(()),
@@ -174,6 +191,74 @@ async fn follow(
         }
         store(replies, consumer, partition, waiting.done(partition, offset));
     }
+}
+
+/// Tries a waiting reply again, unless it was delivered meanwhile (by a franz that had its partition) or waited
+/// too long; `false` if shutdown came first.
+async fn retry(
+    replies: &Replies,
+    consumer: &rdkafka::consumer::StreamConsumer<CommitOnRevoke>,
+    producer: &Producer,
+    waiting: &mut Waiting<Box<Outgoing>>,
+    mut deferred: Deferred<Box<Outgoing>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let event = &deferred.item.event;
+    let finished = if recorded(replies, event).await {
+        true
+    } else if !recent(event) {
+        let last = deferred.item.last_answer.as_deref().map(|why| format!("; its last answer: {why}"));
+        let why = format!(
+            "not sent: the mail server had not taken it {SEND_WITHIN:?} after it was written{}; send it again if it \
+             still matters",
+            last.unwrap_or_default()
+        );
+        if !record(replies, producer, event, false, Some(why), None, shutdown).await {
+            return false;
+        }
+        true
+    } else {
+        match attempt(replies, producer, &deferred.item, deferred.following(), shutdown).await {
+            Attempt::Done => {
+                waiting.server_up();
+                true
+            }
+            Attempt::Later { why, reached } => {
+                deferred.item.last_answer = Some(why);
+                if reached {
+                    waiting.server_up()
+                } else {
+                    waiting.server_down(Instant::now())
+                }
+                false
+            }
+            Attempt::Stopped => return false,
+        }
+    };
+    if finished {
+        let offset = waiting.resolved(&deferred, Instant::now());
+        store(replies, consumer, deferred.partition, offset);
+    } else {
+        waiting.again(deferred, Instant::now());
+    }
+    true
+}
+
+/// Whether the ticket store has a delivery of `event`'s reply recorded.
+async fn recorded(replies: &Replies, event: &Event) -> bool {
+    let store = replies.store.clone();
+    let id = event.ticket_id.clone();
+    let history = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let conn = store.reader()?;
+        Ok(query::history(&conn, &id)?)
+    })
+    .await;
+    matches!(history, Ok(Ok(history)) if delivered(&history, &event.event_id))
+}
+
+/// Whether `history` records where the reply of event `of` went by mail.
+fn delivered(history: &[Event], of: &str) -> bool {
+    history.iter().any(|e| matches!(&e.change, Change::Delivery(Delivery { of: id, via: Via::Email, .. }) if id == of))
 }
 
 /// The partitions of the events this member owns now.
@@ -227,6 +312,8 @@ struct Outgoing {
     mail: lettre::Message,
     /// Whom it goes to, for the record and the troubles.
     contact: String,
+    /// What the server said at the last try, if it could not take it.
+    last_answer: Option<String>,
 }
 
 /// What an event turned out to call for.
@@ -243,8 +330,8 @@ enum Prepared {
 enum Attempt {
     /// Sent, or refused for good, and recorded so.
     Done,
-    /// The server could not take it now: try again later.
-    Later,
+    /// The server could not take it now (`reached`: it answered so), or could not be reached: try again later.
+    Later { why: String, reached: bool },
     /// Shutdown came first.
     Stopped,
 }
@@ -291,10 +378,7 @@ async fn prepare(
     if ticket.origin != crate::schema::ORIGIN_EMAIL {
         return Prepared::Done;
     }
-    let recorded = history
-        .iter()
-        .any(|e| matches!(&e.change, Change::Delivery(Delivery { of, via: Via::Email, .. }) if *of == event.event_id));
-    if recorded {
+    if delivered(&history, &event.event_id) {
         return Prepared::Done;
     }
     let not_sent = |why: String| async move {
@@ -309,8 +393,8 @@ async fn prepare(
         // now, when it may no longer fit, and the desk says so under the reply.
         if let Due::Reply(_) = due {
             return not_sent(format!(
-                "not sent: franz saw this reply first more than {SEND_WITHIN:?} after it was written; send it again if \
-                 it still matters"
+                "not sent: franz had not sent it {SEND_WITHIN:?} after it was written (franz was down, or the mail \
+                 server did not take it); send it again if it still matters"
             ))
             .await;
         }
@@ -338,7 +422,12 @@ async fn prepare(
         }
     };
     match compose::reply(&replies.from, &ticket, &history, &event.event_id, body, kind) {
-        Ok(mail) => Prepared::Send(Box::new(Outgoing { event: event.clone(), mail, contact: ticket.contact })),
+        Ok(mail) => Prepared::Send(Box::new(Outgoing {
+            event: event.clone(),
+            mail,
+            contact: ticket.contact,
+            last_answer: None,
+        })),
         Err(error) => not_sent(format!("the reply could not be written as a mail: {error:#}")).await,
     }
 }
@@ -352,7 +441,7 @@ async fn attempt(
     pause: Duration,
     shutdown: &CancellationToken,
 ) -> Attempt {
-    let Outgoing { event, mail, contact } = outgoing;
+    let Outgoing { event, mail, contact, .. } = outgoing;
     let sent = tokio::select! {
         sent = replies.outbox.send(mail.clone()) => sent,
         () = shutdown.cancelled() => return Attempt::Stopped,
@@ -360,6 +449,7 @@ async fn attempt(
     let count = |outcome: &str| {
         replies.metrics.mails.get_or_create(&crate::metrics::OutcomeLabel { outcome: outcome.into() }).inc();
     };
+    let reached = matches!(sent, Sent::Deferred(_));
     let recorded = match sent {
         Sent::Accepted(answer) => {
             count("reply_sent");
@@ -374,14 +464,14 @@ async fn attempt(
             replies.metrics.troubles.report(NAME, &problem);
             record(replies, producer, event, false, Some(why), None, shutdown).await
         }
-        Sent::Failed(why) => {
+        Sent::Deferred(why) | Sent::Unreachable(why) => {
             let problem = format!(
                 "the reply to {contact} could not be sent yet: {why}; trying it again in {pause:?} while other replies \
                  go on"
             );
             tracing::warn!(service = NAME, ticket = %event.ticket_id, "{problem}");
             replies.metrics.troubles.report(NAME, problem);
-            return Attempt::Later;
+            return Attempt::Later { why, reached };
         }
     };
     if recorded { Attempt::Done } else { Attempt::Stopped }

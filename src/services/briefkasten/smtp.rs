@@ -3,8 +3,8 @@
 //! the mailbox's user and password and trust the public roots and `mail.ca_file`.
 //!
 //! An answer is sorted into what it means for the mail: the server took it, refused it for good (a 5xx: a bad
-//! address, a message it will not take), or could not take it now (a 4xx, a network failure, a timeout), which is
-//! worth another try.
+//! address, a message it will not take), deferred it (a 4xx: a full mailbox, greylisting), or could not be reached
+//! (a network failure, TLS, a timeout); the last two are worth another try.
 
 use std::time::Duration;
 
@@ -26,8 +26,10 @@ pub enum Sent {
     Accepted(String),
     /// The server refused it for good: its answer.
     Refused(String),
-    /// It could not be sent now: why.
-    Failed(String),
+    /// The server cannot take it now: its answer.
+    Deferred(String),
+    /// The server could not be reached, or did not answer in time: why.
+    Unreachable(String),
 }
 
 /// A way out for mail.
@@ -72,10 +74,33 @@ impl Outbox {
     /// Sends `message`.
     pub async fn send(&self, message: Message) -> Sent {
         match tokio::time::timeout(PATIENCE, self.transport.send(message)).await {
-            Err(_) => Sent::Failed(format!("the mail server did not answer within {PATIENCE:?}")),
+            Err(_) => Sent::Unreachable(format!("the mail server did not answer within {PATIENCE:?}")),
             Ok(Ok(answer)) => Sent::Accepted(answer.message().collect::<Vec<_>>().join(" ")),
             Ok(Err(error)) if error.is_permanent() => Sent::Refused(error.to_string()),
-            Ok(Err(error)) => Sent::Failed(error.to_string()),
+            Ok(Err(error)) if error.is_transient() => Sent::Deferred(error.to_string()),
+            Ok(Err(error)) => Sent::Unreachable(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an attack (#34, replies): a server that cannot be reached must be told from one that defers one
+    /// mail, so that the waiting replies ask it one at a time.
+    #[tokio::test]
+    async fn a_server_that_is_not_there_is_unreachable_not_a_refusal_or_a_deferral() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = SmtpUrl { tls: false, host: "127.0.0.1".into(), port };
+        let outbox = Outbox::new(&url, "support@example.com", &SecretString::from("secret"), None).unwrap();
+        let mail = Message::builder()
+            .from("support@example.com".parse().unwrap())
+            .to("ann@example.com".parse().unwrap())
+            .subject("hi")
+            .body(String::from("hello"))
+            .unwrap();
+        let sent = outbox.send(mail).await;
+        assert!(matches!(sent, Sent::Unreachable(_)), "{sent:?}");
     }
 }
