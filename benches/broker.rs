@@ -8,6 +8,8 @@
 //! apart; `fetch.queue.backoff.ms` is 10 ms for both, see `consume`). Then franz is filled to 1 GiB, restarted (start-up timed from spawn to its ready line and to its first
 //! metadata answer), and its whole backlog is consumed again.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -51,17 +53,6 @@ fn start_franz(data: &Path, port: u16) -> anyhow::Result<Started> {
     let to_ready = began.elapsed();
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     Ok(Started { child, to_ready })
-}
-
-/// The process's peak resident set (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    kib / 1024.0
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -199,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let total = PRODUCED * ROUNDS + added;
     let on_disk = dir_bytes(data.path());
-    let rss_filling = peak_rss_mib(franz.child.id());
+    let rss_filling = common::peak_rss_mib(franz.child.id());
     Command::new("kill").args(["-TERM", &franz.child.id().to_string()]).status()?;
     franz.child.wait()?;
 
@@ -209,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
     let to_metadata = began.elapsed();
     eprintln!("consuming franz's whole backlog ({total} records)…");
     let franz_consume = consume(&bootstrap, total)?;
-    let rss_after = peak_rss_mib(restarted.child.id());
+    let rss_after = common::peak_rss_mib(restarted.child.id());
     restarted.child.kill()?;
     restarted.child.wait()?;
 

@@ -11,6 +11,8 @@
 //! the slowest of more), and 200 open boards (200 live streams, each fetching the board on a change, as `desk.js`
 //! does) receiving a new ticket: the time from the ticket's publication until every board shows it.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -165,15 +167,6 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
     samples.sort();
     let at = |q: f64| samples[((q * samples.len() as f64) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
     (at(0.5), at(0.99))
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
 /// What the web desk measured.
@@ -425,7 +418,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let rebuild_wall = started.elapsed();
-    let rebuild_rss = peak_rss_mib(up.id());
+    let rebuild_rss = common::peak_rss_mib(up.id());
 
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{desk_port}");
@@ -476,7 +469,7 @@ async fn main() -> anyhow::Result<()> {
         codes.push(staff_link(&desk_dir, &format!("board{person}"))?);
     }
     let web = web(&base, &codes, &bootstrap, &topics).await?;
-    let rss = peak_rss_mib(up.id());
+    let rss = common::peak_rss_mib(up.id());
     let store: u64 =
         std::fs::read_dir(desk_dir.join("store"))?.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
 

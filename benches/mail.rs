@@ -9,6 +9,8 @@
 //! publishes it, timed from its publication until the mail is a file in the customer's Maildir (Dovecot has
 //! stored it), p50, p99 and the slowest of 200 (target: p99 under 2 s). And franz's peak RSS.
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -121,15 +123,6 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), samples.last().map_or(0.0, |max| max.as_secs_f64() * 1000.0))
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if SMOKE {
@@ -177,7 +170,7 @@ async fn run(imap: &str, smtp: &str, dir: &Path) -> anyhow::Result<()> {
         .stderr(Stdio::from(std::fs::File::create(&log)?))
         .spawn()?;
     let measured = measure(&mut up, spawned, imap, dir).await;
-    let rss = peak_rss_mib(up.id());
+    let rss = common::peak_rss_mib(up.id());
     let _ = Command::new("kill").args(["-TERM", &up.id().to_string()]).status();
     let _ = up.wait();
     match measured {

@@ -122,6 +122,13 @@ impl MailServers {
         config
     }
 
+    /// [`MailServers::replying`], sending replies to the SMTP server on this machine's `port` instead of Postfix.
+    fn replying_to(&self, port: u16, harness: &Harness, data: &Path) -> Config {
+        let mut config = self.replying(harness, data);
+        config.mail.smtp_url = Some(SmtpUrl { tls: false, host: "127.0.0.1".into(), port });
+        config
+    }
+
     fn mails(&self) -> Vec<Value> {
         self.mails_in("INBOX")
     }
@@ -539,9 +546,7 @@ async fn two_replies_to_one_ticket_reach_the_customer_in_the_order_they_were_wri
     let relay = Relay::start(Some(servers.get("FRANZ_MAIL_SMTP").to_owned())).await;
     let harness = Harness::new(1).await;
     let data = scratch();
-    let mut config = servers.replying(&harness, data.path());
-    config.mail.smtp_url.as_mut().unwrap().port = relay.address.port();
-    let franz = Started::start(&config).await;
+    let franz = Started::start(&servers.replying_to(relay.address.port(), &harness, data.path())).await;
     servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Order\nMessage-ID: <order@franz.test>\n\nhelp\n");
     let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
     let ticket = created["ticket_id"].as_str().unwrap().to_owned();
@@ -654,9 +659,7 @@ async fn a_waiting_reply_delivered_meanwhile_by_another_franz_is_not_sent_again(
     let smtp = scripted.listen("A").await;
     let harness = Harness::new(1).await;
     let data = scratch();
-    let mut config = servers.replying(&harness, data.path());
-    config.mail.smtp_url = Some(SmtpUrl { tls: false, host: "127.0.0.1".into(), port: smtp.port() });
-    let franz = Started::start(&config).await;
+    let franz = Started::start(&servers.replying_to(smtp.port(), &harness, data.path())).await;
     servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Once\nMessage-ID: <once@franz.test>\n\nhelp\n");
     let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
     let ticket = created["ticket_id"].as_str().unwrap().to_owned();
@@ -1591,9 +1594,7 @@ async fn a_smtp_server_that_never_answers_does_not_hold_up_a_stop() {
     let silent = Relay::start(None).await;
     let harness = Harness::new(1).await;
     let data = scratch();
-    let mut config = servers.replying(&harness, data.path());
-    config.mail.smtp_url.as_mut().unwrap().port = silent.address.port();
-    let franz = Started::start(&config).await;
+    let franz = Started::start(&servers.replying_to(silent.address.port(), &harness, data.path())).await;
     servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Hello\nMessage-ID: <h@franz.test>\n\nhi\n");
     let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
     reply(&harness, created["ticket_id"].as_str().unwrap(), "Hello back", "reply-hung").await;
@@ -1806,9 +1807,7 @@ async fn a_reply_due_while_the_smtp_server_is_down_is_sent_once_it_is_back() {
     let harness = Harness::new(1).await;
     let data = scratch();
     let config = servers.replying(&harness, data.path());
-    let mut down = servers.replying(&harness, data.path());
-    down.mail.smtp_url.as_mut().unwrap().port = closed;
-    let franz = Started::start(&down).await;
+    let franz = Started::start(&servers.replying_to(closed, &harness, data.path())).await;
     servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Hello\nMessage-ID: <h@franz.test>\n\nhi\n");
     let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
     reply(&harness, created["ticket_id"].as_str().unwrap(), "Hello back", "reply-down").await;
