@@ -10,6 +10,8 @@
 //! the status says whose turn it is (`waiting` after a public reply, `open` or `claimed` again when the submitter
 //! writes). Where each message to the submitter went is recorded too (`record_delivery`).
 
+pub mod calendar;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 

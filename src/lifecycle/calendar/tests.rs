@@ -1,0 +1,162 @@
+//! The calendar's arithmetic: worked examples across weekends, holidays and clock changes, and properties over
+//! random calendars in zones with odd rules.
+
+use super::*;
+
+fn at(zone: &str, local: &str) -> DateTime<Utc> {
+    let zone: Tz = zone.parse().unwrap();
+    let wall = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").unwrap();
+    zone.from_local_datetime(&wall).earliest().unwrap().with_timezone(&Utc)
+}
+
+fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+fn berlin_office(holidays: &[&str]) -> Calendar {
+    let holidays: Vec<String> = holidays.iter().map(|day| (*day).to_owned()).collect();
+    Calendar::new("Europe/Berlin", "Mon-Fri 09:00-17:00", &holidays).unwrap()
+}
+
+#[test]
+fn settings_that_are_no_calendar_are_refused_saying_what_to_write() {
+    let no = |zone: &str, hours: &str, holidays: &[&str]| {
+        let holidays: Vec<String> = holidays.iter().map(|day| (*day).to_owned()).collect();
+        Calendar::new(zone, hours, &holidays).unwrap_err()
+    };
+    assert_eq!(no("Mars/Olympus", "Mon 09:00-17:00", &[]), CalendarError::Zone("Mars/Olympus".into()));
+    assert!(no("UTC", "Mon-Fri 9-5", &[]).to_string().contains("\"Mon-Fri 09:00-17:00, Sat 10:00-14:00\""));
+    assert!(matches!(no("UTC", "Mon 17:00-09:00", &[]), CalendarError::Hours(_)), "closing before opening");
+    assert!(matches!(no("UTC", "Funday 09:00-17:00", &[]), CalendarError::Hours(_)));
+    assert!(matches!(no("UTC", "Mon 09:00-25:00", &[]), CalendarError::Hours(_)));
+    assert!(matches!(no("UTC", "Mon-Fri 09:00-17:00, Fri 16:00-18:00", &[]), CalendarError::Overlap(_)));
+    assert_eq!(no("UTC", " , ", &[]), CalendarError::Empty);
+    assert_eq!(no("UTC", "Mon 09:00-17:00", &["25.12.2026"]), CalendarError::Holiday("25.12.2026".into()));
+    let calendar = Calendar::new("Europe/Berlin", "Sat-Mon 10:00-12:00 13:00-24:00", &[]).unwrap();
+    assert_eq!(
+        format!("{calendar:?}"),
+        "Calendar(Europe/Berlin Mon 10:00-12:00, Mon 13:00-24:00, Sat 10:00-12:00, Sat 13:00-24:00, Sun 10:00-12:00, \
+         Sun 13:00-24:00, 0 holidays)",
+        "a range may wrap round the week's end"
+    );
+}
+
+#[test]
+fn always_counts_every_hour() {
+    let calendar = Calendar::always();
+    let start = at("UTC", "2026-12-05 23:30");
+    assert_eq!(calendar.add(start, hours(2)), Some(start + chrono::Duration::hours(2)));
+    assert_eq!(calendar.between(start, start + chrono::Duration::hours(49)), hours(49));
+}
+
+#[test]
+fn working_time_skips_nights_weekends_and_holidays() {
+    let office = berlin_office(&["2026-12-28"]);
+    // Friday 16:00 and two hours of work: one on Friday, one on Tuesday (Monday is a holiday).
+    let friday = at("Europe/Berlin", "2026-12-25 16:00");
+    assert_eq!(office.add(friday, hours(2)), Some(at("Europe/Berlin", "2026-12-29 10:00")));
+    assert_eq!(office.between(friday, at("Europe/Berlin", "2026-12-29 10:00")), hours(2));
+    // Started on a Saturday night: nothing counts until the next opening, which is where no work at all ends.
+    let saturday = at("Europe/Berlin", "2026-12-26 22:00");
+    assert_eq!(office.add(saturday, Duration::ZERO), Some(at("Europe/Berlin", "2026-12-29 09:00")));
+    assert_eq!(office.between(saturday, at("Europe/Berlin", "2026-12-29 08:59")), Duration::ZERO);
+    // Exactly a day's work from an opening ends at that day's close, not the next opening.
+    let tuesday = at("Europe/Berlin", "2026-12-29 09:00");
+    assert_eq!(office.add(tuesday, hours(8)), Some(at("Europe/Berlin", "2026-12-29 17:00")));
+    assert_eq!(office.between(at("Europe/Berlin", "2026-12-29 18:00"), tuesday), Duration::ZERO, "backwards");
+}
+
+#[test]
+fn a_day_with_a_clock_change_has_its_wall_hours() {
+    // Europe/Berlin springs forward on 2026-03-29 (02:00 becomes 03:00) and falls back on 2026-10-25.
+    let whole_sundays = Calendar::new("Europe/Berlin", "Sun 00:00-24:00", &[]).unwrap();
+    let spring = at("Europe/Berlin", "2026-03-29 00:00");
+    assert_eq!(whole_sundays.between(spring, spring + chrono::Duration::days(2)), hours(23));
+    let autumn = at("Europe/Berlin", "2026-10-25 00:00");
+    assert_eq!(whole_sundays.between(autumn, autumn + chrono::Duration::days(2)), hours(25));
+    // Office hours are the same eight hours on either day.
+    let office = Calendar::new("Europe/Berlin", "Sun 09:00-17:00", &[]).unwrap();
+    assert_eq!(office.between(spring, spring + chrono::Duration::days(1)), hours(8));
+    assert_eq!(office.between(autumn, autumn + chrono::Duration::days(1)), hours(8));
+    // An opening in the skipped hour opens when the clocks resume (03:00 summer time).
+    let night = Calendar::new("Europe/Berlin", "Sun 02:30-04:00", &[]).unwrap();
+    assert_eq!(night.add(spring, Duration::ZERO), Some(at("Europe/Berlin", "2026-03-29 03:00")));
+    assert_eq!(night.between(spring, spring + chrono::Duration::days(1)), hours(1));
+}
+
+#[test]
+fn a_calendar_of_holidays_only_ends_nowhere() {
+    let mondays: Vec<String> = (0..600)
+        .map(|week| (NaiveDate::from_ymd_opt(2026, 12, 7).unwrap() + Days::new(7 * week)).to_string())
+        .collect();
+    let calendar = Calendar::new("UTC", "Mon 09:00-10:00", &mondays).unwrap();
+    assert_eq!(calendar.add(at("UTC", "2026-12-06 12:00"), hours(1)), None);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Zones with the rules that break naive arithmetic: summer time in both hemispheres, a half-hour shift (Lord
+    /// Howe), a half-hour offset without summer time (Kolkata), and none at all.
+    const ZONES: [&str; 5] = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"];
+
+    fn calendar() -> impl Strategy<Value = Calendar> {
+        let span = (0u32..48, 1u32..=48).prop_map(|(open, length)| (open * 30, ((open + length) * 30).min(24 * 60)));
+        let day = proptest::collection::vec(span, 0..3);
+        (0..ZONES.len(), proptest::collection::vec(day, 7), proptest::collection::vec(0u64..120, 0..10))
+            .prop_filter_map("some working hours, none overlapping", |(zone, days, holidays)| {
+                let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+                let text: Vec<String> = names
+                    .iter()
+                    .zip(&days)
+                    .flat_map(|(name, spans)| {
+                        spans.iter().filter(|(open, close)| open < close).map(move |(open, close)| {
+                            format!("{name} {:02}:{:02}-{:02}:{:02}", open / 60, open % 60, close / 60, close % 60)
+                        })
+                    })
+                    .collect();
+                let holidays: Vec<String> = holidays
+                    .iter()
+                    .map(|n| (NaiveDate::from_ymd_opt(2026, 3, 1).unwrap() + Days::new(*n)).to_string())
+                    .collect();
+                Calendar::new(ZONES[zone], &text.join(", "), &holidays).ok()
+            })
+    }
+
+    /// Instants over the spring and summer of 2026, where both clock changes of the north and the south fall.
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (0i64..200 * 24 * 60).prop_map(|minutes| at("UTC", "2026-03-01 00:00") + chrono::Duration::minutes(minutes))
+    }
+
+    proptest! {
+        #[test]
+        fn props_the_work_between_a_start_and_its_end_is_the_work_added(
+            calendar in calendar(), start in instant(), work in 0u64..200 * 3600
+        ) {
+            let work = Duration::from_secs(work);
+            let end = calendar.add(start, work).expect("within ten years");
+            prop_assert!(end >= start);
+            prop_assert_eq!(calendar.between(start, end), work);
+        }
+
+        #[test]
+        fn props_more_work_never_ends_sooner(
+            calendar in calendar(), start in instant(), a in 0u64..100 * 3600, b in 0u64..100 * 3600
+        ) {
+            let (less, more) = (Duration::from_secs(a.min(b)), Duration::from_secs(a.max(b)));
+            prop_assert!(calendar.add(start, less).unwrap() <= calendar.add(start, more).unwrap());
+        }
+
+        #[test]
+        fn props_work_over_two_stretches_adds_up_and_never_exceeds_the_wall_time(
+            calendar in calendar(), a in instant(), b in instant(), c in instant()
+        ) {
+            let mut points = [a, b, c];
+            points.sort();
+            let [a, b, c] = points;
+            prop_assert_eq!(calendar.between(a, b) + calendar.between(b, c), calendar.between(a, c));
+            prop_assert!(calendar.between(a, c) <= (c - a).to_std().unwrap());
+        }
+    }
+}
