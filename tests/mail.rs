@@ -416,6 +416,75 @@ async fn a_desk_reply_reaches_the_customer_threaded_under_their_mail_and_their_a
     franz.stop().await.unwrap();
 }
 
+/// The issue's "done when", through the desk's own API as a new user's team works: a customer mails the support
+/// mailbox, the ticket is on the desk, a reply from the desk reaches the customer threaded under their mail, they
+/// answer from their client, and the answer is on the ticket on the desk, with the reply shown as delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_mails_the_team_answers_from_the_desk_and_the_customers_answer_is_on_the_desk() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = servers.replying(&harness, data.path());
+    config.services.push(Service::Desk);
+    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    let franz = Started::start(&config).await;
+    let desk = format!("http://{}", franz.desk.expect("the desk runs"));
+    let (token, _) = franz::people::Staff::open(&config.data_dir.join("desk")).unwrap().add("ana").unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let request = http.get(format!("{desk}{path}")).bearer_auth(&token);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    servers.send(
+        CUSTOMER,
+        "From: Ann Customer <customer@franz.test>\nSubject: Printer on fire\nMessage-ID: <fire@franz.test>\n\n\
+         It smokes.\n",
+    );
+    wait_until("the ticket on the desk", || async { get("/api/tickets".into()).await["tickets"][0]["id"].is_string() })
+        .await;
+    let ticket = get("/api/tickets".into()).await["tickets"][0].clone();
+    assert_eq!((&ticket["origin"], &ticket["contact_id"]), (&Value::from("Email"), &Value::from(CUSTOMER)), "{ticket}");
+    let id = ticket["id"].as_str().unwrap().to_owned();
+
+    let answer = http
+        .post(format!("{desk}/api/tickets/{id}/commands"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"action": "comment", "body": "Unplug it, please."}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+    wait_until("the reply in the customer's INBOX", || async { !servers.mails_of(CUSTOMER, "INBOX").is_empty() }).await;
+    let mail = servers.mails_of(CUSTOMER, "INBOX").remove(0);
+    assert_eq!(mail["in_reply_to"], "<fire@franz.test>", "{mail}");
+    let subject = mail["subject"].as_str().unwrap().to_owned();
+    let reply_id = mail["message_id"].as_str().unwrap().to_owned();
+
+    servers.send(
+        CUSTOMER,
+        &format!(
+            "From: Ann Customer <customer@franz.test>\nSubject: {subject}\nMessage-ID: <unplugged@franz.test>\n\
+             In-Reply-To: {reply_id}\nReferences: <fire@franz.test> {reply_id}\n\nUnplugged. Thanks!\n\n\
+             On Mon, Franz Support wrote:\n> Unplug it, please.\n"
+        ),
+    );
+    let has =
+        |events: &Value, kind: &str| events.as_array().is_some_and(|events| events.iter().any(|e| e["type"] == kind));
+    wait_until("the answer and the delivery on the desk", || async {
+        let events = get(format!("/api/tickets/{id}")).await["events"].clone();
+        has(&events, "submitter_wrote") && has(&events, "delivery")
+    })
+    .await;
+    let shown = get(format!("/api/tickets/{id}")).await;
+    let events = shown["events"].as_array().unwrap();
+    let wrote = events.iter().find(|e| e["type"] == "submitter_wrote").unwrap();
+    assert_eq!(wrote["body"], "Unplugged. Thanks!", "only the new text: {wrote}");
+    let delivery = events.iter().find(|e| e["type"] == "delivery").unwrap();
+    assert_eq!(delivery["delivered"], true, "{delivery}");
+    assert_eq!(shown["ticket"]["status"], "open", "the customer's answer makes it the team's turn: {shown}");
+    franz.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_the_mail_server_refuses_for_good_is_recorded_as_not_delivered_with_its_reason() {
     let Some(servers) = MailServers::start() else { return };

@@ -287,8 +287,8 @@ async fn command(
     if matches!(request.action, Action::Write { .. } | Action::RecordDelivery(_)) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "the submitter writes through their channel (a Discord direct message) and franz records deliveries; \
-             the team answers with a comment",
+            "the submitter writes through their channel (a Discord direct message or thread, or a mail) and franz \
+             records deliveries; the team answers with a comment",
         ));
     }
     if matches!(request.action, Action::Comment { via: Some(_), .. }) {
