@@ -199,9 +199,8 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
     out.push_str("\n\nservice        state    records in  records out  last problem\n");
     for (name, running) in &readiness.services {
         let label = Some(("service", name.as_str()));
-        let problem = readiness.problems.get(name).map_or("-".to_owned(), |p| {
-            format!("{} {}", shown(&p.at.chars().take(19).collect::<String>().replace('T', " ")), shown(&p.text))
-        });
+        let problem =
+            readiness.problems.get(name).map_or("-".to_owned(), |p| format!("{} {}", clock(&p.at), shown(&p.text)));
         out.push_str(&format!(
             "{:<14} {:<8} {:>10}  {:>11}  {problem}\n",
             shown(name),
@@ -240,19 +239,23 @@ pub fn render(base: &str, readiness: &Readiness, samples: &[Sample]) -> String {
     out
 }
 
+/// An RFC 3339 time as the screen shows it, to the second: `2026-12-01 10:45:41`.
+fn clock(at: &str) -> String {
+    shown(&at.chars().take(19).collect::<String>().replace('T', " "))
+}
+
 /// The mailbox of tickets by email: what it does, what its mails became, where the replies went; `mails` counts
 /// the mails (and replies) of an outcome.
 fn mailbox_lines(mailbox: &crate::mailbox::MailboxState, mails: &dyn Fn(&str) -> f64) -> String {
-    let time = |at: &str| shown(&at.chars().take(19).collect::<String>().replace('T', " "));
     let mut out = format!(
         "mailbox: {} at {}, {} since {}",
         shown(&mailbox.user),
         shown(&mailbox.mailbox),
         shown(&mailbox.state),
-        time(&mailbox.since)
+        clock(&mailbox.since)
     );
     if let Some(at) = &mailbox.last_taken {
-        out.push_str(&format!(", last mail taken {}", time(at)));
+        out.push_str(&format!(", last mail taken {}", clock(at)));
     }
     out.push_str(&format!(
         "\nmails: {} tickets, {} answers, {} notes, {} dead letters, {} bounces\n",

@@ -174,14 +174,10 @@ async fn follow(
             }
             if let Some(mut outgoing) = outgoing {
                 match attempt(replies, producer, &outgoing, BACKOFF_FIRST, shutdown).await {
-                    Attempt::Done => waiting.server_up(),
+                    Attempt::Done => waiting.answered(true, Instant::now()),
                     Attempt::Later { why, reached } => {
                         outgoing.last_answer = Some(why);
-                        if reached {
-                            waiting.server_up()
-                        } else {
-                            waiting.server_down(Instant::now())
-                        }
+                        waiting.answered(reached, Instant::now());
                         waiting.defer(partition, offset, &event.ticket_id, outgoing, Instant::now());
                         continue;
                     }
@@ -220,16 +216,12 @@ async fn retry(
     } else {
         match attempt(replies, producer, &deferred.item, deferred.following(), shutdown).await {
             Attempt::Done => {
-                waiting.server_up();
+                waiting.answered(true, Instant::now());
                 true
             }
             Attempt::Later { why, reached } => {
                 deferred.item.last_answer = Some(why);
-                if reached {
-                    waiting.server_up()
-                } else {
-                    waiting.server_down(Instant::now())
-                }
+                waiting.answered(reached, Instant::now());
                 false
             }
             Attempt::Stopped => return false,

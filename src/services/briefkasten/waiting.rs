@@ -188,6 +188,11 @@ impl<T> Waiting<T> {
         }
     }
 
+    /// A try ended at `now`: the server answered (`reached`), which opens the gate, or could not be reached.
+    pub fn answered(&mut self, reached: bool, now: Instant) {
+        if reached { self.server_up() } else { self.server_down(now) }
+    }
+
     /// The server could not be reached at `now`: no reply is tried for a pause that doubles while it stays so.
     pub fn server_down(&mut self, now: Instant) {
         self.gate_pause = if self.gate.is_some() { (self.gate_pause * 2).min(BACKOFF_MAX) } else { BACKOFF_FIRST };
