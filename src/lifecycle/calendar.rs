@@ -5,7 +5,8 @@
 //! Pure, like the rest of the lifecycle: the caller passes the instants. Hours are wall-clock hours in the
 //! calendar's zone (`chrono-tz`, with the IANA database built in), so "09:00-17:00" is eight hours on the day
 //! clocks change too, and an opening that falls into a skipped hour (a spring-forward gap) opens when the clocks
-//! come back to life. The default, [`Calendar::always`], is every hour of every day in UTC.
+//! come back to life (a day a zone left out, as Samoa did on 2011-12-30, has no hours). The default,
+//! [`Calendar::always`], is every hour of every day in UTC. Working time exists in the years 0001 to 9999.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -17,8 +18,18 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-/// How many days past the start the arithmetic looks before it gives up: ten years, far beyond any target.
+/// How many days past the start [`Calendar::add`] looks before it gives up: ten years, far beyond any target.
 const HORIZON_DAYS: u64 = 3660;
+
+/// The first instant with working time: 0001-01-01 (with a day to spare for any zone's offset).
+fn first_instant() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(1, 1, 2).map_or(DateTime::<Utc>::MIN_UTC, |day| NaiveDateTime::from(day).and_utc())
+}
+
+/// The last instant with working time: the end of 9999 (less a day for any zone's offset).
+fn last_instant() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31).map_or(DateTime::<Utc>::MAX_UTC, |day| NaiveDateTime::from(day).and_utc())
+}
 
 /// The working hours of a team.
 #[derive(Clone, PartialEq, Eq)]
@@ -74,26 +85,36 @@ impl Calendar {
     }
 
     /// The instant at which `work` of working time has passed since `start`: `start` itself for none if the team
-    /// works then, else the next opening. `None` past ten years (a calendar of holidays only).
+    /// works then, else the next opening. `None` when that is more than ten years after `start` (a calendar of
+    /// holidays, or work beyond any target), or when either lies outside the years 0001 to 9999.
     pub fn add(&self, start: DateTime<Utc>, work: Duration) -> Option<DateTime<Utc>> {
+        if !(first_instant()..=last_instant()).contains(&start) {
+            return None;
+        }
         let mut left = chrono::Duration::from_std(work).ok()?;
-        for (open, close) in self.open_spans(start) {
+        for (open, close) in self.open_spans(start, HORIZON_DAYS) {
             let from = open.max(start);
-            if from + left <= close {
-                return Some(from + left);
+            let end = from.checked_add_signed(left).filter(|end| *end <= last_instant())?;
+            if end <= close {
+                return Some(end);
             }
             left -= close - from;
         }
         None
     }
 
-    /// The working time between `from` and `to`; none when `to` is not after `from`.
+    /// The working time between `from` and `to`; none when `to` is not after `from`. Only the years 0001 to 9999
+    /// hold working time.
     pub fn between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
-        let mut total = chrono::Duration::zero();
+        let range = first_instant()..=last_instant();
+        let (from, to) = (from.clamp(*range.start(), *range.end()), to.clamp(*range.start(), *range.end()));
         if to <= from {
             return Duration::ZERO;
         }
-        for (open, close) in self.open_spans(from) {
+        // Every local day that touches the stretch, and one more for the zone's offset.
+        let days = u64::try_from((to - from).num_days()).unwrap_or(0) + 2;
+        let mut total = chrono::Duration::zero();
+        for (open, close) in self.open_spans(from, days) {
             if open >= to {
                 break;
             }
@@ -102,12 +123,12 @@ impl Calendar {
         total.to_std().unwrap_or(Duration::ZERO)
     }
 
-    /// The team's open spans in order, as UTC instants, from the day of `start` (local) on, each ending after
-    /// `start`; at most [`HORIZON_DAYS`] days of them.
-    fn open_spans(&self, start: DateTime<Utc>) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
+    /// The team's open spans in order, as UTC instants, from the local day of `start` on for `days` days, each
+    /// ending after `start`. A day the zone skipped has none.
+    fn open_spans(&self, start: DateTime<Utc>, days: u64) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
         let first = start.with_timezone(&self.zone).date_naive();
-        (0..HORIZON_DAYS)
-            .filter_map(move |n| first.checked_add_days(Days::new(n)))
+        (0..days)
+            .map_while(move |n| first.checked_add_days(Days::new(n)))
             .filter(|day| !self.holidays.contains(day))
             .flat_map(move |day| {
                 self.hours[day.weekday().num_days_from_monday() as usize]
@@ -118,17 +139,32 @@ impl Calendar {
     }
 
     /// The instant of `minutes` after local midnight of `day` in the calendar's zone. A wall time the clocks skip
-    /// (a spring-forward gap) is the instant they resumed; one they pass twice is the first of the two.
+    /// (a spring-forward gap, or a whole day a zone left out) is the instant they resumed; one they pass twice is the
+    /// first of the two.
     fn instant(&self, day: NaiveDate, minutes: u32) -> DateTime<Utc> {
         let wall = NaiveDateTime::from(day) + chrono::Duration::minutes(i64::from(minutes));
-        // No zone skips a day: a gap ends within a day of minutes.
-        for skipped in 0..24 * 60 {
-            let probe = wall + chrono::Duration::minutes(skipped);
-            if let LocalResult::Single(at) | LocalResult::Ambiguous(at, _) = self.zone.from_local_datetime(&probe) {
-                return at.with_timezone(&Utc);
+        match self.zone.from_local_datetime(&wall) {
+            LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => at.with_timezone(&Utc),
+            LocalResult::None => self.resumed(wall),
+        }
+    }
+
+    /// The first instant whose wall time in the zone is past `wall`, a wall time the clocks skipped: found to the
+    /// second between the instants `wall` would be under any offset (no zone is more than a day off UTC).
+    fn resumed(&self, wall: NaiveDateTime) -> DateTime<Utc> {
+        let instant = |second: i64| DateTime::from_timestamp(second, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let local = |second: i64| instant(second).with_timezone(&self.zone).naive_local();
+        let around = wall.and_utc().timestamp();
+        let (mut before, mut after) = (around - 30 * 3600, around + 30 * 3600);
+        while after - before > 1 {
+            let middle = before + (after - before) / 2;
+            if local(middle) < wall {
+                before = middle;
+            } else {
+                after = middle;
             }
         }
-        wall.and_utc()
+        instant(after)
     }
 
     /// The hours as they would be written in the settings.

@@ -93,6 +93,108 @@ fn a_calendar_of_holidays_only_ends_nowhere() {
     assert_eq!(calendar.add(at("UTC", "2026-12-06 12:00"), hours(1)), None);
 }
 
+// Found by an attack (#26, calendar): each of these failed first on the calendar as it landed in 16e7e79.
+
+/// A span of work longer than chrono can represent past the start must be `None` (past ten years), not a panic:
+/// `from + left` overflows `DateTime` before the ten-year horizon is even consulted.
+#[test]
+fn finding_huge_work_is_none_not_a_panic() {
+    let start = at("UTC", "2026-06-01 12:00");
+    // 10^13 s (~317,000 years) converts to a chrono::Duration but not to an instant after 2026.
+    assert_eq!(Calendar::always().add(start, Duration::from_secs(10_000_000_000_000)), None);
+}
+
+/// Instants at chrono's ends of time panicked: the close of the last representable day (`24:00`) overflowed
+/// `NaiveDateTime`, and a start whose local date is out of range panicked in `date_naive`. Working time now exists
+/// in the years 0001 to 9999 only, and outside them there is none, without a panic.
+#[test]
+fn finding_the_ends_of_time_do_not_panic() {
+    let end = DateTime::<Utc>::MAX_UTC;
+    assert_eq!(Calendar::always().between(end - chrono::Duration::hours(1), end), Duration::ZERO);
+    let new_year = at("UTC", "9999-12-30 00:00");
+    assert_eq!(Calendar::always().between(new_year, end), hours(24), "up to the last instant with working time");
+}
+
+#[test]
+fn finding_the_end_of_time_in_a_zone_east_of_utc_does_not_panic() {
+    // MAX_UTC is 00:59 on a day past chrono's last date in Berlin: no working time can follow it.
+    assert_eq!(berlin_office(&[]).add(DateTime::<Utc>::MAX_UTC, Duration::ZERO), None);
+}
+
+#[test]
+fn finding_the_start_of_time_in_a_zone_west_of_utc_does_not_panic() {
+    let calendar = Calendar::new("America/New_York", "Mon-Sun 00:00-24:00", &[]).unwrap();
+    assert_eq!(calendar.add(DateTime::<Utc>::MIN_UTC, hours(1)), None, "before the year 1");
+    let start = at("UTC", "0001-01-03 00:00");
+    assert_eq!(calendar.add(start, hours(1)), Some(start + chrono::Duration::hours(1)));
+}
+
+/// `between` silently stopped at the ten-year horizon: twenty years of every hour were reported as 3660 days, and the
+/// additivity the module promises breaks.
+#[test]
+fn finding_between_is_not_cut_off_at_ten_years() {
+    let calendar = Calendar::always();
+    let (a, b, c) = (at("UTC", "2020-01-01 00:00"), at("UTC", "2030-01-01 00:00"), at("UTC", "2040-01-01 00:00"));
+    assert_eq!(calendar.between(a, b) + calendar.between(b, c), calendar.between(a, c), "additive");
+    assert_eq!(calendar.between(a, c), (c - a).to_std().unwrap(), "every hour of twenty years");
+}
+
+/// Samoa skipped Friday 2011-12-30 (Thursday 24:00 at -10 became Saturday 00:00 at +14). A day skipped whole
+/// defeated the minute-by-minute probe: midnight of the skipped day found no wall time within 1440 probes and was read as UTC, so Thursday's
+/// 24:00 lands at Thursday 14:00 local.
+#[test]
+fn finding_a_skipped_day_keeps_the_evening_before_it() {
+    let thursday_evening = Calendar::new("Pacific/Apia", "Thu 20:00-24:00", &[]).unwrap();
+    // 2011-12-29 20:00-24:00 at -10 is 2011-12-30 06:00-10:00 UTC: four hours.
+    assert_eq!(thursday_evening.between(at("UTC", "2011-12-28 00:00"), at("UTC", "2011-12-31 00:00")), hours(4));
+}
+
+#[test]
+fn finding_a_skipped_day_has_no_working_hours() {
+    let fridays = Calendar::new("Pacific/Apia", "Fri 00:00-24:00", &[]).unwrap();
+    // There was no Friday between Thursday 2011-12-29 and Saturday 2011-12-31 in Samoa.
+    assert_eq!(fridays.between(at("UTC", "2011-12-28 00:00"), at("UTC", "2012-01-02 00:00")), Duration::ZERO);
+    let kwajalein = Calendar::new("Pacific/Kwajalein", "Sat 00:00-24:00", &[]).unwrap();
+    // Nor a Saturday 1993-08-21 on Kwajalein (-12 to +12).
+    assert_eq!(kwajalein.between(at("UTC", "1993-08-19 00:00"), at("UTC", "1993-08-24 00:00")), Duration::ZERO);
+}
+
+/// The misplaced midnight makes spans overlap in UTC: more work ends sooner, and there is more working time
+/// between two instants than time.
+#[test]
+fn finding_a_skipped_day_keeps_add_monotonic_and_between_within_the_wall_time() {
+    let calendar = Calendar::new("Pacific/Apia", "Thu 15:00-16:00, Fri 00:00-24:00", &[]).unwrap();
+    let start = at("UTC", "2011-12-29 00:00");
+    let one = calendar.add(start, hours(1)).unwrap();
+    let more = calendar.add(start, Duration::from_secs(5400)).unwrap();
+    assert!(one <= more, "1h of work ends at {one}, 1h30m at {more}");
+    let (from, to) = (at("UTC", "2011-12-30 00:00"), at("UTC", "2011-12-30 10:00"));
+    assert!(calendar.between(from, to) <= hours(10), "{:?} of work in 10h", calendar.between(from, to));
+}
+
+/// West of UTC the misplaced midnight is too early: Manila skipped 1844-12-31 going from -15:56 to +08:04, and a
+/// calendar of every hour, written as two halves a day, counts almost four hours twice.
+#[test]
+fn finding_a_skipped_day_west_of_utc_is_not_counted_twice() {
+    let halves = Calendar::new("Asia/Manila", "Mon-Sun 00:00-12:00 12:00-24:00", &[]).unwrap();
+    let (from, to) = (at("UTC", "1844-12-27 00:00"), at("UTC", "1845-01-04 00:00"));
+    assert_eq!(halves.between(from, to), (to - from).to_std().unwrap());
+}
+
+/// Offsets were not whole minutes before standard time: Berlin went from LMT (+00:53:28) to CET at 1893-04-01
+/// 00:00, skipping to 00:06:32. Probing minute by minute resumes at 00:07:00, so Friday gets 28 seconds too many
+/// and Saturday opens 28 seconds late.
+#[test]
+fn finding_a_gap_that_ends_off_the_minute_opens_when_the_clocks_resume() {
+    let saturdays = Calendar::new("Europe/Berlin", "Sat 00:00-24:00", &[]).unwrap();
+    let friday = at("UTC", "1893-03-31 00:00");
+    // 1893-04-01 00:06:32 CET is 1893-03-31 23:06:32 UTC.
+    let resumed = DateTime::parse_from_rfc3339("1893-03-31T23:06:32Z").unwrap().with_timezone(&Utc);
+    assert_eq!(saturdays.add(friday, Duration::ZERO), Some(resumed));
+    let fridays = Calendar::new("Europe/Berlin", "Fri 00:00-24:00", &[]).unwrap();
+    assert_eq!(fridays.between(at("UTC", "1893-03-30 00:00"), at("UTC", "1893-04-02 00:00")), hours(24));
+}
+
 mod props {
     use super::*;
     use proptest::prelude::*;
