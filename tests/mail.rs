@@ -324,6 +324,16 @@ async fn a_bounce_is_reported_as_an_error_and_is_no_ticket_and_taken_mail_moves_
     franz.stop().await.unwrap();
 }
 
+/// Mail servers and a franz (briefkasten, aufbereitung, akte) on a harness of its own, reading support@'s INBOX and
+/// replying through Postfix, with its data directory; `None` where the servers cannot be had.
+async fn replying_franz() -> Option<(MailServers, Harness, tempfile::TempDir, Started)> {
+    let servers = MailServers::start()?;
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    Some((servers, harness, data, franz))
+}
+
 /// A staff member's public reply to `ticket`, as the desk sends it.
 async fn reply(harness: &Harness, ticket: &str, body: &str, id: &str) {
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
@@ -355,10 +365,7 @@ async fn event_where(harness: &Harness, what: &str, found: impl Fn(&Value) -> bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desk_reply_reaches_the_customer_threaded_under_their_mail_and_their_answer_lands_on_the_ticket() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     servers.send(
         CUSTOMER,
         "From: Ann Customer <customer@franz.test>\nSubject: Locked out\nMessage-ID: <opening@franz.test>\n\nhelp\n",
@@ -487,10 +494,7 @@ async fn a_customer_mails_the_team_answers_from_the_desk_and_the_customers_answe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_the_mail_server_refuses_for_good_is_recorded_as_not_delivered_with_its_reason() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     // A customer at a domain the server does not relay to.
     servers.send(
         "someone@elsewhere.test",
@@ -1471,10 +1475,7 @@ async fn a_persons_new_ticket_is_acknowledged_with_its_token_and_automatic_mail_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_that_bounces_is_recorded_on_its_ticket_as_not_delivered_and_opens_no_ticket() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     // A customer whose address the mail server takes but cannot deliver to: the bounce comes later, by mail.
     servers
         .send("nobody@franz.test", "From: nobody@franz.test\nSubject: Ghost\nMessage-ID: <ghost@franz.test>\n\nboo\n");
@@ -1527,10 +1528,7 @@ async fn opened_and_answered(servers: &MailServers, harness: &Harness, opening_i
 /// nothing but a `rejected` event says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_from_outlook_with_its_long_message_id_opens_a_ticket() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     servers.send(
         CUSTOMER,
         &format!("From: customer@franz.test\nSubject: Invoice wrong\nMessage-ID: <{OUTLOOK_ID}>\n\nplease check\n"),
@@ -1548,10 +1546,7 @@ async fn a_mail_from_outlook_with_its_long_message_id_opens_a_ticket() {
 /// message id over 64: the answer is lost, the mail marked as read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_from_gmail_with_its_long_message_id_lands_on_the_ticket() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     let (ticket, mail) = opened_and_answered(&servers, &harness, "opening@franz.test").await;
     let subject = mail["subject"].as_str().unwrap();
     let reply_id = mail["message_id"].as_str().unwrap();
@@ -1630,10 +1625,7 @@ async fn a_customers_second_mail_answering_their_first_is_a_message_on_the_same_
 /// it would be one.) franz knows its own mails by their Message-ID (`franz.<event>@…`) and should drop them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn franz_never_takes_its_own_reply_for_the_customers_answer() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     servers.send(SUPPORT, "From: support@franz.test\nSubject: Printer\nMessage-ID: <self@franz.test>\n\nbroken\n");
     let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
     let ticket = created["ticket_id"].as_str().unwrap().to_owned();
@@ -1729,10 +1721,7 @@ async fn a_reply_written_while_briefkasten_was_down_for_over_an_hour_is_not_lost
 /// 998 bytes), text in several scripts and an emoji, a NUL byte, a bare carriage return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_bodies_with_dot_lines_long_lines_utf8_nul_and_bare_cr_reach_the_customer_as_written() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     servers.send(
         CUSTOMER,
         "From: customer@franz.test\nSubject: =?UTF-8?B?w5xiZXJ3ZWlzdW5nIGbDpGxsaWcg8J+OiQ==?=\n\
@@ -1771,10 +1760,7 @@ async fn reply_bodies_with_dot_lines_long_lines_utf8_nul_and_bare_cr_reach_the_c
 /// message id in In-Reply-To, is at most a note, never the submitter's message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discord_ticket_is_never_mailed_and_its_token_in_a_mail_makes_only_a_note() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     let record = serde_json::json!({
         "message": "Bot is down", "username": "pontatot", "user_id": "80351110224678912",
         "timestamp": "2026-02-24T08:32:23.255Z", "interaction_id": "1234567890123",
@@ -1899,10 +1885,7 @@ async fn a_reply_due_while_the_smtp_server_is_down_is_sent_once_it_is_back() {
 /// briefkasten does not.) 50,000 other events make the rebuild take a few seconds, as a real history does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_waiting_while_the_store_rebuilds_lands_on_its_ticket() {
-    let Some(servers) = MailServers::start() else { return };
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let franz = Started::start(&servers.replying(&harness, data.path())).await;
+    let Some((servers, harness, _data, franz)) = replying_franz().await else { return };
     let (ticket, mail) = opened_and_answered(&servers, &harness, "opening@franz.test").await;
     event_where(&harness, "the reply recorded", |e| e["type"] == "delivery").await;
     franz.stop().await.unwrap();

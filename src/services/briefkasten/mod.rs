@@ -759,17 +759,10 @@ mod tests {
     fn an_answer_from_gmail_or_outlook_lands_on_the_ticket() {
         for id in [GMAIL_ID, OUTLOOK_ID] {
             let raw = ANSWER.replace("answer@example.com", id);
-            let open = ticket(Status::Waiting, 0);
-            let Outcome::Answer(command, "answer") =
-                take_one(&fetched(&raw, false), Known::Answers(Box::new(open.clone())), 1 << 20)
-            else {
-                panic!("not an answer")
-            };
-            let event = crate::lifecycle::decide(Some(&open), &command, &now_rfc3339(), &Default::default());
+            let change = answer_decided(&raw, Status::Waiting, "answer");
             assert!(
-                !matches!(event.change, Change::Rejected { .. }),
-                "an answer with Message-ID <{id}> is refused: {:?}",
-                event.change
+                !matches!(change, Change::Rejected { .. }),
+                "an answer with Message-ID <{id}> is refused: {change:?}"
             );
         }
     }
@@ -794,14 +787,21 @@ mod tests {
             "From: mallory@example.com\r\nSubject: Re: Locked out [franz #3f2a9c1e7b4d]\r\nMessage-ID: <m@example.com>\r\n\r\n{}\r\n",
             "word ".repeat(1500)
         );
-        let open = ticket(Status::Open, 0);
-        let Outcome::Answer(command, "note") =
-            take_one(&fetched(&long, false), Known::Answers(Box::new(open.clone())), 1 << 20)
+        let change = answer_decided(&long, Status::Open, "note");
+        assert!(!matches!(change, Change::Rejected { .. }), "the stranger's note is refused: {change:?}");
+    }
+
+    /// What akte decides on the answer that mail `raw` becomes to a ticket in `status`; fails unless the mail is an
+    /// answer of `kind` (`answer` or `note`).
+    fn answer_decided(raw: &str, status: Status, kind: &str) -> Change {
+        let open = ticket(status, 0);
+        let Outcome::Answer(command, taken) =
+            take_one(&fetched(raw, false), Known::Answers(Box::new(open.clone())), 1 << 20)
         else {
-            panic!("not a note")
+            panic!("not an answer or a note")
         };
-        let event = crate::lifecycle::decide(Some(&open), &command, &now_rfc3339(), &Default::default());
-        assert!(!matches!(event.change, Change::Rejected { .. }), "the stranger's note is refused: {:?}", event.change);
+        assert_eq!(taken, kind);
+        crate::lifecycle::decide(Some(&open), &command, &now_rfc3339(), &Default::default()).change
     }
 
     /// Found by an attack (#34, replies): an email ticket opened before this version has no `contact_id` (mails
