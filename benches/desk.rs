@@ -83,6 +83,7 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     };
     let actor = Actor::staff(ActorSource::Web, &format!("staff{}", rng.usize(0..20)));
     let commands = [
@@ -322,6 +323,7 @@ async fn web(base: &str, codes: &[String], bootstrap: &str, topics: &franz::conf
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     })?;
     let began = Instant::now();
     let _ = published.set(began);

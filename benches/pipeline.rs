@@ -86,6 +86,7 @@ async fn measure(bootstrap: &str, kind: Kind) -> anyhow::Result<Figures> {
         commands: format!("{name}-commands"),
         events: format!("{name}-events"),
         cards: format!("{name}-cards"),
+        files: format!("{name}-files"),
     };
     franz::kafka::admin::ensure_topics(bootstrap, &topics.all(), PARTITIONS, 1).await?;
     let producer = kafka::producer(bootstrap)?;

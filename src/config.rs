@@ -113,6 +113,10 @@ pub struct Topics {
     /// channel and the ticket id).
     #[serde(deserialize_with = "parse::topic")]
     pub cards: String,
+    /// The files franz keeps for tickets (a mail's attachments), in chunks (key: the file's SHA-256, the chunk's
+    /// index and count).
+    #[serde(deserialize_with = "parse::topic")]
+    pub files: String,
 }
 
 /// Discord credentials. Each is optional: a service whose credentials are missing is skipped.
@@ -183,6 +187,10 @@ pub struct Mail {
     /// The largest mail that becomes a ticket, in MiB; a larger one becomes a dead letter with its headers.
     #[serde(deserialize_with = "parse::positive")]
     pub max_mb: u64,
+    /// The largest attachment kept with its ticket (downloadable on the desk), in MiB, 0 to 32; a larger one, and
+    /// any with 0, is listed on the ticket as not kept.
+    #[serde(deserialize_with = "parse::attachment_mb")]
+    pub attachment_max_mb: u64,
     /// A PEM file of certificate authorities to trust besides the public ones, for a server whose certificate a
     /// private authority signed.
     #[serde(deserialize_with = "parse::some_path")]
@@ -407,13 +415,22 @@ impl From<Durability> for franz_broker::Durability {
 }
 
 impl Topics {
-    pub fn all(&self) -> [&str; 7] {
-        [&self.intake, &self.tickets, &self.dead_letters, &self.errors, &self.commands, &self.events, &self.cards]
+    pub fn all(&self) -> [&str; 8] {
+        [
+            &self.intake,
+            &self.tickets,
+            &self.dead_letters,
+            &self.errors,
+            &self.commands,
+            &self.events,
+            &self.cards,
+            &self.files,
+        ]
     }
 
     /// The topics whose records are a history or a map that must never expire: created with no retention.
-    pub fn kept_forever(&self) -> [&str; 2] {
-        [&self.events, &self.cards]
+    pub fn kept_forever(&self) -> [&str; 3] {
+        [&self.events, &self.cards, &self.files]
     }
 
     /// The topics that are a map (the newest record of a key is all that counts): compacted where the cluster
@@ -467,6 +484,7 @@ impl Default for Topics {
             commands: "ticket-commands".into(),
             events: "ticket-events".into(),
             cards: "discord-cards".into(),
+            files: "ticket-files".into(),
         }
     }
 }
@@ -497,6 +515,7 @@ impl Default for Mail {
             move_to: None,
             poll_secs: 60,
             max_mb: 10,
+            attachment_max_mb: 5,
             ca_file: None,
             smtp_url: None,
             from: None,

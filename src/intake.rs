@@ -32,6 +32,8 @@ pub struct Submission {
     pub message_id: Option<String>,
     /// Why it was sent by a program (an auto-reply, a list), if it was: it gets no automatic answer.
     pub automatic: Option<String>,
+    /// The files it carries that franz keeps (published on the files topic before the record).
+    pub attachments: Vec<crate::schema::lifecycle::Attachment>,
 }
 
 /// The broker's acknowledgement of a published ticket.
@@ -65,6 +67,7 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
         origin: submission.origin,
         message_id: submission.message_id,
         automatic: submission.automatic,
+        attachments: submission.attachments,
     })
 }
 

@@ -4,6 +4,7 @@
 //! flags, sets up logging and calls [`run`]. ARCHITECTURE.md is the map of the modules below.
 
 pub mod app;
+pub mod attachments;
 pub mod broker;
 pub mod cli;
 pub mod cmd;

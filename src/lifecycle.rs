@@ -180,6 +180,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             if chrono::DateTime::parse_from_rfc3339(&ticket.date).is_err() {
                 return Err("a ticket's date must be RFC 3339".into());
             }
+            let attachments = self::attachments(&ticket.attachments)?;
             return Ok(Change::Created {
                 contact: ticket.contact.clone(),
                 contact_id: ticket.contact_id.clone(),
@@ -191,6 +192,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 follows: ticket.follows.clone(),
                 message_id: ticket.message_id.clone(),
                 automatic: ticket.automatic.clone(),
+                attachments,
             });
         }
         (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),
@@ -266,13 +268,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             if count == 0 && attachments.is_empty() {
                 return Err("a message needs text or an attachment".into());
             }
-            if attachments.len() > ATTACHMENTS_MAX {
-                return Err(format!(
-                    "a message carries at most {ATTACHMENTS_MAX} attachments (this one has {})",
-                    attachments.len()
-                ));
-            }
-            let attachments = attachments.iter().map(attachment).collect::<Result<Vec<_>, _>>()?;
+            let attachments = self::attachments(attachments)?;
             let message_id =
                 message_id.as_deref().map(|id| identifier("a message id", id, MESSAGE_ID_MAX)).transpose()?;
             let reopened = closed && within_window(ticket, now, policy)?;
@@ -321,7 +317,16 @@ pub fn span(duration: Duration) -> String {
     format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
-/// An attachment as an event records it: a name without control characters, an `https` URL, bounded.
+/// A message's attachments as an event records them: at most [`ATTACHMENTS_MAX`], each valid ([`attachment`]).
+pub fn attachments(files: &[Attachment]) -> Result<Vec<Attachment>, String> {
+    if files.len() > ATTACHMENTS_MAX {
+        return Err(format!("a message carries at most {ATTACHMENTS_MAX} attachments (this one has {})", files.len()));
+    }
+    files.iter().map(attachment).collect()
+}
+
+/// An attachment as an event records it: a name without control characters, and either an `https` URL (bounded,
+/// printable) or the name of a file franz keeps (`sha256`), never both.
 fn attachment(file: &Attachment) -> Result<Attachment, String> {
     let name = file.name.trim();
     if name.is_empty()
@@ -333,10 +338,18 @@ fn attachment(file: &Attachment) -> Result<Attachment, String> {
         ));
     }
     let url = file.url.trim();
-    let host = url.strip_prefix("https://").map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
-    let printable = url.bytes().all(|b| b.is_ascii_graphic() && !b"\"'<>\\`".contains(&b));
-    if host.is_none_or(str::is_empty) || url.len() > URL_MAX || !printable {
-        return Err(format!("an attachment's URL is https, printable ASCII and at most {URL_MAX} bytes"));
+    match &file.sha256 {
+        Some(kept) if !url.is_empty() || !crate::attachments::is_name(kept) => {
+            return Err("a kept attachment is named by its SHA-256 in lower-case hex, and has no URL".into());
+        }
+        Some(_) => {}
+        None => {
+            let host = url.strip_prefix("https://").map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+            let printable = url.bytes().all(|b| b.is_ascii_graphic() && !b"\"'<>\\`".contains(&b));
+            if host.is_none_or(str::is_empty) || url.len() > URL_MAX || !printable {
+                return Err(format!("an attachment's URL is https, printable ASCII and at most {URL_MAX} bytes"));
+            }
+        }
     }
     let content_type = match file.content_type.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -345,7 +358,13 @@ fn attachment(file: &Attachment) -> Result<Attachment, String> {
         }
         Some(_) => return Err("an attachment's content type is at most 128 printable ASCII characters".into()),
     };
-    Ok(Attachment { name: name.to_owned(), size: file.size, content_type, url: url.to_owned() })
+    Ok(Attachment {
+        name: name.to_owned(),
+        size: file.size,
+        content_type,
+        url: url.to_owned(),
+        sha256: file.sha256.clone(),
+    })
 }
 
 fn closed_already(ticket: &TicketState) -> String {

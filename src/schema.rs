@@ -58,6 +58,9 @@ pub struct IntakeRecord {
     /// it no automatic answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic: Option<String>,
+    /// The files it carries that franz keeps (a mail's attachments, on the files topic before this record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<lifecycle::Attachment>,
 }
 
 /// The origin of a ticket from Discord (the bot, `franz ticket`, any producer of the historical format).
@@ -108,6 +111,9 @@ pub struct Ticket {
     /// See [`IntakeRecord::automatic`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic: Option<String>,
+    /// See [`IntakeRecord::attachments`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<lifecycle::Attachment>,
 }
 
 /// Where a record came from: enough to find the original again.

@@ -35,6 +35,7 @@ fn ticket(n: usize) -> Ticket {
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     }
 }
 

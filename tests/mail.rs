@@ -215,7 +215,10 @@ async fn mails_of_every_kind_become_email_tickets_from_their_senders_and_are_the
     let html = body("Only HTML");
     assert!(html.contains("Hello desk") && !html.contains('<') && !html.contains("alert"), "{html}");
     assert_eq!(body("Grüße"), "Grüße\n\nKöln ist schön");
-    assert!(body("Invoice").ends_with("- invoice.pdf (application/pdf, 9 bytes)"));
+    assert_eq!(body("Invoice"), "Invoice\n\nsee attached", "the kept file is not in the text");
+    let invoice = tickets.iter().find(|t| t["body"].as_str().unwrap().starts_with("Invoice")).unwrap();
+    assert_eq!(invoice["attachments"][0]["name"], "invoice.pdf", "{invoice}");
+    assert_eq!(invoice["attachments"][0]["sha256"], franz::attachments::name_of(b"%PDF-1.4\n"), "{invoice}");
     wait_until("every mail marked read", || async { servers.all_seen(4) }).await;
     franz.stop().await.unwrap();
 }
@@ -489,6 +492,84 @@ async fn a_customer_mails_the_team_answers_from_the_desk_and_the_customers_answe
     let delivery = events.iter().find(|e| e["type"] == "delivery").unwrap();
     assert_eq!(delivery["delivered"], true, "{delivery}");
     assert_eq!(shown["ticket"]["status"], "open", "the customer's answer makes it the team's turn: {shown}");
+    franz.stop().await.unwrap();
+}
+
+/// A mail's attachments within `mail.attachment_max_mb` are kept and downloaded from the desk byte for byte (one
+/// larger than a record may be on the topic too); a larger one is listed on the ticket as not kept; an answer is
+/// recorded without its quoted history, and its whole text is kept beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_are_kept_and_downloaded_from_the_desk_a_larger_one_is_noted_and_an_answers_whole_text_kept() {
+    use base64::Engine as _;
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let mut config = servers.replying(&harness, data.path());
+    config.services.push(Service::Desk);
+    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    config.mail.attachment_max_mb = 1;
+    let franz = Started::start(&config).await;
+    let desk = format!("http://{}", franz.desk.expect("the desk runs"));
+    let (token, _) = franz::people::Staff::open(&config.data_dir.join("desk")).unwrap().add("ana").unwrap();
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(format!("{desk}{path}")).bearer_auth(&token).send();
+
+    // Bytes no text encoding survives, over one chunk (512 KiB) and within the 1 MiB kept.
+    let scan: Vec<u8> = (0..700_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let large = vec![7u8; 1_200_000];
+    let part = |name: &str, kind: &str, bytes: &[u8]| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let lines: Vec<&str> = encoded.as_bytes().chunks(76).map(|l| std::str::from_utf8(l).unwrap()).collect();
+        format!(
+            "--m\nContent-Type: {kind}\nContent-Disposition: attachment; filename=\"{name}\"\n\
+             Content-Transfer-Encoding: base64\n\n{}\n",
+            lines.join("\n")
+        )
+    };
+    servers.send(
+        CUSTOMER,
+        &format!(
+            "From: Ann Customer <customer@franz.test>\nSubject: Scanner broken\nMessage-ID: <scan@franz.test>\n\
+             MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"m\"\n\n--m\nContent-Type: text/plain\n\n\
+             The scan and the log are attached.\n{}{}--m--\n",
+            part("scan.tiff", "image/tiff", &scan),
+            part("huge.log", "text/plain", &large)
+        ),
+    );
+    wait_until("the ticket on the desk", || async {
+        get("/api/tickets".into()).await.unwrap().json::<Value>().await.unwrap()["tickets"][0]["id"].is_string()
+    })
+    .await;
+    let tickets = get("/api/tickets".into()).await.unwrap().json::<Value>().await.unwrap();
+    let id = tickets["tickets"][0]["id"].as_str().unwrap().to_owned();
+    let shown = get(format!("/api/tickets/{id}")).await.unwrap().json::<Value>().await.unwrap();
+    let created = &shown["events"][0];
+    assert_eq!(created["attachments"].as_array().map(Vec::len), Some(1), "{created}");
+    let file = &created["attachments"][0];
+    assert_eq!((&file["name"], &file["size"]), (&Value::from("scan.tiff"), &Value::from(700_000)), "{file}");
+    let body = created["body"].as_str().unwrap();
+    assert!(
+        body.ends_with("Attachments not kept:\n- huge.log (text/plain, 1.1 MB): over the 1.0 MB franz keeps of a file"),
+        "{body}"
+    );
+    let download = format!("/api/tickets/{id}/files/{}", file["sha256"].as_str().unwrap());
+    wait_until("the file on the desk", || async { get(download.clone()).await.unwrap().status() == 200 }).await;
+    let bytes = get(download).await.unwrap().bytes().await.unwrap();
+    assert!(bytes.as_ref() == scan.as_slice(), "the download is the file as sent ({} bytes)", bytes.len());
+
+    servers.send(
+        CUSTOMER,
+        "From: Ann Customer <customer@franz.test>\nSubject: Re: Scanner broken\nMessage-ID: <scan2@franz.test>\n\
+         In-Reply-To: <scan@franz.test>\n\nIt works again.\n\nOn Mon, Ann wrote:\n> The scan and the log are attached.\n",
+    );
+    let wrote = event_where(&harness, "the answer on the ticket", |e| e["type"] == "submitter_wrote").await;
+    assert_eq!(wrote["body"], "It works again.", "{wrote}");
+    let whole = &wrote["attachments"][0];
+    assert_eq!(whole["name"], "whole-mail.txt", "{wrote}");
+    let download = format!("/api/tickets/{id}/files/{}", whole["sha256"].as_str().unwrap());
+    wait_until("the whole text on the desk", || async { get(download.clone()).await.unwrap().status() == 200 }).await;
+    let text = get(download).await.unwrap().text().await.unwrap();
+    assert!(text.starts_with("It works again.") && text.contains("> The scan and the log are attached."), "{text}");
     franz.stop().await.unwrap();
 }
 

@@ -225,6 +225,7 @@ async fn time_to_claim_is_observed_once_per_ticket_at_its_first_claim() {
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     };
     let id = Some(ticket.id.as_str());
     publish(&harness.bootstrap, &harness.topics.tickets, &[(id, serde_json::to_vec(&ticket).unwrap())]).await;

@@ -75,6 +75,7 @@ impl Harness {
             commands: format!("commands-{run}"),
             events: format!("events-{run}"),
             cards: format!("cards-{run}"),
+            files: format!("files-{run}"),
         };
         admin::ensure_topics_keeping(&bootstrap, &topics.all(), partitions, 1, &topics.kept_forever())
             .await

@@ -477,6 +477,7 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
             follows: None,
             message_id: None,
             automatic: None,
+            attachments: Vec::new(),
         })
         .collect();
     team.publish(&tickets).await;
@@ -576,6 +577,7 @@ async fn the_clis_json_cannot_drive_the_terminal_and_still_parses_to_the_ticket(
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     };
     team.publish(&[ticket]).await;
     let run = |args: &[&str]| {
@@ -731,6 +733,7 @@ pub(crate) fn discord_ticket(id: &str, body: &str) -> franz::schema::Ticket {
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -778,6 +781,7 @@ async fn a_ticket_reads_as_a_conversation_with_notes_set_apart_deliveries_marked
         size: 2048,
         content_type: Some("image/png".into()),
         url: "https://cdn.discordapp.com/attachments/1/2/shot.png".into(),
+        sha256: None,
     };
     let wrote = Action::Write {
         body: "Yes <script>window.pwned=1</script>".into(),
@@ -820,5 +824,69 @@ async fn a_ticket_reads_as_a_conversation_with_notes_set_apart_deliveries_marked
     let answered = team.api("/api/tickets?answered=true").await;
     assert_eq!(answered["tickets"].as_array().unwrap().len(), 1);
     assert_eq!(answered["tickets"][0]["answered"], true);
+    team.stop().await;
+}
+
+/// A file franz keeps for a ticket (a mail's attachment) is a download on the ticket page, served only as a download
+/// (never sniffed, never run as a page of the desk, under the name it came with), only for the ticket that names it,
+/// only to staff; one the desk has not read yet says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_file_is_a_download_of_its_ticket_for_staff_and_never_a_page_of_the_desk() {
+    use franz::schema::lifecycle::Attachment;
+    let team = Team::start().await;
+    let page_like = b"<html><script>window.pwned=1</script></html>".to_vec();
+    let producer = franz::kafka::producer(&team.harness.bootstrap).unwrap();
+    let sha = franz::attachments::publish(&producer, &team.harness.topics.files, &page_like).await.unwrap();
+    let kept = |name: &str, sha: &str| Attachment {
+        name: name.into(),
+        size: 44,
+        content_type: Some("text/html".into()),
+        url: String::new(),
+        sha256: Some(sha.into()),
+    };
+    let missing = franz::attachments::name_of(b"never published");
+    let ticket = franz::schema::Ticket {
+        origin: "Email".into(),
+        attachments: vec![kept("Rechnung \"März\" <1>.html", &sha), kept("later.bin", &missing)],
+        ..discord_ticket("with-files", "see the files")
+    };
+    let other = discord_ticket("without-files", "nothing attached");
+    team.publish(&[ticket, other]).await;
+    let ana = team.sign_in("ana").await;
+
+    let html = team.page("/tickets/with-files", &ana.cookie).await;
+    let link = format!("<a href=\"/tickets/with-files/files/{sha}\" download>");
+    assert!(html.contains(&link), "the ticket page offers the download: {html}");
+    assert!(html.contains("Rechnung &quot;März&quot; &lt;1&gt;.html"), "the name is text: {html}");
+
+    let path = format!("/tickets/with-files/files/{sha}");
+    wait_until("the desk has read the file", || async { team.get(&path, &ana.cookie).await.status() == 200 }).await;
+    let download = team.get(&path, &ana.cookie).await;
+    let header = |name: &str| download.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert_eq!(header("content-type"), "application/octet-stream");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert!(header("content-security-policy").ends_with("sandbox"), "{}", header("content-security-policy"));
+    assert_eq!(
+        header("content-disposition"),
+        "attachment; filename=\"Rechnung__M_rz___1_.html\"; filename*=UTF-8''Rechnung%20%22M%C3%A4rz%22%20%3C1%3E%2Ehtml"
+    );
+    assert_eq!(download.bytes().await.unwrap().to_vec(), page_like);
+
+    let api = team.http.get(format!("{}/api{path}", team.url)).bearer_auth(&team.api_token).send().await.unwrap();
+    assert_eq!(api.status(), 200, "the API serves it to a token too");
+    assert_eq!(api.bytes().await.unwrap().to_vec(), page_like);
+
+    for (path, expected, why) in [
+        (format!("/tickets/without-files/files/{sha}"), 404, "another ticket does not name it"),
+        (format!("/tickets/with-files/files/{}", "0".repeat(64)), 404, "no ticket names it"),
+        ("/tickets/with-files/files/..%2F..%2Fstore".to_owned(), 404, "no file's name"),
+        (format!("/tickets/with-files/files/{missing}"), 503, "named, not read yet"),
+    ] {
+        assert_eq!(team.get(&path, &ana.cookie).await.status(), expected, "{path}: {why}");
+    }
+    let stranger = team.http.get(format!("{}{path}", team.url)).send().await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::SEE_OTHER, "no session, no file");
+    let stranger = team.http.get(format!("{}/api{path}", team.url)).send().await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
     team.stop().await;
 }

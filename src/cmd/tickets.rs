@@ -223,7 +223,7 @@ fn describe(event: &Value) -> String {
         Err(_) => format!("{} ({})", text(&event["actor"]["name"]), text(&event["actor"]["source"])),
     };
     let what = match event["type"].as_str().unwrap_or_default() {
-        "created" => format!("created from {}", text(&event["origin"])),
+        "created" => format!("created from {}{}", text(&event["origin"]), files(event)),
         "claimed" => "claimed".to_owned(),
         "unclaimed" => format!("unclaimed from {}", text(&person(&event["from"]))),
         "assigned" => format!("assigned to {}", text(&person(&event["to"]))),
@@ -238,10 +238,7 @@ fn describe(event: &Value) -> String {
         "closed" => format!("closed: {}", text(&event["reason"])),
         "reopened" => "reopened".to_owned(),
         "submitter_wrote" => {
-            let mut line = format!("wrote (by {}): {}", via(&event["via"]), text(&event["body"]));
-            for file in event["attachments"].as_array().into_iter().flatten() {
-                line.push_str(&format!(" [attachment {} {}]", text(&file["name"]), text(&file["url"])));
-            }
+            let mut line = format!("wrote (by {}): {}{}", via(&event["via"]), text(&event["body"]), files(event));
             if event["reopened"] == json!(true) {
                 line.push_str(" (reopened the ticket)");
             }
@@ -257,6 +254,23 @@ fn describe(event: &Value) -> String {
     };
     let version = event["version"].as_u64().map_or("  ".to_owned(), |v| format!("v{v}"));
     format!("{version} {what} - {who}")
+}
+
+/// The files an event carries: where each was sent, or, for one franz keeps, its download on the desk.
+fn files(event: &Value) -> String {
+    let mut line = String::new();
+    for file in event["attachments"].as_array().into_iter().flatten() {
+        let place = match file["sha256"].as_str() {
+            Some(kept) => format!(
+                "on the desk at /tickets/{}/files/{}",
+                path_segment(event["ticket_id"].as_str().unwrap_or_default()),
+                text(&Value::from(kept))
+            ),
+            None => text(&file["url"]),
+        };
+        line.push_str(&format!(" [attachment {} {place}]", text(&file["name"])));
+    }
+    line
 }
 
 /// A channel (`discord_dm`) as people read it.

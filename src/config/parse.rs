@@ -140,6 +140,11 @@ pub(super) fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D
     number(deserializer, 0..=1_000_000_000, "a whole number from 0 to 1000000000")
 }
 
+/// The largest attachment franz keeps, in MiB: 0 (none) to 32 (the largest file the files topic takes).
+pub(super) fn attachment_mb<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    number(deserializer, 0..=32, "a whole number of MiB from 0 (keep none) to 32")
+}
+
 pub(super) fn ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let value = text(deserializer)?;
     value.parse().map_err(|_| de::Error::custom(format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))

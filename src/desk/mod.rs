@@ -49,6 +49,8 @@ pub struct Desk {
     pub live: web::LiveStreams,
     /// The lists and searches running, by person (`api::search`).
     pub searches: tally::Tally<String>,
+    /// The files kept for tickets (a mail's attachments), read from the files topic.
+    pub files: crate::attachments::Cache,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -105,6 +107,7 @@ impl Server {
             numbers: numbers::Numbers::new(settings.store.clone()),
             live: web::LiveStreams::default(),
             searches: tally::Tally::default(),
+            files: crate::attachments::Cache::open(&settings.desk_dir.join("files"))?,
         };
         Ok(Server {
             address,
@@ -128,10 +131,16 @@ impl Server {
     pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let local = staff::Local { url: self.url(), token: self.local_token.clone() };
         staff::write_local(&self.desk_dir, &local)?;
-        let problems = self.desk.problems.clone().follow(self.bootstrap, self.problem_topics, shutdown.clone());
+        let problems = self.desk.problems.clone().follow(self.bootstrap.clone(), self.problem_topics, shutdown.clone());
         tokio::spawn(async move {
             if let Err(error) = problems.await {
                 tracing::error!("the desk's problems page stopped updating: {error:#}");
+            }
+        });
+        let files = self.desk.files.clone().follow(self.bootstrap, self.desk.topics.files.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = files.await {
+                tracing::error!("the desk stopped reading the files kept for tickets: {error:#}");
             }
         });
         // The team's numbers are computed once the store has caught up, so that no page waits for them.

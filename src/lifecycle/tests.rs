@@ -61,6 +61,7 @@ fn ticket() -> Ticket {
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     }
 }
 
@@ -503,7 +504,13 @@ fn a_message_to_a_closed_ticket_reopens_it_within_the_window_and_is_refused_afte
 
 #[test]
 fn a_message_is_bounded_and_its_attachments_are_https_links_with_printable_names() {
-    let file = |name: &str, url: &str| Attachment { name: name.into(), size: 10, content_type: None, url: url.into() };
+    let file = |name: &str, url: &str| Attachment {
+        name: name.into(),
+        size: 10,
+        content_type: None,
+        url: url.into(),
+        sha256: None,
+    };
     let with = |body: &str, files: Vec<Attachment>| Action::Write {
         body: body.into(),
         attachments: files,

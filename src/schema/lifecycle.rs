@@ -226,8 +226,10 @@ impl Via {
     }
 }
 
-/// A file the submitter attached to a message: only what describes it. The file stays where it was sent (a
-/// Discord attachment URL); franz keeps no copy, and the desk shows it as a link, never inline.
+/// A file the submitter attached to a message: what describes it, and where it is. Either it stays where it was
+/// sent (`url`, a Discord attachment URL; franz keeps no copy), or franz keeps it (`sha256`, its name on the files
+/// topic, as `crate::attachments` keeps it: a mail's attachment). The desk offers it as a link or a download,
+/// never inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
     pub name: String,
@@ -235,7 +237,12 @@ pub struct Attachment {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Where it was sent; empty for a file franz keeps.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// Of a file franz keeps: the SHA-256 of its bytes, in lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// A request to change a ticket, on `ticket-commands` (key: the ticket id).
@@ -370,6 +377,9 @@ pub enum Change {
         /// Why the opening message was sent by a program (an auto-reply, a list): it gets no automatic answer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         automatic: Option<String>,
+        /// The files the opening message carried (a mail's attachments).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
     },
     Claimed {
         by: Person,
@@ -462,6 +472,14 @@ impl Change {
             Change::SubmitterWrote { .. } => "write",
             Change::Delivery(_) => "record_delivery",
             Change::Rejected { action, .. } => action,
+        }
+    }
+
+    /// The files the change carries: the opening message's, or a message's of the submitter.
+    pub fn attachments(&self) -> &[Attachment] {
+        match self {
+            Change::Created { attachments, .. } | Change::SubmitterWrote { attachments, .. } => attachments,
+            _ => &[],
         }
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{TICKET_COLUMNS, ticket_from_row};
 use crate::lifecycle::TicketState;
-use crate::schema::lifecycle::{Change, Event, Person, Priority, Status};
+use crate::schema::lifecycle::{Attachment, Change, Event, Person, Priority, Status};
 
 /// The most tickets one page holds.
 pub const PAGE_MAX: usize = 200;
@@ -251,6 +251,24 @@ pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
         }
     }
     Ok(events)
+}
+
+/// The file named `sha256` that an event of ticket `id` carries, as the event describes it.
+pub fn file(conn: &Connection, id: &str, sha256: &str) -> rusqlite::Result<Option<Attachment>> {
+    if !crate::attachments::is_name(sha256) {
+        return Ok(None);
+    }
+    // A name is hex digits only, so it is no LIKE pattern; the events found are then read for the name itself.
+    let mut statement = conn
+        .prepare_cached("SELECT json FROM events WHERE ticket_id = ?1 AND json LIKE '%' || ?2 || '%' ORDER BY seq")?;
+    let rows = statement.query_map([id, sha256], |row| row.get::<_, String>(0))?;
+    for json in rows {
+        let Ok(event) = serde_json::from_str::<Event>(&json?) else { continue };
+        if let Some(file) = event.change.attachments().iter().find(|file| file.sha256.as_deref() == Some(sha256)) {
+            return Ok(Some(file.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// What a ticket's page shows of its history: the first event and the newest, `max` in all, oldest first, and how

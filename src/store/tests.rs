@@ -21,6 +21,7 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
         follows: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     }
 }
 

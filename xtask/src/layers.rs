@@ -177,6 +177,7 @@ mod tests {
             "discord",
             "terminal.rs",
             "files.rs",
+            "attachments.rs",
             "kafka",
             "store",
             "people.rs",

@@ -156,6 +156,7 @@ mod tests {
             numbers: crate::desk::numbers::Numbers::new(store),
             live: Streams::default(),
             searches: Default::default(),
+            files: crate::attachments::Cache::open(&dir.path().join("files")).unwrap(),
         });
         let held = open(&desk.live, &session.id).unwrap();
         let mut stream = std::pin::pin!(changes(desk.clone(), session, held));

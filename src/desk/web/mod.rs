@@ -50,6 +50,7 @@ pub fn router(desk: Shared) -> Router {
         .route("/signin", get(sign_in).post(redeem))
         .route("/signout", post(sign_out))
         .route("/tickets/{id}", get(ticket).post(act))
+        .route("/tickets/{id}/files/{sha256}", get(download))
         .route("/stats", get(stats))
         .route("/problems", get(problem_list))
         .route("/problems/{topic}/{partition}/{offset}", get(problem))
@@ -72,13 +73,14 @@ pub fn router(desk: Shared) -> Router {
 async fn secure(response: Response) -> Response {
     let mut response = as_error_page(response);
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    // A download (a file kept for a ticket) is no page: nothing in it may run, even opened by itself.
+    let policy = if headers.contains_key(header::CONTENT_DISPOSITION) {
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; sandbox"
+    } else {
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    };
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -442,6 +444,15 @@ async fn ticket(
         (Ok((None, ..)), _) => api::no_ticket(&id).into(),
         (Err(error), _) | (_, Err(error)) => error.into(),
     }
+}
+
+/// `GET /tickets/{id}/files/{sha256}`: a file kept for the ticket, as a download ([`api::download`]).
+async fn download(
+    State(desk): State<Shared>,
+    SignedIn(_): SignedIn,
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
+    api::download(&desk, id, name).await.unwrap_or_else(Into::into)
 }
 
 /// `POST /tickets/{id}`: one of the ticket page's forms. The answer is the ticket page showing akte's decision.

@@ -515,15 +515,9 @@ fn timeline_entry(event: &Event, deliveries: &[&Event]) -> Markup {
                 }
                 Change::SubmitterWrote { body, attachments, .. } => {
                     @if !body.is_empty() { div.comment { (body) } }
-                    @if !attachments.is_empty() {
-                        ul.attachments {
-                            @for file in attachments {
-                                li { a href=(file.url) rel="noopener noreferrer nofollow" target="_blank" { (file.name) }
-                                    " (" (size(file.size)) @if let Some(kind) = &file.content_type { ", " (kind) } ")" }
-                            }
-                        }
-                    }
+                    (files(&event.ticket_id, attachments))
                 }
+                Change::Created { attachments, .. } => (files(&event.ticket_id, attachments)),
                 _ => {}
             }
             @for delivery in deliveries {
@@ -532,6 +526,27 @@ fn timeline_entry(event: &Event, deliveries: &[&Event]) -> Markup {
                         @if *delivered { "✓ delivered by " (via.describe()) } @else { "✗ could not deliver by " (via.describe()) }
                         @if let Some(detail) = detail { ": " (detail) }
                         " · " (when(&delivery.at))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A message's files: one franz keeps as a download from the desk, one that stays where it was sent as a link to
+/// it (opened elsewhere, never followed by the desk).
+fn files(ticket: &str, attachments: &[crate::schema::lifecycle::Attachment]) -> Markup {
+    html! {
+        @if !attachments.is_empty() {
+            ul.attachments {
+                @for file in attachments {
+                    li {
+                        @if let Some(kept) = &file.sha256 {
+                            a href={ "/tickets/" (path_segment(ticket)) "/files/" (kept) } download { (file.name) }
+                        } @else {
+                            a href=(file.url) rel="noopener noreferrer nofollow" target="_blank" { (file.name) }
+                        }
+                        " (" (size(file.size)) @if let Some(kind) = &file.content_type { ", " (kind) } ")"
                     }
                 }
             }

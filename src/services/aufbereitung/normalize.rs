@@ -56,6 +56,14 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     let follows = optional_text(&fields, "follows")?;
     let message_id = optional_text(&fields, "message_id")?;
     let automatic = optional_text(&fields, "automatic")?;
+    let attachments = match fields.get("attachments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(list) => {
+            let list: Vec<crate::schema::lifecycle::Attachment> = serde_json::from_value(list.clone())
+                .map_err(|e| Rejection::invalid(format!("`attachments` is no list of attachments: {e}")))?;
+            crate::lifecycle::attachments(&list).map_err(Rejection::invalid)?
+        }
+    };
     let origin = match optional_text(&fields, "origin")? {
         None => ORIGIN.to_owned(),
         Some(origin) if ORIGINS.contains(&origin.as_str()) => origin,
@@ -80,6 +88,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
         follows,
         message_id,
         automatic,
+        attachments,
     })
 }
 

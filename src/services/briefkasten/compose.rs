@@ -166,6 +166,7 @@ mod tests {
             follows: None,
             message_id: Some(message_id.into()),
             automatic: None,
+            attachments: Vec::new(),
         }
     }
 

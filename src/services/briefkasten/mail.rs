@@ -18,12 +18,39 @@ use crate::schema::{MAX_FIELD_CHARS, MAX_MESSAGE_CHARS, MAX_USERNAME_CHARS, Mail
 /// The most message ids of `In-Reply-To` and `References` a mail is looked up by.
 const ANSWERS_MAX: usize = 50;
 
-/// A file the mail carries, as the ticket lists it.
+/// The most attachments of one mail franz keeps: a message carries ten files, and the tenth is for the mail's whole
+/// text when the ticket shows it cut.
+pub const KEPT_MAX: usize = crate::lifecycle::ATTACHMENTS_MAX - 1;
+/// The name of the file that holds a mail's whole text.
+pub const WHOLE_TEXT: &str = "whole-mail.txt";
+
+/// A file the mail carries: how the ticket lists it, and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     pub name: String,
     pub content_type: String,
     pub bytes: usize,
+    pub data: Vec<u8>,
+}
+
+/// A file of a mail that franz keeps: as the ticket's event names it, and its bytes for the files topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub attachment: crate::schema::lifecycle::Attachment,
+    pub bytes: Vec<u8>,
+}
+
+impl Kept {
+    fn new(name: &str, content_type: &str, bytes: Vec<u8>) -> Kept {
+        let attachment = crate::schema::lifecycle::Attachment {
+            name: name.to_owned(),
+            size: bytes.len() as u64,
+            content_type: Some(content_type.to_owned()),
+            url: String::new(),
+            sha256: Some(crate::attachments::name_of(&bytes)),
+        };
+        Kept { attachment, bytes }
+    }
 }
 
 /// What franz takes from one mail.
@@ -82,6 +109,7 @@ pub fn read(raw: &[u8]) -> Mail {
                 .map(|kind| cleaned(&kind.to_ascii_lowercase(), false))
                 .unwrap_or_else(|| "application/octet-stream".to_owned()),
             bytes: part.len(),
+            data: part.contents().to_vec(),
         })
         .collect();
     let ids = |value: &mail_parser::HeaderValue<'_>| -> Vec<String> {
@@ -203,8 +231,44 @@ pub fn interaction_id(mail: &Mail, place: &MailRef) -> String {
     format!("mail-{hex}")
 }
 
-/// The submission a mail becomes, or why it cannot be one.
-pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
+/// What franz keeps of a mail's attachments: each of at most `max` bytes, [`KEPT_MAX`] at most; and the lines that
+/// list the others with why they were not kept.
+pub fn files(mail: &Mail, max: usize) -> (Vec<Kept>, Vec<String>) {
+    let (mut kept, mut left) = (Vec::new(), Vec::new());
+    let largest = max.min(crate::attachments::CHUNKS_MAX * crate::attachments::CHUNK_BYTES);
+    for file in &mail.attachments {
+        let why = if largest == 0 {
+            "not kept".to_owned()
+        } else if file.bytes > largest {
+            format!("over the {} franz keeps of a file", size(largest))
+        } else if kept.len() >= KEPT_MAX {
+            format!("franz keeps {KEPT_MAX} files of a mail")
+        } else {
+            let name = cut(&file.name, crate::lifecycle::ATTACHMENT_NAME_MAX);
+            let name = if name.trim().is_empty() { "unnamed".to_owned() } else { name };
+            kept.push(Kept::new(&name, &cut(&file.content_type, 128), file.data.clone()));
+            continue;
+        };
+        left.push(format!("- {} ({}, {}): {why}", cut(&file.name, 100), cut(&file.content_type, 60), size(file.bytes)));
+    }
+    (kept, left)
+}
+
+/// The mail's whole text as a file, when `recorded` (the text the ticket shows) does not hold all of it.
+fn whole_text(mail: &Mail, recorded: &str) -> Option<Kept> {
+    let fits = mail.text.len() <= crate::attachments::CHUNKS_MAX * crate::attachments::CHUNK_BYTES;
+    (!mail.text.is_empty() && !recorded.contains(mail.text.as_str()) && fits)
+        .then(|| Kept::new(WHOLE_TEXT, "text/plain; charset=utf-8", mail.text.clone().into_bytes()))
+}
+
+/// The attachments, as events name them, of `kept`.
+pub fn described(kept: &[Kept]) -> Vec<crate::schema::lifecycle::Attachment> {
+    kept.iter().map(|file| file.attachment.clone()).collect()
+}
+
+/// The submission a mail becomes (its attachments of at most `max` bytes kept), with the files it names, or why it
+/// cannot be one.
+pub fn submission(mail: &Mail, place: &MailRef, max: usize) -> Result<(Submission, Vec<Kept>), Refusal> {
     let Some(from) = &mail.from else {
         return Err(Refusal("the mail names no sender (no address in its From field)".to_owned()));
     };
@@ -218,8 +282,12 @@ pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
             cut(from, MAX_USERNAME_CHARS + 1)
         )));
     }
-    Ok(Submission {
-        message: ticket_text(mail),
+    let (mut kept, left) = files(mail, max);
+    let message = ticket_text(mail, &left);
+    kept.extend(whole_text(mail, &message));
+    let submission = Submission {
+        message,
+        attachments: described(&kept),
         username: from.clone(),
         // The address is the submitter's identity: what their later mails are known by.
         user_id: Some(from.clone()),
@@ -232,31 +300,33 @@ pub fn submission(mail: &Mail, place: &MailRef) -> Result<Submission, Refusal> {
         origin: Some(ORIGIN_EMAIL.to_owned()),
         // Kept when it fits a field; a longer one still decides the ticket id, only answers cannot name it.
         message_id: mail.message_id.clone().filter(|id| id.chars().count() <= MAX_FIELD_CHARS),
-    })
+    };
+    Ok((submission, kept))
 }
 
-/// The ticket's text: the subject, the mail's text and its attachments, within the intake's limit. A longer mail
-/// is cut, and the cut says how much is missing.
-pub fn ticket_text(mail: &Mail) -> String {
+/// The list of the attachments not kept (`left`, from [`files`]): the first ten, and how many more.
+fn not_kept(left: &[String]) -> String {
+    if left.is_empty() {
+        return String::new();
+    }
+    let mut list = "\n\nAttachments not kept:".to_owned();
+    for line in left.iter().take(10) {
+        list.push('\n');
+        list.push_str(line);
+    }
+    if left.len() > 10 {
+        list.push_str(&format!("\n- and {} more", left.len() - 10));
+    }
+    list
+}
+
+/// The ticket's text: the subject, the mail's text and the attachments not kept (`left`), within the intake's
+/// limit. A longer mail is cut, and the cut says how much is missing.
+pub fn ticket_text(mail: &Mail, left: &[String]) -> String {
     let subject = if mail.subject.is_empty() { "(no subject)" } else { mail.subject.as_str() };
     let subject = cut(subject, 200);
     let text = if mail.text.is_empty() { "(no text)" } else { mail.text.as_str() };
-    let mut files = String::new();
-    if !mail.attachments.is_empty() {
-        files.push_str("\n\nAttachments (not kept):");
-        for (index, file) in mail.attachments.iter().enumerate() {
-            if index == 10 {
-                files.push_str(&format!("\n- and {} more", mail.attachments.len() - 10));
-                break;
-            }
-            files.push_str(&format!(
-                "\n- {} ({}, {})",
-                cut(&file.name, 100),
-                cut(&file.content_type, 60),
-                size(file.bytes)
-            ));
-        }
-    }
+    let files = not_kept(left);
     let whole = format!("{subject}\n\n{text}{files}");
     if whole.chars().count() <= MAX_MESSAGE_CHARS {
         return whole;
@@ -269,10 +339,19 @@ pub fn ticket_text(mail: &Mail) -> String {
     format!("{subject}\n\n{kept}{note}{files}")
 }
 
+/// An answer: its text ([`answer_text`], with the attachments not kept), and the files kept (its attachments of at
+/// most `max` bytes, and its whole text when the answer's text leaves some out).
+pub fn answer(mail: &Mail, max: usize) -> (String, Vec<Kept>) {
+    let (mut kept, left) = files(mail, max);
+    let text = answer_text(mail, &left);
+    kept.extend(whole_text(mail, &text));
+    (text, kept)
+}
+
 /// The text of an answer: the new text only, without the quoted history below it (`> ` lines, the "On … wrote:"
 /// line that introduces them, a forwarded or original message, a signature), within a message's limit; the whole
-/// text when nothing is left. Attachments are listed as on a ticket.
-pub fn answer_text(mail: &Mail) -> String {
+/// text when nothing is left. The attachments not kept (`left`) are listed as on a ticket.
+pub fn answer_text(mail: &Mail, left: &[String]) -> String {
     let lines: Vec<&str> = mail.text.lines().collect();
     let mut end = lines.len();
     for (index, line) in lines.iter().enumerate() {
@@ -304,13 +383,7 @@ pub fn answer_text(mail: &Mail) -> String {
     let new = lines[..end].join("\n").trim().to_owned();
     let text = if new.is_empty() { mail.text.clone() } else { new };
     let text = if text.is_empty() && mail.attachments.is_empty() { "(no text)".to_owned() } else { text };
-    let files: String = mail
-        .attachments
-        .iter()
-        .take(10)
-        .map(|file| format!("\n- {} ({}, {})", cut(&file.name, 100), cut(&file.content_type, 60), size(file.bytes)))
-        .collect();
-    let files = if files.is_empty() { files } else { format!("\n\nAttachments (not kept):{files}") };
+    let files = not_kept(left);
     let limit = crate::lifecycle::MESSAGE_MAX;
     if text.chars().count() + files.chars().count() <= limit {
         return format!("{text}{files}");
@@ -397,7 +470,8 @@ mod tests {
         assert_eq!(read.from.as_deref(), Some("ann@example.com"));
         assert_eq!(read.name.as_deref(), Some("Ann Example"));
         assert_eq!(read.message_id.as_deref(), Some("abc@example.com"));
-        let submission = submission(&read, &place()).unwrap();
+        let (submission, kept) = submission(&read, &place(), 1 << 20).unwrap();
+        assert!(kept.is_empty() && submission.attachments.is_empty(), "the ticket shows the whole mail");
         assert_eq!(submission.origin.as_deref(), Some("Email"));
         assert_eq!(submission.username, "ann@example.com");
         assert_eq!(submission.display_name.as_deref(), Some("Ann Example"));
@@ -446,20 +520,72 @@ mod tests {
     }
 
     #[test]
-    fn attachments_are_listed_by_name_type_and_size_and_never_inlined() {
+    fn attachments_within_the_limit_are_kept_by_their_sha256_and_the_others_listed_with_why() {
         let read = mail(
             "From: a@example.com\nSubject: files\nContent-Type: multipart/mixed; boundary=\"m\"",
             "--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\nContent-Type: application/pdf\r\n\
              Content-Disposition: attachment; filename=\"invoice.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
-             JVBERi0xLjQK\r\n--m--\r\n",
+             JVBERi0xLjQK\r\n--m\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=\"big.png\"\
+             \r\n\r\n0123456789abcdef\r\n--m--\r\n",
         );
+        let pdf = b"%PDF-1.4\n".to_vec();
         assert_eq!(
-            read.attachments,
-            vec![Attachment { name: "invoice.pdf".into(), content_type: "application/pdf".into(), bytes: 9 }]
+            read.attachments[0],
+            Attachment {
+                name: "invoice.pdf".into(),
+                content_type: "application/pdf".into(),
+                bytes: 9,
+                data: pdf.clone()
+            }
         );
-        let text = ticket_text(&read);
-        assert!(text.ends_with("Attachments (not kept):\n- invoice.pdf (application/pdf, 9 bytes)"), "{text}");
-        assert!(!text.contains("JVBER"), "{text}");
+        let (submission, kept) = submission(&read, &place(), 10).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].bytes, pdf);
+        let described = &submission.attachments;
+        assert_eq!(described, &[kept[0].attachment.clone()]);
+        assert_eq!(described[0].name, "invoice.pdf");
+        assert_eq!(described[0].sha256.as_deref(), Some(crate::attachments::name_of(&pdf).as_str()));
+        assert_eq!((described[0].size, described[0].content_type.as_deref()), (9, Some("application/pdf")));
+        let text = &submission.message;
+        assert!(
+            text.ends_with(
+                "Attachments not kept:\n- big.png (image/png, 16 bytes): over the 10 bytes franz keeps of a file"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("JVBER") && !text.contains("invoice"), "{text}");
+        assert!(crate::intake::record(submission).is_ok(), "aufbereitung takes it");
+        let (none, kept) = super::submission(&read, &place(), 0).unwrap();
+        assert!(kept.is_empty() && none.message.contains("- invoice.pdf (application/pdf, 9 bytes): not kept"));
+    }
+
+    #[test]
+    fn at_most_nine_attachments_are_kept_and_the_tenth_file_is_the_whole_text_of_a_long_mail() {
+        let file = |i: usize| Attachment {
+            name: format!("f{i}.txt"),
+            content_type: "text/plain".into(),
+            bytes: 1,
+            data: vec![b'0' + (i % 10) as u8],
+        };
+        let long = Mail {
+            from: Some("a@example.com".into()),
+            subject: "s".into(),
+            text: "word ".repeat(3000).trim().to_owned(),
+            attachments: (0..12).map(file).collect(),
+            ..Mail::default()
+        };
+        let (submission, kept) = submission(&long, &place(), 1 << 20).unwrap();
+        assert_eq!(kept.len(), 10);
+        assert_eq!(kept[9].attachment.name, WHOLE_TEXT);
+        assert_eq!(kept[9].bytes, long.text.as_bytes());
+        assert!(submission.message.contains("- f9.txt (text/plain, 1 bytes): franz keeps 9 files of a mail"));
+        let record = crate::intake::record(submission).unwrap();
+        let ticket = crate::services::aufbereitung::normalize::normalize(
+            &serde_json::to_vec(&record).unwrap(),
+            &crate::schema::SourceRef { topic: "t".into(), partition: 0, offset: 0 },
+        )
+        .unwrap();
+        assert_eq!(ticket.attachments.len(), 10, "aufbereitung keeps what the mail's record names");
     }
 
     #[test]
@@ -468,14 +594,20 @@ mod tests {
             from: Some("a@example.com".into()),
             subject: "s".repeat(500),
             text: "word ".repeat(3000).trim().to_owned(),
-            attachments: vec![Attachment { name: "x".repeat(300), content_type: "a/b".into(), bytes: 1 }; 12],
+            attachments: vec![
+                Attachment { name: "x".repeat(300), content_type: "a/b".into(), bytes: 1, data: vec![1] };
+                12
+            ],
             ..Mail::default()
         };
-        let text = ticket_text(&long);
+        let left = files(&long, 0).1;
+        let text = ticket_text(&long, &left);
         assert!(text.chars().count() <= MAX_MESSAGE_CHARS, "{}", text.chars().count());
         assert!(text.contains("more characters]"), "{text}");
         assert!(text.contains("- and 2 more"), "{text}");
-        assert!(crate::intake::record(submission(&long, &place()).unwrap()).is_ok());
+        let (submission, kept) = submission(&long, &place(), 1 << 20).unwrap();
+        assert!(crate::intake::record(submission).is_ok());
+        assert_eq!(kept.last().map(|file| file.bytes.as_slice()), Some(long.text.as_bytes()), "the whole text kept");
     }
 
     #[test]
@@ -488,9 +620,9 @@ mod tests {
     #[test]
     fn a_mail_without_a_sender_or_with_an_overlong_one_is_refused_with_the_reason() {
         let nobody = mail("Subject: who?", "text");
-        assert!(submission(&nobody, &place()).unwrap_err().0.contains("no sender"));
+        assert!(submission(&nobody, &place(), 1).unwrap_err().0.contains("no sender"));
         let long = Mail { from: Some(format!("{}@example.com", "a".repeat(200))), ..Mail::default() };
-        assert!(submission(&long, &place()).unwrap_err().0.contains("at most 100 characters"));
+        assert!(submission(&long, &place(), 1).unwrap_err().0.contains("at most 100 characters"));
     }
 
     #[test]
@@ -529,7 +661,7 @@ mod tests {
 
     #[test]
     fn an_answer_keeps_only_its_new_text() {
-        let answer = |text: &str| answer_text(&Mail { text: text.into(), ..Mail::default() });
+        let answer = |text: &str| answer_text(&Mail { text: text.into(), ..Mail::default() }, &[]);
         assert_eq!(answer("Thanks!\n\nOn Mon, 7 Dec 2026, Support wrote:\n> Try again"), "Thanks!");
         assert_eq!(answer("Danke\n\nAm 7.12.2026 schrieb Support:\n> x"), "Danke");
         assert_eq!(answer("Yes\n> quoted\n>\n> more"), "Yes");
@@ -578,7 +710,7 @@ mod tests {
         for raw in [&b""[..], b"\xff\xfe\x00", b"From: \r\n\r\n", b"Content-Type: multipart/mixed; boundary=\r\n\r\n--"]
         {
             let read = read(raw);
-            assert!(submission(&read, &place()).is_err() || read.from.is_some());
+            assert!(submission(&read, &place(), 1).is_err() || read.from.is_some());
         }
     }
 
@@ -591,7 +723,7 @@ mod tests {
     fn a_quoted_local_part_is_never_read_as_the_bare_domain() {
         for from in ["\"john\"@example.com", "\"john doe\"@example.com"] {
             let read = mail(&format!("From: {from}\nSubject: s"), "text");
-            let accepted = submission(&read, &place()).map(|s| s.username);
+            let accepted = submission(&read, &place(), 1).map(|(s, _)| s.username);
             assert!(
                 !matches!(accepted.as_deref(), Ok("@example.com")),
                 "From: {from} became a ticket from {accepted:?} (display name {:?})",
@@ -605,7 +737,7 @@ mod tests {
     fn an_address_without_a_local_part_or_a_domain_is_no_sender() {
         for from in ["@example.com", "someone@", "a@b@c"] {
             let read = mail(&format!("From: {from}\nSubject: s"), "text");
-            let accepted = submission(&read, &place()).map(|s| s.username);
+            let accepted = submission(&read, &place(), 1).map(|(s, _)| s.username);
             assert!(accepted.is_err(), "From: {from} became a ticket from {accepted:?}");
         }
     }
@@ -671,8 +803,8 @@ mod tests {
         ];
         for raw in raws {
             let read = read(&raw);
-            match submission(&read, &place()) {
-                Ok(submission) => {
+            match submission(&read, &place(), 1 << 20) {
+                Ok((submission, _)) => {
                     let text = submission.message.clone();
                     assert!(crate::intake::record(submission).is_ok(), "{} chars", text.chars().count());
                     assert!(!text.contains('\0'));
@@ -689,7 +821,7 @@ mod tests {
     /// franz's whole reply, signature and all, lands in the customer's message.
     #[test]
     fn the_quoted_history_of_gmail_and_outlook_is_cut() {
-        let answer = |text: &str| answer_text(&Mail { text: text.into(), ..Mail::default() });
+        let answer = |text: &str| answer_text(&Mail { text: text.into(), ..Mail::default() }, &[]);
         let gmail = "Thanks!\n\nOn Mon, Dec 7, 2026 at 10:00 AM Franz Support <support@franz.test>\nwrote:\n\n\
                      > Try again now.\n>\n> --\n> Ticket 3f2a9c1e7b4d";
         let outlook = "Thanks!\n\n________________________________\nFrom: Franz Support <support@franz.test>\n\

@@ -61,6 +61,8 @@ pub struct Settings {
     pub poll: Duration,
     /// The largest mail that becomes a ticket.
     pub max_bytes: usize,
+    /// The largest attachment kept with its ticket (0: none).
+    pub attachment_max: usize,
     /// Where answers find their tickets; without it every mail is a new ticket.
     pub store: Option<Store>,
     /// Partitions of the commands topic, for answers.
@@ -108,6 +110,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         move_to: config.move_to.clone(),
         poll: Duration::from_secs(config.poll_secs),
         max_bytes: usize::try_from(config.max_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        attachment_max: usize::try_from(config.attachment_max_mb << 20).unwrap_or(usize::MAX),
         store: context.store.clone(),
         partitions: context.config.partitions,
         reopen_within: context.config.reopen_within,
@@ -321,9 +324,11 @@ async fn mark(
 
 /// What one mail becomes.
 enum Outcome {
-    Ticket(crate::schema::IntakeRecord),
-    /// An answer on a ticket (the submitter's message, or a note of a mail from someone else).
-    Answer(Command, &'static str),
+    /// A ticket, with the files its record names.
+    Ticket(crate::schema::IntakeRecord, Vec<mail::Kept>),
+    /// An answer on a ticket (the submitter's message, or a note of a mail from someone else), with the files its
+    /// command names.
+    Answer(Command, &'static str, Vec<mail::Kept>),
     DeadLetter(DeadLetter),
     Bounce(String),
     /// Recorded already (read again after a stop before its mark): nothing to publish.
@@ -369,13 +374,26 @@ async fn take(
     let now = chrono::Utc::now();
     let publishing = now_taken.into_iter().map(|(mail, read, known)| {
         let place = place(mail.uid);
-        let outcome = outcome(mail, read, known, place, (settings.max_bytes, settings.reopen_within), now);
+        let limits = Limits {
+            max_bytes: settings.max_bytes,
+            attachment_max: settings.attachment_max,
+            reopen_within: settings.reopen_within,
+        };
+        let outcome = outcome(mail, read, known, place, limits, now);
         async move {
+            // The files first: no record names a file the topic lacks.
+            if let Outcome::Ticket(_, files) | Outcome::Answer(_, _, files) = &outcome {
+                for file in files {
+                    crate::attachments::publish(producer, &settings.topics.files, &file.bytes)
+                        .await
+                        .with_context(|| format!("mail UID {}", mail.uid))?;
+                }
+            }
             let (kind, result) = match outcome {
-                Outcome::Ticket(record) => {
+                Outcome::Ticket(record, _) => {
                     ("ticket", intake::publish_record(producer, &settings.topics.intake, &record).await.map(drop))
                 }
-                Outcome::Answer(command, kind) => {
+                Outcome::Answer(command, kind, _) => {
                     (kind, send_command(producer, &settings.topics.commands, settings.partitions, &command).await)
                 }
                 Outcome::DeadLetter(letter) => {
@@ -484,15 +502,27 @@ fn known(conn: &rusqlite::Connection, mail: &mail::Mail) -> rusqlite::Result<Kno
     Ok(Known::Nothing)
 }
 
+/// The bounds a mail is taken within.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The largest mail that becomes a ticket.
+    max_bytes: usize,
+    /// The largest attachment kept.
+    attachment_max: usize,
+    /// How long after its close an answer reopens a ticket.
+    reopen_within: Duration,
+}
+
 /// What `fetched` becomes: a ticket, an answer on one, a dead letter that says why not, or a bounce to report.
 fn outcome(
     fetched: &Fetched,
     read: mail::Mail,
     known: Known,
     mut place: MailRef,
-    (max_bytes, reopen_within): (usize, Duration),
+    limits: Limits,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Outcome {
+    let Limits { max_bytes, attachment_max, reopen_within } = limits;
     // Bounded like every field of a record: a mail's Message-ID can be as long as its header.
     place.message_id = read.message_id.as_deref().map(|id| id.chars().take(MAX_FIELD_CHARS).collect());
     let refuse = |error: String| {
@@ -530,7 +560,7 @@ fn outcome(
                 channel_id: None,
             }),
         };
-        return Outcome::Answer(command, "bounce");
+        return Outcome::Answer(command, "bounce", Vec::new());
     }
     if read.bounce {
         return Outcome::Bounce(format!(
@@ -542,7 +572,7 @@ fn outcome(
             read.subject.chars().take(MAX_FIELD_CHARS).collect::<String>()
         ));
     }
-    let mut submission = match mail::submission(&read, &place) {
+    let (mut submission, files) = match mail::submission(&read, &place, attachment_max) {
         Ok(submission) => submission,
         Err(mail::Refusal(why)) => return refuse(why),
     };
@@ -564,31 +594,33 @@ fn outcome(
                 id: Some(sender.clone()),
                 staff: None,
             };
-            let text = mail::answer_text(&read);
             if crate::lifecycle::submitter_id(&ticket) != Some(sender.as_str()) {
+                // An internal note carries no files: a stranger's attachments are listed, not kept.
+                let (text, _) = mail::answer(&read, 0);
                 let intro = format!("A mail from {sender}, who is not this ticket's contact:\n\n");
                 let room = crate::lifecycle::COMMENT_MAX.saturating_sub(intro.chars().count());
                 let note = format!("{intro}{}", text.chars().take(room).collect::<String>());
                 let action = Action::Comment { body: note, internal: true, via: None };
                 let command = Command { command_id: interaction, ticket_id: ticket.id.clone(), actor, action };
-                return Outcome::Answer(command, "note");
+                return Outcome::Answer(command, "note", Vec::new());
             }
             if !closed_too_long(&ticket, reopen_within, now) {
+                let (text, files) = mail::answer(&read, attachment_max);
                 let action = Action::Write {
                     body: text,
-                    attachments: Vec::new(),
+                    attachments: mail::described(&files),
                     via: Via::Email,
                     message_id: submission.message_id.clone(),
                 };
                 let command = Command { command_id: interaction, ticket_id: ticket.id.clone(), actor, action };
-                return Outcome::Answer(command, "answer");
+                return Outcome::Answer(command, "answer", files);
             }
             // Closed for longer than the reopen window: a new ticket that follows it.
             submission.follows = Some(ticket.id.clone());
         }
     }
     match intake::record(submission) {
-        Ok(record) => Outcome::Ticket(record),
+        Ok(record) => Outcome::Ticket(record, files),
         Err(error) => refuse(format!("{error:#}")),
     }
 }
@@ -614,7 +646,8 @@ mod tests {
 
     fn take_one(fetched: &Fetched, known: Known, max_bytes: usize) -> Outcome {
         let window = Duration::from_secs(7 * 86400);
-        outcome(fetched, mail::read(&fetched.bytes), known, place(), (max_bytes, window), chrono::Utc::now())
+        let limits = Limits { max_bytes, attachment_max: 5 << 20, reopen_within: window };
+        outcome(fetched, mail::read(&fetched.bytes), known, place(), limits, chrono::Utc::now())
     }
 
     fn ticket(status: Status, closed_days_ago: i64) -> TicketState {
@@ -635,7 +668,7 @@ mod tests {
 
     #[test]
     fn an_answer_of_the_contact_is_their_message_on_the_ticket_without_the_quoted_history() {
-        let Outcome::Answer(command, "answer") =
+        let Outcome::Answer(command, "answer", _) =
             take_one(&fetched(ANSWER, false), Known::Answers(Box::new(ticket(Status::Waiting, 0))), 1 << 20)
         else {
             panic!("not an answer")
@@ -651,8 +684,8 @@ mod tests {
     #[test]
     fn an_answer_to_a_ticket_closed_within_the_window_reopens_it_and_later_opens_a_follower() {
         let recent = take_one(&fetched(ANSWER, false), Known::Answers(Box::new(ticket(Status::Closed, 2))), 1 << 20);
-        assert!(matches!(recent, Outcome::Answer(_, "answer")));
-        let Outcome::Ticket(record) =
+        assert!(matches!(recent, Outcome::Answer(_, "answer", _)));
+        let Outcome::Ticket(record, _) =
             take_one(&fetched(ANSWER, false), Known::Answers(Box::new(ticket(Status::Closed, 30))), 1 << 20)
         else {
             panic!("not a new ticket")
@@ -663,7 +696,7 @@ mod tests {
     #[test]
     fn a_mail_from_someone_else_on_a_ticket_is_a_note_that_says_who_wrote_it() {
         let other = ANSWER.replace("ann@example.com", "mallory@example.com");
-        let Outcome::Answer(command, "note") =
+        let Outcome::Answer(command, "note", _) =
             take_one(&fetched(&other, false), Known::Answers(Box::new(ticket(Status::Open, 0))), 1 << 20)
         else {
             panic!("not a note")
@@ -692,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_mail_becomes_an_email_intake_record_and_one_without_sender_a_dead_letter() {
-        let Outcome::Ticket(record) =
+        let Outcome::Ticket(record, _) =
             take_one(&fetched("From: a@example.com\r\nSubject: s\r\n\r\nt", false), Known::Nothing, 1)
         else {
             panic!("not a ticket")
@@ -718,7 +751,7 @@ mod tests {
     /// The pipeline a mail's ticket takes after briefkasten: the intake record as aufbereitung normalizes it, and the
     /// `create` command akte decides on. The event, or the reason akte refuses it.
     fn created_from(raw: &str) -> crate::schema::lifecycle::Event {
-        let Outcome::Ticket(record) = take_one(&fetched(raw, false), Known::Nothing, 1 << 20) else {
+        let Outcome::Ticket(record, _) = take_one(&fetched(raw, false), Known::Nothing, 1 << 20) else {
             panic!("not a ticket: {raw}")
         };
         let source = crate::schema::SourceRef { topic: "discordMSG".into(), partition: 0, offset: 0 };
@@ -795,7 +828,7 @@ mod tests {
     /// answer of `kind` (`answer` or `note`).
     fn answer_decided(raw: &str, status: Status, kind: &str) -> Change {
         let open = ticket(status, 0);
-        let Outcome::Answer(command, taken) =
+        let Outcome::Answer(command, taken, _) =
             take_one(&fetched(raw, false), Known::Answers(Box::new(open.clone())), 1 << 20)
         else {
             panic!("not an answer or a note")
@@ -813,7 +846,7 @@ mod tests {
     fn the_customer_of_an_email_ticket_from_before_contact_ids_is_no_stranger() {
         let older = TicketState { contact_id: None, ..ticket(Status::Waiting, 0) };
         let outcome = take_one(&fetched(ANSWER, false), Known::Answers(Box::new(older.clone())), 1 << 20);
-        let Outcome::Answer(command, kind) = outcome else { panic!("not an answer") };
+        let Outcome::Answer(command, kind, _) = outcome else { panic!("not an answer") };
         let event = crate::lifecycle::decide(Some(&older), &command, &now_rfc3339(), &Default::default());
         assert!(
             kind == "answer" && matches!(event.change, Change::SubmitterWrote { .. }),

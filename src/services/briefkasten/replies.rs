@@ -538,6 +538,7 @@ mod tests {
             follows: None,
             message_id: None,
             automatic: automatic.map(str::to_owned),
+            attachments: Vec::new(),
         }
     }
 

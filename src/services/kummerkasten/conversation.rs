@@ -159,6 +159,7 @@ impl Message {
                 size: u64::from(file.size),
                 content_type: file.content_type.clone(),
                 url: file.url.clone(),
+                sha256: None,
             })
             .collect();
         Message {
@@ -767,6 +768,7 @@ async fn open_ticket(data: &Data, message: &Message, follows: Option<String>) ->
         origin: None,
         message_id: None,
         automatic: None,
+        attachments: Vec::new(),
     };
     let record = match intake::record(submission) {
         Ok(record) => record,
@@ -886,7 +888,13 @@ mod tests {
         let long = message(&"é".repeat(MESSAGE_MAX + 1));
         assert!(check(&long).unwrap().contains("4001 characters"), "{:?}", check(&long));
         assert!(check(&message(&"x".repeat(MESSAGE_MAX))).is_none(), "exactly the limit is fine");
-        let file = Attachment { name: "a.png".into(), size: 1, content_type: None, url: "https://cdn/a.png".into() };
+        let file = Attachment {
+            name: "a.png".into(),
+            size: 1,
+            content_type: None,
+            url: "https://cdn/a.png".into(),
+            sha256: None,
+        };
         let many = Message { attachments: vec![file.clone(); ATTACHMENTS_MAX + 1], ..message("") };
         assert!(check(&many).unwrap().contains("11 attachments"));
         assert!(check(&Message { attachments: vec![file], ..message("") }).is_none(), "a file alone is a message");
@@ -941,6 +949,7 @@ mod tests {
             size: 1000,
             content_type: Some("image/png".into()),
             url: "https://cdn.discordapp.com/attachments/1/2/shot.png".into(),
+            sha256: None,
         };
         let long = Message { attachments: vec![file], ..message(&"x".repeat(MESSAGE_MAX - 10)) };
         assert_eq!(check(&long), None, "admitted");
@@ -957,6 +966,7 @@ mod tests {
             message_id: None,
             automatic: None,
             origin: None,
+            attachments: Vec::new(),
         };
         let record = intake::record(submission);
         assert!(record.is_ok(), "an admitted message cannot become a ticket: {:#}", record.unwrap_err());

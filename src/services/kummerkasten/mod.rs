@@ -138,6 +138,7 @@ impl Invocation {
             message_id: None,
             automatic: None,
             origin: None,
+            attachments: Vec::new(),
         }
     }
 }

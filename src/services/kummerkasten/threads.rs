@@ -469,6 +469,7 @@ mod tests {
                 size: 10,
                 content_type: None,
                 url: "https://cdn/manual.pdf".into(),
+                sha256: None,
             }],
             reply_to: None,
             reply_to_first: None,
