@@ -41,11 +41,17 @@ pub struct Kept {
 }
 
 impl Kept {
+    /// The file `bytes` under `name` and `content_type` as an event records them: a name without the characters
+    /// events refuse (`unnamed` when nothing is left), and a type only when it is printable ASCII, so that the file
+    /// can never cost its ticket.
     fn new(name: &str, content_type: &str, bytes: Vec<u8>) -> Kept {
+        let name: String = name.chars().filter(|&c| !c.is_control() && !crate::lifecycle::hidden(c)).collect();
+        let name = cut(name.trim(), crate::lifecycle::ATTACHMENT_NAME_MAX);
+        let printable = content_type.len() <= 128 && content_type.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
         let attachment = crate::schema::lifecycle::Attachment {
-            name: name.to_owned(),
+            name: if name.trim().is_empty() { "unnamed".to_owned() } else { name },
             size: bytes.len() as u64,
-            content_type: Some(content_type.to_owned()),
+            content_type: (printable && !content_type.trim().is_empty()).then(|| content_type.trim().to_owned()),
             url: String::new(),
             sha256: Some(crate::attachments::name_of(&bytes)),
         };
@@ -244,9 +250,7 @@ pub fn files(mail: &Mail, max: usize) -> (Vec<Kept>, Vec<String>) {
         } else if kept.len() >= KEPT_MAX {
             format!("franz keeps {KEPT_MAX} files of a mail")
         } else {
-            let name = cut(&file.name, crate::lifecycle::ATTACHMENT_NAME_MAX);
-            let name = if name.trim().is_empty() { "unnamed".to_owned() } else { name };
-            kept.push(Kept::new(&name, &cut(&file.content_type, 128), file.data.clone()));
+            kept.push(Kept::new(&file.name, &file.content_type, file.data.clone()));
             continue;
         };
         left.push(format!("- {} ({}, {}): {why}", cut(&file.name, 100), cut(&file.content_type, 60), size(file.bytes)));
@@ -557,6 +561,38 @@ mod tests {
         assert!(crate::intake::record(submission).is_ok(), "aufbereitung takes it");
         let (none, kept) = super::submission(&read, &place(), 0).unwrap();
         assert!(kept.is_empty() && none.message.contains("- invoice.pdf (application/pdf, 9 bytes): not kept"));
+    }
+
+    /// Found by reading the attack's target (#34), failing first: a kept file's name and type are what the ticket
+    /// records, and akte and aufbereitung refuse a name with a character the mail reader lets through (a soft
+    /// hyphen, a line separator) or a type that is not ASCII: the whole ticket became a dead letter.
+    #[test]
+    fn a_kept_files_odd_name_or_type_never_costs_the_ticket() {
+        let file = |name: &str, kind: &str| Attachment {
+            name: name.into(),
+            content_type: kind.into(),
+            bytes: 1,
+            data: vec![1],
+        };
+        let odd = Mail {
+            from: Some("a@example.com".into()),
+            subject: "s".into(),
+            text: "t".into(),
+            attachments: vec![file("in\u{ad}voice\u{2028}.pdf", "application/pdf"), file("notes.txt", "text/plaïn")],
+            ..Mail::default()
+        };
+        let (submission, kept) = submission(&odd, &place(), 1 << 20).unwrap();
+        assert_eq!(kept.len(), 2);
+        let record = crate::intake::record(submission).unwrap();
+        let ticket = crate::services::aufbereitung::normalize::normalize(
+            &serde_json::to_vec(&record).unwrap(),
+            &crate::schema::SourceRef { topic: "t".into(), partition: 0, offset: 0 },
+        );
+        let ticket = ticket.unwrap_or_else(|rejection| panic!("a dead letter: {}", rejection.error));
+        assert_eq!(ticket.attachments[0].name, "invoice.pdf");
+        assert_eq!(ticket.attachments[1].content_type, None, "a type that is no MIME type is left out");
+        let (_, files) = answer(&odd, 1 << 20);
+        assert_eq!(crate::lifecycle::attachments(&described(&files)).map(|f| f.len()), Ok(2), "akte takes them");
     }
 
     #[test]
