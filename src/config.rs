@@ -65,6 +65,8 @@ pub struct Config {
     pub discord: Discord,
     /// Tickets by email: the mailbox briefkasten reads.
     pub mail: Mail,
+    /// Service levels: the answers the team promises, in working time.
+    pub service_levels: ServiceLevels,
     /// How the embedded broker keeps its log.
     pub embedded: Embedded,
     /// The desk: franz's HTTP server (API, and the web pages).
@@ -159,6 +161,75 @@ pub struct Discord {
     /// bot says so at start and uses direct messages. Unset: direct messages only.
     #[serde(deserialize_with = "parse::snowflake")]
     pub ticket_threads: Option<u64>,
+}
+
+/// Service levels: targets for the team's first response, next response and resolution, per priority, counted in
+/// the working time of a calendar. None until a target is set.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceLevels {
+    /// The first public reply after a ticket opens, by priority: `urgent 1h, high 4h, normal 8h` (hours `h`, minutes
+    /// `m`, working time); a priority left out has no target.
+    #[serde(deserialize_with = "parse::targets")]
+    pub first_response: Option<String>,
+    /// The team's next public reply after a message of the submitter, by priority, as `first_response`.
+    #[serde(deserialize_with = "parse::targets")]
+    pub next_response: Option<String>,
+    /// The close after a ticket opens, without the time it waits on the submitter, by priority, as
+    /// `first_response`.
+    #[serde(deserialize_with = "parse::targets")]
+    pub resolution: Option<String>,
+    /// When the team works: `Mon-Fri 09:00-17:00, Sat 10:00-13:00` (days Mon to Sun, 24:00 ends a day).
+    #[serde(deserialize_with = "parse::working_hours")]
+    pub hours: String,
+    /// The time zone of `hours` and `holidays`, from the IANA database (`Europe/Berlin`).
+    #[serde(deserialize_with = "parse::zone")]
+    pub zone: String,
+    /// Days without working hours, `YYYY-MM-DD`, separated by commas.
+    #[serde(deserialize_with = "parse::holidays")]
+    pub holidays: Vec<String>,
+    /// The share of a target spent when a ticket is due soon, in percent (1 to 99).
+    #[serde(deserialize_with = "parse::percent")]
+    pub warn_at_percent: u64,
+}
+
+impl ServiceLevels {
+    /// The levels these settings make; `None` when no target is set.
+    pub fn levels(&self) -> Option<crate::lifecycle::levels::Levels> {
+        use crate::lifecycle::levels::{self, Target};
+        let mut targets = std::collections::BTreeMap::new();
+        for (target, text) in [
+            (Target::FirstResponse, &self.first_response),
+            (Target::NextResponse, &self.next_response),
+            (Target::Resolution, &self.resolution),
+        ] {
+            // Checked when the setting was read.
+            for (priority, time) in text.as_deref().map(levels::parse_targets).and_then(Result::ok).unwrap_or_default()
+            {
+                targets.insert((target, priority), time);
+            }
+        }
+        let calendar = crate::lifecycle::calendar::Calendar::new(&self.zone, &self.hours, &self.holidays).ok()?;
+        (!targets.is_empty()).then(|| levels::Levels {
+            calendar,
+            warn_percent: u32::try_from(self.warn_at_percent).unwrap_or(80),
+            targets,
+        })
+    }
+}
+
+impl Default for ServiceLevels {
+    fn default() -> Self {
+        ServiceLevels {
+            first_response: None,
+            next_response: None,
+            resolution: None,
+            hours: "Mon-Sun 00:00-24:00".into(),
+            zone: "UTC".into(),
+            holidays: Vec::new(),
+            warn_at_percent: 80,
+        }
+    }
 }
 
 /// Tickets by email. Off until `imap_url`, `user` and `password` are all set.
@@ -463,6 +534,7 @@ impl Default for Config {
             topics: Topics::default(),
             discord: Discord::default(),
             mail: Mail::default(),
+            service_levels: ServiceLevels::default(),
             embedded: Embedded::default(),
             desk: Desk::default(),
             metrics_listen: None,

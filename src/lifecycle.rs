@@ -11,6 +11,7 @@
 //! writes). Where each message to the submitter went is recorded too (`record_delivery`).
 
 pub mod calendar;
+pub mod levels;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -44,16 +45,18 @@ pub const ATTACHMENT_NAME_MAX: usize = 256;
 pub const URL_MAX: usize = 2048;
 
 /// The team's rules that decisions depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     /// How long after its close a submitter's message reopens a ticket; later, it is refused, and the channel opens
     /// a new ticket that follows the old one.
     pub reopen_within: Duration,
+    /// The service levels, if the team set any.
+    pub levels: Option<std::sync::Arc<levels::Levels>>,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { reopen_within: Duration::from_secs(7 * 24 * 3600) }
+        Policy { reopen_within: Duration::from_secs(7 * 24 * 3600), levels: None }
     }
 }
 
@@ -92,6 +95,8 @@ pub struct TicketState {
     pub answered: bool,
     /// The closed ticket this one follows.
     pub follows: Option<String>,
+    /// The service-level targets running on it (`levels`).
+    pub clocks: Vec<levels::Clock>,
 }
 
 /// The one event that answers `command`, given the ticket's current state (`None`: no such ticket yet).
@@ -104,6 +109,13 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str, policy:
         Change::Rejected { .. } => None,
         _ => Some(state.map_or(0, |s| s.version) + 1),
     };
+    let clocks = match (&policy.levels, &change, chrono::DateTime::parse_from_rfc3339(now)) {
+        (_, Change::Rejected { .. }, _) | (None, ..) | (_, _, Err(_)) => None,
+        (Some(levels), change, Ok(at)) => {
+            let (clocks, priority) = state.map_or((&[][..], Priority::default()), |s| (&s.clocks[..], s.priority));
+            levels::after(clocks, priority, change, at.with_timezone(&chrono::Utc), levels)
+        }
+    };
     Event {
         event_id: event_id_for(&command.ticket_id, &command.command_id),
         ticket_id: command.ticket_id.clone(),
@@ -111,6 +123,7 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str, policy:
         at: now.to_owned(),
         actor: bounded_actor(&command.actor),
         caused_by: command.command_id.clone(),
+        clocks,
         change,
     }
 }
@@ -285,6 +298,12 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 message_id.as_deref().map(|id| identifier("a message id", id, MESSAGE_ID_MAX)).transpose()?;
             let channel_id = channel_id.as_deref().map(|id| self::name("a channel id", id)).transpose()?;
             Ok(Change::Delivery(Delivery { of, via: *via, delivered: *delivered, detail, message_id, channel_id }))
+        }
+        Action::Tick { at } => {
+            if command.actor.source != ActorSource::Franz {
+                return Err("only franz's scheduler says what time it is".into());
+            }
+            levels::tick(&ticket.clocks, at)
         }
     }
 }
@@ -477,12 +496,16 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
                 follows: follows.clone(),
                 created_at: at.clone(),
                 updated_at: at,
+                clocks: event.clocks.clone().unwrap_or_default(),
                 ..TicketState::default()
             });
         }
         (Some(ticket), _) if version == ticket.version + 1 => ticket,
         (state, _) => return state,
     };
+    if let Some(clocks) = &event.clocks {
+        ticket.clocks.clone_from(clocks);
+    }
     match &event.change {
         Change::Created { .. } | Change::Rejected { .. } => return Some(ticket),
         Change::Claimed { by } => claim(&mut ticket, &claimer(event, by), &at),
@@ -522,8 +545,9 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
             ticket.status = if ticket.assignee.is_some() { Status::Claimed } else { Status::Open };
             ticket.answered = true;
         }
-        Change::Delivery(_) => {
-            // A record of where a message went: the ticket's history grows, but nobody changed the ticket.
+        Change::Delivery(_) | Change::DueSoon { .. } | Change::Breached { .. } => {
+            // A record of where a message went, or of a deadline come: the ticket's history grows, but nobody
+            // changed the ticket.
             ticket.version = version;
             return Some(ticket);
         }

@@ -145,6 +145,40 @@ pub(super) fn attachment_mb<'de, D: Deserializer<'de>>(deserializer: D) -> Resul
     number(deserializer, 0..=32, "a whole number of MiB from 0 (keep none) to 32")
 }
 
+/// A service-level target by priority (`lifecycle::levels::parse_targets`); empty is none.
+pub(super) fn targets<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = text(deserializer)?;
+    let targets = crate::lifecycle::levels::parse_targets(&value).map_err(de::Error::custom)?;
+    Ok((!targets.is_empty()).then_some(value))
+}
+
+/// Working hours (`Mon-Fri 09:00-17:00`).
+pub(super) fn working_hours<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = text(deserializer)?;
+    crate::lifecycle::calendar::Calendar::new("UTC", &value, &[]).map_err(de::Error::custom)?;
+    Ok(value)
+}
+
+/// A time zone of the IANA database.
+pub(super) fn zone<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = text(deserializer)?;
+    crate::lifecycle::calendar::Calendar::new(&value, "Mon 00:00-24:00", &[]).map_err(de::Error::custom)?;
+    Ok(value)
+}
+
+/// Dates `YYYY-MM-DD`: a list in franz.toml, or separated by commas.
+pub(super) fn holidays<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let days: Vec<String> =
+        text(deserializer)?.split(',').map(str::trim).filter(|d| !d.is_empty()).map(str::to_owned).collect();
+    crate::lifecycle::calendar::Calendar::new("UTC", "Mon 00:00-24:00", &days).map_err(de::Error::custom)?;
+    Ok(days)
+}
+
+/// A share in percent, 1 to 99.
+pub(super) fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    number(deserializer, 1..=99, "a whole number of percent from 1 to 99")
+}
+
 pub(super) fn ip_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
     let value = text(deserializer)?;
     value.parse().map_err(|_| de::Error::custom(format!("{value:?} is not IP:PORT, e.g. 127.0.0.1:9092")))

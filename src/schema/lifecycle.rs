@@ -245,6 +245,73 @@ pub struct Attachment {
     pub sha256: Option<String>,
 }
 
+/// What a team promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// From the ticket's creation to the team's first public reply.
+    FirstResponse,
+    /// From the submitter's message the team has not answered to the team's next public reply.
+    NextResponse,
+    /// From the ticket's creation to its close, without the time it waits on the submitter.
+    Resolution,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::FirstResponse, Target::NextResponse, Target::Resolution];
+
+    /// As people read it: "first response".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Target::FirstResponse => "first response",
+            Target::NextResponse => "next response",
+            Target::Resolution => "resolution",
+        }
+    }
+
+    /// As metrics and the configuration name it: `first_response`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::FirstResponse => "first_response",
+            Target::NextResponse => "next_response",
+            Target::Resolution => "resolution",
+        }
+    }
+}
+
+/// One target running on a ticket (or standing still while the ticket waits on its submitter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    pub target: Target,
+    /// When the target began: the ticket's creation (or reopening), or the submitter's message the team owes an
+    /// answer to. RFC 3339, UTC.
+    pub started: String,
+    /// The target, in working seconds.
+    pub target_secs: u64,
+    /// The working seconds the clock stood still (the ticket waiting on its submitter).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub paused_secs: u64,
+    /// Since when it stands still; absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<String>,
+    /// While it runs: when it is due soon. Absent too when the calendar has no working time left before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soon: Option<String>,
+    /// While it runs: when it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
+    /// `due_soon` was decided for this deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warned: bool,
+    /// `breached` was decided for this deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub breached: bool,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 /// A request to change a ticket, on `ticket-commands` (key: the ticket id).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
@@ -312,6 +379,11 @@ pub enum Action {
     /// Where a message about the ticket went, and whether it arrived. Only franz itself (the channel adapter that
     /// sent it) records it.
     RecordDelivery(Delivery),
+    /// The time is `at` (RFC 3339): has a service-level deadline come? Only franz's scheduler sends it, with the
+    /// command id `tick:<version>` of the ticket's version it saw, so two schedulers make one event.
+    Tick {
+        at: String,
+    },
 }
 
 /// Where the message about event `of` (a public reply, a claim, a close) went, and whether it arrived: what
@@ -346,6 +418,9 @@ pub struct Event {
     pub actor: Actor,
     /// The `command_id` this event answers.
     pub caused_by: String,
+    /// The ticket's service-level clocks after this event, when it changed them (`lifecycle::levels`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<Vec<Clock>>,
     #[serde(flatten)]
     pub change: Change,
 }
@@ -427,6 +502,16 @@ pub enum Change {
     },
     /// A message about event `of` went out through `via`, or could not.
     Delivery(Delivery),
+    /// The warn share of a service-level target (`due` then) is spent.
+    DueSoon {
+        target: Target,
+        due: String,
+    },
+    /// A service-level target was not met: it was due at `due`.
+    Breached {
+        target: Target,
+        due: String,
+    },
     /// The command was refused; the ticket is unchanged.
     Rejected {
         /// The refused command's action (`claim`, `close`, …), or `unreadable` for a record that is no command.
@@ -451,6 +536,7 @@ impl Action {
             Action::Reopen => "reopen",
             Action::Write { .. } => "write",
             Action::RecordDelivery(_) => "record_delivery",
+            Action::Tick { .. } => "tick",
         }
     }
 }
@@ -471,6 +557,7 @@ impl Change {
             Change::Reopened => "reopen",
             Change::SubmitterWrote { .. } => "write",
             Change::Delivery(_) => "record_delivery",
+            Change::DueSoon { .. } | Change::Breached { .. } => "tick",
             Change::Rejected { action, .. } => action,
         }
     }
@@ -498,6 +585,8 @@ impl Change {
             Change::Reopened => "reopened",
             Change::SubmitterWrote { .. } => "submitter_wrote",
             Change::Delivery(_) => "delivery",
+            Change::DueSoon { .. } => "due_soon",
+            Change::Breached { .. } => "breached",
             Change::Rejected { .. } => "rejected",
         }
     }
@@ -588,6 +677,7 @@ mod tests {
             at: "2026-01-01T00:00:00.000Z".into(),
             actor: Actor { source: ActorSource::Discord, name: "ana".into(), id: Some("42".into()), staff: None },
             caused_by: "c".into(),
+            clocks: None,
             change: Change::Rejected { action: "claim".into(), reason: "already claimed by bo".into() },
         };
         let json = serde_json::to_value(&event).unwrap();

@@ -454,7 +454,7 @@ impl Writer {
 /// The columns `load` and the queries read, in order.
 pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
     origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments, \
-    guild_id, channel_id, assignee_name, closed_by_name, answered, follows";
+    guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks";
 
 /// A ticket row as a state, with its seq.
 pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
@@ -486,6 +486,10 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
             channel_id: row.get(20)?,
             answered: row.get(23)?,
             follows: row.get(24)?,
+            clocks: row
+                .get::<_, Option<String>>(25)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         },
     ))
 }
@@ -509,6 +513,8 @@ fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<(i64, TicketStat
 fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
     let Some(t) = &row.state else { return Ok(()) };
     let labels = t.labels.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+    let clocks = (!t.clocks.is_empty()).then(|| serde_json::to_string(&t.clocks).unwrap_or_default());
+    let next_check = crate::lifecycle::levels::next_check(&t.clocks);
     let values = params![
         t.id,
         t.version as i64,
@@ -534,6 +540,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         t.closed_by.as_ref().map(|p| p.name.as_str()),
         t.answered,
         t.follows,
+        clocks,
+        next_check,
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -542,7 +550,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                  contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
                  comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22,
-                 answered = ?23, follows = ?24 WHERE seq = ?25",
+                 answered = ?23, follows = ?24, clocks = ?25, next_check = ?26 WHERE seq = ?27",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -555,9 +563,9 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
             conn.prepare_cached(
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
-                 comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows)
+                 comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, next_check)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24)",
+                 ?22, ?23, ?24, ?25, ?26)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

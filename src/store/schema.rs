@@ -15,7 +15,8 @@ use super::Identity;
 /// 6: `tickets.answered` and `tickets.follows`; `sent`, the messages sent to submitters, by message id.
 /// 7: `written`, the submitters' messages recorded, by message id; `tickets_by_updated`.
 /// 8: `threads`, each ticket's own Discord thread.
-const SCHEMA_VERSION: i64 = 8;
+/// 9: `tickets.clocks` (the service-level clocks, JSON) and `tickets.next_check` (their next point), indexed.
+const SCHEMA_VERSION: i64 = 9;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +46,9 @@ CREATE TABLE IF NOT EXISTS tickets (
     guild_id TEXT,
     channel_id TEXT,
     answered INTEGER NOT NULL,
-    follows TEXT
+    follows TEXT,
+    clocks TEXT,
+    next_check TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
@@ -55,6 +58,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_created ON tickets (created_at);
 CREATE INDEX IF NOT EXISTS tickets_by_contact_id ON tickets (contact_id, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_answered ON tickets (answered, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_next_check ON tickets (next_check) WHERE next_check IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);

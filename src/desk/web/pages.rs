@@ -261,6 +261,10 @@ pub fn ticket(
                         dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by.display()) } }
                             @if let Some(reason) = &ticket.close_reason { ": " (reason) } }
                     }
+                    @for clock in &ticket.clocks {
+                        dt { "Target: " (clock.target.describe()) }
+                        dd class=(clock_class(clock)) { (clock_text(clock)) }
+                    }
                     dt { "Last change" } dd { (when(&ticket.updated_at)) }
                     dt { "Id" } dd { code { (ticket.id) } }
                 }
@@ -606,7 +610,34 @@ pub fn describe(change: &Change) -> String {
             via.describe(),
             detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
         ),
+        Change::DueSoon { target, due } => {
+            format!("noted the {} is due soon (at {})", target.describe(), when_text(due))
+        }
+        Change::Breached { target, due } => {
+            format!("noted the {} target was missed (due {})", target.describe(), when_text(due))
+        }
         Change::Rejected { action, reason } => format!("was refused ({action}): {reason}"),
+    }
+}
+
+/// A service-level clock as the ticket page shows it: when it is due, or that it stands still.
+fn clock_text(clock: &crate::lifecycle::levels::Clock) -> String {
+    match (&clock.due, &clock.paused_since) {
+        (_, Some(since)) => {
+            format!("stands still while the ticket waits on its submitter (since {})", when_text(since))
+        }
+        (Some(due), None) if clock.breached => format!("missed: it was due {}", when_text(due)),
+        (Some(due), None) => format!("due {}", when_text(due)),
+        (None, None) => "no working time left in the calendar before it".to_owned(),
+    }
+}
+
+/// Its look: amber once due soon was said, red once missed.
+fn clock_class(clock: &crate::lifecycle::levels::Clock) -> &'static str {
+    match (clock.breached, clock.warned) {
+        (true, _) => "clock breached",
+        (false, true) => "clock due-soon",
+        _ => "clock",
     }
 }
 
@@ -633,10 +664,14 @@ fn first_line(text: &str, max: usize) -> String {
 
 /// A time as people read it, with the exact value for machines.
 fn when(rfc3339: &str) -> Markup {
-    let shown = chrono::DateTime::parse_from_rfc3339(rfc3339)
+    html! { time datetime=(rfc3339) { (when_text(rfc3339)) } }
+}
+
+/// An instant as people read it, in UTC (the text itself when it is none).
+fn when_text(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
         .map(|t| t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_else(|_| rfc3339.to_owned());
-    html! { time datetime=(rfc3339) { (shown) } }
+        .unwrap_or_else(|_| rfc3339.to_owned())
 }
 
 /// How long ago `rfc3339` was, in the largest unit that fits.

@@ -100,7 +100,7 @@ impl Decider {
             watermarks: Arc::new(watermarks),
             events: settings.metrics.akte_events.clone(),
             time_to_claim: settings.metrics.time_to_claim.clone(),
-            policy: settings.policy,
+            policy: settings.policy.clone(),
         })
     }
 
@@ -181,6 +181,7 @@ impl Decider {
             at: now_rfc3339(),
             actor: Actor { source: ActorSource::Franz, name: "akte".into(), id: None, staff: None },
             caused_by: command_id,
+            clocks: None,
             change: Change::Rejected { action: "unreadable".into(), reason },
         };
         self.event_output(&event, input.partition)

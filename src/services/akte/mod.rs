@@ -56,7 +56,10 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         store,
         retry: RetryPolicy::default(),
         metrics: context.metrics.clone(),
-        policy: crate::lifecycle::Policy { reopen_within: context.config.reopen_within },
+        policy: crate::lifecycle::Policy {
+            reopen_within: context.config.reopen_within,
+            levels: context.config.service_levels.levels().map(std::sync::Arc::new),
+        },
     };
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }

@@ -150,6 +150,7 @@ mod tests {
             at: "2026-12-07T10:00:00Z".into(),
             actor: Actor { source: ActorSource::Franz, name: "franz".into(), id: None, staff: None },
             caused_by: format!("c-{id}"),
+            clocks: None,
             change,
         }
     }

@@ -522,6 +522,7 @@ mod tests {
             at: at.into(),
             actor: Actor::staff(ActorSource::Web, "ana"),
             caused_by: "c1".into(),
+            clocks: None,
             change,
         }
     }

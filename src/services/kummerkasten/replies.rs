@@ -166,6 +166,7 @@ mod tests {
             at: "2026-12-07T00:00:00Z".into(),
             actor: crate::schema::lifecycle::Actor::staff(crate::schema::lifecycle::ActorSource::Web, "ana"),
             caused_by: "c".into(),
+            clocks: None,
             change,
         };
         let ticket =
@@ -197,6 +198,7 @@ mod tests {
             at: "2026-12-07T00:00:00Z".into(),
             actor: crate::schema::lifecycle::Actor::staff(crate::schema::lifecycle::ActorSource::Web, "ana"),
             caused_by: "c".into(),
+            clocks: None,
             change: Change::Commented {
                 body: "Which floor is the printer on, and what does its display say right now?".into(),
                 internal: false,

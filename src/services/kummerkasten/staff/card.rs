@@ -327,6 +327,7 @@ mod tests {
             at: "2026-12-07T00:00:00Z".into(),
             actor: crate::schema::lifecycle::Actor::staff(crate::schema::lifecycle::ActorSource::Discord, "ana"),
             caused_by: "c".into(),
+            clocks: None,
             change: crate::schema::lifecycle::Change::Commented { body: body.clone(), internal: false, via: None },
         };
         let notice = super::super::notify::notice(&event).expect("a public reply is told");

@@ -241,6 +241,7 @@ mod tests {
                 staff: Some("ana".into()),
             },
             caused_by: "c-1".into(),
+            clocks: None,
             change,
         }
     }

@@ -1,0 +1,221 @@
+//! Service levels: the answers a team promises, counted in the working time of its calendar.
+//!
+//! A team sets targets per priority (`service_levels` in the configuration): the first response (from the ticket's
+//! creation to the team's first public reply), the next response (from a message of the submitter the team has not
+//! answered yet to its next public reply) and the resolution (from the creation to the close). Each target that
+//! runs is a [`Clock`] on the ticket. akte decides the clocks with every event that changes them, from the event,
+//! the ticket before it and the levels in force ([`after`]), and the event records them (`Event::clocks`): a replay,
+//! a rebuilt store and a second akte see the same deadlines whatever the configuration says later, and the
+//! configuration changes only the tickets it decides for from then on.
+//!
+//! Time waiting on the submitter does not count: a public reply stops the resolution clock, and the submitter's
+//! next message starts it again where it stood (the time between, in working time, is added to its deadline). A
+//! change of priority sets each clock's target anew from its start. A clock has two points: due soon (when the warn
+//! share of its target is spent) and due. A scheduler wakes akte at the next point ([`next_check`]) with a time
+//! command (`tick`), and akte decides from the ticket and the command's time ([`tick`]) whether a point passed:
+//! `due_soon` or `breached`, each once per deadline, the earlier point first.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::calendar::Calendar;
+use crate::schema::lifecycle::{Change, Priority};
+pub use crate::schema::lifecycle::{Clock, Target};
+
+/// A team's promises: targets per priority, in the working time of a calendar.
+#[derive(Debug, Clone)]
+pub struct Levels {
+    pub calendar: Calendar,
+    /// The share of a target spent when it is due soon, in percent (1 to 99).
+    pub warn_percent: u32,
+    /// The targets set; a target without a time for a priority does not run for tickets of that priority.
+    pub targets: BTreeMap<(Target, Priority), Duration>,
+}
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse(at: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(at).ok().map(|at| at.with_timezone(&Utc))
+}
+
+impl Clock {
+    /// A clock for `target` of `secs` working seconds, started `at`.
+    fn start(target: Target, secs: u64, at: DateTime<Utc>, levels: &Levels) -> Clock {
+        let mut clock = Clock {
+            target,
+            started: stamp(at),
+            target_secs: secs,
+            paused_secs: 0,
+            paused_since: None,
+            soon: None,
+            due: None,
+            warned: false,
+            breached: false,
+        };
+        clock.run(levels);
+        clock
+    }
+
+    /// Sets its points from its start, target and the time it stood still.
+    fn run(&mut self, levels: &Levels) {
+        let Some(started) = parse(&self.started) else { return };
+        let point = |secs: u64| levels.calendar.add(started, Duration::from_secs(secs + self.paused_secs)).map(stamp);
+        let warn = self.target_secs.saturating_mul(u64::from(levels.warn_percent)) / 100;
+        self.soon = point(warn);
+        self.due = point(self.target_secs);
+    }
+
+    fn pause(&mut self, at: DateTime<Utc>) {
+        if self.paused_since.is_none() {
+            self.paused_since = Some(stamp(at));
+            self.soon = None;
+            self.due = None;
+        }
+    }
+
+    fn resume(&mut self, at: DateTime<Utc>, levels: &Levels) {
+        if let Some(since) = self.paused_since.take().as_deref().and_then(parse) {
+            self.paused_secs += levels.calendar.between(since, at.max(since)).as_secs();
+            self.run(levels);
+        }
+    }
+
+    /// The points not decided yet, earliest first: (when, breached rather than due soon).
+    fn pending(&self) -> impl Iterator<Item = (DateTime<Utc>, bool)> {
+        let soon = self.soon.as_deref().filter(|_| !self.warned).and_then(parse).map(|at| (at, false));
+        let due = self.due.as_deref().filter(|_| !self.breached).and_then(parse).map(|at| (at, true));
+        soon.into_iter().chain(due)
+    }
+}
+
+/// The clocks after `change`, decided `at` on a ticket whose clocks and priority were `clocks` and `priority`
+/// (none and the default priority for a new ticket); `None` when the change leaves them as they are.
+pub fn after(
+    clocks: &[Clock],
+    priority: Priority,
+    change: &Change,
+    at: DateTime<Utc>,
+    levels: &Levels,
+) -> Option<Vec<Clock>> {
+    let start =
+        |target: Target| self::target(levels, target, priority).map(|secs| Clock::start(target, secs, at, levels));
+    let mut next: Vec<Clock> = clocks.to_vec();
+    match change {
+        Change::Created { .. } => {
+            next = [Target::FirstResponse, Target::Resolution].into_iter().filter_map(start).collect();
+        }
+        Change::Commented { internal: false, .. } => {
+            next.retain(|clock| !matches!(clock.target, Target::FirstResponse | Target::NextResponse));
+            next.iter_mut().for_each(|clock| clock.pause(at));
+        }
+        Change::SubmitterWrote { reopened: true, .. } | Change::Reopened => {
+            next.retain(|clock| clock.target != Target::Resolution);
+            next.extend(start(Target::Resolution));
+            if matches!(change, Change::SubmitterWrote { .. }) && !next.iter().any(|c| c.target == Target::NextResponse)
+            {
+                next.extend(start(Target::NextResponse));
+            }
+        }
+        Change::SubmitterWrote { .. } => {
+            next.iter_mut().for_each(|clock| clock.resume(at, levels));
+            if !next.iter().any(|clock| clock.target == Target::NextResponse) {
+                next.extend(start(Target::NextResponse));
+            }
+        }
+        Change::Closed { .. } => next.clear(),
+        Change::PrioritySet { priority } => {
+            next.retain_mut(|clock| {
+                let Some(secs) = target(levels, clock.target, *priority) else { return false };
+                clock.target_secs = secs;
+                if clock.paused_since.is_none() {
+                    clock.run(levels);
+                }
+                // A deadline moved later is a new deadline: its points are decided again when they come.
+                clock.warned &= clock.soon.as_deref().and_then(parse).is_none_or(|soon| soon <= at);
+                clock.breached &= clock.due.as_deref().and_then(parse).is_none_or(|due| due <= at);
+                true
+            });
+        }
+        Change::DueSoon { target, .. } | Change::Breached { target, .. } => {
+            let breached = matches!(change, Change::Breached { .. });
+            for clock in next.iter_mut().filter(|clock| clock.target == *target) {
+                clock.warned = true;
+                clock.breached |= breached;
+            }
+        }
+        _ => return None,
+    }
+    (next != clocks).then_some(next)
+}
+
+/// The times of one target by priority, as the configuration writes them: `urgent 1h, high 4h, normal 1h30m`, in
+/// working time (hours `h` and minutes `m`); a priority left out has no target.
+pub fn parse_targets(text: &str) -> Result<Vec<(Priority, Duration)>, String> {
+    let wrong = |why: &str| {
+        format!(
+            "{text:?} is not a list of targets: {why}; write a priority and a working time for each, such as \
+             \"urgent 1h, high 4h, normal 8h, low 2h30m\" (priorities low, normal, high, urgent; hours h, minutes m)"
+        )
+    };
+    let mut targets: Vec<(Priority, Duration)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let (name, time) =
+            part.split_once(char::is_whitespace).ok_or_else(|| wrong(&format!("{part:?} has no time")))?;
+        let priority = Priority::parse(name).ok_or_else(|| wrong(&format!("{name:?} is no priority")))?;
+        if targets.iter().any(|(known, _)| *known == priority) {
+            return Err(wrong(&format!("{name} is named twice")));
+        }
+        let time = working_time(time.trim()).ok_or_else(|| wrong(&format!("{:?} is no working time", time.trim())))?;
+        targets.push((priority, time));
+    }
+    Ok(targets)
+}
+
+/// `4h`, `90m`, `1h30m`: at least a minute, at most 10,000 hours.
+fn working_time(text: &str) -> Option<Duration> {
+    let (mut minutes, mut number, mut units) = (0u64, String::new(), 0);
+    for c in text.chars() {
+        match c {
+            '0'..='9' if number.len() < 6 => number.push(c),
+            'h' | 'm' if !number.is_empty() => {
+                let value: u64 = number.parse().ok()?;
+                minutes += if c == 'h' { value * 60 } else { value };
+                number.clear();
+                units += 1;
+            }
+            _ => return None,
+        }
+    }
+    (number.is_empty() && units > 0 && (1..=600_000).contains(&minutes)).then(|| Duration::from_secs(minutes * 60))
+}
+
+/// The working seconds of `target` for tickets of `priority`, if the team set one.
+fn target(levels: &Levels, target: Target, priority: Priority) -> Option<u64> {
+    levels.targets.get(&(target, priority)).map(Duration::as_secs)
+}
+
+/// What a time command at `at` decides on a ticket with `clocks`: the earliest point not decided yet that `at`
+/// reached (`due_soon` or `breached`), or why nothing is.
+pub fn tick(clocks: &[Clock], at: &str) -> Result<Change, String> {
+    let now = parse(at).ok_or_else(|| format!("a time command's time must be RFC 3339, got {at:?}"))?;
+    let passed = clocks
+        .iter()
+        .flat_map(|clock| clock.pending().map(move |(point, breached)| (point, breached, clock)))
+        .filter(|(point, ..)| *point <= now)
+        .min_by_key(|(point, breached, clock)| (*point, *breached, clock.target));
+    let Some((_, breached, clock)) = passed else { return Err(format!("nothing is due at {at}")) };
+    let (target, due) = (clock.target, clock.due.clone().unwrap_or_default());
+    Ok(if breached { Change::Breached { target, due } } else { Change::DueSoon { target, due } })
+}
+
+/// When the next point of `clocks` comes that is not decided yet: when a scheduler wakes akte for the ticket.
+pub fn next_check(clocks: &[Clock]) -> Option<String> {
+    clocks.iter().flat_map(Clock::pending).map(|(point, _)| point).min().map(stamp)
+}
+
+#[cfg(test)]
+mod tests;
