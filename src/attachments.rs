@@ -9,12 +9,15 @@
 //! that names the file, so no ticket names a file the topic lacks.
 //!
 //! The cache ([`Cache`], `<desk dir>/files`) holds each complete file as `SHA256`, checked against its name before
-//! it is kept, the chunks of files not yet complete under `parts/`, and the offsets it has read up to; deleted, it
-//! is read again from the topic.
+//! it is kept, the chunks of files not yet complete under `parts/`, and the offsets it has read up to with the
+//! number of files it completed. It is a copy, read again from the topic whenever it lacks what it should have:
+//! deleted whole, missing files at start, or a file asked for that is gone or no longer matches its name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer as _;
@@ -33,6 +36,8 @@ pub const CHUNKS_MAX: usize = 64;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Chunks read between two saves of the offsets (they are saved too whenever the topic is read to its end).
 const SAVE_EVERY: usize = 64;
+/// The shortest time between two readings of the whole topic asked for by downloads.
+const REREAD_EVERY: Duration = Duration::from_secs(60);
 
 /// The name of a file: the SHA-256 of its bytes, in lower-case hex.
 pub fn name_of(bytes: &[u8]) -> String {
@@ -108,14 +113,58 @@ pub async fn publish(producer: &Producer, topic: &str, bytes: &[u8]) -> anyhow::
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    /// Asked to read the topic again from its start, and when that was last asked.
+    reread: Arc<(AtomicBool, std::sync::Mutex<Option<Instant>>)>,
+}
+
+/// Where the cache has read the topic up to, and how many files it completed: fewer there at start means some are
+/// gone, and the topic is read again.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    offsets: BTreeMap<i32, i64>,
+    #[serde(default)]
+    files: u64,
 }
 
 impl Cache {
     /// The cache in `dir`, created (readable by its owner only: the files are the customers') if needed.
     pub fn open(dir: &Path) -> anyhow::Result<Cache> {
-        crate::files::private_dir(&dir.join("parts"))?;
         crate::files::private_dir(dir)?;
-        Ok(Cache { dir: dir.to_owned() })
+        crate::files::private_dir(&dir.join("parts"))?;
+        Ok(Cache { dir: dir.to_owned(), reread: Arc::default() })
+    }
+
+    /// Asks the follower to read the whole topic again, at most once a minute: a file asked for is gone or damaged.
+    pub fn reread(&self) {
+        let mut last = self.reread.1.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|at| at.elapsed() >= REREAD_EVERY) {
+            *last = Some(Instant::now());
+            self.reread.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The bytes of the complete file `name`, checked against its name: `None` when the cache does not have it, or
+    /// has it damaged (then it is dropped, and the topic read again).
+    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
+        let bytes = self.path(name).and_then(|path| std::fs::read(path).ok());
+        match bytes {
+            Some(bytes) if name_of(&bytes) == name => Some(bytes),
+            damaged => {
+                if damaged.is_some() {
+                    tracing::error!("the desk's copy of file {name} no longer matches its name; reading it again");
+                    let _ = std::fs::remove_file(self.dir.join(name));
+                }
+                self.reread();
+                None
+            }
+        }
+    }
+
+    /// How many complete files the cache holds.
+    fn count(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| entries.flatten().filter(|e| is_name(&e.file_name().to_string_lossy())).count() as u64)
+            .unwrap_or(0)
     }
 
     /// Where the complete file `name` is, if the cache has it.
@@ -142,28 +191,35 @@ impl Cache {
             let path = parts.join(index.to_string());
             whole.extend(std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?);
         }
-        let _ = std::fs::remove_dir_all(&parts);
         let name = name_of(&whole);
-        anyhow::ensure!(
-            name == key.name,
-            "the {} chunks of file {} add up to a file named {name}; dropped",
-            key.count,
-            key.name
-        );
+        if name != key.name {
+            let _ = std::fs::remove_dir_all(&parts);
+            anyhow::bail!("the {} chunks of file {} add up to a file named {name}; dropped", key.count, key.name);
+        }
+        // The whole file first: stopped in between, the parts are still there to make it.
         write_new(&self.dir.join(&key.name), &whole)?;
+        let _ = std::fs::remove_dir_all(&parts);
         Ok(Some(name))
     }
 
-    /// The offset to read next, by partition.
-    fn offsets(&self) -> BTreeMap<i32, i64> {
+    /// How far the cache has read, as it last saved it.
+    fn progress(&self) -> Progress {
         std::fs::read(self.dir.join("offsets.json"))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
     }
 
-    fn save_offsets(&self, offsets: &BTreeMap<i32, i64>) -> anyhow::Result<()> {
-        write_new(&self.dir.join("offsets.json"), &serde_json::to_vec(offsets)?)
+    /// Saves how far it has read; a failure (the directory deleted, the disk full) is said and tried again at the
+    /// next save, never the end of the follower.
+    fn save(&self, offsets: &BTreeMap<i32, i64>) {
+        let progress = Progress { offsets: offsets.clone(), files: self.count() };
+        let saved = serde_json::to_vec(&progress)
+            .map_err(anyhow::Error::from)
+            .and_then(|json| write_new(&self.dir.join("offsets.json"), &json));
+        if let Err(error) = saved {
+            tracing::error!("the desk cannot save how far it read the files kept for tickets: {error:#}");
+        }
     }
 
     /// Follows `topic` into the cache until `shutdown` is cancelled, from where it stopped last.
@@ -178,20 +234,36 @@ impl Cache {
             .set("group.id", "franz-desk-files")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // Offsets saved beyond the topic's end (its broker started empty): from its start.
+            .set("auto.offset.reset", "earliest")
             .create_with_context(kafka::Quiet)
             .context("cannot create the desk's file reader")?;
         let metadata = consumer
             .fetch_metadata(Some(topic), TIMEOUT)
             .with_context(|| format!("cannot read the metadata of {topic}"))?;
-        let mut offsets = self.offsets();
-        let mut assignment = TopicPartitionList::new();
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let from = offsets.get(&partition.id()).map_or(Offset::Beginning, |&next| Offset::Offset(next));
-            assignment.add_partition_offset(topic, partition.id(), from)?;
+        let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions()).map(|p| p.id()).collect();
+        let progress = self.progress();
+        let mut offsets = progress.offsets;
+        if self.count() < progress.files {
+            tracing::warn!("files are gone from the desk's copy of {topic}; reading it again from its start");
+            offsets.clear();
         }
-        consumer.assign(&assignment).with_context(|| format!("cannot read {topic}"))?;
+        let assign = |offsets: &BTreeMap<i32, i64>| -> anyhow::Result<()> {
+            let mut assignment = TopicPartitionList::new();
+            for &partition in &partitions {
+                let from = offsets.get(&partition).map_or(Offset::Beginning, |&next| Offset::Offset(next));
+                assignment.add_partition_offset(topic, partition, from)?;
+            }
+            consumer.assign(&assignment).with_context(|| format!("cannot read {topic}"))
+        };
+        assign(&offsets)?;
         let mut unsaved = 0;
         while !shutdown.is_cancelled() {
+            if self.reread.0.swap(false, Ordering::SeqCst) {
+                tracing::info!("a file the desk was asked for is missing from its copy; reading {topic} again");
+                offsets.clear();
+                assign(&offsets)?;
+            }
             match consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(message)) => {
                     let key = message.key().and_then(|key| std::str::from_utf8(key).ok()).and_then(Key::parse);
@@ -211,27 +283,31 @@ impl Cache {
                     offsets.insert(message.partition(), message.offset() + 1);
                     unsaved += 1;
                     if unsaved >= SAVE_EVERY {
-                        self.save_offsets(&offsets)?;
+                        self.save(&offsets);
                         unsaved = 0;
                     }
                 }
                 Some(Err(error)) => tracing::debug!(%error, "reading {topic} failed; librdkafka retries"),
                 None if unsaved > 0 => {
-                    self.save_offsets(&offsets)?;
+                    self.save(&offsets);
                     unsaved = 0;
                 }
                 None => {}
             }
         }
         if unsaved > 0 {
-            self.save_offsets(&offsets)?;
+            self.save(&offsets);
         }
         Ok(())
     }
 }
 
-/// Writes `bytes` to `path` whole or not at all (through a temporary file renamed over it).
+/// Writes `bytes` to `path` whole or not at all (through a temporary file renamed over it), making its directory
+/// again if it was deleted.
 fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.is_dir()) {
+        crate::files::private_dir(dir)?;
+    }
     let temporary = path.with_extension("new");
     std::fs::write(&temporary, bytes).with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
@@ -305,11 +381,25 @@ mod tests {
     }
 
     #[test]
-    fn the_offsets_read_are_kept_across_a_restart() {
+    fn the_offsets_read_and_the_files_kept_are_known_across_a_restart() {
         let (dir, cache) = cache();
-        cache.save_offsets(&BTreeMap::from([(0, 7), (2, 3)])).unwrap();
+        let key = Key { name: name_of(b"x"), index: 0, count: 1 };
+        cache.put(&key, b"x").unwrap();
+        cache.save(&BTreeMap::from([(0, 7), (2, 3)]));
         let again = Cache::open(&dir.path().join("files")).unwrap();
-        assert_eq!(again.offsets(), BTreeMap::from([(0, 7), (2, 3)]));
+        assert_eq!(again.progress(), Progress { offsets: BTreeMap::from([(0, 7), (2, 3)]), files: 1 });
         assert!(again.path("offsets.json").is_none(), "only a file's name is a file");
+    }
+
+    #[test]
+    fn a_damaged_file_is_not_served_and_asks_for_the_topic_again() {
+        let (_dir, cache) = cache();
+        let key = Key { name: name_of(b"the invoice"), index: 0, count: 1 };
+        cache.put(&key, b"the invoice").unwrap();
+        assert_eq!(cache.read(&key.name).as_deref(), Some(&b"the invoice"[..]));
+        std::fs::write(cache.dir.join(&key.name), b"tampered").unwrap();
+        assert_eq!(cache.read(&key.name), None);
+        assert!(cache.path(&key.name).is_none(), "dropped");
+        assert!(cache.reread.0.load(Ordering::SeqCst), "the topic is read again");
     }
 }

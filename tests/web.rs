@@ -872,6 +872,13 @@ async fn a_kept_file_is_a_download_of_its_ticket_for_staff_and_never_a_page_of_t
     );
     assert_eq!(download.bytes().await.unwrap().to_vec(), page_like);
 
+    // Lost from the desk's copy while it runs (a disk error, a hand that cleaned up): asking for it reads it again.
+    std::fs::write(team.data.path().join("desk").join("files").join(&sha), b"damaged").unwrap();
+    assert_eq!(team.get(&path, &ana.cookie).await.status(), 503, "never the damaged bytes");
+    wait_until("the desk has read the file again", || async { team.get(&path, &ana.cookie).await.status() == 200 })
+        .await;
+    assert_eq!(team.get(&path, &ana.cookie).await.bytes().await.unwrap().to_vec(), page_like);
+
     let api = team.http.get(format!("{}/api{path}", team.url)).bearer_auth(&team.api_token).send().await.unwrap();
     assert_eq!(api.status(), 200, "the API serves it to a token too");
     assert_eq!(api.bytes().await.unwrap().to_vec(), page_like);
@@ -889,4 +896,87 @@ async fn a_kept_file_is_a_download_of_its_ticket_for_staff_and_never_a_page_of_t
     let stranger = team.http.get(format!("{}/api{path}", team.url)).send().await.unwrap();
     assert_eq!(stranger.status(), StatusCode::UNAUTHORIZED);
     team.stop().await;
+}
+
+/// Found by an attack (#34, attachments), failing first: the desk's file follower ends for good on the first error
+/// saving its offsets (`save_offsets(..)?` in `Cache::follow_blocking`): with its `files` dir deleted while it runs
+/// (an operator clearing the cache, which "is read again from the topic"), a record on the files topic that is no
+/// chunk (skipped, then the offsets saved into the missing dir) stops it. Only a log line says so; every file
+/// published after that is "not read yet" (503) until the desk restarts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_desks_file_follower_survives_its_cache_dir_deleted_while_it_runs() {
+    use franz::schema::lifecycle::Attachment;
+    let team = Team::start().await;
+    let producer = franz::kafka::producer(&team.harness.bootstrap).unwrap();
+    let kept = |sha: &str| Attachment {
+        name: "a.txt".into(),
+        size: 1,
+        content_type: None,
+        url: String::new(),
+        sha256: Some(sha.into()),
+    };
+    let first = franz::attachments::publish(&producer, &team.harness.topics.files, b"first").await.unwrap();
+    let ticket = franz::schema::Ticket {
+        origin: "Email".into(),
+        attachments: vec![kept(&first)],
+        ..discord_ticket("first-file", "see the file")
+    };
+    team.publish(&[ticket]).await;
+    let ana = team.sign_in("ana").await;
+    let path = format!("/tickets/first-file/files/{first}");
+    wait_until("the desk has read the first file", || async { team.get(&path, &ana.cookie).await.status() == 200 })
+        .await;
+
+    std::fs::remove_dir_all(team.data.path().join("desk").join("files")).unwrap();
+    team.harness.produce(&team.harness.topics.files, &[(0, b"no chunk of a file".to_vec())]).await;
+    // The follower reads that record and the topic's end, where it saves its offsets into the deleted directory.
+    let saved = team.data.path().join("desk").join("files").join("offsets.json");
+    wait_until("the follower saved its offsets again", || async { saved.exists() }).await;
+
+    let second = franz::attachments::publish(&producer, &team.harness.topics.files, b"second").await.unwrap();
+    let ticket = franz::schema::Ticket {
+        origin: "Email".into(),
+        attachments: vec![kept(&second)],
+        ..discord_ticket("second-file", "see the file")
+    };
+    team.publish(&[ticket]).await;
+    let path = format!("/tickets/second-file/files/{second}");
+    wait_until("the desk has read the file published after its cache was deleted", || async {
+        team.get(&path, &ana.cookie).await.status() == 200
+    })
+    .await;
+    team.stop().await;
+}
+
+/// Found by an attack (#34, attachments), failing first: the desk's copy of a file "is read again from the topic when
+/// it is gone" (README), but only when the whole cache is gone: a file deleted from `<desk dir>/files` (or lost to
+/// a disk error) while `offsets.json` stays is never read again, across any number of restarts, and its download
+/// answers "not read yet; try again in a moment" (503) for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_gone_from_the_desks_cache_is_read_again_from_the_topic() {
+    let harness = Harness::new(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let name = franz::attachments::publish(&producer, &harness.topics.files, b"the customer's invoice").await.unwrap();
+    let follow = |cache: franz::attachments::Cache| {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running =
+            tokio::spawn(cache.follow(harness.bootstrap.clone(), harness.topics.files.clone(), shutdown.clone()));
+        (shutdown, running)
+    };
+    let cache = franz::attachments::Cache::open(&dir.path().join("files")).unwrap();
+    let (shutdown, running) = follow(cache.clone());
+    // Stopped however the test ends: the runtime waits for the follower's blocking thread.
+    let stop = shutdown.drop_guard();
+    wait_until("the desk has the file", || async { cache.path(&name).is_some() }).await;
+    drop(stop);
+    running.await.unwrap().unwrap();
+
+    std::fs::remove_file(dir.path().join("files").join(&name)).unwrap();
+    let cache = franz::attachments::Cache::open(&dir.path().join("files")).unwrap();
+    let (shutdown, running) = follow(cache.clone());
+    let stop = shutdown.drop_guard();
+    wait_until("the desk has the file again, after a restart", || async { cache.path(&name).is_some() }).await;
+    drop(stop);
+    running.await.unwrap().unwrap();
 }

@@ -253,16 +253,16 @@ pub async fn download(desk: &Shared, id: String, name: String) -> Result<Respons
     let Some(file) = described else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, format!("ticket {id} has no file {name}")));
     };
-    let Some(path) = desk.files.path(&name) else {
+    let files = desk.files.clone();
+    let lookup = name.clone();
+    let bytes = tokio::task::spawn_blocking(move || files.read(&lookup)).await.map_err(ApiError::internal)?;
+    let Some(bytes) = bytes else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the desk has not read this file from the files topic yet; try again in a moment (if it stays away, \
              franz's log says why)",
         ));
     };
-    let bytes = tokio::fs::read(&path)
-        .await
-        .map_err(|error| ApiError::internal(anyhow::anyhow!("the desk cannot read {}: {error}", path.display())))?;
     let disposition = HeaderValue::from_str(&content_disposition(&file.name))
         .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
     let mut response = bytes.into_response();

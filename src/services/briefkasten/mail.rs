@@ -115,8 +115,9 @@ pub fn read(raw: &[u8]) -> Mail {
                 .map(|kind| cleaned(&kind.to_ascii_lowercase(), false))
                 .unwrap_or_else(|| "application/octet-stream".to_owned()),
             bytes: part.len(),
-            data: part.contents().to_vec(),
+            data: as_sent(&message, part),
         })
+        .map(|file| Attachment { bytes: file.data.len(), ..file })
         .collect();
     let ids = |value: &mail_parser::HeaderValue<'_>| -> Vec<String> {
         value
@@ -152,6 +153,24 @@ pub fn read(raw: &[u8]) -> Mail {
         attachments,
         bounce,
     }
+}
+
+/// An attachment's bytes as the sender's program made them. `mail-parser` turns a text part into UTF-8 for showing
+/// (a Windows-1252 CSV would be kept converted, bytes that are no text replaced): of such a part, the bytes are
+/// taken from the mail itself and only its transfer encoding undone.
+fn as_sent(message: &mail_parser::Message<'_>, part: &mail_parser::MessagePart<'_>) -> Vec<u8> {
+    use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
+    if !matches!(part.body, mail_parser::PartType::Text(_) | mail_parser::PartType::Html(_)) {
+        return part.contents().to_vec();
+    }
+    let (start, end) = (part.raw_body_offset() as usize, part.raw_end_offset() as usize);
+    let Some(raw) = message.raw_message().get(start..end) else { return part.contents().to_vec() };
+    let decoded = match part.encoding {
+        mail_parser::Encoding::Base64 => base64_decode(raw),
+        mail_parser::Encoding::QuotedPrintable => quoted_printable_decode(raw),
+        mail_parser::Encoding::None => Some(raw.to_vec()),
+    };
+    decoded.unwrap_or_else(|| part.contents().to_vec())
 }
 
 /// Of a delivery status notification (RFC 3464): the Message-ID of the mail it returns (from its
@@ -864,6 +883,44 @@ mod tests {
                        Sent: Monday, December 7, 2026 10:00\nTo: Ann <ann@example.com>\n\
                        Subject: Re: Locked out [franz #3f2a9c1e7b4d]\n\nTry again now.\n\n-- \nTicket 3f2a9c1e7b4d";
         assert_eq!((answer(gmail).as_str(), answer(outlook).as_str()), ("Thanks!", "Thanks!"));
+    }
+
+    /// Found by an attack (#34, attachments), failing first: a text attachment is kept as `mail-parser` decodes it for
+    /// showing (`contents()` of a text part): converted from its charset to UTF-8, bytes that are no text replaced by
+    /// U+FFFD. The file kept, its SHA-256 and its size are not the file sent: a Windows-1252 CSV comes back as UTF-8
+    /// (and breaks the import it was made for), a log with binary bytes comes back broken.
+    #[test]
+    fn a_text_attachment_is_kept_byte_for_byte_as_sent() {
+        for (kind, base64, sent) in [
+            (
+                "text/csv; charset=windows-1252",
+                "TmFtZTtPcnQNCkr2cmc7S/ZsbiCADQo=",
+                &b"Name;Ort\r\nJ\xf6rg;K\xf6ln \x80\r\n"[..],
+            ),
+            ("text/plain; charset=iso-8859-1", "R3L832UNCg==", b"Gr\xfc\xdfe\r\n"),
+            ("text/plain", "bG9nIP/+AAEgZW5kDQo=", b"log \xff\xfe\x00\x01 end\r\n"),
+        ] {
+            let read = mail(
+                "From: a@example.com\nSubject: files\nContent-Type: multipart/mixed; boundary=\"m\"",
+                &format!(
+                    "--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\nContent-Type: {kind}\r\n\
+                     Content-Disposition: attachment; filename=\"data.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                     {base64}\r\n--m--\r\n"
+                ),
+            );
+            let (submission, kept) = submission(&read, &place(), 1 << 20).unwrap();
+            assert_eq!(kept.len(), 1, "{kind}");
+            assert_eq!(kept[0].bytes, sent, "{kind}: kept {:?}", String::from_utf8_lossy(&kept[0].bytes));
+            assert_eq!(submission.attachments[0].sha256.as_deref(), Some(crate::attachments::name_of(sent).as_str()));
+            assert_eq!(submission.attachments[0].size, sent.len() as u64, "{kind}");
+        }
+        // Without a transfer encoding, the lines as sent: the line break before the boundary is the boundary's.
+        let read = mail(
+            "From: a@example.com\nSubject: files\nContent-Type: multipart/mixed; boundary=\"m\"",
+            "--m\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--m\r\nContent-Type: text/plain\r\n\
+             Content-Disposition: attachment; filename=\"notes.txt\"\r\n\r\nline one\r\nline two\r\n--m--\r\n",
+        );
+        assert_eq!(read.attachments[0].data, b"line one\r\nline two");
     }
 
     /// Found by an attack (#34, replies): `answers` says "at most 50", and `References` is held to it, but

@@ -855,6 +855,80 @@ mod tests {
         );
     }
 
+    /// A mail from `head` with its text and one attachment: `disposition` its `Content-Disposition` parameters,
+    /// `kind` its type.
+    fn with_attachment(head: &str, disposition: &str, kind: &str) -> String {
+        format!(
+            "{head}\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\n\
+             Still locked.\r\n--m\r\nContent-Type: {kind}\r\nContent-Disposition: attachment; {disposition}\r\n\r\n\
+             x\r\n--m--\r\n"
+        )
+    }
+
+    /// Attachments whose name or type the mail's reading lets through and akte refuses: a soft hyphen (U+00AD, in
+    /// names copied from hyphenated text), the Mongolian vowel separator (U+180E), the line and paragraph separators
+    /// (U+2028, U+2029), and a content type that is not ASCII.
+    const ODD_ATTACHMENTS: [(&str, &str); 6] = [
+        ("filename=\"Rech\u{ad}nung.pdf\"", "application/pdf"),
+        ("filename*=UTF-8''Rech%C2%ADnung.pdf", "application/pdf"),
+        ("filename=\"a\u{180e}b.pdf\"", "application/pdf"),
+        ("filename=\"a\u{2028}b.pdf\"", "application/pdf"),
+        ("filename=\"a\u{2029}b.pdf\"", "application/pdf"),
+        ("filename=\"invoice.pdf\"", "applicati\u{f3}n/pdf"),
+    ];
+
+    /// Found by an attack (#34, attachments), failing first: `mail::read` drops control characters and some invisible
+    /// ones from an attachment's name (`cleaned`), but an event's rule for a name (`lifecycle::hidden`) refuses more
+    /// (U+00AD, U+180E, U+2028, U+2029), and the content type is kept as the mail gives it, non-ASCII too, where an
+    /// event takes printable ASCII only. briefkasten publishes the intake record, aufbereitung rejects it whole
+    /// ("an attachment's name has 1 to 256 characters, no control or invisible ones"): the mail is marked as taken,
+    /// and there is no ticket, only a dead letter.
+    #[test]
+    fn a_mail_whose_attachment_has_an_odd_name_or_type_still_opens_a_ticket_with_the_file() {
+        let head = "From: Ann <ann@example.com>\r\nSubject: Locked out\r\nMessage-ID: <files@example.com>";
+        let mut lost = Vec::new();
+        for (disposition, kind) in ODD_ATTACHMENTS {
+            let raw = with_attachment(head, disposition, kind);
+            let Outcome::Ticket(record, files) = take_one(&fetched(&raw, false), Known::Nothing, 1 << 20) else {
+                panic!("not a ticket: {raw}")
+            };
+            assert_eq!(files.len(), 1, "the file is kept: {disposition} {kind}");
+            let source = crate::schema::SourceRef { topic: "discordMSG".into(), partition: 0, offset: 0 };
+            match crate::services::aufbereitung::normalize::normalize(&serde_json::to_vec(&record).unwrap(), &source) {
+                Err(rejection) => lost.push(format!("{disposition} ({kind}): aufbereitung: {rejection:?}")),
+                Ok(ticket) => {
+                    let event = crate::lifecycle::decide(
+                        None,
+                        &Command::create(ticket),
+                        &now_rfc3339(),
+                        &crate::lifecycle::Policy::default(),
+                    );
+                    match event.change {
+                        Change::Created { attachments, .. } if attachments.len() == 1 => {}
+                        other => lost.push(format!("{disposition} ({kind}): akte: {other:?}")),
+                    }
+                }
+            }
+        }
+        assert!(lost.is_empty(), "mails that open no ticket with their file: {lost:#?}");
+    }
+
+    /// Found by an attack (#34, attachments), failing first: the same attachments on a customer's answer: akte refuses
+    /// the `write` (a `rejected` event), and the answer is lost with its files, the mail marked as taken.
+    #[test]
+    fn an_answer_whose_attachment_has_an_odd_name_or_type_lands_on_the_ticket_with_the_file() {
+        let head = "From: Ann <ann@example.com>\r\nSubject: Re: Locked out [franz #3f2a9c1e7b4d]\r\n\
+                    Message-ID: <answer@example.com>";
+        let mut lost = Vec::new();
+        for (disposition, kind) in ODD_ATTACHMENTS {
+            match answer_decided(&with_attachment(head, disposition, kind), Status::Waiting, "answer") {
+                Change::SubmitterWrote { attachments, .. } if attachments.len() == 1 => {}
+                other => lost.push(format!("{disposition} ({kind}): {other:?}")),
+            }
+        }
+        assert!(lost.is_empty(), "answers lost: {lost:#?}");
+    }
+
     /// Found by an attack (#34, replies; performance): the token lookup is `id LIKE 'xxxxxxxx-xxxx%'`, and SQLite's
     /// `LIKE` is case-insensitive, so the index on `id` (binary) cannot serve it: every mail found by its token alone
     /// (a client that drops In-Reply-To and References, a stranger quoting the subject) reads the whole tickets
