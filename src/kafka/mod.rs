@@ -140,15 +140,22 @@ impl ClientContext for CommitOnRevoke {
 }
 
 impl ConsumerContext for CommitOnRevoke {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let owned = consumer.assignment().map(|list| list.count()).unwrap_or(0);
-        self.assigned.store(owned, Ordering::SeqCst);
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Rebalance::Assign(partitions) = rebalance {
-            let names: Vec<String> =
-                partitions.elements().iter().map(|p| format!("{}/{}", p.topic(), p.partition())).collect();
-            tracing::info!("assigned partitions: {}", names.join(", "));
+    /// Counts from the rebalance itself and never asks the consumer: this callback also runs while the consumer is
+    /// dropped (its close serves the last rebalance), when a question to librdkafka (`assignment()`) waits for an
+    /// answer that never comes, and the drop, and the runtime thread that runs it, hang for ever. With the eager
+    /// protocol franz's consumers use, an assignment is all the member owns and a revocation leaves it nothing.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                self.assigned.store(partitions.count(), Ordering::SeqCst);
+                let names: Vec<String> =
+                    partitions.elements().iter().map(|p| format!("{}/{}", p.topic(), p.partition())).collect();
+                tracing::info!("assigned partitions: {}", names.join(", "));
+            }
+            Rebalance::Revoke(_) => self.assigned.store(0, Ordering::SeqCst),
+            Rebalance::Error(_) => {}
         }
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
