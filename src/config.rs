@@ -87,6 +87,9 @@ pub struct Config {
     /// The files that were read, in precedence order.
     #[serde(skip)]
     pub files_read: Vec<PathBuf>,
+    /// What time it is: the system's clock, or a test's ([`crate::clock::Clock::manual`]).
+    #[serde(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 /// The names of the topics.
@@ -542,6 +545,7 @@ impl Default for Config {
             keep: false,
             report: Vec::new(),
             files_read: Vec::new(),
+            clock: crate::clock::Clock::system(),
         }
     }
 }

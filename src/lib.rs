@@ -7,6 +7,7 @@ pub mod app;
 pub mod attachments;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod desk;

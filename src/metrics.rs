@@ -49,6 +49,13 @@ pub struct EventLabel {
     pub event: String,
 }
 
+/// A service-level target (`first_response`, `next_response`, `resolution`) and the ticket's priority.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SlaLabel {
+    pub target: String,
+    pub priority: String,
+}
+
 /// A ticket status (`open`, `claimed`, `closed`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -92,6 +99,8 @@ pub struct Metrics {
     pub relay_retries: Family<ServiceLabel, Counter>,
     /// Ticket events akte decided, by type; `rejected` counts the commands it refused.
     pub akte_events: Family<EventLabel, Counter>,
+    /// Service-level targets missed, as akte decides each `breached`.
+    pub sla_breaches: Family<SlaLabel, Counter>,
     /// Seconds from a ticket's creation to its first claim, observed as akte decides each first claim.
     pub time_to_claim: Histogram,
     /// Median seconds from a ticket's creation to its first claim, over tickets of the last 30 days; read at
@@ -158,6 +167,7 @@ impl Metrics {
             dead_letters: Family::default(),
             relay_retries: Family::default(),
             akte_events: Family::default(),
+            sla_breaches: Family::default(),
             time_to_claim: Histogram::new(TIME_TO_CLAIM_BUCKETS),
             time_to_claim_median: Gauge::default(),
             alerts_delivered: Counter::default(),
@@ -190,6 +200,11 @@ impl Metrics {
                 "akte_events",
                 "Ticket events akte decided, by type (rejected: refused)",
                 metrics.akte_events.clone(),
+            );
+            r.register(
+                "sla_breaches",
+                "Service-level targets missed, by target and the ticket's priority, as akte decides each",
+                metrics.sla_breaches.clone(),
             );
             r.register(
                 "time_to_claim_seconds",

@@ -84,7 +84,7 @@ impl IntakeRecord {
 }
 
 /// A normalized ticket on `tickets-formatted`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Ticket {
     /// Stable: the same input record always yields the same id, so consumers can drop redelivered duplicates.
     pub id: String,

@@ -122,6 +122,14 @@ impl MailServers {
         config
     }
 
+    /// [`MailServers::replying`] with the desk, on a free port of its own.
+    fn replying_with_desk(&self, harness: &Harness, data: &Path) -> Config {
+        let mut config = self.replying(harness, data);
+        config.services.push(Service::Desk);
+        config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+        config
+    }
+
     /// [`MailServers::replying`], sending replies to the SMTP server on this machine's `port` instead of Postfix.
     fn replying_to(&self, port: u16, harness: &Harness, data: &Path) -> Config {
         let mut config = self.replying(harness, data);
@@ -434,9 +442,7 @@ async fn a_customer_mails_the_team_answers_from_the_desk_and_the_customers_answe
     let Some(servers) = MailServers::start() else { return };
     let harness = Harness::new(1).await;
     let data = scratch();
-    let mut config = servers.replying(&harness, data.path());
-    config.services.push(Service::Desk);
-    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    let config = servers.replying_with_desk(&harness, data.path());
     let franz = Started::start(&config).await;
     let desk = format!("http://{}", franz.desk.expect("the desk runs"));
     let (token, _) = franz::people::Staff::open(&config.data_dir.join("desk")).unwrap().add("ana").unwrap();
@@ -504,9 +510,7 @@ async fn attachments_are_kept_and_downloaded_from_the_desk_a_larger_one_is_noted
     let Some(servers) = MailServers::start() else { return };
     let harness = Harness::new(1).await;
     let data = scratch();
-    let mut config = servers.replying(&harness, data.path());
-    config.services.push(Service::Desk);
-    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    let mut config = servers.replying_with_desk(&harness, data.path());
     config.mail.attachment_max_mb = 1;
     let franz = Started::start(&config).await;
     let desk = format!("http://{}", franz.desk.expect("the desk runs"));

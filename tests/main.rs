@@ -30,6 +30,8 @@ mod mail;
 mod ops;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;
+/// Service levels with a clock the test moves: due soon, missed, alerts, metrics, nothing said twice.
+mod service_levels;
 /// A private Discord thread per ticket: opened with the submitter, mirrored both ways, notes never there.
 mod threads;
 /// The web desk over HTTP: sign-in, sessions, cross-site forms refused, hostile text escaped, live updates.

@@ -34,7 +34,8 @@ pub struct Levels {
     pub targets: BTreeMap<(Target, Priority), Duration>,
 }
 
-fn stamp(at: DateTime<Utc>) -> String {
+/// An instant as clocks record it (and the store compares them): RFC 3339 in UTC with milliseconds.
+pub fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 

@@ -271,6 +271,18 @@ pub fn file(conn: &Connection, id: &str, sha256: &str) -> rusqlite::Result<Optio
     Ok(None)
 }
 
+/// The tickets whose next service-level point (`tickets.next_check`) is at or before `now` (as
+/// `lifecycle::levels::stamp` writes instants), the earliest first, at most `limit`: each id and version.
+pub fn due(conn: &Connection, now: &str, limit: usize) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, version FROM tickets WHERE next_check IS NOT NULL AND next_check <= ?1 ORDER BY next_check LIMIT ?2",
+    )?;
+    let rows = statement.query_map(rusqlite::params![now, limit as i64], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+    })?;
+    rows.collect()
+}
+
 /// What a ticket's page shows of its history: the first event and the newest, `max` in all, oldest first, and how
 /// many events between them are left out. Only the shown events are read and parsed: a ticket with a long history
 /// costs a page view no more than one with `max` events (the rowids come from the ticket's index alone).

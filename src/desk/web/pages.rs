@@ -168,7 +168,10 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                             @for ticket in &page.tickets {
                                 tr {
                                     td.subject { a href={ "/tickets/" (path_segment(&ticket.id)) } { (first_line(&ticket.body, 100)) } }
-                                    td { (status_badge(ticket.status)) @if ticket.answered { " " (answered_badge()) } }
+                                    td {
+                                        (status_badge(ticket.status)) @if ticket.answered { " " (answered_badge()) }
+                                        (deadline_mark(&ticket.clocks))
+                                    }
                                     td { span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } }
                                     td { time datetime=(ticket.created_at) title=(ticket.created_at) { (age(&ticket.created_at, now)) } }
                                     td { bdi { (ticket.assignee.as_ref().map_or("—".to_owned(), Person::display)) } }
@@ -617,6 +620,17 @@ pub fn describe(change: &Change) -> String {
             format!("noted the {} target was missed (due {})", target.describe(), when_text(due))
         }
         Change::Rejected { action, reason } => format!("was refused ({action}): {reason}"),
+    }
+}
+
+/// The board's mark of a ticket's service levels: red once a target was missed, amber once one is due soon.
+fn deadline_mark(clocks: &[crate::lifecycle::levels::Clock]) -> Markup {
+    html! {
+        @if let Some(clock) = clocks.iter().find(|clock| clock.breached) {
+            " " span class="clock breached" title={ "the " (clock.target.describe()) " target was missed" } { "missed" }
+        } @else if let Some(clock) = clocks.iter().find(|clock| clock.warned) {
+            " " span class="clock due-soon" title={ "the " (clock.target.describe()) " is due soon" } { "due soon" }
+        }
     }
 }
 

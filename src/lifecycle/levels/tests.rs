@@ -44,12 +44,7 @@ fn ticket() -> Ticket {
         body: "help".into(),
         date: MONDAY.into(),
         contact_id: Some("42".into()),
-        guild_id: None,
-        channel_id: None,
-        follows: None,
-        message_id: None,
-        automatic: None,
-        attachments: Vec::new(),
+        ..Ticket::default()
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Settings {
     pub bootstrap: String,
     /// The topics it watches: the errors topic and the dead-letter topic.
     pub topics: Vec<String>,
+    /// The ticket events topic, when it watches it too for service-level alerts (`due_soon`, `breached`).
+    pub events_topic: Option<String>,
     pub group: String,
     /// Where alerts go; `None` writes them to the log.
     pub webhook_url: Option<SecretString>,
@@ -52,6 +54,7 @@ impl Settings {
         Settings {
             bootstrap,
             topics,
+            events_topic: None,
             group: GROUP.to_owned(),
             webhook_url,
             policy: Policy::default(),
@@ -73,7 +76,7 @@ pub struct Stats {
 
 /// One consumed record and what it became.
 struct Rendered {
-    alert: Alert,
+    alert: Option<Alert>,
     topic: String,
     partition: i32,
     offset: i64,
@@ -86,15 +89,21 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     if let Some(url) = &webhook {
         crate::discord::webhook::normalize(crate::config::expose(url)).context("invalid DISCORD_WEBHOOK_URL")?;
     }
-    let watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
+    let mut watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
+    // Service-level alerts come from the ticket events, when the team set service levels.
+    let events_topic = config.service_levels.levels().is_some().then(|| config.topics.events.clone());
+    watched.extend(events_topic.clone());
     let status = match &webhook {
         Some(_) => format!("{} -> Discord webhook", watched.join(", ")),
         None => {
             format!("{} -> the log (set DISCORD_WEBHOOK_URL to send alerts to Discord)", watched.join(", "))
         }
     };
-    let settings =
-        Settings { metrics: context.metrics.clone(), ..Settings::new(context.bootstrap.clone(), watched, webhook) };
+    let settings = Settings {
+        metrics: context.metrics.clone(),
+        events_topic,
+        ..Settings::new(context.bootstrap.clone(), watched, webhook)
+    };
     let shutdown = context.shutdown.clone();
     Ok(super::Plan::run(status, async move { run(settings, shutdown).await.map(drop) }))
 }
@@ -122,7 +131,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
     let result = async {
         loop {
-            let batch = gather(&consumer, &shutdown).await?;
+            let batch = gather(&consumer, settings.events_topic.as_deref(), &shutdown).await?;
             if batch.is_empty() {
                 return Ok::<_, anyhow::Error>(());
             }
@@ -131,8 +140,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             let delivered = match webhook.as_mut() {
                 Some(webhook) => deliver(webhook, &batch, &shutdown, &mut stats).await,
                 None => {
-                    for rendered in &batch {
-                        tracing::warn!(title = %rendered.alert.embed.title, "alert: {}", rendered.alert.embed.description);
+                    for alert in batch.iter().filter_map(|rendered| rendered.alert.as_ref()) {
+                        tracing::warn!(title = %alert.embed.title, "alert: {}", alert.embed.description);
                     }
                     true
                 }
@@ -141,8 +150,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 return Ok(());
             }
             metrics.alerts_pending.set(0);
-            metrics.alerts_delivered.inc_by(batch.len() as u64);
-            stats.alerts += batch.len() as u64;
+            let alerts = batch.iter().filter(|rendered| rendered.alert.is_some()).count() as u64;
+            metrics.alerts_delivered.inc_by(alerts);
+            stats.alerts += alerts;
             for rendered in &batch {
                 // Fails only if the partition moved to another member; it will deliver the record again.
                 let _ = consumer.store_offset(&rendered.topic, rendered.partition, rendered.offset);
@@ -168,6 +178,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 /// Waits for a record (or shutdown), then takes whatever else arrives within the batch window.
 async fn gather(
     consumer: &StreamConsumer<CommitOnRevoke>,
+    events_topic: Option<&str>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<Rendered>> {
     let mut batch = Vec::new();
@@ -181,12 +192,12 @@ async fn gather(
             },
         }
     };
-    batch.push(rendered(&first));
+    batch.push(rendered(&first, events_topic));
     drop(first);
     let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
     while batch.len() < MAX_BATCH {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(message)) => batch.push(rendered(&message)),
+            Ok(Ok(message)) => batch.push(rendered(&message, events_topic)),
             Ok(Err(error)) if consumer_error_is_fatal(&error) => return Err(error.into()),
             Ok(Err(_)) => break,
             Err(_) => break,
@@ -195,9 +206,15 @@ async fn gather(
     Ok(batch)
 }
 
-fn rendered(message: &rdkafka::message::BorrowedMessage<'_>) -> Rendered {
+/// A record as what it becomes: an alert, or (an event of the ticket events topic that is no service-level point)
+/// nothing, its offset stored with the batch all the same.
+fn rendered(message: &rdkafka::message::BorrowedMessage<'_>, events_topic: Option<&str>) -> Rendered {
     let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
-    let alert = render::render(&topic, partition, offset, message.payload().unwrap_or_default());
+    let value = message.payload().unwrap_or_default();
+    let alert = match events_topic {
+        Some(events) if events == topic => render::deadline(&topic, partition, offset, value),
+        _ => Some(render::render(&topic, partition, offset, value)),
+    };
     Rendered { alert, topic, partition, offset }
 }
 
@@ -247,8 +264,7 @@ async fn deliver(webhook: &mut Webhook, batch: &[Rendered], shutdown: &Cancellat
 fn group(batch: &[Rendered]) -> Vec<(Embed, Alert)> {
     let mut order: Vec<(&Alert, usize, Option<&str>, Option<&str>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for rendered in batch {
-        let alert = &rendered.alert;
+    for alert in batch.iter().filter_map(|rendered| rendered.alert.as_ref()) {
         match index.get(alert.key.as_str()) {
             Some(&i) => {
                 let entry = &mut order[i];
@@ -297,7 +313,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, v)| Rendered {
-                alert: render::render("errors", 0, i as i64, v.as_bytes()),
+                alert: Some(render::render("errors", 0, i as i64, v.as_bytes())),
                 topic: "errors".into(),
                 partition: 0,
                 offset: i as i64,

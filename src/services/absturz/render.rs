@@ -1,4 +1,5 @@
-//! Turning records from the errors and dead-letter topics into Discord embeds that Discord always accepts.
+//! Turning records from the errors and dead-letter topics, and the service-level events of the ticket events topic,
+//! into Discord embeds that Discord always accepts.
 //!
 //! Pure functions only: no I/O, no clock. Every string that reaches an embed passes through one of the
 //! sanitizers in `crate::discord`, so user text cannot ping anyone, cannot break out of a code block, and never exceeds Discord's
@@ -116,6 +117,30 @@ pub fn render(topic: &str, partition: i32, offset: i64, value: &[u8]) -> Alert {
         footer,
     };
     Alert { key, embed, time: None }
+}
+
+/// A record of the ticket events topic as an alert: a service-level point that came (`due_soon` orange, `breached`
+/// red); `None` for every other event, which is no alert.
+pub fn deadline(topic: &str, partition: i32, offset: i64, value: &[u8]) -> Option<Alert> {
+    let event: crate::schema::lifecycle::Event = serde_json::from_slice(value).ok()?;
+    let (what, color, target, due) = match &event.change {
+        crate::schema::lifecycle::Change::DueSoon { target, due } => ("is due soon", ORANGE, target, due),
+        crate::schema::lifecycle::Change::Breached { target, due } => ("was missed", RED, target, due),
+        _ => return None,
+    };
+    let ticket = clip(&plain(&event.ticket_id), 100);
+    let due = clip(&plain(due), 40);
+    let footer = Footer { text: clip(&format!("{topic} · partition {partition} · offset {offset}"), FOOTER_BUDGET) };
+    let embed = Embed {
+        title: clip(&format!("Ticket {ticket}: the {} {what}", target.describe()), limits::TITLE),
+        description: format!("The {} target of ticket {ticket} {what}: it is due {due}.", target.describe()),
+        color,
+        fields: Vec::new(),
+        timestamp: valid_time(&event.at),
+        footer,
+    };
+    let key = format!("deadline:{}\u{1f}{}\u{1f}{what}\u{1f}{due}", clip(&event.ticket_id, KEY_PART), target.name());
+    Some(Alert { embed, key, time: valid_time(&event.at) })
 }
 
 fn error_event(event: ErrorEvent, footer: Footer) -> Alert {

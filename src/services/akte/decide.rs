@@ -80,7 +80,11 @@ pub struct Decider {
     events: Family<EventLabel, Counter>,
     /// Seconds from creation to first claim, observed as each first claim is decided.
     time_to_claim: Histogram,
+    /// Service-level targets missed.
+    sla_breaches: Family<crate::metrics::SlaLabel, Counter>,
     policy: lifecycle::Policy,
+    /// What time it is when a command is decided.
+    clock: crate::clock::Clock,
 }
 
 impl Decider {
@@ -100,7 +104,9 @@ impl Decider {
             watermarks: Arc::new(watermarks),
             events: settings.metrics.akte_events.clone(),
             time_to_claim: settings.metrics.time_to_claim.clone(),
+            sla_breaches: settings.metrics.sla_breaches.clone(),
             policy: settings.policy.clone(),
+            clock: settings.clock.clone(),
         })
     }
 
@@ -259,7 +265,12 @@ impl Transform for Decider {
             return Ok(None);
         }
         let state = self.state(&command.ticket_id)?;
-        let event = lifecycle::decide(state.as_ref(), &command, &now_rfc3339(), &self.policy);
+        let event = lifecycle::decide(state.as_ref(), &command, &self.clock.stamp(), &self.policy);
+        if let (Change::Breached { target, .. }, Some(ticket)) = (&event.change, &state) {
+            let label =
+                crate::metrics::SlaLabel { target: target.name().into(), priority: ticket.priority.name().into() };
+            self.sla_breaches.get_or_create(&label).inc();
+        }
         if event.version.is_some() {
             let claimed_before = state.as_ref().is_some_and(|s| s.first_claimed_at.is_some());
             if let Some(next) = lifecycle::apply(state, &event) {

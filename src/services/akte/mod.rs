@@ -13,6 +13,7 @@
 //! a command whose id has an answer already (a redelivery, a retry) gets no second event.
 
 mod decide;
+mod schedule;
 
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer as _;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// The team's rules the decisions follow.
     pub policy: crate::lifecycle::Policy,
+    /// What time it is, for the events and the service-level scheduler.
+    pub clock: crate::clock::Clock,
 }
 
 /// `franz up`'s akte: runs whenever it is enabled (it opens the ticket store).
@@ -60,6 +63,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
             reopen_within: context.config.reopen_within,
             levels: context.config.service_levels.levels().map(std::sync::Arc::new),
         },
+        clock: context.config.clock.clone(),
     };
     Ok(super::Plan::run(status, run(settings, context.shutdown.clone())))
 }
@@ -91,14 +95,33 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         stop.cancel();
         result
     };
-    let (intake, decide) = tokio::join!(intake, decide);
-    let failure = intake.err().or(decide.err());
+    let schedule = async {
+        if settings.policy.levels.is_none() {
+            return Ok(());
+        }
+        let metadata =
+            kafka::admin::metadata(&settings.bootstrap, Some(&topics.commands), std::time::Duration::from_secs(10))
+                .await?;
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+        let scheduler = schedule::Scheduler {
+            store: settings.store.clone(),
+            producer: producer.clone(),
+            commands_topic: topics.commands.clone(),
+            partitions,
+            clock: settings.clock.clone(),
+        };
+        let result = scheduler.run(stop.clone()).await;
+        stop.cancel();
+        result
+    };
+    let (intake, decide, schedule) = tokio::join!(intake, decide, schedule);
+    let failure = intake.err().map(anyhow::Error::from).or(decide.err().map(anyhow::Error::from)).or(schedule.err());
     match failure {
         None => Ok(()),
         Some(error) => {
-            let message = format!("{error}; akte stopped");
+            let message = format!("{error:#}; akte stopped");
             report_error(&producer, &topics.errors, NAME, message, serde_json::Map::new()).await;
-            Err(error.into())
+            Err(error)
         }
     }
 }

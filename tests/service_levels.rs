@@ -1,0 +1,101 @@
+//! Service levels end to end: franz with a first-response target, a clock the test moves instead of waiting, and a
+//! fake Discord webhook for the alerts.
+
+use chrono::Duration as Span;
+use fake_discord::FakeDiscord;
+use franz::clock::Clock;
+use franz::config::Service;
+use franz::schema::lifecycle::{Action, Actor, ActorSource, Command};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::util::{Harness, Started, scratch, wait_until};
+
+fn ticket(id: &str) -> franz::schema::Ticket {
+    franz::schema::Ticket {
+        id: id.into(),
+        contact: "pontatot".into(),
+        origin: "Discord".into(),
+        body: format!("{id} is broken"),
+        date: "2026-12-07T10:00:00Z".into(),
+        contact_id: Some("42".into()),
+        ..franz::schema::Ticket::default()
+    }
+}
+
+/// A staff member's API token.
+fn token(config: &franz::config::Config) -> String {
+    franz::people::Staff::open(&config.data_dir.join("desk")).unwrap().add("ana").unwrap().0
+}
+
+/// The ticket events so far, as JSON.
+async fn events(harness: &Harness) -> Vec<Value> {
+    let count = harness.count(&harness.topics.events).await;
+    if count == 0 { Vec::new() } else { harness.read_json(&harness.topics.events, count).await }
+}
+
+async fn has(harness: &Harness, ticket: &str, kind: &str) -> usize {
+    events(harness).await.iter().filter(|e| e["ticket_id"] == ticket && e["type"] == kind).count()
+}
+
+/// The "done when": a team sets a 1-hour first response target. A ticket left unanswered turns due soon
+/// (amber) once 48 minutes pass and missed (red) at the hour, each decided once and each an alert in Discord, and
+/// counted in `/metrics`; a ticket answered in time says neither. The clock is the test's: it moves an hour in no
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_left_unanswered_turns_amber_then_red_with_one_alert_each_and_one_answered_in_time_neither() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let discord = FakeDiscord::start().await;
+    let clock = Clock::manual(chrono::Utc::now());
+    let mut config =
+        harness.config(data.path(), &[Service::Aufbereitung, Service::Akte, Service::Absturz, Service::Desk]);
+    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    config.service_levels.first_response = Some("normal 1h".into());
+    config.discord.webhook_url = Some(SecretString::from(discord.webhook_url()));
+    config.clock = clock.clone();
+    let franz = Started::start(&config).await;
+    let desk = format!("http://{}", franz.desk.expect("the desk runs"));
+
+    let records = ["late", "answered"].map(|id| (0, serde_json::to_vec(&ticket(id)).unwrap()));
+    harness.produce(&harness.topics.tickets, &records).await;
+    wait_until("both tickets created", || async {
+        has(&harness, "late", "created").await == 1 && has(&harness, "answered", "created").await == 1
+    })
+    .await;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let reply = Command {
+        command_id: "reply-1".into(),
+        ticket_id: "answered".into(),
+        actor: Actor::staff(ActorSource::Api, "ana"),
+        action: Action::Comment { body: "on it".into(), internal: false, via: None },
+    };
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &reply).await.unwrap();
+    wait_until("the reply decided", || async { has(&harness, "answered", "commented").await == 1 }).await;
+
+    clock.advance(Span::minutes(48));
+    wait_until("the unanswered ticket due soon", || async { has(&harness, "late", "due_soon").await == 1 }).await;
+    assert_eq!(has(&harness, "late", "breached").await, 0, "not missed before the hour");
+    clock.advance(Span::minutes(12));
+    wait_until("the unanswered ticket missed", || async { has(&harness, "late", "breached").await == 1 }).await;
+    wait_until("two alerts in Discord", || async { discord.embeds().len() >= 2 }).await;
+
+    let titles: Vec<String> =
+        discord.embeds().iter().map(|embed| embed["title"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(
+        titles,
+        ["Ticket late: the first response is due soon", "Ticket late: the first response was missed"],
+        "one alert each, in order"
+    );
+    let api = reqwest::Client::new();
+    let metrics = api.get(format!("{desk}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("franz_sla_breaches_total{target=\"first_response\",priority=\"normal\"} 1"), "{metrics}");
+    assert_eq!(has(&harness, "late", "due_soon").await, 1, "due soon said once");
+    assert_eq!(has(&harness, "late", "breached").await, 1, "missed said once");
+    assert_eq!(has(&harness, "answered", "due_soon").await + has(&harness, "answered", "breached").await, 0);
+    let shown = api.get(format!("{desk}/api/tickets/late")).bearer_auth(token(&config)).send().await.unwrap();
+    let shown: Value = shown.json().await.unwrap();
+    let clock = &shown["ticket"]["clocks"][0];
+    assert_eq!((&clock["warned"], &clock["breached"]), (&Value::from(true), &Value::from(true)), "{shown}");
+    franz.stop().await.unwrap();
+}
