@@ -178,6 +178,7 @@ mod tests {
             "terminal.rs",
             "files.rs",
             "attachments.rs",
+            "clock.rs",
             "kafka",
             "store",
             "people.rs",
