@@ -194,12 +194,29 @@ pub struct ServiceLevels {
     /// The share of a target spent when a ticket is due soon, in percent (1 to 99).
     #[serde(deserialize_with = "parse::percent")]
     pub warn_at_percent: u64,
+    /// Days a ticket waits on its submitter after the team's public reply before franz closes it ("no answer from
+    /// the submitter"); 0: never. Calendar days, 0 to 365.
+    #[serde(deserialize_with = "parse::days_count")]
+    pub close_when_silent_days: u64,
+    /// Days before that close the submitter is reminded (Discord DM or mail); 0: no reminder. Less than
+    /// `close_when_silent_days`.
+    #[serde(deserialize_with = "parse::days_count")]
+    pub remind_before_close_days: u64,
+    /// Priorities whose tickets are never closed for silence: `urgent, high`.
+    #[serde(deserialize_with = "parse::priorities")]
+    pub close_when_silent_except: String,
 }
 
 impl ServiceLevels {
-    /// The levels these settings make; `None` when no target is set.
+    /// Whether the team set a target of its own (not only the close of silent tickets).
+    pub fn has_targets(&self) -> bool {
+        self.first_response.is_some() || self.next_response.is_some() || self.resolution.is_some()
+    }
+
+    /// The levels these settings make; `None` when no target is set and silent tickets are never closed.
     pub fn levels(&self) -> Option<crate::lifecycle::levels::Levels> {
         use crate::lifecycle::levels::{self, Target};
+        use crate::schema::lifecycle::Priority;
         let mut targets = std::collections::BTreeMap::new();
         for (target, text) in [
             (Target::FirstResponse, &self.first_response),
@@ -212,11 +229,18 @@ impl ServiceLevels {
                 targets.insert((target, priority), time);
             }
         }
+        if self.close_when_silent_days > 0 {
+            let except: Vec<_> = self.close_when_silent_except.split(',').filter_map(Priority::parse).collect();
+            for priority in Priority::ALL.into_iter().filter(|p| !except.contains(p)) {
+                targets.insert((Target::Silence, priority), Duration::from_secs(self.close_when_silent_days * 86_400));
+            }
+        }
         let calendar = crate::lifecycle::calendar::Calendar::new(&self.zone, &self.hours, &self.holidays).ok()?;
         (!targets.is_empty()).then(|| levels::Levels {
             calendar,
             warn_percent: u32::try_from(self.warn_at_percent).unwrap_or(80),
             targets,
+            remind_before: Duration::from_secs(self.remind_before_close_days * 86_400),
         })
     }
 }
@@ -231,6 +255,9 @@ impl Default for ServiceLevels {
             zone: "UTC".into(),
             holidays: Vec::new(),
             warn_at_percent: 80,
+            close_when_silent_days: 7,
+            remind_before_close_days: 2,
+            close_when_silent_except: String::new(),
         }
     }
 }
@@ -656,6 +683,17 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
     let names = config.topics.all();
     if (1..names.len()).any(|i| names[..i].contains(&names[i])) {
         bail!("the topic names must differ, got {}", names.join(", "));
+    }
+    let silence = &config.service_levels;
+    if silence.remind_before_close_days > 0 && silence.remind_before_close_days >= silence.close_when_silent_days {
+        bail!(
+            "service_levels.remind_before_close_days ({}, {}) must be less than service_levels.close_when_silent_days \
+             ({}, {}): the reminder comes before the close; set it to 0 for none",
+            silence.remind_before_close_days,
+            sources::origin(&figment, "service_levels.remind_before_close_days"),
+            silence.close_when_silent_days,
+            sources::origin(&figment, "service_levels.close_when_silent_days"),
+        );
     }
     config.ephemeral = flags.ephemeral;
     config.keep = flags.keep;

@@ -112,8 +112,9 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str, policy:
     let clocks = match (&policy.levels, &change, chrono::DateTime::parse_from_rfc3339(now)) {
         (_, Change::Rejected { .. }, _) | (None, ..) | (_, _, Err(_)) => None,
         (Some(levels), change, Ok(at)) => {
-            let (clocks, priority) = state.map_or((&[][..], Priority::default()), |s| (&s.clocks[..], s.priority));
-            levels::after(clocks, priority, change, at.with_timezone(&chrono::Utc), levels)
+            let (clocks, priority, status) =
+                state.map_or((&[][..], Priority::default(), Status::Open), |s| (&s.clocks[..], s.priority, s.status));
+            levels::after(clocks, (priority, status), change, at.with_timezone(&chrono::Utc), levels)
         }
     };
     Event {
@@ -545,7 +546,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
             ticket.status = if ticket.assignee.is_some() { Status::Claimed } else { Status::Open };
             ticket.answered = true;
         }
-        Change::Delivery(_) | Change::DueSoon { .. } | Change::Breached { .. } => {
+        Change::Delivery(_) | Change::DueSoon { .. } | Change::Breached { .. } | Change::Reminded { .. } => {
             // A record of where a message went, or of a deadline come: the ticket's history grows, but nobody
             // changed the ticket.
             ticket.version = version;

@@ -99,3 +99,61 @@ async fn a_ticket_left_unanswered_turns_amber_then_red_with_one_alert_each_and_o
     assert_eq!((&clock["warned"], &clock["breached"]), (&Value::from(true), &Value::from(true)), "{shown}");
     franz.stop().await.unwrap();
 }
+
+/// A ticket waiting on its submitter (franz's defaults: 7 days, the reminder 2 days before) is reminded after five
+/// days and closed after seven, "no answer from the submitter", by franz itself; one whose submitter answers stays
+/// open. No target is set: the close of silent tickets works without service levels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_ticket_is_reminded_then_closed_and_one_whose_submitter_answers_stays_open() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let clock = Clock::manual(chrono::Utc::now());
+    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte]);
+    config.clock = clock.clone();
+    let franz = Started::start(&config).await;
+    let records = ["silent", "answering"].map(|id| (0, serde_json::to_vec(&ticket(id)).unwrap()));
+    harness.produce(&harness.topics.tickets, &records).await;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let send = |id: &str, ticket: &str, actor: Actor, action: Action| {
+        let command = Command { command_id: id.into(), ticket_id: ticket.into(), actor, action };
+        let producer = producer.clone();
+        let topic = harness.topics.commands.clone();
+        async move { franz::kafka::tickets::send_command(&producer, &topic, harness.partitions, &command).await.unwrap() }
+    };
+    wait_until("both tickets created", || async {
+        has(&harness, "silent", "created").await == 1 && has(&harness, "answering", "created").await == 1
+    })
+    .await;
+    for ticket in ["silent", "answering"] {
+        let reply = Action::Comment { body: "Does it work now?".into(), internal: false, via: None };
+        send(&format!("reply-{ticket}"), ticket, Actor::staff(ActorSource::Api, "ana"), reply).await;
+    }
+    wait_until("both replied", || async {
+        has(&harness, "silent", "commented").await == 1 && has(&harness, "answering", "commented").await == 1
+    })
+    .await;
+    let submitter = Actor { source: ActorSource::Discord, name: "pontatot".into(), id: Some("42".into()), staff: None };
+    let answer = Action::Write {
+        body: "Yes, thanks".into(),
+        attachments: Vec::new(),
+        via: franz::schema::lifecycle::Via::DiscordDm,
+        message_id: None,
+    };
+    clock.advance(Span::days(3));
+    send("answer", "answering", submitter, answer).await;
+    wait_until("the answer decided", || async { has(&harness, "answering", "submitter_wrote").await == 1 }).await;
+
+    clock.advance(Span::days(2));
+    wait_until("the silent ticket's submitter reminded", || async { has(&harness, "silent", "reminded").await == 1 })
+        .await;
+    assert_eq!(has(&harness, "silent", "closed").await, 0, "not closed before the week is out");
+    clock.advance(Span::days(2));
+    wait_until("the silent ticket closed", || async { has(&harness, "silent", "closed").await == 1 }).await;
+    let closed = events(&harness).await.into_iter().find(|e| e["ticket_id"] == "silent" && e["type"] == "closed");
+    let closed = closed.unwrap();
+    assert_eq!(closed["reason"], "no answer from the submitter", "{closed}");
+    assert_eq!(closed["actor"]["source"], "franz", "{closed}");
+    assert_eq!(has(&harness, "silent", "reminded").await, 1, "reminded once");
+    assert_eq!(has(&harness, "answering", "reminded").await + has(&harness, "answering", "closed").await, 0);
+    franz.stop().await.unwrap();
+}

@@ -249,6 +249,9 @@ fn describe(event: &Value) -> String {
         }
         "delivery" if event["delivered"] == json!(true) => format!("delivered by {}", via(&event["via"])),
         "delivery" => format!("could not deliver by {}: {}", via(&event["via"]), text(&event["detail"])),
+        "due_soon" => format!("the {} is due soon (due {})", target(&event["target"]), text(&event["due"])),
+        "breached" => format!("the {} target was missed (due {})", target(&event["target"]), text(&event["due"])),
+        "reminded" => format!("reminded the submitter (it closes {} without an answer)", text(&event["closes"])),
         "rejected" => format!("refused {}: {}", text(&event["action"]), text(&event["reason"])),
         other => visible(other),
     };
@@ -276,6 +279,12 @@ fn files(event: &Value) -> String {
 /// A channel (`discord_dm`) as people read it.
 fn via(value: &Value) -> String {
     serde_json::from_value::<Via>(value.clone()).map_or_else(|_| text(value), |via| via.describe().to_owned())
+}
+
+/// A service-level target as people read it ("first response").
+fn target(value: &Value) -> String {
+    serde_json::from_value::<crate::lifecycle::levels::Target>(value.clone())
+        .map_or_else(|_| text(value), |target| target.describe().to_owned())
 }
 
 /// A table cell of at most `width` characters of the value, then made visible: clipped before it is escaped, so a

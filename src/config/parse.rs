@@ -174,6 +174,21 @@ pub(super) fn holidays<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec
     Ok(days)
 }
 
+/// A number of days, 0 to 365.
+pub(super) fn days_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    number(deserializer, 0..=365, "a whole number of days from 0 to 365")
+}
+
+/// Priorities separated by commas (`urgent, high`), or none.
+pub(super) fn priorities<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = text(deserializer)?;
+    let names: Vec<&str> = value.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+    if let Some(wrong) = names.iter().find(|name| crate::schema::lifecycle::Priority::parse(name).is_none()) {
+        return Err(de::Error::custom(format!("{wrong:?} is no priority; write low, normal, high or urgent")));
+    }
+    Ok(names.join(","))
+}
+
 /// A share in percent, 1 to 99.
 pub(super) fn percent<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     number(deserializer, 1..=99, "a whole number of percent from 1 to 99")

@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::calendar::Calendar;
-use crate::schema::lifecycle::{Change, Priority};
+use crate::schema::lifecycle::{Change, Priority, Status};
 pub use crate::schema::lifecycle::{Clock, Target};
 
 /// A team's promises: targets per priority, in the working time of a calendar.
@@ -30,9 +30,15 @@ pub struct Levels {
     pub calendar: Calendar,
     /// The share of a target spent when it is due soon, in percent (1 to 99).
     pub warn_percent: u32,
-    /// The targets set; a target without a time for a priority does not run for tickets of that priority.
+    /// The targets set; a target without a time for a priority does not run for tickets of that priority. The
+    /// silence (`Target::Silence`) is in calendar time: how long a ticket waits on its submitter before it closes.
     pub targets: BTreeMap<(Target, Priority), Duration>,
+    /// How long before a silent ticket closes its submitter is reminded (zero: never).
+    pub remind_before: Duration,
 }
+
+/// Why franz closes a ticket whose submitter stayed silent.
+pub const SILENT: &str = "no answer from the submitter";
 
 /// An instant as clocks record it (and the store compares them): RFC 3339 in UTC with milliseconds.
 pub fn stamp(at: DateTime<Utc>) -> String {
@@ -61,12 +67,19 @@ impl Clock {
         clock
     }
 
-    /// Sets its points from its start, target and the time it stood still.
+    /// Sets its points from its start, target and the time it stood still: in working time, or for the silence in
+    /// calendar time with the reminder as its first point.
     fn run(&mut self, levels: &Levels) {
         let Some(started) = parse(&self.started) else { return };
-        let point = |secs: u64| levels.calendar.add(started, Duration::from_secs(secs + self.paused_secs)).map(stamp);
-        let warn = self.target_secs.saturating_mul(u64::from(levels.warn_percent)) / 100;
-        self.soon = point(warn);
+        let always = Calendar::always();
+        let calendar = if self.target == Target::Silence { &always } else { &levels.calendar };
+        let point = |secs: u64| calendar.add(started, Duration::from_secs(secs + self.paused_secs)).map(stamp);
+        let remind = levels.remind_before.as_secs();
+        self.soon = match self.target {
+            Target::Silence if remind == 0 || remind >= self.target_secs => None,
+            Target::Silence => point(self.target_secs - remind),
+            _ => point(self.target_secs.saturating_mul(u64::from(levels.warn_percent)) / 100),
+        };
         self.due = point(self.target_secs);
     }
 
@@ -93,11 +106,12 @@ impl Clock {
     }
 }
 
-/// The clocks after `change`, decided `at` on a ticket whose clocks and priority were `clocks` and `priority`
-/// (none and the default priority for a new ticket); `None` when the change leaves them as they are.
+/// The clocks after `change`, decided `at` on a ticket whose clocks, priority and status were `clocks`, `priority`
+/// and `status` (none, the default priority and open for a new ticket); `None` when the change leaves them as they
+/// are.
 pub fn after(
     clocks: &[Clock],
-    priority: Priority,
+    (priority, status): (Priority, Status),
     change: &Change,
     at: DateTime<Utc>,
     levels: &Levels,
@@ -110,11 +124,17 @@ pub fn after(
             next = [Target::FirstResponse, Target::Resolution].into_iter().filter_map(start).collect();
         }
         Change::Commented { internal: false, .. } => {
-            next.retain(|clock| !matches!(clock.target, Target::FirstResponse | Target::NextResponse));
-            next.iter_mut().for_each(|clock| clock.pause(at));
+            next.retain(|clock| {
+                !matches!(clock.target, Target::FirstResponse | Target::NextResponse | Target::Silence)
+            });
+            next.iter_mut().filter(|clock| clock.target == Target::Resolution).for_each(|clock| clock.pause(at));
+            // The ticket waits on its submitter now (a reply to a closed ticket changes nothing).
+            if status != Status::Closed {
+                next.extend(start(Target::Silence));
+            }
         }
         Change::SubmitterWrote { reopened: true, .. } | Change::Reopened => {
-            next.retain(|clock| clock.target != Target::Resolution);
+            next.retain(|clock| !matches!(clock.target, Target::Resolution | Target::Silence));
             next.extend(start(Target::Resolution));
             if matches!(change, Change::SubmitterWrote { .. }) && !next.iter().any(|c| c.target == Target::NextResponse)
             {
@@ -122,6 +142,7 @@ pub fn after(
             }
         }
         Change::SubmitterWrote { .. } => {
+            next.retain(|clock| clock.target != Target::Silence);
             next.iter_mut().for_each(|clock| clock.resume(at, levels));
             if !next.iter().any(|clock| clock.target == Target::NextResponse) {
                 next.extend(start(Target::NextResponse));
@@ -147,6 +168,9 @@ pub fn after(
                 clock.warned = true;
                 clock.breached |= breached;
             }
+        }
+        Change::Reminded { .. } => {
+            next.iter_mut().filter(|clock| clock.target == Target::Silence).for_each(|clock| clock.warned = true);
         }
         _ => return None,
     }
@@ -210,7 +234,12 @@ pub fn tick(clocks: &[Clock], at: &str) -> Result<Change, String> {
         .min_by_key(|(point, breached, clock)| (*point, *breached, clock.target));
     let Some((_, breached, clock)) = passed else { return Err(format!("nothing is due at {at}")) };
     let (target, due) = (clock.target, clock.due.clone().unwrap_or_default());
-    Ok(if breached { Change::Breached { target, due } } else { Change::DueSoon { target, due } })
+    Ok(match (target, breached) {
+        (Target::Silence, false) => Change::Reminded { closes: due },
+        (Target::Silence, true) => Change::Closed { reason: SILENT.to_owned() },
+        (_, true) => Change::Breached { target, due },
+        (_, false) => Change::DueSoon { target, due },
+    })
 }
 
 /// When the next point of `clocks` comes that is not decided yet: when a scheduler wakes akte for the ticket.

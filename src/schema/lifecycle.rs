@@ -255,6 +255,9 @@ pub enum Target {
     NextResponse,
     /// From the ticket's creation to its close, without the time it waits on the submitter.
     Resolution,
+    /// Not the team's promise but the submitter's silence: from the team's public reply to the ticket's close for
+    /// want of an answer (calendar days, not working time), with a reminder to the submitter before it.
+    Silence,
 }
 
 impl Target {
@@ -266,6 +269,7 @@ impl Target {
             Target::FirstResponse => "first response",
             Target::NextResponse => "next response",
             Target::Resolution => "resolution",
+            Target::Silence => "submitter's answer",
         }
     }
 
@@ -275,6 +279,7 @@ impl Target {
             Target::FirstResponse => "first_response",
             Target::NextResponse => "next_response",
             Target::Resolution => "resolution",
+            Target::Silence => "silence",
         }
     }
 }
@@ -512,6 +517,10 @@ pub enum Change {
         target: Target,
         due: String,
     },
+    /// The submitter was reminded that the ticket waits for their answer, and closes at `closes` without one.
+    Reminded {
+        closes: String,
+    },
     /// The command was refused; the ticket is unchanged.
     Rejected {
         /// The refused command's action (`claim`, `close`, …), or `unreadable` for a record that is no command.
@@ -557,7 +566,7 @@ impl Change {
             Change::Reopened => "reopen",
             Change::SubmitterWrote { .. } => "write",
             Change::Delivery(_) => "record_delivery",
-            Change::DueSoon { .. } | Change::Breached { .. } => "tick",
+            Change::DueSoon { .. } | Change::Breached { .. } | Change::Reminded { .. } => "tick",
             Change::Rejected { action, .. } => action,
         }
     }
@@ -587,6 +596,7 @@ impl Change {
             Change::Delivery(_) => "delivery",
             Change::DueSoon { .. } => "due_soon",
             Change::Breached { .. } => "breached",
+            Change::Reminded { .. } => "reminded",
             Change::Rejected { .. } => "rejected",
         }
     }

@@ -619,12 +619,18 @@ pub fn describe(change: &Change) -> String {
         Change::Breached { target, due } => {
             format!("noted the {} target was missed (due {})", target.describe(), when_text(due))
         }
+        Change::Reminded { closes } => {
+            format!("reminded the submitter that the ticket waits for their answer (it closes {})", when_text(closes))
+        }
         Change::Rejected { action, reason } => format!("was refused ({action}): {reason}"),
     }
 }
 
 /// The board's mark of a ticket's service levels: red once a target was missed, amber once one is due soon.
 fn deadline_mark(clocks: &[crate::lifecycle::levels::Clock]) -> Markup {
+    // The silence is the submitter's, not the team's lateness: no mark.
+    let clocks: Vec<_> =
+        clocks.iter().filter(|clock| clock.target != crate::lifecycle::levels::Target::Silence).collect();
     html! {
         @if let Some(clock) = clocks.iter().find(|clock| clock.breached) {
             " " span class="clock breached" title={ "the " (clock.target.describe()) " target was missed" } { "missed" }
@@ -636,6 +642,9 @@ fn deadline_mark(clocks: &[crate::lifecycle::levels::Clock]) -> Markup {
 
 /// A service-level clock as the ticket page shows it: when it is due, or that it stands still.
 fn clock_text(clock: &crate::lifecycle::levels::Clock) -> String {
+    if let (crate::lifecycle::levels::Target::Silence, Some(due)) = (clock.target, &clock.due) {
+        return format!("closes {} unless the submitter answers", when_text(due));
+    }
     match (&clock.due, &clock.paused_since) {
         (_, Some(since)) => {
             format!("stands still while the ticket waits on its submitter (since {})", when_text(since))
@@ -648,6 +657,9 @@ fn clock_text(clock: &crate::lifecycle::levels::Clock) -> String {
 
 /// Its look: amber once due soon was said, red once missed.
 fn clock_class(clock: &crate::lifecycle::levels::Clock) -> &'static str {
+    if clock.target == crate::lifecycle::levels::Target::Silence {
+        return "clock";
+    }
     match (clock.breached, clock.warned) {
         (true, _) => "clock breached",
         (false, true) => "clock due-soon",

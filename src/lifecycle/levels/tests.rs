@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::lifecycle::{Policy, TicketState, apply, decide};
 use crate::schema::Ticket;
-use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Event, Via};
+use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Event, Status, Via};
 
 /// Monday 2026-12-07, 10:00 UTC.
 const MONDAY: &str = "2026-12-07T10:00:00.000Z";
@@ -20,7 +20,8 @@ fn at(minutes: i64) -> String {
 
 fn levels(calendar: Calendar, targets: &[(Target, Priority, u64)]) -> Policy {
     let targets = targets.iter().map(|&(t, p, minutes)| ((t, p), Duration::from_secs(minutes * 60))).collect();
-    Policy { levels: Some(Arc::new(Levels { calendar, warn_percent: 80, targets })), ..Policy::default() }
+    let levels = Levels { calendar, warn_percent: 80, targets, remind_before: Duration::from_secs(2 * 86_400) };
+    Policy { levels: Some(Arc::new(levels)), ..Policy::default() }
 }
 
 /// One hour to the first response, two to the resolution, one to the next response, for normal tickets, always.
@@ -237,6 +238,70 @@ fn without_service_levels_no_event_carries_clocks() {
     assert_eq!(life.tick(1000), "rejected");
 }
 
+/// Only the silence: 7 days to close, the reminder 2 days before; never for urgent tickets.
+fn silent() -> Policy {
+    let week = 7 * 24 * 60;
+    levels(
+        Calendar::new("Europe/Berlin", "Mon-Fri 09:00-17:00", &[]).unwrap(),
+        &[
+            (Target::Silence, Priority::Low, week),
+            (Target::Silence, Priority::Normal, week),
+            (Target::Silence, Priority::High, week),
+        ],
+    )
+}
+
+const DAY: i64 = 24 * 60;
+
+#[test]
+fn a_ticket_waiting_on_a_silent_submitter_is_reminded_then_closed_in_calendar_days() {
+    let mut life = Life::new(silent());
+    assert!(life.clocks().is_empty(), "nothing runs before the team replies");
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 30);
+    let silence = life.clock(Target::Silence).unwrap();
+    // Calendar days, whatever the working hours: a weekend counts.
+    assert_eq!(silence.soon.as_deref(), Some(at(30 + 5 * DAY).as_str()), "the reminder two days before");
+    assert_eq!(silence.due.as_deref(), Some(at(30 + 7 * DAY).as_str()));
+    assert_eq!(life.tick(30 + 5 * DAY - 1), "rejected");
+    assert_eq!(life.tick(30 + 5 * DAY), "reminded");
+    let Change::Reminded { closes } = &life.events.last().unwrap().change else { unreachable!() };
+    assert_eq!(closes, &at(30 + 7 * DAY));
+    assert_eq!(life.tick(30 + 6 * DAY), "rejected", "reminded once");
+    assert_eq!(life.tick(30 + 7 * DAY), "closed");
+    let state = life.state.as_ref().unwrap();
+    assert_eq!((state.status, state.close_reason.as_deref()), (Status::Closed, Some(SILENT)));
+    assert_eq!(state.closed_by.as_ref().map(|p| p.name.as_str()), Some("franz"), "by franz itself");
+    assert!(state.clocks.is_empty());
+    assert_eq!(life.tick(30 + 30 * DAY), "rejected", "closed once");
+}
+
+#[test]
+fn the_submitters_answer_stops_the_silence_and_the_next_reply_starts_it_anew() {
+    let mut life = Life::new(silent());
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 30);
+    life.run(submitter(), write(), 3 * DAY);
+    assert_eq!(life.clock(Target::Silence), None, "answered");
+    assert_eq!(life.tick(30 * DAY), "rejected", "nothing closes it");
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 31 * DAY);
+    assert_eq!(life.clock(Target::Silence).unwrap().due.as_deref(), Some(at(38 * DAY).as_str()));
+    // A second reply while waiting starts the week again.
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 32 * DAY);
+    assert_eq!(life.clock(Target::Silence).unwrap().due.as_deref(), Some(at(39 * DAY).as_str()));
+}
+
+#[test]
+fn an_excepted_priority_is_never_closed_for_silence_and_a_closed_ticket_never_waits() {
+    let mut life = Life::new(silent());
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 30);
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::SetPriority { priority: Priority::Urgent }, 40);
+    assert_eq!(life.clock(Target::Silence), None, "urgent tickets are excepted");
+    assert_eq!(life.tick(30 * DAY), "rejected");
+    let mut closed = Life::new(silent());
+    closed.run(Actor::staff(ActorSource::Web, "ana"), Action::Close { reason: "done".into() }, 10);
+    closed.run(Actor::staff(ActorSource::Web, "ana"), reply(), 20);
+    assert!(closed.clocks().is_empty(), "a reply to a closed ticket waits for nothing");
+}
+
 #[test]
 fn targets_are_read_as_priorities_and_working_times_and_anything_else_is_refused_with_the_form() {
     let read = parse_targets("urgent 1h, high 4h30m,normal 90m").unwrap();
@@ -303,6 +368,7 @@ proptest! {
             targets.push((Target::NextResponse, priority, 45));
             targets.push((Target::Resolution, priority, 240));
         }
+        targets.push((Target::Silence, Priority::Normal, 3 * 24 * 60));
         let mut life = Life::new(levels(calendar, &targets));
         let mut minute = 0;
         for (step, gap) in steps {
@@ -333,6 +399,9 @@ proptest! {
         for event in &life.events {
             if let Change::DueSoon { target, due } | Change::Breached { target, due } = &event.change {
                 prop_assert!(said.insert((event.change.name(), *target, due.clone())), "said twice: {:?}", event.change);
+            }
+            if let Change::Reminded { closes } = &event.change {
+                prop_assert!(said.insert(("reminded", Target::Silence, closes.clone())), "reminded twice");
             }
         }
         let folded = crate::lifecycle::fold(&life.events);

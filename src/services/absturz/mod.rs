@@ -91,7 +91,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     }
     let mut watched = vec![config.topics.errors.clone(), config.topics.dead_letters.clone()];
     // Service-level alerts come from the ticket events, when the team set service levels.
-    let events_topic = config.service_levels.levels().is_some().then(|| config.topics.events.clone());
+    let events_topic = config.service_levels.has_targets().then(|| config.topics.events.clone());
     watched.extend(events_topic.clone());
     let status = match &webhook {
         Some(_) => format!("{} -> Discord webhook", watched.join(", ")),

@@ -273,12 +273,14 @@ fn store(
     }
 }
 
-/// What an event may call for: a public reply written in franz (one written in a channel is there already), or
-/// the acknowledgement of a ticket opened by a person's mail.
+/// What an event may call for: a public reply written in franz (one written in a channel is there already), the
+/// acknowledgement of a ticket opened by a person's mail, or the reminder of a ticket waiting for an answer (which
+/// closes at the time it names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due<'e> {
     Reply(&'e str),
     Acknowledgement,
+    Reminder(&'e str),
 }
 
 fn due(event: &Event) -> Option<Due<'_>> {
@@ -287,6 +289,7 @@ fn due(event: &Event) -> Option<Due<'_>> {
         Change::Created { origin, automatic: None, .. } if origin == crate::schema::ORIGIN_EMAIL => {
             Some(Due::Acknowledgement)
         }
+        Change::Reminded { closes } => Some(Due::Reminder(closes)),
         _ => None,
     }
 }
@@ -392,8 +395,19 @@ async fn prepare(
         }
         return Prepared::Done;
     }
+    let reminder;
     let (body, kind) = match due {
         Due::Reply(body) => (body, compose::Kind::Person),
+        Due::Reminder(closes) => {
+            let when = chrono::DateTime::parse_from_rfc3339(closes)
+                .map(|at| at.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|_| closes.to_owned());
+            reminder = format!(
+                "Your ticket is waiting for your answer. Reply to this mail to keep it open; without an answer it \
+                 closes on {when}."
+            );
+            (reminder.as_str(), compose::Kind::Automatic)
+        }
         Due::Acknowledgement => {
             let Some(text) = &replies.acknowledgement else { return Prepared::Done };
             let to = ticket.contact_id.as_deref().unwrap_or(&ticket.contact);
@@ -548,6 +562,8 @@ mod tests {
         let now = chrono::Utc::now().to_rfc3339();
         let reply = event(Change::Commented { body: "hi".into(), internal: false, via: None }, &now);
         assert_eq!(due(&reply), Some(Due::Reply("hi")));
+        let reminded = event(Change::Reminded { closes: "2026-12-14T10:00:00.000Z".into() }, &now);
+        assert_eq!(due(&reminded), Some(Due::Reminder("2026-12-14T10:00:00.000Z")), "the silent submitter is reminded");
         let note = event(Change::Commented { body: "n".into(), internal: true, via: None }, &now);
         assert_eq!(due(&note), None);
         let in_thread =

@@ -54,6 +54,10 @@ pub enum What {
         by: String,
         reason: String,
     },
+    /// The ticket waits for the submitter's answer, and closes at `closes` (RFC 3339) without one.
+    Reminded {
+        closes: String,
+    },
 }
 
 /// The notice for `event`, if it is one the submitter is told about: a claim, a public reply, a close (and the
@@ -67,6 +71,7 @@ pub fn notice(event: &Event) -> Option<Notice> {
         Change::Claimed { by } => What::Claimed { by: by.name.clone() },
         Change::Commented { body, internal: false, via: None } => What::Replied { by, body: body.clone() },
         Change::Closed { reason } => What::Closed { by, reason: reason.clone() },
+        Change::Reminded { closes } => What::Reminded { closes: closes.clone() },
         _ => return None,
     };
     Some(Notice { event_id: event.event_id.clone(), ticket_id: event.ticket_id.clone(), at: event.at.clone(), what })
@@ -123,6 +128,18 @@ pub fn texts(notice: &Notice, ticket: &TicketState) -> Vec<String> {
         What::Closed { by, reason } => {
             vec![clip(
                 &format!("Your ticket {title} was closed by {}. Reason: {}", plain(by), plain(reason)),
+                CONTENT_MAX,
+            )]
+        }
+        What::Reminded { closes } => {
+            let when = chrono::DateTime::parse_from_rfc3339(closes)
+                .map(|at| at.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|_| plain(closes));
+            vec![clip(
+                &format!(
+                    "Your ticket {title} is waiting for your answer. Answer here to keep it open; without an answer \
+                     it closes on {when}."
+                ),
                 CONTENT_MAX,
             )]
         }
@@ -248,6 +265,15 @@ mod tests {
 
     fn ticket(body: &str) -> TicketState {
         TicketState { id: "t-1".into(), body: body.into(), ..TicketState::default() }
+    }
+
+    #[test]
+    fn a_silent_submitter_is_reminded_when_the_ticket_closes_without_an_answer() {
+        let reminded = notice(&event(Change::Reminded { closes: "2026-12-14T10:00:00.000Z".into() })).unwrap();
+        assert_eq!(reminded.what, What::Reminded { closes: "2026-12-14T10:00:00.000Z".into() });
+        let text = text(&reminded, &ticket("Printer on fire"));
+        assert!(text.contains("is waiting for your answer"), "{text}");
+        assert!(text.ends_with("it closes on 2026-12-14 10:00 UTC."), "{text}");
     }
 
     #[test]
