@@ -157,3 +157,52 @@ async fn a_silent_ticket_is_reminded_then_closed_and_one_whose_submitter_answers
     assert_eq!(has(&harness, "answering", "reminded").await + has(&harness, "answering", "closed").await, 0);
     franz.stop().await.unwrap();
 }
+
+/// Found by an attack (#26), failing first: the scheduler names its time command after the ticket's version
+/// (`tick:<version>`), and akte answers a command id once, a refusal included. A staff member (or any API client)
+/// could send a command with the id `tick:1` to a ticket at version 1: refused, but its id answered, so the
+/// scheduler's own `tick:1` was dropped as a redelivery, again every minute, and the ticket never said due soon or
+/// missed. The API now refuses franz's own ids and actions before they reach akte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_id_of_franz_taken_by_an_api_client_never_silences_a_deadline() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let clock = Clock::manual(chrono::Utc::now());
+    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte, Service::Desk]);
+    config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    config.service_levels.first_response = Some("normal 1h".into());
+    config.clock = clock.clone();
+    let franz = Started::start(&config).await;
+    let desk = format!("http://{}", franz.desk.expect("the desk runs"));
+
+    harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket("hushed")).unwrap())]).await;
+    wait_until("the ticket created", || async { has(&harness, "hushed", "created").await == 1 }).await;
+    let api = reqwest::Client::new();
+    // The scheduler's id for the ticket's first version, taken by a refused command: a tick, or any action.
+    let token = token(&config);
+    for attempt in [
+        serde_json::json!({"action": "tick", "at": "2026-12-07T10:00:00Z", "command_id": "tick:1"}),
+        serde_json::json!({"action": "reopen", "command_id": "tick:1"}),
+        serde_json::json!({"action": "reopen", "command_id": "discord-message:1"}),
+    ] {
+        let taken = api
+            .post(format!("{desk}/api/tickets/hushed/commands"))
+            .bearer_auth(&token)
+            .json(&attempt)
+            .send()
+            .await
+            .unwrap();
+        let status = taken.status();
+        let body: Value = taken.json().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{attempt}: refused before akte: {body}");
+    }
+
+    clock.advance(Span::minutes(48));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while has(&harness, "hushed", "due_soon").await == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let said = has(&harness, "hushed", "due_soon").await;
+    franz.stop().await.unwrap();
+    assert_eq!(said, 1, "48 minutes passed: the ticket is due soon (the scheduler looks every second)");
+}

@@ -333,11 +333,11 @@ async fn command(
             "tickets are created from the intake (`franz ticket`, /ticket)",
         ));
     }
-    if matches!(request.action, Action::Write { .. } | Action::RecordDelivery(_)) {
+    if matches!(request.action, Action::Write { .. } | Action::RecordDelivery(_) | Action::Tick { .. }) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "the submitter writes through their channel (a Discord direct message or thread, or a mail) and franz \
-             records deliveries; the team answers with a comment",
+            "the submitter writes through their channel (a Discord direct message or thread, or a mail), and franz \
+             records deliveries and keeps the time; the team answers with a comment",
         ));
     }
     if matches!(request.action, Action::Comment { via: Some(_), .. }) {
@@ -348,6 +348,14 @@ async fn command(
         ));
     }
     let command_id = match request.command_id {
+        // franz's own commands (time commands, deliveries, Discord's and mail's messages) have ids of these forms,
+        // and an id once answered is answered for good: one taken here would silence them.
+        Some(given) if given.contains(':') || given.starts_with("discord-") || given.starts_with("mail-") => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a command_id with ':' or starting with discord- or mail- is franz's own; choose another (a UUID)",
+            ));
+        }
         Some(given) if (1..=NAME_MAX).contains(&given.len()) => given,
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
         None => uuid::Uuid::new_v4().to_string(),

@@ -62,6 +62,7 @@ impl Clock {
             due: None,
             warned: false,
             breached: false,
+            stopped: None,
         };
         clock.run(levels);
         clock
@@ -71,6 +72,12 @@ impl Clock {
     /// calendar time with the reminder as its first point.
     fn run(&mut self, levels: &Levels) {
         let Some(started) = parse(&self.started) else { return };
+        if self.target_secs == 0 {
+            // No target for the ticket's priority: the clock only keeps its start, for a priority that has one.
+            self.soon = None;
+            self.due = None;
+            return;
+        }
         let always = Calendar::always();
         let calendar = if self.target == Target::Silence { &always } else { &levels.calendar };
         let point = |secs: u64| calendar.add(started, Duration::from_secs(secs + self.paused_secs)).map(stamp);
@@ -84,7 +91,8 @@ impl Clock {
     }
 
     fn pause(&mut self, at: DateTime<Utc>) {
-        if self.paused_since.is_none() {
+        // Overdue and not said so yet, it runs on until a time command says it was missed.
+        if self.paused_since.is_none() && !self.overdue(at) {
             self.paused_since = Some(stamp(at));
             self.soon = None;
             self.due = None;
@@ -94,8 +102,22 @@ impl Clock {
     fn resume(&mut self, at: DateTime<Utc>, levels: &Levels) {
         if let Some(since) = self.paused_since.take().as_deref().and_then(parse) {
             self.paused_secs += levels.calendar.between(since, at.max(since)).as_secs();
-            self.run(levels);
+            self.moved(at, levels);
         }
+    }
+
+    /// Sets its points anew (its target or the time it stood still changed): a due soon moved past `at` is said
+    /// again when it comes, unless the target was missed already (a miss stays a miss).
+    fn moved(&mut self, at: DateTime<Utc>, levels: &Levels) {
+        self.run(levels);
+        if !self.breached {
+            self.warned &= self.soon.as_deref().and_then(parse).is_none_or(|soon| soon <= at);
+        }
+    }
+
+    /// Due at or before `at`, and not said missed yet.
+    fn overdue(&self, at: DateTime<Utc>) -> bool {
+        !self.breached && self.due.as_deref().and_then(parse).is_some_and(|due| due <= at)
     }
 
     /// The points not decided yet, earliest first: (when, breached rather than due soon).
@@ -116,58 +138,60 @@ pub fn after(
     at: DateTime<Utc>,
     levels: &Levels,
 ) -> Option<Vec<Clock>> {
-    let start =
-        |target: Target| self::target(levels, target, priority).map(|secs| Clock::start(target, secs, at, levels));
+    // A clock runs for every target the team set for any priority, so that a change of priority finds it; for a
+    // priority without a time it only keeps its start.
+    let start = |target: Target| {
+        let set = levels.targets.keys().any(|(set, _)| *set == target);
+        set.then(|| Clock::start(target, self::target(levels, target, priority).unwrap_or(0), at, levels))
+    };
+    let running = |clock: &Clock, targets: &[Target]| clock.stopped.is_none() && targets.contains(&clock.target);
     let mut next: Vec<Clock> = clocks.to_vec();
     match change {
         Change::Created { .. } => {
             next = [Target::FirstResponse, Target::Resolution].into_iter().filter_map(start).collect();
         }
         Change::Commented { internal: false, .. } => {
-            next.retain(|clock| {
-                !matches!(clock.target, Target::FirstResponse | Target::NextResponse | Target::Silence)
-            });
-            next.iter_mut().filter(|clock| clock.target == Target::Resolution).for_each(|clock| clock.pause(at));
+            stop(&mut next, at, &[Target::FirstResponse, Target::NextResponse, Target::Silence]);
+            next.iter_mut().filter(|c| running(c, &[Target::Resolution])).for_each(|clock| clock.pause(at));
             // The ticket waits on its submitter now (a reply to a closed ticket changes nothing).
             if status != Status::Closed {
                 next.extend(start(Target::Silence));
             }
         }
         Change::SubmitterWrote { reopened: true, .. } | Change::Reopened => {
-            next.retain(|clock| !matches!(clock.target, Target::Resolution | Target::Silence));
+            stop(&mut next, at, &[Target::Resolution, Target::Silence]);
             next.extend(start(Target::Resolution));
-            if matches!(change, Change::SubmitterWrote { .. }) && !next.iter().any(|c| c.target == Target::NextResponse)
+            if matches!(change, Change::SubmitterWrote { .. })
+                && !next.iter().any(|c| running(c, &[Target::NextResponse]))
             {
                 next.extend(start(Target::NextResponse));
             }
         }
         Change::SubmitterWrote { .. } => {
-            next.retain(|clock| clock.target != Target::Silence);
-            next.iter_mut().for_each(|clock| clock.resume(at, levels));
-            if !next.iter().any(|clock| clock.target == Target::NextResponse) {
+            stop(&mut next, at, &[Target::Silence]);
+            next.iter_mut().filter(|c| c.stopped.is_none()).for_each(|clock| clock.resume(at, levels));
+            if !next.iter().any(|clock| running(clock, &[Target::NextResponse])) {
                 next.extend(start(Target::NextResponse));
             }
         }
-        Change::Closed { .. } => next.clear(),
+        Change::Closed { .. } => stop(&mut next, at, &Target::ALL_CLOCKS),
         Change::PrioritySet { priority } => {
-            next.retain_mut(|clock| {
-                let Some(secs) = target(levels, clock.target, *priority) else { return false };
-                clock.target_secs = secs;
+            for clock in next.iter_mut().filter(|clock| clock.stopped.is_none()) {
+                clock.target_secs = target(levels, clock.target, *priority).unwrap_or(0);
                 if clock.paused_since.is_none() {
-                    clock.run(levels);
+                    clock.moved(at, levels);
                 }
-                // A deadline moved later is a new deadline: its points are decided again when they come.
-                clock.warned &= clock.soon.as_deref().and_then(parse).is_none_or(|soon| soon <= at);
-                clock.breached &= clock.due.as_deref().and_then(parse).is_none_or(|due| due <= at);
-                true
-            });
+            }
         }
-        Change::DueSoon { target, .. } | Change::Breached { target, .. } => {
+        Change::DueSoon { target, due } | Change::Breached { target, due } => {
             let breached = matches!(change, Change::Breached { .. });
-            for clock in next.iter_mut().filter(|clock| clock.target == *target) {
+            let said = |clock: &&mut Clock| clock.target == *target && clock.due.as_ref() == Some(due);
+            for clock in next.iter_mut().filter(said) {
                 clock.warned = true;
                 clock.breached |= breached;
             }
+            // A clock kept only to say its miss has said it.
+            next.retain(|clock| clock.stopped.is_none() || !clock.breached);
         }
         Change::Reminded { .. } => {
             next.iter_mut().filter(|clock| clock.target == Target::Silence).for_each(|clock| clock.warned = true);
@@ -216,6 +240,21 @@ fn working_time(text: &str) -> Option<Duration> {
         }
     }
     (number.is_empty() && units > 0 && (1..=600_000).contains(&minutes)).then(|| Duration::from_secs(minutes * 60))
+}
+
+/// Takes the clocks of `targets` away: what they waited for came. One overdue and not said missed yet stays, stopped,
+/// until a time command says it was missed (the silence aside: an answer after its time keeps the ticket open).
+fn stop(clocks: &mut Vec<Clock>, at: DateTime<Utc>, targets: &[Target]) {
+    clocks.retain_mut(|clock| {
+        if clock.stopped.is_some() || !targets.contains(&clock.target) {
+            return true;
+        }
+        if clock.target != Target::Silence && clock.overdue(at) {
+            clock.stopped = Some(stamp(at));
+            return true;
+        }
+        false
+    });
 }
 
 /// The working seconds of `target` for tickets of `priority`, if the team set one.

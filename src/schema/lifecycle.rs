@@ -262,6 +262,9 @@ pub enum Target {
 
 impl Target {
     pub const ALL: [Target; 3] = [Target::FirstResponse, Target::NextResponse, Target::Resolution];
+    /// Every clock a ticket can have: the team's targets and the submitter's silence.
+    pub const ALL_CLOCKS: [Target; 4] =
+        [Target::FirstResponse, Target::NextResponse, Target::Resolution, Target::Silence];
 
     /// As people read it: "first response".
     pub fn describe(self) -> &'static str {
@@ -311,6 +314,10 @@ pub struct Clock {
     /// `breached` was decided for this deadline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub breached: bool,
+    /// When what it waited for came (a reply, a close) after it was due but before a time command said so: it
+    /// stays until `breached` is decided, so that a miss is said however late akte learns of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -264,7 +264,7 @@ pub fn ticket(
                         dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by.display()) } }
                             @if let Some(reason) = &ticket.close_reason { ": " (reason) } }
                     }
-                    @for clock in &ticket.clocks {
+                    @for clock in ticket.clocks.iter().filter(|clock| clock.target_secs > 0) {
                         dt { "Target: " (clock.target.describe()) }
                         dd class=(clock_class(clock)) { (clock_text(clock)) }
                     }
@@ -644,6 +644,9 @@ fn deadline_mark(clocks: &[crate::lifecycle::levels::Clock]) -> Markup {
 fn clock_text(clock: &crate::lifecycle::levels::Clock) -> String {
     if let (crate::lifecycle::levels::Target::Silence, Some(due)) = (clock.target, &clock.due) {
         return format!("closes {} unless the submitter answers", when_text(due));
+    }
+    if let (Some(met), Some(due)) = (&clock.stopped, &clock.due) {
+        return format!("met late: due {}, met {}", when_text(due), when_text(met));
     }
     match (&clock.due, &clock.paused_since) {
         (_, Some(since)) => {

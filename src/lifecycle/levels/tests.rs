@@ -114,8 +114,9 @@ impl Life {
         &self.state.as_ref().unwrap().clocks
     }
 
+    /// The clock of `target` that has a time for the ticket's priority.
     fn clock(&self, target: Target) -> Option<&Clock> {
-        self.clocks().iter().find(|clock| clock.target == target)
+        self.clocks().iter().find(|clock| clock.target == target && clock.target_secs > 0)
     }
 
     fn count(&self, kind: &str) -> usize {
@@ -190,8 +191,9 @@ fn a_change_of_priority_sets_each_clock_anew_from_its_start() {
     assert_eq!(life.tick(10), "breached");
     life.run(Actor::staff(ActorSource::Web, "ana"), Action::SetPriority { priority: Priority::Normal }, 11);
     let first = life.clock(Target::FirstResponse).unwrap();
-    assert!(!first.warned && !first.breached, "a deadline moved later is decided again: {first:?}");
-    assert_eq!(life.tick(48), "due_soon");
+    assert_eq!(first.due.as_deref(), Some(at(60).as_str()), "the normal target again, from the ticket's start");
+    assert!(first.breached, "a miss stays a miss whatever the priority becomes: {first:?}");
+    assert_eq!(life.tick(60), "rejected", "and is said once");
 }
 
 #[test]
@@ -434,4 +436,101 @@ proptest! {
 fn a_time_is_read_in_utc_whatever_its_offset() {
     let utc: DateTime<Utc> = parse("2026-12-07T11:00:00+01:00").unwrap();
     assert_eq!(stamp(utc), MONDAY);
+}
+
+/// Found by an attack (#26), failing first: the README's own example sets a resolution target for urgent and high tickets only. Every ticket is
+/// created at the default priority (normal), so a ticket becomes high only by a change of priority, and that change
+/// starts no clock: with that configuration no ticket ever has a resolution clock.
+#[test]
+fn a_ticket_raised_to_a_priority_with_a_target_gets_that_targets_clock() {
+    let policy = levels(
+        Calendar::always(),
+        &[
+            (Target::FirstResponse, Priority::Normal, 480),
+            (Target::FirstResponse, Priority::High, 240),
+            (Target::Resolution, Priority::High, 960),
+        ],
+    );
+    let mut life = Life::new(policy);
+    assert_eq!(life.clock(Target::Resolution), None, "no resolution target for normal tickets");
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::SetPriority { priority: Priority::High }, 5);
+    let resolution = life.clock(Target::Resolution);
+    assert_eq!(
+        resolution.and_then(|clock| clock.due.clone()),
+        Some(at(960)),
+        "a high ticket has the high resolution target, counted from its start: {:?}",
+        life.clocks()
+    );
+}
+
+/// Found by an attack (#26), failing first: normal → urgent → normal. Urgent has no resolution target, so the clock is dropped; back at normal,
+/// which has one, the ticket stays without a resolution clock for ever (the clock is gone, not set anew).
+#[test]
+fn a_priority_changed_there_and_back_keeps_its_resolution_clock() {
+    let mut life = Life::new(hourly());
+    let staff = || Actor::staff(ActorSource::Web, "ana");
+    life.run(staff(), Action::SetPriority { priority: Priority::Urgent }, 1);
+    life.run(staff(), Action::SetPriority { priority: Priority::Normal }, 2);
+    assert_eq!(
+        life.clock(Target::Resolution).and_then(|clock| clock.due.clone()),
+        Some(at(120)),
+        "a normal ticket again has the normal resolution target from its start: {:?}",
+        life.clocks()
+    );
+    // Left unanswered and unresolved for a day, nothing but the first response is ever said.
+    let mut said = Vec::new();
+    loop {
+        match life.tick(24 * 60).as_str() {
+            "rejected" => break,
+            kind => said.push(kind.to_owned()),
+        }
+        assert!(said.len() <= 4);
+    }
+    assert_eq!(said, ["due_soon", "breached", "due_soon", "breached"], "the resolution is missed too");
+}
+
+/// Found by an attack (#26), failing first: a change of priority that moves a deadline later decides its points again, but only when the clock
+/// runs at that moment. The same change while the ticket waits on its submitter keeps the old `warned`, so the new,
+/// later deadline is never said due soon.
+#[test]
+fn a_deadline_moved_later_while_its_clock_stands_still_is_said_due_soon_again() {
+    let targets = [
+        (Target::FirstResponse, Priority::Normal, 60),
+        (Target::Resolution, Priority::Normal, 120),
+        (Target::Resolution, Priority::Low, 480),
+    ];
+    let mut life = Life::new(levels(Calendar::always(), &targets));
+    assert_eq!(life.tick(48), "due_soon");
+    assert_eq!(life.tick(60), "breached");
+    assert_eq!(life.tick(96), "due_soon", "the resolution's due soon");
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 100);
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::SetPriority { priority: Priority::Low }, 101);
+    life.run(submitter(), write(), 110);
+    let resolution = life.clock(Target::Resolution).unwrap().clone();
+    assert_eq!(resolution.soon.as_deref(), Some(at(384 + 10).as_str()), "{resolution:?}");
+    assert_eq!(
+        life.tick(394),
+        "due_soon",
+        "the later deadline is due soon, as it is when the priority changes while the clock runs: {resolution:?}"
+    );
+}
+
+/// Found by an attack (#26), failing first: a point is decided only by a time command, and a reply or a close removes the clock. A reply
+/// decided after the deadline but before the scheduler's tick (akte down or behind while the desk and the bot queue
+/// commands: the tick is queued behind the reply; or just the second between two looks) erases the miss: the
+/// first response was given an hour late and no `breached` is ever said, nor counted.
+#[test]
+fn a_reply_after_the_deadline_decided_before_the_tick_still_counts_as_missed() {
+    let mut life = Life::new(hourly());
+    // akte comes back two hours late: the reply queued meanwhile is decided before the scheduler's tick.
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 120);
+    while life.tick(120) != "rejected" {}
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::Close { reason: "done".into() }, 121);
+    while life.tick(500) != "rejected" {}
+    let missed: Vec<_> = life.events.iter().filter(|e| e.change.name() == "breached").map(|e| &e.change).collect();
+    assert!(
+        !missed.is_empty(),
+        "the first response (due at minute 60) came at minute 120, yet nothing says it was missed: {:?}",
+        life.events.iter().map(|e| e.change.name()).collect::<Vec<_>>()
+    );
 }
