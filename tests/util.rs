@@ -20,10 +20,16 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// nothing waits with one (a blocked runtime, a lock); this ends the run then, in minutes rather than at CI's 90.
 pub const TEST_DEADLINE: Duration = Duration::from_secs(5 * 60);
 
-/// The deadline of the test that made it: unless it is dropped within [`TEST_DEADLINE`], the test binary ends with
-/// a line that names the test, failing the run. libtest names each test's thread after the test.
-pub struct Deadline {
-    _done: std::sync::mpsc::Sender<()>,
+/// The deadline of the test that made it: unless its thread ends within [`TEST_DEADLINE`], the test binary ends with
+/// a line that names the test, failing the run. libtest names each test's thread after the test, and runs the whole
+/// test on it, the shutdown of its runtime included: the deadline is kept by the thread (a thread-local value that
+/// is dropped when the thread ends), so a test that hangs after its body, in its runtime's shutdown (a client's
+/// drop that never returns), is ended too. It once hung a fresh-clone CI run that way, past a deadline kept by the
+/// harness and dropped with it.
+pub struct Deadline;
+
+thread_local! {
+    static DEADLINE: std::cell::RefCell<Option<std::sync::mpsc::Sender<()>>> = const { std::cell::RefCell::new(None) };
 }
 
 impl Deadline {
@@ -37,7 +43,9 @@ impl Deadline {
                 std::process::exit(101);
             }
         });
-        Deadline { _done: done }
+        // A second harness in one test replaces the first's deadline with a fresh one.
+        DEADLINE.with(|deadline| *deadline.borrow_mut() = Some(done));
+        Deadline
     }
 }
 
