@@ -99,18 +99,21 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         if settings.policy.levels.is_none() {
             return Ok(());
         }
-        let metadata =
-            kafka::admin::metadata(&settings.bootstrap, Some(&topics.commands), std::time::Duration::from_secs(10))
-                .await?;
-        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
-        let scheduler = schedule::Scheduler {
-            store: settings.store.clone(),
-            producer: producer.clone(),
-            commands_topic: topics.commands.clone(),
-            partitions,
-            clock: settings.clock.clone(),
-        };
-        let result = scheduler.run(stop.clone()).await;
+        let result = async {
+            let timeout = std::time::Duration::from_secs(10);
+            let metadata = kafka::admin::metadata(&settings.bootstrap, Some(&topics.commands), timeout).await?;
+            let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len() as i32);
+            let scheduler = schedule::Scheduler {
+                store: settings.store.clone(),
+                producer: producer.clone(),
+                commands_topic: topics.commands.clone(),
+                partitions,
+                clock: settings.clock.clone(),
+            };
+            scheduler.run(stop.clone()).await
+        }
+        .await;
+        // Whichever way it ended, the loops end with it: akte never runs on without its scheduler.
         stop.cancel();
         result
     };

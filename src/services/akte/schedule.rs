@@ -38,11 +38,16 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Looks every second until `shutdown` is cancelled.
+    /// Looks every second until `shutdown` is cancelled; a look that fails is said in the log (at most once per
+    /// `repeats::INTERVAL`, with a count) and made again.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut sent: HashMap<String, (u64, Instant)> = HashMap::new();
         loop {
-            self.look(&mut sent).await?;
+            // A store that cannot be read now (busy, rebuilding) is asked again at the next look.
+            if let Err(error) = self.look(&mut sent).await {
+                let text = format!("akte's scheduler cannot read the ticket store: {error:#}");
+                crate::kafka::repeats::note(crate::kafka::repeats::Level::Warn, &text);
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(EVERY) => {}
