@@ -127,6 +127,10 @@ pub struct TicketsArgs {
     #[arg(long, global = true)]
     pub answered: bool,
 
+    /// Only tickets with a service-level target due within a day (missed ones included), the soonest due first.
+    #[arg(long, global = true)]
+    pub due: bool,
+
     /// Only tickets whose body, contact or comments contain these words.
     #[arg(long, value_name = "TEXT", global = true)]
     pub search: Option<String>,

@@ -97,6 +97,16 @@ async fn a_ticket_left_unanswered_turns_amber_then_red_with_one_alert_each_and_o
     let shown: Value = shown.json().await.unwrap();
     let clock = &shown["ticket"]["clocks"][0];
     assert_eq!((&clock["warned"], &clock["breached"]), (&Value::from(true), &Value::from(true)), "{shown}");
+    // `franz tickets --due`: the missed ticket, marked, and not the one answered in time.
+    let output = crate::util::franz(data.path(), Some(&harness))
+        .env("FRANZ_DATA_DIR", data.path())
+        .args(["tickets", "--due"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(listed.lines().any(|line| line.starts_with("late") && line.contains("open!")), "{listed}");
+    assert!(!listed.contains("answered"), "{listed}");
     franz.stop().await.unwrap();
 }
 

@@ -492,6 +492,8 @@ async fn the_board_filters_searches_and_pages_and_refuses_unknown_filters_clearl
     let printers = team.page("/?q=printers", &ana.cookie).await;
     assert_eq!(printers.matches("<tr><td class=\"subject\">").count(), 28);
     assert!(!printers.contains("about mail"));
+    let due = team.page("/?due=1", &ana.cookie).await;
+    assert!(due.contains("No tickets match.") && due.contains("name=\"due\" value=\"1\" checked"), "none has a target");
 
     let claim = [("csrf", ana.csrf.as_str()), ("action", "claim")];
     team.act(&ids[3], &ana.cookie, &claim, &[]).await;

@@ -100,6 +100,10 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         if args.answered {
             query.push(("answered", "true".to_owned()));
         }
+        if args.due {
+            let within = chrono::Utc::now() + chrono::Duration::days(1);
+            query.push(("due_before", crate::lifecycle::levels::stamp(within)));
+        }
         let page = desk.get("/api/tickets", &query).await?;
         if args.json {
             writeln!(out, "{}", terminal_json(&page))?;
@@ -161,8 +165,16 @@ fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     for t in tickets {
         let first_line = t["body"].as_str().unwrap_or_default().lines().next().unwrap_or_default();
-        // A ticket whose submitter answered since the last public reply is marked with a star.
-        let status = format!("{}{}", text(&t["status"]), if t["answered"] == json!(true) { "*" } else { "" });
+        // A ticket whose submitter answered since the last public reply is marked with a star; one with a target
+        // due soon or missed, with `!`.
+        let clocks = t["clocks"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let late = clocks.iter().any(|c| c["target"] != "silence" && (c["warned"] == true || c["breached"] == true));
+        let status = format!(
+            "{}{}{}",
+            text(&t["status"]),
+            if t["answered"] == json!(true) { "*" } else { "" },
+            if late { "!" } else { "" }
+        );
         writeln!(
             out,
             "{:<36}  {:<8}  {:<8}  {:<16}  {:<16}  {}",

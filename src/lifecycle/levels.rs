@@ -281,6 +281,17 @@ pub fn tick(clocks: &[Clock], at: &str) -> Result<Change, String> {
     })
 }
 
+/// When the ticket's earliest target of the team is due (its silence aside): what the board and `franz tickets
+/// --due` sort and filter by. A missed one counts, at the time it was due.
+pub fn due_at(clocks: &[Clock]) -> Option<String> {
+    clocks
+        .iter()
+        .filter(|clock| clock.target != Target::Silence)
+        .filter_map(|clock| clock.due.as_deref().and_then(parse))
+        .min()
+        .map(stamp)
+}
+
 /// When the next point of `clocks` comes that is not decided yet: when a scheduler wakes akte for the ticket.
 pub fn next_check(clocks: &[Clock]) -> Option<String> {
     clocks.iter().flat_map(Clock::pending).map(|(point, _)| point).min().map(stamp)

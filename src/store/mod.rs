@@ -515,6 +515,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
     let labels = t.labels.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
     let clocks = (!t.clocks.is_empty()).then(|| serde_json::to_string(&t.clocks).unwrap_or_default());
     let next_check = crate::lifecycle::levels::next_check(&t.clocks);
+    let due_at = crate::lifecycle::levels::due_at(&t.clocks);
     let values = params![
         t.id,
         t.version as i64,
@@ -542,6 +543,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         t.follows,
         clocks,
         next_check,
+        due_at,
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -550,7 +552,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                  contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
                  comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22,
-                 answered = ?23, follows = ?24, clocks = ?25, next_check = ?26 WHERE seq = ?27",
+                 answered = ?23, follows = ?24, clocks = ?25, next_check = ?26, due_at = ?27 WHERE seq = ?28",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -563,9 +565,10 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
             conn.prepare_cached(
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
-                 comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, next_check)
+                 comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, next_check,
+                 due_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24, ?25, ?26)",
+                 ?22, ?23, ?24, ?25, ?26, ?27)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

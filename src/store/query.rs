@@ -30,6 +30,9 @@ pub struct Filter {
     pub origin: Option<String>,
     /// Words to find in the body, the contact or the comments (each word a prefix).
     pub q: Option<String>,
+    /// Only tickets with a target of the team due before this instant (RFC 3339), missed ones included, the
+    /// soonest due first.
+    pub due_before: Option<String>,
     /// From `next_cursor` of the previous page.
     pub cursor: Option<String>,
     pub limit: Option<usize>,
@@ -92,20 +95,36 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
     if let Some(label) = &filter.label {
         clause.bind("t.seq IN (SELECT seq FROM labels WHERE label = ?)", label.trim().to_lowercase());
     }
+    let due = match &filter.due_before {
+        None => None,
+        Some(text) => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|at| crate::lifecycle::levels::stamp(at.with_timezone(&chrono::Utc)))
+                .map_err(|_| QueryError::Invalid(format!("due_before {text:?} is not an RFC 3339 time")))?,
+        ),
+    };
+    if let Some(due) = &due {
+        clause.bind("t.due_at IS NOT NULL AND t.due_at <= ?", due.clone());
+        if cursor.is_some() {
+            return Err(QueryError::Invalid("a list by due time is one page: leave out cursor".into()));
+        }
+    }
     if let Some(cursor) = cursor {
         clause.bind("t.seq < ?", cursor);
     }
     let Where { conditions, values } = clause;
     let columns = TICKET_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
     let condition = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-    let sql = format!("SELECT {columns} FROM {from} {condition} ORDER BY t.seq DESC LIMIT {}", limit + 1);
+    let order = if due.is_some() { "t.due_at ASC, t.seq DESC" } else { "t.seq DESC" };
+    let sql = format!("SELECT {columns} FROM {from} {condition} ORDER BY {order} LIMIT {}", limit + 1);
     let mut statement = conn.prepare_cached(&sql)?;
     let params: Vec<&dyn ToSql> = values.iter().map(|v| v.as_ref()).collect();
     let mut rows: Vec<(i64, TicketState)> =
         statement.query_map(params.as_slice(), ticket_from_row)?.collect::<Result<_, _>>()?;
     let next_cursor = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|(seq, _)| seq.to_string())
+        // A list by due time has no next page: its limit says how many of the soonest due to show.
+        rows.last().filter(|_| due.is_none()).map(|(seq, _)| seq.to_string())
     } else {
         None
     };

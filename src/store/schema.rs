@@ -16,7 +16,8 @@ use super::Identity;
 /// 7: `written`, the submitters' messages recorded, by message id; `tickets_by_updated`.
 /// 8: `threads`, each ticket's own Discord thread.
 /// 9: `tickets.clocks` (the service-level clocks, JSON) and `tickets.next_check` (their next point), indexed.
-const SCHEMA_VERSION: i64 = 9;
+/// 10: `tickets.due_at`, when the earliest target of the team is due, indexed.
+const SCHEMA_VERSION: i64 = 10;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,7 +49,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     answered INTEGER NOT NULL,
     follows TEXT,
     clocks TEXT,
-    next_check TEXT
+    next_check TEXT,
+    due_at TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
@@ -59,6 +61,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_contact_id ON tickets (contact_id, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_answered ON tickets (answered, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_next_check ON tickets (next_check) WHERE next_check IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tickets_by_due ON tickets (due_at, seq) WHERE due_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);

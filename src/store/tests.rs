@@ -358,6 +358,60 @@ fn filters_narrow_the_list() {
     assert_eq!(ids(query::Filter { origin: Some("Web".into()), ..Default::default() }), Vec::<String>::new());
 }
 
+/// `due_before`: only the tickets with a target of the team due by then (a missed one too), the soonest due first;
+/// the silence and tickets without a running target are not listed.
+#[test]
+fn a_list_by_due_time_holds_the_tickets_due_by_then_the_soonest_first() {
+    use crate::lifecycle::levels::{Levels, Target};
+    let targets = [
+        ((Target::FirstResponse, Priority::Normal), 60),
+        ((Target::FirstResponse, Priority::Urgent), 10),
+        ((Target::Silence, Priority::Normal), 60 * 24 * 7),
+    ];
+    let levels = Levels {
+        calendar: crate::lifecycle::calendar::Calendar::always(),
+        warn_percent: 80,
+        targets: targets
+            .into_iter()
+            .map(|(key, minutes)| (key, std::time::Duration::from_secs(minutes * 60)))
+            .collect(),
+        remind_before: std::time::Duration::from_secs(2 * 86_400),
+    };
+    let policy = Policy { levels: Some(std::sync::Arc::new(levels)), ..Policy::default() };
+    let commands = [
+        Command::create(ticket("later", "a")),
+        Command::create(ticket("sooner", "b")),
+        Command::create(ticket("answered", "c")),
+        command(1, "sooner", "ana", Action::SetPriority { priority: Priority::Urgent }),
+        command(2, "answered", "ana", Action::Comment { body: "hi".into(), internal: false, via: None }),
+    ];
+    let mut states: HashMap<String, TicketState> = HashMap::new();
+    let events: Vec<Event> = commands
+        .iter()
+        .map(|c| {
+            let state = states.get(&c.ticket_id).cloned();
+            let event = decide(state.as_ref(), c, "2026-12-07T10:00:00.000Z", &policy);
+            if let Some(next) = lifecycle::apply(state, &event) {
+                states.insert(c.ticket_id.clone(), next);
+            }
+            event
+        })
+        .collect();
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let due = |before: &str| -> Vec<String> {
+        let filter = query::Filter { due_before: Some(before.into()), ..Default::default() };
+        query::list(&conn, &filter).unwrap().tickets.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(due("2026-12-07T12:00:00Z"), ["sooner", "later"], "the soonest due first");
+    assert_eq!(due("2026-12-07T10:30:00Z"), ["sooner"]);
+    assert_eq!(due("2026-12-07T09:00:00Z"), Vec::<String>::new());
+    assert_eq!(due("2026-12-30T00:00:00+01:00"), ["sooner", "later"], "the answered ticket's silence is no target");
+    let wrong = query::Filter { due_before: Some("tomorrow".into()), ..Default::default() };
+    assert!(query::list(&conn, &wrong).unwrap_err().to_string().contains("RFC 3339"));
+}
+
 /// Regression (#33): the store kept an assignee's name only, so a Discord user called `ana` and the desk's `ana`
 /// shared one "Mine" and one line of the closers' numbers.
 #[test]

@@ -325,6 +325,8 @@ pub struct BoardQuery {
     pub mine: String,
     pub unassigned: String,
     pub answered: String,
+    /// Only tickets with a target due within a day, the soonest due first.
+    pub due: String,
     pub cursor: String,
 }
 
@@ -349,7 +351,10 @@ impl BoardQuery {
             label: given(&self.label),
             origin: given(&self.origin),
             q: given(&self.q),
-            cursor: given(&self.cursor),
+            due_before: given(&self.due)
+                .map(|_| crate::lifecycle::levels::stamp(chrono::Utc::now() + chrono::Duration::days(1))),
+            // A list by due time is one page.
+            cursor: given(&self.cursor).filter(|_| given(&self.due).is_none()),
             limit: Some(PAGE),
         })
     }
@@ -366,6 +371,7 @@ impl BoardQuery {
             ("mine", &self.mine),
             ("unassigned", &self.unassigned),
             ("answered", &self.answered),
+            ("due", &self.due),
         ] {
             if !value.trim().is_empty() {
                 url.append_pair(key, value.trim());

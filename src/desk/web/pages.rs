@@ -151,6 +151,9 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                 label.check {
                     input type="checkbox" name="answered" value="1" checked[!query.answered.is_empty()]; " Submitter answered"
                 }
+                label.check title="a service-level target due within a day, or missed; the soonest due first" {
+                    input type="checkbox" name="due" value="1" checked[!query.due.is_empty()]; " Due within a day"
+                }
                 button type="submit" { "Filter" }
                 a href="/" { "Clear" }
             }
