@@ -107,9 +107,19 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
     // Checkpoints (each an fsync) every 64 MiB of log rather than every 4 MiB; the log is cut back after each.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     conn.pragma_update(None, "journal_size_limit", 64 << 20)?;
-    conn.execute_batch(TABLES)?;
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")?;
     let version: Option<String> = meta(conn, "schema_version")?;
     let same_version = version.as_deref() == Some(&SCHEMA_VERSION.to_string());
+    if !same_version {
+        // Another franz's tables (or none): dropped before this franz's are made, whose indexes may name columns
+        // the old tables lack.
+        conn.execute_batch(
+            "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
+             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;
+             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads;",
+        )?;
+    }
+    conn.execute_batch(TABLES)?;
     let built_from = Recorded {
         topic: meta(conn, "topic")?,
         cluster_id: meta(conn, "cluster_id")?,
@@ -139,14 +149,6 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
             "ticket store {store} was built from another cluster or topic ({}); rebuilding it from {topic}",
             changes.join(", ")
         ),
-    }
-    if !same_version {
-        conn.execute_batch(
-            "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
-             DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;
-             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads;",
-        )?;
-        conn.execute_batch(TABLES)?;
     }
     clear(conn)?;
     let tx = conn.transaction()?;
