@@ -188,7 +188,9 @@ pub fn valid(message: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The `franz` binary with a clean environment, the harness's topics, and no developer config.
+/// The `franz` binary with a clean environment, the harness's topics, and no developer config; its data (the ticket
+/// store, the desk's staff list) in `dir/data`, never in the machine's own data dir, where a store of another
+/// franz or of another test would be found (a test may name another with `FRANZ_DATA_DIR`).
 pub fn franz(dir: &std::path::Path, harness: Option<&Harness>) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_franz"));
     command.current_dir(dir).arg("--config").arg(dir.join("franz.toml"));
@@ -198,6 +200,7 @@ pub fn franz(dir: &std::path::Path, harness: Option<&Harness>) -> std::process::
             command.env_remove(name);
         }
     }
+    command.env("FRANZ_DATA_DIR", dir.join("data"));
     if let Some(harness) = harness {
         let topics = &harness.topics;
         command
@@ -207,7 +210,8 @@ pub fn franz(dir: &std::path::Path, harness: Option<&Harness>) -> std::process::
             .env("FRANZ_TOPIC_ERRORS", &topics.errors)
             .env("FRANZ_TOPIC_COMMANDS", &topics.commands)
             .env("FRANZ_TOPIC_EVENTS", &topics.events)
-            .env("FRANZ_TOPIC_CARDS", &topics.cards);
+            .env("FRANZ_TOPIC_CARDS", &topics.cards)
+            .env("FRANZ_TOPIC_FILES", &topics.files);
     }
     command
 }
