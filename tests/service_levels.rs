@@ -110,6 +110,57 @@ async fn a_ticket_left_unanswered_turns_amber_then_red_with_one_alert_each_and_o
     franz.stop().await.unwrap();
 }
 
+/// The board counts down the working time left before a ticket's earliest target and says "late" once it passed;
+/// the ticket's page says how much of each target is spent; the numbers page the share of targets met in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_counts_down_the_working_time_left_and_the_numbers_page_shows_the_share_met_in_time() {
+    let clock = Clock::manual(chrono::Utc::now());
+    let team = crate::web::Team::start_with(|config| {
+        config.service_levels.first_response = Some("normal 1h".into());
+        config.clock = clock.clone();
+    })
+    .await;
+    team.publish(&[ticket("late"), ticket("answered")]).await;
+    let token = team.staff().add("ana").unwrap().0;
+    let reply = serde_json::json!({"action": "comment", "body": "on it", "command_id": "reply-1"});
+    let sent = team.http.post(format!("{}/api/tickets/answered/commands", team.url)).bearer_auth(&token).json(&reply);
+    assert!(sent.send().await.unwrap().status().is_success());
+    wait_until("the reply decided", || async { team.api("/api/tickets/answered").await["ticket"]["comments"] == 1 })
+        .await;
+    let session = team.sign_in("bo").await;
+
+    clock.advance(Span::minutes(30));
+    let board = team.page("/", &session.cookie).await;
+    let row = |board: &str, id: &str| {
+        board.split("<tr>").find(|row| row.contains(&format!("/tickets/{id}\""))).unwrap_or_default().to_owned()
+    };
+    assert!(row(&board, "late").contains("30m left"), "{board}");
+    assert!(row(&board, "answered").contains("<td class=\"due\">—</td>"), "nothing due: {board}");
+    let page = team.page("/tickets/late", &session.cookie).await;
+    assert!(page.contains("50% of its 1h spent, 30m left"), "{page}");
+
+    clock.advance(Span::minutes(31));
+    wait_until("the first response missed", || async {
+        team.api("/api/tickets/late").await["ticket"]["clocks"][0]["breached"] == true
+    })
+    .await;
+    let board = team.page("/", &session.cookie).await;
+    assert!(row(&board, "late").contains(">late<"), "{board}");
+    // The numbers are counted in the background, at most every ten seconds.
+    wait_until("the numbers count both", || async {
+        team.api("/api/stats").await["within_target_by_week"][7]["first_response"]
+            == serde_json::json!({"met": 1, "missed": 1})
+    })
+    .await;
+    let numbers = team.page("/stats", &session.cookie).await;
+    assert!(numbers.contains("Within target"), "{numbers}");
+    let section = numbers.split("id=\"within-target\"").nth(1).unwrap();
+    assert!(section.contains("50% (1 of 2)"), "one met, one missed this week: {section}");
+    assert!(section.contains("<bdi>ana</bdi></th><td>100% (1 of 1)"), "ana answered in time: {section}");
+    assert!(section.contains("<bdi>unassigned</bdi></th><td>0% (0 of 1)"), "nobody's when missed: {section}");
+    team.stop().await;
+}
+
 /// A ticket waiting on its submitter (franz's defaults: 7 days, the reminder 2 days before) is reminded after five
 /// days and closed after seven, "no answer from the submitter", by franz itself; one whose submitter answers stays
 /// open. No target is set: the close of silent tickets works without service levels.

@@ -32,13 +32,19 @@ pub struct Session {
 
 impl Team {
     pub async fn start() -> Team {
+        Team::start_with(|_| {}).await
+    }
+
+    /// A team whose configuration `change` sets as a test needs it.
+    pub async fn start_with(change: impl FnOnce(&mut Config)) -> Team {
         let harness = Harness::new(1).await;
         let data = tempfile::tempdir().unwrap();
         std::fs::write(data.path().join("franz.toml"), "").unwrap();
-        let config = Config {
+        let mut config = Config {
             desk: franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None },
             ..harness.config(data.path(), &[Service::Aufbereitung, Service::Akte, Service::Desk])
         };
+        change(&mut config);
         let running = Started::start(&config).await;
         let url = format!("http://{}", running.desk.expect("the desk runs"));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

@@ -51,6 +51,10 @@ pub struct Desk {
     pub searches: tally::Tally<String>,
     /// The files kept for tickets (a mail's attachments), read from the files topic.
     pub files: crate::attachments::Cache,
+    /// What time it is (a test's clock, or the system's).
+    pub clock: crate::clock::Clock,
+    /// The team's working hours when it set service levels, for the time left and spent on the pages.
+    pub calendar: Option<crate::lifecycle::calendar::Calendar>,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -77,6 +81,9 @@ pub struct Settings {
     /// `desk.public_url`.
     pub public_url: Option<String>,
     pub shutdown: CancellationToken,
+    pub clock: crate::clock::Clock,
+    /// The working hours of the team's service levels, if it set any.
+    pub calendar: Option<crate::lifecycle::calendar::Calendar>,
 }
 
 impl Server {
@@ -108,6 +115,8 @@ impl Server {
             live: web::LiveStreams::default(),
             searches: tally::Tally::default(),
             files: crate::attachments::Cache::open(&settings.desk_dir.join("files"))?,
+            clock: settings.clock,
+            calendar: settings.calendar,
         };
         Ok(Server {
             address,

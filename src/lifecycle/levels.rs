@@ -281,6 +281,58 @@ pub fn tick(clocks: &[Clock], at: &str) -> Result<Change, String> {
     })
 }
 
+impl Clock {
+    /// The working time of its target spent at `now`: from its start, less the time it stood still (while it
+    /// stands still, up to when it began to).
+    pub fn spent(&self, now: DateTime<Utc>, calendar: &Calendar) -> Duration {
+        let Some(started) = parse(&self.started) else { return Duration::ZERO };
+        let until = [self.stopped.as_deref(), self.paused_since.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter_map(parse)
+            .fold(now, DateTime::min);
+        calendar.between(started, until).saturating_sub(Duration::from_secs(self.paused_secs))
+    }
+
+    /// The working time left at `now` before it is due; `None` when it has no due time (it stands still, or has no
+    /// target), zero once it is due.
+    pub fn left(&self, now: DateTime<Utc>, calendar: &Calendar) -> Option<Duration> {
+        self.due.as_deref().and_then(parse).map(|due| calendar.between(now, due))
+    }
+}
+
+/// A target of the team decided on a ticket: met in time, or missed. What the numbers page counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub target: Target,
+    /// When its clock started: with the ticket and the target, what names the promise (counted once).
+    pub started: String,
+    pub met: bool,
+}
+
+/// The targets `change` decided, the ticket's clocks being `before` it and `after`: missed when it says so
+/// (`breached`), met when a running clock with a time is taken away before it was missed (what it waited for
+/// came). A clock without a time for the ticket's priority promised nothing; the silence is not the team's.
+pub fn outcomes(before: &[Clock], after: &[Clock], change: &Change) -> Vec<Outcome> {
+    let promised = |clock: &&Clock| clock.target != Target::Silence && clock.target_secs > 0 && !clock.breached;
+    let outcome = |clock: &Clock, met| Outcome { target: clock.target, started: clock.started.clone(), met };
+    if let Change::Breached { target, due } = change {
+        return before
+            .iter()
+            .filter(promised)
+            .filter(|clock| clock.target == *target && clock.due.as_ref() == Some(due))
+            .map(|clock| outcome(clock, false))
+            .collect();
+    }
+    before
+        .iter()
+        .filter(promised)
+        .filter(|clock| clock.stopped.is_none())
+        .filter(|clock| !after.iter().any(|kept| kept.target == clock.target && kept.started == clock.started))
+        .map(|clock| outcome(clock, true))
+        .collect()
+}
+
 /// When the ticket's earliest target of the team is due (its silence aside): what the board and `franz tickets
 /// --due` sort and filter by. A missed one counts, at the time it was due.
 pub fn due_at(clocks: &[Clock]) -> Option<String> {

@@ -17,6 +17,13 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         ops: context.ops.clone(),
         public_url: context.config.desk.public_url.clone(),
         shutdown: context.shutdown.clone(),
+        clock: context.config.clock.clone(),
+        calendar: context
+            .config
+            .service_levels
+            .levels()
+            .filter(|_| context.config.service_levels.has_targets())
+            .map(|levels| levels.calendar),
     })
     .await?;
     let address = server.address;

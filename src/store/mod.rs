@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::watch;
 
 use crate::lifecycle::{self, TicketState};
-use crate::schema::lifecycle::{Change, Delivery, Event, Person, Priority, Status};
+use crate::schema::lifecycle::{Change, Clock, Delivery, Event, Person, Priority, Status};
 
 /// Reading connections for lookups of one ticket or answer (pages, commands, cards, metrics), which are quick.
 const LOOKUP_READERS: u32 = 4;
@@ -404,8 +404,12 @@ impl Writer {
             };
             let version = |state: &Option<TicketState>| state.as_ref().map_or(0, |s| s.version);
             let before = version(&row.state);
+            let clocks_before = row.state.as_ref().map(|s| s.clocks.clone()).unwrap_or_default();
             row.state = lifecycle::apply(row.state.take(), event);
             if version(&row.state) != before {
+                if let Some(state) = &row.state {
+                    record_outcomes(&tx, event, &clocks_before, state)?;
+                }
                 match &event.change {
                     Change::Commented { body, .. } => row.new_comments.push(body.clone()),
                     Change::SubmitterWrote { body, message_id, .. } => {
@@ -449,6 +453,30 @@ impl Writer {
         self.progress.send_modify(|p| p.next = next);
         Ok(applied)
     }
+}
+
+/// The service-level targets `event` decided on its ticket, now `state` (`levels::outcomes`), each counted once:
+/// when, for which priority, and for whom: who met it (an answer, a close), or whose ticket it was when missed.
+fn record_outcomes(tx: &Connection, event: &Event, before: &[Clock], state: &TicketState) -> rusqlite::Result<()> {
+    for outcome in crate::lifecycle::levels::outcomes(before, &state.clocks, &event.change) {
+        let by_actor = outcome.met && event.actor.source != crate::schema::lifecycle::ActorSource::Franz;
+        let person = if by_actor { Some(event.actor.person()) } else { state.assignee.clone() };
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO outcomes (ticket_id, target, started, at, priority, person, person_name, met)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?
+        .execute(params![
+            event.ticket_id,
+            outcome.target.name(),
+            outcome.started,
+            event.at,
+            state.priority.name(),
+            person.as_ref().map(Person::key),
+            person.as_ref().map(|p| p.name.as_str()),
+            outcome.met,
+        ])?;
+    }
+    Ok(())
 }
 
 /// The columns `load` and the queries read, in order.

@@ -386,6 +386,90 @@ pub struct Stats {
     /// Who closed how many of the tickets created in the last 30 days (closed now), most first; two people of one
     /// name are counted apart.
     pub closed_by: Vec<Count>,
+    /// The service-level targets decided in each of the last 8 weeks (ISO weeks, `2026-W49`), oldest first.
+    pub within_target_by_week: Vec<Within>,
+    /// Over the same 8 weeks, by the ticket's priority when decided (highest first) and by person (most first):
+    /// who met a target (answered, closed), or whose ticket it was when it was missed (`unassigned`: nobody's).
+    pub within_target_by_priority: Vec<Within>,
+    pub within_target_by_person: Vec<Within>,
+}
+
+/// How many promises of each target were met in time and how many missed, for one week, priority or person.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Within {
+    pub name: String,
+    pub first_response: MetMissed,
+    pub next_response: MetMissed,
+    pub resolution: MetMissed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MetMissed {
+    pub met: u64,
+    pub missed: u64,
+}
+
+impl Within {
+    fn named(name: String) -> Within {
+        Within { name, ..Within::default() }
+    }
+
+    fn count(&mut self, target: &str, met: bool) {
+        let tally = match target {
+            "first_response" => &mut self.first_response,
+            "next_response" => &mut self.next_response,
+            "resolution" => &mut self.resolution,
+            _ => return,
+        };
+        if met { tally.met += 1 } else { tally.missed += 1 }
+    }
+
+    /// Every target's promises decided.
+    pub fn decided(&self) -> u64 {
+        [self.first_response, self.next_response, self.resolution].iter().map(|t| t.met + t.missed).sum()
+    }
+}
+
+/// The ISO week of `at`, as `2026-W49`.
+fn iso_week(at: chrono::DateTime<chrono::Utc>) -> String {
+    let week = chrono::Datelike::iso_week(&at);
+    format!("{}-W{:02}", week.year(), week.week())
+}
+
+/// The targets decided in the 8 weeks up to `now` (this week and the 7 before it), by week, priority and person.
+fn within_target(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<[Vec<Within>; 3]> {
+    use chrono::Datelike as _;
+    let monday = now.date_naive() - chrono::Duration::days(i64::from(now.weekday().num_days_from_monday()));
+    let first = monday - chrono::Duration::weeks(7);
+    let weeks: Vec<String> =
+        (0..8).map(|w| iso_week((first + chrono::Duration::weeks(w)).and_time(Default::default()).and_utc())).collect();
+    let mut by_week: Vec<Within> = weeks.iter().cloned().map(Within::named).collect();
+    let mut by_priority: Vec<Within> = Priority::ALL.iter().rev().map(|p| Within::named(p.name().to_owned())).collect();
+    let mut by_person: std::collections::HashMap<String, Within> = std::collections::HashMap::new();
+    let mut decided = conn.prepare_cached(
+        "SELECT at, target, priority, person, person_name, met FROM outcomes WHERE at >= ?1 ORDER BY at",
+    )?;
+    let mut rows = decided.query([first.format("%Y-%m-%d").to_string()])?;
+    while let Some(row) = rows.next()? {
+        let Some(at) = parse_time(&row.get::<_, String>(0)?) else { continue };
+        let (target, priority, met): (String, String, bool) = (row.get(1)?, row.get(2)?, row.get(5)?);
+        if let Some(week) = weeks.iter().position(|week| *week == iso_week(at)) {
+            by_week[week].count(&target, met);
+        }
+        if let Some(row) = by_priority.iter_mut().find(|row| row.name == priority) {
+            row.count(&target, met);
+        }
+        let (key, name): (Option<String>, Option<String>) = (row.get(3)?, row.get(4)?);
+        let name = match &key {
+            Some(key) => Person::from_key(key, name.as_deref().unwrap_or(key)).display(),
+            None => "unassigned".to_owned(),
+        };
+        by_person.entry(key.unwrap_or_default()).or_insert_with(|| Within::named(name)).count(&target, met);
+    }
+    by_priority.retain(|row| row.decided() > 0);
+    let mut by_person: Vec<Within> = by_person.into_values().collect();
+    by_person.sort_by(|a, b| b.decided().cmp(&a.decided()).then_with(|| a.name.cmp(&b.name)));
+    Ok([by_week, by_priority, by_person])
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -448,6 +532,8 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
     closed_by.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.name.cmp(&b.name)));
     stats.closed_by = closed_by;
     (stats.time_to_claim, stats.time_to_close) = (durations(month.to_claim), durations(month.to_close));
+    [stats.within_target_by_week, stats.within_target_by_priority, stats.within_target_by_person] =
+        within_target(conn, now)?;
     stats.by_label = counts(conn, "SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY 2 DESC, 1 LIMIT 20")?;
     stats.by_priority = counts(conn, "SELECT priority, COUNT(*) FROM tickets GROUP BY priority ORDER BY 2 DESC")?;
     stats.by_origin = counts(conn, "SELECT origin, COUNT(*) FROM tickets GROUP BY origin ORDER BY 2 DESC LIMIT 20")?;

@@ -17,7 +17,8 @@ use super::Identity;
 /// 8: `threads`, each ticket's own Discord thread.
 /// 9: `tickets.clocks` (the service-level clocks, JSON) and `tickets.next_check` (their next point), indexed.
 /// 10: `tickets.due_at`, when the earliest target of the team is due, indexed.
-const SCHEMA_VERSION: i64 = 10;
+/// 11: `outcomes`, each service-level target met or missed.
+const SCHEMA_VERSION: i64 = 11;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +67,18 @@ CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT
 CREATE TABLE IF NOT EXISTS written (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);
 CREATE TABLE IF NOT EXISTS threads (ticket_id TEXT PRIMARY KEY, channel_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outcomes (
+    ticket_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    started TEXT NOT NULL,
+    at TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    person TEXT,
+    person_name TEXT,
+    met INTEGER NOT NULL,
+    PRIMARY KEY (ticket_id, target, started)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outcomes_by_at ON outcomes (at);
 CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -116,7 +129,7 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
         conn.execute_batch(
             "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
              DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;
-             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads;",
+             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads; DROP TABLE IF EXISTS outcomes;",
         )?;
     }
     conn.execute_batch(TABLES)?;
@@ -226,7 +239,8 @@ pub fn reader(conn: &mut Connection) -> rusqlite::Result<()> {
 pub fn clear(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "BEGIN; DELETE FROM tickets; DELETE FROM labels; DELETE FROM events; DELETE FROM search;
-         DELETE FROM offsets; DELETE FROM sent; DELETE FROM written; DELETE FROM threads; COMMIT;",
+         DELETE FROM offsets; DELETE FROM sent; DELETE FROM written; DELETE FROM threads;
+         DELETE FROM outcomes; COMMIT;",
     )
 }
 

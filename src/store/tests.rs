@@ -7,6 +7,7 @@ use super::*;
 use crate::lifecycle::{Policy, decide, fold};
 use crate::schema::Ticket;
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Delivery};
+use std::sync::Arc;
 
 pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
     Ticket {
@@ -564,4 +565,78 @@ fn a_read_past_its_time_limit_is_stopped_says_so_and_leaves_no_deadline_behind()
         assert_eq!(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0)).unwrap(), 1);
         assert!(!conn.stopped());
     }
+}
+
+/// The targets met and missed, by week, priority and person: each promise counted once, as the events decide it,
+/// also when the same events are applied again (a rebuild, a replay).
+#[test]
+fn stats_count_the_targets_met_in_time_by_week_priority_and_person() {
+    use crate::lifecycle::calendar::Calendar;
+    use crate::lifecycle::levels::{Levels, Target};
+    let hour = Duration::from_secs(3600);
+    let targets =
+        [((Target::FirstResponse, Priority::Normal), hour), ((Target::Resolution, Priority::Normal), 4 * hour)];
+    let levels = Levels {
+        calendar: Calendar::always(),
+        warn_percent: 80,
+        targets: targets.into_iter().collect(),
+        remind_before: Duration::ZERO,
+    };
+    let policy = Policy { levels: Some(Arc::new(levels)), ..Policy::default() };
+    let tick = |n: usize, ticket: &str, at: &str| Command {
+        command_id: format!("tick:{n}"),
+        ticket_id: ticket.into(),
+        actor: Actor { source: ActorSource::Franz, name: "uhr".into(), id: None, staff: None },
+        action: Action::Tick { at: at.into() },
+    };
+    let reply = || Action::Comment { body: "on it".into(), internal: false, via: None };
+    // t1 is answered by ana in time, then closed by her; t2 is nobody's when its first response is missed, then bo
+    // claims, answers late (which meets nothing) and closes it in time.
+    let steps = [
+        (Command::create(ticket("t1", "a")), "2026-03-02T09:00:00.000Z"),
+        (Command::create(ticket("t2", "b")), "2026-03-02T09:00:00.000Z"),
+        (command(1, "t1", "ana", reply()), "2026-03-02T09:30:00.000Z"),
+        (tick(2, "t2", "2026-03-02T09:48:00.000Z"), "2026-03-02T09:48:00.000Z"),
+        (tick(3, "t2", "2026-03-02T10:00:00.000Z"), "2026-03-02T10:00:00.000Z"),
+        (command(4, "t2", "bo", Action::Claim), "2026-03-02T10:05:00.000Z"),
+        (command(5, "t2", "bo", reply()), "2026-03-02T10:10:00.000Z"),
+        (command(6, "t1", "ana", Action::Close { reason: "done".into() }), "2026-03-02T10:20:00.000Z"),
+        (command(7, "t2", "bo", Action::Close { reason: "done".into() }), "2026-03-02T10:30:00.000Z"),
+    ];
+    let mut states: HashMap<String, TicketState> = HashMap::new();
+    let events: Vec<Event> = steps
+        .iter()
+        .map(|(command, at)| {
+            let state = states.get(&command.ticket_id).cloned();
+            let event = decide(state.as_ref(), command, at, &policy);
+            if let Some(next) = lifecycle::apply(state, &event) {
+                states.insert(command.ticket_id.clone(), next);
+            }
+            event
+        })
+        .collect();
+    assert_eq!(events.iter().filter(|e| e.change.name() == "breached").count(), 1, "{events:?}");
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 3);
+    // The same events again, at later offsets (as a second copy on the topic would be): counted once.
+    apply_all(&mut writer, &payloads(&events), events.len() as i64, 100);
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-04T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let stats = query::stats(&store.reader().unwrap(), now).unwrap();
+    let tally = |met, missed| query::MetMissed { met, missed };
+    let week = stats.within_target_by_week.last().unwrap();
+    assert_eq!(stats.within_target_by_week.len(), 8);
+    assert_eq!(week.name, "2026-W10");
+    assert_eq!((week.first_response, week.resolution), (tally(1, 1), tally(2, 0)));
+    assert_eq!(stats.within_target_by_week[..7].iter().map(query::Within::decided).sum::<u64>(), 0);
+    let priorities: Vec<_> = stats.within_target_by_priority.iter().map(|row| row.name.as_str()).collect();
+    assert_eq!(priorities, ["normal"]);
+    let people: Vec<_> = stats
+        .within_target_by_person
+        .iter()
+        .map(|row| (row.name.as_str(), row.first_response, row.resolution))
+        .collect();
+    assert_eq!(
+        people,
+        [("ana", tally(1, 0), tally(1, 0)), ("bo", tally(0, 0), tally(1, 0)), ("unassigned", tally(0, 1), tally(0, 0))]
+    );
 }

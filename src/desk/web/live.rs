@@ -157,6 +157,8 @@ mod tests {
             live: Streams::default(),
             searches: Default::default(),
             files: crate::attachments::Cache::open(&dir.path().join("files")).unwrap(),
+            clock: crate::clock::Clock::system(),
+            calendar: None,
         });
         let held = open(&desk.live, &session.id).unwrap();
         let mut stream = std::pin::pin!(changes(desk.clone(), session, held));

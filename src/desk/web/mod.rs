@@ -412,9 +412,14 @@ async fn board(
     })
     .await;
     match page {
-        Ok(page) => Html(pages::board(&session, &query, &page, counts).into_string()).into_response(),
+        Ok(page) => Html(pages::board(&session, &query, &page, counts, hours(&desk)).into_string()).into_response(),
         Err(error) => error.into(),
     }
+}
+
+/// The time now and the working hours, as the pages count in them.
+fn hours(desk: &Desk) -> pages::Hours<'_> {
+    pages::Hours { now: desk.clock.now(), calendar: desk.calendar.as_ref() }
 }
 
 #[derive(serde::Deserialize)]
@@ -444,7 +449,7 @@ async fn ticket(
     let counts = desk.numbers.counts().await.map_err(ApiError::internal);
     match (found, counts) {
         (Ok((Some(ticket), (events, hidden), answer)), Ok(counts)) => {
-            let page = pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts);
+            let page = pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts, hours(&desk));
             Html(page.into_string()).into_response()
         }
         (Ok((None, ..)), _) => api::no_ticket(&id).into(),

@@ -9,6 +9,7 @@ use crate::desk::numbers::Counts;
 use crate::desk::numbers::Snapshot;
 use crate::desk::problems::{Kind, Problem};
 use crate::lifecycle::TicketState;
+use crate::lifecycle::calendar::Calendar;
 use crate::people::Session;
 use crate::schema::lifecycle::{Change, Delivery, Event, Person, Priority, Status};
 use crate::store::query::{Durations, Page};
@@ -114,9 +115,17 @@ pub fn sign_in(token: &str) -> Markup {
     )
 }
 
-pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts) -> Markup {
+/// What time it is at the desk, and the team's working hours when it set service levels: what the board and a
+/// ticket's page count the time left and spent in.
+#[derive(Clone, Copy)]
+pub struct Hours<'a> {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub calendar: Option<&'a Calendar>,
+}
+
+pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts, hours: Hours<'_>) -> Markup {
     let (open, claimed, waiting, closed) = counts;
-    let now = chrono::Utc::now();
+    let now = hours.now;
     layout(
         "Board",
         Some(session),
@@ -166,6 +175,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                             th scope="col" { "Ticket" } th scope="col" { "Status" } th scope="col" { "Priority" }
                             th scope="col" { "Age" } th scope="col" { "Assignee" } th scope="col" { "Origin" }
                             th scope="col" { "Labels" }
+                            @if hours.calendar.is_some() { th scope="col" title="working time left before its earliest target" { "Due" } }
                         } }
                         tbody {
                             @for ticket in &page.tickets {
@@ -180,6 +190,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts)
                                     td { bdi { (ticket.assignee.as_ref().map_or("—".to_owned(), Person::display)) } }
                                     td { (ticket.origin) }
                                     td { @for label in &ticket.labels { span.label { (label) } " " } }
+                                    @if let Some(calendar) = hours.calendar { (time_left(&ticket.clocks, now, calendar)) }
                                 }
                             }
                         }
@@ -200,6 +211,7 @@ pub fn ticket(
     (events, hidden): (&[Event], usize),
     answer: Option<&(String, Option<Event>)>,
     counts: Counts,
+    hours: Hours<'_>,
 ) -> Markup {
     let target = format!("/tickets/{}", path_segment(&ticket.id));
     let form = |action: &str, fields: Markup, button: &str| {
@@ -269,7 +281,7 @@ pub fn ticket(
                     }
                     @for clock in ticket.clocks.iter().filter(|clock| clock.target_secs > 0) {
                         dt { "Target: " (clock.target.describe()) }
-                        dd class=(clock_class(clock)) { (clock_text(clock)) }
+                        dd class=(clock_class(clock)) { (clock_text(clock)) (clock_spent(clock, hours)) }
                     }
                     dt { "Last change" } dd { (when(&ticket.updated_at)) }
                     dt { "Id" } dd { code { (ticket.id) } }
@@ -384,12 +396,46 @@ pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letter
                     (charts::bars("Closed by", &counts(&stats.closed_by)))
                 }
             }
+            @if stats.within_target_by_week.iter().any(|week| week.decided() > 0) {
+                section #within-target data-live {
+                    h2 { "Within target" }
+                    p.note { "The service-level targets met in time, of those decided (answered, closed or missed) in \
+                        the last 8 weeks. By person: who met a target, or whose ticket it was when it was missed." }
+                    (within_table("Week", &stats.within_target_by_week))
+                    (within_table("Priority", &stats.within_target_by_priority))
+                    (within_table("Person", &stats.within_target_by_person))
+                }
+            }
             section #dead-letters data-live {
                 h2 { "Dead letters in the last 24 hours: " span #dead-letter-count { (dead_letters.len()) } }
                 (problem_table(dead_letters))
             }
         },
     )
+}
+
+/// One breakdown of the targets met: a row per week, priority or person, a column per target.
+fn within_table(by: &str, rows: &[crate::store::query::Within]) -> Markup {
+    let share = |tally: crate::store::query::MetMissed| match tally.met + tally.missed {
+        0 => "—".to_owned(),
+        all => format!("{}% ({} of {all})", tally.met * 100 / all, tally.met),
+    };
+    html! {
+        table.numbers {
+            thead { tr {
+                th scope="col" { (by) } th scope="col" { "First response" } th scope="col" { "Next response" }
+                th scope="col" { "Resolution" }
+            } }
+            tbody {
+                @for row in rows {
+                    tr {
+                        th scope="row" { bdi { (row.name) } }
+                        td { (share(row.first_response)) } td { (share(row.next_response)) } td { (share(row.resolution)) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub fn problems(session: &Session, problems: &[Problem], counts: Counts) -> Markup {
@@ -658,6 +704,65 @@ fn clock_text(clock: &crate::lifecycle::levels::Clock) -> String {
         (Some(due), None) if clock.breached => format!("missed: it was due {}", when_text(due)),
         (Some(due), None) => format!("due {}", when_text(due)),
         (None, None) => "no working time left in the calendar before it".to_owned(),
+    }
+}
+
+/// How much of a team's running target is spent and how much working time is left, for the ticket's page.
+fn clock_spent(clock: &crate::lifecycle::levels::Clock, hours: Hours<'_>) -> String {
+    let Some(calendar) = hours.calendar else { return String::new() };
+    if clock.target == crate::lifecycle::levels::Target::Silence || clock.stopped.is_some() || clock.breached {
+        return String::new();
+    }
+    let spent = clock.spent(hours.now, calendar).as_secs();
+    let share = spent.saturating_mul(100) / clock.target_secs.max(1);
+    let target = working_time(std::time::Duration::from_secs(clock.target_secs));
+    match clock.left(hours.now, calendar) {
+        Some(left) if !left.is_zero() => format!(" · {share}% of its {target} spent, {} left", working_time(left)),
+        Some(_) => format!(" · {share}% of its {target} spent"),
+        None => format!(" · {share}% of its {target} spent before it stood still"),
+    }
+}
+
+/// The board's "Due" cell: the working time left before the ticket's earliest running target, or how late it is,
+/// or that its targets stand still while it waits on the submitter.
+fn time_left(
+    clocks: &[crate::lifecycle::levels::Clock],
+    now: chrono::DateTime<chrono::Utc>,
+    calendar: &Calendar,
+) -> Markup {
+    use crate::lifecycle::levels::Target;
+    let team: Vec<_> = clocks.iter().filter(|clock| clock.target != Target::Silence && clock.target_secs > 0).collect();
+    let soonest = team
+        .iter()
+        .filter(|clock| clock.stopped.is_none())
+        .filter_map(|clock| Some((clock.due.as_deref()?, *clock)))
+        .min_by(|a, b| a.0.cmp(b.0));
+    html! {
+        @match soonest {
+            Some((_, clock)) if clock.breached || clock.left(now, calendar).is_some_and(|left| left.is_zero()) => {
+                td.due { span class="clock breached" { "late" } }
+            }
+            Some((due, clock)) => {
+                td.due { time datetime=(due) title={ "the " (clock.target.describe()) " is due " (when_text(due)) } class=(clock_class(clock)) {
+                    (working_time(clock.left(now, calendar).unwrap_or_default())) " left"
+                } }
+            }
+            None if team.iter().any(|clock| clock.paused_since.is_some()) => {
+                td.due { span.clock title="its targets stand still while it waits on its submitter" { "waiting" } }
+            }
+            None => td.due { "—" },
+        }
+    }
+}
+
+/// Working time as people read it, to the nearest minute: `3h 5m`, `45m`, `under a minute`.
+fn working_time(time: std::time::Duration) -> String {
+    let minutes = (time.as_secs() + 30) / 60;
+    match (minutes / 60, minutes % 60) {
+        (0, 0) => "under a minute".to_owned(),
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h {m}m"),
     }
 }
 

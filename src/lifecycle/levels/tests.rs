@@ -119,6 +119,19 @@ impl Life {
         self.clocks().iter().find(|clock| clock.target == target && clock.target_secs > 0)
     }
 
+    /// Every target decided over the ticket's life, as the store counts them from the events.
+    fn outcomes(&self) -> Vec<Outcome> {
+        let mut state: Option<TicketState> = None;
+        let mut decided = Vec::new();
+        for event in &self.events {
+            let before = state.as_ref().map(|s| s.clocks.clone()).unwrap_or_default();
+            state = apply(state.take(), event);
+            let after = state.as_ref().map(|s| s.clocks.as_slice()).unwrap_or_default();
+            decided.extend(outcomes(&before, after, &event.change));
+        }
+        decided
+    }
+
     fn count(&self, kind: &str) -> usize {
         self.events.iter().filter(|e| e.change.name() == kind).count()
     }
@@ -406,6 +419,13 @@ proptest! {
                 prop_assert!(said.insert(("reminded", Target::Silence, closes.clone())), "reminded twice");
             }
         }
+        // Each promise is decided once at most, and every miss said is counted as one.
+        let decided = life.outcomes();
+        let mut promises = std::collections::BTreeSet::new();
+        for outcome in &decided {
+            prop_assert!(promises.insert((outcome.target, outcome.started.clone())), "decided twice: {:?}", outcome);
+        }
+        prop_assert_eq!(decided.iter().filter(|o| !o.met).count(), life.count("breached"));
         let folded = crate::lifecycle::fold(&life.events);
         prop_assert_eq!(folded.as_ref().map(|s| &s.clocks), life.state.as_ref().map(|s| &s.clocks));
     }
@@ -533,4 +553,48 @@ fn a_reply_after_the_deadline_decided_before_the_tick_still_counts_as_missed() {
         "the first response (due at minute 60) came at minute 120, yet nothing says it was missed: {:?}",
         life.events.iter().map(|e| e.change.name()).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn each_promise_is_counted_once_as_met_in_time_or_missed() {
+    let staff = || Actor::staff(ActorSource::Web, "ana");
+    let mut life = Life::new(hourly());
+    life.run(staff(), reply(), 30);
+    let met: Vec<_> = life.outcomes().into_iter().map(|o| (o.target, o.met)).collect();
+    assert_eq!(met, [(Target::FirstResponse, true)], "a reply in time meets the first response");
+
+    let mut late = Life::new(hourly());
+    while late.tick(70) != "rejected" {}
+    late.run(staff(), reply(), 75);
+    let decided: Vec<_> = late.outcomes().into_iter().map(|o| (o.target, o.met)).collect();
+    assert_eq!(decided, [(Target::FirstResponse, false)], "missed once, and the late reply meets nothing");
+
+    // Waiting on the submitter does not count: closed at minute 200 after 30 working minutes, it is met.
+    let mut waited = Life::new(hourly());
+    waited.run(staff(), reply(), 30);
+    waited.run(staff(), Action::Close { reason: "done".into() }, 200);
+    let decided: Vec<_> = waited.outcomes().into_iter().map(|o| (o.target, o.met)).collect();
+    assert_eq!(decided, [(Target::FirstResponse, true), (Target::Resolution, true)]);
+}
+
+#[test]
+fn a_clock_tells_the_working_time_spent_and_left_and_stands_still_while_the_ticket_waits() {
+    let calendar = Calendar::new("UTC", "Mon-Fri 09:00-17:00", &[]).unwrap();
+    let policy = levels(calendar.clone(), &[(Target::Resolution, Priority::Normal, 4 * 60)]);
+    // Monday 10:00: four working hours, due 14:00.
+    let mut life = Life::new(policy);
+    let now = |minutes| parse(&at(minutes)).unwrap();
+    let clock = life.clock(Target::Resolution).unwrap().clone();
+    assert_eq!(clock.spent(now(90), &calendar), Duration::from_secs(90 * 60));
+    assert_eq!(clock.left(now(90), &calendar), Some(Duration::from_secs(150 * 60)));
+    assert_eq!(clock.left(now(300), &calendar), Some(Duration::ZERO), "due: nothing left");
+    // A reply at 11:00 stops it; the submitter writes on Tuesday at 09:30: the hour of Monday counts, the night not.
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 60);
+    let waiting = life.clock(Target::Resolution).unwrap().clone();
+    assert_eq!(waiting.spent(now(600), &calendar), Duration::from_secs(3600), "stands still while it waits");
+    assert_eq!(waiting.left(now(600), &calendar), None);
+    life.run(submitter(), write(), 23 * 60 + 30);
+    let running = life.clock(Target::Resolution).unwrap().clone();
+    assert_eq!(running.spent(now(24 * 60), &calendar), Duration::from_secs(90 * 60), "Tuesday 10:00");
+    assert_eq!(running.left(now(24 * 60), &calendar), Some(Duration::from_secs(150 * 60)));
 }
