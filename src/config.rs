@@ -695,6 +695,9 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
             sources::origin(&figment, "service_levels.close_when_silent_days"),
         );
     }
+    if let Some(path) = std::env::var_os(crate::clock::TEST_CLOCK) {
+        config.clock = crate::clock::Clock::file(path.into())?;
+    }
     config.ephemeral = flags.ephemeral;
     config.keep = flags.keep;
     config.files_read = layers.files_read.clone();

@@ -267,3 +267,79 @@ async fn a_command_id_of_franz_taken_by_an_api_client_never_silences_a_deadline(
     franz.stop().await.unwrap();
     assert_eq!(said, 1, "48 minutes passed: the ticket is due soon (the scheduler looks every second)");
 }
+
+/// One run of 30 tickets with a one-hour first response and two-hour resolution target, through the deadlines of
+/// both, by one akte process or by two of which one is killed with SIGKILL the moment the first deadlines come. The
+/// clock is a file the test rewrites (`FRANZ_TEST_CLOCK`), read by every process. Returns each ticket's history
+/// (the events that changed it, without their random ids), by ticket.
+async fn deadlines(two_and_a_kill: bool) -> std::collections::BTreeMap<String, Vec<Value>> {
+    use franz::clock::{Clock, TEST_CLOCK};
+    let harness = Harness::new(3).await;
+    let dir = scratch();
+    let settings = "[service_levels]\nfirst_response = \"normal 1h\"\nresolution = \"normal 2h\"\n";
+    std::fs::write(dir.path().join("franz.toml"), settings).unwrap();
+    let clock = dir.path().join("clock");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").unwrap().to_utc();
+    let move_to = |minutes| Clock::write(&clock, start + Span::minutes(minutes)).unwrap();
+    move_to(0);
+    let process = |name: &str| {
+        let data = dir.path().join(format!("data-{name}")).display().to_string();
+        let env = [(TEST_CLOCK, clock.display().to_string())];
+        crate::util::Up::start_with_env(dir.path(), name, &harness, &["--only", "akte", "--data-dir", &data], &env)
+    };
+    let first = process("first");
+    let second = two_and_a_kill.then(|| process("second"));
+    let records: Vec<(i32, Vec<u8>)> =
+        (0..30).map(|n| (n % harness.partitions, serde_json::to_vec(&ticket(&format!("t{n:02}"))).unwrap())).collect();
+    harness.produce(&harness.topics.tickets, &records).await;
+    let changed =
+        || async { events(&harness).await.into_iter().filter(|event| !event["version"].is_null()).collect::<Vec<_>>() };
+    let count =
+        |kind: &'static str| async move { changed().await.iter().filter(|event| event["type"] == kind).count() };
+    wait_until("30 tickets created", || async { count("created").await == 30 }).await;
+    if let Some(second) = &second {
+        wait_until("both processes own partitions", || async { first.owned() > 0 && second.owned() > 0 }).await;
+    }
+    // The first response's due soon (48 minutes) comes, and with it the kill.
+    move_to(50);
+    let survivor = match second {
+        Some(second) => {
+            first.kill();
+            second
+        }
+        None => first,
+    };
+    wait_until("30 first responses due soon", || async { count("due_soon").await == 30 }).await;
+    move_to(61);
+    wait_until("30 first responses missed", || async { count("breached").await == 30 }).await;
+    // Both of the resolution's points at once: due soon first, then missed.
+    move_to(200);
+    wait_until("30 resolutions missed", || async { count("breached").await == 60 }).await;
+    survivor.terminate();
+    let mut histories = std::collections::BTreeMap::<String, Vec<Value>>::new();
+    for mut event in changed().await {
+        event.as_object_mut().unwrap().remove("event_id");
+        histories.entry(event["ticket_id"].as_str().unwrap().to_owned()).or_default().push(event);
+    }
+    for history in histories.values_mut() {
+        history.sort_by_key(|event| event["version"].as_u64());
+    }
+    histories
+}
+
+/// The test of the scheduler's guarantee: two akte processes, one killed with SIGKILL as the deadlines come,
+/// decide exactly the events one uninterrupted process decides: the survivor finds every due deadline of the
+/// partitions it takes over, and nothing is decided twice (each ticket's versions run 1 to 5 without a gap).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_akte_processes_and_a_kill_9_during_a_deadline_decide_the_same_events_as_one_uninterrupted_run() {
+    let uninterrupted = deadlines(false).await;
+    let interrupted = deadlines(true).await;
+    assert_eq!(uninterrupted.len(), 30);
+    for (ticket, history) in &uninterrupted {
+        let kinds: Vec<&str> = history.iter().map(|event| event["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["created", "due_soon", "breached", "due_soon", "breached"], "{ticket}");
+        let versions: Vec<u64> = history.iter().map(|event| event["version"].as_u64().unwrap()).collect();
+        assert_eq!(versions, [1, 2, 3, 4, 5], "{ticket}");
+    }
+    assert_eq!(interrupted, uninterrupted, "the same events, field for field");
+}
