@@ -685,7 +685,10 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
         bail!("the topic names must differ, got {}", names.join(", "));
     }
     let silence = &config.service_levels;
-    if silence.remind_before_close_days > 0 && silence.remind_before_close_days >= silence.close_when_silent_days {
+    if silence.close_when_silent_days > 0
+        && silence.remind_before_close_days > 0
+        && silence.remind_before_close_days >= silence.close_when_silent_days
+    {
         bail!(
             "service_levels.remind_before_close_days ({}, {}) must be less than service_levels.close_when_silent_days \
              ({}, {}): the reminder comes before the close; set it to 0 for none",

@@ -304,7 +304,12 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
             if command.actor.source != ActorSource::Franz {
                 return Err("only franz's scheduler says what time it is".into());
             }
-            levels::tick(&ticket.clocks, at)
+            // A time command never reaches past akte's own clock: a command dated ahead decides only what passed.
+            let parse = |at: &str| chrono::DateTime::parse_from_rfc3339(at).ok();
+            match (parse(at), parse(now)) {
+                (Some(said), Some(own)) if said > own => levels::tick(&ticket.clocks, now),
+                _ => levels::tick(&ticket.clocks, at),
+            }
         }
     }
 }

@@ -343,3 +343,77 @@ async fn two_akte_processes_and_a_kill_9_during_a_deadline_decide_the_same_event
     }
     assert_eq!(interrupted, uninterrupted, "the same events, field for field");
 }
+
+/// Found by an attack (#26, silent tickets), failing first: franz was down for eight days (the clock jumps past both
+/// the reminder and the close of a waiting ticket). The first time command reminds the submitter that the ticket
+/// "closes on" a time already past, and the next look closes it, a moment later: the submitter is told to answer to
+/// keep it open, with no time left to do so. The reminder must leave them `remind_before_close_days` (2 days).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_ticket_found_past_its_close_after_a_downtime_is_reminded_with_time_left_to_answer() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let clock = Clock::manual(chrono::Utc::now());
+    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte]);
+    config.clock = clock.clone();
+    let franz = Started::start(&config).await;
+    harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket("forgotten")).unwrap())]).await;
+    wait_until("the ticket created", || async { has(&harness, "forgotten", "created").await == 1 }).await;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let reply = Command {
+        command_id: "reply-1".into(),
+        ticket_id: "forgotten".into(),
+        actor: Actor::staff(ActorSource::Api, "ana"),
+        action: Action::Comment { body: "Does it work now?".into(), internal: false, via: None },
+    };
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &reply).await.unwrap();
+    wait_until("the reply decided", || async { has(&harness, "forgotten", "commented").await == 1 }).await;
+
+    clock.advance(Span::days(8));
+    wait_until("the submitter reminded", || async { has(&harness, "forgotten", "reminded").await == 1 }).await;
+    let reminded = events(&harness).await.into_iter().find(|e| e["type"] == "reminded").unwrap();
+    let time = |value: &Value| chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap()).unwrap();
+    let (sent, closes) = (time(&reminded["at"]), time(&reminded["closes"]));
+    let closed = has(&harness, "forgotten", "closed").await;
+    franz.stop().await.unwrap();
+    assert!(
+        closes - sent >= Span::days(2),
+        "the reminder sent {sent} says the ticket closes {closes} (and {closed} close event(s) followed already)"
+    );
+}
+
+/// Found by an attack (#26), failing first: any producer on the commands topic that names itself franz sends a time
+/// command dated 9999-12-31; akte decides it by the command's time, not its own clock, and a ticket answered a
+/// minute ago is reminded and closed "no answer from the submitter" by the next such command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_command_dated_the_year_9999_never_closes_a_ticket_waiting_one_minute() {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let clock = Clock::manual(chrono::Utc::now());
+    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte]);
+    config.clock = clock.clone();
+    let franz = Started::start(&config).await;
+    harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket("rushed")).unwrap())]).await;
+    wait_until("the ticket created", || async { has(&harness, "rushed", "created").await == 1 }).await;
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let send = |id: &str, actor: Actor, action: Action| {
+        let command = Command { command_id: id.into(), ticket_id: "rushed".into(), actor, action };
+        let producer = producer.clone();
+        let topic = harness.topics.commands.clone();
+        async move { franz::kafka::tickets::send_command(&producer, &topic, harness.partitions, &command).await.unwrap() }
+    };
+    let reply = Action::Comment { body: "Does it work now?".into(), internal: false, via: None };
+    send("reply-1", Actor::staff(ActorSource::Api, "ana"), reply).await;
+    wait_until("the reply decided", || async { has(&harness, "rushed", "commented").await == 1 }).await;
+    clock.advance(Span::minutes(1));
+    let forger = Actor { source: ActorSource::Franz, name: "akte".into(), id: None, staff: None };
+    for id in ["forged-1", "forged-2"] {
+        send(id, forger.clone(), Action::Tick { at: "9999-12-31T23:59:59Z".into() }).await;
+        wait_until("the forged time command decided", || async {
+            events(&harness).await.iter().any(|e| e["caused_by"] == id)
+        })
+        .await;
+    }
+    let closed = has(&harness, "rushed", "closed").await;
+    franz.stop().await.unwrap();
+    assert_eq!(closed, 0, "a minute after the reply, the ticket was closed by a time command dated 9999");
+}

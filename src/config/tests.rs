@@ -377,3 +377,18 @@ fn an_ipv6_or_international_mailbox_host_is_shown_as_a_url_and_connected_to_by_i
     let international = url("imaps://bücher.de/INBOX").unwrap();
     assert_eq!(international.host, "xn--bcher-kva.de");
 }
+
+/// Found by an attack (#26, silent tickets), failing first: the README says `close_when_silent_days = 0` turns the
+/// close of silent tickets off. Set alone (the reminder left at its default of 2 days), franz refuses to start:
+/// "remind_before_close_days (2) must be less than close_when_silent_days (0)". A reminder of a close that never
+/// comes is no contradiction; the documented off switch must work by itself.
+#[test]
+fn close_when_silent_days_zero_alone_turns_the_close_off_and_franz_starts() {
+    let file = "[service_levels]\nclose_when_silent_days = 0";
+    let config = resolve(&Flags::default(), &layers(&[], &[], file)).map_err(|error| format!("{error:#}"));
+    assert!(config.is_ok(), "the documented off switch is refused: {}", config.unwrap_err());
+    let env = [("FRANZ_SERVICE_LEVELS_CLOSE_WHEN_SILENT_DAYS", "0")];
+    let config = resolve(&Flags::default(), &layers(&env, &[], "")).map_err(|error| format!("{error:#}"));
+    assert!(config.is_ok(), "the documented off switch is refused: {}", config.unwrap_err());
+    assert!(config.unwrap().service_levels.levels().is_none(), "no target and no silence: no service levels");
+}

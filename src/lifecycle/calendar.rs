@@ -111,8 +111,9 @@ impl Calendar {
         if to <= from {
             return Duration::ZERO;
         }
-        // Every local day that touches the stretch, and one more for the zone's offset.
-        let days = u64::try_from((to - from).num_days()).unwrap_or(0) + 2;
+        // Every local day that touches the stretch (a day of the zone can be shorter than 24 hours), and one more.
+        let local = |at: DateTime<Utc>| at.with_timezone(&self.zone).date_naive();
+        let days = u64::try_from((local(to) - local(from)).num_days()).unwrap_or(0) + 2;
         let mut total = chrono::Duration::zero();
         for (open, close) in self.open_spans(from, days) {
             if open >= to {

@@ -122,7 +122,13 @@ impl Clock {
 
     /// The points not decided yet, earliest first: (when, breached rather than due soon).
     fn pending(&self) -> impl Iterator<Item = (DateTime<Utc>, bool)> {
-        let soon = self.soon.as_deref().filter(|_| !self.warned).and_then(parse).map(|at| (at, false));
+        // A clock kept only to say its miss is past being due soon.
+        let soon = self
+            .soon
+            .as_deref()
+            .filter(|_| !self.warned && self.stopped.is_none())
+            .and_then(parse)
+            .map(|at| (at, false));
         let due = self.due.as_deref().filter(|_| !self.breached).and_then(parse).map(|at| (at, true));
         soon.into_iter().chain(due)
     }
@@ -185,7 +191,8 @@ pub fn after(
         }
         Change::DueSoon { target, due } | Change::Breached { target, due } => {
             let breached = matches!(change, Change::Breached { .. });
-            let said = |clock: &&mut Clock| clock.target == *target && clock.due.as_ref() == Some(due);
+            // A due beyond the calendar is said as none (`tick`).
+            let said = |clock: &&mut Clock| clock.target == *target && clock.due.as_deref().unwrap_or_default() == due;
             for clock in next.iter_mut().filter(said) {
                 clock.warned = true;
                 clock.breached |= breached;
@@ -193,8 +200,16 @@ pub fn after(
             // A clock kept only to say its miss has said it.
             next.retain(|clock| clock.stopped.is_none() || !clock.breached);
         }
-        Change::Reminded { .. } => {
-            next.iter_mut().filter(|clock| clock.target == Target::Silence).for_each(|clock| clock.warned = true);
+        Change::Reminded { closes } => {
+            for clock in next.iter_mut().filter(|clock| clock.target == Target::Silence) {
+                // A late reminder moved the close: the silence stands still for as long.
+                let due = clock.due.as_deref().and_then(parse);
+                if let (Some(due), Some(closes)) = (due, parse(closes)) {
+                    clock.paused_secs += u64::try_from(((closes - due).num_milliseconds() + 999) / 1000).unwrap_or(0);
+                    clock.run(levels);
+                }
+                clock.warned = true;
+            }
         }
         _ => return None,
     }
@@ -271,10 +286,14 @@ pub fn tick(clocks: &[Clock], at: &str) -> Result<Change, String> {
         .flat_map(|clock| clock.pending().map(move |(point, breached)| (point, breached, clock)))
         .filter(|(point, ..)| *point <= now)
         .min_by_key(|(point, breached, clock)| (*point, *breached, clock.target));
-    let Some((_, breached, clock)) = passed else { return Err(format!("nothing is due at {at}")) };
+    let Some((point, breached, clock)) = passed else { return Err(format!("nothing is due at {at}")) };
     let (target, due) = (clock.target, clock.due.clone().unwrap_or_default());
     Ok(match (target, breached) {
-        (Target::Silence, false) => Change::Reminded { closes: due },
+        // A reminder sent late (franz was down, the clock jumped) still leaves the submitter the time it promises:
+        // the close moves by as much as the reminder is late.
+        (Target::Silence, false) => Change::Reminded {
+            closes: parse(&due).map_or(due, |due| stamp(due + (now - point).max(chrono::Duration::zero()))),
+        },
         (Target::Silence, true) => Change::Closed { reason: SILENT.to_owned() },
         (_, true) => Change::Breached { target, due },
         (_, false) => Change::DueSoon { target, due },
@@ -305,7 +324,7 @@ impl Clock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub target: Target,
-    /// When its clock started: with the ticket and the target, what names the promise (counted once).
+    /// When its clock started.
     pub started: String,
     pub met: bool,
 }

@@ -455,20 +455,21 @@ impl Writer {
     }
 }
 
-/// The service-level targets `event` decided on its ticket, now `state` (`levels::outcomes`), each counted once:
-/// when, for which priority, and for whom: who met it (an answer, a close), or whose ticket it was when missed.
+/// The service-level targets `event` decided on its ticket, now `state` (`levels::outcomes`): when, for which
+/// priority, and for whom: who met it (an answer, a close), or whose ticket it was when missed. Kept by the
+/// ticket's version and the target, so an event applied again counts nothing twice.
 fn record_outcomes(tx: &Connection, event: &Event, before: &[Clock], state: &TicketState) -> rusqlite::Result<()> {
     for outcome in crate::lifecycle::levels::outcomes(before, &state.clocks, &event.change) {
         let by_actor = outcome.met && event.actor.source != crate::schema::lifecycle::ActorSource::Franz;
         let person = if by_actor { Some(event.actor.person()) } else { state.assignee.clone() };
         tx.prepare_cached(
-            "INSERT OR IGNORE INTO outcomes (ticket_id, target, started, at, priority, person, person_name, met)
+            "INSERT OR IGNORE INTO outcomes (ticket_id, version, target, at, priority, person, person_name, met)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             event.ticket_id,
+            state.version as i64,
             outcome.target.name(),
-            outcome.started,
             event.at,
             state.priority.name(),
             person.as_ref().map(Person::key),

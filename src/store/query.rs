@@ -99,7 +99,9 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
         None => None,
         Some(text) => Some(
             chrono::DateTime::parse_from_rfc3339(text)
+                // Compared as text: a time past the year 9999 in UTC (`+10000-…`) would sort before every stamp.
                 .map(|at| crate::lifecycle::levels::stamp(at.with_timezone(&chrono::Utc)))
+                .map(|at| if at.starts_with('+') { "9999-12-31T23:59:59.999Z".to_owned() } else { at })
                 .map_err(|_| QueryError::Invalid(format!("due_before {text:?} is not an RFC 3339 time")))?,
         ),
     };

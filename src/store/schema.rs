@@ -69,14 +69,14 @@ CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);
 CREATE TABLE IF NOT EXISTS threads (ticket_id TEXT PRIMARY KEY, channel_id TEXT NOT NULL UNIQUE) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outcomes (
     ticket_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
     target TEXT NOT NULL,
-    started TEXT NOT NULL,
     at TEXT NOT NULL,
     priority TEXT NOT NULL,
     person TEXT,
     person_name TEXT,
     met INTEGER NOT NULL,
-    PRIMARY KEY (ticket_id, target, started)
+    PRIMARY KEY (ticket_id, version, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outcomes_by_at ON outcomes (at);
 CREATE TABLE IF NOT EXISTS labels (label TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (label, seq)) WITHOUT ROWID;

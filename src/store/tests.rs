@@ -437,6 +437,31 @@ fn a_list_by_due_time_holds_the_tickets_due_by_then_the_soonest_first() {
     assert!(query::list(&conn, &wrong).unwrap_err().to_string().contains("RFC 3339"));
 }
 
+/// Found by an attack (#26), failing first: `due_before` is compared as text with the stored RFC 3339 stamps. A
+/// valid far-future time west of UTC (`9999-12-31T23:00:00-05:00`) is in the year 10000 in UTC, which chrono writes
+/// as `+10000-…`; `+` sorts before every digit, so "everything due before the end of time" lists nothing.
+#[test]
+fn a_list_due_before_the_end_of_time_holds_every_ticket_with_a_target() {
+    use crate::lifecycle::levels::{Levels, Target};
+    let levels = Levels {
+        calendar: crate::lifecycle::calendar::Calendar::always(),
+        warn_percent: 80,
+        targets: [((Target::FirstResponse, Priority::Normal), std::time::Duration::from_secs(3600))].into(),
+        remind_before: std::time::Duration::from_secs(2 * 86_400),
+    };
+    let policy = Policy { levels: Some(std::sync::Arc::new(levels)), ..Policy::default() };
+    let event = decide(None, &Command::create(ticket("due", "a")), "2026-12-07T10:00:00.000Z", &policy);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&[event]), 0, 10);
+    let conn = store.reader().unwrap();
+    let due = |before: &str| -> Vec<String> {
+        let filter = query::Filter { due_before: Some(before.into()), ..Default::default() };
+        query::list(&conn, &filter).unwrap().tickets.into_iter().map(|t| t.id).collect()
+    };
+    assert_eq!(due("9999-12-31T23:00:00Z"), ["due"]);
+    assert_eq!(due("9999-12-31T23:00:00-05:00"), ["due"], "five hours later than the line above");
+}
+
 /// Regression (#33): the store kept an assignee's name only, so a Discord user called `ana` and the desk's `ana`
 /// shared one "Mine" and one line of the closers' numbers.
 #[test]

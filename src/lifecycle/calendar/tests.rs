@@ -262,3 +262,19 @@ mod props {
         }
     }
 }
+
+/// Found by an attack (#26), failing first: `between` looks at "every local day that touches the stretch, and one
+/// more" counted as whole 24-hour days of the stretch plus two. A stretch shorter than a day can touch three local
+/// days when a day between is shorter than 24 hours (a spring-forward night, 23 hours; Samoa's skipped
+/// 2011-12-30, none): the third day is never looked at and its working time is lost. A 24/7 team in Berlin whose
+/// ticket waited on its submitter from Saturday 23:50 to Monday 00:10 over the spring-forward night (23h20m) has
+/// 23h10m counted as waiting, so its resolution deadline comes ten minutes early.
+#[test]
+fn finding_a_stretch_over_a_short_day_counts_the_working_time_of_its_last_day() {
+    let always = Calendar::new("Europe/Berlin", "Mon-Sun 00:00-24:00", &[]).unwrap();
+    let (from, to) = (at("Europe/Berlin", "2026-03-28 23:50"), at("Europe/Berlin", "2026-03-30 00:10"));
+    assert_eq!(always.between(from, to), (to - from).to_std().unwrap(), "every minute of {from} to {to} is worked");
+    let samoa = Calendar::new("Pacific/Apia", "Mon-Sun 00:00-24:00", &[]).unwrap();
+    let (from, to) = (at("Pacific/Apia", "2011-12-29 23:50"), at("Pacific/Apia", "2011-12-31 00:10"));
+    assert_eq!(samoa.between(from, to), (to - from).to_std().unwrap(), "every minute of {from} to {to} is worked");
+}

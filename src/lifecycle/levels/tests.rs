@@ -121,15 +121,23 @@ impl Life {
 
     /// Every target decided over the ticket's life, as the store counts them from the events.
     fn outcomes(&self) -> Vec<Outcome> {
+        self.outcomes_and_starts().0
+    }
+
+    /// The targets decided, and the targets of the clocks with a time that were started (one per start).
+    fn outcomes_and_starts(&self) -> (Vec<Outcome>, Vec<Target>) {
         let mut state: Option<TicketState> = None;
-        let mut decided = Vec::new();
+        let (mut decided, mut started) = (Vec::new(), Vec::new());
         for event in &self.events {
             let before = state.as_ref().map(|s| s.clocks.clone()).unwrap_or_default();
             state = apply(state.take(), event);
             let after = state.as_ref().map(|s| s.clocks.as_slice()).unwrap_or_default();
             decided.extend(outcomes(&before, after, &event.change));
+            let new =
+                |clock: &&Clock| !before.iter().any(|old| old.target == clock.target && old.started == clock.started);
+            started.extend(after.iter().filter(|c| c.target_secs > 0).filter(new).map(|clock| clock.target));
         }
-        decided
+        (decided, started)
     }
 
     fn count(&self, kind: &str) -> usize {
@@ -419,11 +427,12 @@ proptest! {
                 prop_assert!(said.insert(("reminded", Target::Silence, closes.clone())), "reminded twice");
             }
         }
-        // Each promise is decided once at most, and every miss said is counted as one.
-        let decided = life.outcomes();
-        let mut promises = std::collections::BTreeSet::new();
-        for outcome in &decided {
-            prop_assert!(promises.insert((outcome.target, outcome.started.clone())), "decided twice: {:?}", outcome);
+        // Each promise is decided once at most (no more decided of a target than its clocks started), and every
+        // miss said is counted as one.
+        let (decided, started) = life.outcomes_and_starts();
+        for target in Target::ALL {
+            let of = |o: &&Outcome| o.target == target;
+            prop_assert!(decided.iter().filter(of).count() <= started.iter().filter(|t| **t == target).count());
         }
         prop_assert_eq!(decided.iter().filter(|o| !o.met).count(), life.count("breached"));
         let folded = crate::lifecycle::fold(&life.events);
@@ -597,4 +606,154 @@ fn a_clock_tells_the_working_time_spent_and_left_and_stands_still_while_the_tick
     let running = life.clock(Target::Resolution).unwrap().clone();
     assert_eq!(running.spent(now(24 * 60), &calendar), Duration::from_secs(90 * 60), "Tuesday 10:00");
     assert_eq!(running.left(now(24 * 60), &calendar), Some(Duration::from_secs(150 * 60)));
+}
+
+/// Found by an attack (#26, silent tickets), failing first: franz was down (or its clock jumped) past both the
+/// reminder and the close of a waiting ticket. The first time command reminds the submitter that the ticket "closes
+/// on" a time already past, and the very next one, a second later, closes it: the reminder gives the submitter no
+/// time at all to answer. A reminder must leave the submitter `remind_before` to answer (or not be sent as a promise
+/// already broken).
+#[test]
+fn a_reminder_sent_late_still_leaves_the_submitter_time_to_answer_before_the_close() {
+    let mut life = Life::new(silent());
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 30);
+    // franz comes back eight days later.
+    let back = 30 + 8 * DAY;
+    assert_eq!(life.tick(back), "reminded");
+    let Change::Reminded { closes } = life.events.last().unwrap().change.clone() else { unreachable!() };
+    assert!(
+        parse(&closes).unwrap() > parse(&at(back)).unwrap(),
+        "the reminder sent at {} says the ticket closes on {closes}, in the past",
+        at(back)
+    );
+    let next = life.tick(back + 1);
+    assert_eq!(next, "rejected", "reminded at minute {back}, the ticket is closed a minute later, unanswerable");
+}
+
+/// Found by an attack (#26), failing first: a clock whose due soon lies within the calendar's ten-year horizon but
+/// whose due lies beyond it (a team that works one hour a week, a 600-hour resolution target: due soon after 480
+/// working hours, about nine years; due after 600, about eleven and a half) has `soon` but no `due`. The time
+/// command says `due_soon` with an empty `due`, which matches no clock, so the clock is never marked warned and its
+/// next check never moves: every event bumps the version, the scheduler ticks the new version at once, and akte
+/// writes a `due_soon` event (and a Discord alert) every second, for ever.
+#[test]
+fn a_due_soon_whose_due_lies_beyond_the_calendar_is_said_once() {
+    let hour_a_week = Calendar::new("UTC", "Mon 09:00-10:00", &[]).unwrap();
+    let mut life = Life::new(levels(hour_a_week, &[(Target::Resolution, Priority::Normal, 600 * 60)]));
+    let clock = life.clock(Target::Resolution).unwrap().clone();
+    assert!(clock.soon.is_some() && clock.due.is_none(), "{clock:?}");
+    let soon = parse(clock.soon.as_deref().unwrap()).unwrap();
+    let minutes = (soon - parse(MONDAY).unwrap()).num_minutes() + 1;
+    let mut said = 0;
+    for _ in 0..5 {
+        if life.tick(minutes) == "due_soon" {
+            said += 1;
+        }
+    }
+    assert_eq!(said, 1, "due soon said {said} times for one deadline: {:?}", life.events.last().unwrap().change);
+}
+
+/// Found by an attack (#26), failing first: akte decides a time command by the time the command says, not by its
+/// own clock. A time command dated far ahead (a scheduler whose clock runs fast, or any producer on the commands
+/// topic that names itself franz, with `at` = 9999-12-31) closes a ticket that waited one minute, in two commands:
+/// the submitter is reminded and the ticket closed "no answer from the submitter" seven days early by akte's clock.
+#[test]
+fn a_time_command_dated_in_the_future_never_closes_a_ticket_before_its_time() {
+    let mut life = Life::new(silent());
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 30);
+    for n in 0..2 {
+        let version = life.state.as_ref().unwrap().version;
+        let command = Command {
+            command_id: format!("tick:{version}"),
+            ticket_id: "t1".into(),
+            actor: franz(),
+            action: Action::Tick { at: "9999-12-31T23:59:59Z".into() },
+        };
+        // akte's own clock says one minute after the reply.
+        let event = decide(life.state.as_ref(), &command, &at(31 + n), &life.policy);
+        life.state = apply(life.state.take(), &event);
+        life.events.push(event);
+    }
+    let state = life.state.as_ref().unwrap();
+    assert_ne!(
+        state.status,
+        Status::Closed,
+        "closed at {} ({:?}), a minute after the reply: {:?}",
+        at(32),
+        state.close_reason,
+        life.events.iter().map(|e| e.change.name()).collect::<Vec<_>>()
+    );
+}
+
+/// Found by an attack (#26), failing first: akte is down past a first response's due soon and due; the reply queued
+/// meanwhile is decided before the scheduler's tick. The clock stays, stopped, to say its miss, but the time
+/// commands first say `due_soon`: an amber "the first response is due soon" alert for a response already given.
+#[test]
+fn a_target_met_late_is_said_missed_but_never_due_soon_after_it_was_met() {
+    let mut life = Life::new(hourly());
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 120);
+    let mut said = Vec::new();
+    loop {
+        match life.tick(120).as_str() {
+            "rejected" => break,
+            kind => said.push(kind.to_owned()),
+        }
+    }
+    let first: Vec<_> = life
+        .events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::DueSoon { target, .. } | Change::Breached { target, .. } if *target == Target::FirstResponse => {
+                Some(e.change.name())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first, ["breached"], "after the reply at minute 120 the first response was said: {first:?}");
+}
+
+/// Found by an attack (#26, silent tickets), failing first: the same late reminder without any downtime. An urgent
+/// ticket (excepted from the close) waits ten days on its submitter; the team lowers it to normal. Its silence
+/// counts from the reply, so the first time command reminds the submitter of a close three days past, and the
+/// next one closes it at once: lowering a priority closes the ticket without giving the submitter the two
+/// days the reminder promises.
+#[test]
+fn a_ticket_lowered_from_an_excepted_priority_after_a_long_wait_is_not_closed_at_once() {
+    let mut life = Life::new(silent());
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::SetPriority { priority: Priority::Urgent }, 10);
+    life.run(Actor::staff(ActorSource::Web, "ana"), reply(), 30);
+    assert_eq!(life.tick(30 + 10 * DAY), "rejected", "urgent tickets are excepted");
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::SetPriority { priority: Priority::Normal }, 30 + 10 * DAY);
+    let kinds: Vec<String> = (1..=3).map(|n| life.tick(30 + 10 * DAY + n)).collect();
+    assert!(
+        !kinds.contains(&"closed".to_owned()),
+        "lowered to normal at minute {}, the ticket was {kinds:?} within three minutes",
+        30 + 10 * DAY
+    );
+}
+
+/// Found by an attack (#26), failing first: a ticket closed, reopened by its submitter, answered and closed again,
+/// all in one millisecond, starts its second resolution clock at the same time as its first; the store kept each
+/// promise by its start, so the second was never counted.
+#[test]
+fn a_resolution_started_again_in_the_same_millisecond_is_a_promise_of_its_own() {
+    let staff = || Actor::staff(ActorSource::Web, "ana");
+    let mut life = Life::new(hourly());
+    life.run(staff(), Action::Close { reason: "done".into() }, 0);
+    life.run(submitter(), write(), 0);
+    life.run(staff(), reply(), 0);
+    life.run(staff(), Action::Close { reason: "done".into() }, 0);
+    let (decided, _) = life.outcomes_and_starts();
+    let resolutions = decided.iter().filter(|o| o.target == Target::Resolution).count();
+    assert_eq!(resolutions, 2, "{decided:?}");
+    // The store keeps them apart: by the version of the event that decided each.
+    let (_dir, store, mut writer) = crate::store::tests::open_temp();
+    let payloads: Vec<Vec<u8>> = life.events.iter().map(|e| serde_json::to_vec(e).unwrap()).collect();
+    crate::store::tests::apply_all(&mut writer, &payloads, 0, 10);
+    let counted: i64 = store
+        .reader()
+        .unwrap()
+        .query_row("SELECT count(*) FROM outcomes WHERE target = 'resolution'", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(counted, 2);
 }

@@ -57,6 +57,11 @@ impl Scheduler {
 
     /// Ticks every ticket whose point has come, and forgets those ticked that are not due any more.
     async fn look(&self, sent: &mut HashMap<String, (u64, Instant)>) -> anyhow::Result<()> {
+        // A store still reading its backlog holds tickets part-way through their history, whose points passed
+        // long ago by the events not applied yet: akte would refuse their ticks (a `rejected` event on each).
+        if !self.store.progress().borrow().caught_up {
+            return Ok(());
+        }
         let at = stamp(self.clock.now());
         let store = self.store.clone();
         let now = at.clone();
@@ -86,5 +91,52 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::lifecycle::Command;
+    use crate::store::tests::{apply_all, open_temp, payloads, ticket};
+
+    /// Found by the deadlines bench (#26), failing first: the scheduler looked while the store was still reading
+    /// its backlog, where a ticket whose priority was lowered seconds after its creation still showed its first
+    /// (normal) deadline, passed weeks ago: ticks that akte refused, one `rejected` event each.
+    #[tokio::test]
+    async fn the_scheduler_waits_until_the_store_has_read_its_backlog() {
+        let policy = crate::lifecycle::Policy {
+            levels: Some(std::sync::Arc::new(crate::lifecycle::levels::Levels {
+                calendar: crate::lifecycle::calendar::Calendar::always(),
+                warn_percent: 80,
+                targets: [(
+                    (crate::lifecycle::levels::Target::FirstResponse, crate::schema::lifecycle::Priority::Normal),
+                    Duration::from_secs(3600),
+                )]
+                .into_iter()
+                .collect(),
+                remind_before: Duration::ZERO,
+            })),
+            ..Default::default()
+        };
+        let created =
+            crate::lifecycle::decide(None, &Command::create(ticket("t1", "a")), "2026-03-01T00:00:00.000Z", &policy);
+        let (_dir, store, mut writer) = open_temp();
+        apply_all(&mut writer, &payloads(&[created]), 0, 10);
+        let scheduler = Scheduler {
+            store,
+            // Never reached: nothing may be sent.
+            producer: crate::kafka::producer("127.0.0.1:9").unwrap(),
+            commands_topic: "commands".into(),
+            partitions: 1,
+            clock: Clock::manual(chrono::DateTime::parse_from_rfc3339("2026-03-02T00:00:00Z").unwrap().to_utc()),
+        };
+        let mut sent = HashMap::new();
+        let looked = tokio::time::timeout(Duration::from_secs(5), scheduler.look(&mut sent)).await;
+        assert!(matches!(looked, Ok(Ok(()))) && sent.is_empty(), "nothing is ticked before the store caught up");
+        writer.caught_up();
+        // Caught up, the ticket is due: the look tries to send its tick (to a broker that never answers).
+        let looked = tokio::time::timeout(Duration::from_millis(500), scheduler.look(&mut sent)).await;
+        assert!(looked.is_err() || !sent.is_empty(), "the due ticket is ticked once the store caught up");
     }
 }
