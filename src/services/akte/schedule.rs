@@ -71,24 +71,40 @@ impl Scheduler {
         })
         .await
         .context("the scheduler's look at the store ended abnormally")??;
-        sent.retain(|ticket, _| due.iter().any(|(id, _)| id == ticket));
-        for (ticket, version) in due {
-            if sent.get(&ticket).is_some_and(|(seen, when)| *seen == version && when.elapsed() < RESEND_AFTER) {
-                continue;
-            }
-            let command = Command {
-                command_id: format!("tick:{version}"),
-                ticket_id: ticket.clone(),
-                actor: Actor { source: ActorSource::Franz, name: super::NAME.into(), id: None, staff: None },
-                action: Action::Tick { at: at.clone() },
-            };
-            match send_command(&self.producer, &self.commands_topic, self.partitions, &command).await {
+        let looked: std::collections::HashSet<&str> = due.iter().map(|(id, _)| id.as_str()).collect();
+        sent.retain(|ticket, _| looked.contains(ticket.as_str()));
+        let ticks: Vec<(String, u64, Command)> = due
+            .into_iter()
+            .filter(|(ticket, version)| {
+                !sent.get(ticket).is_some_and(|(seen, when)| seen == version && when.elapsed() < RESEND_AFTER)
+            })
+            .map(|(ticket, version)| {
+                let command = Command {
+                    command_id: format!("tick:{version}"),
+                    ticket_id: ticket.clone(),
+                    actor: Actor { source: ActorSource::Franz, name: super::NAME.into(), id: None, staff: None },
+                    action: Action::Tick { at: at.clone() },
+                };
+                (ticket, version, command)
+            })
+            .collect();
+        // All at once: the producer batches them, where one after another each would wait for its acknowledgement.
+        let sending = ticks
+            .iter()
+            .map(|(.., command)| send_command(&self.producer, &self.commands_topic, self.partitions, command));
+        let results = futures::future::join_all(sending).await;
+        let mut failed = (0, None);
+        for ((ticket, version, _), result) in ticks.into_iter().zip(results) {
+            match result {
                 Ok(()) => {
                     sent.insert(ticket, (version, Instant::now()));
                 }
                 // The next look tries again.
-                Err(error) => tracing::warn!(service = super::NAME, ticket, "cannot send a time command: {error:#}"),
+                Err(error) => failed = (failed.0 + 1, failed.1.or(Some(error))),
             }
+        }
+        if let (count, Some(error)) = failed {
+            tracing::warn!(service = super::NAME, "cannot send {count} time commands: {error:#}");
         }
         Ok(())
     }
