@@ -118,10 +118,16 @@ pub fn form(form: Form, ticket_id: &str) -> Value {
     })
 }
 
-/// The colour of a card: its ticket's priority; grey once closed.
+/// The colour of a card: its ticket's priority; red once a service-level target was missed, amber once one is due
+/// soon; grey once closed.
 pub fn colour(state: &TicketState) -> u32 {
     if state.status == Status::Closed {
         return 0x95_a5_a6;
+    }
+    match late(state) {
+        Some((_, true)) => return 0xe7_4c_3c,
+        Some((_, false)) => return 0xf1_c4_0f,
+        None => {}
     }
     match state.priority {
         Priority::Low => 0x2e_cc_71,
@@ -129,6 +135,17 @@ pub fn colour(state: &TicketState) -> u32 {
         Priority::High => 0xe6_7e_22,
         Priority::Urgent => 0xe7_4c_3c,
     }
+}
+
+/// The team's target of an open ticket that was missed (`true`), or else one due soon (`false`); the submitter's
+/// silence is not the team's lateness.
+fn late(state: &TicketState) -> Option<(crate::lifecycle::levels::Target, bool)> {
+    use crate::lifecycle::levels::Target;
+    let team = || state.clocks.iter().filter(|clock| clock.target != Target::Silence);
+    team()
+        .find(|clock| clock.breached)
+        .map(|c| (c.target, true))
+        .or(team().find(|c| c.warned).map(|c| (c.target, false)))
 }
 
 /// The card's message body: for the first post (with a nonce derived from the ticket, so Discord drops a repeated
@@ -176,6 +193,17 @@ pub fn embed(state: &TicketState) -> Value {
     }
     if state.comments > 0 {
         fields.push(field("Comments", &state.comments.to_string(), true));
+    }
+    if state.status != Status::Closed {
+        match late(state) {
+            Some((target, true)) => {
+                fields.push(field("Service level", &format!("the {} was missed", target.describe()), false))
+            }
+            Some((target, false)) => {
+                fields.push(field("Service level", &format!("the {} is due soon", target.describe()), false))
+            }
+            None => {}
+        }
     }
     if state.status == Status::Closed {
         fields.push(field(
@@ -284,6 +312,35 @@ mod tests {
         let fields = card["embeds"][0]["fields"].to_string();
         assert!(fields.contains("Closed by") && fields.contains("ana") && fields.contains("fixed"), "{fields}");
         assert!(!fields.contains("<@1>"), "no mention survives: {fields}");
+    }
+
+    #[test]
+    fn a_card_turns_amber_when_a_target_is_due_soon_and_red_when_it_was_missed() {
+        use crate::lifecycle::levels::{Clock, Target};
+        let mut state = ticket("printer on fire");
+        let normal = colour(&state);
+        let clock = |warned, breached| Clock {
+            target: Target::FirstResponse,
+            started: "2026-12-07T10:00:00.000Z".into(),
+            target_secs: 3600,
+            paused_secs: 0,
+            paused_since: None,
+            soon: None,
+            due: Some("2026-12-07T11:00:00.000Z".into()),
+            warned,
+            breached,
+            stopped: None,
+        };
+        state.clocks = vec![clock(true, false)];
+        let card = embed(&state);
+        assert_eq!(card["color"], 0xf1_c4_0f);
+        assert!(card["fields"].to_string().contains("the first response is due soon"), "{card}");
+        state.clocks = vec![clock(true, true)];
+        let card = embed(&state);
+        assert_eq!(card["color"], 0xe7_4c_3c);
+        assert!(card["fields"].to_string().contains("the first response was missed"), "{card}");
+        state.clocks = vec![Clock { target: Target::Silence, ..clock(true, true) }];
+        assert_eq!(colour(&state), normal, "the submitter's silence is not the team's lateness");
     }
 
     #[test]
