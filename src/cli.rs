@@ -51,6 +51,21 @@ pub enum Command {
         #[command(subcommand)]
         action: StaffAction,
     },
+    /// Manage teams: the routing rules and a move give a ticket to one; staff members join them.
+    Team {
+        #[command(subcommand)]
+        action: TeamAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamAction {
+    /// Add a team (1 to 32 lower-case letters, digits, - and _; not `triage`, where tickets of no team are).
+    Add { name: String },
+    /// List the teams and who is in each.
+    List,
+    /// Remove a team and who was in it; its tickets keep its name until they are moved.
+    Remove { name: String },
 }
 
 /// `franz status`.
@@ -77,6 +92,9 @@ pub enum StaffAction {
         /// cards' buttons then act as them. Same as `franz staff link-discord NAME USER_ID` afterwards.
         #[arg(long, value_name = "USER_ID", value_parser = discord_user_id)]
         discord: Option<u64>,
+        /// Put them in this team (`franz team add` makes it first); repeat for several.
+        #[arg(long, value_name = "TEAM")]
+        team: Vec<String>,
     },
     /// Print a new sign-in link for someone on the staff list (it works once, within 7 days), for another browser
     /// or device; their token and other sessions stay.
@@ -135,6 +153,10 @@ pub struct TicketsArgs {
     #[arg(long, value_name = "TEXT", global = true)]
     pub search: Option<String>,
 
+    /// Only tickets of this team (`triage`: of no team).
+    #[arg(long, value_name = "TEAM", global = true)]
+    pub team: Option<String>,
+
     /// How many tickets to list (1 to 200).
     #[arg(long, value_name = "N", default_value_t = 50, global = true)]
     pub limit: usize,
@@ -188,6 +210,13 @@ pub enum TicketsAction {
     Close { id: String, reason: String },
     /// Open a closed ticket again.
     Reopen { id: String },
+    /// Give a ticket to a team (`triage`: to none), saying why.
+    Move {
+        id: String,
+        team: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// How to reach the broker, for every subcommand that talks to one.

@@ -67,6 +67,13 @@ pub struct Config {
     pub mail: Mail,
     /// Service levels: the answers the team promises, in working time.
     pub service_levels: ServiceLevels,
+    /// The routing rules (`[[routing]]`), in order: the first that matches a new ticket gives it its team,
+    /// priority and labels. Only in `franz.toml` (an array of tables); `franz config` shows it when set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routing: Vec<crate::lifecycle::routing::RuleText>,
+    /// The routing rules compiled (checked when the configuration is read).
+    #[serde(skip)]
+    pub rules: std::sync::Arc<Vec<crate::lifecycle::routing::Rule>>,
     /// How the embedded broker keeps its log.
     pub embedded: Embedded,
     /// The desk: franz's HTTP server (API, and the web pages).
@@ -565,6 +572,8 @@ impl Default for Config {
             discord: Discord::default(),
             mail: Mail::default(),
             service_levels: ServiceLevels::default(),
+            routing: Vec::new(),
+            rules: Default::default(),
             embedded: Embedded::default(),
             desk: Desk::default(),
             metrics_listen: None,
@@ -698,6 +707,7 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
             sources::origin(&figment, "service_levels.close_when_silent_days"),
         );
     }
+    config.rules = std::sync::Arc::new(rules(&config.routing, &layers.files_read, &figment)?);
     if let Some(path) = std::env::var_os(crate::clock::TEST_CLOCK) {
         config.clock = crate::clock::Clock::file(path.into())?;
     }
@@ -707,9 +717,59 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
     let values = serde_json::to_value(&config).context("cannot show the configuration")?;
     config.report = sources::leaves(values)
         .into_iter()
-        .map(|(key, value)| Setting { source: sources::origin(&figment, &key), value: parse::shown(value), key })
+        .map(|(key, value)| {
+            // The routing rules, tables in an array, are shown as they were read, each a JSON object.
+            let value = if key == "routing" { Some(value.to_string()) } else { parse::shown(value) };
+            Setting { source: sources::origin(&figment, &key), value, key }
+        })
         .collect();
     Ok(config)
+}
+
+/// The routing rules compiled; one that cannot work stops franz with its place (the file and line of its
+/// `[[routing]]`, when a file holds it) and why.
+fn rules(
+    texts: &[crate::lifecycle::routing::RuleText],
+    files: &[PathBuf],
+    figment: &figment::Figment,
+) -> anyhow::Result<Vec<crate::lifecycle::routing::Rule>> {
+    use crate::lifecycle::routing::RULES_MAX;
+    if texts.len() > RULES_MAX {
+        bail!(
+            "{} routing rules ({}); franz takes at most {RULES_MAX}",
+            texts.len(),
+            sources::origin(figment, "routing")
+        );
+    }
+    let place = |n: usize| {
+        files
+            .iter()
+            .find_map(|file| {
+                let text = std::fs::read_to_string(file).ok()?;
+                let line = text.lines().enumerate().filter(|(_, line)| line.trim() == "[[routing]]").nth(n)?.0;
+                Some(format!("{} line {}", file.display(), line + 1))
+            })
+            .unwrap_or_else(|| sources::origin(figment, "routing"))
+    };
+    let mut seen = std::collections::HashSet::new();
+    texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let rule = text.compile().map_err(|why| {
+                anyhow::anyhow!("routing rule {} {:?} ({}) cannot work: {why}", n + 1, text.name, place(n))
+            })?;
+            if !seen.insert(rule.name.clone()) {
+                bail!(
+                    "routing rule {} ({}) has the name {:?} of an earlier rule; each names its own",
+                    n + 1,
+                    place(n),
+                    rule.name
+                );
+            }
+            Ok(rule)
+        })
+        .collect()
 }
 
 /// Extracts `T` from the layers. Text from the environment, `.env` and flags is read as a number or a switch where

@@ -68,7 +68,9 @@ pub fn configure(cli: &Cli) -> anyhow::Result<Config> {
         Command::Tail(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Produce(args) => Flags { bootstrap: args.broker.bootstrap.clone(), ..Flags::default() },
         Command::Topics(args) => Flags { bootstrap: args.bootstrap.clone(), ..Flags::default() },
-        Command::Config | Command::Tickets(_) | Command::Staff { .. } | Command::Status(_) => Flags::default(),
+        Command::Config | Command::Tickets(_) | Command::Staff { .. } | Command::Team { .. } | Command::Status(_) => {
+            Flags::default()
+        }
     };
     let working_dir = std::env::current_dir()?;
     let layers = Layers::load(&working_dir, cli.config.as_deref())?;

@@ -12,6 +12,7 @@
 
 pub mod calendar;
 pub mod levels;
+pub mod routing;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -52,11 +53,13 @@ pub struct Policy {
     pub reopen_within: Duration,
     /// The service levels, if the team set any.
     pub levels: Option<std::sync::Arc<levels::Levels>>,
+    /// The routing rules, in order (`routing`).
+    pub routing: std::sync::Arc<Vec<routing::Rule>>,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { reopen_within: Duration::from_secs(7 * 24 * 3600), levels: None }
+        Policy { reopen_within: Duration::from_secs(7 * 24 * 3600), levels: None, routing: Default::default() }
     }
 }
 
@@ -97,6 +100,8 @@ pub struct TicketState {
     pub follows: Option<String>,
     /// The service-level targets running on it (`levels`).
     pub clocks: Vec<levels::Clock>,
+    /// The team it belongs to; none: triage.
+    pub team: Option<String>,
 }
 
 /// The one event that answers `command`, given the ticket's current state (`None`: no such ticket yet).
@@ -114,6 +119,11 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str, policy:
         (Some(levels), change, Ok(at)) => {
             let (clocks, priority, status) =
                 state.map_or((&[][..], Priority::default(), Status::Open), |s| (&s.clocks[..], s.priority, s.status));
+            // A new ticket's clocks run for the priority its routing gave it.
+            let priority = match change {
+                Change::Created { routed: Some(routed), .. } => routed.priority.unwrap_or(priority),
+                _ => priority,
+            };
             levels::after(clocks, (priority, status), change, at.with_timezone(&chrono::Utc), levels)
         }
     };
@@ -207,6 +217,7 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 message_id: ticket.message_id.clone(),
                 automatic: ticket.automatic.clone(),
                 attachments,
+                routed: routing::route(&policy.routing, ticket).map(Box::new),
             });
         }
         (Action::Create { .. }, Some(_)) => return Err("the ticket exists already".into()),
@@ -299,6 +310,19 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 message_id.as_deref().map(|id| identifier("a message id", id, MESSAGE_ID_MAX)).transpose()?;
             let channel_id = channel_id.as_deref().map(|id| self::name("a channel id", id)).transpose()?;
             Ok(Change::Delivery(Delivery { of, via: *via, delivered: *delivered, detail, message_id, channel_id }))
+        }
+        Action::Move { team, reason } => {
+            let reason = bounded_text("a move's reason", reason, REASON_MAX)?;
+            if let Some(team) = team {
+                routing::team_name(team)?;
+            }
+            if *team == ticket.team {
+                return Err(match team {
+                    Some(team) => format!("the ticket is in team {team} already"),
+                    None => "the ticket is in triage already".into(),
+                });
+            }
+            Ok(Change::Moved { from: ticket.team.clone(), to: team.clone(), reason })
         }
         Action::Tick { at } => {
             if command.actor.source != ActorSource::Franz {
@@ -486,9 +510,13 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
     let Some(version) = event.version else { return state };
     let at = event.at.clone();
     let mut ticket = match (state, &event.change) {
-        (None, Change::Created { contact, contact_id, origin, body, submitted, guild_id, channel_id, follows, .. })
-            if version == 1 =>
-        {
+        (
+            None,
+            Change::Created {
+                contact, contact_id, origin, body, submitted, guild_id, channel_id, follows, routed, ..
+            },
+        ) if version == 1 => {
+            let routed = routed.as_deref().cloned().unwrap_or_default();
             return Some(TicketState {
                 id: event.ticket_id.clone(),
                 version,
@@ -503,6 +531,9 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
                 created_at: at.clone(),
                 updated_at: at,
                 clocks: event.clocks.clone().unwrap_or_default(),
+                team: routed.team,
+                priority: routed.priority.unwrap_or_default(),
+                labels: routed.labels.into_iter().collect(),
                 ..TicketState::default()
             });
         }
@@ -544,6 +575,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
             ticket.close_reason = Some(reason.clone());
         }
         Change::Reopened => reopen(&mut ticket),
+        Change::Moved { to, .. } => ticket.team.clone_from(to),
         Change::SubmitterWrote { .. } => {
             if ticket.status == Status::Closed {
                 reopen(&mut ticket);

@@ -37,6 +37,13 @@ pub struct Member {
     pub discord: Vec<u64>,
 }
 
+/// A team and who is in it, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
 /// Who a Discord account is, for the staff cards' buttons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiscordAccount {
@@ -76,7 +83,9 @@ impl Staff {
                  token_hash BLOB NOT NULL, csrf TEXT NOT NULL, expires TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS links (name TEXT PRIMARY KEY, code_hash BLOB NOT NULL UNIQUE, expires TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS discord (user_id TEXT PRIMARY KEY, name TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS teams (name TEXT PRIMARY KEY, added TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS members (team TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (team, name));",
         )
         .with_context(|| format!("cannot prepare {}", path.display()))?;
         Ok(Staff { conn: Mutex::new(conn) })
@@ -116,11 +125,66 @@ impl Staff {
         if tx.execute("DELETE FROM staff WHERE name = ?1", [name])? == 0 {
             bail!("{name} is not on the staff list (see `franz staff list`)");
         }
-        for table in ["links", "sessions", "discord"] {
+        for table in ["links", "sessions", "discord", "members"] {
             tx.execute(&format!("DELETE FROM {table} WHERE name = ?1"), [name])?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Adds team `name`; `false` when it existed already.
+    pub fn add_team(&self, name: &str) -> anyhow::Result<bool> {
+        let name = name.trim();
+        crate::lifecycle::routing::team_name(name).map_err(anyhow::Error::msg)?;
+        let added = self.lock().execute(
+            "INSERT OR IGNORE INTO teams (name, added) VALUES (?1, ?2)",
+            params![name, crate::schema::now_rfc3339()],
+        )?;
+        Ok(added == 1)
+    }
+
+    /// Removes team `name` and who was in it. Its tickets keep its name (their history says where they were) until
+    /// they are moved.
+    pub fn remove_team(&self, name: &str) -> anyhow::Result<()> {
+        let name = name.trim();
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if tx.execute("DELETE FROM teams WHERE name = ?1", [name])? == 0 {
+            bail!("there is no team {name} (see `franz team list`)");
+        }
+        tx.execute("DELETE FROM members WHERE team = ?1", [name])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Puts staff member `name` in team `team`; both must exist.
+    pub fn join_team(&self, name: &str, team: &str) -> anyhow::Result<()> {
+        let (name, team) = (name.trim(), team.trim());
+        let conn = self.lock();
+        if conn.query_row("SELECT 1 FROM teams WHERE name = ?1", [team], |_| Ok(())).optional()?.is_none() {
+            bail!("there is no team {team}; add it first with `franz team add {team}`");
+        }
+        if conn.query_row("SELECT 1 FROM staff WHERE name = ?1", [name], |_| Ok(())).optional()?.is_none() {
+            bail!("{name} is not on the staff list (see `franz staff list`)");
+        }
+        conn.execute("INSERT OR IGNORE INTO members (team, name) VALUES (?1, ?2)", [team, name])?;
+        Ok(())
+    }
+
+    /// Every team with its members, by name.
+    pub fn teams(&self) -> anyhow::Result<Vec<Team>> {
+        let conn = self.lock();
+        let mut statement = conn.prepare(
+            "SELECT teams.name, group_concat(members.name, char(10)) FROM teams
+             LEFT JOIN members ON members.team = teams.name GROUP BY teams.name ORDER BY teams.name",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let members: Option<String> = row.get(1)?;
+            let mut members: Vec<String> = members.unwrap_or_default().lines().map(str::to_owned).collect();
+            members.sort();
+            Ok(Team { name: row.get(0)?, members })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn list(&self) -> anyhow::Result<Vec<Member>> {
@@ -396,6 +460,27 @@ pub fn read_local(desk_dir: &Path) -> anyhow::Result<Option<Local>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn teams_are_added_joined_listed_and_removed_and_a_team_or_member_that_is_not_there_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let staff = Staff::open(dir.path()).unwrap();
+        assert!(staff.add_team("billing").unwrap());
+        assert!(!staff.add_team("billing").unwrap(), "once");
+        assert!(staff.add_team("triage").unwrap_err().to_string().contains("no team name"));
+        assert!(staff.add_team("Billing Team").is_err());
+        staff.add("ana").unwrap();
+        staff.join_team("ana", "billing").unwrap();
+        staff.join_team("ana", "billing").unwrap();
+        assert!(staff.join_team("ana", "support").unwrap_err().to_string().contains("franz team add support"));
+        assert!(staff.join_team("bo", "billing").unwrap_err().to_string().contains("not on the staff list"));
+        assert_eq!(staff.teams().unwrap(), [Team { name: "billing".into(), members: vec!["ana".into()] }]);
+        staff.remove("ana").unwrap();
+        assert_eq!(staff.teams().unwrap()[0].members, Vec::<String>::new(), "a removed member leaves their teams");
+        staff.remove_team("billing").unwrap();
+        assert!(staff.teams().unwrap().is_empty());
+        assert!(staff.remove_team("billing").is_err());
+    }
 
     #[test]
     fn a_token_signs_in_its_member_until_they_are_removed_or_get_a_new_one() {

@@ -32,6 +32,8 @@ mod ops;
 mod processes;
 /// Service levels with a clock the test moves: due soon, missed, alerts, metrics, nothing said twice.
 mod service_levels;
+/// Teams and routing: rules route each new ticket with its reason in the history; moves; lists by team.
+mod teams;
 /// A private Discord thread per ticket: opened with the submitter, mirrored both ways, notes never there.
 mod threads;
 /// The web desk over HTTP: sign-in, sessions, cross-site forms refused, hostile text escaped, live updates.

@@ -32,6 +32,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Config => Ok(write!(stdout, "{}", config.render())?),
         Command::Tickets(args) => tickets::tickets(&config, args, &mut stdout).await,
         Command::Staff { action } => staff::staff_command(&config, action, &mut stdout),
+        Command::Team { action } => staff::team_command(&config, action, &mut stdout),
         Command::Status(args) => status::status(&config, args.json, args.url, &mut stdout).await,
     }
 }

@@ -10,13 +10,58 @@ use crate::config::Config;
 use crate::people::{self as staff, Staff};
 use crate::terminal::visible;
 
+/// `franz team add|list|remove`.
+pub fn team_command(config: &Config, action: crate::cli::TeamAction, out: &mut impl Write) -> anyhow::Result<()> {
+    use crate::cli::TeamAction;
+    let staff = Staff::open(&staff::dir(config))?;
+    match action {
+        TeamAction::Add { name } => {
+            let name = name.trim();
+            if staff.add_team(name)? {
+                writeln!(out, "team {name} added; `franz staff add NAME --team {name}` puts someone in it.")?;
+            } else {
+                writeln!(out, "team {name} exists already.")?;
+            }
+        }
+        TeamAction::List => {
+            let teams = staff.teams()?;
+            if teams.is_empty() {
+                writeln!(out, "no teams yet; add one with `franz team add NAME`")?;
+            }
+            for team in teams {
+                let members: Vec<String> = team.members.iter().map(|m| visible(m).to_string()).collect();
+                let members = if members.is_empty() { "nobody yet".to_owned() } else { members.join(", ") };
+                writeln!(out, "{:<24} {members}", team.name)?;
+            }
+        }
+        TeamAction::Remove { name } => {
+            staff.remove_team(&name)?;
+            writeln!(out, "team {} removed; its tickets keep its name until they are moved.", name.trim())?;
+        }
+    }
+    Ok(())
+}
+
 /// `franz staff add|link|list|remove`.
 pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write) -> anyhow::Result<()> {
     let dir = staff::dir(config);
     let staff = Staff::open(&dir)?;
     match action {
-        StaffAction::Add { name, discord } => {
+        StaffAction::Add { name, discord, team } => {
+            // The teams first: one that does not exist refuses the whole add.
+            if let Some(missing) =
+                team.iter().find(|t| !staff.teams().is_ok_and(|all| all.iter().any(|k| k.name == t.trim())))
+            {
+                anyhow::bail!(
+                    "there is no team {}; add it first with `franz team add {}`",
+                    missing.trim(),
+                    missing.trim()
+                );
+            }
             let (token, existed) = staff.add_with_discord(&name, discord)?;
+            for team in &team {
+                staff.join_team(&name, team)?;
+            }
             let code = staff.link(&name)?;
             let (base, from) = base_url(config, &dir)?;
             let name = name.trim();
@@ -39,6 +84,10 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
             )?;
             if let Some(user_id) = discord {
                 linked(out, name, user_id)?;
+            }
+            if !team.is_empty() {
+                let teams: Vec<&str> = team.iter().map(|t| t.trim()).collect();
+                writeln!(out, "{name} is in team {}.", teams.join(", "))?;
             }
         }
         StaffAction::List => {

@@ -100,6 +100,9 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         if args.answered {
             query.push(("answered", "true".to_owned()));
         }
+        if let Some(team) = &args.team {
+            query.push(("team", team.clone()));
+        }
         if args.due {
             let within = chrono::Utc::now() + chrono::Duration::days(1);
             query.push(("due_before", crate::lifecycle::levels::stamp(within)));
@@ -135,6 +138,10 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         }
         TicketsAction::Close { id, reason } => (id, json!({"action": "close", "reason": reason})),
         TicketsAction::Reopen { id } => (id, json!({"action": "reopen"})),
+        TicketsAction::Move { id, team, reason } => {
+            let team = Some(team.trim()).filter(|team| *team != crate::lifecycle::routing::TRIAGE);
+            (id, json!({"action": "move", "team": team, "reason": reason}))
+        }
     };
     let url = format!("{}/api/tickets/{}/commands", desk.url, path_segment(id));
     let (status, answer) = desk.call(desk.http.post(url).json(&body)).await?;
@@ -208,6 +215,7 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "follows  {}", visible(old))?;
     }
     writeln!(out, "priority {}", text(&t["priority"]))?;
+    writeln!(out, "team     {}", t["team"].as_str().map_or("triage (none)".to_owned(), visible))?;
     let labels: Vec<String> = t["labels"].as_array().into_iter().flatten().map(text).collect();
     if !labels.is_empty() {
         writeln!(out, "labels   {}", labels.join(", "))?;
@@ -235,7 +243,7 @@ fn describe(event: &Value) -> String {
         Err(_) => format!("{} ({})", text(&event["actor"]["name"]), text(&event["actor"]["source"])),
     };
     let what = match event["type"].as_str().unwrap_or_default() {
-        "created" => format!("created from {}{}", text(&event["origin"]), files(event)),
+        "created" => format!("created from {}{}{}", text(&event["origin"]), files(event), routed(&event["routed"])),
         "claimed" => "claimed".to_owned(),
         "unclaimed" => format!("unclaimed from {}", text(&person(&event["from"]))),
         "assigned" => format!("assigned to {}", text(&person(&event["to"]))),
@@ -263,12 +271,35 @@ fn describe(event: &Value) -> String {
         "delivery" => format!("could not deliver by {}: {}", via(&event["via"]), text(&event["detail"])),
         "due_soon" => format!("the {} is due soon (due {})", target(&event["target"]), text(&event["due"])),
         "breached" => format!("the {} target was missed (due {})", target(&event["target"]), text(&event["due"])),
+        "moved" => format!(
+            "moved from {} to {}: {}",
+            event["from"].as_str().map_or("triage".to_owned(), visible),
+            event["to"].as_str().map_or("triage".to_owned(), visible),
+            text(&event["reason"])
+        ),
         "reminded" => format!("reminded the submitter (it closes {} without an answer)", text(&event["closes"])),
         "rejected" => format!("refused {}: {}", text(&event["action"]), text(&event["reason"])),
         other => visible(other),
     };
     let version = event["version"].as_u64().map_or("  ".to_owned(), |v| format!("v{v}"));
     format!("{version} {what} - {who}")
+}
+
+/// What a routing rule set on a new ticket, as the rest of its line.
+fn routed(routed: &Value) -> String {
+    let Some(rule) = routed["rule"].as_str() else { return String::new() };
+    let mut set: Vec<String> = Vec::new();
+    if let Some(team) = routed["team"].as_str() {
+        set.push(format!("to {}", visible(team)));
+    }
+    if let Some(priority) = routed["priority"].as_str() {
+        set.push(format!("priority {}", visible(priority)));
+    }
+    let labels: Vec<String> = routed["labels"].as_array().into_iter().flatten().map(text).collect();
+    if !labels.is_empty() {
+        set.push(format!("labelled {}", labels.join(", ")));
+    }
+    format!(", routed {} by rule `{}`", set.join(", "), visible(rule))
 }
 
 /// The files an event carries: where each was sent, or, for one franz keeps, its download on the desk.

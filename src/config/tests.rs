@@ -392,3 +392,29 @@ fn close_when_silent_days_zero_alone_turns_the_close_off_and_franz_starts() {
     assert!(config.is_ok(), "the documented off switch is refused: {}", config.unwrap_err());
     assert!(config.unwrap().service_levels.levels().is_none(), "no target and no silence: no service levels");
 }
+
+/// The issue's test (#27): a rule file with a bad regular expression is refused at start with its line and why;
+/// good rules are compiled in order.
+#[test]
+fn a_routing_rule_that_cannot_work_stops_franz_with_its_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("franz.toml");
+    let text = "[[routing]]\nname = \"invoices\"\nwords = [\"invoice\"]\nteam = \"billing\"\n\n\
+                [[routing]]\nname = \"broken\"\npattern = \"(unclosed\"\nteam = \"support\"\n";
+    std::fs::write(&path, text).unwrap();
+    let layers = |text: &str| Layers { files_read: vec![path.clone()], ..layers(&[], &[], text) };
+    let error = resolve(&Flags::default(), &layers(text)).map(|_| ()).unwrap_err();
+    let error = format!("{error:#}");
+    assert!(error.contains("routing rule 2 \"broken\""), "{error}");
+    assert!(error.contains(&format!("{} line 6", path.display())), "its line: {error}");
+    assert!(error.contains("no regular expression"), "why: {error}");
+    let good = "[[routing]]\nname = \"invoices\"\nwords = [\"invoice\"]\nteam = \"billing\"\n\n\
+                [[routing]]\nname = \"mail\"\norigin = \"Email\"\npriority = \"high\"\n";
+    let config = resolve(&Flags::default(), &layers(good)).unwrap();
+    let names: Vec<&str> = config.rules.iter().map(|rule| rule.name.as_str()).collect();
+    assert_eq!(names, ["invoices", "mail"]);
+    assert!(config.render().contains("invoices"), "franz config shows the rules");
+    let twice = format!("{good}\n[[routing]]\nname = \"mail\"\nteam = \"x\"\n");
+    let error = format!("{:#}", resolve(&Flags::default(), &layers(&twice)).map(|_| ()).unwrap_err());
+    assert!(error.contains("name \"mail\" of an earlier rule"), "{error}");
+}

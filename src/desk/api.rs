@@ -322,7 +322,7 @@ async fn command(
             client_error(rejection.status()),
             format!(
                 "{}; a command is JSON like {{\"action\": \"close\", \"reason\": \"fixed\"}} (actions: claim, unclaim, \
-                 assign, comment, set_priority, add_label, remove_label, close, reopen)",
+                 assign, comment, set_priority, add_label, remove_label, close, reopen, move)",
                 rejection.body_text()
             ),
         )

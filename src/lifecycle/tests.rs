@@ -537,3 +537,77 @@ fn a_message_is_bounded_and_its_attachments_are_https_links_with_printable_names
         run(&[Command::create(ticket()), command(1, "submitter", with(&"x".repeat(MESSAGE_MAX), vec![]))]);
     assert!(reason(&events[1]).is_none(), "exactly the limit is a message");
 }
+
+/// Routing at creation (the rule named on the `created` event, the ticket's team, priority and labels, and its
+/// service-level clocks run for the routed priority), and moves between teams with their refusals.
+#[test]
+fn a_routed_ticket_starts_in_its_team_and_moves_with_a_reason() {
+    use crate::lifecycle::levels::{Levels, Target};
+    use crate::lifecycle::routing::RuleText;
+    let rule = RuleText {
+        name: "locked".into(),
+        words: vec!["locked".into()],
+        team: Some("accounts".into()),
+        priority: Some("urgent".into()),
+        labels: vec!["Login".into()],
+        ..RuleText::default()
+    };
+    let levels = Levels {
+        calendar: crate::lifecycle::calendar::Calendar::always(),
+        warn_percent: 80,
+        targets: [
+            ((Target::FirstResponse, Priority::Normal), Duration::from_secs(3600)),
+            ((Target::FirstResponse, Priority::Urgent), Duration::from_secs(600)),
+        ]
+        .into_iter()
+        .collect(),
+        remind_before: Duration::ZERO,
+    };
+    let policy = Policy {
+        routing: std::sync::Arc::new(vec![rule.compile().unwrap()]),
+        levels: Some(std::sync::Arc::new(levels)),
+        ..Policy::default()
+    };
+    let mv = |n, team: Option<&str>, reason: &str| {
+        (command(n, "ana", Action::Move { team: team.map(Into::into), reason: reason.into() }), T)
+    };
+    let (events, state) = run_at(
+        &[
+            (Command::create(ticket()), T),
+            mv(1, Some("accounts"), "here already"),
+            mv(2, Some("Billing Team"), "x"),
+            mv(3, Some("billing"), "  "),
+            mv(4, Some("billing"), "a refund, not a login"),
+            mv(5, None, "back to triage"),
+        ],
+        &policy,
+    );
+    let Change::Created { routed: Some(routed), .. } = &events[0].change else { panic!("{:?}", events[0]) };
+    assert_eq!((routed.rule.as_str(), routed.team.as_deref()), ("locked", Some("accounts")));
+    let clock = &events[0].clocks.as_ref().unwrap()[0];
+    assert_eq!(clock.target_secs, 600, "the clocks run for the routed priority");
+    let kinds: Vec<&str> = events.iter().map(|e| e.change.name()).collect();
+    assert_eq!(kinds, ["created", "rejected", "rejected", "rejected", "moved", "moved"]);
+    let reasons: Vec<String> = events[1..4]
+        .iter()
+        .map(|e| match &e.change {
+            Change::Rejected { reason, .. } => reason.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(reasons[0].contains("in team accounts already"), "{reasons:?}");
+    assert!(reasons[1].contains("no team name"), "{reasons:?}");
+    assert!(reasons[2].contains("cannot be empty"), "{reasons:?}");
+    assert_eq!(
+        events[4].change,
+        Change::Moved {
+            from: Some("accounts".into()),
+            to: Some("billing".into()),
+            reason: "a refund, not a login".into()
+        }
+    );
+    let state = state.unwrap();
+    assert_eq!((state.team, state.priority), (None, Priority::Urgent));
+    assert_eq!(state.labels.into_iter().collect::<Vec<_>>(), ["login"], "labels as every label is: lower case");
+    assert_eq!(fold(&events).unwrap().version, 3);
+}

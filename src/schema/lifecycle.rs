@@ -396,6 +396,26 @@ pub enum Action {
     Tick {
         at: String,
     },
+    /// Give the ticket to team `team` (none: back to triage), saying why.
+    Move {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        team: Option<String>,
+        reason: String,
+    },
+}
+
+/// What a routing rule decided for a new ticket (`lifecycle::routing`), recorded on its `created` event: a rule
+/// changed later never rewrites it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Routed {
+    /// The rule's name.
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// Where the message about event `of` (a public reply, a claim, a close) went, and whether it arrived: what
@@ -467,6 +487,9 @@ pub enum Change {
         /// The files the opening message carried (a mail's attachments).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         attachments: Vec<Attachment>,
+        /// The routing rule that matched it, and what the rule set (boxed: rarely there, and large).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        routed: Option<Box<Routed>>,
     },
     Claimed {
         by: Person,
@@ -528,6 +551,14 @@ pub enum Change {
     Reminded {
         closes: String,
     },
+    /// The ticket went from team `from` to team `to` (none: triage).
+    Moved {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        reason: String,
+    },
     /// The command was refused; the ticket is unchanged.
     Rejected {
         /// The refused command's action (`claim`, `close`, …), or `unreadable` for a record that is no command.
@@ -553,6 +584,7 @@ impl Action {
             Action::Write { .. } => "write",
             Action::RecordDelivery(_) => "record_delivery",
             Action::Tick { .. } => "tick",
+            Action::Move { .. } => "move",
         }
     }
 }
@@ -574,6 +606,7 @@ impl Change {
             Change::SubmitterWrote { .. } => "write",
             Change::Delivery(_) => "record_delivery",
             Change::DueSoon { .. } | Change::Breached { .. } | Change::Reminded { .. } => "tick",
+            Change::Moved { .. } => "move",
             Change::Rejected { action, .. } => action,
         }
     }
@@ -604,6 +637,7 @@ impl Change {
             Change::DueSoon { .. } => "due_soon",
             Change::Breached { .. } => "breached",
             Change::Reminded { .. } => "reminded",
+            Change::Moved { .. } => "moved",
             Change::Rejected { .. } => "rejected",
         }
     }

@@ -28,6 +28,8 @@ pub struct Filter {
     pub label: Option<String>,
     pub priority: Option<Priority>,
     pub origin: Option<String>,
+    /// Only tickets of this team; `triage` for those of none.
+    pub team: Option<String>,
     /// Words to find in the body, the contact or the comments (each word a prefix).
     pub q: Option<String>,
     /// Only tickets with a target of the team due before this instant (RFC 3339), missed ones included, the
@@ -91,6 +93,11 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
     }
     if let Some(origin) = &filter.origin {
         clause.bind("t.origin = ?", origin.clone());
+    }
+    match filter.team.as_deref().map(str::trim) {
+        None => {}
+        Some(crate::lifecycle::routing::TRIAGE) => clause.conditions.push("t.team IS NULL".into()),
+        Some(team) => clause.bind("t.team = ?", team.to_owned()),
     }
     if let Some(label) = &filter.label {
         clause.bind("t.seq IN (SELECT seq FROM labels WHERE label = ?)", label.trim().to_lowercase());

@@ -18,7 +18,8 @@ use super::Identity;
 /// 9: `tickets.clocks` (the service-level clocks, JSON) and `tickets.next_check` (their next point), indexed.
 /// 10: `tickets.due_at`, when the earliest target of the team is due, indexed.
 /// 11: `outcomes`, each service-level target met or missed.
-const SCHEMA_VERSION: i64 = 11;
+/// 12: `tickets.team`, indexed.
+const SCHEMA_VERSION: i64 = 12;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     follows TEXT,
     clocks TEXT,
     next_check TEXT,
-    due_at TEXT
+    due_at TEXT,
+    team TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
@@ -61,6 +63,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_created ON tickets (created_at);
 CREATE INDEX IF NOT EXISTS tickets_by_contact_id ON tickets (contact_id, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_answered ON tickets (answered, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
+CREATE INDEX IF NOT EXISTS tickets_by_team ON tickets (team, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_next_check ON tickets (next_check) WHERE next_check IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tickets_by_due ON tickets (due_at, seq) WHERE due_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
@@ -204,7 +207,7 @@ fn changes(recorded: &Recorded, now: &Identity) -> Vec<String> {
 
 /// The indexes that only the desk's filters (and the bot's `/tickets`) use: a rebuild from an empty store drops them and builds them once at
 /// the end, which is much cheaper than keeping them up to date row by row.
-const FILTER_INDEXES: [&str; 9] = [
+const FILTER_INDEXES: [&str; 10] = [
     "tickets_by_status",
     "tickets_by_assignee",
     "tickets_by_priority",
@@ -214,6 +217,7 @@ const FILTER_INDEXES: [&str; 9] = [
     "tickets_by_answered",
     "tickets_by_follows",
     "tickets_by_updated",
+    "tickets_by_team",
 ];
 
 /// Drops the filter indexes for a bulk rebuild.

@@ -327,6 +327,8 @@ pub struct BoardQuery {
     pub answered: String,
     /// Only tickets with a target due within a day, the soonest due first.
     pub due: String,
+    /// Only tickets of this team (`triage`: of none).
+    pub team: String,
     pub cursor: String,
 }
 
@@ -350,6 +352,7 @@ impl BoardQuery {
             answered: given(&self.answered).is_some(),
             label: given(&self.label),
             origin: given(&self.origin),
+            team: given(&self.team),
             q: given(&self.q),
             due_before: given(&self.due)
                 .map(|_| crate::lifecycle::levels::stamp(chrono::Utc::now() + chrono::Duration::days(1))),
@@ -372,6 +375,7 @@ impl BoardQuery {
             ("unassigned", &self.unassigned),
             ("answered", &self.answered),
             ("due", &self.due),
+            ("team", &self.team),
         ] {
             if !value.trim().is_empty() {
                 url.append_pair(key, value.trim());
@@ -449,7 +453,12 @@ async fn ticket(
     let counts = desk.numbers.counts().await.map_err(ApiError::internal);
     match (found, counts) {
         (Ok((Some(ticket), (events, hidden), answer)), Ok(counts)) => {
-            let page = pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts, hours(&desk));
+            // The teams a ticket can move to; a ticket in a removed team shows that team too.
+            let mut teams: Vec<String> =
+                desk.staff.teams().unwrap_or_default().into_iter().map(|team| team.name).collect();
+            teams.extend(ticket.team.clone().filter(|team| !teams.contains(team)));
+            let page =
+                pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts, hours(&desk), &teams);
             Html(page.into_string()).into_response()
         }
         (Ok((None, ..)), _) => api::no_ticket(&id).into(),
@@ -536,6 +545,10 @@ fn action_from(form: &HashMap<String, String>) -> Result<Action, String> {
         "remove_label" => Action::RemoveLabel { label: field("label") },
         "close" => Action::Close { reason: field("reason") },
         "reopen" => Action::Reopen,
+        "move" => Action::Move {
+            team: Some(field("team")).filter(|team| !team.is_empty() && team != crate::lifecycle::routing::TRIAGE),
+            reason: field("reason"),
+        },
         other => {
             let shown: String = other.chars().take(32).collect();
             return Err(format!("the desk does not know the action {shown:?}"));

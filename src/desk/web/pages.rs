@@ -153,6 +153,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts,
                 }
                 label { "Label " input name="label" value=(query.label) size="10"; }
                 label { "Origin " input name="origin" value=(query.origin) size="10"; }
+                label title="a team's name, or triage for tickets of none" { "Team " input name="team" value=(query.team) size="10"; }
                 label.check { input type="checkbox" name="mine" value="1" checked[!query.mine.is_empty()]; " Mine" }
                 label.check {
                     input type="checkbox" name="unassigned" value="1" checked[!query.unassigned.is_empty()]; " Unassigned"
@@ -173,7 +174,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts,
                     table.tickets {
                         thead { tr {
                             th scope="col" { "Ticket" } th scope="col" { "Status" } th scope="col" { "Priority" }
-                            th scope="col" { "Age" } th scope="col" { "Assignee" } th scope="col" { "Origin" }
+                            th scope="col" { "Age" } th scope="col" { "Assignee" } th scope="col" { "Team" } th scope="col" { "Origin" }
                             th scope="col" { "Labels" }
                             @if hours.calendar.is_some() { th scope="col" title="working time left before its earliest target" { "Due" } }
                         } }
@@ -188,6 +189,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts,
                                     td { span class={ "priority " (ticket.priority.name()) } { (ticket.priority.name()) } }
                                     td { time datetime=(ticket.created_at) title=(ticket.created_at) { (age(&ticket.created_at, now)) } }
                                     td { bdi { (ticket.assignee.as_ref().map_or("—".to_owned(), Person::display)) } }
+                                    td { (ticket.team.as_deref().unwrap_or("—")) }
                                     td { (ticket.origin) }
                                     td { @for label in &ticket.labels { span.label { (label) } " " } }
                                     @if let Some(calendar) = hours.calendar { (time_left(&ticket.clocks, now, calendar)) }
@@ -212,6 +214,7 @@ pub fn ticket(
     answer: Option<&(String, Option<Event>)>,
     counts: Counts,
     hours: Hours<'_>,
+    teams: &[String],
 ) -> Markup {
     let target = format!("/tickets/{}", path_segment(&ticket.id));
     let form = |action: &str, fields: Markup, button: &str| {
@@ -271,6 +274,7 @@ pub fn ticket(
                     }
                     dt { "Contact" } dd { bdi { (ticket.contact) } @if let Some(id) = &ticket.contact_id { " (Discord id " (id) ")" } }
                     dt { "Origin" } dd { (ticket.origin) (place(ticket)) }
+                    dt { "Team" } dd { (ticket.team.as_deref().unwrap_or("triage (no team)")) }
                     dt { "Submitted" } dd { (when(&ticket.submitted)) }
                     dt { "Opened" } dd { (when(&ticket.created_at)) }
                     @if let Some(at) = &ticket.first_claimed_at { dt { "First claimed" } dd { (when(at)) } }
@@ -313,6 +317,17 @@ pub fn ticket(
                     }
                 }, "Set"))
                 (form("add_label", html! { label { "Label " input name="label" required maxlength="32"; } }, "Add"))
+                (form("move", html! {
+                    label { "Team "
+                        select name="team" {
+                            option value=(crate::lifecycle::routing::TRIAGE) selected[ticket.team.is_none()] { "triage (no team)" }
+                            @for team in teams {
+                                option value=(team) selected[ticket.team.as_ref() == Some(team)] { (team) }
+                            }
+                        }
+                    }
+                    label { "Why " input name="reason" required maxlength="500" placeholder="why it moves"; }
+                }, "Move"))
                 @for label in &ticket.labels {
                     (form("remove_label", html! { input type="hidden" name="label" value=(label); }, &format!("Remove label {label}")))
                 }
@@ -637,7 +652,21 @@ pub const TIMELINE_MAX: usize = 500;
 /// What a change did, as the rest of a sentence that starts with who did it.
 pub fn describe(change: &Change) -> String {
     match change {
-        Change::Created { origin, .. } => format!("opened the ticket (from {origin})"),
+        Change::Created { origin, routed: None, .. } => format!("opened the ticket (from {origin})"),
+        Change::Created { origin, routed: Some(routed), .. } => {
+            let mut set = Vec::new();
+            set.extend(routed.team.as_ref().map(|team| format!("to {team}")));
+            set.extend(routed.priority.map(|priority| format!("priority {}", priority.name())));
+            if !routed.labels.is_empty() {
+                set.push(format!("labelled {}", routed.labels.join(", ")));
+            }
+            format!("opened the ticket (from {origin}), routed {} by rule `{}`", set.join(", "), routed.rule)
+        }
+        Change::Moved { from, to, reason } => format!(
+            "moved it from {} to {}: {reason}",
+            from.as_deref().unwrap_or(crate::lifecycle::routing::TRIAGE),
+            to.as_deref().unwrap_or(crate::lifecycle::routing::TRIAGE)
+        ),
         Change::Claimed { .. } => "claimed it".to_owned(),
         Change::Unclaimed { from } => format!("gave it back (it was {}'s)", from.display()),
         Change::Assigned { to, .. } => format!("assigned it to {}", to.display()),

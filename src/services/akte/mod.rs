@@ -62,6 +62,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         policy: crate::lifecycle::Policy {
             reopen_within: context.config.reopen_within,
             levels: context.config.service_levels.levels().map(std::sync::Arc::new),
+            routing: context.config.rules.clone(),
         },
         clock: context.config.clock.clone(),
     };

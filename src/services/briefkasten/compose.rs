@@ -168,6 +168,7 @@ mod tests {
             message_id: Some(message_id.into()),
             automatic: None,
             attachments: Vec::new(),
+            routed: None,
         }
     }
 

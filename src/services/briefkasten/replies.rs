@@ -554,6 +554,7 @@ mod tests {
             message_id: None,
             automatic: automatic.map(str::to_owned),
             attachments: Vec::new(),
+            routed: None,
         }
     }
 

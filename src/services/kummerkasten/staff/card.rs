@@ -187,6 +187,9 @@ pub fn embed(state: &TicketState) -> Value {
         field("Contact", &plain(&state.contact), true),
         field("Origin", &plain(&state.origin), true),
     ];
+    if let Some(team) = &state.team {
+        fields.push(field("Team", &plain(team), true));
+    }
     if !state.labels.is_empty() {
         let labels: Vec<String> = state.labels.iter().map(|l| plain(l)).collect();
         fields.push(field("Labels", &labels.join(", "), false));

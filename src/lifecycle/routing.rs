@@ -1,0 +1,169 @@
+//! Routing: the team's ordered rules that give a new ticket its team, priority and labels.
+//!
+//! A rule (`[[routing]]` in `franz.toml`) matches a new ticket by where it came from (its origin, Discord server or
+//! channel), who sent it (its contact, by a regular expression), and what it says (any of some words, or a regular
+//! expression, over its text). Every condition a rule names must hold; a rule that names none matches every ticket.
+//! The first rule that matches decides ([`route`]), and akte records what it decided on the ticket's `created`
+//! event ([`Routed`], with the rule's name), so a rule changed later never rewrites a ticket's history. No rule
+//! matching leaves the ticket in triage: no team, the default priority, no labels.
+
+use regex::Regex;
+
+use crate::schema::Ticket;
+use crate::schema::lifecycle::{Priority, Routed};
+
+/// The most rules a configuration may hold, and the most words one rule may list.
+pub const RULES_MAX: usize = 200;
+pub const WORDS_MAX: usize = 100;
+/// The most bytes of a regular expression's compiled program: a rule cannot make akte slow or large.
+const REGEX_SIZE_MAX: usize = 1 << 20;
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// The ticket's origin (`Discord`, `Email`, `cli`), compared without case.
+    pub origin: Option<String>,
+    pub guild: Option<String>,
+    pub channel: Option<String>,
+    pub contact: Option<Regex>,
+    /// Lower-case words, any of which must stand in the ticket's text as a word of its own.
+    pub words: Vec<String>,
+    pub pattern: Option<Regex>,
+    pub team: Option<String>,
+    pub priority: Option<Priority>,
+    pub labels: Vec<String>,
+}
+
+/// A rule as the configuration writes it, before it is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleText {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guild: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+/// Where a ticket of no team is: not a team's name (`team=triage` lists those tickets).
+pub const TRIAGE: &str = "triage";
+
+/// A team's name: 1 to 32 lower-case letters, digits, `-` and `_`, starting with a letter or digit; not `triage`.
+pub fn team_name(name: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name != TRIAGE;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is no team name: 1 to 32 lower-case letters, digits, - and _, starting with a letter or digit, \
+             and not {TRIAGE} (where tickets of no team are)"
+        ))
+    }
+}
+
+impl RuleText {
+    /// The rule compiled, or what is wrong with it (without where: the caller knows the rule's place).
+    pub fn compile(&self) -> Result<Rule, String> {
+        if self.name.trim().is_empty() || self.name.len() > 64 {
+            return Err("a rule needs a name of 1 to 64 characters (`name = \"invoices\"`)".into());
+        }
+        let regex = |what: &str, text: &Option<String>| -> Result<Option<Regex>, String> {
+            text.as_deref()
+                .map(|text| {
+                    regex::RegexBuilder::new(text)
+                        .size_limit(REGEX_SIZE_MAX)
+                        .build()
+                        .map_err(|error| format!("its {what} {text:?} is no regular expression: {error}"))
+                })
+                .transpose()
+        };
+        if self.words.len() > WORDS_MAX {
+            return Err(format!("it lists {} words; at most {WORDS_MAX}", self.words.len()));
+        }
+        let words: Vec<String> = self.words.iter().map(|word| word.trim().to_lowercase()).collect();
+        if let Some(empty) = words.iter().find(|word| word.is_empty() || word.contains(char::is_whitespace)) {
+            return Err(format!("its words are single words; {empty:?} is not"));
+        }
+        if let Some(team) = &self.team {
+            team_name(team)?;
+        }
+        let priority = match &self.priority {
+            None => None,
+            Some(name) => Some(
+                Priority::parse(name)
+                    .ok_or_else(|| format!("its priority {name:?} is none of low, normal, high, urgent"))?,
+            ),
+        };
+        let labels = self
+            .labels
+            .iter()
+            .map(|label| super::label(label).map_err(|why| format!("its label {label:?}: {why}")))
+            .collect::<Result<Vec<String>, String>>()?;
+        if self.team.is_none() && priority.is_none() && self.labels.is_empty() {
+            return Err("it sets nothing: give it a team, a priority or labels".into());
+        }
+        Ok(Rule {
+            name: self.name.trim().to_owned(),
+            origin: self.origin.clone(),
+            guild: self.guild.clone(),
+            channel: self.channel.clone(),
+            contact: regex("contact", &self.contact)?,
+            words,
+            pattern: regex("pattern", &self.pattern)?,
+            team: self.team.clone(),
+            priority,
+            labels,
+        })
+    }
+}
+
+impl Rule {
+    /// Whether every condition of the rule holds for `ticket`.
+    pub fn matches(&self, ticket: &Ticket) -> bool {
+        let same = |wanted: &Option<String>, has: Option<&str>| wanted.as_deref().is_none_or(|w| Some(w) == has);
+        self.origin.as_deref().is_none_or(|origin| origin.eq_ignore_ascii_case(&ticket.origin))
+            && same(&self.guild, ticket.guild_id.as_deref())
+            && same(&self.channel, ticket.channel_id.as_deref())
+            && self.contact.as_ref().is_none_or(|contact| contact.is_match(&ticket.contact))
+            && (self.words.is_empty() || has_word(&ticket.body, &self.words))
+            && self.pattern.as_ref().is_none_or(|pattern| pattern.is_match(&ticket.body))
+    }
+}
+
+/// Whether any of `words` (lower case) stands in `text` as a word of its own.
+fn has_word(text: &str, words: &[String]) -> bool {
+    text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '_')
+        .filter(|word| !word.is_empty())
+        .any(|word| words.iter().any(|wanted| word.to_lowercase() == *wanted))
+}
+
+/// What the first rule that matches `ticket` sets, naming it; `None` when no rule matches (triage).
+pub fn route(rules: &[Rule], ticket: &Ticket) -> Option<Routed> {
+    rules.iter().find(|rule| rule.matches(ticket)).map(|rule| Routed {
+        rule: rule.name.clone(),
+        team: rule.team.clone(),
+        priority: rule.priority,
+        labels: rule.labels.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+//! Teams and routing end to end: the configuration's rules route new tickets from Discord and the command line to
+//! their teams, labelled, with the rule named in the history; a move gives a ticket to another team; the API, the
+//! CLI and the board list by team.
+
+use franz::lifecycle::routing::RuleText;
+use serde_json::{Value, json};
+
+use crate::web::Team;
+
+fn ticket(id: &str, origin: &str, body: &str) -> franz::schema::Ticket {
+    franz::schema::Ticket {
+        id: id.into(),
+        contact: "pontatot".into(),
+        origin: origin.into(),
+        body: body.into(),
+        date: "2026-12-07T10:00:00Z".into(),
+        contact_id: Some("42".into()),
+        ..franz::schema::Ticket::default()
+    }
+}
+
+/// The "done when": two teams, rules, tickets from Discord and the CLI each arriving at its team, labelled,
+/// with its reason in the history; one moved on; lists by team.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_route_each_new_ticket_to_its_team_with_the_rule_in_its_history_and_a_move_gives_it_to_another() {
+    let rules = vec![
+        RuleText {
+            name: "invoices".into(),
+            words: vec!["invoice".into(), "refund".into()],
+            team: Some("billing".into()),
+            priority: Some("high".into()),
+            labels: vec!["money".into()],
+            ..RuleText::default()
+        },
+        RuleText {
+            name: "hardware".into(),
+            pattern: Some("(?i)printer|scanner".into()),
+            team: Some("support".into()),
+            ..RuleText::default()
+        },
+    ];
+    let team = Team::start_with(|config| {
+        config.rules = std::sync::Arc::new(rules.iter().map(|rule| rule.compile().unwrap()).collect());
+        config.routing = rules;
+    })
+    .await;
+    for name in ["billing", "support"] {
+        assert!(team.staff().add_team(name).unwrap());
+    }
+    team.publish(&[ticket("disc-1", "Discord", "my Invoice is wrong"), ticket("disc-2", "Discord", "hello there")])
+        .await;
+    let cli = team.submit("pontatot", "the printer is on fire").await;
+
+    let shown = |id: String| {
+        let team = &team;
+        async move { team.api(&format!("/api/tickets/{id}")).await }
+    };
+    let billed = shown("disc-1".into()).await;
+    assert_eq!(billed["ticket"]["team"], "billing");
+    assert_eq!(billed["ticket"]["priority"], "high");
+    assert_eq!(billed["ticket"]["labels"], json!(["money"]));
+    assert_eq!(
+        billed["events"][0]["routed"],
+        json!({"rule": "invoices", "team": "billing", "priority": "high", "labels": ["money"]})
+    );
+    let from_cli = shown(cli.clone()).await;
+    assert_eq!(from_cli["ticket"]["team"], "support", "from the command line, by its pattern");
+    assert_eq!(from_cli["events"][0]["routed"]["rule"], "hardware");
+    let triage = shown("disc-2".into()).await;
+    assert_eq!(
+        (&triage["ticket"]["team"], &triage["events"][0]["routed"]),
+        (&Value::Null, &Value::Null),
+        "no rule: triage"
+    );
+
+    // A move, with its reason, by any staff member; to a team with a name no team may have, refused.
+    let token = team.staff().add("ana").unwrap().0;
+    let send = |body: Value| {
+        let request =
+            team.http.post(format!("{}/api/tickets/disc-1/commands", team.url)).bearer_auth(&token).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, answer) = send(json!({"action": "move", "team": "support", "reason": "a question, not a bill"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["event"]["type"], "moved");
+    assert_eq!((&answer["event"]["from"], &answer["event"]["to"]), (&json!("billing"), &json!("support")));
+    let (status, answer) = send(json!({"action": "move", "team": "Not A Team", "reason": "x"})).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no team name"), "{answer}");
+
+    let ids = |page: Value| -> Vec<String> {
+        let mut ids: Vec<String> =
+            page["tickets"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let mut support = vec!["disc-1".to_owned(), cli.clone()];
+    support.sort();
+    assert_eq!(ids(team.api("/api/tickets?team=support").await), support);
+    assert_eq!(ids(team.api("/api/tickets?team=triage").await), ["disc-2"]);
+    assert!(ids(team.api("/api/tickets?team=billing").await).is_empty());
+
+    // The ticket page: its team, the history's reason, and the move form offering the teams.
+    let session = team.sign_in("bo").await;
+    let page = team.page("/tickets/disc-1", &session.cookie).await;
+    assert!(page.contains("routed to billing, priority high, labelled money by rule `invoices`"), "{page}");
+    assert!(page.contains("moved it from billing to support: a question, not a bill"), "{page}");
+    assert!(page.contains("<option value=\"billing\">billing</option>"), "{page}");
+    let board = team.page("/?team=triage", &session.cookie).await;
+    assert!(board.contains("/tickets/disc-2") && !board.contains("/tickets/disc-1"), "{board}");
+
+    // The CLI: by team, and a move back to triage.
+    // The local credential of the desk in the team's data dir.
+    let cli_out = crate::util::franz(team.data.path(), Some(&team.harness))
+        .env("FRANZ_DATA_DIR", team.data.path())
+        .args(["tickets", "--team", "support"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&cli_out.stdout);
+    assert!(cli_out.status.success(), "{}", String::from_utf8_lossy(&cli_out.stderr));
+    assert!(listed.contains("disc-1") && !listed.contains("disc-2"), "{listed}");
+    let moved = crate::util::franz(team.data.path(), Some(&team.harness))
+        .env("FRANZ_DATA_DIR", team.data.path())
+        .args(["tickets", "move", "disc-1", "triage", "--reason", "nobody's yet", "--as", "ana"])
+        .output()
+        .unwrap();
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    assert!(String::from_utf8_lossy(&moved.stdout).contains("moved from support to triage: nobody's yet"));
+    team.stop().await;
+}
