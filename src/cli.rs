@@ -183,6 +183,8 @@ pub struct TicketsArgs {
 pub enum TicketsAction {
     /// A ticket and its whole history.
     Show { id: String },
+    /// The closed tickets most like one, how each was closed, and the labels and team they suggest.
+    Similar { id: String },
     /// Take a ticket.
     Claim { id: String },
     /// Give a ticket back to the queue.

@@ -131,3 +131,57 @@ async fn rules_route_each_new_ticket_to_its_team_with_the_rule_in_its_history_an
     assert!(String::from_utf8_lossy(&moved.stdout).contains("moved from support to triage: nobody's yet"));
     team.stop().await;
 }
+
+/// Similar tickets on the ticket page and in the CLI: the closed tickets most like it, with how each was closed,
+/// and a label and team suggested only once three of the five nearest agree, applied by the press of a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_closed_tickets_most_like_one_are_listed_and_suggest_only_when_three_agree() {
+    let team = Team::start();
+    let team = team.await;
+    let token = team.staff().add("ana").unwrap().0;
+    let send = |id: &str, body: Value| {
+        let request = team.http.post(format!("{}/api/tickets/{id}/commands", team.url)).bearer_auth(&token).json(&body);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    let old: Vec<_> =
+        (0..3).map(|n| ticket(&format!("old-{n}"), "Discord", "the printer has a paper jam again")).collect();
+    team.publish(&old).await;
+    team.publish(&[ticket("new", "Discord", "paper jam in the printer on floor two")]).await;
+    for (n, old) in old.iter().enumerate() {
+        if n < 2 {
+            send(&old.id, json!({"action": "add_label", "label": "hardware"})).await;
+        }
+        send(&old.id, json!({"action": "close", "reason": "cleared the jam"})).await;
+    }
+    let session = team.sign_in("bo").await;
+    crate::util::wait_until("the three closed", || async {
+        team.api("/api/tickets?status=closed").await["tickets"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let similar = team.api("/api/tickets/new/similar").await;
+    assert_eq!(similar["similar"].as_array().unwrap().len(), 3, "{similar}");
+    assert_eq!(similar["suggested"], json!({"labels": []}), "two of five agreeing suggest nothing: {similar}");
+    let page = team.page("/tickets/new", &session.cookie).await;
+    assert!(page.contains("Similar closed tickets") && page.contains("cleared the jam"), "{page}");
+    assert!(!page.contains("Add label hardware"), "{page}");
+
+    // A third agrees: the label is suggested, and one press adds it, as the person who pressed.
+    let third = &old[2].id;
+    send(third, json!({"action": "reopen"})).await;
+    send(third, json!({"action": "add_label", "label": "hardware"})).await;
+    send(third, json!({"action": "close", "reason": "cleared the jam"})).await;
+    let similar = team.api("/api/tickets/new/similar").await;
+    assert_eq!(similar["suggested"]["labels"], json!(["hardware"]), "{similar}");
+    let page = team.page("/tickets/new", &session.cookie).await;
+    assert!(page.contains("Add label hardware"), "{page}");
+    let cli = crate::util::franz(team.data.path(), Some(&team.harness))
+        .env("FRANZ_DATA_DIR", team.data.path())
+        .args(["tickets", "similar", "new"])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert!(printed.contains("closed by ana") && printed.contains("suggested labels: hardware"), "{printed}");
+    assert_eq!(team.api("/api/tickets/new").await["ticket"]["labels"], json!([]), "never applied by itself");
+    team.stop().await;
+}

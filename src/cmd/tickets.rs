@@ -125,6 +125,15 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
             }
             return Ok(());
         }
+        TicketsAction::Similar { id } => {
+            let answer = desk.get(&format!("/api/tickets/{}/similar", path_segment(id)), &[]).await?;
+            if args.json {
+                writeln!(out, "{}", terminal_json(&answer))?;
+            } else {
+                print_similar(&answer, out)?;
+            }
+            return Ok(());
+        }
         TicketsAction::Claim { id } => (id, json!({"action": "claim"})),
         TicketsAction::Unclaim { id } => (id, json!({"action": "unclaim"})),
         TicketsAction::Assign { id, name } => (id, json!({"action": "assign", "to": name})),
@@ -195,6 +204,33 @@ fn print_list(page: &Value, out: &mut impl Write) -> anyhow::Result<()> {
     }
     if let Some(cursor) = page["next_cursor"].as_str() {
         writeln!(out, "(more: the API's cursor is {})", visible(cursor))?;
+    }
+    Ok(())
+}
+
+fn print_similar(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
+    let similar = answer["similar"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if similar.is_empty() {
+        writeln!(out, "no closed ticket is like this one")?;
+    }
+    for t in similar {
+        let first_line = t["body"].as_str().unwrap_or_default().lines().next().unwrap_or_default();
+        writeln!(out, "{:<36}  {}", text(&t["id"]), visible(&clip(first_line, 60)))?;
+        writeln!(
+            out,
+            "{:<36}  closed by {}: {}{}",
+            "",
+            text(&person(&t["closed_by"])),
+            text(&t["close_reason"]),
+            t["team"].as_str().map_or(String::new(), |team| format!(" (team {})", visible(team)))
+        )?;
+    }
+    let labels: Vec<String> = answer["suggested"]["labels"].as_array().into_iter().flatten().map(text).collect();
+    if !labels.is_empty() {
+        writeln!(out, "suggested labels: {} (`franz tickets label ID LABEL` adds one)", labels.join(", "))?;
+    }
+    if let Some(team) = answer["suggested"]["team"].as_str() {
+        writeln!(out, "suggested team: {} (`franz tickets move ID {} --reason ...`)", visible(team), visible(team))?;
     }
     Ok(())
 }

@@ -36,6 +36,7 @@ pub fn router(desk: Shared) -> Router {
         .route("/api/tickets/{id}", get(show))
         .route("/api/tickets/{id}/commands", post(command))
         .route("/api/tickets/{id}/files/{sha256}", get(file))
+        .route("/api/tickets/{id}/similar", get(similar))
         .route("/api/stats", get(stats))
         .route("/api/me", get(me))
         .route(
@@ -232,6 +233,34 @@ async fn list(
     })
     .await?;
     Ok(Json(page).into_response())
+}
+
+/// `GET /api/tickets/{id}/similar`: the closed tickets most like this one, best first, and what they suggest
+/// ([`similar_to`]).
+async fn similar(
+    State(desk): State<Shared>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (similar, suggested) = similar_to(&desk, &caller.name, id).await?;
+    Ok(Json(json!({ "similar": similar, "suggested": suggested })).into_response())
+}
+
+/// The closed tickets most like ticket `id` ([`crate::lifecycle::routing::SIMILAR_SHOWN`] at most, best first) and
+/// the labels and team they suggest: a search of the store by `who`, with a search's time limit.
+pub(super) async fn similar_to(
+    desk: &Shared,
+    who: &str,
+    id: String,
+) -> Result<(Vec<crate::lifecycle::TicketState>, crate::lifecycle::routing::Suggested), ApiError> {
+    use crate::lifecycle::routing::{SIMILAR_SHOWN, suggest};
+    search(desk, who, move |conn| {
+        let ticket = query::ticket(conn, &id).map_err(ApiError::internal)?.ok_or_else(|| no_ticket(&id))?;
+        let similar = query::similar(conn, &ticket, SIMILAR_SHOWN).map_err(ApiError::internal)?;
+        let suggested = suggest(&ticket, &similar);
+        Ok((similar, suggested))
+    })
+    .await
 }
 
 /// `GET /api/tickets/{id}/files/{sha256}`: a file kept for the ticket ([`download`]).

@@ -165,5 +165,44 @@ pub fn route(rules: &[Rule], ticket: &Ticket) -> Option<Routed> {
     })
 }
 
+/// How many similar closed tickets are shown, and how many of them must agree for a suggestion.
+pub const SIMILAR_SHOWN: usize = 5;
+pub const SIMILAR_AGREE: usize = 3;
+
+/// What the closed tickets most like one suggest for it: labels and a team that at least [`SIMILAR_AGREE`] of
+/// them share and it lacks. Only ever shown, for a person to apply with one press; never applied by franz.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Suggested {
+    pub labels: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+/// The suggestions of the nearest [`SIMILAR_SHOWN`] of `similar` (best first) for `ticket`.
+pub fn suggest(ticket: &crate::lifecycle::TicketState, similar: &[crate::lifecycle::TicketState]) -> Suggested {
+    let nearest = &similar[..similar.len().min(SIMILAR_SHOWN)];
+    let mut labels: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut teams: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for other in nearest {
+        for label in &other.labels {
+            *labels.entry(label).or_default() += 1;
+        }
+        if let Some(team) = &other.team {
+            *teams.entry(team).or_default() += 1;
+        }
+    }
+    Suggested {
+        labels: labels
+            .into_iter()
+            .filter(|(label, count)| *count >= SIMILAR_AGREE && !ticket.labels.contains(*label))
+            .map(|(label, _)| label.to_owned())
+            .collect(),
+        team: teams
+            .into_iter()
+            .find(|(team, count)| *count >= SIMILAR_AGREE && ticket.team.as_deref() != Some(*team))
+            .map(|(team, _)| team.to_owned()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

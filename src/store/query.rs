@@ -174,6 +174,50 @@ fn fts_query(text: &str) -> String {
         .join(" ")
 }
 
+/// The most words of a ticket looked up for a search for similar ones, and the most of them (the rarest) searched.
+const SIMILAR_WORDS_MAX: usize = 64;
+const SIMILAR_TERMS: usize = 12;
+
+/// The closed tickets most like `ticket`, best first, at most `limit`: BM25 over their text (the store's full-text
+/// index, body column) for any of the ticket's rarest words of three letters or more. The words in most tickets
+/// add little to a score and much to the time (every ticket holding one is scored), so only the
+/// [`SIMILAR_TERMS`] in the fewest tickets are searched (`search_terms`: the index's own counts).
+pub fn similar(conn: &Connection, ticket: &TicketState, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
+    let mut words: Vec<String> = Vec::new();
+    for word in ticket.body.split(|c: char| !c.is_alphanumeric()).filter(|word| word.chars().count() >= PREFIX_MIN) {
+        let word = word.to_lowercase();
+        if !words.contains(&word) {
+            words.push(word);
+        }
+        if words.len() == SIMILAR_WORDS_MAX {
+            break;
+        }
+    }
+    let mut counted: Vec<(i64, String)> = Vec::new();
+    let mut count = conn.prepare_cached("SELECT doc FROM search_terms WHERE term = ?1")?;
+    for word in words {
+        // A word the index does not hold as written (it folds accents) comes after those it does.
+        let tickets: Option<i64> = count.query_row([&word], |row| row.get(0)).optional()?;
+        counted.push((tickets.unwrap_or(i64::MAX), word));
+    }
+    counted.sort();
+    let words: Vec<String> = counted.into_iter().take(SIMILAR_TERMS).map(|(_, word)| word).collect();
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let matching =
+        format!("body : ({})", words.iter().map(|word| format!("\"{word}\"")).collect::<Vec<_>>().join(" OR "));
+    let columns = TICKET_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM search JOIN tickets t ON t.seq = search.rowid
+         WHERE search MATCH ?1 AND t.status = 'closed' AND t.id != ?2 ORDER BY bm25(search) LIMIT ?3"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let limit = i64::try_from(limit.min(PAGE_MAX)).unwrap_or(0);
+    let rows = statement.query_map(rusqlite::params![matching, ticket.id, limit], ticket_from_row)?;
+    rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
+}
+
 /// The newest `limit` tickets of one submitter, by their id at the source (a Discord user id), newest first.
 pub fn by_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
     let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE contact_id = ?1 ORDER BY seq DESC LIMIT ?2");

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_command ON events (ticket_id, caused_by);
 CREATE VIRTUAL TABLE IF NOT EXISTS search USING fts5 (body, contact, comments, tokenize = 'unicode61 remove_diacritics 2');
 INSERT INTO search (search, rank) VALUES ('automerge', 8);
+CREATE VIRTUAL TABLE IF NOT EXISTS search_terms USING fts5vocab (search, 'row');
 ";
 
 /// Settings of every connection: WAL so readers never wait for the writer; a busy timeout for the rare moment a
@@ -132,7 +133,8 @@ pub fn prepare(conn: &mut Connection, identity: &Identity) -> rusqlite::Result<(
         conn.execute_batch(
             "DROP TABLE IF EXISTS tickets; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS events;
              DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS offsets; DROP TABLE IF EXISTS sent;
-             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads; DROP TABLE IF EXISTS outcomes;",
+             DROP TABLE IF EXISTS written; DROP TABLE IF EXISTS threads; DROP TABLE IF EXISTS outcomes;
+             DROP TABLE IF EXISTS search_terms;",
         )?;
     }
     conn.execute_batch(TABLES)?;

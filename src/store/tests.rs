@@ -665,3 +665,27 @@ fn stats_count_the_targets_met_in_time_by_week_priority_and_person() {
         [("ana", tally(1, 0), tally(1, 0)), ("bo", tally(0, 0), tally(1, 0)), ("unassigned", tally(0, 1), tally(0, 0))]
     );
 }
+
+/// Similar tickets (#27): closed ones sharing the most words first, never the ticket itself or an open one.
+#[test]
+fn similar_tickets_are_the_closed_ones_most_like_it_best_first() {
+    let mut commands = vec![
+        Command::create(ticket("jam", "the printer has a paper jam on floor two")),
+        Command::create(ticket("open-jam", "printer paper jam again")),
+        Command::create(ticket("toner", "the printer is out of toner")),
+        Command::create(ticket("login", "cannot log in to my account")),
+        Command::create(ticket("me", "paper jam in the printer")),
+    ];
+    for (n, id) in ["jam", "toner", "login"].iter().enumerate() {
+        commands.push(command(n, id, "ana", Action::Close { reason: "fixed".into() }));
+    }
+    let events = decided(&commands);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let me = query::ticket(&conn, "me").unwrap().unwrap();
+    let found: Vec<String> = query::similar(&conn, &me, 5).unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(found, ["jam", "toner"], "closed ones only, the one sharing more words first; never itself");
+    let nothing = TicketState { body: "?! ..".into(), ..me };
+    assert!(query::similar(&conn, &nothing, 5).unwrap().is_empty(), "no word, no search");
+}

@@ -32,6 +32,7 @@ tasks:
   bench desk          the ticket store and API with 1,000,000 tickets: rebuild rate, list/search/command latency
   bench mail          tickets by email against Postfix and Dovecot: 5,000 mails to tickets, reply latency (root)
   bench deadlines     akte's service-level scheduler with 1,000,000 tickets: 10,000 deadlines in one minute, RSS
+  bench similar       the similar tickets of the ticket page on a store of 50,000 tickets: p50/p99
                       with 1 GiB retained (release build)
   crash [ROUNDS]      kill -9 the broker while it takes acks=all writes, ROUNDS times (default 20), and check
                       that no acknowledged record is lost (the test suite runs 5)
@@ -49,7 +50,9 @@ fn main() -> anyhow::Result<()> {
         ["e2e", flags @ ..] => e2e::run(e2e::Options::parse(flags)?),
         ["props"] => props::run(20_000),
         ["props", cases] => props::run(cases.parse().context("CASES must be a whole number")?),
-        ["bench", name @ ("pipeline" | "alerts" | "broker" | "desk" | "mail" | "deadlines")] => bench::run(name),
+        ["bench", name @ ("pipeline" | "alerts" | "broker" | "desk" | "mail" | "deadlines" | "similar")] => {
+            bench::run(name)
+        }
         ["crash"] => crash::run(20),
         ["crash", rounds] => crash::run(rounds.parse().context("ROUNDS must be a whole number")?),
         ["interop"] => interop::run(),

@@ -457,8 +457,11 @@ async fn ticket(
             let mut teams: Vec<String> =
                 desk.staff.teams().unwrap_or_default().into_iter().map(|team| team.name).collect();
             teams.extend(ticket.team.clone().filter(|team| !teams.contains(team)));
+            // Similar tickets are a search of their own: one that does not answer in its time leaves the page whole.
+            let similar = api::similar_to(&desk, &session.name, ticket.id.clone()).await.ok();
+            let around = pages::Around { teams: &teams, similar: similar.as_ref() };
             let page =
-                pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts, hours(&desk), &teams);
+                pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts, hours(&desk), around);
             Html(page.into_string()).into_response()
         }
         (Ok((None, ..)), _) => api::no_ticket(&id).into(),

@@ -123,6 +123,13 @@ pub struct Hours<'a> {
     pub calendar: Option<&'a Calendar>,
 }
 
+/// What a ticket's page shows beside the ticket: the teams it can move to, and the closed tickets most like it with
+/// what they suggest (`None` when the search did not answer in its time).
+pub struct Around<'a> {
+    pub teams: &'a [String],
+    pub similar: Option<&'a (Vec<TicketState>, crate::lifecycle::routing::Suggested)>,
+}
+
 pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts, hours: Hours<'_>) -> Markup {
     let (open, claimed, waiting, closed) = counts;
     let now = hours.now;
@@ -214,8 +221,9 @@ pub fn ticket(
     answer: Option<&(String, Option<Event>)>,
     counts: Counts,
     hours: Hours<'_>,
-    teams: &[String],
+    around: Around<'_>,
 ) -> Markup {
+    let teams = around.teams;
     let target = format!("/tickets/{}", path_segment(&ticket.id));
     let form = |action: &str, fields: Markup, button: &str| {
         html! {
@@ -339,6 +347,7 @@ pub fn ticket(
                     label.check { input type="checkbox" name="internal" value="1"; " Internal note (staff only)" }
                 }, "Send"))
             }
+            (similar_section(&form, around.similar))
             section #timeline data-live aria-label="Conversation and history" {
                 h2 { "Conversation and history" }
                 @if hidden > 0 {
@@ -749,6 +758,51 @@ fn clock_spent(clock: &crate::lifecycle::levels::Clock, hours: Hours<'_>) -> Str
         Some(left) if !left.is_zero() => format!(" · {share}% of its {target} spent, {} left", working_time(left)),
         Some(_) => format!(" · {share}% of its {target} spent"),
         None => format!(" · {share}% of its {target} spent before it stood still"),
+    }
+}
+
+/// The closed tickets most like this one, how each was closed, and what they suggest, each with its one press.
+fn similar_section(
+    form: &dyn Fn(&str, Markup, &str) -> Markup,
+    similar: Option<&(Vec<TicketState>, crate::lifecycle::routing::Suggested)>,
+) -> Markup {
+    use crate::lifecycle::routing::{SIMILAR_AGREE, SIMILAR_SHOWN};
+    let agree = format!("{SIMILAR_AGREE} or more of the {SIMILAR_SHOWN} most similar closed tickets");
+    html! {
+        section #similar aria-label="Similar closed tickets" {
+            h2 { "Similar closed tickets" }
+            @match similar {
+                None => p.note { "The search for similar tickets took too long; reload to try again." },
+                Some((tickets, _)) if tickets.is_empty() => p.empty { "No closed ticket is like this one." },
+                Some((tickets, suggested)) => {
+                    ul.similar {
+                        @for other in tickets {
+                            li {
+                                a href={ "/tickets/" (path_segment(&other.id)) } { (first_line(&other.body, 80)) }
+                                " — closed"
+                                @if let Some(by) = &other.closed_by { " by " bdi { (by.display()) } }
+                                @if let Some(reason) = &other.close_reason { ": " (reason) }
+                                @if let Some(team) = &other.team { " (" (team) ")" }
+                            }
+                        }
+                    }
+                    @if !suggested.labels.is_empty() || suggested.team.is_some() {
+                        p.note { "Suggested by " (agree) "; nothing is applied until you press:" }
+                        div.row {
+                            @for label in &suggested.labels {
+                                (form("add_label", html! { input type="hidden" name="label" value=(label); }, &format!("Add label {label}")))
+                            }
+                            @if let Some(team) = &suggested.team {
+                                (form("move", html! {
+                                    input type="hidden" name="team" value=(team);
+                                    input type="hidden" name="reason" value={ "suggested: " (agree) " were " (team) "'s" };
+                                }, &format!("Move to {team}")))
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

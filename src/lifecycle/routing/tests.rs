@@ -107,3 +107,32 @@ proptest! {
         prop_assert_eq!(route(&[], &ticket), None);
     }
 }
+
+#[test]
+fn a_suggestion_needs_three_of_the_five_nearest_to_agree_and_is_never_what_the_ticket_has() {
+    use crate::lifecycle::TicketState;
+    let closed = |labels: &[&str], team: Option<&str>| TicketState {
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        team: team.map(Into::into),
+        ..TicketState::default()
+    };
+    let ticket = TicketState { labels: ["printer".to_owned()].into(), ..TicketState::default() };
+    let two = [closed(&["hardware"], Some("support")), closed(&["hardware"], Some("support")), closed(&[], None)];
+    assert_eq!(suggest(&ticket, &two), Suggested::default(), "two agreeing are not enough");
+    let three = [
+        closed(&["hardware", "printer"], Some("support")),
+        closed(&["hardware", "printer"], Some("support")),
+        closed(&["hardware", "printer"], Some("support")),
+    ];
+    let suggested = suggest(&ticket, &three);
+    assert_eq!(
+        suggested,
+        Suggested { labels: vec!["hardware".into()], team: Some("support".into()) },
+        "not printer: it has it"
+    );
+    let in_support = TicketState { team: Some("support".into()), ..ticket.clone() };
+    assert_eq!(suggest(&in_support, &three).team, None, "its own team is no suggestion");
+    // Only the nearest five count: three more agreeing beyond them change nothing.
+    let far: Vec<TicketState> = [two.to_vec(), vec![closed(&[], None), closed(&[], None)], three.to_vec()].concat();
+    assert_eq!(suggest(&ticket, &far), Suggested::default());
+}
