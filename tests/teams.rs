@@ -109,6 +109,11 @@ async fn rules_route_each_new_ticket_to_its_team_with_the_rule_in_its_history_an
     assert!(page.contains("routed to billing, priority high, labelled money by rule `invoices`"), "{page}");
     assert!(page.contains("moved it from billing to support: a question, not a bill"), "{page}");
     assert!(page.contains("<option value=\"billing\">billing</option>"), "{page}");
+    crate::util::wait_until("the numbers count the open tickets by team", || async {
+        team.api("/api/stats").await["open_by_team"]
+            == json!([{"name": "support", "tickets": 2}, {"name": "triage", "tickets": 1}])
+    })
+    .await;
     let board = team.page("/?team=triage", &session.cookie).await;
     assert!(board.contains("/tickets/disc-2") && !board.contains("/tickets/disc-1"), "{board}");
 

@@ -463,8 +463,8 @@ fn record_outcomes(tx: &Connection, event: &Event, before: &[Clock], state: &Tic
         let by_actor = outcome.met && event.actor.source != crate::schema::lifecycle::ActorSource::Franz;
         let person = if by_actor { Some(event.actor.person()) } else { state.assignee.clone() };
         tx.prepare_cached(
-            "INSERT OR IGNORE INTO outcomes (ticket_id, version, target, at, priority, person, person_name, met)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT OR IGNORE INTO outcomes (ticket_id, version, target, at, priority, person, person_name, met, team)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             event.ticket_id,
@@ -475,6 +475,7 @@ fn record_outcomes(tx: &Connection, event: &Event, before: &[Clock], state: &Tic
             person.as_ref().map(Person::key),
             person.as_ref().map(|p| p.name.as_str()),
             outcome.met,
+            state.team,
         ])?;
     }
     Ok(())

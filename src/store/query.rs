@@ -445,6 +445,10 @@ pub struct Stats {
     /// who met a target (answered, closed), or whose ticket it was when it was missed (`unassigned`: nobody's).
     pub within_target_by_priority: Vec<Within>,
     pub within_target_by_person: Vec<Within>,
+    /// Over the same 8 weeks, by the ticket's team when decided (`triage`: none), most first.
+    pub within_target_by_team: Vec<Within>,
+    /// Tickets not closed, by team (`triage`: none), most first.
+    pub open_by_team: Vec<Count>,
 }
 
 /// How many promises of each target were met in time and how many missed, for one week, priority or person.
@@ -490,7 +494,7 @@ fn iso_week(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// The targets decided in the 8 weeks up to `now` (this week and the 7 before it), by week, priority and person.
-fn within_target(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<[Vec<Within>; 3]> {
+fn within_target(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<[Vec<Within>; 4]> {
     use chrono::Datelike as _;
     let monday = now.date_naive() - chrono::Duration::days(i64::from(now.weekday().num_days_from_monday()));
     let first = monday - chrono::Duration::weeks(7);
@@ -499,8 +503,9 @@ fn within_target(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusql
     let mut by_week: Vec<Within> = weeks.iter().cloned().map(Within::named).collect();
     let mut by_priority: Vec<Within> = Priority::ALL.iter().rev().map(|p| Within::named(p.name().to_owned())).collect();
     let mut by_person: std::collections::HashMap<String, Within> = std::collections::HashMap::new();
+    let mut by_team: std::collections::HashMap<String, Within> = std::collections::HashMap::new();
     let mut decided = conn.prepare_cached(
-        "SELECT at, target, priority, person, person_name, met FROM outcomes WHERE at >= ?1 ORDER BY at",
+        "SELECT at, target, priority, person, person_name, met, team FROM outcomes WHERE at >= ?1 ORDER BY at",
     )?;
     let mut rows = decided.query([first.format("%Y-%m-%d").to_string()])?;
     while let Some(row) = rows.next()? {
@@ -518,11 +523,16 @@ fn within_target(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusql
             None => "unassigned".to_owned(),
         };
         by_person.entry(key.unwrap_or_default()).or_insert_with(|| Within::named(name)).count(&target, met);
+        let team = row.get::<_, Option<String>>(6)?.unwrap_or_else(|| crate::lifecycle::routing::TRIAGE.to_owned());
+        by_team.entry(team.clone()).or_insert_with(|| Within::named(team)).count(&target, met);
     }
     by_priority.retain(|row| row.decided() > 0);
-    let mut by_person: Vec<Within> = by_person.into_values().collect();
-    by_person.sort_by(|a, b| b.decided().cmp(&a.decided()).then_with(|| a.name.cmp(&b.name)));
-    Ok([by_week, by_priority, by_person])
+    let most_first = |rows: std::collections::HashMap<String, Within>| {
+        let mut rows: Vec<Within> = rows.into_values().collect();
+        rows.sort_by(|a, b| b.decided().cmp(&a.decided()).then_with(|| a.name.cmp(&b.name)));
+        rows
+    };
+    Ok([by_week, by_priority, most_first(by_person), most_first(by_team)])
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -585,8 +595,16 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
     closed_by.sort_by(|a, b| b.tickets.cmp(&a.tickets).then_with(|| a.name.cmp(&b.name)));
     stats.closed_by = closed_by;
     (stats.time_to_claim, stats.time_to_close) = (durations(month.to_claim), durations(month.to_close));
-    [stats.within_target_by_week, stats.within_target_by_priority, stats.within_target_by_person] =
-        within_target(conn, now)?;
+    [
+        stats.within_target_by_week,
+        stats.within_target_by_priority,
+        stats.within_target_by_person,
+        stats.within_target_by_team,
+    ] = within_target(conn, now)?;
+    stats.open_by_team = counts(
+        conn,
+        "SELECT coalesce(team, 'triage'), COUNT(*) FROM tickets WHERE status != 'closed' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50",
+    )?;
     stats.by_label = counts(conn, "SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY 2 DESC, 1 LIMIT 20")?;
     stats.by_priority = counts(conn, "SELECT priority, COUNT(*) FROM tickets GROUP BY priority ORDER BY 2 DESC")?;
     stats.by_origin = counts(conn, "SELECT origin, COUNT(*) FROM tickets GROUP BY origin ORDER BY 2 DESC LIMIT 20")?;

@@ -19,7 +19,8 @@ use super::Identity;
 /// 10: `tickets.due_at`, when the earliest target of the team is due, indexed.
 /// 11: `outcomes`, each service-level target met or missed.
 /// 12: `tickets.team`, indexed.
-const SCHEMA_VERSION: i64 = 12;
+/// 13: `outcomes.team`.
+const SCHEMA_VERSION: i64 = 13;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     priority TEXT NOT NULL,
     person TEXT,
     person_name TEXT,
+    team TEXT,
     met INTEGER NOT NULL,
     PRIMARY KEY (ticket_id, version, target)
 ) WITHOUT ROWID;

@@ -664,6 +664,10 @@ fn stats_count_the_targets_met_in_time_by_week_priority_and_person() {
         people,
         [("ana", tally(1, 0), tally(1, 0)), ("bo", tally(0, 0), tally(1, 0)), ("unassigned", tally(0, 1), tally(0, 0))]
     );
+    let teams: Vec<_> =
+        stats.within_target_by_team.iter().map(|row| (row.name.as_str(), row.first_response, row.resolution)).collect();
+    assert_eq!(teams, [("triage", tally(1, 1), tally(2, 0))], "of no team");
+    assert!(stats.open_by_team.is_empty(), "both closed");
 }
 
 /// Similar tickets (#27): closed ones sharing the most words first, never the ticket itself or an open one.

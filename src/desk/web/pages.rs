@@ -414,6 +414,11 @@ pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letter
                 section #by-origin data-live { h2 { "By origin" } (charts::bars("Origin", &counts(&stats.by_origin))) }
                 section #by-priority data-live { h2 { "By priority" } (charts::bars("Priority", &counts(&stats.by_priority))) }
                 section #by-label data-live { h2 { "By label" } (charts::bars("Label", &counts(&stats.by_label))) }
+                section #by-team data-live {
+                    h2 { "Open by team" }
+                    p.note { "Tickets not closed, by team; triage: of none." }
+                    (charts::bars("Team", &counts(&stats.open_by_team)))
+                }
                 section #closers data-live {
                     h2 { "Who closed how many" }
                     p.note { "Of the tickets opened in the last 30 days and closed now." }
@@ -428,6 +433,7 @@ pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letter
                     (within_table("Week", &stats.within_target_by_week))
                     (within_table("Priority", &stats.within_target_by_priority))
                     (within_table("Person", &stats.within_target_by_person))
+                    (within_table("Team", &stats.within_target_by_team))
                 }
             }
             section #dead-letters data-live {
