@@ -102,6 +102,8 @@ pub struct TicketState {
     pub clocks: Vec<levels::Clock>,
     /// The team it belongs to; none: triage.
     pub team: Option<String>,
+    /// The routing rule that matched it when it was created, if one did.
+    pub rule: Option<String>,
 }
 
 /// The one event that answers `command`, given the ticket's current state (`None`: no such ticket yet).
@@ -516,6 +518,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
                 contact, contact_id, origin, body, submitted, guild_id, channel_id, follows, routed, ..
             },
         ) if version == 1 => {
+            let rule = routed.as_ref().map(|routed| routed.rule.clone());
             let routed = routed.as_deref().cloned().unwrap_or_default();
             return Some(TicketState {
                 id: event.ticket_id.clone(),
@@ -532,6 +535,7 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
                 updated_at: at,
                 clocks: event.clocks.clone().unwrap_or_default(),
                 team: routed.team,
+                rule,
                 priority: routed.priority.unwrap_or_default(),
                 labels: routed.labels.into_iter().collect(),
                 ..TicketState::default()

@@ -190,3 +190,43 @@ async fn the_closed_tickets_most_like_one_are_listed_and_suggest_only_when_three
     assert_eq!(team.api("/api/tickets/new").await["ticket"]["labels"], json!([]), "never applied by itself");
     team.stop().await;
 }
+
+/// The numbers page lists how many tickets each rule routed in the last 7 days, and, once franz has had tickets
+/// for a week, says which rule matched none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_week_of_tickets_a_rule_that_matched_nothing_is_named_on_the_numbers_page() {
+    let rules = vec![
+        RuleText {
+            name: "invoices".into(),
+            words: vec!["invoice".into()],
+            team: Some("billing".into()),
+            ..RuleText::default()
+        },
+        RuleText {
+            name: "faxes".into(),
+            words: vec!["fax".into()],
+            team: Some("support".into()),
+            ..RuleText::default()
+        },
+    ];
+    let clock = franz::clock::Clock::manual(chrono::Utc::now() - chrono::Duration::days(8));
+    let team = Team::start_with(|config| {
+        config.rules = std::sync::Arc::new(rules.iter().map(|rule| rule.compile().unwrap()).collect());
+        config.routing = rules;
+        config.clock = clock.clone();
+    })
+    .await;
+    team.publish(&[ticket("old", "Discord", "an invoice from last week")]).await;
+    clock.advance(chrono::Duration::days(8));
+    team.publish(&[ticket("new", "Discord", "this invoice is wrong")]).await;
+    let session = team.sign_in("bo").await;
+    crate::util::wait_until("the numbers count the new ticket's rule", || async {
+        team.api("/api/stats").await["routed_last_week"] == json!([{"name": "invoices", "tickets": 1}])
+    })
+    .await;
+    let numbers = team.page("/stats", &session.cookie).await;
+    let section = numbers.split("id=\"rules\"").nth(1).expect("the rules section");
+    assert!(section.contains("<bdi>invoices</bdi></th><td>1</td>"), "{section}");
+    assert!(section.contains("<bdi>faxes</bdi></th><td class=\"unused\">none: this rule matched nothing"), "{section}");
+    team.stop().await;
+}

@@ -55,6 +55,8 @@ pub struct Desk {
     pub clock: crate::clock::Clock,
     /// The team's working hours when it set service levels, for the time left and spent on the pages.
     pub calendar: Option<crate::lifecycle::calendar::Calendar>,
+    /// The names of the routing rules in force, in order (for the numbers page's use of each).
+    pub rules: Vec<String>,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -84,6 +86,8 @@ pub struct Settings {
     pub clock: crate::clock::Clock,
     /// The working hours of the team's service levels, if it set any.
     pub calendar: Option<crate::lifecycle::calendar::Calendar>,
+    /// The names of the routing rules, in order.
+    pub rules: Vec<String>,
 }
 
 impl Server {
@@ -117,6 +121,7 @@ impl Server {
             files: crate::attachments::Cache::open(&settings.desk_dir.join("files"))?,
             clock: settings.clock,
             calendar: settings.calendar,
+            rules: settings.rules,
         };
         Ok(Server {
             address,

@@ -18,6 +18,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         public_url: context.config.desk.public_url.clone(),
         shutdown: context.shutdown.clone(),
         clock: context.config.clock.clone(),
+        rules: context.config.rules.iter().map(|rule| rule.name.clone()).collect(),
         calendar: context
             .config
             .service_levels

@@ -484,7 +484,7 @@ fn record_outcomes(tx: &Connection, event: &Event, before: &[Clock], state: &Tic
 /// The columns `load` and the queries read, in order.
 pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
     origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments, \
-    guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, team";
+    guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, team, rule";
 
 /// A ticket row as a state, with its seq.
 pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
@@ -521,6 +521,7 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
                 .and_then(|json| serde_json::from_str(&json).ok())
                 .unwrap_or_default(),
             team: row.get(26)?,
+            rule: row.get(27)?,
         },
     ))
 }
@@ -576,6 +577,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         next_check,
         due_at,
         t.team,
+        t.rule,
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -584,8 +586,8 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                  contact = ?7, contact_id = ?8, origin = ?9, body = ?10, submitted = ?11, created_at = ?12,
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
                  comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22,
-                 answered = ?23, follows = ?24, clocks = ?25, next_check = ?26, due_at = ?27, team = ?28
-                 WHERE seq = ?29",
+                 answered = ?23, follows = ?24, clocks = ?25, next_check = ?26, due_at = ?27, team = ?28,
+                 rule = ?29 WHERE seq = ?30",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -599,9 +601,9 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
                  comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, next_check,
-                 due_at, team)
+                 due_at, team, rule)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

@@ -449,6 +449,10 @@ pub struct Stats {
     pub within_target_by_team: Vec<Within>,
     /// Tickets not closed, by team (`triage`: none), most first.
     pub open_by_team: Vec<Count>,
+    /// Tickets created in the last 7 days by the routing rule that matched them, and when the oldest ticket was
+    /// created (a rule can be called unused only after a week of tickets).
+    pub routed_last_week: Vec<Count>,
+    pub first_ticket_at: Option<String>,
 }
 
 /// How many promises of each target were met in time and how many missed, for one week, priority or person.
@@ -601,6 +605,14 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
         stats.within_target_by_person,
         stats.within_target_by_team,
     ] = within_target(conn, now)?;
+    let week_ago = crate::lifecycle::levels::stamp(now - chrono::Duration::days(7));
+    let mut routed = conn.prepare_cached(
+        "SELECT rule, COUNT(*) FROM tickets WHERE created_at >= ?1 AND rule IS NOT NULL GROUP BY rule ORDER BY 2 DESC, 1",
+    )?;
+    stats.routed_last_week = routed
+        .query_map([&week_ago], |row| Ok(Count { name: row.get(0)?, tickets: row.get::<_, i64>(1)? as u64 }))?
+        .collect::<Result<_, _>>()?;
+    stats.first_ticket_at = conn.query_row("SELECT min(created_at) FROM tickets", [], |row| row.get(0))?;
     stats.open_by_team = counts(
         conn,
         "SELECT coalesce(team, 'triage'), COUNT(*) FROM tickets WHERE status != 'closed' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50",

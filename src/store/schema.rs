@@ -20,7 +20,8 @@ use super::Identity;
 /// 11: `outcomes`, each service-level target met or missed.
 /// 12: `tickets.team`, indexed.
 /// 13: `outcomes.team`.
-const SCHEMA_VERSION: i64 = 13;
+/// 14: `tickets.rule`, the routing rule that matched a ticket.
+const SCHEMA_VERSION: i64 = 14;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +55,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     clocks TEXT,
     next_check TEXT,
     due_at TEXT,
-    team TEXT
+    team TEXT,
+    rule TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);

@@ -159,6 +159,7 @@ mod tests {
             files: crate::attachments::Cache::open(&dir.path().join("files")).unwrap(),
             clock: crate::clock::Clock::system(),
             calendar: None,
+            rules: Vec::new(),
         });
         let held = open(&desk.live, &session.id).unwrap();
         let mut stream = std::pin::pin!(changes(desk.clone(), session, held));

@@ -569,7 +569,9 @@ async fn stats(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Respo
     let letters: Vec<problems::Problem> =
         desk.problems.recent().into_iter().filter(|p| p.is_dead_letter() && p.time >= since).collect();
     match snapshot {
-        Ok(snapshot) => Html(pages::stats(&session, counts, &snapshot, &letters).into_string()).into_response(),
+        Ok(snapshot) => {
+            Html(pages::stats(&session, counts, &snapshot, &letters, &desk.rules).into_string()).into_response()
+        }
         Err(error) => ApiError::internal(error).into(),
     }
 }

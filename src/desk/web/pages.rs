@@ -366,7 +366,13 @@ pub fn ticket(
     )
 }
 
-pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letters: &[Problem]) -> Markup {
+pub fn stats(
+    session: &Session,
+    counts: Counts,
+    snapshot: &Snapshot,
+    dead_letters: &[Problem],
+    rules: &[String],
+) -> Markup {
     let stats = &snapshot.stats;
     let (open, claimed, waiting, closed) = counts;
     let hours: Vec<(String, u64)> =
@@ -436,12 +442,46 @@ pub fn stats(session: &Session, counts: Counts, snapshot: &Snapshot, dead_letter
                     (within_table("Team", &stats.within_target_by_team))
                 }
             }
+            @if !rules.is_empty() {
+                section #rules data-live {
+                    h2 { "Routing rules, last 7 days" }
+                    (rules_table(rules, stats, snapshot.as_of))
+                }
+            }
             section #dead-letters data-live {
                 h2 { "Dead letters in the last 24 hours: " span #dead-letter-count { (dead_letters.len()) } }
                 (problem_table(dead_letters))
             }
         },
     )
+}
+
+/// How many new tickets each routing rule matched in the last 7 days; after a week of tickets, a rule that matched
+/// none is said to.
+fn rules_table(rules: &[String], stats: &crate::store::query::Stats, now: chrono::DateTime<chrono::Utc>) -> Markup {
+    let week_of_tickets = stats
+        .first_ticket_at
+        .as_deref()
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .is_some_and(|first| now - first.to_utc() >= chrono::Duration::days(7));
+    let matched = |rule: &str| stats.routed_last_week.iter().find(|count| count.name == rule).map_or(0, |c| c.tickets);
+    html! {
+        table.numbers {
+            thead { tr { th scope="col" { "Rule" } th scope="col" { "Tickets it routed" } } }
+            tbody {
+                @for rule in rules {
+                    tr {
+                        th scope="row" { bdi { (rule) } }
+                        @match (matched(rule), week_of_tickets) {
+                            (0, true) => td.unused { "none: this rule matched nothing in a week of tickets" },
+                            (count, _) => td { (count) },
+                        }
+                    }
+                }
+            }
+        }
+        @if !week_of_tickets { p.note { "franz has had tickets for less than a week: no rule is called unused yet." } }
+    }
 }
 
 /// One breakdown of the targets met: a row per week, priority or person, a column per target.
