@@ -49,6 +49,13 @@ pub struct EventLabel {
     pub event: String,
 }
 
+/// The team a routing rule gave a new ticket (`none`: the rule set no team). Bounded: a team is named by a rule,
+/// and franz takes at most `routing::RULES_MAX` rules.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TeamLabel {
+    pub team: String,
+}
+
 /// A service-level target (`first_response`, `next_response`, `resolution`) and the ticket's priority.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SlaLabel {
@@ -101,6 +108,8 @@ pub struct Metrics {
     pub akte_events: Family<EventLabel, Counter>,
     /// Service-level targets missed, as akte decides each `breached`.
     pub sla_breaches: Family<SlaLabel, Counter>,
+    /// New tickets a routing rule matched, by the team it gave them.
+    pub tickets_routed: Family<TeamLabel, Counter>,
     /// Seconds from a ticket's creation to its first claim, observed as akte decides each first claim.
     pub time_to_claim: Histogram,
     /// Median seconds from a ticket's creation to its first claim, over tickets of the last 30 days; read at
@@ -168,6 +177,7 @@ impl Metrics {
             relay_retries: Family::default(),
             akte_events: Family::default(),
             sla_breaches: Family::default(),
+            tickets_routed: Family::default(),
             time_to_claim: Histogram::new(TIME_TO_CLAIM_BUCKETS),
             time_to_claim_median: Gauge::default(),
             alerts_delivered: Counter::default(),
@@ -200,6 +210,11 @@ impl Metrics {
                 "akte_events",
                 "Ticket events akte decided, by type (rejected: refused)",
                 metrics.akte_events.clone(),
+            );
+            r.register(
+                "tickets_routed",
+                "New tickets a routing rule matched, by the team it gave them (none: the rule set no team)",
+                metrics.tickets_routed.clone(),
             );
             r.register(
                 "sla_breaches",

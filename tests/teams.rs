@@ -66,6 +66,9 @@ async fn rules_route_each_new_ticket_to_its_team_with_the_rule_in_its_history_an
     let from_cli = shown(cli.clone()).await;
     assert_eq!(from_cli["ticket"]["team"], "support", "from the command line, by its pattern");
     assert_eq!(from_cli["events"][0]["routed"]["rule"], "hardware");
+    let metrics = team.http.get(format!("{}/metrics", team.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("franz_tickets_routed_total{team=\"billing\"} 1"), "{metrics}");
+    assert!(metrics.contains("franz_tickets_routed_total{team=\"support\"} 1"), "{metrics}");
     let triage = shown("disc-2".into()).await;
     assert_eq!(
         (&triage["ticket"]["team"], &triage["events"][0]["routed"]),

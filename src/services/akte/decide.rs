@@ -82,6 +82,7 @@ pub struct Decider {
     time_to_claim: Histogram,
     /// Service-level targets missed.
     sla_breaches: Family<crate::metrics::SlaLabel, Counter>,
+    tickets_routed: Family<crate::metrics::TeamLabel, Counter>,
     policy: lifecycle::Policy,
     /// What time it is when a command is decided.
     clock: crate::clock::Clock,
@@ -105,6 +106,7 @@ impl Decider {
             events: settings.metrics.akte_events.clone(),
             time_to_claim: settings.metrics.time_to_claim.clone(),
             sla_breaches: settings.metrics.sla_breaches.clone(),
+            tickets_routed: settings.metrics.tickets_routed.clone(),
             policy: settings.policy.clone(),
             clock: settings.clock.clone(),
         })
@@ -266,6 +268,10 @@ impl Transform for Decider {
         }
         let state = self.state(&command.ticket_id)?;
         let event = lifecycle::decide(state.as_ref(), &command, &self.clock.stamp(), &self.policy);
+        if let Change::Created { routed: Some(routed), .. } = &event.change {
+            let team = routed.team.clone().unwrap_or_else(|| "none".to_owned());
+            self.tickets_routed.get_or_create(&crate::metrics::TeamLabel { team }).inc();
+        }
         if let (Change::Breached { target, .. }, Some(ticket)) = (&event.change, &state) {
             let label =
                 crate::metrics::SlaLabel { target: target.name().into(), priority: ticket.priority.name().into() };
