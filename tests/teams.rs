@@ -119,6 +119,15 @@ async fn rules_route_each_new_ticket_to_its_team_with_the_rule_in_its_history_an
     .await;
     let board = team.page("/?team=triage", &session.cookie).await;
     assert!(board.contains("/tickets/disc-2") && !board.contains("/tickets/disc-1"), "{board}");
+    // A member of billing sees billing's tickets and triage by default, every ticket when they ask.
+    team.staff().join_team("bo", "billing").unwrap();
+    let mine = team.page("/", &session.cookie).await;
+    assert!(mine.contains("Tickets of billing, triage"), "{mine}");
+    assert!(mine.contains("/tickets/disc-2") && !mine.contains("/tickets/disc-1"), "{mine}");
+    let all = team.page("/?team=all", &session.cookie).await;
+    assert!(all.contains("/tickets/disc-1") && all.contains("/tickets/disc-2"), "{all}");
+    let both = team.api("/api/tickets?team=support,triage").await;
+    assert_eq!(both["tickets"].as_array().unwrap().len(), 3, "{both}");
 
     // The CLI: by team, and a move back to triage.
     // The local credential of the desk in the team's data dir.

@@ -11,6 +11,9 @@ use crate::schema::lifecycle::{Attachment, Change, Event, Person, Priority, Stat
 
 /// The most tickets one page holds.
 pub const PAGE_MAX: usize = 200;
+/// The most teams one list names.
+const TEAMS_MAX: usize = 50;
+
 /// A page's size when the caller does not say.
 pub const PAGE_DEFAULT: usize = 50;
 
@@ -28,7 +31,7 @@ pub struct Filter {
     pub label: Option<String>,
     pub priority: Option<Priority>,
     pub origin: Option<String>,
-    /// Only tickets of this team; `triage` for those of none.
+    /// Only tickets of these teams, comma-separated; `triage` for those of none.
     pub team: Option<String>,
     /// Words to find in the body, the contact or the comments (each word a prefix).
     pub q: Option<String>,
@@ -94,10 +97,28 @@ pub fn list(conn: &Connection, filter: &Filter) -> Result<Page, QueryError> {
     if let Some(origin) = &filter.origin {
         clause.bind("t.origin = ?", origin.clone());
     }
-    match filter.team.as_deref().map(str::trim) {
-        None => {}
-        Some(crate::lifecycle::routing::TRIAGE) => clause.conditions.push("t.team IS NULL".into()),
-        Some(team) => clause.bind("t.team = ?", team.to_owned()),
+    if let Some(teams) = &filter.team {
+        let teams: Vec<&str> = teams.split(',').map(str::trim).filter(|team| !team.is_empty()).collect();
+        if teams.len() > TEAMS_MAX {
+            return Err(QueryError::Invalid(format!("team names at most {TEAMS_MAX} teams")));
+        }
+        let named: Vec<&str> =
+            teams.iter().copied().filter(|team| *team != crate::lifecycle::routing::TRIAGE).collect();
+        let mut any = Vec::new();
+        if named.len() < teams.len() {
+            any.push("t.team IS NULL".to_owned());
+        }
+        if !named.is_empty() {
+            let mut places = Vec::new();
+            for team in named {
+                clause.values.push(Box::new(team.to_owned()));
+                places.push(format!("?{}", clause.values.len()));
+            }
+            any.push(format!("t.team IN ({})", places.join(", ")));
+        }
+        if !any.is_empty() {
+            clause.conditions.push(format!("({})", any.join(" OR ")));
+        }
     }
     if let Some(label) = &filter.label {
         clause.bind("t.seq IN (SELECT seq FROM labels WHERE label = ?)", label.trim().to_lowercase());

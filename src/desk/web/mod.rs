@@ -352,7 +352,7 @@ impl BoardQuery {
             answered: given(&self.answered).is_some(),
             label: given(&self.label),
             origin: given(&self.origin),
-            team: given(&self.team),
+            team: given(&self.team).filter(|team| team != ALL_TEAMS),
             q: given(&self.q),
             due_before: given(&self.due)
                 .map(|_| crate::lifecycle::levels::stamp(chrono::Utc::now() + chrono::Duration::days(1))),
@@ -397,9 +397,18 @@ async fn board(
     SignedIn(session): SignedIn,
     query: Result<Query<BoardQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Ok(Query(query)) = query else {
+    let Ok(Query(mut query)) = query else {
         return error_page(StatusCode::BAD_REQUEST, "the board's address has a filter it does not know");
     };
+    // A member of teams sees their teams and triage unless they choose (`team=all`: every ticket).
+    if query.team.trim().is_empty() {
+        let teams = desk.staff.teams().unwrap_or_default();
+        let mine: Vec<String> =
+            teams.into_iter().filter(|team| team.members.contains(&session.name)).map(|team| team.name).collect();
+        if !mine.is_empty() {
+            query.team = format!("{},{}", mine.join(","), crate::lifecycle::routing::TRIAGE);
+        }
+    }
     let filter = match query.filter(&session.name) {
         Ok(filter) => filter,
         Err(message) => return error_page(StatusCode::BAD_REQUEST, message),
@@ -425,6 +434,9 @@ async fn board(
 fn hours(desk: &Desk) -> pages::Hours<'_> {
     pages::Hours { now: desk.clock.now(), calendar: desk.calendar.as_ref() }
 }
+
+/// The board's `team` that lists every ticket, whatever the teams of the person looking.
+pub const ALL_TEAMS: &str = "all";
 
 #[derive(serde::Deserialize)]
 struct TicketQuery {

@@ -160,7 +160,7 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts,
                 }
                 label { "Label " input name="label" value=(query.label) size="10"; }
                 label { "Origin " input name="origin" value=(query.origin) size="10"; }
-                label title="a team's name, or triage for tickets of none" { "Team " input name="team" value=(query.team) size="10"; }
+                label title="teams' names, comma-separated; triage for tickets of none; all for every ticket" { "Team " input name="team" value=(query.team) size="14"; }
                 label.check { input type="checkbox" name="mine" value="1" checked[!query.mine.is_empty()]; " Mine" }
                 label.check {
                     input type="checkbox" name="unassigned" value="1" checked[!query.unassigned.is_empty()]; " Unassigned"
@@ -173,6 +173,9 @@ pub fn board(session: &Session, query: &BoardQuery, page: &Page, counts: Counts,
                 }
                 button type="submit" { "Filter" }
                 a href="/" { "Clear" }
+            }
+            @if !query.team.is_empty() && query.team != super::ALL_TEAMS {
+                p.note #teams-shown { "Tickets of " (query.team.replace(',', ", ")) ". " a href="/?team=all" { "All teams" } }
             }
             section #tickets data-live aria-label="Tickets" {
                 @if page.tickets.is_empty() {
