@@ -746,16 +746,36 @@ fn rules(
             .iter()
             .find_map(|file| {
                 let text = std::fs::read_to_string(file).ok()?;
-                let line = text.lines().enumerate().filter(|(_, line)| line.trim() == "[[routing]]").nth(n)?.0;
+                let line = text.lines().enumerate().filter(|(_, line)| routing_header(line)).nth(n)?.0;
                 Some(format!("{} line {}", file.display(), line + 1))
             })
             .unwrap_or_else(|| sources::origin(figment, "routing"))
+    };
+    // `words = []` names the condition with no word: refused, rather than read as no condition (every ticket).
+    let empty_words: Vec<bool> = match figment.find_value("routing") {
+        Ok(figment::value::Value::Array(_, items)) => items
+            .iter()
+            .map(|item| {
+                item.as_dict()
+                    .and_then(|rule| rule.get("words"))
+                    .is_some_and(|words| words.as_array().is_some_and(|words| words.is_empty()))
+            })
+            .collect(),
+        _ => Vec::new(),
     };
     let mut seen = std::collections::HashSet::new();
     texts
         .iter()
         .enumerate()
         .map(|(n, text)| {
+            if empty_words.get(n).copied().unwrap_or(false) {
+                bail!(
+                    "routing rule {} {:?} ({}) cannot work: its words list is empty; list some, or leave it out",
+                    n + 1,
+                    text.name,
+                    place(n)
+                );
+            }
             let rule = text.compile().map_err(|why| {
                 anyhow::anyhow!("routing rule {} {:?} ({}) cannot work: {why}", n + 1, text.name, place(n))
             })?;
@@ -770,6 +790,16 @@ fn rules(
             Ok(rule)
         })
         .collect()
+}
+
+/// Whether `line` is an `[[routing]]` header, however TOML lets it be written (spaces inside the brackets, the key
+/// quoted, a comment after it).
+fn routing_header(line: &str) -> bool {
+    let line = line.trim();
+    let Some(inner) = line.strip_prefix("[[").and_then(|rest| rest.split_once("]]")) else { return false };
+    let (key, after) = inner;
+    let after = after.trim();
+    (after.is_empty() || after.starts_with('#')) && matches!(key.trim(), "routing" | "\"routing\"" | "'routing'")
 }
 
 /// Extracts `T` from the layers. Text from the environment, `.env` and flags is read as a number or a switch where

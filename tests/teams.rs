@@ -242,3 +242,55 @@ async fn after_a_week_of_tickets_a_rule_that_matched_nothing_is_named_on_the_num
     assert!(section.contains("<bdi>faxes</bdi></th><td class=\"unused\">none: this rule matched nothing"), "{section}");
     team.stop().await;
 }
+
+/// Found by an attack (#27), failing first: a move names any well-formed team, whether `franz team add` made it or
+/// not: a typo (`suport`) by the API, or a team the ticket page's list does not offer posted by its form, gives the
+/// ticket to a team nobody is in (`franz staff add --team` refuses such a team; the move does not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_a_team_that_does_not_exist_is_refused() {
+    let team = Team::start().await;
+    assert!(team.staff().add_team("support").unwrap());
+    team.publish(&[ticket("typo-1", "Discord", "hello"), ticket("typo-2", "Discord", "hello again")]).await;
+    let token = team.staff().add("ana").unwrap().0;
+    let response = team
+        .http
+        .post(format!("{}/api/tickets/typo-1/commands", team.url))
+        .bearer_auth(&token)
+        .json(&json!({"action": "move", "team": "suport", "reason": "support should see it"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap();
+
+    let session = team.sign_in("bo").await;
+    let fields = [
+        ("csrf", session.csrf.as_str()),
+        ("action", "move"),
+        ("team", "nobody"),
+        ("reason", "why not"),
+        ("command_id", "form-move-1"),
+    ];
+    let posted = team.act("typo-2", &session.cookie, &fields, &[("origin", &team.url)]).await;
+    assert!(posted.status().is_redirection() || posted.status().is_client_error(), "{}", posted.status());
+    if posted.status().is_redirection() {
+        // Sent on: akte's decision on the form's command, a move or a refusal, in the ticket's history.
+        crate::util::wait_until("akte decides the form's move", || async {
+            let events = team.api("/api/tickets/typo-2").await["events"].clone();
+            events.as_array().unwrap().iter().any(|event| event["caused_by"] == "form-move-1")
+        })
+        .await;
+    }
+    let page = team.api("/api/tickets/typo-2").await;
+
+    let typo = team.api("/api/tickets/typo-1").await["ticket"]["team"].clone();
+    let mut wrong = Vec::new();
+    if status == 200 || !typo.is_null() {
+        wrong.push(format!("API move to team `suport`: {status} {answer}, ticket team {typo}"));
+    }
+    if !page["ticket"]["team"].is_null() {
+        wrong.push(format!("form move to team `nobody`: ticket team {}", page["ticket"]["team"]));
+    }
+    assert!(wrong.is_empty(), "moves to teams that do not exist were taken: {wrong:#?}");
+    team.stop().await;
+}

@@ -58,6 +58,20 @@ pub fn staff_command(config: &Config, action: StaffAction, out: &mut impl Write)
                     missing.trim()
                 );
             }
+            // Someone on the list already, put in teams: they join them, and keep their token and browsers.
+            if !team.is_empty() && discord.is_none() && staff.list()?.iter().any(|member| member.name == name.trim()) {
+                for team in &team {
+                    staff.join_team(&name, team)?;
+                }
+                let teams: Vec<&str> = team.iter().map(|t| t.trim()).collect();
+                writeln!(
+                    out,
+                    "{} is in team {}; their token, link and browsers are unchanged.",
+                    name.trim(),
+                    teams.join(", ")
+                )?;
+                return Ok(());
+            }
             let (token, existed) = staff.add_with_discord(&name, discord)?;
             for team in &team {
                 staff.join_team(&name, team)?;
@@ -146,4 +160,28 @@ fn linked(out: &mut impl Write, name: &str, user_id: u64) -> anyhow::Result<()> 
          staff link-discord NAME USER_ID`."
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an attack (#27), failing first: the README puts a member who is on the staff list already in a team
+    /// with `franz staff add NAME --team T` ("or add her first, then again with --team"), the only command that
+    /// joins a team; but that add gives them a new token, so their API token stops working and every browser of
+    /// theirs is signed out, just to join a team.
+    #[test]
+    fn putting_a_member_in_a_team_keeps_their_token_and_browsers() {
+        let data = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: data.path().to_path_buf(), ..Config::default() };
+        let staff = Staff::open(&staff::dir(&config)).unwrap();
+        let (token, _) = staff.add("ana").unwrap();
+        let session = staff.start_session(&staff.link("ana").unwrap()).unwrap().unwrap();
+        assert!(staff.add_team("billing").unwrap());
+        let add = StaffAction::Add { name: "ana".into(), discord: None, team: vec!["billing".into()] };
+        staff_command(&config, add, &mut Vec::new()).unwrap();
+        assert_eq!(staff.teams().unwrap()[0].members, ["ana"], "she is in the team");
+        assert_eq!(staff.verify(&token).unwrap().as_deref(), Some("ana"), "her API token stopped working");
+        assert!(staff.session(&session.id).unwrap().is_some(), "her browser was signed out");
+    }
 }

@@ -418,3 +418,56 @@ fn a_routing_rule_that_cannot_work_stops_franz_with_its_line_and_reason() {
     let error = format!("{:#}", resolve(&Flags::default(), &layers(&twice)).map(|_| ()).unwrap_err());
     assert!(error.contains("name \"mail\" of an earlier rule"), "{error}");
 }
+
+/// Found by an attack (#27), failing first: `[[routing]]` in franz.toml, as the README writes it, stops franz at
+/// once with "unknown setting `routing`": the known keys are read off the defaults, where the empty rule list is
+/// skipped. (The issue's tests build the layers by hand and never read a file.)
+#[test]
+fn routing_rules_written_in_franz_toml_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("franz.toml");
+    std::fs::write(&path, "[[routing]]\nname = \"invoices\"\nwords = [\"invoice\"]\nteam = \"billing\"\n").unwrap();
+    let layers = Layers::load(dir.path(), Some(&path));
+    let layers = match layers {
+        Ok(layers) => layers,
+        Err(error) => panic!("franz.toml with a routing rule is refused: {:.120}", format!("{error:#}")),
+    };
+    let config = resolve(&Flags::default(), &layers).unwrap();
+    assert_eq!(config.rules.iter().map(|rule| rule.name.as_str()).collect::<Vec<_>>(), ["invoices"]);
+}
+
+/// Found by an attack (#27), failing first: the line a broken rule is reported at is found by counting lines that
+/// are exactly `[[routing]]`; a header with a comment (`[[routing]]  # billing`) or spaces (`[[ routing ]]`),
+/// both valid TOML, is not counted, so the error names another rule's line.
+#[test]
+fn a_broken_rule_is_reported_at_its_own_line_whatever_its_header_looks_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("franz.toml");
+    let text = "[[ routing ]]  # billing first\nname = \"invoices\"\nwords = [\"invoice\"]\nteam = \"billing\"\n\n\
+                [[routing]]\nname = \"broken\"\npattern = \"(unclosed\"\nteam = \"support\"\n\n\
+                [[routing]]\nname = \"mail\"\norigin = \"Email\"\nteam = \"support\"\n";
+    std::fs::write(&path, text).unwrap();
+    let layers = Layers { files_read: vec![path.clone()], ..layers(&[], &[], text) };
+    let error = format!("{:#}", resolve(&Flags::default(), &layers).map(|_| ()).unwrap_err());
+    assert!(error.contains("routing rule 2 \"broken\""), "{error}");
+    assert!(error.contains(&format!("{} line 6", path.display())), "rule 2's header is on line 6: {error}");
+}
+
+/// Found by an attack (#27), failing first: `words = []` ("any of these" over none) is read as no words condition
+/// at all, so the rule matches every ticket and sends them all to its team. It should be refused (or match none).
+#[test]
+fn a_rule_with_an_empty_words_list_is_no_catch_all() {
+    let text = "[[routing]]\nname = \"invoices\"\nwords = []\nteam = \"billing\"\n";
+    match resolve(&Flags::default(), &layers(&[], &[], text)) {
+        Err(_) => {}
+        Ok(config) => {
+            let ticket = crate::schema::Ticket {
+                origin: "Discord".into(),
+                body: "my printer is on fire".into(),
+                ..Default::default()
+            };
+            let routed = crate::lifecycle::routing::route(&config.rules, &ticket);
+            assert_eq!(routed, None, "`words = []` took a ticket without any of its (no) words");
+        }
+    }
+}

@@ -409,6 +409,19 @@ async fn command(
 /// another command (409).
 pub(super) async fn submit(desk: &Shared, command: &Command) -> Result<Event, ApiError> {
     let (id, command_id) = (&command.ticket_id, &command.command_id);
+    // A move goes to a team `franz team add` made (or to triage): a typo must not invent a team nobody is in. (A
+    // name no team may have is akte's to refuse, with why.)
+    if let Action::Move { team: Some(team), .. } = &command.action
+        && crate::lifecycle::routing::team_name(team).is_ok()
+    {
+        let teams = desk.staff.teams().map_err(ApiError::internal)?;
+        if !teams.iter().any(|known| known.name == *team) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("there is no team {team:?} (see `franz team list`; `franz team add` makes one)"),
+            ));
+        }
+    }
     let (lookup, earlier_id) = (id.clone(), command_id.clone());
     let (exists, earlier) = read(desk, move |conn| {
         let exists = query::ticket(conn, &lookup).map_err(ApiError::internal)?.is_some();

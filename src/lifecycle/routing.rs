@@ -15,14 +15,33 @@ use crate::schema::lifecycle::{Priority, Routed};
 /// The most rules a configuration may hold, and the most words one rule may list.
 pub const RULES_MAX: usize = 200;
 pub const WORDS_MAX: usize = 100;
-/// The most bytes of a regular expression's compiled program: a rule cannot make akte slow or large.
+/// The most bytes of a regular expression's compiled program: a rule cannot make akte slow or large. The time to
+/// decide a ticket grows with the program (times the ticket's length): 1 MiB let one rule take most of a second.
 const REGEX_SIZE_MAX: usize = 1 << 20;
+/// The most copies of a part a regular expression's counted repetitions make (`(a|b){100}` makes 100, nested ones
+/// multiply): the states a match keeps alive at once, and so its time, grow with them; the size limit alone let
+/// `(?:a|b|c| ){3000}z` take most of a second on a ticket.
+const REGEX_COPIES_MAX: u64 = 100;
+
+/// How many copies of its most repeated part `hir` makes.
+fn copies(hir: &regex_syntax::hir::Hir) -> u64 {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Repetition(repetition) => {
+            let count = u64::from(repetition.max.unwrap_or(repetition.min).max(repetition.min).max(1));
+            count.saturating_mul(copies(&repetition.sub))
+        }
+        HirKind::Capture(capture) => copies(&capture.sub),
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => parts.iter().map(copies).max().unwrap_or(1),
+        _ => 1,
+    }
+}
 
 /// One compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
-    /// The ticket's origin (`Discord`, `Email`, `cli`), compared without case.
+    /// The ticket's origin (`Discord` or `Email`; the command line submits as Discord does), compared without case.
     pub origin: Option<String>,
     pub guild: Option<String>,
     pub channel: Option<String>,
@@ -82,12 +101,21 @@ pub fn team_name(name: &str) -> Result<(), String> {
 impl RuleText {
     /// The rule compiled, or what is wrong with it (without where: the caller knows the rule's place).
     pub fn compile(&self) -> Result<Rule, String> {
-        if self.name.trim().is_empty() || self.name.len() > 64 {
+        if self.name.trim().is_empty() || self.name.trim().chars().count() > 64 {
             return Err("a rule needs a name of 1 to 64 characters (`name = \"invoices\"`)".into());
         }
         let regex = |what: &str, text: &Option<String>| -> Result<Option<Regex>, String> {
             text.as_deref()
                 .map(|text| {
+                    if let Ok(hir) = regex_syntax::parse(text)
+                        && copies(&hir) > REGEX_COPIES_MAX
+                    {
+                        return Err(format!(
+                            "its {what} {text:?} is no regular expression franz takes: it repeats a part {} times, \
+                             at most {REGEX_COPIES_MAX} (more would make every new ticket wait)",
+                            copies(&hir)
+                        ));
+                    }
                     regex::RegexBuilder::new(text)
                         .size_limit(REGEX_SIZE_MAX)
                         .build()
@@ -98,9 +126,33 @@ impl RuleText {
         if self.words.len() > WORDS_MAX {
             return Err(format!("it lists {} words; at most {WORDS_MAX}", self.words.len()));
         }
-        let words: Vec<String> = self.words.iter().map(|word| word.trim().to_lowercase()).collect();
+        let words: Vec<String> = self.words.iter().map(|word| fold(word.trim())).collect();
         if let Some(empty) = words.iter().find(|word| word.is_empty() || word.contains(char::is_whitespace)) {
             return Err(format!("its words are single words; {empty:?} is not"));
+        }
+        // A word the text is never split into (`node.js`, `c++`) would never match: refused, with why.
+        if let Some(word) = self.words.iter().find(|word| !words_of(word.trim()).eq([word.trim()])) {
+            return Err(format!(
+                "its word {word:?} never stands in a text as a word of its own (words are letters, digits, marks, - \
+                 and _); use a pattern for it"
+            ));
+        }
+        let origin = match &self.origin {
+            None => None,
+            Some(origin) => Some(
+                crate::schema::ORIGINS
+                    .into_iter()
+                    .find(|known| known.eq_ignore_ascii_case(origin.trim()))
+                    .ok_or_else(|| format!("its origin {origin:?} is none of {}", crate::schema::ORIGINS.join(", ")))?
+                    .to_owned(),
+            ),
+        };
+        if self.labels.len() > super::LABELS_MAX {
+            return Err(format!(
+                "it gives {} labels; a ticket carries at most {}",
+                self.labels.len(),
+                super::LABELS_MAX
+            ));
         }
         if let Some(team) = &self.team {
             team_name(team)?;
@@ -122,7 +174,7 @@ impl RuleText {
         }
         Ok(Rule {
             name: self.name.trim().to_owned(),
-            origin: self.origin.clone(),
+            origin,
             guild: self.guild.clone(),
             channel: self.channel.clone(),
             contact: regex("contact", &self.contact)?,
@@ -148,11 +200,26 @@ impl Rule {
     }
 }
 
-/// Whether any of `words` (lower case) stands in `text` as a word of its own.
+/// The words of `text`: runs of letters, digits, combining marks (a Devanagari virama, an accent written apart),
+/// `-` and `_`.
+fn words_of(text: &str) -> impl Iterator<Item = &str> {
+    static WORD: std::sync::LazyLock<Regex> =
+        std::sync::LazyLock::new(|| Regex::new(r"[\p{Alphabetic}\p{N}\p{M}_-]+").expect("the word pattern parses"));
+    WORD.find_iter(text).map(|found| found.as_str())
+}
+
+/// `word` without case: lower case, and the folds of full case folding that lower case misses (`ß` and `ss`, a
+/// final `ς` and `σ`), and the dot an upper-case `İ` leaves on its `i`.
+fn fold(word: &str) -> String {
+    word.to_lowercase().replace('ß', "ss").replace('ς', "σ").replace("i\u{307}", "i")
+}
+
+/// Whether any of `words` (folded) stands in `text` as a word of its own.
 fn has_word(text: &str, words: &[String]) -> bool {
-    text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '_')
-        .filter(|word| !word.is_empty())
-        .any(|word| words.iter().any(|wanted| word.to_lowercase() == *wanted))
+    words_of(text).any(|word| {
+        let word = fold(word);
+        words.contains(&word)
+    })
 }
 
 /// What the first rule that matches `ticket` sets, naming it; `None` when no rule matches (triage).

@@ -68,7 +68,7 @@ fn any_rule() -> impl Strategy<Value = Rule> {
     let word = prop::sample::select(vec!["invoice", "refund", "crash", "login", "printer"]);
     (
         "[a-z]{1,6}",
-        prop::option::of(prop::sample::select(vec!["Discord", "Email", "cli"])),
+        prop::option::of(prop::sample::select(vec!["Discord", "Email", "email"])),
         prop::collection::vec(word, 0..3),
         prop::option::of(prop::sample::select(vec!["222", "333"])),
     )
@@ -135,4 +135,105 @@ fn a_suggestion_needs_three_of_the_five_nearest_to_agree_and_is_never_what_the_t
     // Only the nearest five count: three more agreeing beyond them change nothing.
     let far: Vec<TicketState> = [two.to_vec(), vec![closed(&[], None), closed(&[], None)], three.to_vec()].concat();
     assert_eq!(suggest(&ticket, &far), Suggested::default());
+}
+
+/// Found by an attack (#27), failing first: a rule may list any number of labels, and a ticket it routes starts
+/// with all of them, more than the [`crate::lifecycle::LABELS_MAX`] any ticket may carry (an `add_label` past that
+/// bound is refused).
+#[test]
+fn a_rule_with_more_labels_than_a_ticket_may_carry_is_refused() {
+    let max = crate::lifecycle::LABELS_MAX;
+    let text = RuleText {
+        name: "many".into(),
+        labels: (0..=max).map(|n| format!("label-{n}")).collect(),
+        ..RuleText::default()
+    };
+    assert!(text.compile().is_err(), "a rule giving a new ticket {} labels was compiled; at most {max}", max + 1);
+}
+
+/// Found by an attack (#27), failing first: a ticket's origin is `Discord` or `Email` (aufbereitung takes no other),
+/// yet a rule naming another one (`cli`, which the rule's own documentation lists, or `mail`) compiles and silently
+/// matches no ticket ever, where a rule that cannot work should stop franz.
+#[test]
+fn a_rule_naming_an_origin_no_ticket_has_is_refused() {
+    let taken: Vec<&str> = ["cli", "mail", "Emial"]
+        .into_iter()
+        .filter(|origin| {
+            let text = RuleText {
+                name: "r".into(),
+                origin: Some((*origin).into()),
+                team: Some("support".into()),
+                ..RuleText::default()
+            };
+            text.compile().is_ok()
+        })
+        .collect();
+    assert!(taken.is_empty(), "origins none of {:?}, yet compiled: {taken:?}", crate::schema::ORIGINS);
+}
+
+/// Found by an attack (#27), failing first: a word the text is never split into (one with `.`, `+`, or a Devanagari
+/// virama, which `char::is_alphanumeric` does not count) is accepted, but never matches the text that holds exactly
+/// that word: the rule is silently dead. Either refuse such a word, or match it.
+#[test]
+fn a_word_the_text_is_never_split_into_is_refused_or_matches() {
+    let cases = [("node.js", "node.js crashes on start"), ("c++", "my C++ build fails"), ("प्रिंटर", "मेरा प्रिंटर खराब है")];
+    let dead: Vec<&str> = cases
+        .into_iter()
+        .filter(|(word, body)| {
+            let text = RuleText {
+                name: "r".into(),
+                words: vec![(*word).into()],
+                team: Some("support".into()),
+                ..RuleText::default()
+            };
+            text.compile().is_ok_and(|rule| !rule.matches(&ticket("Discord", "x", body)))
+        })
+        .map(|(word, _)| word)
+        .collect();
+    assert!(dead.is_empty(), "accepted, yet never matching the text that holds them: {dead:?}");
+}
+
+/// Found by an attack (#27), failing first: words match "without case" by `to_lowercase`, not by Unicode case
+/// folding: the rule word `Straße` misses `STRASSE` (its upper case), and `strasse` misses `Straße`.
+#[test]
+fn words_match_without_case_as_unicode_case_folding_does() {
+    let rule = |word: &str| {
+        RuleText { name: "r".into(), words: vec![word.into()], team: Some("roads".into()), ..RuleText::default() }
+            .compile()
+            .unwrap()
+    };
+    assert!(rule("Straße").matches(&ticket("Email", "x", "DIE STRASSE IST GESPERRT")), "Straße vs STRASSE");
+    assert!(rule("strasse").matches(&ticket("Email", "x", "die Straße ist gesperrt")), "strasse vs Straße");
+}
+
+/// Found by an attack (#27), failing first: the size limit per regular expression (1 MiB of program) lets one rule
+/// take most of a second (debug build) to decide a ticket of the longest body; `RULES_MAX` such rules keep akte on
+/// one ticket for minutes. The module promises "a rule cannot make akte slow": one accepted rule gets at most its
+/// share of a second.
+#[test]
+fn one_accepted_pattern_decides_a_longest_ticket_within_its_share_of_a_second() {
+    let text = RuleText {
+        name: "slow".into(),
+        pattern: Some("(?:a|b|c| ){3000}z".into()),
+        team: Some("support".into()),
+        ..RuleText::default()
+    };
+    let Ok(rule) = text.compile() else { return };
+    let body: String = "abc ".repeat(crate::lifecycle::BODY_MAX / 4);
+    let ticket = ticket("Discord", "x", &body);
+    let start = std::time::Instant::now();
+    assert!(!rule.matches(&ticket));
+    let took = start.elapsed();
+    let share = std::time::Duration::from_secs(1) / RULES_MAX as u32;
+    assert!(took <= share, "one rule took {took:?} on a {}-character ticket; its share is {share:?}", body.len());
+}
+
+/// Found by an attack (#27), failing first: a rule's name is "1 to 64 characters", but its bytes are counted (so 40
+/// `ü` are refused) and before the name is trimmed (so 60 letters with spaces around are refused).
+#[test]
+fn a_rule_name_of_64_characters_is_taken() {
+    for name in ["ü".repeat(40), format!("   {}   ", "x".repeat(60))] {
+        let text = RuleText { name: name.clone(), team: Some("support".into()), ..RuleText::default() };
+        assert!(text.compile().is_ok(), "{name:?} ({} characters trimmed) refused", name.trim().chars().count());
+    }
 }
