@@ -24,7 +24,6 @@ use franz::lifecycle::levels::{Levels, Target};
 use franz::lifecycle::{self, Policy, TicketState};
 use franz::schema::Ticket;
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command as TicketCommand, Priority};
-use rdkafka::producer::FutureRecord;
 
 /// A debug build of a bench is its smoke run (`cargo test --benches`): the same phases on small sizes.
 const SMOKE: bool = cfg!(debug_assertions);
@@ -55,6 +54,7 @@ fn policy() -> Policy {
     let targets =
         [((Target::FirstResponse, Priority::Normal), hour), ((Target::FirstResponse, Priority::Low), 720 * hour)];
     let levels = Levels {
+        teams: Default::default(),
         calendar: Calendar::always(),
         warn_percent: 80,
         targets: targets.into_iter().collect(),
@@ -106,39 +106,20 @@ fn history(n: usize, minute: DateTime<Utc>, policy: &Policy, rng: &mut fastrand:
 }
 
 async fn fill(bootstrap: &str, topic: &str, minute: DateTime<Utc>) -> anyhow::Result<Duration> {
-    use futures::StreamExt as _;
-    let producer = franz::kafka::client_config(bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "lz4")
-        .create::<rdkafka::producer::FutureProducer>()?;
+    let mut writer = common::Writer::new(bootstrap)?;
     let started = Instant::now();
     let (policy, mut rng) = (policy(), fastrand::Rng::with_seed(7));
-    let mut pending = futures::stream::FuturesUnordered::new();
     for n in 0..TICKETS {
         let key = format!("bench-{n:07}");
         let partition = franz::kafka::tickets::ticket_partition(&key, PARTITIONS);
         for payload in history(n, minute, &policy, &mut rng) {
-            loop {
-                match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload).partition(partition)) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
-                    Err(_) => {
-                        pending.next().await;
-                    }
-                }
-            }
+            writer.send(topic, &key, &payload, partition).await;
         }
         if n % 250_000 == 249_999 {
             eprintln!("  written {} tickets", n + 1);
         }
     }
-    while let Some(result) = pending.next().await {
-        result.map_err(|_| anyhow::anyhow!("canceled"))?.map_err(|(e, _)| e)?;
-    }
+    writer.finish().await?;
     Ok(started.elapsed())
 }
 

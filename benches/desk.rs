@@ -127,40 +127,20 @@ fn history(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
 }
 
 async fn fill(bootstrap: &str, topic: &str) -> anyhow::Result<Duration> {
-    let producer = franz::kafka::client_config(bootstrap)
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("compression.type", "lz4")
-        .create::<rdkafka::producer::FutureProducer>()?;
+    let mut writer = common::Writer::new(bootstrap)?;
     let started = Instant::now();
     let mut rng = fastrand::Rng::with_seed(7);
-    let mut pending = futures::stream::FuturesUnordered::new();
     for n in 0..TICKETS {
         let key = format!("bench-{n:07}");
         let partition = franz::kafka::tickets::ticket_partition(&key, PARTITIONS);
         for payload in history(n, &mut rng) {
-            loop {
-                match producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload).partition(partition)) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
-                    Err(_) => {
-                        use futures::StreamExt as _;
-                        pending.next().await;
-                    }
-                }
-            }
+            writer.send(topic, &key, &payload, partition).await;
         }
         if n % 100_000 == 99_999 {
             eprintln!("  written {} tickets", n + 1);
         }
     }
-    use futures::StreamExt as _;
-    while let Some(result) = pending.next().await {
-        result.map_err(|_| anyhow::anyhow!("canceled"))?.map_err(|(e, _)| e)?;
-    }
+    writer.finish().await?;
     Ok(started.elapsed())
 }
 

@@ -212,30 +212,67 @@ pub struct ServiceLevels {
     /// Priorities whose tickets are never closed for silence: `urgent, high`.
     #[serde(deserialize_with = "parse::priorities")]
     pub close_when_silent_except: String,
+    /// A team's own targets (`[service_levels.teams.billing]`): each target it names replaces the one above for the
+    /// team's tickets; the ones it leaves out are the team-wide ones. Only in `franz.toml`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub teams: std::collections::BTreeMap<String, TeamTargets>,
+}
+
+/// A team's own service-level targets, written as `first_response` above.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TeamTargets {
+    #[serde(deserialize_with = "parse::targets")]
+    pub first_response: Option<String>,
+    #[serde(deserialize_with = "parse::targets")]
+    pub next_response: Option<String>,
+    #[serde(deserialize_with = "parse::targets")]
+    pub resolution: Option<String>,
 }
 
 impl ServiceLevels {
     /// Whether the team set a target of its own (not only the close of silent tickets).
     pub fn has_targets(&self) -> bool {
-        self.first_response.is_some() || self.next_response.is_some() || self.resolution.is_some()
+        let set = |t: &TeamTargets| t.first_response.is_some() || t.next_response.is_some() || t.resolution.is_some();
+        self.first_response.is_some()
+            || self.next_response.is_some()
+            || self.resolution.is_some()
+            || self.teams.values().any(set)
     }
 
     /// The levels these settings make; `None` when no target is set and silent tickets are never closed.
     pub fn levels(&self) -> Option<crate::lifecycle::levels::Levels> {
         use crate::lifecycle::levels::{self, Target};
         use crate::schema::lifecycle::Priority;
-        let mut targets = std::collections::BTreeMap::new();
-        for (target, text) in [
-            (Target::FirstResponse, &self.first_response),
-            (Target::NextResponse, &self.next_response),
-            (Target::Resolution, &self.resolution),
-        ] {
-            // Checked when the setting was read.
-            for (priority, time) in text.as_deref().map(levels::parse_targets).and_then(Result::ok).unwrap_or_default()
+        let read = |texts: [&Option<String>; 3]| {
+            let mut targets = std::collections::BTreeMap::new();
+            for (target, text) in
+                [Target::FirstResponse, Target::NextResponse, Target::Resolution].into_iter().zip(texts)
             {
-                targets.insert((target, priority), time);
+                // Checked when the setting was read.
+                for (priority, time) in
+                    text.as_deref().map(levels::parse_targets).and_then(Result::ok).unwrap_or_default()
+                {
+                    targets.insert((target, priority), time);
+                }
             }
-        }
+            targets
+        };
+        let mut targets = read([&self.first_response, &self.next_response, &self.resolution]);
+        let teams: std::collections::BTreeMap<String, _> = self
+            .teams
+            .iter()
+            .map(|(team, t)| {
+                let named = [&t.first_response, &t.next_response, &t.resolution];
+                let names: Vec<Target> = [Target::FirstResponse, Target::NextResponse, Target::Resolution]
+                    .into_iter()
+                    .zip(named)
+                    .filter(|(_, text)| text.is_some())
+                    .map(|(target, _)| target)
+                    .collect();
+                (team.clone(), levels::TeamLevels { names, targets: read(named) })
+            })
+            .collect();
         if self.close_when_silent_days > 0 {
             let except: Vec<_> = self.close_when_silent_except.split(',').filter_map(Priority::parse).collect();
             for priority in Priority::ALL.into_iter().filter(|p| !except.contains(p)) {
@@ -243,7 +280,8 @@ impl ServiceLevels {
             }
         }
         let calendar = crate::lifecycle::calendar::Calendar::new(&self.zone, &self.hours, &self.holidays).ok()?;
-        (!targets.is_empty()).then(|| levels::Levels {
+        (!targets.is_empty() || teams.values().any(|team| !team.targets.is_empty())).then(|| levels::Levels {
+            teams,
             calendar,
             warn_percent: u32::try_from(self.warn_at_percent).unwrap_or(80),
             targets,
@@ -265,6 +303,7 @@ impl Default for ServiceLevels {
             close_when_silent_days: 7,
             remind_before_close_days: 2,
             close_when_silent_except: String::new(),
+            teams: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -708,6 +747,14 @@ pub fn resolve(flags: &Flags, layers: &Layers) -> anyhow::Result<Config> {
         );
     }
     config.rules = std::sync::Arc::new(rules(&config.routing, &layers.files_read, &figment)?);
+    for team in config.service_levels.teams.keys() {
+        crate::lifecycle::routing::team_name(team).map_err(|why| {
+            anyhow::anyhow!(
+                "[service_levels.teams.{team}] ({}): {why}",
+                sources::origin(&figment, "service_levels.teams")
+            )
+        })?;
+    }
     if let Some(path) = std::env::var_os(crate::clock::TEST_CLOCK) {
         config.clock = crate::clock::Clock::file(path.into())?;
     }

@@ -119,14 +119,18 @@ pub fn decide(state: Option<&TicketState>, command: &Command, now: &str, policy:
     let clocks = match (&policy.levels, &change, chrono::DateTime::parse_from_rfc3339(now)) {
         (_, Change::Rejected { .. }, _) | (None, ..) | (_, _, Err(_)) => None,
         (Some(levels), change, Ok(at)) => {
-            let (clocks, priority, status) =
-                state.map_or((&[][..], Priority::default(), Status::Open), |s| (&s.clocks[..], s.priority, s.status));
-            // A new ticket's clocks run for the priority its routing gave it.
-            let priority = match change {
-                Change::Created { routed: Some(routed), .. } => routed.priority.unwrap_or(priority),
-                _ => priority,
+            let (clocks, priority, status, team) = state
+                .map_or((&[][..], Priority::default(), Status::Open, None), |s| {
+                    (&s.clocks[..], s.priority, s.status, s.team.as_deref())
+                });
+            // A new ticket's clocks run for the priority and team its routing gave it.
+            let (priority, team) = match change {
+                Change::Created { routed: Some(routed), .. } => {
+                    (routed.priority.unwrap_or(priority), routed.team.as_deref())
+                }
+                _ => (priority, team),
             };
-            levels::after(clocks, (priority, status), change, at.with_timezone(&chrono::Utc), levels)
+            levels::after(clocks, (priority, status, team), change, at.with_timezone(&chrono::Utc), levels)
         }
     };
     Event {

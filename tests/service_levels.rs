@@ -38,6 +38,19 @@ async fn has(harness: &Harness, ticket: &str, kind: &str) -> usize {
     events(harness).await.iter().filter(|e| e["ticket_id"] == ticket && e["type"] == kind).count()
 }
 
+/// A public reply by staff member ana, through the commands topic as the desk sends it, once akte decided it.
+async fn reply(harness: &Harness, ticket: &str, body: &str) {
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let reply = Command {
+        command_id: format!("reply-{ticket}"),
+        ticket_id: ticket.into(),
+        actor: Actor::staff(ActorSource::Api, "ana"),
+        action: Action::Comment { body: body.into(), internal: false, via: None },
+    };
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &reply).await.unwrap();
+    wait_until("the reply decided", || async { has(harness, ticket, "commented").await == 1 }).await;
+}
+
 /// The "done when": a team sets a 1-hour first response target. A ticket left unanswered turns due soon
 /// (amber) once 48 minutes pass and missed (red) at the hour, each decided once and each an alert in Discord, and
 /// counted in `/metrics`; a ticket answered in time says neither. The clock is the test's: it moves an hour in no
@@ -63,15 +76,7 @@ async fn a_ticket_left_unanswered_turns_amber_then_red_with_one_alert_each_and_o
         has(&harness, "late", "created").await == 1 && has(&harness, "answered", "created").await == 1
     })
     .await;
-    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
-    let reply = Command {
-        command_id: "reply-1".into(),
-        ticket_id: "answered".into(),
-        actor: Actor::staff(ActorSource::Api, "ana"),
-        action: Action::Comment { body: "on it".into(), internal: false, via: None },
-    };
-    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &reply).await.unwrap();
-    wait_until("the reply decided", || async { has(&harness, "answered", "commented").await == 1 }).await;
+    reply(&harness, "answered", "on it").await;
 
     clock.advance(Span::minutes(48));
     wait_until("the unanswered ticket due soon", || async { has(&harness, "late", "due_soon").await == 1 }).await;
@@ -358,15 +363,7 @@ async fn a_silent_ticket_found_past_its_close_after_a_downtime_is_reminded_with_
     let franz = Started::start(&config).await;
     harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket("forgotten")).unwrap())]).await;
     wait_until("the ticket created", || async { has(&harness, "forgotten", "created").await == 1 }).await;
-    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
-    let reply = Command {
-        command_id: "reply-1".into(),
-        ticket_id: "forgotten".into(),
-        actor: Actor::staff(ActorSource::Api, "ana"),
-        action: Action::Comment { body: "Does it work now?".into(), internal: false, via: None },
-    };
-    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &reply).await.unwrap();
-    wait_until("the reply decided", || async { has(&harness, "forgotten", "commented").await == 1 }).await;
+    reply(&harness, "forgotten", "Does it work now?").await;
 
     clock.advance(Span::days(8));
     wait_until("the submitter reminded", || async { has(&harness, "forgotten", "reminded").await == 1 }).await;

@@ -9,3 +9,45 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
+
+/// Writes records as fast as the broker takes them: many in flight, the oldest awaited when librdkafka's queue is
+/// full; [`Writer::finish`] waits for every acknowledgement. What the benches that fill a topic share.
+#[allow(dead_code)] // Not every bench that reads peak memory fills a topic.
+pub struct Writer {
+    producer: rdkafka::producer::FutureProducer,
+    pending: futures::stream::FuturesUnordered<rdkafka::producer::DeliveryFuture>,
+}
+
+#[allow(dead_code)]
+impl Writer {
+    pub fn new(bootstrap: &str) -> anyhow::Result<Writer> {
+        let producer = franz::kafka::client_config(bootstrap)
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("compression.type", "lz4")
+            .create()?;
+        Ok(Writer { producer, pending: futures::stream::FuturesUnordered::new() })
+    }
+
+    pub async fn send(&mut self, topic: &str, key: &str, payload: &[u8], partition: i32) {
+        use futures::StreamExt as _;
+        let record = || rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload).partition(partition);
+        loop {
+            match self.producer.send_result(record()) {
+                Ok(delivery) => return self.pending.push(delivery),
+                Err(_) => {
+                    self.pending.next().await;
+                }
+            }
+        }
+    }
+
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        use futures::StreamExt as _;
+        while let Some(result) = self.pending.next().await {
+            result.map_err(|_| anyhow::anyhow!("canceled"))?.map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+}

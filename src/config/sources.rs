@@ -194,8 +194,10 @@ impl Layers {
                 let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
                 anyhow::anyhow!("{} is not valid TOML{at}: {}", path.display(), error.message())
             })?;
-            // The routing rules are skipped when empty, so the defaults do not name them: known all the same.
-            let known: Vec<String> = keys().into_iter().chain(["routing".to_owned()]).collect();
+            // The routing rules and the teams' service levels are skipped when empty, so the defaults do not name
+            // them: known all the same (their own fields are checked as they are read).
+            let known: Vec<String> =
+                keys().into_iter().chain(["routing".to_owned(), "service_levels.teams".to_owned()]).collect();
             check_known_keys(&layers.file, "", &path, &known)?;
             layers.files_read.push(path);
         }

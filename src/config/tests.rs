@@ -471,3 +471,28 @@ fn a_rule_with_an_empty_words_list_is_no_catch_all() {
         }
     }
 }
+
+/// Per-team service levels are read from `[service_levels.teams.NAME]` in franz.toml; a team name no team may have
+/// is refused.
+#[test]
+fn a_teams_own_service_levels_are_read_and_a_bad_team_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("franz.toml");
+    let text = "[service_levels]\nfirst_response = \"normal 1h\"\n\n[service_levels.teams.billing]\nfirst_response = \"normal 15m\"\n";
+    std::fs::write(&path, text).unwrap();
+    let config = crate::config::resolve(&Flags::default(), &Layers::load(dir.path(), Some(&path)).unwrap()).unwrap();
+    let levels = config.service_levels.levels().unwrap();
+    let billing = &levels.teams["billing"];
+    assert_eq!(billing.names, [crate::lifecycle::levels::Target::FirstResponse]);
+    assert_eq!(billing.targets.values().next(), Some(&Duration::from_secs(900)));
+    std::fs::write(&path, "[service_levels.teams.Billing]\nfirst_response = \"normal 15m\"\n").unwrap();
+    let error = crate::config::resolve(&Flags::default(), &Layers::load(dir.path(), Some(&path)).unwrap())
+        .map(|_| ())
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("no team name"), "{error:#}");
+    std::fs::write(&path, "[service_levels.teams.billing]\nfirst_respons = \"normal 15m\"\n").unwrap();
+    let error = crate::config::resolve(&Flags::default(), &Layers::load(dir.path(), Some(&path)).unwrap())
+        .map(|_| ())
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("first_respons"), "an unknown field is named: {error:#}");
+}

@@ -35,6 +35,16 @@ pub struct Levels {
     pub targets: BTreeMap<(Target, Priority), Duration>,
     /// How long before a silent ticket closes its submitter is reminded (zero: never).
     pub remind_before: Duration,
+    /// The teams' own targets, by team.
+    pub teams: BTreeMap<String, TeamLevels>,
+}
+
+/// A team's own targets: for each target it names, its times replace the team-wide ones for its tickets (a
+/// priority it leaves out has none); the targets it does not name are the team-wide ones.
+#[derive(Debug, Clone, Default)]
+pub struct TeamLevels {
+    pub names: Vec<Target>,
+    pub targets: BTreeMap<(Target, Priority), Duration>,
 }
 
 /// Why franz closes a ticket whose submitter stayed silent.
@@ -139,16 +149,20 @@ impl Clock {
 /// are.
 pub fn after(
     clocks: &[Clock],
-    (priority, status): (Priority, Status),
+    (priority, status, team): (Priority, Status, Option<&str>),
     change: &Change,
     at: DateTime<Utc>,
     levels: &Levels,
 ) -> Option<Vec<Clock>> {
-    // A clock runs for every target the team set for any priority, so that a change of priority finds it; for a
-    // priority without a time it only keeps its start.
+    // A clock runs for every target set for any priority (or team), so that a change of priority or team finds it;
+    // for a priority without a time it only keeps its start.
     let start = |target: Target| {
-        let set = levels.targets.keys().any(|(set, _)| *set == target);
-        set.then(|| Clock::start(target, self::target(levels, target, priority).unwrap_or(0), at, levels))
+        let set = levels
+            .targets
+            .keys()
+            .chain(levels.teams.values().flat_map(|t| t.targets.keys()))
+            .any(|(set, _)| *set == target);
+        set.then(|| Clock::start(target, self::target(levels, target, priority, team).unwrap_or(0), at, levels))
     };
     let running = |clock: &Clock, targets: &[Target]| clock.stopped.is_none() && targets.contains(&clock.target);
     let mut next: Vec<Clock> = clocks.to_vec();
@@ -181,9 +195,12 @@ pub fn after(
             }
         }
         Change::Closed { .. } => stop(&mut next, at, &Target::ALL_CLOCKS),
-        Change::PrioritySet { priority } => {
+        Change::PrioritySet { .. } | Change::Moved { .. } => {
+            // A change of priority or team sets each running clock's target anew from its start.
+            let priority = if let Change::PrioritySet { priority } = change { *priority } else { priority };
+            let team = if let Change::Moved { to, .. } = change { to.as_deref() } else { team };
             for clock in next.iter_mut().filter(|clock| clock.stopped.is_none()) {
-                clock.target_secs = target(levels, clock.target, *priority).unwrap_or(0);
+                clock.target_secs = target(levels, clock.target, priority, team).unwrap_or(0);
                 if clock.paused_since.is_none() {
                     clock.moved(at, levels);
                 }
@@ -272,9 +289,11 @@ fn stop(clocks: &mut Vec<Clock>, at: DateTime<Utc>, targets: &[Target]) {
     });
 }
 
-/// The working seconds of `target` for tickets of `priority`, if the team set one.
-fn target(levels: &Levels, target: Target, priority: Priority) -> Option<u64> {
-    levels.targets.get(&(target, priority)).map(Duration::as_secs)
+/// The working seconds of `target` for tickets of `priority` in `team`, if one is set: the team's own when it names
+/// the target, else the team-wide one.
+fn target(levels: &Levels, target: Target, priority: Priority, team: Option<&str>) -> Option<u64> {
+    let own = team.and_then(|team| levels.teams.get(team)).filter(|team| team.names.contains(&target));
+    own.map_or(&levels.targets, |team| &team.targets).get(&(target, priority)).map(Duration::as_secs)
 }
 
 /// What a time command at `at` decides on a ticket with `clocks`: the earliest point not decided yet that `at`

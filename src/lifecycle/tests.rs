@@ -553,6 +553,7 @@ fn a_routed_ticket_starts_in_its_team_and_moves_with_a_reason() {
         ..RuleText::default()
     };
     let levels = Levels {
+        teams: Default::default(),
         calendar: crate::lifecycle::calendar::Calendar::always(),
         warn_percent: 80,
         targets: [

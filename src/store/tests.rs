@@ -394,6 +394,7 @@ fn a_list_by_due_time_holds_the_tickets_due_by_then_the_soonest_first() {
         ((Target::Silence, Priority::Normal), 60 * 24 * 7),
     ];
     let levels = Levels {
+        teams: Default::default(),
         calendar: crate::lifecycle::calendar::Calendar::always(),
         warn_percent: 80,
         targets: targets
@@ -444,6 +445,7 @@ fn a_list_by_due_time_holds_the_tickets_due_by_then_the_soonest_first() {
 fn a_list_due_before_the_end_of_time_holds_every_ticket_with_a_target() {
     use crate::lifecycle::levels::{Levels, Target};
     let levels = Levels {
+        teams: Default::default(),
         calendar: crate::lifecycle::calendar::Calendar::always(),
         warn_percent: 80,
         targets: [((Target::FirstResponse, Priority::Normal), std::time::Duration::from_secs(3600))].into(),
@@ -602,6 +604,7 @@ fn stats_count_the_targets_met_in_time_by_week_priority_and_person() {
     let targets =
         [((Target::FirstResponse, Priority::Normal), hour), ((Target::Resolution, Priority::Normal), 4 * hour)];
     let levels = Levels {
+        teams: Default::default(),
         calendar: Calendar::always(),
         warn_percent: 80,
         targets: targets.into_iter().collect(),

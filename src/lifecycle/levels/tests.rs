@@ -20,7 +20,13 @@ fn at(minutes: i64) -> String {
 
 fn levels(calendar: Calendar, targets: &[(Target, Priority, u64)]) -> Policy {
     let targets = targets.iter().map(|&(t, p, minutes)| ((t, p), Duration::from_secs(minutes * 60))).collect();
-    let levels = Levels { calendar, warn_percent: 80, targets, remind_before: Duration::from_secs(2 * 86_400) };
+    let levels = Levels {
+        calendar,
+        warn_percent: 80,
+        targets,
+        remind_before: Duration::from_secs(2 * 86_400),
+        teams: Default::default(),
+    };
     Policy { levels: Some(Arc::new(levels)), ..Policy::default() }
 }
 
@@ -756,4 +762,36 @@ fn a_resolution_started_again_in_the_same_millisecond_is_a_promise_of_its_own() 
         .query_row("SELECT count(*) FROM outcomes WHERE target = 'resolution'", [], |row| row.get(0))
         .unwrap();
     assert_eq!(counted, 2);
+}
+
+/// Per-team policies (#26 with #27): a team's own target replaces the team-wide one for its tickets; a target it
+/// does not name stays the team-wide one; a move to another team sets each running clock anew.
+#[test]
+fn a_teams_own_target_runs_for_its_tickets_and_a_move_sets_the_clocks_anew() {
+    let mut policy = hourly();
+    let mut levels = (*policy.levels.take().unwrap()).clone();
+    levels.teams.insert(
+        "billing".into(),
+        TeamLevels {
+            names: vec![Target::FirstResponse],
+            targets: [((Target::FirstResponse, Priority::Normal), Duration::from_secs(15 * 60))].into_iter().collect(),
+        },
+    );
+    policy.levels = Some(Arc::new(levels));
+    let mut life = Life::new(policy);
+    assert_eq!(life.clock(Target::FirstResponse).unwrap().target_secs, 3600, "triage: the team-wide hour");
+    life.run(
+        Actor::staff(ActorSource::Web, "ana"),
+        Action::Move { team: Some("billing".into()), reason: "a bill".into() },
+        5,
+    );
+    let first = life.clock(Target::FirstResponse).unwrap();
+    assert_eq!(
+        (first.target_secs, first.due.as_deref()),
+        (900, Some(at(15).as_str())),
+        "billing's 15 minutes, from the start"
+    );
+    assert_eq!(life.clock(Target::Resolution).unwrap().target_secs, 7200, "a target billing does not name stays");
+    life.run(Actor::staff(ActorSource::Web, "ana"), Action::Move { team: None, reason: "not a bill".into() }, 10);
+    assert_eq!(life.clock(Target::FirstResponse).unwrap().target_secs, 3600, "back in triage");
 }

@@ -123,6 +123,7 @@ mod tests {
     async fn the_scheduler_waits_until_the_store_has_read_its_backlog() {
         let policy = crate::lifecycle::Policy {
             levels: Some(std::sync::Arc::new(crate::lifecycle::levels::Levels {
+                teams: Default::default(),
                 calendar: crate::lifecycle::calendar::Calendar::always(),
                 warn_percent: 80,
                 targets: [(
