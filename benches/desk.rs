@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -352,12 +351,7 @@ async fn main() -> anyhow::Result<()> {
         &broker_dir,
         Stdio::null(),
     )?;
-    let mut ready = String::new();
-    let mut stdout = BufReader::new(broker.stdout.take().unwrap());
-    stdout.read_line(&mut ready)?;
-    anyhow::ensure!(ready.starts_with("ready"), "franz broker: {ready}");
-    // Keep draining: a closed pipe would end the broker at its next line.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    common::broker_ready(&mut broker)?;
     let topics = franz::config::Topics::default();
     franz::kafka::admin::ensure_topics_keeping(&bootstrap, &topics.all(), PARTITIONS, 1, &topics.kept_forever())
         .await?;

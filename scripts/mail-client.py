@@ -50,8 +50,14 @@ def listing(server, user, password, box="INBOX"):
     _, data = imap.uid("SEARCH", None, "ALL")
     for uid in data[0].split():
         _, parts = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[])")
-        flags = imaplib.ParseFlags(parts[0][0])
-        mail = email.message_from_bytes(parts[0][1], policy=email.policy.default)
+        # The answer can carry the server's news of other mails (franz marking one read meanwhile: an untagged
+        # FETCH of its flags, plain bytes) beside the mail's own (a tuple of its header and body); a mail gone
+        # meanwhile has none.
+        found = [part for part in parts if isinstance(part, tuple)]
+        if not found:
+            continue
+        flags = imaplib.ParseFlags(found[0][0])
+        mail = email.message_from_bytes(found[0][1], policy=email.policy.default)
         body = mail.get_body(preferencelist=("plain",))
         print(json.dumps({
             "uid": int(uid),

@@ -38,6 +38,19 @@ async fn has(harness: &Harness, ticket: &str, kind: &str) -> usize {
     events(harness).await.iter().filter(|e| e["ticket_id"] == ticket && e["type"] == kind).count()
 }
 
+/// aufbereitung and akte on a clock the test moves, with one ticket `id` created.
+async fn one_ticket(id: &str) -> (Harness, tempfile::TempDir, Clock, Started) {
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let clock = Clock::manual(chrono::Utc::now());
+    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte]);
+    config.clock = clock.clone();
+    let franz = Started::start(&config).await;
+    harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket(id)).unwrap())]).await;
+    wait_until("the ticket created", || async { has(&harness, id, "created").await == 1 }).await;
+    (harness, data, clock, franz)
+}
+
 /// A public reply by staff member ana, through the commands topic as the desk sends it, once akte decided it.
 async fn reply(harness: &Harness, ticket: &str, body: &str) {
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
@@ -355,14 +368,7 @@ async fn two_akte_processes_and_a_kill_9_during_a_deadline_decide_the_same_event
 /// keep it open, with no time left to do so. The reminder must leave them `remind_before_close_days` (2 days).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_ticket_found_past_its_close_after_a_downtime_is_reminded_with_time_left_to_answer() {
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let clock = Clock::manual(chrono::Utc::now());
-    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte]);
-    config.clock = clock.clone();
-    let franz = Started::start(&config).await;
-    harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket("forgotten")).unwrap())]).await;
-    wait_until("the ticket created", || async { has(&harness, "forgotten", "created").await == 1 }).await;
+    let (harness, _data, clock, franz) = one_ticket("forgotten").await;
     reply(&harness, "forgotten", "Does it work now?").await;
 
     clock.advance(Span::days(8));
@@ -383,14 +389,7 @@ async fn a_silent_ticket_found_past_its_close_after_a_downtime_is_reminded_with_
 /// minute ago is reminded and closed "no answer from the submitter" by the next such command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_time_command_dated_the_year_9999_never_closes_a_ticket_waiting_one_minute() {
-    let harness = Harness::new(1).await;
-    let data = scratch();
-    let clock = Clock::manual(chrono::Utc::now());
-    let mut config = harness.config(data.path(), &[Service::Aufbereitung, Service::Akte]);
-    config.clock = clock.clone();
-    let franz = Started::start(&config).await;
-    harness.produce(&harness.topics.tickets, &[(0, serde_json::to_vec(&ticket("rushed")).unwrap())]).await;
-    wait_until("the ticket created", || async { has(&harness, "rushed", "created").await == 1 }).await;
+    let (harness, _data, clock, franz) = one_ticket("rushed").await;
     let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
     let send = |id: &str, actor: Actor, action: Action| {
         let command = Command { command_id: id.into(), ticket_id: "rushed".into(), actor, action };

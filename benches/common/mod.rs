@@ -51,3 +51,16 @@ impl Writer {
         Ok(())
     }
 }
+
+/// Waits for a `franz broker` child to print its `ready` line, and keeps draining its standard output after (a
+/// closed pipe would end the broker at its next line).
+#[allow(dead_code)] // Not every bench starts a broker of its own.
+pub fn broker_ready(broker: &mut std::process::Child) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let mut ready = String::new();
+    let mut stdout = std::io::BufReader::new(broker.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?);
+    stdout.read_line(&mut ready)?;
+    anyhow::ensure!(ready.starts_with("ready"), "franz broker: {ready}");
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Ok(())
+}
