@@ -867,6 +867,10 @@ impl Config {
         for Setting { key, value, source } in &self.report {
             match value {
                 Some(value) => out.push_str(&format!("{key:width$}  {value}  ({source})\n")),
+                // A team's own targets are only in franz.toml: no variable names them.
+                None if key.starts_with("service_levels.teams.") => {
+                    out.push_str(&format!("{key:width$}  (not set: in franz.toml only)\n"))
+                }
                 None => out.push_str(&format!("{key:width$}  (not set: {})\n", env_names(key).join(" or "))),
             }
         }

@@ -482,6 +482,9 @@ fn a_teams_own_service_levels_are_read_and_a_bad_team_name_is_refused() {
     std::fs::write(&path, text).unwrap();
     let config = crate::config::resolve(&Flags::default(), &Layers::load(dir.path(), Some(&path)).unwrap()).unwrap();
     let levels = config.service_levels.levels().unwrap();
+    let rendered = config.render();
+    assert!(rendered.contains("normal 15m  ("), "franz config shows a team's targets: {rendered}");
+    assert!(!rendered.contains("FRANZ_SERVICE_LEVELS_TEAMS"), "no variable names them: {rendered}");
     let billing = &levels.teams["billing"];
     assert_eq!(billing.names, [crate::lifecycle::levels::Target::FirstResponse]);
     assert_eq!(billing.targets.values().next(), Some(&Duration::from_secs(900)));
