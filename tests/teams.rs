@@ -294,3 +294,22 @@ async fn a_move_to_a_team_that_does_not_exist_is_refused() {
     assert!(wrong.is_empty(), "moves to teams that do not exist were taken: {wrong:#?}");
     team.stop().await;
 }
+
+/// Attack (#27): a member of 50 teams opens the board with no filter; its default ("my teams" and triage) names 51
+/// teams, more than a list allows, and the board refuses its own default with 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_member_of_fifty_teams_still_sees_the_board_by_default() {
+    let team = Team::start().await;
+    let session = team.sign_in("bo").await;
+    let staff = team.staff();
+    for n in 0..50 {
+        let name = format!("team-{n}");
+        assert!(staff.add_team(&name).unwrap());
+        staff.join_team("bo", &name).unwrap();
+    }
+    let response = team.get("/", &session.cookie).await;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "the default board of a member of 50 teams: {}", &body[..body.len().min(600)]);
+    team.stop().await;
+}

@@ -71,6 +71,7 @@ impl Clock {
             soon: None,
             due: None,
             warned: false,
+            warned_for: Vec::new(),
             breached: false,
             stopped: None,
         };
@@ -121,7 +122,8 @@ impl Clock {
     fn moved(&mut self, at: DateTime<Utc>, levels: &Levels) {
         self.run(levels);
         if !self.breached {
-            self.warned &= self.soon.as_deref().and_then(parse).is_none_or(|soon| soon <= at);
+            let said = self.due.as_ref().is_some_and(|due| self.warned_for.contains(due));
+            self.warned = said || (self.warned && self.soon.as_deref().and_then(parse).is_none_or(|soon| soon <= at));
         }
     }
 
@@ -213,6 +215,10 @@ pub fn after(
             for clock in next.iter_mut().filter(said) {
                 clock.warned = true;
                 clock.breached |= breached;
+                // Each deadline said due soon is remembered (a few at most: one per change of team or priority).
+                if !breached && !clock.warned_for.contains(due) {
+                    clock.warned_for.push(due.clone());
+                }
             }
             // A clock kept only to say its miss has said it.
             next.retain(|clock| clock.stopped.is_none() || !clock.breached);

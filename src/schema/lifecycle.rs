@@ -314,6 +314,10 @@ pub struct Clock {
     /// `breached` was decided for this deadline.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub breached: bool,
+    /// The deadlines `due_soon` was said for: a deadline moved away (a change of team or priority) and back is not
+    /// said due soon again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warned_for: Vec<String>,
     /// When what it waited for came (a reply, a close) after it was due but before a time command said so: it
     /// stays until `breached` is decided, so that a miss is said however late akte learns of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

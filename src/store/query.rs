@@ -12,7 +12,7 @@ use crate::schema::lifecycle::{Attachment, Change, Event, Person, Priority, Stat
 /// The most tickets one page holds.
 pub const PAGE_MAX: usize = 200;
 /// The most teams one list names.
-const TEAMS_MAX: usize = 50;
+pub const TEAMS_MAX: usize = 50;
 
 /// A page's size when the caller does not say.
 pub const PAGE_DEFAULT: usize = 50;
@@ -204,11 +204,16 @@ const SIMILAR_TERMS: usize = 12;
 /// add little to a score and much to the time (every ticket holding one is scored), so only the
 /// [`SIMILAR_TERMS`] in the fewest tickets are searched (`search_terms`: the index's own counts).
 pub fn similar(conn: &Connection, ticket: &TicketState, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
-    let mut words: Vec<String> = Vec::new();
+    // Each word as written (the index's tokenizer reads it in the query as it read the ticket) and as the index
+    // counts it: lower case, accents folded (`Überweisung` is counted as `uberweisung`).
+    let mut words: Vec<(String, String)> = Vec::new();
     for word in ticket.body.split(|c: char| !c.is_alphanumeric()).filter(|word| word.chars().count() >= PREFIX_MIN) {
         let word = word.to_lowercase();
-        if !words.contains(&word) {
-            words.push(word);
+        let folded: String = unicode_normalization::UnicodeNormalization::nfd(word.as_str())
+            .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+            .collect();
+        if !words.iter().any(|(known, _)| *known == word) {
+            words.push((word, folded));
         }
         if words.len() == SIMILAR_WORDS_MAX {
             break;
@@ -216,9 +221,9 @@ pub fn similar(conn: &Connection, ticket: &TicketState, limit: usize) -> rusqlit
     }
     let mut counted: Vec<(i64, String)> = Vec::new();
     let mut count = conn.prepare_cached("SELECT doc FROM search_terms WHERE term = ?1")?;
-    for word in words {
-        // A word the index does not hold as written (it folds accents) comes after those it does.
-        let tickets: Option<i64> = count.query_row([&word], |row| row.get(0)).optional()?;
+    for (word, folded) in words {
+        // A word the index does not hold (no other ticket has it, or it folds differently) comes after those it does.
+        let tickets: Option<i64> = count.query_row([&folded], |row| row.get(0)).optional()?;
         counted.push((tickets.unwrap_or(i64::MAX), word));
     }
     counted.sort();

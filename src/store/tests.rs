@@ -696,3 +696,27 @@ fn similar_tickets_are_the_closed_ones_most_like_it_best_first() {
     let nothing = TicketState { body: "?! ..".into(), ..me };
     assert!(query::similar(&conn, &nothing, 5).unwrap().is_empty(), "no word, no search");
 }
+
+/// Attack (#27): a word written with a diacritic (`Überweisung`) is never found in `search_terms` as written (the
+/// index folds it to `uberweisung`), so it counts as the commonest word and is dropped in favour of 12 common ones:
+/// the one closed ticket sharing the ticket's rarest word is never found.
+#[test]
+fn attack_a_rare_word_with_a_diacritic_still_finds_the_ticket_sharing_it() {
+    let common = "please help with payment transfer from account today because money missing urgently";
+    let mut commands = vec![Command::create(ticket("bank", "die Überweisung kam nie an"))];
+    let noise: Vec<String> = (0..6).map(|n| format!("noise-{n}")).collect();
+    for id in &noise {
+        commands.push(Command::create(ticket(id, common)));
+    }
+    commands.push(Command::create(ticket("me", &format!("{common} Überweisung"))));
+    for (n, id) in std::iter::once("bank").chain(noise.iter().map(String::as_str)).enumerate() {
+        commands.push(command(n, id, "ana", Action::Close { reason: "fixed".into() }));
+    }
+    let events = decided(&commands);
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let conn = store.reader().unwrap();
+    let me = query::ticket(&conn, "me").unwrap().unwrap();
+    let found: Vec<String> = query::similar(&conn, &me, 5).unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(found.first().map(String::as_str), Some("bank"), "the one sharing the rarest word first: {found:?}");
+}

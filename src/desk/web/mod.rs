@@ -405,7 +405,8 @@ async fn board(
         let teams = desk.staff.teams().unwrap_or_default();
         let mine: Vec<String> =
             teams.into_iter().filter(|team| team.members.contains(&session.name)).map(|team| team.name).collect();
-        if !mine.is_empty() {
+        // More teams than one list may name (with triage): every ticket, as `team=all`.
+        if !mine.is_empty() && mine.len() < query::TEAMS_MAX {
             query.team = format!("{},{}", mine.join(","), crate::lifecycle::routing::TRIAGE);
         }
     }

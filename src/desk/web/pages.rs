@@ -821,7 +821,7 @@ fn similar_section(
         section #similar aria-label="Similar closed tickets" {
             h2 { "Similar closed tickets" }
             @match similar {
-                None => p.note { "The search for similar tickets took too long; reload to try again." },
+                None => p.note { "The search for similar tickets did not answer (the store is busy, or it took too long); reload to try again." },
                 Some((tickets, _)) if tickets.is_empty() => p.empty { "No closed ticket is like this one." },
                 Some((tickets, suggested)) => {
                     ul.similar {

@@ -360,6 +360,8 @@ enum Step {
     Reopen,
     /// A time command this many minutes after the last step (a clock that jumps).
     Tick,
+    /// A move to a team (none: triage).
+    Move(Option<&'static str>),
 }
 
 fn step() -> impl Strategy<Value = (Step, i64)> {
@@ -372,6 +374,7 @@ fn step() -> impl Strategy<Value = (Step, i64)> {
         Just(Step::Tick),
         Just(Step::Tick),
         Just(Step::Tick),
+        prop::sample::select(vec![None, Some("fast"), Some("slow")]).prop_map(Step::Move),
     ];
     (kind, prop_oneof![0..5i64, 0..120i64, 0..5000i64])
 }
@@ -398,7 +401,18 @@ proptest! {
             targets.push((Target::Resolution, priority, 240));
         }
         targets.push((Target::Silence, Priority::Normal, 3 * 24 * 60));
-        let mut life = Life::new(levels(calendar, &targets));
+        let mut policy = levels(calendar, &targets);
+        let mut with_teams = (*policy.levels.take().unwrap()).clone();
+        for (team, minutes) in [("fast", 10u64), ("slow", 600)] {
+            let mut own = TeamLevels { names: vec![Target::FirstResponse, Target::Resolution], ..TeamLevels::default() };
+            for priority in Priority::ALL {
+                own.targets.insert((Target::FirstResponse, priority), Duration::from_secs(minutes * 60));
+                own.targets.insert((Target::Resolution, priority), Duration::from_secs(minutes * 4 * 60));
+            }
+            with_teams.teams.insert(team.into(), own);
+        }
+        policy.levels = Some(Arc::new(with_teams));
+        let mut life = Life::new(policy);
         let mut minute = 0;
         for (step, gap) in steps {
             minute += gap;
@@ -409,6 +423,9 @@ proptest! {
                 Step::Priority(priority) => { life.run(staff, Action::SetPriority { priority }, minute); }
                 Step::Close => { life.run(staff, Action::Close { reason: "done".into() }, minute); }
                 Step::Reopen => { life.run(staff, Action::Reopen, minute); }
+                Step::Move(team) => {
+                    life.run(staff, Action::Move { team: team.map(str::to_owned), reason: "moved".into() }, minute);
+                }
                 Step::Tick => {
                     let before = life.clocks().to_vec();
                     let pending = next_check(&before).is_some_and(|next| parse(&next).unwrap() <= parse(&at(minute)).unwrap());
@@ -794,4 +811,35 @@ fn a_teams_own_target_runs_for_its_tickets_and_a_move_sets_the_clocks_anew() {
     assert_eq!(life.clock(Target::Resolution).unwrap().target_secs, 7200, "a target billing does not name stays");
     life.run(Actor::staff(ActorSource::Web, "ana"), Action::Move { team: None, reason: "not a bill".into() }, 10);
     assert_eq!(life.clock(Target::FirstResponse).unwrap().target_secs, 3600, "back in triage");
+}
+
+/// Attack (#26 with #27): a ticket moved to a team with a longer target and straight back, after its due soon was
+/// said, must not be said due soon a second time for the same deadline.
+#[test]
+fn attack_a_move_away_and_back_never_says_the_same_due_soon_twice() {
+    let mut policy = hourly();
+    let mut levels = (*policy.levels.take().unwrap()).clone();
+    levels.teams.insert(
+        "slow".into(),
+        TeamLevels {
+            names: vec![Target::FirstResponse],
+            targets: [((Target::FirstResponse, Priority::Normal), Duration::from_secs(600 * 60))].into_iter().collect(),
+        },
+    );
+    policy.levels = Some(Arc::new(levels));
+    let mut life = Life::new(policy);
+    assert_eq!(life.tick(50), "due_soon", "the triage hour's 80% passed");
+    let staff = || Actor::staff(ActorSource::Web, "ana");
+    life.run(staff(), Action::Move { team: Some("slow".into()), reason: "slow".into() }, 51);
+    life.run(staff(), Action::Move { team: None, reason: "back".into() }, 52);
+    let second = life.tick(53);
+    let said: Vec<_> = life
+        .events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::DueSoon { target, due } => Some((*target, due.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "said due soon twice for the same deadline (second tick: {second}): {said:?}");
 }

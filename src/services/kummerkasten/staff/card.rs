@@ -331,6 +331,7 @@ mod tests {
             soon: None,
             due: Some("2026-12-07T11:00:00.000Z".into()),
             warned,
+            warned_for: Vec::new(),
             breached,
             stopped: None,
         };
