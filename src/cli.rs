@@ -60,8 +60,30 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TeamAction {
-    /// Add a team (1 to 32 lower-case letters, digits, - and _; not `triage`, where tickets of no team are).
-    Add { name: String },
+    /// Add a team (1 to 32 lower-case letters, digits, - and _; not `triage`, where tickets of no team are), or
+    /// change where an existing one is in Discord.
+    Add {
+        name: String,
+        /// The team's own staff channel in Discord: its tickets' cards go there (and move with a ticket moved to
+        /// another team). Needs --discord-role; the bot needs View Channel, Send Messages and Embed Links
+        /// there.
+        #[arg(long, value_name = "CHANNEL_ID", requires = "discord_role")]
+        discord_channel: Option<u64>,
+        /// The role whose members may press the buttons of the cards in the team's channel (as well as the staff
+        /// role of DISCORD_STAFF_ROLE_ID).
+        #[arg(long, value_name = "ROLE_ID", requires = "discord_channel")]
+        discord_role: Option<u64>,
+        /// The team's cards go back to the staff channel of DISCORD_STAFF_CHANNEL_ID.
+        #[arg(long, conflicts_with_all = ["discord_channel", "discord_role"])]
+        no_discord: bool,
+        /// Offer the team in /ticket's category menu with this text (at most 100 characters): the submitter's
+        /// choice routes the ticket to the team.
+        #[arg(long, value_name = "TEXT")]
+        category: Option<String>,
+        /// Take the team out of /ticket's category menu.
+        #[arg(long, conflicts_with = "category")]
+        no_category: bool,
+    },
     /// List the teams and who is in each.
     List,
     /// Remove a team and who was in it; its tickets keep its name until they are moved.

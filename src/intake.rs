@@ -26,6 +26,8 @@ pub struct Submission {
     pub interaction_id: Option<String>,
     /// The closed ticket the new one follows.
     pub follows: Option<String>,
+    /// The team chosen in `/ticket`'s category menu.
+    pub category: Option<String>,
     /// Where it came from when not Discord ([`crate::schema::ORIGINS`]).
     pub origin: Option<String>,
     /// Its id in its channel (a mail's Message-ID).
@@ -64,6 +66,7 @@ pub fn record(submission: Submission) -> anyhow::Result<IntakeRecord> {
         channel_id: submission.channel_id,
         interaction_id: Some(submission.interaction_id.unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()))),
         follows: submission.follows,
+        category: submission.category,
         origin: submission.origin,
         message_id: submission.message_id,
         automatic: submission.automatic,

@@ -42,7 +42,26 @@ pub struct Member {
 pub struct Team {
     pub name: String,
     pub members: Vec<String>,
+    /// Its own staff channel and role in Discord, where its tickets' cards go (`franz team add --discord-channel`).
+    #[serde(skip)]
+    pub discord: Option<StaffChannel>,
+    /// What `/ticket` offers it as, when it takes tickets from Discord (`franz team add --category`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
+
+/// A staff channel in Discord and the role whose members work the cards in it: franz's own
+/// (`DISCORD_STAFF_CHANNEL_ID`, `DISCORD_STAFF_ROLE_ID`), or a team's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaffChannel {
+    /// Where the cards go.
+    pub channel_id: u64,
+    /// Who may press their buttons.
+    pub role_id: u64,
+}
+
+/// The longest category text: Discord's limit on a select menu option's label.
+pub const CATEGORY_MAX: usize = 100;
 
 /// Who a Discord account is, for the staff cards' buttons.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +107,13 @@ impl Staff {
              CREATE TABLE IF NOT EXISTS members (team TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (team, name));",
         )
         .with_context(|| format!("cannot prepare {}", path.display()))?;
+        // A team's place in Discord came later: a list of before gains its columns (snowflakes as text).
+        for column in TEAM_COLUMNS {
+            if !has_column(&conn, "teams", column)? {
+                conn.execute(&format!("ALTER TABLE teams ADD COLUMN {column} TEXT"), [])
+                    .with_context(|| format!("cannot prepare {}", path.display()))?;
+            }
+        }
         Ok(Staff { conn: Mutex::new(conn) })
     }
 
@@ -171,20 +197,42 @@ impl Staff {
         Ok(())
     }
 
+    /// Gives team `name` its own staff channel and role in Discord (or none: its cards go to franz's staff
+    /// channel again). The ids are Discord's (snowflakes), never 0.
+    pub fn set_team_discord(&self, name: &str, place: Option<StaffChannel>) -> anyhow::Result<()> {
+        if let Some(place) = place
+            && (place.channel_id == 0 || place.role_id == 0)
+        {
+            bail!("a Discord channel or role id is never 0 (copy it with Developer Mode: right-click, Copy ID)");
+        }
+        let (channel, role) = (place.map(|p| p.channel_id.to_string()), place.map(|p| p.role_id.to_string()));
+        self.update_team(name, "discord_channel = ?2, discord_role = ?3", params![name.trim(), channel, role])
+    }
+
+    /// Offers team `name` in `/ticket`'s category menu as `category` (or takes it out of the menu).
+    pub fn set_team_category(&self, name: &str, category: Option<&str>) -> anyhow::Result<()> {
+        let category = category.map(str::trim);
+        match category {
+            Some("") => bail!("a category needs some text: it is what a submitter picks in /ticket"),
+            Some(text) if text.chars().count() > CATEGORY_MAX => {
+                bail!("a category is at most {CATEGORY_MAX} characters (Discord's limit for a menu option)")
+            }
+            Some(text) if text.chars().any(char::is_control) => bail!("a category is one line of text"),
+            _ => {}
+        }
+        self.update_team(name, "category = ?2", params![name.trim(), category])
+    }
+
+    fn update_team(&self, name: &str, set: &str, params: impl rusqlite::Params) -> anyhow::Result<()> {
+        if self.lock().execute(&format!("UPDATE teams SET {set} WHERE name = ?1"), params)? == 0 {
+            bail!("there is no team {}; add it first with `franz team add {}`", name.trim(), name.trim());
+        }
+        Ok(())
+    }
+
     /// Every team with its members, by name.
     pub fn teams(&self) -> anyhow::Result<Vec<Team>> {
-        let conn = self.lock();
-        let mut statement = conn.prepare(
-            "SELECT teams.name, group_concat(members.name, char(10)) FROM teams
-             LEFT JOIN members ON members.team = teams.name GROUP BY teams.name ORDER BY teams.name",
-        )?;
-        let rows = statement.query_map([], |row| {
-            let members: Option<String> = row.get(1)?;
-            let mut members: Vec<String> = members.unwrap_or_default().lines().map(str::to_owned).collect();
-            members.sort();
-            Ok(Team { name: row.get(0)?, members })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        teams_of(&self.lock())
     }
 
     pub fn list(&self) -> anyhow::Result<Vec<Member>> {
@@ -313,6 +361,59 @@ impl Staff {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The columns of `teams` added after it was first made.
+const TEAM_COLUMNS: [&str; 3] = ["discord_channel", "discord_role", "category"];
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut statement = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+    let names = statement.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+    Ok(names.iter().any(|name| name == column))
+}
+
+fn teams_of(conn: &Connection) -> anyhow::Result<Vec<Team>> {
+    let mut statement = conn.prepare(
+        "SELECT teams.name, group_concat(members.name, char(10)), teams.discord_channel, teams.discord_role,
+                teams.category
+         FROM teams LEFT JOIN members ON members.team = teams.name GROUP BY teams.name ORDER BY teams.name",
+    )?;
+    let rows = statement.query_map([], |row| {
+        let members: Option<String> = row.get(1)?;
+        let mut members: Vec<String> = members.unwrap_or_default().lines().map(str::to_owned).collect();
+        members.sort();
+        let id = |column: usize| -> rusqlite::Result<Option<u64>> {
+            Ok(row.get::<_, Option<String>>(column)?.and_then(|id| id.parse().ok()).filter(|id| *id != 0))
+        };
+        let discord = match (id(2)?, id(3)?) {
+            (Some(channel_id), Some(role_id)) => Some(StaffChannel { channel_id, role_id }),
+            _ => None,
+        };
+        Ok(Team { name: row.get(0)?, members, discord, category: row.get(4)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The teams of the staff list in `desk_dir`, read without changing anything, for the bot: where each team's cards
+/// go and what `/ticket` offers. No staff list there (or one from before teams had a place in Discord, until the
+/// desk opens it) means no team has one.
+pub fn teams_in(desk_dir: &Path) -> anyhow::Result<Vec<Team>> {
+    let path = desk_dir.join("staff.sqlite");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .with_context(|| format!("cannot read the staff list {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let read = || -> anyhow::Result<Vec<Team>> {
+        for column in TEAM_COLUMNS {
+            if !has_column(&conn, "teams", column)? {
+                return Ok(Vec::new());
+            }
+        }
+        teams_of(&conn)
+    };
+    read().with_context(|| format!("cannot read the teams of {}", path.display()))
 }
 
 /// Who Discord account `user_id` is, by the staff list in `desk_dir`, read without changing anything: the bot asks
@@ -462,6 +563,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_teams_discord_channel_and_category_are_kept_checked_and_read_by_the_bot_without_a_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        // A staff list from before teams had a place in Discord: the bot reads it as teams without one.
+        let old = Connection::open(dir.path().join("staff.sqlite")).unwrap();
+        old.execute_batch("CREATE TABLE teams (name TEXT PRIMARY KEY, added TEXT NOT NULL); INSERT INTO teams VALUES ('billing', 'then');")
+            .unwrap();
+        drop(old);
+        assert!(teams_in(dir.path()).unwrap().is_empty());
+        assert!(teams_in(&dir.path().join("nowhere")).unwrap().is_empty(), "no staff list: no teams");
+        let staff = Staff::open(dir.path()).unwrap();
+        let place = StaffChannel { channel_id: 11, role_id: 12 };
+        staff.set_team_discord("billing", Some(place)).unwrap();
+        staff.set_team_category("billing", Some("  Invoices  ")).unwrap();
+        let read = teams_in(dir.path()).unwrap();
+        assert_eq!((read[0].discord, read[0].category.as_deref()), (Some(place), Some("Invoices")));
+        assert!(staff.set_team_discord("support", Some(place)).unwrap_err().to_string().contains("franz team add"));
+        assert!(staff.set_team_discord("billing", Some(StaffChannel { channel_id: 0, role_id: 1 })).is_err());
+        for bad in ["", "a\nb", &"x".repeat(CATEGORY_MAX + 1)] {
+            assert!(staff.set_team_category("billing", Some(bad)).is_err(), "{bad:?}");
+        }
+        staff.set_team_discord("billing", None).unwrap();
+        staff.set_team_category("billing", None).unwrap();
+        assert_eq!((staff.teams().unwrap()[0].discord, staff.teams().unwrap()[0].category.clone()), (None, None));
+    }
+
+    #[test]
     fn teams_are_added_joined_listed_and_removed_and_a_team_or_member_that_is_not_there_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let staff = Staff::open(dir.path()).unwrap();
@@ -474,7 +601,10 @@ mod tests {
         staff.join_team("ana", "billing").unwrap();
         assert!(staff.join_team("ana", "support").unwrap_err().to_string().contains("franz team add support"));
         assert!(staff.join_team("bo", "billing").unwrap_err().to_string().contains("not on the staff list"));
-        assert_eq!(staff.teams().unwrap(), [Team { name: "billing".into(), members: vec!["ana".into()] }]);
+        assert_eq!(
+            staff.teams().unwrap(),
+            [Team { name: "billing".into(), members: vec!["ana".into()], discord: None, category: None }]
+        );
         staff.remove("ana").unwrap();
         assert_eq!(staff.teams().unwrap()[0].members, Vec::<String>::new(), "a removed member leaves their teams");
         staff.remove_team("billing").unwrap();

@@ -47,6 +47,9 @@ pub struct IntakeRecord {
     /// window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<String>,
+    /// The team the submitter chose in `/ticket`'s category menu: it routes the ticket there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Where the ticket came from, one of [`ORIGINS`]; absent for Discord and `franz ticket`, as the historical
     /// producers write it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +108,9 @@ pub struct Ticket {
     /// The closed ticket this one follows (see [`IntakeRecord::follows`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<String>,
+    /// See [`IntakeRecord::category`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// See [`IntakeRecord::message_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,

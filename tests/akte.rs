@@ -33,6 +33,7 @@ fn ticket(n: usize) -> Ticket {
         guild_id: None,
         channel_id: None,
         follows: None,
+        category: None,
         message_id: None,
         automatic: None,
         attachments: Vec::new(),

@@ -23,7 +23,7 @@ fn alice() -> Invocation {
 async fn an_acknowledged_ticket_is_on_the_intake_topic_and_the_reply_carries_its_id() {
     let harness = Harness::new(3).await;
     let producer = kafka::producer(&harness.bootstrap).unwrap();
-    let answer = submit(&producer, &harness.topics, &alice(), "The VPN drops every hour".into()).await.answer;
+    let answer = submit(&producer, &harness.topics, &alice(), "The VPN drops every hour".into(), None).await.answer;
 
     let id = franz::schema::ticket_id_for_interaction("1177000000000000042");
     assert!(answer.starts_with("Ticket received") && answer.contains(&id), "{answer}");
@@ -42,7 +42,7 @@ async fn a_refused_ticket_is_reported_as_not_received_and_to_the_errors_topic() 
     let producer = kafka::producer(&harness.bootstrap).unwrap();
     // The ticket's produce is refused (librdkafka may spend two requests on it); the error event gets through.
     harness.broker.refuse_next_produces(TOPIC_AUTHORIZATION_FAILED, 2);
-    let outcome = submit(&producer, &harness.topics, &alice(), "printer on fire".into()).await;
+    let outcome = submit(&producer, &harness.topics, &alice(), "printer on fire".into(), None).await;
     let answer = outcome.answer;
     assert!(answer.contains("**not** received") && !answer.contains("Ticket received"), "{answer}");
     report(&producer, &harness.topics, &alice(), outcome.failure.expect("the failure is kept for the report")).await;
@@ -57,7 +57,7 @@ async fn with_the_broker_down_the_user_is_told_to_try_again() {
     let harness = Harness::new(1).await;
     let producer: rdkafka::producer::FutureProducer =
         kafka::client_config("127.0.0.1:1").set("message.timeout.ms", "1000").create().unwrap();
-    let answer = submit(&producer, &harness.topics, &alice(), "hello".into()).await.answer;
+    let answer = submit(&producer, &harness.topics, &alice(), "hello".into(), None).await.answer;
     assert!(answer.contains("**not** received") && answer.contains("try again"), "{answer}");
 }
 
@@ -65,7 +65,7 @@ async fn with_the_broker_down_the_user_is_told_to_try_again() {
 async fn an_empty_ticket_is_refused_without_publishing() {
     let harness = Harness::new(1).await;
     let producer = kafka::producer(&harness.bootstrap).unwrap();
-    let outcome = submit(&producer, &harness.topics, &alice(), "   ".into()).await;
+    let outcome = submit(&producer, &harness.topics, &alice(), "   ".into(), None).await;
     assert!(outcome.answer.starts_with("That ticket cannot be submitted"), "{}", outcome.answer);
     assert_eq!(outcome.failure, None, "an invalid ticket is the user's to fix, not an operational error");
     assert_eq!(harness.count(&harness.topics.intake).await, 0);

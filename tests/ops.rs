@@ -223,6 +223,7 @@ async fn time_to_claim_is_observed_once_per_ticket_at_its_first_claim() {
         guild_id: None,
         channel_id: None,
         follows: None,
+        category: None,
         message_id: None,
         automatic: None,
         attachments: Vec::new(),

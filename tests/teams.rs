@@ -313,3 +313,149 @@ async fn attack_a_member_of_fifty_teams_still_sees_the_board_by_default() {
     assert_eq!(status, 200, "the default board of a member of 50 teams: {}", &body[..body.len().min(600)]);
     team.stop().await;
 }
+
+const BILLING_CHANNEL: u64 = 1177000000000000201;
+const BILLING_ROLE: u64 = 1177000000000000202;
+
+/// A team with its own staff channel and role in Discord gets its tickets' cards there, where its role may work
+/// them (and the staff role too); a move takes the card along: posted in the new place, then deleted in the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teams_cards_go_to_its_own_channel_where_its_role_works_them_and_move_with_the_ticket() {
+    use crate::kummerkasten_staff::{self as bot, STAFF_CHANNEL, button, from_the_desk, ponta, told};
+    use crate::util::wait_until;
+    use fake_discord::User;
+    use franz::schema::lifecycle::Action;
+
+    let rules = vec![RuleText {
+        name: "invoices".into(),
+        words: vec!["invoice".into()],
+        team: Some("billing".into()),
+        ..RuleText::default()
+    }];
+    let bot = bot::Team::start_with(2, |config| {
+        config.rules = std::sync::Arc::new(rules.iter().map(|rule| rule.compile().unwrap()).collect());
+        config.routing = rules;
+        let staff = franz::people::Staff::open(&franz::people::dir(config)).unwrap();
+        staff.add_team("billing").unwrap();
+        let place = franz::people::StaffChannel { channel_id: BILLING_CHANNEL, role_id: BILLING_ROLE };
+        staff.set_team_discord("billing", Some(place)).unwrap();
+    })
+    .await;
+    let (harness, discord) = (&bot.harness, &bot.discord);
+    let in_channel = |channel: u64, n: usize| async move {
+        wait_until(&format!("{n} card(s) in channel {channel}"), || async {
+            discord.channel_messages(channel).len() == n
+        })
+        .await;
+        discord.channel_messages(channel)
+    };
+
+    discord.command(&ponta(), "ticket", &[("message", "my invoice is wrong")]);
+    let card = in_channel(BILLING_CHANNEL, 1).await.remove(0);
+    discord.command(&ponta(), "ticket", &[("message", "hello there")]);
+    in_channel(STAFF_CHANNEL, 1).await;
+    assert_eq!(discord.channel_messages(BILLING_CHANNEL).len(), 1, "the triage ticket's card is in the staff channel");
+
+    // In the team's channel its role works the card; someone of neither role does not.
+    let outsider = User::new(77, "mallory");
+    let refused = discord.press(&outsider, &card, &button(&card, "Claim"));
+    let said = bot::answer(discord, &refused, fake_discord::Endpoint::Callback).await;
+    assert!(said.body["data"]["content"].as_str().unwrap().contains("Only members"), "{}", said.body);
+    let cleo = User::new(43, "cleo");
+    discord.grant_role(&cleo, BILLING_ROLE);
+    let press = discord.press(&cleo, &card, &button(&card, "Claim"));
+    assert!(told(discord, &press).await.contains("You claimed the ticket"));
+
+    // Moved to triage: the card is posted in the staff channel and gone from the team's.
+    let ticket = bot::events_of(harness, "created", 2).await.into_iter().find(|e| e["routed"]["team"] == "billing");
+    let ticket = ticket.unwrap()["ticket_id"].as_str().unwrap().to_owned();
+    from_the_desk(harness, &ticket, 1, Action::Move { team: None, reason: "not about money".into() }).await;
+    in_channel(STAFF_CHANNEL, 2).await;
+    in_channel(BILLING_CHANNEL, 0).await;
+    let moved = discord
+        .channel_messages(STAFF_CHANNEL)
+        .into_iter()
+        .find(|m| m.id != card.id && m.body.to_string().contains("invoice"));
+    assert!(moved.is_some(), "the moved ticket's card is in the staff channel");
+    // The team's role has no say in the staff channel.
+    let moved = moved.unwrap();
+    let press = discord.press(&cleo, &moved, &button(&moved, "Close"));
+    let said = bot::answer(discord, &press, fake_discord::Endpoint::Callback).await;
+    assert!(said.body["data"]["content"].as_str().unwrap().contains("Only members"), "{}", said.body);
+
+    // And back: a new card in the team's channel, none left in the staff channel for it.
+    from_the_desk(harness, &ticket, 2, Action::Move { team: Some("billing".into()), reason: "it is".into() }).await;
+    in_channel(BILLING_CHANNEL, 1).await;
+    in_channel(STAFF_CHANNEL, 1).await;
+    let deletes = discord.received().into_iter().filter(|r| r.method == "DELETE" && r.status == 204).count();
+    assert_eq!(deletes, 2, "each move deletes the card it left behind, once");
+}
+
+/// With teams that take tickets from Discord, `/ticket` asks first which one a ticket is for (a private select menu
+/// of their categories and "Something else"); the pick routes the ticket there, recorded as the submitter's choice.
+/// With the text given, the ticket is sent at the pick; without, the pick opens the form. A team without a
+/// category is not offered, and a pick of a value the menu did not offer goes to triage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_asks_for_a_category_from_the_teams_and_the_pick_routes_the_ticket() {
+    use crate::kummerkasten_staff::{self as bot, answer, ponta};
+    use fake_discord::{ChannelMessage, Endpoint, FakeDiscord, Interaction};
+
+    let bot = bot::Team::start_with(2, |config| {
+        let staff = franz::people::Staff::open(&franz::people::dir(config)).unwrap();
+        for team in ["billing", "support"] {
+            staff.add_team(team).unwrap();
+        }
+        staff.set_team_category("billing", Some("Invoices <@1> and refunds")).unwrap();
+    })
+    .await;
+    let (harness, discord) = (&bot.harness, &bot.discord);
+    let menu = |asked: &Interaction| {
+        let asked = asked.clone();
+        async move {
+            crate::util::wait_until("the category menu", || async { discord.response_message(&asked).is_some() }).await;
+            discord.response_message(&asked).unwrap()
+        }
+    };
+    async fn received(discord: &FakeDiscord, asked: &Interaction) -> String {
+        let said = answer(discord, asked, Endpoint::FollowUp).await;
+        said.body["content"].as_str().unwrap_or_default().to_owned()
+    }
+    let pick = |menu: &ChannelMessage, value: &str| {
+        let custom_id = menu.body["components"][0]["components"][0]["custom_id"].as_str().unwrap().to_owned();
+        discord.select(&ponta(), menu, &custom_id, &[value])
+    };
+
+    // With the text: the menu, then the ticket at the pick.
+    let asked = discord.command(&ponta(), "ticket", &[("message", "where is my refund")]);
+    let shown = menu(&asked).await;
+    assert_eq!(shown.body["flags"], 64, "only the submitter sees it");
+    let options = &shown.body["components"][0]["components"][0]["options"];
+    assert_eq!(
+        options,
+        &json!([{"label": "Invoices <@1> and refunds", "value": "billing"}, {"label": "Something else", "value": "triage"}]),
+        "support has no category; a label is plain text in a menu, mentions do nothing there"
+    );
+    let picked = pick(&shown, "billing");
+    let updated = answer(discord, &picked, Endpoint::Callback).await;
+    assert_eq!(updated.body["type"], 7, "the menu gives way: {}", updated.body);
+    assert!(received(discord, &asked).await.contains("received"));
+    let created = crate::kummerkasten_staff::events_of(harness, "created", 1).await.remove(0);
+    assert_eq!(created["routed"], json!({"rule": "/ticket category", "team": "billing"}));
+
+    // Without the text: the pick opens the form; "Something else" is triage.
+    let asked = discord.command(&ponta(), "ticket", &[]);
+    let picked = pick(&menu(&asked).await, "triage");
+    let form = answer(discord, &picked, Endpoint::Callback).await;
+    assert_eq!(form.body["type"], 9, "the ticket form: {}", form.body);
+    let form_id = form.body["data"]["custom_id"].as_str().unwrap().to_owned();
+    discord.modal_submit(&ponta(), &form_id, &[("message", "something else entirely")]);
+    assert!(received(discord, &asked).await.contains("received"));
+
+    // A value the menu did not offer (support has no category): triage.
+    let asked = discord.command(&ponta(), "ticket", &[("message", "the printer is on fire")]);
+    pick(&menu(&asked).await, "support");
+    assert!(received(discord, &asked).await.contains("received"));
+    let created = crate::kummerkasten_staff::events_of(harness, "created", 3).await;
+    let routed: Vec<&Value> = created.iter().map(|event| &event["routed"]).collect();
+    assert_eq!(routed.iter().filter(|routed| routed.is_null()).count(), 2, "{routed:?}");
+}

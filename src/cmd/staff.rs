@@ -15,12 +15,31 @@ pub fn team_command(config: &Config, action: crate::cli::TeamAction, out: &mut i
     use crate::cli::TeamAction;
     let staff = Staff::open(&staff::dir(config))?;
     match action {
-        TeamAction::Add { name } => {
+        TeamAction::Add { name, discord_channel, discord_role, no_discord, category, no_category } => {
             let name = name.trim();
+            let changes = discord_channel.is_some() || no_discord || category.is_some() || no_category;
             if staff.add_team(name)? {
                 writeln!(out, "team {name} added; `franz staff add NAME --team {name}` puts someone in it.")?;
-            } else {
+            } else if !changes {
                 writeln!(out, "team {name} exists already.")?;
+            }
+            if let (Some(channel_id), Some(role_id)) = (discord_channel, discord_role) {
+                staff.set_team_discord(name, Some(crate::people::StaffChannel { channel_id, role_id }))?;
+                writeln!(
+                    out,
+                    "team {name}'s cards go to Discord channel {channel_id}, for members of role {role_id} (and of \
+                     the staff role); a running franz moves each card with its ticket's next change."
+                )?;
+            } else if no_discord {
+                staff.set_team_discord(name, None)?;
+                writeln!(out, "team {name}'s cards go to the staff channel of DISCORD_STAFF_CHANNEL_ID.")?;
+            }
+            if let Some(category) = &category {
+                staff.set_team_category(name, Some(category))?;
+                writeln!(out, "/ticket offers team {name} as {:?}.", category.trim())?;
+            } else if no_category {
+                staff.set_team_category(name, None)?;
+                writeln!(out, "/ticket no longer offers team {name}.")?;
             }
         }
         TeamAction::List => {
@@ -32,6 +51,12 @@ pub fn team_command(config: &Config, action: crate::cli::TeamAction, out: &mut i
                 let members: Vec<String> = team.members.iter().map(|m| visible(m).to_string()).collect();
                 let members = if members.is_empty() { "nobody yet".to_owned() } else { members.join(", ") };
                 writeln!(out, "{:<24} {members}", team.name)?;
+                if let Some(place) = team.discord {
+                    writeln!(out, "{:<24} cards in Discord channel {}, role {}", "", place.channel_id, place.role_id)?;
+                }
+                if let Some(category) = &team.category {
+                    writeln!(out, "{:<24} offered in /ticket as {:?}", "", visible(category).to_string())?;
+                }
             }
         }
         TeamAction::Remove { name } => {

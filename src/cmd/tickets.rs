@@ -335,7 +335,7 @@ fn routed(routed: &Value) -> String {
     if !labels.is_empty() {
         set.push(format!("labelled {}", labels.join(", ")));
     }
-    format!(", routed {} by rule `{}`", set.join(", "), visible(rule))
+    format!(", routed {} {}", set.join(", "), crate::lifecycle::routing::by(&visible(rule).to_string()))
 }
 
 /// The files an event carries: where each was sent, or, for one franz keeps, its download on the desk.

@@ -213,6 +213,19 @@ pub async fn publish<C: ClientContext + 'static>(
     }
 }
 
+/// Publishes a tombstone (`key` with no value), which forgets the key on a compacted topic, and waits for the
+/// broker's acknowledgement.
+pub async fn tombstone<C: ClientContext + 'static>(
+    producer: &FutureProducer<C>,
+    topic: &str,
+    key: &str,
+) -> KafkaResult<(i32, i64)> {
+    match producer.send(FutureRecord::<str, [u8]>::to(topic).key(key), DELIVERY_TIMEOUT).await {
+        Ok(delivery) => Ok((delivery.partition, delivery.offset)),
+        Err((error, _)) => Err(error),
+    }
+}
+
 /// Publishes an operational event to the errors topic, retrying a few times; if even that fails, the log is the
 /// last resort.
 pub async fn report_error<C: ClientContext + 'static>(

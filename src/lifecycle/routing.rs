@@ -104,6 +104,12 @@ impl RuleText {
         if self.name.trim().is_empty() || self.name.trim().chars().count() > 64 {
             return Err("a rule needs a name of 1 to 64 characters (`name = \"invoices\"`)".into());
         }
+        if self.name.trim().starts_with('/') {
+            return Err(format!(
+                "its name {:?} starts with /, which franz keeps for its own (`{CATEGORY_RULE}`)",
+                self.name
+            ));
+        }
         let regex = |what: &str, text: &Option<String>| -> Result<Option<Regex>, String> {
             text.as_deref()
                 .map(|text| {
@@ -224,12 +230,30 @@ fn has_word(text: &str, words: &[String]) -> bool {
 
 /// What the first rule that matches `ticket` sets, naming it; `None` when no rule matches (triage).
 pub fn route(rules: &[Rule], ticket: &Ticket) -> Option<Routed> {
+    // The submitter's own choice in `/ticket`'s category menu comes first, and decides the team alone.
+    if let Some(team) = ticket.category.as_ref().filter(|team| team_name(team).is_ok()) {
+        return Some(Routed {
+            rule: CATEGORY_RULE.into(),
+            team: Some(team.clone()),
+            priority: None,
+            labels: Vec::new(),
+        });
+    }
     rules.iter().find(|rule| rule.matches(ticket)).map(|rule| Routed {
         rule: rule.name.clone(),
         team: rule.team.clone(),
         priority: rule.priority,
         labels: rule.labels.clone(),
     })
+}
+
+/// The rule name a routing by the submitter's choice in `/ticket` is recorded under; no configured rule may take a
+/// name that starts with `/`.
+pub const CATEGORY_RULE: &str = "/ticket category";
+
+/// What routed a ticket, as the end of a sentence: "by rule `invoices`", or "by the submitter's choice in /ticket".
+pub fn by(rule: &str) -> String {
+    if rule == CATEGORY_RULE { "by the submitter's choice in /ticket".to_owned() } else { format!("by rule `{rule}`") }
 }
 
 /// How many similar closed tickets are shown, and how many of them must agree for a suggestion.

@@ -59,6 +59,7 @@ fn ticket() -> Ticket {
         guild_id: None,
         channel_id: None,
         follows: None,
+        category: None,
         message_id: None,
         automatic: None,
         attachments: Vec::new(),

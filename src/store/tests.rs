@@ -20,6 +20,7 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
         guild_id: None,
         channel_id: None,
         follows: None,
+        category: None,
         message_id: None,
         automatic: None,
         attachments: Vec::new(),

@@ -8,8 +8,8 @@
 //! [`press`](FakeDiscord::press), by members with the roles [`grant_role`](FakeDiscord::grant_role) gave; the
 //! `…_from` variants send them from another server or from a direct message, see [`Origin`]), remember the
 //! global command registration ([`register_globally`](FakeDiscord::register_globally) leaves one from before), keep the
-//! messages a bot posts to channels and edits ([`channel_messages`](FakeDiscord::channel_messages); a post's
-//! `enforce_nonce` holds until [`forget_nonces`](FakeDiscord::forget_nonces) stands for Discord's few minutes) and its direct
+//! messages a bot posts to channels, edits and deletes ([`channel_messages`](FakeDiscord::channel_messages); a post's
+//! `enforce_nonce`, remembered per author as Discord does, not per channel, holds until [`forget_nonces`](FakeDiscord::forget_nonces) stands for Discord's few minutes) and its direct
 //! messages ([`direct_messages`](FakeDiscord::direct_messages), refused for users who [`refuse_dms`](FakeDiscord::refuse_dms);
 //! [`dm_channel_of`](FakeDiscord::dm_channel_of) names the channel), let users write to the bot in their direct messages
 //! ([`direct_message`](FakeDiscord::direct_message), with replies and attachments through
@@ -104,7 +104,7 @@ pub enum Endpoint {
     Webhook,
     /// `POST /channels/{id}/messages`: the bot posts a message (a staff card).
     ChannelMessages,
-    /// `PATCH /channels/{id}/messages/{message}`: the bot edits its message.
+    /// `PATCH /channels/{id}/messages/{message}`: the bot edits its message; `DELETE` deletes it.
     ChannelMessage,
     /// `GET /channels/{id}/messages/{message}`: the bot fetches a message (its own or a user's); 404 (10008) for a
     /// message the fake does not know.
@@ -501,6 +501,24 @@ impl FakeDiscord {
             .filter(|r| matches!(r.endpoint, Endpoint::Callback | Endpoint::FollowUp | Endpoint::Original))
             .filter(|r| r.path.contains(&marker) || r.path.ends_with(&tail))
             .collect()
+    }
+
+    /// The message the bot's answer to `interaction` made, when it answered with one (a callback of type 4,
+    /// CHANNEL_MESSAGE_WITH_SOURCE, accepted), in the channel the fake's interactions come from: what a user sees
+    /// and can [`select`](FakeDiscord::select) or [`press`](FakeDiscord::press) on. Its id is the interaction's own
+    /// plus one (Discord gives it a new snowflake); a later type 7 answer to a component on it (UPDATE_MESSAGE)
+    /// is not applied here.
+    pub fn response_message(&self, interaction: &Interaction) -> Option<ChannelMessage> {
+        let answered = self
+            .answers_to(interaction)
+            .into_iter()
+            .find(|r| r.endpoint == Endpoint::Callback && r.status < 300 && r.body["type"] == 4)?;
+        Some(ChannelMessage {
+            id: interaction.id + 1,
+            channel_id: self.shared.options.channel_id,
+            body: answered.body["data"].clone(),
+            edits: 0,
+        })
     }
 
     /// Every embed of every accepted webhook post, in order.

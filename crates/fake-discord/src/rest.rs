@@ -142,7 +142,7 @@ fn classify(method: &Method, path: &str, application_id: u64) -> (Endpoint, Vec<
         (&Method::PUT | &Method::DELETE, ["channels", channel, "thread-members", user]) => {
             return (Endpoint::ThreadMember, owned(&[channel, user]));
         }
-        (&Method::PATCH, ["channels", channel, "messages", message]) => {
+        (&Method::PATCH | &Method::DELETE, ["channels", channel, "messages", message]) => {
             return (Endpoint::ChannelMessage, owned(&[channel, message]));
         }
         (&Method::GET, ["channels", channel, "messages"]) => return (Endpoint::ChannelHistory, owned(&[channel])),
@@ -262,7 +262,7 @@ fn answer(
             }
         }
         Endpoint::Webhook => webhook(shared, body),
-        Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, endpoint, ids, body),
+        Endpoint::ChannelMessages | Endpoint::ChannelMessage => channel_message(shared, method, endpoint, ids, body),
         Endpoint::FetchMessage => fetch_message(shared, ids),
         Endpoint::ChannelHistory => history(shared, ids, "", authorization),
         Endpoint::Reaction => reaction(shared, ids),
@@ -278,8 +278,8 @@ fn answer(
 /// the first message instead of a new one, unless [`crate::FakeDiscord::forget_nonces`] stood for the few minutes
 /// after which Discord forgets a nonce; a reply to a message of the same channel the fake does not know is refused
 /// unless `fail_if_not_exists` is false; a new message in a direct-message channel is dispatched as MESSAGE_CREATE),
-/// or edited (404, 10008 for a message the fake never saw).
-fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &Value) -> Reply {
+/// edited, or deleted (404, 10008 for a message the fake never saw or deleted already).
+fn channel_message(shared: &Shared, method: &Method, endpoint: Endpoint, ids: &[String], body: &Value) -> Reply {
     let number = |i: usize| ids.get(i).and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
     let channel_id = number(0);
     let options = &shared.options;
@@ -313,10 +313,11 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
         let nonce = body.get("nonce").filter(|_| body["enforce_nonce"] == Value::Bool(true));
         let earlier = nonce.and_then(|nonce| {
             let remembered = &state.messages[state.nonces_forgotten..];
-            remembered.iter().find(|m| m.channel_id == channel_id && m.body.get("nonce") == Some(nonce))
+            // Discord remembers a nonce per author (the bot), in whatever channel it posted it.
+            remembered.iter().find(|m| m.body.get("nonce") == Some(nonce))
         });
         if let Some(earlier) = earlier {
-            let message = state.message(options, channel_id, earlier.id).unwrap_or(Value::Null);
+            let message = state.message(options, earlier.channel_id, earlier.id).unwrap_or(Value::Null);
             return Reply::json(200, message);
         }
         let id = payloads::snowflake();
@@ -343,6 +344,17 @@ fn channel_message(shared: &Shared, endpoint: Endpoint, ids: &[String], body: &V
         return Reply::json(200, message);
     }
     let message_id = number(1);
+    if method == Method::DELETE {
+        // A bot deletes its own messages without any permission: 204, and the message is gone.
+        let Some(at) = state.messages.iter().position(|m| m.id == message_id && m.channel_id == channel_id) else {
+            return Reply::error(404, 10008, "Unknown Message");
+        };
+        state.messages.remove(at);
+        if at < state.nonces_forgotten {
+            state.nonces_forgotten -= 1;
+        }
+        return Reply { status: 204, body: None, headers: Vec::new() };
+    }
     let Some(message) = state.messages.iter_mut().find(|m| m.id == message_id && m.channel_id == channel_id) else {
         return Reply::error(404, 10008, "Unknown Message");
     };

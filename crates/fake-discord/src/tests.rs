@@ -452,3 +452,32 @@ async fn asking_for_the_message_content_intent_without_it_granted_is_closed_with
         other => panic!("not closed with 4014: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_nonce_is_remembered_per_author_in_any_channel_and_a_deleted_message_is_gone() {
+    let discord = FakeDiscord::start().await;
+    let post = |channel: u64| {
+        let discord = &discord;
+        async move {
+            let body = json!({"content": "card", "nonce": "n-7", "enforce_nonce": true});
+            call(discord, "POST", &format!("/channels/{channel}/messages"), Some(body)).await
+        }
+    };
+    let (_, first) = post(11).await;
+    let (status, again) = post(12).await;
+    assert_eq!(status, 200);
+    assert_eq!((again["id"].clone(), again["channel_id"].clone()), (first["id"].clone(), first["channel_id"].clone()));
+    assert!(discord.channel_messages(12).is_empty(), "the same author's nonce in another channel posts nothing");
+
+    let id = first["id"].as_str().unwrap();
+    let (status, _) = call(&discord, "DELETE", &format!("/channels/12/messages/{id}"), None).await;
+    assert_eq!(status, 404, "a message is deleted in its own channel only");
+    let (status, _) = call(&discord, "DELETE", &format!("/channels/11/messages/{id}"), None).await;
+    assert_eq!(status, 204);
+    assert!(discord.channel_messages(11).is_empty());
+    let (status, _) = call(&discord, "DELETE", &format!("/channels/11/messages/{id}"), None).await;
+    assert_eq!(status, 404, "deleted already");
+    let (status, _) =
+        call(&discord, "PATCH", &format!("/channels/11/messages/{id}"), Some(json!({"content": "x"}))).await;
+    assert_eq!(status, 404, "a deleted message cannot be edited");
+}

@@ -718,7 +718,11 @@ pub fn describe(change: &Change) -> String {
             if !routed.labels.is_empty() {
                 set.push(format!("labelled {}", routed.labels.join(", ")));
             }
-            format!("opened the ticket (from {origin}), routed {} by rule `{}`", set.join(", "), routed.rule)
+            format!(
+                "opened the ticket (from {origin}), routed {} {}",
+                set.join(", "),
+                crate::lifecycle::routing::by(&routed.rule)
+            )
         }
         Change::Moved { from, to, reason } => format!(
             "moved it from {} to {}: {reason}",

@@ -237,3 +237,17 @@ fn a_rule_name_of_64_characters_is_taken() {
         assert!(text.compile().is_ok(), "{name:?} ({} characters trimmed) refused", name.trim().chars().count());
     }
 }
+
+#[test]
+fn the_submitters_category_decides_the_team_before_any_rule_and_no_rule_may_take_its_name() {
+    let rules = [rule("support", |r| r.words = vec!["refund".into()])];
+    let chosen = Ticket { category: Some("billing".into()), ..ticket("Discord", "ponta", "a refund please") };
+    let routed = route(&rules, &chosen).unwrap();
+    assert_eq!((routed.rule.as_str(), routed.team.as_deref()), (CATEGORY_RULE, Some("billing")));
+    assert_eq!(by(&routed.rule), "by the submitter's choice in /ticket");
+    assert_eq!(by("invoices"), "by rule `invoices`");
+    let no_team = Ticket { category: Some("triage".into()), ..chosen };
+    assert_eq!(route(&rules, &no_team).unwrap().rule, "support", "triage is no team: the rules decide");
+    let taken = RuleText { name: CATEGORY_RULE.into(), team: Some("x".into()), ..RuleText::default() }.compile();
+    assert!(taken.unwrap_err().contains("starts with /"));
+}

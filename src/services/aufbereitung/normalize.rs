@@ -54,6 +54,11 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
     let guild_id = optional_text(&fields, "guild_id")?;
     let channel_id = optional_text(&fields, "channel_id")?;
     let follows = optional_text(&fields, "follows")?;
+    let category = optional_text(&fields, "category")?;
+    if let Some(team) = &category {
+        crate::lifecycle::routing::team_name(team)
+            .map_err(|why| Rejection::invalid(format!("`category` is no team: {why}")))?;
+    }
     let message_id = optional_text(&fields, "message_id")?;
     let automatic = optional_text(&fields, "automatic")?;
     let attachments = match fields.get("attachments") {
@@ -86,6 +91,7 @@ pub fn normalize(value: &[u8], source: &SourceRef) -> Result<Ticket, Rejection> 
         guild_id,
         channel_id,
         follows,
+        category,
         message_id,
         automatic,
         attachments,
@@ -191,6 +197,18 @@ mod tests {
             "{}",
             refused.error
         );
+    }
+
+    #[test]
+    fn a_category_is_kept_when_it_names_a_team_and_refused_otherwise() {
+        let record = |category: Value| json!({"message": "m", "username": "u", "timestamp": "2026-02-24T08:32:23Z", "category": category});
+        assert_eq!(run(record(json!("billing"))).unwrap().category.as_deref(), Some("billing"));
+        assert_eq!(run(record(Value::Null)).unwrap().category, None);
+        for bad in [json!("Billing Team"), json!("triage"), json!(7)] {
+            let refused = run(record(bad.clone())).unwrap_err();
+            assert_eq!(refused.error_type, ErrorType::ValidationError, "{bad}");
+            assert!(refused.error.contains("category"), "{}", refused.error);
+        }
     }
 
     #[test]

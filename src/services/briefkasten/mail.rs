@@ -319,6 +319,7 @@ pub fn submission(mail: &Mail, place: &MailRef, max: usize) -> Result<(Submissio
         channel_id: None,
         interaction_id: Some(interaction_id(mail, place)),
         follows: None,
+        category: None,
         automatic: mail.automatic.clone(),
         origin: Some(ORIGIN_EMAIL.to_owned()),
         // Kept when it fits a field; a longer one still decides the ticket id, only answers cannot name it.

@@ -14,6 +14,7 @@
 //! With `DISCORD_GUILD_ID` set, `guard` refuses every interaction from another server or a direct message, and
 //! start-up removes a global registration left from before, so that only that server can feed tickets in.
 
+pub mod category;
 pub mod connect;
 pub mod conversation;
 pub mod guard;
@@ -70,6 +71,8 @@ pub struct Settings {
     /// A private thread per ticket (`DISCORD_TICKET_THREADS`), if asked for: on once start-up finds the Message
     /// Content intent granted.
     pub threads: Option<threads::Threads>,
+    /// Where the staff list is, whose teams `/ticket` offers as categories (`category`).
+    pub staff_dir: std::path::PathBuf,
 }
 
 /// What every command invocation can use.
@@ -96,6 +99,8 @@ pub struct Data {
     threads: Option<threads::Threads>,
     /// The threads this process opened, before the ticket store has their records.
     threads_known: threads::Known,
+    /// Where the staff list is, whose teams `/ticket` offers as categories.
+    staff_dir: std::path::PathBuf,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -124,10 +129,11 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// The intake submission for `message`.
-    pub fn submission(&self, message: String) -> Submission {
+    /// The intake submission for `message`, for the team of `category` if the submitter chose one.
+    pub fn submission(&self, message: String, category: Option<String>) -> Submission {
         Submission {
             message,
+            category,
             username: self.username.clone(),
             user_id: Some(self.user_id.to_string()),
             display_name: self.display_name.clone(),
@@ -159,8 +165,9 @@ pub async fn submit<C: ClientContext + 'static>(
     topics: &Topics,
     who: &Invocation,
     message: String,
+    category: Option<String>,
 ) -> Outcome {
-    let record = match intake::record(who.submission(message)) {
+    let record = match intake::record(who.submission(message, category)) {
         Ok(record) => record,
         Err(why) => return Outcome { answer: replies::rejected(&why.to_string()), failure: None },
     };
@@ -213,14 +220,19 @@ async fn ticket(
     message: Option<String>,
 ) -> Result<(), Error> {
     let _in_flight = ctx.data().in_flight.token();
-    let message = match message {
+    let categories = category::offered(ctx).await;
+    let (message, category) = match message {
+        _ if !categories.is_empty() => match category::ask(ctx, &categories, message).await? {
+            Some(asked) => asked,
+            None => return Ok(()), // no pick, the user closed the form, or franz is shutting down
+        },
         Some(text) => {
             // Publishing can take longer than Discord's 3-second window.
             ctx.defer_ephemeral().await.map_err(|error| connect::describe(&error))?;
-            text
+            (text, None)
         }
         None => match open_form(ctx).await? {
-            Some(text) => text,
+            Some(text) => (text, None),
             None => return Ok(()), // the user closed the form, or franz is shutting down
         },
     };
@@ -232,7 +244,7 @@ async fn ticket(
         channel_id: ctx.channel_id().get(),
         interaction_id: ctx.interaction.id.get(),
     };
-    let outcome = submit(&ctx.data().producer, &ctx.data().topics, &who, message).await;
+    let outcome = submit(&ctx.data().producer, &ctx.data().topics, &who, message, category).await;
     let replied = follow_up(ctx, outcome.answer).await;
     if let Some(failure) = outcome.failure {
         report(&ctx.data().producer, &ctx.data().topics, &who, failure).await;
@@ -247,10 +259,17 @@ async fn open_form(ctx: Context<'_>) -> Result<Option<String>, Error> {
     // poise's convention, which the fake Discord's tests rely on too: the form's custom id is the command's
     // interaction id.
     let custom_id = ctx.interaction.id.to_string();
-    let served = ctx.data().guild;
     let form = TicketForm::create(None, custom_id.clone());
     ctx.interaction.create_response(ctx.serenity_context(), form).await.map_err(|error| connect::describe(&error))?;
     ctx.has_sent_initial_response.store(true, std::sync::atomic::Ordering::SeqCst);
+    await_form(ctx, custom_id).await
+}
+
+/// Waits for the form `custom_id` to be submitted and acknowledges it; `None` if it never is, or shutdown comes
+/// first.
+async fn await_form(ctx: Context<'_>, custom_id: String) -> Result<Option<String>, Error> {
+    use poise::Modal as _;
+    let served = ctx.data().guild;
     let submitted = serenity::ModalInteractionCollector::new(&ctx.serenity_context().shard)
         // A submit from elsewhere is refused in `on_event`; it must not be taken as this form's too.
         .filter(move |submit| submit.data.custom_id == custom_id && guard::admits(served, submit.guild_id))
@@ -414,7 +433,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     };
     let (channel, role) = (config.discord.staff_channel_id, config.discord.staff_role_id);
     let team = match (channel, role) {
-        (Some(channel_id), Some(role_id)) => Some(staff::Team { channel_id, role_id }),
+        (Some(channel_id), Some(role_id)) => Some(crate::people::StaffChannel { channel_id, role_id }),
         _ => None,
     };
     let notify_submitter = config.discord.notify_submitter;
@@ -455,6 +474,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         partitions: config.partitions,
         reopen_within: config.reopen_within,
         threads,
+        staff_dir: context.desk_dir.clone(),
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
@@ -554,6 +574,7 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         reopen_within: settings.reopen_within,
         threads: settings.threads,
         threads_known: settings.staff.as_ref().map(|staff| staff.threads_known.clone()).unwrap_or_default(),
+        staff_dir: settings.staff_dir.clone(),
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
@@ -783,7 +804,7 @@ mod tests {
             follower_ended(Ok((Duty::Notices, panicked))),
             "the submitters' direct messages stopped: a panic, attempt to divide by zero"
         );
-        let team = staff::Team { channel_id: 7, role_id: 8 };
+        let team = crate::people::StaffChannel { channel_id: 7, role_id: 8 };
         let failed = Ok((Duty::Cards(team), Ok(Err(anyhow!("the group is gone")))));
         assert_eq!(follower_ended(failed), "the staff cards stopped: the group is gone");
     }
@@ -818,7 +839,7 @@ mod props {
             interaction_id in any::<u64>(),
         ) {
             let who = Invocation { user_id, username: name.clone(), interaction_id, channel_id: 1, guild_id: Some(2), display_name: None };
-            let record = intake::record(who.submission(text.clone())).unwrap();
+            let record = intake::record(who.submission(text.clone(), None)).unwrap();
             prop_assert_eq!(record.key(), user_id.to_string());
             let bytes = serde_json::to_vec(&record).unwrap();
             let ticket = normalize(&bytes, &SourceRef { topic: "discordMSG".into(), partition: 0, offset: 0 }).unwrap();

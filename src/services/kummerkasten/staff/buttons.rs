@@ -1,4 +1,5 @@
-//! Presses of a card's buttons and submits of its close-reason form: only members with the staff role may act,
+//! Presses of a card's buttons and submits of its close-reason form: only members with the staff role (or, in a
+//! team's own staff channel, that team's role) may act,
 //! and, once any Discord account is linked to the staff list (`franz staff link-discord`), only with a linked
 //! account; each press becomes a lifecycle command whose actor is the Discord user and, when linked, the staff
 //! member they are (`Actor::staff`), and the presser learns akte's answer.
@@ -19,7 +20,7 @@ use super::card::{self, Press};
 use crate::config::Topics;
 use crate::discord::plain;
 use crate::kafka::tickets::send_command;
-use crate::people::{self, DiscordAccount};
+use crate::people::{self, DiscordAccount, StaffChannel};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Change, Command};
 use crate::services::kummerkasten::{NAME, connect, replies};
 use crate::store::query;
@@ -44,15 +45,15 @@ pub async fn handle(
     topics: &Topics,
     interaction: &serenity::Interaction,
 ) {
-    let Some(team) = settings.cards else { return };
-    let (id, token, member, ask) = match interaction {
+    let Some(staff_channel) = settings.cards else { return };
+    let (id, token, member, channel, ask) = match interaction {
         serenity::Interaction::Component(press) => {
             let Some(ask) = pressed(&press.data.custom_id) else { return };
-            (press.id, press.token.as_str(), press.member.as_ref(), ask)
+            (press.id, press.token.as_str(), press.member.as_ref(), press.channel_id, ask)
         }
         serenity::Interaction::Modal(submit) => {
             let Some(ask) = submitted(&submit.data) else { return };
-            (submit.id, submit.token.as_str(), submit.member.as_ref(), ask)
+            (submit.id, submit.token.as_str(), submit.member.as_ref(), submit.channel_id, ask)
         }
         _ => return,
     };
@@ -63,9 +64,24 @@ pub async fn handle(
             settings.troubles.report(NAME, problem);
         }
     };
-    let Some(member) = member.filter(|m| m.roles.contains(&serenity::RoleId::new(team.role_id))) else {
-        respond(replies::private_message("Only members of the staff role can work tickets here; nothing was changed."))
+    let roles = match roles_in(settings, staff_channel, channel.get()).await {
+        Ok(roles) => roles,
+        Err(error) => {
+            let problem = format!("cannot read the teams for a press of a card: {error:#}");
+            tracing::error!("{problem}");
+            settings.troubles.report(NAME, problem);
+            respond(replies::private_message(
+                "Nothing was changed: the staff list cannot be read right now. Please try again in a minute.",
+            ))
             .await;
+            return;
+        }
+    };
+    let Some(member) = member.filter(|m| m.roles.iter().any(|role| roles.contains(&role.get()))) else {
+        respond(replies::private_message(
+            "Only members of the staff role (or of this channel's team) can work tickets here; nothing was changed.",
+        ))
+        .await;
         return;
     };
     let staff = match account(settings, member.user.id.get()).await {
@@ -153,8 +169,18 @@ async fn replied(settings: &Settings, ticket: &str) -> String {
     }
 }
 
-/// Who Discord account `user_id` is on the staff list (a short local read, on the blocking pool).
-/// What the staff list says of Discord account `user_id`.
+/// The roles whose members may work the cards in `channel`: the staff role, and the role of each team whose own
+/// staff channel it is (a short local read, on the blocking pool).
+async fn roles_in(settings: &Settings, staff: StaffChannel, channel: u64) -> anyhow::Result<Vec<u64>> {
+    let dir = settings.staff_dir.clone();
+    let teams = tokio::task::spawn_blocking(move || people::teams_in(&dir))
+        .await
+        .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))??;
+    let teams = teams.into_iter().filter_map(|team| team.discord).filter(|place| place.channel_id == channel);
+    Ok(std::iter::once(staff.role_id).chain(teams.map(|place| place.role_id)).collect())
+}
+
+/// What the staff list says of Discord account `user_id` (a short local read, on the blocking pool).
 pub(in crate::services::kummerkasten) async fn account(
     settings: &Settings,
     user_id: u64,

@@ -14,7 +14,7 @@
 //! [`Cards::foreign`]); one created again under the same name (its topic id changed) is read anew. This module does
 //! no Discord I/O; it only reads and writes the topic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,7 +82,8 @@ struct Posted {
 struct Map {
     consumer: PlainConsumer,
     topic: String,
-    cards: HashMap<(u64, String), Known>,
+    /// Keyed by ticket first, so a ticket's cards in every channel are neighbours ([`Cards::elsewhere`]).
+    cards: BTreeMap<(String, u64), Known>,
     /// The next offset to read of each partition assigned so far.
     next: BTreeMap<i32, i64>,
     /// The topic's id (Kafka's topic UUID) when it was last read, if the cluster says: another id is a topic
@@ -156,7 +157,33 @@ impl Cards {
 
     /// The card of `ticket_id` in `channel_id`, as far as the map has read.
     pub fn get(&self, channel_id: u64, ticket_id: &str) -> Option<Card> {
-        lock(&self.map).cards.get(&(channel_id, ticket_id.to_owned())).map(|known| known.card)
+        lock(&self.map).cards.get(&(ticket_id.to_owned(), channel_id)).map(|known| known.card)
+    }
+
+    /// The cards of `ticket_id` in channels other than `channel_id`: a ticket moved to another team's channel
+    /// leaves its card behind in the one it came from until [`Cards::forget`].
+    pub fn elsewhere(&self, channel_id: u64, ticket_id: &str) -> Vec<(u64, Card)> {
+        let map = lock(&self.map);
+        let of_ticket = (ticket_id.to_owned(), 0)..=(ticket_id.to_owned(), u64::MAX);
+        map.cards
+            .range(of_ticket)
+            .filter(|((_, channel), _)| *channel != channel_id)
+            .map(|((_, channel), known)| (*channel, known.card))
+            .collect()
+    }
+
+    /// Forgets the card of `ticket_id` in `channel_id` (its message is deleted): a tombstone on the topic, so every
+    /// process forgets it, and then here; `Ok` once the cluster acknowledged it. A failure leaves the card known,
+    /// and trying again deletes (a message that is gone already) and forgets once more.
+    pub async fn forget(&self, channel_id: u64, ticket_id: &str) -> anyhow::Result<()> {
+        let key = StaffCard::key(channel_id, ticket_id);
+        kafka::tombstone(&self.producer, &self.topic, &key).await.with_context(|| {
+            format!("cannot forget the card of {ticket_id} in channel {channel_id} on {}", self.topic)
+        })?;
+        let mut map = lock(&self.map);
+        map.cards.remove(&(ticket_id.to_owned(), channel_id));
+        map.pending.retain(|posted| (posted.channel_id, posted.ticket_id.as_str()) != (channel_id, ticket_id));
+        Ok(())
     }
 
     /// How many cards the map knows.
@@ -179,7 +206,7 @@ impl Cards {
     /// process that draws the ticket later edits the card once more at worst.
     pub fn shown(&self, channel_id: u64, ticket_id: &str, card: Card) {
         let mut map = lock(&self.map);
-        let known = map.cards.entry((channel_id, ticket_id.to_owned())).or_insert(Known { card, posted: 0 });
+        let known = map.cards.entry((ticket_id.to_owned(), channel_id)).or_insert(Known { card, posted: 0 });
         known.card = card;
     }
 
@@ -189,7 +216,7 @@ impl Cards {
     pub async fn record(&self, channel_id: u64, ticket_id: &str, card: Card) -> anyhow::Result<()> {
         {
             let mut map = lock(&self.map);
-            map.cards.insert((channel_id, ticket_id.to_owned()), Known { card, posted: card.version });
+            map.cards.insert((ticket_id.to_owned(), channel_id), Known { card, posted: card.version });
             map.pending.push(Posted { channel_id, ticket_id: ticket_id.to_owned(), card });
         }
         self.flush().await
@@ -203,7 +230,7 @@ impl Cards {
             let (posted, superseded) = {
                 let map = lock(&self.map);
                 let Some(posted) = map.pending.first().cloned() else { return Ok(()) };
-                let key = (posted.channel_id, posted.ticket_id.clone());
+                let key = (posted.ticket_id.clone(), posted.channel_id);
                 let superseded = map.cards.get(&key).is_some_and(|known| {
                     known.posted > posted.card.version && known.card.message_id != posted.card.message_id
                 });
@@ -452,7 +479,7 @@ impl Map {
         Map {
             consumer,
             topic: topic.to_owned(),
-            cards: HashMap::new(),
+            cards: BTreeMap::new(),
             next: BTreeMap::new(),
             topic_id: None,
             records: 0,
@@ -487,7 +514,7 @@ impl Map {
         (self.records, self.entries) = (0, 0);
         for posted in &self.pending {
             let known = Known { card: posted.card, posted: posted.card.version };
-            self.cards.insert((posted.channel_id, posted.ticket_id.clone()), known);
+            self.cards.insert((posted.ticket_id.clone(), posted.channel_id), known);
         }
     }
 
@@ -628,12 +655,12 @@ impl Map {
     /// replaces the one known only if it was posted at a higher version of its ticket. A key's records can sit in
     /// two partitions (partitions added to the topic move keys), read in any order.
     fn learn(&mut self, channel_id: u64, ticket_id: &str, card: Card) {
-        learn(&mut self.cards, (channel_id, ticket_id.to_owned()), card);
+        learn(&mut self.cards, (ticket_id.to_owned(), channel_id), card);
     }
 }
 
 /// [`Map::learn`], on the map's cards alone.
-fn learn(cards: &mut HashMap<(u64, String), Known>, key: (u64, String), card: Card) {
+fn learn(cards: &mut BTreeMap<(String, u64), Known>, key: (String, u64), card: Card) {
     let known = cards.entry(key).or_insert(Known { card, posted: card.version });
     if card.version > known.posted {
         known.posted = card.version;
@@ -683,7 +710,7 @@ fn ends(consumer: &PlainConsumer, topic: &str) -> anyhow::Result<BTreeMap<i32, (
 /// Applies one record of the cards topic to the map (a field of [`Map`] each: the message borrows the consumer);
 /// `Err` says why it was skipped.
 fn apply(
-    cards: &mut HashMap<(u64, String), Known>,
+    cards: &mut BTreeMap<(String, u64), Known>,
     next: &mut BTreeMap<i32, i64>,
     message: &BorrowedMessage<'_>,
 ) -> Result<(), &'static str> {
@@ -691,9 +718,9 @@ fn apply(
     let read = next.entry(partition).or_insert(0);
     *read = (*read).max(offset + 1);
     match read_entry(message.key(), message.payload()) {
-        Ok(Entry::Card(channel, ticket, card)) => learn(cards, (channel, ticket), card),
+        Ok(Entry::Card(channel, ticket, card)) => learn(cards, (ticket, channel), card),
         Ok(Entry::Forget(channel, ticket)) => {
-            cards.remove(&(channel, ticket));
+            cards.remove(&(ticket, channel));
         }
         Err(Skip { why, detail }) => {
             // The record itself only at debug: a topic full of records wrong the same way must read as one kind of
@@ -1030,16 +1057,16 @@ mod tests {
     /// are read in; an edit raises what the card shows, not the version it was posted at.
     #[test]
     fn a_card_is_replaced_only_by_one_posted_at_a_higher_version() {
-        let key = || (7, "t-1".to_owned());
+        let key = || ("t-1".to_owned(), 7);
         let (old, new) = (Card { message_id: 1, version: 1 }, Card { message_id: 2, version: 2 });
         for order in [[old, new], [new, old]] {
-            let mut cards = HashMap::new();
+            let mut cards = BTreeMap::new();
             for card in order {
                 learn(&mut cards, key(), card);
             }
             assert_eq!(cards[&key()].card, new, "read in the order {order:?}");
         }
-        let mut cards = HashMap::new();
+        let mut cards = BTreeMap::new();
         learn(&mut cards, key(), old);
         cards.get_mut(&key()).unwrap().card.version = 5; // edited up to version 5
         learn(&mut cards, key(), old);

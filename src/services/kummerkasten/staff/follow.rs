@@ -45,11 +45,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::cards::{Card, Cards, Imported};
 use super::notify::{self, Notice, Sent, What};
-use super::{Settings, Team, card};
+use super::{Settings, card};
 use crate::kafka::tickets::send_command;
 use crate::kafka::{CommitOnRevoke, commit_stored, consumer_error_is_fatal, group_consumer, report_error};
 use crate::lifecycle::TicketState;
 use crate::metrics::{REFUSED_CARD, REFUSED_DIRECT_MESSAGE, REFUSED_THREAD, RefusedLabel};
+use crate::people::StaffChannel;
 use crate::schema::lifecycle::{Change, Command, Event, Via};
 use crate::services::kummerkasten::threads::{self, Opened, Threads};
 use crate::services::kummerkasten::{NAME, connect};
@@ -63,8 +64,8 @@ pub const NOTICES_GROUP: &str = "kummerkasten-notices";
 /// What a follower does with the events it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duty {
-    /// Keeps a card per ticket in the team's staff channel.
-    Cards(Team),
+    /// Keeps a card per ticket in the staff channel (or in its team's own, when that team has one).
+    Cards(StaffChannel),
     /// Tells submitters of claims, public replies and closes.
     Notices,
 }
@@ -113,7 +114,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let producer = crate::kafka::producer(&bootstrap)?;
     let work = match duty {
-        Duty::Cards(team) => Work::Cards(team, Cards::open(&bootstrap, &settings.cards_topic, producer.clone())?),
+        Duty::Cards(staff) => Work::Cards(staff, Cards::open(&bootstrap, &settings.cards_topic, producer.clone())?),
         Duty::Notices => Work::Notices,
     };
     let consumer = group_consumer(&bootstrap, duty.group(), CommitOnRevoke::default())?;
@@ -214,7 +215,7 @@ fn seen(message: &rdkafka::message::BorrowedMessage<'_>) -> Seen {
 
 /// A follower's duty with what it needs: the cards need the card map.
 enum Work {
-    Cards(Team, Cards),
+    Cards(StaffChannel, Cards),
     Notices,
 }
 
@@ -333,7 +334,7 @@ impl Poster {
             return false;
         }
         match &self.work {
-            Work::Cards(team, cards) => self.draw(*team, cards, batch, shutdown).await,
+            Work::Cards(staff, cards) => self.draw(*staff, cards, batch, shutdown).await,
             Work::Notices => {
                 for notice in batch.iter().filter_map(|s| s.notice.as_ref()) {
                     if !self.tell(notice, shutdown).await {
@@ -346,12 +347,13 @@ impl Poster {
     }
 
     /// Brings the card of every ticket in the batch up to date; `false` if shutdown came first.
-    async fn draw(&self, team: Team, cards: &Cards, batch: &[Seen], shutdown: &CancellationToken) -> bool {
+    async fn draw(&self, staff: StaffChannel, cards: &Cards, batch: &[Seen], shutdown: &CancellationToken) -> bool {
         // Whatever another process recorded before this batch was drawn (it had the partition before a rebalance,
         // or it drew the same ticket meanwhile) is known before any card is posted.
         if !self.know_cards(cards, shutdown).await {
             return false;
         }
+        let Some(channels) = self.team_channels(shutdown).await else { return false };
         let mut tickets: Vec<&str> = Vec::new();
         for ticket in batch.iter().filter_map(|s| s.ticket.as_deref()) {
             if !tickets.contains(&ticket) {
@@ -361,7 +363,7 @@ impl Poster {
         for ticket in tickets {
             let mut backoff = Duration::from_secs(1);
             loop {
-                match self.show(team, cards, ticket).await {
+                match self.show(staff, &channels, cards, ticket).await {
                     Ok(()) => break,
                     Err(Failure::Refused(why)) => {
                         let problem = format!(
@@ -381,6 +383,33 @@ impl Poster {
             }
         }
         self.record_posted(cards, shutdown).await
+    }
+
+    /// Where each team's cards go, for those that have a staff channel of their own, as the staff list says now
+    /// (read for each batch, so `franz team add --discord-channel` needs no restart); `None` if shutdown came
+    /// first. A list that cannot be read is retried: drawn without it, a team's cards would move to the wrong
+    /// channel and back.
+    async fn team_channels(&self, shutdown: &CancellationToken) -> Option<HashMap<String, u64>> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let dir = self.settings.staff_dir.clone();
+            let read = tokio::task::spawn_blocking(move || crate::people::teams_in(&dir))
+                .await
+                .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))
+                .and_then(|teams| teams);
+            match read {
+                Ok(teams) => {
+                    let channels = teams.into_iter().filter_map(|team| Some((team.name, team.discord?.channel_id)));
+                    return Some(channels.collect());
+                }
+                Err(error) => {
+                    let problem = format!("the staff cards cannot read the teams' channels: {error:#}");
+                    if !self.pause(problem, &mut backoff, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 
     /// Records the cards posted in this batch whose records the cluster refused so far, trying again until it
@@ -606,19 +635,57 @@ impl Poster {
         report_error(&self.producer, &self.settings.errors_topic, NAME, problem, context).await;
     }
 
-    /// Posts or edits the card of `ticket` to show its current state.
-    async fn show(&self, team: Team, cards: &Cards, ticket: &str) -> Result<(), Failure> {
+    /// Posts or edits the card of `ticket` to show its current state, in its team's channel if that team has one
+    /// (`channels`) and in the staff channel otherwise; then deletes the card it had in another channel, once the
+    /// new one is there (a ticket moved to another team): a card is never gone before its successor is posted.
+    async fn show(
+        &self,
+        staff: StaffChannel,
+        channels: &HashMap<String, u64>,
+        cards: &Cards,
+        ticket: &str,
+    ) -> Result<(), Failure> {
         let Some(state) = self.ticket(ticket).await? else {
             return Ok(()); // an event for a ticket that was never created: nothing to show
         };
-        let channel = team.channel_id;
+        let channel = state.team.as_ref().and_then(|team| channels.get(team)).copied().unwrap_or(staff.channel_id);
+        let elsewhere = cards.elsewhere(channel, &state.id);
+        // Discord remembers a nonce per author, not per channel: the card of a ticket in a team's channel has a
+        // nonce of its own, and one that moved has one for its version, so that coming back to a channel within
+        // minutes posts a card rather than getting the deleted one back.
+        let nonce_of = match (channel == staff.channel_id, elsewhere.is_empty()) {
+            (true, true) => state.id.clone(),
+            (false, true) => format!("{}@{channel}", state.id),
+            (_, false) => format!("{}@{channel}:{}", state.id, state.version),
+        };
+        self.show_in(channel, cards, &state, &nonce_of).await?;
+        for (elsewhere, card) in elsewhere {
+            if let Some(message_id) = NonZeroU64::new(card.message_id) {
+                match self
+                    .http
+                    .delete_message(channel_id(elsewhere)?, message_id.into(), Some("the ticket moved"))
+                    .await
+                {
+                    Ok(()) => {}
+                    // Deleted already (by someone, or by this before its tombstone was recorded).
+                    Err(error) if connect::status(&error) == Some(404) => {}
+                    Err(error) => return Err(Failure::from(error)),
+                }
+            }
+            cards.forget(elsewhere, &state.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Posts (with a nonce from `nonce_of`) or edits the card of `state` in `channel`.
+    async fn show_in(&self, channel: u64, cards: &Cards, state: &TicketState, nonce_of: &str) -> Result<(), Failure> {
         // The map holds no id of 0 (serenity's ids cannot hold one, and `MessageId::new(0)` panics); should one get
         // there all the same, it is no card.
         let known = cards.get(channel, &state.id).and_then(|card| Some((card, NonZeroU64::new(card.message_id)?)));
         match known {
             Some((card, _)) if card.version >= state.version => Ok(()),
             Some((card, message_id)) => {
-                let body = card::message(&state, None, self.settings.desk_url.as_deref());
+                let body = card::message(state, None, self.settings.desk_url.as_deref());
                 let edited = self.http.edit_message(channel_id(channel)?, message_id.into(), &body, Vec::new()).await;
                 match edited {
                     Ok(_) => {
@@ -627,12 +694,12 @@ impl Poster {
                     }
                     // Someone deleted the card: the ticket gets a new one.
                     Err(error) if connect::status(&error) == Some(404) => {
-                        self.post(channel, cards, &state, &format!("{}:{}", state.id, state.version)).await
+                        self.post(channel, cards, state, &format!("{}:{}", state.id, state.version)).await
                     }
                     Err(error) => Err(Failure::from(error)),
                 }
             }
-            None => self.post(channel, cards, &state, &state.id).await,
+            None => self.post(channel, cards, state, nonce_of).await,
         }
     }
 
@@ -699,10 +766,10 @@ impl From<serenity::Error> for Failure {
 fn hint(error: &serenity::Error) -> &'static str {
     match connect::status(error) {
         Some(403) => {
-            "; give the bot View Channel, Send Messages and Embed Links in the staff channel (README: Staff cards in \
-             Discord)"
+            "; give the bot View Channel, Send Messages and Embed Links in the staff channel, and in the team's own if \
+             it has one (README: Staff cards in Discord; `franz team list`)"
         }
-        Some(404) => "; check DISCORD_STAFF_CHANNEL_ID",
+        Some(404) => "; check DISCORD_STAFF_CHANNEL_ID, and the team's --discord-channel (`franz team list`)",
         Some(401) => "; check DISCORD_TOKEN",
         _ => "",
     }

@@ -1,5 +1,5 @@
-//! The staff side of the bot: a card per ticket in the staff channel, kept up to date, whose buttons work the
-//! ticket through akte; and direct messages that keep each ticket's submitter informed.
+//! The staff side of the bot: a card per ticket in the staff channel (or its team's own, `people::StaffChannel`),
+//! kept up to date, whose buttons work the ticket through akte; and direct messages that keep each ticket's submitter informed.
 //!
 //! `card` builds a card from a ticket's state (pure), `cards` is the card map (which message is whose card, on a
 //! topic every franz of the cluster shares, so several processes post one card per ticket), `notify` says what a
@@ -16,13 +16,14 @@ pub mod notify;
 
 use std::path::PathBuf;
 
+use crate::people::StaffChannel;
 use crate::store::Store;
 
 /// What the staff side needs. It runs when there are cards, or messages to submitters, or both.
 #[derive(Clone)]
 pub struct Settings {
     /// Where the cards go and who may press their buttons; `None` without a staff channel and role.
-    pub cards: Option<Team>,
+    pub cards: Option<StaffChannel>,
     /// Whether submitters get a direct message when their ticket is claimed, answered publicly or closed.
     pub notify_submitter: bool,
     /// A private thread per ticket, where those messages go instead (`kummerkasten::threads`).
@@ -52,15 +53,6 @@ pub struct Settings {
         crate::metrics::RefusedLabel,
         prometheus_client::metrics::counter::Counter,
     >,
-}
-
-/// The team's place in Discord: the staff channel and the staff role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Team {
-    /// Where the cards go.
-    pub channel_id: u64,
-    /// Who may press their buttons.
-    pub role_id: u64,
 }
 
 impl std::fmt::Debug for Settings {
