@@ -5,12 +5,14 @@
 //! the closed tickets most like 1,000 random tickets (`store::query::similar`, what the ticket page, the API and
 //! `franz tickets similar` run) and reports p50, p99 and the slowest, with the number found.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use franz::lifecycle::{self, Policy, TicketState};
+use franz::lifecycle;
 use franz::schema::Ticket;
 use franz::schema::lifecycle::{Action, Actor, ActorSource, Command};
-use franz::store::{Identity, Record, query};
+use franz::store::{Identity, query};
 
 /// A debug build of a bench is its smoke run (`cargo test --benches`): the same phases on small sizes.
 const SMOKE: bool = cfg!(debug_assertions);
@@ -47,15 +49,7 @@ fn events(n: usize, rng: &mut fastrand::Rng) -> Vec<Vec<u8>> {
         commands.push(then("move", Action::Move { team: Some(team), reason: "bench".into() }));
         commands.push(then("close", Action::Close { reason: "fixed".into() }));
     }
-    let mut state: Option<TicketState> = None;
-    commands
-        .iter()
-        .map(|command| {
-            let event = lifecycle::decide(state.as_ref(), command, "2026-12-07T10:00:00.000Z", &Policy::default());
-            state = lifecycle::apply(state.take(), &event);
-            serde_json::to_vec(&event).unwrap()
-        })
-        .collect()
+    common::ticket_events(&commands).0
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,16 +61,7 @@ fn main() -> anyhow::Result<()> {
     let mut rng = fastrand::Rng::with_seed(3);
     let payloads: Vec<Vec<u8>> = (0..TICKETS).flat_map(|n| events(n, &mut rng)).collect();
     let built = Instant::now();
-    writer.begin_bulk()?;
-    for (chunk, payloads) in payloads.chunks(5_000).enumerate() {
-        let records: Vec<Record<'_>> = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| Record { partition: 0, offset: (chunk * 5_000 + i) as i64, payload })
-            .collect();
-        writer.apply(&records)?;
-    }
-    writer.end_bulk()?;
+    common::fill_store(&mut writer, &payloads)?;
     let built = built.elapsed();
     let conn = store.reader()?;
     let mut took: Vec<Duration> = Vec::with_capacity(ASKS);

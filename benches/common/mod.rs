@@ -1,6 +1,8 @@
-//! What the benches that run franz as a process share: reading its peak memory.
+//! What the benches share: reading a franz process's peak memory, filling a topic, waiting for a broker, and
+//! building a ticket store straight from lifecycle events (no broker, no akte) for the benches that ask the store.
 
 /// The peak resident set (VmHWM) of process `pid`, in MiB; NaN where /proc does not say.
+#[allow(dead_code)] // Not every bench runs franz as a process.
 pub fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -63,4 +65,41 @@ pub fn broker_ready(broker: &mut std::process::Child) -> anyhow::Result<()> {
     anyhow::ensure!(ready.starts_with("ready"), "franz broker: {ready}");
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     Ok(())
+}
+
+/// The events that `commands` (one ticket's, in order) bring about as the lifecycle decides them under the default
+/// policy, serialized as they stand on the ticket-events topic, and the ticket they leave. A refused command is an
+/// event too (a rejection), so a caller that needs every command taken checks the ticket.
+#[allow(dead_code)] // Only the benches that build a store from events use it.
+pub fn ticket_events(
+    commands: &[franz::schema::lifecycle::Command],
+) -> (Vec<Vec<u8>>, Option<franz::lifecycle::TicketState>) {
+    use franz::lifecycle::{self, Policy};
+    let mut state = None;
+    let events = commands
+        .iter()
+        .map(|command| {
+            let event = lifecycle::decide(state.as_ref(), command, "2026-12-07T10:00:00.000Z", &Policy::default());
+            state = lifecycle::apply(state.take(), &event);
+            serde_json::to_vec(&event).expect("an event serializes")
+        })
+        .collect();
+    (events, state)
+}
+
+/// Writes `payloads` (ticket events, in order) into a fresh store's writer as if read from partition 0, in bulk (the
+/// filter indexes built once at the end), as a rebuild does.
+#[allow(dead_code)] // Only the benches that build a store from events use it.
+pub fn fill_store(writer: &mut franz::store::Writer, payloads: &[Vec<u8>]) -> anyhow::Result<()> {
+    const CHUNK: usize = 5_000;
+    writer.begin_bulk()?;
+    for (chunk, payloads) in payloads.chunks(CHUNK).enumerate() {
+        let records: Vec<franz::store::Record<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| franz::store::Record { partition: 0, offset: (chunk * CHUNK + i) as i64, payload })
+            .collect();
+        writer.apply(&records)?;
+    }
+    writer.end_bulk()
 }
