@@ -207,6 +207,27 @@ pub enum TicketsAction {
     Show { id: String },
     /// The closed tickets most like one, how each was closed, and the labels and team they suggest.
     Similar { id: String },
+    /// A ticket's conversation (its messages, public replies, closes and reopens; never an internal note) as plain
+    /// text, or as one self-contained HTML page with --html: `franz tickets transcript ID --html > ticket.html`.
+    Transcript {
+        id: String,
+        /// One HTML page that runs no script and loads nothing, to keep or send on.
+        #[arg(long, conflicts_with = "text")]
+        html: bool,
+        /// Plain text (the default).
+        #[arg(long)]
+        text: bool,
+    },
+    /// Every ticket created since a date, with its times, team, labels and who held and closed it, streamed to
+    /// standard output: `franz tickets export --since 2026-12-01 > tickets.csv`. A count goes to standard error.
+    Export {
+        /// From this date (2026-12-01, from its midnight UTC) or time (2026-12-01T08:00:00Z) on.
+        #[arg(long, value_name = "DATE")]
+        since: String,
+        /// csv (a header line, then a line per ticket; labels joined with ;) or jsonl (a JSON object per line).
+        #[arg(long, value_name = "FORMAT", default_value = "csv", value_parser = ["csv", "jsonl"])]
+        format: String,
+    },
     /// Take a ticket.
     Claim { id: String },
     /// Give a ticket back to the queue.

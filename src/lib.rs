@@ -24,6 +24,7 @@ pub mod schema;
 pub mod services;
 pub mod store;
 pub mod terminal;
+pub mod transcript;
 pub mod troubles;
 
 use cli::{Cli, Command};

@@ -302,3 +302,41 @@ async fn hostile_ticket_text_runs_no_script_in_the_browser() {
     browser.close().await.unwrap();
     team.stop().await;
 }
+
+/// A transcript is a page of its own, kept or sent on and opened from a disk: Chromium runs none of the hostile
+/// text in it and loads nothing at all (its policy lets in only its own stylesheet, which it applies).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transcript_opened_from_a_disk_runs_no_script_and_loads_nothing() {
+    let team = Team::start().await;
+    let id = team.submit("<img src=x onerror=\"window.pwned='user'\">", HOSTILE).await;
+    let response = team
+        .http
+        .get(format!("{}/api/tickets/{id}/transcript?format=html", team.url))
+        .bearer_auth(&team.api_token)
+        .send()
+        .await
+        .unwrap();
+    let page = response.text().await.unwrap();
+    let file = team.data.path().join("transcript.html");
+    std::fs::write(&file, &page).unwrap();
+
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&format!("file://{}", file.display())).await.unwrap();
+    eventually(&browser, "the transcript to load", "return document.readyState === 'complete';").await;
+    shows(&browser, "article .text", "<script>window.pwned='script'</script>").await;
+    let pwned =
+        browser.execute("return window.pwned === undefined ? null : String(window.pwned);", vec![]).await.unwrap();
+    assert_eq!(pwned, Value::Null, "no script from the ticket ran");
+    let injected = browser.execute("return document.querySelectorAll('main img, main script, main a').length;", vec![]);
+    assert_eq!(injected.await.unwrap(), json!(0), "the text made no elements");
+    let loaded = browser.execute("return performance.getEntriesByType('resource').length;", vec![]).await.unwrap();
+    assert_eq!(loaded, json!(0), "nothing was fetched");
+    let styled = browser
+        .execute("return getComputedStyle(document.querySelector('article')).borderLeftStyle;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(styled, json!("solid"), "its own stylesheet applies under its policy");
+    browser.close().await.unwrap();
+    team.stop().await;
+}

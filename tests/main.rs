@@ -36,5 +36,7 @@ mod service_levels;
 mod teams;
 /// A private Discord thread per ticket: opened with the submitter, mirrored both ways, notes never there.
 mod threads;
+/// Transcripts of a ticket's conversation and the export of every ticket: API, pages and command line.
+mod transcripts;
 /// The web desk over HTTP: sign-in, sessions, cross-site forms refused, hostile text escaped, live updates.
 mod web;

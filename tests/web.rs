@@ -21,7 +21,7 @@ pub struct Team {
     pub url: String,
     /// A client that shows redirects instead of following them.
     pub http: reqwest::Client,
-    api_token: String,
+    pub api_token: String,
 }
 
 /// A browser's session as plain requests: its cookie and its form token.

@@ -73,6 +73,38 @@ impl Desk {
         Ok((status, body))
     }
 
+    /// Streams the answer to `GET path?query` to `out` as it arrives (an export may take minutes: the wait for
+    /// each piece is bounded, not the whole); returns how many lines it had.
+    async fn download(&self, path: &str, query: &[(&str, String)], out: &mut impl Write) -> anyhow::Result<u64> {
+        const PIECE_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+        let mut request = self.http.get(format!("{}{path}", self.url)).query(query).bearer_auth(&self.token);
+        if let Some(name) = &self.acting_as {
+            request = request.header("x-franz-as", name);
+        }
+        // No total time limit for a download: [`PIECE_WITHIN`] bounds each wait instead.
+        let request = request.timeout(std::time::Duration::from_secs(365 * 86_400));
+        let mut response = request.send().await.map_err(|error| match error.is_connect() {
+            true => anyhow!("no franz desk answers at {}; is `franz up` running?", self.url),
+            false => anyhow!("the desk at {} did not answer: {error}", self.url),
+        })?;
+        if !response.status().is_success() {
+            let body: Value = response.json().await.unwrap_or_default();
+            bail!("{}", body["error"].as_str().unwrap_or("the desk refused"));
+        }
+        let mut lines = 0;
+        loop {
+            let piece = tokio::time::timeout(PIECE_WITHIN, response.chunk())
+                .await
+                .map_err(|_| {
+                    anyhow!("the desk at {} sent nothing for {PIECE_WITHIN:?}; the download is cut", self.url)
+                })?
+                .map_err(|error| anyhow!("the download from {} broke off: {error}", self.url))?;
+            let Some(piece) = piece else { return Ok(lines) };
+            lines += piece.iter().filter(|byte| **byte == b'\n').count() as u64;
+            out.write_all(&piece)?;
+        }
+    }
+
     async fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         let (status, body) = self.call(self.http.get(format!("{}{path}", self.url)).query(query)).await?;
         if !status.is_success() {
@@ -132,6 +164,20 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
             } else {
                 print_similar(&answer, out)?;
             }
+            return Ok(());
+        }
+        TicketsAction::Transcript { id, html, text: _ } => {
+            let format = if *html { "html" } else { "text" };
+            let path = format!("/api/tickets/{}/transcript", path_segment(id));
+            desk.download(&path, &[("format", format.to_owned())], out).await?;
+            return Ok(());
+        }
+        TicketsAction::Export { since, format } => {
+            let query = [("since", since.clone()), ("format", format.clone())];
+            let lines = desk.download("/api/export", &query, out).await?;
+            out.flush()?;
+            let tickets = if format == "csv" { lines.saturating_sub(1) } else { lines };
+            eprintln!("exported {tickets} ticket(s) created since {since}");
             return Ok(());
         }
         TicketsAction::Claim { id } => (id, json!({"action": "claim"})),

@@ -37,6 +37,8 @@ pub fn router(desk: Shared) -> Router {
         .route("/api/tickets/{id}/commands", post(command))
         .route("/api/tickets/{id}/files/{sha256}", get(file))
         .route("/api/tickets/{id}/similar", get(similar))
+        .route("/api/tickets/{id}/transcript", get(transcript))
+        .route("/api/export", get(export))
         .route("/api/stats", get(stats))
         .route("/api/me", get(me))
         .route(
@@ -309,6 +311,83 @@ fn content_disposition(name: &str) -> String {
         name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
     let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
     format!("attachment; filename=\"{plain}\"; filename*=UTF-8''{encoded}")
+}
+
+/// What `GET /api/tickets/{id}/transcript` takes: `format=text` (the default) or `html`.
+#[derive(Debug, Deserialize)]
+struct TranscriptQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/tickets/{id}/transcript?format=text|html`: the ticket's conversation as a download ([`transcript_of`]).
+async fn transcript(
+    State(desk): State<Shared>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    asked: Result<Query<TranscriptQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(asked) =
+        asked.map_err(|rejection| ApiError::new(client_error(rejection.status()), rejection.body_text()))?;
+    let html = match asked.format.as_deref() {
+        None | Some("text") => false,
+        Some("html") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("no transcript format {other:?}; text or html"),
+            ));
+        }
+    };
+    transcript_of(&desk, id, html).await
+}
+
+/// Ticket `id`'s transcript (`crate::transcript`) as a download: HTML with its own strict policy, or plain text.
+pub(super) async fn transcript_of(desk: &Shared, id: String, html: bool) -> Result<Response, ApiError> {
+    let lookup = id.clone();
+    let (ticket, history) = read(desk, move |conn| {
+        let ticket = query::ticket(conn, &lookup).map_err(ApiError::internal)?.ok_or_else(|| no_ticket(&lookup))?;
+        Ok((ticket, query::history(conn, &lookup).map_err(ApiError::internal)?))
+    })
+    .await?;
+    let (body, content_type, extension) = match html {
+        true => (crate::transcript::html(&ticket, &history), "text/html; charset=utf-8", "html"),
+        false => (crate::transcript::text(&ticket, &history), "text/plain; charset=utf-8", "txt"),
+    };
+    Ok(attachment(body.into(), content_type, &crate::transcript::file_name(&ticket, extension)))
+}
+
+/// `body` as a download named `name`, of `content_type`, never shown in place.
+fn attachment(body: axum::body::Body, content_type: &'static str, name: &str) -> Response {
+    let disposition =
+        HeaderValue::from_str(&content_disposition(name)).unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    response
+}
+
+/// What `GET /api/export` takes.
+#[derive(Debug, Deserialize)]
+struct ExportQuery {
+    since: String,
+    format: Option<String>,
+}
+
+/// `GET /api/export?since=DATE&format=csv|jsonl`: every ticket created since `since`, streamed (`super::export`).
+async fn export(
+    State(desk): State<Shared>,
+    Caller(caller): Caller,
+    asked: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use super::export::{Format, since, stream};
+    let Query(asked) =
+        asked.map_err(|rejection| ApiError::new(client_error(rejection.status()), rejection.body_text()))?;
+    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, message);
+    let format = Format::parse(asked.format.as_deref().unwrap_or("csv")).map_err(invalid)?;
+    let since = since(&asked.since).map_err(invalid)?;
+    let name = format!("franz-tickets-since-{}.{}", &since[..10], format.extension());
+    Ok(attachment(stream(desk.clone(), caller.name.clone(), since, format), format.content_type(), &name))
 }
 
 async fn show(State(desk): State<Shared>, _caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {

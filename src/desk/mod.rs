@@ -8,6 +8,7 @@
 //! header, every form the session's token and the desk's own origin), caps request bodies, and bounds what a client can hold: connections, and the time to send a request.
 
 pub mod api;
+pub mod export;
 mod listener;
 pub mod numbers;
 pub mod problems;

@@ -338,6 +338,34 @@ pub fn ticket(conn: &Connection, id: &str) -> rusqlite::Result<Option<TicketStat
         .map(|row| row.map(|(_, t)| t))
 }
 
+/// Where an export stopped: the last ticket's `created_at` and `seq`, after which the next page starts.
+pub type ExportMark = (String, i64);
+
+/// Up to `limit` tickets created at or after `since` (RFC 3339, or a prefix of one such as a date), oldest first,
+/// after `after` (the mark of the previous page): pages of an export, each a short read of its own, so a million
+/// tickets are read in constant memory and no read holds the store for long. Returns the mark of the last one.
+pub fn export_page(
+    conn: &Connection,
+    since: &str,
+    after: Option<&ExportMark>,
+    limit: usize,
+) -> rusqlite::Result<(Vec<TicketState>, Option<ExportMark>)> {
+    let (after_at, after_seq) = after.cloned().unwrap_or_else(|| (String::new(), 0));
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets INDEXED BY tickets_by_created
+         WHERE created_at >= ?1 AND (created_at, seq) > (?2, ?3) ORDER BY created_at, seq LIMIT ?4"
+    ))?;
+    let rows = statement.query_map(rusqlite::params![since, after_at, after_seq, limit as i64], ticket_from_row)?;
+    let mut tickets = Vec::new();
+    let mut mark = None;
+    for row in rows {
+        let (seq, ticket) = row?;
+        mark = Some((ticket.created_at.clone(), seq));
+        tickets.push(ticket);
+    }
+    Ok((tickets, mark))
+}
+
 /// A ticket's history, oldest first, refused attempts included.
 pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Event>> {
     let mut statement = conn.prepare_cached("SELECT json FROM events WHERE ticket_id = ?1 ORDER BY seq")?;

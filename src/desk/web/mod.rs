@@ -51,6 +51,8 @@ pub fn router(desk: Shared) -> Router {
         .route("/signout", post(sign_out))
         .route("/tickets/{id}", get(ticket).post(act))
         .route("/tickets/{id}/files/{sha256}", get(download))
+        .route("/tickets/{id}/transcript.html", get(|desk, signed_in, id| transcript(desk, signed_in, id, true)))
+        .route("/tickets/{id}/transcript.txt", get(|desk, signed_in, id| transcript(desk, signed_in, id, false)))
         .route("/stats", get(stats))
         .route("/problems", get(problem_list))
         .route("/problems/{topic}/{partition}/{offset}", get(problem))
@@ -489,6 +491,11 @@ async fn download(
     Path((id, name)): Path<(String, String)>,
 ) -> Response {
     api::download(&desk, id, name).await.unwrap_or_else(Into::into)
+}
+
+/// `GET /tickets/{id}/transcript.html|.txt`: the ticket's conversation as a download (`api::transcript_of`).
+async fn transcript(State(desk): State<Shared>, SignedIn(_): SignedIn, Path(id): Path<String>, html: bool) -> Response {
+    api::transcript_of(&desk, id, html).await.unwrap_or_else(Into::into)
 }
 
 /// `POST /tickets/{id}`: one of the ticket page's forms. The answer is the ticket page showing akte's decision.

@@ -353,6 +353,11 @@ pub fn ticket(
             (similar_section(&form, around.similar))
             section #timeline data-live aria-label="Conversation and history" {
                 h2 { "Conversation and history" }
+                p.note.transcript {
+                    "Transcript of the conversation (no internal notes): "
+                    a href={ (target) "/transcript.html" } download { "HTML" } " · "
+                    a href={ (target) "/transcript.txt" } download { "text" }
+                }
                 @if hidden > 0 {
                     p.note { "The " (hidden) " oldest events after the first are not shown; the API has them all ("
                         code { "GET /api/tickets/ID" } ")." }
