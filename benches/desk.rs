@@ -6,7 +6,8 @@
 //! reports: the store's rebuild rate (from franz's own "caught up" log line, and the wall time from spawn), list
 //! and search latency through the API (p50/p99 over sequential requests with random filters, cursors and words),
 //! the command round trip through the API (publish, akte decides, the store applies, the answer), franz's peak RSS
-//! and the store's size on disk. Then the web desk with the same million: the board and a ticket's page (p50/p99 of
+//! and the store's size on disk; the export of every ticket as CSV (`GET /api/export`, streamed: tickets per
+//! second, each once, and franz's peak RSS during it). Then the web desk with the same million: the board and a ticket's page (p50/p99 of
 //! sequential requests over loopback, with a signed-in session), the numbers page (the first request, then p50 and
 //! the slowest of more), and 200 open boards (200 live streams, each fetching the board on a change, as `desk.js`
 //! does) receiving a new ticket: the time from the ticket's publication until every board shows it.
@@ -323,6 +324,70 @@ async fn web(base: &str, codes: &[String], bootstrap: &str, topics: &franz::conf
 }
 
 /// Adds `name` to the staff list of `data` and returns the code of their sign-in link.
+/// What the export of every ticket measured.
+struct Export {
+    tickets: u64,
+    took: Duration,
+    bytes: u64,
+    /// franz's peak RSS during the export alone, when the kernel lets it be measured apart; else its peak so far.
+    rss: f64,
+    /// franz's RSS when the export began.
+    before: f64,
+    apart: bool,
+}
+
+impl Export {
+    fn print(&self) {
+        println!(
+            "  export (csv)        {} tickets in {:.1} s ({:.0} tickets/s, {:.0} MiB), franz RSS {:.0} MiB before, peak \
+             {:.0} MiB{}",
+            self.tickets,
+            self.took.as_secs_f64(),
+            self.tickets as f64 / self.took.as_secs_f64(),
+            self.bytes as f64 / (1 << 20) as f64,
+            self.before,
+            self.rss,
+            if self.apart { " during it" } else { " (since start: the kernel refused a reset)" }
+        );
+    }
+}
+
+/// `GET /api/export` of every ticket as CSV, read as it streams: each ticket once (ids checked against the API for
+/// a sample), and franz's peak RSS while it ran.
+async fn export(http: &reqwest::Client, base: &str, token: &str, franz: u32) -> anyhow::Result<Export> {
+    let before = common::rss_mib(franz);
+    let apart = common::reset_peak_rss(franz);
+    let began = Instant::now();
+    let mut response =
+        http.get(format!("{base}/api/export?since=2000-01-01&format=csv")).bearer_auth(token).send().await?;
+    anyhow::ensure!(response.status().is_success(), "export: {}", response.status());
+    let (mut bytes, mut lines, mut partial) = (0u64, 0u64, Vec::new());
+    let mut ids = std::collections::HashSet::new();
+    while let Some(piece) = response.chunk().await? {
+        bytes += piece.len() as u64;
+        partial.extend_from_slice(&piece);
+        let end = partial.iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1);
+        for line in partial[..end].split(|b| *b == b'\n').filter(|line| !line.is_empty()) {
+            lines += 1;
+            if lines > 1 {
+                let id = line.split(|b| *b == b',').next().unwrap_or_default();
+                anyhow::ensure!(ids.insert(id.to_vec()), "ticket {} exported twice", String::from_utf8_lossy(id));
+            }
+        }
+        partial.drain(..end);
+    }
+    let took = began.elapsed();
+    let rss = common::peak_rss_mib(franz);
+    let tickets = lines.saturating_sub(1);
+    anyhow::ensure!(tickets == TICKETS as u64, "exported {tickets} tickets of {TICKETS}");
+    for id in ids.iter().take(20) {
+        let id = String::from_utf8_lossy(id);
+        let shown = http.get(format!("{base}/api/tickets/{id}")).bearer_auth(token).send().await?;
+        anyhow::ensure!(shown.status().is_success(), "exported ticket {id} is unknown to the API");
+    }
+    Ok(Export { tickets, took, bytes, rss, before, apart })
+}
+
 fn staff_link(data: &Path, name: &str) -> anyhow::Result<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_franz"))
         .args(["staff", "add", name])
@@ -442,6 +507,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(response.status().is_success(), "command: {}", response.status());
         commands.push(began.elapsed());
     }
+    let export = export(&http, &base, &token, up.id()).await?;
     let mut codes = vec![link_code];
     for person in 1..BOARDS.div_ceil(BOARDS_PER_PERSON) {
         codes.push(staff_link(&desk_dir, &format!("board{person}"))?);
@@ -469,6 +535,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  command round trip  p50 {command_p50:.2} ms   p99 {command_p99:.2} ms   ({COMMANDS} comments through the API)"
     );
+    export.print();
     web.print();
     println!("  franz peak RSS      {rss:.0} MiB");
     println!("  store on disk       {:.0} MiB", store as f64 / (1 << 20) as f64);

@@ -12,6 +12,24 @@ pub fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// `pid`'s RSS now, in MiB.
+#[allow(dead_code)] // Not every bench measures a phase's peak.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Starts measuring `pid`'s peak RSS anew (Linux's `clear_refs` 5), so that [`peak_rss_mib`] then tells the peak of
+/// what follows alone; `false` where the kernel does not allow it.
+#[allow(dead_code)] // Not every bench measures a phase's peak.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 /// Writes records as fast as the broker takes them: many in flight, the oldest awaited when librdkafka's queue is
 /// full; [`Writer::finish`] waits for every acknowledgement. What the benches that fill a topic share.
 #[allow(dead_code)] // Not every bench that reads peak memory fills a topic.
