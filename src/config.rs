@@ -59,6 +59,10 @@ pub struct Config {
     /// message opens a new ticket that follows the closed one.
     #[serde(rename = "reopen_within_days", with = "parse::days")]
     pub reopen_within: Duration,
+    /// How many open tickets one submitter may have (a Discord account, a mail address): `/ticket` and a new mail
+    /// past it are refused, saying which are open and how to add to them; 0 = no limit.
+    #[serde(deserialize_with = "parse::open_tickets_max")]
+    pub open_tickets_max: u64,
     /// The names of the topics.
     pub topics: Topics,
     /// Discord credentials and the bot's behaviour.
@@ -607,6 +611,7 @@ impl Default for Config {
             services: Service::ALL.to_vec(),
             image_tag: None,
             reopen_within: crate::lifecycle::Policy::default().reopen_within,
+            open_tickets_max: 3,
             topics: Topics::default(),
             discord: Discord::default(),
             mail: Mail::default(),

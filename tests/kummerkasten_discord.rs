@@ -55,6 +55,7 @@ impl Bot {
             threads: None,
             // No staff list there: `/ticket` offers no categories.
             staff_dir: std::path::PathBuf::from("/nonexistent/franz-desk"),
+            open_tickets_max: 3,
         };
         let troubles = settings.troubles.clone();
         let shutdown = CancellationToken::new();

@@ -1175,3 +1175,46 @@ async fn a_card_whose_record_is_refused_for_minutes_is_posted_once() {
     assert_eq!(posted.len(), 1, "cards of one ticket: {:?}", posted.iter().map(|m| m.id).collect::<Vec<_>>());
     team.down().await;
 }
+
+/// The limit on open tickets per submitter (`open_tickets_max`): at it, `/ticket` opens no ticket and no form, and
+/// says which tickets are open and how to add to them; someone else is not limited by it, and once one of the
+/// submitter's tickets is closed they can open a new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn ticket_refuses_a_new_ticket_at_the_limit_of_open_ones_and_says_which_are_open() {
+    let mut team = Team::start_with(1, |config| config.open_tickets_max = 2).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    for (n, text) in ["the printer is on fire", "the VPN drops"].into_iter().enumerate() {
+        discord.command(&ponta(), "ticket", &[("message", text)]);
+        cards(discord, n + 1).await;
+    }
+    let refused = discord.command(&ponta(), "ticket", &[("message", "and the coffee machine")]);
+    let said = answer(discord, &refused, Endpoint::Callback).await;
+    let text = said.body["data"]["content"].as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("You have 2 open ticket(s)") && text.contains("(2)"), "{text}");
+    assert!(text.contains("the printer is on fire") && text.contains("the VPN drops"), "{text}");
+    assert!(text.contains("direct message"), "how to add to them: {text}");
+    assert_eq!(said.body["data"]["flags"], 64, "only the submitter sees it");
+    let form = discord.command(&ponta(), "ticket", &[]);
+    let said = answer(discord, &form, Endpoint::Callback).await;
+    assert_ne!(said.body["type"], 9, "no form to fill in for nothing: {}", said.body);
+
+    // Someone else is not limited by ponta's tickets.
+    discord.command(&User::new(7, "bo"), "ticket", &[("message", "my screen is dark")]);
+    cards(discord, 3).await;
+    assert_eq!(events_of(harness, "created", 3).await.len(), 3, "no ticket from the refused ones");
+
+    // One closed, and ponta may open one again.
+    let created = events_of(harness, "created", 3).await;
+    let first = created.iter().find(|e| e["body"] == "the printer is on fire").unwrap()["ticket_id"].as_str().unwrap();
+    from_the_desk(harness, first, 1, Action::Close { reason: "fixed".into() }).await;
+    // Its card shows the close once the ticket store has it (the cards are drawn from the store).
+    let card_of_first =
+        discord.channel_messages(STAFF_CHANNEL).into_iter().find(|m| m.body.to_string().contains("printer"));
+    card_shows(discord, card_of_first.unwrap().id, "closed", |c| {
+        field(c, "Status").is_some_and(|s| s.starts_with("closed"))
+    })
+    .await;
+    discord.command(&ponta(), "ticket", &[("message", "and the coffee machine")]);
+    cards(discord, 4).await;
+    team.down().await;
+}

@@ -92,7 +92,8 @@ impl Harness {
     }
 
     /// franz's configuration against this broker and its topics, with its data in `data`, running `services`; a
-    /// test sets what else it needs with struct update syntax (`Config { desk: …, ..harness.config(…) }`).
+    /// test sets what else it needs with struct update syntax (`Config { desk: …, ..harness.config(…) }`). No limit
+    /// on open tickets per submitter: most tests open many from one person (the limit's tests set one).
     pub fn config(&self, data: &Path, services: &[franz::config::Service]) -> franz::config::Config {
         franz::config::Config {
             broker: franz::config::BrokerKind::External,
@@ -101,6 +102,7 @@ impl Harness {
             partitions: self.partitions,
             services: services.to_vec(),
             topics: self.topics.clone(),
+            open_tickets_max: 0,
             ..franz::config::Config::default()
         }
     }

@@ -179,6 +179,11 @@ pub(super) fn days_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u
     number(deserializer, 0..=365, "a whole number of days from 0 to 365")
 }
 
+/// How many open tickets one submitter may have: 0 (no limit) to 1,000.
+pub(super) fn open_tickets_max<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    number(deserializer, 0..=1_000, "a whole number of tickets from 0 (no limit) to 1000")
+}
+
 /// Priorities separated by commas (`urgent, high`), or none.
 pub(super) fn priorities<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let value = text(deserializer)?;

@@ -253,6 +253,19 @@ pub fn by_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite
     rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
 }
 
+/// The open (not closed) tickets of contact `contact_id`, newest first, at most `limit`: what a limit on open tickets
+/// per submitter counts.
+pub fn open_of_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
+    let sql = format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets INDEXED BY tickets_by_contact_id
+         WHERE contact_id = ?1 AND status != 'closed' ORDER BY seq DESC LIMIT ?2"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let limit = i64::try_from(limit.min(PAGE_MAX)).unwrap_or(0);
+    let rows = statement.query_map(rusqlite::params![contact_id, limit], ticket_from_row)?;
+    rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
+}
+
 /// The ticket a message franz sent is about (a Discord message id of a direct message to a submitter), if franz
 /// recorded sending it.
 pub fn sent_about(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<String>> {

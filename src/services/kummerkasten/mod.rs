@@ -73,6 +73,8 @@ pub struct Settings {
     pub threads: Option<threads::Threads>,
     /// Where the staff list is, whose teams `/ticket` offers as categories (`category`).
     pub staff_dir: std::path::PathBuf,
+    /// The most open tickets one submitter may have; 0: no limit (`open_tickets_max`).
+    pub open_tickets_max: u64,
 }
 
 /// What every command invocation can use.
@@ -101,6 +103,8 @@ pub struct Data {
     threads_known: threads::Known,
     /// Where the staff list is, whose teams `/ticket` offers as categories.
     staff_dir: std::path::PathBuf,
+    /// The most open tickets one submitter may have (0: no limit); counted in the store, when it runs here.
+    open_tickets_max: u64,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -220,6 +224,10 @@ async fn ticket(
     message: Option<String>,
 ) -> Result<(), Error> {
     let _in_flight = ctx.data().in_flight.token();
+    if let Some(refusal) = over_limit(ctx).await {
+        ctx.send(replies::reply(refusal)).await.map_err(|error| connect::describe(&error))?;
+        return Ok(());
+    }
     let categories = category::offered(ctx).await;
     let (message, category) = match message {
         _ if !categories.is_empty() => match category::ask(ctx, &categories, message).await? {
@@ -250,6 +258,33 @@ async fn ticket(
         report(&ctx.data().producer, &ctx.data().topics, &who, failure).await;
     }
     replied
+}
+
+/// What to answer `/ticket` instead of a ticket when its caller has as many open tickets as one may have
+/// (`open_tickets_max`), counted in the ticket store; `None` to go on (under the limit, no limit, or no store in this
+/// process). A store that cannot be read lets the ticket through, said in the log: nobody is kept from asking for
+/// help by franz's own trouble.
+async fn over_limit(ctx: Context<'_>) -> Option<String> {
+    let max = ctx.data().open_tickets_max;
+    let store = ctx.data().store.clone().filter(|_| max > 0)?;
+    let user = ctx.author().id.to_string();
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let open = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<crate::lifecycle::TicketState>> {
+        Ok(query::open_of_contact(&*store.reader()?, &user, limit)?)
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|open| open);
+    match open {
+        Ok(open) if open.len() as u64 >= max => Some(replies::over_limit(&open, max)),
+        Ok(_) => None,
+        Err(error) => {
+            let problem = format!("/ticket could not count the caller's open tickets: {error:#}; let it through");
+            tracing::warn!("{problem}");
+            ctx.data().troubles.report(NAME, problem);
+            None
+        }
+    }
 }
 
 /// Opens the form and waits for it to be submitted; `None` if it never is, or shutdown comes first. Only the wait
@@ -475,6 +510,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         reopen_within: config.reopen_within,
         threads,
         staff_dir: context.desk_dir.clone(),
+        open_tickets_max: config.open_tickets_max,
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
@@ -575,6 +611,7 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         threads: settings.threads,
         threads_known: settings.staff.as_ref().map(|staff| staff.threads_known.clone()).unwrap_or_default(),
         staff_dir: settings.staff_dir.clone(),
+        open_tickets_max: settings.open_tickets_max,
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.

@@ -80,6 +80,25 @@ pub fn own_tickets(tickets: &[(TicketState, Option<Event>)]) -> String {
     clip(&lines.join("\n"), 2000)
 }
 
+/// The answer to `/ticket` from someone with `open` tickets (newest first), `max` being the most one may have:
+/// which are open, and how to add to them; within Discord's 2,000 characters.
+pub fn over_limit(open: &[TicketState], max: u64) -> String {
+    let mut lines = vec![format!(
+        "You have {} open ticket(s), the most one person may have here ({max}), so no new ticket was opened:",
+        open.len()
+    )];
+    for ticket in open.iter().take(OWN_TICKETS_MAX) {
+        let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
+        lines.push(clip(&format!("• `{}` {}", ticket.id, clip(&plain(first_line.trim()), 80)), LINE_MAX));
+    }
+    lines.push(
+        "To add to one, write to me in a direct message (reply to my message about it to choose which). Once one is \
+         closed, you can open a new one."
+            .to_owned(),
+    );
+    clip(&lines.join("\n"), 2000)
+}
+
 /// The answer to an interaction from another server or a direct message, when the bot serves one server
 /// (`DISCORD_GUILD_ID`).
 pub fn elsewhere() -> String {
