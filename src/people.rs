@@ -200,10 +200,8 @@ impl Staff {
     /// Gives team `name` its own staff channel and role in Discord (or none: its cards go to franz's staff
     /// channel again). The ids are Discord's (snowflakes), never 0.
     pub fn set_team_discord(&self, name: &str, place: Option<StaffChannel>) -> anyhow::Result<()> {
-        if let Some(place) = place
-            && (place.channel_id == 0 || place.role_id == 0)
-        {
-            bail!("a Discord channel or role id is never 0 (copy it with Developer Mode: right-click, Copy ID)");
+        if let Some(place) = place {
+            check_team_discord(place)?;
         }
         let (channel, role) = (place.map(|p| p.channel_id.to_string()), place.map(|p| p.role_id.to_string()));
         self.update_team(name, "discord_channel = ?2, discord_role = ?3", params![name.trim(), channel, role])
@@ -211,15 +209,7 @@ impl Staff {
 
     /// Offers team `name` in `/ticket`'s category menu as `category` (or takes it out of the menu).
     pub fn set_team_category(&self, name: &str, category: Option<&str>) -> anyhow::Result<()> {
-        let category = category.map(str::trim);
-        match category {
-            Some("") => bail!("a category needs some text: it is what a submitter picks in /ticket"),
-            Some(text) if text.chars().count() > CATEGORY_MAX => {
-                bail!("a category is at most {CATEGORY_MAX} characters (Discord's limit for a menu option)")
-            }
-            Some(text) if text.chars().any(char::is_control) => bail!("a category is one line of text"),
-            _ => {}
-        }
+        let category = category.map(check_category).transpose()?;
         self.update_team(name, "category = ?2", params![name.trim(), category])
     }
 
@@ -361,6 +351,29 @@ impl Staff {
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A team's place in Discord as [`Staff::set_team_discord`] takes it, or why not.
+pub fn check_team_discord(place: StaffChannel) -> anyhow::Result<()> {
+    if place.channel_id == 0 || place.role_id == 0 {
+        bail!("a Discord channel or role id is never 0 (copy it with Developer Mode: right-click, Copy ID)");
+    }
+    Ok(())
+}
+
+/// A category text as [`Staff::set_team_category`] keeps it (trimmed), or why not.
+pub fn check_category(text: &str) -> anyhow::Result<&str> {
+    let text = text.trim();
+    if text.is_empty() {
+        bail!("a category needs some text: it is what a submitter picks in /ticket");
+    }
+    if text.chars().count() > CATEGORY_MAX {
+        bail!("a category is at most {CATEGORY_MAX} characters (Discord's limit for a menu option)");
+    }
+    if text.chars().any(char::is_control) {
+        bail!("a category is one line of text");
+    }
+    Ok(text)
 }
 
 /// The columns of `teams` added after it was first made.

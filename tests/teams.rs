@@ -459,3 +459,147 @@ async fn ticket_asks_for_a_category_from_the_teams_and_the_pick_routes_the_ticke
     let routed: Vec<&Value> = created.iter().map(|event| &event["routed"]).collect();
     assert_eq!(routed.iter().filter(|routed| routed.is_null()).count(), 2, "{routed:?}");
 }
+
+/// A bot whose rules route "invoice" to billing, which has its own staff channel and role.
+async fn billing_in_its_own_channel() -> crate::kummerkasten_staff::Team {
+    let rules = vec![RuleText {
+        name: "invoices".into(),
+        words: vec!["invoice".into()],
+        team: Some("billing".into()),
+        ..RuleText::default()
+    }];
+    crate::kummerkasten_staff::Team::start_with(2, |config| {
+        config.rules = std::sync::Arc::new(rules.iter().map(|rule| rule.compile().unwrap()).collect());
+        config.routing = rules;
+        let staff = franz::people::Staff::open(&franz::people::dir(config)).unwrap();
+        staff.add_team("billing").unwrap();
+        let place = franz::people::StaffChannel { channel_id: BILLING_CHANNEL, role_id: BILLING_ROLE };
+        staff.set_team_discord("billing", Some(place)).unwrap();
+    })
+    .await
+}
+
+/// The messages in `channel`, once there are `n`.
+async fn in_channel(discord: &fake_discord::FakeDiscord, channel: u64, n: usize) -> Vec<fake_discord::ChannelMessage> {
+    crate::util::wait_until(&format!("{n} card(s) in channel {channel}"), || async {
+        discord.channel_messages(channel).len() == n
+    })
+    .await;
+    discord.channel_messages(channel)
+}
+
+/// Attack (#27): a team's role works its own team's tickets, not whatever card sits in a channel. Found: the role was
+/// allowed by the channel the press came from alone, so a card left behind in the team's channel (Discord refused
+/// its delete) let the team's members claim a ticket that had been moved to triage, and a team given the staff
+/// channel as its own (an easy slip with `franz team add --discord-channel`) let its members work every ticket
+/// there, triage and other teams' alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_team_role_works_only_its_teams_tickets_not_a_card_left_behind_nor_the_staff_channel() {
+    use crate::kummerkasten_staff::{STAFF_CHANNEL, answer, button, from_the_desk, only_ticket, ponta};
+    use fake_discord::{Answer, Endpoint, User};
+    use franz::schema::lifecycle::Action;
+
+    let bot = billing_in_its_own_channel().await;
+    let (harness, discord) = (&bot.harness, &bot.discord);
+    discord.command(&ponta(), "ticket", &[("message", "my invoice is wrong")]);
+    let left = in_channel(discord, BILLING_CHANNEL, 1).await.remove(0);
+    let ticket = only_ticket(harness).await;
+
+    // Moved to triage; Discord refuses to delete the card in billing's channel, which stays behind.
+    discord.script(Endpoint::ChannelMessage, &[Answer::Status(403)]);
+    from_the_desk(harness, &ticket, 1, Action::Move { team: None, reason: "not about money".into() }).await;
+    let moved = in_channel(discord, STAFF_CHANNEL, 1).await.remove(0);
+    crate::util::wait_until("the refused delete", || async {
+        discord.received().iter().any(|r| r.method == "DELETE" && r.status == 403)
+    })
+    .await;
+    assert_eq!(discord.channel_messages(BILLING_CHANNEL).len(), 1, "the card is left behind");
+
+    let cleo = User::new(43, "cleo");
+    discord.grant_role(&cleo, BILLING_ROLE);
+    let refused = |press: fake_discord::Interaction, what: &'static str| async move {
+        let said = answer(discord, &press, Endpoint::Callback).await;
+        let text = said.body["data"]["content"].as_str().unwrap_or_default().to_owned();
+        assert!(text.contains("Only members"), "{what}: {}", said.body);
+    };
+    refused(
+        discord.press(&cleo, &left, &button(&left, "Claim")),
+        "billing's role on a triage ticket's card left behind",
+    )
+    .await;
+
+    // billing given the staff channel as its own: its role still has no say over a triage ticket there.
+    let staff = franz::people::Staff::open(&franz::people::dir(&bot.config)).unwrap();
+    let place = franz::people::StaffChannel { channel_id: STAFF_CHANNEL, role_id: BILLING_ROLE };
+    staff.set_team_discord("billing", Some(place)).unwrap();
+    refused(
+        discord.press(&cleo, &moved, &button(&moved, "Claim")),
+        "billing's role on a triage ticket in the staff channel",
+    )
+    .await;
+}
+
+/// Attack (#27): the staff cards read where the teams' channels are from the staff list for every batch. Found: a
+/// staff list that could no longer be read (here: replaced by a file that is no database, as a botched restore or a
+/// full disk leaves it) stopped every card, the staff channel's too, retried for as long as it lasted, although the
+/// channels read a moment before were known. Now the channels last read stand in meanwhile (and the problem is
+/// reported); only a bot that never read them waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_staff_list_that_cannot_be_read_any_more_does_not_stop_the_cards() {
+    use crate::kummerkasten_staff::{STAFF_CHANNEL, ponta};
+
+    let bot = billing_in_its_own_channel().await;
+    let discord = &bot.discord;
+    discord.command(&ponta(), "ticket", &[("message", "my invoice is wrong")]);
+    in_channel(discord, BILLING_CHANNEL, 1).await;
+
+    let dir = franz::people::dir(&bot.config);
+    let broken = dir.join("staff.sqlite.broken");
+    std::fs::write(&broken, "this is no staff list".repeat(100)).unwrap();
+    std::fs::rename(&broken, dir.join("staff.sqlite")).unwrap();
+    for left in ["staff.sqlite-wal", "staff.sqlite-shm"] {
+        let _ = std::fs::remove_file(dir.join(left));
+    }
+    assert!(franz::people::teams_in(&dir).is_err(), "the staff list cannot be read");
+
+    discord.command(&ponta(), "ticket", &[("message", "hello there")]);
+    in_channel(discord, STAFF_CHANNEL, 1).await;
+    discord.command(&ponta(), "ticket", &[("message", "another invoice is wrong")]);
+    in_channel(discord, BILLING_CHANNEL, 2).await;
+}
+
+/// Attack (#27): `/ticket` without a text answers the category pick with the form; the menu stays, so a user who
+/// closes the form (or picks wrong) picks again. Found: nobody answered that second pick (Discord says "This
+/// interaction failed"), the form could not be had back, and the ticket would have gone where the first pick said.
+/// Now a pick again opens the form again, and the ticket goes where the last pick says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_second_pick_in_the_category_menu_opens_the_form_again_and_routes_by_the_last_pick() {
+    use crate::kummerkasten_staff::{self as bot, answer, ponta};
+    use fake_discord::Endpoint;
+
+    let bot = bot::Team::start_with(2, |config| {
+        let staff = franz::people::Staff::open(&franz::people::dir(config)).unwrap();
+        staff.add_team("billing").unwrap();
+        staff.set_team_category("billing", Some("Invoices and refunds")).unwrap();
+    })
+    .await;
+    let (harness, discord) = (&bot.harness, &bot.discord);
+    let asked = discord.command(&ponta(), "ticket", &[]);
+    crate::util::wait_until("the category menu", || async { discord.response_message(&asked).is_some() }).await;
+    let menu = discord.response_message(&asked).unwrap();
+    let custom_id = menu.body["components"][0]["components"][0]["custom_id"].as_str().unwrap().to_owned();
+
+    let first = discord.select(&ponta(), &menu, &custom_id, &["triage"]);
+    let form = answer(discord, &first, Endpoint::Callback).await;
+    assert_eq!(form.body["type"], 9, "the ticket form: {}", form.body);
+    // The user closes the form and picks again, better.
+    let second = discord.select(&ponta(), &menu, &custom_id, &["billing"]);
+    let again = answer(discord, &second, Endpoint::Callback).await;
+    assert_eq!(again.body["type"], 9, "the form again: {}", again.body);
+    let form_id = again.body["data"]["custom_id"].as_str().unwrap().to_owned();
+    discord.modal_submit(&ponta(), &form_id, &[("message", "where is my refund")]);
+    let said = answer(discord, &asked, Endpoint::FollowUp).await;
+    assert!(said.body["content"].as_str().unwrap_or_default().contains("received"), "{}", said.body);
+    let created = crate::kummerkasten_staff::events_of(harness, "created", 1).await.remove(0);
+    assert_eq!(created["routed"], json!({"rule": "/ticket category", "team": "billing"}), "the last pick");
+}

@@ -18,6 +18,23 @@ pub fn team_command(config: &Config, action: crate::cli::TeamAction, out: &mut i
         TeamAction::Add { name, discord_channel, discord_role, no_discord, category, no_category } => {
             let name = name.trim();
             let changes = discord_channel.is_some() || no_discord || category.is_some() || no_category;
+            // All checked before anything changes: a refused command leaves the staff list as it was.
+            crate::lifecycle::routing::team_name(name).map_err(anyhow::Error::msg)?;
+            if let (Some(channel_id), Some(role_id)) = (discord_channel, discord_role) {
+                staff::check_team_discord(crate::people::StaffChannel { channel_id, role_id })?;
+            }
+            if let Some(category) = &category {
+                staff::check_category(category)?;
+                let menu_max = crate::services::kummerkasten::category::MENU_MAX;
+                let others = staff.teams()?.into_iter().filter(|t| t.category.is_some() && t.name != name).count();
+                if others >= menu_max {
+                    anyhow::bail!(
+                        "/ticket's menu offers at most {menu_max} teams (Discord's 25 options, less \"Something \
+                         else\"), and {others} are offered already; take one out first with `franz team add NAME \
+                         --no-category`"
+                    );
+                }
+            }
             if staff.add_team(name)? {
                 writeln!(out, "team {name} added; `franz staff add NAME --team {name}` puts someone in it.")?;
             } else if !changes {
@@ -208,5 +225,58 @@ mod tests {
         assert_eq!(staff.teams().unwrap()[0].members, ["ana"], "she is in the team");
         assert_eq!(staff.verify(&token).unwrap().as_deref(), Some("ana"), "her API token stopped working");
         assert!(staff.session(&session.id).unwrap().is_some(), "her browser was signed out");
+    }
+
+    fn add(name: &str, discord: Option<(u64, u64)>, category: Option<&str>) -> crate::cli::TeamAction {
+        crate::cli::TeamAction::Add {
+            name: name.into(),
+            discord_channel: discord.map(|d| d.0),
+            discord_role: discord.map(|d| d.1),
+            no_discord: false,
+            category: category.map(str::to_owned),
+            no_category: false,
+        }
+    }
+
+    /// Found by an attack (#27), failing first: `franz team add billing --discord-channel 0 --discord-role 5` (or
+    /// with an empty or too long `--category`) failed, as it should, but only after it had added the team (and set
+    /// the channel before refusing the category): a refused command must change nothing.
+    #[test]
+    fn a_team_add_that_is_refused_changes_nothing() {
+        let data = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: data.path().to_path_buf(), ..Config::default() };
+        let staff = Staff::open(&staff::dir(&config)).unwrap();
+        for refused in [
+            add("billing", Some((0, 5)), None),
+            add("billing", Some((7, 8)), Some("  ")),
+            add("billing", None, Some(&"x".repeat(101))),
+        ] {
+            let what = format!("{refused:?}");
+            assert!(team_command(&config, refused, &mut Vec::new()).is_err(), "{what}");
+            assert_eq!(staff.teams().unwrap(), [], "{what}");
+        }
+        assert!(staff.add_team("billing").unwrap());
+        let refused = add("billing", Some((7, 8)), Some("a\nb"));
+        assert!(team_command(&config, refused, &mut Vec::new()).is_err());
+        assert_eq!(staff.teams().unwrap()[0].discord, None, "the channel was set although the category was refused");
+    }
+
+    /// Found by an attack (#27), failing first: `/ticket`'s menu offers at most 24 teams (Discord's 25 options, less
+    /// "Something else"), the first by name; `franz team add` with `--category` said "/ticket offers team ..." for a
+    /// 25th team too, which the menu never showed. Now it is refused, saying why.
+    #[test]
+    fn a_category_beyond_what_the_menu_can_offer_is_refused() {
+        let data = tempfile::tempdir().unwrap();
+        let config = Config { data_dir: data.path().to_path_buf(), ..Config::default() };
+        let staff = Staff::open(&staff::dir(&config)).unwrap();
+        for n in 0..crate::services::kummerkasten::category::MENU_MAX {
+            team_command(&config, add(&format!("team-{n:02}"), None, Some("this")), &mut Vec::new()).unwrap();
+        }
+        let mut out = Vec::new();
+        let refused = team_command(&config, add("aaa", None, Some("that")), &mut out);
+        assert!(refused.is_err(), "said: {}", String::from_utf8_lossy(&out));
+        assert!(refused.unwrap_err().to_string().contains("24"));
+        team_command(&config, add("team-00", None, Some("changed")), &mut Vec::new()).unwrap();
+        assert_eq!(staff.teams().unwrap()[0].category.as_deref(), Some("changed"), "a team offered already may change");
     }
 }

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use futures::StreamExt as _;
 use poise::serenity_prelude as serenity;
 use serde_json::{Value, json};
 
@@ -97,21 +98,22 @@ pub async fn ask(
         .await
         .map_err(|error| connect::describe(&error))?;
     ctx.has_sent_initial_response.store(true, std::sync::atomic::Ordering::SeqCst);
-    let served = ctx.data().guild;
-    let wanted = custom_id.clone();
-    let picks = serenity::ComponentInteractionCollector::new(&ctx.serenity_context().shard)
-        .filter(move |pick| pick.data.custom_id == wanted && guard::admits(served, pick.guild_id))
-        .timeout(FORM_PATIENCE);
+    let (served, user) = (ctx.data().guild, ctx.author().id);
+    // The picks of this menu, by the user it was shown to (Discord shows it to nobody else).
+    let picks = || {
+        let wanted = custom_id.clone();
+        serenity::ComponentInteractionCollector::new(&ctx.serenity_context().shard)
+            .filter(move |pick| {
+                pick.data.custom_id == wanted && pick.user.id == user && guard::admits(served, pick.guild_id)
+            })
+            .timeout(FORM_PATIENCE)
+    };
     let pick = tokio::select! {
-        pick = picks => pick,
+        pick = picks().next() => pick,
         _ = ctx.data().shutdown.cancelled() => None,
     };
     let Some(pick) = pick else { return Ok(None) };
-    let values = match &pick.data.kind {
-        serenity::ComponentInteractionDataKind::StringSelect { values } => values.clone(),
-        _ => Vec::new(),
-    };
-    let category = chosen(&values, categories);
+    let category = chosen(&values_of(&pick), categories);
     let answer = |body: Value| async move {
         http.create_interaction_response(pick.id, &pick.token, &body, Vec::new())
             .await
@@ -128,9 +130,34 @@ pub async fn ask(
             // interaction it answers.
             let form_id = pick.id.to_string();
             let form = serde_json::to_value(super::TicketForm::create(None, form_id.clone()))?;
-            answer(form).await?;
-            Ok(super::await_form(ctx, form_id).await?.map(|message| (message, category)))
+            // The menu stays when the form opens: a user who closed the form, or picked wrong, picks again, and
+            // gets the form again; the ticket goes where the last pick says.
+            let mut again = picks().stream();
+            answer(form.clone()).await?;
+            let submitted = super::await_form(ctx, form_id);
+            tokio::pin!(submitted);
+            let mut category = category;
+            loop {
+                tokio::select! {
+                    message = &mut submitted => return Ok(message?.map(|message| (message, category))),
+                    Some(pick) = again.next() => {
+                        category = chosen(&values_of(&pick), categories);
+                        let opened = http.create_interaction_response(pick.id, &pick.token, &form, Vec::new());
+                        if let Err(error) = opened.await {
+                            tracing::warn!("could not open the ticket form again: {}", connect::describe(&error));
+                        }
+                    }
+                }
+            }
         }
+    }
+}
+
+/// The values a pick of the menu chose.
+fn values_of(pick: &serenity::ComponentInteraction) -> Vec<String> {
+    match &pick.data.kind {
+        serenity::ComponentInteractionDataKind::StringSelect { values } => values.clone(),
+        _ => Vec::new(),
     }
 }
 

@@ -113,6 +113,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long an interaction's token lets the bot answer, from the moment the user invoked the command.
 const INTERACTION_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
+/// What a `/ticket` leaves of its token's lifetime for publishing the ticket and answering.
+const ANSWER_MARGIN: Duration = Duration::from_secs(60);
+
 /// How long a form waits to be submitted: the rest of its command's interaction lifetime, less a margin for the
 /// reply.
 const FORM_PATIENCE: Duration = Duration::from_secs(14 * 60);
@@ -230,10 +233,18 @@ async fn ticket(
     }
     let categories = category::offered(ctx).await;
     let (message, category) = match message {
-        _ if !categories.is_empty() => match category::ask(ctx, &categories, message).await? {
-            Some(asked) => asked,
-            None => return Ok(()), // no pick, the user closed the form, or franz is shutting down
-        },
+        _ if !categories.is_empty() => {
+            // The menu and then the form together end in time for the answer on this command's token (found by an
+            // attack: each waiting its own 14 minutes, a slow user's ticket was published, its id never told).
+            let within = token_lifetime_left(ctx.interaction.id).saturating_sub(ANSWER_MARGIN).max(ANSWER_MARGIN);
+            match tokio::time::timeout(within, category::ask(ctx, &categories, message)).await {
+                Ok(asked) => match asked? {
+                    Some(asked) => asked,
+                    None => return Ok(()), // no pick, the user closed the form, or franz is shutting down
+                },
+                Err(_) => return Ok(()),
+            }
+        }
         Some(text) => {
             // Publishing can take longer than Discord's 3-second window.
             ctx.defer_ephemeral().await.map_err(|error| connect::describe(&error))?;

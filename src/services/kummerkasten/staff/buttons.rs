@@ -1,5 +1,5 @@
 //! Presses of a card's buttons and submits of its close-reason form: only members with the staff role (or, in a
-//! team's own staff channel, that team's role) may act,
+//! team's own staff channel, that team's role for that team's tickets) may act,
 //! and, once any Discord account is linked to the staff list (`franz staff link-discord`), only with a linked
 //! account; each press becomes a lifecycle command whose actor is the Discord user and, when linked, the staff
 //! member they are (`Actor::staff`), and the presser learns akte's answer.
@@ -64,7 +64,10 @@ pub async fn handle(
             settings.troubles.report(NAME, problem);
         }
     };
-    let roles = match roles_in(settings, staff_channel, channel.get()).await {
+    let ticket = match &ask {
+        Ask::Form { ticket, .. } | Ask::Act { ticket, .. } => ticket.clone(),
+    };
+    let roles = match roles_in(settings, staff_channel, channel.get(), &ticket).await {
         Ok(roles) => roles,
         Err(error) => {
             let problem = format!("cannot read the teams for a press of a card: {error:#}");
@@ -79,7 +82,8 @@ pub async fn handle(
     };
     let Some(member) = member.filter(|m| m.roles.iter().any(|role| roles.contains(&role.get()))) else {
         respond(replies::private_message(
-            "Only members of the staff role (or of this channel's team) can work tickets here; nothing was changed.",
+            "Only members of the staff role (or of the ticket's team, in its channel) can work this ticket; nothing \
+             was changed.",
         ))
         .await;
         return;
@@ -169,15 +173,25 @@ async fn replied(settings: &Settings, ticket: &str) -> String {
     }
 }
 
-/// The roles whose members may work the cards in `channel`: the staff role, and the role of each team whose own
-/// staff channel it is (a short local read, on the blocking pool).
-async fn roles_in(settings: &Settings, staff: StaffChannel, channel: u64) -> anyhow::Result<Vec<u64>> {
-    let dir = settings.staff_dir.clone();
-    let teams = tokio::task::spawn_blocking(move || people::teams_in(&dir))
-        .await
-        .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))??;
-    let teams = teams.into_iter().filter_map(|team| team.discord).filter(|place| place.channel_id == channel);
-    Ok(std::iter::once(staff.role_id).chain(teams.map(|place| place.role_id)).collect())
+/// The roles whose members may work the card of `ticket` in `channel`: the staff role, and the role of the ticket's
+/// team when `channel` is that team's own staff channel (short local reads, on the blocking pool). A team's role
+/// works its team's tickets only: not a card left behind in its channel by a ticket moved away (its delete refused,
+/// or not done yet), nor the cards of a channel it shares with the staff channel or another team.
+async fn roles_in(settings: &Settings, staff: StaffChannel, channel: u64, ticket: &str) -> anyhow::Result<Vec<u64>> {
+    let (dir, store, id) = (settings.staff_dir.clone(), settings.store.clone(), ticket.to_owned());
+    let (teams, team) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let teams = people::teams_in(&dir)?;
+        let team = query::ticket(&*store.reader()?, &id)?.and_then(|state| state.team);
+        Ok((teams, team))
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))??;
+    let theirs = teams
+        .into_iter()
+        .filter(|known| team.as_deref() == Some(known.name.as_str()))
+        .filter_map(|team| team.discord)
+        .filter(|place| place.channel_id == channel);
+    Ok(std::iter::once(staff.role_id).chain(theirs.map(|place| place.role_id)).collect())
 }
 
 /// What the staff list says of Discord account `user_id` (a short local read, on the blocking pool).

@@ -126,6 +126,7 @@ pub async fn run(
         refused: Mutex::new(HashMap::new()),
         threads: Mutex::new(HashMap::new()),
         opening: Mutex::new(HashMap::new()),
+        channels: Mutex::new(None),
     };
     let mut joined = false;
     let result = async {
@@ -232,6 +233,8 @@ struct Poster {
     threads: Mutex<HashMap<String, u64>>,
     /// The threads made and not recorded yet (by ticket id): a retry goes on with the thread, and makes no other.
     opening: Mutex<HashMap<String, u64>>,
+    /// The teams' own staff channels as last read from the staff list ([`Poster::team_channels`]).
+    channels: Mutex<Option<HashMap<String, u64>>>,
 }
 
 impl Poster {
@@ -387,8 +390,9 @@ impl Poster {
 
     /// Where each team's cards go, for those that have a staff channel of their own, as the staff list says now
     /// (read for each batch, so `franz team add --discord-channel` needs no restart); `None` if shutdown came
-    /// first. A list that cannot be read is retried: drawn without it, a team's cards would move to the wrong
-    /// channel and back.
+    /// first. A list that cannot be read is reported, and the channels last read stand in meanwhile: a broken staff
+    /// list must not stop every card. Only when there are none yet is it retried: drawn without it, a team's cards
+    /// would move to the wrong channel and back.
     async fn team_channels(&self, shutdown: &CancellationToken) -> Option<HashMap<String, u64>> {
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -399,11 +403,20 @@ impl Poster {
                 .and_then(|teams| teams);
             match read {
                 Ok(teams) => {
-                    let channels = teams.into_iter().filter_map(|team| Some((team.name, team.discord?.channel_id)));
-                    return Some(channels.collect());
+                    let channels: HashMap<String, u64> =
+                        teams.into_iter().filter_map(|team| Some((team.name, team.discord?.channel_id))).collect();
+                    *self.channels.lock().unwrap_or_else(|p| p.into_inner()) = Some(channels.clone());
+                    return Some(channels);
                 }
                 Err(error) => {
                     let problem = format!("the staff cards cannot read the teams' channels: {error:#}");
+                    let last = self.channels.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    if let Some(last) = last {
+                        let problem = format!("{problem}; the cards go where the staff list said when last read");
+                        tracing::warn!("{problem}");
+                        self.settings.troubles.report(NAME, problem);
+                        return Some(last);
+                    }
                     if !self.pause(problem, &mut backoff, shutdown).await {
                         return None;
                     }
