@@ -1,4 +1,4 @@
-//! `GET /api/export`: every ticket created since a date, with its times, team, labels and who held and closed it,
+//! What `GET /api/export` sends: every ticket created since a date, with its times, team, labels and who held and closed it,
 //! as CSV or JSON Lines, for a team's own analysis (`franz tickets export`). The answer is streamed: the store is
 //! read a page of [`PAGE`] tickets at a time, each page a short read of its own (`store::query::export_page`, by
 //! `created_at` and `seq`), written out before the next is read, so a million tickets export in constant memory and
@@ -12,10 +12,8 @@
 use axum::body::{Body, Bytes};
 use serde_json::{Value, json};
 
-use super::Desk;
-use super::api::{ApiError, search};
 use crate::lifecycle::TicketState;
-use crate::store::query::{self, ExportMark};
+use crate::store::query::ExportMark;
 
 /// Tickets read and written at a time.
 pub const PAGE: usize = 1_000;
@@ -161,9 +159,14 @@ pub fn rows(format: Format, tickets: &[TicketState]) -> Vec<u8> {
     }
 }
 
-/// The export of the tickets created since `since` (as [`since`] makes it), by `who`, as a streamed body. A read
-/// that fails ends the stream with an error, so the client sees a cut answer, never a short one that looks whole.
-pub fn stream(desk: std::sync::Arc<Desk>, who: String, since: String, format: Format) -> Body {
+/// The export as a streamed body, in `format`: `read` gives each page after the mark of the one before (the first
+/// after none) with its own mark, until a page is empty. A read that fails ends the stream with an error, so the
+/// client sees a cut answer, never a short one that looks whole.
+pub fn stream<F, Fut>(mut read: F, format: Format) -> Body
+where
+    F: FnMut(Option<ExportMark>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(Vec<TicketState>, Option<ExportMark>), String>> + Send,
+{
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     tokio::spawn(async move {
         if sender.send(Ok(Bytes::from(head(format)))).await.is_err() {
@@ -171,16 +174,11 @@ pub fn stream(desk: std::sync::Arc<Desk>, who: String, since: String, format: Fo
         }
         let mut after: Option<ExportMark> = None;
         loop {
-            let (from, mark) = (since.clone(), after.clone());
-            let read = search(&desk, &who, move |conn| {
-                query::export_page(conn, &from, mark.as_ref(), PAGE).map_err(ApiError::internal)
-            })
-            .await;
-            let (tickets, mark) = match read {
+            let (tickets, mark) = match read(after.take()).await {
                 Ok(page) => page,
                 Err(error) => {
-                    tracing::warn!("an export stopped: {}", error.message());
-                    let _ = sender.send(Err(std::io::Error::other(error.message().to_owned()))).await;
+                    tracing::warn!("an export stopped: {error}");
+                    let _ = sender.send(Err(std::io::Error::other(error))).await;
                     return;
                 }
             };
