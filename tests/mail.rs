@@ -2008,3 +2008,66 @@ async fn an_answer_waiting_while_the_store_rebuilds_lands_on_its_ticket() {
     assert_eq!(answer["ticket_id"], ticket.as_str());
     franz.stop().await.unwrap();
 }
+
+/// The limit on open tickets per sender (`open_tickets_max`): a new mail from a sender with that many open tickets
+/// opens none; its text goes on their newest open ticket, and they get one automatic answer (threaded under their
+/// mail, `Auto-Submitted`) that lists their open tickets. A mail a program sent past the limit is not answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_mail_past_the_limit_of_open_tickets_goes_on_the_newest_and_its_sender_is_answered() {
+    let Some(servers) = MailServers::start() else { return };
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let config = Config { open_tickets_max: 2, ..servers.replying(&harness, data.path()) };
+    let franz = Started::start(&config).await;
+    for (n, subject) in ["Printer on fire", "VPN drops"].into_iter().enumerate() {
+        servers.send(
+            CUSTOMER,
+            &format!("From: Ann <customer@franz.test>\nSubject: {subject}\nMessage-ID: <t{n}@franz.test>\n\nHelp.\n"),
+        );
+        tickets(&harness, n as i64 + 1).await;
+    }
+    let created =
+        event_where(&harness, "the second ticket", |e| e["type"] == "created" && e["message_id"] == "t1@franz.test")
+            .await;
+    let newest = created["ticket_id"].as_str().unwrap().to_owned();
+    servers.send(
+        CUSTOMER,
+        "From: Ann <customer@franz.test>\nSubject: The fax\nMessage-ID: <fax@franz.test>\n\nThe fax too.\n",
+    );
+    let wrote = event_where(&harness, "the third mail on the newest ticket", |e| e["type"] == "submitter_wrote").await;
+    assert_eq!((wrote["ticket_id"].as_str(), wrote["body"].as_str()), (Some(newest.as_str()), Some("The fax too.")));
+    wait_until("the answer in the customer's INBOX", || async { !servers.mails_of(CUSTOMER, "INBOX").is_empty() })
+        .await;
+    let answer = servers.mails_of(CUSTOMER, "INBOX").remove(0);
+    assert_eq!(
+        (&answer["subject"], &answer["in_reply_to"]),
+        (&Value::from("Re: The fax"), &Value::from("<fax@franz.test>"))
+    );
+    assert_eq!(answer["auto_submitted"], "auto-replied");
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("Printer on fire") && text.contains("VPN drops"), "{text}");
+
+    // A program's mail past the limit goes on the ticket too, and is not answered.
+    servers.send(
+        CUSTOMER,
+        "From: Ann <customer@franz.test>\nSubject: Out of office\nAuto-Submitted: auto-replied\n\
+         Message-ID: <away@franz.test>\n\nI am away.\n",
+    );
+    event_where(&harness, "the automatic mail on the ticket", |e| {
+        e["type"] == "submitter_wrote" && e["body"] == "I am away."
+    })
+    .await;
+    let count = harness.count(&harness.topics.events).await;
+    let created =
+        harness.read_json(&harness.topics.events, count).await.into_iter().filter(|e| e["type"] == "created").count();
+    assert_eq!(created, 2, "no ticket past the limit");
+    // Mails are taken in order: once a later mail's answer is there, the program's would be too.
+    servers.send(
+        CUSTOMER,
+        "From: Ann <customer@franz.test>\nSubject: The scanner\nMessage-ID: <scan@franz.test>\n\nAnd the scanner.\n",
+    );
+    wait_until("the second answer", || async { servers.mails_of(CUSTOMER, "INBOX").len() >= 2 }).await;
+    let subjects: Vec<Value> = servers.mails_of(CUSTOMER, "INBOX").iter().map(|m| m["subject"].clone()).collect();
+    assert_eq!(subjects, ["Re: The fax", "Re: The scanner"], "none to the program");
+    franz.stop().await.unwrap();
+}

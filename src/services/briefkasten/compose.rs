@@ -137,6 +137,49 @@ pub fn reply(
     Ok(builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))?)
 }
 
+/// The automatic answer to a mail from `to` (subject `subject`, Message-ID `answering`) that opened no ticket because
+/// its sender has as many open tickets (`open`, newest first) as one may have (`max`), and was added to the newest
+/// of them instead: which are open, and how to add to one (answer its mail, keeping its token in the subject). It
+/// says it is automatic (RFC 3834) and answers the mail it is about, so a mail client threads it and an
+/// auto-responder leaves it alone.
+pub fn over_limit(
+    from: &Mailbox,
+    to: &str,
+    subject: &str,
+    answering: Option<&str>,
+    open: &[TicketState],
+    max: u64,
+) -> anyhow::Result<Message> {
+    let to: Mailbox = to.parse().map_err(|error| anyhow::anyhow!("{to:?} is no mail address: {error}"))?;
+    let first: String = subject.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(SUBJECT_MAX).collect();
+    let name = lettre::message::header::HeaderName::new_from_ascii_str("Auto-Submitted");
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .to(to)
+        .subject(format!("Re: {}", if first.is_empty() { "your mail" } else { &first }))
+        .raw_header(lettre::message::header::HeaderValue::new(name, "auto-replied".into()));
+    if let Some(answering) = answering {
+        builder = builder.in_reply_to(format!("<{answering}>")).references(format!("<{answering}>"));
+    }
+    let mut text = format!(
+        "Thank you for your mail. You have {} open tickets with us, the most one person may have ({max}), so this \
+         mail opened no new ticket: it was added to the newest of them, [franz #{}], where the team sees it. Your \
+         open tickets:\n\n",
+        open.len(),
+        open.first().map(|ticket| token(&ticket.id)).unwrap_or_default()
+    );
+    for ticket in open {
+        let first = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)").trim();
+        let first: String = first.chars().take(SUBJECT_MAX).collect();
+        text.push_str(&format!("  [franz #{}] {first}\n", token(&ticket.id)));
+    }
+    text.push_str(
+        "\nTo add to another, answer a mail about it, or write with its [franz #…] in the subject. Once one is \
+         closed, a new mail opens a new ticket.\n",
+    );
+    Ok(builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,26 @@ pub struct Settings {
     pub partitions: i32,
     /// How long after its close an answer reopens a ticket; later, it opens a new one that follows it.
     pub reopen_within: Duration,
+    /// The most open tickets one sender may have (0: no limit): a new mail past it is added to their newest.
+    pub open_tickets_max: u64,
+    /// What tells a sender past the limit so, when replies go out by mail.
+    pub answers: Option<Answers>,
     pub metrics: Arc<Metrics>,
+}
+
+/// What answers a mail that opened no ticket: the outbox and address of the replies, and the limit on automatic
+/// mails per address they share, so franz and an auto-responder never mail each other for ever.
+#[derive(Clone)]
+pub struct Answers {
+    pub outbox: smtp::Outbox,
+    pub from: lettre::message::Mailbox,
+    pub automatic: Arc<std::sync::Mutex<replies::Limiter>>,
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers").field("from", &self.from).finish_non_exhaustive()
+    }
 }
 
 /// Decides whether briefkasten runs: only with the mailbox, user and password all set.
@@ -98,7 +117,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
     if let Some(folder) = &config.move_to {
         folder_name(folder)?;
     }
-    let settings = Settings {
+    let mut settings = Settings {
         bootstrap: context.bootstrap.clone(),
         topics: context.config.topics.clone(),
         account: Account {
@@ -114,6 +133,8 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         store: context.store.clone(),
         partitions: context.config.partitions,
         reopen_within: context.config.reopen_within,
+        open_tickets_max: context.config.open_tickets_max,
+        answers: None,
         metrics: context.metrics.clone(),
     };
     context.metrics.mailbox.start(url.to_string(), user.clone(), config.smtp_url.as_ref().map(ToString::to_string));
@@ -131,18 +152,21 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         )
     })?;
     let store = context.store.clone().context("replies by mail need the ticket store")?;
+    let outbox = smtp::Outbox::new(smtp, user, password, config.ca_file.as_deref())?;
+    let automatic: Arc<std::sync::Mutex<replies::Limiter>> = Default::default();
+    settings.answers = Some(Answers { outbox: outbox.clone(), from: from.clone(), automatic: automatic.clone() });
     let replies = replies::Replies {
         bootstrap: context.bootstrap.clone(),
         events_topic: context.config.topics.events.clone(),
         commands_topic: context.config.topics.commands.clone(),
         partitions: context.config.partitions,
         store,
-        outbox: smtp::Outbox::new(smtp, user, password, config.ca_file.as_deref())?,
+        outbox,
         from: from.clone(),
         acknowledgement: config
             .acknowledge
             .then(|| config.acknowledge_text.clone().unwrap_or_else(|| compose::ACKNOWLEDGEMENT.to_owned())),
-        automatic: Default::default(),
+        automatic,
         metrics: context.metrics.clone(),
     };
     status.push_str(&format!("; replies by {smtp} from {from}"));
@@ -330,9 +354,21 @@ enum Outcome {
     /// command names.
     Answer(Command, &'static str, Vec<mail::Kept>),
     DeadLetter(DeadLetter),
+    /// A new mail from a sender with as many open tickets as one may have: their message on the newest of them,
+    /// with its files, and what to tell them by mail (none for a mail sent by a program).
+    OverLimit(Command, Vec<mail::Kept>, Option<OverLimit>),
     Bounce(String),
     /// Recorded already (read again after a stop before its mark): nothing to publish.
     Recorded,
+}
+
+/// What a sender past the limit is told.
+#[derive(Debug, Clone)]
+struct OverLimit {
+    to: String,
+    subject: String,
+    answering: Option<String>,
+    open: Vec<TicketState>,
 }
 
 /// Publishes what each mail becomes, all at once, and returns the UIDs of the mails whose outcome the broker
@@ -346,6 +382,7 @@ async fn take(
     let mailbox = settings.account.url.to_string();
     let reads: Vec<mail::Mail> = fetched.iter().map(|mail| mail::read(&mail.bytes)).collect();
     let known = known_all(settings, &reads).await?;
+    let open = open_of_senders(settings, &reads).await?;
     let place = |uid| MailRef { mailbox: mailbox.clone(), uid_validity, uid, message_id: None };
     // A mail that answers another of this batch which opens a ticket waits for that ticket: taken now, it would
     // find none and open its own. It stays unmarked, and the next look, once the store has the ticket, takes it.
@@ -378,11 +415,14 @@ async fn take(
             max_bytes: settings.max_bytes,
             attachment_max: settings.attachment_max,
             reopen_within: settings.reopen_within,
+            open_tickets_max: settings.open_tickets_max,
         };
-        let outcome = outcome(mail, read, known, place, limits, now);
+        let sender_open = read.from.as_ref().and_then(|from| open.get(from)).cloned().unwrap_or_default();
+        let outcome = outcome(mail, read, known, place, limits, &sender_open, now);
         async move {
             // The files first: no record names a file the topic lacks.
-            if let Outcome::Ticket(_, files) | Outcome::Answer(_, _, files) = &outcome {
+            if let Outcome::Ticket(_, files) | Outcome::Answer(_, _, files) | Outcome::OverLimit(_, files, _) = &outcome
+            {
                 for file in files {
                     crate::attachments::publish(producer, &settings.topics.files, &file.bytes)
                         .await
@@ -400,6 +440,15 @@ async fn take(
                     let payload = serde_json::to_vec(&letter).context("cannot encode a dead letter")?;
                     let published = kafka::publish(producer, &settings.topics.dead_letters, None, &payload).await;
                     ("dead_letter", published.map(drop).context("the broker did not acknowledge a dead letter"))
+                }
+                Outcome::OverLimit(command, _, notice) => {
+                    let sent = send_command(producer, &settings.topics.commands, settings.partitions, &command).await;
+                    if sent.is_ok()
+                        && let (Some(answers), Some(notice)) = (&settings.answers, notice)
+                    {
+                        tell_over_limit(answers, notice, settings.open_tickets_max).await;
+                    }
+                    ("over_limit", sent)
                 }
                 Outcome::Bounce(text) => {
                     report_error(producer, &settings.topics.errors, NAME, text, serde_json::Map::new()).await;
@@ -437,6 +486,60 @@ async fn store_has(settings: &Settings, tickets: &[String], shutdown: &Cancellat
     }
     tracing::info!(service = NAME, "the answered tickets are not in the store after {STORE_PATIENCE:?}; going on");
     true
+}
+
+/// Tells a sender past the limit so, by an automatic mail within the limit on those per address; a mail that cannot
+/// go is said in the log and not tried again (their message is on their ticket all the same).
+async fn tell_over_limit(answers: &Answers, notice: OverLimit, max: u64) {
+    let admitted = answers
+        .automatic
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .admit(&notice.to, std::time::Instant::now());
+    if !admitted {
+        tracing::info!(
+            "a mail past the limit of open tickets is not answered: its sender had {} automatic mails within {:?}",
+            replies::AUTOMATIC_PER_WINDOW,
+            replies::AUTOMATIC_WINDOW
+        );
+        return;
+    }
+    let mail =
+        compose::over_limit(&answers.from, &notice.to, &notice.subject, notice.answering.as_deref(), &notice.open, max);
+    match mail {
+        Ok(mail) => match answers.outbox.send(mail).await {
+            smtp::Sent::Accepted(_) => {}
+            other => tracing::warn!("the answer to a mail past the limit of open tickets did not go: {other:?}"),
+        },
+        Err(error) => {
+            tracing::warn!("the answer to a mail past the limit of open tickets cannot be written: {error:#}")
+        }
+    }
+}
+
+/// The open tickets of each sender of `reads` (newest first), when a limit is set and the store is here.
+async fn open_of_senders(
+    settings: &Settings,
+    reads: &[mail::Mail],
+) -> anyhow::Result<HashMap<String, Vec<TicketState>>> {
+    let Some(store) = settings.store.clone().filter(|_| settings.open_tickets_max > 0) else {
+        return Ok(HashMap::new());
+    };
+    let limit = usize::try_from(settings.open_tickets_max).unwrap_or(usize::MAX);
+    let senders: Vec<String> = reads.iter().filter_map(|read| read.from.clone()).collect();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<HashMap<String, Vec<TicketState>>> {
+        let conn = store.reader()?;
+        let mut open = HashMap::new();
+        for sender in senders {
+            if let std::collections::hash_map::Entry::Vacant(entry) = open.entry(sender) {
+                let theirs = query::open_of_contact(&conn, entry.key(), limit)?;
+                entry.insert(theirs);
+            }
+        }
+        Ok(open)
+    })
+    .await
+    .context("a read of the ticket store ended abnormally")?
 }
 
 /// What the ticket store knows of a mail.
@@ -511,6 +614,8 @@ struct Limits {
     attachment_max: usize,
     /// How long after its close an answer reopens a ticket.
     reopen_within: Duration,
+    /// The most open tickets one sender may have (0: no limit).
+    open_tickets_max: u64,
 }
 
 /// What `fetched` becomes: a ticket, an answer on one, a dead letter that says why not, or a bounce to report.
@@ -520,9 +625,10 @@ fn outcome(
     known: Known,
     mut place: MailRef,
     limits: Limits,
+    open: &[TicketState],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Outcome {
-    let Limits { max_bytes, attachment_max, reopen_within } = limits;
+    let Limits { max_bytes, attachment_max, reopen_within, open_tickets_max } = limits;
     // Bounded like every field of a record: a mail's Message-ID can be as long as its header.
     place.message_id = read.message_id.as_deref().map(|id| id.chars().take(MAX_FIELD_CHARS).collect());
     let refuse = |error: String| {
@@ -576,24 +682,18 @@ fn outcome(
         Ok(submission) => submission,
         Err(mail::Refusal(why)) => return refuse(why),
     };
+    let interaction = submission.interaction_id.clone().unwrap_or_default();
+    let sender = submission.username.clone();
+    let actor = Actor {
+        source: ActorSource::Email,
+        name: submission.display_name.clone().unwrap_or_else(|| sender.clone()).chars().take(NAME_MAX).collect(),
+        id: Some(sender.clone()),
+        staff: None,
+    };
     match known {
         Known::Recorded => return Outcome::Recorded,
         Known::Nothing => {}
         Known::Answers(ticket) => {
-            let interaction = submission.interaction_id.clone().unwrap_or_default();
-            let sender = submission.username.clone();
-            let actor = Actor {
-                source: ActorSource::Email,
-                name: submission
-                    .display_name
-                    .clone()
-                    .unwrap_or_else(|| sender.clone())
-                    .chars()
-                    .take(NAME_MAX)
-                    .collect(),
-                id: Some(sender.clone()),
-                staff: None,
-            };
             if crate::lifecycle::submitter_id(&ticket) != Some(sender.as_str()) {
                 // An internal note carries no files: a stranger's attachments are listed, not kept.
                 let (text, _) = mail::answer(&read, 0);
@@ -618,6 +718,28 @@ fn outcome(
             // Closed for longer than the reopen window: a new ticket that follows it.
             submission.follows = Some(ticket.id.clone());
         }
+    }
+    // A new ticket past the limit of open ones: the message goes on the newest of them instead, and the sender is
+    // told (unless a program sent it: no automatic answer to an automatic mail).
+    if open_tickets_max > 0
+        && open.len() as u64 >= open_tickets_max
+        && let Some(newest) = open.first()
+    {
+        let (text, files) = mail::answer(&read, attachment_max);
+        let action = Action::Write {
+            body: text,
+            attachments: mail::described(&files),
+            via: Via::Email,
+            message_id: submission.message_id.clone(),
+        };
+        let command = Command { command_id: interaction, ticket_id: newest.id.clone(), actor, action };
+        let notice = read.automatic.is_none().then(|| OverLimit {
+            to: sender,
+            subject: read.subject.clone(),
+            answering: read.message_id.clone(),
+            open: open.to_vec(),
+        });
+        return Outcome::OverLimit(command, files, notice);
     }
     match intake::record(submission) {
         Ok(record) => Outcome::Ticket(record, files),
@@ -645,9 +767,62 @@ mod tests {
     }
 
     fn take_one(fetched: &Fetched, known: Known, max_bytes: usize) -> Outcome {
+        take_with_open(fetched, known, max_bytes, 0, &[])
+    }
+
+    fn take_with_open(fetched: &Fetched, known: Known, max_bytes: usize, max: u64, open: &[TicketState]) -> Outcome {
         let window = Duration::from_secs(7 * 86400);
-        let limits = Limits { max_bytes, attachment_max: 5 << 20, reopen_within: window };
-        outcome(fetched, mail::read(&fetched.bytes), known, place(), limits, chrono::Utc::now())
+        let limits = Limits { max_bytes, attachment_max: 5 << 20, reopen_within: window, open_tickets_max: max };
+        outcome(fetched, mail::read(&fetched.bytes), known, place(), limits, open, chrono::Utc::now())
+    }
+
+    #[test]
+    fn a_new_mail_past_the_limit_of_open_tickets_goes_on_the_newest_and_its_sender_is_told_unless_a_program() {
+        let mail = "From: Ann <ann@example.com>\r\nSubject: Another thing\r\nMessage-ID: <third@example.com>\r\n\r\nThe fax too.\r\n";
+        let open = [
+            TicketState { id: "newest".into(), ..ticket(Status::Open, 0) },
+            TicketState { id: "older".into(), ..ticket(Status::Waiting, 0) },
+        ];
+        let Outcome::OverLimit(command, _, Some(notice)) =
+            take_with_open(&fetched(mail, false), Known::Nothing, 1 << 20, 2, &open)
+        else {
+            panic!("not over the limit")
+        };
+        assert_eq!(command.ticket_id, "newest");
+        assert_eq!(command.actor.id.as_deref(), Some("ann@example.com"));
+        assert!(matches!(&command.action, Action::Write { body, via: Via::Email, .. } if body == "The fax too."));
+        assert_eq!((notice.to.as_str(), notice.answering.as_deref()), ("ann@example.com", Some("third@example.com")));
+        assert_eq!(notice.open.len(), 2);
+        assert!(matches!(
+            take_with_open(&fetched(mail, false), Known::Nothing, 1 << 20, 3, &open),
+            Outcome::Ticket(..)
+        ));
+        assert!(matches!(
+            take_with_open(&fetched(mail, false), Known::Nothing, 1 << 20, 0, &open),
+            Outcome::Ticket(..)
+        ));
+        let automatic = format!("Auto-Submitted: auto-replied\r\n{mail}");
+        let Outcome::OverLimit(_, _, notice) =
+            take_with_open(&fetched(&automatic, false), Known::Nothing, 1 << 20, 2, &open)
+        else {
+            panic!("not over the limit")
+        };
+        assert!(notice.is_none(), "no automatic answer to an automatic mail");
+        let answer = compose::over_limit(
+            &"Support <support@example.com>".parse().unwrap(),
+            "ann@example.com",
+            "Another thing",
+            Some("third@example.com"),
+            &open,
+            2,
+        )
+        .unwrap();
+        let answer = String::from_utf8(answer.formatted()).unwrap();
+        assert!(
+            answer.contains("Auto-Submitted: auto-replied") && answer.contains("In-Reply-To: <third@example.com>"),
+            "{answer}"
+        );
+        assert!(answer.contains(&format!("[franz #{}]", compose::token("older"))), "{answer}");
     }
 
     fn ticket(status: Status, closed_days_ago: i64) -> TicketState {
