@@ -20,20 +20,31 @@
   }
 
   var settled = [];
+  // A desk that is busy for this person (429: their tabs fetch at once, two reads each) or for everyone (503) is
+  // asked again a moment later, at a random point of a growing pause, so that many tabs do not ask together again
+  // and none is left showing the page from before the change.
+  var pause = 500;
   function refresh() {
     if (busy) { again = true; return; }
     busy = true;
+    var busyDesk = false;
     fetch(location.href, { credentials: 'same-origin', headers: { 'Accept': 'text/html' } })
       .then(function (response) {
         // A session that ended sends the page to sign-in: show that.
         if (response.redirected) { location.reload(); return null; }
+        busyDesk = response.status === 429 || response.status === 503;
         return response.ok ? response.text() : null;
       })
-      .then(function (html) { if (html) swap(html); })
+      .then(function (html) { if (html) { swap(html); pause = 500; } })
       .catch(function () {})
       .then(function () {
         busy = false;
         if (again) { again = false; refresh(); return; }
+        if (busyDesk) {
+          setTimeout(refresh, pause / 2 + Math.random() * pause);
+          pause = Math.min(pause * 2, 8000);
+          return;
+        }
         settled.splice(0).forEach(function (done) { done(); });
       });
   }
