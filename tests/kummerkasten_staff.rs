@@ -1218,3 +1218,30 @@ async fn ticket_refuses_a_new_ticket_at_the_limit_of_open_ones_and_says_which_ar
     cards(discord, 4).await;
     team.down().await;
 }
+
+/// Found by an attack (#28), failing first: `/ticket` counted the caller's open tickets in the ticket store, which
+/// has a new ticket only once it went through the topics, so three `/ticket` at once (or one right after another)
+/// all found the caller under the limit and opened three tickets past a limit of two. Now a `/ticket` counts the
+/// tickets this bot opened for the caller that the store does not have yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_tickets_at_once_open_no_more_than_the_limit() {
+    let mut team = Team::start_with(1, |config| config.open_tickets_max = 2).await;
+    let (harness, discord) = (&team.harness, &team.discord);
+    let asked: Vec<_> = ["the printer is on fire", "the VPN drops", "and the coffee machine"]
+        .into_iter()
+        .map(|text| discord.command(&ponta(), "ticket", &[("message", text)]))
+        .collect();
+    let mut refused = 0;
+    for interaction in &asked {
+        let said = answer(discord, interaction, Endpoint::Callback).await;
+        let text = said.body["data"]["content"].as_str().unwrap_or_default().to_owned();
+        refused += usize::from(text.contains("open ticket(s)"));
+    }
+    assert_eq!(refused, 1, "one of the three past the limit of two");
+    cards(discord, 2).await;
+    // Someone else's ticket after them: once its card is there, a third of ponta's would have been too.
+    discord.command(&User::new(7, "bo"), "ticket", &[("message", "my screen is dark")]);
+    cards(discord, 3).await;
+    assert_eq!(events_of(harness, "created", 3).await.len(), 3);
+    team.down().await;
+}

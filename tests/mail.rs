@@ -2071,3 +2071,65 @@ async fn a_new_mail_past_the_limit_of_open_tickets_goes_on_the_newest_and_its_se
     assert_eq!(subjects, ["Re: The fax", "Re: The scanner"], "none to the program");
     franz.stop().await.unwrap();
 }
+
+/// Found by an attack (#28), failing first: the limit on open tickets was counted once per batch of mails, from the
+/// ticket store as it was before the batch. A sender with no open ticket who sends five mails at once (or while
+/// franz was down: they are all in one batch) got five tickets past a limit of two: none of the batch's new tickets
+/// was counted for the mails after it. Now the mails past the limit wait for the tickets this batch opens, and then
+/// go on the newest of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_new_mails_at_once_from_one_sender_open_no_more_tickets_than_the_limit() {
+    let Some(servers) = MailServers::start() else { return };
+    for n in 0..5 {
+        servers.send(
+            CUSTOMER,
+            &format!("From: customer@franz.test\nSubject: Burst {n}\nMessage-ID: <burst-{n}@franz.test>\n\n{n}\n"),
+        );
+    }
+    wait_until("the five mails in the INBOX", || async { servers.count_in("INBOX").0 >= 5 }).await;
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let config = Config { open_tickets_max: 2, ..servers.replying(&harness, data.path()) };
+    let franz = Started::start(&config).await;
+    wait_until("the five mails taken", || async { servers.count_in("INBOX") == (5, 0) }).await;
+    // Every mail is either a ticket or a message on one: five of them on the events topic.
+    wait_until("five mails on tickets", || async {
+        let count = harness.count(&harness.topics.events).await;
+        let events = harness.read_json(&harness.topics.events, count).await;
+        events.iter().filter(|e| e["type"] == "created" || e["type"] == "submitter_wrote").count() >= 5
+    })
+    .await;
+    let count = harness.count(&harness.topics.events).await;
+    let events = harness.read_json(&harness.topics.events, count).await;
+    let created: Vec<&Value> = events.iter().filter(|e| e["type"] == "created").collect();
+    assert_eq!(created.len(), 2, "tickets opened past a limit of 2: {created:#?}");
+    let wrote: Vec<&Value> = events.iter().filter(|e| e["type"] == "submitter_wrote").collect();
+    assert_eq!(wrote.len(), 3, "the other three mails on a ticket: {wrote:#?}");
+    franz.stop().await.unwrap();
+}
+
+/// Found by an attack (#28), failing first: the automatic answer to a mail past the limit was sent while the mail
+/// was taken, inside the batch, so an SMTP server that does not answer (lettre waits 60 s) held up every other
+/// sender's mail: nobody's new ticket opened until the answer gave up. Now the answer goes out on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_smtp_server_does_not_hold_up_other_mail_behind_an_answer_past_the_limit() {
+    let Some(servers) = MailServers::start() else { return };
+    let silent = Relay::start(None).await;
+    let harness = Harness::new(1).await;
+    let data = scratch();
+    let config = Config { open_tickets_max: 1, ..servers.replying_to(silent.address.port(), &harness, data.path()) };
+    let franz = Started::start(&config).await;
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: First\nMessage-ID: <first@franz.test>\n\none\n");
+    event_where(&harness, "the first ticket", |e| e["type"] == "created").await;
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Second\nMessage-ID: <second@franz.test>\n\ntwo\n");
+    wait_until("franz connected to the silent server", || async { silent.connections.load(Ordering::SeqCst) >= 1 })
+        .await;
+    servers.send("other@franz.test", "From: other@franz.test\nSubject: Mine\nMessage-ID: <olga@franz.test>\n\nhi\n");
+    let olga = tokio::time::timeout(
+        Duration::from_secs(20),
+        event_where(&harness, "Olga's ticket", |e| e["type"] == "created" && e["message_id"] == "olga@franz.test"),
+    )
+    .await;
+    assert!(olga.is_ok(), "another sender's mail waited for the answer to the silent SMTP server");
+    stop_promptly(franz, "while an answer past the limit waited for a silent SMTP server").await;
+}

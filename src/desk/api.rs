@@ -367,6 +367,9 @@ fn attachment(body: axum::body::Body, content_type: &'static str, name: &str) ->
     response
 }
 
+/// How long a page of an export waits for one of its caller's searches to be free.
+const EXPORT_PAGE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// What `GET /api/export` takes.
 #[derive(Debug, Deserialize)]
 struct ExportQuery {
@@ -392,10 +395,24 @@ async fn export(
     let read = move |after: Option<query::ExportMark>| {
         let (desk, who, from) = (desk.clone(), who.clone(), from.clone());
         async move {
-            let page = search(&desk, &who, move |conn| {
-                query::export_page(conn, &from, after.as_ref(), PAGE).map_err(ApiError::internal)
-            });
-            page.await.map_err(|error| error.message().to_owned())
+            // A page waits for one of its caller's searches to end (their desk tabs, another export) rather than
+            // cut the export: for up to a minute, then it fails as every search would.
+            let waiting_since = std::time::Instant::now();
+            loop {
+                let (from, after) = (from.clone(), after.clone());
+                let page = search(&desk, &who, move |conn| {
+                    query::export_page(conn, &from, after.as_ref(), PAGE).map_err(ApiError::internal)
+                });
+                match page.await {
+                    Err(error)
+                        if error.status() == StatusCode::TOO_MANY_REQUESTS
+                            && waiting_since.elapsed() < EXPORT_PAGE_PATIENCE =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    page => return page.map_err(|error| error.message().to_owned()),
+                }
+            }
         }
     };
     Ok(attachment(stream(read, format), format.content_type(), &name))

@@ -74,13 +74,20 @@ impl Format {
 /// `since` as the store compares it with `created_at` (RFC 3339 UTC as franz writes it): a date (`2026-12-01`, from
 /// its midnight UTC) or a time with an offset.
 pub fn since(text: &str) -> Result<String, String> {
+    use chrono::Datelike as _;
     let text = text.trim();
+    let no_date = || format!("--since {text:?} is no date: give 2026-12-01 or 2026-12-01T08:00:00Z");
+    // Only a year of four digits compares with the store's times as text (`+10000-…` sorts before `2026-…`).
+    let four_digits = |year: i32| (0..=9999).contains(&year);
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(format!("{date}T00:00:00.000Z"));
+        return four_digits(date.year()).then(|| format!("{date}T00:00:00.000Z")).ok_or_else(no_date);
     }
     chrono::DateTime::parse_from_rfc3339(text)
-        .map(|at| at.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .map_err(|_| format!("--since {text:?} is no date: give 2026-12-01 or 2026-12-01T08:00:00Z"))
+        .ok()
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .filter(|at| four_digits(at.year()))
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .ok_or_else(no_date)
 }
 
 /// A ticket's values, in [`COLUMNS`] order.
@@ -206,6 +213,18 @@ mod tests {
         assert_eq!(since("2026-12-01T09:00:00+01:00").unwrap(), "2026-12-01T08:00:00.000Z");
         assert!(since("yesterday").unwrap_err().contains("no date"));
         assert!(since("2026-13-01").is_err());
+    }
+
+    /// Found by an attack (#28), failing first: a date past the year 9999 (`10000-01-01`, or `+20261-12-01` for a
+    /// typo of 2026-12-01) was taken, and written `+10000-…`, which sorts before every ticket's `2026-…`: an
+    /// export of the tickets created since the year 10000 held every ticket instead of none.
+    #[test]
+    fn since_refuses_a_year_that_does_not_compare_with_the_stores_times() {
+        for text in ["10000-01-01", "+10000-01-01", "+20261-12-01", "+10000-01-01T00:00:00Z"] {
+            assert!(since(text).is_err(), "{text:?} became {:?}", since(text));
+        }
+        assert_eq!(since("9999-12-31").unwrap(), "9999-12-31T00:00:00.000Z");
+        assert_eq!(since("0001-01-01").unwrap(), "0001-01-01T00:00:00.000Z");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! waiting. `apply` is the writing half, `query` the reading half, `follow` the loop that feeds it from Kafka.
 
 pub mod follow;
+pub mod opened;
 pub mod query;
 mod schema;
 

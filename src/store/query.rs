@@ -253,15 +253,19 @@ pub fn by_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite
     rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
 }
 
-/// The open (not closed) tickets of contact `contact_id`, newest first, at most `limit`: what a limit on open tickets
-/// per submitter counts.
+/// The most open tickets [`open_of_contact`] reads: the highest limit on open tickets per submitter.
+pub const OPEN_OF_CONTACT_MAX: usize = 1_000;
+
+/// The open (not closed) tickets of contact `contact_id`, newest first, at most `limit` (up to
+/// [`OPEN_OF_CONTACT_MAX`], not a page: a limit above a page must be reachable): what a limit on open tickets per
+/// submitter counts.
 pub fn open_of_contact(conn: &Connection, contact_id: &str, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
     let sql = format!(
         "SELECT {TICKET_COLUMNS} FROM tickets INDEXED BY tickets_by_contact_id
          WHERE contact_id = ?1 AND status != 'closed' ORDER BY seq DESC LIMIT ?2"
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let limit = i64::try_from(limit.min(PAGE_MAX)).unwrap_or(0);
+    let limit = i64::try_from(limit.min(OPEN_OF_CONTACT_MAX)).unwrap_or(0);
     let rows = statement.query_map(rusqlite::params![contact_id, limit], ticket_from_row)?;
     rows.map(|row| row.map(|(_, ticket)| ticket)).collect()
 }
@@ -364,11 +368,13 @@ pub fn export_page(
     limit: usize,
 ) -> rusqlite::Result<(Vec<TicketState>, Option<ExportMark>)> {
     let (after_at, after_seq) = after.cloned().unwrap_or_else(|| (String::new(), 0));
+    // The index is read from the mark on, not from `since` again (page k would scan k pages' worth of entries).
+    let floor = if after_at.as_str() > since { after_at.as_str() } else { since };
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {TICKET_COLUMNS} FROM tickets INDEXED BY tickets_by_created
          WHERE created_at >= ?1 AND (created_at, seq) > (?2, ?3) ORDER BY created_at, seq LIMIT ?4"
     ))?;
-    let rows = statement.query_map(rusqlite::params![since, after_at, after_seq, limit as i64], ticket_from_row)?;
+    let rows = statement.query_map(rusqlite::params![floor, after_at, after_seq, limit as i64], ticket_from_row)?;
     let mut tickets = Vec::new();
     let mut mark = None;
     for row in rows {

@@ -527,6 +527,20 @@ fn a_submitters_tickets_are_found_by_their_id_newest_first_and_no_one_elses() {
     assert!(ids("", 10).is_empty() && ids("99", 10).is_empty());
 }
 
+/// Found by an attack (#28), failing first: `open_tickets_max` may be up to 1,000, but the open tickets a limit counts
+/// were read at most a page (200) at a time, so with a limit above 200 nobody ever reached it: a submitter with 250
+/// open tickets under a limit of 250 was let open more, without end.
+#[test]
+fn a_limit_of_open_tickets_above_a_page_counts_every_open_ticket_up_to_it() {
+    let from = |n: usize| Ticket { contact_id: Some("42".into()), ..ticket(&format!("t{n}"), "a") };
+    let events = decided(&(0..250).map(|n| Command::create(from(n))).collect::<Vec<_>>());
+    let (_dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 1000);
+    let conn = store.reader().unwrap();
+    assert_eq!(query::open_of_contact(&conn, "42", 250).unwrap().len(), 250);
+    assert_eq!(query::open_of_contact(&conn, "42", 1000).unwrap().len(), 250);
+}
+
 /// Found by an attack (#25): a start looks for direct messages sent while franz was away in the channels of at most a
 /// hundred submitters, those `recent_contacts` names first. It ranks them by their newest ticket's creation, not by
 /// when their tickets last changed: the submitter the team has just answered on an older ticket (the one most likely to

@@ -168,10 +168,15 @@ pub fn over_limit(
         open.len(),
         open.first().map(|ticket| token(&ticket.id)).unwrap_or_default()
     );
-    for ticket in open {
+    // A limit may be up to 1,000 tickets: the mail lists the newest few.
+    const LISTED: usize = 20;
+    for ticket in open.iter().take(LISTED) {
         let first = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)").trim();
         let first: String = first.chars().take(SUBJECT_MAX).collect();
         text.push_str(&format!("  [franz #{}] {first}\n", token(&ticket.id)));
+    }
+    if open.len() > LISTED {
+        text.push_str(&format!("  … and {} more\n", open.len() - LISTED));
     }
     text.push_str(
         "\nTo add to another, answer a mail about it, or write with its [franz #…] in the subject. Once one is \

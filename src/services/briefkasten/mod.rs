@@ -36,6 +36,7 @@ use crate::lifecycle::{NAME_MAX, TicketState};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::schema::lifecycle::{Action, Actor, ActorSource, Command, Status, Via};
 use crate::schema::{DeadLetter, ErrorType, MAX_FIELD_CHARS, MailRef, now_rfc3339};
+use crate::store::opened::Opened;
 use crate::store::{Store, query};
 use imap::{Account, Fetched, Mailbox, MoveRefused, Refused};
 
@@ -73,6 +74,8 @@ pub struct Settings {
     pub open_tickets_max: u64,
     /// What tells a sender past the limit so, when replies go out by mail.
     pub answers: Option<Answers>,
+    /// The tickets opened here that the store may not have yet, which the limit counts too.
+    pub opened: Opened,
     pub metrics: Arc<Metrics>,
 }
 
@@ -135,6 +138,7 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         reopen_within: context.config.reopen_within,
         open_tickets_max: context.config.open_tickets_max,
         answers: None,
+        opened: Opened::default(),
         metrics: context.metrics.clone(),
     };
     context.metrics.mailbox.start(url.to_string(), user.clone(), config.smtp_url.as_ref().map(ToString::to_string));
@@ -261,7 +265,7 @@ async fn session(
         // (the server's news of it lost among the answers to the batch).
         loop {
             let Some(untaken) = until(shutdown, mailbox.untaken()).await? else { return Ok(()) };
-            let mut marked = 0;
+            let (mut marked, mut waited) = (0, false);
             for batch in untaken.chunks(imap::FETCH_BATCH) {
                 let Some(sizes) = until(shutdown, mailbox.sizes(batch)).await? else { return Ok(()) };
                 for group in groups(&sizes, settings.max_bytes) {
@@ -279,13 +283,17 @@ async fn session(
                         watch.taken();
                     }
                     *backoff = BACKOFF_FIRST;
-                    if !awaited.is_empty() && !store_has(settings, &awaited, shutdown).await {
-                        return Ok(());
+                    if !awaited.is_empty() {
+                        if !store_has(settings, &awaited, shutdown).await {
+                            return Ok(());
+                        }
+                        // The mails that waited are there to take now, not at the next poll.
+                        waited = true;
                     }
                 }
             }
             // Nothing taken of what the look found (mails deleted meanwhile): wait rather than look again at once.
-            if marked == 0 {
+            if marked == 0 && !waited {
                 break;
             }
         }
@@ -398,15 +406,35 @@ async fn take(
         .collect();
     let mut awaited = Vec::new();
     let mut now_taken = Vec::new();
+    // The tickets this batch opens, per sender: a new mail of a sender at the limit only with tickets the store does
+    // not have yet (this batch's, or published just before) waits for them, and then goes on the newest of them
+    // (found by an attack: five mails at once were five tickets past a limit of two).
+    let mut opened_here: HashMap<&str, Vec<String>> = HashMap::new();
     for ((mail, read), known) in fetched.iter().zip(&reads).zip(&known) {
         let waits_for = (*known == Known::Nothing)
             .then(|| read.answers.iter().find_map(|id| opening.get(id.as_str())))
             .flatten()
             .filter(|ticket| read.message_id.as_deref().and_then(|id| opening.get(id)) != Some(*ticket));
-        match waits_for {
-            Some(ticket) => awaited.push(ticket.clone()),
-            None => now_taken.push((mail, read.clone(), known.clone())),
+        if let Some(ticket) = waits_for {
+            awaited.push(ticket.clone());
+            continue;
         }
+        let max = settings.open_tickets_max;
+        if max > 0
+            && *known == Known::Nothing
+            && !read.bounce
+            && let Some(from) = read.from.as_deref()
+            && let Some((stored, pending)) = open.get(from)
+            && (stored.len() as u64) < max
+        {
+            let here = opened_here.entry(from).or_default();
+            if (stored.len() + pending.len() + here.len()) as u64 >= max {
+                awaited.extend(pending.iter().chain(here.iter()).cloned());
+                continue;
+            }
+            here.push(crate::schema::ticket_id_for_interaction(&mail::interaction_id(read, &place(mail.uid))));
+        }
+        now_taken.push((mail, read.clone(), known.clone()));
     }
     let now = chrono::Utc::now();
     let publishing = now_taken.into_iter().map(|(mail, read, known)| {
@@ -417,8 +445,16 @@ async fn take(
             reopen_within: settings.reopen_within,
             open_tickets_max: settings.open_tickets_max,
         };
-        let sender_open = read.from.as_ref().and_then(|from| open.get(from)).cloned().unwrap_or_default();
-        let outcome = outcome(mail, read, known, place, limits, &sender_open, now);
+        let sender_open = read.from.as_ref().and_then(|from| open.get(from)).map(|(stored, _)| stored.clone());
+        let sender = read.from.clone();
+        let outcome = outcome(mail, read, known, place, limits, &sender_open.unwrap_or_default(), now);
+        // A new ticket counts against its sender's limit until the store has it.
+        let opens = match (&outcome, sender) {
+            (Outcome::Ticket(record, _), Some(sender)) if settings.open_tickets_max > 0 => {
+                record.ticket_id().map(|id| (sender, id))
+            }
+            _ => None,
+        };
         async move {
             // The files first: no record names a file the topic lacks.
             if let Outcome::Ticket(_, files) | Outcome::Answer(_, _, files) | Outcome::OverLimit(_, files, _) = &outcome
@@ -444,9 +480,12 @@ async fn take(
                 Outcome::OverLimit(command, _, notice) => {
                     let sent = send_command(producer, &settings.topics.commands, settings.partitions, &command).await;
                     if sent.is_ok()
-                        && let (Some(answers), Some(notice)) = (&settings.answers, notice)
+                        && let (Some(answers), Some(notice)) = (settings.answers.clone(), notice)
                     {
-                        tell_over_limit(answers, notice, settings.open_tickets_max).await;
+                        // On its own: an SMTP server that takes its time (up to a minute) holds up no mail
+                        // (found by an attack).
+                        let max = settings.open_tickets_max;
+                        tokio::spawn(async move { tell_over_limit(&answers, notice, max).await });
                     }
                     ("over_limit", sent)
                 }
@@ -457,6 +496,9 @@ async fn take(
                 Outcome::Recorded => ("recorded", Ok(())),
             };
             result.with_context(|| format!("mail UID {}", mail.uid))?;
+            if let Some((sender, id)) = opens {
+                settings.opened.published(&sender, &id, true);
+            }
             settings.metrics.mails.get_or_create(&OutcomeLabel { outcome: kind.to_owned() }).inc();
             anyhow::Ok(mail.uid)
         }
@@ -517,23 +559,24 @@ async fn tell_over_limit(answers: &Answers, notice: OverLimit, max: u64) {
     }
 }
 
-/// The open tickets of each sender of `reads` (newest first), when a limit is set and the store is here.
-async fn open_of_senders(
-    settings: &Settings,
-    reads: &[mail::Mail],
-) -> anyhow::Result<HashMap<String, Vec<TicketState>>> {
+/// The open tickets of each sender of `reads` (newest first) in the store, and the ids of those opened here that
+/// the store does not have yet, when a limit is set and the store is here.
+async fn open_of_senders(settings: &Settings, reads: &[mail::Mail]) -> anyhow::Result<HashMap<String, SenderOpen>> {
     let Some(store) = settings.store.clone().filter(|_| settings.open_tickets_max > 0) else {
         return Ok(HashMap::new());
     };
     let limit = usize::try_from(settings.open_tickets_max).unwrap_or(usize::MAX);
     let senders: Vec<String> = reads.iter().filter_map(|read| read.from.clone()).collect();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<HashMap<String, Vec<TicketState>>> {
+    let opened = settings.opened.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<HashMap<String, SenderOpen>> {
         let conn = store.reader()?;
         let mut open = HashMap::new();
         for sender in senders {
             if let std::collections::hash_map::Entry::Vacant(entry) = open.entry(sender) {
                 let theirs = query::open_of_contact(&conn, entry.key(), limit)?;
-                entry.insert(theirs);
+                let pending = opened
+                    .with(&conn, entry.key(), |pending| pending.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())?;
+                entry.insert((theirs, pending));
             }
         }
         Ok(open)
@@ -541,6 +584,9 @@ async fn open_of_senders(
     .await
     .context("a read of the ticket store ended abnormally")?
 }
+
+/// A sender's open tickets in the store (newest first), and the ids of those opened here it does not have yet.
+type SenderOpen = (Vec<TicketState>, Vec<String>);
 
 /// What the ticket store knows of a mail.
 #[derive(Debug, Clone, PartialEq)]
@@ -725,7 +771,12 @@ fn outcome(
         && open.len() as u64 >= open_tickets_max
         && let Some(newest) = open.first()
     {
-        let (text, files) = mail::answer(&read, attachment_max);
+        let (mut text, files) = mail::answer(&read, attachment_max);
+        // A new mail may say what it is about in its subject alone: without text, its message is its subject, as
+        // its ticket's would have been, not "(no text)" (found by an attack).
+        if read.text.trim().is_empty() {
+            text = submission.message.clone();
+        }
         let action = Action::Write {
             body: text,
             attachments: mail::described(&files),
@@ -823,6 +874,24 @@ mod tests {
             "{answer}"
         );
         assert!(answer.contains(&format!("[franz #{}]", compose::token("older"))), "{answer}");
+    }
+
+    /// Found by an attack (#28), failing first: a new mail past the limit went on the newest open ticket with its
+    /// text only, without its subject, the way an answer does. A mail that says what it is about only in its subject
+    /// (an empty body, "The VPN is down again") became the message "(no text)": what it said was lost, while its
+    /// sender was told it was added to their ticket.
+    #[test]
+    fn a_new_mail_past_the_limit_with_only_a_subject_goes_on_the_ticket_with_its_subject() {
+        let mail = "From: ann@example.com\r\nSubject: The VPN is down again\r\nMessage-ID: <vpn@example.com>\r\n\r\n";
+        let open = [TicketState { id: "newest".into(), ..ticket(Status::Open, 0) }];
+        let Outcome::OverLimit(command, files, _) =
+            take_with_open(&fetched(mail, false), Known::Nothing, 1 << 20, 1, &open)
+        else {
+            panic!("not over the limit")
+        };
+        let Action::Write { body, attachments, .. } = &command.action else { panic!("{command:?}") };
+        assert!(attachments.is_empty() && files.is_empty());
+        assert!(body.contains("The VPN is down again"), "a message akte takes, with what the mail says: {body:?}");
     }
 
     fn ticket(status: Status, closed_days_ago: i64) -> TicketState {

@@ -38,6 +38,7 @@ use crate::config::Topics;
 use crate::discord::webhook::{self, Policy, Webhook};
 use crate::intake::{self, Submission};
 use crate::kafka::{self, report_error};
+use crate::store::opened::Opened;
 use crate::store::{Store, query};
 use crate::troubles::Troubles;
 
@@ -105,6 +106,8 @@ pub struct Data {
     staff_dir: std::path::PathBuf,
     /// The most open tickets one submitter may have (0: no limit); counted in the store, when it runs here.
     open_tickets_max: u64,
+    /// The tickets opened here that the store may not have yet, which the limit counts too.
+    opened: Opened,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -160,6 +163,8 @@ impl Invocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub answer: String,
+    /// Whether the broker acknowledged the ticket.
+    pub published: bool,
     /// Why publishing failed, for [`report`]; `None` when the ticket was published or refused as invalid.
     pub failure: Option<String>,
 }
@@ -176,12 +181,15 @@ pub async fn submit<C: ClientContext + 'static>(
 ) -> Outcome {
     let record = match intake::record(who.submission(message, category)) {
         Ok(record) => record,
-        Err(why) => return Outcome { answer: replies::rejected(&why.to_string()), failure: None },
+        Err(why) => return Outcome { answer: replies::rejected(&why.to_string()), published: false, failure: None },
     };
     match intake::publish_record(producer, &topics.intake, &record).await {
-        Ok(receipt) => Outcome { answer: replies::received(&receipt.ticket_id, &record.message), failure: None },
+        Ok(receipt) => {
+            Outcome { answer: replies::received(&receipt.ticket_id, &record.message), published: true, failure: None }
+        }
         Err(error) => Outcome {
             answer: replies::not_received(),
+            published: false,
             failure: Some(format!("a ticket from Discord could not be published: {error:#}")),
         },
     }
@@ -227,10 +235,13 @@ async fn ticket(
     message: Option<String>,
 ) -> Result<(), Error> {
     let _in_flight = ctx.data().in_flight.token();
-    if let Some(refusal) = over_limit(ctx).await {
-        ctx.send(replies::reply(refusal)).await.map_err(|error| connect::describe(&error))?;
-        return Ok(());
-    }
+    let mut reserved = match over_limit(ctx).await {
+        Ok(reserved) => reserved,
+        Err(refusal) => {
+            ctx.send(replies::reply(refusal)).await.map_err(|error| connect::describe(&error))?;
+            return Ok(());
+        }
+    };
     let categories = category::offered(ctx).await;
     let (message, category) = match message {
         _ if !categories.is_empty() => {
@@ -264,6 +275,10 @@ async fn ticket(
         interaction_id: ctx.interaction.id.get(),
     };
     let outcome = submit(&ctx.data().producer, &ctx.data().topics, &who, message, category).await;
+    if let Some(reserved) = &mut reserved {
+        reserved.published = outcome.published;
+    }
+    drop(reserved);
     let replied = follow_up(ctx, outcome.answer).await;
     if let Some(failure) = outcome.failure {
         report(&ctx.data().producer, &ctx.data().topics, &who, failure).await;
@@ -271,29 +286,58 @@ async fn ticket(
     replied
 }
 
-/// What to answer `/ticket` instead of a ticket when its caller has as many open tickets as one may have
-/// (`open_tickets_max`), counted in the ticket store; `None` to go on (under the limit, no limit, or no store in this
+/// The ticket a `/ticket` is about to open, counted against its caller's limit while the command runs, then, once
+/// published, until the ticket store has it (`store::opened`); forgotten if it never was published.
+struct Reserved {
+    opened: Opened,
+    user: String,
+    id: String,
+    published: bool,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.opened.published(&self.user, &self.id, self.published);
+    }
+}
+
+/// What to answer `/ticket` instead of a ticket (`Err`) when its caller has as many open tickets as one may have
+/// (`open_tickets_max`), counted in the ticket store together with those this bot opened for them that the store
+/// does not have yet; else the ticket this command may open, reserved (`None`: no limit, or no store in this
 /// process). A store that cannot be read lets the ticket through, said in the log: nobody is kept from asking for
 /// help by franz's own trouble.
-async fn over_limit(ctx: Context<'_>) -> Option<String> {
+async fn over_limit(ctx: Context<'_>) -> Result<Option<Reserved>, String> {
     let max = ctx.data().open_tickets_max;
-    let store = ctx.data().store.clone().filter(|_| max > 0)?;
+    let Some(store) = ctx.data().store.clone().filter(|_| max > 0) else { return Ok(None) };
+    let opened = ctx.data().opened.clone();
     let user = ctx.author().id.to_string();
+    let id = crate::schema::ticket_id_for_interaction(&ctx.interaction.id.get().to_string());
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let open = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<crate::lifecycle::TicketState>> {
-        Ok(query::open_of_contact(&*store.reader()?, &user, limit)?)
+    let (counting, who, ticket) = (opened.clone(), user.clone(), id.clone());
+    let counted = tokio::task::spawn_blocking(move || -> anyhow::Result<Result<(), String>> {
+        let conn = store.reader()?;
+        // The count and the reservation are one step: a /ticket at the same time counts this one.
+        Ok(counting.with(&conn, &who, |pending| -> rusqlite::Result<Result<(), String>> {
+            let open = query::open_of_contact(&conn, &who, limit)?;
+            let count = open.len() + pending.len();
+            if count as u64 >= max {
+                return Ok(Err(replies::over_limit(&open, count, max)));
+            }
+            pending.push((ticket, None));
+            Ok(Ok(()))
+        })??)
     })
     .await
     .map_err(anyhow::Error::from)
-    .and_then(|open| open);
-    match open {
-        Ok(open) if open.len() as u64 >= max => Some(replies::over_limit(&open, max)),
-        Ok(_) => None,
+    .and_then(|counted| counted);
+    match counted {
+        Ok(Ok(())) => Ok(Some(Reserved { opened, user, id, published: false })),
+        Ok(Err(refusal)) => Err(refusal),
         Err(error) => {
             let problem = format!("/ticket could not count the caller's open tickets: {error:#}; let it through");
             tracing::warn!("{problem}");
             ctx.data().troubles.report(NAME, problem);
-            None
+            Ok(None)
         }
     }
 }
@@ -623,6 +667,7 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         threads_known: settings.staff.as_ref().map(|staff| staff.threads_known.clone()).unwrap_or_default(),
         staff_dir: settings.staff_dir.clone(),
         open_tickets_max: settings.open_tickets_max,
+        opened: Opened::default(),
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.

@@ -80,12 +80,12 @@ pub fn own_tickets(tickets: &[(TicketState, Option<Event>)]) -> String {
     clip(&lines.join("\n"), 2000)
 }
 
-/// The answer to `/ticket` from someone with `open` tickets (newest first), `max` being the most one may have:
-/// which are open, and how to add to them; within Discord's 2,000 characters.
-pub fn over_limit(open: &[TicketState], max: u64) -> String {
+/// The answer to `/ticket` from someone with `count` open tickets, `open` of them (newest first) in the ticket store
+/// already, `max` being the most one may have: which are open, and how to add to them; within Discord's 2,000
+/// characters.
+pub fn over_limit(open: &[TicketState], count: usize, max: u64) -> String {
     let mut lines = vec![format!(
-        "You have {} open ticket(s), the most one person may have here ({max}), so no new ticket was opened:",
-        open.len()
+        "You have {count} open ticket(s), the most one person may have here ({max}), so no new ticket was opened:"
     )];
     for ticket in open.iter().take(OWN_TICKETS_MAX) {
         let first_line = ticket.body.lines().find(|line| !line.trim().is_empty()).unwrap_or("(no text)");
