@@ -198,11 +198,16 @@ fn fts_query(text: &str) -> String {
 /// The most words of a ticket looked up for a search for similar ones, and the most of them (the rarest) searched.
 const SIMILAR_WORDS_MAX: usize = 64;
 const SIMILAR_TERMS: usize = 12;
+/// The most index entries the searched words may have together (the rarest word is searched whatever its count):
+/// every ticket holding one is scored, so this bounds the search's time on a large store, where words are in many
+/// tickets, and leaves a small one's searches as they are.
+const SIMILAR_POSTINGS_MAX: i64 = 20_000;
 
 /// The closed tickets most like `ticket`, best first, at most `limit`: BM25 over their text (the store's full-text
 /// index, body column) for any of the ticket's rarest words of three letters or more. The words in most tickets
 /// add little to a score and much to the time (every ticket holding one is scored), so only the
-/// [`SIMILAR_TERMS`] in the fewest tickets are searched (`search_terms`: the index's own counts).
+/// [`SIMILAR_TERMS`] in the fewest tickets are searched (`search_terms`: the index's own counts), and of those only
+/// as many as [`SIMILAR_POSTINGS_MAX`] index entries allow.
 pub fn similar(conn: &Connection, ticket: &TicketState, limit: usize) -> rusqlite::Result<Vec<TicketState>> {
     // Each word as written (the index's tokenizer reads it in the query as it read the ticket) and as the index
     // counts it: lower case, accents folded (`Überweisung` is counted as `uberweisung`).
@@ -227,7 +232,17 @@ pub fn similar(conn: &Connection, ticket: &TicketState, limit: usize) -> rusqlit
         counted.push((tickets.unwrap_or(i64::MAX), word));
     }
     counted.sort();
-    let words: Vec<String> = counted.into_iter().take(SIMILAR_TERMS).map(|(_, word)| word).collect();
+    let mut postings = 0i64;
+    let words: Vec<String> = counted
+        .into_iter()
+        .take(SIMILAR_TERMS)
+        .enumerate()
+        .take_while(|(n, (tickets, _))| {
+            postings = postings.saturating_add(*tickets);
+            *n == 0 || postings <= SIMILAR_POSTINGS_MAX
+        })
+        .map(|(_, (_, word))| word)
+        .collect();
     if words.is_empty() {
         return Ok(Vec::new());
     }
