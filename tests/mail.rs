@@ -667,6 +667,8 @@ async fn franz_killed_between_publishing_mails_and_marking_them_doubles_no_ticke
         ("FRANZ_MAIL_USER", SUPPORT.to_owned()),
         ("FRANZ_MAIL_PASSWORD", PASSWORD.to_owned()),
         ("FRANZ_MAIL_POLL_SECS", "3600".to_owned()),
+        // All 300 mails come from one customer: each is its own ticket only without a limit on open ones.
+        ("FRANZ_OPEN_TICKETS_MAX", "0".to_owned()),
     ];
     let only = ["--only", "briefkasten,aufbereitung,akte"];
     let mut first = Reaped(Up::start_with_env(dir.path(), "first", &harness, &only, &env));
