@@ -326,21 +326,7 @@ async fn a_teams_cards_go_to_its_own_channel_where_its_role_works_them_and_move_
     use fake_discord::User;
     use franz::schema::lifecycle::Action;
 
-    let rules = vec![RuleText {
-        name: "invoices".into(),
-        words: vec!["invoice".into()],
-        team: Some("billing".into()),
-        ..RuleText::default()
-    }];
-    let bot = bot::Team::start_with(2, |config| {
-        config.rules = std::sync::Arc::new(rules.iter().map(|rule| rule.compile().unwrap()).collect());
-        config.routing = rules;
-        let staff = franz::people::Staff::open(&franz::people::dir(config)).unwrap();
-        staff.add_team("billing").unwrap();
-        let place = franz::people::StaffChannel { channel_id: BILLING_CHANNEL, role_id: BILLING_ROLE };
-        staff.set_team_discord("billing", Some(place)).unwrap();
-    })
-    .await;
+    let bot = billing_in_its_own_channel().await;
     let (harness, discord) = (&bot.harness, &bot.discord);
     let in_channel = |channel: u64, n: usize| async move {
         wait_until(&format!("{n} card(s) in channel {channel}"), || async {

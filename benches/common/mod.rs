@@ -4,21 +4,22 @@
 /// The peak resident set (VmHWM) of process `pid`, in MiB; NaN where /proc does not say.
 #[allow(dead_code)] // Not every bench runs franz as a process.
 pub fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    status_mib(pid, "VmHWM:")
 }
 
 /// `pid`'s RSS now, in MiB.
 #[allow(dead_code)] // Not every bench measures a phase's peak.
 pub fn rss_mib(pid: u32) -> f64 {
+    status_mib(pid, "VmRSS:")
+}
+
+/// A size in `/proc/{pid}/status` (`field` with its colon), in MiB; NaN where it does not say.
+#[allow(dead_code)] // Not every bench runs franz as a process.
+fn status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }

@@ -752,13 +752,7 @@ fn outcome(
             }
             if !closed_too_long(&ticket, reopen_within, now) {
                 let (text, files) = mail::answer(&read, attachment_max);
-                let action = Action::Write {
-                    body: text,
-                    attachments: mail::described(&files),
-                    via: Via::Email,
-                    message_id: submission.message_id.clone(),
-                };
-                let command = Command { command_id: interaction, ticket_id: ticket.id.clone(), actor, action };
+                let command = written(interaction, &ticket.id, actor, text, &files, &submission);
                 return Outcome::Answer(command, "answer", files);
             }
             // Closed for longer than the reopen window: a new ticket that follows it.
@@ -777,13 +771,7 @@ fn outcome(
         if read.text.trim().is_empty() {
             text = submission.message.clone();
         }
-        let action = Action::Write {
-            body: text,
-            attachments: mail::described(&files),
-            via: Via::Email,
-            message_id: submission.message_id.clone(),
-        };
-        let command = Command { command_id: interaction, ticket_id: newest.id.clone(), actor, action };
+        let command = written(interaction, &newest.id, actor, text, &files, &submission);
         let notice = read.automatic.is_none().then(|| OverLimit {
             to: sender,
             subject: read.subject.clone(),
@@ -796,6 +784,25 @@ fn outcome(
         Ok(record) => Outcome::Ticket(record, files),
         Err(error) => refuse(format!("{error:#}")),
     }
+}
+
+/// The mail's message `text` (with `files`) on ticket `ticket` as the submitter's `write`, by `actor`, as command
+/// `interaction`.
+fn written(
+    interaction: String,
+    ticket: &str,
+    actor: Actor,
+    text: String,
+    files: &[mail::Kept],
+    submission: &intake::Submission,
+) -> Command {
+    let action = Action::Write {
+        body: text,
+        attachments: mail::described(files),
+        via: Via::Email,
+        message_id: submission.message_id.clone(),
+    };
+    Command { command_id: interaction, ticket_id: ticket.to_owned(), actor, action }
 }
 
 /// Whether `ticket` has been closed for longer than `window`: an answer then opens a new ticket.
