@@ -42,6 +42,16 @@ const BOARDS_PER_PERSON: usize = 16;
 /// How long the boards may take to open, and then to show the new ticket.
 const BOARDS_PATIENCE: Duration = Duration::from_secs(60);
 
+/// Stops process `pid` (SIGTERM) when dropped: a phase that fails ends the bench with `?` and must not leave franz
+/// running (seen: two failed runs left their broker and `franz up` behind).
+struct Stop(u32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.to_string()]).status();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -429,6 +439,7 @@ async fn main() -> anyhow::Result<()> {
         &broker_dir,
         Stdio::null(),
     )?;
+    let _stop_broker = Stop(broker.id());
     common::broker_ready(&mut broker)?;
     let topics = franz::config::Topics::default();
     franz::kafka::admin::ensure_topics_keeping(&bootstrap, &topics.all(), PARTITIONS, 1, &topics.kept_forever())
@@ -459,6 +470,7 @@ async fn main() -> anyhow::Result<()> {
         &desk_dir,
         Stdio::from(std::fs::File::create(&log_path)?),
     )?;
+    let _stop_up = Stop(up.id());
     // franz logs "caught up" for a backlog of 20,000 events or more, which the bench's always is.
     let caught_up = loop {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();

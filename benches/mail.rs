@@ -166,6 +166,8 @@ async fn run(imap: &str, smtp: &str, dir: &Path) -> anyhow::Result<()> {
         .env("FRANZ_MAIL_SMTP_URL", format!("smtp://{smtp}"))
         .env("FRANZ_MAIL_FROM", "Support <support@franz.test>")
         .env("FRANZ_MAIL_ACKNOWLEDGE", "false")
+        // Every mail comes from one customer: each is its own ticket only without a limit on open ones.
+        .env("FRANZ_OPEN_TICKETS_MAX", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(&log)?))
         .spawn()?;
