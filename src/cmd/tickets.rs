@@ -114,6 +114,21 @@ impl Desk {
     }
 }
 
+/// `answer` as one line of JSON with `--json`, else as `print` shows it.
+fn print_or_json<W: Write>(
+    answer: &Value,
+    json: bool,
+    print: impl FnOnce(&Value, &mut W) -> anyhow::Result<()>,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", terminal_json(answer))?;
+        Ok(())
+    } else {
+        print(answer, out)
+    }
+}
+
 fn login_name() -> Option<String> {
     std::env::var("USER").or_else(|_| std::env::var("USERNAME")).ok().filter(|n| !n.is_empty())
 }
@@ -150,21 +165,11 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
     let (id, body) = match action {
         TicketsAction::Show { id } => {
             let ticket = desk.get(&format!("/api/tickets/{}", path_segment(id)), &[]).await?;
-            if args.json {
-                writeln!(out, "{}", terminal_json(&ticket))?;
-            } else {
-                print_ticket(&ticket, out)?;
-            }
-            return Ok(());
+            return print_or_json(&ticket, args.json, print_ticket, out);
         }
         TicketsAction::Similar { id } => {
             let answer = desk.get(&format!("/api/tickets/{}/similar", path_segment(id)), &[]).await?;
-            if args.json {
-                writeln!(out, "{}", terminal_json(&answer))?;
-            } else {
-                print_similar(&answer, out)?;
-            }
-            return Ok(());
+            return print_or_json(&answer, args.json, print_similar, out);
         }
         TicketsAction::Transcript { id, html, text: _ } => {
             let format = if *html { "html" } else { "text" };

@@ -688,6 +688,21 @@ fn stats_count_the_targets_met_in_time_by_week_priority_and_person() {
     assert!(stats.open_by_team.is_empty(), "both closed");
 }
 
+/// The ids of the closed tickets most like ticket `me` once `commands` are decided and applied, with `me` and a way
+/// to ask the same store for another ticket.
+fn similar_in(commands: &[Command]) -> (Vec<String>, TicketState, impl Fn(&TicketState) -> Vec<String>) {
+    let events = decided(commands);
+    let (dir, store, mut writer) = open_temp();
+    apply_all(&mut writer, &payloads(&events), 0, 10);
+    let me = query::ticket(&store.reader().unwrap(), "me").unwrap().unwrap();
+    let similar_to = move |ticket: &TicketState| {
+        let _kept = &dir;
+        let conn = store.reader().unwrap();
+        query::similar(&conn, ticket, 5).unwrap().into_iter().map(|t| t.id).collect::<Vec<String>>()
+    };
+    (similar_to(&me), me, similar_to)
+}
+
 /// Similar tickets (#27): closed ones sharing the most words first, never the ticket itself or an open one.
 #[test]
 fn similar_tickets_are_the_closed_ones_most_like_it_best_first() {
@@ -701,15 +716,10 @@ fn similar_tickets_are_the_closed_ones_most_like_it_best_first() {
     for (n, id) in ["jam", "toner", "login"].iter().enumerate() {
         commands.push(command(n, id, "ana", Action::Close { reason: "fixed".into() }));
     }
-    let events = decided(&commands);
-    let (_dir, store, mut writer) = open_temp();
-    apply_all(&mut writer, &payloads(&events), 0, 10);
-    let conn = store.reader().unwrap();
-    let me = query::ticket(&conn, "me").unwrap().unwrap();
-    let found: Vec<String> = query::similar(&conn, &me, 5).unwrap().into_iter().map(|t| t.id).collect();
+    let (found, me, similar_to) = similar_in(&commands);
     assert_eq!(found, ["jam", "toner"], "closed ones only, the one sharing more words first; never itself");
     let nothing = TicketState { body: "?! ..".into(), ..me };
-    assert!(query::similar(&conn, &nothing, 5).unwrap().is_empty(), "no word, no search");
+    assert!(similar_to(&nothing).is_empty(), "no word, no search");
 }
 
 /// Attack (#27): a word written with a diacritic (`Überweisung`) is never found in `search_terms` as written (the
@@ -727,11 +737,6 @@ fn attack_a_rare_word_with_a_diacritic_still_finds_the_ticket_sharing_it() {
     for (n, id) in std::iter::once("bank").chain(noise.iter().map(String::as_str)).enumerate() {
         commands.push(command(n, id, "ana", Action::Close { reason: "fixed".into() }));
     }
-    let events = decided(&commands);
-    let (_dir, store, mut writer) = open_temp();
-    apply_all(&mut writer, &payloads(&events), 0, 10);
-    let conn = store.reader().unwrap();
-    let me = query::ticket(&conn, "me").unwrap().unwrap();
-    let found: Vec<String> = query::similar(&conn, &me, 5).unwrap().into_iter().map(|t| t.id).collect();
+    let (found, _, _) = similar_in(&commands);
     assert_eq!(found.first().map(String::as_str), Some("bank"), "the one sharing the rarest word first: {found:?}");
 }
