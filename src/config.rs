@@ -71,6 +71,8 @@ pub struct Config {
     pub mail: Mail,
     /// Service levels: the answers the team promises, in working time.
     pub service_levels: ServiceLevels,
+    /// Satisfaction: whether and how a closed ticket's submitter is asked how it went.
+    pub satisfaction: Satisfaction,
     /// The routing rules (`[[routing]]`), in order: the first that matches a new ticket gives it its team,
     /// priority and labels. Only in `franz.toml` (an array of tables); `franz config` shows it when set.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -425,6 +427,32 @@ impl Serialize for ImapUrl {
     }
 }
 
+/// Satisfaction ratings: the question a closed ticket's submitter is asked once (Discord: five buttons and a
+/// comment form; mail: a link to the desk's feedback page).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Satisfaction {
+    /// Whether the submitter is asked at all.
+    #[serde(deserialize_with = "parse::boolean")]
+    pub ask: bool,
+    /// The question, as the submitter reads it above the five choices.
+    #[serde(deserialize_with = "parse::question")]
+    pub question: String,
+    /// How long after the close a rating is taken (and may be changed), in whole days from 1 to 365.
+    #[serde(rename = "window_days", with = "parse::window_days")]
+    pub window: Duration,
+}
+
+impl Default for Satisfaction {
+    fn default() -> Self {
+        Satisfaction {
+            ask: true,
+            question: "How did we do? Rate your ticket from 1 (bad) to 5 (great).".into(),
+            window: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
 /// The desk's settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -616,6 +644,7 @@ impl Default for Config {
             discord: Discord::default(),
             mail: Mail::default(),
             service_levels: ServiceLevels::default(),
+            satisfaction: Satisfaction::default(),
             routing: Vec::new(),
             rules: Default::default(),
             embedded: Embedded::default(),

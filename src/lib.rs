@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod config;
 pub mod desk;
 pub mod discord;
+pub mod feedback;
 pub mod files;
 pub mod intake;
 pub mod kafka;

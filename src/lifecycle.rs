@@ -44,6 +44,9 @@ pub const ATTACHMENTS_MAX: usize = 10;
 pub const ATTACHMENT_NAME_MAX: usize = 256;
 /// The longest attachment URL, in bytes.
 pub const URL_MAX: usize = 2048;
+/// The longest comment of a rating, in characters (a Discord form's field holds up to 4,000; a rating's comment is
+/// a remark, not a message).
+pub const RATING_COMMENT_MAX: usize = 1000;
 
 /// The team's rules that decisions depend on.
 #[derive(Debug, Clone)]
@@ -55,12 +58,26 @@ pub struct Policy {
     pub levels: Option<std::sync::Arc<levels::Levels>>,
     /// The routing rules, in order (`routing`).
     pub routing: std::sync::Arc<Vec<routing::Rule>>,
+    /// How long after its close a submitter may rate a ticket (and change the rating); later, a rating is refused.
+    pub rate_within: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { reopen_within: Duration::from_secs(7 * 24 * 3600), levels: None, routing: Default::default() }
+        let week = Duration::from_secs(7 * 24 * 3600);
+        Policy { reopen_within: week, levels: None, routing: Default::default(), rate_within: week }
     }
+}
+
+/// How the submitter rated a closed ticket: the last rating within its window.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rating {
+    /// 1 (bad) to 5 (great).
+    pub rating: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When akte recorded it (RFC 3339).
+    pub at: String,
 }
 
 /// A ticket as its events made it (and as the API shows it).
@@ -104,6 +121,8 @@ pub struct TicketState {
     pub team: Option<String>,
     /// The routing rule that matched it when it was created, if one did.
     pub rule: Option<String>,
+    /// The submitter's rating of the ticket, once they gave one (kept through a reopen until a new one replaces it).
+    pub rating: Option<Rating>,
 }
 
 /// The one event that answers `command`, given the ticket's current state (`None`: no such ticket yet).
@@ -329,6 +348,31 @@ fn check(state: Option<&TicketState>, command: &Command, now: &str, policy: &Pol
                 });
             }
             Ok(Change::Moved { from: ticket.team.clone(), to: team.clone(), reason })
+        }
+        Action::Rate { rating, comment } => {
+            if command.actor.id.is_none() || command.actor.id.as_deref() != submitter_id(ticket) {
+                return Err("only the ticket's submitter rates it".into());
+            }
+            if !(1..=5).contains(rating) {
+                return Err(format!("a rating is a whole number from 1 to 5, not {rating}"));
+            }
+            if !closed {
+                return Err(format!("the ticket is {}; a rating is for a closed ticket", ticket.status.name()));
+            }
+            let parse = |at: &str| chrono::DateTime::parse_from_rfc3339(at).ok();
+            if let (Some(closed), Some(now)) = (ticket.closed_at.as_deref().and_then(parse), parse(now))
+                && now.signed_duration_since(closed).to_std().unwrap_or_default() > policy.rate_within
+            {
+                return Err(format!(
+                    "the ticket was closed more than {} ago; its rating can no longer be given or changed",
+                    span(policy.rate_within)
+                ));
+            }
+            let comment = match comment.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => Some(bounded_text("a rating's comment", text, RATING_COMMENT_MAX)?),
+            };
+            Ok(Change::Rated { rating: *rating, comment })
         }
         Action::Tick { at } => {
             if command.actor.source != ActorSource::Franz {
@@ -590,6 +634,12 @@ pub fn apply(state: Option<TicketState>, event: &Event) -> Option<TicketState> {
             }
             ticket.status = if ticket.assignee.is_some() { Status::Claimed } else { Status::Open };
             ticket.answered = true;
+        }
+        Change::Rated { rating, comment } => {
+            // The submitter's word on the ticket: its history and its rating grow, the ticket itself is unchanged.
+            ticket.rating = Some(Rating { rating: *rating, comment: comment.clone(), at });
+            ticket.version = version;
+            return Some(ticket);
         }
         Change::Delivery(_) | Change::DueSoon { .. } | Change::Breached { .. } | Change::Reminded { .. } => {
             // A record of where a message went, or of a deadline come: the ticket's history grows, but nobody

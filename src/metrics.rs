@@ -56,6 +56,12 @@ pub struct TeamLabel {
     pub team: String,
 }
 
+/// A satisfaction rating, `1` to `5`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RatingLabel {
+    pub rating: String,
+}
+
 /// A service-level target (`first_response`, `next_response`, `resolution`) and the ticket's priority.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SlaLabel {
@@ -110,6 +116,8 @@ pub struct Metrics {
     pub sla_breaches: Family<SlaLabel, Counter>,
     /// New tickets a routing rule matched, by the team it gave them.
     pub tickets_routed: Family<TeamLabel, Counter>,
+    /// Satisfaction ratings akte recorded (a changed rating counts again), by rating.
+    pub ratings: Family<RatingLabel, Counter>,
     /// Seconds from a ticket's creation to its first claim, observed as akte decides each first claim.
     pub time_to_claim: Histogram,
     /// Median seconds from a ticket's creation to its first claim, over tickets of the last 30 days; read at
@@ -178,6 +186,7 @@ impl Metrics {
             akte_events: Family::default(),
             sla_breaches: Family::default(),
             tickets_routed: Family::default(),
+            ratings: Family::default(),
             time_to_claim: Histogram::new(TIME_TO_CLAIM_BUCKETS),
             time_to_claim_median: Gauge::default(),
             alerts_delivered: Counter::default(),
@@ -215,6 +224,11 @@ impl Metrics {
                 "tickets_routed",
                 "New tickets a routing rule matched, by the team it gave them (none: the rule set no team)",
                 metrics.tickets_routed.clone(),
+            );
+            r.register(
+                "ratings",
+                "Satisfaction ratings akte recorded, by rating (1 bad to 5 great; a changed rating counts again)",
+                metrics.ratings.clone(),
             );
             r.register(
                 "sla_breaches",
@@ -281,6 +295,9 @@ impl Metrics {
             }
             for what in [REFUSED_CARD, REFUSED_DIRECT_MESSAGE, REFUSED_THREAD] {
                 let _ = metrics.discord_refused.get_or_create(&RefusedLabel { what: what.to_owned() });
+            }
+            for rating in 1..=5 {
+                let _ = metrics.ratings.get_or_create(&RatingLabel { rating: rating.to_string() });
             }
             for outcome in MAIL_OUTCOMES {
                 let _ = metrics.mails.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() });

@@ -56,6 +56,8 @@ impl Bot {
             // No staff list there: `/ticket` offers no categories.
             staff_dir: std::path::PathBuf::from("/nonexistent/franz-desk"),
             open_tickets_max: 3,
+            rate_within: Duration::from_secs(7 * 86_400),
+            clock: franz::clock::Clock::system(),
         };
         let troubles = settings.troubles.clone();
         let shutdown = CancellationToken::new();

@@ -2135,3 +2135,41 @@ async fn a_silent_smtp_server_does_not_hold_up_other_mail_behind_an_answer_past_
     assert!(olga.is_ok(), "another sender's mail waited for the answer to the silent SMTP server");
     stop_promptly(franz, "while an answer past the limit waited for a silent SMTP server").await;
 }
+
+/// #28: a close is told to the customer by mail, with the reason and a feedback link whose token names the ticket;
+/// the link's page rates it (tests/satisfaction.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_tickets_customer_gets_a_close_mail_with_the_reason_and_a_feedback_link_for_that_ticket() {
+    let Some((servers, harness, data, franz)) = replying_franz().await else { return };
+    servers.send(CUSTOMER, "From: customer@franz.test\nSubject: Invoice\nMessage-ID: <invoice@franz.test>\n\nwrong\n");
+    let created = event_where(&harness, "the ticket created", |e| e["type"] == "created").await;
+    let ticket = created["ticket_id"].as_str().unwrap().to_owned();
+    let producer = franz::kafka::producer(&harness.bootstrap).unwrap();
+    let close = Lifecycle {
+        command_id: "close-1".into(),
+        ticket_id: ticket.clone(),
+        actor: Actor::staff(ActorSource::Web, "ana"),
+        action: Action::Close { reason: "refunded in full".into() },
+    };
+    franz::kafka::tickets::send_command(&producer, &harness.topics.commands, harness.partitions, &close).await.unwrap();
+    let close_mail = || {
+        let closes = servers.mails_of(CUSTOMER, "INBOX").into_iter();
+        closes
+            .filter(|m| m["text"].as_str().unwrap_or_default().starts_with("Your ticket was closed"))
+            .collect::<Vec<_>>()
+    };
+    wait_until("the close mail", || async { !close_mail().is_empty() }).await;
+    let mail = close_mail().remove(0);
+    let text = mail["text"].as_str().unwrap();
+    assert!(text.starts_with("Your ticket was closed: refunded in full"), "{mail}");
+    assert!(mail["subject"].as_str().unwrap().starts_with("Re: Invoice [franz #"), "{mail}");
+    let link = text.lines().find(|line| line.contains("/feedback/")).unwrap_or_else(|| panic!("no link: {text}"));
+    let token = link.rsplit('/').next().unwrap().trim();
+    let key = franz::feedback::Key::in_dir(&data.path().join("desk")).unwrap();
+    assert_eq!(key.ticket_of(token).as_deref(), Some(ticket.as_str()), "the link names the ticket: {link}");
+    let delivered =
+        event_where(&harness, "the close mail recorded", |e| e["type"] == "delivery" && e["of"] != created["event_id"])
+            .await;
+    assert_eq!(delivered["delivered"], Value::Bool(true), "{delivered}");
+    franz.stop().await.unwrap();
+}

@@ -30,6 +30,8 @@ mod mail;
 mod ops;
 /// The binary as separate processes: scale-out and start-up errors.
 mod processes;
+/// Satisfaction ratings: Discord's buttons and comment form, the public feedback page, the window.
+mod satisfaction;
 /// Service levels with a clock the test moves: due soon, missed, alerts, metrics, nothing said twice.
 mod service_levels;
 /// Teams and routing: rules route each new ticket with its reason in the history; moves; lists by team.

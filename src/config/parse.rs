@@ -401,6 +401,28 @@ pub(super) mod days {
     }
 }
 
+/// The window of a rating: 1 to 365 whole days.
+pub(super) mod window_days {
+    use super::*;
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        number(deserializer, 1..=365, "a number of days from 1 to 365").map(|days| Duration::from_secs(days * 86_400))
+    }
+    pub(in crate::config) fn serialize<S: Serializer>(span: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(span.as_secs() / 86_400)
+    }
+}
+
+/// The satisfaction question: 1 to 300 characters, without control characters (it goes into a Discord message and
+/// a mail as it is written).
+pub(super) fn question<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = text(deserializer)?;
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > 300 || value.chars().any(char::is_control) {
+        return Err(de::Error::custom("a question of 1 to 300 characters on one line"));
+    }
+    Ok(value.to_owned())
+}
+
 pub(super) mod retention_hours {
     use super::*;
     pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(

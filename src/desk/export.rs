@@ -19,7 +19,7 @@ use crate::store::query::ExportMark;
 pub const PAGE: usize = 1_000;
 
 /// The columns, in order: CSV's header and JSON's keys.
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 20] = [
     "id",
     "created_at",
     "submitted",
@@ -37,6 +37,9 @@ pub const COLUMNS: [&str; 17] = [
     "closed_by",
     "close_reason",
     "comments",
+    "rating",
+    "rating_comment",
+    "rated_at",
 ];
 
 /// How the tickets are written.
@@ -91,7 +94,7 @@ pub fn since(text: &str) -> Result<String, String> {
 }
 
 /// A ticket's values, in [`COLUMNS`] order.
-fn values(ticket: &TicketState) -> [Value; 17] {
+fn values(ticket: &TicketState) -> [Value; 20] {
     let person = |person: &Option<crate::schema::lifecycle::Person>| person.as_ref().map(|p| p.display());
     let subject: String = ticket.body.lines().next().unwrap_or_default().chars().take(200).collect();
     [
@@ -112,6 +115,9 @@ fn values(ticket: &TicketState) -> [Value; 17] {
         json!(person(&ticket.closed_by)),
         json!(ticket.close_reason),
         json!(ticket.comments),
+        json!(ticket.rating.as_ref().map(|r| r.rating)),
+        json!(ticket.rating.as_ref().and_then(|r| r.comment.as_deref())),
+        json!(ticket.rating.as_ref().map(|r| r.at.as_str())),
     ]
 }
 
@@ -140,7 +146,7 @@ pub fn head(format: Format) -> Vec<u8> {
     }
 }
 
-fn rows_csv(rows: impl Iterator<Item = [String; 17]>) -> Vec<u8> {
+fn rows_csv(rows: impl Iterator<Item = [String; 20]>) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
         // Writing to memory cannot fail.

@@ -58,6 +58,10 @@ pub struct Desk {
     pub calendar: Option<crate::lifecycle::calendar::Calendar>,
     /// The names of the routing rules in force, in order (for the numbers page's use of each).
     pub rules: Vec<String>,
+    /// The key of the feedback links mailed to submitters (`/feedback/TOKEN`).
+    pub feedback: crate::feedback::Key,
+    /// The satisfaction question and how long a rating is taken.
+    pub satisfaction: crate::config::Satisfaction,
 }
 
 /// A desk ready to serve: its listener is bound, so its address is known.
@@ -89,6 +93,8 @@ pub struct Settings {
     pub calendar: Option<crate::lifecycle::calendar::Calendar>,
     /// The names of the routing rules, in order.
     pub rules: Vec<String>,
+    /// The satisfaction question and window (`satisfaction`).
+    pub satisfaction: crate::config::Satisfaction,
 }
 
 impl Server {
@@ -123,6 +129,8 @@ impl Server {
             clock: settings.clock,
             calendar: settings.calendar,
             rules: settings.rules,
+            feedback: crate::feedback::Key::in_dir(&settings.desk_dir)?,
+            satisfaction: settings.satisfaction,
         };
         Ok(Server {
             address,

@@ -273,6 +273,7 @@ fn any_action() -> impl Strategy<Value = Action> {
         Just(Action::Reopen),
         Just(Action::Create { ticket: Box::new(ticket()) }),
         "[a-z ]{0,8}".prop_map(|body| write(&body)),
+        (0u8..7, prop::option::of("[a-z ]{0,8}")).prop_map(|(rating, comment)| Action::Rate { rating, comment }),
         (any::<bool>(), 1u64..100).prop_map(|(delivered, id)| Action::RecordDelivery(Delivery {
             of: "e".into(),
             via: Via::DiscordDm,
@@ -501,6 +502,60 @@ fn a_message_to_a_closed_ticket_reopens_it_within_the_window_and_is_refused_afte
         Some("the ticket was closed more than 7 days ago; a message now opens a new ticket that follows it")
     );
     assert_eq!(state.unwrap().status, Status::Closed);
+}
+
+fn rate(rating: u8, comment: Option<&str>) -> Action {
+    Action::Rate { rating, comment: comment.map(Into::into) }
+}
+
+#[test]
+fn the_submitter_rates_a_closed_ticket_and_may_change_it_within_the_window_only() {
+    let week = Policy::default();
+    let open = [(Command::create(ticket()), "2026-03-01T00:00:00Z")];
+    let (events, _) = run_at(
+        &[open.to_vec(), vec![(command(1, "submitter", rate(5, None)), "2026-03-01T00:10:00Z")]].concat(),
+        &week,
+    );
+    assert_eq!(reason(&events[1]), Some("the ticket is open; a rating is for a closed ticket"));
+
+    let closed = [
+        open[0].clone(),
+        (command(1, "ana", Action::Close { reason: "fixed".into() }), "2026-03-01T02:00:00Z"),
+        (command(2, "submitter", rate(2, None)), "2026-03-01T03:00:00Z"),
+        (command(3, "submitter", rate(4, Some("  quick, <b>thanks</b>  "))), "2026-03-08T02:00:00Z"),
+        (command(4, "ana", rate(5, None)), "2026-03-08T02:00:00Z"),
+        (command(5, "submitter", rate(0, None)), "2026-03-08T02:00:00Z"),
+        (command(6, "submitter", rate(6, None)), "2026-03-08T02:00:00Z"),
+        (command(7, "submitter", rate(1, Some(&"x".repeat(RATING_COMMENT_MAX + 1)))), "2026-03-08T02:00:00Z"),
+        (command(8, "submitter", rate(1, None)), "2026-03-08T02:00:01Z"),
+    ];
+    let (events, state) = run_at(&closed, &week);
+    assert_eq!(events[2].change, Change::Rated { rating: 2, comment: None });
+    assert_eq!(events[3].change, Change::Rated { rating: 4, comment: Some("quick, <b>thanks</b>".into()) }, "replaced");
+    assert_eq!(reason(&events[4]), Some("only the ticket's submitter rates it"));
+    assert_eq!(reason(&events[5]), Some("a rating is a whole number from 1 to 5, not 0"));
+    assert_eq!(reason(&events[6]), Some("a rating is a whole number from 1 to 5, not 6"));
+    assert!(
+        reason(&events[7]).is_some_and(|r| r.starts_with("a rating's comment has at most 1000")),
+        "{:?}",
+        events[7]
+    );
+    assert_eq!(
+        reason(&events[8]),
+        Some("the ticket was closed more than 7 days ago; its rating can no longer be given or changed")
+    );
+    let state = state.unwrap();
+    let rating = state.rating.clone().unwrap();
+    assert_eq!(
+        (rating.rating, rating.comment.as_deref(), rating.at.as_str()),
+        (4, Some("quick, <b>thanks</b>"), "2026-03-08T02:00:00Z")
+    );
+    assert_eq!(
+        (state.status, state.updated_at.as_str()),
+        (Status::Closed, "2026-03-01T02:00:00Z"),
+        "a rating changes no ticket"
+    );
+    assert_eq!(state.version, 4, "each rating counts in the history");
 }
 
 #[test]

@@ -406,6 +406,14 @@ pub enum Action {
         team: Option<String>,
         reason: String,
     },
+    /// The submitter (the actor, whose id must be the ticket's contact id) says how the closed ticket went: 1 (bad)
+    /// to 5 (great), with an optional comment. Within the rating window after the close a later rating replaces an
+    /// earlier one; later, and before a close, it is refused.
+    Rate {
+        rating: u8,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
 }
 
 /// What a routing rule decided for a new ticket (`lifecycle::routing`), recorded on its `created` event: a rule
@@ -563,6 +571,12 @@ pub enum Change {
         to: Option<String>,
         reason: String,
     },
+    /// The submitter rated the closed ticket (replacing an earlier rating of theirs).
+    Rated {
+        rating: u8,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
     /// The command was refused; the ticket is unchanged.
     Rejected {
         /// The refused command's action (`claim`, `close`, …), or `unreadable` for a record that is no command.
@@ -589,6 +603,7 @@ impl Action {
             Action::RecordDelivery(_) => "record_delivery",
             Action::Tick { .. } => "tick",
             Action::Move { .. } => "move",
+            Action::Rate { .. } => "rate",
         }
     }
 }
@@ -611,6 +626,7 @@ impl Change {
             Change::Delivery(_) => "record_delivery",
             Change::DueSoon { .. } | Change::Breached { .. } | Change::Reminded { .. } => "tick",
             Change::Moved { .. } => "move",
+            Change::Rated { .. } => "rate",
             Change::Rejected { action, .. } => action,
         }
     }
@@ -642,6 +658,7 @@ impl Change {
             Change::Breached { .. } => "breached",
             Change::Reminded { .. } => "reminded",
             Change::Moved { .. } => "moved",
+            Change::Rated { .. } => "rated",
             Change::Rejected { .. } => "rejected",
         }
     }

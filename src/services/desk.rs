@@ -19,6 +19,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         shutdown: context.shutdown.clone(),
         clock: context.config.clock.clone(),
         rules: context.config.rules.iter().map(|rule| rule.name.clone()).collect(),
+        satisfaction: context.config.satisfaction.clone(),
         calendar: context
             .config
             .service_levels

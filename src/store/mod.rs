@@ -485,7 +485,8 @@ fn record_outcomes(tx: &Connection, event: &Event, before: &[Clock], state: &Tic
 /// The columns `load` and the queries read, in order.
 pub(crate) const TICKET_COLUMNS: &str = "seq, id, version, status, assignee, priority, labels, contact, contact_id, \
     origin, body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at, comments, \
-    guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, team, rule";
+    guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, team, rule, rating, \
+    rating_comment, rated_at";
 
 /// A ticket row as a state, with its seq.
 pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, TicketState)> {
@@ -523,6 +524,10 @@ pub(crate) fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64,
                 .unwrap_or_default(),
             team: row.get(26)?,
             rule: row.get(27)?,
+            rating: match (row.get::<_, Option<u8>>(28)?, row.get::<_, Option<String>>(30)?) {
+                (Some(rating), Some(at)) => Some(crate::lifecycle::Rating { rating, comment: row.get(29)?, at }),
+                _ => None,
+            },
         },
     ))
 }
@@ -579,6 +584,9 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
         due_at,
         t.team,
         t.rule,
+        t.rating.as_ref().map(|r| r.rating),
+        t.rating.as_ref().and_then(|r| r.comment.as_deref()),
+        t.rating.as_ref().map(|r| r.at.as_str()),
     ];
     let seq = match row.seq {
         Some(seq) => {
@@ -588,7 +596,7 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                  first_claimed_at = ?13, closed_at = ?14, closed_by = ?15, close_reason = ?16, updated_at = ?17,
                  comments = ?18, guild_id = ?19, channel_id = ?20, assignee_name = ?21, closed_by_name = ?22,
                  answered = ?23, follows = ?24, clocks = ?25, next_check = ?26, due_at = ?27, team = ?28,
-                 rule = ?29 WHERE seq = ?30",
+                 rule = ?29, rating = ?30, rating_comment = ?31, rated_at = ?32 WHERE seq = ?33",
             )?
             .execute(rusqlite::params_from_iter(values.iter().copied().chain([&seq as &dyn rusqlite::ToSql])))?;
             if !row.new_comments.is_empty() {
@@ -602,9 +610,9 @@ fn save(conn: &Connection, row: Row) -> rusqlite::Result<()> {
                 "INSERT INTO tickets (id, version, status, assignee, priority, labels, contact, contact_id, origin,
                  body, submitted, created_at, first_claimed_at, closed_at, closed_by, close_reason, updated_at,
                  comments, guild_id, channel_id, assignee_name, closed_by_name, answered, follows, clocks, next_check,
-                 due_at, team, rule)
+                 due_at, team, rule, rating, rating_comment, rated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+                 ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
             )?
             .execute(values)?;
             let seq = conn.last_insert_rowid();

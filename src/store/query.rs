@@ -541,6 +541,58 @@ pub struct Stats {
     /// created (a rule can be called unused only after a week of tickets).
     pub routed_last_week: Vec<Count>,
     pub first_ticket_at: Option<String>,
+    /// The submitters' ratings given in each of the last 8 weeks (ISO weeks), oldest first.
+    pub satisfaction_by_week: Vec<Satisfaction>,
+    /// Over the same 8 weeks, by the ticket's team (`triage`: none) and by the person who held it when rated (else
+    /// who closed it; `unassigned`: nobody), most ratings first.
+    pub satisfaction_by_team: Vec<Satisfaction>,
+    pub satisfaction_by_person: Vec<Satisfaction>,
+    /// The newest ratings with a comment over the same 8 weeks, newest first (at most [`RATING_COMMENTS_MAX`]).
+    pub rating_comments: Vec<RatingComment>,
+}
+
+/// The most rating comments the numbers show.
+pub const RATING_COMMENTS_MAX: usize = 20;
+
+/// The ratings of one week, team or person: how many of each, 1 to 5.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Satisfaction {
+    pub name: String,
+    /// `counts[0]` ratings of 1, up to `counts[4]` of 5.
+    pub counts: [u64; 5],
+}
+
+impl Satisfaction {
+    fn named(name: String) -> Satisfaction {
+        Satisfaction { name, counts: [0; 5] }
+    }
+
+    fn count(&mut self, rating: u8) {
+        if let Some(count) = self.counts.get_mut(usize::from(rating).wrapping_sub(1)) {
+            *count += 1;
+        }
+    }
+
+    /// How many ratings.
+    pub fn ratings(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The mean rating, 1 to 5 (none without ratings).
+    pub fn average(&self) -> Option<f64> {
+        let sum: u64 = self.counts.iter().zip(1..).map(|(count, rating)| count * rating).sum();
+        (self.ratings() > 0).then(|| sum as f64 / self.ratings() as f64)
+    }
+}
+
+/// A rating with its comment, for the numbers page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RatingComment {
+    pub ticket_id: String,
+    pub rating: u8,
+    pub comment: String,
+    pub at: String,
+    pub team: Option<String>,
 }
 
 /// How many promises of each target were met in time and how many missed, for one week, priority or person.
@@ -627,6 +679,60 @@ fn within_target(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusql
     Ok([by_week, by_priority, most_first(by_person), most_first(by_team)])
 }
 
+/// The ratings of 8 weeks, broken down (see [`Stats`]).
+struct Ratings {
+    by_week: Vec<Satisfaction>,
+    by_team: Vec<Satisfaction>,
+    by_person: Vec<Satisfaction>,
+    comments: Vec<RatingComment>,
+}
+
+/// The ratings given in the 8 weeks up to `now` (this week and the 7 before it), by week, team and person, and the
+/// newest comments.
+fn satisfaction(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite::Result<Ratings> {
+    use chrono::Datelike as _;
+    let monday = now.date_naive() - chrono::Duration::days(i64::from(now.weekday().num_days_from_monday()));
+    let first = monday - chrono::Duration::weeks(7);
+    let weeks: Vec<String> =
+        (0..8).map(|w| iso_week((first + chrono::Duration::weeks(w)).and_time(Default::default()).and_utc())).collect();
+    let mut by_week: Vec<Satisfaction> = weeks.iter().cloned().map(Satisfaction::named).collect();
+    let mut by_team: std::collections::HashMap<String, Satisfaction> = std::collections::HashMap::new();
+    let mut by_person: std::collections::HashMap<String, Satisfaction> = std::collections::HashMap::new();
+    let mut comments = Vec::new();
+    let mut rated = conn.prepare_cached(
+        "SELECT id, rating, rating_comment, rated_at, team, coalesce(assignee, closed_by),
+                CASE WHEN assignee IS NOT NULL THEN assignee_name ELSE closed_by_name END
+         FROM tickets WHERE rated_at >= ?1 ORDER BY rated_at DESC",
+    )?;
+    let mut rows = rated.query([first.format("%Y-%m-%d").to_string()])?;
+    while let Some(row) = rows.next()? {
+        let (id, rating, comment, at): (String, u8, Option<String>, String) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let Some(when) = parse_time(&at) else { continue };
+        if let Some(week) = weeks.iter().position(|week| *week == iso_week(when)) {
+            by_week[week].count(rating);
+        }
+        let team: Option<String> = row.get(4)?;
+        let name = team.clone().unwrap_or_else(|| crate::lifecycle::routing::TRIAGE.to_owned());
+        by_team.entry(name.clone()).or_insert_with(|| Satisfaction::named(name)).count(rating);
+        let (key, name): (Option<String>, Option<String>) = (row.get(5)?, row.get(6)?);
+        let name = match &key {
+            Some(key) => Person::from_key(key, name.as_deref().unwrap_or(key)).display(),
+            None => "unassigned".to_owned(),
+        };
+        by_person.entry(key.unwrap_or_default()).or_insert_with(|| Satisfaction::named(name)).count(rating);
+        if let Some(comment) = comment.filter(|_| comments.len() < RATING_COMMENTS_MAX) {
+            comments.push(RatingComment { ticket_id: id, rating, comment, at, team });
+        }
+    }
+    let most_first = |rows: std::collections::HashMap<String, Satisfaction>| {
+        let mut rows: Vec<Satisfaction> = rows.into_values().collect();
+        rows.sort_by(|a, b| b.ratings().cmp(&a.ratings()).then_with(|| a.name.cmp(&b.name)));
+        rows
+    };
+    Ok(Ratings { by_week, by_team: most_first(by_team), by_person: most_first(by_person), comments })
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Bucket {
     pub hour: String,
@@ -700,6 +806,9 @@ pub fn stats(conn: &Connection, now: chrono::DateTime<chrono::Utc>) -> rusqlite:
     stats.routed_last_week = routed
         .query_map([&week_ago], |row| Ok(Count { name: row.get(0)?, tickets: row.get::<_, i64>(1)? as u64 }))?
         .collect::<Result<_, _>>()?;
+    let ratings = satisfaction(conn, now)?;
+    (stats.satisfaction_by_week, stats.satisfaction_by_team, stats.satisfaction_by_person, stats.rating_comments) =
+        (ratings.by_week, ratings.by_team, ratings.by_person, ratings.comments);
     stats.first_ticket_at = conn.query_row("SELECT min(created_at) FROM tickets", [], |row| row.get(0))?;
     stats.open_by_team = counts(
         conn,

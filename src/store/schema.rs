@@ -21,7 +21,8 @@ use super::Identity;
 /// 12: `tickets.team`, indexed.
 /// 13: `outcomes.team`.
 /// 14: `tickets.rule`, the routing rule that matched a ticket.
-const SCHEMA_VERSION: i64 = 14;
+/// 15: `tickets.rating`, `rating_comment` and `rated_at`, the submitter's rating, indexed by when.
+const SCHEMA_VERSION: i64 = 15;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,7 +57,10 @@ CREATE TABLE IF NOT EXISTS tickets (
     next_check TEXT,
     due_at TEXT,
     team TEXT,
-    rule TEXT
+    rule TEXT,
+    rating INTEGER,
+    rating_comment TEXT,
+    rated_at TEXT
 );
 CREATE INDEX IF NOT EXISTS tickets_by_status ON tickets (status, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_assignee ON tickets (assignee, seq);
@@ -69,6 +73,7 @@ CREATE INDEX IF NOT EXISTS tickets_by_follows ON tickets (follows, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_team ON tickets (team, seq);
 CREATE INDEX IF NOT EXISTS tickets_by_next_check ON tickets (next_check) WHERE next_check IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tickets_by_due ON tickets (due_at, seq) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tickets_by_rated ON tickets (rated_at) WHERE rated_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS sent (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written (message_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tickets_by_updated ON tickets (updated_at);

@@ -31,7 +31,7 @@ pub(crate) fn ticket(id: &str, body: &str) -> Ticket {
 /// from franz, as they do in franz.
 fn command(n: usize, ticket: &str, who: &str, action: Action) -> Command {
     let actor = match action {
-        Action::Write { .. } => {
+        Action::Write { .. } | Action::Rate { .. } => {
             Actor { source: ActorSource::Discord, name: "pontatot".into(), id: Some("42".into()), staff: None }
         }
         Action::RecordDelivery(_) => {
@@ -98,6 +98,7 @@ fn any_commands() -> impl Strategy<Value = Vec<Command>> {
         prop::sample::select(vec!["bug", "vip"]).prop_map(|l| Action::RemoveLabel { label: l.into() }),
         Just(Action::Close { reason: "done".into() }),
         Just(Action::Reopen),
+        (1u8..=5, prop::option::of("[a-z]{1,6}")).prop_map(|(rating, comment)| Action::Rate { rating, comment }),
         "[a-z]{1,6}".prop_map(|body| Action::Write {
             body,
             attachments: Vec::new(),

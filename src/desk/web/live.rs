@@ -160,6 +160,8 @@ mod tests {
             clock: crate::clock::Clock::system(),
             calendar: None,
             rules: Vec::new(),
+            feedback: crate::feedback::Key::in_dir(&dir.path().join("desk")).unwrap(),
+            satisfaction: Default::default(),
         });
         let held = open(&desk.live, &session.id).unwrap();
         let mut stream = std::pin::pin!(changes(desk.clone(), session, held));

@@ -13,6 +13,7 @@
 //! fetches the page again and swaps its parts marked `data-live`.
 
 mod charts;
+mod feedback;
 mod live;
 mod pages;
 
@@ -53,6 +54,7 @@ pub fn router(desk: Shared) -> Router {
         .route("/tickets/{id}/files/{sha256}", get(download))
         .route("/tickets/{id}/transcript.html", get(|desk, signed_in, id| transcript(desk, signed_in, id, true)))
         .route("/tickets/{id}/transcript.txt", get(|desk, signed_in, id| transcript(desk, signed_in, id, false)))
+        .route("/feedback/{token}", get(feedback::page).post(feedback::rate))
         .route("/stats", get(stats))
         .route("/problems", get(problem_list))
         .route("/problems/{topic}/{partition}/{offset}", get(problem))

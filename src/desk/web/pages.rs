@@ -115,6 +115,44 @@ pub fn sign_in(token: &str) -> Markup {
     )
 }
 
+/// The public feedback page of a closed ticket (`/feedback/TOKEN`): the question, five choices and an optional
+/// comment; nothing about the ticket. Its form posts back to the same address.
+pub fn feedback(question: &str, token: &str) -> Markup {
+    layout(
+        "Your feedback",
+        None,
+        None,
+        html! {
+            h1 { "Your feedback" }
+            form.feedback method="post" action={ "/feedback/" (token) } {
+                fieldset {
+                    legend { (question) }
+                    @for (rating, word) in [(1, "bad"), (2, "poor"), (3, "fair"), (4, "good"), (5, "great")] {
+                        label { input type="radio" name="rating" value=(rating) required; " " (rating) " (" (word) ")" }
+                    }
+                }
+                label for="comment" { "Anything to add? (optional)" }
+                textarea #comment name="comment" rows="4" maxlength=(crate::lifecycle::RATING_COMMENT_MAX) {}
+                button type="submit" { "Send" }
+            }
+            p.note { "You can rate once from this page." }
+        },
+    )
+}
+
+/// What the feedback page says instead of its form, or once it was sent: thanks, or why it takes no rating.
+pub fn feedback_said(text: &str) -> Markup {
+    layout(
+        "Your feedback",
+        None,
+        None,
+        html! {
+            h1 { "Your feedback" }
+            p role="status" { (text) }
+        },
+    )
+}
+
 /// What time it is at the desk, and the team's working hours when it set service levels: what the board and a
 /// ticket's page count the time left and spent in.
 #[derive(Clone, Copy)]
@@ -294,6 +332,11 @@ pub fn ticket(
                         dd { (when(at)) @if let Some(by) = &ticket.closed_by { " by " bdi { (by.display()) } }
                             @if let Some(reason) = &ticket.close_reason { ": " (reason) } }
                     }
+                    @if let Some(rated) = &ticket.rating {
+                        dt { "Rating" }
+                        dd #rating { strong { (rated.rating) " of 5" } " " (when(&rated.at))
+                            @if let Some(comment) = &rated.comment { ": " q { bdi { (comment) } } } }
+                    }
                     @for clock in ticket.clocks.iter().filter(|clock| clock.target_secs > 0) {
                         dt { "Target: " (clock.target.describe()) }
                         dd class=(clock_class(clock)) { (clock_text(clock)) (clock_spent(clock, hours)) }
@@ -450,6 +493,32 @@ pub fn stats(
                     (within_table("Team", &stats.within_target_by_team))
                 }
             }
+            section #satisfaction data-live {
+                h2 { "Satisfaction" }
+                @if stats.satisfaction_by_week.iter().all(|week| week.ratings() == 0) {
+                    p.note { "No ratings in the last 8 weeks. A closed ticket's submitter is asked once how it went \
+                        (satisfaction.ask)." }
+                } @else {
+                    p.note { "The submitters' ratings (1 bad to 5 great) of the last 8 weeks. By person: who held the \
+                        ticket when it was rated, or who closed it." }
+                    (satisfaction_table("Week", &stats.satisfaction_by_week))
+                    (satisfaction_table("Team", &stats.satisfaction_by_team))
+                    (satisfaction_table("Person", &stats.satisfaction_by_person))
+                    @if !stats.rating_comments.is_empty() {
+                        h3 { "Comments, newest first" }
+                        ul.comments {
+                            @for said in &stats.rating_comments {
+                                li {
+                                    strong { (said.rating) " of 5" } " on "
+                                    a href={ "/tickets/" (path_segment(&said.ticket_id)) } { bdi { (said.ticket_id) } }
+                                    " " (when(&said.at)) ": "
+                                    q { bdi { (said.comment) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             @if !rules.is_empty() {
                 section #rules data-live {
                     h2 { "Routing rules, last 7 days" }
@@ -489,6 +558,28 @@ fn rules_table(rules: &[String], stats: &crate::store::query::Stats, now: chrono
             }
         }
         @if !week_of_tickets { p.note { "franz has had tickets for less than a week: no rule is called unused yet." } }
+    }
+}
+
+/// One breakdown of the ratings: a row per week, team or person, with how many, the mean and each count.
+fn satisfaction_table(by: &str, rows: &[crate::store::query::Satisfaction]) -> Markup {
+    html! {
+        table.numbers {
+            thead { tr {
+                th scope="col" { (by) } th scope="col" { "Ratings" } th scope="col" { "Mean" }
+                @for rating in 1..=5 { th scope="col" { (rating) } }
+            } }
+            tbody {
+                @for row in rows {
+                    tr {
+                        th scope="row" { bdi { (row.name) } }
+                        td { (row.ratings()) }
+                        td { (row.average().map_or("—".to_owned(), |mean| format!("{mean:.1}"))) }
+                        @for count in row.counts { td { (count) } }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -745,6 +836,8 @@ pub fn describe(change: &Change) -> String {
         Change::LabelRemoved { label } => format!("removed the label {label}"),
         Change::Closed { reason } => format!("closed it: {reason}"),
         Change::Reopened => "reopened it".to_owned(),
+        Change::Rated { rating, comment: None } => format!("rated it {rating} of 5"),
+        Change::Rated { rating, comment: Some(comment) } => format!("rated it {rating} of 5: {comment}"),
         Change::SubmitterWrote { via, reopened: false, .. } => format!("wrote (by {})", via.describe()),
         Change::SubmitterWrote { via, reopened: true, .. } => {
             format!("wrote (by {}), which reopened the closed ticket", via.describe())

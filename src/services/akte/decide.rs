@@ -83,6 +83,7 @@ pub struct Decider {
     /// Service-level targets missed.
     sla_breaches: Family<crate::metrics::SlaLabel, Counter>,
     tickets_routed: Family<crate::metrics::TeamLabel, Counter>,
+    ratings: Family<crate::metrics::RatingLabel, Counter>,
     policy: lifecycle::Policy,
     /// What time it is when a command is decided.
     clock: crate::clock::Clock,
@@ -107,6 +108,7 @@ impl Decider {
             time_to_claim: settings.metrics.time_to_claim.clone(),
             sla_breaches: settings.metrics.sla_breaches.clone(),
             tickets_routed: settings.metrics.tickets_routed.clone(),
+            ratings: settings.metrics.ratings.clone(),
             policy: settings.policy.clone(),
             clock: settings.clock.clone(),
         })
@@ -271,6 +273,9 @@ impl Transform for Decider {
         if let Change::Created { routed: Some(routed), .. } = &event.change {
             let team = routed.team.clone().unwrap_or_else(|| "none".to_owned());
             self.tickets_routed.get_or_create(&crate::metrics::TeamLabel { team }).inc();
+        }
+        if let Change::Rated { rating, .. } = &event.change {
+            self.ratings.get_or_create(&crate::metrics::RatingLabel { rating: rating.to_string() }).inc();
         }
         if let (Change::Breached { target, .. }, Some(ticket)) = (&event.change, &state) {
             let label =

@@ -63,6 +63,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
             reopen_within: context.config.reopen_within,
             levels: context.config.service_levels.levels().map(std::sync::Arc::new),
             routing: context.config.rules.clone(),
+            rate_within: context.config.satisfaction.window,
         },
         clock: context.config.clock.clone(),
     };

@@ -91,6 +91,19 @@ pub fn subject(ticket: &TicketState) -> String {
 pub const ACKNOWLEDGEMENT: &str = "Thank you for your message. We have opened a ticket for it and will answer as \
                                    soon as we can; you need not write again. To add to it, answer this mail.";
 
+/// The text of the mail that tells the submitter their ticket was closed, and why; with `survey` (the question
+/// and the feedback link), it asks how it went.
+pub fn closed(reason: &str, survey: Option<String>) -> String {
+    let mut text =
+        format!("Your ticket was closed: {}\n\nIf something is still not right, answer this mail.", reason.trim());
+    if let Some(survey) = survey {
+        text.push_str("\n\n");
+        text.push_str(&survey);
+        text.push_str("\n(The link works once and asks for nothing else.)");
+    }
+    text
+}
+
 /// A person's reply, or an automatic one (the acknowledgement), which says so (`Auto-Submitted: auto-replied`,
 /// RFC 3834), so that an auto-responder at the other end does not answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

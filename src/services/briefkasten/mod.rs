@@ -172,6 +172,19 @@ pub fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
             .then(|| config.acknowledge_text.clone().unwrap_or_else(|| compose::ACKNOWLEDGEMENT.to_owned())),
         automatic,
         metrics: context.metrics.clone(),
+        survey: match context.config.satisfaction.ask {
+            true => Some(replies::Survey {
+                question: context.config.satisfaction.question.clone(),
+                desk_url: context
+                    .config
+                    .desk
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", context.config.desk.listen)),
+                key: crate::feedback::Key::in_dir(&context.desk_dir)?,
+            }),
+            false => None,
+        },
     };
     status.push_str(&format!("; replies by {smtp} from {from}"));
     let task = async move {

@@ -60,6 +60,24 @@ pub struct Replies {
     /// Automatic mails sent lately, by recipient.
     pub automatic: std::sync::Arc<std::sync::Mutex<Limiter>>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The question a close mail ends with, and where its feedback link leads, when submitters are asked.
+    pub survey: Option<Survey>,
+}
+
+/// What a close mail asks: the question, and the link to the desk's feedback page for the ticket.
+#[derive(Clone, Debug)]
+pub struct Survey {
+    pub question: String,
+    /// Where people reach the desk: `desk.public_url`, else its listen address.
+    pub desk_url: String,
+    pub key: crate::feedback::Key,
+}
+
+impl Survey {
+    /// The paragraph a close mail ends with: the question and the ticket's feedback link.
+    pub fn paragraph(&self, ticket_id: &str) -> String {
+        format!("{}\n{}/feedback/{}", self.question, self.desk_url.trim_end_matches('/'), self.key.token(ticket_id))
+    }
 }
 
 /// At most [`AUTOMATIC_PER_WINDOW`] automatic mails to one address in [`AUTOMATIC_WINDOW`]: what keeps franz and
@@ -281,6 +299,8 @@ enum Due<'e> {
     Reply(&'e str),
     Acknowledgement,
     Reminder(&'e str),
+    /// The ticket was closed, for this reason.
+    Closed(&'e str),
 }
 
 fn due(event: &Event) -> Option<Due<'_>> {
@@ -290,6 +310,7 @@ fn due(event: &Event) -> Option<Due<'_>> {
             Some(Due::Acknowledgement)
         }
         Change::Reminded { closes } => Some(Due::Reminder(closes)),
+        Change::Closed { reason } => Some(Due::Closed(reason)),
         _ => None,
     }
 }
@@ -396,7 +417,18 @@ async fn prepare(
         return Prepared::Done;
     }
     let reminder;
+    let closing;
     let (body, kind) = match due {
+        Due::Closed(reason) => {
+            let by_program = history.iter().any(|e| matches!(&e.change, Change::Created { automatic: Some(_), .. }));
+            let to = ticket.contact_id.as_deref().unwrap_or(&ticket.contact);
+            if by_program || to.eq_ignore_ascii_case(replies.from.email.as_ref()) {
+                tracing::info!(service = NAME, ticket = %ticket.id, "no close mail to a program or to franz's own address");
+                return Prepared::Done;
+            }
+            closing = compose::closed(reason, replies.survey.as_ref().map(|survey| survey.paragraph(&ticket.id)));
+            (closing.as_str(), compose::Kind::Automatic)
+        }
         Due::Reply(body) => (body, compose::Kind::Person),
         Due::Reminder(closes) => {
             let when = chrono::DateTime::parse_from_rfc3339(closes)

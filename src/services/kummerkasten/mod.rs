@@ -18,6 +18,7 @@ pub mod category;
 pub mod connect;
 pub mod conversation;
 pub mod guard;
+pub mod rating;
 pub mod replies;
 pub mod staff;
 pub mod threads;
@@ -76,6 +77,10 @@ pub struct Settings {
     pub staff_dir: std::path::PathBuf,
     /// The most open tickets one submitter may have; 0: no limit (`open_tickets_max`).
     pub open_tickets_max: u64,
+    /// How long after its close a ticket takes its submitter's rating (`satisfaction.window_days`).
+    pub rate_within: Duration,
+    /// What time it is (a test's clock, or the system's): whether a rating is still in its window.
+    pub clock: crate::clock::Clock,
 }
 
 /// What every command invocation can use.
@@ -108,6 +113,9 @@ pub struct Data {
     open_tickets_max: u64,
     /// The tickets opened here that the store may not have yet, which the limit counts too.
     opened: Opened,
+    /// How long after its close a ticket takes its submitter's rating.
+    rate_within: Duration,
+    clock: crate::clock::Clock,
 }
 
 /// How long shutdown waits for `/ticket` commands that are still publishing or replying.
@@ -547,6 +555,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         troubles: context.metrics.troubles.clone(),
         errors_topic: config.topics.errors.clone(),
         refused: context.metrics.discord_refused.clone(),
+        survey: config.satisfaction.ask.then(|| config.satisfaction.question.clone()),
     });
     if staff.as_ref().is_some_and(|staff| staff.cards.is_some()) {
         staff::cards::check_topic(&context.bootstrap, &config.topics.cards).await?;
@@ -566,6 +575,8 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         threads,
         staff_dir: context.desk_dir.clone(),
         open_tickets_max: config.open_tickets_max,
+        rate_within: config.satisfaction.window,
+        clock: config.clock.clone(),
     };
     let scope = config.discord.guild_id.map_or("globally".to_owned(), |g| format!("in guild {g}"));
     let proxy = config.discord.api_proxy.as_ref().map_or(String::new(), |p| format!(", REST through {p}"));
@@ -668,6 +679,8 @@ pub async fn run(mut settings: Settings, shutdown: CancellationToken) -> anyhow:
         staff_dir: settings.staff_dir.clone(),
         open_tickets_max: settings.open_tickets_max,
         opened: Opened::default(),
+        rate_within: settings.rate_within,
+        clock: settings.clock.clone(),
     };
     // The cards stop with franz, and also when the bot ends by itself (a token Discord refuses later) or fails to
     // start (the guard, on any early return): waiting for them would otherwise wait for a shutdown nobody started.
@@ -819,6 +832,11 @@ async fn on_event(
     // A submitter's answer in direct messages acts on their own message only, so it is served from a DM even
     // with DISCORD_GUILD_ID set.
     if conversation::chosen(http, data, interaction).await {
+        return Ok(());
+    }
+    // So is a submitter's rating, under the message that told them of the close (in their direct messages, or the
+    // ticket's thread): only the submitter may give it.
+    if rating::handle(http, data, interaction).await {
         return Ok(());
     }
     match guard::origin(interaction) {

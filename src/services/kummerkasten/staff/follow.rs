@@ -519,25 +519,28 @@ impl Poster {
                 .record(notify::delivery(notice, false, Some(format!("{closed} (asked within the hour)")), None))
                 .await;
         }
-        let delivery = match notify::send(&self.http, user, &notify::messages(notice, &state)).await {
-            Ok(Sent::Delivered(message)) => notify::delivery(notice, true, None, Some(message)),
-            Ok(Sent::Refused) => {
-                self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
-                tracing::info!(
-                    ticket,
-                    user,
-                    "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
+        let delivery =
+            match notify::send(&self.http, user, &notify::messages(notice, &state, self.settings.survey.as_deref()))
+                .await
+            {
+                Ok(Sent::Delivered(message)) => notify::delivery(notice, true, None, Some(message)),
+                Ok(Sent::Refused) => {
+                    self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
+                    tracing::info!(
+                        ticket,
+                        user,
+                        "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
                      asked again for {REFUSAL_MEMORY:?}"
-                );
-                notify::delivery(notice, false, Some(closed.to_owned()), None)
-            }
-            Ok(Sent::Dropped(why)) => {
-                let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
-                self.refused_for_good(REFUSED_DIRECT_MESSAGE, ticket, problem).await;
-                notify::delivery(notice, false, Some(format!("Discord refused it: {why}")), None)
-            }
-            Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
-        };
+                    );
+                    notify::delivery(notice, false, Some(closed.to_owned()), None)
+                }
+                Ok(Sent::Dropped(why)) => {
+                    let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
+                    self.refused_for_good(REFUSED_DIRECT_MESSAGE, ticket, problem).await;
+                    notify::delivery(notice, false, Some(format!("Discord refused it: {why}")), None)
+                }
+                Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
+            };
         self.record(delivery).await
     }
 
@@ -588,22 +591,25 @@ impl Poster {
 
     /// Posts the notice in the ticket's thread and records how that went.
     async fn tell_in_thread(&self, thread: u64, notice: &Notice, state: &TicketState) -> anyhow::Result<()> {
-        let delivery = match threads::post(&self.http, thread, &notify::messages(notice, state)).await {
-            Ok(Ok(message)) => notify::delivery_via(notice, Via::DiscordThread, true, None, Some(message), None),
-            Ok(Err(why)) => {
-                let problem = format!("Discord refused a message in the thread of {}: {why}", state.id);
-                self.refused_for_good(REFUSED_THREAD, &state.id, problem).await;
-                notify::delivery_via(
-                    notice,
-                    Via::DiscordThread,
-                    false,
-                    Some(format!("Discord refused it: {why}")),
-                    None,
-                    None,
-                )
-            }
-            Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
-        };
+        let delivery =
+            match threads::post(&self.http, thread, &notify::messages(notice, state, self.settings.survey.as_deref()))
+                .await
+            {
+                Ok(Ok(message)) => notify::delivery_via(notice, Via::DiscordThread, true, None, Some(message), None),
+                Ok(Err(why)) => {
+                    let problem = format!("Discord refused a message in the thread of {}: {why}", state.id);
+                    self.refused_for_good(REFUSED_THREAD, &state.id, problem).await;
+                    notify::delivery_via(
+                        notice,
+                        Via::DiscordThread,
+                        false,
+                        Some(format!("Discord refused it: {why}")),
+                        None,
+                        None,
+                    )
+                }
+                Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
+            };
         self.record(delivery).await
     }
 

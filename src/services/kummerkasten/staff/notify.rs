@@ -149,25 +149,39 @@ pub fn texts(notice: &Notice, ticket: &TicketState) -> Vec<String> {
 /// The message bodies: the texts, no pings, and nonces from the event that Discord enforces (the first part's as
 /// before parts existed, so a message sent before an upgrade is not sent again). The parts after the first reply
 /// to it when sent ([`send`]), so that an answer to any of them finds the ticket.
-pub fn messages(notice: &Notice, ticket: &TicketState) -> Vec<Value> {
-    texts(notice, ticket)
+///
+/// With `survey` (the satisfaction question), the message of a close ends with it, above five buttons that rate the
+/// ticket (`kummerkasten::rating`).
+pub fn messages(notice: &Notice, ticket: &TicketState, survey: Option<&str>) -> Vec<Value> {
+    let mut texts = texts(notice, ticket);
+    let survey = survey.filter(|_| matches!(notice.what, What::Closed { .. }));
+    if let Some(question) = survey {
+        let question = plain(question);
+        let room = CONTENT_MAX.saturating_sub(crate::discord::chars(&question) + 2);
+        texts[0] = format!("{}\n\n{question}", clip(&texts[0], room));
+    }
+    texts
         .into_iter()
         .enumerate()
         .map(|(n, text)| {
             let seed = if n == 0 { format!("dm:{}", notice.event_id) } else { format!("dm:{}:{n}", notice.event_id) };
-            json!({
+            let mut body = json!({
                 "content": text,
                 "allowed_mentions": {"parse": []},
                 "nonce": crate::discord::nonce(&seed),
                 "enforce_nonce": true,
-            })
+            });
+            if survey.is_some() && n == 0 {
+                body["components"] = json!([crate::services::kummerkasten::rating::buttons(&ticket.id)]);
+            }
+            body
         })
         .collect()
 }
 
-/// The first message body ([`messages`]).
+/// The first message body ([`messages`]), without a survey.
 pub fn message(notice: &Notice, ticket: &TicketState) -> Value {
-    messages(notice, ticket).remove(0)
+    messages(notice, ticket, None).remove(0)
 }
 
 /// The command that records how the message about `notice` ended: derived from the notice's event, so that a
@@ -317,6 +331,22 @@ mod tests {
         assert!(!content.contains("<@1>") && !content.contains("@everyone"), "{content}");
         assert_eq!(body["allowed_mentions"]["parse"], json!([]));
         assert_eq!((body["enforce_nonce"].as_bool(), body["nonce"].as_str().map(str::len)), (Some(true), Some(25)));
+    }
+
+    #[test]
+    fn a_close_asks_the_survey_question_above_five_buttons_and_nothing_else_does() {
+        let close = notice(&event(Change::Closed { reason: "x".repeat(3000) })).unwrap();
+        let asked = messages(&close, &ticket("printer"), Some("How did we do? <@1>"));
+        let content = asked[0]["content"].as_str().unwrap();
+        assert!(!content.contains("<@1>"), "the question is defused too: {content}");
+        assert!(crate::discord::chars(content) <= CONTENT_MAX, "{content}");
+        assert!(content.contains("How did we do?"), "{content}");
+        let buttons = asked[0]["components"][0]["components"].as_array().unwrap();
+        assert_eq!(buttons.iter().map(|b| b["label"].as_str().unwrap()).collect::<Vec<_>>(), ["1", "2", "3", "4", "5"]);
+        assert!(messages(&close, &ticket("printer"), None)[0].get("components").is_none(), "no survey: no buttons");
+        let claim = notice(&event(Change::Claimed { by: Person::staff("ana") })).unwrap();
+        let told = messages(&claim, &ticket("printer"), Some("How did we do?"));
+        assert!(told[0].get("components").is_none() && !told[0]["content"].as_str().unwrap().contains("How did"));
     }
 
     proptest! {
