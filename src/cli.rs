@@ -234,13 +234,18 @@ pub enum TicketsAction {
     Unclaim { id: String },
     /// Give a ticket to someone (taking it from whoever holds it).
     Assign { id: String, name: String },
-    /// Reply to the submitter, or leave an internal note with --internal.
+    /// Reply to the submitter, or leave an internal note with --internal; --saved NAME sends a saved reply instead
+    /// of TEXT, its {contact}, {ticket} and {agent} filled for this ticket.
     Comment {
         id: String,
-        text: String,
+        #[arg(required_unless_present = "saved", conflicts_with = "saved")]
+        text: Option<String>,
         /// An internal note for the team, not a reply.
         #[arg(long)]
         internal: bool,
+        /// Send the saved reply of this name (the desk's Saved replies page, or `GET /api/replies`).
+        #[arg(long, value_name = "NAME")]
+        saved: Option<String>,
     },
     /// Set the priority: low, normal, high or urgent.
     Priority { id: String, priority: String },

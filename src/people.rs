@@ -17,6 +17,8 @@
 //! list *requires* a linked account for those presses (the Discord role alone no longer does), and that stays so:
 //! otherwise removing the last linked member would open the buttons to the whole role again.
 
+pub mod saved;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -106,6 +108,7 @@ impl Staff {
              CREATE TABLE IF NOT EXISTS teams (name TEXT PRIMARY KEY, added TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS members (team TEXT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (team, name));",
         )
+        .and_then(|()| conn.execute_batch(saved::TABLE))
         .with_context(|| format!("cannot prepare {}", path.display()))?;
         // A team's place in Discord came later: a list of before gains its columns (snowflakes as text).
         for column in TEAM_COLUMNS {

@@ -32,6 +32,8 @@ mod ops;
 mod processes;
 /// Satisfaction ratings: Discord's buttons and comment form, the public feedback page, the window.
 mod satisfaction;
+/// Saved replies: kept on the desk, filled for a ticket in the reply form, the API, the CLI and a card's Close.
+mod saved_replies;
 /// Service levels with a clock the test moves: due soon, missed, alerts, metrics, nothing said twice.
 mod service_levels;
 /// Teams and routing: rules route each new ticket with its reason in the history; moves; lists by team.

@@ -188,8 +188,11 @@ pub async fn tickets(config: &Config, args: TicketsArgs, out: &mut impl Write) -
         TicketsAction::Claim { id } => (id, json!({"action": "claim"})),
         TicketsAction::Unclaim { id } => (id, json!({"action": "unclaim"})),
         TicketsAction::Assign { id, name } => (id, json!({"action": "assign", "to": name})),
-        TicketsAction::Comment { id, text, internal } => {
-            (id, json!({"action": "comment", "body": text, "internal": internal}))
+        TicketsAction::Comment { id, text, internal, saved: Some(saved) } if text.is_none() => {
+            (id, json!({"action": "comment", "saved": saved, "internal": internal}))
+        }
+        TicketsAction::Comment { id, text, internal, .. } => {
+            (id, json!({"action": "comment", "body": text.clone().unwrap_or_default(), "internal": internal}))
         }
         TicketsAction::Priority { id, priority } => (id, json!({"action": "set_priority", "priority": priority})),
         TicketsAction::Label { id, label, remove } => {

@@ -443,6 +443,9 @@ pub(super) fn no_ticket(id: &str) -> ApiError {
 struct CommandRequest {
     #[serde(default)]
     command_id: Option<String>,
+    /// A saved reply to send as the comment's body or the close's reason, filled for the ticket.
+    #[serde(default)]
+    saved: Option<String>,
     #[serde(flatten)]
     action: Action,
 }
@@ -469,11 +472,14 @@ async fn command(
             "tickets are created from the intake (`franz ticket`, /ticket)",
         ));
     }
-    if matches!(request.action, Action::Write { .. } | Action::RecordDelivery(_) | Action::Tick { .. }) {
+    if matches!(
+        request.action,
+        Action::Write { .. } | Action::RecordDelivery(_) | Action::Tick { .. } | Action::Rate { .. }
+    ) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "the submitter writes through their channel (a Discord direct message or thread, or a mail), and franz \
-             records deliveries and keeps the time; the team answers with a comment",
+            "the submitter writes and rates through their channel (a Discord direct message or thread, a mail, the \
+             feedback page), and franz records deliveries and keeps the time; the team answers with a comment",
         ));
     }
     if matches!(request.action, Action::Comment { via: Some(_), .. }) {
@@ -496,7 +502,11 @@ async fn command(
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let command = Command { command_id, ticket_id: id.clone(), actor, action: request.action };
+    let action = match &request.saved {
+        Some(saved) => super::saved::with_saved(&desk, &id, saved, &actor.person().display(), request.action).await?,
+        None => request.action,
+    };
+    let command = Command { command_id, ticket_id: id.clone(), actor, action };
     let event = submit(&desk, &command).await?;
     let lookup = id.clone();
     let ticket = read(&desk, move |conn| query::ticket(conn, &lookup).map_err(ApiError::internal)).await?;

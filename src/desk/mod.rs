@@ -12,6 +12,7 @@ pub mod export;
 mod listener;
 pub mod numbers;
 pub mod problems;
+pub mod saved;
 mod tally;
 pub mod web;
 
@@ -173,7 +174,11 @@ impl Server {
                 let _ = warm.numbers.stats().await;
             }
         });
-        let router = self.ops.merge(api::router(self.desk.clone())).merge(web::router(self.desk));
+        let router = self
+            .ops
+            .merge(saved::router(self.desk.clone()))
+            .merge(api::router(self.desk.clone()))
+            .merge(web::router(self.desk));
         serve_limited(self.listener, router, shutdown).await
     }
 }

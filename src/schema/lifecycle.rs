@@ -359,6 +359,8 @@ pub enum Action {
     },
     /// A public reply to the submitter, or an internal note for the team.
     Comment {
+        /// (Absent reads as empty, which is refused: the API fills it from a saved reply.)
+        #[serde(default)]
         body: String,
         #[serde(default)]
         internal: bool,
@@ -377,6 +379,8 @@ pub enum Action {
         label: String,
     },
     Close {
+        /// (Absent reads as empty, which is refused: the API fills it from a saved reply.)
+        #[serde(default)]
         reason: String,
     },
     Reopen,

@@ -55,6 +55,7 @@ pub fn router(desk: Shared) -> Router {
         .route("/tickets/{id}/transcript.html", get(|desk, signed_in, id| transcript(desk, signed_in, id, true)))
         .route("/tickets/{id}/transcript.txt", get(|desk, signed_in, id| transcript(desk, signed_in, id, false)))
         .route("/feedback/{token}", get(feedback::page).post(feedback::rate))
+        .route("/replies", get(saved_replies).post(save_reply))
         .route("/stats", get(stats))
         .route("/problems", get(problem_list))
         .route("/problems/{topic}/{partition}/{offset}", get(problem))
@@ -476,7 +477,22 @@ async fn ticket(
             teams.extend(ticket.team.clone().filter(|team| !teams.contains(team)));
             // Similar tickets are a search of their own: one that does not answer in its time leaves the page whole.
             let similar = api::similar_to(&desk, &session.name, ticket.id.clone()).await.ok();
-            let around = pages::Around { teams: &teams, similar: similar.as_ref() };
+            // The saved replies, each filled for this ticket by this person, to send or start from.
+            let saved: Vec<(String, String)> = desk
+                .staff
+                .saved_replies("")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|reply| {
+                    let values = crate::people::saved::Placeholders {
+                        contact: &ticket.contact,
+                        ticket: &ticket.id,
+                        agent: &session.name,
+                    };
+                    (reply.name, crate::people::saved::fill(&reply.body, values))
+                })
+                .collect();
+            let around = pages::Around { teams: &teams, similar: similar.as_ref(), saved: &saved };
             let page =
                 pages::ticket(&session, &ticket, (&events, hidden), answer.as_ref(), counts, hours(&desk), around);
             Html(page.into_string()).into_response()
@@ -529,6 +545,13 @@ async fn act(
         .filter(|id| (1..=crate::lifecycle::NAME_MAX).contains(&id.len()))
         .cloned()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let action = match form.get("saved").map(|name| name.trim()).filter(|name| !name.is_empty()) {
+        Some(saved) => match super::saved::with_saved(&desk, &id, saved, &session.name, action).await {
+            Ok(action) => action,
+            Err(error) => return error.into(),
+        },
+        None => action,
+    };
     let actor = Actor::staff(ActorSource::Web, &session.name);
     let command = Command { command_id: command_id.clone(), ticket_id: id.clone(), actor, action };
     match api::submit(&desk, &command).await {
@@ -594,6 +617,65 @@ async fn stats(State(desk): State<Shared>, SignedIn(session): SignedIn) -> Respo
         Ok(snapshot) => {
             Html(pages::stats(&session, counts, &snapshot, &letters, &desk.rules).into_string()).into_response()
         }
+        Err(error) => ApiError::internal(error).into(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct ReplySearch {
+    q: String,
+}
+
+/// `GET /replies`: the team's saved replies, searched by name and text.
+async fn saved_replies(
+    State(desk): State<Shared>,
+    SignedIn(session): SignedIn,
+    Query(search): Query<ReplySearch>,
+) -> Response {
+    let counts = match desk.numbers.counts().await.map_err(ApiError::internal) {
+        Ok(counts) => counts,
+        Err(error) => return error.into(),
+    };
+    let (shared, q) = (desk.clone(), search.q.clone());
+    match tokio::task::spawn_blocking(move || shared.staff.saved_replies(&q)).await {
+        Ok(Ok(replies)) => {
+            Html(pages::saved_replies(&session, &replies, &search.q, counts).into_string()).into_response()
+        }
+        Ok(Err(error)) => ApiError::internal(error).into(),
+        Err(error) => ApiError::internal(error).into(),
+    }
+}
+
+/// `POST /replies`: a saved reply added, edited or deleted, from the desk's own page; then back to the list.
+async fn save_reply(
+    State(desk): State<Shared>,
+    headers: HeaderMap,
+    SignedIn(session): SignedIn,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return error_page(StatusCode::BAD_REQUEST, "the form could not be read (at most 64 KiB); reload the page");
+    };
+    if let Err(forged) = same_site_form(&desk, &headers, &session, form.get("csrf").map(String::as_str)) {
+        return forged.into();
+    }
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    let (name, body, action, by) = (field("name"), field("body"), field("action"), session.name.clone());
+    let shared = desk.clone();
+    let done = tokio::task::spawn_blocking(move || match action.as_str() {
+        "save" => shared.staff.save_reply(&name, &body, &by).map(|_| Ok(())),
+        "delete" => shared.staff.delete_reply(&name).map(|deleted| {
+            if deleted { Ok(()) } else { Err(format!("there is no saved reply {name:?} (deleted meanwhile?)")) }
+        }),
+        _ => Ok(Err("the form asks for nothing the desk knows; reload the page".to_owned())),
+    })
+    .await;
+    match done {
+        Ok(Ok(Ok(()))) => Redirect::to("/replies").into_response(),
+        Ok(Ok(Err(message))) => error_page(StatusCode::BAD_REQUEST, &message),
+        // What the staff list refuses (a name or text out of bounds, too many) is the person's to mend.
+        Ok(Err(error)) => error_page(StatusCode::BAD_REQUEST, &format!("{error:#}")),
         Err(error) => ApiError::internal(error).into(),
     }
 }

@@ -31,6 +31,7 @@ fn layout(title: &str, session: Option<&Session>, open: Option<u64>, content: Ma
                     header.top {
                         nav aria-label="Pages" {
                             a href="/" { "Board" }
+                            a href="/replies" { "Saved replies" }
                             a href="/stats" { "Numbers" }
                             a href="/problems" { "Problems" }
                         }
@@ -115,6 +116,62 @@ pub fn sign_in(token: &str) -> Markup {
     )
 }
 
+/// The team's saved replies (`/replies`): a search, a form for a new one, and each with its text to edit or delete.
+pub fn saved_replies(
+    session: &Session,
+    replies: &[crate::people::saved::SavedReply],
+    search: &str,
+    counts: Counts,
+) -> Markup {
+    let (open, ..) = counts;
+    let save = |name: Option<&str>, body: &str| {
+        html! {
+            form.saved method="post" action="/replies" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                input type="hidden" name="action" value="save";
+                @match name {
+                    Some(name) => { input type="hidden" name="name" value=(name); }
+                    None => { label { "Name " input name="name" required maxlength="64" placeholder="refund done"; } }
+                }
+                label { "Text" textarea name="body" required maxlength="4000" rows="4" { (body) } }
+                button type="submit" { @if name.is_some() { "Save" } @else { "Add" } }
+            }
+        }
+    };
+    layout(
+        "Saved replies",
+        Some(session),
+        Some(open),
+        html! {
+            h1 { "Saved replies" }
+            p.note { "Replies the team sends often. " code { "{contact}" } " becomes the submitter's name, " code { "{ticket}" }
+                " the ticket's id and " code { "{agent}" } " the name of whoever sends it. A ticket's reply form offers \
+                them; " code { "franz tickets comment ID --saved NAME" } " sends one from the command line." }
+            form.search method="get" action="/replies" {
+                label { "Search " input type="search" name="q" value=(search); }
+                button type="submit" { "Search" }
+            }
+            section aria-label="New saved reply" { h2 { "New" } (save(None, "")) }
+            section aria-label="Saved replies" {
+                h2 { (replies.len()) " saved repl" @if replies.len() == 1 { "y" } @else { "ies" } @if !search.is_empty() { " with " q { (search) } } }
+                @for reply in replies {
+                    article.saved-reply {
+                        h3 { bdi { (reply.name) } }
+                        p.note { "Saved " (when(&reply.updated)) " by " bdi { (reply.updated_by) } }
+                        (save(Some(&reply.name), &reply.body))
+                        form method="post" action="/replies" {
+                            input type="hidden" name="csrf" value=(session.csrf);
+                            input type="hidden" name="action" value="delete";
+                            input type="hidden" name="name" value=(reply.name);
+                            button type="submit" { "Delete" }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
 /// The public feedback page of a closed ticket (`/feedback/TOKEN`): the question, five choices and an optional
 /// comment; nothing about the ticket. Its form posts back to the same address.
 pub fn feedback(question: &str, token: &str) -> Markup {
@@ -165,6 +222,8 @@ pub struct Hours<'a> {
 /// what they suggest (`None` when the search did not answer in its time).
 pub struct Around<'a> {
     pub teams: &'a [String],
+    /// The saved replies by name, each filled for this ticket and this person.
+    pub saved: &'a [(String, String)],
     pub similar: Option<&'a (Vec<TicketState>, crate::lifecycle::routing::Suggested)>,
 }
 
@@ -389,9 +448,23 @@ pub fn ticket(
             section.reply aria-label="Reply" {
                 p.note #reply-goes { (reply_goes(ticket, events)) }
                 (form("comment", html! {
-                    label { "Reply or note" textarea name="body" required maxlength="4000" rows="4" {} }
+                    label { "Reply or note" textarea name="body" required[around.saved.is_empty()] maxlength="4000" rows="4" {} }
+                    @if !around.saved.is_empty() {
+                        label { "or send a saved reply "
+                            select name="saved" {
+                                option value="" { "(none: the text above)" }
+                                @for (name, text) in around.saved { option value=(name) data-text=(text) { (name) } }
+                            }
+                        }
+                    }
                     label.check { input type="checkbox" name="internal" value="1"; " Internal note (staff only)" }
                 }, "Send"))
+                @if !around.saved.is_empty() {
+                    details.saved {
+                        summary { "Saved replies, as this ticket would get them (" a href="/replies" { "edit" } ")" }
+                        dl { @for (name, text) in around.saved { dt { bdi { (name) } } dd { (text) } } }
+                    }
+                }
             }
             (similar_section(&form, around.similar))
             section #timeline data-live aria-label="Conversation and history" {

@@ -1,6 +1,18 @@
 // franz desk: live pages. The desk says on /live (server-sent events) when tickets or problems changed; the page
 // then fetches itself again and swaps its parts marked data-live, leaving alone the part someone is typing in.
 // Fetched HTML is parsed into an inert document (no script in it runs) and was escaped by the server.
+// A saved reply picked in a ticket's reply form lands in its text box to be read and edited before it is sent (the
+// page's preview filled it for this ticket); without script, the form sends the pick and the desk fills it.
+document.addEventListener('change', function (event) {
+  var pick = event.target;
+  if (!pick.matches || !pick.matches('form[data-action="comment"] select[name="saved"]')) return;
+  var option = pick.options[pick.selectedIndex];
+  var box = pick.form.querySelector('textarea[name="body"]');
+  if (!option || !option.value || !box) return;
+  box.value = option.getAttribute('data-text');
+  pick.value = '';
+  box.focus();
+});
 (function () {
   'use strict';
   if (!document.body || !document.body.hasAttribute('data-live') || !window.EventSource) return;

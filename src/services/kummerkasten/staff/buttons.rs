@@ -31,11 +31,21 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a press or submit asks akte for, once it is known to be a card's.
 #[derive(Debug, Clone, PartialEq)]
 enum Ask {
-    /// Open a form: for the close reason, or for a public reply.
-    Form { form: card::Form, ticket: String },
+    /// Open a form: for the close reason, or for a public reply. `offer_saved`: a close offers the team's saved
+    /// replies as its reason first, when it has any.
+    Form { form: card::Form, ticket: String, offer_saved: bool },
+    /// Close the ticket with the saved reply of this name as the reason.
+    CloseWith { ticket: String, saved: String },
     /// Send this action.
     Act { ticket: String, action: Action },
 }
+
+/// The select menu of saved replies a Close offers: `franz:close-with:<ticket>`.
+const CLOSE_WITH: &str = "franz:close-with:";
+/// The button beside it that opens the reason form instead: `franz:close-own:<ticket>`.
+const CLOSE_OWN: &str = "franz:close-own:";
+/// The most options of a select menu (Discord's limit).
+const OPTIONS_MAX: usize = 25;
 
 /// Handles `interaction` if it is a card's button or form; anything else is left alone.
 pub async fn handle(
@@ -48,7 +58,7 @@ pub async fn handle(
     let Some(staff_channel) = settings.cards else { return };
     let (id, token, member, channel, ask) = match interaction {
         serenity::Interaction::Component(press) => {
-            let Some(ask) = pressed(&press.data.custom_id) else { return };
+            let Some(ask) = pressed(&press.data.custom_id, &press.data.kind) else { return };
             (press.id, press.token.as_str(), press.member.as_ref(), press.channel_id, ask)
         }
         serenity::Interaction::Modal(submit) => {
@@ -65,7 +75,7 @@ pub async fn handle(
         }
     };
     let ticket = match &ask {
-        Ask::Form { ticket, .. } | Ask::Act { ticket, .. } => ticket.clone(),
+        Ask::Form { ticket, .. } | Ask::CloseWith { ticket, .. } | Ask::Act { ticket, .. } => ticket.clone(),
     };
     let roles = match roles_in(settings, staff_channel, channel.get(), &ticket).await {
         Ok(roles) => roles,
@@ -111,8 +121,27 @@ pub async fn handle(
             return;
         }
     };
+    // Who sends a saved reply, as its {agent} names them.
+    let agent = staff.clone().unwrap_or_else(|| member.user.name.clone());
     let (ticket, action) = match ask {
-        Ask::Form { form, ticket } => return respond(card::form(form, &ticket)).await,
+        Ask::Form { form: card::Form::Reason, ticket, offer_saved: true } => {
+            let offered = saved_reasons(settings, &ticket, &agent).await;
+            if offered.is_empty() {
+                return respond(card::form(card::Form::Reason, &ticket)).await;
+            }
+            return respond(close_pick(&ticket, &offered)).await;
+        }
+        Ask::Form { form, ticket, .. } => return respond(card::form(form, &ticket)).await,
+        Ask::CloseWith { ticket, saved } => {
+            let offered = saved_reasons(settings, &ticket, &agent).await;
+            let Some((_, reason)) = offered.into_iter().find(|(name, _)| *name == saved) else {
+                return respond(replies::private_message(
+                    "That saved reply is gone or no longer fits as a reason; nothing was changed. Press Close again.",
+                ))
+                .await;
+            };
+            (ticket, Action::Close { reason })
+        }
         Ask::Act { ticket, action } => (ticket, action),
     };
     respond(json!({"type": 5, "data": {"flags": 64}})).await;
@@ -205,15 +234,80 @@ pub(in crate::services::kummerkasten) async fn account(
         .map_err(|error| anyhow::anyhow!("a read of the staff list ended abnormally: {error}"))?
 }
 
-fn pressed(custom_id: &str) -> Option<Ask> {
+fn pressed(custom_id: &str, kind: &serenity::ComponentInteractionDataKind) -> Option<Ask> {
+    let own = |prefix: &str| custom_id.strip_prefix(prefix).filter(|ticket| !ticket.is_empty()).map(str::to_owned);
+    if let Some(ticket) = own(CLOSE_OWN) {
+        return Some(Ask::Form { form: card::Form::Reason, ticket, offer_saved: false });
+    }
+    if let Some(ticket) = own(CLOSE_WITH) {
+        let serenity::ComponentInteractionDataKind::StringSelect { values } = kind else { return None };
+        return Some(Ask::CloseWith { ticket, saved: values.first()?.clone() });
+    }
     let (press, ticket) = card::parse_button(custom_id)?;
     let ticket = ticket.to_owned();
     Some(match press {
         Press::Claim => Ask::Act { ticket, action: Action::Claim },
         Press::Reopen => Ask::Act { ticket, action: Action::Reopen },
-        Press::Close => Ask::Form { form: card::Form::Reason, ticket },
-        Press::Reply => Ask::Form { form: card::Form::Reply, ticket },
+        Press::Close => Ask::Form { form: card::Form::Reason, ticket, offer_saved: true },
+        Press::Reply => Ask::Form { form: card::Form::Reply, ticket, offer_saved: false },
     })
+}
+
+/// The team's saved replies that can close `ticket` as its reason, by name, filled for it and for `agent`: those
+/// that fit a reason's length, the first [`OPTIONS_MAX`] by name. None when the list cannot be read (the reason form
+/// still works).
+async fn saved_reasons(settings: &Settings, ticket: &str, agent: &str) -> Vec<(String, String)> {
+    let (dir, store, id, agent) =
+        (settings.staff_dir.clone(), settings.store.clone(), ticket.to_owned(), agent.to_owned());
+    let read = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, String)>> {
+        let replies = people::saved::saved_replies_in(&dir)?;
+        if replies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let contact = query::ticket(&*store.reader()?, &id)?.map(|ticket| ticket.contact).unwrap_or_default();
+        let values = people::saved::Placeholders { contact: &contact, ticket: &id, agent: &agent };
+        Ok(replies
+            .into_iter()
+            .map(|reply| (reply.name, people::saved::fill(&reply.body, values)))
+            .filter(|(_, reason)| reason.chars().count() <= crate::lifecycle::REASON_MAX)
+            .take(OPTIONS_MAX)
+            .collect())
+    })
+    .await;
+    match read {
+        Ok(Ok(offered)) => offered,
+        Ok(Err(error)) => {
+            let problem = format!("cannot read the saved replies for a Close: {error:#}");
+            tracing::warn!("{problem}");
+            settings.troubles.report(NAME, problem);
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What a Close offers when the team has saved replies that fit (a private message, type 4): a menu of them as the
+/// reason, and a button to write one instead.
+fn close_pick(ticket: &str, offered: &[(String, String)]) -> Value {
+    let cut = |text: &str, max: usize| -> String { text.chars().take(max).collect() };
+    let options: Vec<Value> = offered
+        .iter()
+        .map(|(name, reason)| {
+            let line = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+            json!({"label": cut(name, 100), "value": cut(name, 100), "description": cut(&line, 100)})
+        })
+        .collect();
+    json!({"type": 4, "data": {
+        "content": "Close with a saved reply as the reason (the submitter reads it), or write one.",
+        "flags": 64,
+        "allowed_mentions": {"parse": []},
+        "components": [
+            {"type": 1, "components": [{"type": 3, "custom_id": format!("{CLOSE_WITH}{ticket}"),
+                "placeholder": "A saved reply as the reason", "options": options}]},
+            {"type": 1, "components": [{"type": 2, "style": 2, "label": "Write a reason",
+                "custom_id": format!("{CLOSE_OWN}{ticket}")}]},
+        ],
+    }})
 }
 
 fn submitted(data: &serenity::ModalInteractionData) -> Option<Ask> {
@@ -241,10 +335,20 @@ mod tests {
 
     #[test]
     fn a_close_press_asks_for_the_reason_and_claim_and_reopen_act_at_once() {
-        assert_eq!(pressed("franz:close:t-1"), Some(Ask::Form { form: card::Form::Reason, ticket: "t-1".into() }));
-        assert_eq!(pressed("franz:reply:t-1"), Some(Ask::Form { form: card::Form::Reply, ticket: "t-1".into() }));
+        let button = serenity::ComponentInteractionDataKind::Button;
+        let pressed = |id: &str| pressed(id, &button);
+        let form = |form, offer_saved| Some(Ask::Form { form, ticket: "t-1".into(), offer_saved });
+        assert_eq!(pressed("franz:close:t-1"), form(card::Form::Reason, true));
+        assert_eq!(pressed("franz:close-own:t-1"), form(card::Form::Reason, false));
+        assert_eq!(pressed("franz:reply:t-1"), form(card::Form::Reply, false));
         assert_eq!(pressed("franz:claim:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Claim }));
         assert_eq!(pressed("franz:reopen:t-1"), Some(Ask::Act { ticket: "t-1".into(), action: Action::Reopen }));
         assert_eq!(pressed("1177000000000000042"), None, "the /ticket form's id is not a card's");
+        assert_eq!(pressed("franz:close-with:t-1"), None, "a menu's pick, not a button");
+        let pick = serenity::ComponentInteractionDataKind::StringSelect { values: vec!["refund".into()] };
+        assert_eq!(
+            super::pressed("franz:close-with:t-1", &pick),
+            Some(Ask::CloseWith { ticket: "t-1".into(), saved: "refund".into() })
+        );
     }
 }
