@@ -180,6 +180,7 @@ async fn a_live_scrape_passes_promtool_and_keeps_its_names_and_label_sets() {
         "franz_discord_refused_total{what}",
         "franz_imap_reconnects_total",
         "franz_mails_total{outcome}",
+        "franz_ratings_total{rating}",
         "franz_records_in_total{service}",
         "franz_records_out_total{service,topic}",
         "franz_relay_retries_total{service}",
