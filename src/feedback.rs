@@ -49,7 +49,9 @@ impl Key {
         let draft = tempfile::NamedTempFile::new_in(desk_dir)
             .with_context(|| format!("cannot write a file in {}", desk_dir.display()))?;
         crate::files::private_file(draft.path())?;
-        std::fs::write(draft.path(), bytes).with_context(|| format!("cannot write {}", draft.path().display()))?;
+        // On disk before it is linked: a crash must not leave a short key that stops the desk from starting.
+        let written = std::fs::write(draft.path(), bytes).and_then(|()| draft.as_file().sync_all());
+        written.with_context(|| format!("cannot write {}", draft.path().display()))?;
         match std::fs::hard_link(draft.path(), &path) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}

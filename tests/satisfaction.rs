@@ -185,3 +185,138 @@ async fn the_feedback_page_rates_once_without_a_session_from_its_own_origin_only
     assert_eq!(events_after, events["events"].as_array().unwrap().len(), "the refused second rating changed nothing");
     team.stop().await;
 }
+
+/// Closes ticket `id` through the API (as a staff member) and waits until the store has the close.
+async fn close_by_api(team: &crate::web::Team, id: &str) {
+    let closed = team
+        .http
+        .post(format!("{}/api/tickets/{id}/commands", team.url))
+        .bearer_auth(&team.api_token)
+        .json(&json!({"action": "close", "reason": "refunded"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(closed.status(), 200, "{}", closed.text().await.unwrap());
+    wait_until("the close", || async { team.api(&format!("/api/tickets/{id}")).await["ticket"]["status"] == "closed" })
+        .await;
+}
+
+/// What the feedback page says (its `role="status"` paragraph).
+fn feedback_said(html: &str) -> String {
+    html.split("role=\"status\">").nth(1).and_then(|rest| rest.split('<').next()).unwrap_or_default().to_owned()
+}
+
+/// #28, attack: a send the page cannot take (a comment over the limit) must not use up the page's one rating: the
+/// command id `feedback:{closed_at}` is answered for good, so once akte refused it, every later send (a shorter
+/// comment, no comment) got the same refusal and the submitter could never rate from the link.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_feedback_send_refused_for_its_comment_does_not_use_up_the_link() {
+    use crate::web::Team;
+    let team = Team::start().await;
+    team.publish(&[mail_ticket("too-long", "kim@example.com")]).await;
+    close_by_api(&team, "too-long").await;
+    let key = franz::feedback::Key::in_dir(&team.data.path().join("desk")).unwrap();
+    let page = format!("{}/feedback/{}", team.url, key.token("too-long"));
+    let send = |rating: &str, comment: String| {
+        team.http
+            .post(&page)
+            .header("origin", team.url.clone())
+            .form(&[("rating", rating.to_owned()), ("comment", comment)])
+            .send()
+    };
+
+    let long = "x".repeat(franz::lifecycle::RATING_COMMENT_MAX + 1);
+    let refused = send("2", long).await.unwrap();
+    let (refused_status, refused_text) = (refused.status(), refused.text().await.unwrap());
+    // The page still offers its form: nothing was recorded.
+    let again = team.http.get(&page).send().await.unwrap().text().await.unwrap();
+    assert!(again.contains("name=\"rating\""), "{again}");
+
+    let shorter = send("2", "slow, but fixed".to_owned()).await.unwrap();
+    let status = shorter.status();
+    let text = shorter.text().await.unwrap();
+    assert_eq!(
+        (status, feedback_said(&text).as_str()),
+        (reqwest::StatusCode::OK, "Thank you: your rating was recorded."),
+        "the second send, after a first refused as {refused_status}: {}",
+        feedback_said(&refused_text)
+    );
+    assert_eq!(refused_status, 400, "a comment over the limit is the sender's to shorten");
+    assert!(feedback_said(&refused_text).contains("1000"), "{refused_text}");
+    let ticket = team.api("/api/tickets/too-long").await;
+    assert_eq!(
+        (&ticket["ticket"]["rating"]["rating"], &ticket["ticket"]["rating"]["comment"]),
+        (&json!(2), &json!("slow, but fixed"))
+    );
+    team.stop().await;
+}
+
+/// #28, attack: a browser sends a textarea's line breaks as CRLF, while its `maxlength` counts each as one
+/// character: a comment the page's own form lets through (1,000 characters with line breaks) was refused by akte as
+/// longer than 1,000, and (see above) the link was then used up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_comment_the_pages_form_allows_is_recorded_with_its_line_breaks() {
+    use crate::web::Team;
+    let team = Team::start().await;
+    team.publish(&[mail_ticket("lines", "kim@example.com")]).await;
+    close_by_api(&team, "lines").await;
+    let key = franz::feedback::Key::in_dir(&team.data.path().join("desk")).unwrap();
+    let page = format!("{}/feedback/{}", team.url, key.token("lines"));
+    // Ten lines of 99: 999 characters as the textarea counts them (under its maxlength of 1,000), 1,008 as sent.
+    let typed = vec!["y".repeat(99); 10].join("\n");
+    assert!(typed.chars().count() <= franz::lifecycle::RATING_COMMENT_MAX);
+    let sent = typed.replace('\n', "\r\n");
+    let rated = team
+        .http
+        .post(&page)
+        .header("origin", team.url.clone())
+        .form(&[("rating", "4".to_owned()), ("comment", sent)])
+        .send()
+        .await
+        .unwrap();
+    let status = rated.status();
+    let text = rated.text().await.unwrap();
+    assert_eq!(
+        (status, feedback_said(&text).as_str()),
+        (reqwest::StatusCode::OK, "Thank you: your rating was recorded.")
+    );
+    let ticket = team.api("/api/tickets/lines").await;
+    assert_eq!(ticket["ticket"]["rating"]["comment"], json!(typed), "stored with the line breaks the submitter typed");
+    team.stop().await;
+}
+
+/// #28, attack: `franz tickets show` printed a rating as a bare "rated": a staff member reading a ticket in the
+/// terminal saw neither the rating nor its comment (the desk's pages show both). They are shown now, and the
+/// comment, the submitter's text, cannot drive the terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_shows_a_rating_and_its_comment_which_cannot_drive_the_terminal() {
+    use crate::web::Team;
+    let team = Team::start().await;
+    team.publish(&[mail_ticket("in-cli", "kim@example.com")]).await;
+    close_by_api(&team, "in-cli").await;
+    let key = franz::feedback::Key::in_dir(&team.data.path().join("desk")).unwrap();
+    let page = format!("{}/feedback/{}", team.url, key.token("in-cli"));
+    let comment = "too slow\u{1b}[2J\u{9b}31m \u{202e}evil";
+    let rated = team
+        .http
+        .post(&page)
+        .header("origin", team.url.clone())
+        .form(&[("rating", "2"), ("comment", comment)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rated.status(), 200);
+    let output = crate::util::franz(team.data.path(), Some(&team.harness))
+        .env("FRANZ_DATA_DIR", team.data.path())
+        .args(["tickets", "show", "in-cli"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let out = String::from_utf8(output.stdout).unwrap();
+    let raw: Vec<char> =
+        out.chars().filter(|&c| (c.is_control() && c != '\n') || franz::lifecycle::hidden(c)).collect();
+    assert!(raw.is_empty(), "printed {raw:?} raw:\n{out}");
+    let line = out.lines().find(|line| line.contains("rated")).unwrap_or_else(|| panic!("no rating: {out}"));
+    assert!(line.contains("2 of 5") && line.contains("too slow"), "the rating and its comment: {line}");
+    team.stop().await;
+}

@@ -313,6 +313,11 @@ fn print_ticket(answer: &Value, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "contact  {} ({})", text(&t["contact"]), text(&t["contact_id"]))?;
     writeln!(out, "origin   {}", text(&t["origin"]))?;
     writeln!(out, "created  {}", text(&t["created_at"]))?;
+    if t["rating"].is_object() {
+        let comment =
+            t["rating"]["comment"].as_str().map_or(String::new(), |_| format!(": {}", text(&t["rating"]["comment"])));
+        writeln!(out, "rating   {} of 5 ({}){comment}", text(&t["rating"]["rating"]), text(&t["rating"]["at"]))?;
+    }
     writeln!(out)?;
     for line in t["body"].as_str().unwrap_or_default().lines() {
         writeln!(out, "  | {}", visible(line))?;
@@ -347,6 +352,10 @@ fn describe(event: &Value) -> String {
         "label_removed" => format!("label {} removed", text(&event["label"])),
         "closed" => format!("closed: {}", text(&event["reason"])),
         "reopened" => "reopened".to_owned(),
+        "rated" => match event["comment"].as_str() {
+            Some(_) => format!("rated it {} of 5: {}", text(&event["rating"]), text(&event["comment"])),
+            None => format!("rated it {} of 5", text(&event["rating"])),
+        },
         "submitter_wrote" => {
             let mut line = format!("wrote (by {}): {}{}", via(&event["via"]), text(&event["body"]), files(event));
             if event["reopened"] == json!(true) {

@@ -3,9 +3,9 @@
 //!
 //! The token (`crate::feedback`) names the ticket and proves franz made it; the page shows the question and five
 //! choices, nothing of the ticket. Opening it changes nothing (a mail scanner or a link preview fetches it first);
-//! only the form's POST, from the page itself, rates, as the ticket's submitter, with a command id of its own per
-//! close, so the page rates once: a second send, or a second tab, has no second effect, and once a rating since the
-//! close is recorded the page only thanks. akte decides as for every rating (closed, within the window).
+//! only the form's POST, from the page itself, rates, as the ticket's submitter. Once a rating since the close is
+//! recorded the page only thanks, and a send repeated has the command id of the first (`command_id`), so it is one
+//! rating. akte decides as for every rating (closed, within the window).
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -64,14 +64,28 @@ pub(super) async fn rate(
     let Some(rating) = rating.trim().parse::<u8>().ok().filter(|r| (1..=5).contains(r)) else {
         return answer(StatusCode::BAD_REQUEST, "Pick a rating from 1 to 5, then send.");
     };
+    // A browser sends a textarea's line breaks as CRLF, and its `maxlength` counts each as one character: the
+    // comment as typed. One akte would refuse is refused here, with why, before anything is sent.
+    let comment = comment.map(|c| c.replace("\r\n", "\n").replace('\r', "\n")).filter(|c| !c.trim().is_empty());
+    if let Some(count) = comment.as_deref().map(|c| c.trim().chars().count())
+        && count > crate::lifecycle::RATING_COMMENT_MAX
+    {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Your comment has {count} characters; it may have at most {}. Shorten it, then send again.",
+                crate::lifecycle::RATING_COMMENT_MAX
+            ),
+        );
+    }
     let (Some(actor), Some(closed_at)) = (submitter(&ticket), ticket.closed_at.as_deref()) else {
         return answer(StatusCode::CONFLICT, "This ticket takes no rating from this page.");
     };
     let command = Command {
-        command_id: format!("feedback:{closed_at}"),
+        command_id: command_id(closed_at, rating, comment.as_deref()),
         ticket_id: ticket.id.clone(),
         actor,
-        action: Action::Rate { rating, comment: comment.filter(|c| !c.trim().is_empty()) },
+        action: Action::Rate { rating, comment },
     };
     match super::api::submit(&desk, &command).await.map(|event| event.change) {
         Ok(Change::Rated { .. }) => answer(StatusCode::OK, "Thank you: your rating was recorded."),
@@ -82,6 +96,16 @@ pub(super) async fn rate(
         }
         Err(error) => error.into(),
     }
+}
+
+/// The command id of a send from the page: of this close and this rating and comment, so that a send repeated (a
+/// double click, a reload that posts again) is one rating, while one that differs (after akte refused the first,
+/// say) is a command of its own and not the refused one's answer again.
+fn command_id(closed_at: &str, rating: u8, comment: Option<&str>) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{rating}\n{}", comment.unwrap_or_default()).as_bytes());
+    let tag: String = digest.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
+    format!("feedback:{closed_at}:{tag}")
 }
 
 fn answer(status: StatusCode, text: &str) -> Response {
@@ -124,4 +148,19 @@ fn submitter(ticket: &TicketState) -> Option<Actor> {
     let source = if ticket.origin == crate::schema::ORIGIN_EMAIL { ActorSource::Email } else { ActorSource::Discord };
     let name: String = ticket.contact.chars().take(crate::lifecycle::NAME_MAX).collect();
     Some(Actor { source, name, id: Some(id), staff: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_repeated_is_one_command_and_a_different_one_another() {
+        let at = "2026-12-08T01:00:00.000Z";
+        assert_eq!(command_id(at, 4, Some("ok")), command_id(at, 4, Some("ok")));
+        assert_ne!(command_id(at, 4, Some("ok")), command_id(at, 4, None));
+        assert_ne!(command_id(at, 4, None), command_id(at, 5, None));
+        assert_ne!(command_id(at, 4, None), command_id("2026-12-09T01:00:00.000Z", 4, None), "another close");
+        assert!(command_id(at, 4, Some(&"x".repeat(5000))).len() <= crate::lifecycle::NAME_MAX);
+    }
 }
