@@ -172,6 +172,10 @@ pub struct Discord {
     /// or is closed (with the reason). On by default; needs the ticket store (akte or the desk in this process).
     #[serde(deserialize_with = "parse::boolean")]
     pub notify_submitter: bool,
+    /// Whether the direct message that tells a submitter of the close carries the ticket's transcript as an HTML
+    /// file (the conversation without internal notes). Off by default.
+    #[serde(deserialize_with = "parse::boolean")]
+    pub transcript_on_close: bool,
     /// A channel (a numeric id) where the bot opens a private thread for each new ticket from Discord, adds the
     /// submitter, and carries the conversation there both ways. Needs the Message Content intent; without it the
     /// bot says so at start and uses direct messages. Unset: direct messages only.
@@ -686,6 +690,7 @@ impl Default for Discord {
             staff_channel_id: None,
             staff_role_id: None,
             notify_submitter: true,
+            transcript_on_close: false,
             ticket_threads: None,
         }
     }

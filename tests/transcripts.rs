@@ -125,3 +125,39 @@ async fn an_export_of_more_tickets_than_a_page_has_each_ticket_once_as_the_api_s
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no date"));
     team.stop().await;
 }
+
+/// #28: with `discord.transcript_on_close`, the direct message that tells a submitter of the close carries the
+/// ticket's transcript as an HTML file: the conversation, escaped, without the internal notes. Off, it carries none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_tickets_submitter_gets_its_transcript_as_a_file_in_discord_when_asked_for() {
+    use crate::kummerkasten_staff::{Team as Bot, direct_messages, from_the_desk, only_ticket, ponta, submit};
+    use franz::schema::lifecycle::Action;
+    let mut bot = Bot::start_with(1, |config| config.discord.transcript_on_close = true).await;
+    let (harness, discord) = (&bot.harness, &bot.discord);
+    submit(discord, "printer <script>alert(1)</script>").await;
+    let ticket = only_ticket(harness).await;
+    from_the_desk(harness, &ticket, 1, Action::Comment { body: "SECRET-NOTE-42".into(), internal: true, via: None })
+        .await;
+    from_the_desk(harness, &ticket, 2, Action::Close { reason: "toner replaced".into() }).await;
+    direct_messages(discord, &ponta(), 1).await;
+    let told = discord.direct_messages(&ponta()).remove(0);
+    assert_eq!(told.files.len(), 1, "one file: {:?}", told.body);
+    let file = &told.files[0];
+    assert!(file.filename.ends_with(".html"), "{}", file.filename);
+    let html = String::from_utf8(file.bytes.clone()).unwrap();
+    assert!(
+        html.contains("printer &lt;script&gt;alert(1)&lt;/script&gt;") && html.contains("toner replaced"),
+        "{html}"
+    );
+    assert!(!html.contains("SECRET-NOTE-42") && !html.contains("<script>alert"), "{html}");
+    assert_eq!(told.body["attachments"][0]["filename"], file.filename.as_str());
+    bot.down().await;
+
+    let mut quiet = Bot::start(1).await;
+    submit(&quiet.discord, "another").await;
+    let ticket = only_ticket(&quiet.harness).await;
+    from_the_desk(&quiet.harness, &ticket, 1, Action::Close { reason: "done".into() }).await;
+    direct_messages(&quiet.discord, &ponta(), 1).await;
+    assert!(quiet.discord.direct_messages(&ponta())[0].files.is_empty(), "off by default");
+    quiet.down().await;
+}

@@ -32,6 +32,7 @@
 
 mod gateway;
 pub mod limits;
+pub mod multipart;
 pub mod payloads;
 mod rest;
 #[cfg(test)]
@@ -367,6 +368,8 @@ pub struct ChannelMessage {
     pub body: Value,
     /// How many times it was edited.
     pub edits: u32,
+    /// The files it was posted with (`multipart/form-data`), in order.
+    pub files: Vec<multipart::File>,
 }
 
 /// What the REST and gateway tasks share with the handle.
@@ -518,6 +521,7 @@ impl FakeDiscord {
             channel_id: self.shared.options.channel_id,
             body: answered.body["data"].clone(),
             edits: 0,
+            files: Vec::new(),
         })
     }
 

@@ -67,8 +67,14 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     let query = request.uri().query().unwrap_or_default().to_owned();
     let authorization =
         request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type =
+        request.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let bytes = request.into_body().collect().await.map(|body| body.to_bytes()).unwrap_or_default();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    // A request with files: its JSON is the `payload_json` part.
+    let (body, files) = match crate::multipart::parse(&content_type, &bytes) {
+        Some((payload, files)) => (payload, files),
+        None => (serde_json::from_slice(&bytes).unwrap_or(Value::Null), Vec::new()),
+    };
     let (endpoint, ids) = classify(&method, &path, shared.options.application_id);
 
     let scripted = shared.state().scripts.get_mut(&endpoint).and_then(|script| script.pop_front());
@@ -85,8 +91,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         }
         None => None,
     };
+    let too_large = files.iter().map(|file| file.bytes.len()).sum::<usize>() > crate::multipart::FILES_MAX;
     let reply = reply.unwrap_or_else(|| match endpoint {
+        _ if too_large => Reply::error(413, 40005, "Request entity too large"),
         Endpoint::ChannelHistory => history(&shared, &ids, &query, authorization.as_deref()),
+        Endpoint::ChannelMessages if !files.is_empty() => posted_with(&shared, &method, &ids, &body, files),
         _ => answer(&shared, &method, endpoint, &ids, authorization.as_deref(), &body),
     });
 
@@ -114,6 +123,33 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         None => Bytes::new(),
     };
     Ok(response.body(Full::new(body)).unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// A message posted with files: posted as any other, then the files kept with it and named in its `attachments`.
+fn posted_with(
+    shared: &Shared,
+    method: &Method,
+    ids: &[String],
+    body: &Value,
+    files: Vec<crate::multipart::File>,
+) -> Reply {
+    let channel_id = ids.first().and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let mut body = body.clone();
+    body["attachments"] = crate::multipart::attachments(channel_id, &files);
+    let mut reply = channel_message(shared, method, Endpoint::ChannelMessages, ids, &body);
+    if reply.status == 200
+        && let Some(id) =
+            reply.body.as_ref().and_then(|message| message["id"].as_str()).and_then(|id| id.parse::<u64>().ok())
+    {
+        let mut state = shared.state();
+        if let Some(message) = state.messages.iter_mut().find(|m| m.id == id && m.files.is_empty()) {
+            message.files = files;
+        }
+        if let Some(message) = reply.body.as_mut() {
+            message["attachments"] = body["attachments"].clone();
+        }
+    }
+    reply
 }
 
 /// Which endpoint a request is for, and the ids and tokens in its path (after `/api[/vN]`).
@@ -321,7 +357,7 @@ fn channel_message(shared: &Shared, method: &Method, endpoint: Endpoint, ids: &[
             return Reply::json(200, message);
         }
         let id = payloads::snowflake();
-        state.messages.push(crate::ChannelMessage { id, channel_id, body: body.clone(), edits: 0 });
+        state.messages.push(crate::ChannelMessage { id, channel_id, body: body.clone(), edits: 0, files: Vec::new() });
         let message = state.message(options, channel_id, id).unwrap_or(Value::Null);
         let intent = if state.is_dm(channel_id) {
             Some(gateway::DIRECT_MESSAGES)

@@ -556,6 +556,7 @@ pub async fn plan(context: &super::Context<'_>) -> anyhow::Result<super::Plan> {
         errors_topic: config.topics.errors.clone(),
         refused: context.metrics.discord_refused.clone(),
         survey: config.satisfaction.ask.then(|| config.satisfaction.question.clone()),
+        transcript_on_close: config.discord.transcript_on_close,
     });
     if staff.as_ref().is_some_and(|staff| staff.cards.is_some()) {
         staff::cards::check_topic(&context.bootstrap, &config.topics.cards).await?;

@@ -79,6 +79,9 @@ impl Duty {
         }
     }
 }
+
+/// The largest transcript attached to a direct message: Discord takes 10 MiB of files from a bot.
+const TRANSCRIPT_MAX: usize = 10 << 20;
 /// How long a batch collects events after its first one: the edits of a busy card coalesce within it.
 const COALESCE: Duration = Duration::from_millis(300);
 /// The most events in one batch.
@@ -519,29 +522,58 @@ impl Poster {
                 .record(notify::delivery(notice, false, Some(format!("{closed} (asked within the hour)")), None))
                 .await;
         }
-        let delivery =
-            match notify::send(&self.http, user, &notify::messages(notice, &state, self.settings.survey.as_deref()))
-                .await
-            {
-                Ok(Sent::Delivered(message)) => notify::delivery(notice, true, None, Some(message)),
-                Ok(Sent::Refused) => {
-                    self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
-                    tracing::info!(
-                        ticket,
-                        user,
-                        "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
+        let files = self.transcript_for(notice, &state).await;
+        let messages = notify::messages(notice, &state, self.settings.survey.as_deref());
+        let delivery = match notify::send_with(&self.http, user, &messages, &files).await {
+            Ok(Sent::Delivered(message)) => notify::delivery(notice, true, None, Some(message)),
+            Ok(Sent::Refused) => {
+                self.refused.lock().unwrap_or_else(|p| p.into_inner()).insert(user, Instant::now());
+                tracing::info!(
+                    ticket,
+                    user,
+                    "the submitter accepts no direct messages from the bot (Discord code 50007); not told, and not \
                      asked again for {REFUSAL_MEMORY:?}"
-                    );
-                    notify::delivery(notice, false, Some(closed.to_owned()), None)
-                }
-                Ok(Sent::Dropped(why)) => {
-                    let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
-                    self.refused_for_good(REFUSED_DIRECT_MESSAGE, ticket, problem).await;
-                    notify::delivery(notice, false, Some(format!("Discord refused it: {why}")), None)
-                }
-                Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
-            };
+                );
+                notify::delivery(notice, false, Some(closed.to_owned()), None)
+            }
+            Ok(Sent::Dropped(why)) => {
+                let problem = format!("Discord refused the message to the submitter of {ticket} for good: {why}");
+                self.refused_for_good(REFUSED_DIRECT_MESSAGE, ticket, problem).await;
+                notify::delivery(notice, false, Some(format!("Discord refused it: {why}")), None)
+            }
+            Err(error) => return Err(anyhow::anyhow!("{}", connect::describe(&error))),
+        };
         self.record(delivery).await
+    }
+
+    /// The transcript to attach to the direct message about `notice`: the ticket's conversation as an HTML file,
+    /// when the notice is a close and `discord.transcript_on_close` is on, and it fits Discord's limit on files.
+    async fn transcript_for(&self, notice: &Notice, state: &TicketState) -> Vec<serenity::CreateAttachment> {
+        if !self.settings.transcript_on_close || !matches!(notice.what, What::Closed { .. }) {
+            return Vec::new();
+        }
+        let (store, ticket) = (self.settings.store.clone(), state.clone());
+        let written = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let history = query::history(&*store.reader()?, &ticket.id)?;
+            Ok(crate::transcript::html(&ticket, &history))
+        })
+        .await;
+        match written {
+            Ok(Ok(html)) if html.len() <= TRANSCRIPT_MAX => {
+                let name = crate::transcript::file_name(state, "html");
+                vec![serenity::CreateAttachment::bytes(html.into_bytes(), name)]
+            }
+            Ok(Ok(html)) => {
+                let bytes = html.len();
+                tracing::warn!(ticket = %state.id, bytes, "the transcript is over Discord's limit on files; the close is told without it");
+                Vec::new()
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(ticket = %state.id, "the transcript could not be written; the close is told without it: {error:#}");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Opens the ticket's thread and records it (a refusal for good is recorded too, and the ticket goes on by

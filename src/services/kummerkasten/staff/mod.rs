@@ -48,6 +48,8 @@ pub struct Settings {
     pub troubles: crate::troubles::Troubles,
     /// The topic where what Discord refused for good is published (the desk's problems page, absturz).
     pub errors_topic: String,
+    /// Whether the direct message about a close carries the ticket's transcript as a file.
+    pub transcript_on_close: bool,
     /// The satisfaction question a close message ends with, above its five buttons, when submitters are asked.
     pub survey: Option<String>,
     /// Counts what Discord refused for good (`franz_discord_refused_total`).

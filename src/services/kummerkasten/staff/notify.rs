@@ -229,6 +229,16 @@ pub enum Sent {
 /// error is one worth retrying: the network, a timeout, a rate limit or a server error (the nonces make a retry
 /// send nothing twice).
 pub async fn send(http: &serenity::Http, user_id: u64, bodies: &[Value]) -> Result<Sent, serenity::Error> {
+    send_with(http, user_id, bodies, &[]).await
+}
+
+/// [`send`], with `files` attached to the first message.
+pub async fn send_with(
+    http: &serenity::Http,
+    user_id: u64,
+    bodies: &[Value],
+    files: &[serenity::CreateAttachment],
+) -> Result<Sent, serenity::Error> {
     let outcome = async {
         let channel = http.create_private_channel(&json!({"recipient_id": user_id.to_string()})).await?;
         let mut first: Option<serenity::Message> = None;
@@ -237,7 +247,8 @@ pub async fn send(http: &serenity::Http, user_id: u64, bodies: &[Value]) -> Resu
             if let Some(first) = &first {
                 body["message_reference"] = json!({"message_id": first.id.to_string(), "fail_if_not_exists": false});
             }
-            let sent = http.send_message(channel.id, Vec::new(), &body).await?;
+            let attached = if first.is_none() { files.to_vec() } else { Vec::new() };
+            let sent = http.send_message(channel.id, attached, &body).await?;
             first.get_or_insert(sent);
         }
         first.ok_or_else(|| serenity::Error::Other("no message to send"))
