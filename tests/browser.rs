@@ -340,3 +340,52 @@ async fn a_transcript_opened_from_a_disk_runs_no_script_and_loads_nothing() {
     browser.close().await.unwrap();
     team.stop().await;
 }
+
+/// #28: a closed ticket's submitter rates it on the feedback page in a browser without signing in; the page takes
+/// one rating, and the hostile comment runs no script, neither there nor on the team's numbers page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_feedback_page_rates_once_without_signing_in_and_a_hostile_comment_runs_no_script() {
+    let team = Team::start().await;
+    let ticket = franz::schema::Ticket {
+        contact: "kim@example.com".into(),
+        contact_id: Some("kim@example.com".into()),
+        origin: franz::schema::ORIGIN_EMAIL.into(),
+        guild_id: None,
+        channel_id: None,
+        ..crate::web::discord_ticket("rated-in-browser", "my invoice")
+    };
+    team.publish(&[ticket]).await;
+    let bo = team.sign_in("bo").await;
+    let fields = [("action", "close"), ("reason", "refunded"), ("csrf", bo.csrf.as_str())];
+    assert_eq!(team.act("rated-in-browser", &bo.cookie, &fields, &[("origin", &team.url)]).await.status(), 303);
+    let token = franz::feedback::Key::in_dir(&team.data.path().join("desk")).unwrap().token("rated-in-browser");
+    let link = format!("{}/feedback/{token}", team.url);
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    browser.goto(&link).await.unwrap();
+    eventually(&browser, "the feedback form", "return !!document.querySelector('form.feedback');").await;
+    browser.find(Locator::Css("input[name=rating][value='4']")).await.unwrap().click().await.unwrap();
+    let hostile = "<img src=x onerror=\"window.pwned='feedback'\"><script>window.pwned='script'</script>";
+    browser.find(Locator::Css("textarea[name=comment]")).await.unwrap().send_keys(hostile).await.unwrap();
+    browser.find(Locator::Css("form.feedback button")).await.unwrap().click().await.unwrap();
+    shows(&browser, "main", "Thank you: your rating was recorded.").await;
+    browser.goto(&link).await.unwrap();
+    shows(&browser, "main", "Thank you: your rating was recorded.").await;
+    let form = browser.execute("return !!document.querySelector('form.feedback');", vec![]).await.unwrap();
+    assert_eq!(form, Value::Bool(false), "once rated, the page offers no second rating");
+
+    sign_in(&browser, &team.link("ana")).await;
+    browser.goto(&format!("{}/stats", team.url)).await.unwrap();
+    shows(&browser, "#satisfaction", "<img src=x onerror=").await;
+    eventually(&browser, "the page to finish loading", "return document.readyState === 'complete';").await;
+    let pwned =
+        browser.execute("return window.pwned === undefined ? null : String(window.pwned);", vec![]).await.unwrap();
+    assert_eq!(pwned, Value::Null, "no script from the comment ran");
+    let injected = browser
+        .execute("return document.querySelectorAll('#satisfaction img, #satisfaction script').length;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0), "the comment made no elements");
+    browser.close().await.unwrap();
+    team.stop().await;
+}
