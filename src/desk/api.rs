@@ -502,7 +502,8 @@ async fn command(
         Some(_) => return Err(ApiError::new(StatusCode::BAD_REQUEST, "command_id has 1 to 64 characters")),
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let action = match &request.saved {
+    // A blank name is no saved reply, as in the reply form (a client may send the key always).
+    let action = match request.saved.as_deref().map(str::trim).filter(|saved| !saved.is_empty()) {
         Some(saved) => super::saved::with_saved(&desk, &id, saved, &actor.person().display(), request.action).await?,
         None => request.action,
     };

@@ -128,11 +128,29 @@ pub async fn with_saved(
 ) -> Result<Action, ApiError> {
     let text = filled(desk, ticket_id, saved, agent).await?;
     let both = || ApiError::new(StatusCode::BAD_REQUEST, "send a saved reply or a text of your own, not both");
+    // Filled, a saved reply can be longer than it was saved (a long name, a long id): refused here, with why,
+    // before anything is sent (akte would refuse it too, on the ticket's history and under the command's id).
+    let fits = |what: &str, max: usize| {
+        let count = text.trim().chars().count();
+        if count <= max {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the saved reply {saved:?}, filled for this ticket, has {count} characters; {what} has at most {max}"
+            ),
+        ))
+    };
     match action {
         Action::Comment { body, internal, via } if body.trim().is_empty() => {
+            fits("a comment", crate::lifecycle::COMMENT_MAX)?;
             Ok(Action::Comment { body: text, internal, via })
         }
-        Action::Close { reason } if reason.trim().is_empty() => Ok(Action::Close { reason: text }),
+        Action::Close { reason } if reason.trim().is_empty() => {
+            fits("a close reason", crate::lifecycle::REASON_MAX)?;
+            Ok(Action::Close { reason: text })
+        }
         Action::Comment { .. } | Action::Close { .. } => Err(both()),
         _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "a saved reply is the text of a comment or a close reason")),
     }

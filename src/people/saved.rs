@@ -72,8 +72,10 @@ pub fn check_name(name: &str) -> anyhow::Result<String> {
     crate::lifecycle::name("a saved reply's name", name).map_err(anyhow::Error::msg)
 }
 
-/// A saved reply's text: 1 to `COMMENT_MAX` characters once trimmed (what a reply may have).
+/// A saved reply's text: 1 to `COMMENT_MAX` characters once trimmed (what a reply may have), its line breaks as
+/// typed: a browser sends a textarea's as CRLF, and its `maxlength` counts each as one character.
 fn check_body(body: &str) -> anyhow::Result<String> {
+    let body = body.replace("\r\n", "\n").replace('\r', "\n");
     let body = body.trim();
     let count = body.chars().count();
     if count == 0 || count > crate::lifecycle::COMMENT_MAX {
@@ -94,10 +96,11 @@ impl Staff {
     /// The saved reply `name` (whatever its case).
     pub fn saved_reply(&self, name: &str) -> anyhow::Result<Option<SavedReply>> {
         let conn = self.lock();
+        let Some(name) = stored_name(&conn, name)? else { return Ok(None) };
         let found = conn
             .query_row(
                 "SELECT name, body, updated, updated_by FROM saved_replies WHERE name = ?1",
-                [name.trim()],
+                [name],
                 reply_from_row,
             )
             .optional()?;
@@ -110,11 +113,11 @@ impl Staff {
         let (name, body) = (check_name(name)?, check_body(body)?);
         let conn = self.lock();
         let now = crate::schema::now_rfc3339();
-        let changed = conn.execute(
-            "UPDATE saved_replies SET body = ?2, updated = ?3, updated_by = ?4 WHERE name = ?1",
-            params![name, body, now, by],
-        )?;
-        if changed == 1 {
+        if let Some(stored) = stored_name(&conn, &name)? {
+            conn.execute(
+                "UPDATE saved_replies SET body = ?2, updated = ?3, updated_by = ?4 WHERE name = ?1",
+                params![stored, body, now, by],
+            )?;
             return Ok(false);
         }
         let count: i64 = conn.query_row("SELECT count(*) FROM saved_replies", [], |row| row.get(0))?;
@@ -130,8 +133,30 @@ impl Staff {
 
     /// Deletes the saved reply `name`; `false` when there was none.
     pub fn delete_reply(&self, name: &str) -> anyhow::Result<bool> {
-        Ok(self.lock().execute("DELETE FROM saved_replies WHERE name = ?1", [name.trim()])? == 1)
+        let conn = self.lock();
+        let Some(name) = stored_name(&conn, name)? else { return Ok(false) };
+        Ok(conn.execute("DELETE FROM saved_replies WHERE name = ?1", [name])? == 1)
     }
+}
+
+/// A name or text as compared whatever its case: SQLite's NOCASE folds only ASCII ("Ärger" and "ärger" are two
+/// names to it), so the comparison is made here, over a list of at most [`SAVED_MAX`].
+fn folded(text: &str) -> String {
+    text.to_lowercase()
+}
+
+/// The name `name` is kept under, whatever its case.
+fn stored_name(conn: &Connection, name: &str) -> anyhow::Result<Option<String>> {
+    let wanted = folded(name.trim());
+    let mut statement = conn.prepare("SELECT name FROM saved_replies")?;
+    let names = statement.query_map([], |row| row.get::<_, String>(0))?;
+    for stored in names {
+        let stored = stored?;
+        if folded(&stored) == wanted {
+            return Ok(Some(stored));
+        }
+    }
+    Ok(None)
 }
 
 /// The saved replies of the staff list in `desk_dir`, read without changing anything (the bot's Close form): none
@@ -155,14 +180,21 @@ pub fn saved_replies_in(desk_dir: &Path) -> anyhow::Result<Vec<SavedReply>> {
     replies_of(&conn, "").with_context(|| format!("cannot read the saved replies of {}", path.display()))
 }
 
+/// The saved replies whose name or text contains `search` whatever its case (all for an empty one), by name. The
+/// search is made here, not with SQLite's LIKE: that folds only ASCII, and refuses a pattern over 50,000 bytes.
 fn replies_of(conn: &Connection, search: &str) -> anyhow::Result<Vec<SavedReply>> {
-    let pattern = format!("%{}%", search.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-    let mut statement = conn.prepare(
-        "SELECT name, body, updated, updated_by FROM saved_replies
-         WHERE name LIKE ?1 ESCAPE '\\' OR body LIKE ?1 ESCAPE '\\' ORDER BY name COLLATE NOCASE",
-    )?;
-    let rows = statement.query_map([pattern], reply_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let search = folded(search.trim());
+    let mut statement = conn.prepare("SELECT name, body, updated, updated_by FROM saved_replies")?;
+    let rows = statement.query_map([], reply_from_row)?;
+    let mut replies = Vec::new();
+    for reply in rows {
+        let reply = reply?;
+        if search.is_empty() || folded(&reply.name).contains(&search) || folded(&reply.body).contains(&search) {
+            replies.push(reply);
+        }
+    }
+    replies.sort_by_cached_key(|reply| (folded(&reply.name), reply.name.clone()));
+    Ok(replies)
 }
 
 fn reply_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SavedReply> {

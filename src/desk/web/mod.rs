@@ -576,16 +576,15 @@ pub fn path_segment(id: &str) -> String {
 
 /// The action a ticket page form asks for.
 fn action_from(form: &HashMap<String, String>) -> Result<Action, String> {
-    let field = |name: &str| form.get(name).map(|v| v.trim().to_owned()).unwrap_or_default();
+    // A browser sends a textarea's line breaks as CRLF, and its `maxlength` counts each as one character: a text as
+    // typed (a saved reply picked into the box among them) is a text akte takes.
+    let typed = |name: &str| form.get(name).map(|v| v.replace("\r\n", "\n").replace('\r', "\n")).unwrap_or_default();
+    let field = |name: &str| typed(name).trim().to_owned();
     Ok(match form.get("action").map(String::as_str).unwrap_or_default() {
         "claim" => Action::Claim,
         "unclaim" => Action::Unclaim,
         "assign" => Action::Assign { to: field("to") },
-        "comment" => Action::Comment {
-            body: form.get("body").cloned().unwrap_or_default(),
-            internal: form.get("internal").is_some(),
-            via: None,
-        },
+        "comment" => Action::Comment { body: typed("body"), internal: form.get("internal").is_some(), via: None },
         "set_priority" => Action::SetPriority {
             priority: Priority::parse(&field("priority")).ok_or("priority is low, normal, high or urgent")?,
         },
