@@ -410,17 +410,24 @@ fn teams_of(conn: &Connection) -> anyhow::Result<Vec<Team>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The teams of the staff list in `desk_dir`, read without changing anything, for the bot: where each team's cards
-/// go and what `/ticket` offers. No staff list there (or one from before teams had a place in Discord, until the
-/// desk opens it) means no team has one.
-pub fn teams_in(desk_dir: &Path) -> anyhow::Result<Vec<Team>> {
+/// The staff list in `desk_dir` opened for reading only, and where it is: the bot reads it, and must neither create
+/// one nor hold one open; `None` when there is none.
+fn read_only(desk_dir: &Path) -> anyhow::Result<Option<(Connection, PathBuf)>> {
     let path = desk_dir.join("staff.sqlite");
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .with_context(|| format!("cannot read the staff list {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(Some((conn, path)))
+}
+
+/// The teams of the staff list in `desk_dir`, read without changing anything, for the bot: where each team's cards
+/// go and what `/ticket` offers. No staff list there (or one from before teams had a place in Discord, until the
+/// desk opens it) means no team has one.
+pub fn teams_in(desk_dir: &Path) -> anyhow::Result<Vec<Team>> {
+    let Some((conn, path)) = read_only(desk_dir)? else { return Ok(Vec::new()) };
     let read = || -> anyhow::Result<Vec<Team>> {
         for column in TEAM_COLUMNS {
             if !has_column(&conn, "teams", column)? {
@@ -436,25 +443,14 @@ pub fn teams_in(desk_dir: &Path) -> anyhow::Result<Vec<Team>> {
 /// this for every press, and must neither create a staff list nor hold one open. No staff list there means nothing
 /// was ever linked (with the desk in another data dir, links made there do not reach this bot: see README).
 pub fn discord_account_in(desk_dir: &Path, user_id: u64) -> anyhow::Result<DiscordAccount> {
-    let path = desk_dir.join("staff.sqlite");
-    if !path.exists() {
-        return Ok(DiscordAccount::RoleDecides);
-    }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot read the staff list {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let Some((conn, path)) = read_only(desk_dir)? else { return Ok(DiscordAccount::RoleDecides) };
     account_of(&conn, user_id).with_context(|| format!("cannot read the staff list {}", path.display()))
 }
 
 /// How many Discord accounts the staff list in `desk_dir` links, and whether links are required: `None` when there
 /// is no staff list there. For the bot's line in the ready table.
 pub fn discord_links_in(desk_dir: &Path) -> anyhow::Result<Option<(u64, bool)>> {
-    let path = desk_dir.join("staff.sqlite");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let Some((conn, _)) = read_only(desk_dir)? else { return Ok(None) };
     let linked: i64 =
         conn.query_row("SELECT count(*) FROM discord JOIN staff ON staff.name = discord.name", [], |row| row.get(0))?;
     Ok(Some((linked as u64, links_required(&conn)?)))

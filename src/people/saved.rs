@@ -162,13 +162,7 @@ fn stored_name(conn: &Connection, name: &str) -> anyhow::Result<Option<String>> 
 /// The saved replies of the staff list in `desk_dir`, read without changing anything (the bot's Close form): none
 /// without a staff list, or one from before saved replies.
 pub fn saved_replies_in(desk_dir: &Path) -> anyhow::Result<Vec<SavedReply>> {
-    let path = desk_dir.join("staff.sqlite");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("cannot read the staff list {}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let Some((conn, path)) = super::read_only(desk_dir)? else { return Ok(Vec::new()) };
     let exists: bool = conn
         .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'saved_replies'", [], |row| {
             row.get::<_, i64>(0)
