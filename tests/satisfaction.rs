@@ -17,7 +17,13 @@ fn rating_button(message: &fake_discord::ChannelMessage, label: &str) -> String 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_submitter_rates_a_closed_ticket_in_discord_with_a_comment_and_may_change_it_within_the_window_only() {
     let clock = Clock::manual(chrono::Utc::now());
-    let mut team = Team::start_with(1, |config| config.clock = clock.clone()).await;
+    let mut team = Team::start_with(1, |config| {
+        config.clock = clock.clone();
+        // The desk too, whose numbers and /metrics show the ratings (the "done when").
+        config.services.push(franz::config::Service::Desk);
+        config.desk = franz::config::Desk { listen: "127.0.0.1:0".parse().unwrap(), public_url: None };
+    })
+    .await;
     let (harness, discord) = (&team.harness, &team.discord);
     let posted = submit(discord, "printer on fire").await;
     let ticket = only_ticket(harness).await;
@@ -60,6 +66,31 @@ async fn a_submitter_rates_a_closed_ticket_in_discord_with_a_comment_and_may_cha
     answer(discord, &again, Endpoint::Callback).await;
     let rated = events_of(harness, "rated", 3).await;
     assert_eq!(rated[2]["rating"], json!(2));
+
+    // The numbers show the rating and its comment; /metrics counts every rating akte recorded.
+    let desk = format!("http://{}", team.running.as_ref().unwrap().desk.expect("the desk runs"));
+    let token = franz::people::Staff::open(&franz::people::dir(&team.config)).unwrap().add("reader").unwrap().0;
+    let http = reqwest::Client::new();
+    let stats = || async {
+        let answer = http.get(format!("{desk}/api/stats")).bearer_auth(&token).send().await.unwrap();
+        answer.json::<serde_json::Value>().await.unwrap()
+    };
+    wait_until("the numbers show the rating", || async {
+        stats().await["satisfaction_by_week"].as_array().unwrap().iter().any(|week| week["counts"][1] == 1)
+    })
+    .await;
+    let numbers = stats().await;
+    assert_eq!(
+        numbers["rating_comments"].as_array().map(Vec::len),
+        Some(0),
+        "the last rating has no comment: {numbers}"
+    );
+    let metrics = http.get(format!("{desk}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("franz_ratings_total{rating=\"4\"} 2")
+            && metrics.contains("franz_ratings_total{rating=\"2\"} 1"),
+        "{metrics}"
+    );
 
     // After the window: refused with why, and nothing is sent to akte.
     clock.advance(chrono::Duration::days(7) + chrono::Duration::seconds(1));

@@ -12,6 +12,7 @@ pub mod export;
 mod listener;
 pub mod numbers;
 pub mod problems;
+mod request;
 pub mod saved;
 mod tally;
 pub mod web;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Desk;
-use super::api::{ApiError, Caller, read};
+use super::request::{ApiError, Caller};
 use crate::people::saved::{Placeholders, SavedReply, fill};
 use crate::schema::lifecycle::Action;
 use crate::store::query;
@@ -112,7 +112,12 @@ pub async fn filled(desk: &Shared, ticket_id: &str, name: &str, agent: &str) -> 
     let reply: Option<SavedReply> = staff(desk, move |desk| desk.staff.saved_reply(&lookup)).await?;
     let reply = reply.ok_or_else(|| no_reply(&wanted))?;
     let id = ticket_id.to_owned();
-    let ticket = read(desk, move |conn| query::ticket(conn, &id).map_err(ApiError::internal)).await?;
+    let store = desk.store.clone();
+    let ticket =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> { Ok(query::ticket(&*store.reader()?, &id)?) })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
     let contact = ticket.as_ref().map_or("", |ticket| ticket.contact.as_str());
     Ok(fill(&reply.body, Placeholders { contact, ticket: ticket_id, agent }))
 }
