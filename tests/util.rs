@@ -112,7 +112,20 @@ impl Harness {
         let Harness { broker, _data, bootstrap, topics, partitions, _deadline } = self;
         let address = broker.address();
         broker.stop().await;
+        // The address is held while the broker is down, every connection closed at once: a broker of a test running
+        // beside this one, listening on a port the system picks, could otherwise be given this one, and this test's
+        // clients would reach another cluster (seen in a fresh-clone CI run: a ticket "published" while down).
+        let held = tokio::net::TcpListener::bind(address).await.expect("the stopped broker's address is free");
+        let holding = tokio::spawn(async move {
+            loop {
+                if let Ok((connection, _)) = held.accept().await {
+                    drop(connection);
+                }
+            }
+        });
         let output = while_down.await;
+        holding.abort();
+        let _ = holding.await;
         let settings = Settings::new(address, _data.path().to_path_buf());
         let broker = EmbeddedBroker::start(settings).await.expect("the broker starts again on its address");
         (Harness { broker, _data, bootstrap, topics, partitions, _deadline }, output)
