@@ -175,39 +175,30 @@ pub fn saved_replies(
 /// The public feedback page of a closed ticket (`/feedback/TOKEN`): the question, five choices and an optional
 /// comment; nothing about the ticket. Its form posts back to the same address.
 pub fn feedback(question: &str, token: &str) -> Markup {
-    layout(
-        "Your feedback",
-        None,
-        None,
-        html! {
-            h1 { "Your feedback" }
-            form.feedback method="post" action={ "/feedback/" (token) } {
-                fieldset {
-                    legend { (question) }
-                    @for (rating, word) in [(1, "bad"), (2, "poor"), (3, "fair"), (4, "good"), (5, "great")] {
-                        label { input type="radio" name="rating" value=(rating) required; " " (rating) " (" (word) ")" }
-                    }
+    feedback_layout(html! {
+        form.feedback method="post" action={ "/feedback/" (token) } {
+            fieldset {
+                legend { (question) }
+                @for (rating, word) in [(1, "bad"), (2, "poor"), (3, "fair"), (4, "good"), (5, "great")] {
+                    label { input type="radio" name="rating" value=(rating) required; " " (rating) " (" (word) ")" }
                 }
-                label for="comment" { "Anything to add? (optional)" }
-                textarea #comment name="comment" rows="4" maxlength=(crate::lifecycle::RATING_COMMENT_MAX) {}
-                button type="submit" { "Send" }
             }
-            p.note { "You can rate once from this page." }
-        },
-    )
+            label for="comment" { "Anything to add? (optional)" }
+            textarea #comment name="comment" rows="4" maxlength=(crate::lifecycle::RATING_COMMENT_MAX) {}
+            button type="submit" { "Send" }
+        }
+        p.note { "You can rate once from this page." }
+    })
 }
 
 /// What the feedback page says instead of its form, or once it was sent: thanks, or why it takes no rating.
 pub fn feedback_said(text: &str) -> Markup {
-    layout(
-        "Your feedback",
-        None,
-        None,
-        html! {
-            h1 { "Your feedback" }
-            p role="status" { (text) }
-        },
-    )
+    feedback_layout(html! { p role="status" { (text) } })
+}
+
+/// The feedback page's frame: no session, so no navigation.
+fn feedback_layout(content: Markup) -> Markup {
+    layout("Your feedback", None, None, html! { h1 { "Your feedback" } (content) })
 }
 
 /// What time it is at the desk, and the team's working hours when it set service levels: what the board and a
